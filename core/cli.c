@@ -1,0 +1,228 @@
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_LOCK_TIMEOUT_MS 10000L
+
+enum opt_flag {
+	O_MODE = 1 << 0,
+	O_PROFILE = 1 << 1,
+	O_DRY_RUN = 1 << 2,
+	O_FORCE = 1 << 3,
+	O_ACCEPT = 1 << 4
+};
+
+struct command_spec {
+	const char *name;
+	unsigned opts;
+	int min_args, max_args;
+	const char *synopsis;
+};
+
+static const struct command_spec commands[] = {
+	{ "plugins", 0, 0, 0, "plugins" },
+	{ "status", O_PROFILE, 0, MM_MAX_ARGS, "status [DOMAIN...] [--profile P]" },
+	{ "setup", O_MODE | O_PROFILE | O_DRY_RUN | O_ACCEPT, 1, 1,
+	  "setup DOMAIN --mode M [--profile P] [--dry-run] [--accept-conflicts]" },
+	{ "verify", 0, 1, 1, "verify DOMAIN" },
+	{ "teardown", O_DRY_RUN | O_FORCE, 1, 1, "teardown DOMAIN [--dry-run] [--force]" },
+	{ "adopt", O_MODE | O_PROFILE, 1, 1, "adopt DOMAIN --mode M [--profile P]" },
+	{ "log", 0, 0, 1, "log [DOMAIN]" },
+	{ NULL, 0, 0, 0, NULL }
+};
+
+void mm_cli_usage(FILE *f)
+{
+	size_t i;
+
+	fputs("usage: mailmode [--config FILE] [--state FILE] [--plugin-dir DIR] [--json]\n"
+	      "                [--lock-timeout DUR] [-v|-q] COMMAND [ARGS]\n\ncommands:\n", f);
+	for (i = 0; commands[i].name; i++)
+		fprintf(f, "  mailmode %s\n", commands[i].synopsis);
+	fputs("\nexit codes: 0 ok, 1 error, 2 usage, 3 verification failed,\n"
+	      "            4 refused by the one-mode invariant or a conflict\n"
+	      "See mailmode(1).\n", f);
+}
+
+/* "90", "90s", "15m", "2h", "500ms" -> milliseconds. */
+static int parse_duration(const char *s, long *ms)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+
+	if (end == s || v < 0)
+		return -1;
+	if (*end == '\0' || strcmp(end, "s") == 0)
+		*ms = v * 1000;
+	else if (strcmp(end, "ms") == 0)
+		*ms = v;
+	else if (strcmp(end, "m") == 0)
+		*ms = v * 60000;
+	else if (strcmp(end, "h") == 0)
+		*ms = v * 3600000;
+	else
+		return -1;
+	return 0;
+}
+
+static const struct command_spec *find_command(const char *name)
+{
+	size_t i;
+
+	for (i = 0; commands[i].name; i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+/* Matches "--name VALUE" and "--name=VALUE"; advances *i past the value. */
+static int take_value(const char *name, int argc, char **argv, int *i, const char **value,
+                      char *err)
+{
+	size_t len = strlen(name);
+	const char *arg = argv[*i];
+
+	if (strncmp(arg, name, len) != 0)
+		return 0;
+	if (arg[len] == '=') {
+		*value = arg + len + 1;
+		return 1;
+	}
+	if (arg[len] != '\0')
+		return 0;
+	if (*i + 1 >= argc) {
+		snprintf(err, MM_ERR_MAX, "option %s needs a value", name);
+		return -1;
+	}
+	*value = argv[++*i];
+	return 1;
+}
+
+struct value_opt {
+	const char *name;
+	unsigned flag;           /* 0: global */
+	size_t offset;           /* into struct mm_args */
+};
+
+static const struct value_opt value_opts[] = {
+	{ "--config", 0, offsetof(struct mm_args, config_path) },
+	{ "--state", 0, offsetof(struct mm_args, state_path) },
+	{ "--plugin-dir", 0, offsetof(struct mm_args, plugin_dir) },
+	{ "--mode", O_MODE, offsetof(struct mm_args, mode) },
+	{ "--profile", O_PROFILE, offsetof(struct mm_args, profile) },
+};
+
+struct flag_opt {
+	const char *name;
+	unsigned flag;
+	size_t offset;
+	int value;
+};
+
+static const struct flag_opt flag_opts[] = {
+	{ "--json", 0, offsetof(struct mm_args, json), 1 },
+	{ "--verbose", 0, offsetof(struct mm_args, verbosity), 1 },
+	{ "-v", 0, offsetof(struct mm_args, verbosity), 1 },
+	{ "--quiet", 0, offsetof(struct mm_args, verbosity), -1 },
+	{ "-q", 0, offsetof(struct mm_args, verbosity), -1 },
+	{ "--help", 0, offsetof(struct mm_args, help), 1 },
+	{ "-h", 0, offsetof(struct mm_args, help), 1 },
+	{ "--version", 0, offsetof(struct mm_args, version), 1 },
+	{ "--dry-run", O_DRY_RUN, offsetof(struct mm_args, dry_run), 1 },
+	{ "--force", O_FORCE, offsetof(struct mm_args, force), 1 },
+	{ "--accept-conflicts", O_ACCEPT, offsetof(struct mm_args, accept_conflicts), 1 },
+};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+int mm_cli_parse(struct mm_args *args, int argc, char **argv, char *err)
+{
+	unsigned seen = 0;
+	const struct command_spec *spec = NULL;
+	int i, only_positional = 0;
+	size_t k;
+
+	memset(args, 0, sizeof(*args));
+	args->lock_timeout_ms = DEFAULT_LOCK_TIMEOUT_MS;
+	for (i = 1; i < argc; i++) {
+		const char *arg = argv[i], *value = NULL;
+		int matched = 0, r;
+
+		if (only_positional || arg[0] != '-' || strcmp(arg, "-") == 0) {
+			if (!args->command)
+				args->command = arg;
+			else if (args->npositional < MM_MAX_ARGS)
+				args->positional[args->npositional++] = arg;
+			else {
+				snprintf(err, MM_ERR_MAX, "too many arguments");
+				return MM_USAGE;
+			}
+			continue;
+		}
+		if (strcmp(arg, "--") == 0) {
+			only_positional = 1;
+			continue;
+		}
+		for (k = 0; k < COUNT(value_opts) && !matched; k++) {
+			r = take_value(value_opts[k].name, argc, argv, &i, &value, err);
+			if (r < 0)
+				return MM_USAGE;
+			if (r > 0) {
+				*(const char **)((char *)args + value_opts[k].offset) = value;
+				seen |= value_opts[k].flag;
+				matched = 1;
+			}
+		}
+		if (!matched) {
+			r = take_value("--lock-timeout", argc, argv, &i, &value, err);
+			if (r < 0)
+				return MM_USAGE;
+			if (r > 0) {
+				if (parse_duration(value, &args->lock_timeout_ms) != 0) {
+					snprintf(err, MM_ERR_MAX,
+					         "--lock-timeout '%s': not a duration (e.g. 30s, 2m)", value);
+					return MM_USAGE;
+				}
+				matched = 1;
+			}
+		}
+		for (k = 0; k < COUNT(flag_opts) && !matched; k++) {
+			if (strcmp(arg, flag_opts[k].name) == 0) {
+				*(int *)((char *)args + flag_opts[k].offset) = flag_opts[k].value;
+				seen |= flag_opts[k].flag;
+				matched = 1;
+			}
+		}
+		if (!matched) {
+			snprintf(err, MM_ERR_MAX, "unknown option '%s' (see mailmode --help)", arg);
+			return MM_USAGE;
+		}
+	}
+	if (args->help || args->version)
+		return MM_OK;
+	if (!args->command) {
+		snprintf(err, MM_ERR_MAX, "no command given (see mailmode --help)");
+		return MM_USAGE;
+	}
+	spec = find_command(args->command);
+	if (!spec) {
+		snprintf(err, MM_ERR_MAX, "unknown command '%s' (see mailmode --help)", args->command);
+		return MM_USAGE;
+	}
+	if (seen & ~spec->opts) {
+		snprintf(err, MM_ERR_MAX, "an option given is not valid for '%s': usage: mailmode %s",
+		         spec->name, spec->synopsis);
+		return MM_USAGE;
+	}
+	if (args->npositional < spec->min_args || args->npositional > spec->max_args) {
+		snprintf(err, MM_ERR_MAX, "usage: mailmode %s", spec->synopsis);
+		return MM_USAGE;
+	}
+	if ((spec->opts & O_MODE) && !args->mode) {
+		snprintf(err, MM_ERR_MAX, "'%s' needs --mode: usage: mailmode %s", spec->name,
+		         spec->synopsis);
+		return MM_USAGE;
+	}
+	return MM_OK;
+}

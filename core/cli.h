@@ -1,0 +1,79 @@
+#ifndef MM_CLI_H
+#define MM_CLI_H
+
+#include "config.h"
+#include "host.h"
+#include "loader.h"
+#include "mm.h"
+#include "state.h"
+
+#include <cjson/cJSON.h>
+
+#define MM_MAX_ARGS 256
+
+/* The parsed command line. */
+struct mm_args {
+	const char *config_path;
+	const char *state_path;
+	const char *plugin_dir;
+	const char *command;
+	const char *mode;
+	const char *profile;
+	const char *positional[MM_MAX_ARGS];
+	int npositional;
+	int json;
+	int verbosity;
+	int dry_run;
+	int force;
+	int accept_conflicts;
+	int help;
+	int version;
+	long lock_timeout_ms;
+};
+
+/* Everything a command works with.  Commands report through ctx: they add
+ * their result to ctx->doc (printed as one JSON document with --json) and
+ * print human text only when !ctx->output.json. */
+struct mm_ctx {
+	struct mm_args args;
+	struct mm_output output;
+	struct mm_config *config;
+	char *plugin_dir;
+	char *state_path;
+	struct mm_plugin_set plugins;
+	int plugins_loaded;
+	struct mm_state *state;
+	cJSON *doc;
+	char err[MM_ERR_MAX];
+};
+
+/* Parses argv; returns MM_OK or MM_USAGE with ctx->err filled. */
+int mm_cli_parse(struct mm_args *args, int argc, char **argv, char *err);
+void mm_cli_usage(FILE *f);
+
+/* Records a failure: the one-line message goes to ctx->err; returns rc. */
+int mm_fail(struct mm_ctx *ctx, int rc, const char *fmt, ...) MAILMODE_PRINTF(3, 4);
+/* Records a plugin's failure with its diagnostic. */
+int mm_fail_diag(struct mm_ctx *ctx, int rc, const struct mailmode_diag *diag);
+
+/* Shared steps of the commands. */
+int mm_load_plugins(struct mm_ctx *ctx);
+int mm_find_plugin(struct mm_ctx *ctx, const char *mode, struct mm_plugin **out);
+/* Opens the state DB; with create == 0 a missing file leaves ctx->state
+ * NULL (an empty state) instead of creating it. */
+int mm_open_state(struct mm_ctx *ctx, int create);
+int mm_domain_arg(struct mm_ctx *ctx, const char *arg, char *domain);
+/* A JSON value from plugin text: parsed JSON, or the text as a string. */
+cJSON *mm_json_from_text(const char *text);
+void mm_print_diag(const struct mm_ctx *ctx, const struct mailmode_diag *diag);
+void mm_print_block(const char *text, const char *indent);
+
+int mm_cmd_plugins(struct mm_ctx *ctx);
+int mm_cmd_status(struct mm_ctx *ctx);
+int mm_cmd_setup(struct mm_ctx *ctx);
+int mm_cmd_verify(struct mm_ctx *ctx);
+int mm_cmd_teardown(struct mm_ctx *ctx);
+int mm_cmd_adopt(struct mm_ctx *ctx);
+int mm_cmd_log(struct mm_ctx *ctx);
+
+#endif

@@ -1,0 +1,218 @@
+/* plugins, status and log: the read-only commands. */
+#include "cli.h"
+
+#include "domain.h"
+#include "ops.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int mm_cmd_plugins(struct mm_ctx *ctx)
+{
+	cJSON *list = cJSON_AddArrayToObject(ctx->doc, "plugins");
+	cJSON *refused = cJSON_AddArrayToObject(ctx->doc, "refused");
+	size_t i;
+	int rc = mm_load_plugins(ctx);
+
+	if (rc != MM_OK)
+		return rc;
+	for (i = 0; i < ctx->plugins.count; i++) {
+		const struct mailmode_plugin *d = ctx->plugins.plugins[i]->desc;
+		cJSON *item = cJSON_CreateObject();
+		char abi[32];
+
+		snprintf(abi, sizeof(abi), "%u.%u", d->abi_major, d->abi_minor);
+		cJSON_AddStringToObject(item, "name", d->name);
+		cJSON_AddStringToObject(item, "abi", abi);
+		cJSON_AddStringToObject(item, "version", d->version ? d->version : "");
+		cJSON_AddStringToObject(item, "path", ctx->plugins.plugins[i]->path);
+		cJSON_AddStringToObject(item, "description", d->description ? d->description : "");
+		cJSON_AddBoolToObject(item, "threadsafe", (d->caps & MAILMODE_CAP_THREADSAFE) != 0);
+		cJSON_AddBoolToObject(item, "adopt", (d->caps & MAILMODE_CAP_ADOPT) != 0);
+		cJSON_AddItemToArray(list, item);
+		if (!ctx->output.json)
+			printf("%-12s ABI %-5s %-40s %s\n", d->name, abi, ctx->plugins.plugins[i]->path,
+			       d->description ? d->description : "");
+	}
+	for (i = 0; i < ctx->plugins.nrefused; i++) {
+		const struct mm_refusal *r = &ctx->plugins.refused[i];
+		cJSON *item = cJSON_CreateObject();
+
+		cJSON_AddStringToObject(item, "path", r->path);
+		cJSON_AddStringToObject(item, "reason", r->reason);
+		cJSON_AddItemToArray(refused, item);
+		fprintf(stderr, "mailmode: error: plugin %s refused: %s\n", r->path, r->reason);
+	}
+	if (ctx->plugins.nrefused)
+		return mm_fail(ctx, MM_ERR, "%zu plugin file(s) refused in %s", ctx->plugins.nrefused,
+		               ctx->plugin_dir);
+	return MM_OK;
+}
+
+struct status_run {
+	struct mm_ctx *ctx;
+	cJSON *domains;
+	int drift;
+	int errors;
+};
+
+/* Observes one mode for the domain; records drift against the state. */
+static void observe_mode(struct status_run *run, struct mm_plugin *p, const char *domain,
+                         const char *profile, const char *state_mode, cJSON *observed,
+                         cJSON *drift)
+{
+	struct mm_op op = { .plugin = p, .domain = domain, .profile = profile };
+	enum mailmode_presence presence;
+	struct mailmode_diag diag;
+	cJSON *item;
+	char *report = NULL, line[1024] = "";
+	int is_state_mode = state_mode && strcmp(state_mode, p->desc->name) == 0;
+
+	if (mm_op_validate(&op, &diag) != MM_OK) {
+		if (is_state_mode) {
+			snprintf(line, sizeof(line), "state says %s, but profile %s no longer configures it: %s",
+			         state_mode, profile, diag.summary);
+			run->errors++;
+			cJSON_AddItemToArray(drift, cJSON_CreateString(line));
+		}
+		return;
+	}
+	item = cJSON_AddObjectToObject(observed, p->desc->name);
+	if (mm_op_observe(&op, &presence, &report, &diag) != MM_OK) {
+		cJSON_AddStringToObject(item, "presence", "unknown");
+		cJSON_AddStringToObject(item, "error", diag.summary);
+		snprintf(line, sizeof(line), "%s: cannot observe: %s", p->desc->name, diag.summary);
+		run->errors++;
+	} else {
+		cJSON_AddStringToObject(item, "presence", mm_presence_name(presence));
+		if (is_state_mode && presence != MAILMODE_PRESENT)
+			snprintf(line, sizeof(line), "state says %s, but %s mode is %s", state_mode,
+			         p->desc->name, mm_presence_name(presence));
+		else if (!is_state_mode && presence != MAILMODE_ABSENT)
+			snprintf(line, sizeof(line), "state says %s, but %s mode is also %s",
+			         state_mode ? state_mode : "no mode", p->desc->name,
+			         presence == MAILMODE_PRESENT ? "live" : "partly live");
+		if (line[0]) {
+			run->drift++;
+			cJSON_AddItemToArray(drift, cJSON_CreateString(line));
+		}
+	}
+	if (report)
+		cJSON_AddItemToObject(item, "report", mm_json_from_text(report));
+	free(report);
+}
+
+static int status_one(struct status_run *run, const char *domain, const struct mm_domain_row *row)
+{
+	struct mm_ctx *ctx = run->ctx;
+	cJSON *item = cJSON_CreateObject(), *observed, *drift;
+	char section[320], profile[320] = "";
+	const char *mode = row ? row->mode : NULL;
+	size_t i;
+
+	cJSON_AddItemToArray(run->domains, item);
+	cJSON_AddStringToObject(item, "domain", domain);
+	if (mode)
+		cJSON_AddStringToObject(item, "mode", mode);
+	else
+		cJSON_AddNullToObject(item, "mode");
+	if (row && row->profile)
+		snprintf(profile, sizeof(profile), "%s", row->profile);
+	else if (mm_config_profile(ctx->config, ctx->args.profile, section, sizeof(section),
+	                           ctx->err, sizeof(ctx->err)) == 0)
+		snprintf(profile, sizeof(profile), "%s", section + strlen("profile "));
+	cJSON_AddStringToObject(item, "profile", profile);
+	cJSON_AddBoolToObject(item, "adopted", row && row->adopted);
+	if (row && row->updated_at)
+		cJSON_AddStringToObject(item, "updated_at", row->updated_at);
+	observed = cJSON_AddObjectToObject(item, "observed");
+	drift = cJSON_AddArrayToObject(item, "drift");
+	if (profile[0])
+		for (i = 0; i < ctx->plugins.count; i++)
+			observe_mode(run, ctx->plugins.plugins[i], domain, profile, mode, observed, drift);
+	if (!ctx->output.json) {
+		cJSON *d;
+
+		printf("%-32s %-10s profile %-12s%s\n", domain, mode ? mode : "-",
+		       profile[0] ? profile : "-", row && row->adopted ? " (adopted)" : "");
+		cJSON_ArrayForEach(d, observed)
+			printf("    %-10s %s\n", d->string,
+			       cJSON_GetStringValue(cJSON_GetObjectItem(d, "presence")));
+		cJSON_ArrayForEach(d, drift)
+			printf("    DRIFT: %s\n", d->valuestring);
+	}
+	return MM_OK;
+}
+
+static int status_row(const struct mm_domain_row *row, void *arg)
+{
+	return status_one(arg, row->domain, row);
+}
+
+int mm_cmd_status(struct mm_ctx *ctx)
+{
+	struct status_run run = { .ctx = ctx };
+	int rc, i;
+
+	run.domains = cJSON_AddArrayToObject(ctx->doc, "domains");
+	if ((rc = mm_load_plugins(ctx)) != MM_OK || (rc = mm_open_state(ctx, 0)) != MM_OK)
+		return rc;
+	if (ctx->args.npositional == 0) {
+		if (ctx->state &&
+		    (rc = mm_state_each_domain(ctx->state, status_row, &run, ctx->err)) != MM_OK)
+			return rc;
+	}
+	for (i = 0; i < ctx->args.npositional; i++) {
+		char domain[MM_DOMAIN_MAX + 1];
+		struct mm_domain_row row = { 0 };
+		int found = 0;
+
+		if ((rc = mm_domain_arg(ctx, ctx->args.positional[i], domain)) != MM_OK)
+			return rc;
+		if (ctx->state &&
+		    (rc = mm_state_get_domain(ctx->state, domain, &row, &found, ctx->err)) != MM_OK)
+			return rc;
+		status_one(&run, domain, found ? &row : NULL);
+		mm_domain_row_clear(&row);
+	}
+	ctx->err[0] = '\0';
+	if (run.drift)
+		return mm_fail(ctx, MM_REFUSED, "drift: the world differs from the state for %d mode(s)",
+		               run.drift);
+	if (run.errors)
+		return mm_fail(ctx, MM_ERR, "%d mode(s) could not be observed", run.errors);
+	return MM_OK;
+}
+
+static int print_audit(const struct mm_audit_row *row, void *arg)
+{
+	struct mm_ctx *ctx = arg;
+	cJSON *item = cJSON_CreateObject();
+
+	cJSON_AddNumberToObject(item, "id", (double)row->id);
+	cJSON_AddStringToObject(item, "at", row->at);
+	cJSON_AddStringToObject(item, "actor", row->actor);
+	cJSON_AddStringToObject(item, "domain", row->domain ? row->domain : "");
+	cJSON_AddStringToObject(item, "action", row->action);
+	cJSON_AddStringToObject(item, "detail", row->detail ? row->detail : "");
+	cJSON_AddItemToArray(cJSON_GetObjectItem(ctx->doc, "log"), item);
+	if (!ctx->output.json)
+		printf("%s  %-24s %-28s %-16s %s\n", row->at, row->actor, row->domain ? row->domain : "-",
+		       row->action, row->detail ? row->detail : "");
+	return MM_OK;
+}
+
+int mm_cmd_log(struct mm_ctx *ctx)
+{
+	char domain[MM_DOMAIN_MAX + 1];
+	int rc;
+
+	cJSON_AddArrayToObject(ctx->doc, "log");
+	if (ctx->args.npositional == 1 &&
+	    (rc = mm_domain_arg(ctx, ctx->args.positional[0], domain)) != MM_OK)
+		return rc;
+	if ((rc = mm_open_state(ctx, 0)) != MM_OK || !ctx->state)
+		return rc;
+	return mm_state_each_audit(ctx->state, ctx->args.npositional ? domain : NULL, print_audit,
+	                           ctx, ctx->err);
+}

@@ -1,0 +1,137 @@
+/* Steps shared by the commands: plugins, state, arguments, reporting. */
+#include "cli.h"
+
+#include "domain.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int mm_fail(struct mm_ctx *ctx, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(ctx->err, sizeof(ctx->err), fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+static void add_diag_json(cJSON *doc, const struct mailmode_diag *diag)
+{
+	static const char *const severities[] = { "none", "info", "warning", "error" };
+	cJSON *d = cJSON_AddObjectToObject(doc, "diagnostic");
+
+	if (!d)
+		return;
+	cJSON_AddStringToObject(d, "severity",
+	                        severities[diag->severity <= MAILMODE_SEV_ERROR ? diag->severity : 3]);
+	cJSON_AddStringToObject(d, "summary", diag->summary);
+	cJSON_AddStringToObject(d, "detail", diag->detail);
+	cJSON_AddBoolToObject(d, "retryable", diag->retryable);
+}
+
+int mm_fail_diag(struct mm_ctx *ctx, int rc, const struct mailmode_diag *diag)
+{
+	snprintf(ctx->err, sizeof(ctx->err), "%s", diag->summary);
+	add_diag_json(ctx->doc, diag);
+	if (!ctx->output.json && diag->detail[0])
+		mm_print_block(diag->detail, "  ");
+	return rc;
+}
+
+void mm_print_block(const char *text, const char *indent)
+{
+	const char *line = text;
+
+	while (line && *line) {
+		const char *eol = strchr(line, '\n');
+		int len = eol ? (int)(eol - line) : (int)strlen(line);
+
+		fprintf(stderr, "%s%.*s\n", indent, len, line);
+		line = eol ? eol + 1 : NULL;
+	}
+}
+
+void mm_print_diag(const struct mm_ctx *ctx, const struct mailmode_diag *diag)
+{
+	if (diag->severity == MAILMODE_SEV_NONE || ctx->output.json || ctx->output.verbosity < 0)
+		return;
+	fprintf(stderr, "mailmode: %s: %s\n",
+	        diag->severity == MAILMODE_SEV_ERROR ? "error" :
+	        diag->severity == MAILMODE_SEV_WARNING ? "warning" : "info", diag->summary);
+	if (diag->detail[0])
+		mm_print_block(diag->detail, "  ");
+}
+
+int mm_load_plugins(struct mm_ctx *ctx)
+{
+	size_t i;
+
+	if (ctx->plugins_loaded)
+		return MM_OK;
+	if (mm_plugins_load(&ctx->plugins, ctx->plugin_dir, ctx->config, &ctx->output, ctx->err,
+	                    sizeof(ctx->err)) != 0)
+		return MM_ERR;
+	ctx->plugins_loaded = 1;
+	if (strcmp(ctx->args.command, "plugins") != 0)
+		for (i = 0; i < ctx->plugins.nrefused; i++)
+			mm_log(&ctx->output, MAILMODE_LOG_WARNING, "plugin %s refused: %s",
+			       ctx->plugins.refused[i].path, ctx->plugins.refused[i].reason);
+	return MM_OK;
+}
+
+int mm_find_plugin(struct mm_ctx *ctx, const char *mode, struct mm_plugin **out)
+{
+	const struct mm_refusal *refusal;
+	char names[512] = "";
+	size_t i, used = 0;
+	int rc = mm_load_plugins(ctx);
+
+	if (rc != MM_OK)
+		return rc;
+	*out = mm_plugins_find(&ctx->plugins, mode);
+	if (*out)
+		return MM_OK;
+	refusal = mm_plugins_refusal_for(&ctx->plugins, mode);
+	if (refusal)
+		return mm_fail(ctx, MM_ERR, "mode '%s' is unavailable: plugin %s refused: %s", mode,
+		               refusal->path, refusal->reason);
+	for (i = 0; i < ctx->plugins.count && used < sizeof(names); i++)
+		used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s", i ? ", " : "",
+		                         ctx->plugins.plugins[i]->desc->name);
+	return mm_fail(ctx, MM_ERR, "unknown mode '%s' (plugins in %s provide: %s)", mode,
+	               ctx->plugin_dir, ctx->plugins.count ? names : "none");
+}
+
+int mm_open_state(struct mm_ctx *ctx, int create)
+{
+	struct stat st;
+
+	if (ctx->state)
+		return MM_OK;
+	if (!create && stat(ctx->state_path, &st) != 0 && errno == ENOENT)
+		return MM_OK;
+	return mm_state_open(ctx->state_path, ctx->args.lock_timeout_ms, &ctx->state, ctx->err);
+}
+
+int mm_domain_arg(struct mm_ctx *ctx, const char *arg, char *domain)
+{
+	char why[MM_ERR_MAX];
+
+	if (mm_domain_normalize(arg, domain, why, sizeof(why)) != 0)
+		return mm_fail(ctx, MM_USAGE, "%s", why);
+	return MM_OK;
+}
+
+cJSON *mm_json_from_text(const char *text)
+{
+	cJSON *v;
+
+	if (!text)
+		return cJSON_CreateNull();
+	v = cJSON_Parse(text);
+	return v ? v : cJSON_CreateString(text);
+}

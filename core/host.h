@@ -1,0 +1,48 @@
+#ifndef MM_HOST_H
+#define MM_HOST_H
+
+#include <mailmode/plugin.h>
+#include <pthread.h>
+#include <stdio.h>
+
+struct mm_config;
+
+/* What the core prints and how: shared by the host services and the CLI. */
+struct mm_output {
+	int verbosity;        /* -1 quiet, 0 normal, 1 verbose */
+	int json;             /* --json: stdout carries one JSON document */
+	int progress_live;    /* stderr is a terminal: progress rewrites a line */
+	/* stderr is shared by every thread of a runbook: lines must not
+	 * interleave, and a live progress line is cleared before a log line. */
+	pthread_mutex_t lock;
+	int progress_shown;
+};
+
+/* The context behind one plugin's host table (host->handle). */
+struct mm_host_ctx {
+	struct mailmode_host table;
+	const struct mm_config *config;
+	struct mm_output *output;
+	char name[64];        /* the plugin's mode name, prefixed to its log lines */
+};
+
+void mm_host_init(struct mm_host_ctx *ctx, const struct mm_config *config,
+                  struct mm_output *output, const char *name);
+
+void mm_host_log(struct mm_host_ctx *ctx, enum mailmode_log_level level,
+                 const char *fmt, ...) MAILMODE_PRINTF(3, 4);
+int64_t mm_host_wall_ms(struct mm_host_ctx *ctx);
+int64_t mm_host_mono_ms(struct mm_host_ctx *ctx);
+void mm_host_sleep_ms(struct mm_host_ctx *ctx, int64_t ms);
+
+/* Shared with the core, which fills diagnostics of its own. */
+void mm_diag_set(struct mailmode_diag *diag, enum mailmode_severity severity, int retryable,
+                 const char *fmt, ...) MAILMODE_PRINTF(4, 5);
+void mm_diag_append(struct mailmode_diag *diag, const char *fmt, ...) MAILMODE_PRINTF(2, 3);
+
+/* Core-side log lines (no plugin name). */
+void mm_log(struct mm_output *out, enum mailmode_log_level level, const char *fmt, ...)
+	MAILMODE_PRINTF(3, 4);
+void mm_progress_end(struct mm_output *out);
+
+#endif

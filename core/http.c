@@ -1,0 +1,267 @@
+#include "http.h"
+
+#include "host.h"
+
+#include <curl/curl.h>
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define DEFAULT_TIMEOUT_MS 30000L
+#define DEFAULT_RETRY_BUDGET_MS 120000L
+#define FIRST_BACKOFF_MS 1000L
+#define MAX_BACKOFF_MS 30000L
+
+struct mailmode_http_session {
+	CURL *curl;
+};
+
+struct growbuf {
+	char *data;
+	size_t len, cap;
+};
+
+int mm_http_global_init(void)
+{
+	return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
+}
+
+void mm_http_global_cleanup(void)
+{
+	curl_global_cleanup();
+}
+
+struct mailmode_http_session *mm_http_session_new(void *handle)
+{
+	struct mailmode_http_session *s = calloc(1, sizeof(*s));
+
+	(void)handle;
+	if (!s)
+		return NULL;
+	s->curl = curl_easy_init();
+	if (!s->curl) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+void mm_http_session_free(void *handle, struct mailmode_http_session *session)
+{
+	(void)handle;
+	if (!session)
+		return;
+	curl_easy_cleanup(session->curl);
+	free(session);
+}
+
+static int growbuf_add(struct growbuf *b, const char *p, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		char *grown;
+
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		grown = realloc(b->data, cap);
+		if (!grown)
+			return -1;
+		b->data = grown;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return 0;
+}
+
+static size_t on_body(char *p, size_t size, size_t n, void *arg)
+{
+	return growbuf_add(arg, p, size * n) == 0 ? size * n : 0;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *arg)
+{
+	struct growbuf *b = arg;
+
+	/* A new status line starts the headers of a new response (redirect,
+	 * 100-continue): keep only the last block. */
+	if (size * n >= 5 && strncmp(p, "HTTP/", 5) == 0)
+		b->len = 0;
+	return growbuf_add(b, p, size * n) == 0 ? size * n : 0;
+}
+
+long mm_http_retry_after(const char *headers, long now_epoch)
+{
+	const char *line = headers;
+
+	while (line && *line) {
+		const char *eol = strchr(line, '\n');
+
+		if (strncasecmp(line, "Retry-After:", 12) == 0) {
+			const char *v = line + 12;
+			char value[64];
+			size_t len;
+			char *end;
+			long secs;
+
+			while (*v == ' ' || *v == '\t')
+				v++;
+			len = eol ? (size_t)(eol - v) : strlen(v);
+			while (len && isspace((unsigned char)v[len - 1]))
+				len--;
+			if (len == 0 || len >= sizeof(value))
+				return -1;
+			memcpy(value, v, len);
+			value[len] = '\0';
+			secs = strtol(value, &end, 10);
+			if (*end == '\0')
+				return secs < 0 ? -1 : secs;
+			secs = (long)curl_getdate(value, NULL);
+			if (secs < 0)
+				return -1;
+			return secs > now_epoch ? secs - now_epoch : 0;
+		}
+		line = eol ? eol + 1 : NULL;
+	}
+	return -1;
+}
+
+static int is_retryable_status(long status)
+{
+	return status == 429 || status == 503 || status == 504;
+}
+
+static int configure(CURL *curl, const struct mailmode_http_request *req,
+                     struct curl_slist *headers, struct growbuf *body, struct growbuf *head)
+{
+	long timeout = req->timeout_ms > 0 ? req->timeout_ms : DEFAULT_TIMEOUT_MS;
+	CURLcode rc = CURLE_OK;
+
+	curl_easy_reset(curl);
+	rc |= curl_easy_setopt(curl, CURLOPT_URL, req->url);
+	rc |= curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, req->method);
+	if (req->body) {
+		rc |= curl_easy_setopt(curl, CURLOPT_POSTFIELDS, req->body);
+		rc |= curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+	}
+	rc |= curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+	rc |= curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
+	rc |= curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (req->ca_file)
+		rc |= curl_easy_setopt(curl, CURLOPT_CAINFO, req->ca_file);
+	rc |= curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout);
+	rc |= curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, timeout < 10000 ? timeout : 10000L);
+	rc |= curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+	rc |= curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "https,http");
+	rc |= curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+	rc |= curl_easy_setopt(curl, CURLOPT_WRITEDATA, body);
+	rc |= curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
+	rc |= curl_easy_setopt(curl, CURLOPT_HEADERDATA, head);
+	rc |= curl_easy_setopt(curl, CURLOPT_USERAGENT, "mailmode/" PACKAGE_VERSION);
+	return rc == CURLE_OK ? 0 : -1;
+}
+
+int mm_http_request(void *handle, struct mailmode_http_session *session,
+                    const struct mailmode_http_request *req,
+                    struct mailmode_http_response *resp, struct mailmode_diag *diag)
+{
+	struct mm_host_ctx *host = handle;
+	struct mailmode_http_session *own = NULL;
+	struct curl_slist *headers = NULL;
+	struct growbuf body = { 0 }, head = { 0 };
+	long budget = req->retry_budget_ms ? req->retry_budget_ms : DEFAULT_RETRY_BUDGET_MS;
+	long backoff = FIRST_BACKOFF_MS;
+	int64_t started = mm_host_mono_ms(host);
+	int rc = MAILMODE_ERR_FAILED;
+	size_t i;
+
+	memset(resp, 0, sizeof(*resp));
+	if (!session) {
+		own = mm_http_session_new(handle);
+		if (!own) {
+			mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "HTTP: out of memory");
+			rc = MAILMODE_ERR_NOMEM;
+			goto out;
+		}
+		session = own;
+	}
+	for (i = 0; req->headers && req->headers[i]; i++) {
+		struct curl_slist *grown = curl_slist_append(headers, req->headers[i]);
+
+		if (!grown) {
+			rc = MAILMODE_ERR_NOMEM;
+			goto out;
+		}
+		headers = grown;
+	}
+	for (;;) {
+		CURLcode cc;
+		long wait;
+
+		body.len = 0;
+		head.len = 0;
+		if (configure(session->curl, req, headers, &body, &head) != 0) {
+			mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "HTTP: cannot set up request to %s", req->url);
+			goto out;
+		}
+		resp->attempts++;
+		cc = curl_easy_perform(session->curl);
+		if (cc != CURLE_OK) {
+			/* No answer: the request may or may not have been acted on, so
+			 * the caller decides whether repeating it is safe. */
+			mm_diag_set(diag, MAILMODE_SEV_ERROR, 1, "HTTP %s %s: %s", req->method, req->url,
+			            curl_easy_strerror(cc));
+			mm_host_log(host, MAILMODE_LOG_DEBUG, "HTTP %s %s failed: %s", req->method, req->url,
+			            curl_easy_strerror(cc));
+			rc = cc == CURLE_OUT_OF_MEMORY ? MAILMODE_ERR_NOMEM : MAILMODE_ERR_UNKNOWN;
+			goto out;
+		}
+		curl_easy_getinfo(session->curl, CURLINFO_RESPONSE_CODE, &resp->status);
+		mm_host_log(host, MAILMODE_LOG_DEBUG, "HTTP %s %s -> %ld (attempt %d)", req->method,
+		            req->url, resp->status, resp->attempts);
+		if (!is_retryable_status(resp->status) || budget < 0)
+			break;
+		wait = mm_http_retry_after(head.data, (long)(mm_host_wall_ms(host) / 1000));
+		wait = wait >= 0 ? wait * 1000 : backoff;
+		backoff = backoff * 2 > MAX_BACKOFF_MS ? MAX_BACKOFF_MS : backoff * 2;
+		if (mm_host_mono_ms(host) - started + wait > budget) {
+			mm_host_log(host, MAILMODE_LOG_DEBUG,
+			            "HTTP %s: %ld again, retry budget of %ld ms spent", req->url,
+			            resp->status, budget);
+			break;
+		}
+		mm_host_log(host, MAILMODE_LOG_INFO, "HTTP %ld from %s: retrying in %ld ms",
+		            resp->status, req->url, wait);
+		mm_host_sleep_ms(host, wait);
+	}
+	resp->body = body.data ? body.data : calloc(1, 1);
+	resp->body_len = body.len;
+	resp->headers = head.data ? head.data : calloc(1, 1);
+	body.data = head.data = NULL;
+	if (!resp->body || !resp->headers) {
+		mm_http_response_free(handle, resp);
+		rc = MAILMODE_ERR_NOMEM;
+		goto out;
+	}
+	rc = MAILMODE_OK;
+out:
+	free(body.data);
+	free(head.data);
+	curl_slist_free_all(headers);
+	mm_http_session_free(handle, own);
+	return rc;
+}
+
+void mm_http_response_free(void *handle, struct mailmode_http_response *resp)
+{
+	(void)handle;
+	if (!resp)
+		return;
+	free(resp->body);
+	free(resp->headers);
+	resp->body = resp->headers = NULL;
+	resp->body_len = 0;
+}

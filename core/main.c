@@ -1,0 +1,157 @@
+#include "cli.h"
+
+#include "http.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_CONFIG MM_SYSCONFDIR "/mailmode/mailmode.conf"
+#define DEFAULT_STATE MM_LOCALSTATEDIR "/lib/mailmode/state.db"
+
+/* A path from the config file is taken from the file's directory. */
+static char *config_path_value(const struct mm_config *cfg, const char *value)
+{
+	char *full = NULL;
+
+	if (value[0] == '/')
+		return strdup(value);
+	if (asprintf(&full, "%s/%s", mm_config_dir(cfg), value) < 0)
+		return NULL;
+	return full;
+}
+
+static int resolve_paths(struct mm_ctx *ctx)
+{
+	const char *cfg_state = mm_config_get(ctx->config, "mailmode", "state");
+	const char *cfg_plugins = mm_config_get(ctx->config, "mailmode", "plugin_dir");
+	const char *cfg_lock = mm_config_get(ctx->config, "mailmode", "lock_timeout");
+
+	if (ctx->args.state_path)
+		ctx->state_path = strdup(ctx->args.state_path);
+	else if (cfg_state)
+		ctx->state_path = config_path_value(ctx->config, cfg_state);
+	else
+		ctx->state_path = strdup(DEFAULT_STATE);
+	if (ctx->args.plugin_dir)
+		ctx->plugin_dir = strdup(ctx->args.plugin_dir);
+	else if (cfg_plugins)
+		ctx->plugin_dir = config_path_value(ctx->config, cfg_plugins);
+	else
+		ctx->plugin_dir = strdup(MM_PLUGIN_DIR);
+	if (!ctx->state_path || !ctx->plugin_dir)
+		return mm_fail(ctx, MM_ERR, "out of memory");
+	if (cfg_lock) {
+		char *end;
+		long secs = strtol(cfg_lock, &end, 10);
+
+		if (end == cfg_lock || *end != '\0' || secs < 0)
+			return mm_fail(ctx, MM_ERR, "config %s: [mailmode] lock_timeout '%s' is not a number of seconds",
+			               mm_config_path(ctx->config), cfg_lock);
+		ctx->args.lock_timeout_ms = secs * 1000;
+	}
+	return MM_OK;
+}
+
+static int load_config(struct mm_ctx *ctx)
+{
+	const char *path = ctx->args.config_path;
+	int required = 1;
+
+	if (!path)
+		path = getenv("MAILMODE_CONFIG");
+	if (!path) {
+		path = DEFAULT_CONFIG;
+		required = 0;
+	}
+	ctx->config = mm_config_load(path, required, ctx->err, sizeof(ctx->err));
+	return ctx->config ? MM_OK : MM_ERR;
+}
+
+static int dispatch(struct mm_ctx *ctx)
+{
+	static const struct {
+		const char *name;
+		int (*run)(struct mm_ctx *ctx);
+	} table[] = {
+		{ "plugins", mm_cmd_plugins }, { "status", mm_cmd_status },
+		{ "setup", mm_cmd_setup },     { "verify", mm_cmd_verify },
+		{ "teardown", mm_cmd_teardown }, { "adopt", mm_cmd_adopt },
+		{ "log", mm_cmd_log },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(table) / sizeof(table[0]); i++)
+		if (strcmp(table[i].name, ctx->args.command) == 0)
+			return table[i].run(ctx);
+	return mm_fail(ctx, MM_USAGE, "unknown command '%s'", ctx->args.command);
+}
+
+static void finish_output(struct mm_ctx *ctx, int rc)
+{
+	mm_progress_end(&ctx->output);
+	if (rc != MM_OK && ctx->err[0])
+		fprintf(stderr, "mailmode: error: %s\n", ctx->err);
+	if (ctx->output.json) {
+		char *text;
+
+		cJSON_AddBoolToObject(ctx->doc, "ok", rc == MM_OK);
+		cJSON_AddNumberToObject(ctx->doc, "exit", rc);
+		if (rc != MM_OK && ctx->err[0])
+			cJSON_AddStringToObject(ctx->doc, "error", ctx->err);
+		text = cJSON_Print(ctx->doc);
+		if (text)
+			printf("%s\n", text);
+		free(text);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct mm_ctx ctx;
+	int rc;
+
+	memset(&ctx, 0, sizeof(ctx));
+	pthread_mutex_init(&ctx.output.lock, NULL);
+	ctx.doc = cJSON_CreateObject();
+	if (!ctx.doc || mm_http_global_init() != 0) {
+		fprintf(stderr, "mailmode: error: cannot initialise\n");
+		return MM_ERR;
+	}
+	rc = mm_cli_parse(&ctx.args, argc, argv, ctx.err);
+	ctx.output.json = ctx.args.json;
+	ctx.output.verbosity = ctx.args.verbosity;
+	ctx.output.progress_live = isatty(STDERR_FILENO) && !ctx.args.json;
+	if (rc != MM_OK) {
+		mm_cli_usage(stderr);
+		goto out;
+	}
+	if (ctx.args.help) {
+		mm_cli_usage(stdout);
+		goto out;
+	}
+	if (ctx.args.version) {
+		printf("mailmode %s (plugin ABI %d.%d)\n", PACKAGE_VERSION, MAILMODE_ABI_MAJOR,
+		       MAILMODE_ABI_MINOR);
+		goto out;
+	}
+	cJSON_AddStringToObject(ctx.doc, "command", ctx.args.command);
+	rc = load_config(&ctx);
+	if (rc == MM_OK)
+		rc = resolve_paths(&ctx);
+	if (rc == MM_OK)
+		rc = dispatch(&ctx);
+out:
+	if (!ctx.args.help && !ctx.args.version)
+		finish_output(&ctx, rc);
+	mm_state_close(ctx.state);
+	if (ctx.plugins_loaded)
+		mm_plugins_unload(&ctx.plugins);
+	mm_config_free(ctx.config);
+	free(ctx.plugin_dir);
+	free(ctx.state_path);
+	cJSON_Delete(ctx.doc);
+	mm_http_global_cleanup();
+	pthread_mutex_destroy(&ctx.output.lock);
+	return rc;
+}

@@ -1,0 +1,141 @@
+#include "ops.h"
+
+#include <stdio.h>
+#include <string.h>
+
+enum op_kind { OP_VALIDATE, OP_OBSERVE, OP_PLAN, OP_SETUP, OP_VERIFY, OP_TEARDOWN };
+
+static const char *const op_names[] = {
+	"validate_config", "observe", "plan", "setup", "verify", "teardown"
+};
+
+struct op_args {
+	enum mailmode_presence *presence;
+	enum mailmode_plan_op which;
+	char **text;
+};
+
+static int map_rc(int plugin_rc)
+{
+	switch (plugin_rc) {
+	case MAILMODE_OK: return MM_OK;
+	case MAILMODE_ERR_NOT_READY: return MM_UNVERIFIED;
+	case MAILMODE_ERR_CONFLICT: return MM_REFUSED;
+	default: return MM_ERR;
+	}
+}
+
+/* Summaries are shown as one line: a plugin's stray newline must not break
+ * the CLI's one-line errors. */
+static void flatten_summary(struct mailmode_diag *diag)
+{
+	char *p;
+
+	diag->summary[sizeof(diag->summary) - 1] = '\0';
+	diag->detail[sizeof(diag->detail) - 1] = '\0';
+	for (p = diag->summary; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+}
+
+static int call(const struct mm_op *op, enum op_kind kind, const struct op_args *args,
+                struct mailmode_diag *diag)
+{
+	const struct mailmode_plugin *d = op->plugin->desc;
+	char section[512];
+	struct mailmode_request req = {
+		.struct_size = sizeof(req),
+		.domain = op->domain,
+		.profile = op->profile,
+		.section = section,
+		.receipt = op->receipt,
+		.flags = op->flags,
+	};
+	int serialise = !(d->caps & MAILMODE_CAP_THREADSAFE);
+	int rc;
+
+	memset(diag, 0, sizeof(*diag));
+	snprintf(section, sizeof(section), "profile %s", op->profile);
+	rc = mm_plugin_start(op->plugin, diag);
+	if (rc != MAILMODE_OK)
+		goto out;
+	if (serialise)
+		pthread_mutex_lock(&op->plugin->lock);
+	switch (kind) {
+	case OP_VALIDATE: rc = d->validate_config(op->plugin->ctx, &req, diag); break;
+	case OP_OBSERVE: rc = d->observe(op->plugin->ctx, &req, args->presence, args->text, diag); break;
+	case OP_PLAN: rc = d->plan(op->plugin->ctx, &req, args->which, args->text, diag); break;
+	case OP_SETUP: rc = d->setup(op->plugin->ctx, &req, args->text, diag); break;
+	case OP_VERIFY: rc = d->verify(op->plugin->ctx, &req, args->text, diag); break;
+	case OP_TEARDOWN: rc = d->teardown(op->plugin->ctx, &req, diag); break;
+	}
+	if (serialise)
+		pthread_mutex_unlock(&op->plugin->lock);
+out:
+	flatten_summary(diag);
+	if (rc != MAILMODE_OK && diag->summary[0] == '\0')
+		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "%s: %s of %s failed (code %d, no diagnostic)",
+		            d->name, op_names[kind], op->domain, rc);
+	if (rc != MAILMODE_OK && diag->severity == MAILMODE_SEV_NONE)
+		diag->severity = MAILMODE_SEV_ERROR;
+	return map_rc(rc);
+}
+
+int mm_op_validate(const struct mm_op *op, struct mailmode_diag *diag)
+{
+	struct op_args args = { 0 };
+
+	return call(op, OP_VALIDATE, &args, diag);
+}
+
+int mm_op_observe(const struct mm_op *op, enum mailmode_presence *presence, char **report,
+                  struct mailmode_diag *diag)
+{
+	struct op_args args = { .presence = presence, .text = report };
+
+	*presence = MAILMODE_ABSENT;
+	*report = NULL;
+	return call(op, OP_OBSERVE, &args, diag);
+}
+
+int mm_op_plan(const struct mm_op *op, enum mailmode_plan_op which, char **plan,
+               struct mailmode_diag *diag)
+{
+	struct op_args args = { .which = which, .text = plan };
+
+	*plan = NULL;
+	return call(op, OP_PLAN, &args, diag);
+}
+
+int mm_op_setup(const struct mm_op *op, char **receipt, struct mailmode_diag *diag)
+{
+	struct op_args args = { .text = receipt };
+
+	*receipt = NULL;
+	return call(op, OP_SETUP, &args, diag);
+}
+
+int mm_op_verify(const struct mm_op *op, char **report, struct mailmode_diag *diag)
+{
+	struct op_args args = { .text = report };
+
+	*report = NULL;
+	return call(op, OP_VERIFY, &args, diag);
+}
+
+int mm_op_teardown(const struct mm_op *op, struct mailmode_diag *diag)
+{
+	struct op_args args = { 0 };
+
+	return call(op, OP_TEARDOWN, &args, diag);
+}
+
+const char *mm_presence_name(enum mailmode_presence presence)
+{
+	switch (presence) {
+	case MAILMODE_ABSENT: return "absent";
+	case MAILMODE_PRESENT: return "present";
+	case MAILMODE_PARTIAL: return "partial";
+	}
+	return "unknown";
+}

@@ -1,0 +1,30 @@
+#ifndef MM_OPS_H
+#define MM_OPS_H
+
+#include "loader.h"
+#include "mm.h"
+
+/* Calls into a mode plugin, the same way for every command and the
+ * migration engine: starts the plugin, builds the request, serialises calls
+ * of a plugin that is not thread-safe, and maps the plugin's result to an
+ * enum mm_rc.  diag always holds a summary on failure. */
+struct mm_op {
+	struct mm_plugin *plugin;
+	const char *domain;
+	const char *profile;      /* name */
+	const char *receipt;
+	unsigned flags;           /* MAILMODE_REQ_* */
+};
+
+int mm_op_validate(const struct mm_op *op, struct mailmode_diag *diag);
+int mm_op_observe(const struct mm_op *op, enum mailmode_presence *presence, char **report,
+                  struct mailmode_diag *diag);
+int mm_op_plan(const struct mm_op *op, enum mailmode_plan_op which, char **plan,
+               struct mailmode_diag *diag);
+int mm_op_setup(const struct mm_op *op, char **receipt, struct mailmode_diag *diag);
+int mm_op_verify(const struct mm_op *op, char **report, struct mailmode_diag *diag);
+int mm_op_teardown(const struct mm_op *op, struct mailmode_diag *diag);
+
+const char *mm_presence_name(enum mailmode_presence presence);
+
+#endif

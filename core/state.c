@@ -1,0 +1,580 @@
+#include "state.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* 'MMOD': marks the file as a mailmode state database. */
+#define APPLICATION_ID 0x4d4d4f44
+/* SQLite's WAL write lock: byte 120 of the -shm file (see sqlite's os_unix.c). */
+#define WAL_WRITE_LOCK_OFFSET 120
+#define LOCK_POLL_MS 200
+
+struct mm_state {
+	sqlite3 *db;
+	char *path;
+	char actor[320];
+	char host[256];
+};
+
+static const char schema_v1[] =
+	"CREATE TABLE domains("
+	"  domain TEXT PRIMARY KEY,"
+	"  mode TEXT,"
+	"  profile TEXT,"
+	"  receipt TEXT,"
+	"  adopted INTEGER NOT NULL DEFAULT 0,"
+	"  updated_at TEXT NOT NULL);"
+	"CREATE TABLE migrations("
+	"  id INTEGER PRIMARY KEY,"
+	"  domain TEXT NOT NULL REFERENCES domains(domain),"
+	"  from_mode TEXT,"
+	"  to_mode TEXT NOT NULL,"
+	"  profile TEXT,"
+	"  step TEXT NOT NULL,"
+	"  started_at TEXT NOT NULL,"
+	"  finished_at TEXT,"
+	"  result TEXT);"
+	"CREATE UNIQUE INDEX one_open_migration ON migrations(domain) WHERE finished_at IS NULL;"
+	"CREATE TABLE journal("
+	"  migration_id INTEGER NOT NULL REFERENCES migrations(id),"
+	"  seq INTEGER NOT NULL,"
+	"  step TEXT NOT NULL,"
+	"  phase TEXT NOT NULL,"
+	"  detail TEXT,"
+	"  at TEXT NOT NULL,"
+	"  PRIMARY KEY(migration_id, seq));"
+	"CREATE TABLE locks("
+	"  domain TEXT PRIMARY KEY,"
+	"  owner TEXT NOT NULL,"
+	"  pid INTEGER NOT NULL,"
+	"  host TEXT NOT NULL,"
+	"  command TEXT NOT NULL,"
+	"  acquired_at TEXT NOT NULL,"
+	"  lease_until INTEGER NOT NULL);"
+	"CREATE TABLE audit("
+	"  id INTEGER PRIMARY KEY,"
+	"  at TEXT NOT NULL,"
+	"  actor TEXT NOT NULL,"
+	"  domain TEXT,"
+	"  action TEXT NOT NULL,"
+	"  detail TEXT);"
+	"CREATE INDEX audit_domain ON audit(domain, id);"
+	/* The one-mode invariant, kept by the database itself: a domain's mode
+	 * changes from one mode to another only inside an open migration. */
+	"CREATE TRIGGER one_mode BEFORE UPDATE OF mode ON domains"
+	" WHEN OLD.mode IS NOT NULL AND NEW.mode IS NOT NULL AND OLD.mode <> NEW.mode"
+	"  AND NOT EXISTS (SELECT 1 FROM migrations"
+	"                  WHERE domain = NEW.domain AND finished_at IS NULL)"
+	" BEGIN SELECT RAISE(ABORT, 'one-mode invariant'); END;";
+
+/* Schema migrations: entry i brings version i to i + 1. */
+static const char *const migrations[] = { schema_v1 };
+
+static void now_iso(char *buf, size_t len)
+{
+	time_t t = time(NULL);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Who holds the write lock of a WAL database: the pid from fcntl(F_GETLK)
+ * on the -shm file, and its command line. */
+static void describe_writer(const char *path, char *buf, size_t len)
+{
+	char shm[4096], proc[64], cmd[256] = "";
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET,
+	                    .l_start = WAL_WRITE_LOCK_OFFSET, .l_len = 1 };
+	size_t n = 0, i;
+	FILE *f;
+	int fd;
+
+	snprintf(buf, len, "another process");
+	snprintf(shm, sizeof(shm), "%s-shm", path);
+	fd = open(shm, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK) {
+		snprintf(proc, sizeof(proc), "/proc/%d/cmdline", (int)fl.l_pid);
+		f = fopen(proc, "r");
+		if (f) {
+			n = fread(cmd, 1, sizeof(cmd) - 1, f);
+			fclose(f);
+		}
+		for (i = 0; i + 1 < n; i++)
+			if (cmd[i] == '\0')
+				cmd[i] = ' ';
+		cmd[n] = '\0';
+		snprintf(buf, len, "pid %d (%s)", (int)fl.l_pid, n ? cmd : "command unknown");
+	}
+	close(fd);
+}
+
+static int db_error(struct mm_state *st, int src, const char *what, char *err)
+{
+	if (src == SQLITE_BUSY || src == SQLITE_LOCKED) {
+		char who[320];
+
+		describe_writer(st->path, who, sizeof(who));
+		snprintf(err, MM_ERR_MAX, "state DB %s is locked by %s; gave up waiting", st->path, who);
+	} else {
+		snprintf(err, MM_ERR_MAX, "state DB %s: %s: %s", st->path, what, sqlite3_errmsg(st->db));
+	}
+	return MM_ERR;
+}
+
+static int exec(struct mm_state *st, const char *sql, char *err)
+{
+	int src = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+
+	return src == SQLITE_OK ? MM_OK : db_error(st, src, sql, err);
+}
+
+static int pragma_int(struct mm_state *st, const char *sql, int *value, char *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	int src = sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL);
+
+	if (src == SQLITE_OK) {
+		src = sqlite3_step(stmt);
+		if (src == SQLITE_ROW) {
+			*value = sqlite3_column_int(stmt, 0);
+			src = SQLITE_OK;
+		}
+	}
+	sqlite3_finalize(stmt);
+	return src == SQLITE_OK ? MM_OK : db_error(st, src, "reading its header", err);
+}
+
+static int upgrade_schema(struct mm_state *st, char *err)
+{
+	int version, app_id, tables, rc;
+	char sql[128];
+
+	rc = exec(st, "BEGIN IMMEDIATE", err);
+	if (rc != MM_OK)
+		return rc;
+	if ((rc = pragma_int(st, "PRAGMA user_version", &version, err)) != MM_OK ||
+	    (rc = pragma_int(st, "PRAGMA application_id", &app_id, err)) != MM_OK ||
+	    (rc = pragma_int(st, "SELECT count(*) FROM sqlite_master", &tables, err)) != MM_OK)
+		goto out;
+	if (app_id != APPLICATION_ID && tables > 0) {
+		snprintf(err, MM_ERR_MAX, "state DB %s is an SQLite file of another program, not mailmode's",
+		         st->path);
+		rc = MM_ERR;
+		goto out;
+	}
+	if (version > MM_STATE_SCHEMA_VERSION) {
+		snprintf(err, MM_ERR_MAX,
+		         "state DB %s has schema version %d, newer than this mailmode's (%d): use a newer mailmode",
+		         st->path, version, MM_STATE_SCHEMA_VERSION);
+		rc = MM_ERR;
+		goto out;
+	}
+	for (; version < MM_STATE_SCHEMA_VERSION; version++) {
+		if ((rc = exec(st, migrations[version], err)) != MM_OK)
+			goto out;
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d; PRAGMA application_id = %d",
+		         version + 1, APPLICATION_ID);
+		if ((rc = exec(st, sql, err)) != MM_OK)
+			goto out;
+	}
+	rc = exec(st, "COMMIT", err);
+out:
+	if (rc != MM_OK)
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+static void set_actor(struct mm_state *st)
+{
+	const char *user = getenv("SUDO_USER");
+	struct passwd *pw = NULL;
+
+	if (!user) {
+		pw = getpwuid(geteuid());
+		user = pw ? pw->pw_name : "unknown";
+	}
+	if (gethostname(st->host, sizeof(st->host)) != 0)
+		snprintf(st->host, sizeof(st->host), "localhost");
+	st->host[sizeof(st->host) - 1] = '\0';
+	snprintf(st->actor, sizeof(st->actor), "%s@%s", user, st->host);
+}
+
+int mm_state_open(const char *path, long busy_ms, struct mm_state **out, char *err)
+{
+	struct mm_state *st = calloc(1, sizeof(*st));
+	int src, rc = MM_ERR;
+	char busy[64];
+
+	*out = NULL;
+	if (!st || !(st->path = strdup(path))) {
+		snprintf(err, MM_ERR_MAX, "out of memory");
+		goto fail;
+	}
+	set_actor(st);
+	src = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+	                      SQLITE_OPEN_NOFOLLOW, NULL);
+	if (src != SQLITE_OK) {
+		snprintf(err, MM_ERR_MAX, "state DB %s: cannot open: %s", path,
+		         st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(src));
+		goto fail;
+	}
+	sqlite3_extended_result_codes(st->db, 0);
+	snprintf(busy, sizeof(busy), "PRAGMA busy_timeout = %ld", busy_ms);
+	if ((rc = exec(st, busy, err)) != MM_OK ||
+	    (rc = exec(st, "PRAGMA foreign_keys = ON", err)) != MM_OK ||
+	    (rc = exec(st, "PRAGMA journal_mode = WAL", err)) != MM_OK ||
+	    (rc = exec(st, "PRAGMA synchronous = FULL", err)) != MM_OK ||
+	    (rc = upgrade_schema(st, err)) != MM_OK)
+		goto fail;
+	*out = st;
+	return MM_OK;
+fail:
+	mm_state_close(st);
+	return rc == MM_OK ? MM_ERR : rc;
+}
+
+void mm_state_close(struct mm_state *st)
+{
+	if (!st)
+		return;
+	sqlite3_close(st->db);
+	free(st->path);
+	free(st);
+}
+
+const char *mm_state_actor(const struct mm_state *st)
+{
+	return st->actor;
+}
+
+static char *column_dup(sqlite3_stmt *stmt, int col)
+{
+	const unsigned char *v = sqlite3_column_text(stmt, col);
+
+	return v ? strdup((const char *)v) : NULL;
+}
+
+void mm_domain_row_clear(struct mm_domain_row *row)
+{
+	free(row->domain);
+	free(row->mode);
+	free(row->profile);
+	free(row->receipt);
+	free(row->updated_at);
+	memset(row, 0, sizeof(*row));
+}
+
+static void read_domain_row(sqlite3_stmt *stmt, struct mm_domain_row *row)
+{
+	row->domain = column_dup(stmt, 0);
+	row->mode = column_dup(stmt, 1);
+	row->profile = column_dup(stmt, 2);
+	row->receipt = column_dup(stmt, 3);
+	row->adopted = sqlite3_column_int(stmt, 4);
+	row->updated_at = column_dup(stmt, 5);
+}
+
+#define DOMAIN_COLUMNS "domain, mode, profile, receipt, adopted, updated_at"
+
+int mm_state_get_domain(struct mm_state *st, const char *domain, struct mm_domain_row *row,
+                        int *found, char *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	int src, rc = MM_ERR;
+
+	memset(row, 0, sizeof(*row));
+	*found = 0;
+	src = sqlite3_prepare_v2(st->db, "SELECT " DOMAIN_COLUMNS " FROM domains WHERE domain = ?",
+	                         -1, &stmt, NULL);
+	if (src != SQLITE_OK)
+		goto out;
+	sqlite3_bind_text(stmt, 1, domain, -1, SQLITE_STATIC);
+	src = sqlite3_step(stmt);
+	if (src == SQLITE_ROW) {
+		read_domain_row(stmt, row);
+		*found = 1;
+		src = SQLITE_DONE;
+	}
+out:
+	if (src == SQLITE_DONE)
+		rc = MM_OK;
+	else
+		db_error(st, src, "reading domain", err);
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int mm_state_each_domain(struct mm_state *st,
+                         int (*fn)(const struct mm_domain_row *row, void *arg), void *arg,
+                         char *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	struct mm_domain_row row;
+	int src, rc = MM_OK;
+
+	src = sqlite3_prepare_v2(st->db, "SELECT " DOMAIN_COLUMNS " FROM domains ORDER BY domain",
+	                         -1, &stmt, NULL);
+	while (src == SQLITE_OK || src == SQLITE_ROW) {
+		src = sqlite3_step(stmt);
+		if (src != SQLITE_ROW)
+			break;
+		read_domain_row(stmt, &row);
+		rc = fn(&row, arg);
+		mm_domain_row_clear(&row);
+		if (rc != MM_OK)
+			goto out;
+	}
+	if (src != SQLITE_DONE)
+		rc = db_error(st, src, "listing domains", err);
+out:
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+/* Runs one statement with text parameters (NULL binds NULL). */
+static int run(struct mm_state *st, const char *sql, int nparams, const char *const *params,
+               char *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	int src, i;
+
+	src = sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL);
+	for (i = 0; src == SQLITE_OK && i < nparams; i++)
+		src = sqlite3_bind_text(stmt, i + 1, params[i], -1, SQLITE_STATIC);
+	if (src == SQLITE_OK)
+		src = sqlite3_step(stmt);
+	sqlite3_finalize(stmt);
+	if (src == SQLITE_DONE || src == SQLITE_ROW)
+		return MM_OK;
+	return db_error(st, src, "writing", err);
+}
+
+static int insert_audit(struct mm_state *st, const char *domain, const char *action,
+                        const char *detail, char *err)
+{
+	char at[32];
+	const char *params[] = { at, st->actor, domain, action, detail };
+
+	now_iso(at, sizeof(at));
+	return run(st, "INSERT INTO audit(at, actor, domain, action, detail) VALUES(?,?,?,?,?)",
+	           5, params, err);
+}
+
+int mm_state_audit(struct mm_state *st, const char *domain, const char *action,
+                   const char *detail, char *err)
+{
+	return insert_audit(st, domain, action, detail, err);
+}
+
+static int begin(struct mm_state *st, char *err)
+{
+	return exec(st, "BEGIN IMMEDIATE", err);
+}
+
+static int finish(struct mm_state *st, int rc, char *err)
+{
+	if (rc == MM_OK)
+		return exec(st, "COMMIT", err);
+	sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+int mm_state_set_mode(struct mm_state *st, const char *domain, const char *mode,
+                      const char *profile, const char *receipt, int adopted,
+                      const char *action, const char *detail, char *err)
+{
+	struct mm_domain_row row;
+	char at[32];
+	const char *params[] = { domain, mode, profile, receipt, adopted ? "1" : "0", at };
+	int found, rc;
+
+	now_iso(at, sizeof(at));
+	rc = begin(st, err);
+	if (rc != MM_OK)
+		return rc;
+	rc = mm_state_get_domain(st, domain, &row, &found, err);
+	if (rc == MM_OK && found && row.mode && strcmp(row.mode, mode) != 0) {
+		snprintf(err, MM_ERR_MAX,
+		         "%s is already in %s mode: a domain has one mode; use 'mailmode switch %s --to %s'",
+		         domain, row.mode, domain, mode);
+		rc = MM_REFUSED;
+	}
+	mm_domain_row_clear(&row);
+	if (rc == MM_OK)
+		rc = run(st, "INSERT INTO domains(domain, mode, profile, receipt, adopted, updated_at)"
+		             " VALUES(?,?,?,?,?,?)"
+		             " ON CONFLICT(domain) DO UPDATE SET mode = excluded.mode,"
+		             " profile = excluded.profile, receipt = excluded.receipt,"
+		             " adopted = excluded.adopted, updated_at = excluded.updated_at",
+		         6, params, err);
+	if (rc == MM_OK)
+		rc = insert_audit(st, domain, action, detail, err);
+	return finish(st, rc, err);
+}
+
+int mm_state_clear_mode(struct mm_state *st, const char *domain, const char *action,
+                        const char *detail, char *err)
+{
+	char at[32];
+	const char *params[] = { at, domain };
+	int rc;
+
+	now_iso(at, sizeof(at));
+	rc = begin(st, err);
+	if (rc != MM_OK)
+		return rc;
+	rc = run(st, "UPDATE domains SET mode = NULL, receipt = NULL, adopted = 0, updated_at = ?"
+	             " WHERE domain = ?", 2, params, err);
+	if (rc == MM_OK)
+		rc = insert_audit(st, domain, action, detail, err);
+	return finish(st, rc, err);
+}
+
+static int process_gone(const char *host, const char *our_host, long long pid)
+{
+	return strcmp(host, our_host) == 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+/* One attempt: 1 = taken, 0 = held by a live owner (described in holder). */
+static int try_lock(struct mm_state *st, const char *domain, const char *command, long lease_ms,
+                    char *holder, size_t holderlen, char *notice, size_t noticelen, char *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	char at[32], pid[24], lease[24];
+	const char *params[] = { domain, st->actor, pid, st->host, command, at, lease };
+	int src, rc, taken = 1;
+
+	now_iso(at, sizeof(at));
+	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+	snprintf(lease, sizeof(lease), "%lld", now_ms() + lease_ms);
+	rc = begin(st, err);
+	if (rc != MM_OK)
+		return -1;
+	src = sqlite3_prepare_v2(st->db, "SELECT owner, pid, host, command, acquired_at, lease_until"
+	                         " FROM locks WHERE domain = ?", -1, &stmt, NULL);
+	if (src == SQLITE_OK) {
+		sqlite3_bind_text(stmt, 1, domain, -1, SQLITE_STATIC);
+		src = sqlite3_step(stmt);
+	}
+	if (src == SQLITE_ROW) {
+		const char *owner = (const char *)sqlite3_column_text(stmt, 0);
+		long long opid = sqlite3_column_int64(stmt, 1);
+		const char *ohost = (const char *)sqlite3_column_text(stmt, 2);
+		const char *ocmd = (const char *)sqlite3_column_text(stmt, 3);
+		const char *since = (const char *)sqlite3_column_text(stmt, 4);
+		long long until = sqlite3_column_int64(stmt, 5);
+		int expired = until < now_ms();
+
+		if (expired || process_gone(ohost, st->host, opid)) {
+			snprintf(notice, noticelen,
+			         "took over the lock on %s from %s (pid %lld on %s, '%s' since %s): %s",
+			         domain, owner, opid, ohost, ocmd, since,
+			         expired ? "its lease expired" : "that process is gone");
+		} else {
+			snprintf(holder, holderlen, "%s (pid %lld on %s, '%s' since %s)", owner, opid,
+			         ohost, ocmd, since);
+			taken = 0;
+		}
+		src = SQLITE_DONE;
+	}
+	sqlite3_finalize(stmt);
+	if (src != SQLITE_DONE) {
+		rc = db_error(st, src, "reading locks", err);
+		finish(st, rc, err);
+		return -1;
+	}
+	if (taken)
+		rc = run(st, "INSERT OR REPLACE INTO locks(domain, owner, pid, host, command,"
+		             " acquired_at, lease_until) VALUES(?,?,?,?,?,?,?)", 7, params, err);
+	if (finish(st, rc, err) != MM_OK)
+		return -1;
+	return taken;
+}
+
+int mm_state_lock_domain(struct mm_state *st, const char *domain, const char *command,
+                         long lease_ms, long wait_ms, char *notice, size_t noticelen,
+                         char *err)
+{
+	char holder[512] = "";
+	long long deadline = now_ms() + wait_ms;
+	int taken;
+
+	notice[0] = '\0';
+	for (;;) {
+		taken = try_lock(st, domain, command, lease_ms, holder, sizeof(holder), notice,
+		                 noticelen, err);
+		if (taken < 0)
+			return MM_ERR;
+		if (taken)
+			return MM_OK;
+		if (now_ms() >= deadline)
+			break;
+		usleep(LOCK_POLL_MS * 1000);
+	}
+	snprintf(err, MM_ERR_MAX, "%s is locked by %s; gave up after %ld s", domain, holder,
+	         wait_ms / 1000);
+	return MM_ERR;
+}
+
+int mm_state_unlock_domain(struct mm_state *st, const char *domain, char *err)
+{
+	char pid[24];
+	const char *params[] = { domain, pid };
+
+	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+	return run(st, "DELETE FROM locks WHERE domain = ? AND pid = ?", 2, params, err);
+}
+
+int mm_state_each_audit(struct mm_state *st, const char *domain,
+                        int (*fn)(const struct mm_audit_row *row, void *arg), void *arg,
+                        char *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	int src, rc = MM_OK;
+
+	src = sqlite3_prepare_v2(st->db, "SELECT id, at, actor, domain, action, detail FROM audit"
+	                         " WHERE ?1 IS NULL OR domain = ?1 ORDER BY id", -1, &stmt, NULL);
+	if (src == SQLITE_OK)
+		src = sqlite3_bind_text(stmt, 1, domain, -1, SQLITE_STATIC);
+	while (src == SQLITE_OK || src == SQLITE_ROW) {
+		struct mm_audit_row row;
+
+		src = sqlite3_step(stmt);
+		if (src != SQLITE_ROW)
+			break;
+		row.id = sqlite3_column_int64(stmt, 0);
+		row.at = (const char *)sqlite3_column_text(stmt, 1);
+		row.actor = (const char *)sqlite3_column_text(stmt, 2);
+		row.domain = (const char *)sqlite3_column_text(stmt, 3);
+		row.action = (const char *)sqlite3_column_text(stmt, 4);
+		row.detail = (const char *)sqlite3_column_text(stmt, 5);
+		rc = fn(&row, arg);
+		if (rc != MM_OK)
+			goto out;
+	}
+	if (src != SQLITE_DONE)
+		rc = db_error(st, src, "reading the audit log", err);
+out:
+	sqlite3_finalize(stmt);
+	return rc;
+}

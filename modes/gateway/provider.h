@@ -1,0 +1,81 @@
+/*
+ * The DNS-provider seam of the gateway plugin.
+ *
+ * The mode logic (gateway.c) never speaks a DNS protocol itself: it reads
+ * the MX RRset together with a version token and asks for a replacement
+ * that only happens if the RRset still is what was read (compare-and-swap).
+ * RFC 2136 + TSIG (rfc2136.c) is the one provider today.  Others map
+ * naturally:
+ *   Route 53 / Google Cloud DNS: DELETE(exact old) + CREATE(new) in one
+ *       change batch; the token is the old RRset itself, as for RFC 2136.
+ *   Azure DNS: PUT with If-Match; the token is the record set's etag.
+ *   Cloudflare: no CAS; the token is the record ids, re-read before the
+ *       batch (report the weaker guarantee).
+ * Only MX matters to this mode, so the RRset type is fixed to MX.
+ */
+#ifndef GATEWAY_PROVIDER_H
+#define GATEWAY_PROVIDER_H
+
+#include "gateway.h"
+
+/* What a read returned, to make the following replace conditional. */
+struct gw_rrset_version {
+	struct gw_mx_set rrset;     /* the RRset as read */
+	char token[256];            /* provider-specific (etag, record ids);
+	                               empty for RFC 2136, whose token is the
+	                               RRset itself */
+};
+
+enum gw_replace_outcome {
+	GW_REPLACE_OK = 0,          /* applied */
+	GW_REPLACE_CONFLICT,        /* not applied: the RRset is no longer the
+	                               expected one (someone changed it) */
+	GW_REPLACE_DENIED,          /* not applied: credentials or policy */
+	GW_REPLACE_FAILED,          /* not applied: any other refusal */
+	GW_REPLACE_UNKNOWN          /* no (trustworthy) answer: may or may not
+	                               have been applied; re-read */
+};
+
+struct gw_provider;
+
+struct gw_provider_ops {
+	const char *name;
+
+	/* Reads the MX RRset of `name` (no trailing dot) from the provider's
+	 * source of truth.  A name without MX gives an empty set.  On error
+	 * the diagnostic says why. */
+	int (*get_rrset)(struct gw_provider *provider, const char *name,
+	                 struct gw_rrset_version *version);
+
+	/* Replaces the MX RRset of `name` with `replacement` (empty: delete
+	 * it) if, and only if, it still is `expected`.  All or nothing: the
+	 * name is never left without MX in between.  The diagnostic says why
+	 * when the outcome is not GW_REPLACE_OK. */
+	enum gw_replace_outcome (*replace_rrset)(
+		struct gw_provider *provider, const char *name,
+		const struct gw_rrset_version *expected,
+		const struct gw_mx_set *replacement);
+
+	/* The exact change replace_rrset would send, one line per element,
+	 * appended to buf (NUL-terminated) without sending anything. */
+	int (*describe_replace)(struct gw_provider *provider, const char *name,
+	                        const struct gw_rrset_version *expected,
+	                        const struct gw_mx_set *replacement, char *buf,
+	                        size_t len);
+
+	void (*close)(struct gw_provider *provider);
+};
+
+struct gw_provider {
+	const struct gw_provider_ops *ops;
+	struct gw_op *op;           /* the operation it serves */
+	void *impl;
+};
+
+/* RFC 2136 UPDATE + TSIG to op->primary_addr, over TCP.  The secret is only
+ * loaded when `need_secret` (plan and reads do without).  On success
+ * *provider is ready; release it with provider->ops->close(provider). */
+int gw_rfc2136_open(struct gw_op *op, bool need_secret,
+                    struct gw_provider **provider);
+
+#endif /* GATEWAY_PROVIDER_H */

@@ -1,0 +1,547 @@
+/*
+ * The mailflow profile, read from the INI configuration.
+ *
+ *   [profile NAME]                 the core passes this section
+ *   mode    = mailflow
+ *   tenant  = T                    -> [tenant T]
+ *   service = S                    -> [service S]
+ *
+ *   [tenant T]                     one Microsoft 365 tenant (app-only auth)
+ *   tenant             = contoso.onmicrosoft.com | tenant GUID
+ *                        (default: T itself)
+ *   client_id          = the app registration's application (client) id
+ *   client_secret_file = file holding the client secret            -- or --
+ *   private_key_file   = PEM private key of the app's certificate
+ *   certificate_file   = PEM certificate (default: a CERTIFICATE block in
+ *                        private_key_file)
+ *   login_url          = identity platform (default
+ *                        https://login.microsoftonline.com); the token URL
+ *                        is {login_url}/{tenant}/oauth2/v2.0/token
+ *   api_url            = admin API (default https://outlook.office365.com);
+ *                        calls go to {api_url}/adminapi/beta/{tenant}/InvokeCommand
+ *   ca_file            = CA bundle for both (default: system trust store)
+ *   retry_budget_ms    = time one request may spend retrying 429/503/504
+ *                        (default: the host's, 120 s)
+ *   timeout_ms         = one request attempt (default: the host's, 30 s)
+ *
+ *   [service S]                    the security service; shared with the
+ *                                  gateway plugin (gateway_mx, gateway_ttl)
+ *   smart_hosts    = hosts the outbound connector delivers to (comma or
+ *                    space separated)
+ *   tls_domain     = certificate domain the outbound connector validates
+ *                    (default: the first smart host)
+ *   connector_type = OnPremises | Partner (default OnPremises)
+ *   tls_cert_name  = certificate name of the service's return traffic
+ *                    (inbound connector TlsSenderCertificateName)
+ *   loop_header    = header the service stamps on mail it has processed;
+ *                    the rule skips mail that carries it
+ *   name_prefix    = prefix of the objects' deterministic names
+ *                    (default "mailmode")
+ *
+ *   [mode mailflow]                optional, defaults for every tenant
+ *   retry_budget_ms, timeout_ms
+ *
+ * Secret and key files are read with host->secret_load: relative paths are
+ * taken from the configuration file's directory, and files readable by
+ * group or others are refused.  The certificate_file is read the same way
+ * (the host offers no other path-resolving reader), so it needs the same
+ * mode 0600/0400.
+ *
+ * Object names (deterministic, so an interrupted setup is resumed and
+ * never duplicated):
+ *   outbound connector  "<prefix> outbound to <S>"   one per tenant+service
+ *   inbound connector   "<prefix> inbound from <S>"  one per tenant+service
+ *   transport rule      "<prefix> route <domain>"    one per domain
+ * One rule per domain (rather than one per tenant listing its domains)
+ * keeps setup and teardown of one domain from rewriting an object other
+ * domains depend on, and lets verify report per domain.
+ */
+#include "mailflow.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_LOGIN_URL "https://login.microsoftonline.com"
+#define DEFAULT_API_URL "https://outlook.office365.com"
+#define DEFAULT_NAME_PREFIX "mailmode"
+#define MANAGED_MARKER "managed by mailmode"
+
+/* ------------------------------------------------------------------ */
+/* Helpers */
+
+char *mf_strdup(const char *s)
+{
+	size_t len;
+	char *copy;
+
+	if (!s)
+		return NULL;
+	len = strlen(s) + 1;
+	copy = malloc(len);
+	if (copy)
+		memcpy(copy, s, len);
+	return copy;
+}
+
+char *mf_printf(const char *fmt, ...)
+{
+	va_list ap;
+	int len;
+	char *out;
+
+	va_start(ap, fmt);
+	len = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (len < 0)
+		return NULL;
+	out = malloc((size_t)len + 1);
+	if (!out)
+		return NULL;
+	va_start(ap, fmt);
+	vsnprintf(out, (size_t)len + 1, fmt, ap);
+	va_end(ap);
+	return out;
+}
+
+int mf_strcaseeq(const char *a, const char *b)
+{
+	if (!a || !b)
+		return a == b;
+	while (*a && *b) {
+		if (tolower((unsigned char)*a) != tolower((unsigned char)*b))
+			return 0;
+		a++;
+		b++;
+	}
+	return *a == *b;
+}
+
+int mf_guid(char out[37])
+{
+	unsigned char b[16];
+
+	if (RAND_bytes(b, sizeof(b)) != 1)
+		return -1;
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);  /* version 4 */
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);  /* RFC 4122 variant */
+	snprintf(out, 37,
+	         "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+	         b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9],
+	         b[10], b[11], b[12], b[13], b[14], b[15]);
+	return 0;
+}
+
+static int buf_reserve(struct mf_buf *buf, size_t more)
+{
+	size_t cap;
+	char *grown;
+
+	if (buf->failed)
+		return -1;
+	if (buf->len + more + 1 <= buf->cap)
+		return 0;
+	cap = buf->cap ? buf->cap : 256;
+	while (cap < buf->len + more + 1)
+		cap *= 2;
+	grown = realloc(buf->data, cap);
+	if (!grown) {
+		buf->failed = 1;
+		return -1;
+	}
+	buf->data = grown;
+	buf->cap = cap;
+	return 0;
+}
+
+void mf_buf_add(struct mf_buf *buf, const char *s)
+{
+	size_t len = strlen(s);
+
+	if (buf_reserve(buf, len) != 0)
+		return;
+	memcpy(buf->data + buf->len, s, len + 1);
+	buf->len += len;
+}
+
+void mf_buf_addf(struct mf_buf *buf, const char *fmt, ...)
+{
+	va_list ap;
+	int len;
+
+	va_start(ap, fmt);
+	len = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (len < 0) {
+		buf->failed = 1;
+		return;
+	}
+	if (buf_reserve(buf, (size_t)len) != 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf->data + buf->len, (size_t)len + 1, fmt, ap);
+	va_end(ap);
+	buf->len += (size_t)len;
+}
+
+void mf_buf_free(struct mf_buf *buf)
+{
+	free(buf->data);
+	buf->data = NULL;
+	buf->len = buf->cap = 0;
+	buf->failed = 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Profile */
+
+/* "tenant T" from "T"; NULL on allocation failure. */
+static char *section_name(const char *kind, const char *name)
+{
+	return mf_printf("%s %s", kind, name);
+}
+
+static char *trimmed_url(const char *url)
+{
+	char *copy = mf_strdup(url);
+	size_t len;
+
+	if (!copy)
+		return NULL;
+	len = strlen(copy);
+	while (len > 0 && copy[len - 1] == '/')
+		copy[--len] = '\0';
+	return copy;
+}
+
+static int is_https_url(const char *url)
+{
+	return strncmp(url, "https://", 8) == 0 && url[8] != '\0';
+}
+
+/* Splits "a, b c" into a NULL-terminated array of copies. */
+static char **split_list(const char *text, size_t *count)
+{
+	char **items = NULL;
+	size_t n = 0;
+	const char *p = text;
+
+	*count = 0;
+	items = calloc(1, sizeof(*items));
+	if (!items)
+		return NULL;
+	while (*p) {
+		const char *start;
+		size_t len;
+		char **grown;
+
+		while (*p == ',' || isspace((unsigned char)*p))
+			p++;
+		if (!*p)
+			break;
+		start = p;
+		while (*p && *p != ',' && !isspace((unsigned char)*p))
+			p++;
+		len = (size_t)(p - start);
+		grown = realloc(items, (n + 2) * sizeof(*items));
+		if (!grown)
+			goto fail;
+		items = grown;
+		items[n] = malloc(len + 1);
+		if (!items[n])
+			goto fail;
+		memcpy(items[n], start, len);
+		items[n][len] = '\0';
+		items[++n] = NULL;
+	}
+	*count = n;
+	return items;
+fail:
+	while (n > 0)
+		free(items[--n]);
+	free(items);
+	return NULL;
+}
+
+/* A positive number of milliseconds, or -1 when malformed. */
+static long parse_ms(const char *text)
+{
+	char *end;
+	long value;
+
+	errno = 0;
+	value = strtol(text, &end, 10);
+	if (errno || end == text || *end != '\0' || value < 0)
+		return -1;
+	return value;
+}
+
+/* Exchange names may hold most characters, but not these. */
+static int name_chars_ok(const char *name)
+{
+	return strpbrk(name, "\\/:*?\"<>|") == NULL;
+}
+
+void mf_rule_name(const struct mf_profile *profile, const char *domain,
+                  char name[MF_NAME_MAX])
+{
+	unsigned char digest[SHA256_DIGEST_LENGTH];
+	int len;
+
+	len = snprintf(name, MF_NAME_MAX, "%s route %s", profile->name_prefix,
+	               domain);
+	if (len >= 0 && len < MF_NAME_MAX)
+		return;
+	/* Too long for Exchange: keep it unique and deterministic with a
+	 * digest of the domain in place of its tail. */
+	SHA256((const unsigned char *)domain, strlen(domain), digest);
+	{
+		char tail[12];
+		size_t head;
+
+		snprintf(tail, sizeof(tail), " ~%02x%02x%02x%02x", digest[0],
+		         digest[1], digest[2], digest[3]);
+		head = MF_NAME_MAX - 1 - strlen(tail);
+		snprintf(name, MF_NAME_MAX, "%s route %s", profile->name_prefix,
+		         domain);
+		memcpy(name + head, tail, strlen(tail) + 1);
+	}
+}
+
+void mf_profile_free(struct mf_profile *profile)
+{
+	size_t i;
+
+	if (!profile)
+		return;
+	free(profile->tenant_section);
+	free(profile->tenant);
+	free(profile->client_id);
+	free(profile->client_secret_file);
+	free(profile->certificate_file);
+	free(profile->private_key_file);
+	free(profile->login_url);
+	free(profile->api_url);
+	free(profile->ca_file);
+	free(profile->service);
+	for (i = 0; profile->smart_hosts && profile->smart_hosts[i]; i++)
+		free(profile->smart_hosts[i]);
+	free(profile->smart_hosts);
+	free(profile->tls_domain);
+	free(profile->tls_cert_name);
+	free(profile->loop_header);
+	free(profile->name_prefix);
+	free(profile->managed_marker);
+	free(profile);
+}
+
+/* A key of the tenant section, else of the plugin's own section. */
+static const char *tenant_or_mode_key(const struct mailmode_host *host,
+                                      const char *tenant_section,
+                                      const char *mode_section,
+                                      const char *key)
+{
+	const char *value = host->config_get(host->handle, tenant_section, key);
+
+	if (!value && mode_section)
+		value = host->config_get(host->handle, mode_section, key);
+	return value;
+}
+
+static int empty(const char *s)
+{
+	return !s || !*s;
+}
+
+int mf_profile_load(const struct mailmode_host *host, const char *mode_section,
+                    const char *profile_section, struct mf_profile **out,
+                    struct mailmode_diag *diag)
+{
+	struct mf_profile *p = NULL;
+	const char *tenant_name, *service_name, *value;
+	char *service_section = NULL;
+	size_t nhosts = 0;
+	int rc = MAILMODE_ERR_CONFIG;
+
+	*out = NULL;
+	tenant_name = host->config_get(host->handle, profile_section, "tenant");
+	service_name = host->config_get(host->handle, profile_section, "service");
+	if (empty(tenant_name)) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "[%s]: missing key 'tenant' (names a [tenant T] section)",
+		               profile_section);
+		goto out;
+	}
+	if (empty(service_name)) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "[%s]: missing key 'service' (names a [service S] section)",
+		               profile_section);
+		goto out;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		goto nomem;
+	p->tenant_section = section_name("tenant", tenant_name);
+	service_section = section_name("service", service_name);
+	p->service = mf_strdup(service_name);
+	p->managed_marker = mf_strdup(MANAGED_MARKER);
+	if (!p->tenant_section || !service_section || !p->service ||
+	    !p->managed_marker)
+		goto nomem;
+
+	/* [tenant T] */
+	value = host->config_get(host->handle, p->tenant_section, "tenant");
+	p->tenant = mf_strdup(empty(value) ? tenant_name : value);
+	value = host->config_get(host->handle, p->tenant_section, "client_id");
+	if (empty(value)) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "[%s]: missing key 'client_id'", p->tenant_section);
+		goto out;
+	}
+	p->client_id = mf_strdup(value);
+	value = host->config_get(host->handle, p->tenant_section, "client_secret_file");
+	if (!empty(value))
+		p->client_secret_file = mf_strdup(value);
+	value = host->config_get(host->handle, p->tenant_section, "private_key_file");
+	if (!empty(value))
+		p->private_key_file = mf_strdup(value);
+	value = host->config_get(host->handle, p->tenant_section, "certificate_file");
+	if (!empty(value))
+		p->certificate_file = mf_strdup(value);
+	if (!p->tenant || !p->client_id)
+		goto nomem;
+	if (!p->client_secret_file && !p->private_key_file) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "[%s]: missing key 'client_secret_file' (or 'private_key_file' for certificate auth)",
+		               p->tenant_section);
+		goto out;
+	}
+	if (p->client_secret_file && p->private_key_file) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "[%s]: give either 'client_secret_file' or 'private_key_file', not both",
+		               p->tenant_section);
+		goto out;
+	}
+	if (p->certificate_file && !p->private_key_file) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "[%s]: 'certificate_file' needs 'private_key_file'",
+		               p->tenant_section);
+		goto out;
+	}
+	value = host->config_get(host->handle, p->tenant_section, "login_url");
+	p->login_url = trimmed_url(empty(value) ? DEFAULT_LOGIN_URL : value);
+	value = host->config_get(host->handle, p->tenant_section, "api_url");
+	p->api_url = trimmed_url(empty(value) ? DEFAULT_API_URL : value);
+	if (!p->login_url || !p->api_url)
+		goto nomem;
+	if (!is_https_url(p->login_url) || !is_https_url(p->api_url)) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "[%s]: 'login_url' and 'api_url' must be https:// URLs (tokens travel on them)",
+		               p->tenant_section);
+		goto out;
+	}
+	value = host->config_get(host->handle, p->tenant_section, "ca_file");
+	if (!empty(value) && !(p->ca_file = mf_strdup(value)))
+		goto nomem;
+	value = tenant_or_mode_key(host, p->tenant_section, mode_section,
+	                           "retry_budget_ms");
+	if (!empty(value) && (p->retry_budget_ms = parse_ms(value)) < 0) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "[%s]: 'retry_budget_ms' is not a number of milliseconds: '%s'",
+		               p->tenant_section, value);
+		goto out;
+	}
+	value = tenant_or_mode_key(host, p->tenant_section, mode_section,
+	                           "timeout_ms");
+	if (!empty(value) && (p->timeout_ms = parse_ms(value)) < 0) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "[%s]: 'timeout_ms' is not a number of milliseconds: '%s'",
+		               p->tenant_section, value);
+		goto out;
+	}
+
+	/* [service S] */
+	value = host->config_get(host->handle, service_section, "smart_hosts");
+	if (empty(value)) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "[%s]: missing key 'smart_hosts'", service_section);
+		goto out;
+	}
+	p->smart_hosts = split_list(value, &nhosts);
+	if (!p->smart_hosts)
+		goto nomem;
+	if (nhosts == 0) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "[%s]: 'smart_hosts' lists no host", service_section);
+		goto out;
+	}
+	value = host->config_get(host->handle, service_section, "tls_domain");
+	p->tls_domain = mf_strdup(empty(value) ? p->smart_hosts[0] : value);
+	value = host->config_get(host->handle, service_section, "connector_type");
+	if (empty(value) || mf_strcaseeq(value, "OnPremises")) {
+		p->connector_type = MF_CONNECTOR_ONPREMISES;
+	} else if (mf_strcaseeq(value, "Partner")) {
+		p->connector_type = MF_CONNECTOR_PARTNER;
+	} else {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "[%s]: 'connector_type' must be OnPremises or Partner, not '%s'",
+		               service_section, value);
+		goto out;
+	}
+	value = host->config_get(host->handle, service_section, "tls_cert_name");
+	if (empty(value)) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "[%s]: missing key 'tls_cert_name' (certificate name of the service's mail to Microsoft 365)",
+		               service_section);
+		goto out;
+	}
+	p->tls_cert_name = mf_strdup(value);
+	value = host->config_get(host->handle, service_section, "loop_header");
+	if (empty(value)) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "[%s]: missing key 'loop_header' (the header the service stamps, so its mail is not routed back)",
+		               service_section);
+		goto out;
+	}
+	p->loop_header = mf_strdup(value);
+	value = host->config_get(host->handle, service_section, "name_prefix");
+	p->name_prefix = mf_strdup(empty(value) ? DEFAULT_NAME_PREFIX : value);
+	if (!p->tls_domain || !p->tls_cert_name || !p->loop_header ||
+	    !p->name_prefix)
+		goto nomem;
+
+	if (snprintf(p->outbound_name, sizeof(p->outbound_name),
+	             "%s outbound to %s", p->name_prefix, p->service) >=
+	        (int)sizeof(p->outbound_name) ||
+	    snprintf(p->inbound_name, sizeof(p->inbound_name),
+	             "%s inbound from %s", p->name_prefix, p->service) >=
+	        (int)sizeof(p->inbound_name)) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "[%s]: connector names would exceed Exchange's 64 characters: shorten 'name_prefix' or the service name",
+		               service_section);
+		goto out;
+	}
+	if (!name_chars_ok(p->outbound_name) || !name_chars_ok(p->inbound_name)) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "[%s]: 'name_prefix' and the service name may not contain any of \\ / : * ? \" < > |",
+		               service_section);
+		goto out;
+	}
+	*out = p;
+	p = NULL;
+	rc = MAILMODE_OK;
+	goto out;
+nomem:
+	host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory reading [%s]",
+	               profile_section);
+	rc = MAILMODE_ERR_NOMEM;
+out:
+	free(service_section);
+	mf_profile_free(p);
+	return rc;
+}

@@ -1,0 +1,540 @@
+/*
+ * Exchange Online admin API client: the InvokeCommand transport the
+ * ExchangeOnlineManagement module itself uses (see m365-admin-api.md).
+ *
+ *   POST {api_url}/adminapi/beta/{tenant}/InvokeCommand
+ *   {"CmdletInput":{"CmdletName":"Get-X","Parameters":{...}}}
+ *
+ * Paging: the same body is POSTed again to @odata.nextLink, with a new
+ * client-request-id and the same connection-id.  Warnings arrive in
+ * @adminapi.warnings.  A failed cmdlet answers 4xx with
+ * error.details[0].message = "ErrId|ExceptionType|Text".  429/503/504 are
+ * retried by the host within the request's budget; a throttle that comes
+ * as text in another status is retried here, within the same budget.
+ */
+#include "mailflow.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* The arbitration mailbox the module anchors app-only calls on. */
+#define ANCHOR_MAILBOX "SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}"
+#define THROTTLE_TEXT "maximum number of concurrent requests"
+#define DEFAULT_RETRY_BUDGET_MS 120000
+/* A runaway nextLink chain must end: 1000 pages of up to 1000 objects. */
+#define MAX_PAGES 1000
+
+/* ------------------------------------------------------------------ */
+/* Fields that come as an array or as a bare string */
+
+const char *mf_field_str(const cJSON *obj, const char *name)
+{
+	const cJSON *item = cJSON_GetObjectItem(obj, name);
+
+	if (cJSON_IsString(item))
+		return item->valuestring;
+	if (cJSON_IsArray(item) && cJSON_GetArraySize(item) == 1 &&
+	    cJSON_IsString(item->child))
+		return item->child->valuestring;
+	return NULL;
+}
+
+const char **mf_field_strs(const cJSON *obj, const char *name, size_t *count)
+{
+	const cJSON *item = cJSON_GetObjectItem(obj, name);
+	const cJSON *element;
+	const char **list;
+	size_t n = 0;
+
+	*count = 0;
+	list = calloc((size_t)(cJSON_IsArray(item) ? cJSON_GetArraySize(item) : 1) + 1,
+	              sizeof(*list));
+	if (!list)
+		return NULL;
+	if (cJSON_IsString(item) && *item->valuestring) {
+		list[n++] = item->valuestring;
+	} else if (cJSON_IsArray(item)) {
+		cJSON_ArrayForEach(element, item)
+			if (cJSON_IsString(element))
+				list[n++] = element->valuestring;
+	}
+	list[n] = NULL;
+	*count = n;
+	return list;
+}
+
+int mf_field_bool(const cJSON *obj, const char *name)
+{
+	const cJSON *item = cJSON_GetObjectItem(obj, name);
+
+	if (cJSON_IsBool(item))
+		return cJSON_IsTrue(item);
+	if (cJSON_IsString(item)) {
+		if (mf_strcaseeq(item->valuestring, "true"))
+			return 1;
+		if (mf_strcaseeq(item->valuestring, "false"))
+			return 0;
+	}
+	return -1;
+}
+
+long mf_field_long(const cJSON *obj, const char *name, long dflt)
+{
+	const cJSON *item = cJSON_GetObjectItem(obj, name);
+	char *end;
+	long value;
+
+	if (cJSON_IsNumber(item))
+		return (long)item->valuedouble;
+	if (cJSON_IsString(item)) {
+		value = strtol(item->valuestring, &end, 10);
+		if (end != item->valuestring && *end == '\0')
+			return value;
+	}
+	return dflt;
+}
+
+/* ------------------------------------------------------------------ */
+/* Error classes */
+
+static int contains(const char *haystack, const char *needle)
+{
+	size_t n = strlen(needle);
+
+	for (; *haystack; haystack++)
+		if (strncasecmp(haystack, needle, n) == 0)
+			return 1;
+	return 0;
+}
+
+int mf_exo_error_not_found(const struct mf_exo_error *err)
+{
+	return err->status == 404 ||
+	       contains(err->type, "NotFoundException") ||
+	       contains(err->text, "couldn't be found") ||
+	       contains(err->text, "could not be found");
+}
+
+int mf_exo_error_exists(const struct mf_exo_error *err)
+{
+	return contains(err->type, "AlreadyExists") ||
+	       contains(err->type, "DuplicateObject") ||
+	       contains(err->text, "already exists");
+}
+
+int mf_exo_error_dehydrated(const struct mf_exo_error *err)
+{
+	return contains(err->type, "Dehydrated") ||
+	       contains(err->text, "Enable-OrganizationCustomization");
+}
+
+int mf_exo_error_inbound_restricted(const struct mf_exo_error *err)
+{
+	/* Microsoft words it several ways; all say the subscription can't
+	 * have inbound connectors. */
+	return contains(err->text, "inbound connector") &&
+	       (contains(err->text, "not allowed") ||
+	        contains(err->text, "isn't allowed") ||
+	        contains(err->text, "not supported") ||
+	        contains(err->text, "isn't supported") ||
+	        contains(err->text, "restricted") ||
+	        contains(err->text, "can't be created") ||
+	        contains(err->text, "cannot be created"));
+}
+
+/* ------------------------------------------------------------------ */
+/* Requests */
+
+static int is_guid(const char *s)
+{
+	size_t i;
+
+	if (strlen(s) != 36)
+		return 0;
+	for (i = 0; i < 36; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				return 0;
+		} else if (!strchr("0123456789abcdefABCDEF", s[i])) {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* "https://host:port" of a URL, for checking where nextLink points. */
+static size_t origin_len(const char *url)
+{
+	const char *p = strstr(url, "://");
+
+	if (!p)
+		return 0;
+	p += 3;
+	return (size_t)(p - url) + strcspn(p, "/?#");
+}
+
+/* The value of header `name` in a raw header block, or NULL. */
+static char *header_value(const char *headers, const char *name)
+{
+	size_t n = strlen(name);
+	const char *line = headers;
+
+	while (line && *line) {
+		const char *end = line + strcspn(line, "\r\n");
+
+		if ((size_t)(end - line) > n && strncasecmp(line, name, n) == 0 &&
+		    line[n] == ':') {
+			const char *v = line + n + 1;
+
+			while (v < end && (*v == ' ' || *v == '\t'))
+				v++;
+			return mf_printf("%.*s", (int)(end - v), v);
+		}
+		line = end;
+		while (*line == '\r' || *line == '\n')
+			line++;
+	}
+	return NULL;
+}
+
+/* The object a cmdlet is about, for messages: Identity or Name. */
+static const char *params_subject(const cJSON *params)
+{
+	const char *subject = mf_field_str(params, "Identity");
+
+	return subject ? subject : mf_field_str(params, "Name");
+}
+
+static int is_write_cmdlet(const char *cmdlet)
+{
+	return strncmp(cmdlet, "Get-", 4) != 0;
+}
+
+/* Fills err and diag from a failed answer. */
+static int map_error(struct mf_exo *exo, const char *cmdlet,
+                     const cJSON *params,
+                     const struct mailmode_http_response *resp,
+                     struct mf_exo_error *err, struct mailmode_diag *diag)
+{
+	const struct mailmode_host *host = exo->ctx->host;
+	cJSON *body = cJSON_Parse(resp->body ? resp->body : "");
+	const cJSON *error = cJSON_GetObjectItem(body, "error");
+	const cJSON *details = cJSON_GetObjectItem(error, "details");
+	const cJSON *inner = cJSON_GetObjectItem(error, "innererror");
+	const cJSON *internal = cJSON_GetObjectItem(inner, "internalexception");
+	const char *message = NULL;
+	const char *subject = params_subject(params);
+	char *auth_header = NULL;
+	int rc;
+
+	memset(err, 0, sizeof(*err));
+	err->status = resp->status;
+	if (cJSON_IsArray(details) && cJSON_GetArraySize(details) > 0)
+		message = mf_field_str(cJSON_GetArrayItem(details, 0), "message");
+	if (message) {
+		/* ErrId|ExceptionType|Text; the text may hold '|' itself. */
+		const char *bar1 = strchr(message, '|');
+		const char *bar2 = bar1 ? strchr(bar1 + 1, '|') : NULL;
+
+		if (bar1 && bar2) {
+			snprintf(err->errid, sizeof(err->errid), "%.*s",
+			         (int)(bar1 - message), message);
+			snprintf(err->type, sizeof(err->type), "%.*s",
+			         (int)(bar2 - bar1 - 1), bar1 + 1);
+			snprintf(err->text, sizeof(err->text), "%s", bar2 + 1);
+		} else {
+			snprintf(err->text, sizeof(err->text), "%s", message);
+		}
+	} else if ((message = mf_field_str(error, "message")) != NULL) {
+		snprintf(err->text, sizeof(err->text), "%s", message);
+	} else if (resp->body && resp->body_len > 0 && !body) {
+		snprintf(err->text, sizeof(err->text), "%.300s", resp->body);
+	}
+	if (resp->status == 401)
+		auth_header = header_value(resp->headers, "WWW-Authenticate");
+	else if (resp->status == 403)
+		auth_header = header_value(resp->headers, "x-ms-diagnostics");
+	if (!err->text[0] && auth_header)
+		snprintf(err->text, sizeof(err->text), "%s", auth_header);
+	if (!err->text[0])
+		snprintf(err->text, sizeof(err->text), "HTTP %ld", resp->status);
+
+	host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "%s%s%s%s failed in tenant %s: %.*s",
+	               cmdlet, subject ? " '" : "", subject ? subject : "",
+	               subject ? "'" : "", exo->profile->tenant,
+	               (int)strcspn(err->text, "\r\n"), err->text);
+	host->diag_append(diag, "HTTP status: %ld", resp->status);
+	if (err->errid[0])
+		host->diag_append(diag, "ErrId: %s", err->errid);
+	if (err->type[0])
+		host->diag_append(diag, "ExceptionType: %s", err->type);
+	if (strcspn(err->text, "\r\n") != strlen(err->text))
+		host->diag_append(diag, "Text: %s", err->text);
+	if (mf_field_str(internal, "message"))
+		host->diag_append(diag, "InternalException: %s",
+		                  mf_field_str(internal, "message"));
+	if (auth_header)
+		host->diag_append(diag, "%s: %s",
+		                  resp->status == 401 ? "WWW-Authenticate"
+		                                      : "x-ms-diagnostics",
+		                  auth_header);
+
+	if (resp->status == 401 || resp->status == 403) {
+		host->diag_append(diag, "the app needs the Exchange.ManageAsApp permission (admin consent) and the Exchange Administrator role; new grants can take a while to apply");
+		rc = MAILMODE_ERR_DENIED;
+	} else if (resp->status == 429 || resp->status == 503 ||
+	           resp->status == 504 || resp->status == 408) {
+		host->diag_append(diag, "still throttled or unavailable after %d attempt(s)",
+		                  resp->attempts);
+		diag->retryable = 1;
+		rc = MAILMODE_ERR_FAILED;
+	} else if (resp->status >= 500) {
+		diag->retryable = 1;
+		rc = is_write_cmdlet(cmdlet) ? MAILMODE_ERR_UNKNOWN
+		                             : MAILMODE_ERR_FAILED;
+	} else {
+		rc = MAILMODE_ERR_FAILED;
+	}
+	free(auth_header);
+	cJSON_Delete(body);
+	return rc;
+}
+
+/* Appends the page's objects to all and its warnings to exo->warnings;
+ * *next is the nextLink (copy) or NULL. */
+static int take_page(struct mf_exo *exo, const char *cmdlet, cJSON *page,
+                     cJSON *all, char **next, struct mailmode_diag *diag)
+{
+	const struct mailmode_host *host = exo->ctx->host;
+	cJSON *value = cJSON_GetObjectItemCaseSensitive(page, "value");
+	const cJSON *warnings = cJSON_GetObjectItemCaseSensitive(page, "@adminapi.warnings");
+	const cJSON *link = cJSON_GetObjectItemCaseSensitive(page, "@odata.nextLink");
+	const cJSON *warning;
+
+	*next = NULL;
+	if (cJSON_IsArray(value)) {
+		while (value->child) {
+			cJSON *item = cJSON_DetachItemViaPointer(value, value->child);
+
+			cJSON_AddItemToArray(all, item);
+		}
+	} else if (value && !cJSON_IsNull(value)) {
+		/* One object in place of a collection. */
+		cJSON_AddItemToArray(all, cJSON_DetachItemViaPointer(page, value));
+	}
+	if (cJSON_IsArray(warnings)) {
+		cJSON_ArrayForEach(warning, warnings) {
+			if (!cJSON_IsString(warning) || !*warning->valuestring)
+				continue;
+			host->log(host->handle, MAILMODE_LOG_WARNING,
+			          "mailflow: %s: %s", cmdlet, warning->valuestring);
+			mf_buf_addf(&exo->warnings, "%s: %s\n", cmdlet,
+			            warning->valuestring);
+		}
+	} else if (cJSON_IsString(warnings) && *warnings->valuestring) {
+		mf_buf_addf(&exo->warnings, "%s: %s\n", cmdlet, warnings->valuestring);
+	}
+	if (cJSON_IsString(link) && *link->valuestring) {
+		*next = mf_strdup(link->valuestring);
+		if (!*next) {
+			host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+			return MAILMODE_ERR_NOMEM;
+		}
+	}
+	return MAILMODE_OK;
+}
+
+int mf_exo_invoke(struct mf_exo *exo, const char *cmdlet, const cJSON *params,
+                  cJSON **value, struct mf_exo_error *err,
+                  struct mailmode_diag *diag)
+{
+	const struct mf_profile *profile = exo->profile;
+	const struct mailmode_host *host = exo->ctx->host;
+	struct mf_exo_error local_err;
+	struct mailmode_http_request req = { 0 };
+	struct mailmode_http_response resp = { 0 };
+	cJSON *body = NULL, *input, *all = NULL, *page = NULL;
+	char *body_text = NULL, *first_url = NULL, *url = NULL, *next = NULL;
+	char *h_auth = NULL, *h_cmdlet = NULL, *h_anchor = NULL;
+	char *h_request_id = NULL, *h_connection = NULL;
+	const char *headers[12];
+	const char *token;
+	char request_id[37];
+	long budget_ms = profile->retry_budget_ms > 0 ? profile->retry_budget_ms
+	                                              : DEFAULT_RETRY_BUDGET_MS;
+	int64_t started = host->clock_mono_ms(host->handle);
+	int64_t throttle_wait_ms = 2000;
+	int have_response = 0, reauthenticated = 0, pages = 0;
+	int rc = MAILMODE_ERR_NOMEM;
+
+	if (!err)
+		err = &local_err;
+	memset(err, 0, sizeof(*err));
+	*value = NULL;
+
+	body = cJSON_CreateObject();
+	input = cJSON_AddObjectToObject(body, "CmdletInput");
+	if (!input || !cJSON_AddStringToObject(input, "CmdletName", cmdlet))
+		goto nomem;
+	if (!cJSON_AddItemToObject(input, "Parameters",
+	                           params ? cJSON_Duplicate(params, 1)
+	                                  : cJSON_CreateObject()))
+		goto nomem;
+	body_text = cJSON_PrintUnformatted(body);
+	all = cJSON_CreateArray();
+	first_url = mf_printf("%s/adminapi/beta/%s/InvokeCommand",
+	                      profile->api_url, profile->tenant);
+	h_cmdlet = mf_printf("X-CmdletName: %s", cmdlet);
+	h_anchor = is_guid(profile->tenant)
+	         ? mf_printf("X-AnchorMailbox: APP:%s@%s", ANCHOR_MAILBOX, profile->tenant)
+	         : mf_printf("X-AnchorMailbox: UPN:%s@%s", ANCHOR_MAILBOX, profile->tenant);
+	h_connection = mf_printf("connection-id: %s", exo->tenant->connection_id);
+	url = mf_strdup(first_url);
+	if (!body_text || !all || !first_url || !h_cmdlet || !h_anchor ||
+	    !h_connection || !url)
+		goto nomem;
+
+	for (;;) {
+		rc = mf_token_get(exo->ctx, exo->tenant, profile, &token, diag);
+		if (rc != MAILMODE_OK)
+			goto out;
+		free(h_auth);
+		free(h_request_id);
+		h_auth = mf_printf("Authorization: Bearer %s", token);
+		h_request_id = mf_guid(request_id) == 0
+		             ? mf_printf("client-request-id: %s", request_id) : NULL;
+		if (!h_auth || !h_request_id)
+			goto nomem;
+		headers[0] = h_auth;
+		headers[1] = "Content-Type: application/json";
+		headers[2] = "Accept: application/json";
+		headers[3] = h_cmdlet;
+		headers[4] = h_anchor;
+		headers[5] = "X-ResponseFormat: json";
+		headers[6] = "X-SerializationLevel: Partial";
+		headers[7] = "Prefer: odata.maxpagesize=1000";
+		headers[8] = h_request_id;
+		headers[9] = h_connection;
+		headers[10] = "X-ClientApplication: mailmode";
+		headers[11] = NULL;
+
+		req.method = "POST";
+		req.url = url;
+		req.headers = headers;
+		req.body = body_text;
+		req.body_len = strlen(body_text);
+		req.ca_file = profile->ca_file;
+		req.timeout_ms = profile->timeout_ms;
+		req.retry_budget_ms = budget_ms - (long)(host->clock_mono_ms(host->handle) - started);
+		if (req.retry_budget_ms <= 0)
+			req.retry_budget_ms = -1;
+		if (have_response) {
+			host->http_response_free(host->handle, &resp);
+			have_response = 0;
+		}
+		host->log(host->handle, MAILMODE_LOG_DEBUG, "mailflow: %s%s (tenant %s)",
+		          cmdlet, pages ? " next page" : "", profile->tenant);
+		exo->calls++;
+		rc = host->http_request(host->handle, exo->tenant->session, &req,
+		                        &resp, diag);
+		if (rc != MAILMODE_OK) {
+			char cause[MAILMODE_DIAG_SUMMARY_MAX];
+
+			snprintf(cause, sizeof(cause), "%s", diag->summary);
+			host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
+			               "%s: no answer from the admin API of tenant %s%s",
+			               cmdlet, profile->tenant,
+			               is_write_cmdlet(cmdlet) ? " (the change may or may not have been made)" : "");
+			host->diag_append(diag, "%s", cause);
+			if (is_write_cmdlet(cmdlet))
+				rc = MAILMODE_ERR_UNKNOWN;
+			goto out;
+		}
+		have_response = 1;
+		exo->calls += resp.attempts > 1 ? resp.attempts - 1 : 0;
+
+		if (resp.status == 401 && !reauthenticated) {
+			/* The token may have been revoked or rolled: once more
+			 * with a fresh one. */
+			mf_token_forget(exo->ctx, exo->tenant);
+			reauthenticated = 1;
+			continue;
+		}
+		if (resp.status != 200 && resp.body && strstr(resp.body, THROTTLE_TEXT) &&
+		    host->clock_mono_ms(host->handle) - started + throttle_wait_ms < budget_ms) {
+			host->progress(host->handle, "%s: tenant %s is throttling, waiting %lld ms",
+			               cmdlet, profile->tenant, (long long)throttle_wait_ms);
+			host->sleep_ms(host->handle, throttle_wait_ms);
+			throttle_wait_ms *= 2;
+			continue;
+		}
+		if (resp.status != 200) {
+			rc = map_error(exo, cmdlet, params, &resp, err, diag);
+			if (pages > 0)
+				host->diag_append(diag, "while following @odata.nextLink (page %d)",
+				                  pages + 1);
+			goto out;
+		}
+		cJSON_Delete(page);
+		page = cJSON_Parse(resp.body ? resp.body : "");
+		if (!cJSON_IsObject(page)) {
+			host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
+			               "%s: the admin API of tenant %s answered with no JSON object",
+			               cmdlet, profile->tenant);
+			rc = is_write_cmdlet(cmdlet) ? MAILMODE_ERR_UNKNOWN : MAILMODE_ERR_FAILED;
+			goto out;
+		}
+		free(next);
+		rc = take_page(exo, cmdlet, page, all, &next, diag);
+		if (rc != MAILMODE_OK)
+			goto out;
+		pages++;
+		if (!next)
+			break;
+		/* The bearer token goes wherever the link points: only to the
+		 * admin API's own origin. */
+		if (origin_len(next) != origin_len(first_url) ||
+		    strncasecmp(next, first_url, origin_len(first_url)) != 0) {
+			host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+			               "%s: @odata.nextLink points outside %s: %s",
+			               cmdlet, profile->api_url, next);
+			rc = MAILMODE_ERR_FAILED;
+			goto out;
+		}
+		if (pages >= MAX_PAGES) {
+			host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+			               "%s: more than %d pages; giving up", cmdlet, MAX_PAGES);
+			rc = MAILMODE_ERR_FAILED;
+			goto out;
+		}
+		free(url);
+		url = next;
+		next = NULL;
+		reauthenticated = 0;
+	}
+	*value = all;
+	all = NULL;
+	rc = MAILMODE_OK;
+	goto out;
+nomem:
+	host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory calling %s", cmdlet);
+	rc = MAILMODE_ERR_NOMEM;
+out:
+	if (have_response)
+		host->http_response_free(host->handle, &resp);
+	cJSON_Delete(body);
+	cJSON_Delete(page);
+	cJSON_Delete(all);
+	free(body_text);
+	free(first_url);
+	free(url);
+	free(next);
+	free(h_auth);
+	free(h_cmdlet);
+	free(h_anchor);
+	free(h_request_id);
+	free(h_connection);
+	return rc;
+}

@@ -1,0 +1,223 @@
+/*
+ * mailflow mode plugin: internal interfaces shared by its source files.
+ *
+ *   config.c  the profile: tenant, credentials, service values, names
+ *   token.c   app-only OAuth2 (client secret or JWT client assertion)
+ *   exo.c     the Exchange Online admin API client (InvokeCommand)
+ *   objects.c the desired connectors and rule, read-back comparison,
+ *             conflict detection
+ *   mode.c    the plugin operations and the descriptor
+ */
+#ifndef MAILFLOW_H
+#define MAILFLOW_H
+
+#include <mailmode/plugin.h>
+
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ------------------------------------------------------------------ */
+/* Profile (config.c) */
+
+enum mf_connector_type {
+	MF_CONNECTOR_ONPREMISES = 0,
+	MF_CONNECTOR_PARTNER = 1
+};
+
+/* Exchange object names are at most 64 characters. */
+#define MF_NAME_MAX 65
+
+struct mf_profile {
+	/* [tenant T] */
+	char *tenant_section;      /* "tenant T" */
+	char *tenant;              /* GUID or x.onmicrosoft.com */
+	char *client_id;
+	char *client_secret_file;  /* either this ... */
+	char *certificate_file;    /* ... or a private key (+ certificate) */
+	char *private_key_file;
+	char *login_url;           /* no trailing slash */
+	char *api_url;             /* no trailing slash */
+	char *ca_file;             /* NULL: system trust store */
+	long retry_budget_ms;      /* per request; 0: host default */
+	long timeout_ms;           /* per request; 0: host default */
+
+	/* [service S] */
+	char *service;             /* S */
+	char **smart_hosts;        /* NULL-terminated */
+	char *tls_domain;
+	enum mf_connector_type connector_type;
+	char *tls_cert_name;
+	char *loop_header;
+	char *name_prefix;
+
+	/* Derived, deterministic object names. */
+	char outbound_name[MF_NAME_MAX];
+	char inbound_name[MF_NAME_MAX];
+	/* Marks objects as ours in Comment/Comments. */
+	char *managed_marker;      /* "managed by mailmode" */
+};
+
+/* Reads the profile of req (req->section).  Touches no network; reads no
+ * secret.  On error fills diag and returns MAILMODE_ERR_CONFIG. */
+int mf_profile_load(const struct mailmode_host *host, const char *mode_section,
+                    const char *profile_section, struct mf_profile **out,
+                    struct mailmode_diag *diag);
+void mf_profile_free(struct mf_profile *profile);
+
+/* The deterministic name of the domain's rule, at most 64 characters. */
+void mf_rule_name(const struct mf_profile *profile, const char *domain,
+                  char name[MF_NAME_MAX]);
+
+/* ------------------------------------------------------------------ */
+/* Small helpers (util in config.c) */
+
+char *mf_strdup(const char *s);
+char *mf_printf(const char *fmt, ...) MAILMODE_PRINTF(1, 2);
+int mf_strcaseeq(const char *a, const char *b);
+/* A random RFC 4122 version-4 GUID, 36 characters plus NUL. */
+int mf_guid(char out[37]);
+
+/* A growable string. */
+struct mf_buf {
+	char *data;
+	size_t len, cap;
+	int failed;    /* an allocation failed; data is incomplete */
+};
+void mf_buf_add(struct mf_buf *buf, const char *s);
+void mf_buf_addf(struct mf_buf *buf, const char *fmt, ...) MAILMODE_PRINTF(2, 3);
+void mf_buf_free(struct mf_buf *buf);
+
+/* ------------------------------------------------------------------ */
+/* Tenant connection: token cache and HTTP session (token.c) */
+
+struct mf_tenant {
+	struct mf_tenant *next;
+	char *key;                 /* token URL + client id: one cache entry */
+	pthread_mutex_t lock;      /* held for a whole operation on the tenant */
+	struct mailmode_http_session *session;
+	char connection_id[37];    /* one GUID per session, as the module does */
+	char *access_token;        /* NULL: none cached */
+	int64_t expires_at_ms;     /* wall clock */
+};
+
+struct mf_ctx {
+	const struct mailmode_host *host;
+	char *mode_section;        /* "mode mailflow" */
+	pthread_mutex_t lock;      /* protects the tenant list */
+	struct mf_tenant *tenants;
+};
+
+/* Finds or makes the tenant entry for the profile and locks it. */
+int mf_tenant_acquire(struct mf_ctx *ctx, const struct mf_profile *profile,
+                      struct mf_tenant **out, struct mailmode_diag *diag);
+void mf_tenant_release(struct mf_tenant *tenant);
+void mf_tenants_free(struct mf_ctx *ctx);
+
+/* A valid access token for the tenant (cached until 5 minutes before it
+ * expires).  *token points into the tenant entry.  MAILMODE_ERR_DENIED with
+ * the AADSTS code and first line when the identity platform refuses. */
+int mf_token_get(struct mf_ctx *ctx, struct mf_tenant *tenant,
+                 const struct mf_profile *profile, const char **token,
+                 struct mailmode_diag *diag);
+/* validate_config: the secret, or key and certificate, are readable
+ * (not group/world-readable) and usable, without asking the network. */
+int mf_credentials_check(struct mf_ctx *ctx, const struct mf_profile *profile,
+                         struct mailmode_diag *diag);
+/* Forgets the cached token (after a 401). */
+void mf_token_forget(struct mf_ctx *ctx, struct mf_tenant *tenant);
+
+/* The signed JWT client assertion (exposed for the unit test). */
+int mf_jwt_assertion(struct mf_ctx *ctx, const struct mf_profile *profile,
+                     const char *token_url, char **assertion,
+                     struct mailmode_diag *diag);
+
+/* ------------------------------------------------------------------ */
+/* Exchange Online admin API (exo.c) */
+
+/* One cmdlet call's session: the tenant, the profile, and the warnings the
+ * service returned so far (surfaced on success). */
+struct mf_exo {
+	struct mf_ctx *ctx;
+	struct mf_tenant *tenant;
+	const struct mf_profile *profile;
+	struct mf_buf warnings;    /* one per line */
+	int calls;                 /* HTTP requests made to the admin API */
+};
+
+/* What failed, from the error body's details[0].message
+ * "ErrId|ExceptionType|Text", or the status line and headers. */
+struct mf_exo_error {
+	long status;               /* 0: no HTTP answer */
+	char errid[64];
+	char type[256];            /* exception type, e.g. ...NotFoundException */
+	char text[1024];
+};
+
+/* Runs one cmdlet.  params: a cJSON object (not consumed; may be NULL).
+ * On success *value is a cJSON array with every page's objects merged
+ * (free with cJSON_Delete).  On failure err is filled (when not NULL) and
+ * the diagnostic names the cmdlet and the error. */
+int mf_exo_invoke(struct mf_exo *exo, const char *cmdlet, const cJSON *params,
+                  cJSON **value, struct mf_exo_error *err,
+                  struct mailmode_diag *diag);
+
+/* Error classes, from the exception type and text. */
+int mf_exo_error_not_found(const struct mf_exo_error *err);
+int mf_exo_error_exists(const struct mf_exo_error *err);
+int mf_exo_error_dehydrated(const struct mf_exo_error *err);
+int mf_exo_error_inbound_restricted(const struct mf_exo_error *err);
+
+/* Field access that accepts both shapes the service uses: multi-valued
+ * properties arrive as an array or as a bare string; booleans as JSON
+ * booleans or "True"/"False"; numbers as numbers or strings. */
+const char *mf_field_str(const cJSON *obj, const char *name);
+/* NULL-terminated array of borrowed strings; free the array with free(). */
+const char **mf_field_strs(const cJSON *obj, const char *name, size_t *count);
+/* 1, 0, or -1 when absent or not a boolean. */
+int mf_field_bool(const cJSON *obj, const char *name);
+/* The value, or dflt when absent or not a number. */
+long mf_field_long(const cJSON *obj, const char *name, long dflt);
+
+/* ------------------------------------------------------------------ */
+/* Desired state, comparison and conflicts (objects.c) */
+
+/* The parameters of New-InboundConnector / New-OutboundConnector /
+ * New-TransportRule for the profile and domain. */
+cJSON *mf_inbound_params(const struct mf_profile *profile);
+cJSON *mf_outbound_params(const struct mf_profile *profile);
+cJSON *mf_rule_params(const struct mf_profile *profile, const char *domain,
+                      long priority);
+
+/* Compares an object read back with what the profile wants; appends one
+ * "Field: have X, want Y" line per difference to mismatches.  Returns the
+ * number of differences. */
+int mf_inbound_compare(const struct mf_profile *profile, const cJSON *conn,
+                       struct mf_buf *mismatches);
+int mf_outbound_compare(const struct mf_profile *profile, const cJSON *conn,
+                        struct mf_buf *mismatches);
+int mf_rule_compare(const struct mf_profile *profile, const char *domain,
+                    const cJSON *rule, const cJSON *all_rules,
+                    struct mf_buf *mismatches);
+
+/* 1 when the rule is one of ours (any domain): our name prefix and our
+ * marker in Comments. */
+int mf_rule_is_ours(const struct mf_profile *profile, const cJSON *rule);
+/* 1 when the rule routes to the named outbound connector. */
+int mf_rule_routes_to(const cJSON *rule, const char *connector_name,
+                      const char *connector_guid);
+
+/* Appends one line per conflicting object to conflicts; returns how many. */
+int mf_find_conflicts(const struct mf_profile *profile, const char *domain,
+                      const cJSON *rules, const cJSON *outbound_connectors,
+                      const cJSON *inbound_connectors, struct mf_buf *conflicts);
+
+/* The element of array whose Name (or Identity) is name, or NULL. */
+const cJSON *mf_find_by_name(const cJSON *array, const char *name);
+
+/* One cmdlet as PowerShell would take it, for plan(). */
+void mf_cmdlet_line(struct mf_buf *out, const char *cmdlet,
+                    const cJSON *params);
+
+#endif /* MAILFLOW_H */

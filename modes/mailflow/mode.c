@@ -1,0 +1,1078 @@
+/*
+ * mailflow mode: the domain's mail is routed through the security service
+ * by Microsoft 365 itself: an outbound connector to the service, an
+ * inbound connector for its return traffic (both per tenant and service,
+ * shared by the tenant's domains) and one transport rule per domain at
+ * priority 0.  MX records are not touched.
+ *
+ * setup and plan share one code path (reconcile), so a dry run lists
+ * exactly the cmdlets setup would run; teardown and its plan likewise.
+ */
+#include "mailflow.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define NOT_VISIBLE_HINT "new Exchange objects can take up to 30 minutes to become visible"
+
+/* One operation on one domain: the profile, the locked tenant and what was
+ * read from it. */
+struct op {
+	struct mf_ctx *ctx;
+	const struct mailmode_host *host;
+	const struct mailmode_request *req;
+	struct mf_profile *profile;
+	struct mf_tenant *tenant;
+	struct mf_exo exo;
+	struct mf_exo_error err;     /* of the last failed cmdlet */
+	char rule_name[MF_NAME_MAX];
+	/* Names to act on: from the receipt when it has them (the objects
+	 * setup made, even if the profile changed since), else derived. */
+	char outbound_name[MF_NAME_MAX];
+	char inbound_name[MF_NAME_MAX];
+	cJSON *rules;                /* Get-TransportRule */
+	cJSON *outbound;             /* Get-OutboundConnector */
+	cJSON *inbound;              /* Get-InboundConnector */
+	struct mf_buf warnings;      /* ours, one per line */
+};
+
+/* ------------------------------------------------------------------ */
+/* Operation scaffolding */
+
+static void copy_name(char dst[MF_NAME_MAX], const char *src)
+{
+	snprintf(dst, MF_NAME_MAX, "%s", src);
+}
+
+/* Takes object names from the receipt, when it has them. */
+static void names_from_receipt(struct op *op)
+{
+	cJSON *receipt;
+	const char *name;
+
+	if (!op->req->receipt)
+		return;
+	receipt = cJSON_Parse(op->req->receipt);
+	name = mf_field_str(cJSON_GetObjectItem(receipt, "rule"), "name");
+	if (name && strlen(name) < MF_NAME_MAX)
+		copy_name(op->rule_name, name);
+	name = mf_field_str(cJSON_GetObjectItem(receipt, "outbound_connector"), "name");
+	if (name && strlen(name) < MF_NAME_MAX)
+		copy_name(op->outbound_name, name);
+	name = mf_field_str(cJSON_GetObjectItem(receipt, "inbound_connector"), "name");
+	if (name && strlen(name) < MF_NAME_MAX)
+		copy_name(op->inbound_name, name);
+	cJSON_Delete(receipt);
+}
+
+static int op_begin(struct mf_ctx *ctx, const struct mailmode_request *req,
+                    int use_receipt, struct op *op, struct mailmode_diag *diag)
+{
+	int rc;
+
+	memset(op, 0, sizeof(*op));
+	op->ctx = ctx;
+	op->host = ctx->host;
+	op->req = req;
+	rc = mf_profile_load(ctx->host, ctx->mode_section, req->section,
+	                     &op->profile, diag);
+	if (rc != MAILMODE_OK)
+		return rc;
+	mf_rule_name(op->profile, req->domain, op->rule_name);
+	copy_name(op->outbound_name, op->profile->outbound_name);
+	copy_name(op->inbound_name, op->profile->inbound_name);
+	if (use_receipt)
+		names_from_receipt(op);
+	rc = mf_tenant_acquire(ctx, op->profile, &op->tenant, diag);
+	if (rc != MAILMODE_OK)
+		return rc;
+	op->exo.ctx = ctx;
+	op->exo.tenant = op->tenant;
+	op->exo.profile = op->profile;
+	return MAILMODE_OK;
+}
+
+static void op_end(struct op *op)
+{
+	if (op->exo.calls)
+		op->host->log(op->host->handle, MAILMODE_LOG_DEBUG,
+		              "mailflow: %d admin API request(s) for %s",
+		              op->exo.calls, op->req->domain);
+	mf_tenant_release(op->tenant);
+	mf_profile_free(op->profile);
+	cJSON_Delete(op->rules);
+	cJSON_Delete(op->outbound);
+	cJSON_Delete(op->inbound);
+	mf_buf_free(&op->exo.warnings);
+	mf_buf_free(&op->warnings);
+}
+
+static void warn(struct op *op, const char *fmt, const char *a, const char *b)
+{
+	op->host->log(op->host->handle, MAILMODE_LOG_WARNING, fmt, a, b);
+	mf_buf_addf(&op->warnings, fmt, a, b);
+	mf_buf_add(&op->warnings, "\n");
+}
+
+/* Appends each line of text to the diagnostic's detail. */
+static void diag_lines(const struct mailmode_host *host,
+                       struct mailmode_diag *diag, const char *prefix,
+                       const char *text)
+{
+	while (text && *text) {
+		size_t len = strcspn(text, "\n");
+
+		if (len)
+			host->diag_append(diag, "%s%.*s", prefix, (int)len, text);
+		text += len;
+		if (*text)
+			text++;
+	}
+}
+
+/* Runs one cmdlet; a dormant tenant gets one clear message whichever
+ * cmdlet met it. */
+static int invoke(struct op *op, const char *cmdlet, const cJSON *params,
+                  cJSON **value, struct mailmode_diag *diag)
+{
+	cJSON *ignored = NULL;
+	int rc = mf_exo_invoke(&op->exo, cmdlet, params, value ? value : &ignored,
+	                       &op->err, diag);
+
+	cJSON_Delete(ignored);
+	if (rc != MAILMODE_OK && mf_exo_error_dehydrated(&op->err)) {
+		op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		                   "tenant %s is dormant (dehydrated): %s refused until organization customization is enabled",
+		                   op->profile->tenant, cmdlet);
+		op->host->diag_append(diag, "run Enable-OrganizationCustomization once in Exchange Online PowerShell, then retry; Microsoft can take up to an hour to apply it");
+		op->host->diag_append(diag, "Exchange said: %s", op->err.text);
+		rc = MAILMODE_ERR_FAILED;
+	}
+	return rc;
+}
+
+/* Get-* of a whole collection, with test-mode connectors included (they
+ * are hidden otherwise, and a hidden one of ours would be duplicated). */
+static int read_collection(struct op *op, const char *cmdlet, int connectors,
+                           cJSON **out, struct mailmode_diag *diag)
+{
+	cJSON *params = NULL;
+	int rc;
+
+	if (connectors) {
+		params = cJSON_CreateObject();
+		if (!params || !cJSON_AddBoolToObject(params, "IncludeTestModeConnectors", 1)) {
+			cJSON_Delete(params);
+			op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+			return MAILMODE_ERR_NOMEM;
+		}
+	}
+	rc = invoke(op, cmdlet, params, out, diag);
+	cJSON_Delete(params);
+	return rc;
+}
+
+/* Reads the tenant's transport rules and connectors. */
+static int read_world(struct op *op, struct mailmode_diag *diag)
+{
+	int rc;
+
+	op->host->progress(op->host->handle, "reading rules and connectors of tenant %s",
+	                   op->profile->tenant);
+	rc = read_collection(op, "Get-TransportRule", 0, &op->rules, diag);
+	if (rc == MAILMODE_OK)
+		rc = read_collection(op, "Get-OutboundConnector", 1, &op->outbound, diag);
+	if (rc == MAILMODE_OK)
+		rc = read_collection(op, "Get-InboundConnector", 1, &op->inbound, diag);
+	return rc;
+}
+
+static cJSON *identity_params(const char *identity, int confirm_false)
+{
+	cJSON *p = cJSON_CreateObject();
+
+	if (!p || !cJSON_AddStringToObject(p, "Identity", identity) ||
+	    (confirm_false && !cJSON_AddBoolToObject(p, "Confirm", 0))) {
+		cJSON_Delete(p);
+		return NULL;
+	}
+	return p;
+}
+
+/* ------------------------------------------------------------------ */
+/* Checks before setup */
+
+static int ends_with(const char *s, const char *suffix)
+{
+	size_t ls = strlen(s), lx = strlen(suffix);
+
+	return ls >= lx && strcasecmp(s + ls - lx, suffix) == 0;
+}
+
+static int check_accepted_domain(struct op *op, struct mailmode_diag *diag)
+{
+	const struct mailmode_host *host = op->host;
+	const char *domain = op->req->domain;
+	cJSON *accepted = NULL;
+	const cJSON *item;
+	struct mf_buf names = { 0 }, fallback = { 0 };
+	int found = 0, rc;
+
+	if (ends_with(domain, ".onmicrosoft.com")) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "%s is a Microsoft-managed domain: mailflow mode covers the tenant's own accepted domains only",
+		               domain);
+		return MAILMODE_ERR_CONFIG;
+	}
+	rc = invoke(op, "Get-AcceptedDomain", NULL, &accepted, diag);
+	if (rc != MAILMODE_OK)
+		goto out;
+	cJSON_ArrayForEach(item, accepted) {
+		const char *name = mf_field_str(item, "DomainName");
+
+		if (!name)
+			name = mf_field_str(item, "Name");
+		if (!name)
+			continue;
+		mf_buf_addf(&names, "%s%s", names.len ? ", " : "", name);
+		if (mf_strcaseeq(name, domain))
+			found = 1;
+		if (ends_with(name, ".onmicrosoft.com") &&
+		    !ends_with(name, ".mail.onmicrosoft.com"))
+			mf_buf_addf(&fallback, "%s%s", fallback.len ? ", " : "", name);
+	}
+	if (names.failed || fallback.failed) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+		rc = MAILMODE_ERR_NOMEM;
+		goto out;
+	}
+	if (!found) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "%s is not an accepted domain of tenant %s (accepted: %s)",
+		               domain, op->profile->tenant,
+		               names.len ? names.data : "none");
+		host->diag_append(diag, "add and verify the domain in the Microsoft 365 admin center, or use the profile of the tenant that owns it");
+		rc = MAILMODE_ERR_CONFIG;
+		goto out;
+	}
+	if (fallback.len)
+		warn(op, "mail to the tenant's Microsoft domain (%s) is not covered: it reaches mailboxes without passing %s",
+		     fallback.data, op->profile->service);
+	rc = MAILMODE_OK;
+out:
+	mf_buf_free(&names);
+	mf_buf_free(&fallback);
+	cJSON_Delete(accepted);
+	return rc;
+}
+
+/* Dormant tenants refuse New-*Connector and New-TransportRule; say so
+ * before anything is attempted. */
+static int check_organization(struct op *op, struct mailmode_diag *diag)
+{
+	cJSON *config = NULL;
+	int rc = invoke(op, "Get-OrganizationConfig", NULL, &config, diag);
+
+	if (rc != MAILMODE_OK)
+		goto out;
+	if (mf_field_bool(cJSON_GetArrayItem(config, 0), "IsDehydrated") == 1) {
+		op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		                   "tenant %s is dormant (dehydrated): connectors and transport rules cannot be created yet",
+		                   op->profile->tenant);
+		op->host->diag_append(diag, "run Enable-OrganizationCustomization once in Exchange Online PowerShell, then retry; Microsoft can take up to an hour to apply it");
+		rc = MAILMODE_ERR_FAILED;
+	}
+out:
+	cJSON_Delete(config);
+	return rc;
+}
+
+static int preflight(struct op *op, struct mailmode_diag *diag)
+{
+	const struct mailmode_host *host = op->host;
+	struct mf_buf conflicts = { 0 };
+	int n, rc;
+
+	host->progress(host->handle, "checking tenant %s", op->profile->tenant);
+	rc = check_organization(op, diag);
+	if (rc == MAILMODE_OK)
+		rc = check_accepted_domain(op, diag);
+	if (rc == MAILMODE_OK)
+		rc = read_world(op, diag);
+	if (rc != MAILMODE_OK)
+		goto out;
+	n = mf_find_conflicts(op->profile, op->req->domain, op->rules, op->outbound,
+	                      op->inbound, &conflicts);
+	if (conflicts.failed) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+		rc = MAILMODE_ERR_NOMEM;
+		goto out;
+	}
+	if (n > 0 && !(op->req->flags & MAILMODE_REQ_ACCEPT_CONFLICTS)) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "%d existing object(s) of tenant %s conflict with mailflow mode for %s",
+		               n, op->profile->tenant, op->req->domain);
+		diag_lines(host, diag, "", conflicts.data);
+		host->diag_append(diag, "resolve them (disable, remove or scope them away from %s), or pass --accept-conflicts to put this domain's rule above them",
+		                  op->req->domain);
+		rc = MAILMODE_ERR_CONFLICT;
+		goto out;
+	}
+	if (n > 0) {
+		const char *line = conflicts.data;
+
+		while (*line) {
+			size_t len = strcspn(line, "\n");
+			char *one = mf_printf("%.*s", (int)len, line);
+
+			if (one)
+				warn(op, "accepted conflict: %s%s", one, "");
+			free(one);
+			line += len;
+			if (*line)
+				line++;
+		}
+	}
+	rc = MAILMODE_OK;
+out:
+	mf_buf_free(&conflicts);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* setup / plan(setup) */
+
+/* Adds the receipt entry for one object. */
+static int receipt_add(cJSON *receipt, const char *key, const char *name,
+                       const cJSON *object, const char *action)
+{
+	cJSON *entry = cJSON_AddObjectToObject(receipt, key);
+	const char *guid = object ? mf_field_str(object, "Guid") : NULL;
+
+	if (!entry || !cJSON_AddStringToObject(entry, "name", name) ||
+	    !(guid ? cJSON_AddStringToObject(entry, "guid", guid)
+	           : cJSON_AddNullToObject(entry, "guid")) ||
+	    !cJSON_AddStringToObject(entry, "action", action))
+		return -1;
+	return 0;
+}
+
+/* The Set-* parameters: the New-* ones less what Set-* does not take. */
+static cJSON *set_params(const cJSON *new_params, const char *identity,
+                         int keep_priority)
+{
+	cJSON *p = cJSON_Duplicate(new_params, 1);
+
+	if (!p)
+		return NULL;
+	cJSON_DeleteItemFromObjectCaseSensitive(p, "Name");
+	cJSON_DeleteItemFromObjectCaseSensitive(p, "Enabled");
+	if (!keep_priority)
+		cJSON_DeleteItemFromObjectCaseSensitive(p, "Priority");
+	if (!cJSON_AddStringToObject(p, "Identity", identity)) {
+		cJSON_Delete(p);
+		return NULL;
+	}
+	return p;
+}
+
+/* Creates the object, or brings an existing one of ours to the profile.
+ * apply == 0: writes the cmdlets to plan instead. */
+struct object_kind {
+	const char *what;            /* "outbound connector" */
+	const char *receipt_key;
+	const char *new_cmdlet, *set_cmdlet;
+	const char *comment_field;   /* where our marker lives */
+};
+
+static int reconcile_one(struct op *op, const struct object_kind *kind,
+                         const char *name, const cJSON *existing,
+                         cJSON *new_params, const char *mismatches,
+                         int keep_priority, int apply, struct mf_buf *plan,
+                         cJSON *receipt, struct mailmode_diag *diag)
+{
+	const struct mailmode_host *host = op->host;
+	cJSON *params = NULL, *made = NULL;
+	const char *action;
+	const char *comment;
+	int rc = MAILMODE_OK;
+
+	if (existing) {
+		comment = mf_field_str(existing, kind->comment_field);
+		if (!comment || !strstr(comment, op->profile->managed_marker)) {
+			host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+			               "%s '%s' exists in tenant %s but was not made by mailmode (no '%s' in %s)",
+			               kind->what, name, op->profile->tenant,
+			               op->profile->managed_marker, kind->comment_field);
+			host->diag_append(diag, "rename or remove it, or set another name_prefix for service %s",
+			                  op->profile->service);
+			return MAILMODE_ERR_CONFLICT;
+		}
+		if (!mismatches || !*mismatches) {
+			if (!apply)
+				mf_buf_addf(plan, "# %s '%s' exists and matches the profile: reused\n",
+				            kind->what, name);
+			return receipt_add(receipt, kind->receipt_key, name, existing, "reused") == 0
+			       ? MAILMODE_OK : MAILMODE_ERR_NOMEM;
+		}
+		params = set_params(new_params, name, keep_priority);
+		if (!params)
+			goto nomem;
+		if (!apply) {
+			mf_buf_addf(plan, "# %s '%s' exists but differs: ", kind->what, name);
+			{
+				const char *m = mismatches;
+
+				while (*m) {
+					size_t len = strcspn(m, "\n");
+
+					mf_buf_addf(plan, "%.*s%s", (int)len, m,
+					            m[len] && m[len + 1] ? "; " : "\n");
+					m += len;
+					if (*m)
+						m++;
+				}
+			}
+			mf_cmdlet_line(plan, kind->set_cmdlet, params);
+			rc = receipt_add(receipt, kind->receipt_key, name, existing, "updated") == 0
+			     ? MAILMODE_OK : MAILMODE_ERR_NOMEM;
+			goto out;
+		}
+		host->progress(host->handle, "updating %s '%s'", kind->what, name);
+		rc = invoke(op, kind->set_cmdlet, params, NULL, diag);
+		if (rc != MAILMODE_OK)
+			goto out;
+		action = "updated";
+		if (receipt_add(receipt, kind->receipt_key, name, existing, action) != 0)
+			goto nomem;
+		goto out;
+	}
+	if (!apply) {
+		mf_cmdlet_line(plan, kind->new_cmdlet, new_params);
+		rc = receipt_add(receipt, kind->receipt_key, name, NULL, "created") == 0
+		     ? MAILMODE_OK : MAILMODE_ERR_NOMEM;
+		goto out;
+	}
+	host->progress(host->handle, "creating %s '%s'", kind->what, name);
+	rc = invoke(op, kind->new_cmdlet, new_params, &made, diag);
+	if (rc != MAILMODE_OK && mf_exo_error_exists(&op->err)) {
+		/* Made by an earlier, interrupted run and not listed yet
+		 * (eventual consistency): it is there; verify compares it. */
+		host->log(host->handle, MAILMODE_LOG_INFO,
+		          "mailflow: %s '%s' already exists but is not listed yet; reusing it",
+		          kind->what, name);
+		rc = receipt_add(receipt, kind->receipt_key, name, NULL, "reused") == 0
+		     ? MAILMODE_OK : MAILMODE_ERR_NOMEM;
+		goto out;
+	}
+	if (rc != MAILMODE_OK)
+		goto out;
+	if (receipt_add(receipt, kind->receipt_key, name, cJSON_GetArrayItem(made, 0),
+	                "created") != 0)
+		goto nomem;
+	host->log(host->handle, MAILMODE_LOG_INFO, "mailflow: created %s '%s' in tenant %s",
+	          kind->what, name, op->profile->tenant);
+	goto out;
+nomem:
+	host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+	rc = MAILMODE_ERR_NOMEM;
+out:
+	cJSON_Delete(params);
+	cJSON_Delete(made);
+	return rc;
+}
+
+static const struct object_kind inbound_kind = {
+	"inbound connector", "inbound_connector", "New-InboundConnector",
+	"Set-InboundConnector", "Comment"
+};
+static const struct object_kind outbound_kind = {
+	"outbound connector", "outbound_connector", "New-OutboundConnector",
+	"Set-OutboundConnector", "Comment"
+};
+static const struct object_kind rule_kind = {
+	"transport rule", "rule", "New-TransportRule", "Set-TransportRule",
+	"Comments"
+};
+
+/* The inbound connector first: a tenant whose plan forbids inbound
+ * connectors then fails before anything is made. */
+static int reconcile(struct op *op, int apply, struct mf_buf *plan,
+                     cJSON *receipt, struct mailmode_diag *diag)
+{
+	const struct mailmode_host *host = op->host;
+	const struct mf_profile *profile = op->profile;
+	struct mf_buf mismatches = { 0 };
+	cJSON *params = NULL;
+	const cJSON *existing;
+	int rc = MAILMODE_ERR_NOMEM;
+
+	if (!cJSON_AddStringToObject(receipt, "tenant", profile->tenant) ||
+	    !cJSON_AddStringToObject(receipt, "service", profile->service) ||
+	    !cJSON_AddStringToObject(receipt, "domain", op->req->domain))
+		goto nomem;
+
+	existing = mf_find_by_name(op->inbound, profile->inbound_name);
+	if (existing)
+		mf_inbound_compare(profile, existing, &mismatches);
+	params = mf_inbound_params(profile);
+	if (!params || mismatches.failed)
+		goto nomem;
+	rc = reconcile_one(op, &inbound_kind, profile->inbound_name, existing, params,
+	                   mismatches.data, 0, apply, plan, receipt, diag);
+	if (rc != MAILMODE_OK && mf_exo_error_inbound_restricted(&op->err)) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "tenant %s cannot create inbound connectors: its subscription does not allow them, so mailflow mode cannot work there",
+		               profile->tenant);
+		host->diag_append(diag, "Exchange said: %s", op->err.text);
+		host->diag_append(diag, "developer and trial subscriptions restrict inbound connectors; use gateway mode (MX) for this domain instead");
+		rc = MAILMODE_ERR_CONFLICT;
+	}
+	if (rc != MAILMODE_OK)
+		goto out;
+	cJSON_Delete(params);
+	mf_buf_free(&mismatches);
+
+	existing = mf_find_by_name(op->outbound, profile->outbound_name);
+	if (existing)
+		mf_outbound_compare(profile, existing, &mismatches);
+	params = mf_outbound_params(profile);
+	if (!params || mismatches.failed)
+		goto nomem;
+	rc = reconcile_one(op, &outbound_kind, profile->outbound_name, existing, params,
+	                   mismatches.data, 0, apply, plan, receipt, diag);
+	if (rc != MAILMODE_OK)
+		goto out;
+	cJSON_Delete(params);
+	mf_buf_free(&mismatches);
+
+	existing = mf_find_by_name(op->rules, op->rule_name);
+	if (existing)
+		mf_rule_compare(profile, op->req->domain, existing, op->rules, &mismatches);
+	params = mf_rule_params(profile, op->req->domain, 0);
+	if (!params || mismatches.failed)
+		goto nomem;
+	{
+		/* Priority only moves when ours is not above the others: a
+		 * rule of another of our domains may sit at 0. */
+		int move = mismatches.data && strstr(mismatches.data, "Priority:") != NULL;
+
+		rc = reconcile_one(op, &rule_kind, op->rule_name, existing, params,
+		                   mismatches.data, move, apply, plan, receipt, diag);
+	}
+	if (rc != MAILMODE_OK)
+		goto out;
+	/* Set-TransportRule has no Enabled: a disabled rule is enabled by
+	 * its own cmdlet. */
+	if (existing && mismatches.data && (strstr(mismatches.data, "State:") ||
+	                                    strstr(mismatches.data, "Enabled:"))) {
+		cJSON *enable = identity_params(op->rule_name, 0);
+
+		if (!enable)
+			goto nomem;
+		if (!apply)
+			mf_cmdlet_line(plan, "Enable-TransportRule", enable);
+		else
+			rc = invoke(op, "Enable-TransportRule", enable, NULL, diag);
+		cJSON_Delete(enable);
+		if (rc != MAILMODE_OK)
+			goto out;
+	}
+	rc = MAILMODE_OK;
+	goto out;
+nomem:
+	host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+	rc = MAILMODE_ERR_NOMEM;
+out:
+	cJSON_Delete(params);
+	mf_buf_free(&mismatches);
+	return rc;
+}
+
+/* Success with warnings: the diagnostic carries them. */
+static void report_warnings(struct op *op, struct mailmode_diag *diag,
+                            const char *what)
+{
+	int n = 0;
+	const char *p;
+
+	for (p = op->warnings.data; p && *p; p++)
+		n += *p == '\n';
+	for (p = op->exo.warnings.data; p && *p; p++)
+		n += *p == '\n';
+	if (!n)
+		return;
+	op->host->diag_set(diag, MAILMODE_SEV_WARNING, 0, "%s of %s done with %d warning(s)",
+	                   what, op->req->domain, n);
+	diag_lines(op->host, diag, "", op->warnings.data);
+	diag_lines(op->host, diag, "Exchange: ", op->exo.warnings.data);
+}
+
+/* ------------------------------------------------------------------ */
+/* teardown / plan(teardown) */
+
+/* Removes one object; gone already counts as done. */
+static int remove_object(struct op *op, const char *cmdlet, const char *name,
+                         int apply, struct mf_buf *plan,
+                         struct mailmode_diag *diag)
+{
+	cJSON *params = identity_params(name, 1);
+	int rc;
+
+	if (!params) {
+		op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+		return MAILMODE_ERR_NOMEM;
+	}
+	if (!apply) {
+		mf_cmdlet_line(plan, cmdlet, params);
+		rc = MAILMODE_OK;
+	} else {
+		op->host->progress(op->host->handle, "%s '%s'", cmdlet, name);
+		rc = invoke(op, cmdlet, params, NULL, diag);
+		if (rc != MAILMODE_OK && mf_exo_error_not_found(&op->err)) {
+			op->host->diag_set(diag, MAILMODE_SEV_NONE, 0, "%s", "");
+			rc = MAILMODE_OK;
+		}
+	}
+	cJSON_Delete(params);
+	return rc;
+}
+
+static int unmake(struct op *op, int apply, struct mf_buf *plan,
+                  struct mailmode_diag *diag)
+{
+	const struct mailmode_host *host = op->host;
+	const cJSON *rule, *outbound, *inbound, *item;
+	struct mf_buf users = { 0 };
+	const char *outbound_guid;
+	int rc;
+
+	rc = read_world(op, diag);
+	if (rc != MAILMODE_OK)
+		goto out;
+	rule = mf_find_by_name(op->rules, op->rule_name);
+	if (rule) {
+		rc = remove_object(op, "Remove-TransportRule", op->rule_name, apply,
+		                   plan, diag);
+		if (rc != MAILMODE_OK)
+			goto out;
+	} else if (!apply) {
+		mf_buf_addf(plan, "# transport rule '%s' is already absent\n", op->rule_name);
+	}
+
+	/* The connectors are shared: they stay while any other rule routes
+	 * through the outbound one (the inbound one is its return path). */
+	outbound = mf_find_by_name(op->outbound, op->outbound_name);
+	inbound = mf_find_by_name(op->inbound, op->inbound_name);
+	outbound_guid = outbound ? mf_field_str(outbound, "Guid") : NULL;
+	cJSON_ArrayForEach(item, op->rules) {
+		const char *name = mf_field_str(item, "Name");
+
+		if (item == rule || !mf_rule_routes_to(item, op->outbound_name, outbound_guid))
+			continue;
+		mf_buf_addf(&users, "%s'%s'", users.len ? ", " : "", name ? name : "?");
+	}
+	if (users.failed) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+		rc = MAILMODE_ERR_NOMEM;
+		goto out;
+	}
+	if (users.len) {
+		if (!apply)
+			mf_buf_addf(plan, "# connectors '%s' and '%s' stay: still used by %s\n",
+			            op->outbound_name, op->inbound_name, users.data);
+		host->log(host->handle, MAILMODE_LOG_INFO,
+		          "mailflow: keeping the connectors of service %s: still used by %s",
+		          op->profile->service, users.data);
+		rc = MAILMODE_OK;
+		goto out;
+	}
+	/* Only what we made: a same-named object without our marker is
+	 * someone else's. */
+	if (outbound && !(mf_field_str(outbound, "Comment") &&
+	                  strstr(mf_field_str(outbound, "Comment"), op->profile->managed_marker)))
+		outbound = NULL;
+	if (inbound && !(mf_field_str(inbound, "Comment") &&
+	                 strstr(mf_field_str(inbound, "Comment"), op->profile->managed_marker)))
+		inbound = NULL;
+	if (outbound)
+		rc = remove_object(op, "Remove-OutboundConnector", op->outbound_name,
+		                   apply, plan, diag);
+	if (rc == MAILMODE_OK && inbound)
+		rc = remove_object(op, "Remove-InboundConnector", op->inbound_name,
+		                   apply, plan, diag);
+	if (rc == MAILMODE_OK && !apply && !outbound && !inbound)
+		mf_buf_addf(plan, "# connectors '%s' and '%s' are already absent\n",
+		            op->outbound_name, op->inbound_name);
+out:
+	mf_buf_free(&users);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Read-back: verify / observe */
+
+/* Compares what is there with the profile and fills the report.
+ * *missing: objects not (yet) visible; *differences: fields that differ
+ * (listed in details, one per line, prefixed with the object). */
+static int inspect(struct op *op, cJSON *report, int *missing, int *differences,
+                   struct mf_buf *details)
+{
+	const struct mf_profile *profile = op->profile;
+	struct {
+		const char *key, *what, *name;
+		const cJSON *object;
+	} objects[3] = {
+		{ "inbound_connector", "inbound connector", op->inbound_name, NULL },
+		{ "outbound_connector", "outbound connector", op->outbound_name, NULL },
+		{ "rule", "transport rule", op->rule_name, NULL },
+	};
+	int i;
+
+	*missing = *differences = 0;
+	objects[0].object = mf_find_by_name(op->inbound, op->inbound_name);
+	objects[1].object = mf_find_by_name(op->outbound, op->outbound_name);
+	objects[2].object = mf_find_by_name(op->rules, op->rule_name);
+	if (!cJSON_AddStringToObject(report, "tenant", profile->tenant) ||
+	    !cJSON_AddStringToObject(report, "service", profile->service))
+		return -1;
+	for (i = 0; i < 3; i++) {
+		struct mf_buf mismatches = { 0 };
+		cJSON *entry = cJSON_AddObjectToObject(report, objects[i].key);
+		cJSON *fields;
+		const char *guid, *line;
+		int n = 0;
+
+		if (!entry || !cJSON_AddStringToObject(entry, "name", objects[i].name))
+			return -1;
+		if (!objects[i].object) {
+			(*missing)++;
+			mf_buf_addf(details, "%s '%s': not found\n", objects[i].what,
+			            objects[i].name);
+			if (!cJSON_AddBoolToObject(entry, "present", 0))
+				return -1;
+			continue;
+		}
+		guid = mf_field_str(objects[i].object, "Guid");
+		if (!cJSON_AddBoolToObject(entry, "present", 1) ||
+		    !(guid ? cJSON_AddStringToObject(entry, "guid", guid)
+		           : cJSON_AddNullToObject(entry, "guid")))
+			return -1;
+		if (i == 0)
+			n = mf_inbound_compare(profile, objects[i].object, &mismatches);
+		else if (i == 1)
+			n = mf_outbound_compare(profile, objects[i].object, &mismatches);
+		else
+			n = mf_rule_compare(profile, op->req->domain, objects[i].object,
+			                    op->rules, &mismatches);
+		if (i == 2 && !cJSON_AddNumberToObject(entry, "priority",
+		                (double)mf_field_long(objects[i].object, "Priority", -1)))
+			return -1;
+		fields = cJSON_AddArrayToObject(entry, "mismatches");
+		if (!fields || mismatches.failed) {
+			mf_buf_free(&mismatches);
+			return -1;
+		}
+		for (line = mismatches.data; line && *line;) {
+			size_t len = strcspn(line, "\n");
+			char *one = mf_printf("%.*s", (int)len, line);
+
+			if (!one || !cJSON_AddItemToArray(fields, cJSON_CreateString(one))) {
+				free(one);
+				mf_buf_free(&mismatches);
+				return -1;
+			}
+			mf_buf_addf(details, "%s '%s' %s\n", objects[i].what,
+			            objects[i].name, one);
+			free(one);
+			line += len;
+			if (*line)
+				line++;
+		}
+		*differences += n;
+		mf_buf_free(&mismatches);
+	}
+	return details->failed ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Plugin operations */
+
+static int mf_init(const struct mailmode_host *host, const char *section,
+                   void **ctx_out, struct mailmode_diag *diag)
+{
+	struct mf_ctx *ctx;
+
+	*ctx_out = NULL;
+	ctx = calloc(1, sizeof(*ctx));
+	if (!ctx || pthread_mutex_init(&ctx->lock, NULL) != 0) {
+		free(ctx);
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory starting mailflow");
+		return MAILMODE_ERR_NOMEM;
+	}
+	ctx->host = host;
+	ctx->mode_section = mf_strdup(section ? section : "mode mailflow");
+	if (!ctx->mode_section) {
+		pthread_mutex_destroy(&ctx->lock);
+		free(ctx);
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory starting mailflow");
+		return MAILMODE_ERR_NOMEM;
+	}
+	*ctx_out = ctx;
+	return MAILMODE_OK;
+}
+
+static void mf_fini(void *opaque)
+{
+	struct mf_ctx *ctx = opaque;
+
+	if (!ctx)
+		return;
+	mf_tenants_free(ctx);
+	pthread_mutex_destroy(&ctx->lock);
+	free(ctx->mode_section);
+	free(ctx);
+}
+
+static int mf_validate_config(void *opaque, const struct mailmode_request *req,
+                              struct mailmode_diag *diag)
+{
+	struct mf_ctx *ctx = opaque;
+	struct mf_profile *profile = NULL;
+	int rc;
+
+	rc = mf_profile_load(ctx->host, ctx->mode_section, req->section, &profile, diag);
+	if (rc == MAILMODE_OK)
+		rc = mf_credentials_check(ctx, profile, diag);
+	mf_profile_free(profile);
+	return rc;
+}
+
+static int mf_setup(void *opaque, const struct mailmode_request *req,
+                    char **receipt_out, struct mailmode_diag *diag)
+{
+	struct op op;
+	cJSON *receipt = NULL;
+	char *text = NULL;
+	int rc;
+
+	*receipt_out = NULL;
+	rc = op_begin(opaque, req, 0, &op, diag);
+	if (rc != MAILMODE_OK)
+		goto out;
+	rc = preflight(&op, diag);
+	if (rc != MAILMODE_OK)
+		goto out;
+	receipt = cJSON_CreateObject();
+	if (!receipt)
+		goto nomem;
+	rc = reconcile(&op, 1, NULL, receipt, diag);
+	if (rc != MAILMODE_OK)
+		goto out;
+	text = cJSON_PrintUnformatted(receipt);
+	if (!text || !(*receipt_out = op.host->strdup(text)))
+		goto nomem;
+	report_warnings(&op, diag, "setup");
+	goto out;
+nomem:
+	op.host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+	rc = MAILMODE_ERR_NOMEM;
+out:
+	free(text);
+	cJSON_Delete(receipt);
+	op_end(&op);
+	return rc;
+}
+
+static int mf_plan(void *opaque, const struct mailmode_request *req,
+                   enum mailmode_plan_op which, char **plan_out,
+                   struct mailmode_diag *diag)
+{
+	struct op op;
+	struct mf_buf plan = { 0 };
+	cJSON *receipt = NULL;
+	int rc;
+
+	*plan_out = NULL;
+	rc = op_begin(opaque, req, which == MAILMODE_PLAN_TEARDOWN, &op, diag);
+	if (rc != MAILMODE_OK)
+		goto out;
+	if (which == MAILMODE_PLAN_SETUP) {
+		rc = preflight(&op, diag);
+		if (rc != MAILMODE_OK)
+			goto out;
+		receipt = cJSON_CreateObject();
+		if (!receipt)
+			goto nomem;
+		mf_buf_addf(&plan, "# tenant %s, service %s, domain %s\n",
+		            op.profile->tenant, op.profile->service, req->domain);
+		rc = reconcile(&op, 0, &plan, receipt, diag);
+	} else {
+		mf_buf_addf(&plan, "# tenant %s, service %s, domain %s\n",
+		            op.profile->tenant, op.profile->service, req->domain);
+		rc = unmake(&op, 0, &plan, diag);
+	}
+	if (rc != MAILMODE_OK)
+		goto out;
+	if (plan.failed || !(*plan_out = op.host->strdup(plan.data)))
+		goto nomem;
+	report_warnings(&op, diag, "plan");
+	goto out;
+nomem:
+	op.host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+	rc = MAILMODE_ERR_NOMEM;
+out:
+	cJSON_Delete(receipt);
+	mf_buf_free(&plan);
+	op_end(&op);
+	return rc;
+}
+
+static int read_back(struct op *op, cJSON **report, int *missing,
+                     int *differences, struct mf_buf *details,
+                     struct mailmode_diag *diag)
+{
+	int rc = read_world(op, diag);
+
+	if (rc != MAILMODE_OK)
+		return rc;
+	*report = cJSON_CreateObject();
+	if (!*report || inspect(op, *report, missing, differences, details) != 0) {
+		op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+		return MAILMODE_ERR_NOMEM;
+	}
+	return MAILMODE_OK;
+}
+
+static int hand_back_report(struct op *op, cJSON *report, char **out)
+{
+	char *text = cJSON_PrintUnformatted(report);
+
+	if (!text)
+		return -1;
+	*out = op->host->strdup(text);
+	free(text);
+	return *out ? 0 : -1;
+}
+
+static int mf_verify(void *opaque, const struct mailmode_request *req,
+                     char **report_out, struct mailmode_diag *diag)
+{
+	struct op op;
+	struct mf_buf details = { 0 };
+	cJSON *report = NULL;
+	int missing = 0, differences = 0, rc;
+
+	*report_out = NULL;
+	rc = op_begin(opaque, req, 1, &op, diag);
+	if (rc != MAILMODE_OK)
+		goto out;
+	rc = read_back(&op, &report, &missing, &differences, &details, diag);
+	if (rc != MAILMODE_OK)
+		goto out;
+	if (hand_back_report(&op, report, report_out) != 0) {
+		op.host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+		rc = MAILMODE_ERR_NOMEM;
+		goto out;
+	}
+	if (differences) {
+		/* Wrong is wrong: waiting will not fix it. */
+		op.host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		                  "mailflow for %s in tenant %s differs from profile %s in %d field(s)",
+		                  req->domain, op.profile->tenant, req->profile, differences);
+		diag_lines(op.host, diag, "", details.data);
+		rc = MAILMODE_ERR_NOT_READY;
+	} else if (missing) {
+		op.host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
+		                  "mailflow for %s in tenant %s is not in effect yet: %d of 3 objects not visible",
+		                  req->domain, op.profile->tenant, missing);
+		diag_lines(op.host, diag, "", details.data);
+		op.host->diag_append(diag, "%s", NOT_VISIBLE_HINT);
+		rc = MAILMODE_ERR_NOT_READY;
+	} else {
+		report_warnings(&op, diag, "verify");
+	}
+out:
+	cJSON_Delete(report);
+	mf_buf_free(&details);
+	op_end(&op);
+	return rc;
+}
+
+static int mf_observe(void *opaque, const struct mailmode_request *req,
+                      enum mailmode_presence *presence, char **report_out,
+                      struct mailmode_diag *diag)
+{
+	struct op op;
+	struct mf_buf details = { 0 };
+	cJSON *report = NULL;
+	int missing = 0, differences = 0, rc;
+
+	*presence = MAILMODE_ABSENT;
+	*report_out = NULL;
+	rc = op_begin(opaque, req, 1, &op, diag);
+	if (rc != MAILMODE_OK)
+		goto out;
+	rc = read_back(&op, &report, &missing, &differences, &details, diag);
+	if (rc != MAILMODE_OK)
+		goto out;
+	/* The domain's rule is what puts it in this mode; connectors alone
+	 * may serve the tenant's other domains. */
+	if (!mf_find_by_name(op.rules, op.rule_name))
+		*presence = MAILMODE_ABSENT;
+	else if (missing || differences)
+		*presence = MAILMODE_PARTIAL;
+	else
+		*presence = MAILMODE_PRESENT;
+	if (!cJSON_AddStringToObject(report, "presence",
+	                             *presence == MAILMODE_PRESENT ? "present"
+	                             : *presence == MAILMODE_PARTIAL ? "partial"
+	                                                             : "absent") ||
+	    hand_back_report(&op, report, report_out) != 0) {
+		op.host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+		rc = MAILMODE_ERR_NOMEM;
+		goto out;
+	}
+	if (*presence == MAILMODE_PARTIAL) {
+		op.host->diag_set(diag, MAILMODE_SEV_WARNING, 0,
+		                  "mailflow rule for %s exists in tenant %s but the setup is incomplete or differs",
+		                  req->domain, op.profile->tenant);
+		diag_lines(op.host, diag, "", details.data);
+	}
+out:
+	cJSON_Delete(report);
+	mf_buf_free(&details);
+	op_end(&op);
+	return rc;
+}
+
+static int mf_teardown(void *opaque, const struct mailmode_request *req,
+                       struct mailmode_diag *diag)
+{
+	struct op op;
+	int rc;
+
+	rc = op_begin(opaque, req, 1, &op, diag);
+	if (rc == MAILMODE_OK)
+		rc = unmake(&op, 1, NULL, diag);
+	if (rc == MAILMODE_OK)
+		report_warnings(&op, diag, "teardown");
+	op_end(&op);
+	return rc;
+}
+
+MAILMODE_PLUGIN_DEFINE(
+	.name = "mailflow",
+	.description = "Microsoft 365 connectors and a priority-0 transport rule (Exchange Online admin API)",
+	.version = "1.0",
+	.caps = MAILMODE_CAP_THREADSAFE,
+	.init = mf_init,
+	.fini = mf_fini,
+	.validate_config = mf_validate_config,
+	.observe = mf_observe,
+	.plan = mf_plan,
+	.setup = mf_setup,
+	.verify = mf_verify,
+	.teardown = mf_teardown);

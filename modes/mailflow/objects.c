@@ -1,0 +1,612 @@
+/*
+ * The three Exchange objects this mode owns, what the profile wants them to
+ * be, how an object read back is compared with that, and which of the
+ * tenant's other objects would fight with them.
+ *
+ *   inbound connector   TLS required, identified by the service's
+ *                       certificate name; SenderDomains *
+ *   outbound connector  rule-scoped, the service's smart hosts, TLS with
+ *                       domain validation
+ *   transport rule      priority 0, recipient domain = the domain, route to
+ *                       the outbound connector, except mail carrying the
+ *                       service's loop header (already processed)
+ */
+#include "mailflow.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* Any value: the header only has to be present. */
+#define LOOP_HEADER_PATTERN "."
+
+/* Other vendors' rule names (prefixes or words) whose rules reroute mail
+ * through their own service: running two is double scanning or a loop. */
+static const char *const vendor_rule_prefixes[] = {
+	"Check Point -", "Avanan -", "[SEPPmail.cloud]", "[SEPPmail]", NULL
+};
+static const char *const vendor_rule_words[] = {
+	"Sophos", "Mimecast", "Proofpoint", "Barracuda", NULL
+};
+
+static const char *connector_type_name(const struct mf_profile *profile)
+{
+	return profile->connector_type == MF_CONNECTOR_PARTNER ? "Partner"
+	                                                       : "OnPremises";
+}
+
+/* ------------------------------------------------------------------ */
+/* Desired parameters */
+
+static cJSON *string_array(const char *const *items)
+{
+	cJSON *array = cJSON_CreateArray();
+	size_t i;
+
+	for (i = 0; array && items[i]; i++) {
+		cJSON *s = cJSON_CreateString(items[i]);
+
+		if (!s || !cJSON_AddItemToArray(array, s)) {
+			cJSON_Delete(s);
+			cJSON_Delete(array);
+			return NULL;
+		}
+	}
+	return array;
+}
+
+static int add_strings(cJSON *obj, const char *name, const char *const *items)
+{
+	cJSON *array = string_array(items);
+
+	if (!array || !cJSON_AddItemToObject(obj, name, array)) {
+		cJSON_Delete(array);
+		return -1;
+	}
+	return 0;
+}
+
+cJSON *mf_inbound_params(const struct mf_profile *profile)
+{
+	static const char *const any_sender[] = { "*", NULL };
+	cJSON *p = cJSON_CreateObject();
+	char *comment = mf_printf("%s: return path of service %s, shared by this tenant's domains",
+	                          profile->managed_marker, profile->service);
+	int ok = p && comment &&
+	         cJSON_AddStringToObject(p, "Name", profile->inbound_name) &&
+	         cJSON_AddStringToObject(p, "ConnectorType", connector_type_name(profile)) &&
+	         add_strings(p, "SenderDomains", any_sender) == 0 &&
+	         cJSON_AddBoolToObject(p, "RequireTls", 1) &&
+	         cJSON_AddStringToObject(p, "TlsSenderCertificateName", profile->tls_cert_name) &&
+	         cJSON_AddBoolToObject(p, "Enabled", 1) &&
+	         cJSON_AddStringToObject(p, "Comment", comment);
+
+	/* A Partner connector is only tied to the service by its
+	 * certificate when told so. */
+	if (ok && profile->connector_type == MF_CONNECTOR_PARTNER)
+		ok = cJSON_AddBoolToObject(p, "RestrictDomainsToCertificate", 1) != NULL;
+	free(comment);
+	if (!ok) {
+		cJSON_Delete(p);
+		return NULL;
+	}
+	return p;
+}
+
+cJSON *mf_outbound_params(const struct mf_profile *profile)
+{
+	cJSON *p = cJSON_CreateObject();
+	char *comment = mf_printf("%s: route to service %s, shared by this tenant's domains",
+	                          profile->managed_marker, profile->service);
+	int ok = p && comment &&
+	         cJSON_AddStringToObject(p, "Name", profile->outbound_name) &&
+	         cJSON_AddStringToObject(p, "ConnectorType", connector_type_name(profile)) &&
+	         add_strings(p, "SmartHosts", (const char *const *)profile->smart_hosts) == 0 &&
+	         cJSON_AddBoolToObject(p, "UseMXRecord", 0) &&
+	         cJSON_AddStringToObject(p, "TlsSettings", "DomainValidation") &&
+	         cJSON_AddStringToObject(p, "TlsDomain", profile->tls_domain) &&
+	         cJSON_AddBoolToObject(p, "IsTransportRuleScoped", 1) &&
+	         cJSON_AddBoolToObject(p, "Enabled", 1) &&
+	         cJSON_AddStringToObject(p, "Comment", comment);
+
+	free(comment);
+	if (!ok) {
+		cJSON_Delete(p);
+		return NULL;
+	}
+	return p;
+}
+
+cJSON *mf_rule_params(const struct mf_profile *profile, const char *domain,
+                      long priority)
+{
+	const char *const domains[] = { domain, NULL };
+	const char *const patterns[] = { LOOP_HEADER_PATTERN, NULL };
+	char name[MF_NAME_MAX];
+	cJSON *p = cJSON_CreateObject();
+	char *comments = mf_printf("%s: routes mail for %s through service %s; do not edit by hand",
+	                           profile->managed_marker, domain, profile->service);
+	int ok;
+
+	mf_rule_name(profile, domain, name);
+	ok = p && comments &&
+	     cJSON_AddStringToObject(p, "Name", name) &&
+	     cJSON_AddNumberToObject(p, "Priority", (double)priority) &&
+	     add_strings(p, "RecipientDomainIs", domains) == 0 &&
+	     cJSON_AddStringToObject(p, "RouteMessageOutboundConnector", profile->outbound_name) &&
+	     cJSON_AddStringToObject(p, "ExceptIfHeaderMatchesMessageHeader", profile->loop_header) &&
+	     add_strings(p, "ExceptIfHeaderMatchesPatterns", patterns) == 0 &&
+	     cJSON_AddStringToObject(p, "Mode", "Enforce") &&
+	     cJSON_AddBoolToObject(p, "Enabled", 1) &&
+	     cJSON_AddStringToObject(p, "Comments", comments);
+	free(comments);
+	if (!ok) {
+		cJSON_Delete(p);
+		return NULL;
+	}
+	return p;
+}
+
+/* ------------------------------------------------------------------ */
+/* Comparison */
+
+const cJSON *mf_find_by_name(const cJSON *array, const char *name)
+{
+	const cJSON *item;
+
+	cJSON_ArrayForEach(item, array) {
+		const char *have = mf_field_str(item, "Name");
+
+		if (!have)
+			have = mf_field_str(item, "Identity");
+		if (have && mf_strcaseeq(have, name))
+			return item;
+	}
+	return NULL;
+}
+
+static const char *shown(const char *s)
+{
+	return s ? s : "(absent)";
+}
+
+static int want_str(struct mf_buf *out, const cJSON *obj, const char *field,
+                    const char *want)
+{
+	const char *have = mf_field_str(obj, field);
+
+	if (have && mf_strcaseeq(have, want))
+		return 0;
+	mf_buf_addf(out, "%s: have '%s', want '%s'\n", field, shown(have), want);
+	return 1;
+}
+
+static int want_bool(struct mf_buf *out, const cJSON *obj, const char *field,
+                     int want)
+{
+	int have = mf_field_bool(obj, field);
+
+	if (have == want)
+		return 0;
+	mf_buf_addf(out, "%s: have %s, want %s\n", field,
+	            have < 0 ? "(absent)" : have ? "True" : "False",
+	            want ? "True" : "False");
+	return 1;
+}
+
+/* "smtp:*;1" (how Get-InboundConnector returns SenderDomains) -> "*". */
+static int sender_domain_is(const char *value, const char *want)
+{
+	size_t len;
+
+	if (strncasecmp(value, "smtp:", 5) == 0)
+		value += 5;
+	len = strcspn(value, ";");
+	return strlen(want) == len && strncasecmp(value, want, len) == 0;
+}
+
+/* The multi-valued field equals want as a set (case-insensitive). */
+static int want_set(struct mf_buf *out, const cJSON *obj, const char *field,
+                    const char *const *want)
+{
+	size_t count = 0, nwant = 0, i, j;
+	const char **have = mf_field_strs(obj, field, &count);
+	int equal;
+
+	if (!have) {
+		out->failed = 1;
+		return 1;
+	}
+	while (want[nwant])
+		nwant++;
+	equal = count == nwant;
+	for (i = 0; equal && i < nwant; i++) {
+		int found = 0;
+
+		for (j = 0; j < count && !found; j++)
+			found = mf_strcaseeq(have[j], want[i]) ||
+			        sender_domain_is(have[j], want[i]);
+		equal = found;
+	}
+	if (!equal) {
+		mf_buf_addf(out, "%s: have [", field);
+		for (i = 0; i < count; i++)
+			mf_buf_addf(out, "%s'%s'", i ? ", " : "", have[i]);
+		mf_buf_add(out, "], want [");
+		for (i = 0; i < nwant; i++)
+			mf_buf_addf(out, "%s'%s'", i ? ", " : "", want[i]);
+		mf_buf_add(out, "]\n");
+	}
+	free(have);
+	return !equal;
+}
+
+int mf_inbound_compare(const struct mf_profile *profile, const cJSON *conn,
+                       struct mf_buf *mismatches)
+{
+	static const char *const any_sender[] = { "*", NULL };
+	int n = 0;
+
+	n += want_str(mismatches, conn, "ConnectorType", connector_type_name(profile));
+	n += want_set(mismatches, conn, "SenderDomains", any_sender);
+	n += want_bool(mismatches, conn, "RequireTls", 1);
+	n += want_str(mismatches, conn, "TlsSenderCertificateName", profile->tls_cert_name);
+	n += want_bool(mismatches, conn, "Enabled", 1);
+	if (profile->connector_type == MF_CONNECTOR_PARTNER)
+		n += want_bool(mismatches, conn, "RestrictDomainsToCertificate", 1);
+	return n;
+}
+
+int mf_outbound_compare(const struct mf_profile *profile, const cJSON *conn,
+                        struct mf_buf *mismatches)
+{
+	int n = 0;
+
+	n += want_str(mismatches, conn, "ConnectorType", connector_type_name(profile));
+	n += want_set(mismatches, conn, "SmartHosts",
+	              (const char *const *)profile->smart_hosts);
+	n += want_bool(mismatches, conn, "UseMXRecord", 0);
+	n += want_str(mismatches, conn, "TlsSettings", "DomainValidation");
+	n += want_str(mismatches, conn, "TlsDomain", profile->tls_domain);
+	n += want_bool(mismatches, conn, "IsTransportRuleScoped", 1);
+	n += want_bool(mismatches, conn, "Enabled", 1);
+	/* A connector in test mode does not carry mail. */
+	if (mf_field_bool(conn, "TestMode") == 1)
+		n += want_bool(mismatches, conn, "TestMode", 0);
+	return n;
+}
+
+/* 1 when the rule acts on mail: enabled and enforced. */
+static int rule_active(const cJSON *rule)
+{
+	const char *state = mf_field_str(rule, "State");
+	const char *mode = mf_field_str(rule, "Mode");
+
+	if (state && !mf_strcaseeq(state, "Enabled"))
+		return 0;
+	if (!state && mf_field_bool(rule, "Enabled") == 0)
+		return 0;
+	return !mode || mf_strcaseeq(mode, "Enforce");
+}
+
+int mf_rule_is_ours(const struct mf_profile *profile, const cJSON *rule)
+{
+	const char *name = mf_field_str(rule, "Name");
+	const char *comments = mf_field_str(rule, "Comments");
+	size_t prefix_len = strlen(profile->name_prefix);
+
+	if (!name)
+		name = mf_field_str(rule, "Identity");
+	return name && comments &&
+	       strncasecmp(name, profile->name_prefix, prefix_len) == 0 &&
+	       strncasecmp(name + prefix_len, " route ", 7) == 0 &&
+	       strstr(comments, profile->managed_marker) != NULL;
+}
+
+int mf_rule_routes_to(const cJSON *rule, const char *connector_name,
+                      const char *connector_guid)
+{
+	const char *target = mf_field_str(rule, "RouteMessageOutboundConnector");
+
+	return target && (mf_strcaseeq(target, connector_name) ||
+	                  (connector_guid && mf_strcaseeq(target, connector_guid)));
+}
+
+int mf_rule_compare(const struct mf_profile *profile, const char *domain,
+                    const cJSON *rule, const cJSON *all_rules,
+                    struct mf_buf *mismatches)
+{
+	const char *const domains[] = { domain, NULL };
+	const char *const patterns[] = { LOOP_HEADER_PATTERN, NULL };
+	const char *state = mf_field_str(rule, "State");
+	long priority = mf_field_long(rule, "Priority", -1);
+	const cJSON *other;
+	const char *blocking = NULL;
+	long blocking_priority = 0;
+	int n = 0;
+
+	if (state)
+		n += want_str(mismatches, rule, "State", "Enabled");
+	else
+		n += want_bool(mismatches, rule, "Enabled", 1);
+	n += want_str(mismatches, rule, "Mode", "Enforce");
+	n += want_set(mismatches, rule, "RecipientDomainIs", domains);
+	n += want_str(mismatches, rule, "RouteMessageOutboundConnector", profile->outbound_name);
+	n += want_str(mismatches, rule, "ExceptIfHeaderMatchesMessageHeader", profile->loop_header);
+	n += want_set(mismatches, rule, "ExceptIfHeaderMatchesPatterns", patterns);
+	if (!mf_field_str(rule, "Comments") ||
+	    !strstr(mf_field_str(rule, "Comments"), profile->managed_marker)) {
+		mf_buf_addf(mismatches, "Comments: have '%s', want it to contain '%s'\n",
+		            shown(mf_field_str(rule, "Comments")), profile->managed_marker);
+		n++;
+	}
+	/* Above every rule that is not ours (our other domains' rules may
+	 * sit in between: they route other recipients). */
+	cJSON_ArrayForEach(other, all_rules) {
+		long p = mf_field_long(other, "Priority", -1);
+
+		if (other == rule || mf_rule_is_ours(profile, other))
+			continue;
+		if (priority < 0 || (p >= 0 && p <= priority)) {
+			if (!blocking || p < blocking_priority) {
+				blocking = mf_field_str(other, "Name");
+				blocking_priority = p;
+			}
+		}
+	}
+	if (blocking || priority < 0) {
+		mf_buf_addf(mismatches, "Priority: have %ld, want above every other rule (rule '%s' has %ld)\n",
+		            priority, shown(blocking), blocking_priority);
+		n++;
+	}
+	return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* Conflicts */
+
+/* recipient in domain `rule_domain` (RecipientDomainIs also matches
+ * subdomains). */
+static int domain_covers(const char *rule_domain, const char *domain)
+{
+	size_t rl = strlen(rule_domain), dl = strlen(domain);
+
+	if (mf_strcaseeq(rule_domain, domain) || strcmp(rule_domain, "*") == 0)
+		return 1;
+	return dl > rl && domain[dl - rl - 1] == '.' &&
+	       strcasecmp(domain + dl - rl, rule_domain) == 0;
+}
+
+static int any_domain_covers(const cJSON *rule, const char *field,
+                             const char *domain, int *present)
+{
+	size_t count = 0, i;
+	const char **values = mf_field_strs(rule, field, &count);
+	int covers = 0;
+
+	*present = count > 0;
+	for (i = 0; values && i < count && !covers; i++)
+		covers = domain_covers(values[i], domain);
+	free(values);
+	return covers;
+}
+
+/* Does the rule apply to mail for the domain?  *how says why; when the
+ * rule selects recipients by something we cannot resolve (groups,
+ * patterns), it may: counted as covering. */
+static int rule_covers(const cJSON *rule, const char *domain, const char **how)
+{
+	static const char *const unresolvable[] = {
+		"SentToMemberOf", "RecipientAddressMatchesPatterns",
+		"RecipientAddressContainsWords", "AnyOfToHeader",
+		"AnyOfToHeaderMemberOf", "AnyOfToCcHeader", "AnyOfRecipientAddressMatchesPatterns",
+		"AnyOfRecipientAddressContainsWords", "RecipientInSenderList", NULL
+	};
+	const char *scope = mf_field_str(rule, "SentToScope");
+	size_t count = 0, i;
+	const char **sent_to;
+	int present = 0;
+
+	if (any_domain_covers(rule, "ExceptIfRecipientDomainIs", domain, &present))
+		return 0;
+	if (scope && mf_strcaseeq(scope, "NotInOrganization"))
+		return 0;   /* an accepted domain's recipients are inside */
+	if (any_domain_covers(rule, "RecipientDomainIs", domain, &present)) {
+		*how = "its recipient domains include it";
+		return 1;
+	}
+	if (present)
+		return 0;
+	sent_to = mf_field_strs(rule, "SentTo", &count);
+	if (count > 0) {
+		int covers = 0;
+
+		for (i = 0; sent_to && i < count && !covers; i++) {
+			const char *at = strrchr(sent_to[i], '@');
+
+			covers = !at || mf_strcaseeq(at + 1, domain);
+		}
+		free(sent_to);
+		*how = "it is sent to recipients there";
+		return covers;
+	}
+	free(sent_to);
+	for (i = 0; unresolvable[i]; i++) {
+		if (cJSON_GetObjectItem(rule, unresolvable[i]) &&
+		    !cJSON_IsNull(cJSON_GetObjectItem(rule, unresolvable[i]))) {
+			*how = "its recipient condition may include it";
+			return 1;
+		}
+	}
+	*how = "it has no recipient condition";
+	return 1;
+}
+
+/* The rule's actions that take mail away from the normal path, as words;
+ * empty when none. */
+static void rule_diversions(const cJSON *rule, struct mf_buf *out)
+{
+	size_t count = 0, i;
+	const char **actions = mf_field_strs(rule, "Actions", &count);
+	const char *target;
+	int route = 0, redirect = 0, delete_ = 0, quarantine = 0, stop = 0;
+
+	for (i = 0; actions && i < count; i++) {
+		route |= strstr(actions[i], "RouteMessageOutboundConnector") != NULL;
+		redirect |= strstr(actions[i], "RedirectMessage") != NULL;
+		delete_ |= strstr(actions[i], "DeleteMessage") != NULL;
+		quarantine |= strstr(actions[i], "Quarantine") != NULL;
+		stop |= strstr(actions[i], "StopRuleProcessing") != NULL;
+	}
+	free(actions);
+	target = mf_field_str(rule, "RouteMessageOutboundConnector");
+	if (target && *target)
+		mf_buf_addf(out, "%sroutes to connector '%s'", out->len ? ", " : "", target);
+	else if (route)
+		mf_buf_addf(out, "%sroutes to a connector", out->len ? ", " : "");
+	target = mf_field_str(rule, "RedirectMessageTo");
+	if ((target && *target) || redirect)
+		mf_buf_addf(out, "%sredirects%s%s", out->len ? ", " : "",
+		            target ? " to " : "", target ? target : "");
+	if (mf_field_bool(rule, "DeleteMessage") == 1 || delete_)
+		mf_buf_addf(out, "%sdeletes", out->len ? ", " : "");
+	if (mf_field_bool(rule, "Quarantine") == 1 || quarantine)
+		mf_buf_addf(out, "%squarantines", out->len ? ", " : "");
+	if (mf_field_bool(rule, "StopRuleProcessing") == 1 || stop)
+		mf_buf_addf(out, "%sstops rule processing", out->len ? ", " : "");
+}
+
+static const char *vendor_rule(const char *name)
+{
+	size_t i;
+
+	for (i = 0; vendor_rule_prefixes[i]; i++)
+		if (strncasecmp(name, vendor_rule_prefixes[i],
+		                strlen(vendor_rule_prefixes[i])) == 0)
+			return vendor_rule_prefixes[i];
+	for (i = 0; vendor_rule_words[i]; i++) {
+		const char *p;
+		size_t n = strlen(vendor_rule_words[i]);
+
+		for (p = name; *p; p++)
+			if (strncasecmp(p, vendor_rule_words[i], n) == 0)
+				return vendor_rule_words[i];
+	}
+	return NULL;
+}
+
+int mf_find_conflicts(const struct mf_profile *profile, const char *domain,
+                      const cJSON *rules, const cJSON *outbound_connectors,
+                      const cJSON *inbound_connectors, struct mf_buf *conflicts)
+{
+	const cJSON *item;
+	int n = 0;
+
+	cJSON_ArrayForEach(item, rules) {
+		const char *name = mf_field_str(item, "Name");
+		const char *vendor, *how = "";
+		struct mf_buf what = { 0 };
+
+		if (!name)
+			name = mf_field_str(item, "Identity");
+		if (!name || mf_rule_is_ours(profile, item) || !rule_active(item))
+			continue;
+		vendor = vendor_rule(name);
+		rule_diversions(item, &what);
+		if (vendor) {
+			mf_buf_addf(conflicts, "transport rule '%s' (priority %ld): a known mail-routing rule of another service ('%s')%s%s\n",
+			            name, mf_field_long(item, "Priority", -1), vendor,
+			            what.len ? "; it " : "", what.len ? what.data : "");
+			n++;
+		} else if (what.len && rule_covers(item, domain, &how)) {
+			mf_buf_addf(conflicts, "transport rule '%s' (priority %ld) %s for %s: %s\n",
+			            name, mf_field_long(item, "Priority", -1), what.data,
+			            domain, how);
+			n++;
+		}
+		if (what.failed)
+			conflicts->failed = 1;
+		mf_buf_free(&what);
+	}
+	cJSON_ArrayForEach(item, outbound_connectors) {
+		const char *name = mf_field_str(item, "Name");
+		int present = 0;
+
+		if (!name || mf_strcaseeq(name, profile->outbound_name) ||
+		    mf_field_bool(item, "Enabled") == 0 ||
+		    mf_field_bool(item, "IsTransportRuleScoped") == 1)
+			continue;
+		if (any_domain_covers(item, "RecipientDomains", domain, &present)) {
+			mf_buf_addf(conflicts, "outbound connector '%s' carries all mail for %s (RecipientDomains, not rule-scoped)\n",
+			            name, domain);
+			n++;
+		}
+	}
+	cJSON_ArrayForEach(item, inbound_connectors) {
+		const char *name = mf_field_str(item, "Name");
+		const char *cert = mf_field_str(item, "TlsSenderCertificateName");
+
+		if (!name || mf_strcaseeq(name, profile->inbound_name) ||
+		    mf_field_bool(item, "Enabled") == 0 || !cert)
+			continue;
+		if (mf_strcaseeq(cert, profile->tls_cert_name)) {
+			mf_buf_addf(conflicts, "inbound connector '%s' also accepts certificate '%s'\n",
+			            name, cert);
+			n++;
+		}
+	}
+	return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* PowerShell rendering for plan() */
+
+static void ps_quote(struct mf_buf *out, const char *s)
+{
+	mf_buf_add(out, "'");
+	for (; *s; s++) {
+		char c[2] = { *s, '\0' };
+
+		mf_buf_add(out, *s == '\'' ? "''" : c);
+	}
+	mf_buf_add(out, "'");
+}
+
+static void ps_value(struct mf_buf *out, const cJSON *v)
+{
+	const cJSON *e;
+	int first = 1;
+
+	if (cJSON_IsString(v)) {
+		ps_quote(out, v->valuestring);
+	} else if (cJSON_IsNumber(v)) {
+		mf_buf_addf(out, "%g", v->valuedouble);
+	} else if (cJSON_IsArray(v)) {
+		cJSON_ArrayForEach(e, v) {
+			if (!first)
+				mf_buf_add(out, ",");
+			ps_value(out, e);
+			first = 0;
+		}
+	} else {
+		mf_buf_add(out, "$null");
+	}
+}
+
+void mf_cmdlet_line(struct mf_buf *out, const char *cmdlet, const cJSON *params)
+{
+	const cJSON *p;
+
+	mf_buf_add(out, cmdlet);
+	cJSON_ArrayForEach(p, params) {
+		if (cJSON_IsBool(p)) {
+			mf_buf_addf(out, " -%s:%s", p->string,
+			            cJSON_IsTrue(p) ? "$true" : "$false");
+		} else {
+			mf_buf_addf(out, " -%s ", p->string);
+			ps_value(out, p);
+		}
+	}
+	mf_buf_add(out, "\n");
+}

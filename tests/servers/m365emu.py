@@ -1,0 +1,2056 @@
+#!/usr/bin/python3
+"""m365emu: an HTTPS emulator of the Microsoft identity platform token endpoint
+and the Exchange Online admin API (InvokeCommand), for mailmode's tests.
+
+Wire format: /work/shared/ref/m365-admin-api.md (see docs at the end of
+tests/servers/emu.sh for the control API).  Single process, standard library
+plus python3-cryptography.
+
+Usage: m365emu.py --dir DIR [--port 0] [--latency-ms 0] [--page-size 2]
+                  [--consistency-delay 0] [--owner-pid PID] [--verbose]
+"""
+
+import argparse
+import base64
+import datetime
+import fcntl
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import ssl
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+EXO_APP_ID = "00000002-0000-0ff1-ce00-000000000000"
+SCOPES = {"https://outlook.office365.com/.default", EXO_APP_ID + "/.default"}
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+ODATA_CTYPE = ("application/json;odata.metadata=minimal;odata.streaming=true;"
+               "IEEE754Compatible=false;charset=utf-8")
+RULES_NS = "Microsoft.Exchange.MessagingPolicies.Rules.Tasks."
+DC_NAME = "AM6PR01A00X001.EURPR01A001.PROD.OUTLOOK.COM"
+THROTTLE_TEXT = ("You have reached the maximum number of concurrent requests per "
+                 "tenant. Please wait and try again")
+DEHYDRATED_TEXT = ("The command you tried to run isn't currently allowed in your "
+                   "organization. To run this command, you first need to run the "
+                   "command: Enable-OrganizationCustomization.")
+MAX_RECORDS = 200000
+GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                     r"[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+DOMAIN_RE = re.compile(r"^(\*|(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+                       r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*)$")
+HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                     r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+
+
+# --------------------------------------------------------------------------
+# small helpers
+
+def iso(t):
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def http_date_iso_ms(t):
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def b64url_decode(s):
+    if not isinstance(s, str) or not re.fullmatch(r"[A-Za-z0-9_-]*", s):
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def write_atomic(path, data, mode=0o644):
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data if isinstance(data, bytes) else data.encode())
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        if state in ("Z", "X"):
+            return False
+    except (OSError, IndexError):
+        pass
+    return True
+
+
+# --------------------------------------------------------------------------
+# certificates
+
+def ensure_certs(d):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    p = lambda n: os.path.join(d, n)  # noqa: E731
+    lockf = open(p(".certs.lock"), "w")
+    fcntl.flock(lockf, fcntl.LOCK_EX)
+    try:
+        now = datetime.datetime.now(datetime.timezone.utc)
+        start = now - datetime.timedelta(days=1)
+
+        def key_pem(k):
+            return k.private_bytes(serialization.Encoding.PEM,
+                                   serialization.PrivateFormat.PKCS8,
+                                   serialization.NoEncryption())
+
+        def cert_pem(c):
+            return c.public_bytes(serialization.Encoding.PEM)
+
+        if not (os.path.exists(p("ca.pem")) and os.path.exists(p("ca.key"))):
+            for n in ("server.pem", "server.key", "client.pem", "client.key"):
+                if os.path.exists(p(n)):
+                    os.unlink(p(n))
+            k = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mailmode test CA"),
+                              x509.NameAttribute(NameOID.ORGANIZATION_NAME, "mailmode tests")])
+            c = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                 .public_key(k.public_key()).serial_number(x509.random_serial_number())
+                 .not_valid_before(start).not_valid_after(now + datetime.timedelta(days=3650))
+                 .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                 .add_extension(x509.KeyUsage(False, False, False, False, False, True, True,
+                                              False, False), critical=True)
+                 .add_extension(x509.SubjectKeyIdentifier.from_public_key(k.public_key()),
+                                critical=False)
+                 .sign(k, hashes.SHA256()))
+            write_atomic(p("ca.key"), key_pem(k), 0o600)
+            write_atomic(p("ca.pem"), cert_pem(c))
+        ca_key = serialization.load_pem_private_key(open(p("ca.key"), "rb").read(), None)
+        ca = x509.load_pem_x509_certificate(open(p("ca.pem"), "rb").read())
+
+        def leaf(cn, eku, san):
+            k = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            b = (x509.CertificateBuilder()
+                 .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+                 .issuer_name(ca.subject).public_key(k.public_key())
+                 .serial_number(x509.random_serial_number())
+                 .not_valid_before(start).not_valid_after(now + datetime.timedelta(days=825))
+                 .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                 .add_extension(x509.KeyUsage(True, False, True, False, False, False, False,
+                                              False, False), critical=True)
+                 .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
+                 .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                     ca_key.public_key()), critical=False))
+            if san:
+                b = b.add_extension(x509.SubjectAlternativeName(san), critical=False)
+            return k, b.sign(ca_key, hashes.SHA256())
+
+        if not (os.path.exists(p("server.pem")) and os.path.exists(p("server.key"))):
+            k, c = leaf("localhost", ExtendedKeyUsageOID.SERVER_AUTH,
+                        [x509.DNSName("localhost"),
+                         x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+            write_atomic(p("server.key"), key_pem(k), 0o600)
+            write_atomic(p("server.pem"), cert_pem(c))
+        if not (os.path.exists(p("client.pem")) and os.path.exists(p("client.key"))):
+            k, c = leaf("mailmode test app", ExtendedKeyUsageOID.CLIENT_AUTH, None)
+            write_atomic(p("client.key"), key_pem(k), 0o600)
+            write_atomic(p("client.pem"), cert_pem(c))
+    finally:
+        fcntl.flock(lockf, fcntl.LOCK_UN)
+        lockf.close()
+
+
+def load_certs(pem_text):
+    """Registered app credentials: list of dicts with thumbprints and key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    out = []
+    blocks = re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----",
+                        pem_text, re.S)
+    if not blocks:
+        raise ValueError("no PEM certificate found")
+    for blk in blocks:
+        c = x509.load_pem_x509_certificate(blk.encode())
+        der = c.public_bytes(serialization.Encoding.DER)
+        out.append({"x5t": b64url(hashlib.sha1(der).digest()),
+                    "x5t#S256": b64url(hashlib.sha256(der).digest()),
+                    "sha1_hex": hashlib.sha1(der).hexdigest().upper(),
+                    "key": c.public_key(), "pem": blk,
+                    "not_before": c.not_valid_before.replace(tzinfo=datetime.timezone.utc),
+                    "not_after": c.not_valid_after.replace(tzinfo=datetime.timezone.utc)})
+    return out
+
+
+# --------------------------------------------------------------------------
+# cmdlet errors and parameter binding
+
+T_NOTFOUND = "Microsoft.Exchange.Configuration.Tasks.ManagementObjectNotFoundException"
+T_PARAM = "System.Management.Automation.ParameterBindingException"
+T_DUP = "Microsoft.Exchange.Data.Directory.ADObjectAlreadyExistsException"
+T_DUP_RULE = "Microsoft.Exchange.MessagingPolicies.Rules.Tasks.RuleNameAlreadyExistsException"
+T_VALID = "Microsoft.Exchange.Data.DataValidationException"
+T_RANGE = "System.ArgumentOutOfRangeException"
+T_DEHYD = "Microsoft.Exchange.Configuration.Tasks.InvalidOperationInDehydratedContextException"
+T_NOINBOUND = ("Microsoft.Exchange.Management.SystemConfigurationTasks."
+               "InboundConnectorCreationNotAllowedException")
+T_INUSE = "Microsoft.Exchange.Management.SystemConfigurationTasks.ConnectorInUseException"
+T_NOCMD = "System.Management.Automation.CommandNotFoundException"
+T_SKIP = "Microsoft.Exchange.Admin.OData.Core.InvalidSkipTokenException"
+T_NOTREQ = "Microsoft.Exchange.Management.Deployment.OrganizationAlreadyHydratedException"
+T_THROTTLE = "Microsoft.Exchange.Configuration.Tasks.ThrottlingException"
+
+
+class CmdletError(Exception):
+    def __init__(self, etype, text, errid=None):
+        super().__init__(text)
+        self.etype = etype
+        self.text = text
+        self.errid = errid if errid is not None else (
+            "Ex" + hashlib.sha1(etype.encode()).hexdigest()[:6].upper())
+
+    def body(self):
+        return {"error": {
+            "code": "InternalServerError", "message": "Error executing cmdlet",
+            "details": [{"code": "Client", "target": "",
+                         "message": "%s|%s|%s" % (self.errid, self.etype, self.text)}],
+            "innererror": {"message": "Error executingcmdlet",
+                           "type": "Microsoft.Exchange.Admin.OData.Core.ODataServiceException",
+                           "stacktrace": "",
+                           "internalexception": {"message": self.text, "type": self.etype,
+                                                 "stacktrace": ""}}}}
+
+
+def not_found(ident):
+    return CmdletError(T_NOTFOUND, "The operation couldn't be performed because object "
+                       "'%s' couldn't be found on '%s'." % (ident, DC_NAME))
+
+
+def bind_error(param, value, totype, detail):
+    return CmdletError(T_PARAM, "Cannot process argument transformation on parameter "
+                       "'%s'. Cannot convert value \"%s\" to type \"%s\". Error: \"%s\""
+                       % (param, value, totype, detail))
+
+
+ENUMS = {
+    "ConnectorType": ["Partner", "OnPremises"],
+    "TlsSettings": ["EncryptionOnly", "CertificateValidation", "DomainValidation"],
+    "Mode": ["Audit", "AuditAndNotify", "Enforce"],
+    "SentToScope": ["InOrganization", "NotInOrganization", "ExternalPartner",
+                    "ExternalNonPartner"],
+    "FromScope": ["InOrganization", "NotInOrganization"],
+    "State": ["Enabled", "Disabled"],
+    "SenderAddressLocation": ["Header", "Envelope", "HeaderOrEnvelope"],
+    "ExceptIfMessageTypeMatches": ["OOF", "AutoForward", "Encrypted", "Calendaring",
+                                   "PermissionControlled", "Voicemail", "Signed",
+                                   "ApprovalRequest", "ReadReceipt"],
+}
+ENUM_TYPES = {"ConnectorType": "Microsoft.Exchange.Data.TenantConnectorType",
+              "TlsSettings": "Microsoft.Exchange.Data.TlsAuthLevel",
+              "Mode": "Microsoft.Exchange.MessagingPolicies.Rules.RuleMode",
+              "SentToScope": "Microsoft.Exchange.MessagingPolicies.Rules.ToUserScope",
+              "FromScope": "Microsoft.Exchange.MessagingPolicies.Rules.FromUserScope",
+              "State": "Microsoft.Exchange.MessagingPolicies.Rules.RuleState",
+              "SenderAddressLocation":
+                  "Microsoft.Exchange.MessagingPolicies.Rules.SenderAddressLocation",
+              "ExceptIfMessageTypeMatches":
+                  "Microsoft.Exchange.MessagingPolicies.Rules.MessageType"}
+
+COMMON = {"WarningAction": "str", "ErrorAction": "str", "Verbose": "bool", "Debug": "bool",
+          "WhatIf": "bool"}
+
+
+def convert(param, ptype, v, allow_delta):
+    if v is None:
+        if ptype == "bool":
+            raise bind_error(param, "", "System.Boolean",
+                             "Boolean parameters accept only Boolean values and numbers, "
+                             "such as $True, $False, 1 or 0.")
+        return [] if ptype == "list" else None
+    if ptype == "str":
+        if isinstance(v, bool) or isinstance(v, (list, dict)):
+            raise bind_error(param, v, "System.String", "Cannot convert to String.")
+        return str(v)
+    if ptype == "bool":
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, int) and not isinstance(v, bool):
+            return v != 0
+        raise bind_error(param, "System.String" if isinstance(v, str) else v,
+                         "System.Boolean", "Boolean parameters accept only Boolean values "
+                         "and numbers, such as $True, $False, 1 or 0.")
+    if ptype == "int":
+        if isinstance(v, int) and not isinstance(v, bool):
+            return v
+        if isinstance(v, str) and re.fullmatch(r"\s*[-+]?\d+\s*", v):
+            return int(v)
+        raise bind_error(param, v, "System.Int32", "Input string was not in a correct format.")
+    if ptype == "list":
+        if isinstance(v, str):
+            return [v]
+        if isinstance(v, list):
+            for x in v:
+                if not isinstance(x, (str, int)) or isinstance(x, bool):
+                    raise bind_error(param, x, "System.String", "Cannot convert to String.")
+            return [str(x) for x in v]
+        if isinstance(v, dict) and allow_delta:
+            keys = {k.lower(): k for k in v}
+            extra = set(keys) - {"add", "remove", "@odata.type"}
+            if extra:
+                raise bind_error(param, v, "Microsoft.Exchange.Data.MultiValuedProperty",
+                                 "Unknown key(s) in hashtable: %s" % ",".join(sorted(extra)))
+            add = convert(param, "list", v.get(keys.get("add", "add")), False)
+            rem = convert(param, "list", v.get(keys.get("remove", "remove")), False)
+            return ("delta", add or [], rem or [])
+        raise bind_error(param, v, "Microsoft.Exchange.Data.MultiValuedProperty",
+                         "Cannot convert to a list of String.")
+    if ptype == "enum":
+        vals = ENUMS[param]
+        if isinstance(v, str):
+            for e in vals:
+                if e.lower() == v.strip().lower():
+                    return e
+        raise bind_error(param, v, ENUM_TYPES.get(param, "System.Enum"),
+                         "Unable to match the identifier name %s to a valid enumerator "
+                         "name. Specify one of the following enumerator names and try "
+                         "again:\r\n%s" % (v, ", ".join(vals)))
+    raise AssertionError(ptype)
+
+
+def bind(params, schema, mandatory=(), allow_delta=False, confirm=False):
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise CmdletError(T_PARAM, "Parameters must be a JSON object.")
+    full = dict(COMMON)
+    full.update(schema)
+    if confirm:
+        full["Confirm"] = "bool"
+    lower = {k.lower(): k for k in full}
+    out = {}
+    for k, v in params.items():
+        canon = lower.get(k.lower())
+        if canon is None:
+            raise CmdletError(T_PARAM, "A parameter cannot be found that matches parameter "
+                              "name '%s'." % k)
+        out[canon] = convert(canon, full[canon], v, allow_delta)
+    missing = [m for m in mandatory if out.get(m) in (None, "", [])]
+    if missing:
+        raise CmdletError(T_PARAM, "Cannot process command because of one or more missing "
+                          "mandatory parameters: %s." % " ".join(missing))
+    return out
+
+
+# --------------------------------------------------------------------------
+# object kinds
+
+INBOUND_SCHEMA = {
+    "Name": "str", "ConnectorType": "enum", "SenderDomains": "list",
+    "SenderIPAddresses": "list", "RequireTls": "bool", "TlsSenderCertificateName": "str",
+    "RestrictDomainsToCertificate": "bool", "RestrictDomainsToIPAddresses": "bool",
+    "TreatMessagesAsInternal": "bool", "CloudServicesMailEnabled": "bool",
+    "AssociatedAcceptedDomains": "list", "EFSkipIPs": "list", "EFSkipLastIP": "bool",
+    "EFUsers": "list", "EFTestMode": "bool", "ScanAndDropRecipients": "list",
+    "TrustedOrganizations": "list", "Enabled": "bool", "Comment": "str",
+}
+INBOUND_DEFAULTS = {
+    "Enabled": True, "ConnectorType": "Partner", "ConnectorSource": "AdminUI",
+    "Comment": None, "SenderIPAddresses": [], "SenderDomains": [],
+    "AssociatedAcceptedDomains": [], "TrustedOrganizations": [], "RequireTls": True,
+    "RestrictDomainsToIPAddresses": False, "RestrictDomainsToCertificate": False,
+    "CloudServicesMailEnabled": False, "TreatMessagesAsInternal": False,
+    "TlsSenderCertificateName": None, "EFTestMode": False, "ScanAndDropRecipients": [],
+    "EFSkipLastIP": False, "EFSkipIPs": [], "EFSkipMailGateway": [], "EFUsers": [],
+    "ClientHostNames": [], "AdminDisplayName": None,
+}
+INBOUND_ORDER = list(INBOUND_DEFAULTS) + [
+    "Name", "Identity", "Id", "Guid", "WhenChanged", "WhenCreated", "WhenChangedUTC",
+    "WhenCreatedUTC", "IsValid", "ObjectState"]
+INBOUND_LISTS = {"SenderIPAddresses", "SenderDomains", "AssociatedAcceptedDomains",
+                 "TrustedOrganizations", "ScanAndDropRecipients", "EFSkipIPs",
+                 "EFSkipMailGateway", "EFUsers", "ClientHostNames"}
+
+OUTBOUND_SCHEMA = {
+    "Name": "str", "ConnectorType": "enum", "SmartHosts": "list", "UseMXRecord": "bool",
+    "TlsSettings": "enum", "TlsDomain": "str", "IsTransportRuleScoped": "bool",
+    "RecipientDomains": "list", "RouteAllMessagesViaOnPremises": "bool",
+    "AllAcceptedDomains": "bool", "TestMode": "bool", "Enabled": "bool", "Comment": "str",
+    "CloudServicesMailEnabled": "bool", "SenderRewritingEnabled": "bool",
+    "ValidationRecipients": "list",
+}
+OUTBOUND_DEFAULTS = {
+    "Enabled": True, "UseMXRecord": True, "Comment": None, "ConnectorType": "Partner",
+    "ConnectorSource": "AdminUI", "RecipientDomains": [], "SmartHosts": [],
+    "TlsDomain": None, "TlsSettings": None, "IsTransportRuleScoped": False,
+    "RouteAllMessagesViaOnPremises": False, "CloudServicesMailEnabled": False,
+    "AllAcceptedDomains": False, "SenderRewritingEnabled": False, "MtaStsMode": "None",
+    "SmtpDaneMode": "Opportunistic", "TestMode": False, "ValidationRecipients": [],
+    "IsValidated": False, "LastValidationTimestamp": None, "AdminDisplayName": None,
+}
+OUTBOUND_ORDER = list(OUTBOUND_DEFAULTS) + [
+    "Name", "Identity", "Id", "Guid", "WhenChanged", "WhenCreated", "WhenChangedUTC",
+    "WhenCreatedUTC", "IsValid", "ObjectState"]
+OUTBOUND_LISTS = {"RecipientDomains", "SmartHosts", "ValidationRecipients"}
+
+RULE_SCHEMA = {
+    "Name": "str", "Priority": "int", "RecipientDomainIs": "list", "SentToScope": "enum",
+    "FromScope": "enum", "RouteMessageOutboundConnector": "str",
+    "ExceptIfHeaderContainsMessageHeader": "str", "ExceptIfHeaderContainsWords": "list",
+    "ExceptIfHeaderMatchesMessageHeader": "str", "ExceptIfHeaderMatchesPatterns": "list",
+    "ExceptIfSenderIpRanges": "list", "ExceptIfMessageTypeMatches": "enum",
+    "ExceptIfSCLOver": "int", "RedirectMessageTo": "list", "DeleteMessage": "bool",
+    "Quarantine": "bool", "StopRuleProcessing": "bool", "SetSCL": "int",
+    "SetHeaderName": "str", "SetHeaderValue": "str", "Mode": "enum", "Comments": "str",
+    "SenderAddressLocation": "enum",
+}
+RULE_DEFAULTS = {
+    "Priority": 0, "ManuallyModified": False, "CreatedBy": None, "LastModifiedBy": None,
+    "Comments": None, "Description": None, "Conditions": None, "Exceptions": None,
+    "Actions": None, "State": "Enabled", "Mode": "Enforce", "RuleErrorAction": "Ignore",
+    "SenderAddressLocation": "Header", "RuleSubType": "None", "FromScope": None,
+    "SentToScope": None, "RecipientDomainIs": None,
+    "ExceptIfHeaderContainsMessageHeader": None, "ExceptIfHeaderContainsWords": None,
+    "ExceptIfHeaderMatchesMessageHeader": None, "ExceptIfHeaderMatchesPatterns": None,
+    "ExceptIfSenderIpRanges": None, "ExceptIfMessageTypeMatches": None,
+    "ExceptIfSCLOver": None, "RedirectMessageTo": None, "DeleteMessage": False,
+    "Quarantine": False, "StopRuleProcessing": False, "SetSCL": None,
+    "SetHeaderName": None, "SetHeaderValue": None, "RouteMessageOutboundConnector": None,
+}
+RULE_ORDER = list(RULE_DEFAULTS) + [
+    "Name", "Identity", "DistinguishedName", "Guid", "ImmutableId", "WhenChanged",
+    "IsValid", "ObjectState"]
+RULE_LISTS = {"Conditions", "Exceptions", "Actions", "RecipientDomainIs",
+              "ExceptIfHeaderContainsWords", "ExceptIfHeaderMatchesPatterns",
+              "ExceptIfSenderIpRanges", "RedirectMessageTo"}
+
+KINDS = {
+    "inbound": {"noun": "InboundConnector", "schema": INBOUND_SCHEMA,
+                "defaults": INBOUND_DEFAULTS, "order": INBOUND_ORDER, "lists": INBOUND_LISTS},
+    "outbound": {"noun": "OutboundConnector", "schema": OUTBOUND_SCHEMA,
+                 "defaults": OUTBOUND_DEFAULTS, "order": OUTBOUND_ORDER,
+                 "lists": OUTBOUND_LISTS},
+    "rule": {"noun": "TransportRule", "schema": RULE_SCHEMA, "defaults": RULE_DEFAULTS,
+             "order": RULE_ORDER, "lists": RULE_LISTS},
+}
+GUID_FIELDS = {"Guid", "ImmutableId"}
+DATE_FIELDS = {"WhenChanged", "WhenCreated", "WhenChangedUTC", "WhenCreatedUTC",
+               "LastValidationTimestamp"}
+
+# rule parameter -> (section, predicate/action class)
+RULE_PREDICATES = [
+    ("Conditions", "SentToScope", "SentToScopePredicate"),
+    ("Conditions", "FromScope", "FromScopePredicate"),
+    ("Conditions", "RecipientDomainIs", "RecipientDomainIsPredicate"),
+    ("Exceptions", "ExceptIfHeaderContainsMessageHeader", "HeaderContainsPredicate"),
+    ("Exceptions", "ExceptIfHeaderMatchesMessageHeader", "HeaderMatchesPredicate"),
+    ("Exceptions", "ExceptIfSenderIpRanges", "SenderIpRangesPredicate"),
+    ("Exceptions", "ExceptIfMessageTypeMatches", "MessageTypeMatchesPredicate"),
+    ("Exceptions", "ExceptIfSCLOver", "SclOverPredicate"),
+    ("Actions", "RouteMessageOutboundConnector", "RouteMessageOutboundConnectorAction"),
+    ("Actions", "RedirectMessageTo", "RedirectMessageAction"),
+    ("Actions", "SetSCL", "SetSclAction"),
+    ("Actions", "SetHeaderName", "SetHeaderAction"),
+    ("Actions", "DeleteMessage", "DeleteMessageAction"),
+    ("Actions", "Quarantine", "QuarantineAction"),
+    ("Actions", "StopRuleProcessing", "StopRuleProcessingAction"),
+]
+
+
+def _set(v):
+    return v not in (None, False, [], "")
+
+
+def quote_list(vals):
+    return " or ".join("'%s'" % v for v in vals)
+
+
+def rule_description(d):
+    scope = {"InOrganization": "Inside the organization",
+             "NotInOrganization": "Outside the organization",
+             "ExternalPartner": "External partner", "ExternalNonPartner": "External non-partner"}
+    conds, excs, acts = [], [], []
+    if d.get("SentToScope"):
+        conds.append("Is sent to '%s'" % scope[d["SentToScope"]])
+    if d.get("FromScope"):
+        conds.append("Is received from '%s'" % scope[d["FromScope"]])
+    if d.get("RecipientDomainIs"):
+        conds.append("Is sent to a recipient whose domain is %s"
+                     % quote_list(d["RecipientDomainIs"]))
+    if d.get("ExceptIfHeaderContainsMessageHeader"):
+        excs.append("'%s' header contains %s" % (d["ExceptIfHeaderContainsMessageHeader"],
+                                                 quote_list(d["ExceptIfHeaderContainsWords"])))
+    if d.get("ExceptIfHeaderMatchesMessageHeader"):
+        excs.append("'%s' header matches %s" % (d["ExceptIfHeaderMatchesMessageHeader"],
+                                                quote_list(d["ExceptIfHeaderMatchesPatterns"])))
+    if d.get("ExceptIfSenderIpRanges"):
+        excs.append("Sender ip addresses belong to one of these ranges: %s"
+                    % quote_list(d["ExceptIfSenderIpRanges"]))
+    if d.get("ExceptIfMessageTypeMatches"):
+        excs.append("Message type is '%s'" % d["ExceptIfMessageTypeMatches"])
+    if d.get("ExceptIfSCLOver") is not None:
+        excs.append("SCL is greater than or equal to '%s'" % d["ExceptIfSCLOver"])
+    if d.get("RouteMessageOutboundConnector"):
+        acts.append("Route the message using the connector named '%s'"
+                    % d["RouteMessageOutboundConnector"])
+    if d.get("RedirectMessageTo"):
+        acts.append("Redirect the message to %s" % quote_list(d["RedirectMessageTo"]))
+    if d.get("SetSCL") is not None:
+        acts.append("Set the spam confidence level (SCL) to '%s'" % d["SetSCL"])
+    if d.get("SetHeaderName"):
+        acts.append("Set message header '%s' with the value '%s'"
+                    % (d["SetHeaderName"], d.get("SetHeaderValue") or ""))
+    if d.get("DeleteMessage"):
+        acts.append("Delete the message without notifying anyone")
+    if d.get("Quarantine"):
+        acts.append("Deliver the message to the hosted quarantine")
+    if d.get("StopRuleProcessing"):
+        acts.append("Stop processing more rules")
+    out = []
+    for head, items in (("If the message:", conds), ("Take the following actions:", acts),
+                        ("Except if the message:", excs)):
+        if head.startswith("If") and not items:
+            items = ["Applies to all messages"]
+        if items:
+            out.append(head)
+            out.extend(("\t" if i == 0 else "\tand ") + s for i, s in enumerate(items))
+    return "\r\n".join(out) + "\r\n"
+
+
+def derive(kind, d, tenant):
+    """Add the computed fields to a copy of stored data."""
+    o = dict(d)
+    o["Identity"] = d["Name"]
+    o["IsValid"] = True
+    o["ObjectState"] = "Unchanged"
+    if kind == "rule":
+        secs = {"Conditions": [], "Exceptions": [], "Actions": []}
+        for sec, param, cls in RULE_PREDICATES:
+            if _set(d.get(param)) or (param in ("ExceptIfSCLOver", "SetSCL")
+                                      and d.get(param) is not None):
+                secs[sec].append(RULES_NS + cls)
+        for sec, vals in secs.items():
+            o[sec] = vals or None
+        o["Description"] = rule_description(d)
+        o["ImmutableId"] = d["Guid"]
+        o["DistinguishedName"] = ("CN=%s,CN=TransportVersioned,CN=Rules,CN=Transport "
+                                  "Settings,CN=%s,CN=Microsoft Exchange Hosted "
+                                  "Organizations" % (d["Name"], tenant.initial_domain))
+    else:
+        o["Id"] = d["Name"]
+    return o
+
+
+def serialize(kind, data, bare):
+    spec = KINDS[kind]
+    out = {}
+    for f in spec["order"]:
+        v = data.get(f)
+        if f in spec["lists"] and isinstance(v, list):
+            if bare and len(v) == 1:
+                out[f] = v[0]
+            else:
+                out[f + "@odata.type"] = "#Collection(String)"
+                out[f] = list(v)
+            continue
+        if f in GUID_FIELDS:
+            out[f + "@data.type"] = "System.Guid"
+            out[f + "@odata.type"] = "#Guid"
+        elif f == "Priority":
+            out[f + "@data.type"] = "System.Int32"
+        elif f in DATE_FIELDS and v is not None:
+            out[f + "@data.type"] = "System.DateTime"
+            out[f + "@odata.type"] = "#DateTimeOffset"
+            v = iso(v)
+        out[f] = v
+    return out
+
+
+def plain(kind, data):
+    o = {}
+    for f in KINDS[kind]["order"]:
+        v = data.get(f)
+        o[f] = iso(v) if (f in DATE_FIELDS and v is not None) else v
+    return o
+
+
+# --------------------------------------------------------------------------
+# tenants and objects
+
+class Obj:
+    """An Exchange object with versions: [(visible_at, data)], newest last."""
+
+    def __init__(self, data, visible_at):
+        self.versions = [(visible_at, data)]
+
+    @property
+    def cur(self):
+        return self.versions[-1][1]
+
+    def visible(self, now):
+        for t, d in reversed(self.versions):
+            if t <= now:
+                return d
+        return None
+
+    def commit(self, data, visible_at, now):
+        self.versions.append((visible_at, data))
+        # drop versions hidden behind a newer visible one
+        keep = 0
+        for i, (t, _) in enumerate(self.versions):
+            if t <= now:
+                keep = i
+        self.versions = self.versions[keep:]
+
+
+class Tenant:
+    def __init__(self, spec):
+        self.lock = threading.RLock()
+        self.tenant_id = spec["tenant_id"].lower()
+        self.initial_domain = spec["initial_domain"].lower()
+        self.org_guid = str(uuid.uuid4())
+        self.created = time.time()
+        self.objs = {"inbound": {}, "outbound": {}, "rule": {}}
+        self.rate_window = 0
+        self.rate_used = 0
+        self.update(spec, first=True)
+
+    def update(self, spec, first=False):
+        if first or "client_id" in spec:
+            self.client_id = str(spec.get("client_id") or "").lower()
+        if first or "client_secret" in spec:
+            self.client_secret = spec.get("client_secret")
+        if first or "display_name" in spec:
+            self.display_name = spec.get("display_name") or self.initial_domain.split(".")[0]
+        if first or "app_display_name" in spec:
+            self.app_display_name = spec.get("app_display_name") or "mailmode test app"
+        if first or "certificate_pem" in spec or "certificate_file" in spec:
+            pem = spec.get("certificate_pem") or ""
+            if spec.get("certificate_file"):
+                with open(spec["certificate_file"]) as f:
+                    pem += "\n" + f.read()
+            self.certs = load_certs(pem) if pem.strip() else []
+        for flag, dflt in (("dehydrated", False), ("inbound_connectors_allowed", True),
+                           ("forbidden", False)):
+            if first or flag in spec:
+                v = spec.get(flag, dflt)
+                if not isinstance(v, bool):
+                    raise ValueError("%s must be a boolean" % flag)
+                setattr(self, flag, v)
+        if first or "accepted_domains" in spec:
+            doms = []
+            for ad in spec.get("accepted_domains") or []:
+                if isinstance(ad, str):
+                    ad = {"DomainName": ad}
+                name = str(ad["DomainName"]).lower()
+                doms.append({"DomainName": name, "DomainType": ad.get("DomainType",
+                                                                      "Authoritative"),
+                             "Default": bool(ad.get("Default", False)),
+                             "Guid": str(uuid.uuid5(uuid.NAMESPACE_DNS, name))})
+            if not any(d["DomainName"] == self.initial_domain for d in doms):
+                doms.append({"DomainName": self.initial_domain, "DomainType": "Authoritative",
+                             "Default": False,
+                             "Guid": str(uuid.uuid5(uuid.NAMESPACE_DNS, self.initial_domain))})
+            if not any(d["Default"] for d in doms):
+                for d in doms:
+                    if d["DomainName"] == self.initial_domain:
+                        d["Default"] = True
+            self.accepted_domains = doms
+
+    def summary(self):
+        return {"tenant_id": self.tenant_id, "initial_domain": self.initial_domain,
+                "client_id": self.client_id, "has_client_secret": bool(self.client_secret),
+                "certificates": [{"x5t": c["x5t"], "x5t#S256": c["x5t#S256"],
+                                  "thumbprint": c["sha1_hex"]} for c in self.certs],
+                "dehydrated": self.dehydrated,
+                "inbound_connectors_allowed": self.inbound_connectors_allowed,
+                "forbidden": self.forbidden,
+                "accepted_domains": [{k: d[k] for k in ("DomainName", "DomainType", "Default")}
+                                     for d in self.accepted_domains]}
+
+
+# --------------------------------------------------------------------------
+# the cmdlets
+
+class Ctx:
+    def __init__(self, emu, tenant, now):
+        self.emu = emu
+        self.tenant = tenant
+        self.now = now
+        self.delay = float(emu.cfg["consistency_delay_s"])
+        self.bare = bool(emu.cfg["bare_string_singletons"])
+        self.seeding = False
+        self.warnings = []
+        self.extra = {}
+
+    @property
+    def vis_at(self):
+        return 0.0 if self.seeding else self.now + self.delay
+
+
+def find_visible(ctx, kind, ident):
+    if ident is None:
+        raise not_found(ident)
+    il = ident.strip().lower()
+    for obj in ctx.tenant.objs[kind].values():
+        d = obj.visible(ctx.now)
+        if d is None:
+            continue
+        if d["Name"].lower() == il or d["Guid"].lower() == il:
+            return obj, d
+    raise not_found(ident)
+
+
+def name_taken(ctx, kind, name, except_guid=None):
+    for g, obj in ctx.tenant.objs[kind].items():
+        if g != except_guid and obj.cur["Name"].lower() == name.lower():
+            return True
+    return False
+
+
+def check_writable(ctx):
+    if ctx.tenant.dehydrated and not ctx.seeding:
+        raise CmdletError(T_DEHYD, DEHYDRATED_TEXT,
+                          errid="Cmdlet-InvalidOperationInDehydratedContextException")
+
+
+def norm_sender_domain(x):
+    s = x.strip()
+    m = re.fullmatch(r"(?i)smtp:(.*?)(;\d+)?", s)
+    dom = m.group(1) if m else s
+    if not DOMAIN_RE.match(dom):
+        raise CmdletError(T_PARAM, "Cannot bind parameter 'SenderDomains'. The address "
+                          "space '%s' isn't valid." % x)
+    return "smtp:%s;%s" % (dom.lower(), (m.group(2) or ";1")[1:] if m else "1")
+
+
+def check_ipv4(param, x):
+    s = x.strip()
+    try:
+        if "-" in s:
+            a, b = s.split("-", 1)
+            ipaddress.IPv4Address(a.strip())
+            ipaddress.IPv4Address(b.strip())
+            return s
+        if "/" in s:
+            n = ipaddress.ip_network(s, strict=False)
+            if n.version != 4 or not 24 <= n.prefixlen <= 32:
+                raise ValueError
+            return s
+        ipaddress.IPv4Address(s)
+        return s
+    except ValueError:
+        raise CmdletError(T_PARAM, "Cannot bind parameter '%s'. The value '%s' isn't a valid "
+                          "IPv4 address, IPv4 range or CIDR range (/24 to /32)." % (param, x))
+
+
+def apply_list(kind, param, old, v, norm):
+    if isinstance(v, tuple):
+        cur = list(old or [])
+        for a in v[1]:
+            a = norm(a)
+            if a.lower() not in [c.lower() for c in cur]:
+                cur.append(a)
+        rem = {norm(r).lower() for r in v[2]}
+        cur = [c for c in cur if c.lower() not in rem]
+        return cur
+    return [norm(x) for x in v]
+
+
+def list_norm(kind, param):
+    if param == "SenderDomains":
+        return norm_sender_domain
+    if param in ("SenderIPAddresses", "ExceptIfSenderIpRanges", "EFSkipIPs"):
+        return lambda x: check_ipv4(param, x)
+
+    def dom(x):
+        x = x.strip()
+        if param in ("RecipientDomains", "RecipientDomainIs", "AssociatedAcceptedDomains") \
+                and not DOMAIN_RE.match(x):
+            raise CmdletError(T_PARAM, "Cannot bind parameter '%s'. The domain '%s' isn't "
+                              "valid." % (param, x))
+        if param == "SmartHosts" and not (HOST_RE.match(x) or re.fullmatch(
+                r"\[?\d+\.\d+\.\d+\.\d+\]?", x)):
+            raise CmdletError(T_PARAM, "Cannot bind parameter 'SmartHosts'. The smart host "
+                              "'%s' isn't a valid host name or IP address." % x)
+        return x.lower() if param in ("RecipientDomains", "RecipientDomainIs",
+                                      "SmartHosts") else x
+    return dom
+
+
+def apply_params(ctx, kind, data, p):
+    spec = KINDS[kind]
+    for k, v in p.items():
+        if k in ("Identity", "Confirm") or k in COMMON:
+            continue
+        if spec["schema"].get(k) == "list":
+            nv = apply_list(kind, k, data.get(k), v, list_norm(kind, k))
+            data[k] = nv if (nv or kind != "rule") else None
+        else:
+            data[k] = v
+
+
+def validate_name(ctx, kind, name):
+    if len(name) > 64:
+        raise CmdletError(T_VALID, "The length of the property is too long. The maximum "
+                          "length is 64 and the length of the value provided is %d.\r\n"
+                          "Parameter name: Name" % len(name))
+    if not name.strip():
+        raise CmdletError(T_PARAM, "Cannot validate argument on parameter 'Name'. The "
+                          "argument is null or empty.")
+
+
+def validate_connector(ctx, kind, d):
+    validate_name(ctx, kind, d["Name"])
+    if kind == "inbound":
+        if not d["SenderDomains"]:
+            raise CmdletError(T_VALID, "SenderDomains can't be empty. Specify '*' to accept "
+                              "mail from all sender domains.")
+        tls_name = d.get("TlsSenderCertificateName")
+        if tls_name:
+            labels = tls_name.lstrip("*.").split(".")
+            if "*" in tls_name.lstrip("*") or (tls_name.startswith("*") and
+                                               not tls_name.startswith("*.")):
+                raise CmdletError(T_VALID, "The certificate name '%s' isn't valid. A wildcard "
+                                  "is only allowed as the leftmost label ('*.contoso.com')."
+                                  % tls_name)
+            del labels
+        if d["RestrictDomainsToCertificate"] and not tls_name:
+            raise CmdletError(T_VALID, "RestrictDomainsToCertificate can only be set to true "
+                              "when TlsSenderCertificateName is specified.")
+        if d["RestrictDomainsToIPAddresses"] and not d["SenderIPAddresses"]:
+            raise CmdletError(T_VALID, "RestrictDomainsToIPAddresses can only be set to true "
+                              "when SenderIPAddresses is specified.")
+        if d["TreatMessagesAsInternal"] and d["ConnectorType"] != "OnPremises":
+            raise CmdletError(T_VALID, "TreatMessagesAsInternal can only be set to true on "
+                              "a connector whose ConnectorType is OnPremises.")
+        if d["ConnectorType"] == "OnPremises" and not (d["SenderIPAddresses"] or tls_name):
+            raise CmdletError(T_VALID, "An OnPremises inbound connector requires "
+                              "SenderIPAddresses or TlsSenderCertificateName.")
+    else:
+        if not d["UseMXRecord"] and not d["SmartHosts"]:
+            raise CmdletError(T_VALID, "SmartHosts can't be empty when UseMXRecord is "
+                              "false. Specify at least one smart host.")
+        if d.get("TlsDomain") and d.get("TlsSettings") != "DomainValidation":
+            raise CmdletError(T_VALID, "TlsDomain can only be specified when TlsSettings is "
+                              "DomainValidation.")
+        if d.get("TlsDomain") and not DOMAIN_RE.match(d["TlsDomain"]):
+            raise CmdletError(T_VALID, "The TLS domain '%s' isn't valid." % d["TlsDomain"])
+        if d["RouteAllMessagesViaOnPremises"] and d["ConnectorType"] != "OnPremises":
+            raise CmdletError(T_VALID, "RouteAllMessagesViaOnPremises can only be set to "
+                              "true on a connector whose ConnectorType is OnPremises.")
+
+
+def resolve_outbound(ctx, ident):
+    try:
+        _, d = find_visible(ctx, "outbound", ident)
+    except CmdletError:
+        raise CmdletError(T_NOTFOUND, "The outbound connector '%s' couldn't be found. The "
+                          "operation couldn't be performed because object '%s' couldn't be "
+                          "found on '%s'." % (ident, ident, DC_NAME))
+    return d["Name"]
+
+
+def validate_rule(ctx, d):
+    validate_name(ctx, "rule", d["Name"])
+    pairs = (("ExceptIfHeaderContainsMessageHeader", "ExceptIfHeaderContainsWords"),
+             ("ExceptIfHeaderMatchesMessageHeader", "ExceptIfHeaderMatchesPatterns"),
+             ("SetHeaderName", "SetHeaderValue"))
+    for a, b in pairs:
+        if bool(d.get(a)) != bool(d.get(b)):
+            raise CmdletError(T_VALID, "The %s and %s parameters must be used together."
+                              % (a, b))
+    if d.get("ExceptIfHeaderMatchesPatterns"):
+        for pat in d["ExceptIfHeaderMatchesPatterns"]:
+            try:
+                re.compile(pat)
+            except re.error:
+                raise CmdletError(T_VALID, "The pattern '%s' isn't a valid regular "
+                                  "expression." % pat)
+    for f in ("SetSCL", "ExceptIfSCLOver"):
+        if d.get(f) is not None and not -1 <= d[f] <= 9:
+            raise CmdletError(T_RANGE, "The value of parameter %s is out of range. Specify a "
+                              "value between -1 and 9.\r\nParameter name: %s" % (f, f))
+    if not any(_set(d.get(p)) or (p == "SetSCL" and d.get(p) is not None)
+               for sec, p, _ in RULE_PREDICATES if sec == "Actions"):
+        raise CmdletError(T_VALID, "The transport rule must have at least one action. "
+                          "Specify an action and try again.")
+
+
+def priority_error(p, maxp):
+    return CmdletError(T_RANGE, "The value of parameter Priority is out of range. Specify a "
+                       "value between 0 and %d.\r\nParameter name: Priority\r\nActual value "
+                       "was %d." % (maxp, p))
+
+
+def shift_rules(ctx, exclude_guid, fn):
+    """fn(priority) -> new priority; commits new versions for the rules that move."""
+    for g, obj in ctx.tenant.objs["rule"].items():
+        if g == exclude_guid:
+            continue
+        old = obj.cur["Priority"]
+        new = fn(old)
+        if new != old:
+            d = dict(obj.cur)
+            d["Priority"] = new
+            obj.commit(d, ctx.vis_at, ctx.now)
+
+
+def cmd_new(ctx, kind, params):
+    spec = KINDS[kind]
+    schema = dict(spec["schema"])
+    if kind == "rule":
+        schema["Enabled"] = "bool"
+    mandatory = ["Name"] + (["SenderDomains"] if kind == "inbound" else [])
+    p = bind(params, schema, mandatory, confirm=True)
+    check_writable(ctx)
+    t = ctx.tenant
+    if kind == "inbound" and not t.inbound_connectors_allowed and not ctx.seeding:
+        raise CmdletError(T_NOINBOUND, "Your subscription doesn't allow creating inbound "
+                          "connectors. Inbound connectors can't be created in organizations "
+                          "with this subscription (for example, the Microsoft 365 E5 "
+                          "developer subscription). Contact Microsoft support or use a "
+                          "different subscription.")
+    if name_taken(ctx, kind, p["Name"]):
+        if kind == "rule":
+            raise CmdletError(T_DUP_RULE, "A transport rule with the name '%s' already "
+                              "exists. Specify a different name." % p["Name"])
+        raise CmdletError(T_DUP, "The %s '%s' already exists. An object with the same name "
+                          "already exists in the directory." %
+                          ("inbound connector" if kind == "inbound" else "outbound connector",
+                           p["Name"]))
+    d = dict(spec["defaults"])
+    d.update({"Name": p["Name"], "Guid": str(uuid.uuid4())})
+    apply_params(ctx, kind, d, {k: v for k, v in p.items() if k not in ("Enabled",)
+                                or kind != "rule"})
+    if kind == "rule":
+        if "Enabled" in p:
+            d["State"] = "Enabled" if p["Enabled"] else "Disabled"
+        if d.get("RouteMessageOutboundConnector"):
+            d["RouteMessageOutboundConnector"] = resolve_outbound(
+                ctx, d["RouteMessageOutboundConnector"])
+        d["CreatedBy"] = d["LastModifiedBy"] = (ctx.extra.pop("_created_by", None)
+                                                or t.app_display_name)
+        validate_rule(ctx, d)
+        n = len(t.objs["rule"])
+        prio = p.get("Priority")
+        if prio is None:
+            prio = n
+        if not 0 <= prio <= n:
+            raise priority_error(prio, n)
+        d["Priority"] = prio
+        shift_rules(ctx, None, lambda q: q + 1 if q >= prio else q)
+        d["WhenChanged"] = ctx.now
+    else:
+        validate_connector(ctx, kind, d)
+        d["WhenCreated"] = d["WhenCreatedUTC"] = d["WhenChanged"] = d["WhenChangedUTC"] = ctx.now
+    obj = Obj(d, ctx.vis_at)
+    t.objs[kind][d["Guid"]] = obj
+    return [serialize(kind, derive(kind, d, t), ctx.bare)]
+
+
+def cmd_set(ctx, kind, params):
+    spec = KINDS[kind]
+    schema = dict(spec["schema"])
+    schema["Identity"] = "str"
+    p = bind(params, schema, ["Identity"], allow_delta=True, confirm=True)
+    check_writable(ctx)
+    t = ctx.tenant
+    obj, _ = find_visible(ctx, kind, p["Identity"])
+    d = dict(obj.cur)
+    old_name = d["Name"]
+    if "Name" in p and p["Name"] and p["Name"].lower() != old_name.lower() and \
+            name_taken(ctx, kind, p["Name"], d["Guid"]):
+        raise CmdletError(T_DUP_RULE if kind == "rule" else T_DUP,
+                          "An object with the name '%s' already exists." % p["Name"])
+    if "Name" in p and not p["Name"]:
+        raise CmdletError(T_PARAM, "Cannot validate argument on parameter 'Name'. The "
+                          "argument is null or empty.")
+    newprio = p.pop("Priority", None) if kind == "rule" else None
+    apply_params(ctx, kind, d, p)
+    if kind == "rule":
+        if "RouteMessageOutboundConnector" in p and d.get("RouteMessageOutboundConnector"):
+            d["RouteMessageOutboundConnector"] = resolve_outbound(
+                ctx, d["RouteMessageOutboundConnector"])
+        validate_rule(ctx, d)
+        d["LastModifiedBy"] = t.app_display_name
+        d["WhenChanged"] = ctx.now
+        if newprio is not None:
+            n = len(t.objs["rule"])
+            if not 0 <= newprio <= n - 1:
+                raise priority_error(newprio, n - 1)
+            q = d["Priority"]
+            if newprio < q:
+                shift_rules(ctx, d["Guid"], lambda r: r + 1 if newprio <= r < q else r)
+            elif newprio > q:
+                shift_rules(ctx, d["Guid"], lambda r: r - 1 if q < r <= newprio else r)
+            d["Priority"] = newprio
+    else:
+        validate_connector(ctx, kind, d)
+        d["WhenChanged"] = d["WhenChangedUTC"] = ctx.now
+        if kind == "outbound" and d["Name"] != old_name:
+            for robj in t.objs["rule"].values():
+                rc = robj.cur.get("RouteMessageOutboundConnector")
+                if rc and rc.lower() == old_name.lower():
+                    rd = dict(robj.cur)
+                    rd["RouteMessageOutboundConnector"] = d["Name"]
+                    robj.commit(rd, ctx.vis_at, ctx.now)
+    obj.commit(d, ctx.vis_at, ctx.now)
+    return []
+
+
+def cmd_remove(ctx, kind, params):
+    p = bind(params, {"Identity": "str"}, ["Identity"], confirm=True)
+    t = ctx.tenant
+    obj, vd = find_visible(ctx, kind, p["Identity"])
+    if p.get("Confirm", True) is not False:
+        ctx.extra["@adminapi.confirmationmessage"] = (
+            "Are you sure you want to perform this action?\r\nRemoving %s \"%s\"."
+            % ({"inbound": "inbound connector", "outbound": "outbound connector",
+                "rule": "transport rule"}[kind], vd["Name"]))
+        return []
+    if kind == "outbound":
+        users = sorted(r.cur["Name"] for r in t.objs["rule"].values()
+                       if (r.cur.get("RouteMessageOutboundConnector") or "").lower()
+                       == obj.cur["Name"].lower())
+        if users:
+            raise CmdletError(T_INUSE, "The outbound connector '%s' can't be removed because "
+                              "it's used by the following transport rule(s): %s."
+                              % (obj.cur["Name"], ", ".join(users)))
+    guid = obj.cur["Guid"]
+    del t.objs[kind][guid]
+    if kind == "rule":
+        q = obj.cur["Priority"]
+        shift_rules(ctx, None, lambda r: r - 1 if r > q else r)
+    return []
+
+
+def cmd_enable_disable(ctx, enable, params):
+    schema = {"Identity": "str"}
+    if enable:
+        schema["Mode"] = "enum"
+    p = bind(params, schema, ["Identity"], confirm=True)
+    check_writable(ctx)
+    obj, _ = find_visible(ctx, "rule", p["Identity"])
+    d = dict(obj.cur)
+    d["State"] = "Enabled" if enable else "Disabled"
+    if p.get("Mode"):
+        d["Mode"] = p["Mode"]
+    d["WhenChanged"] = ctx.now
+    d["LastModifiedBy"] = ctx.tenant.app_display_name
+    obj.commit(d, ctx.vis_at, ctx.now)
+    return []
+
+
+def cmd_get(ctx, kind, params):
+    schema = {"Identity": "str", "ResultSize": "str"}
+    if kind == "outbound":
+        schema["IncludeTestModeConnectors"] = "bool"
+    if kind == "rule":
+        schema["State"] = "enum"
+    p = bind(params, schema)
+    t = ctx.tenant
+    if p.get("Identity") is not None:
+        _, d = find_visible(ctx, kind, p["Identity"])
+        return [serialize(kind, derive(kind, d, t), ctx.bare)]
+    items = []
+    hidden = 0
+    for obj in t.objs[kind].values():
+        d = obj.visible(ctx.now)
+        if d is None:
+            continue
+        if kind == "outbound" and d["TestMode"] and not p.get("IncludeTestModeConnectors"):
+            hidden += 1
+            continue
+        if kind == "rule" and p.get("State") and d["State"] != p["State"]:
+            continue
+        items.append(d)
+    if kind == "rule":
+        items.sort(key=lambda d: d["Priority"])
+    if hidden:
+        ctx.warnings.append("There is at least one test mode connector which is not included "
+                            "in the result. Please use -IncludeTestModeConnectors to include "
+                            "test mode connectors.")
+    rs = p.get("ResultSize")
+    if rs and rs.lower() != "unlimited":
+        if not re.fullmatch(r"\d+", rs):
+            raise bind_error("ResultSize", rs, "Microsoft.Exchange.Data.Unlimited`1[System."
+                             "UInt32]", "The value isn't a number or 'Unlimited'.")
+        if len(items) > int(rs):
+            ctx.warnings.append("There are more results available than are currently "
+                                "displayed. To view them, increase the value for the "
+                                "ResultSize parameter.")
+        items = items[:int(rs)]
+    return [serialize(kind, derive(kind, d, t), ctx.bare) for d in items]
+
+
+def cmd_get_accepted_domain(ctx, params):
+    p = bind(params, {"Identity": "str", "ResultSize": "str"})
+    t = ctx.tenant
+    out = []
+    for ad in t.accepted_domains:
+        if p.get("Identity") and p["Identity"].lower() not in (ad["DomainName"],
+                                                               ad["Guid"].lower()):
+            continue
+        o = {"DomainName": ad["DomainName"], "DomainType": ad["DomainType"],
+             "Default": ad["Default"], "MatchSubDomains": False,
+             "InitialDomain": ad["DomainName"] == t.initial_domain,
+             "SendingFromDomainDisabled": False, "IsCoexistenceDomain": False,
+             "AuthenticationType": "Managed", "Name": ad["DomainName"],
+             "Identity": ad["DomainName"], "Id": ad["DomainName"],
+             "Guid@data.type": "System.Guid", "Guid@odata.type": "#Guid", "Guid": ad["Guid"],
+             "WhenCreatedUTC@data.type": "System.DateTime",
+             "WhenCreatedUTC@odata.type": "#DateTimeOffset", "WhenCreatedUTC": iso(t.created),
+             "WhenChangedUTC@data.type": "System.DateTime",
+             "WhenChangedUTC@odata.type": "#DateTimeOffset", "WhenChangedUTC": iso(t.created),
+             "IsValid": True, "ObjectState": "Unchanged"}
+        out.append(o)
+    if p.get("Identity") and not out:
+        raise not_found(p["Identity"])
+    return out
+
+
+def cmd_get_org_config(ctx, params):
+    bind(params, {"Identity": "str"})
+    t = ctx.tenant
+    return [{"Name": t.initial_domain, "DisplayName": t.display_name,
+             "Identity": t.initial_domain, "Id": t.initial_domain,
+             "IsDehydrated": t.dehydrated, "IsValid": True,
+             "Guid@data.type": "System.Guid", "Guid@odata.type": "#Guid", "Guid": t.org_guid,
+             "ExchangeObjectId@data.type": "System.Guid", "ExchangeObjectId@odata.type": "#Guid",
+             "ExchangeObjectId": t.tenant_id,
+             "OrganizationId": "%s - %s" % (t.initial_domain, t.initial_domain),
+             "WhenCreatedUTC@data.type": "System.DateTime",
+             "WhenCreatedUTC@odata.type": "#DateTimeOffset", "WhenCreatedUTC": iso(t.created),
+             "ObjectState": "Unchanged"}]
+
+
+def cmd_enable_customization(ctx, params):
+    bind(params, {}, confirm=True)
+    t = ctx.tenant
+    if not t.dehydrated:
+        raise CmdletError(T_NOTREQ, "This operation is not required. Organization is already "
+                          "enabled for customization.")
+    t.dehydrated = False
+    return []
+
+
+def cmdlet_table():
+    tab = {"Get-AcceptedDomain": cmd_get_accepted_domain,
+           "Get-OrganizationConfig": cmd_get_org_config,
+           "Enable-OrganizationCustomization": cmd_enable_customization,
+           "Enable-TransportRule": lambda c, p: cmd_enable_disable(c, True, p),
+           "Disable-TransportRule": lambda c, p: cmd_enable_disable(c, False, p)}
+    for kind, spec in KINDS.items():
+        noun = spec["noun"]
+        tab["Get-" + noun] = (lambda k: lambda c, p: cmd_get(c, k, p))(kind)
+        tab["New-" + noun] = (lambda k: lambda c, p: cmd_new(c, k, p))(kind)
+        tab["Set-" + noun] = (lambda k: lambda c, p: cmd_set(c, k, p))(kind)
+        tab["Remove-" + noun] = (lambda k: lambda c, p: cmd_remove(c, k, p))(kind)
+    return tab
+
+
+CMDLETS = cmdlet_table()
+CMDLETS_LOWER = {k.lower(): k for k in CMDLETS}
+
+
+# --------------------------------------------------------------------------
+# emulator state
+
+class ControlError(Exception):
+    def __init__(self, status, msg):
+        super().__init__(msg)
+        self.status = status
+        self.msg = msg
+
+
+class Emu:
+    def __init__(self, args):
+        self.lock = threading.Lock()
+        self.verbose = args.verbose
+        self.cfg = {"consistency_delay_s": float(args.consistency_delay),
+                    "page_size": int(args.page_size), "latency_ms": int(args.latency_ms),
+                    "token_lifetime_s": 3599, "bare_string_singletons": True,
+                    "invalid_client_status": 401}
+        self.tenants = {}
+        self.tokens = {}
+        self.faults = []
+        self.requests = []
+        self.skiptokens = {}
+        self.clock_offset = 0.0
+        self.reset_stats()
+
+    def reset_stats(self):
+        self.stats = {"requests_by_cmdlet": {}, "token_requests": 0,
+                      "max_concurrent_by_tenant": {}, "faults_injected": 0}
+        self.inflight = {}
+
+    def now(self):
+        return time.time() + self.clock_offset
+
+    def latency(self):
+        ms = self.cfg["latency_ms"]
+        if ms and ms > 0:
+            time.sleep(ms / 1000.0)
+
+    def find_tenant(self, ref):
+        if not ref:
+            return None
+        r = urllib.parse.unquote(ref).lower()
+        with self.lock:
+            t = self.tenants.get(r)
+            if t:
+                return t
+            for t in self.tenants.values():
+                if t.initial_domain == r:
+                    return t
+        return None
+
+    def record(self, rec):
+        with self.lock:
+            self.requests.append(rec)
+            if len(self.requests) > MAX_RECORDS:
+                del self.requests[:len(self.requests) - MAX_RECORDS]
+
+    def take_fault(self, tenant, tenant_ref, cmdlet):
+        with self.lock:
+            for f in self.faults:
+                ft = f.get("tenant")
+                if ft:
+                    names = {tenant_ref.lower()}
+                    if tenant:
+                        names |= {tenant.tenant_id, tenant.initial_domain}
+                    if ft.lower() not in names:
+                        continue
+                fc = f.get("cmdlet")
+                if fc and (cmdlet or "").lower() != fc.lower():
+                    continue
+                f["count"] -= 1
+                if f["count"] <= 0:
+                    self.faults.remove(f)
+                self.stats["faults_injected"] += 1
+                return dict(f)
+        return None
+
+    def issue_token(self, tenant):
+        life = int(self.cfg["token_lifetime_s"])
+        tok = "eyJ0eXAiOiJKV1QiLCJlbXUiOnRydWV9." + secrets.token_urlsafe(48)
+        with self.lock:
+            now = self.now()
+            for k in [k for k, v in self.tokens.items() if v["exp"] < now - 3600]:
+                del self.tokens[k]
+            self.tokens[tok] = {"tenant_id": tenant.tenant_id, "exp": now + life,
+                                "issued": now}
+        return tok, life
+
+
+# --------------------------------------------------------------------------
+# HTTP
+
+class Drop(Exception):
+    pass
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "Microsoft-IIS/10.0"
+    sys_version = ""
+    timeout = 60
+
+    @property
+    def emu(self):
+        return self.server.emu
+
+    def log_message(self, fmt, *args):
+        if self.emu.verbose:
+            sys.stderr.write("m365emu: %s\n" % (fmt % args))
+
+    def handle(self):
+        try:
+            super().handle()
+        except (ConnectionError, ssl.SSLError, socket.timeout, OSError):
+            pass
+
+    do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = lambda self: self.dispatch()
+
+    # ---- plumbing
+    def read_body(self):
+        te = (self.headers.get("Transfer-Encoding") or "").lower()
+        if "chunked" in te:
+            chunks = []
+            while True:
+                line = self.rfile.readline(65537)
+                size = int(line.split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline(65537)
+            return b"".join(chunks)
+        n = int(self.headers.get("Content-Length") or 0)
+        if n > 20 * 1024 * 1024:
+            raise Drop()
+        return self.rfile.read(n) if n > 0 else b""
+
+    def send(self, status, body=b"", headers=(), ctype="application/json; charset=utf-8"):
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+        elif isinstance(body, str):
+            body = body.encode()
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        if body or ctype and status not in (204, 401, 403):
+            self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        self.wfile.flush()
+
+    def drop(self):
+        self.close_connection = True
+        try:
+            self.wfile.flush()
+        except OSError:
+            pass
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def host_base(self):
+        host = self.headers.get("Host") or "127.0.0.1:%d" % self.server.server_address[1]
+        return "https://" + host
+
+    def dispatch(self):
+        path, _, query = self.path.partition("?")
+        try:
+            if path == "/_emu" or path.startswith("/_emu/"):
+                self.handle_control(path, query)
+            elif path.startswith("/login/"):
+                self.handle_token(path, query)
+            elif path.lower().startswith("/adminapi/"):
+                self.handle_invoke(path, query)
+            else:
+                self.read_body()
+                self.send(404, {"error": {"code": "NotFound",
+                                          "message": "No resource at %s" % path}})
+        except Drop:
+            self.drop()
+
+    def rec_headers(self):
+        h = {}
+        for k, v in self.headers.items():
+            h[k] = v
+        return h
+
+    # ---- token endpoint
+    def handle_token(self, path, query):
+        emu = self.emu
+        body = self.read_body()
+        m = re.fullmatch(r"/login/([^/]+)/oauth2/v2\.0/token", path)
+        with emu.lock:
+            emu.stats["token_requests"] += 1
+        emu.latency()
+        rec = {"t": time.time(), "method": self.command, "path": self.path, "kind": "token",
+               "tenant": None, "cmdlet": None, "headers": self.rec_headers()}
+        form = {}
+        if body:
+            try:
+                form = {k: v[-1] for k, v in urllib.parse.parse_qs(
+                    body.decode("utf-8"), keep_blank_values=True).items()}
+            except UnicodeDecodeError:
+                form = {}
+        rec["form"] = dict(form)
+        if "client_secret" in rec["form"]:
+            rec["form"]["client_secret"] = "<present:%d chars>" % len(form["client_secret"])
+        status, resp, extra = self.token_logic(m, form, rec)
+        rec["status"] = status
+        rec.update(extra)
+        hdrs = [("Cache-Control", "no-store, no-cache"), ("Pragma", "no-cache"),
+                ("x-ms-request-id", str(uuid.uuid4())), ("x-ms-ests-server", "2.1.emu")]
+        if self.headers.get("client-request-id"):
+            hdrs.append(("client-request-id", self.headers["client-request-id"]))
+        emu.record(rec)
+        self.send(status, resp, hdrs)
+
+    def aad_error(self, status, error, code, text):
+        trace = str(uuid.uuid4())
+        corr = self.headers.get("client-request-id") or str(uuid.uuid4())
+        ts = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+        desc = "AADSTS%d: %s\r\nTrace ID: %s\r\nCorrelation ID: %s\r\nTimestamp: %s" % (
+            code, text, trace, corr, ts)
+        return status, {"error": error, "error_description": desc, "error_codes": [code],
+                        "timestamp": ts, "trace_id": trace, "correlation_id": corr,
+                        "error_uri": "https://login.microsoftonline.com/error?code=%d" % code
+                        }, {"error_code": code}
+
+    def token_logic(self, m, form, rec):
+        emu = self.emu
+        ic = int(emu.cfg.get("invalid_client_status", 401))
+        if self.command != "POST":
+            return self.aad_error(400, "invalid_request", 900561, "The endpoint only accepts "
+                                  "POST, OPTIONS requests. Received a %s request." % self.command)
+        if not m:
+            return 404, {"error": "not_found"}, {}
+        tref = urllib.parse.unquote(m.group(1))
+        rec["tenant"] = tref
+        tenant = emu.find_tenant(tref)
+        if tenant is None:
+            return self.aad_error(400, "invalid_request", 90002, "Tenant '%s' not found. Check "
+                                  "to make sure you have the correct tenant ID and are signing "
+                                  "into the correct cloud. Check with your subscription "
+                                  "administrator, this may happen if there are no active "
+                                  "subscriptions for the tenant." % tref)
+        rec["tenant"] = tenant.tenant_id
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if ctype != "application/x-www-form-urlencoded":
+            form = {}
+        for p in ("grant_type", "client_id", "scope"):
+            if not form.get(p):
+                return self.aad_error(400, "invalid_request", 900144, "The request body must "
+                                      "contain the following parameter: '%s'." % p)
+        if form["grant_type"] != "client_credentials":
+            return self.aad_error(400, "unsupported_grant_type", 70003, "The app requested an "
+                                  "unsupported grant type '%s'." % form["grant_type"])
+        cid = form["client_id"].lower()
+        if not tenant.client_id or cid != tenant.client_id:
+            return self.aad_error(400, "unauthorized_client", 700016, "Application with "
+                                  "identifier '%s' was not found in the directory '%s'. This "
+                                  "can happen if the application has not been installed by the "
+                                  "administrator of the tenant or consented to by any user in "
+                                  "the tenant. You may have sent your authentication request to "
+                                  "the wrong tenant." % (form["client_id"], tenant.display_name))
+        if form["scope"] not in SCOPES:
+            return self.aad_error(400, "invalid_scope", 70011, "The provided request must "
+                                  "include a 'scope' input parameter. The provided value for "
+                                  "the input parameter 'scope' is not valid. The scope %s is "
+                                  "not valid." % form["scope"])
+        has_secret = "client_secret" in form
+        has_assert = "client_assertion" in form or "client_assertion_type" in form
+        if has_secret and has_assert:
+            return self.aad_error(400, "invalid_request", 9002313, "Invalid request. Request "
+                                  "is malformed or invalid. Only one client authentication "
+                                  "method (client_secret or client_assertion) may be used.")
+        if has_secret:
+            rec["grant"] = "client_secret"
+            if not tenant.client_secret or not secrets.compare_digest(
+                    form["client_secret"].encode(), tenant.client_secret.encode()):
+                return self.aad_error(ic, "invalid_client", 7000215, "Invalid client secret "
+                                      "provided. Ensure the secret being sent in the request "
+                                      "is the client secret value, not the client secret ID, "
+                                      "for a secret added to app '%s'." % tenant.client_id)
+        elif has_assert:
+            rec["grant"] = "client_assertion"
+            err = self.check_assertion(tenant, form, rec, ic)
+            if err:
+                return err
+        else:
+            return self.aad_error(ic, "invalid_client", 7000218, "The request body must "
+                                  "contain the following parameter: 'client_assertion' or "
+                                  "'client_secret'.")
+        tok, life = emu.issue_token(tenant)
+        return 200, {"token_type": "Bearer", "expires_in": life, "ext_expires_in": life,
+                     "access_token": tok}, {}
+
+    def check_assertion(self, tenant, form, rec, ic):
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+        doc = ("Review the documentation at https://docs.microsoft.com/en-us/azure/"
+               "active-directory/develop/active-directory-certificate-credentials .")
+        if form.get("client_assertion_type") != JWT_BEARER:
+            return self.aad_error(400, "invalid_request", 9002313, "Invalid request. Request is "
+                                  "malformed or invalid. client_assertion_type must be '%s'."
+                                  % JWT_BEARER)
+        jwt = form.get("client_assertion") or ""
+        parts = jwt.split(".")
+        try:
+            if len(parts) != 3:
+                raise ValueError("expected 3 parts")
+            header = json.loads(b64url_decode(parts[0]))
+            claims = json.loads(b64url_decode(parts[1]))
+            sig = b64url_decode(parts[2])
+            if not isinstance(header, dict) or not isinstance(claims, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, UnicodeDecodeError) as e:
+            return self.aad_error(400, "invalid_request", 50027, "JWT token is invalid or "
+                                  "malformed (%s)." % e)
+        rec["assertion_header"] = header
+        rec["assertion_claims"] = claims
+        alg = header.get("alg")
+        if alg not in ("RS256", "PS256"):
+            return self.aad_error(ic, "invalid_client", 5002738, "Invalid JWT token. '%s' is "
+                                  "not a supported signature algorithm. Supported signing "
+                                  "algorithms are: 'RS256, PS256'." % alg)
+        cert, thumb = None, header.get("x5t#S256") or header.get("x5t")
+        for c in tenant.certs:
+            if (header.get("x5t") and header["x5t"] == c["x5t"]) or \
+                    (header.get("x5t#S256") and header["x5t#S256"] == c["x5t#S256"]):
+                cert = c
+                break
+        if cert is None:
+            return self.aad_error(ic, "invalid_client", 700027, "Client assertion failed "
+                                  "signature validation. [Reason - The key was not found., "
+                                  "Thumbprint of key used by client: '%s', Please visit the "
+                                  "Azure Portal, Graph Explorer or directly use MS Graph to see "
+                                  "configured keys for app Id '%s'.]" % (thumb, tenant.client_id))
+        signing_input = (parts[0] + "." + parts[1]).encode()
+        try:
+            if alg == "RS256":
+                cert["key"].verify(sig, signing_input, padding.PKCS1v15(), hashes.SHA256())
+            else:
+                cert["key"].verify(sig, signing_input,
+                                   padding.PSS(mgf=padding.MGF1(hashes.SHA256()),
+                                               salt_length=32), hashes.SHA256())
+        except (InvalidSignature, ValueError, TypeError, AttributeError):
+            return self.aad_error(ic, "invalid_client", 700027, "Client assertion failed "
+                                  "signature validation. [Reason - The provided signature value "
+                                  "did not match the expected signature value., Thumbprint of "
+                                  "key used by client: '%s', Found key 'Start=%s, End=%s']"
+                                  % (cert["sha1_hex"], cert["not_before"].strftime("%m/%d/%Y "
+                                                                                   "%H:%M:%S"),
+                                     cert["not_after"].strftime("%m/%d/%Y %H:%M:%S")))
+        expected = self.host_base() + self.path.split("?")[0]
+        if claims.get("aud") != expected:
+            return self.aad_error(ic, "invalid_client", 50012, "Client assertion audience claim "
+                                  "does not match Realm issuer. Expected '%s', got '%s'. %s"
+                                  % (expected, claims.get("aud"), doc))
+        cid = form["client_id"]
+        if str(claims.get("iss", "")).lower() != cid.lower() or \
+                str(claims.get("sub", "")).lower() != cid.lower():
+            return self.aad_error(ic, "invalid_client", 700021, "Client assertion application "
+                                  "identifier doesn't match 'client_id' parameter. %s" % doc)
+        for c in ("exp", "nbf"):
+            if not isinstance(claims.get(c), (int, float)) or isinstance(claims.get(c), bool):
+                return self.aad_error(400, "invalid_request", 50027, "JWT token is invalid or "
+                                      "malformed: the '%s' claim is missing or not a number."
+                                      % c)
+        if not claims.get("jti"):
+            return self.aad_error(400, "invalid_request", 50027, "JWT token is invalid or "
+                                  "malformed: the 'jti' claim is missing.")
+        now = time.time()
+        exp, nbf = claims["exp"], claims["nbf"]
+        if exp <= now or nbf > now + 300 or exp > now + 3600 + 300:
+            return self.aad_error(ic, "invalid_client", 700024, "Client assertion is not within "
+                                  "its valid time range. Current time: %s, assertion valid from "
+                                  "%s, expiry time of assertion %s. %s"
+                                  % (iso(now), iso(nbf), iso(exp), doc))
+        return None
+
+    # ---- InvokeCommand
+    def handle_invoke(self, path, query):
+        emu = self.emu
+        raw = self.read_body()
+        m = re.fullmatch(r"/adminapi/beta/([^/]+)/InvokeCommand", path, re.I)
+        rec = {"t": time.time(), "method": self.command, "path": self.path, "kind": "invoke",
+               "tenant": None, "cmdlet": None, "headers": self.rec_headers()}
+        if not m:
+            rec["status"] = 404
+            emu.record(rec)
+            return self.send(404, {"error": {"code": "NotFound", "message":
+                                             "The requested resource was not found."}})
+        tref = urllib.parse.unquote(m.group(1))
+        tenant = emu.find_tenant(tref)
+        tkey = tenant.tenant_id if tenant else tref.lower()
+        rec["tenant"] = tkey
+        body, cmdlet, params, parse_err = None, None, None, None
+        try:
+            body = json.loads(raw.decode("utf-8")) if raw else None
+            ci = body["CmdletInput"]
+            cmdlet = ci["CmdletName"]
+            params = ci.get("Parameters") or {}
+            if not isinstance(cmdlet, str):
+                raise TypeError("CmdletName")
+        except (ValueError, UnicodeDecodeError, TypeError, KeyError) as e:
+            parse_err = "The request body is not valid: %s" % e
+            cmdlet = self.headers.get("X-CmdletName")
+        canon = CMDLETS_LOWER.get((cmdlet or "").lower(), cmdlet)
+        rec["cmdlet"] = canon
+        rec["body"] = body
+        auth = self.headers.get("Authorization")
+        rec["auth"] = "missing" if auth is None else "present"
+        with emu.lock:
+            k = canon or "?"
+            emu.stats["requests_by_cmdlet"][k] = emu.stats["requests_by_cmdlet"].get(k, 0) + 1
+            n = emu.inflight.get(tkey, 0) + 1
+            emu.inflight[tkey] = n
+            mc = emu.stats["max_concurrent_by_tenant"]
+            mc[tkey] = max(mc.get(tkey, 0), n)
+        try:
+            emu.latency()
+            status, resp, hdrs = self.invoke_logic(tenant, tref, canon, params, parse_err,
+                                                   query, rec)
+        except Drop:
+            rec["status"] = 0
+            emu.record(rec)
+            raise
+        finally:
+            with emu.lock:
+                emu.inflight[tkey] -= 1
+        rec["status"] = status
+        emu.record(rec)
+        if status == 200:
+            ctype = ODATA_CTYPE
+        else:
+            ctype = "application/json; charset=utf-8"
+        self.send(status, resp if resp is not None else b"", hdrs, ctype)
+
+    def invoke_logic(self, tenant, tref, cmdlet, params, parse_err, query, rec):
+        emu = self.emu
+        if self.command != "POST":
+            return 405, {"error": {"code": "MethodNotAllowed", "message":
+                                   "The HTTP method '%s' is not allowed." % self.command}}, \
+                [("Allow", "POST")]
+        # authentication
+        auth = self.headers.get("Authorization") or ""
+        www = ('Bearer client_id="%s", trusted_issuers="00000001-0000-0000-c000-000000000000@*", '
+               'token_types="app_asserted_user_v1 service_asserted_app_v1", '
+               'authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize"'
+               % EXO_APP_ID)
+        mm = re.fullmatch(r"(?i)bearer\s+(\S+)\s*", auth)
+        reason = None
+        if not mm:
+            reason = "The access token is missing or not a Bearer token."
+            rec["auth"] = "missing" if not auth else "malformed"
+        else:
+            with emu.lock:
+                ti = emu.tokens.get(mm.group(1))
+            if ti is None:
+                reason, rec["auth"] = "The access token is invalid.", "invalid"
+            elif ti["exp"] <= emu.now():
+                reason, rec["auth"] = "The access token is expired.", "expired"
+            elif tenant is None or ti["tenant_id"] != tenant.tenant_id:
+                reason, rec["auth"] = ("The access token was issued for another tenant.",
+                                       "wrong_tenant")
+            else:
+                rec["auth"] = "valid"
+        if reason:
+            return 401, None, [("WWW-Authenticate", www + ', error="invalid_token"'),
+                               ("x-ms-diagnostics", '2000001;reason="%s";error_category='
+                                '"invalid_token"' % reason),
+                               ("request-id", str(uuid.uuid4()))]
+        if tenant.forbidden:
+            return 403, None, [("x-ms-diagnostics", '2000008;reason="The application does not '
+                                'have the required role or permission (Exchange.ManageAsApp '
+                                'with the Exchange Administrator role) to access this '
+                                'resource.";error_category="insufficient_auth_strength"'),
+                               ("request-id", str(uuid.uuid4()))]
+        # faults
+        fault = emu.take_fault(tenant, tref, cmdlet)
+        if fault:
+            rec["fault"] = fault["kind"]
+            kind = fault["kind"]
+            ra = str(fault.get("retry_after", 1))
+            if kind == "drop":
+                raise Drop()
+            if kind == "slow":
+                time.sleep(max(0, fault.get("delay_ms", 1000)) / 1000.0)
+            elif kind == "429":
+                return 429, {"error": {"code": "TooManyRequests", "message":
+                                       "Too many requests. The request was throttled. Please "
+                                       "retry after %s seconds." % ra}}, \
+                    [("Retry-After", ra), ("request-id", str(uuid.uuid4()))]
+            elif kind in ("503", "504"):
+                code = ("ServiceUnavailable", "The service is temporarily unavailable. "
+                        "Please try again later.") if kind == "503" else \
+                    ("GatewayTimeout", "The gateway did not receive a response from the "
+                     "backend in time.")
+                return int(kind), {"error": {"code": code[0], "message": code[1]}}, \
+                    [("Retry-After", ra), ("request-id", str(uuid.uuid4()))]
+            elif kind == "throttle_text":
+                err = CmdletError(T_THROTTLE, THROTTLE_TEXT)
+                return 400, err.body(), [("request-id", str(uuid.uuid4()))]
+        if parse_err:
+            return 400, {"error": {"code": "BadRequest", "message": parse_err}}, \
+                [("request-id", str(uuid.uuid4()))]
+        hdrs = [("OData-Version", "4.0"), ("request-id", str(uuid.uuid4())),
+                ("Cache-Control", "no-cache")]
+        hdrs += self.rate_headers(tenant)
+        q = urllib.parse.parse_qs(query, keep_blank_values=True)
+        select = None
+        if q.get("$select"):
+            select = {s.strip().lower() for s in q["$select"][-1].split(",") if s.strip()}
+        try:
+            if q.get("$skiptoken"):
+                values, warnings, extra, nxt = self.follow_page(tenant, tref, cmdlet, params,
+                                                                q["$skiptoken"][-1])
+            else:
+                values, warnings, extra, nxt = self.run_cmdlet(tenant, tref, cmdlet, params)
+        except CmdletError as e:
+            rec["error"] = "%s|%s" % (e.etype, e.text)
+            return 400, e.body(), hdrs[1:2]
+        if select:
+            values = [{k: v for k, v in o.items() if k.split("@")[0].lower() in select}
+                      for o in values]
+        out = {"@odata.context": "%s/adminapi/beta/%s/$metadata#Collection("
+                                 "Exchange.GenericHashTable)" % (self.host_base(), tref),
+               "adminapi.warnings@odata.type": "#Collection(String)",
+               "@adminapi.warnings": warnings}
+        out.update(extra)
+        out["value"] = values
+        if nxt:
+            out["@odata.nextLink"] = nxt
+        return 200, out, hdrs
+
+    def rate_headers(self, tenant):
+        now = time.time()
+        with tenant.lock:
+            window = int(now // 300) * 300
+            if window != tenant.rate_window:
+                tenant.rate_window, tenant.rate_used = window, 0
+            tenant.rate_used += 1
+            used = tenant.rate_used
+        return [("Rate-Limit-Limit", "30000"), ("Rate-Limit-Remaining", str(max(0, 30000 - used))),
+                ("Rate-Limit-Reset", http_date_iso_ms(window + 300))]
+
+    def page_size(self):
+        ps = int(self.emu.cfg["page_size"])
+        mm = re.search(r"odata\.maxpagesize\s*=\s*(\d+)", self.headers.get("Prefer") or "")
+        if mm:
+            n = int(mm.group(1))
+            ps = min(ps, n) if ps > 0 else n
+        return ps
+
+    def next_link(self, tref, key):
+        return "%s/adminapi/beta/%s/InvokeCommand?$skiptoken=%s" % (
+            self.host_base(), tref, key)
+
+    def paginate(self, tenant, tref, cmdlet, params, items, offset):
+        ps = self.page_size()
+        if ps <= 0 or len(items) - offset <= ps:
+            return items[offset:], None
+        emu = self.emu
+        key = secrets.token_urlsafe(24)
+        with emu.lock:
+            now = time.time()
+            for k in [k for k, v in emu.skiptokens.items() if v["expires"] < now]:
+                del emu.skiptokens[k]
+            emu.skiptokens[key] = {"tenant_id": tenant.tenant_id, "cmdlet": cmdlet,
+                                   "params": json.dumps(params, sort_keys=True),
+                                   "items": items, "offset": offset + ps,
+                                   "expires": now + 600}
+        return items[offset:offset + ps], self.next_link(tref, key)
+
+    def follow_page(self, tenant, tref, cmdlet, params, key):
+        emu = self.emu
+        with emu.lock:
+            st = emu.skiptokens.get(key)
+        if st is None or st["expires"] < time.time():
+            raise CmdletError(T_SKIP, "The skip token '%s' is invalid or has expired. Run the "
+                              "command again without a skip token." % key)
+        if st["tenant_id"] != tenant.tenant_id or st["cmdlet"] != cmdlet or \
+                st["params"] != json.dumps(params or {}, sort_keys=True):
+            raise CmdletError(T_SKIP, "The skip token '%s' doesn't belong to this request: "
+                              "POST the same body as the first request." % key)
+        values, nxt = self.paginate(tenant, tref, cmdlet, params or {}, st["items"],
+                                    st["offset"])
+        return values, [], {}, nxt
+
+    def run_cmdlet(self, tenant, tref, cmdlet, params):
+        fn = CMDLETS.get(cmdlet)
+        if fn is None:
+            raise CmdletError(T_NOCMD, "The term '%s' is not recognized as the name of a "
+                              "cmdlet, function, script file, or operable program. Check the "
+                              "spelling of the name, or if a path was included, verify that "
+                              "the path is correct and try again." % cmdlet, errid="")
+        with tenant.lock:
+            ctx = Ctx(self.emu, tenant, self.emu.now())
+            values = fn(ctx, params)
+        nxt = None
+        if cmdlet.startswith("Get-"):
+            values, nxt = self.paginate(tenant, tref, cmdlet, params or {}, values, 0)
+        return values, ctx.warnings, ctx.extra, nxt
+
+    # ---- control API
+    def handle_control(self, path, query):
+        raw = self.read_body()
+        try:
+            data = json.loads(raw.decode("utf-8")) if raw.strip() else {}
+        except (ValueError, UnicodeDecodeError) as e:
+            return self.send(400, {"error": "invalid JSON: %s" % e})
+        try:
+            status, out = self.control(path.rstrip("/"), query, data)
+        except ControlError as e:
+            status, out = e.status, {"error": e.msg}
+        except CmdletError as e:
+            status, out = 400, {"error": "%s|%s|%s" % (e.errid, e.etype, e.text)}
+        except (ValueError, KeyError, TypeError, OSError) as e:
+            status, out = 400, {"error": "%s: %s" % (type(e).__name__, e)}
+        self.send(status, out)
+
+    def control(self, path, query, data):
+        emu = self.emu
+        meth = self.command
+        q = urllib.parse.parse_qs(query)
+        parts = path.split("/")[2:]
+        if not isinstance(data, dict):
+            raise ControlError(400, "the body must be a JSON object")
+        if parts == ["health"] or parts == []:
+            return 200, {"ok": True, "pid": os.getpid()}
+        if parts == ["tenants"]:
+            if meth == "GET":
+                with emu.lock:
+                    return 200, [t.summary() for t in emu.tenants.values()]
+            if meth == "POST":
+                t = self.create_tenant(data)
+                return 201, t.summary()
+        if len(parts) == 2 and parts[0] == "tenants":
+            t = emu.find_tenant(parts[1])
+            if t is None:
+                raise ControlError(404, "no tenant '%s'" % parts[1])
+            if meth == "GET":
+                return 200, self.tenant_state(t)
+            if meth == "PATCH":
+                bad = set(data) - {"dehydrated", "inbound_connectors_allowed", "forbidden",
+                                   "client_secret", "client_id", "certificate_pem",
+                                   "certificate_file", "accepted_domains", "display_name",
+                                   "app_display_name"}
+                if bad:
+                    raise ControlError(400, "unknown field(s): %s" % ", ".join(sorted(bad)))
+                with t.lock:
+                    t.update(data)
+                return 200, t.summary()
+            if meth == "DELETE":
+                with emu.lock:
+                    emu.tenants.pop(t.tenant_id, None)
+                return 200, {"deleted": t.tenant_id}
+        if parts == ["config"]:
+            if meth == "POST":
+                types = {"consistency_delay_s": float, "page_size": int, "latency_ms": int,
+                         "token_lifetime_s": int, "bare_string_singletons": bool,
+                         "invalid_client_status": int}
+                new = {}
+                for k, v in data.items():
+                    if k not in types:
+                        raise ControlError(400, "unknown config key '%s'" % k)
+                    if types[k] is bool and not isinstance(v, bool):
+                        raise ControlError(400, "%s must be a boolean" % k)
+                    if types[k] is not bool and (isinstance(v, bool) or
+                                                 not isinstance(v, (int, float))):
+                        raise ControlError(400, "%s must be a number" % k)
+                    new[k] = types[k](v)
+                with emu.lock:
+                    emu.cfg.update(new)
+            if meth in ("GET", "POST"):
+                with emu.lock:
+                    return 200, dict(emu.cfg)
+        if parts == ["faults"]:
+            if meth == "POST":
+                kind = str(data.get("kind", ""))
+                if kind not in ("429", "503", "504", "drop", "slow", "throttle_text"):
+                    raise ControlError(400, "kind must be one of 429, 503, 504, drop, slow, "
+                                       "throttle_text")
+                f = {"kind": kind, "count": int(data.get("count", 1)),
+                     "tenant": data.get("tenant"), "cmdlet": data.get("cmdlet"),
+                     "retry_after": int(data.get("retry_after", 1)),
+                     "delay_ms": int(data.get("delay_ms", 1000))}
+                with emu.lock:
+                    emu.faults.append(f)
+                    return 201, list(emu.faults)
+            if meth == "GET":
+                with emu.lock:
+                    return 200, list(emu.faults)
+            if meth == "DELETE":
+                with emu.lock:
+                    emu.faults.clear()
+                return 200, []
+        if parts == ["requests"]:
+            if meth == "GET":
+                with emu.lock:
+                    reqs = list(emu.requests)
+                for key in ("tenant", "cmdlet", "kind"):
+                    if q.get(key):
+                        want = q[key][-1].lower()
+                        reqs = [r for r in reqs if (r.get(key) or "").lower() == want]
+                return 200, reqs
+            if meth == "DELETE":
+                with emu.lock:
+                    emu.requests.clear()
+                return 200, []
+        if parts == ["stats"]:
+            if meth == "GET":
+                with emu.lock:
+                    s = json.loads(json.dumps(emu.stats))
+                    s["in_flight_by_tenant"] = dict(emu.inflight)
+                return 200, s
+            if meth == "DELETE":
+                with emu.lock:
+                    emu.reset_stats()
+                return 200, {}
+        if parts == ["tokens", "expire"] and meth == "POST":
+            t = emu.find_tenant(data["tenant"]) if data.get("tenant") else None
+            n = 0
+            with emu.lock:
+                for v in emu.tokens.values():
+                    if t is None or v["tenant_id"] == t.tenant_id:
+                        v["exp"] = min(v["exp"], emu.now() - 1)
+                        n += 1
+            return 200, {"expired": n}
+        if parts == ["clock"]:
+            if meth == "POST":
+                with emu.lock:
+                    emu.clock_offset += float(data.get("advance_s", 0))
+            if meth in ("GET", "POST"):
+                with emu.lock:
+                    return 200, {"now": emu.now(), "offset_s": emu.clock_offset}
+        raise ControlError(404, "no control endpoint %s %s" % (meth, path))
+
+    def create_tenant(self, data):
+        emu = self.emu
+        for k in ("tenant_id", "initial_domain", "client_id"):
+            if not isinstance(data.get(k), str) or not data[k]:
+                raise ControlError(400, "'%s' is required" % k)
+        if not GUID_RE.match(data["tenant_id"]):
+            raise ControlError(400, "tenant_id must be a GUID")
+        if not data["initial_domain"].lower().endswith(".onmicrosoft.com"):
+            raise ControlError(400, "initial_domain must end with .onmicrosoft.com")
+        known = {"tenant_id", "initial_domain", "accepted_domains", "client_id",
+                 "client_secret", "certificate_pem", "certificate_file", "dehydrated",
+                 "inbound_connectors_allowed", "forbidden", "rules", "inbound_connectors",
+                 "outbound_connectors", "display_name", "app_display_name"}
+        bad = set(data) - known
+        if bad:
+            raise ControlError(400, "unknown field(s): %s" % ", ".join(sorted(bad)))
+        t = Tenant(data)
+        ctx = Ctx(emu, t, emu.now())
+        ctx.seeding = True
+        for kind, key in (("outbound", "outbound_connectors"), ("inbound", "inbound_connectors"),
+                          ("rule", "rules")):
+            for i, seed in enumerate(data.get(key) or []):
+                seed = dict(seed)
+                state = seed.pop("State", None)
+                created_by = seed.pop("CreatedBy", None)
+                if created_by:
+                    ctx.extra["_created_by"] = created_by
+                try:
+                    cmd_new(ctx, kind, seed)
+                except CmdletError as e:
+                    raise ControlError(400, "%s[%d] (%s): %s|%s" % (key, i, seed.get("Name"),
+                                                                   e.etype, e.text))
+                ctx.extra.pop("_created_by", None)
+                if state:
+                    cmd_enable_disable(ctx, state == "Enabled", {"Identity": seed["Name"]})
+        with emu.lock:
+            emu.tenants[t.tenant_id] = t
+        return t
+
+    def tenant_state(self, t):
+        now = self.emu.now()
+        out = t.summary()
+        with t.lock:
+            for kind, key in (("inbound", "inbound_connectors"), ("outbound", "outbound_connectors"),
+                              ("rule", "rules")):
+                lst = []
+                for obj in t.objs[kind].values():
+                    d = plain(kind, derive(kind, obj.cur, t))
+                    vis_at = obj.versions[-1][0]
+                    d["_pending"] = vis_at > now
+                    d["_visible"] = obj.visible(now) is not None
+                    d["_visible_at"] = vis_at if vis_at > now else None
+                    lst.append(d)
+                if kind == "rule":
+                    lst.sort(key=lambda d: d["Priority"])
+                out[key] = lst
+        return out
+
+
+class EmuServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 64
+
+    def finish_request(self, request, client_address):
+        request.settimeout(30)
+        try:
+            tls = self.ssl_ctx.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return
+        try:
+            self.RequestHandlerClass(tls, client_address, self)
+        finally:
+            try:
+                tls.close()
+            except OSError:
+                pass
+
+    def handle_error(self, request, client_address):
+        if self.emu.verbose:
+            super().handle_error(request, client_address)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dir", required=True)
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--latency-ms", type=int, default=0)
+    ap.add_argument("--page-size", type=int, default=2)
+    ap.add_argument("--consistency-delay", type=float, default=0)
+    ap.add_argument("--owner-pid", type=int, default=0)
+    ap.add_argument("--verbose", action="store_true")
+    args = ap.parse_args()
+
+    d = os.path.abspath(args.dir)
+    os.makedirs(d, exist_ok=True)
+    ensure_certs(d)
+    emu = Emu(args)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(os.path.join(d, "server.pem"), os.path.join(d, "server.key"))
+    srv = EmuServer(("127.0.0.1", args.port), Handler)
+    srv.ssl_ctx = ctx
+    srv.emu = emu
+    port = srv.server_address[1]
+    th = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.25},
+                          daemon=True)
+    th.start()
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    signal.signal(signal.SIGINT, lambda *a: stop.set())
+
+    base = "https://127.0.0.1:%d" % port
+    info = {"port": port, "pid": os.getpid(), "base_url": base, "login_url": base + "/login",
+            "ca_file": os.path.join(d, "ca.pem"), "client_cert": os.path.join(d, "client.pem"),
+            "client_key": os.path.join(d, "client.key"), "control_url": base + "/_emu",
+            "dir": d}
+    jpath = os.path.join(d, "emu.json")
+    write_atomic(jpath, json.dumps(info, indent=1) + "\n")
+    if args.verbose:
+        sys.stderr.write("m365emu: listening on %s\n" % base)
+
+    while not stop.wait(0.5):
+        if args.owner_pid and not pid_alive(args.owner_pid):
+            break
+    srv.shutdown()
+    srv.server_close()
+    try:
+        with open(jpath) as f:
+            if json.load(f).get("pid") == os.getpid():
+                os.unlink(jpath)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
