@@ -12,9 +12,10 @@
  * the old route back.  An entry with "ready": false makes verify answer
  * "not yet", as a slow real system would.
  *
- * Profile keys:
+ * Profile keys (prefixed with the mode name, so that one profile can hold
+ * several copies of this plugin built under other names):
  *     example_world = PATH     the world file (relative: to the config file)
- *     example_route = NAME     the route this mode sets (default "example")
+ *     example_route = NAME     the route this mode sets (default: the mode name)
  */
 #include <mailmode/plugin.h>
 
@@ -28,7 +29,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define DEFAULT_ROUTE "example"
+/* The test suite builds a second copy under another name. */
+#ifndef EXAMPLE_MODE_NAME
+#define EXAMPLE_MODE_NAME "example"
+#endif
+#define KEY_WORLD EXAMPLE_MODE_NAME "_world"
+#define KEY_ROUTE EXAMPLE_MODE_NAME "_route"
 #define WORLD_MAX (16 * 1024 * 1024)
 
 struct example {
@@ -68,19 +74,19 @@ static void example_fini(void *ctx)
 
 static const char *route_of(const struct example *ex, const struct mailmode_request *req)
 {
-	const char *route = ex->host->config_get(ex->host->handle, req->section, "example_route");
+	const char *route = ex->host->config_get(ex->host->handle, req->section, KEY_ROUTE);
 
-	return route && *route ? route : DEFAULT_ROUTE;
+	return route && *route ? route : EXAMPLE_MODE_NAME;
 }
 
 static int example_validate(void *ctx, const struct mailmode_request *req,
                             struct mailmode_diag *diag)
 {
 	const struct example *ex = ctx;
-	const char *world = ex->host->config_get(ex->host->handle, req->section, "example_world");
+	const char *world = ex->host->config_get(ex->host->handle, req->section, KEY_WORLD);
 
 	if (!world || !*world) {
-		ex->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "[%s]: missing key example_world",
+		ex->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "[%s]: missing key " KEY_WORLD,
 		                   req->section);
 		return MAILMODE_ERR_CONFIG;
 	}
@@ -131,7 +137,7 @@ static int world_open(const struct example *ex, const struct mailmode_request *r
                       struct world *w, struct mailmode_diag *diag)
 {
 	const struct mailmode_host *h = ex->host;
-	const char *configured = h->config_get(h->handle, req->section, "example_world");
+	const char *configured = h->config_get(h->handle, req->section, KEY_WORLD);
 	char lock_path[4096];
 	char *text = NULL;
 	int rc = MAILMODE_ERR_FAILED;
@@ -396,7 +402,7 @@ out_receipt:
 }
 
 MAILMODE_PLUGIN_DEFINE(
-	.name = "example",
+	.name = EXAMPLE_MODE_NAME,
 	.description = "example mode: routes kept in a JSON file (no network)",
 	.version = "1.0",
 	.caps = MAILMODE_CAP_THREADSAFE | MAILMODE_CAP_ADOPT | MAILMODE_CAP_FORCE,

@@ -825,13 +825,11 @@ def validate_connector(ctx, kind, d):
                               "mail from all sender domains.")
         tls_name = d.get("TlsSenderCertificateName")
         if tls_name:
-            labels = tls_name.lstrip("*.").split(".")
-            if "*" in tls_name.lstrip("*") or (tls_name.startswith("*") and
-                                               not tls_name.startswith("*.")):
+            if "*" in tls_name[1:] or (tls_name.startswith("*") and
+                                       not tls_name.startswith("*.")):
                 raise CmdletError(T_VALID, "The certificate name '%s' isn't valid. A wildcard "
                                   "is only allowed as the leftmost label ('*.contoso.com')."
                                   % tls_name)
-            del labels
         if d["RestrictDomainsToCertificate"] and not tls_name:
             raise CmdletError(T_VALID, "RestrictDomainsToCertificate can only be set to true "
                               "when TlsSenderCertificateName is specified.")
@@ -1277,6 +1275,9 @@ class Handler(BaseHTTPRequestHandler):
     @property
     def emu(self):
         return self.server.emu
+
+    def version_string(self):
+        return self.server_version
 
     def log_message(self, fmt, *args):
         if self.emu.verbose:

@@ -1,0 +1,184 @@
+#include "state.h"
+#include "tap.h"
+
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char dir[] = "/tmp/mm-state-test.XXXXXX";
+
+static void sql(const char *path, const char *text)
+{
+	sqlite3 *db;
+
+	sqlite3_open(path, &db);
+	sqlite3_exec(db, text, NULL, NULL, NULL);
+	sqlite3_close(db);
+}
+
+static int sql_rc(const char *path, const char *text)
+{
+	sqlite3 *db;
+	int rc;
+
+	sqlite3_open(path, &db);
+	rc = sqlite3_exec(db, text, NULL, NULL, NULL);
+	sqlite3_close(db);
+	return rc;
+}
+
+static pid_t sleeper(void)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		pause();
+		_exit(0);
+	}
+	return pid;
+}
+
+static void reap(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+/* A child that holds the database's write lock until killed. */
+static pid_t writer(const char *path)
+{
+	int fds[2];
+	char c;
+	pid_t pid;
+
+	if (pipe(fds) != 0)
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		sqlite3 *db;
+
+		sqlite3_open(path, &db);
+		sqlite3_exec(db, "BEGIN IMMEDIATE; INSERT INTO audit(at, actor, action) VALUES('x','y','z')",
+		             NULL, NULL, NULL);
+		if (write(fds[1], "x", 1) != 1)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	close(fds[1]);
+	if (read(fds[0], &c, 1) != 1)
+		pid = -1;
+	close(fds[0]);
+	return pid;
+}
+
+static int count_rows(struct mm_state *st, const char *domain)
+{
+	struct mm_domain_row row;
+	int found = 0;
+	char err[MM_ERR_MAX];
+
+	mm_state_get_domain(st, domain, &row, &found, err);
+	mm_domain_row_clear(&row);
+	return found;
+}
+
+int main(void)
+{
+	struct tap t = { 0 };
+	struct mm_state *st = NULL;
+	struct mm_domain_row row;
+	char path[512], other[512], err[MM_ERR_MAX], notice[768], buf[2048], cmd[256];
+	int found;
+	pid_t pid;
+
+	if (!mkdtemp(dir))
+		return 1;
+	tap_plan(28);
+	snprintf(path, sizeof(path), "%s/state.db", dir);
+
+	tap_is_int(&t, mm_state_open(path, 200, &st, err), MM_OK, "new state DB created");
+	tap_is_int(&t, mm_state_set_mode(st, "a.test", "example", "p", "{\"r\":1}", 0, "setup",
+	                                 "example", err), MM_OK, "a.test set to example mode");
+	tap_is_int(&t, mm_state_set_mode(st, "a.test", "example", "p", "{\"r\":2}", 0, "setup",
+	                                 "example", err), MM_OK, "same mode again is fine");
+	tap_is_int(&t, mm_state_set_mode(st, "a.test", "twin", "p", NULL, 0, "setup", "twin", err),
+	           MM_REFUSED, "a second mode is refused");
+	tap_contains(&t, err, "a.test is already in example mode", "current mode named");
+	tap_contains(&t, err, "mailmode switch a.test --to twin", "switch suggested");
+	mm_state_get_domain(st, "a.test", &row, &found, err);
+	tap_is_str(&t, row.mode, "example", "mode unchanged after the refusal");
+	tap_is_str(&t, row.receipt, "{\"r\":2}", "receipt unchanged after the refusal");
+	mm_domain_row_clear(&row);
+
+	/* The database keeps the invariant even against direct writes. */
+	tap_ok(&t, sql_rc(path, "UPDATE domains SET mode = 'twin' WHERE domain = 'a.test'") != SQLITE_OK,
+	       "trigger refuses a direct second mode");
+	sql(path, "INSERT INTO migrations(domain, from_mode, to_mode, step, started_at)"
+	          " VALUES('a.test', 'example', 'twin', 'setup', 'now')");
+	tap_is_int(&t, sql_rc(path, "UPDATE domains SET mode = 'twin' WHERE domain = 'a.test'"),
+	           SQLITE_OK, "inside an open migration the mode may change");
+	sql(path, "UPDATE migrations SET finished_at = 'now'");
+
+	tap_is_int(&t, mm_state_clear_mode(st, "a.test", "teardown", "twin", err), MM_OK, "mode cleared");
+	mm_state_get_domain(st, "a.test", &row, &found, err);
+	tap_ok(&t, found && row.mode == NULL, "row kept, without a mode");
+	mm_domain_row_clear(&row);
+	tap_is_int(&t, count_rows(st, "b.test"), 0, "unknown domain has no row");
+
+	/* Domain locks. */
+	pid = sleeper();
+	gethostname(cmd, sizeof(cmd));
+	snprintf(buf, sizeof(buf), "INSERT INTO locks VALUES('c.test', 'someone@%s', %d, '%s', 'setup',"
+	         " 'earlier', 99999999999999)", cmd, (int)pid, cmd);
+	sql(path, buf);
+	tap_is_int(&t, mm_state_lock_domain(st, "c.test", "teardown", 60000, 300, notice,
+	                                    sizeof(notice), err), MM_ERR, "lock of a live owner waited for, then refused");
+	snprintf(buf, sizeof(buf), "pid %d", (int)pid);
+	tap_contains(&t, err, buf, "the owner's pid is named");
+	reap(pid);
+	tap_is_int(&t, mm_state_lock_domain(st, "c.test", "teardown", 60000, 300, notice,
+	                                    sizeof(notice), err), MM_OK, "lock of a dead owner taken over");
+	tap_contains(&t, notice, "that process is gone", "takeover explained");
+	tap_is_int(&t, mm_state_unlock_domain(st, "c.test", err), MM_OK, "unlocked");
+	pid = sleeper();
+	snprintf(buf, sizeof(buf), "INSERT INTO locks VALUES('d.test', 'x', %d, '%s', 'setup',"
+	         " 'earlier', 1)", (int)pid, cmd);
+	sql(path, buf);
+	tap_is_int(&t, mm_state_lock_domain(st, "d.test", "setup", 60000, 0, notice, sizeof(notice), err),
+	           MM_OK, "expired lease taken over");
+	tap_contains(&t, notice, "lease expired", "expiry explained");
+	reap(pid);
+
+	/* Another process writing: wait, then name it. */
+	pid = writer(path);
+	tap_is_int(&t, mm_state_set_mode(st, "e.test", "example", "p", NULL, 0, "setup", "x", err),
+	           MM_ERR, "busy database refused after the timeout");
+	snprintf(buf, sizeof(buf), "locked by pid %d", (int)pid);
+	tap_contains(&t, err, buf, "the writer is named");
+	reap(pid);
+	mm_state_close(st);
+
+	/* Databases that are not ours, or too new. */
+	sql(path, "PRAGMA user_version = 7");
+	tap_is_int(&t, mm_state_open(path, 200, &st, err), MM_ERR, "newer schema refused");
+	tap_contains(&t, err, "schema version 7, newer than this mailmode's (1)", "versions named");
+	snprintf(other, sizeof(other), "%s/other.db", dir);
+	sql(other, "CREATE TABLE t(x)");
+	tap_is_int(&t, mm_state_open(other, 200, &st, err), MM_ERR, "foreign SQLite file refused");
+	tap_contains(&t, err, "another program", "explained");
+	snprintf(other, sizeof(other), "%s/garbage.db", dir);
+	{
+		FILE *f = fopen(other, "w");
+
+		fputs("this is not a database, it is a text file that is long enough to matter\n", f);
+		fclose(f);
+	}
+	tap_is_int(&t, mm_state_open(other, 200, &st, err), MM_ERR, "garbage file refused");
+	tap_contains(&t, err, "not a database", "explained");
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd) == 0 ? tap_done(&t) : 1;
+}
