@@ -119,8 +119,9 @@ static void describe_writer(const char *path, char *buf, size_t len)
 			n = fread(cmd, 1, sizeof(cmd) - 1, f);
 			fclose(f);
 		}
+		/* One line: argument separators and any control character. */
 		for (i = 0; i + 1 < n; i++)
-			if (cmd[i] == '\0')
+			if ((unsigned char)cmd[i] < ' ')
 				cmd[i] = ' ';
 		cmd[n] = '\0';
 		snprintf(buf, len, "pid %d (%s)", (int)fl.l_pid, n ? cmd : "command unknown");
