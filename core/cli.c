@@ -10,7 +10,9 @@ enum opt_flag {
 	O_PROFILE = 1 << 1,
 	O_DRY_RUN = 1 << 2,
 	O_FORCE = 1 << 3,
-	O_ACCEPT = 1 << 4
+	O_ACCEPT = 1 << 4,
+	O_TO = 1 << 5,
+	O_TIMING = 1 << 6
 };
 
 struct command_spec {
@@ -28,6 +30,11 @@ static const struct command_spec commands[] = {
 	{ "verify", 0, 1, 1, "verify DOMAIN" },
 	{ "teardown", O_DRY_RUN | O_FORCE, 1, 1, "teardown DOMAIN [--dry-run] [--force]" },
 	{ "adopt", O_MODE | O_PROFILE, 1, 1, "adopt DOMAIN --mode M [--profile P]" },
+	{ "switch", O_TO | O_PROFILE | O_DRY_RUN | O_ACCEPT | O_TIMING, 1, 1,
+	  "switch DOMAIN --to MODE [--profile P] [--verify-timeout DUR] [--poll-interval DUR]\n"
+	  "                  [--accept-conflicts] [--dry-run]" },
+	{ "resume", O_FORCE, 0, 1, "resume [DOMAIN] [--force]" },
+	{ "abort", 0, 1, 1, "abort DOMAIN" },
 	{ "log", 0, 0, 1, "log [DOMAIN]" },
 	{ NULL, 0, 0, 0, NULL }
 };
@@ -111,6 +118,19 @@ static const struct value_opt value_opts[] = {
 	{ "--plugin-dir", 0, offsetof(struct mm_args, plugin_dir) },
 	{ "--mode", O_MODE, offsetof(struct mm_args, mode) },
 	{ "--profile", O_PROFILE, offsetof(struct mm_args, profile) },
+	{ "--to", O_TO, offsetof(struct mm_args, to) },
+};
+
+struct duration_opt {
+	const char *name;
+	unsigned flag;
+	size_t offset;
+};
+
+static const struct duration_opt duration_opts[] = {
+	{ "--lock-timeout", 0, offsetof(struct mm_args, lock_timeout_ms) },
+	{ "--verify-timeout", O_TIMING, offsetof(struct mm_args, verify_timeout_ms) },
+	{ "--poll-interval", O_TIMING, offsetof(struct mm_args, poll_interval_ms) },
 };
 
 struct flag_opt {
@@ -145,6 +165,8 @@ int mm_cli_parse(struct mm_args *args, int argc, char **argv, char *err)
 
 	memset(args, 0, sizeof(*args));
 	args->lock_timeout_ms = DEFAULT_LOCK_TIMEOUT_MS;
+	args->verify_timeout_ms = -1;
+	args->poll_interval_ms = -1;
 	for (i = 1; i < argc; i++) {
 		const char *arg = argv[i], *value = NULL;
 		int matched = 0, r;
@@ -174,16 +196,19 @@ int mm_cli_parse(struct mm_args *args, int argc, char **argv, char *err)
 				matched = 1;
 			}
 		}
-		if (!matched) {
-			r = take_value("--lock-timeout", argc, argv, &i, &value, err);
+		for (k = 0; k < COUNT(duration_opts) && !matched; k++) {
+			r = take_value(duration_opts[k].name, argc, argv, &i, &value, err);
 			if (r < 0)
 				return MM_USAGE;
 			if (r > 0) {
-				if (parse_duration(value, &args->lock_timeout_ms) != 0) {
-					snprintf(err, MM_ERR_MAX,
-					         "--lock-timeout '%s': not a duration (e.g. 30s, 2m)", value);
+				long *ms = (long *)((char *)args + duration_opts[k].offset);
+
+				if (parse_duration(value, ms) != 0) {
+					snprintf(err, MM_ERR_MAX, "%s '%s': not a duration (e.g. 30s, 2m, 500ms)",
+					         duration_opts[k].name, value);
 					return MM_USAGE;
 				}
+				seen |= duration_opts[k].flag;
 				matched = 1;
 			}
 		}
@@ -217,6 +242,11 @@ int mm_cli_parse(struct mm_args *args, int argc, char **argv, char *err)
 	}
 	if (args->npositional < spec->min_args || args->npositional > spec->max_args) {
 		snprintf(err, MM_ERR_MAX, "usage: mailmode %s", spec->synopsis);
+		return MM_USAGE;
+	}
+	if ((spec->opts & O_TO) && !args->to) {
+		snprintf(err, MM_ERR_MAX, "'%s' needs --to: usage: mailmode %s", spec->name,
+		         spec->synopsis);
 		return MM_USAGE;
 	}
 	if ((spec->opts & O_MODE) && !args->mode) {

@@ -18,6 +18,7 @@ struct mm_args {
 	const char *plugin_dir;
 	const char *command;
 	const char *mode;
+	const char *to;
 	const char *profile;
 	const char *positional[MM_MAX_ARGS];
 	int npositional;
@@ -29,6 +30,8 @@ struct mm_args {
 	int help;
 	int version;
 	long lock_timeout_ms;
+	long verify_timeout_ms;   /* -1: default */
+	long poll_interval_ms;    /* -1: default */
 };
 
 /* Everything a command works with.  Commands report through ctx: they add
@@ -63,10 +66,20 @@ int mm_find_plugin(struct mm_ctx *ctx, const char *mode, struct mm_plugin **out)
  * NULL (an empty state) instead of creating it. */
 int mm_open_state(struct mm_ctx *ctx, int create);
 int mm_domain_arg(struct mm_ctx *ctx, const char *arg, char *domain);
+/* Takes the domain's lock in the state DB (waiting up to --lock-timeout,
+ * taking over a dead owner's with a warning); *locked tells unlock. */
+int mm_lock_domain(struct mm_ctx *ctx, const char *domain, int *locked);
+void mm_unlock_domain(struct mm_ctx *ctx, const char *domain, int *locked);
+/* The one-mode invariant against the world: refuses (MM_REFUSED) when a
+ * mode other than `mode`, configured for the profile, is live for the
+ * domain. */
+/* MM_REFUSED, with the way out, when the domain has an unfinished
+ * migration: only resume and abort may touch it then. */
+int mm_refuse_open_migration(struct mm_ctx *ctx, const char *domain);
+int mm_check_other_modes(struct mm_ctx *ctx, const char *domain, const char *profile,
+                         const char *mode);
 /* A JSON value from plugin text: parsed JSON, or the text as a string. */
 cJSON *mm_json_from_text(const char *text);
-void mm_print_diag(const struct mm_ctx *ctx, const struct mailmode_diag *diag);
-void mm_print_block(const char *text, const char *indent);
 
 int mm_cmd_plugins(struct mm_ctx *ctx);
 int mm_cmd_status(struct mm_ctx *ctx);
@@ -75,5 +88,8 @@ int mm_cmd_verify(struct mm_ctx *ctx);
 int mm_cmd_teardown(struct mm_ctx *ctx);
 int mm_cmd_adopt(struct mm_ctx *ctx);
 int mm_cmd_log(struct mm_ctx *ctx);
+int mm_cmd_switch(struct mm_ctx *ctx);
+int mm_cmd_resume(struct mm_ctx *ctx);
+int mm_cmd_abort(struct mm_ctx *ctx);
 
 #endif

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LOCK_LEASE_MS (30L * 60 * 1000)
 
 struct job {
 	char domain[MM_DOMAIN_MAX + 1];
@@ -42,29 +41,6 @@ static int load_row(struct mm_ctx *ctx, struct job *job, int create)
 	if (rc != MM_OK || !ctx->state)
 		return rc;
 	return mm_state_get_domain(ctx->state, job->domain, &job->row, &job->found, ctx->err);
-}
-
-static int lock_job(struct mm_ctx *ctx, struct job *job)
-{
-	char notice[768];
-	int rc = mm_state_lock_domain(ctx->state, job->domain, ctx->args.command, LOCK_LEASE_MS,
-	                              ctx->args.lock_timeout_ms, notice, sizeof(notice), ctx->err);
-
-	if (rc == MM_OK) {
-		job->locked = 1;
-		if (notice[0])
-			mm_log(&ctx->output, MAILMODE_LOG_WARNING, "%s", notice);
-	}
-	return rc;
-}
-
-static void unlock_job(struct mm_ctx *ctx, struct job *job)
-{
-	char err[MM_ERR_MAX];
-
-	if (job->locked && mm_state_unlock_domain(ctx->state, job->domain, err) != MM_OK)
-		mm_log(&ctx->output, MAILMODE_LOG_WARNING, "%s", err);
-	job->locked = 0;
 }
 
 static void add_text_lines(cJSON *array, const char *text)
@@ -104,37 +80,6 @@ static int show_plan(struct mm_ctx *ctx, const struct mm_op *op, enum mailmode_p
 	return MM_OK;
 }
 
-/* The one-mode invariant against the world: no other mode configured for
- * this profile may be live for the domain.  Plugins the profile does not
- * configure are skipped. */
-static int check_other_modes(struct mm_ctx *ctx, const struct job *job, const char *mode)
-{
-	size_t i;
-
-	for (i = 0; i < ctx->plugins.count; i++) {
-		struct mm_plugin *p = ctx->plugins.plugins[i];
-		struct mm_op op = { .plugin = p, .domain = job->domain, .profile = job->profile };
-		enum mailmode_presence presence;
-		struct mailmode_diag diag;
-		char *report = NULL;
-		int rc;
-
-		if (strcmp(p->desc->name, mode) == 0 || mm_op_validate(&op, &diag) != MM_OK)
-			continue;
-		rc = mm_op_observe(&op, &presence, &report, &diag);
-		free(report);
-		if (rc != MM_OK)
-			return mm_fail(ctx, MM_ERR, "cannot confirm that %s mode is not live for %s: %s",
-			               p->desc->name, job->domain, diag.summary);
-		if (presence != MAILMODE_ABSENT)
-			return mm_fail(ctx, MM_REFUSED,
-			               "%s mode is %s for %s although the state records no mode: adopt it (mailmode adopt %s --mode %s) or remove it first",
-			               p->desc->name, mm_presence_name(presence), job->domain, job->domain,
-			               p->desc->name);
-	}
-	return MM_OK;
-}
-
 /* Common start: domain, profile (from the state when it has one), plugin,
  * config validation. */
 static int prepare(struct mm_ctx *ctx, struct job *job, const char *mode, int create,
@@ -148,6 +93,8 @@ static int prepare(struct mm_ctx *ctx, struct job *job, const char *mode, int cr
 		return rc;
 	cJSON_AddStringToObject(ctx->doc, "domain", job->domain);
 	if ((rc = load_row(ctx, job, create)) != MM_OK)
+		return rc;
+	if ((rc = mm_refuse_open_migration(ctx, job->domain)) != MM_OK)
 		return rc;
 	if (!mode) {
 		if (!job->found || !job->row.mode)
@@ -199,13 +146,13 @@ int mm_cmd_setup(struct mm_ctx *ctx)
 	op = (struct mm_op){ .plugin = plugin, .domain = job.domain, .profile = job.profile,
 	                     .receipt = again ? job.row.receipt : NULL,
 	                     .flags = ctx->args.accept_conflicts ? MAILMODE_REQ_ACCEPT_CONFLICTS : 0 };
-	if (!again && (rc = check_other_modes(ctx, &job, ctx->args.mode)) != MM_OK)
+	if (!again && (rc = mm_check_other_modes(ctx, job.domain, job.profile, ctx->args.mode)) != MM_OK)
 		goto out;
 	if (ctx->args.dry_run) {
 		rc = show_plan(ctx, &op, MAILMODE_PLAN_SETUP);
 		goto out;
 	}
-	if ((rc = lock_job(ctx, &job)) != MM_OK)
+	if ((rc = mm_lock_domain(ctx, job.domain, &job.locked)) != MM_OK)
 		goto out;
 	rc = mm_op_setup(&op, &receipt, &diag);
 	if (rc != MM_OK) {
@@ -216,7 +163,7 @@ int mm_cmd_setup(struct mm_ctx *ctx)
 		rc = mm_fail_diag(ctx, rc, &diag);
 		goto out;
 	}
-	mm_print_diag(ctx, &diag);
+	mm_print_diag(&ctx->output, &diag);
 	rc = mm_state_set_mode(ctx->state, job.domain, ctx->args.mode, job.profile, receipt,
 	                       again ? job.row.adopted : 0, "setup", ctx->args.mode, ctx->err);
 	if (rc != MM_OK)
@@ -226,7 +173,7 @@ int mm_cmd_setup(struct mm_ctx *ctx)
 		printf("%s: %s mode set up%s (profile %s)\n", job.domain, ctx->args.mode,
 		       again ? " again" : "", job.profile);
 out:
-	unlock_job(ctx, &job);
+	mm_unlock_domain(ctx, job.domain, &job.locked);
 	free(receipt);
 	job_clear(&job);
 	return rc;
@@ -254,7 +201,7 @@ int mm_cmd_verify(struct mm_ctx *ctx)
 		rc = mm_fail_diag(ctx, rc, &diag);
 		goto out;
 	}
-	mm_print_diag(ctx, &diag);
+	mm_print_diag(&ctx->output, &diag);
 	if (!ctx->output.json)
 		printf("%s: %s mode verified\n", job.domain, plugin->desc->name);
 out:
@@ -282,7 +229,7 @@ int mm_cmd_teardown(struct mm_ctx *ctx)
 		rc = show_plan(ctx, &op, MAILMODE_PLAN_TEARDOWN);
 		goto out;
 	}
-	if ((rc = lock_job(ctx, &job)) != MM_OK)
+	if ((rc = mm_lock_domain(ctx, job.domain, &job.locked)) != MM_OK)
 		goto out;
 	rc = mm_op_teardown(&op, &diag);
 	if (rc != MM_OK) {
@@ -293,12 +240,12 @@ int mm_cmd_teardown(struct mm_ctx *ctx)
 		rc = mm_fail_diag(ctx, rc, &diag);
 		goto out;
 	}
-	mm_print_diag(ctx, &diag);
+	mm_print_diag(&ctx->output, &diag);
 	rc = mm_state_clear_mode(ctx->state, job.domain, "teardown", plugin->desc->name, ctx->err);
 	if (rc == MM_OK && !ctx->output.json)
 		printf("%s: %s mode torn down\n", job.domain, plugin->desc->name);
 out:
-	unlock_job(ctx, &job);
+	mm_unlock_domain(ctx, job.domain, &job.locked);
 	job_clear(&job);
 	return rc;
 }
@@ -327,7 +274,7 @@ int mm_cmd_adopt(struct mm_ctx *ctx)
 		rc = mm_fail(ctx, MM_ERR, "plugin %s cannot adopt a domain set up by hand", plugin->desc->name);
 		goto out;
 	}
-	if ((rc = check_other_modes(ctx, &job, ctx->args.mode)) != MM_OK)
+	if ((rc = mm_check_other_modes(ctx, job.domain, job.profile, ctx->args.mode)) != MM_OK)
 		goto out;
 	op = (struct mm_op){ .plugin = plugin, .domain = job.domain, .profile = job.profile,
 	                     .flags = MAILMODE_REQ_ADOPTED };
@@ -342,14 +289,14 @@ int mm_cmd_adopt(struct mm_ctx *ctx)
 		             mm_presence_name(presence), job.domain);
 		goto out;
 	}
-	if ((rc = lock_job(ctx, &job)) != MM_OK)
+	if ((rc = mm_lock_domain(ctx, job.domain, &job.locked)) != MM_OK)
 		goto out;
 	rc = mm_state_set_mode(ctx->state, job.domain, ctx->args.mode, job.profile, NULL, 1, "adopt",
 	                       ctx->args.mode, ctx->err);
 	if (rc == MM_OK && !ctx->output.json)
 		printf("%s: adopted in %s mode (profile %s)\n", job.domain, ctx->args.mode, job.profile);
 out:
-	unlock_job(ctx, &job);
+	mm_unlock_domain(ctx, job.domain, &job.locked);
 	free(report);
 	job_clear(&job);
 	return rc;

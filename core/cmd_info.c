@@ -58,8 +58,8 @@ struct status_run {
 
 /* Observes one mode for the domain; records drift against the state. */
 static void observe_mode(struct status_run *run, struct mm_plugin *p, const char *domain,
-                         const char *profile, const char *state_mode, cJSON *observed,
-                         cJSON *drift)
+                         const char *profile, const char *state_mode, const char *migrating_to,
+                         cJSON *observed, cJSON *drift)
 {
 	struct mm_op op = { .plugin = p, .domain = domain, .profile = profile };
 	enum mailmode_presence presence;
@@ -88,7 +88,8 @@ static void observe_mode(struct status_run *run, struct mm_plugin *p, const char
 		if (is_state_mode && presence != MAILMODE_PRESENT)
 			snprintf(line, sizeof(line), "state says %s, but %s mode is %s", state_mode,
 			         p->desc->name, mm_presence_name(presence));
-		else if (!is_state_mode && presence != MAILMODE_ABSENT)
+		else if (!is_state_mode && presence != MAILMODE_ABSENT &&
+		         !(migrating_to && strcmp(migrating_to, p->desc->name) == 0))
 			snprintf(line, sizeof(line), "state says %s, but %s mode is also %s",
 			         state_mode ? state_mode : "no mode", p->desc->name,
 			         presence == MAILMODE_PRESENT ? "live" : "partly live");
@@ -108,6 +109,8 @@ static int status_one(struct status_run *run, const char *domain, const struct m
 	cJSON *item = cJSON_CreateObject(), *observed, *drift;
 	char section[320], profile[320] = "";
 	const char *mode = row ? row->mode : NULL;
+	struct mm_migration migration = { 0 };
+	int migrating = 0;
 	size_t i;
 
 	cJSON_AddItemToArray(run->domains, item);
@@ -125,11 +128,22 @@ static int status_one(struct status_run *run, const char *domain, const struct m
 	cJSON_AddBoolToObject(item, "adopted", row && row->adopted);
 	if (row && row->updated_at)
 		cJSON_AddStringToObject(item, "updated_at", row->updated_at);
+	/* During a migration both modes are live by design: not drift. */
+	if (ctx->state &&
+	    mm_state_migration_get(ctx->state, domain, &migration, &migrating, ctx->err) == MM_OK &&
+	    migrating) {
+		cJSON *m = cJSON_AddObjectToObject(item, "migration");
+
+		cJSON_AddStringToObject(m, "to", migration.to_mode);
+		cJSON_AddStringToObject(m, "step", migration.step);
+		cJSON_AddStringToObject(m, "started_at", migration.started_at);
+	}
 	observed = cJSON_AddObjectToObject(item, "observed");
 	drift = cJSON_AddArrayToObject(item, "drift");
 	if (profile[0])
 		for (i = 0; i < ctx->plugins.count; i++)
-			observe_mode(run, ctx->plugins.plugins[i], domain, profile, mode, observed, drift);
+			observe_mode(run, ctx->plugins.plugins[i], domain, profile, mode,
+			             migrating ? migration.to_mode : NULL, observed, drift);
 	if (!ctx->output.json) {
 		cJSON *d;
 
@@ -140,7 +154,11 @@ static int status_one(struct status_run *run, const char *domain, const struct m
 			       cJSON_GetStringValue(cJSON_GetObjectItem(d, "presence")));
 		cJSON_ArrayForEach(d, drift)
 			printf("    DRIFT: %s\n", d->valuestring);
+		if (migrating)
+			printf("    UNFINISHED MIGRATION to %s since %s, last step %s: mailmode resume %s\n",
+			       migration.to_mode, migration.started_at, migration.step, domain);
 	}
+	mm_migration_clear(&migration);
 	return MM_OK;
 }
 

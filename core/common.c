@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include "domain.h"
+#include "ops.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -40,30 +41,6 @@ int mm_fail_diag(struct mm_ctx *ctx, int rc, const struct mailmode_diag *diag)
 	if (!ctx->output.json && diag->detail[0])
 		mm_print_block(diag->detail, "  ");
 	return rc;
-}
-
-void mm_print_block(const char *text, const char *indent)
-{
-	const char *line = text;
-
-	while (line && *line) {
-		const char *eol = strchr(line, '\n');
-		int len = eol ? (int)(eol - line) : (int)strlen(line);
-
-		fprintf(stderr, "%s%.*s\n", indent, len, line);
-		line = eol ? eol + 1 : NULL;
-	}
-}
-
-void mm_print_diag(const struct mm_ctx *ctx, const struct mailmode_diag *diag)
-{
-	if (diag->severity == MAILMODE_SEV_NONE || ctx->output.json || ctx->output.verbosity < 0)
-		return;
-	fprintf(stderr, "mailmode: %s: %s\n",
-	        diag->severity == MAILMODE_SEV_ERROR ? "error" :
-	        diag->severity == MAILMODE_SEV_WARNING ? "warning" : "info", diag->summary);
-	if (diag->detail[0])
-		mm_print_block(diag->detail, "  ");
 }
 
 int mm_load_plugins(struct mm_ctx *ctx)
@@ -134,4 +111,79 @@ cJSON *mm_json_from_text(const char *text)
 		return cJSON_CreateNull();
 	v = cJSON_Parse(text);
 	return v ? v : cJSON_CreateString(text);
+}
+
+#define LOCK_LEASE_MS (30L * 60 * 1000)
+
+int mm_lock_domain(struct mm_ctx *ctx, const char *domain, int *locked)
+{
+	char notice[768];
+	int rc = mm_state_lock_domain(ctx->state, domain, ctx->args.command, LOCK_LEASE_MS,
+	                              ctx->args.lock_timeout_ms, notice, sizeof(notice), ctx->err);
+
+	if (rc == MM_OK) {
+		*locked = 1;
+		if (notice[0])
+			mm_log(&ctx->output, MAILMODE_LOG_WARNING, "%s", notice);
+	}
+	return rc;
+}
+
+void mm_unlock_domain(struct mm_ctx *ctx, const char *domain, int *locked)
+{
+	char err[MM_ERR_MAX];
+
+	if (*locked && mm_state_unlock_domain(ctx->state, domain, err) != MM_OK)
+		mm_log(&ctx->output, MAILMODE_LOG_WARNING, "%s", err);
+	*locked = 0;
+}
+
+/* The one-mode invariant against the world: no other mode configured for
+ * this profile may be live for the domain.  Plugins the profile does not
+ * configure are skipped. */
+int mm_check_other_modes(struct mm_ctx *ctx, const char *domain, const char *profile,
+                         const char *mode)
+{
+	size_t i;
+
+	for (i = 0; i < ctx->plugins.count; i++) {
+		struct mm_plugin *p = ctx->plugins.plugins[i];
+		struct mm_op op = { .plugin = p, .domain = domain, .profile = profile };
+		enum mailmode_presence presence;
+		struct mailmode_diag diag;
+		char *report = NULL;
+		int rc;
+
+		if (strcmp(p->desc->name, mode) == 0 || mm_op_validate(&op, &diag) != MM_OK)
+			continue;
+		rc = mm_op_observe(&op, &presence, &report, &diag);
+		free(report);
+		if (rc != MM_OK)
+			return mm_fail(ctx, MM_ERR, "cannot confirm that %s mode is not live for %s: %s",
+			               p->desc->name, domain, diag.summary);
+		if (presence != MAILMODE_ABSENT)
+			return mm_fail(ctx, MM_REFUSED,
+			               "%s mode is %s for %s although the state records no mode: adopt it (mailmode adopt %s --mode %s) or remove it first",
+			               p->desc->name, mm_presence_name(presence), domain, domain,
+			               p->desc->name);
+	}
+	return MM_OK;
+}
+
+
+int mm_refuse_open_migration(struct mm_ctx *ctx, const char *domain)
+{
+	struct mm_migration m;
+	int found, rc;
+
+	if (!ctx->state)
+		return MM_OK;
+	rc = mm_state_migration_get(ctx->state, domain, &m, &found, ctx->err);
+	if (rc == MM_OK && found) {
+		rc = mm_fail(ctx, MM_REFUSED,
+		             "%s has an unfinished migration to %s mode (last step: %s): run 'mailmode resume %s' or 'mailmode abort %s'",
+		             domain, m.to_mode, m.step, domain, domain);
+	}
+	mm_migration_clear(&m);
+	return rc;
 }

@@ -83,23 +83,38 @@ static void host_log(void *handle, enum mailmode_log_level level, const char *fm
 	va_end(ap);
 }
 
+static void vprogress(struct mm_output *out, const char *prefix, const char *fmt, va_list ap)
+{
+	if (out->verbosity < 0)
+		return;
+	pthread_mutex_lock(&out->lock);
+	fprintf(stderr, "%smailmode: %s%s", out->progress_live ? "\r\033[K" : "", prefix,
+	        prefix[0] ? ": " : "");
+	vfprintf(stderr, fmt, ap);
+	if (out->progress_live)
+		out->progress_shown = 1;
+	else
+		fputc('\n', stderr);
+	fflush(stderr);
+	pthread_mutex_unlock(&out->lock);
+}
+
 static void host_progress(void *handle, const char *fmt, ...)
 {
 	struct mm_host_ctx *ctx = handle;
 	va_list ap;
 
-	if (ctx->output->verbosity < 0)
-		return;
 	va_start(ap, fmt);
-	pthread_mutex_lock(&ctx->output->lock);
-	fprintf(stderr, "%smailmode: %s: ", ctx->output->progress_live ? "\r\033[K" : "", ctx->name);
-	vfprintf(stderr, fmt, ap);
-	if (ctx->output->progress_live)
-		ctx->output->progress_shown = 1;
-	else
-		fputc('\n', stderr);
-	fflush(stderr);
-	pthread_mutex_unlock(&ctx->output->lock);
+	vprogress(ctx->output, ctx->name, fmt, ap);
+	va_end(ap);
+}
+
+void mm_progress(struct mm_output *out, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vprogress(out, "", fmt, ap);
 	va_end(ap);
 }
 
@@ -351,4 +366,33 @@ void mm_host_init(struct mm_host_ctx *ctx, const struct mm_config *config,
 		.diag_set = host_diag_set,
 		.diag_append = host_diag_append,
 	};
+}
+
+void mm_print_diag(struct mm_output *out, const struct mailmode_diag *diag)
+{
+	if (diag->severity == MAILMODE_SEV_NONE || out->json || out->verbosity < 0)
+		return;
+	pthread_mutex_lock(&out->lock);
+	if (out->progress_shown && out->progress_live) {
+		fputs("\r\033[K", stderr);
+		out->progress_shown = 0;
+	}
+	fprintf(stderr, "mailmode: %s: %s\n",
+	        diag->severity == MAILMODE_SEV_ERROR ? "error" :
+	        diag->severity == MAILMODE_SEV_WARNING ? "warning" : "info", diag->summary);
+	mm_print_block(diag->detail, "  ");
+	pthread_mutex_unlock(&out->lock);
+}
+
+void mm_print_block(const char *text, const char *indent)
+{
+	const char *line = text;
+
+	while (line && *line) {
+		const char *eol = strchr(line, '\n');
+		int len = eol ? (int)(eol - line) : (int)strlen(line);
+
+		fprintf(stderr, "%s%.*s\n", indent, len, line);
+		line = eol ? eol + 1 : NULL;
+	}
 }

@@ -43,6 +43,13 @@ void mm_diag_append(struct mailmode_diag *diag, const char *fmt, ...) MAILMODE_P
 /* Core-side log lines (no plugin name). */
 void mm_log(struct mm_output *out, enum mailmode_log_level level, const char *fmt, ...)
 	MAILMODE_PRINTF(3, 4);
+/* A live status line (rewritten in place on a terminal, one line each
+ * otherwise); mm_progress_end clears it. */
+void mm_progress(struct mm_output *out, const char *fmt, ...) MAILMODE_PRINTF(2, 3);
 void mm_progress_end(struct mm_output *out);
+/* Shows a plugin's diagnostic (a warning on success, say) with its detail. */
+void mm_print_diag(struct mm_output *out, const struct mailmode_diag *diag);
+/* Writes text to stderr, each line indented. */
+void mm_print_block(const char *text, const char *indent);
 
 #endif

@@ -77,7 +77,8 @@ static int dispatch(struct mm_ctx *ctx)
 		{ "plugins", mm_cmd_plugins }, { "status", mm_cmd_status },
 		{ "setup", mm_cmd_setup },     { "verify", mm_cmd_verify },
 		{ "teardown", mm_cmd_teardown }, { "adopt", mm_cmd_adopt },
-		{ "log", mm_cmd_log },
+		{ "log", mm_cmd_log },         { "switch", mm_cmd_switch },
+		{ "resume", mm_cmd_resume },   { "abort", mm_cmd_abort },
 	};
 	size_t i;
 

@@ -1,4 +1,5 @@
 #include "state.h"
+#include "state_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,12 +19,6 @@
 #define WAL_WRITE_LOCK_OFFSET 120
 #define LOCK_POLL_MS 200
 
-struct mm_state {
-	sqlite3 *db;
-	char *path;
-	char actor[320];
-	char host[256];
-};
 
 static const char schema_v1[] =
 	"CREATE TABLE domains("
@@ -40,6 +35,11 @@ static const char schema_v1[] =
 	"  to_mode TEXT NOT NULL,"
 	"  profile TEXT,"
 	"  step TEXT NOT NULL,"
+	"  old_receipt TEXT,"
+	"  old_adopted INTEGER NOT NULL DEFAULT 0,"
+	"  new_receipt TEXT,"
+	"  options TEXT,"
+	"  verify_deadline INTEGER,"
 	"  started_at TEXT NOT NULL,"
 	"  finished_at TEXT,"
 	"  result TEXT);"
@@ -79,7 +79,7 @@ static const char schema_v1[] =
 /* Schema migrations: entry i brings version i to i + 1. */
 static const char *const migrations[] = { schema_v1 };
 
-static void now_iso(char *buf, size_t len)
+void mm_state_now_iso(char *buf, size_t len)
 {
 	time_t t = time(NULL);
 	struct tm tm;
@@ -88,7 +88,7 @@ static void now_iso(char *buf, size_t len)
 	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-static long long now_ms(void)
+long long mm_state_now_ms(void)
 {
 	struct timespec ts;
 
@@ -129,7 +129,7 @@ static void describe_writer(const char *path, char *buf, size_t len)
 	close(fd);
 }
 
-static int db_error(struct mm_state *st, int src, const char *what, char *err)
+int mm_state_db_error(struct mm_state *st, int src, const char *what, char *err)
 {
 	if (src == SQLITE_BUSY || src == SQLITE_LOCKED) {
 		char who[320];
@@ -146,7 +146,7 @@ static int exec(struct mm_state *st, const char *sql, char *err)
 {
 	int src = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
 
-	return src == SQLITE_OK ? MM_OK : db_error(st, src, sql, err);
+	return src == SQLITE_OK ? MM_OK : mm_state_db_error(st, src, sql, err);
 }
 
 static int pragma_int(struct mm_state *st, const char *sql, int *value, char *err)
@@ -162,7 +162,7 @@ static int pragma_int(struct mm_state *st, const char *sql, int *value, char *er
 		}
 	}
 	sqlite3_finalize(stmt);
-	return src == SQLITE_OK ? MM_OK : db_error(st, src, "reading its header", err);
+	return src == SQLITE_OK ? MM_OK : mm_state_db_error(st, src, "reading its header", err);
 }
 
 static int upgrade_schema(struct mm_state *st, char *err)
@@ -320,7 +320,7 @@ out:
 	if (src == SQLITE_DONE)
 		rc = MM_OK;
 	else
-		db_error(st, src, "reading domain", err);
+		mm_state_db_error(st, src, "reading domain", err);
 	sqlite3_finalize(stmt);
 	return rc;
 }
@@ -346,14 +346,14 @@ int mm_state_each_domain(struct mm_state *st,
 			goto out;
 	}
 	if (src != SQLITE_DONE)
-		rc = db_error(st, src, "listing domains", err);
+		rc = mm_state_db_error(st, src, "listing domains", err);
 out:
 	sqlite3_finalize(stmt);
 	return rc;
 }
 
 /* Runs one statement with text parameters (NULL binds NULL). */
-static int run(struct mm_state *st, const char *sql, int nparams, const char *const *params,
+int mm_state_run(struct mm_state *st, const char *sql, int nparams, const char *const *params,
                char *err)
 {
 	sqlite3_stmt *stmt = NULL;
@@ -367,32 +367,32 @@ static int run(struct mm_state *st, const char *sql, int nparams, const char *co
 	sqlite3_finalize(stmt);
 	if (src == SQLITE_DONE || src == SQLITE_ROW)
 		return MM_OK;
-	return db_error(st, src, "writing", err);
+	return mm_state_db_error(st, src, "writing", err);
 }
 
-static int insert_audit(struct mm_state *st, const char *domain, const char *action,
+int mm_state_insert_audit(struct mm_state *st, const char *domain, const char *action,
                         const char *detail, char *err)
 {
 	char at[32];
 	const char *params[] = { at, st->actor, domain, action, detail };
 
-	now_iso(at, sizeof(at));
-	return run(st, "INSERT INTO audit(at, actor, domain, action, detail) VALUES(?,?,?,?,?)",
+	mm_state_now_iso(at, sizeof(at));
+	return mm_state_run(st, "INSERT INTO audit(at, actor, domain, action, detail) VALUES(?,?,?,?,?)",
 	           5, params, err);
 }
 
 int mm_state_audit(struct mm_state *st, const char *domain, const char *action,
                    const char *detail, char *err)
 {
-	return insert_audit(st, domain, action, detail, err);
+	return mm_state_insert_audit(st, domain, action, detail, err);
 }
 
-static int begin(struct mm_state *st, char *err)
+int mm_state_begin(struct mm_state *st, char *err)
 {
 	return exec(st, "BEGIN IMMEDIATE", err);
 }
 
-static int finish(struct mm_state *st, int rc, char *err)
+int mm_state_finish(struct mm_state *st, int rc, char *err)
 {
 	if (rc == MM_OK)
 		return exec(st, "COMMIT", err);
@@ -409,8 +409,8 @@ int mm_state_set_mode(struct mm_state *st, const char *domain, const char *mode,
 	const char *params[] = { domain, mode, profile, receipt, adopted ? "1" : "0", at };
 	int found, rc;
 
-	now_iso(at, sizeof(at));
-	rc = begin(st, err);
+	mm_state_now_iso(at, sizeof(at));
+	rc = mm_state_begin(st, err);
 	if (rc != MM_OK)
 		return rc;
 	rc = mm_state_get_domain(st, domain, &row, &found, err);
@@ -422,15 +422,15 @@ int mm_state_set_mode(struct mm_state *st, const char *domain, const char *mode,
 	}
 	mm_domain_row_clear(&row);
 	if (rc == MM_OK)
-		rc = run(st, "INSERT INTO domains(domain, mode, profile, receipt, adopted, updated_at)"
+		rc = mm_state_run(st, "INSERT INTO domains(domain, mode, profile, receipt, adopted, updated_at)"
 		             " VALUES(?,?,?,?,?,?)"
 		             " ON CONFLICT(domain) DO UPDATE SET mode = excluded.mode,"
 		             " profile = excluded.profile, receipt = excluded.receipt,"
 		             " adopted = excluded.adopted, updated_at = excluded.updated_at",
 		         6, params, err);
 	if (rc == MM_OK)
-		rc = insert_audit(st, domain, action, detail, err);
-	return finish(st, rc, err);
+		rc = mm_state_insert_audit(st, domain, action, detail, err);
+	return mm_state_finish(st, rc, err);
 }
 
 int mm_state_clear_mode(struct mm_state *st, const char *domain, const char *action,
@@ -440,15 +440,15 @@ int mm_state_clear_mode(struct mm_state *st, const char *domain, const char *act
 	const char *params[] = { at, domain };
 	int rc;
 
-	now_iso(at, sizeof(at));
-	rc = begin(st, err);
+	mm_state_now_iso(at, sizeof(at));
+	rc = mm_state_begin(st, err);
 	if (rc != MM_OK)
 		return rc;
-	rc = run(st, "UPDATE domains SET mode = NULL, receipt = NULL, adopted = 0, updated_at = ?"
+	rc = mm_state_run(st, "UPDATE domains SET mode = NULL, receipt = NULL, adopted = 0, updated_at = ?"
 	             " WHERE domain = ?", 2, params, err);
 	if (rc == MM_OK)
-		rc = insert_audit(st, domain, action, detail, err);
-	return finish(st, rc, err);
+		rc = mm_state_insert_audit(st, domain, action, detail, err);
+	return mm_state_finish(st, rc, err);
 }
 
 static int process_gone(const char *host, const char *our_host, long long pid)
@@ -465,10 +465,10 @@ static int try_lock(struct mm_state *st, const char *domain, const char *command
 	const char *params[] = { domain, st->actor, pid, st->host, command, at, lease };
 	int src, rc, taken = 1;
 
-	now_iso(at, sizeof(at));
+	mm_state_now_iso(at, sizeof(at));
 	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
-	snprintf(lease, sizeof(lease), "%lld", now_ms() + lease_ms);
-	rc = begin(st, err);
+	snprintf(lease, sizeof(lease), "%lld", mm_state_now_ms() + lease_ms);
+	rc = mm_state_begin(st, err);
 	if (rc != MM_OK)
 		return -1;
 	src = sqlite3_prepare_v2(st->db, "SELECT owner, pid, host, command, acquired_at, lease_until"
@@ -484,7 +484,7 @@ static int try_lock(struct mm_state *st, const char *domain, const char *command
 		const char *ocmd = (const char *)sqlite3_column_text(stmt, 3);
 		const char *since = (const char *)sqlite3_column_text(stmt, 4);
 		long long until = sqlite3_column_int64(stmt, 5);
-		int expired = until < now_ms();
+		int expired = until < mm_state_now_ms();
 
 		if (expired || process_gone(ohost, st->host, opid)) {
 			snprintf(notice, noticelen,
@@ -500,14 +500,14 @@ static int try_lock(struct mm_state *st, const char *domain, const char *command
 	}
 	sqlite3_finalize(stmt);
 	if (src != SQLITE_DONE) {
-		rc = db_error(st, src, "reading locks", err);
-		finish(st, rc, err);
+		rc = mm_state_db_error(st, src, "reading locks", err);
+		mm_state_finish(st, rc, err);
 		return -1;
 	}
 	if (taken)
-		rc = run(st, "INSERT OR REPLACE INTO locks(domain, owner, pid, host, command,"
+		rc = mm_state_run(st, "INSERT OR REPLACE INTO locks(domain, owner, pid, host, command,"
 		             " acquired_at, lease_until) VALUES(?,?,?,?,?,?,?)", 7, params, err);
-	if (finish(st, rc, err) != MM_OK)
+	if (mm_state_finish(st, rc, err) != MM_OK)
 		return -1;
 	return taken;
 }
@@ -517,7 +517,7 @@ int mm_state_lock_domain(struct mm_state *st, const char *domain, const char *co
                          char *err)
 {
 	char holder[512] = "";
-	long long deadline = now_ms() + wait_ms;
+	long long deadline = mm_state_now_ms() + wait_ms;
 	int taken;
 
 	notice[0] = '\0';
@@ -528,7 +528,7 @@ int mm_state_lock_domain(struct mm_state *st, const char *domain, const char *co
 			return MM_ERR;
 		if (taken)
 			return MM_OK;
-		if (now_ms() >= deadline)
+		if (mm_state_now_ms() >= deadline)
 			break;
 		usleep(LOCK_POLL_MS * 1000);
 	}
@@ -543,7 +543,7 @@ int mm_state_unlock_domain(struct mm_state *st, const char *domain, char *err)
 	const char *params[] = { domain, pid };
 
 	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
-	return run(st, "DELETE FROM locks WHERE domain = ? AND pid = ?", 2, params, err);
+	return mm_state_run(st, "DELETE FROM locks WHERE domain = ? AND pid = ?", 2, params, err);
 }
 
 int mm_state_each_audit(struct mm_state *st, const char *domain,
@@ -574,7 +574,7 @@ int mm_state_each_audit(struct mm_state *st, const char *domain,
 			goto out;
 	}
 	if (src != SQLITE_DONE)
-		rc = db_error(st, src, "reading the audit log", err);
+		rc = mm_state_db_error(st, src, "reading the audit log", err);
 out:
 	sqlite3_finalize(stmt);
 	return rc;

@@ -64,4 +64,51 @@ int mm_state_each_audit(struct mm_state *st, const char *domain,
 
 const char *mm_state_actor(const struct mm_state *st);
 
+
+/* Migrations: a domain moving from one mode to another, journaled step by
+ * step so that `resume` can finish it after a crash. */
+struct mm_migration {
+	long long id;
+	char *domain;
+	char *from_mode;          /* NULL: the domain had no mode */
+	char *to_mode;
+	char *profile;
+	char *step;               /* the last step that finished */
+	char *old_receipt;
+	int old_adopted;
+	char *new_receipt;
+	char *options;            /* JSON: the switch's options, for resume */
+	long long verify_deadline; /* ms since the epoch */
+	char *started_at;
+};
+void mm_migration_clear(struct mm_migration *m);
+
+/* Opens a migration for m->domain (creating its row if needed) and
+ * journals step "planned".  MM_REFUSED when one is open already. */
+int mm_state_migration_open(struct mm_state *st, struct mm_migration *m, char *err);
+/* The open migration of a domain; *found = 0 when there is none. */
+int mm_state_migration_get(struct mm_state *st, const char *domain, struct mm_migration *m,
+                           int *found, char *err);
+int mm_state_each_open_migration(struct mm_state *st,
+                                 int (*fn)(const struct mm_migration *m, void *arg), void *arg,
+                                 char *err);
+/* Appends a journal row in its own transaction; phase "end" also records
+ * the step as the migration's last finished one.  Renews the domain lock. */
+int mm_state_journal(struct mm_state *st, long long id, const char *step, const char *phase,
+                     const char *detail, char *err);
+/* Whether the journal has a row for step in phase. */
+int mm_state_journal_has(struct mm_state *st, long long id, const char *step, const char *phase,
+                         int *has, char *err);
+int mm_state_migration_set_receipt(struct mm_state *st, long long id, const char *receipt,
+                                   char *err);
+/* Closes the migration in one transaction.  result "done" gives the domain
+ * the new mode and receipt; any other result leaves its mode as it was.
+ * Writes the audit row. */
+int mm_state_migration_close(struct mm_state *st, long long id, const char *result,
+                             const char *detail, char *err);
+
+/* Test hook: MAILMODE_TEST_CRASH_AFTER=N makes the process SIGKILL itself
+ * right after its N-th journal write, to prove that resume finishes any
+ * interrupted step. */
+
 #endif

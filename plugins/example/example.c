@@ -295,15 +295,24 @@ out:
 	return rc;
 }
 
+/* Sets or removes the domain's route; other fields of the entry (such as
+ * "ready") are the world's own and stay. */
 static int set_route(const struct world *w, const char *domain, const char *route)
 {
-	cJSON *entry;
+	cJSON *entry = cJSON_GetObjectItem(w->domains, domain);
 
-	cJSON_DeleteItemFromObject(w->domains, domain);
-	if (!route)
+	if (!route) {
+		cJSON_DeleteItemFromObject(entry, "route");
+		if (!entry || cJSON_GetArraySize(entry) == 0)
+			cJSON_DeleteItemFromObject(w->domains, domain);
 		return 0;
-	entry = cJSON_AddObjectToObject(w->domains, domain);
-	return entry && cJSON_AddStringToObject(entry, "route", route) ? 0 : -1;
+	}
+	if (!entry)
+		entry = cJSON_AddObjectToObject(w->domains, domain);
+	if (!entry)
+		return -1;
+	cJSON_DeleteItemFromObject(entry, "route");
+	return cJSON_AddStringToObject(entry, "route", route) ? 0 : -1;
 }
 
 static int example_setup(void *ctx, const struct mailmode_request *req, char **receipt,

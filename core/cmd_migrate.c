@@ -1,0 +1,288 @@
+/* switch, resume and abort: the commands of the migration engine. */
+#include "cli.h"
+
+#include "domain.h"
+#include "migrate.h"
+#include "ops.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void report_json(struct mm_ctx *ctx, cJSON *to, const char *domain, const char *from_mode,
+                        const char *to_mode, const struct mm_switch_report *report)
+{
+	cJSON_AddStringToObject(to, "domain", domain);
+	if (from_mode)
+		cJSON_AddStringToObject(to, "from", from_mode);
+	else
+		cJSON_AddNullToObject(to, "from");
+	cJSON_AddStringToObject(to, "to", to_mode);
+	cJSON_AddStringToObject(to, "outcome", report->outcome ? report->outcome : "failed");
+	if (report->step)
+		cJSON_AddStringToObject(to, "failed_step", report->step);
+	cJSON_AddNumberToObject(to, "verify_attempts", report->verify_attempts);
+	cJSON_AddNumberToObject(to, "elapsed_ms", (double)report->elapsed_ms);
+	if (!ctx->output.json && report->outcome && strcmp(report->outcome, "unfinished") != 0)
+		printf("%s: %s %s -> %s in %.1f s (%d verify attempt%s)\n", domain, report->outcome,
+		       from_mode ? from_mode : "none", to_mode,
+		       (double)report->elapsed_ms / 1000.0, report->verify_attempts,
+		       report->verify_attempts == 1 ? "" : "s");
+}
+
+static void engine_for(struct mm_ctx *ctx, struct mm_engine *e)
+{
+	e->state = ctx->state;
+	e->plugins = &ctx->plugins;
+	e->output = &ctx->output;
+}
+
+static int show_step_plan(struct mm_ctx *ctx, cJSON *plan, struct mm_plugin *p, const char *domain,
+                          const char *profile, const char *receipt, unsigned flags,
+                          enum mailmode_plan_op which)
+{
+	struct mm_op op = { .plugin = p, .domain = domain, .profile = profile, .receipt = receipt,
+	                    .flags = flags };
+	struct mailmode_diag diag;
+	char *text = NULL, header[256];
+	const char *line;
+	int rc = mm_op_plan(&op, which, &text, &diag);
+
+	if (rc != MM_OK)
+		return mm_fail_diag(ctx, rc, &diag);
+	snprintf(header, sizeof(header), "%s %s mode", which == MAILMODE_PLAN_SETUP ? "setup" : "teardown",
+	         p->desc->name);
+	if (!ctx->output.json)
+		printf("%s:\n", header);
+	for (line = text; line && *line;) {
+		const char *eol = strchr(line, '\n');
+		int len = eol ? (int)(eol - line) : (int)strlen(line);
+		char item[4096];
+
+		snprintf(item, sizeof(item), "%s: %.*s", header, len, line);
+		cJSON_AddItemToArray(plan, cJSON_CreateString(item));
+		if (!ctx->output.json)
+			printf("  %.*s\n", len, line);
+		line = eol ? eol + 1 : NULL;
+	}
+	if (!text || !*text) {
+		if (!ctx->output.json)
+			printf("  (nothing: already done)\n");
+	}
+	free(text);
+	return MM_OK;
+}
+
+static int dry_run(struct mm_ctx *ctx, const char *domain, const char *profile,
+                   struct mm_plugin *to, struct mm_plugin *from, const struct mm_domain_row *row,
+                   const struct mm_switch_options *opts)
+{
+	cJSON *plan = cJSON_AddArrayToObject(ctx->doc, "plan");
+	char verify[256];
+	int rc;
+
+	rc = show_step_plan(ctx, plan, to, domain, profile, NULL,
+	                    opts->accept_conflicts ? MAILMODE_REQ_ACCEPT_CONFLICTS : 0,
+	                    MAILMODE_PLAN_SETUP);
+	if (rc != MM_OK)
+		return rc;
+	snprintf(verify, sizeof(verify), "verify %s mode: poll every %.1fs (with backoff) for up to %.1fs, roll back if it never passes",
+	         to->desc->name, (double)opts->poll_interval_ms / 1000,
+	         (double)opts->verify_timeout_ms / 1000);
+	cJSON_AddItemToArray(plan, cJSON_CreateString(verify));
+	if (!ctx->output.json)
+		printf("%s\n", verify);
+	if (!from)
+		return MM_OK;
+	rc = show_step_plan(ctx, plan, from, domain, profile, row->receipt,
+	                    row->adopted ? MAILMODE_REQ_ADOPTED : 0, MAILMODE_PLAN_TEARDOWN);
+	if (rc == MM_OK && !ctx->output.json)
+		printf("then wait until %s mode is gone everywhere\n", from->desc->name);
+	return rc;
+}
+
+static void parse_options(struct mm_ctx *ctx, struct mm_switch_options *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+	opts->verify_timeout_ms = ctx->args.verify_timeout_ms >= 0 ? ctx->args.verify_timeout_ms
+	                                                          : MM_DEFAULT_VERIFY_TIMEOUT_MS;
+	opts->poll_interval_ms = ctx->args.poll_interval_ms > 0 ? ctx->args.poll_interval_ms
+	                                                        : MM_DEFAULT_POLL_INTERVAL_MS;
+	opts->accept_conflicts = ctx->args.accept_conflicts;
+}
+
+int mm_cmd_switch(struct mm_ctx *ctx)
+{
+	char domain[MM_DOMAIN_MAX + 1], section[320], profile[320];
+	struct mm_domain_row row = { 0 };
+	struct mm_plugin *to = NULL, *from = NULL;
+	struct mm_switch_options opts;
+	struct mm_switch_report report;
+	struct mailmode_diag diag;
+	struct mm_engine e;
+	int found = 0, locked = 0, rc;
+
+	if ((rc = mm_domain_arg(ctx, ctx->args.positional[0], domain)) != MM_OK)
+		return rc;
+	parse_options(ctx, &opts);
+	if ((rc = mm_open_state(ctx, !ctx->args.dry_run)) != MM_OK)
+		goto out;
+	if (ctx->state &&
+	    (rc = mm_state_get_domain(ctx->state, domain, &row, &found, ctx->err)) != MM_OK)
+		goto out;
+	if ((rc = mm_refuse_open_migration(ctx, domain)) != MM_OK)
+		goto out;
+	if (!ctx->args.profile && found && row.profile)
+		snprintf(profile, sizeof(profile), "%s", row.profile);
+	else if (mm_config_profile(ctx->config, ctx->args.profile, section, sizeof(section),
+	                           ctx->err, sizeof(ctx->err)) != 0) {
+		rc = MM_ERR;
+		goto out;
+	} else
+		snprintf(profile, sizeof(profile), "%s", section + strlen("profile "));
+	cJSON_AddStringToObject(ctx->doc, "domain", domain);
+	cJSON_AddStringToObject(ctx->doc, "profile", profile);
+	if (found && row.mode && strcmp(row.mode, ctx->args.to) == 0) {
+		cJSON_AddStringToObject(ctx->doc, "outcome", "unchanged");
+		if (!ctx->output.json)
+			printf("%s: already in %s mode: nothing to do\n", domain, row.mode);
+		goto out;
+	}
+	if ((rc = mm_find_plugin(ctx, ctx->args.to, &to)) != MM_OK ||
+	    (found && row.mode && (rc = mm_find_plugin(ctx, row.mode, &from)) != MM_OK))
+		goto out;
+	{
+		struct mm_op op = { .plugin = to, .domain = domain, .profile = profile };
+
+		if ((rc = mm_op_validate(&op, &diag)) != MM_OK) {
+			rc = mm_fail_diag(ctx, MM_ERR, &diag);
+			goto out;
+		}
+		op.plugin = from;
+		if (from && (rc = mm_op_validate(&op, &diag)) != MM_OK) {
+			rc = mm_fail_diag(ctx, MM_ERR, &diag);
+			goto out;
+		}
+	}
+	if (!from && (rc = mm_check_other_modes(ctx, domain, profile, ctx->args.to)) != MM_OK)
+		goto out;
+	if (ctx->args.dry_run) {
+		rc = dry_run(ctx, domain, profile, to, from, &row, &opts);
+		goto out;
+	}
+	if ((rc = mm_lock_domain(ctx, domain, &locked)) != MM_OK)
+		goto out;
+	engine_for(ctx, &e);
+	rc = mm_migrate_start(&e, domain, ctx->args.to, profile, &opts, &report, ctx->err);
+	report_json(ctx, ctx->doc, domain, from ? row.mode : NULL, ctx->args.to, &report);
+	if (rc != MM_OK && report.diag.summary[0]) {
+		char engine_err[MM_ERR_MAX];
+
+		/* Show the plugin's detail, but keep the engine's fuller message. */
+		snprintf(engine_err, sizeof(engine_err), "%s", ctx->err);
+		mm_fail_diag(ctx, rc, &report.diag);
+		mm_fail(ctx, rc, "%s", engine_err);
+	}
+out:
+	mm_unlock_domain(ctx, domain, &locked);
+	mm_domain_row_clear(&row);
+	return rc;
+}
+
+struct resume_run {
+	struct mm_ctx *ctx;
+	int abort;                 /* abort instead of resume */
+	const char *only;          /* a domain, or NULL for all */
+	cJSON *list;
+	int worst;
+	int count;
+	char last_err[MM_ERR_MAX];
+};
+
+/* The exit code that says most: a refusal or error over a rollback. */
+static int worse(int a, int b)
+{
+	static const int rank[] = { [MM_OK] = 0, [MM_UNVERIFIED] = 1, [MM_ERR] = 2, [MM_USAGE] = 2,
+	                            [MM_REFUSED] = 3 };
+
+	return rank[b] > rank[a] ? b : a;
+}
+
+static int resume_one(const struct mm_migration *m, void *arg)
+{
+	struct resume_run *run = arg;
+	struct mm_ctx *ctx = run->ctx;
+	struct mm_switch_report report;
+	struct mm_engine e;
+	cJSON *item;
+	int locked = 0, rc;
+
+	if (run->only && strcmp(run->only, m->domain) != 0)
+		return MM_OK;
+	run->count++;
+	if (!ctx->output.json)
+		printf("%s: resuming the migration %s -> %s (last step: %s)\n", m->domain,
+		       m->from_mode ? m->from_mode : "none", m->to_mode, m->step);
+	memset(&report, 0, sizeof(report));
+	rc = mm_lock_domain(ctx, m->domain, &locked);
+	if (rc == MM_OK) {
+		engine_for(ctx, &e);
+		rc = run->abort ? mm_migrate_abort(&e, m, &report, ctx->err)
+		                : mm_migrate_resume(&e, m, ctx->args.force, &report, ctx->err);
+	}
+	mm_unlock_domain(ctx, m->domain, &locked);
+	item = cJSON_CreateObject();
+	report_json(ctx, item, m->domain, m->from_mode, m->to_mode, &report);
+	if (rc != MM_OK) {
+		cJSON_AddStringToObject(item, "error", ctx->err);
+		snprintf(run->last_err, sizeof(run->last_err), "%s", ctx->err);
+		if (!run->only)
+			fprintf(stderr, "mailmode: error: %s\n", ctx->err);
+	}
+	cJSON_AddItemToArray(run->list, item);
+	run->worst = worse(run->worst, rc);
+	return MM_OK;
+}
+
+/* resume [DOMAIN] and abort DOMAIN share the walk over open migrations. */
+static int each_open(struct mm_ctx *ctx, int abort)
+{
+	char domain[MM_DOMAIN_MAX + 1];
+	struct resume_run run = { .ctx = ctx, .abort = abort };
+	int rc;
+
+	if (ctx->args.npositional == 1) {
+		if ((rc = mm_domain_arg(ctx, ctx->args.positional[0], domain)) != MM_OK)
+			return rc;
+		run.only = domain;
+	}
+	run.list = cJSON_AddArrayToObject(ctx->doc, "migrations");
+	if ((rc = mm_load_plugins(ctx)) != MM_OK || (rc = mm_open_state(ctx, 0)) != MM_OK)
+		return rc;
+	if (ctx->state &&
+	    (rc = mm_state_each_open_migration(ctx->state, resume_one, &run, ctx->err)) != MM_OK)
+		return rc;
+	if (run.count == 0) {
+		if (run.only && abort)
+			return mm_fail(ctx, MM_ERR, "%s has no unfinished migration to abort", run.only);
+		if (!ctx->output.json)
+			printf("no unfinished migration%s%s\n", run.only ? " for " : "",
+			       run.only ? run.only : "");
+		return MM_OK;
+	}
+	if (run.worst == MM_OK)
+		return MM_OK;
+	if (run.only)
+		return mm_fail(ctx, run.worst, "%s", run.last_err);
+	return mm_fail(ctx, run.worst, "%s: %d migration(s), not all finished cleanly",
+	               abort ? "abort" : "resume", run.count);
+}
+
+int mm_cmd_resume(struct mm_ctx *ctx)
+{
+	return each_open(ctx, 0);
+}
+
+int mm_cmd_abort(struct mm_ctx *ctx)
+{
+	return each_open(ctx, 1);
+}

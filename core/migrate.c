@@ -1,0 +1,519 @@
+#include "migrate.h"
+
+#include "ops.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Journal steps, in the order a migration runs them. */
+enum step {
+	STEP_SETUP_NEW,
+	STEP_VERIFY_NEW,
+	STEP_TEARDOWN_OLD,
+	STEP_CONFIRM_OLD_GONE,
+	STEP_ROLLBACK_TEARDOWN_NEW,
+	STEP_ROLLBACK_CONFIRM_NEW_GONE
+};
+
+static const char *const step_names[] = {
+	"setup_new", "verify_new", "teardown_old", "confirm_old_gone",
+	"rollback_teardown_new", "rollback_confirm_new_gone"
+};
+
+#define MAX_POLL_INTERVAL_MS 60000L
+
+struct run {
+	struct mm_engine *e;
+	struct mm_migration *m;
+	struct mm_plugin *new_plugin;
+	struct mm_plugin *old_plugin;    /* NULL when the domain had no mode */
+	struct mm_switch_options opts;
+	struct mm_switch_report *report;
+	long long started_ms;
+	char *err;
+};
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(long long ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
+
+	if (ms > 0)
+		nanosleep(&ts, NULL);
+}
+
+static int journal(struct run *r, enum step step, const char *phase, const char *detail)
+{
+	return mm_state_journal(r->e->state, r->m->id, step_names[step], phase, detail, r->err);
+}
+
+static int journal_has(struct run *r, const char *step, const char *phase, int *has)
+{
+	return mm_state_journal_has(r->e->state, r->m->id, step, phase, has, r->err);
+}
+
+static int step_done(struct run *r, enum step step, int *done)
+{
+	return journal_has(r, step_names[step], "end", done);
+}
+
+static struct mm_op op_for(const struct run *r, int new_mode, unsigned flags)
+{
+	struct mm_op op = {
+		.plugin = new_mode ? r->new_plugin : r->old_plugin,
+		.domain = r->m->domain,
+		.profile = r->m->profile,
+		.receipt = new_mode ? r->m->new_receipt : r->m->old_receipt,
+		.flags = flags,
+	};
+
+	if (!new_mode && r->m->old_adopted)
+		op.flags |= MAILMODE_REQ_ADOPTED;
+	return op;
+}
+
+/* One poll of a condition: MM_OK when met, MM_UNVERIFIED when not yet,
+ * anything else when it cannot be met by waiting. */
+typedef int (*check_fn)(struct run *r, int new_mode, struct mailmode_diag *diag);
+
+static int check_verified(struct run *r, int new_mode, struct mailmode_diag *diag)
+{
+	struct mm_op op = op_for(r, new_mode, 0);
+	char *report = NULL;
+	int rc = mm_op_verify(&op, &report, diag);
+
+	free(report);
+	if (rc == MM_OK || rc == MM_UNVERIFIED || diag->retryable)
+		return rc == MM_OK ? MM_OK : MM_UNVERIFIED;
+	return rc;
+}
+
+static int check_gone(struct run *r, int new_mode, struct mailmode_diag *diag)
+{
+	struct mm_op op = op_for(r, new_mode, 0);
+	enum mailmode_presence presence;
+	char *report = NULL;
+	int rc = mm_op_observe(&op, &presence, &report, diag);
+
+	free(report);
+	if (rc != MM_OK)
+		return MM_UNVERIFIED;      /* cannot see it: keep asking */
+	if (presence == MAILMODE_ABSENT)
+		return MM_OK;
+	mm_diag_set(diag, MAILMODE_SEV_WARNING, 1, "%s mode is still %s for %s",
+	            op.plugin->desc->name, mm_presence_name(presence), r->m->domain);
+	return MM_UNVERIFIED;
+}
+
+/* Polls check with backoff until it passes or the deadline passes; the
+ * last attempt is made at the deadline.  Each attempt is journaled. */
+static int poll(struct run *r, enum step step, check_fn check, int new_mode, long long deadline,
+                const char *what, struct mailmode_diag *diag)
+{
+	long long interval = r->opts.poll_interval_ms;
+	long long max_interval = interval > MAX_POLL_INTERVAL_MS ? interval : MAX_POLL_INTERVAL_MS;
+	int attempt = 0, rc;
+
+	for (;;) {
+		long long now, elapsed;
+
+		attempt++;
+		if (step == STEP_VERIFY_NEW)
+			r->report->verify_attempts++;
+		rc = check(r, new_mode, diag);
+		now = now_ms();
+		elapsed = (now - r->started_ms) / 1000;
+		if (rc == MM_OK) {
+			mm_progress_end(r->e->output);
+			return MM_OK;
+		}
+		if (journal(r, step, "attempt", diag->summary) != MM_OK)
+			return MM_ERR;
+		mm_progress(r->e->output, "%s: %s: attempt %d, %lld:%02lld elapsed: %s", r->m->domain,
+		            what, attempt, elapsed / 60, elapsed % 60, diag->summary);
+		if (rc != MM_UNVERIFIED || now >= deadline) {
+			mm_progress_end(r->e->output);
+			return rc == MM_UNVERIFIED ? MM_UNVERIFIED : rc;
+		}
+		sleep_ms(now + interval < deadline ? interval : deadline - now);
+		interval = interval * 2 > max_interval ? max_interval : interval * 2;
+	}
+}
+
+static int close_migration(struct run *r, const char *result, const char *outcome)
+{
+	char detail[256];
+
+	snprintf(detail, sizeof(detail), "%s -> %s", r->m->from_mode ? r->m->from_mode : "none",
+	         r->m->to_mode);
+	if (mm_state_migration_close(r->e->state, r->m->id, result, detail, r->err) != MM_OK)
+		return MM_ERR;
+	r->report->outcome = outcome;
+	return MM_OK;
+}
+
+static int unfinished(struct run *r, enum step step, int rc, const struct mailmode_diag *diag,
+                      const char *what)
+{
+	if (journal(r, step, "fail", diag->summary) != MM_OK)
+		return MM_ERR;
+	r->report->outcome = "unfinished";
+	r->report->step = step_names[step];
+	r->report->diag = *diag;
+	snprintf(r->err, MM_ERR_MAX, "%s: %s: %s; the migration is unfinished: fix it, then run 'mailmode resume %s'",
+	         r->m->domain, what, diag->summary, r->m->domain);
+	return rc == MM_OK || rc == MM_UNVERIFIED ? MM_ERR : rc;
+}
+
+/* Undoes the new mode; the domain keeps its old one.  Returns rc_after
+ * once the rollback is complete. */
+static int rollback(struct run *r, int rc_after)
+{
+	struct mailmode_diag diag = { 0 };
+	long long deadline;
+	int done, aborted, rc;
+
+	if ((rc = step_done(r, STEP_ROLLBACK_TEARDOWN_NEW, &done)) != MM_OK)
+		return rc;
+	if (!done) {
+		enum mailmode_presence presence = MAILMODE_PRESENT;
+		struct mm_op op = op_for(r, 1, 0);
+		char *report = NULL;
+
+		if ((rc = journal(r, STEP_ROLLBACK_TEARDOWN_NEW, "begin", NULL)) != MM_OK)
+			return rc;
+		mm_progress(r->e->output, "%s: rolling back %s mode", r->m->domain, r->m->to_mode);
+		/* Nothing to undo when the new mode never appeared (setup failed
+		 * before changing anything); otherwise undo what is there. */
+		rc = mm_op_observe(&op, &presence, &report, &diag);
+		free(report);
+		if (rc != MM_OK || presence != MAILMODE_ABSENT)
+			rc = mm_op_teardown(&op, &diag);
+		if (rc != MM_OK)
+			return unfinished(r, STEP_ROLLBACK_TEARDOWN_NEW, rc, &diag,
+			                  "rollback: teardown of the new mode failed");
+		if ((rc = journal(r, STEP_ROLLBACK_TEARDOWN_NEW, "end", NULL)) != MM_OK)
+			return rc;
+	}
+	if ((rc = step_done(r, STEP_ROLLBACK_CONFIRM_NEW_GONE, &done)) != MM_OK)
+		return rc;
+	if (!done) {
+		if ((rc = journal(r, STEP_ROLLBACK_CONFIRM_NEW_GONE, "begin", NULL)) != MM_OK)
+			return rc;
+		deadline = now_ms() + r->opts.verify_timeout_ms;
+		rc = poll(r, STEP_ROLLBACK_CONFIRM_NEW_GONE, check_gone, 1, deadline,
+		          "waiting for the new mode to be gone", &diag);
+		if (rc != MM_OK)
+			return unfinished(r, STEP_ROLLBACK_CONFIRM_NEW_GONE, rc, &diag,
+			                  "rollback: the new mode is still visible");
+		if ((rc = journal(r, STEP_ROLLBACK_CONFIRM_NEW_GONE, "end", NULL)) != MM_OK)
+			return rc;
+	}
+	if ((rc = journal_has(r, "abort", "end", &aborted)) != MM_OK)
+		return rc;
+	rc = close_migration(r, aborted ? "aborted" : "rolled_back", aborted ? "aborted" : "rolled back");
+	return rc == MM_OK ? rc_after : rc;
+}
+
+static int run_setup(struct run *r)
+{
+	struct mm_op op = op_for(r, 1, r->opts.accept_conflicts ? MAILMODE_REQ_ACCEPT_CONFLICTS : 0);
+	char *receipt = NULL;
+	int rc;
+
+	if ((rc = journal(r, STEP_SETUP_NEW, "begin", NULL)) != MM_OK)
+		return rc;
+	mm_progress(r->e->output, "%s: setting up %s mode", r->m->domain, r->m->to_mode);
+	rc = mm_op_setup(&op, &receipt, &r->report->diag);
+	if (rc != MM_OK) {
+		r->report->step = step_names[STEP_SETUP_NEW];
+		snprintf(r->err, MM_ERR_MAX, "%s: setup of %s mode failed: %s; rolled back, %s stays %s",
+		         r->m->domain, r->m->to_mode, r->report->diag.summary, r->m->domain,
+		         r->m->from_mode ? r->m->from_mode : "without a mode");
+		if (journal(r, STEP_SETUP_NEW, "fail", r->report->diag.summary) != MM_OK)
+			return MM_ERR;
+		return rollback(r, rc);
+	}
+	mm_print_diag(r->e->output, &r->report->diag);
+	free(r->m->new_receipt);
+	r->m->new_receipt = receipt;
+	if ((rc = mm_state_migration_set_receipt(r->e->state, r->m->id, receipt, r->err)) != MM_OK)
+		return rc;
+	return journal(r, STEP_SETUP_NEW, "end", NULL);
+}
+
+static int run_verify(struct run *r)
+{
+	int rc;
+
+	if ((rc = journal(r, STEP_VERIFY_NEW, "begin", NULL)) != MM_OK)
+		return rc;
+	rc = poll(r, STEP_VERIFY_NEW, check_verified, 1, r->m->verify_deadline,
+	          "verifying", &r->report->diag);
+	if (rc != MM_OK) {
+		r->report->step = step_names[STEP_VERIFY_NEW];
+		snprintf(r->err, MM_ERR_MAX,
+		         "%s: %s mode did not verify within %lds: %s; rolled back, %s stays %s",
+		         r->m->domain, r->m->to_mode, r->opts.verify_timeout_ms / 1000,
+		         r->report->diag.summary, r->m->domain,
+		         r->m->from_mode ? r->m->from_mode : "without a mode");
+		if (journal(r, STEP_VERIFY_NEW, "fail", r->report->diag.summary) != MM_OK)
+			return MM_ERR;
+		return rollback(r, rc == MM_UNVERIFIED ? MM_UNVERIFIED : rc);
+	}
+	return journal(r, STEP_VERIFY_NEW, "end", NULL);
+}
+
+static int run_teardown_old(struct run *r)
+{
+	struct mailmode_diag diag = { 0 };
+	struct mm_op op = op_for(r, 0, r->opts.force ? MAILMODE_REQ_FORCE : 0);
+	int rc;
+
+	if ((rc = journal(r, STEP_TEARDOWN_OLD, "begin", NULL)) != MM_OK)
+		return rc;
+	mm_progress(r->e->output, "%s: tearing down %s mode", r->m->domain, r->m->from_mode);
+	rc = mm_op_teardown(&op, &diag);
+	if (rc != MM_OK)
+		return unfinished(r, STEP_TEARDOWN_OLD, rc, &diag,
+		                  "the new mode is live and verified, but teardown of the old mode failed");
+	return journal(r, STEP_TEARDOWN_OLD, "end", NULL);
+}
+
+static int run_confirm_old_gone(struct run *r)
+{
+	struct mailmode_diag diag = { 0 };
+	int rc;
+
+	if ((rc = journal(r, STEP_CONFIRM_OLD_GONE, "begin", NULL)) != MM_OK)
+		return rc;
+	rc = poll(r, STEP_CONFIRM_OLD_GONE, check_gone, 0, now_ms() + r->opts.verify_timeout_ms,
+	          "waiting for the old mode to be gone", &diag);
+	if (rc != MM_OK)
+		return unfinished(r, STEP_CONFIRM_OLD_GONE, rc, &diag,
+		                  "the old mode is still visible after its teardown");
+	return journal(r, STEP_CONFIRM_OLD_GONE, "end", NULL);
+}
+
+/* The forward path from the first step not yet finished. */
+static int run_forward(struct run *r)
+{
+	static int (*const steps[])(struct run *r) = {
+		run_setup, run_verify, run_teardown_old, run_confirm_old_gone
+	};
+	enum step s;
+	int done, rc;
+
+	for (s = STEP_SETUP_NEW; s <= STEP_CONFIRM_OLD_GONE; s++) {
+		if (s >= STEP_TEARDOWN_OLD && !r->m->from_mode)
+			break;
+		if ((rc = step_done(r, s, &done)) != MM_OK)
+			return rc;
+		if (!done && (rc = steps[s](r)) != MM_OK)
+			return rc;
+		if (r->report->outcome)      /* rolled back inside the step */
+			return MM_OK;
+	}
+	return close_migration(r, "done", "switched");
+}
+
+static void parse_options(const char *json, struct mm_switch_options *opts)
+{
+	cJSON *o = json ? cJSON_Parse(json) : NULL;
+	cJSON *v;
+
+	opts->verify_timeout_ms = MM_DEFAULT_VERIFY_TIMEOUT_MS;
+	opts->poll_interval_ms = MM_DEFAULT_POLL_INTERVAL_MS;
+	if ((v = cJSON_GetObjectItem(o, "verify_timeout_ms")) && cJSON_IsNumber(v))
+		opts->verify_timeout_ms = (long)v->valuedouble;
+	if ((v = cJSON_GetObjectItem(o, "poll_interval_ms")) && cJSON_IsNumber(v))
+		opts->poll_interval_ms = (long)v->valuedouble;
+	opts->accept_conflicts = cJSON_IsTrue(cJSON_GetObjectItem(o, "accept_conflicts"));
+	cJSON_Delete(o);
+}
+
+static char *format_options(const struct mm_switch_options *opts)
+{
+	cJSON *o = cJSON_CreateObject();
+	char *text;
+
+	cJSON_AddNumberToObject(o, "verify_timeout_ms", (double)opts->verify_timeout_ms);
+	cJSON_AddNumberToObject(o, "poll_interval_ms", (double)opts->poll_interval_ms);
+	cJSON_AddBoolToObject(o, "accept_conflicts", opts->accept_conflicts);
+	text = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return text;
+}
+
+static int find_plugins(struct run *r)
+{
+	r->new_plugin = mm_plugins_find(r->e->plugins, r->m->to_mode);
+	if (!r->new_plugin) {
+		snprintf(r->err, MM_ERR_MAX, "%s: mode '%s' is not available (no plugin)", r->m->domain,
+		         r->m->to_mode);
+		return MM_ERR;
+	}
+	if (r->m->from_mode) {
+		r->old_plugin = mm_plugins_find(r->e->plugins, r->m->from_mode);
+		if (!r->old_plugin) {
+			snprintf(r->err, MM_ERR_MAX, "%s: mode '%s' is not available (no plugin)",
+			         r->m->domain, r->m->from_mode);
+			return MM_ERR;
+		}
+	}
+	return MM_OK;
+}
+
+static void run_init(struct run *r, struct mm_engine *e, struct mm_migration *m,
+                     struct mm_switch_report *report, char *err)
+{
+	memset(r, 0, sizeof(*r));
+	memset(report, 0, sizeof(*report));
+	r->e = e;
+	r->m = m;
+	r->report = report;
+	r->err = err;
+	r->started_ms = now_ms();
+	parse_options(m->options, &r->opts);
+}
+
+static void run_finish(struct run *r)
+{
+	r->report->elapsed_ms = now_ms() - r->started_ms;
+}
+
+int mm_migrate_start(struct mm_engine *e, const char *domain, const char *to_mode,
+                     const char *profile, const struct mm_switch_options *opts,
+                     struct mm_switch_report *report, char *err)
+{
+	struct mm_domain_row row;
+	struct mm_migration m = { 0 };
+	struct run r;
+	int found, rc;
+
+	rc = mm_state_get_domain(e->state, domain, &row, &found, err);
+	if (rc != MM_OK)
+		return rc;
+	m.domain = strdup(domain);
+	m.from_mode = found && row.mode ? strdup(row.mode) : NULL;
+	m.to_mode = strdup(to_mode);
+	m.profile = strdup(profile);
+	m.old_receipt = found && row.receipt ? strdup(row.receipt) : NULL;
+	m.old_adopted = found && row.adopted;
+	m.options = format_options(opts);
+	m.verify_deadline = now_ms() + opts->verify_timeout_ms;
+	mm_domain_row_clear(&row);
+	run_init(&r, e, &m, report, err);
+	r.opts.force = opts->force;
+	if (!m.domain || !m.to_mode || !m.profile || !m.options) {
+		snprintf(err, MM_ERR_MAX, "out of memory");
+		rc = MM_ERR;
+		goto out;
+	}
+	if ((rc = find_plugins(&r)) != MM_OK ||
+	    (rc = mm_state_migration_open(e->state, &m, err)) != MM_OK)
+		goto out;
+	rc = run_forward(&r);
+out:
+	run_finish(&r);
+	mm_migration_clear(&m);
+	return rc;
+}
+
+/* A copy the run may update (the new receipt). */
+static int copy_migration(const struct mm_migration *from, struct mm_migration *to, char *err)
+{
+	*to = *from;
+	to->domain = strdup(from->domain);
+	to->from_mode = from->from_mode ? strdup(from->from_mode) : NULL;
+	to->to_mode = strdup(from->to_mode);
+	to->profile = strdup(from->profile ? from->profile : "");
+	to->step = from->step ? strdup(from->step) : NULL;
+	to->old_receipt = from->old_receipt ? strdup(from->old_receipt) : NULL;
+	to->new_receipt = from->new_receipt ? strdup(from->new_receipt) : NULL;
+	to->options = from->options ? strdup(from->options) : NULL;
+	to->started_at = from->started_at ? strdup(from->started_at) : NULL;
+	if (!to->domain || !to->to_mode || !to->profile) {
+		snprintf(err, MM_ERR_MAX, "out of memory");
+		return MM_ERR;
+	}
+	return MM_OK;
+}
+
+/* Whether the journal says the migration is on its way back. */
+static int rolling_back(struct run *r, int *back)
+{
+	static const char *const markers[][2] = {
+		{ "setup_new", "fail" }, { "verify_new", "fail" }, { "abort", "end" },
+		{ "rollback_teardown_new", "begin" },
+	};
+	size_t i;
+	int rc;
+
+	*back = 0;
+	for (i = 0; i < sizeof(markers) / sizeof(markers[0]) && !*back; i++)
+		if ((rc = journal_has(r, markers[i][0], markers[i][1], back)) != MM_OK)
+			return rc;
+	return MM_OK;
+}
+
+int mm_migrate_resume(struct mm_engine *e, const struct mm_migration *open, int force,
+                      struct mm_switch_report *report, char *err)
+{
+	struct mm_migration m;
+	struct run r;
+	int back = 0, rc;
+
+	memset(&m, 0, sizeof(m));
+	rc = copy_migration(open, &m, err);
+	run_init(&r, e, &m, report, err);
+	r.opts.force = force;
+	if (rc == MM_OK)
+		rc = find_plugins(&r);
+	if (rc == MM_OK)
+		rc = rolling_back(&r, &back);
+	if (rc == MM_OK)
+		rc = back ? rollback(&r, MM_OK) : run_forward(&r);
+	run_finish(&r);
+	mm_migration_clear(&m);
+	return rc;
+}
+
+int mm_migrate_abort(struct mm_engine *e, const struct mm_migration *open,
+                     struct mm_switch_report *report, char *err)
+{
+	struct mm_migration m;
+	struct run r;
+	int began = 0, rc;
+
+	memset(&m, 0, sizeof(m));
+	rc = copy_migration(open, &m, err);
+	run_init(&r, e, &m, report, err);
+	if (rc == MM_OK)
+		rc = find_plugins(&r);
+	if (rc == MM_OK)
+		rc = journal_has(&r, step_names[STEP_TEARDOWN_OLD], "begin", &began);
+	if (rc == MM_OK && began) {
+		snprintf(err, MM_ERR_MAX,
+		         "%s: the migration to %s mode has begun tearing down %s mode, so it can only go forward: run 'mailmode resume %s'",
+		         m.domain, m.to_mode, m.from_mode, m.domain);
+		rc = MM_REFUSED;
+	}
+	if (rc == MM_OK)
+		rc = mm_state_journal(e->state, m.id, "abort", "end", NULL, err);
+	if (rc == MM_OK)
+		rc = rollback(&r, MM_OK);
+	run_finish(&r);
+	mm_migration_clear(&m);
+	return rc;
+}

@@ -1,0 +1,30 @@
+#ifndef MM_STATE_INTERNAL_H
+#define MM_STATE_INTERNAL_H
+
+/* Shared by the state store's files; not for the rest of the core. */
+#include "state.h"
+
+#include <sqlite3.h>
+
+struct mm_state {
+	sqlite3 *db;
+	char *path;
+	char actor[320];
+	char host[256];
+	long journal_writes;     /* for the crash test hook */
+};
+
+void mm_state_now_iso(char *buf, size_t len);
+long long mm_state_now_ms(void);
+/* Fills err from the SQLite error (naming the writer when busy); MM_ERR. */
+int mm_state_db_error(struct mm_state *st, int src, const char *what, char *err);
+/* Runs one statement with text parameters (NULL binds NULL). */
+int mm_state_run(struct mm_state *st, const char *sql, int nparams, const char *const *params,
+                 char *err);
+int mm_state_insert_audit(struct mm_state *st, const char *domain, const char *action,
+                          const char *detail, char *err);
+int mm_state_begin(struct mm_state *st, char *err);
+/* COMMIT when rc is MM_OK, ROLLBACK otherwise; returns the outcome. */
+int mm_state_finish(struct mm_state *st, int rc, char *err);
+
+#endif
