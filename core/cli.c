@@ -12,7 +12,8 @@ enum opt_flag {
 	O_FORCE = 1 << 3,
 	O_ACCEPT = 1 << 4,
 	O_TO = 1 << 5,
-	O_TIMING = 1 << 6
+	O_TIMING = 1 << 6,
+	O_DIR = 1 << 7
 };
 
 struct command_spec {
@@ -36,6 +37,7 @@ static const struct command_spec commands[] = {
 	{ "resume", O_FORCE, 0, 1, "resume [DOMAIN] [--force]" },
 	{ "abort", 0, 1, 1, "abort DOMAIN" },
 	{ "log", 0, 0, 1, "log [DOMAIN]" },
+	{ "sandbox", O_DIR, 1, 1, "sandbox start|stop|status [--dir DIR]" },
 	{ NULL, 0, 0, 0, NULL }
 };
 
@@ -119,6 +121,7 @@ static const struct value_opt value_opts[] = {
 	{ "--mode", O_MODE, offsetof(struct mm_args, mode) },
 	{ "--profile", O_PROFILE, offsetof(struct mm_args, profile) },
 	{ "--to", O_TO, offsetof(struct mm_args, to) },
+	{ "--dir", O_DIR, offsetof(struct mm_args, dir) },
 };
 
 struct duration_opt {

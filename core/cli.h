@@ -19,6 +19,7 @@ struct mm_args {
 	const char *command;
 	const char *mode;
 	const char *to;
+	const char *dir;
 	const char *profile;
 	const char *positional[MM_MAX_ARGS];
 	int npositional;
@@ -48,6 +49,7 @@ struct mm_ctx {
 	struct mm_state *state;
 	cJSON *doc;
 	char err[MM_ERR_MAX];
+	char err_detail[MAILMODE_DIAG_DETAIL_MAX];
 };
 
 /* Parses argv; returns MM_OK or MM_USAGE with ctx->err filled. */
@@ -81,6 +83,12 @@ int mm_check_other_modes(struct mm_ctx *ctx, const char *domain, const char *pro
 /* A JSON value from plugin text: parsed JSON, or the text as a string. */
 cJSON *mm_json_from_text(const char *text);
 
+struct mm_op;
+/* Prints the plugin's plan for one operation and adds it to the JSON plan
+ * array as {"step", "mode", "actions": [...]}. */
+int mm_show_plan(struct mm_ctx *ctx, cJSON *plan, const struct mm_op *op,
+                 enum mailmode_plan_op which);
+
 int mm_cmd_plugins(struct mm_ctx *ctx);
 int mm_cmd_status(struct mm_ctx *ctx);
 int mm_cmd_setup(struct mm_ctx *ctx);
@@ -91,5 +99,6 @@ int mm_cmd_log(struct mm_ctx *ctx);
 int mm_cmd_switch(struct mm_ctx *ctx);
 int mm_cmd_resume(struct mm_ctx *ctx);
 int mm_cmd_abort(struct mm_ctx *ctx);
+int mm_cmd_sandbox(struct mm_ctx *ctx);
 
 #endif

@@ -43,43 +43,6 @@ static int load_row(struct mm_ctx *ctx, struct job *job, int create)
 	return mm_state_get_domain(ctx->state, job->domain, &job->row, &job->found, ctx->err);
 }
 
-static void add_text_lines(cJSON *array, const char *text)
-{
-	const char *line = text;
-
-	while (line && *line) {
-		const char *eol = strchr(line, '\n');
-		size_t len = eol ? (size_t)(eol - line) : strlen(line);
-		char *copy = strndup(line, len);
-
-		if (copy)
-			cJSON_AddItemToArray(array, cJSON_CreateString(copy));
-		free(copy);
-		line = eol ? eol + 1 : NULL;
-	}
-}
-
-static int show_plan(struct mm_ctx *ctx, const struct mm_op *op, enum mailmode_plan_op which)
-{
-	struct mailmode_diag diag;
-	char *plan = NULL;
-	int rc = mm_op_plan(op, which, &plan, &diag);
-
-	if (rc != MM_OK)
-		return mm_fail_diag(ctx, rc, &diag);
-	add_text_lines(cJSON_AddArrayToObject(ctx->doc, "plan"), plan);
-	if (!ctx->output.json) {
-		printf("%s of %s in %s mode would:\n", which == MAILMODE_PLAN_SETUP ? "setup" : "teardown",
-		       op->domain, op->plugin->desc->name);
-		if (plan && *plan)
-			printf("  %s\n", plan);
-		else
-			printf("  (nothing: already done)\n");
-	}
-	free(plan);
-	return MM_OK;
-}
-
 /* Common start: domain, profile (from the state when it has one), plugin,
  * config validation. */
 static int prepare(struct mm_ctx *ctx, struct job *job, const char *mode, int create,
@@ -149,7 +112,7 @@ int mm_cmd_setup(struct mm_ctx *ctx)
 	if (!again && (rc = mm_check_other_modes(ctx, job.domain, job.profile, ctx->args.mode)) != MM_OK)
 		goto out;
 	if (ctx->args.dry_run) {
-		rc = show_plan(ctx, &op, MAILMODE_PLAN_SETUP);
+		rc = mm_show_plan(ctx, cJSON_AddArrayToObject(ctx->doc, "plan"), &op, MAILMODE_PLAN_SETUP);
 		goto out;
 	}
 	if ((rc = mm_lock_domain(ctx, job.domain, &job.locked)) != MM_OK)
@@ -226,7 +189,7 @@ int mm_cmd_teardown(struct mm_ctx *ctx)
 	                     .flags = (job.row.adopted ? MAILMODE_REQ_ADOPTED : 0) |
 	                              (ctx->args.force ? MAILMODE_REQ_FORCE : 0) };
 	if (ctx->args.dry_run) {
-		rc = show_plan(ctx, &op, MAILMODE_PLAN_TEARDOWN);
+		rc = mm_show_plan(ctx, cJSON_AddArrayToObject(ctx->doc, "plan"), &op, MAILMODE_PLAN_TEARDOWN);
 		goto out;
 	}
 	if ((rc = mm_lock_domain(ctx, job.domain, &job.locked)) != MM_OK)

@@ -36,67 +36,46 @@ static void engine_for(struct mm_ctx *ctx, struct mm_engine *e)
 	e->output = &ctx->output;
 }
 
-static int show_step_plan(struct mm_ctx *ctx, cJSON *plan, struct mm_plugin *p, const char *domain,
-                          const char *profile, const char *receipt, unsigned flags,
-                          enum mailmode_plan_op which)
+/* Plain steps of the plan that no plugin describes (verify, wait). */
+static void add_engine_step(struct mm_ctx *ctx, cJSON *plan, const char *step, const char *mode,
+                            const char *action)
 {
-	struct mm_op op = { .plugin = p, .domain = domain, .profile = profile, .receipt = receipt,
-	                    .flags = flags };
-	struct mailmode_diag diag;
-	char *text = NULL, header[256];
-	const char *line;
-	int rc = mm_op_plan(&op, which, &text, &diag);
+	cJSON *item = cJSON_CreateObject();
 
-	if (rc != MM_OK)
-		return mm_fail_diag(ctx, rc, &diag);
-	snprintf(header, sizeof(header), "%s %s mode", which == MAILMODE_PLAN_SETUP ? "setup" : "teardown",
-	         p->desc->name);
+	cJSON_AddStringToObject(item, "step", step);
+	cJSON_AddStringToObject(item, "mode", mode);
+	cJSON_AddItemToArray(cJSON_AddArrayToObject(item, "actions"), cJSON_CreateString(action));
+	cJSON_AddItemToArray(plan, item);
 	if (!ctx->output.json)
-		printf("%s:\n", header);
-	for (line = text; line && *line;) {
-		const char *eol = strchr(line, '\n');
-		int len = eol ? (int)(eol - line) : (int)strlen(line);
-		char item[4096];
-
-		snprintf(item, sizeof(item), "%s: %.*s", header, len, line);
-		cJSON_AddItemToArray(plan, cJSON_CreateString(item));
-		if (!ctx->output.json)
-			printf("  %.*s\n", len, line);
-		line = eol ? eol + 1 : NULL;
-	}
-	if (!text || !*text) {
-		if (!ctx->output.json)
-			printf("  (nothing: already done)\n");
-	}
-	free(text);
-	return MM_OK;
+		printf("%s %s mode: %s\n", step, mode, action);
 }
 
 static int dry_run(struct mm_ctx *ctx, const char *domain, const char *profile,
                    struct mm_plugin *to, struct mm_plugin *from, const struct mm_domain_row *row,
                    const struct mm_switch_options *opts)
 {
+	struct mm_op setup = { .plugin = to, .domain = domain, .profile = profile,
+	                       .flags = opts->accept_conflicts ? MAILMODE_REQ_ACCEPT_CONFLICTS : 0 };
+	struct mm_op teardown = { .plugin = from, .domain = domain, .profile = profile,
+	                          .receipt = row->receipt,
+	                          .flags = row->adopted ? MAILMODE_REQ_ADOPTED : 0 };
 	cJSON *plan = cJSON_AddArrayToObject(ctx->doc, "plan");
 	char verify[256];
 	int rc;
 
-	rc = show_step_plan(ctx, plan, to, domain, profile, NULL,
-	                    opts->accept_conflicts ? MAILMODE_REQ_ACCEPT_CONFLICTS : 0,
-	                    MAILMODE_PLAN_SETUP);
+	rc = mm_show_plan(ctx, plan, &setup, MAILMODE_PLAN_SETUP);
 	if (rc != MM_OK)
 		return rc;
-	snprintf(verify, sizeof(verify), "verify %s mode: poll every %.1fs (with backoff) for up to %.1fs, roll back if it never passes",
-	         to->desc->name, (double)opts->poll_interval_ms / 1000,
-	         (double)opts->verify_timeout_ms / 1000);
-	cJSON_AddItemToArray(plan, cJSON_CreateString(verify));
-	if (!ctx->output.json)
-		printf("%s\n", verify);
+	snprintf(verify, sizeof(verify),
+	         "poll every %.1fs (with backoff) for up to %.1fs; roll back if it never passes",
+	         (double)opts->poll_interval_ms / 1000, (double)opts->verify_timeout_ms / 1000);
+	add_engine_step(ctx, plan, "verify", to->desc->name, verify);
 	if (!from)
 		return MM_OK;
-	rc = show_step_plan(ctx, plan, from, domain, profile, row->receipt,
-	                    row->adopted ? MAILMODE_REQ_ADOPTED : 0, MAILMODE_PLAN_TEARDOWN);
-	if (rc == MM_OK && !ctx->output.json)
-		printf("then wait until %s mode is gone everywhere\n", from->desc->name);
+	rc = mm_show_plan(ctx, plan, &teardown, MAILMODE_PLAN_TEARDOWN);
+	if (rc == MM_OK)
+		add_engine_step(ctx, plan, "confirm", from->desc->name,
+		                "wait until it is gone on every server");
 	return rc;
 }
 

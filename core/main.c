@@ -79,6 +79,7 @@ static int dispatch(struct mm_ctx *ctx)
 		{ "teardown", mm_cmd_teardown }, { "adopt", mm_cmd_adopt },
 		{ "log", mm_cmd_log },         { "switch", mm_cmd_switch },
 		{ "resume", mm_cmd_resume },   { "abort", mm_cmd_abort },
+		{ "sandbox", mm_cmd_sandbox },
 	};
 	size_t i;
 
@@ -91,8 +92,11 @@ static int dispatch(struct mm_ctx *ctx)
 static void finish_output(struct mm_ctx *ctx, int rc)
 {
 	mm_progress_end(&ctx->output);
-	if (rc != MM_OK && ctx->err[0])
+	if (rc != MM_OK && ctx->err[0]) {
 		fprintf(stderr, "mailmode: error: %s\n", ctx->err);
+		if (!ctx->output.json && ctx->err_detail[0])
+			mm_print_block(ctx->err_detail, "  ");
+	}
 	if (ctx->output.json) {
 		char *text;
 

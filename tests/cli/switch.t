@@ -15,8 +15,8 @@ mm setup a.test --mode example >/dev/null
 
 run mm switch a.test --to twin --dry-run $FAST
 is "$rc" 0 "dry-run exits 0"
-like "$(printf '%s' "$out" | tr '\n' ' ')" "^setup twin mode: .*set route of a.test to twin-scanner" "dry-run: the new mode's setup first"
-like "$(printf '%s' "$out" | tr '\n' ' ')" "setup twin mode.*verify twin mode.*teardown example mode" "dry-run: in order setup, verify, teardown"
+like "$(printf '%s' "$out" | tr '\n' ' ')" "^setup of a.test in twin mode would: .*set route of a.test to twin-scanner" "dry-run: the new mode's setup first"
+like "$(printf '%s' "$out" | tr '\n' ' ')" "setup of a.test in twin.*verify twin mode.*teardown of a.test in example mode" "dry-run: in order setup, verify, teardown"
 is "$(world_route "$T" a.test)" "direct" "dry-run changed nothing"
 
 run mm switch a.test --to twin $FAST

@@ -1,0 +1,48 @@
+/* sandbox start|stop|status: the local rehearsal environment (BIND 9,
+ * the Microsoft 365 emulator) is run by a Python driver installed with the
+ * program; this command finds it and hands over. */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *default_dir(char *buf, size_t len)
+{
+	const char *runtime = getenv("XDG_RUNTIME_DIR");
+
+	snprintf(buf, len, "%s/mailmode-sandbox", runtime && *runtime ? runtime : "/tmp");
+	return buf;
+}
+
+int mm_cmd_sandbox(struct mm_ctx *ctx)
+{
+	const char *action = ctx->args.positional[0];
+	const char *datadir = getenv("MAILMODE_DATADIR");
+	char driver[4096], dirbuf[4096];
+	const char *dir = ctx->args.dir ? ctx->args.dir : default_dir(dirbuf, sizeof(dirbuf));
+	char *argv[] = { (char *)MM_PYTHON3, driver, (char *)action, (char *)"--dir", (char *)dir,
+	                 (char *)"--plugin-dir", ctx->plugin_dir, (char *)"--mailmode", NULL, NULL };
+	char self[4096];
+	ssize_t n;
+
+	if (strcmp(action, "start") != 0 && strcmp(action, "stop") != 0 &&
+	    strcmp(action, "status") != 0)
+		return mm_fail(ctx, MM_USAGE, "sandbox: unknown action '%s' (start, stop or status)",
+		               action);
+	snprintf(driver, sizeof(driver), "%s/sandbox/sandbox.py",
+	         datadir && *datadir ? datadir : MM_PKGDATADIR);
+	if (access(driver, R_OK) != 0)
+		return mm_fail(ctx, MM_ERR, "sandbox driver %s: %s (set MAILMODE_DATADIR when running from the source tree)",
+		               driver, strerror(errno));
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n < 0)
+		return mm_fail(ctx, MM_ERR, "cannot find the mailmode binary: %s", strerror(errno));
+	self[n] = '\0';
+	argv[8] = self;
+	fflush(stdout);
+	fflush(stderr);
+	execv(MM_PYTHON3, argv);
+	return mm_fail(ctx, MM_ERR, "cannot run %s: %s", MM_PYTHON3, strerror(errno));
+}
