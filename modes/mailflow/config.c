@@ -2,7 +2,6 @@
  * The mailflow profile, read from the INI configuration.
  *
  *   [profile NAME]                 the core passes this section
- *   mode    = mailflow
  *   tenant  = T                    -> [tenant T]
  *   service = S                    -> [service S]
  *
@@ -19,7 +18,8 @@
  *                        is {login_url}/{tenant}/oauth2/v2.0/token
  *   api_url            = admin API (default https://outlook.office365.com);
  *                        calls go to {api_url}/adminapi/beta/{tenant}/InvokeCommand
- *   ca_file            = CA bundle for both (default: system trust store)
+ *   ca_file            = CA bundle for both (default: the system trust
+ *                        store)
  *   retry_budget_ms    = time one request may spend retrying 429/503/504
  *                        (default: the host's, 120 s)
  *   timeout_ms         = one request attempt (default: the host's, 30 s)
@@ -43,9 +43,8 @@
  *
  * Secret and key files are read with host->secret_load: relative paths are
  * taken from the configuration file's directory, and files readable by
- * group or others are refused.  The certificate_file is read the same way
- * (the host offers no other path-resolving reader), so it needs the same
- * mode 0600/0400.
+ * group or others are refused.  certificate_file and ca_file are public:
+ * relative paths start at the configuration file's directory too.
  *
  * Object names (deterministic, so an interrupted setup is resumed and
  * never duplicated):
@@ -66,6 +65,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define DEFAULT_LOGIN_URL "https://login.microsoftonline.com"
 #define DEFAULT_API_URL "https://outlook.office365.com"
@@ -86,6 +86,17 @@ char *mf_strdup(const char *s)
 	copy = malloc(len);
 	if (copy)
 		memcpy(copy, s, len);
+	return copy;
+}
+
+/* A path from the configuration, made absolute by the host (relative paths
+ * start at the configuration file's directory), in our own allocation. */
+static char *config_path(const struct mailmode_host *host, const char *value)
+{
+	char *absolute = host->config_path(host->handle, value);
+	char *copy = absolute ? mf_strdup(absolute) : NULL;
+
+	host->free(absolute);
 	return copy;
 }
 
@@ -412,7 +423,7 @@ int mf_profile_load(const struct mailmode_host *host, const char *mode_section,
 		p->private_key_file = mf_strdup(value);
 	value = host->config_get(host->handle, p->tenant_section, "certificate_file");
 	if (!empty(value))
-		p->certificate_file = mf_strdup(value);
+		p->certificate_file = config_path(host, value);
 	if (!p->tenant || !p->client_id)
 		goto nomem;
 	if (!p->client_secret_file && !p->private_key_file) {
@@ -446,8 +457,14 @@ int mf_profile_load(const struct mailmode_host *host, const char *mode_section,
 		goto out;
 	}
 	value = host->config_get(host->handle, p->tenant_section, "ca_file");
-	if (!empty(value) && !(p->ca_file = mf_strdup(value)))
+	if (!empty(value) && !(p->ca_file = config_path(host, value)))
 		goto nomem;
+	if (p->ca_file && access(p->ca_file, R_OK) != 0) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "[%s]: 'ca_file' %s is not a readable file", p->tenant_section,
+		               p->ca_file);
+		goto out;
+	}
 	value = tenant_or_mode_key(host, p->tenant_section, mode_section,
 	                           "retry_budget_ms");
 	if (!empty(value) && (p->retry_budget_ms = parse_ms(value)) < 0) {

@@ -14,6 +14,7 @@
  */
 #include "mailflow.h"
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +147,15 @@ int mf_exo_error_inbound_restricted(const struct mf_exo_error *err)
 
 /* ------------------------------------------------------------------ */
 /* Requests */
+
+/* The Authorization header holds the bearer token: wiped before free. */
+static void free_secret(char *s)
+{
+	if (s) {
+		OPENSSL_cleanse(s, strlen(s));
+		free(s);
+	}
+}
 
 static int is_guid(const char *s)
 {
@@ -329,7 +339,7 @@ static int take_page(struct mf_exo *exo, const char *cmdlet, cJSON *page,
 			if (!cJSON_IsString(warning) || !*warning->valuestring)
 				continue;
 			host->log(host->handle, MAILMODE_LOG_WARNING,
-			          "mailflow: %s: %s", cmdlet, warning->valuestring);
+			          "%s: %s", cmdlet, warning->valuestring);
 			mf_buf_addf(&exo->warnings, "%s: %s\n", cmdlet,
 			            warning->valuestring);
 		}
@@ -400,7 +410,7 @@ int mf_exo_invoke(struct mf_exo *exo, const char *cmdlet, const cJSON *params,
 		rc = mf_token_get(exo->ctx, exo->tenant, profile, &token, diag);
 		if (rc != MAILMODE_OK)
 			goto out;
-		free(h_auth);
+		free_secret(h_auth);
 		free(h_request_id);
 		h_auth = mf_printf("Authorization: Bearer %s", token);
 		h_request_id = mf_guid(request_id) == 0
@@ -434,7 +444,7 @@ int mf_exo_invoke(struct mf_exo *exo, const char *cmdlet, const cJSON *params,
 			host->http_response_free(host->handle, &resp);
 			have_response = 0;
 		}
-		host->log(host->handle, MAILMODE_LOG_DEBUG, "mailflow: %s%s (tenant %s)",
+		host->log(host->handle, MAILMODE_LOG_DEBUG, "%s%s (tenant %s)",
 		          cmdlet, pages ? " next page" : "", profile->tenant);
 		exo->calls++;
 		rc = host->http_request(host->handle, exo->tenant->session, &req,
@@ -531,7 +541,7 @@ out:
 	free(first_url);
 	free(url);
 	free(next);
-	free(h_auth);
+	free_secret(h_auth);
 	free(h_cmdlet);
 	free(h_anchor);
 	free(h_request_id);

@@ -10,11 +10,17 @@
  */
 #include "mailflow.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+/* How long setup waits for a new connector to be usable by the rule, when
+ * the profile sets no retry budget. */
+#define DEFAULT_VISIBILITY_WAIT_MS 120000
+/* Objects made this recently may not be listed yet. */
+#define RECENT_SETUP_MS (30 * 60 * 1000)
 #define NOT_VISIBLE_HINT "new Exchange objects can take up to 30 minutes to become visible"
 
 /* One operation on one domain: the profile, the locked tenant and what was
@@ -32,6 +38,7 @@ struct op {
 	 * setup made, even if the profile changed since), else derived. */
 	char outbound_name[MF_NAME_MAX];
 	char inbound_name[MF_NAME_MAX];
+	int64_t set_up_at_ms;        /* from the receipt; 0: unknown */
 	cJSON *rules;                /* Get-TransportRule */
 	cJSON *outbound;             /* Get-OutboundConnector */
 	cJSON *inbound;              /* Get-InboundConnector */
@@ -64,6 +71,7 @@ static void names_from_receipt(struct op *op)
 	name = mf_field_str(cJSON_GetObjectItem(receipt, "inbound_connector"), "name");
 	if (name && strlen(name) < MF_NAME_MAX)
 		copy_name(op->inbound_name, name);
+	op->set_up_at_ms = (int64_t)mf_field_long(receipt, "set_up_at_ms", 0);
 	cJSON_Delete(receipt);
 }
 
@@ -98,7 +106,7 @@ static void op_end(struct op *op)
 {
 	if (op->exo.calls)
 		op->host->log(op->host->handle, MAILMODE_LOG_DEBUG,
-		              "mailflow: %d admin API request(s) for %s",
+		              "%d admin API request(s) for %s",
 		              op->exo.calls, op->req->domain);
 	mf_tenant_release(op->tenant);
 	mf_profile_free(op->profile);
@@ -109,11 +117,17 @@ static void op_end(struct op *op)
 	mf_buf_free(&op->warnings);
 }
 
-static void warn(struct op *op, const char *fmt, const char *a, const char *b)
+static void warn(struct op *op, const char *fmt, ...) MAILMODE_PRINTF(2, 3);
+static void warn(struct op *op, const char *fmt, ...)
 {
-	op->host->log(op->host->handle, MAILMODE_LOG_WARNING, fmt, a, b);
-	mf_buf_addf(&op->warnings, fmt, a, b);
-	mf_buf_add(&op->warnings, "\n");
+	char line[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	op->host->log(op->host->handle, MAILMODE_LOG_WARNING, "%s", line);
+	mf_buf_addf(&op->warnings, "%s\n", line);
 }
 
 /* Appends each line of text to the diagnostic's detail. */
@@ -153,15 +167,16 @@ static int invoke(struct op *op, const char *cmdlet, const cJSON *params,
 	return rc;
 }
 
-/* Get-* of a whole collection, with test-mode connectors included (they
- * are hidden otherwise, and a hidden one of ours would be duplicated). */
-static int read_collection(struct op *op, const char *cmdlet, int connectors,
+/* Get-* of a whole collection; outbound connectors with test-mode ones
+ * included (hidden otherwise, and a hidden one of ours would be
+ * duplicated). */
+static int read_collection(struct op *op, const char *cmdlet, int with_test_mode,
                            cJSON **out, struct mailmode_diag *diag)
 {
 	cJSON *params = NULL;
 	int rc;
 
-	if (connectors) {
+	if (with_test_mode) {
 		params = cJSON_CreateObject();
 		if (!params || !cJSON_AddBoolToObject(params, "IncludeTestModeConnectors", 1)) {
 			cJSON_Delete(params);
@@ -185,7 +200,7 @@ static int read_world(struct op *op, struct mailmode_diag *diag)
 	if (rc == MAILMODE_OK)
 		rc = read_collection(op, "Get-OutboundConnector", 1, &op->outbound, diag);
 	if (rc == MAILMODE_OK)
-		rc = read_collection(op, "Get-InboundConnector", 1, &op->inbound, diag);
+		rc = read_collection(op, "Get-InboundConnector", 0, &op->inbound, diag);
 	return rc;
 }
 
@@ -220,12 +235,6 @@ static int check_accepted_domain(struct op *op, struct mailmode_diag *diag)
 	struct mf_buf names = { 0 }, fallback = { 0 };
 	int found = 0, rc;
 
-	if (ends_with(domain, ".onmicrosoft.com")) {
-		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
-		               "%s is a Microsoft-managed domain: mailflow mode covers the tenant's own accepted domains only",
-		               domain);
-		return MAILMODE_ERR_CONFIG;
-	}
 	rc = invoke(op, "Get-AcceptedDomain", NULL, &accepted, diag);
 	if (rc != MAILMODE_OK)
 		goto out;
@@ -295,6 +304,12 @@ static int preflight(struct op *op, struct mailmode_diag *diag)
 	struct mf_buf conflicts = { 0 };
 	int n, rc;
 
+	if (ends_with(op->req->domain, ".onmicrosoft.com")) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "%s is a Microsoft-managed domain: mailflow mode covers the tenant's own accepted domains only",
+		               op->req->domain);
+		return MAILMODE_ERR_CONFIG;
+	}
 	host->progress(host->handle, "checking tenant %s", op->profile->tenant);
 	rc = check_organization(op, diag);
 	if (rc == MAILMODE_OK)
@@ -328,7 +343,7 @@ static int preflight(struct op *op, struct mailmode_diag *diag)
 			char *one = mf_printf("%.*s", (int)len, line);
 
 			if (one)
-				warn(op, "accepted conflict: %s%s", one, "");
+				warn(op, "accepted conflict: %s", one);
 			free(one);
 			line += len;
 			if (*line)
@@ -361,14 +376,17 @@ static int receipt_add(cJSON *receipt, const char *key, const char *name,
 
 /* The Set-* parameters: the New-* ones less what Set-* does not take. */
 static cJSON *set_params(const cJSON *new_params, const char *identity,
-                         int keep_priority)
+                         int is_rule, int keep_priority)
 {
 	cJSON *p = cJSON_Duplicate(new_params, 1);
 
 	if (!p)
 		return NULL;
 	cJSON_DeleteItemFromObjectCaseSensitive(p, "Name");
-	cJSON_DeleteItemFromObjectCaseSensitive(p, "Enabled");
+	/* Set-TransportRule has no Enabled (Enable-TransportRule does it);
+	 * the connectors' Set-* have. */
+	if (is_rule)
+		cJSON_DeleteItemFromObjectCaseSensitive(p, "Enabled");
 	if (!keep_priority)
 		cJSON_DeleteItemFromObjectCaseSensitive(p, "Priority");
 	if (!cJSON_AddStringToObject(p, "Identity", identity)) {
@@ -385,6 +403,7 @@ struct object_kind {
 	const char *receipt_key;
 	const char *new_cmdlet, *set_cmdlet;
 	const char *comment_field;   /* where our marker lives */
+	int is_rule;
 };
 
 static int reconcile_one(struct op *op, const struct object_kind *kind,
@@ -408,16 +427,18 @@ static int reconcile_one(struct op *op, const struct object_kind *kind,
 			               op->profile->managed_marker, kind->comment_field);
 			host->diag_append(diag, "rename or remove it, or set another name_prefix for service %s",
 			                  op->profile->service);
-			return MAILMODE_ERR_CONFLICT;
+			rc = MAILMODE_ERR_CONFLICT;
+			goto out;
 		}
 		if (!mismatches || !*mismatches) {
 			if (!apply)
 				mf_buf_addf(plan, "# %s '%s' exists and matches the profile: reused\n",
 				            kind->what, name);
-			return receipt_add(receipt, kind->receipt_key, name, existing, "reused") == 0
-			       ? MAILMODE_OK : MAILMODE_ERR_NOMEM;
+			if (receipt_add(receipt, kind->receipt_key, name, existing, "reused") != 0)
+				goto nomem;
+			goto out;
 		}
-		params = set_params(new_params, name, keep_priority);
+		params = set_params(new_params, name, kind->is_rule, keep_priority);
 		if (!params)
 			goto nomem;
 		if (!apply) {
@@ -436,8 +457,8 @@ static int reconcile_one(struct op *op, const struct object_kind *kind,
 				}
 			}
 			mf_cmdlet_line(plan, kind->set_cmdlet, params);
-			rc = receipt_add(receipt, kind->receipt_key, name, existing, "updated") == 0
-			     ? MAILMODE_OK : MAILMODE_ERR_NOMEM;
+			if (receipt_add(receipt, kind->receipt_key, name, existing, "updated") != 0)
+				goto nomem;
 			goto out;
 		}
 		host->progress(host->handle, "updating %s '%s'", kind->what, name);
@@ -451,8 +472,8 @@ static int reconcile_one(struct op *op, const struct object_kind *kind,
 	}
 	if (!apply) {
 		mf_cmdlet_line(plan, kind->new_cmdlet, new_params);
-		rc = receipt_add(receipt, kind->receipt_key, name, NULL, "created") == 0
-		     ? MAILMODE_OK : MAILMODE_ERR_NOMEM;
+		if (receipt_add(receipt, kind->receipt_key, name, NULL, "created") != 0)
+			goto nomem;
 		goto out;
 	}
 	host->progress(host->handle, "creating %s '%s'", kind->what, name);
@@ -461,10 +482,11 @@ static int reconcile_one(struct op *op, const struct object_kind *kind,
 		/* Made by an earlier, interrupted run and not listed yet
 		 * (eventual consistency): it is there; verify compares it. */
 		host->log(host->handle, MAILMODE_LOG_INFO,
-		          "mailflow: %s '%s' already exists but is not listed yet; reusing it",
+		          "%s '%s' already exists but is not listed yet; reusing it",
 		          kind->what, name);
-		rc = receipt_add(receipt, kind->receipt_key, name, NULL, "reused") == 0
-		     ? MAILMODE_OK : MAILMODE_ERR_NOMEM;
+		rc = MAILMODE_OK;
+		if (receipt_add(receipt, kind->receipt_key, name, NULL, "reused") != 0)
+			goto nomem;
 		goto out;
 	}
 	if (rc != MAILMODE_OK)
@@ -472,7 +494,7 @@ static int reconcile_one(struct op *op, const struct object_kind *kind,
 	if (receipt_add(receipt, kind->receipt_key, name, cJSON_GetArrayItem(made, 0),
 	                "created") != 0)
 		goto nomem;
-	host->log(host->handle, MAILMODE_LOG_INFO, "mailflow: created %s '%s' in tenant %s",
+	host->log(host->handle, MAILMODE_LOG_INFO, "created %s '%s' in tenant %s",
 	          kind->what, name, op->profile->tenant);
 	goto out;
 nomem:
@@ -486,15 +508,15 @@ out:
 
 static const struct object_kind inbound_kind = {
 	"inbound connector", "inbound_connector", "New-InboundConnector",
-	"Set-InboundConnector", "Comment"
+	"Set-InboundConnector", "Comment", 0
 };
 static const struct object_kind outbound_kind = {
 	"outbound connector", "outbound_connector", "New-OutboundConnector",
-	"Set-OutboundConnector", "Comment"
+	"Set-OutboundConnector", "Comment", 0
 };
 static const struct object_kind rule_kind = {
 	"transport rule", "rule", "New-TransportRule", "Set-TransportRule",
-	"Comments"
+	"Comments", 1
 };
 
 /* The inbound connector first: a tenant whose plan forbids inbound
@@ -511,7 +533,9 @@ static int reconcile(struct op *op, int apply, struct mf_buf *plan,
 
 	if (!cJSON_AddStringToObject(receipt, "tenant", profile->tenant) ||
 	    !cJSON_AddStringToObject(receipt, "service", profile->service) ||
-	    !cJSON_AddStringToObject(receipt, "domain", op->req->domain))
+	    !cJSON_AddStringToObject(receipt, "domain", op->req->domain) ||
+	    !cJSON_AddNumberToObject(receipt, "set_up_at_ms",
+	                             (double)host->clock_wall_ms(host->handle)))
 		goto nomem;
 
 	existing = mf_find_by_name(op->inbound, profile->inbound_name);
@@ -528,7 +552,7 @@ static int reconcile(struct op *op, int apply, struct mf_buf *plan,
 		               profile->tenant);
 		host->diag_append(diag, "Exchange said: %s", op->err.text);
 		host->diag_append(diag, "developer and trial subscriptions restrict inbound connectors; use gateway mode (MX) for this domain instead");
-		rc = MAILMODE_ERR_CONFLICT;
+		rc = MAILMODE_ERR_FAILED;
 	}
 	if (rc != MAILMODE_OK)
 		goto out;
@@ -558,9 +582,34 @@ static int reconcile(struct op *op, int apply, struct mf_buf *plan,
 		/* Priority only moves when ours is not above the others: a
 		 * rule of another of our domains may sit at 0. */
 		int move = mismatches.data && strstr(mismatches.data, "Priority:") != NULL;
+		int64_t started = host->clock_mono_ms(host->handle);
+		int64_t wait_ms = 1000;
+		long budget_ms = profile->retry_budget_ms > 0 ? profile->retry_budget_ms
+		                                              : DEFAULT_VISIBILITY_WAIT_MS;
 
-		rc = reconcile_one(op, &rule_kind, op->rule_name, existing, params,
-		                   mismatches.data, move, apply, plan, receipt, diag);
+		for (;;) {
+			rc = reconcile_one(op, &rule_kind, op->rule_name, existing, params,
+			                   mismatches.data, move, apply, plan, receipt, diag);
+			/* A connector made a moment ago may not be visible to
+			 * the rule cmdlets yet (eventual consistency). */
+			if (rc == MAILMODE_OK || !apply || !mf_exo_error_not_found(&op->err) ||
+			    !strstr(op->err.text, profile->outbound_name))
+				break;
+			if (host->clock_mono_ms(host->handle) - started + wait_ms > budget_ms) {
+				host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
+				               "outbound connector '%s' is not visible yet to transport rules in tenant %s: run setup again later, it resumes",
+				               profile->outbound_name, profile->tenant);
+				host->diag_append(diag, "Exchange said: %s", op->err.text);
+				host->diag_append(diag, "%s", NOT_VISIBLE_HINT);
+				rc = MAILMODE_ERR_FAILED;
+				break;
+			}
+			cJSON_DeleteItemFromObjectCaseSensitive(receipt, rule_kind.receipt_key);
+			host->progress(host->handle, "waiting for outbound connector '%s' to become visible",
+			               profile->outbound_name);
+			host->sleep_ms(host->handle, wait_ms);
+			wait_ms = wait_ms * 2 > 15000 ? 15000 : wait_ms * 2;
+		}
 	}
 	if (rc != MAILMODE_OK)
 		goto out;
@@ -660,6 +709,12 @@ static int unmake(struct op *op, int apply, struct mf_buf *plan,
 			goto out;
 	} else if (!apply) {
 		mf_buf_addf(plan, "# transport rule '%s' is already absent\n", op->rule_name);
+	} else if (op->set_up_at_ms &&
+	           host->clock_wall_ms(host->handle) - op->set_up_at_ms < RECENT_SETUP_MS) {
+		/* Gone, or made so recently that it is not listed yet: the
+		 * two look the same from here. */
+		warn(op, "transport rule '%s' was not found; setup ran less than 30 minutes ago, so it may still appear: check with 'mailmode status'",
+		     op->rule_name);
 	}
 
 	/* The connectors are shared: they stay while any other rule routes
@@ -684,7 +739,7 @@ static int unmake(struct op *op, int apply, struct mf_buf *plan,
 			mf_buf_addf(plan, "# connectors '%s' and '%s' stay: still used by %s\n",
 			            op->outbound_name, op->inbound_name, users.data);
 		host->log(host->handle, MAILMODE_LOG_INFO,
-		          "mailflow: keeping the connectors of service %s: still used by %s",
+		          "keeping the connectors of service %s: still used by %s",
 		          op->profile->service, users.data);
 		rc = MAILMODE_OK;
 		goto out;

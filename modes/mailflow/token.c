@@ -205,7 +205,7 @@ static int load_credentials(struct mf_ctx *ctx, const struct mf_profile *profile
                             struct mailmode_diag *diag)
 {
 	const struct mailmode_host *host = ctx->host;
-	char *key_pem = NULL, *cert_pem = NULL;
+	char *key_pem = NULL;
 	BIO *bio = NULL;
 	int rc;
 
@@ -229,11 +229,14 @@ static int load_credentials(struct mf_ctx *ctx, const struct mf_profile *profile
 		goto out;
 	}
 	if (profile->certificate_file) {
-		rc = host->secret_load(host->handle, profile->certificate_file,
-		                       &cert_pem, diag);
-		if (rc != MAILMODE_OK)
+		bio = BIO_new_file(profile->certificate_file, "r");
+		if (!bio) {
+			host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+			               "[%s]: certificate_file %s cannot be read",
+			               profile->tenant_section, profile->certificate_file);
+			rc = MAILMODE_ERR_CONFIG;
 			goto out;
-		bio = BIO_new_mem_buf(cert_pem, -1);
+		}
 	} else {
 		bio = BIO_new_mem_buf(key_pem, -1);
 	}
@@ -265,8 +268,6 @@ out:
 	BIO_free(bio);
 	if (key_pem)
 		host->secret_free(host->handle, key_pem);
-	if (cert_pem)
-		host->secret_free(host->handle, cert_pem);
 	if (rc != MAILMODE_OK) {
 		X509_free(*cert);
 		EVP_PKEY_free(*key);
@@ -532,7 +533,7 @@ int mf_token_get(struct mf_ctx *ctx, struct mf_tenant *tenant,
 	tenant->expires_at_ms = now + (int64_t)(lifetime_s * 1000);
 	*token = tenant->access_token;
 	host->log(host->handle, MAILMODE_LOG_DEBUG,
-	          "mailflow: token for tenant %s valid for %.0f s",
+	          "token for tenant %s valid for %.0f s",
 	          profile->tenant, lifetime_s);
 	rc = MAILMODE_OK;
 	goto out;

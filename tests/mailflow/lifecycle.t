@@ -1,0 +1,115 @@
+#!/bin/sh
+# mailflow: plan, setup, verify and teardown against the Microsoft 365
+# emulator; the tenant's resulting objects, the wire format, paging, and
+# the number of admin API calls of one setup+verify+teardown.
+. "$top_srcdir/tests/lib.sh"
+. "$top_srcdir/tests/mailflow/lib-mailflow.sh"
+
+plan 33
+
+mf_start --page-size 1
+mf_tenant
+mf_config secret
+
+# --- plan: the exact cmdlets, nothing changed
+run mm setup contoso.test --mode mailflow --profile p1 --dry-run
+is "$rc" 0 "setup --dry-run succeeds"
+like "$out" "New-InboundConnector -Name 'mailmode inbound from sophos' -ConnectorType 'OnPremises' -SenderDomains '\\*' -RequireTls:\\\$true -TlsSenderCertificateName '\\*.prod.hydra.sophos.com'" \
+	"plan: the inbound connector with its parameters"
+like "$out" "New-OutboundConnector -Name 'mailmode outbound to sophos' .*-SmartHosts 'mf-outbound-eu-west-1.prod.hydra.sophos.com' .*-TlsSettings 'DomainValidation' .*-IsTransportRuleScoped:\\\$true" \
+	"plan: the outbound connector with its parameters"
+like "$out" "New-TransportRule -Name 'mailmode route contoso.test' -Priority 0 -RecipientDomainIs 'contoso.test' -RouteMessageOutboundConnector 'mailmode outbound to sophos' -ExceptIfHeaderMatchesMessageHeader 'X-Sophos-Mailflow-Processing-Id'" \
+	"plan: the rule at priority 0 with the loop-header exception"
+is "$(mf_counts)" "0 0 0" "plan changed nothing in the tenant"
+
+# --- setup
+mf_reset_log
+run mm --json setup contoso.test --mode mailflow --profile p1
+is "$rc" 0 "setup succeeds"
+setup_out=$out
+like "$err" "contoso.onmicrosoft.com\\) is not covered" "setup warns that the onmicrosoft.com domain is not covered"
+is "$(mf_counts)" "1 1 1" "tenant has one inbound, one outbound connector and one rule"
+is "$(mf_state '[(o["ConnectorType"], o["SmartHosts"], o["UseMXRecord"], o["TlsSettings"], o["TlsDomain"], o["IsTransportRuleScoped"], o["Enabled"]) for o in s["outbound_connectors"]]')" \
+	"[('OnPremises', ['mf-outbound-eu-west-1.prod.hydra.sophos.com'], False, 'DomainValidation', 'mf-outbound-eu-west-1.prod.hydra.sophos.com', True, True)]" \
+	"outbound connector: OnPremises, smart host, TLS domain validation, rule-scoped"
+is "$(mf_state '[(o["ConnectorType"], o["SenderDomains"], o["RequireTls"], o["TlsSenderCertificateName"], o["Enabled"]) for o in s["inbound_connectors"]]')" \
+	"[('OnPremises', ['smtp:*;1'], True, '*.prod.hydra.sophos.com', True)]" \
+	"inbound connector: TLS required, the service's certificate name"
+is "$(mf_state '[(o["Name"], o["Priority"], o["State"], o["Mode"], o["RecipientDomainIs"], o["RouteMessageOutboundConnector"], o["ExceptIfHeaderMatchesMessageHeader"], "managed by mailmode" in o["Comments"]) for o in s["rules"]]')" \
+	"[('mailmode route contoso.test', 0, 'Enabled', 'Enforce', ['contoso.test'], 'mailmode outbound to sophos', 'X-Sophos-Mailflow-Processing-Id', True)]" \
+	"rule: priority 0, enabled, enforced, the domain, routed, loop exception, marked managed"
+receipt_guids=$(printf '%s' "$setup_out" | "$PYTHON3" -c '
+import json, sys
+r = json.load(sys.stdin)["receipt"]
+print(" ".join(r[k]["guid"] for k in ("inbound_connector", "outbound_connector", "rule")))')
+is "$receipt_guids" "$(mf_state '" ".join([s["inbound_connectors"][0]["Guid"], s["outbound_connectors"][0]["Guid"], s["rules"][0]["Guid"]])')" \
+	"receipt holds the names and GUIDs of the three objects"
+is "$(mf_stat token_requests)" 1 "one token for the whole setup (cached)"
+is "$(mf_requests 'len(set(x["headers"].get("connection-id") for x in r))')" 1 \
+	"one connection-id for the session"
+is "$(mf_requests 'len(set(x["headers"]["client-request-id"] for x in r)) == len(r)')" True \
+	"a new client-request-id per request"
+is "$(mf_requests 'all(x["headers"].get("X-CmdletName") == x["cmdlet"] and x["headers"].get("X-AnchorMailbox") == "UPN:SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}@contoso.onmicrosoft.com" and x["headers"].get("X-ResponseFormat") == "json" for x in r)')" True \
+	"X-CmdletName, X-AnchorMailbox and X-ResponseFormat on every request"
+is "$(mf_requests 'sum(1 for x in r if x["cmdlet"] == "Get-AcceptedDomain" and "skiptoken" in x["path"])')" 2 \
+	"paging: @odata.nextLink followed for the accepted domains (3 domains, page size 1)"
+is "$(mf_requests 'all(x["body"]["CmdletInput"]["Parameters"].get("Confirm") is False for x in r if x["cmdlet"].startswith("Remove-"))')" True \
+	"removals (if any) pass Confirm:false"
+
+# --- setup again: idempotent
+mf_reset_log
+run mm setup contoso.test --mode mailflow --profile p1
+is "$rc" 0 "setup again succeeds"
+is "$(mf_counts) $(mf_requests 'sum(1 for x in r if not x["cmdlet"].startswith("Get-"))')" "1 1 1 0" \
+	"setup again reuses everything: no write cmdlet"
+
+# --- verify, teardown
+run mm verify contoso.test
+is "$rc" 0 "verify succeeds"
+run mm teardown contoso.test --dry-run
+like "$out" "Remove-TransportRule -Identity 'mailmode route contoso.test' -Confirm:\\\$false" \
+	"teardown plan removes the rule"
+like "$out" "Remove-OutboundConnector -Identity 'mailmode outbound to sophos' -Confirm:\\\$false" \
+	"teardown plan removes the unused connectors"
+run mm teardown contoso.test
+is "$rc" 0 "teardown succeeds"
+is "$(mf_counts)" "0 0 0" "teardown removed the rule and both connectors"
+
+# --- teardown when the objects are already gone
+run mm setup contoso.test --mode mailflow --profile p1
+mf_invoke Remove-TransportRule '{"Identity":"mailmode route contoso.test","Confirm":false}'
+mf_invoke Remove-OutboundConnector '{"Identity":"mailmode outbound to sophos","Confirm":false}'
+run mm teardown contoso.test
+is "$rc" 0 "teardown succeeds when the rule and a connector are already gone"
+like "$err" "transport rule 'mailmode route contoso.test' was not found; setup ran less than 30 minutes ago" \
+	"and warns that a recently made rule may just not be listed yet"
+is "$(mf_counts)" "0 0 0" "and removes what was left"
+
+# --- multi-valued fields as arrays instead of bare strings
+emu_ctl POST /_emu/config '{"bare_string_singletons": false}' >/dev/null
+run mm setup contoso.test --mode mailflow --profile p1
+run mm verify contoso.test
+is "$rc" 0 "verify reads one-element lists sent as arrays too"
+run mm teardown contoso.test
+is "$rc" 0 "and teardown"
+emu_ctl POST /_emu/config '{"bare_string_singletons": true}' >/dev/null
+
+# --- the cost of one setup + verify + teardown, at Microsoft's page size
+emu_ctl POST /_emu/config '{"page_size": 1000}' >/dev/null
+mf_reset_log
+run mm setup contoso.test --mode mailflow --profile p1
+setup_rc=$rc
+setup_calls=$(mf_requests 'len(r)')
+run mm verify contoso.test
+verify_rc=$rc
+verify_calls=$(($(mf_requests 'len(r)') - setup_calls))
+run mm teardown contoso.test
+teardown_rc=$rc
+total=$(mf_requests 'len(r)')
+by_cmdlet=$(mf_requests '" ".join("%s=%d" % (c, n) for c, n in sorted(__import__("collections").Counter(x["cmdlet"] for x in r).items()))')
+diag "admin API calls: setup $setup_calls, verify $verify_calls, teardown $((total - setup_calls - verify_calls)), total $total"
+diag "by cmdlet: $by_cmdlet"
+diag "token requests: $(mf_stat token_requests) (one per mailmode process)"
+is "$setup_rc $verify_rc $teardown_rc" "0 0 0" "setup, verify and teardown succeed"
+ok $([ "$total" -le 18 ]; echo $?) "one setup+verify+teardown takes at most 18 admin API calls (took $total)"
+is "$(mf_counts)" "0 0 0" "nothing left behind"
