@@ -78,6 +78,11 @@ struct gw_config {
 int gw_config_load(const struct gw_ctx *ctx, const struct mailmode_request *req,
                    struct gw_config *cfg, struct mailmode_diag *diag);
 
+/* Loads the TSIG secret (host->secret_load: refuses group/world-readable
+ * files) and checks it is base64.  Free with host->secret_free. */
+int gw_config_load_secret(const struct gw_ctx *ctx, const struct gw_config *cfg,
+                          char **secret, struct mailmode_diag *diag);
+
 /* ldns spells TSIG algorithms as absolute names ("hmac-sha256."). */
 const char *gw_config_tsig_algorithm_ldns(const struct gw_config *cfg);
 
@@ -99,6 +104,10 @@ void gw_mx_set_format(const struct gw_mx_set *set, bool with_ttl, char *buf,
                       size_t len);
 /* Lower-case and absolute: "MX1.Example.test" -> "mx1.example.test.". */
 int gw_name_normalise(const char *in, char *out, size_t out_len);
+
+/* The set as a JSON array of {"pref","host","ttl"}, or NULL (no memory). */
+struct cJSON;
+struct cJSON *gw_mx_set_json(const struct gw_mx_set *set);
 
 /* What setup did, stored by the core and handed back to verify/teardown:
  * {"version":1,"zone":"example.test","mx":[{"pref":10,"host":"...",
@@ -152,7 +161,7 @@ struct gw_server_view {
 	char ns_name[GW_NAME_MAX];
 	char address[GW_ADDR_MAX];
 	bool answered;              /* authoritative NOERROR for SOA and MX */
-	char error[256];            /* why not, when !answered */
+	char error[MAILMODE_DIAG_SUMMARY_MAX]; /* why not, when !answered */
 	uint32_t serial;
 	bool zone_signed;           /* the SOA came with an RRSIG */
 	bool mx_signed;             /* the MX set came with an RRSIG */

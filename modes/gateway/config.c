@@ -1,0 +1,424 @@
+/*
+ * Gateway mode configuration.
+ *
+ * The core passes the profile's INI section in req->section ("profile
+ * NAME"); it points to a DNS profile and a service profile:
+ *
+ *   [profile NAME]
+ *   dns = LAB                  ; required: the [dns LAB] section
+ *   service = GW               ; required: the [service GW] section
+ *   zone = example.test        ; optional: the zone holding the domain's MX;
+ *                              ;   default: found with an SOA walk (a mail
+ *                              ;   domain may sit below its zone apex)
+ *   fallback_mx = 0 contoso-test.mail.protection.outlook.test
+ *                              ; optional: the MX set teardown restores for
+ *                              ;   a domain adopted in gateway mode (there
+ *                              ;   is no receipt with the original set)
+ *   fallback_ttl = 3600        ; optional: TTL of fallback_mx (default 3600)
+ *
+ *   [dns LAB]
+ *   primary = 192.0.2.53       ; optional: where UPDATEs and the reads
+ *                              ;   before them go (address or host name);
+ *                              ;   default: the zone's SOA MNAME.  Set it
+ *                              ;   for hidden primaries.
+ *   port = 53                  ; optional: port of the primary and of every
+ *                              ;   authoritative server (default 53)
+ *   resolver = 127.0.0.53      ; optional: address where the SOA walk and the
+ *                              ;   NS/address lookups are asked (recursion
+ *                              ;   desired); default: /etc/resolv.conf
+ *   resolver_port = 53         ; optional: port of `resolver` (default 53)
+ *   tsig_key = gw-key          ; required: TSIG key name
+ *   tsig_algorithm = hmac-sha256 ; optional: hmac-sha256 (default) or
+ *                              ;   hmac-sha512
+ *   tsig_secret_file = gw-key.secret
+ *                              ; required: file holding the base64 secret;
+ *                              ;   refused when group/world-readable;
+ *                              ;   relative to the config file's directory
+ *   timeout = 5                ; optional: seconds to wait for each answer
+ *                              ;   (1-300); UDP queries are tried twice,
+ *                              ;   TCP reads and UPDATEs once
+ *   debug_pause_before_update_ms = 0
+ *                              ; TESTING AID, leave unset in production:
+ *                              ;   setup and teardown wait this long (via
+ *                              ;   the host's sleep) between reading the MX
+ *                              ;   set and sending the UPDATE, so a test can
+ *                              ;   change the MX in between and check that
+ *                              ;   the compare-and-swap refuses (NXRRSET).
+ *                              ;   A warning is logged whenever it is set.
+ *
+ *   [service GW]
+ *   gateway_mx = 10 mx-01.gw.test, 20 mx-02.gw.test
+ *                              ; required: the gateway MX set
+ *                              ;   ("PREF HOST" items, comma-separated)
+ *   gateway_ttl = 300          ; optional: their TTL (default 300)
+ *
+ * UPDATEs always go over TCP: a UDP resend of an UPDATE that was already
+ * applied would come back NXRRSET and make the outcome ambiguous.
+ */
+#include "gateway.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ldns/ldns.h>
+
+#define DEFAULT_PORT 53
+#define DEFAULT_TIMEOUT_S 5
+#define DEFAULT_GATEWAY_TTL 300
+#define DEFAULT_FALLBACK_TTL 3600
+#define MAX_TTL 2147483647L      /* RFC 2181: TTLs are 31-bit */
+#define MAX_DEBUG_PAUSE_MS 600000
+
+struct key_reader {
+	const struct gw_ctx *ctx;
+	struct mailmode_diag *diag;
+};
+
+static const char *get(const struct key_reader *kr, const char *section,
+                       const char *key)
+{
+	const struct mailmode_host *host = kr->ctx->host;
+	const char *value = host->config_get(host->handle, section, key);
+
+	/* An empty value is as good as none: every key here needs content. */
+	if (value && value[0] == '\0')
+		return NULL;
+	return value;
+}
+
+static int missing(const struct key_reader *kr, const char *section,
+                   const char *key, const char *what)
+{
+	kr->ctx->host->diag_set(kr->diag, MAILMODE_SEV_ERROR, 0,
+	                        "[%s] %s: missing (%s)", section, key, what);
+	return MAILMODE_ERR_CONFIG;
+}
+
+static int bad_value(const struct key_reader *kr, const char *section,
+                     const char *key, const char *value, const char *why)
+{
+	kr->ctx->host->diag_set(kr->diag, MAILMODE_SEV_ERROR, 0,
+	                        "[%s] %s: '%s' %s", section, key, value, why);
+	return MAILMODE_ERR_CONFIG;
+}
+
+/* An optional integer key within [min, max]; *out keeps its default when
+ * the key is absent. */
+static int read_long(const struct key_reader *kr, const char *section,
+                     const char *key, long min, long max, long *out)
+{
+	const char *value = get(kr, section, key);
+	char *end = NULL;
+	long parsed;
+	char why[96];
+
+	if (!value)
+		return MAILMODE_OK;
+	errno = 0;
+	parsed = strtol(value, &end, 10);
+	if (errno != 0 || end == value || *end != '\0' || parsed < min ||
+	    parsed > max) {
+		snprintf(why, sizeof(why), "is not a whole number from %ld to %ld",
+		         min, max);
+		return bad_value(kr, section, key, value, why);
+	}
+	*out = parsed;
+	return MAILMODE_OK;
+}
+
+/* A section reference ("dns = lab" -> "dns lab"). */
+static int read_section_ref(const struct key_reader *kr, const char *section,
+                            const char *key, char *out, size_t out_len)
+{
+	const char *value = get(kr, section, key);
+	const char *p;
+
+	if (!value) {
+		return missing(kr, section, key,
+		               strcmp(key, "dns") == 0
+		                       ? "the gateway mode needs dns = NAME, "
+		                         "naming a [dns NAME] section"
+		                       : "the gateway mode needs service = NAME, "
+		                         "naming a [service NAME] section");
+	}
+	for (p = value; *p; p++) {
+		if (*p == ']' || *p == '[' || *p == '\n')
+			return bad_value(kr, section, key, value,
+			                 "is not a section name");
+	}
+	if ((size_t)snprintf(out, out_len, "%s %s", key, value) >= out_len)
+		return bad_value(kr, section, key, value, "is too long");
+	return MAILMODE_OK;
+}
+
+static bool is_ip_address(const char *text)
+{
+	unsigned char buf[16];
+
+	return inet_pton(AF_INET, text, buf) == 1 ||
+	       inet_pton(AF_INET6, text, buf) == 1;
+}
+
+static int read_profile(const struct key_reader *kr, const char *section,
+                        struct gw_config *cfg)
+{
+	const char *value;
+	long fallback_ttl = DEFAULT_FALLBACK_TTL;
+	char err[256];
+	int rc;
+
+	rc = read_section_ref(kr, section, "dns", cfg->dns_section,
+	                      sizeof(cfg->dns_section));
+	if (rc != MAILMODE_OK)
+		goto out;
+	rc = read_section_ref(kr, section, "service", cfg->service_section,
+	                      sizeof(cfg->service_section));
+	if (rc != MAILMODE_OK)
+		goto out;
+
+	value = get(kr, section, "zone");
+	if (value) {
+		rc = gw_name_normalise(value, cfg->zone, sizeof(cfg->zone));
+		if (rc != MAILMODE_OK) {
+			rc = bad_value(kr, section, "zone", value,
+			               "is not a domain name");
+			goto out;
+		}
+		/* Kept without the final dot, like the domains the core passes. */
+		cfg->zone[strlen(cfg->zone) - 1] = '\0';
+	}
+
+	rc = read_long(kr, section, "fallback_ttl", 0, MAX_TTL, &fallback_ttl);
+	if (rc != MAILMODE_OK)
+		goto out;
+	value = get(kr, section, "fallback_mx");
+	if (value) {
+		rc = gw_mx_set_parse(value, (uint32_t)fallback_ttl,
+		                     &cfg->fallback, err, sizeof(err));
+		if (rc != MAILMODE_OK) {
+			rc = bad_value(kr, section, "fallback_mx", value, err);
+			goto out;
+		}
+		cfg->has_fallback = true;
+	}
+	rc = MAILMODE_OK;
+out:
+	return rc;
+}
+
+static int read_dns(const struct key_reader *kr, struct gw_config *cfg)
+{
+	const char *section = cfg->dns_section;
+	const char *value;
+	long number;
+	int rc;
+
+	value = get(kr, section, "primary");
+	if (value) {
+		if (is_ip_address(value)) {
+			snprintf(cfg->primary, sizeof(cfg->primary), "%s", value);
+		} else if (gw_name_normalise(value, cfg->primary,
+		                             sizeof(cfg->primary)) != MAILMODE_OK) {
+			rc = bad_value(kr, section, "primary", value,
+			               "is neither an IP address nor a host name");
+			goto out;
+		}
+	}
+
+	number = DEFAULT_PORT;
+	rc = read_long(kr, section, "port", 1, 65535, &number);
+	if (rc != MAILMODE_OK)
+		goto out;
+	cfg->port = (uint16_t)number;
+
+	value = get(kr, section, "resolver");
+	if (value) {
+		if (!is_ip_address(value)) {
+			rc = bad_value(kr, section, "resolver", value,
+			               "is not an IP address");
+			goto out;
+		}
+		snprintf(cfg->resolver, sizeof(cfg->resolver), "%s", value);
+	}
+	number = DEFAULT_PORT;
+	rc = read_long(kr, section, "resolver_port", 1, 65535, &number);
+	if (rc != MAILMODE_OK)
+		goto out;
+	cfg->resolver_port = (uint16_t)number;
+
+	value = get(kr, section, "tsig_key");
+	if (!value) {
+		rc = missing(kr, section, "tsig_key",
+		             "the TSIG key name the primary knows; is there a "
+		             "[dns ...] section of that name?");
+		goto out;
+	}
+	if (gw_name_normalise(value, cfg->tsig_key, sizeof(cfg->tsig_key)) !=
+	    MAILMODE_OK) {
+		rc = bad_value(kr, section, "tsig_key", value,
+		               "is not a valid key name");
+		goto out;
+	}
+	/* Key names are compared as domain names; ldns wants no final dot. */
+	cfg->tsig_key[strlen(cfg->tsig_key) - 1] = '\0';
+
+	value = get(kr, section, "tsig_algorithm");
+	if (!value)
+		value = "hmac-sha256";
+	if (strcmp(value, "hmac-sha256") != 0 && strcmp(value, "hmac-sha512") != 0) {
+		/* hmac-sha384 is misspelt inside ldns 1.8 and cannot work. */
+		rc = bad_value(kr, section, "tsig_algorithm", value,
+		               "is not supported (use hmac-sha256 or hmac-sha512)");
+		goto out;
+	}
+	snprintf(cfg->tsig_algorithm, sizeof(cfg->tsig_algorithm), "%s", value);
+
+	value = get(kr, section, "tsig_secret_file");
+	if (!value) {
+		rc = missing(kr, section, "tsig_secret_file",
+		             "a file holding the key's base64 secret, mode 0600");
+		goto out;
+	}
+	if ((size_t)snprintf(cfg->tsig_secret_file, sizeof(cfg->tsig_secret_file),
+	                     "%s", value) >= sizeof(cfg->tsig_secret_file)) {
+		rc = bad_value(kr, section, "tsig_secret_file", value, "is too long");
+		goto out;
+	}
+
+	number = DEFAULT_TIMEOUT_S;
+	rc = read_long(kr, section, "timeout", 1, 300, &number);
+	if (rc != MAILMODE_OK)
+		goto out;
+	cfg->timeout_s = (int)number;
+
+	number = 0;
+	rc = read_long(kr, section, "debug_pause_before_update_ms", 0,
+	               MAX_DEBUG_PAUSE_MS, &number);
+	if (rc != MAILMODE_OK)
+		goto out;
+	cfg->debug_pause_before_update_ms = number;
+	rc = MAILMODE_OK;
+out:
+	return rc;
+}
+
+static int read_service(const struct key_reader *kr, struct gw_config *cfg)
+{
+	const char *section = cfg->service_section;
+	const char *value;
+	long ttl = DEFAULT_GATEWAY_TTL;
+	char err[256];
+	int rc;
+
+	rc = read_long(kr, section, "gateway_ttl", 0, MAX_TTL, &ttl);
+	if (rc != MAILMODE_OK)
+		goto out;
+	value = get(kr, section, "gateway_mx");
+	if (!value) {
+		rc = missing(kr, section, "gateway_mx",
+		             "the gateway MX set, e.g. '10 mx-01.gw.example, "
+		             "20 mx-02.gw.example'; is there a [service ...] "
+		             "section of that name?");
+		goto out;
+	}
+	rc = gw_mx_set_parse(value, (uint32_t)ttl, &cfg->gateway, err,
+	                     sizeof(err));
+	if (rc == MAILMODE_OK && cfg->gateway.count == 0)
+		snprintf(err, sizeof(err), "holds no MX record");
+	if (rc != MAILMODE_OK || cfg->gateway.count == 0) {
+		rc = bad_value(kr, section, "gateway_mx", value, err);
+		goto out;
+	}
+	rc = MAILMODE_OK;
+out:
+	return rc;
+}
+
+int gw_config_load(const struct gw_ctx *ctx, const struct mailmode_request *req,
+                   struct gw_config *cfg, struct mailmode_diag *diag)
+{
+	struct key_reader kr = { .ctx = ctx, .diag = diag };
+	int rc;
+
+	memset(cfg, 0, sizeof(*cfg));
+	if (!req->section) {
+		ctx->host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		                    "no profile given for %s: the gateway mode "
+		                    "needs one (--profile)", req->domain);
+		rc = MAILMODE_ERR_CONFIG;
+		goto out;
+	}
+	rc = read_profile(&kr, req->section, cfg);
+	if (rc != MAILMODE_OK)
+		goto out;
+	rc = read_dns(&kr, cfg);
+	if (rc != MAILMODE_OK)
+		goto out;
+	rc = read_service(&kr, cfg);
+	if (rc != MAILMODE_OK)
+		goto out;
+	if (cfg->zone[0]) {
+		size_t zlen = strlen(cfg->zone), dlen = strlen(req->domain);
+
+		/* The domain must be the zone or below it. */
+		if (!(dlen == zlen && strcmp(req->domain, cfg->zone) == 0) &&
+		    !(dlen > zlen && req->domain[dlen - zlen - 1] == '.' &&
+		      strcmp(req->domain + dlen - zlen, cfg->zone) == 0)) {
+			char why[GW_NAME_MAX + 32];
+
+			snprintf(why, sizeof(why), "does not contain the domain %s",
+			         req->domain);
+			rc = bad_value(&kr, req->section, "zone", cfg->zone, why);
+			goto out;
+		}
+	}
+out:
+	return rc;
+}
+
+int gw_config_load_secret(const struct gw_ctx *ctx, const struct gw_config *cfg,
+                          char **secret, struct mailmode_diag *diag)
+{
+	const struct mailmode_host *host = ctx->host;
+	ldns_rdf *decoded = NULL;
+	int rc;
+
+	*secret = NULL;
+	rc = host->secret_load(host->handle, cfg->tsig_secret_file, secret, diag);
+	if (rc != MAILMODE_OK) {
+		/* The host's summary names the file; say which key it is for. */
+		host->diag_append(diag, "[%s] tsig_secret_file: '%s' (secret of TSIG "
+		                  "key %s)", cfg->dns_section, cfg->tsig_secret_file,
+		                  cfg->tsig_key);
+		goto out;
+	}
+	/* A secret that is not base64 would only show up as BADSIG later. */
+	if (ldns_str2rdf_b64(&decoded, *secret) != LDNS_STATUS_OK || !decoded ||
+	    ldns_rdf_size(decoded) == 0) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "[%s] tsig_secret_file: '%s' does not hold a base64 "
+		               "TSIG secret", cfg->dns_section, cfg->tsig_secret_file);
+		rc = MAILMODE_ERR_CONFIG;
+		goto out;
+	}
+	rc = MAILMODE_OK;
+out:
+	if (decoded) {
+		explicit_bzero(ldns_rdf_data(decoded), ldns_rdf_size(decoded));
+		ldns_rdf_deep_free(decoded);
+	}
+	if (rc != MAILMODE_OK && *secret) {
+		host->secret_free(host->handle, *secret);
+		*secret = NULL;
+	}
+	return rc;
+}
+
+const char *gw_config_tsig_algorithm_ldns(const struct gw_config *cfg)
+{
+	return strcmp(cfg->tsig_algorithm, "hmac-sha512") == 0 ? "hmac-sha512."
+	                                                       : "hmac-sha256.";
+}
