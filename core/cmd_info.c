@@ -58,15 +58,22 @@ struct status_run {
 
 /* Observes one mode for the domain; records drift against the state. */
 static void observe_mode(struct status_run *run, struct mm_plugin *p, const char *domain,
-                         const char *profile, const char *state_mode, const char *migrating_to,
-                         cJSON *observed, cJSON *drift)
+                         const char *profile, const struct mm_domain_row *row,
+                         const char *migrating_to, cJSON *observed, cJSON *drift)
 {
+	const char *state_mode = row ? row->mode : NULL;
 	struct mm_op op = { .plugin = p, .domain = domain, .profile = profile };
 	enum mailmode_presence presence;
 	struct mailmode_diag diag;
 	cJSON *item;
 	char *report = NULL, line[1024] = "";
 	int is_state_mode = state_mode && strcmp(state_mode, p->desc->name) == 0;
+
+	/* The domain's own mode is observed against what its setup recorded. */
+	if (is_state_mode) {
+		op.receipt = row->receipt;
+		op.flags = row->adopted ? MAILMODE_REQ_ADOPTED : 0;
+	}
 
 	if (mm_op_validate(&op, &diag) != MM_OK) {
 		if (is_state_mode) {
@@ -142,7 +149,7 @@ static int status_one(struct status_run *run, const char *domain, const struct m
 	drift = cJSON_AddArrayToObject(item, "drift");
 	if (profile[0])
 		for (i = 0; i < ctx->plugins.count; i++)
-			observe_mode(run, ctx->plugins.plugins[i], domain, profile, mode,
+			observe_mode(run, ctx->plugins.plugins[i], domain, profile, row,
 			             migrating ? migration.to_mode : NULL, observed, drift);
 	if (!ctx->output.json) {
 		cJSON *d;

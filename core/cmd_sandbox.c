@@ -16,11 +16,27 @@ static const char *default_dir(char *buf, size_t len)
 	return buf;
 }
 
+/* Where the driver is: $MAILMODE_DATADIR, else next to a binary run from
+ * its source tree (not installed yet), else the installed data directory. */
+static void find_driver(const char *self, char *driver, size_t len)
+{
+	const char *datadir = getenv("MAILMODE_DATADIR");
+	const char *slash = strrchr(self, '/');
+
+	if (datadir && *datadir) {
+		snprintf(driver, len, "%s/sandbox.py", datadir);
+		return;
+	}
+	snprintf(driver, len, "%.*s/tests/servers/sandbox.py", slash ? (int)(slash - self) : 1,
+	         slash ? self : ".");
+	if (access(driver, R_OK) != 0)
+		snprintf(driver, len, "%s/sandbox/sandbox.py", MM_PKGDATADIR);
+}
+
 int mm_cmd_sandbox(struct mm_ctx *ctx)
 {
 	const char *action = ctx->args.positional[0];
-	const char *datadir = getenv("MAILMODE_DATADIR");
-	char driver[4096], dirbuf[4096];
+	char driver[4200], dirbuf[4096];
 	const char *dir = ctx->args.dir ? ctx->args.dir : default_dir(dirbuf, sizeof(dirbuf));
 	char *argv[] = { (char *)MM_PYTHON3, driver, (char *)action, (char *)"--dir", (char *)dir,
 	                 (char *)"--plugin-dir", ctx->plugin_dir, (char *)"--mailmode", NULL, NULL };
@@ -31,15 +47,14 @@ int mm_cmd_sandbox(struct mm_ctx *ctx)
 	    strcmp(action, "status") != 0)
 		return mm_fail(ctx, MM_USAGE, "sandbox: unknown action '%s' (start, stop or status)",
 		               action);
-	snprintf(driver, sizeof(driver), "%s/sandbox/sandbox.py",
-	         datadir && *datadir ? datadir : MM_PKGDATADIR);
-	if (access(driver, R_OK) != 0)
-		return mm_fail(ctx, MM_ERR, "sandbox driver %s: %s (set MAILMODE_DATADIR when running from the source tree)",
-		               driver, strerror(errno));
 	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	if (n < 0)
 		return mm_fail(ctx, MM_ERR, "cannot find the mailmode binary: %s", strerror(errno));
 	self[n] = '\0';
+	find_driver(self, driver, sizeof(driver));
+	if (access(driver, R_OK) != 0)
+		return mm_fail(ctx, MM_ERR, "sandbox driver %s: %s (set MAILMODE_DATADIR to the directory holding sandbox.py)",
+		               driver, strerror(errno));
 	argv[8] = self;
 	fflush(stdout);
 	fflush(stderr);

@@ -10,10 +10,12 @@
  *   zone = example.test        ; optional: the zone holding the domain's MX;
  *                              ;   default: found with an SOA walk (a mail
  *                              ;   domain may sit below its zone apex)
- *   fallback_mx = 0 contoso-test.mail.protection.outlook.test
+ *   fallback_mx = 0 {domain_dashes}.mail.protection.outlook.com
  *                              ; optional: the MX set teardown restores for
  *                              ;   a domain adopted in gateway mode (there
- *                              ;   is no receipt with the original set)
+ *                              ;   is no receipt with the original set);
+ *                              ;   {domain} and {domain_dashes} (dots made
+ *                              ;   dashes) stand for the domain
  *   fallback_ttl = 3600        ; optional: TTL of fallback_mx (default 3600)
  *
  *   [dns LAB]
@@ -162,12 +164,45 @@ static bool is_ip_address(const char *text)
 	       inet_pton(AF_INET6, text, buf) == 1;
 }
 
-static int read_profile(const struct key_reader *kr, const char *section,
+/* fallback_mx may name the domain, so that one profile serves all of a
+ * tenant's domains: {domain} is the domain, {domain_dashes} the same with
+ * dashes for dots (the label Microsoft 365 front doors use). */
+static int expand_domain(const char *value, const char *domain, char *out, size_t len)
+{
+	size_t used = 0;
+
+	while (*value) {
+		const char *insert = NULL;
+		size_t skip = 1, n;
+
+		if (strncmp(value, "{domain_dashes}", 15) == 0)
+			insert = domain, skip = 15;
+		else if (strncmp(value, "{domain}", 8) == 0)
+			insert = domain, skip = 8;
+		n = insert ? strlen(insert) : 1;
+		if (used + n + 1 > len)
+			return -1;
+		memcpy(out + used, insert ? insert : value, n);
+		if (skip == 15) {
+			size_t i;
+
+			for (i = used; i < used + n; i++)
+				if (out[i] == '.')
+					out[i] = '-';
+		}
+		used += n;
+		value += skip;
+	}
+	out[used] = '\0';
+	return 0;
+}
+
+static int read_profile(const struct key_reader *kr, const char *section, const char *domain,
                         struct gw_config *cfg)
 {
 	const char *value;
 	long fallback_ttl = DEFAULT_FALLBACK_TTL;
-	char err[256];
+	char err[256], expanded[1024];
 	int rc;
 
 	rc = read_section_ref(kr, section, "dns", cfg->dns_section,
@@ -195,8 +230,12 @@ static int read_profile(const struct key_reader *kr, const char *section,
 	if (rc != MAILMODE_OK)
 		goto out;
 	value = get(kr, section, "fallback_mx");
+	if (value && expand_domain(value, domain, expanded, sizeof(expanded)) != 0) {
+		rc = bad_value(kr, section, "fallback_mx", value, "is too long");
+		goto out;
+	}
 	if (value) {
-		rc = gw_mx_set_parse(value, (uint32_t)fallback_ttl,
+		rc = gw_mx_set_parse(expanded, (uint32_t)fallback_ttl,
 		                     &cfg->fallback, err, sizeof(err));
 		if (rc != MAILMODE_OK) {
 			rc = bad_value(kr, section, "fallback_mx", value, err);
@@ -351,7 +390,7 @@ int gw_config_load(const struct gw_ctx *ctx, const struct mailmode_request *req,
 		rc = MAILMODE_ERR_CONFIG;
 		goto out;
 	}
-	rc = read_profile(&kr, req->section, cfg);
+	rc = read_profile(&kr, req->section, req->domain, cfg);
 	if (rc != MAILMODE_OK)
 		goto out;
 	rc = read_dns(&kr, cfg);
