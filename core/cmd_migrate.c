@@ -214,6 +214,7 @@ static int resume_one(const struct mm_migration *m, void *arg)
 	if (rc != MM_OK) {
 		cJSON_AddStringToObject(item, "error", ctx->err);
 		snprintf(run->last_err, sizeof(run->last_err), "%s", ctx->err);
+		snprintf(ctx->err_detail, sizeof(ctx->err_detail), "%s", report.diag.detail);
 		if (!run->only)
 			fprintf(stderr, "mailmode: error: %s\n", ctx->err);
 	}

@@ -14,7 +14,9 @@
     tenant, sandbox.onmicrosoft.com, whose accepted domains are those two, and
     an app registration with a client secret;
 and writes DIR/mailmode.conf wired to them.  The servers keep running after
-`start` returns; `stop` ends them by pid.  Standard library only.
+`start` returns; `stop` ends them by pid.  A test sets
+MAILMODE_SANDBOX_OWNER_PID so that they also stop when it dies.  Standard
+library only.
 """
 
 import argparse
@@ -67,6 +69,7 @@ resolver_port = {dns_port}
 tsig_key = gw-key
 tsig_algorithm = hmac-sha256
 tsig_secret_file = dns/gw-key.secret
+timeout = 2
 
 [service sandbox-service]
 gateway_mx = {gateway_mx}
@@ -141,11 +144,17 @@ def emulator_call(emu, method, path, body=None):
         return json.load(answer)
 
 
+def owner_args():
+    owner = os.environ.get("MAILMODE_SANDBOX_OWNER_PID", "")
+    return ["--owner-pid", owner] if owner.isdigit() else []
+
+
 def start_emulator(directory):
     emu_dir = os.path.join(directory, "emu")
     os.makedirs(emu_dir, exist_ok=True)
     log = open(os.path.join(emu_dir, "emu.log"), "ab")
-    process = subprocess.Popen([PYTHON, EMULATOR, "--dir", emu_dir], stdin=subprocess.DEVNULL,
+    process = subprocess.Popen([PYTHON, EMULATOR, "--dir", emu_dir] + owner_args(),
+                               stdin=subprocess.DEVNULL,
                                stdout=log, stderr=log, start_new_session=True)
     log.close()
     deadline = time.monotonic() + START_TIMEOUT
@@ -169,7 +178,7 @@ def start(args):
         return 0
     os.makedirs(directory, mode=0o755, exist_ok=True)
     dns_dir = os.path.join(directory, "dns")
-    harness = subprocess.run([HARNESS, "start", dns_dir, "--zones", "sandbox"],
+    harness = subprocess.run([HARNESS, "start", dns_dir, "--zones", "sandbox"] + owner_args(),
                              stdin=subprocess.DEVNULL)
     if harness.returncode != 0:
         fail("the DNS servers did not start (see %s)" % dns_dir)
@@ -181,8 +190,9 @@ def start(args):
         raise
     client_id = str(uuid.uuid4())
     client_secret = secrets.token_urlsafe(32)
+    tenant_id = str(uuid.uuid4())
     emulator_call(emu, "POST", "/_emu/tenants", {
-        "tenant_id": str(uuid.uuid4()),
+        "tenant_id": tenant_id,
         "initial_domain": TENANT,
         "accepted_domains": [{"DomainName": d, "DomainType": "Authoritative",
                               "Default": d == DOMAINS[0]} for d in DOMAINS],
@@ -196,7 +206,8 @@ def start(args):
         login_url=emu["login_url"], api_url=emu["base_url"]), 0o644)
     write_file(os.path.join(directory, "sandbox.json"), json.dumps({
         "emulator_pid": emu["pid"], "dns_dir": dns_dir, "dns_port": int(dns["DNS_PORT"]),
-        "emulator_url": emu["base_url"], "tenant": TENANT, "domains": list(DOMAINS),
+        "emulator_url": emu["base_url"], "emulator_ca": emu["ca_file"], "tenant": TENANT,
+        "tenant_id": tenant_id, "client_id": client_id, "domains": list(DOMAINS),
     }, indent=2) + "\n", 0o644)
     print("The sandbox is running in %s:" % directory)
     print("  BIND 9 primary 127.0.0.11 and secondary 127.0.0.12, port %s" % dns["DNS_PORT"])
@@ -248,7 +259,8 @@ def status(args):
         return 0
     dns = read_env(os.path.join(state["dns_dir"], "dns.env"))
     rows = [("Microsoft 365 emulator", state.get("emulator_pid"), state.get("emulator_url"))]
-    for label, key in (("BIND 9 primary", "PRIMARY_PID"), ("BIND 9 secondary", "SECONDARY_PID")):
+    for label, key in (("BIND 9 primary", "DNS_PRIMARY_PID"),
+                       ("BIND 9 secondary", "DNS_SECONDARY_PID")):
         pid = int(dns.get(key, "0") or 0)
         rows.append((label, pid, "port %s" % state.get("dns_port")))
     down = 0
