@@ -60,18 +60,7 @@ void mm_log(struct mm_output *out, enum mailmode_log_level level, const char *fm
 	va_end(ap);
 }
 
-void mm_host_log(struct mm_host_ctx *ctx, enum mailmode_log_level level, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!level_shown(ctx->output, level))
-		return;
-	va_start(ap, fmt);
-	write_line(ctx->output, ctx->name, level, fmt, ap);
-	va_end(ap);
-}
-
-static void host_log(void *handle, enum mailmode_log_level level, const char *fmt, ...)
+void mm_host_log(void *handle, enum mailmode_log_level level, const char *fmt, ...)
 {
 	struct mm_host_ctx *ctx = handle;
 	va_list ap;
@@ -220,50 +209,35 @@ static void host_secret_free(void *handle, char *secret)
 	free(secret);
 }
 
-int64_t mm_host_wall_ms(struct mm_host_ctx *ctx)
+int64_t mm_host_wall_ms(void *handle)
 {
 	struct timespec ts;
 
-	(void)ctx;
+	(void)handle;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int64_t mm_host_mono_ms(struct mm_host_ctx *ctx)
+int64_t mm_host_mono_ms(void *handle)
 {
 	struct timespec ts;
 
-	(void)ctx;
+	(void)handle;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void mm_host_sleep_ms(struct mm_host_ctx *ctx, int64_t ms)
+void mm_host_sleep_ms(void *handle, int64_t ms)
 {
 	struct timespec ts;
 
-	(void)ctx;
+	(void)handle;
 	if (ms <= 0)
 		return;
 	ts.tv_sec = ms / 1000;
 	ts.tv_nsec = (ms % 1000) * 1000000;
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
-}
-
-static int64_t host_wall_ms(void *handle)
-{
-	return mm_host_wall_ms(handle);
-}
-
-static int64_t host_mono_ms(void *handle)
-{
-	return mm_host_mono_ms(handle);
-}
-
-static void host_sleep_ms(void *handle, int64_t ms)
-{
-	mm_host_sleep_ms(handle, ms);
 }
 
 static void *host_alloc(size_t size)
@@ -347,7 +321,7 @@ void mm_host_init(struct mm_host_ctx *ctx, const struct mm_config *config,
 		.abi_major = MAILMODE_ABI_MAJOR,
 		.abi_minor = MAILMODE_ABI_MINOR,
 		.handle = ctx,
-		.log = host_log,
+		.log = mm_host_log,
 		.config_get = host_config_get,
 		.secret_load = host_secret_load,
 		.secret_free = host_secret_free,
@@ -356,9 +330,9 @@ void mm_host_init(struct mm_host_ctx *ctx, const struct mm_config *config,
 		.http_session_free = mm_http_session_free,
 		.http_request = mm_http_request,
 		.http_response_free = mm_http_response_free,
-		.clock_wall_ms = host_wall_ms,
-		.clock_mono_ms = host_mono_ms,
-		.sleep_ms = host_sleep_ms,
+		.clock_wall_ms = mm_host_wall_ms,
+		.clock_mono_ms = mm_host_mono_ms,
+		.sleep_ms = mm_host_sleep_ms,
 		.progress = host_progress,
 		.alloc = host_alloc,
 		.strdup = host_strdup,

@@ -29,11 +29,13 @@ struct mm_host_ctx {
 void mm_host_init(struct mm_host_ctx *ctx, const struct mm_config *config,
                   struct mm_output *output, const char *name);
 
-void mm_host_log(struct mm_host_ctx *ctx, enum mailmode_log_level level,
-                 const char *fmt, ...) MAILMODE_PRINTF(3, 4);
-int64_t mm_host_wall_ms(struct mm_host_ctx *ctx);
-int64_t mm_host_mono_ms(struct mm_host_ctx *ctx);
-void mm_host_sleep_ms(struct mm_host_ctx *ctx, int64_t ms);
+/* The host's log service; handle is a struct mm_host_ctx. */
+void mm_host_log(void *handle, enum mailmode_log_level level, const char *fmt, ...)
+	MAILMODE_PRINTF(3, 4);
+/* The host's clock services (handle unused: one clock for all). */
+int64_t mm_host_wall_ms(void *handle);
+int64_t mm_host_mono_ms(void *handle);
+void mm_host_sleep_ms(void *handle, int64_t ms);
 
 /* Shared with the core, which fills diagnostics of its own. */
 void mm_diag_set(struct mailmode_diag *diag, enum mailmode_severity severity, int retryable,

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* Journal steps, in the order a migration runs them. */
 enum step {
@@ -36,20 +35,10 @@ struct run {
 	char *err;
 };
 
+/* Wall-clock milliseconds: deadlines are stored and outlive the process. */
 static long long now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(long long ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
-
-	if (ms > 0)
-		nanosleep(&ts, NULL);
+	return mm_host_wall_ms(NULL);
 }
 
 static int journal(struct run *r, enum step step, const char *phase, const char *detail)
@@ -145,7 +134,7 @@ static int poll(struct run *r, enum step step, check_fn check, int new_mode, lon
 			mm_progress_end(r->e->output);
 			return rc == MM_UNVERIFIED ? MM_UNVERIFIED : rc;
 		}
-		sleep_ms(now + interval < deadline ? interval : deadline - now);
+		mm_host_sleep_ms(NULL, now + interval < deadline ? interval : deadline - now);
 		interval = interval * 2 > max_interval ? max_interval : interval * 2;
 	}
 }
