@@ -104,6 +104,19 @@ static int check_gone(struct run *r, int new_mode, struct mailmode_diag *diag)
 	return MM_UNVERIFIED;
 }
 
+/* Teardown as a condition: a retryable failure (an answer that did not
+ * come, an object not listed yet) is tried again until the deadline. */
+static int check_torn_down(struct run *r, int new_mode, struct mailmode_diag *diag)
+{
+	unsigned flags = !new_mode && r->opts.force ? MAILMODE_REQ_FORCE : 0;
+	struct mm_op op = op_for(r, new_mode, flags);
+	int rc = mm_op_teardown(&op, diag);
+
+	if (rc == MM_OK)
+		return MM_OK;
+	return diag->retryable ? MM_UNVERIFIED : rc;
+}
+
 /* Polls check with backoff until it passes or the deadline passes; the
  * last attempt is made at the deadline.  Each attempt is journaled. */
 static int poll(struct run *r, enum step step, check_fn check, int new_mode, long long deadline,
@@ -182,12 +195,15 @@ static int rollback(struct run *r, int rc_after)
 		if ((rc = journal(r, STEP_ROLLBACK_TEARDOWN_NEW, "begin", NULL)) != MM_OK)
 			return rc;
 		mm_progress(r->e->output, "%s: rolling back %s mode", r->m->domain, r->m->to_mode);
-		/* Nothing to undo when the new mode never appeared (setup failed
-		 * before changing anything); otherwise undo what is there. */
+		/* A setup that failed before it changed anything left nothing to
+		 * undo (and no receipt to undo it with); anything else is torn
+		 * down, even when it looks absent: a new object may not be
+		 * listed yet. */
 		rc = mm_op_observe(&op, &presence, &report, &diag);
 		free(report);
-		if (rc != MM_OK || presence != MAILMODE_ABSENT)
-			rc = mm_op_teardown(&op, &diag);
+		if (r->m->new_receipt || rc != MM_OK || presence != MAILMODE_ABSENT)
+			rc = poll(r, STEP_ROLLBACK_TEARDOWN_NEW, check_torn_down, 1,
+			          now_ms() + r->opts.verify_timeout_ms, "rolling back", &diag);
 		if (rc != MM_OK)
 			return unfinished(r, STEP_ROLLBACK_TEARDOWN_NEW, rc, &diag,
 			                  "rollback: teardown of the new mode failed");
@@ -266,13 +282,13 @@ static int run_verify(struct run *r)
 static int run_teardown_old(struct run *r)
 {
 	struct mailmode_diag diag = { 0 };
-	struct mm_op op = op_for(r, 0, r->opts.force ? MAILMODE_REQ_FORCE : 0);
 	int rc;
 
 	if ((rc = journal(r, STEP_TEARDOWN_OLD, "begin", NULL)) != MM_OK)
 		return rc;
 	mm_progress(r->e->output, "%s: tearing down %s mode", r->m->domain, r->m->from_mode);
-	rc = mm_op_teardown(&op, &diag);
+	rc = poll(r, STEP_TEARDOWN_OLD, check_torn_down, 0, now_ms() + r->opts.verify_timeout_ms,
+	          "tearing down the old mode", &diag);
 	if (rc != MM_OK)
 		return unfinished(r, STEP_TEARDOWN_OLD, rc, &diag,
 		                  "the new mode is live and verified, but teardown of the old mode failed");

@@ -711,8 +711,17 @@ static int unmake(struct op *op, int apply, struct mf_buf *plan,
 		mf_buf_addf(plan, "# transport rule '%s' is already absent\n", op->rule_name);
 	} else if (op->set_up_at_ms &&
 	           host->clock_wall_ms(host->handle) - op->set_up_at_ms < RECENT_SETUP_MS) {
-		/* Gone, or made so recently that it is not listed yet: the
-		 * two look the same from here. */
+		/* Gone, or made so recently that it is not listed yet: the two
+		 * look the same from here.  Calling it gone could leave a rule
+		 * that appears later and routes mail through the service on top
+		 * of another mode, so it is an error to retry unless forced. */
+		if (!(op->req->flags & MAILMODE_REQ_FORCE)) {
+			host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
+			               "transport rule '%s' was created less than 30 minutes ago and is not listed yet, so it cannot be removed: retry later (%s), or --force if it was deleted by hand",
+			               op->rule_name, NOT_VISIBLE_HINT);
+			rc = MAILMODE_ERR_FAILED;
+			goto out;
+		}
 		warn(op, "transport rule '%s' was not found; setup ran less than 30 minutes ago, so it may still appear: check with 'mailmode status'",
 		     op->rule_name);
 	}

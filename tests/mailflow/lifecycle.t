@@ -5,7 +5,7 @@
 . "$top_srcdir/tests/lib.sh"
 . "$top_srcdir/tests/mailflow/lib-mailflow.sh"
 
-plan 33
+plan 35
 
 mf_start --page-size 1
 mf_tenant
@@ -80,7 +80,11 @@ run mm setup contoso.test --mode mailflow --profile p1
 mf_invoke Remove-TransportRule '{"Identity":"mailmode route contoso.test","Confirm":false}'
 mf_invoke Remove-OutboundConnector '{"Identity":"mailmode outbound to sophos","Confirm":false}'
 run mm teardown contoso.test
-is "$rc" 0 "teardown succeeds when the rule and a connector are already gone"
+is "$rc" 1 "teardown refuses to call a rule made minutes ago gone: it may just not be listed yet"
+like "$err" "transport rule 'mailmode route contoso.test' was created less than 30 minutes ago and is not listed yet.*--force" \
+	"and says why and how to go on"
+run mm teardown contoso.test --force
+is "$rc" 0 "teardown --force succeeds when the rule and a connector are already gone"
 like "$err" "transport rule 'mailmode route contoso.test' was not found; setup ran less than 30 minutes ago" \
 	"and warns that a recently made rule may just not be listed yet"
 is "$(mf_counts)" "0 0 0" "and removes what was left"

@@ -25,7 +25,7 @@ is "$(db "SELECT mode FROM domains")/$(db "SELECT result FROM migrations ORDER B
 # verified, the gateway teardown cannot reach the primary.
 kill -STOP "$DNS_PRIMARY_PID"
 at_exit "kill -CONT $DNS_PRIMARY_PID 2>/dev/null"
-run mm switch contoso.test --to mailflow --poll-interval 200ms --verify-timeout 20s
+run mm switch contoso.test --to mailflow --poll-interval 200ms --verify-timeout 6s
 is "$rc" 1 "old mode's teardown fails: exit 1"
 like "$err" "teardown of the old mode failed: .*the migration is unfinished: fix it, then run 'mailmode resume contoso.test'" "says how to finish"
 is "$(tenant_objects)" "1 1 1 mailmode route contoso.test" "mailflow is live and verified"

@@ -1,0 +1,334 @@
+/*
+ * mailmode plugin ABI, version 1: the whole contract between mailmode and a
+ * mode plugin.
+ *
+ * A mode plugin is a shared object exporting ONE symbol, the const
+ * descriptor `mailmode_plugin_v1`, made with MAILMODE_PLUGIN_DEFINE().
+ * Build it with -fvisibility=hidden so nothing else is exported.
+ *
+ * Loading.  The host dlopen()s the file (RTLD_NOW|RTLD_LOCAL) and refuses it
+ * when abi_major differs from the host's, when abi_minor is newer than the
+ * host's, when struct_size is smaller than the v1.0 descriptor, or when the
+ * name is invalid or taken.  Fields past struct_size are treated as absent.
+ *
+ * Lifecycle, per process: init() once, then any number of operations, then
+ * fini() once.  Per domain, as the core drives it:
+ *
+ *     validate_config -> observe -> [plan] -> setup -> verify (polled)
+ *                                             ... later ...  teardown
+ *
+ * Idempotency (required).  setup() run again after a crash or on a domain
+ * where it already succeeded must find and reuse what exists (deterministic
+ * names) and succeed; teardown() must succeed when the things are already
+ * gone.  The core relies on this to resume interrupted migrations.
+ *
+ * Receipts.  setup() returns a receipt: JSON text describing what it did
+ * (the records it replaced, the ids it created).  The core stores it with the
+ * domain and hands it back to verify() and teardown() in req->receipt.  A
+ * domain adopted with `mailmode adopt` has no receipt (req->receipt == NULL,
+ * MAILMODE_REQ_ADOPTED set).  Never put secrets in a receipt.
+ *
+ * Memory ownership.
+ *   - Everything the host passes in (requests, strings, the host table) is
+ *     owned by the host and valid only until the call returns, except the
+ *     host table itself, which stays valid until fini() returns.
+ *   - Strings a plugin hands back through `char **out` parameters must be
+ *     allocated with host->alloc / host->strdup; the host frees them.
+ *   - The diagnostic is host-owned storage the plugin fills (fixed buffers,
+ *     nothing to free); use host->diag_set / host->diag_append.
+ *   - The plugin context from init() is the plugin's; the host only passes it
+ *     back, and fini() frees it.
+ *
+ * Conduct.  A plugin never prints, never exits, never installs signal
+ * handlers and never keeps pointers to host-owned input after a call.  It
+ * reports through return codes, the diagnostic and host->log.
+ *
+ * Threads.  Without MAILMODE_CAP_THREADSAFE the host never runs two calls of
+ * one plugin at the same time.  With it, operations for different domains may
+ * run concurrently on the same context.
+ *
+ * Versioning.  Minor versions only append: new host services at the end of
+ * struct mailmode_host (check host->struct_size before using them), new
+ * operations in the reserved slots of the descriptor.  Anything else bumps
+ * MAILMODE_ABI_MAJOR.
+ */
+#ifndef MAILMODE_PLUGIN_H
+#define MAILMODE_PLUGIN_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MAILMODE_ABI_MAJOR 1
+#define MAILMODE_ABI_MINOR 0
+
+/* The one symbol the loader looks up. */
+#define MAILMODE_PLUGIN_SYMBOL "mailmode_plugin_v1"
+
+#if defined(__GNUC__)
+#define MAILMODE_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#define MAILMODE_EXPORT __attribute__((visibility("default")))
+#else
+#define MAILMODE_PRINTF(fmt, args)
+#define MAILMODE_EXPORT
+#endif
+
+/* Return codes of every operation.  The CLI maps them to exit codes. */
+enum mailmode_rc {
+	MAILMODE_OK = 0,
+	MAILMODE_ERR_FAILED = -1,     /* failed; the diagnostic says why (exit 1) */
+	MAILMODE_ERR_CONFIG = -2,     /* configuration or input at fault (exit 1) */
+	MAILMODE_ERR_NOT_READY = -3,  /* verify: not (yet) in effect (exit 3) */
+	MAILMODE_ERR_CONFLICT = -4,   /* world changed, drift, conflicting
+	                                 objects: refused (exit 4) */
+	MAILMODE_ERR_DENIED = -5,     /* credentials or policy refused (exit 1) */
+	MAILMODE_ERR_UNKNOWN = -6,    /* outcome unknown: the change may or may
+	                                 not have happened (exit 1) */
+	MAILMODE_ERR_NOMEM = -7
+};
+
+enum mailmode_severity {
+	MAILMODE_SEV_NONE = 0,  /* diagnostic not filled */
+	MAILMODE_SEV_INFO = 1,
+	MAILMODE_SEV_WARNING = 2,
+	MAILMODE_SEV_ERROR = 3
+};
+
+/*
+ * Filled by the plugin when an operation fails (and optionally to warn when
+ * it succeeds).  summary: one line naming the thing at fault, no trailing
+ * newline.  detail: as many lines as useful (per-server answers, the fields
+ * that differ).  retryable: trying the same call later may succeed.
+ */
+#define MAILMODE_DIAG_SUMMARY_MAX 512
+#define MAILMODE_DIAG_DETAIL_MAX 8192
+struct mailmode_diag {
+	enum mailmode_severity severity;
+	int retryable;
+	char summary[MAILMODE_DIAG_SUMMARY_MAX];
+	char detail[MAILMODE_DIAG_DETAIL_MAX];
+};
+
+enum mailmode_log_level {
+	MAILMODE_LOG_DEBUG = 0,
+	MAILMODE_LOG_INFO = 1,
+	MAILMODE_LOG_WARNING = 2,
+	MAILMODE_LOG_ERROR = 3
+};
+
+/* An HTTP request run by the host with libcurl.  TLS is always verified
+ * (against ca_file when set, the system store otherwise).  The host retries
+ * 429, 503 and 504 answers, honouring Retry-After, within retry_budget_ms,
+ * and never logs Authorization headers or bodies. */
+struct mailmode_http_request {
+	const char *method;              /* "GET", "POST", ... */
+	const char *url;
+	const char *const *headers;      /* "Name: value" strings, NULL-terminated;
+	                                    may be NULL */
+	const char *body;                /* may be NULL */
+	size_t body_len;
+	const char *ca_file;             /* NULL: system trust store */
+	long timeout_ms;                 /* whole request; 0: host default (30 s) */
+	long retry_budget_ms;            /* 0: host default (120 s); -1: no retry */
+};
+
+/* Filled by the host; free with host->http_response_free. */
+struct mailmode_http_response {
+	long status;                     /* HTTP status of the last attempt */
+	char *body;                      /* NUL-terminated, body_len bytes */
+	size_t body_len;
+	char *headers;                   /* raw header block of the last attempt */
+	int attempts;                    /* 1 + retries made */
+};
+
+/* Opaque: a connection cache.  Requests made through the same session reuse
+ * connections.  A session must not be used by two threads at once. */
+struct mailmode_http_session;
+
+/*
+ * Services the host hands to the plugin in init().  Append-only: a plugin
+ * built against a newer minor checks struct_size before using a field past
+ * the v1.0 end.
+ */
+struct mailmode_host {
+	size_t struct_size;
+	unsigned abi_major;
+	unsigned abi_minor;
+	void *handle;                    /* pass back as the first argument */
+
+	/* Logging; the host decides where it goes.  No trailing newline. */
+	void (*log)(void *handle, enum mailmode_log_level level,
+	            const char *fmt, ...) MAILMODE_PRINTF(3, 4);
+
+	/* Configuration: the value of `key` in INI section `section`, or NULL.
+	 * The string lives as long as the host table. */
+	const char *(*config_get)(void *handle, const char *section,
+	                          const char *key);
+
+	/* Reads a secret from a file.  Refused (MAILMODE_ERR_CONFIG, diagnostic
+	 * filled) when the file is missing, empty, or group/world-readable.
+	 * A relative path is taken from the configuration file's directory.
+	 * Trailing white space is removed.  Free *secret with host->secret_free,
+	 * which wipes it. */
+	int (*secret_load)(void *handle, const char *path, char **secret,
+	                   struct mailmode_diag *diag);
+	void (*secret_free)(void *handle, char *secret);
+
+	/* A path from the configuration, made absolute: a relative path is taken
+	 * from the configuration file's directory.  Free with host->free. */
+	char *(*config_path)(void *handle, const char *path);
+
+	/* HTTP.  session may be NULL (one-off connection).  Returns MAILMODE_OK
+	 * when an HTTP answer arrived (any status: check resp->status), an error
+	 * with the diagnostic filled when none did (DNS, connect, TLS,
+	 * timeout). */
+	struct mailmode_http_session *(*http_session_new)(void *handle);
+	void (*http_session_free)(void *handle,
+	                          struct mailmode_http_session *session);
+	int (*http_request)(void *handle, struct mailmode_http_session *session,
+	                    const struct mailmode_http_request *req,
+	                    struct mailmode_http_response *resp,
+	                    struct mailmode_diag *diag);
+	void (*http_response_free)(void *handle,
+	                           struct mailmode_http_response *resp);
+
+	/* Time.  Use these, not time()/sleep(): tests may run time faster. */
+	int64_t (*clock_wall_ms)(void *handle);      /* ms since the epoch */
+	int64_t (*clock_mono_ms)(void *handle);      /* monotonic ms */
+	void (*sleep_ms)(void *handle, int64_t ms);
+
+	/* A short status line for the person waiting ("waiting for 2 of 3
+	 * servers").  The host shows it live on a terminal. */
+	void (*progress)(void *handle, const char *fmt, ...) MAILMODE_PRINTF(2, 3);
+
+	/* Memory for strings handed back to the host. */
+	void *(*alloc)(size_t size);
+	char *(*strdup)(const char *s);
+	void (*free)(void *p);
+
+	/* Diagnostic helpers: diag_set overwrites severity, retryable and
+	 * summary and clears detail; diag_append adds one line to detail.
+	 * Both truncate safely. */
+	void (*diag_set)(struct mailmode_diag *diag,
+	                 enum mailmode_severity severity, int retryable,
+	                 const char *fmt, ...) MAILMODE_PRINTF(4, 5);
+	void (*diag_append)(struct mailmode_diag *diag, const char *fmt, ...)
+		MAILMODE_PRINTF(2, 3);
+};
+
+/* Flags in mailmode_request.flags. */
+#define MAILMODE_REQ_FORCE            (1u << 0) /* teardown despite drift */
+#define MAILMODE_REQ_ACCEPT_CONFLICTS (1u << 1) /* setup despite conflicts */
+#define MAILMODE_REQ_ADOPTED          (1u << 2) /* adopted: no receipt */
+
+/* What an operation is about.  Host-owned, valid for the call only. */
+struct mailmode_request {
+	size_t struct_size;
+	const char *domain;        /* validated: lower-case LDH, no final dot */
+	const char *profile;       /* profile name */
+	const char *section;       /* its INI section, for host->config_get */
+	const char *receipt;       /* JSON from setup, or NULL */
+	unsigned flags;            /* MAILMODE_REQ_* */
+};
+
+/* observe(): is the mode in effect for the domain right now? */
+enum mailmode_presence {
+	MAILMODE_ABSENT = 0,       /* nothing of this mode is there */
+	MAILMODE_PRESENT = 1,      /* the mode is fully in effect */
+	MAILMODE_PARTIAL = 2       /* some of it is there, or servers disagree */
+};
+
+/* Which change plan() describes. */
+enum mailmode_plan_op {
+	MAILMODE_PLAN_SETUP = 0,
+	MAILMODE_PLAN_TEARDOWN = 1
+};
+
+/* Capability flags. */
+#define MAILMODE_CAP_THREADSAFE (1u << 0) /* see "Threads" above */
+#define MAILMODE_CAP_ADOPT      (1u << 1) /* observe can confirm a hand-made
+                                             setup, teardown works without a
+                                             receipt */
+#define MAILMODE_CAP_FORCE      (1u << 2) /* teardown honours REQ_FORCE */
+
+struct mailmode_plugin {
+	uint16_t abi_major;
+	uint16_t abi_minor;
+	uint32_t struct_size;
+	const char *name;          /* [a-z][a-z0-9_-]{0,31}: the mode's name */
+	const char *description;   /* one line */
+	const char *version;       /* the plugin's own version */
+	uint64_t caps;             /* MAILMODE_CAP_* */
+
+	/* Required.  `section` is the plugin's global INI section
+	 * ("mode NAME"; may be absent from the file).  host stays valid until
+	 * fini().  On success *ctx is the plugin's context. */
+	int (*init)(const struct mailmode_host *host, const char *section,
+	            void **ctx, struct mailmode_diag *diag);
+	void (*fini)(void *ctx);
+
+	/* Required.  Checks the keys this mode needs in the profile's section
+	 * (and what they point to) without touching the network.  A profile
+	 * that has none of this mode's keys gets MAILMODE_ERR_CONFIG with a
+	 * summary naming the first missing key. */
+	int (*validate_config)(void *ctx, const struct mailmode_request *req,
+	                       struct mailmode_diag *diag);
+
+	/* Required.  Read-only.  *report (optional, may stay NULL) is a JSON
+	 * object describing what was seen, shown by `status --json`. */
+	int (*observe)(void *ctx, const struct mailmode_request *req,
+	               enum mailmode_presence *presence, char **report,
+	               struct mailmode_diag *diag);
+
+	/* Required.  Read-only.  *plan: the exact changes setup or teardown
+	 * would make, one per line, human-readable. */
+	int (*plan)(void *ctx, const struct mailmode_request *req,
+	            enum mailmode_plan_op op, char **plan,
+	            struct mailmode_diag *diag);
+
+	/* Required.  Idempotent.  *receipt: JSON text (see "Receipts"). */
+	int (*setup)(void *ctx, const struct mailmode_request *req,
+	             char **receipt, struct mailmode_diag *diag);
+
+	/* Required.  Read-only.  MAILMODE_OK when the mode is in effect as set
+	 * up; MAILMODE_ERR_NOT_READY (retryable) when not yet.  *report as for
+	 * observe. */
+	int (*verify)(void *ctx, const struct mailmode_request *req,
+	              char **report, struct mailmode_diag *diag);
+
+	/* Required.  Idempotent.  Puts back what setup replaced. */
+	int (*teardown)(void *ctx, const struct mailmode_request *req,
+	                struct mailmode_diag *diag);
+
+	/* For operations added by later minor versions. */
+	void (*reserved[8])(void);
+};
+
+/*
+ * Declares the plugin's descriptor.  Use once per plugin, with designated
+ * initializers for everything but the version fields:
+ *
+ *   MAILMODE_PLUGIN_DEFINE(
+ *       .name = "example",
+ *       .description = "keeps its world in a JSON file",
+ *       .version = "1.0",
+ *       .init = example_init, ...);
+ */
+#define MAILMODE_PLUGIN_DEFINE(...)                                          \
+	MAILMODE_EXPORT extern const struct mailmode_plugin mailmode_plugin_v1; \
+	MAILMODE_EXPORT const struct mailmode_plugin mailmode_plugin_v1 = {     \
+		.abi_major = MAILMODE_ABI_MAJOR,                                   \
+		.abi_minor = MAILMODE_ABI_MINOR,                                   \
+		.struct_size = sizeof(struct mailmode_plugin),                     \
+		__VA_ARGS__                                                        \
+	}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MAILMODE_PLUGIN_H */
