@@ -1,6 +1,7 @@
 #include "ops.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum op_kind { OP_VALIDATE, OP_OBSERVE, OP_PLAN, OP_SETUP, OP_VERIFY, OP_TEARDOWN };
@@ -38,6 +39,26 @@ static void flatten_summary(struct mailmode_diag *diag)
 			*p = ' ';
 }
 
+/* Takes the resources the plugin names for this domain (ABI 1.1); a plugin
+ * that names none, or fails to, runs unbounded. */
+static void take_resources(const struct mm_op *op, const struct mailmode_request *req,
+                           char **resources)
+{
+	const struct mailmode_plugin *d = op->plugin->desc;
+	struct mailmode_diag diag;
+
+	*resources = NULL;
+	if (d->abi_minor < 1 || !d->resources)
+		return;
+	memset(&diag, 0, sizeof(diag));
+	if (d->resources(op->plugin->ctx, req, resources, &diag) != MAILMODE_OK || !*resources)
+		return;
+	if (mm_limiter_acquire(op->limiter, *resources) != 0) {
+		free(*resources);
+		*resources = NULL;
+	}
+}
+
 static int call(const struct mm_op *op, enum op_kind kind, const struct op_args *args,
                 struct mailmode_diag *diag)
 {
@@ -52,6 +73,7 @@ static int call(const struct mm_op *op, enum op_kind kind, const struct op_args 
 		.flags = op->flags,
 	};
 	int serialise = !(d->caps & MAILMODE_CAP_THREADSAFE);
+	char *resources = NULL;
 	int rc;
 
 	memset(diag, 0, sizeof(*diag));
@@ -59,6 +81,8 @@ static int call(const struct mm_op *op, enum op_kind kind, const struct op_args 
 	rc = mm_plugin_start(op->plugin, diag);
 	if (rc != MAILMODE_OK)
 		goto out;
+	if (op->limiter && kind != OP_VALIDATE)
+		take_resources(op, &req, &resources);
 	if (serialise)
 		pthread_mutex_lock(&op->plugin->lock);
 	switch (kind) {
@@ -71,6 +95,10 @@ static int call(const struct mm_op *op, enum op_kind kind, const struct op_args 
 	}
 	if (serialise)
 		pthread_mutex_unlock(&op->plugin->lock);
+	if (resources) {
+		mm_limiter_release(op->limiter, resources);
+		free(resources);
+	}
 out:
 	flatten_summary(diag);
 	if (rc != MAILMODE_OK && diag->summary[0] == '\0')

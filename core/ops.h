@@ -1,6 +1,7 @@
 #ifndef MM_OPS_H
 #define MM_OPS_H
 
+#include "limiter.h"
 #include "loader.h"
 #include "mm.h"
 
@@ -14,6 +15,7 @@ struct mm_op {
 	const char *profile;      /* name */
 	const char *receipt;
 	unsigned flags;           /* MAILMODE_REQ_* */
+	struct mm_limiter *limiter;   /* NULL: no bound on shared resources */
 };
 
 int mm_op_validate(const struct mm_op *op, struct mailmode_diag *diag);

@@ -216,6 +216,25 @@ out:
 	return rc;
 }
 
+/* ABI 1.1: the zone takes one update at a time.  Without a configured
+ * zone the domain stands for it (finding the real one needs the network). */
+static int gw_resources(void *vctx, const struct mailmode_request *req, char **resources,
+                        struct mailmode_diag *diag)
+{
+	const struct gw_ctx *ctx = vctx;
+	struct gw_config cfg;
+	char line[GW_NAME_MAX + 16];
+	int rc;
+
+	*resources = NULL;
+	rc = gw_config_load(ctx, req, &cfg, diag);
+	if (rc != MAILMODE_OK)
+		return rc;
+	snprintf(line, sizeof(line), "dns-zone %s", cfg.zone[0] ? cfg.zone : req->domain);
+	*resources = ctx->host->strdup(line);
+	return *resources ? MAILMODE_OK : MAILMODE_ERR_NOMEM;
+}
+
 static int gw_setup(void *vctx, const struct mailmode_request *req,
                     char **receipt_out, struct mailmode_diag *diag)
 {
@@ -625,4 +644,5 @@ MAILMODE_PLUGIN_DEFINE(
 	.plan = gw_plan,
 	.setup = gw_setup,
 	.verify = gw_verify,
-	.teardown = gw_teardown);
+	.teardown = gw_teardown,
+	.resources = gw_resources);

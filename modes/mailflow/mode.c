@@ -914,6 +914,28 @@ static int mf_validate_config(void *opaque, const struct mailmode_request *req,
 	return rc;
 }
 
+/* ABI 1.1: Exchange Online throttles per tenant. */
+static int mf_resources(void *opaque, const struct mailmode_request *req, char **resources,
+                        struct mailmode_diag *diag)
+{
+	struct mf_ctx *ctx = opaque;
+	struct mf_profile *profile = NULL;
+	char *line = NULL;
+	int rc;
+
+	*resources = NULL;
+	rc = mf_profile_load(ctx->host, ctx->mode_section, req->section, &profile, diag);
+	if (rc == MAILMODE_OK && asprintf(&line, "tenant %s", profile->tenant) < 0)
+		rc = MAILMODE_ERR_NOMEM;
+	if (rc == MAILMODE_OK) {
+		*resources = ctx->host->strdup(line);
+		rc = *resources ? MAILMODE_OK : MAILMODE_ERR_NOMEM;
+	}
+	free(line);
+	mf_profile_free(profile);
+	return rc;
+}
+
 static int mf_setup(void *opaque, const struct mailmode_request *req,
                     char **receipt_out, struct mailmode_diag *diag)
 {
@@ -1139,4 +1161,5 @@ MAILMODE_PLUGIN_DEFINE(
 	.plan = mf_plan,
 	.setup = mf_setup,
 	.verify = mf_verify,
-	.teardown = mf_teardown);
+	.teardown = mf_teardown,
+	.resources = mf_resources);

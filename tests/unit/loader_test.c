@@ -33,12 +33,16 @@ static const char *reason_of(const struct mm_plugin_set *set, const char *name)
 
 int main(void)
 {
+#define STR(x) #x
+#define XSTR(x) STR(x)
+#define CURRENT XSTR(MAILMODE_ABI_MAJOR) "." XSTR(MAILMODE_ABI_MINOR)
 	static const struct {
 		const char *file;
 		const char *reason;
 	} bad[] = {
-		{ "abi_major.so", "built for plugin ABI 2.0, this mailmode implements 1.0: rebuild it" },
-		{ "abi_minor.so", "needs plugin ABI 1.1, this mailmode implements 1.0: upgrade mailmode" },
+		{ "abi_major.so", "built for plugin ABI 2." XSTR(MAILMODE_ABI_MINOR)
+		                  ", this mailmode implements " CURRENT ": rebuild it" },
+		{ "abi_minor.so", ", this mailmode implements " CURRENT ": upgrade mailmode" },
 		{ "small_struct.so", "descriptor is 16 bytes" },
 		{ "no_descriptor.so", "no mailmode_plugin_v1 descriptor" },
 		{ "missing_op.so", "no 'teardown' operation" },

@@ -49,8 +49,9 @@
  *
  * Versioning.  Minor versions only append: new host services at the end of
  * struct mailmode_host (check host->struct_size before using them), new
- * operations in the reserved slots of the descriptor.  Anything else bumps
- * MAILMODE_ABI_MAJOR.
+ * operations in the reserved slots of the descriptor (the host calls one
+ * only when the plugin's abi_minor has it and it is not NULL).  Anything
+ * else bumps MAILMODE_ABI_MAJOR.  1.0: the first; 1.1: resources.
  */
 #ifndef MAILMODE_PLUGIN_H
 #define MAILMODE_PLUGIN_H
@@ -64,7 +65,7 @@ extern "C" {
 #endif
 
 #define MAILMODE_ABI_MAJOR 1
-#define MAILMODE_ABI_MINOR 0
+#define MAILMODE_ABI_MINOR 1
 
 /* The one symbol the loader looks up. */
 #define MAILMODE_PLUGIN_SYMBOL "mailmode_plugin_v1"
@@ -304,8 +305,17 @@ struct mailmode_plugin {
 	int (*teardown)(void *ctx, const struct mailmode_request *req,
 	                struct mailmode_diag *diag);
 
+	/* ABI 1.1, optional (NULL: none).  The shared resources the domain's
+	 * operations use, so that a host running many domains at once can bound
+	 * the load on each.  *resources: one per line, "KIND NAME", KIND being
+	 * "tenant" (an API that throttles per tenant: at most the runbook's
+	 * tenant cap of calls at once) or "dns-zone" (a zone taking one update
+	 * at a time); other kinds get one call at a time.  No network. */
+	int (*resources)(void *ctx, const struct mailmode_request *req, char **resources,
+	                 struct mailmode_diag *diag);
+
 	/* For operations added by later minor versions. */
-	void (*reserved[8])(void);
+	void (*reserved[7])(void);
 };
 
 /*

@@ -1,0 +1,18 @@
+#ifndef MM_LIMITER_H
+#define MM_LIMITER_H
+
+/* Bounds the calls in flight per shared resource (a tenant's API, a DNS
+ * zone) when many domains are migrated at once.  Resources are named by
+ * the plugins ("KIND NAME" lines, see plugin.h: resources). */
+struct mm_limiter;
+
+struct mm_limiter *mm_limiter_new(int tenant_cap);
+void mm_limiter_free(struct mm_limiter *limiter);
+
+/* Takes every resource listed (one "KIND NAME" per line), waiting until all
+ * of them have room, so that two callers never hold half of each other's
+ * set.  Returns 0, or -1 when out of memory (nothing taken). */
+int mm_limiter_acquire(struct mm_limiter *limiter, const char *resources);
+void mm_limiter_release(struct mm_limiter *limiter, const char *resources);
+
+#endif
