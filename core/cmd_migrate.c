@@ -31,9 +31,10 @@ static void report_json(struct mm_ctx *ctx, cJSON *to, const char *domain, const
 
 static void engine_for(struct mm_ctx *ctx, struct mm_engine *e)
 {
-	e->state = ctx->state;
-	e->plugins = &ctx->plugins;
-	e->output = &ctx->output;
+	*e = (struct mm_engine){ .state = ctx->state, .plugins = &ctx->plugins,
+	                         .output = &ctx->output, .slot = -1,
+	                         .command = ctx->args.command,
+	                         .lock_wait_ms = ctx->args.lock_timeout_ms };
 }
 
 /* Plain steps of the plan that no plugin describes (verify, wait). */
@@ -89,6 +90,19 @@ static void parse_options(struct mm_ctx *ctx, struct mm_switch_options *opts)
 	opts->accept_conflicts = ctx->args.accept_conflicts;
 }
 
+/* A failed switch: the engine's message, with the plugin's detail shown
+ * under it. */
+static int switch_failed(struct mm_ctx *ctx, int rc, const struct mm_switch_report *report)
+{
+	char engine_err[MM_ERR_MAX];
+
+	if (!report->diag.summary[0])
+		return rc;
+	snprintf(engine_err, sizeof(engine_err), "%s", ctx->err);
+	mm_fail_diag(ctx, rc, &report->diag);
+	return mm_fail(ctx, rc, "%s", engine_err);
+}
+
 int mm_cmd_switch(struct mm_ctx *ctx)
 {
 	char domain[MM_DOMAIN_MAX + 1], section[320], profile[320];
@@ -96,19 +110,17 @@ int mm_cmd_switch(struct mm_ctx *ctx)
 	struct mm_plugin *to = NULL, *from = NULL;
 	struct mm_switch_options opts;
 	struct mm_switch_report report;
-	struct mailmode_diag diag;
 	struct mm_engine e;
-	int found = 0, locked = 0, rc;
+	int found = 0, rc;
 
 	if ((rc = mm_domain_arg(ctx, ctx->args.positional[0], domain)) != MM_OK)
 		return rc;
 	parse_options(ctx, &opts);
-	if ((rc = mm_open_state(ctx, !ctx->args.dry_run)) != MM_OK)
+	if ((rc = mm_load_plugins(ctx)) != MM_OK ||
+	    (rc = mm_open_state(ctx, !ctx->args.dry_run)) != MM_OK)
 		goto out;
 	if (ctx->state &&
 	    (rc = mm_state_get_domain(ctx->state, domain, &row, &found, ctx->err)) != MM_OK)
-		goto out;
-	if ((rc = mm_refuse_open_migration(ctx, domain)) != MM_OK)
 		goto out;
 	if (!ctx->args.profile && found && row.profile)
 		snprintf(profile, sizeof(profile), "%s", row.profile);
@@ -120,49 +132,24 @@ int mm_cmd_switch(struct mm_ctx *ctx)
 		snprintf(profile, sizeof(profile), "%s", section + strlen("profile "));
 	cJSON_AddStringToObject(ctx->doc, "domain", domain);
 	cJSON_AddStringToObject(ctx->doc, "profile", profile);
-	if (found && row.mode && strcmp(row.mode, ctx->args.to) == 0) {
-		cJSON_AddStringToObject(ctx->doc, "outcome", "unchanged");
-		if (!ctx->output.json)
-			printf("%s: already in %s mode: nothing to do\n", domain, row.mode);
-		goto out;
-	}
 	if ((rc = mm_find_plugin(ctx, ctx->args.to, &to)) != MM_OK ||
 	    (found && row.mode && (rc = mm_find_plugin(ctx, row.mode, &from)) != MM_OK))
 		goto out;
-	{
-		struct mm_op op = { .plugin = to, .domain = domain, .profile = profile };
-
-		if ((rc = mm_op_validate(&op, &diag)) != MM_OK) {
-			rc = mm_fail_diag(ctx, MM_ERR, &diag);
-			goto out;
-		}
-		op.plugin = from;
-		if (from && (rc = mm_op_validate(&op, &diag)) != MM_OK) {
-			rc = mm_fail_diag(ctx, MM_ERR, &diag);
-			goto out;
-		}
-	}
-	if (!from && (rc = mm_check_other_modes(ctx, domain, profile, ctx->args.to)) != MM_OK)
-		goto out;
 	if (ctx->args.dry_run) {
-		rc = dry_run(ctx, domain, profile, to, from, &row, &opts);
+		rc = mm_refuse_open_migration(ctx, domain);
+		if (rc == MM_OK && !(found && row.mode && strcmp(row.mode, ctx->args.to) == 0))
+			rc = dry_run(ctx, domain, profile, to, from, &row, &opts);
 		goto out;
 	}
-	if ((rc = mm_lock_domain(ctx, domain, &locked)) != MM_OK)
-		goto out;
 	engine_for(ctx, &e);
-	rc = mm_migrate_start(&e, domain, ctx->args.to, profile, &opts, &report, ctx->err);
+	rc = mm_migrate_switch(&e, domain, ctx->args.to, profile, &opts, &report, ctx->err);
 	report_json(ctx, ctx->doc, domain, from ? row.mode : NULL, ctx->args.to, &report);
-	if (rc != MM_OK && report.diag.summary[0]) {
-		char engine_err[MM_ERR_MAX];
-
-		/* Show the plugin's detail, but keep the engine's fuller message. */
-		snprintf(engine_err, sizeof(engine_err), "%s", ctx->err);
-		mm_fail_diag(ctx, rc, &report.diag);
-		mm_fail(ctx, rc, "%s", engine_err);
-	}
+	if (rc == MM_OK && report.outcome && strcmp(report.outcome, "unchanged") == 0 &&
+	    !ctx->output.json)
+		printf("%s: already in %s mode: nothing to do\n", domain, ctx->args.to);
+	if (rc != MM_OK)
+		rc = switch_failed(ctx, rc, &report);
 out:
-	mm_unlock_domain(ctx, domain, &locked);
 	mm_domain_row_clear(&row);
 	return rc;
 }
@@ -193,7 +180,7 @@ static int resume_one(const struct mm_migration *m, void *arg)
 	struct mm_switch_report report;
 	struct mm_engine e;
 	cJSON *item;
-	int locked = 0, rc;
+	int rc;
 
 	if (run->only && strcmp(run->only, m->domain) != 0)
 		return MM_OK;
@@ -201,14 +188,9 @@ static int resume_one(const struct mm_migration *m, void *arg)
 	if (!ctx->output.json)
 		printf("%s: resuming the migration %s -> %s (last step: %s)\n", m->domain,
 		       m->from_mode ? m->from_mode : "none", m->to_mode, m->step);
-	memset(&report, 0, sizeof(report));
-	rc = mm_lock_domain(ctx, m->domain, &locked);
-	if (rc == MM_OK) {
-		engine_for(ctx, &e);
-		rc = run->abort ? mm_migrate_abort(&e, m, &report, ctx->err)
-		                : mm_migrate_resume(&e, m, ctx->args.force, &report, ctx->err);
-	}
-	mm_unlock_domain(ctx, m->domain, &locked);
+	engine_for(ctx, &e);
+	rc = run->abort ? mm_migrate_abort(&e, m, &report, ctx->err)
+	                : mm_migrate_resume(&e, m, ctx->args.force, &report, ctx->err);
 	item = cJSON_CreateObject();
 	report_json(ctx, item, m->domain, m->from_mode, m->to_mode, &report);
 	if (rc != MM_OK) {

@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include "domain.h"
+#include "migrate.h"
 #include "ops.h"
 
 #include <errno.h>
@@ -144,30 +145,9 @@ void mm_unlock_domain(struct mm_ctx *ctx, const char *domain, int *locked)
 int mm_check_other_modes(struct mm_ctx *ctx, const char *domain, const char *profile,
                          const char *mode)
 {
-	size_t i;
+	struct mm_engine e = { .plugins = &ctx->plugins, .output = &ctx->output, .slot = -1 };
 
-	for (i = 0; i < ctx->plugins.count; i++) {
-		struct mm_plugin *p = ctx->plugins.plugins[i];
-		struct mm_op op = { .plugin = p, .domain = domain, .profile = profile };
-		enum mailmode_presence presence;
-		struct mailmode_diag diag;
-		char *report = NULL;
-		int rc;
-
-		if (strcmp(p->desc->name, mode) == 0 || mm_op_validate(&op, &diag) != MM_OK)
-			continue;
-		rc = mm_op_observe(&op, &presence, &report, &diag);
-		free(report);
-		if (rc != MM_OK)
-			return mm_fail(ctx, MM_ERR, "cannot confirm that %s mode is not live for %s: %s",
-			               p->desc->name, domain, diag.summary);
-		if (presence != MAILMODE_ABSENT)
-			return mm_fail(ctx, MM_REFUSED,
-			               "%s mode is %s for %s although the state records no mode: adopt it (mailmode adopt %s --mode %s) or remove it first",
-			               p->desc->name, mm_presence_name(presence), domain, domain,
-			               p->desc->name);
-	}
-	return MM_OK;
+	return mm_engine_check_other_modes(&e, domain, profile, mode, ctx->err);
 }
 
 

@@ -35,6 +35,25 @@ static int level_shown(struct mm_output *out, enum mailmode_log_level level)
 	return 1;
 }
 
+/* The board: one live line per worker while a runbook runs.  Drawn below
+ * the log lines; erased before a log line is written and drawn again. */
+static void board_erase(struct mm_output *out)
+{
+	if (out->board_drawn > 0)
+		fprintf(stderr, "\033[%dA\033[J", out->board_drawn);
+	out->board_drawn = 0;
+}
+
+static void board_draw(struct mm_output *out)
+{
+	int i;
+
+	for (i = 0; i < out->board_slots; i++)
+		fprintf(stderr, "\033[K%s\n", out->board[i]);
+	out->board_drawn = out->board_slots;
+	fflush(stderr);
+}
+
 static void write_line(struct mm_output *out, const char *prefix,
                        enum mailmode_log_level level, const char *fmt, va_list ap)
 {
@@ -43,9 +62,13 @@ static void write_line(struct mm_output *out, const char *prefix,
 		fputs("\r\033[K", stderr);
 		out->progress_shown = 0;
 	}
+	if (out->progress_live)
+		board_erase(out);
 	fprintf(stderr, "mailmode: %s%s%s: ", prefix, prefix[0] ? ": " : "", level_name(level));
 	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);
+	if (out->progress_live && out->board_slots)
+		board_draw(out);
 	pthread_mutex_unlock(&out->lock);
 }
 
@@ -72,9 +95,43 @@ void mm_host_log(void *handle, enum mailmode_log_level level, const char *fmt, .
 	va_end(ap);
 }
 
+void mm_board_open(struct mm_output *out, int slots)
+{
+	pthread_mutex_lock(&out->lock);
+	out->board_slots = slots < MM_BOARD_MAX ? slots : MM_BOARD_MAX;
+	memset(out->board, 0, sizeof(out->board));
+	pthread_mutex_unlock(&out->lock);
+}
+
+void mm_board_close(struct mm_output *out)
+{
+	pthread_mutex_lock(&out->lock);
+	if (out->progress_live)
+		board_erase(out);
+	out->board_slots = 0;
+	pthread_mutex_unlock(&out->lock);
+}
+
+void mm_board_vset(struct mm_output *out, int slot, const char *fmt, va_list ap)
+{
+	if (out->verbosity < 0 || slot < 0 || slot >= out->board_slots)
+		return;
+	pthread_mutex_lock(&out->lock);
+	vsnprintf(out->board[slot], sizeof(out->board[slot]), fmt, ap);
+	if (out->progress_live) {
+		board_erase(out);
+		board_draw(out);
+	} else {
+		fprintf(stderr, "mailmode: %s\n", out->board[slot]);
+	}
+	pthread_mutex_unlock(&out->lock);
+}
+
 static void vprogress(struct mm_output *out, const char *prefix, const char *fmt, va_list ap)
 {
-	if (out->verbosity < 0)
+	/* On the board only the engine's lines are shown: a plugin's cannot be
+	 * told apart between the domains running at once. */
+	if (out->verbosity < 0 || (out->board_slots && prefix[0]))
 		return;
 	pthread_mutex_lock(&out->lock);
 	fprintf(stderr, "%smailmode: %s%s", out->progress_live ? "\r\033[K" : "", prefix,
@@ -96,6 +153,11 @@ static void host_progress(void *handle, const char *fmt, ...)
 	va_start(ap, fmt);
 	vprogress(ctx->output, ctx->name, fmt, ap);
 	va_end(ap);
+}
+
+void mm_vprogress(struct mm_output *out, const char *fmt, va_list ap)
+{
+	vprogress(out, "", fmt, ap);
 }
 
 void mm_progress(struct mm_output *out, const char *fmt, ...)

@@ -3,9 +3,12 @@
 
 #include <mailmode/plugin.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 
 struct mm_config;
+
+#define MM_BOARD_MAX 64
 
 /* What the core prints and how: shared by the host services and the CLI. */
 struct mm_output {
@@ -16,6 +19,10 @@ struct mm_output {
 	 * interleave, and a live progress line is cleared before a log line. */
 	pthread_mutex_t lock;
 	int progress_shown;
+	/* The runbook's board: one line per worker (see mm_board_open). */
+	int board_slots;
+	int board_drawn;
+	char board[MM_BOARD_MAX][160];
 };
 
 /* The context behind one plugin's host table (host->handle). */
@@ -48,6 +55,13 @@ void mm_log(struct mm_output *out, enum mailmode_log_level level, const char *fm
 /* A live status line (rewritten in place on a terminal, one line each
  * otherwise); mm_progress_end clears it. */
 void mm_progress(struct mm_output *out, const char *fmt, ...) MAILMODE_PRINTF(2, 3);
+void mm_vprogress(struct mm_output *out, const char *fmt, va_list ap);
+/* A board of live lines, one per slot (a runbook's workers): on a terminal
+ * they are redrawn in place below the log, otherwise each update is one
+ * plain line. */
+void mm_board_open(struct mm_output *out, int slots);
+void mm_board_vset(struct mm_output *out, int slot, const char *fmt, va_list ap);
+void mm_board_close(struct mm_output *out);
 void mm_progress_end(struct mm_output *out);
 /* Shows a plugin's diagnostic (a warning on success, say) with its detail. */
 void mm_print_diag(struct mm_output *out, const struct mailmode_diag *diag);

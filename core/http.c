@@ -18,6 +18,15 @@ struct mailmode_http_session {
 	CURL *curl;
 };
 
+/* Requests made on this thread: a runbook's reports count each domain's
+ * API calls, and each domain runs on one thread at a time. */
+static _Thread_local long requests_made;
+
+long mm_http_requests_made(void)
+{
+	return requests_made;
+}
+
 struct growbuf {
 	char *data;
 	size_t len, cap;
@@ -208,6 +217,7 @@ int mm_http_request(void *handle, struct mailmode_http_session *session,
 			goto out;
 		}
 		resp->attempts++;
+		requests_made++;
 		cc = curl_easy_perform(session->curl);
 		if (cc != CURLE_OK) {
 			/* No answer: the request may or may not have been acted on, so

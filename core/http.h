@@ -16,6 +16,9 @@ int mm_http_request(void *handle, struct mailmode_http_session *session,
                     struct mailmode_http_response *resp, struct mailmode_diag *diag);
 void mm_http_response_free(void *handle, struct mailmode_http_response *resp);
 
+/* HTTP requests (attempts) made so far by this thread. */
+long mm_http_requests_made(void);
+
 /* Seconds to wait from a Retry-After value (delta-seconds or HTTP date),
  * or -1 when absent or unparsable. */
 long mm_http_retry_after(const char *headers, long now_epoch);

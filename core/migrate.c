@@ -1,8 +1,10 @@
 #include "migrate.h"
 
+#include "http.h"
 #include "ops.h"
 
 #include <cjson/cJSON.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,7 @@ static const char *const step_names[] = {
 };
 
 #define MAX_POLL_INTERVAL_MS 60000L
+#define LOCK_LEASE_MS (30L * 60 * 1000)
 
 struct run {
 	struct mm_engine *e;
@@ -39,6 +42,24 @@ struct run {
 static long long now_ms(void)
 {
 	return mm_host_wall_ms(NULL);
+}
+
+void mm_engine_progress(const struct mm_engine *e, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (e->slot >= 0)
+		mm_board_vset(e->output, e->slot, fmt, ap);
+	else
+		mm_vprogress(e->output, fmt, ap);
+	va_end(ap);
+}
+
+static void engine_progress_end(const struct mm_engine *e)
+{
+	if (e->slot < 0)
+		mm_progress_end(e->output);
 }
 
 static int journal(struct run *r, enum step step, const char *phase, const char *detail)
@@ -64,6 +85,7 @@ static struct mm_op op_for(const struct run *r, int new_mode, unsigned flags)
 		.profile = r->m->profile,
 		.receipt = new_mode ? r->m->new_receipt : r->m->old_receipt,
 		.flags = flags,
+		.limiter = r->e->limiter,
 	};
 
 	if (!new_mode && r->m->old_adopted)
@@ -136,15 +158,15 @@ static int poll(struct run *r, enum step step, check_fn check, int new_mode, lon
 		now = now_ms();
 		elapsed = (now - r->started_ms) / 1000;
 		if (rc == MM_OK) {
-			mm_progress_end(r->e->output);
+			engine_progress_end(r->e);
 			return MM_OK;
 		}
 		if (journal(r, step, "attempt", diag->summary) != MM_OK)
 			return MM_ERR;
-		mm_progress(r->e->output, "%s: %s: attempt %d, %lld:%02lld elapsed: %s", r->m->domain,
+		mm_engine_progress(r->e, "%s: %s: attempt %d, %lld:%02lld elapsed: %s", r->m->domain,
 		            what, attempt, elapsed / 60, elapsed % 60, diag->summary);
 		if (rc != MM_UNVERIFIED || now >= deadline) {
-			mm_progress_end(r->e->output);
+			engine_progress_end(r->e);
 			return rc == MM_UNVERIFIED ? MM_UNVERIFIED : rc;
 		}
 		mm_host_sleep_ms(NULL, now + interval < deadline ? interval : deadline - now);
@@ -194,7 +216,7 @@ static int rollback(struct run *r, int rc_after)
 
 		if ((rc = journal(r, STEP_ROLLBACK_TEARDOWN_NEW, "begin", NULL)) != MM_OK)
 			return rc;
-		mm_progress(r->e->output, "%s: rolling back %s mode", r->m->domain, r->m->to_mode);
+		mm_engine_progress(r->e, "%s: rolling back %s mode", r->m->domain, r->m->to_mode);
 		/* A setup that failed before it changed anything left nothing to
 		 * undo (and no receipt to undo it with); anything else is torn
 		 * down, even when it looks absent: a new object may not be
@@ -238,7 +260,7 @@ static int run_setup(struct run *r)
 
 	if ((rc = journal(r, STEP_SETUP_NEW, "begin", NULL)) != MM_OK)
 		return rc;
-	mm_progress(r->e->output, "%s: setting up %s mode", r->m->domain, r->m->to_mode);
+	mm_engine_progress(r->e, "%s: setting up %s mode", r->m->domain, r->m->to_mode);
 	rc = mm_op_setup(&op, &receipt, &r->report->diag);
 	if (rc != MM_OK) {
 		r->report->step = step_names[STEP_SETUP_NEW];
@@ -286,7 +308,7 @@ static int run_teardown_old(struct run *r)
 
 	if ((rc = journal(r, STEP_TEARDOWN_OLD, "begin", NULL)) != MM_OK)
 		return rc;
-	mm_progress(r->e->output, "%s: tearing down %s mode", r->m->domain, r->m->from_mode);
+	mm_engine_progress(r->e, "%s: tearing down %s mode", r->m->domain, r->m->from_mode);
 	rc = poll(r, STEP_TEARDOWN_OLD, check_torn_down, 0, now_ms() + r->opts.verify_timeout_ms,
 	          "tearing down the old mode", &diag);
 	if (rc != MM_OK)
@@ -383,23 +405,51 @@ static void run_init(struct run *r, struct mm_engine *e, struct mm_migration *m,
                      struct mm_switch_report *report, char *err)
 {
 	memset(r, 0, sizeof(*r));
-	memset(report, 0, sizeof(*report));
 	r->e = e;
 	r->m = m;
 	r->report = report;
 	r->err = err;
-	r->started_ms = now_ms();
 	parse_options(m->options, &r->opts);
 }
 
-static void run_finish(struct run *r)
+/* Every public entry starts and ends a report the same way; calls are
+ * counted on this thread (each engine has its own). */
+static void report_begin(struct mm_switch_report *report, long long *started, long *calls)
 {
-	r->report->elapsed_ms = now_ms() - r->started_ms;
+	memset(report, 0, sizeof(*report));
+	*started = now_ms();
+	*calls = mm_http_requests_made();
 }
 
-int mm_migrate_start(struct mm_engine *e, const char *domain, const char *to_mode,
-                     const char *profile, const struct mm_switch_options *opts,
-                     struct mm_switch_report *report, char *err)
+static void report_end(struct mm_switch_report *report, long long started, long calls)
+{
+	report->elapsed_ms = now_ms() - started;
+	report->api_calls = mm_http_requests_made() - calls;
+}
+
+static int lock(struct mm_engine *e, const char *domain, char *err)
+{
+	char notice[768];
+	int rc = mm_state_lock_domain(e->state, domain, e->command, LOCK_LEASE_MS, e->lock_wait_ms,
+	                              notice, sizeof(notice), err);
+
+	if (rc == MM_OK && notice[0])
+		mm_log(e->output, MAILMODE_LOG_WARNING, "%s", notice);
+	return rc;
+}
+
+static void unlock(struct mm_engine *e, const char *domain)
+{
+	char err[MM_ERR_MAX];
+
+	if (mm_state_unlock_domain(e->state, domain, err) != MM_OK)
+		mm_log(e->output, MAILMODE_LOG_WARNING, "%s", err);
+}
+
+/* A new migration of a locked domain. */
+static int migrate_start(struct mm_engine *e, const char *domain, const char *to_mode,
+                         const char *profile, const struct mm_switch_options *opts,
+                         struct mm_switch_report *report, char *err)
 {
 	struct mm_domain_row row;
 	struct mm_migration m = { 0 };
@@ -430,29 +480,8 @@ int mm_migrate_start(struct mm_engine *e, const char *domain, const char *to_mod
 		goto out;
 	rc = run_forward(&r);
 out:
-	run_finish(&r);
 	mm_migration_clear(&m);
 	return rc;
-}
-
-/* A copy the run may update (the new receipt). */
-static int copy_migration(const struct mm_migration *from, struct mm_migration *to, char *err)
-{
-	*to = *from;
-	to->domain = strdup(from->domain);
-	to->from_mode = from->from_mode ? strdup(from->from_mode) : NULL;
-	to->to_mode = strdup(from->to_mode);
-	to->profile = strdup(from->profile ? from->profile : "");
-	to->step = from->step ? strdup(from->step) : NULL;
-	to->old_receipt = from->old_receipt ? strdup(from->old_receipt) : NULL;
-	to->new_receipt = from->new_receipt ? strdup(from->new_receipt) : NULL;
-	to->options = from->options ? strdup(from->options) : NULL;
-	to->started_at = from->started_at ? strdup(from->started_at) : NULL;
-	if (!to->domain || !to->to_mode || !to->profile) {
-		snprintf(err, MM_ERR_MAX, "out of memory");
-		return MM_ERR;
-	}
-	return MM_OK;
 }
 
 /* Whether the journal says the migration is on its way back. */
@@ -472,53 +501,175 @@ static int rolling_back(struct run *r, int *back)
 	return MM_OK;
 }
 
-int mm_migrate_resume(struct mm_engine *e, const struct mm_migration *open, int force,
-                      struct mm_switch_report *report, char *err)
+/* Locks the domain and re-reads its open migration (another run may have
+ * finished it meanwhile), then runs fn on it. */
+static int with_open_migration(struct mm_engine *e, const char *domain, int force,
+                               int (*fn)(struct run *r), struct mm_switch_report *report,
+                               char *err)
 {
-	struct mm_migration m;
+	struct mm_migration m = { 0 };
+	long long started;
+	long calls;
 	struct run r;
-	int back = 0, rc;
+	int found = 0, rc;
 
-	memset(&m, 0, sizeof(m));
-	rc = copy_migration(open, &m, err);
+	report_begin(report, &started, &calls);
+	if ((rc = lock(e, domain, err)) != MM_OK)
+		return rc;
+	rc = mm_state_migration_get(e->state, domain, &m, &found, err);
+	if (rc == MM_OK && !found) {
+		report->outcome = "unchanged";
+		goto out;
+	}
 	run_init(&r, e, &m, report, err);
 	r.opts.force = force;
 	if (rc == MM_OK)
 		rc = find_plugins(&r);
 	if (rc == MM_OK)
-		rc = rolling_back(&r, &back);
-	if (rc == MM_OK)
-		rc = back ? rollback(&r, MM_OK) : run_forward(&r);
-	run_finish(&r);
+		rc = fn(&r);
+out:
+	unlock(e, domain);
+	report_end(report, started, calls);
 	mm_migration_clear(&m);
+	return rc;
+}
+
+static int resume_run(struct run *r)
+{
+	int back = 0, rc = rolling_back(r, &back);
+
+	if (rc == MM_OK)
+		rc = back ? rollback(r, MM_OK) : run_forward(r);
+	return rc;
+}
+
+int mm_migrate_resume(struct mm_engine *e, const struct mm_migration *open, int force,
+                      struct mm_switch_report *report, char *err)
+{
+	return with_open_migration(e, open->domain, force, resume_run, report, err);
+}
+
+static int abort_run(struct run *r)
+{
+	int began = 0, rc = journal_has(r, step_names[STEP_TEARDOWN_OLD], "begin", &began);
+
+	if (rc == MM_OK && began) {
+		snprintf(r->err, MM_ERR_MAX,
+		         "%s: the migration to %s mode has begun tearing down %s mode, so it can only go forward: run 'mailmode resume %s'",
+		         r->m->domain, r->m->to_mode, r->m->from_mode, r->m->domain);
+		rc = MM_REFUSED;
+	}
+	if (rc == MM_OK)
+		rc = mm_state_journal(r->e->state, r->m->id, "abort", "end", NULL, r->err);
+	if (rc == MM_OK)
+		rc = rollback(r, MM_OK);
 	return rc;
 }
 
 int mm_migrate_abort(struct mm_engine *e, const struct mm_migration *open,
                      struct mm_switch_report *report, char *err)
 {
-	struct mm_migration m;
-	struct run r;
-	int began = 0, rc;
+	return with_open_migration(e, open->domain, 0, abort_run, report, err);
+}
 
-	memset(&m, 0, sizeof(m));
-	rc = copy_migration(open, &m, err);
-	run_init(&r, e, &m, report, err);
-	if (rc == MM_OK)
-		rc = find_plugins(&r);
-	if (rc == MM_OK)
-		rc = journal_has(&r, step_names[STEP_TEARDOWN_OLD], "begin", &began);
-	if (rc == MM_OK && began) {
+int mm_engine_check_other_modes(const struct mm_engine *e, const char *domain,
+                                const char *profile, const char *mode, char *err)
+{
+	size_t i;
+
+	for (i = 0; i < e->plugins->count; i++) {
+		struct mm_plugin *p = e->plugins->plugins[i];
+		struct mm_op op = { .plugin = p, .domain = domain, .profile = profile,
+		                    .limiter = e->limiter };
+		enum mailmode_presence presence;
+		struct mailmode_diag diag;
+		char *report = NULL;
+		int rc;
+
+		if (strcmp(p->desc->name, mode) == 0 || mm_op_validate(&op, &diag) != MM_OK)
+			continue;
+		rc = mm_op_observe(&op, &presence, &report, &diag);
+		free(report);
+		if (rc != MM_OK) {
+			snprintf(err, MM_ERR_MAX, "cannot confirm that %s mode is not live for %s: %s",
+			         p->desc->name, domain, diag.summary);
+			return MM_ERR;
+		}
+		if (presence != MAILMODE_ABSENT) {
+			snprintf(err, MM_ERR_MAX,
+			         "%s mode is %s for %s although the state records no mode: adopt it (mailmode adopt %s --mode %s) or remove it first",
+			         p->desc->name, mm_presence_name(presence), domain, domain, p->desc->name);
+			return MM_REFUSED;
+		}
+	}
+	return MM_OK;
+}
+
+static int validate(const struct mm_engine *e, struct mm_plugin *p, const char *domain,
+                    const char *profile, struct mm_switch_report *report, char *err)
+{
+	struct mm_op op = { .plugin = p, .domain = domain, .profile = profile };
+	int rc = mm_op_validate(&op, &report->diag);
+
+	(void)e;
+	if (rc != MM_OK)
+		snprintf(err, MM_ERR_MAX, "%s", report->diag.summary);
+	return rc == MM_OK ? MM_OK : MM_ERR;
+}
+
+static int find_mode(const struct mm_engine *e, const char *domain, const char *mode,
+                     struct mm_plugin **p, char *err)
+{
+	*p = mm_plugins_find(e->plugins, mode);
+	if (*p)
+		return MM_OK;
+	snprintf(err, MM_ERR_MAX, "%s: mode '%s' is not available (no plugin)", domain, mode);
+	return MM_ERR;
+}
+
+int mm_migrate_switch(struct mm_engine *e, const char *domain, const char *to_mode,
+                      const char *profile, const struct mm_switch_options *opts,
+                      struct mm_switch_report *report, char *err)
+{
+	struct mm_domain_row row = { 0 };
+	struct mm_migration open = { 0 };
+	struct mm_plugin *to = NULL, *from = NULL;
+	long long started;
+	long calls;
+	int found = 0, migrating = 0, locked = 0, rc;
+
+	report_begin(report, &started, &calls);
+	rc = mm_state_migration_get(e->state, domain, &open, &migrating, err);
+	if (rc == MM_OK && migrating) {
 		snprintf(err, MM_ERR_MAX,
-		         "%s: the migration to %s mode has begun tearing down %s mode, so it can only go forward: run 'mailmode resume %s'",
-		         m.domain, m.to_mode, m.from_mode, m.domain);
+		         "%s has an unfinished migration to %s mode (last step: %s): run 'mailmode resume %s' or 'mailmode abort %s'",
+		         domain, open.to_mode, open.step, domain, domain);
 		rc = MM_REFUSED;
 	}
 	if (rc == MM_OK)
-		rc = mm_state_journal(e->state, m.id, "abort", "end", NULL, err);
-	if (rc == MM_OK)
-		rc = rollback(&r, MM_OK);
-	run_finish(&r);
-	mm_migration_clear(&m);
+		rc = mm_state_get_domain(e->state, domain, &row, &found, err);
+	if (rc != MM_OK)
+		goto out;
+	if (found && row.mode && strcmp(row.mode, to_mode) == 0) {
+		report->outcome = "unchanged";
+		goto out;
+	}
+	if ((rc = find_mode(e, domain, to_mode, &to, err)) != MM_OK ||
+	    (found && row.mode && (rc = find_mode(e, domain, row.mode, &from, err)) != MM_OK) ||
+	    (rc = validate(e, to, domain, profile, report, err)) != MM_OK ||
+	    (from && (rc = validate(e, from, domain, profile, report, err)) != MM_OK))
+		goto out;
+	if (!from && (rc = mm_engine_check_other_modes(e, domain, profile, to_mode, err)) != MM_OK)
+		goto out;
+	if ((rc = lock(e, domain, err)) != MM_OK)
+		goto out;
+	locked = 1;
+	rc = migrate_start(e, domain, to_mode, profile, opts, report, err);
+out:
+	if (locked)
+		unlock(e, domain);
+	report_end(report, started, calls);
+	mm_migration_clear(&open);
+	mm_domain_row_clear(&row);
 	return rc;
 }

@@ -20,33 +20,49 @@ struct mm_switch_options {
 #define MM_DEFAULT_VERIFY_TIMEOUT_MS (15L * 60 * 1000)
 #define MM_DEFAULT_POLL_INTERVAL_MS (10L * 1000)
 
-/* What the engine works with; the caller owns all of it. */
+/* What the engine works with; the caller owns all of it.  One engine per
+ * thread: each has its own state DB connection. */
 struct mm_engine {
 	struct mm_state *state;
 	const struct mm_plugin_set *plugins;
 	struct mm_output *output;
+	struct mm_limiter *limiter;   /* NULL: no bound on shared resources */
+	int slot;                     /* line on the progress board, -1: none */
+	const char *command;          /* named in the domain lock */
+	long lock_wait_ms;
 };
 
 /* How a migration ended, for reports. */
 struct mm_switch_report {
 	const char *outcome;      /* "switched", "unchanged", "rolled back", "aborted",
-	                             "unfinished" */
+	                             "unfinished"; NULL: refused or failed before
+	                             anything changed */
 	const char *step;         /* the step that failed, if any */
 	int verify_attempts;
 	long long elapsed_ms;
+	long api_calls;           /* HTTP requests made by the plugins */
 	struct mailmode_diag diag;   /* the last plugin diagnostic on failure */
 };
 
-/* A new migration.  The domain must be locked by the caller. */
-int mm_migrate_start(struct mm_engine *e, const char *domain, const char *to_mode,
-                     const char *profile, const struct mm_switch_options *opts,
-                     struct mm_switch_report *report, char *err);
-/* Continues an open migration from its last finished step. */
+/* Switches a domain: refused (MM_REFUSED) while it has an unfinished
+ * migration or, having no mode, another mode is live for it; "unchanged"
+ * when it is in to_mode already; otherwise locks it and migrates. */
+int mm_migrate_switch(struct mm_engine *e, const char *domain, const char *to_mode,
+                      const char *profile, const struct mm_switch_options *opts,
+                      struct mm_switch_report *report, char *err);
+/* Continues an open migration from its last finished step (locks it). */
 int mm_migrate_resume(struct mm_engine *e, const struct mm_migration *m, int force,
                       struct mm_switch_report *report, char *err);
 /* Rolls back an open migration that has not begun tearing down the old
- * mode; MM_REFUSED once it has. */
+ * mode; MM_REFUSED once it has (locks it). */
 int mm_migrate_abort(struct mm_engine *e, const struct mm_migration *m,
                      struct mm_switch_report *report, char *err);
+
+/* The one-mode invariant against the world: MM_REFUSED when a mode other
+ * than `mode`, configured for the profile, is live for the domain. */
+int mm_engine_check_other_modes(const struct mm_engine *e, const char *domain,
+                                const char *profile, const char *mode, char *err);
+/* Shows a progress line for the engine's domain (its board line, if any). */
+void mm_engine_progress(const struct mm_engine *e, const char *fmt, ...) MAILMODE_PRINTF(2, 3);
 
 #endif
