@@ -13,7 +13,8 @@ enum opt_flag {
 	O_ACCEPT = 1 << 4,
 	O_TO = 1 << 5,
 	O_TIMING = 1 << 6,
-	O_DIR = 1 << 7
+	O_DIR = 1 << 7,
+	O_PARALLEL = 1 << 8
 };
 
 struct command_spec {
@@ -38,6 +39,7 @@ static const struct command_spec commands[] = {
 	{ "abort", 0, 1, 1, "abort DOMAIN" },
 	{ "log", 0, 0, 1, "log [DOMAIN]" },
 	{ "sandbox", O_DIR, 1, 1, "sandbox start|stop|status [--dir DIR]" },
+	{ "runbook", O_PARALLEL, 2, 2, "runbook plan|run FILE [--parallel N]" },
 	{ NULL, 0, 0, 0, NULL }
 };
 
@@ -52,27 +54,6 @@ void mm_cli_usage(FILE *f)
 	fputs("\nexit codes: 0 ok, 1 error, 2 usage, 3 verification failed,\n"
 	      "            4 refused by the one-mode invariant or a conflict\n"
 	      "See mailmode(1).\n", f);
-}
-
-/* "90", "90s", "15m", "2h", "500ms" -> milliseconds. */
-static int parse_duration(const char *s, long *ms)
-{
-	char *end;
-	long v = strtol(s, &end, 10);
-
-	if (end == s || v < 0)
-		return -1;
-	if (*end == '\0' || strcmp(end, "s") == 0)
-		*ms = v * 1000;
-	else if (strcmp(end, "ms") == 0)
-		*ms = v;
-	else if (strcmp(end, "m") == 0)
-		*ms = v * 60000;
-	else if (strcmp(end, "h") == 0)
-		*ms = v * 3600000;
-	else
-		return -1;
-	return 0;
 }
 
 static const struct command_spec *find_command(const char *name)
@@ -206,12 +187,29 @@ int mm_cli_parse(struct mm_args *args, int argc, char **argv, char *err)
 			if (r > 0) {
 				long *ms = (long *)((char *)args + duration_opts[k].offset);
 
-				if (parse_duration(value, ms) != 0) {
+				if (mm_config_duration(value, ms) != 0) {
 					snprintf(err, MM_ERR_MAX, "%s '%s': not a duration (e.g. 30s, 2m, 500ms)",
 					         duration_opts[k].name, value);
 					return MM_USAGE;
 				}
 				seen |= duration_opts[k].flag;
+				matched = 1;
+			}
+		}
+		if (!matched) {
+			r = take_value("--parallel", argc, argv, &i, &value, err);
+			if (r < 0)
+				return MM_USAGE;
+			if (r > 0) {
+				char *end;
+
+				args->parallel = (int)strtol(value, &end, 10);
+				if (end == value || *end != '\0' || args->parallel < 1 || args->parallel > 64) {
+					snprintf(err, MM_ERR_MAX, "--parallel '%s': want a number from 1 to 64",
+					         value);
+					return MM_USAGE;
+				}
+				seen |= O_PARALLEL;
 				matched = 1;
 			}
 		}

@@ -33,6 +33,7 @@ struct mm_args {
 	long lock_timeout_ms;
 	long verify_timeout_ms;   /* -1: default */
 	long poll_interval_ms;    /* -1: default */
+	int parallel;             /* 0: the runbook's */
 };
 
 /* Everything a command works with.  Commands report through ctx: they add
@@ -89,6 +90,13 @@ struct mm_op;
 int mm_show_plan(struct mm_ctx *ctx, cJSON *plan, const struct mm_op *op,
                  enum mailmode_plan_op which);
 
+struct mm_switch_options;
+/* Prints the plan of a switch (setup, verify, teardown, confirm) and adds
+ * its steps to the JSON array plan. */
+int mm_show_switch_plan(struct mm_ctx *ctx, cJSON *plan, const char *domain, const char *profile,
+                        struct mm_plugin *to, struct mm_plugin *from,
+                        const struct mm_domain_row *row, const struct mm_switch_options *opts);
+
 int mm_cmd_plugins(struct mm_ctx *ctx);
 int mm_cmd_status(struct mm_ctx *ctx);
 int mm_cmd_setup(struct mm_ctx *ctx);
@@ -100,5 +108,6 @@ int mm_cmd_switch(struct mm_ctx *ctx);
 int mm_cmd_resume(struct mm_ctx *ctx);
 int mm_cmd_abort(struct mm_ctx *ctx);
 int mm_cmd_sandbox(struct mm_ctx *ctx);
+int mm_cmd_runbook(struct mm_ctx *ctx);
 
 #endif

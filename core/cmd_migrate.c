@@ -51,16 +51,15 @@ static void add_engine_step(struct mm_ctx *ctx, cJSON *plan, const char *step, c
 		printf("%s %s mode: %s\n", step, mode, action);
 }
 
-static int dry_run(struct mm_ctx *ctx, const char *domain, const char *profile,
-                   struct mm_plugin *to, struct mm_plugin *from, const struct mm_domain_row *row,
-                   const struct mm_switch_options *opts)
+int mm_show_switch_plan(struct mm_ctx *ctx, cJSON *plan, const char *domain, const char *profile,
+                        struct mm_plugin *to, struct mm_plugin *from,
+                        const struct mm_domain_row *row, const struct mm_switch_options *opts)
 {
 	struct mm_op setup = { .plugin = to, .domain = domain, .profile = profile,
 	                       .flags = opts->accept_conflicts ? MAILMODE_REQ_ACCEPT_CONFLICTS : 0 };
 	struct mm_op teardown = { .plugin = from, .domain = domain, .profile = profile,
 	                          .receipt = row->receipt,
 	                          .flags = row->adopted ? MAILMODE_REQ_ADOPTED : 0 };
-	cJSON *plan = cJSON_AddArrayToObject(ctx->doc, "plan");
 	char verify[256];
 	int rc;
 
@@ -138,7 +137,8 @@ int mm_cmd_switch(struct mm_ctx *ctx)
 	if (ctx->args.dry_run) {
 		rc = mm_refuse_open_migration(ctx, domain);
 		if (rc == MM_OK && !(found && row.mode && strcmp(row.mode, ctx->args.to) == 0))
-			rc = dry_run(ctx, domain, profile, to, from, &row, &opts);
+			rc = mm_show_switch_plan(ctx, cJSON_AddArrayToObject(ctx->doc, "plan"), domain,
+			                         profile, to, from, &row, &opts);
 		goto out;
 	}
 	engine_for(ctx, &e);
@@ -189,8 +189,8 @@ static int resume_one(const struct mm_migration *m, void *arg)
 		printf("%s: resuming the migration %s -> %s (last step: %s)\n", m->domain,
 		       m->from_mode ? m->from_mode : "none", m->to_mode, m->step);
 	engine_for(ctx, &e);
-	rc = run->abort ? mm_migrate_abort(&e, m, &report, ctx->err)
-	                : mm_migrate_resume(&e, m, ctx->args.force, &report, ctx->err);
+	rc = run->abort ? mm_migrate_abort(&e, m->domain, &report, ctx->err)
+	                : mm_migrate_resume(&e, m->domain, ctx->args.force, &report, ctx->err);
 	item = cJSON_CreateObject();
 	report_json(ctx, item, m->domain, m->from_mode, m->to_mode, &report);
 	if (rc != MM_OK) {

@@ -75,8 +75,6 @@ static int on_entry(void *user, const char *section, const char *key, const char
 	}
 	if (remember_section(cfg, section) != 0)
 		goto nomem;
-	if (!key)        /* inih reports a bare section header with key NULL */
-		return 1;
 	if (strcmp(section, "mailmode") == 0 && !is_core_key(key)) {
 		snprintf(cfg->first_error, sizeof(cfg->first_error),
 		         "unknown key '%s' in [mailmode] (known: state, plugin_dir, default_profile, lock_timeout)",
@@ -290,5 +288,26 @@ int mm_config_profile(const struct mm_config *cfg, const char *name,
 		         cfg->path[0] ? cfg->path : "(none)", list.count ? list.names : "none");
 		return -1;
 	}
+	return 0;
+}
+
+/* "90", "90s", "15m", "2h", "500ms" -> milliseconds. */
+int mm_config_duration(const char *s, long *ms)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+
+	if (end == s || v < 0)
+		return -1;
+	if (*end == '\0' || strcmp(end, "s") == 0)
+		*ms = v * 1000;
+	else if (strcmp(end, "ms") == 0)
+		*ms = v;
+	else if (strcmp(end, "m") == 0)
+		*ms = v * 60000;
+	else if (strcmp(end, "h") == 0)
+		*ms = v * 3600000;
+	else
+		return -1;
 	return 0;
 }

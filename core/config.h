@@ -28,4 +28,8 @@ void mm_config_each_profile(const struct mm_config *cfg,
 int mm_config_profile(const struct mm_config *cfg, const char *name,
                       char *section, size_t sectionlen, char *err, size_t errlen);
 
+/* A duration: "90" or "90s", "500ms", "15m", "2h" -> milliseconds.
+ * Returns 0, or -1 when s is not one. */
+int mm_config_duration(const char *s, long *ms);
+
 #endif

@@ -82,7 +82,7 @@ static int dispatch(struct mm_ctx *ctx)
 		{ "teardown", mm_cmd_teardown }, { "adopt", mm_cmd_adopt },
 		{ "log", mm_cmd_log },         { "switch", mm_cmd_switch },
 		{ "resume", mm_cmd_resume },   { "abort", mm_cmd_abort },
-		{ "sandbox", mm_cmd_sandbox },
+		{ "sandbox", mm_cmd_sandbox },    { "runbook", mm_cmd_runbook },
 	};
 	size_t i;
 

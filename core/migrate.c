@@ -543,10 +543,10 @@ static int resume_run(struct run *r)
 	return rc;
 }
 
-int mm_migrate_resume(struct mm_engine *e, const struct mm_migration *open, int force,
+int mm_migrate_resume(struct mm_engine *e, const char *domain, int force,
                       struct mm_switch_report *report, char *err)
 {
-	return with_open_migration(e, open->domain, force, resume_run, report, err);
+	return with_open_migration(e, domain, force, resume_run, report, err);
 }
 
 static int abort_run(struct run *r)
@@ -566,10 +566,10 @@ static int abort_run(struct run *r)
 	return rc;
 }
 
-int mm_migrate_abort(struct mm_engine *e, const struct mm_migration *open,
-                     struct mm_switch_report *report, char *err)
+int mm_migrate_abort(struct mm_engine *e, const char *domain, struct mm_switch_report *report,
+                     char *err)
 {
-	return with_open_migration(e, open->domain, 0, abort_run, report, err);
+	return with_open_migration(e, domain, 0, abort_run, report, err);
 }
 
 int mm_engine_check_other_modes(const struct mm_engine *e, const char *domain,

@@ -51,12 +51,12 @@ int mm_migrate_switch(struct mm_engine *e, const char *domain, const char *to_mo
                       const char *profile, const struct mm_switch_options *opts,
                       struct mm_switch_report *report, char *err);
 /* Continues an open migration from its last finished step (locks it). */
-int mm_migrate_resume(struct mm_engine *e, const struct mm_migration *m, int force,
+int mm_migrate_resume(struct mm_engine *e, const char *domain, int force,
                       struct mm_switch_report *report, char *err);
 /* Rolls back an open migration that has not begun tearing down the old
  * mode; MM_REFUSED once it has (locks it). */
-int mm_migrate_abort(struct mm_engine *e, const struct mm_migration *m,
-                     struct mm_switch_report *report, char *err);
+int mm_migrate_abort(struct mm_engine *e, const char *domain, struct mm_switch_report *report,
+                     char *err);
 
 /* The one-mode invariant against the world: MM_REFUSED when a mode other
  * than `mode`, configured for the profile, is live for the domain. */
