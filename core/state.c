@@ -208,11 +208,13 @@ out:
 static void set_actor(struct mm_state *st)
 {
 	const char *user = getenv("SUDO_USER");
-	struct passwd *pw = NULL;
+	struct passwd pw, *found = NULL;
+	char buf[1024];
 
+	/* getpwuid_r: runbook workers open their connections at once. */
 	if (!user) {
-		pw = getpwuid(geteuid());
-		user = pw ? pw->pw_name : "unknown";
+		getpwuid_r(geteuid(), &pw, buf, sizeof(buf), &found);
+		user = found ? found->pw_name : "unknown";
 	}
 	if (gethostname(st->host, sizeof(st->host)) != 0)
 		snprintf(st->host, sizeof(st->host), "localhost");
