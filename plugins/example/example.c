@@ -17,6 +17,9 @@
  *     example_world = PATH     the world file (relative: to the config file)
  *     example_route = NAME     the route this mode sets (default: the mode name)
  */
+/* flock, fileno and O_CLOEXEC are POSIX/BSD, outside strict C11. */
+#define _DEFAULT_SOURCE
+
 #include <mailmode/plugin.h>
 
 #include <cjson/cJSON.h>

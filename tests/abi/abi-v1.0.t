@@ -40,11 +40,15 @@ probe "$FROZEN_INC" v1.0
 is "$rc" 0 "the layout probe builds against the frozen header"
 probe "$top_srcdir/plugins/include" current
 is "$rc" 0 "the layout probe builds against the current header: no v1.0 name is gone"
-layout_diff=$(cd "$TEST_TMP" && diff layout-v1.0.txt layout-current.txt)
+# Minors append: every line the frozen header gives must still come out the
+# same; lines only the current header gives are what later minors added.
+(cd "$TEST_TMP" && sort layout-v1.0.txt >v1.0.sorted && sort layout-current.txt >current.sorted)
+changed=$(cd "$TEST_TMP" && comm -23 v1.0.sorted current.sorted | paste -sd';' -)
+diag "added since 1.0: $(cd "$TEST_TMP" && comm -13 v1.0.sorted current.sorted | paste -sd';' -)"
 if [ "$CURRENT_MAJOR" = 1 ]; then
-	is "$layout_diff" "" "under ABI major 1 every v1.0 type, field and constant is laid out the same"
+	is "$changed" "" "under ABI major 1 every v1.0 type, field and constant is laid out the same"
 else
-	like "$layout_diff" "^> abi major $CURRENT_MAJOR$" "the layout changed with the ABI major bumped to $CURRENT_MAJOR"
+	like "$changed" "abi major 1" "the layout changed with the ABI major bumped to $CURRENT_MAJOR"
 fi
 
 # --- a plugin built against the frozen header, loaded by today's mailmode
@@ -75,12 +79,13 @@ if [ "$CURRENT_MAJOR" = 1 ]; then
 	check_plugin --config "$TEST_TMP/mailmode.conf" --profile lab --domain contoso.test \
 		"$PLUGINS/example.so"
 	is "$rc" 0 "mailmode-plugin-check passes it against a live world"
-	is "$(check_count ok)" 21 "all 21 checks ok"
+	is "$(check_count ok):$(check_failed)" "$(check_planned):" "every check ok"
 else
 	is "$rc" 1 "ABI major $CURRENT_MAJOR: the v1.0 plugin is refused"
 	like "$err" "built for plugin ABI 1\\.0, this mailmode implements $CURRENT_MAJOR\\.[0-9]+: rebuild it" \
 		"with a message that says to rebuild it"
 	check_plugin "$PLUGINS/example.so"
 	is "$rc" 1 "mailmode-plugin-check fails it"
-	is "$(check_failed)" "1 2" "on loading and on the ABI version"
+	is "$(check_failed)" "loads through the mailmode plugin loader; descriptor: ABI version is one this mailmode accepts" \
+		"on loading and on the ABI version"
 fi

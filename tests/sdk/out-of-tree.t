@@ -44,7 +44,10 @@ prefix=$("$PKG_CONFIG" --variable=prefix mailmode-plugin)
 sdk() { "$PKG_CONFIG" --define-variable=prefix="$DEST$prefix" "$@" mailmode-plugin; }
 plugindir=$(sdk --variable=plugindir)
 is "${plugindir#"$DEST"}" "$prefix/lib/mailmode/modes" "the .pc names the plugindir"
-is "$(sdk --variable=abi_major).$(sdk --variable=abi_minor)" "1.0" "the .pc publishes ABI 1.0"
+# The ABI the installed header declares.
+abi=$(sed -n 's/^#define MAILMODE_ABI_\(MAJOR\|MINOR\) \([0-9]*\)$/\2/p' \
+	"$(find "$DEST" -path '*/include/mailmode/plugin.h' | head -1)" | paste -sd. -)
+is "$(sdk --variable=abi_major).$(sdk --variable=abi_minor)" "$abi" "the .pc publishes the header's ABI ($abi)"
 like "$(sdk --cflags)" "-I$DEST$prefix/include( |$)" "its Cflags point at the installed header"
 
 # The plugin's own directory: a copy of plugins/example, nothing else.
@@ -66,7 +69,7 @@ is "$rc" 0 "installed into the plugindir"
 
 run "$installed_mailmode" --plugin-dir "$plugindir" plugins
 is "$rc" 0 "the installed mailmode loads every plugin in the plugindir"
-like "$out" "^example +ABI 1\\.0 +$plugindir/example\\.so " "and lists the out-of-tree example with ABI 1.0"
+like "$out" "^example +ABI $abi +$plugindir/example\\.so " "and lists the out-of-tree example with ABI $abi"
 
 cat >"$TEST_TMP/mailmode.conf" <<CONF
 [mailmode]
@@ -94,4 +97,4 @@ CHECKER=$installed_checker
 check_plugin --config "$TEST_TMP/mailmode.conf" --profile lab --domain contoso.test \
 	"$plugindir/example.so"
 is "$rc" 0 "the installed mailmode-plugin-check passes it"
-is "$(check_count ok)" 21 "all 21 checks ok"
+is "$(check_count ok)" "$(check_planned)" "every check ok"

@@ -20,7 +20,11 @@
  * Idempotency (required).  setup() run again after a crash or on a domain
  * where it already succeeded must find and reuse what exists (deterministic
  * names) and succeed; teardown() must succeed when the things are already
- * gone.  The core relies on this to resume interrupted migrations.
+ * gone.  The core relies on this to resume interrupted migrations.  One
+ * exception: where the world is eventually consistent, teardown may refuse
+ * with a retryable diagnostic while what setup made is too new to tell
+ * "gone" from "not listed yet" (the core retries it); with
+ * MAILMODE_REQ_FORCE it must succeed.
  *
  * Receipts.  setup() returns a receipt: JSON text describing what it did
  * (the records it replaced, the ids it created).  The core stores it with the
@@ -222,7 +226,8 @@ struct mailmode_host {
 };
 
 /* Flags in mailmode_request.flags. */
-#define MAILMODE_REQ_FORCE            (1u << 0) /* teardown despite drift */
+#define MAILMODE_REQ_FORCE            (1u << 0) /* teardown despite drift or
+                                                   doubt */
 #define MAILMODE_REQ_ACCEPT_CONFLICTS (1u << 1) /* setup despite conflicts */
 #define MAILMODE_REQ_ADOPTED          (1u << 2) /* adopted: no receipt */
 
