@@ -4,7 +4,7 @@
 # verification (rolled back, the others finish); the failure budget; and a
 # run killed midway, finished by running the runbook again.
 . "$top_srcdir/tests/cli/setup.sh"
-plan 30
+plan 33
 E="$TEST_TMP/example.json"
 T="$TEST_TMP/twin.json"
 "$PYTHON3" -c '
