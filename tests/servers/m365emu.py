@@ -8,12 +8,57 @@ plus python3-cryptography.
 
 Usage: m365emu.py --dir DIR [--port 0] [--latency-ms 0] [--page-size 2]
                   [--consistency-delay 0] [--owner-pid PID] [--verbose]
+                  [--smtp-port P [--smtp-address 127.0.0.31] [--dns ADDR:PORT,...]]
+
+With --smtp-port, also the tenants' SMTP front door (what the MX
+<domain-dashes>.mail.protection.outlook.test points at), on ADDR:P (needs
+python3-aiosmtpd and mailsim.py next to this file).  It accepts mail for the
+accepted domains of every tenant (RCPT to any other domain: 550 5.4.1; any
+local part is a mailbox) and, per recipient, at the time of receipt, runs the
+tenant's transport rules exactly as the admin API shows them (the same
+objects, the same consistency delay: only visible versions count), in
+priority order: State Enabled; conditions RecipientDomainIs (subdomains
+included), SentToScope, FromScope; exceptions ExceptIfHeaderContains*,
+ExceptIfHeaderMatches* (regex search, case-insensitive), ExceptIfSenderIpRanges,
+ExceptIfSCLOver, ExceptIfMessageTypeMatches; Mode Audit/AuditAndNotify only
+trace; actions SetSCL, SetHeader, RouteMessageOutboundConnector (the first
+route wins; the connector must be visible and enabled, else the action is
+skipped), RedirectMessageTo, Quarantine, DeleteMessage, StopRuleProcessing.
+Routed mail is queued and relayed to the connector's smart hosts (A records in
+the sandbox DNS, port P; TlsSettings honoured: DomainValidation checks the
+certificate against TlsDomain; retried for smtp_retry_for_s), everything else
+is delivered to the mailbox.  The inbound connector a message came through is
+recognised by its TLS client certificate (TlsSenderCertificateName) or its
+SenderIPAddresses and shown in the trace.  STARTTLS is offered (certificate
+for *.mail.protection.outlook.test from the test CA), not required.
+Every receipt writes one trace row per recipient (one MessageTraceId per
+receipt): Status Pending -> Delivered (to the mailbox, or to the next hop:
+then ToIP is set) | Failed | Quarantined, with events Receive, Transport rule,
+Send external, Deliver, Defer, Fail, Drop, Quarantine.  Admin API cmdlets
+Get-MessageTraceV2 (MessageId, RecipientAddress, SenderAddress, StartDate,
+EndDate, Status, MessageTraceId, FromIP, ToIP, Subject, SubjectFilterType,
+ResultSize, StartingRecipientAddress; default window 48 h; newest first) and
+Get-MessageTraceDetailV2 (MessageTraceId, RecipientAddress, Event, Action, ...)
+read them after trace_delay_s (config, default 0).  Rows carry emulator-only
+fields EmuRoute ("Mailbox", "Connector:NAME", "Quarantine", "Drop",
+"External"), EmuInboundConnector, EmuTransportRules and EmuHops.
+Control API additions (no trace delay):
+  GET    /_emu/smtp                         front door address, port, counters, queue
+  GET    /_emu/tenants/T/mailboxes          {address: message count}
+  GET    /_emu/tenants/T/mailboxes/ADDR     delivered messages (headers, not bodies)
+  GET    /_emu/tenants/T/messages           every delivered message (?message_id=)
+  DELETE /_emu/tenants/T/mailboxes          empty every mailbox
+  GET    /_emu/tenants/T/trace              trace rows with events
+                                            (?message_id=&recipient=&sender=)
+  DELETE /_emu/tenants/T/trace
+  POST   /_emu/config  also {"trace_delay_s": S, "smtp_retry_for_s": S}
 """
 
 import argparse
 import base64
 import datetime
 import fcntl
+import fnmatch
 import hashlib
 import ipaddress
 import json
@@ -43,6 +88,7 @@ DEHYDRATED_TEXT = ("The command you tried to run isn't currently allowed in your
                    "organization. To run this command, you first need to run the "
                    "command: Enable-OrganizationCustomization.")
 MAX_RECORDS = 200000
+MAX_MAILBOX = 20000     # messages kept per mailbox (oldest dropped)
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                      r"[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 DOMAIN_RE = re.compile(r"^(\*|(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
@@ -630,6 +676,8 @@ class Tenant:
         self.objs = {"inbound": {}, "outbound": {}, "rule": {}}
         self.rate_window = 0
         self.rate_used = 0
+        self.mail = {}        # mailbox address -> [delivered message]
+        self.trace = []       # message trace rows (front door), oldest first
         self.update(spec, first=True)
 
     def update(self, spec, first=False):
@@ -1149,13 +1197,199 @@ def cmd_enable_customization(ctx, params):
     t.dehydrated = False
     return []
 
+# ---- message trace (rows written by the SMTP front door, see FrontDoor)
+
+TRACE_STATUSES = ["None", "GettingStatus", "Failed", "Pending", "Delivered", "Expanded",
+                  "Quarantined", "FilteredAsSpam"]
+
+
+def parse_date(param, v):
+    """A DateTime parameter: ISO 8601 or US 'MM/dd/yyyy [HH:mm[:ss]]'; UTC
+    unless an offset is given.  Epoch seconds."""
+    s = v.strip()
+    for fmt in ("%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y"):
+        try:
+            return datetime.datetime.strptime(s, fmt).replace(
+                tzinfo=datetime.timezone.utc).timestamp()
+        except ValueError:
+            pass
+    try:
+        d = datetime.datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1",
+                                                   s.replace("Z", "+00:00")))
+    except ValueError:
+        raise bind_error(param, v, "System.DateTime",
+                         "String '%s' was not recognized as a valid DateTime." % v)
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=datetime.timezone.utc)
+    return d.timestamp()
+
+
+def trace_window(ctx, p):
+    end = parse_date("EndDate", p["EndDate"]) if p.get("EndDate") else ctx.now
+    start = parse_date("StartDate", p["StartDate"]) if p.get("StartDate") else end - 48 * 3600
+    if start > end:
+        raise CmdletError(T_VALID, "The StartDate can't be later than the EndDate.")
+    if end - start > 10 * 86400 + 1:
+        raise CmdletError(T_VALID, "You can only query 10 days worth of data per query. "
+                          "Specify a StartDate and EndDate that are no more than 10 days "
+                          "apart.")
+    if start < ctx.now - 90 * 86400:
+        raise CmdletError(T_VALID, "The StartDate can't be more than 90 days in the past.")
+    return start, end
+
+
+def trace_visible(ctx, row):
+    return row["_t"] + float(ctx.emu.cfg.get("trace_delay_s") or 0) <= ctx.now
+
+
+def norm_message_id(m):
+    return (m or "").strip().strip("<>").lower()
+
+
+def trace_row_out(ctx, row, start, end, index):
+    t = ctx.tenant
+    out = {"Organization": t.initial_domain, "MessageId": row["MessageId"],
+           "Received@data.type": "System.DateTime", "Received@odata.type": "#DateTimeOffset",
+           "Received": iso(row["_t"]), "SenderAddress": row["SenderAddress"],
+           "RecipientAddress": row["RecipientAddress"], "Subject": row["Subject"],
+           "Status": row["Status"], "ToIP": row["ToIP"], "FromIP": row["FromIP"],
+           "Size@data.type": "System.Int32", "Size": row["Size"],
+           "MessageTraceId@data.type": "System.Guid", "MessageTraceId@odata.type": "#Guid",
+           "MessageTraceId": row["MessageTraceId"],
+           "StartDate@data.type": "System.DateTime", "StartDate@odata.type": "#DateTimeOffset",
+           "StartDate": iso(start),
+           "EndDate@data.type": "System.DateTime", "EndDate@odata.type": "#DateTimeOffset",
+           "EndDate": iso(end), "Index@data.type": "System.Int32", "Index": index,
+           # emulator extensions (not in Exchange Online): where the message went
+           "EmuRoute": row["Route"], "EmuInboundConnector": row["InboundConnector"],
+           "EmuTransportRules@odata.type": "#Collection(String)",
+           "EmuTransportRules": list(row["TransportRules"]),
+           "EmuHops@odata.type": "#Collection(String)", "EmuHops": list(row["Hops"])}
+    return out
+
+
+def cmd_message_trace(ctx, params):
+    p = bind(params, {"MessageId": "list", "RecipientAddress": "list", "SenderAddress": "list",
+                      "StartDate": "str", "EndDate": "str", "Status": "list",
+                      "MessageTraceId": "str", "FromIP": "str", "ToIP": "str", "Subject": "str",
+                      "SubjectFilterType": "str", "ResultSize": "int",
+                      "StartingRecipientAddress": "str"})
+    start, end = trace_window(ctx, p)
+    rs = p.get("ResultSize")
+    if rs is None:
+        rs = 1000
+    if not 1 <= rs <= 5000:
+        raise CmdletError(T_RANGE, "The value of parameter ResultSize is out of range. Specify "
+                          "a value between 1 and 5000.\r\nParameter name: ResultSize")
+    statuses = []
+    for st in p.get("Status") or []:
+        canon = [x for x in TRACE_STATUSES if x.lower() == st.lower()]
+        if not canon:
+            raise bind_error("Status", st, "Microsoft.Exchange.Management.FfoReporting."
+                             "Common.MessageTraceStatus", "Unable to match the identifier "
+                             "name %s to a valid enumerator name. Specify one of the following "
+                             "enumerator names and try again:\r\n%s"
+                             % (st, ", ".join(TRACE_STATUSES)))
+        statuses.append(canon[0])
+    sft = p.get("SubjectFilterType") or "Contains"
+    if sft.lower() not in ("contains", "startswith", "endswith"):
+        raise bind_error("SubjectFilterType", sft, "System.String",
+                         "Specify Contains, StartsWith or EndsWith.")
+    if p.get("MessageTraceId") and not GUID_RE.match(p["MessageTraceId"]):
+        raise bind_error("MessageTraceId", p["MessageTraceId"], "System.Guid",
+                         "Guid should contain 32 digits with 4 dashes "
+                         "(xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx).")
+    mids = {norm_message_id(m) for m in p.get("MessageId") or []}
+
+    def addr_ok(value, patterns):
+        return not patterns or any(fnmatch.fnmatchcase(value.lower(), x.lower())
+                                   for x in patterns)
+    rows = []
+    for row in ctx.tenant.trace:
+        if not trace_visible(ctx, row) or not start <= row["_t"] <= end:
+            continue
+        if mids and norm_message_id(row["MessageId"]) not in mids:
+            continue
+        if not addr_ok(row["RecipientAddress"], p.get("RecipientAddress")) or \
+                not addr_ok(row["SenderAddress"] or "", p.get("SenderAddress")):
+            continue
+        if statuses and row["Status"] not in statuses:
+            continue
+        if p.get("MessageTraceId") and row["MessageTraceId"] != p["MessageTraceId"].lower():
+            continue
+        if p.get("FromIP") and row["FromIP"] != p["FromIP"]:
+            continue
+        if p.get("ToIP") and row["ToIP"] != p["ToIP"]:
+            continue
+        if p.get("Subject"):
+            subj, want = (row["Subject"] or "").lower(), p["Subject"].lower()
+            if not {"contains": want in subj, "startswith": subj.startswith(want),
+                    "endswith": subj.endswith(want)}[sft.lower()]:
+                continue
+        if p.get("StartingRecipientAddress") and \
+                row["RecipientAddress"] < p["StartingRecipientAddress"].lower():
+            continue
+        rows.append(row)
+    rows.sort(key=lambda r: (-r["_t"], r["RecipientAddress"]))
+    if len(rows) > rs:
+        ctx.warnings.append("There are more results, use the following command to get more. "
+                            "Get-MessageTraceV2 -StartingRecipientAddress \"%s\" -EndDate "
+                            "\"%s\"" % (rows[rs]["RecipientAddress"], iso(rows[rs]["_t"])))
+        rows = rows[:rs]
+    return [trace_row_out(ctx, r, start, end, i) for i, r in enumerate(rows)]
+
+
+def cmd_message_trace_detail(ctx, params):
+    p = bind(params, {"MessageTraceId": "str", "RecipientAddress": "str", "Action": "list",
+                      "Event": "list", "MessageId": "str", "SenderAddress": "str",
+                      "StartDate": "str", "EndDate": "str"},
+             ["MessageTraceId", "RecipientAddress"])
+    if not GUID_RE.match(p["MessageTraceId"]):
+        raise bind_error("MessageTraceId", p["MessageTraceId"], "System.Guid",
+                         "Guid should contain 32 digits with 4 dashes "
+                         "(xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx).")
+    start, end = trace_window(ctx, p)
+    events = {e.lower() for e in p.get("Event") or []}
+    actions = {a.lower() for a in p.get("Action") or []}
+    out = []
+    for row in ctx.tenant.trace:
+        if row["MessageTraceId"] != p["MessageTraceId"].lower() or \
+                row["RecipientAddress"] != p["RecipientAddress"].lower() or \
+                not trace_visible(ctx, row):
+            continue
+        if p.get("MessageId") and norm_message_id(row["MessageId"]) != \
+                norm_message_id(p["MessageId"]):
+            continue
+        if p.get("SenderAddress") and (row["SenderAddress"] or "").lower() != \
+                p["SenderAddress"].lower():
+            continue
+        for e in row["Events"]:
+            if not start <= e["_t"] <= end:
+                continue
+            if events and e["Event"].lower() not in events:
+                continue
+            if actions and (e["Action"] or "").lower() not in actions:
+                continue
+            out.append({"Organization": ctx.tenant.initial_domain,
+                        "MessageId": row["MessageId"],
+                        "MessageTraceId@data.type": "System.Guid",
+                        "MessageTraceId@odata.type": "#Guid",
+                        "MessageTraceId": row["MessageTraceId"],
+                        "Date@data.type": "System.DateTime",
+                        "Date@odata.type": "#DateTimeOffset", "Date": iso(e["_t"]),
+                        "Event": e["Event"], "Action": e["Action"], "Detail": e["Detail"],
+                        "Data": e["Data"]})
+    return out
+
 
 def cmdlet_table():
     tab = {"Get-AcceptedDomain": cmd_get_accepted_domain,
            "Get-OrganizationConfig": cmd_get_org_config,
            "Enable-OrganizationCustomization": cmd_enable_customization,
            "Enable-TransportRule": lambda c, p: cmd_enable_disable(c, True, p),
-           "Disable-TransportRule": lambda c, p: cmd_enable_disable(c, False, p)}
+           "Disable-TransportRule": lambda c, p: cmd_enable_disable(c, False, p),
+           "Get-MessageTraceV2": cmd_message_trace,
+           "Get-MessageTraceDetailV2": cmd_message_trace_detail}
     for kind, spec in KINDS.items():
         noun = spec["noun"]
         tab["Get-" + noun] = (lambda k: lambda c, p: cmd_get(c, k, p))(kind)
@@ -1186,13 +1420,15 @@ class Emu:
         self.cfg = {"consistency_delay_s": float(args.consistency_delay),
                     "page_size": int(args.page_size), "latency_ms": int(args.latency_ms),
                     "token_lifetime_s": 3599, "bare_string_singletons": True,
-                    "invalid_client_status": 401}
+                    "invalid_client_status": 401, "trace_delay_s": 0.0,
+                    "smtp_retry_for_s": 300.0}
         self.tenants = {}
         self.tokens = {}
         self.faults = []
         self.requests = []
         self.skiptokens = {}
         self.clock_offset = 0.0
+        self.frontdoor = None
         self.reset_stats()
 
     def reset_stats(self):
@@ -1257,6 +1493,422 @@ class Emu:
             self.tokens[tok] = {"tenant_id": tenant.tenant_id, "exp": now + life,
                                 "issued": now}
         return tok, life
+
+
+# --------------------------------------------------------------------------
+# The SMTP front door of the tenants (<domain-dashes>.mail.protection...):
+# accepts mail for accepted domains, runs the tenant's live transport rules
+# (the same objects, at the same visibility, as the admin API), routes to
+# outbound connectors or delivers to mailboxes, and writes the message trace.
+# The SMTP machinery (server, client, queue, DNS) is mailsim.py's.
+
+def ip_in_ranges(ip, ranges):
+    try:
+        a = ipaddress.IPv4Address(ip)
+    except ValueError:
+        return False
+    for r in ranges or []:
+        r = r.strip()
+        try:
+            if "-" in r:
+                lo, hi = r.split("-", 1)
+                if ipaddress.IPv4Address(lo.strip()) <= a <= ipaddress.IPv4Address(hi.strip()):
+                    return True
+            elif a in ipaddress.ip_network(r, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def message_types(headers):
+    """The ExceptIfMessageTypeMatches classes a message belongs to (roughly)."""
+    h = {k.lower(): (v or "").lower() for k, v in headers}
+    ctype = h.get("content-type", "")
+    out = set()
+    if h.get("auto-submitted", "no") not in ("", "no") or "x-auto-response-suppress" in h:
+        out.add("OOF")
+    if "multipart/signed" in ctype:
+        out.add("Signed")
+    if "pkcs7-mime" in ctype:
+        out.add("Encrypted")
+    if "text/calendar" in ctype:
+        out.add("Calendaring")
+    if "disposition-notification" in ctype:
+        out.add("ReadReceipt")
+    return out
+
+
+class FrontDoorHandler:
+    def __init__(self, fd):
+        self.fd = fd
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.fd.tenant_for(address.rpartition("@")[2].lower()) is None:
+            with self.fd.emu.lock:
+                self.fd.stats["rejected_recipients"] += 1
+            return ("550 5.4.1 Recipient address rejected: Access denied. [%s]"
+                    % self.fd.hostname)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 Recipient OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        import asyncio
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.fd.ms.guarded(self.fd.receive, self.fd.log),
+                                          session, envelope.mail_from,
+                                          list(envelope.rcpt_tos),
+                                          envelope.original_content or b"")
+
+
+class FrontDoor:
+    def __init__(self, emu, emu_dir, address, port, dns, hostname):
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import mailsim
+        self.ms = mailsim
+        self.emu = emu
+        self.address = address
+        self.port = port
+        self.hostname = hostname
+        self.resolver = mailsim.Resolver(mailsim.parse_servers(dns)) if dns else None
+        ca = os.path.join(emu_dir, "ca.pem")
+        cert, key = os.path.join(emu_dir, "smtp.pem"), os.path.join(emu_dir, "smtp.key")
+        mailsim.issue_cert(emu_dir, cert, key, hostname,
+                           [hostname, "*.mail.protection.outlook.test",
+                            "mail.protection.outlook.test"], [address])
+        self.server_tls = mailsim.server_tls_context(cert, key, ca)
+        self.tls_verify = mailsim.client_tls_context(ca, cert, key, verify=True)
+        self.tls_any = mailsim.client_tls_context(None, cert, key, verify=False)
+        self.outbox = mailsim.Outbox(workers=4, retry_for=float(emu.cfg["smtp_retry_for_s"]),
+                                     log=self.log)
+        self.stats = {"messages": 0, "rejected_recipients": 0, "delivered": 0, "routed": 0,
+                      "relayed": 0, "relay_failures": 0, "quarantined": 0, "dropped": 0}
+
+    def log(self, msg):
+        if self.emu.verbose:
+            sys.stderr.write("m365emu: smtp: %s\n" % msg)
+
+    def start(self):
+        self.smtp = self.ms.SmtpServers()
+        self.smtp.add(self.address, self.port, FrontDoorHandler(self), self.hostname,
+                      self.server_tls, ident="Microsoft ESMTP MAIL Service (emulated)")
+
+    def close(self):
+        self.smtp.close()
+
+    def info(self):
+        with self.emu.lock:
+            s = dict(self.stats)
+        s.update({"address": self.address, "port": self.port, "hostname": self.hostname,
+                  "queue": self.outbox.pending()})
+        return s
+
+    def tenant_for(self, domain):
+        with self.emu.lock:
+            tenants = list(self.emu.tenants.values())
+        for t in tenants:
+            if any(d["DomainName"] == domain for d in t.accepted_domains):
+                return t
+        return None
+
+    def receive(self, session, mail_from, rcpts, raw):
+        ms = self.ms
+        try:
+            msg = ms.parse_headers(raw)
+        except Exception as e:
+            return "554 5.6.0 cannot parse the message: %s" % e
+        if len(msg.get_all("Received") or []) >= ms.MAX_HOPS:
+            return "554 5.4.14 Hop count exceeded - possible mail loop"
+        tls, names = ms.session_tls(session)
+        peer = session.peer[0]
+        trace_id = str(uuid.uuid4())
+        added = [ms.received_header(session.host_name, peer, self.hostname, tls, trace_id)]
+        mid = (msg.get("Message-ID") or "").strip()
+        if not mid:
+            mid = "<%s@%s>" % (uuid.uuid4(), self.hostname)
+            added.append(("Message-ID", mid))
+        raw = ms.header_block(added) + raw
+        headers = added + [(k, str(v)) for k, v in msg.items()]
+        with self.emu.lock:
+            self.stats["messages"] += 1
+        m = {"trace_id": trace_id, "message_id": mid, "from": mail_from,
+             "subject": str(msg.get("Subject") or ""), "size": len(raw), "peer": peer,
+             "tls": tls, "cert_names": names, "headers": headers, "raw": raw}
+        for r in rcpts:
+            t = self.tenant_for(r.rpartition("@")[2].lower())
+            if t is None:  # accepted domain removed since RCPT
+                continue
+            with t.lock:
+                self.process(t, m, r)
+        return "250 2.6.0 %s [InternalId=%s, Hostname=%s] Queued mail for delivery" % (
+            mid, trace_id, self.hostname)
+
+    # ---- one recipient
+    def process(self, t, m, rcpt):
+        now = self.emu.now()
+        row = {"_t": now, "MessageTraceId": m["trace_id"], "MessageId": m["message_id"],
+               "SenderAddress": m["from"], "RecipientAddress": rcpt.lower(),
+               "Subject": m["subject"], "Status": "Pending", "FromIP": m["peer"], "ToIP": None,
+               "Size": m["size"], "Route": None, "InboundConnector": None,
+               "TransportRules": [], "Hops": [], "Events": []}
+        t.trace.append(row)
+        if len(t.trace) > MAX_RECORDS:
+            del t.trace[:len(t.trace) - MAX_RECORDS]
+        ev = lambda *a: self.event(row, *a)  # noqa: E731
+        inbound = self.match_inbound(t, now, m)
+        if inbound:
+            row["InboundConnector"] = inbound["Name"]
+        ev("Receive", None, "Message received by: %s from %s%s%s" % (
+            self.hostname, m["peer"], " using TLS" if m["tls"] else "",
+            " through inbound connector '%s'" % inbound["Name"] if inbound else ""),
+           json.dumps({"FromIP": m["peer"], "TLS": m["tls"], "CertificateNames": m["cert_names"],
+                       "InboundConnector": inbound["Name"] if inbound else None}),
+           "received from %s%s%s" % (m["peer"], " (TLS)" if m["tls"] else "",
+                                     " via inbound connector '%s'" % inbound["Name"]
+                                     if inbound else ""))
+        d = self.run_rules(t, now, m, rcpt, ev, row)
+        if d["delete"]:
+            row["Status"], row["Route"] = "Failed", "Drop"
+            ev("Drop", None, "The message was deleted by a transport rule.", None, "dropped")
+            self.count("dropped")
+            return
+        if d["quarantine"]:
+            row["Status"], row["Route"] = "Quarantined", "Quarantine"
+            ev("Quarantine", None, "The message was quarantined by a transport rule.", None,
+               "quarantined")
+            self.count("quarantined")
+            return
+        data = self.ms.header_block(d["headers"]) + m["raw"]
+        if d["route"]:
+            conn = self.find_outbound(t, now, d["route"])
+            if conn is None:
+                ev("Transport rule", None, "The outbound connector '%s' isn't available (not "
+                   "found or disabled): the routing action was skipped." % d["route"], None,
+                   "connector '%s' unavailable: not routed" % d["route"])
+            else:
+                row["Route"] = "Connector:%s" % conn["Name"]
+                self.count("routed")
+                self.relay(t, row, m, [rcpt], data, conn)
+                return
+        targets = d["redirect"] or [rcpt]
+        local = [x for x in targets if self.tenant_for(x.rpartition("@")[2].lower()) is t]
+        remote = [x for x in targets if x not in local]
+        for x in local:
+            self.deliver(t, row, m, x, d["headers"])
+        if remote:
+            row["Route"] = (row["Route"] + "," if row["Route"] else "") + "External"
+            for x in remote:  # each by its own domain's MX
+                self.relay(t, row, m, [x], data, None)
+        elif local:
+            row["Status"] = "Delivered"
+
+    def count(self, key):
+        with self.emu.lock:
+            self.stats[key] += 1
+
+    def event(self, row, event, action, detail, data=None, hop=None):
+        row["Events"].append({"_t": self.emu.now(), "Event": event, "Action": action,
+                              "Detail": detail, "Data": data})
+        if hop:
+            row["Hops"].append(hop)
+
+    def match_inbound(self, t, now, m):
+        ms = self.ms
+        for obj in t.objs["inbound"].values():
+            c = obj.visible(now)
+            if not c or not c.get("Enabled"):
+                continue
+            want = c.get("TlsSenderCertificateName")
+            if want and m["tls"] and any(ms.name_matches(want, n) or ms.name_matches(n, want)
+                                         for n in m["cert_names"]):
+                return c
+            if c.get("SenderIPAddresses") and ip_in_ranges(m["peer"], c["SenderIPAddresses"]):
+                return c
+        return None
+
+    def find_outbound(self, t, now, name):
+        for obj in t.objs["outbound"].values():
+            c = obj.visible(now)
+            if c and c["Name"].lower() == name.lower() and c.get("Enabled"):
+                return c
+        return None
+
+    def run_rules(self, t, now, m, rcpt, ev, row):
+        rules = sorted((d for d in (o.visible(now) for o in t.objs["rule"].values()) if d),
+                       key=lambda d: d["Priority"])
+        accepted = {d["DomainName"] for d in t.accepted_domains}
+        rdom = rcpt.rpartition("@")[2].lower()
+        sender_internal = (m["from"] or "").rpartition("@")[2].lower() in accepted
+        out = {"route": None, "redirect": None, "delete": False, "quarantine": False,
+               "headers": [], "scl": -1}
+        for r in rules:
+            if r["State"] != "Enabled":
+                continue
+            if r.get("RecipientDomainIs") and not any(
+                    rdom == x.lower() or rdom.endswith("." + x.lower())
+                    for x in r["RecipientDomainIs"]):
+                continue
+            if r.get("SentToScope") and r["SentToScope"] != "InOrganization":
+                continue
+            if r.get("FromScope") and (r["FromScope"] == "InOrganization") != sender_internal:
+                continue
+            tag = "Transport rule: '%s', ID: (%s)" % (r["Name"], r["Guid"])
+            exc = self.exception(r, m["headers"] + out["headers"], m, out["scl"])
+            if exc:
+                ev("Transport rule", None, "%s: not applied, exception: %s" % (tag, exc), None,
+                   "rule '%s' skipped: %s" % (r["Name"], exc))
+                continue
+            if r["Mode"] != "Enforce":
+                ev("Transport rule", None, "%s: matched in %s mode, no action taken"
+                   % (tag, r["Mode"]), None, "rule '%s' matched (%s)" % (r["Name"], r["Mode"]))
+                continue
+            acts = []
+            if r.get("SetSCL") is not None:
+                out["scl"] = r["SetSCL"]
+                acts.append("SetSCL")
+            if r.get("SetHeaderName"):
+                out["headers"].append((r["SetHeaderName"], r.get("SetHeaderValue") or ""))
+                acts.append("SetHeader")
+            if r.get("RouteMessageOutboundConnector"):
+                if out["route"] is None:
+                    out["route"] = r["RouteMessageOutboundConnector"]
+                acts.append("RouteMessageOutboundConnector")
+            if r.get("RedirectMessageTo"):
+                out["redirect"] = list(r["RedirectMessageTo"])
+                acts.append("RedirectMessage")
+            if r.get("Quarantine"):
+                out["quarantine"] = True
+                acts.append("Quarantine")
+            if r.get("DeleteMessage"):
+                out["delete"] = True
+                acts.append("DeleteMessage")
+            if r.get("StopRuleProcessing"):
+                acts.append("StopRuleProcessing")
+            row["TransportRules"].append(r["Name"])
+            ev("Transport rule", ",".join(acts), "%s, actions: %s%s" % (
+                tag, ", ".join(acts), " (connector '%s')" % r["RouteMessageOutboundConnector"]
+                if r.get("RouteMessageOutboundConnector") else ""), None,
+               "rule '%s' applied: %s" % (r["Name"], ", ".join(acts)))
+            if r.get("StopRuleProcessing") or out["delete"]:
+                break
+        return out
+
+    def exception(self, r, headers, m, scl):
+        """Why the rule's exceptions apply, or None."""
+        def values(name):
+            return [v for k, v in headers if k.lower() == name.lower()]
+        name = r.get("ExceptIfHeaderContainsMessageHeader")
+        if name:
+            for v in values(name):
+                for w in r.get("ExceptIfHeaderContainsWords") or []:
+                    if w.lower() in v.lower():
+                        return "header '%s' contains '%s'" % (name, w)
+        name = r.get("ExceptIfHeaderMatchesMessageHeader")
+        if name:
+            for v in values(name):
+                for pat in r.get("ExceptIfHeaderMatchesPatterns") or []:
+                    try:
+                        if re.search(pat, v, re.I):
+                            return "header '%s' matches '%s'" % (name, pat)
+                    except re.error:
+                        continue
+        if r.get("ExceptIfSenderIpRanges") and ip_in_ranges(m["peer"],
+                                                             r["ExceptIfSenderIpRanges"]):
+            return "sender IP %s in %s" % (m["peer"], ", ".join(r["ExceptIfSenderIpRanges"]))
+        if r.get("ExceptIfSCLOver") is not None and scl >= r["ExceptIfSCLOver"]:
+            return "SCL %d >= %d" % (scl, r["ExceptIfSCLOver"])
+        mt = r.get("ExceptIfMessageTypeMatches")
+        if mt and mt in message_types(headers):
+            return "message type %s" % mt
+        return None
+
+    def deliver(self, t, row, m, address, extra_headers):
+        now = self.emu.now()
+        box = address.lower()
+        mails = t.mail.setdefault(box, [])
+        if len(mails) >= MAX_MAILBOX:
+            del mails[:len(mails) - MAX_MAILBOX + 1]
+        mails.append({
+            "mailbox": box, "message_id": m["message_id"], "trace_id": m["trace_id"],
+            "delivered_at": now, "delivered": iso(now), "from": m["from"],
+            "subject": m["subject"], "size": m["size"], "from_ip": m["peer"],
+            "headers": [[k, v] for k, v in list(extra_headers) + m["headers"]]})
+        row["Route"] = (row["Route"] + "," if row["Route"] else "") + "Mailbox"
+        self.event(row, "Deliver", None, "The message was successfully delivered to %s."
+                   % box, None, "delivered to mailbox %s" % box)
+        self.count("delivered")
+
+    def relay(self, t, row, m, rcpts, data, conn):
+        """Queue the message for the connector's smart hosts (conn) or the
+        recipients' MX (conn None); the row is Pending until sent."""
+        ms = self.ms
+        resolver = self.resolver
+        row["Status"] = "Pending"
+        if conn:
+            mode = conn.get("TlsSettings")
+            if mode in ("EncryptionOnly", None):
+                tls = {"mode": "required" if mode else "opportunistic", "context": self.tls_any}
+            else:
+                tls = {"mode": "required", "context": self.tls_verify}
+
+        def run():
+            if resolver is None:
+                raise ms.TransientError("the front door has no DNS resolver (--dns)")
+            if conn is None or conn.get("UseMXRecord"):
+                dests = ms.mx_destinations(resolver, rcpts[0].rpartition("@")[2])
+                how = {"mode": "opportunistic", "context": self.tls_any}
+                return ms.smtp_send(dests, self.port, m["from"] or "", rcpts, data,
+                                    source=self.address, helo=self.hostname,
+                                    tls=how if conn is None else tls)
+            problems = []
+            for sh in conn["SmartHosts"]:
+                try:
+                    ips = resolver.addresses(sh)
+                except ms.DnsError as e:
+                    problems.append(str(e))
+                    continue
+                name = conn.get("TlsDomain") or sh
+                how = dict(tls, verify_name=name if mode == "DomainValidation" else None)
+                try:
+                    return ms.smtp_send([(sh, ip) for ip in ips], self.port, m["from"] or "",
+                                        rcpts, data, source=self.address, helo=self.hostname,
+                                        tls=how)
+                except ms.TransientError as e:
+                    problems.append(str(e))
+            raise ms.TransientError("; ".join(problems) or "no smart host")
+
+        via = " via outbound connector '%s'" % conn["Name"] if conn else ""
+
+        def done(res):
+            with t.lock:
+                row["Status"], row["ToIP"] = "Delivered", res["ip"]
+                tls_text = " using %s with %s" % (res["tls"]["version"], res["tls"]["cipher"]) \
+                    if res.get("tls") else ""
+                self.event(row, "Send external", None, "Message sent to **%s** at %s%s%s: %s"
+                           % (res["host"], res["ip"], tls_text, via, res["response"]),
+                           json.dumps({"SmartHost": res["host"], "ToIP": res["ip"],
+                                       "Connector": conn["Name"] if conn else None}),
+                           "sent to %s[%s]%s" % (res["host"], res["ip"], via))
+            self.count("relayed")
+
+        def deferred(err):
+            with t.lock:
+                n = sum(1 for e in row["Events"] if e["Event"] == "Defer")
+                if n < 20:
+                    self.event(row, "Defer", None, "The message was deferred%s: %s" % (via, err),
+                               None, "deferred: %s" % err if n == 0 else None)
+
+        def failed(err):
+            with t.lock:
+                row["Status"] = "Failed"
+                self.event(row, "Fail", None, "The message could not be delivered%s: %s"
+                           % (via, err), None, "failed: %s" % err)
+            self.count("relay_failures")
+
+        self.outbox.retry_for = float(self.emu.cfg["smtp_retry_for_s"])
+        self.outbox.submit(ms.Job(run, done, deferred, failed,
+                                  label="%s -> %s%s" % (m["message_id"], ",".join(rcpts), via)))
 
 
 # --------------------------------------------------------------------------
@@ -1815,6 +2467,17 @@ class Handler(BaseHTTPRequestHandler):
             if meth == "POST":
                 t = self.create_tenant(data)
                 return 201, t.summary()
+        if len(parts) >= 3 and parts[0] == "tenants":
+            t = emu.find_tenant(parts[1])
+            if t is None:
+                raise ControlError(404, "no tenant '%s'" % parts[1])
+            return self.control_mail(t, meth, parts[2:], q)
+        if parts == ["smtp"] and meth == "GET":
+            if emu.frontdoor is None:
+                return 200, {"enabled": False}
+            out = emu.frontdoor.info()
+            out["enabled"] = True
+            return 200, out
         if len(parts) == 2 and parts[0] == "tenants":
             t = emu.find_tenant(parts[1])
             if t is None:
@@ -1839,7 +2502,8 @@ class Handler(BaseHTTPRequestHandler):
             if meth == "POST":
                 types = {"consistency_delay_s": float, "page_size": int, "latency_ms": int,
                          "token_lifetime_s": int, "bare_string_singletons": bool,
-                         "invalid_client_status": int}
+                         "invalid_client_status": int, "trace_delay_s": float,
+                         "smtp_retry_for_s": float}
                 new = {}
                 for k, v in data.items():
                     if k not in types:
@@ -1915,6 +2579,54 @@ class Handler(BaseHTTPRequestHandler):
                 with emu.lock:
                     return 200, {"now": emu.now(), "offset_s": emu.clock_offset}
         raise ControlError(404, "no control endpoint %s %s" % (meth, path))
+
+    def control_mail(self, t, meth, rest, q):
+        """/_emu/tenants/T/{mailboxes[/ADDR],messages,trace}: what the front
+        door delivered and traced (no trace delay here)."""
+        def want(key):
+            return q[key][-1] if q.get(key) else None
+        mid = norm_message_id(want("message_id")) if want("message_id") else None
+        if rest[0] in ("mailboxes", "messages"):
+            if meth == "DELETE" and len(rest) == 1:
+                with t.lock:
+                    n = sum(len(v) for v in t.mail.values())
+                    t.mail.clear()
+                return 200, {"deleted": n}
+            if meth != "GET":
+                raise ControlError(405, "GET or DELETE only")
+            with t.lock:
+                if rest[0] == "mailboxes" and len(rest) == 1:
+                    return 200, {a: len(v) for a, v in sorted(t.mail.items())}
+                if rest[0] == "mailboxes" and len(rest) == 2:
+                    msgs = list(t.mail.get(urllib.parse.unquote(rest[1]).lower(), []))
+                elif len(rest) == 1:
+                    msgs = [x for v in t.mail.values() for x in v]
+                else:
+                    raise ControlError(404, "no control endpoint %s" % "/".join(rest))
+            if mid:
+                msgs = [x for x in msgs if norm_message_id(x["message_id"]) == mid]
+            return 200, sorted(msgs, key=lambda x: x["delivered_at"])
+        if rest == ["trace"]:
+            if meth == "DELETE":
+                with t.lock:
+                    n = len(t.trace)
+                    t.trace.clear()
+                return 200, {"deleted": n}
+            if meth != "GET":
+                raise ControlError(405, "GET or DELETE only")
+            with t.lock:
+                rows = json.loads(json.dumps(t.trace))
+            if mid:
+                rows = [r for r in rows if norm_message_id(r["MessageId"]) == mid]
+            for key, field in (("recipient", "RecipientAddress"), ("sender", "SenderAddress")):
+                if want(key):
+                    rows = [r for r in rows if (r[field] or "").lower() == want(key).lower()]
+            for r in rows:
+                r["Received"] = iso(r.pop("_t"))
+                for e in r["Events"]:
+                    e["Date"] = iso(e.pop("_t"))
+            return 200, rows
+        raise ControlError(404, "no control endpoint %s %s" % (meth, "/".join(rest)))
 
     def create_tenant(self, data):
         emu = self.emu
@@ -2008,6 +2720,13 @@ def main():
     ap.add_argument("--consistency-delay", type=float, default=0)
     ap.add_argument("--owner-pid", type=int, default=0)
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--smtp-port", type=int, default=0,
+                    help="run the SMTP front door on this port (0: none)")
+    ap.add_argument("--smtp-address", default="127.0.0.31")
+    ap.add_argument("--smtp-hostname", default="emu-frontdoor.mail.protection.outlook.test")
+    ap.add_argument("--dns", default="",
+                    help="ADDR:PORT[,ADDR:PORT]: authoritative servers the front door "
+                         "resolves smart hosts and MX with")
     args = ap.parse_args()
 
     d = os.path.abspath(args.dir)
@@ -2024,6 +2743,17 @@ def main():
     th = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.25},
                           daemon=True)
     th.start()
+    if args.smtp_port:
+        try:
+            emu.frontdoor = FrontDoor(emu, d, args.smtp_address, args.smtp_port, args.dns,
+                                      args.smtp_hostname)
+            emu.frontdoor.start()
+        except (OSError, ImportError, ValueError) as e:
+            sys.stderr.write("m365emu: cannot start the SMTP front door on %s:%d: %s\n"
+                             % (args.smtp_address, args.smtp_port, e))
+            srv.shutdown()
+            srv.server_close()
+            return 1
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
@@ -2034,6 +2764,9 @@ def main():
             "ca_file": os.path.join(d, "ca.pem"), "client_cert": os.path.join(d, "client.pem"),
             "client_key": os.path.join(d, "client.key"), "control_url": base + "/_emu",
             "dir": d}
+    if emu.frontdoor:
+        info.update({"smtp_address": args.smtp_address, "smtp_port": args.smtp_port,
+                     "smtp_hostname": args.smtp_hostname})
     jpath = os.path.join(d, "emu.json")
     write_atomic(jpath, json.dumps(info, indent=1) + "\n")
     if args.verbose:
@@ -2042,6 +2775,8 @@ def main():
     while not stop.wait(0.5):
         if args.owner_pid and not pid_alive(args.owner_pid):
             break
+    if emu.frontdoor:
+        emu.frontdoor.close()
     srv.shutdown()
     srv.server_close()
     try:

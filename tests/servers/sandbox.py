@@ -13,7 +13,15 @@
   - the Microsoft 365 emulator (m365emu.py, HTTPS with a test CA) with one
     tenant, sandbox.onmicrosoft.com, whose accepted domains are those two, and
     an app registration with a client secret;
-and writes DIR/mailmode.conf wired to them.  The servers keep running after
+  - the mail path, every SMTP server on one free port P: the emulator's SMTP
+    front door on 127.0.0.31 (*.mail.protection.outlook.test, zone
+    outlook.test) and the security service (mailsim.py service) on its gateway
+    hosts mx-01.gw / mx-02.gw.sandbox.test (127.0.0.21/.22) and its mailflow
+    smart host mf-outbound.sandbox.test (127.0.0.23), returning mailflow mail
+    from mf-return.sandbox.test (127.0.0.24);
+and writes DIR/mailmode.conf wired to them and DIR/sandbox.json (pids,
+addresses, "smtp_port", "front_door", "gateway_hosts", "smart_host",
+"return_host", "mailsim_control_url", "scan_log", "quicktest").  The servers keep running after
 `start` returns; `stop` ends them by pid.  A test sets
 MAILMODE_SANDBOX_OWNER_PID so that they also stop when it dies.  Standard
 library only.
@@ -22,8 +30,10 @@ library only.
 import argparse
 import json
 import os
+import random
 import secrets
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -34,12 +44,20 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 HARNESS = os.path.join(HERE, "dns-harness")
 EMULATOR = os.path.join(HERE, "m365emu.py")
+MAILSIM = os.path.join(HERE, "mailsim.py")
 PYTHON = sys.executable or "/usr/bin/python3"
 
 TENANT = "sandbox.onmicrosoft.com"
 DOMAINS = ("contoso.test", "fabrikam.test")
 GATEWAY_MX = "10 mx-01.gw.sandbox.test, 20 mx-02.gw.sandbox.test"
 START_TIMEOUT = 30.0
+LOOP_HEADER = "X-Sandbox-Mailflow-Processing-Id"
+FRONT_DOOR = {"name": "*.mail.protection.outlook.test", "address": "127.0.0.31"}
+GATEWAY_HOSTS = [{"name": "mx-01.gw.sandbox.test", "address": "127.0.0.21", "preference": 10},
+                 {"name": "mx-02.gw.sandbox.test", "address": "127.0.0.22", "preference": 20}]
+SMART_HOST = {"name": "mf-outbound.sandbox.test", "address": "127.0.0.23"}
+RETURN_HOST = {"name": "mf-return.sandbox.test", "address": "127.0.0.24"}
+QUICKTEST_SENDER = "quicktest@internet.test"
 
 CONFIG = """\
 # mailmode configuration for the sandbox in {dir}
@@ -78,7 +96,7 @@ smart_hosts = mf-outbound.sandbox.test
 tls_domain = mf-outbound.sandbox.test
 connector_type = OnPremises
 tls_cert_name = mf-return.sandbox.test
-loop_header = X-Sandbox-Mailflow-Processing-Id
+loop_header = {loop_header}
 name_prefix = mailmode
 
 [tenant sandbox-tenant]
@@ -88,6 +106,17 @@ client_secret_file = client.secret
 login_url = {login_url}
 api_url = {api_url}
 ca_file = emu/ca.pem
+"""
+
+QUICKTEST = """
+# The mail path: every SMTP server of the sandbox (the gateway hosts, the
+# service's smart host, the tenant's front door) listens on port {smtp_port}
+# of the address its name has in the sandbox DNS.  For a quick test (send a
+# message to a domain's MX, follow it with Get-MessageTraceV2).
+[quicktest]
+smtp_port = {smtp_port}
+sender = {quicktest_sender}
+timeout = 120s
 """
 
 
@@ -149,24 +178,88 @@ def owner_args():
     return ["--owner-pid", owner] if owner.isdigit() else []
 
 
-def start_emulator(directory):
-    emu_dir = os.path.join(directory, "emu")
-    os.makedirs(emu_dir, exist_ok=True)
-    log = open(os.path.join(emu_dir, "emu.log"), "ab")
-    process = subprocess.Popen([PYTHON, EMULATOR, "--dir", emu_dir] + owner_args(),
-                               stdin=subprocess.DEVNULL,
+def smtp_addresses():
+    return [FRONT_DOOR["address"], SMART_HOST["address"]] + \
+        [h["address"] for h in GATEWAY_HOSTS]
+
+
+def port_free(port):
+    for addr in smtp_addresses():
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((addr, port))
+        except OSError:
+            return False
+        finally:
+            sock.close()
+    return True
+
+
+def pick_smtp_port(dns_port):
+    for _ in range(200):
+        port = random.randrange(20000, 60000)
+        if port != dns_port and port_free(port):
+            return port
+    fail("no free SMTP port on %s" % ", ".join(smtp_addresses()))
+
+
+def start_process(argv, log_path, json_path, what):
+    """Start a server that writes json_path (with its pid) when ready."""
+    log = open(log_path, "ab")
+    process = subprocess.Popen(argv + owner_args(), stdin=subprocess.DEVNULL,
                                stdout=log, stderr=log, start_new_session=True)
     log.close()
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        emu = read_json(os.path.join(emu_dir, "emu.json"))
-        if emu and emu.get("pid") == process.pid:
-            return emu
+        info = read_json(json_path)
+        if info and info.get("pid") == process.pid:
+            return info
         if process.poll() is not None:
-            fail("the Microsoft 365 emulator exited at start (see %s/emu.log)" % emu_dir)
+            return None
         time.sleep(0.1)
     process.terminate()
-    fail("the Microsoft 365 emulator did not start within %ds" % START_TIMEOUT)
+    fail("%s did not start within %ds (see %s)" % (what, START_TIMEOUT, log_path))
+
+
+def mail_path_missing():
+    """Why the mail path cannot run here, or None."""
+    if not os.path.exists(MAILSIM):
+        return "%s is missing" % MAILSIM
+    probe = subprocess.run([PYTHON, "-c", "import aiosmtpd, cryptography"],
+                           stdin=subprocess.DEVNULL, capture_output=True)
+    if probe.returncode != 0:
+        return "python3-aiosmtpd is not installed"
+    return None
+
+
+def start_emulator(directory, smtp_port, dns_spec):
+    emu_dir = os.path.join(directory, "emu")
+    os.makedirs(emu_dir, exist_ok=True)
+    smtp = ["--smtp-port", str(smtp_port), "--smtp-address", FRONT_DOOR["address"],
+            "--dns", dns_spec] if smtp_port else []
+    emu = start_process([PYTHON, EMULATOR, "--dir", emu_dir] + smtp,
+                        os.path.join(emu_dir, "emu.log"), os.path.join(emu_dir, "emu.json"),
+                        "the Microsoft 365 emulator")
+    if emu is None:
+        fail("the Microsoft 365 emulator exited at start (see %s/emu.log)" % emu_dir)
+    return emu
+
+
+def start_mailsim(directory, smtp_port, dns_spec):
+    mail_dir = os.path.join(directory, "mail")
+    os.makedirs(mail_dir, exist_ok=True)
+    argv = [PYTHON, MAILSIM, "service", "--dir", mail_dir, "--port", str(smtp_port),
+            "--dns", dns_spec, "--ca-dir", os.path.join(directory, "emu"),
+            "--loop-header", LOOP_HEADER, "--return-host", RETURN_HOST["name"],
+            "--smart-host", SMART_HOST["name"]]
+    for h in GATEWAY_HOSTS:
+        argv += ["--gateway", h["name"]]
+    info = start_process(argv, os.path.join(mail_dir, "mailsim.log"),
+                         os.path.join(mail_dir, "mailsim.json"), "the mail-path simulator")
+    if info is None:
+        fail("the mail-path simulator exited at start (see %s/mailsim.log)" % mail_dir)
+    return info
 
 
 def start(args):
@@ -174,7 +267,7 @@ def start(args):
     state = read_json(os.path.join(directory, "sandbox.json"))
     if state and pid_alive(state.get("emulator_pid", 0)):
         print("The sandbox in %s is already running." % directory)
-        print_usage(directory, args.mailmode)
+        print_usage(directory, args.mailmode, bool(state.get("smtp_port")))
         return 0
     os.makedirs(directory, mode=0o755, exist_ok=True)
     dns_dir = os.path.join(directory, "dns")
@@ -183,9 +276,24 @@ def start(args):
     if harness.returncode != 0:
         fail("the DNS servers did not start (see %s)" % dns_dir)
     dns = read_env(os.path.join(dns_dir, "dns.env"))
+    dns_spec = "127.0.0.11:%s,127.0.0.12:%s" % (dns["DNS_PORT"], dns["DNS_PORT"])
+    missing = mail_path_missing()
+    if missing:
+        print("mailmode: warning: sandbox: no mail path (SMTP front door, security "
+              "service): %s" % missing, file=sys.stderr)
+        smtp_port, mail = 0, {}
+    else:
+        smtp_port = pick_smtp_port(int(dns["DNS_PORT"]))
+    started = []
     try:
-        emu = start_emulator(directory)
+        emu = start_emulator(directory, smtp_port, dns_spec)
+        started.append(emu["pid"])
+        if smtp_port:
+            mail = start_mailsim(directory, smtp_port, dns_spec)
+            started.append(mail["pid"])
     except BaseException:
+        for pid in reversed(started):
+            stop_pid(pid)
         subprocess.run([HARNESS, "stop", dns_dir])
         raise
     client_id = str(uuid.uuid4())
@@ -203,20 +311,38 @@ def start(args):
     write_file(os.path.join(directory, "mailmode.conf"), CONFIG.format(
         dir=directory, plugin_dir=os.path.abspath(args.plugin_dir), dns_port=dns["DNS_PORT"],
         gateway_mx=GATEWAY_MX, tenant=TENANT, client_id=client_id,
-        login_url=emu["login_url"], api_url=emu["base_url"]), 0o644)
-    write_file(os.path.join(directory, "sandbox.json"), json.dumps({
+        login_url=emu["login_url"], api_url=emu["base_url"], loop_header=LOOP_HEADER) +
+        (QUICKTEST.format(smtp_port=smtp_port, quicktest_sender=QUICKTEST_SENDER)
+         if smtp_port else ""), 0o644)
+    state = {
         "emulator_pid": emu["pid"], "dns_dir": dns_dir, "dns_port": int(dns["DNS_PORT"]),
         "emulator_url": emu["base_url"], "emulator_ca": emu["ca_file"], "tenant": TENANT,
         "tenant_id": tenant_id, "client_id": client_id, "domains": list(DOMAINS),
-    }, indent=2) + "\n", 0o644)
+    }
+    if smtp_port:
+        state.update({
+            "smtp_port": smtp_port, "front_door": FRONT_DOOR, "gateway_hosts": GATEWAY_HOSTS,
+            "smart_host": SMART_HOST, "return_host": RETURN_HOST, "loop_header": LOOP_HEADER,
+            "mailsim_pid": mail["pid"], "mailsim_control_url": mail["control_url"],
+            "scan_log": mail["scan_log"], "mailsim": MAILSIM,
+            "quicktest": {"smtp_port": smtp_port, "sender": QUICKTEST_SENDER,
+                          "dns": [["127.0.0.11", int(dns["DNS_PORT"])],
+                                  ["127.0.0.12", int(dns["DNS_PORT"])]],
+                          "trace_cmdlet": "Get-MessageTraceV2"}})
+    write_file(os.path.join(directory, "sandbox.json"), json.dumps(state, indent=2) + "\n",
+               0o644)
     print("The sandbox is running in %s:" % directory)
     print("  BIND 9 primary 127.0.0.11 and secondary 127.0.0.12, port %s" % dns["DNS_PORT"])
     print("  Microsoft 365 emulator %s (tenant %s)" % (emu["base_url"], TENANT))
-    print_usage(directory, args.mailmode)
+    if smtp_port:
+        print("  mail path on SMTP port %d: front door %s, gateway hosts %s, smart host %s"
+              % (smtp_port, FRONT_DOOR["address"],
+                 " ".join(h["address"] for h in GATEWAY_HOSTS), SMART_HOST["address"]))
+    print_usage(directory, args.mailmode, bool(smtp_port))
     return 0
 
 
-def print_usage(directory, binary):
+def print_usage(directory, binary, mail=True):
     config = os.path.join(directory, "mailmode.conf")
     print("Domains: contoso.test (MX at the gateway hosts), fabrikam.test (Microsoft 365 MX).")
     print("Try:")
@@ -224,10 +350,13 @@ def print_usage(directory, binary):
     print("  %s adopt contoso.test --mode gateway" % binary)
     print("  %s switch contoso.test --to mailflow" % binary)
     print("  %s status" % binary)
+    if mail:
+        print("  %s %s send --sandbox %s --to someone@contoso.test --count 1"
+              % (PYTHON, MAILSIM, directory))
     print("  %s sandbox stop --dir %s" % (binary, directory))
 
 
-def stop_emulator(pid):
+def stop_pid(pid):
     if not pid or not pid_alive(pid):
         return
     os.kill(pid, signal.SIGTERM)
@@ -244,7 +373,8 @@ def stop(args):
     if not state:
         print("No sandbox runs in %s." % directory)
         return 0
-    stop_emulator(state.get("emulator_pid"))
+    stop_pid(state.get("mailsim_pid"))
+    stop_pid(state.get("emulator_pid"))
     subprocess.run([HARNESS, "stop", state["dns_dir"]], stdin=subprocess.DEVNULL)
     os.remove(os.path.join(directory, "sandbox.json"))
     print("The sandbox in %s is stopped." % directory)
@@ -259,6 +389,12 @@ def status(args):
         return 0
     dns = read_env(os.path.join(state["dns_dir"], "dns.env"))
     rows = [("Microsoft 365 emulator", state.get("emulator_pid"), state.get("emulator_url"))]
+    if state.get("smtp_port"):
+        rows.append(("Microsoft 365 front door", state.get("emulator_pid"), "smtp %s:%s" % (
+            state["front_door"]["address"], state["smtp_port"])))
+        rows.append(("mail-path simulator", state.get("mailsim_pid"), "smtp %s:%s" % (
+            " ".join(h["address"] for h in state["gateway_hosts"] + [state["smart_host"]]),
+            state["smtp_port"])))
     for label, key in (("BIND 9 primary", "DNS_PRIMARY_PID"),
                        ("BIND 9 secondary", "DNS_SECONDARY_PID")):
         pid = int(dns.get(key, "0") or 0)
