@@ -38,7 +38,7 @@ static const struct command_spec commands[] = {
 	{ "resume", O_FORCE, 0, 1, "resume [DOMAIN] [--force]" },
 	{ "abort", 0, 1, 1, "abort DOMAIN" },
 	{ "log", 0, 0, 1, "log [DOMAIN]" },
-	{ "sandbox", O_DIR, 1, 1, "sandbox start|stop|status [--dir DIR]" },
+	{ "sandbox", O_DIR, 1, MM_MAX_ARGS, "sandbox start|stop|status [--dir DIR] [-- DRIVER-OPTIONS]" },
 	{ "runbook", O_PARALLEL, 2, 2, "runbook plan|run FILE [--parallel N]" },
 	{ NULL, 0, 0, 0, NULL }
 };

@@ -1,6 +1,7 @@
 /* sandbox start|stop|status: the local rehearsal environment (BIND 9,
- * the Microsoft 365 emulator) is run by a Python driver installed with the
- * program; this command finds it and hands over. */
+ * the Microsoft 365 emulator, the mail path) is run by a Python driver
+ * installed with the program; this command finds it and hands over, with
+ * any driver options given after "--" (sandbox start -- --help). */
 #include "cli.h"
 
 #include <errno.h>
@@ -38,10 +39,12 @@ int mm_cmd_sandbox(struct mm_ctx *ctx)
 	const char *action = ctx->args.positional[0];
 	char driver[4200], dirbuf[4096];
 	const char *dir = ctx->args.dir ? ctx->args.dir : default_dir(dirbuf, sizeof(dirbuf));
-	char *argv[] = { (char *)MM_PYTHON3, driver, (char *)action, (char *)"--dir", (char *)dir,
-	                 (char *)"--plugin-dir", ctx->plugin_dir, (char *)"--mailmode", NULL, NULL };
+	char *argv[MM_MAX_ARGS + 16] = { (char *)MM_PYTHON3, driver, (char *)action,
+	                                  (char *)"--dir", (char *)dir, (char *)"--plugin-dir",
+	                                  ctx->plugin_dir, (char *)"--mailmode", NULL };
 	char self[4096];
 	ssize_t n;
+	int i, argc = 9;
 
 	if (strcmp(action, "start") != 0 && strcmp(action, "stop") != 0 &&
 	    strcmp(action, "status") != 0)
@@ -56,6 +59,10 @@ int mm_cmd_sandbox(struct mm_ctx *ctx)
 		return mm_fail(ctx, MM_ERR, "sandbox driver %s: %s (set MAILMODE_DATADIR to the directory holding sandbox.py)",
 		               driver, strerror(errno));
 	argv[8] = self;
+	/* The driver's own options (after "--"): extra tenants, latency... */
+	for (i = 1; i < ctx->args.npositional; i++)
+		argv[argc++] = (char *)ctx->args.positional[i];
+	argv[argc] = NULL;
 	fflush(stdout);
 	fflush(stderr);
 	execv(MM_PYTHON3, argv);

@@ -4,16 +4,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum op_kind { OP_VALIDATE, OP_OBSERVE, OP_PLAN, OP_SETUP, OP_VERIFY, OP_TEARDOWN };
+enum op_kind { OP_VALIDATE, OP_OBSERVE, OP_PLAN, OP_SETUP, OP_VERIFY, OP_TEARDOWN, OP_TRACE };
 
 static const char *const op_names[] = {
-	"validate_config", "observe", "plan", "setup", "verify", "teardown"
+	"validate_config", "observe", "plan", "setup", "verify", "teardown", "trace"
 };
 
 struct op_args {
 	enum mailmode_presence *presence;
 	enum mailmode_plan_op which;
 	char **text;
+	const char *message_id;   /* trace */
+	const char *recipient;    /* trace */
 };
 
 static int map_rc(int plugin_rc)
@@ -92,6 +94,10 @@ static int call(const struct mm_op *op, enum op_kind kind, const struct op_args 
 	case OP_SETUP: rc = d->setup(op->plugin->ctx, &req, args->text, diag); break;
 	case OP_VERIFY: rc = d->verify(op->plugin->ctx, &req, args->text, diag); break;
 	case OP_TEARDOWN: rc = d->teardown(op->plugin->ctx, &req, diag); break;
+	case OP_TRACE:
+		rc = d->trace(op->plugin->ctx, &req, args->message_id, args->recipient, args->text,
+		              diag);
+		break;
 	}
 	if (serialise)
 		pthread_mutex_unlock(&op->plugin->lock);
@@ -156,6 +162,29 @@ int mm_op_teardown(const struct mm_op *op, struct mailmode_diag *diag)
 	struct op_args args = { 0 };
 
 	return call(op, OP_TEARDOWN, &args, diag);
+}
+
+int mm_plugin_has_trace(const struct mm_plugin *plugin)
+{
+	/* A slot past what the plugin's minor defines is reserved to it, not
+	 * an operation (plugin.h, "Versioning"). */
+	return plugin->desc->abi_minor >= 1 && plugin->desc->trace != NULL;
+}
+
+int mm_op_trace(const struct mm_op *op, const char *message_id, const char *recipient,
+                char **report, struct mailmode_diag *diag)
+{
+	struct op_args args = { .text = report, .message_id = message_id, .recipient = recipient };
+
+	*report = NULL;
+	if (!mm_plugin_has_trace(op->plugin)) {
+		memset(diag, 0, sizeof(*diag));
+		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		            "plugin %s reads no message trace (no ABI 1.1 trace operation)",
+		            op->plugin->desc->name);
+		return MM_ERR;
+	}
+	return call(op, OP_TRACE, &args, diag);
 }
 
 const char *mm_presence_name(enum mailmode_presence presence)

@@ -27,6 +27,14 @@ int mm_op_setup(const struct mm_op *op, char **receipt, struct mailmode_diag *di
 int mm_op_verify(const struct mm_op *op, char **report, struct mailmode_diag *diag);
 int mm_op_teardown(const struct mm_op *op, struct mailmode_diag *diag);
 
+/* Whether the plugin reads message traces (the ABI 1.1 trace operation). */
+int mm_plugin_has_trace(const struct mm_plugin *plugin);
+/* Where the message went (ABI 1.1 trace): MM_OK delivered, MM_UNVERIFIED
+ * not (yet); *report is the plugin's JSON, also when not delivered.  MM_ERR
+ * for a plugin without the operation. */
+int mm_op_trace(const struct mm_op *op, const char *message_id, const char *recipient,
+                char **report, struct mailmode_diag *diag);
+
 const char *mm_presence_name(enum mailmode_presence presence);
 
 #endif

@@ -108,7 +108,8 @@ int mm_state_migration_close(struct mm_state *st, long long id, const char *resu
                              const char *detail, char *err);
 
 /* Test hook: MAILMODE_TEST_CRASH_AFTER=N makes the process SIGKILL itself
- * right after its N-th journal write, to prove that resume finishes any
- * interrupted step. */
+ * right after the N-th journal write on one state connection (a runbook's
+ * workers each have theirs), to prove that resume finishes any interrupted
+ * step. */
 
 #endif

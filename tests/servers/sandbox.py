@@ -43,6 +43,8 @@ import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HARNESS = os.path.join(HERE, "dns-harness")
+DNSDELAY = os.path.join(HERE, "dnsdelay.py")
+UPDATE_PROXY = "127.0.0.14"
 EMULATOR = os.path.join(HERE, "m365emu.py")
 MAILSIM = os.path.join(HERE, "mailsim.py")
 PYTHON = sys.executable or "/usr/bin/python3"
@@ -233,12 +235,13 @@ def mail_path_missing():
     return None
 
 
-def start_emulator(directory, smtp_port, dns_spec):
+def start_emulator(directory, smtp_port, dns_spec, latency_ms):
     emu_dir = os.path.join(directory, "emu")
     os.makedirs(emu_dir, exist_ok=True)
     smtp = ["--smtp-port", str(smtp_port), "--smtp-address", FRONT_DOOR["address"],
             "--dns", dns_spec] if smtp_port else []
-    emu = start_process([PYTHON, EMULATOR, "--dir", emu_dir] + smtp,
+    latency = ["--latency-ms", str(latency_ms)] if latency_ms else []
+    emu = start_process([PYTHON, EMULATOR, "--dir", emu_dir] + smtp + latency,
                         os.path.join(emu_dir, "emu.log"), os.path.join(emu_dir, "emu.json"),
                         "the Microsoft 365 emulator")
     if emu is None:
@@ -262,6 +265,55 @@ def start_mailsim(directory, smtp_port, dns_spec):
     return info
 
 
+# Extra tenants and domains (`-- --tenants T --domains N`), to rehearse a
+# runbook: dNNN.test have Microsoft 365 MX and no mode; tenantNN accept
+# them round-robin, each with a profile of its own name.  One multi-tenant
+# app registration (the same client id and secret) serves them all.
+EXTRA_TENANT = """
+[tenant {name}]
+tenant = {name}.onmicrosoft.com
+client_id = {client_id}
+client_secret_file = client.secret
+login_url = {login_url}
+api_url = {api_url}
+ca_file = emu/ca.pem
+
+[profile {name}]
+dns = sandbox-dns
+service = sandbox-service
+tenant = {name}
+fallback_mx = 0 {{domain_dashes}}.mail.protection.outlook.test
+fallback_ttl = 5
+"""
+
+
+def extra_layout(tenants, domains):
+    """{tenant name: [domains]} for the extra tenants and domains."""
+    names = ["d%03d.test" % i for i in range(1, domains + 1)]
+    layout = {"tenant%02d" % t: [] for t in range(1, tenants + 1)} if domains else {}
+    for i, name in enumerate(names):
+        layout["tenant%02d" % (i % tenants + 1)].append(name)
+    return layout
+
+
+def start_dnsdelay(directory, dns_port, update_ms):
+    """A forwarder in front of the primary holding each UPDATE update_ms."""
+    stats = os.path.join(directory, "dns", "dnsdelay.json")
+    log = open(os.path.join(directory, "dns", "dnsdelay.log"), "ab")
+    process = subprocess.Popen([PYTHON, DNSDELAY, "--listen", "%s:%d" % (UPDATE_PROXY, dns_port),
+                                "--to", "127.0.0.11:%d" % dns_port, "--update-ms", str(update_ms),
+                                "--stats", stats] + owner_args(),
+                               stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                               start_new_session=True)
+    log.close()
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline and not os.path.exists(stats):
+        if process.poll() is not None:
+            fail("the DNS update delay exited at start (see %s/dns/dnsdelay.log)" % directory)
+        time.sleep(0.05)
+    return process.pid
+
+
 def start(args):
     directory = os.path.abspath(args.dir)
     state = read_json(os.path.join(directory, "sandbox.json"))
@@ -271,7 +323,11 @@ def start(args):
         return 0
     os.makedirs(directory, mode=0o755, exist_ok=True)
     dns_dir = os.path.join(directory, "dns")
-    harness = subprocess.run([HARNESS, "start", dns_dir, "--zones", "sandbox"] + owner_args(),
+    layout = extra_layout(args.tenants, args.domains)
+    extra = [d for names in layout.values() for d in names]
+    harness = subprocess.run([HARNESS, "start", dns_dir, "--zones", "sandbox",
+                              "--domains", ",".join(extra), "--stale", args.stale] +
+                             (["--querylog"] if args.querylog else []) + owner_args(),
                              stdin=subprocess.DEVNULL)
     if harness.returncode != 0:
         fail("the DNS servers did not start (see %s)" % dns_dir)
@@ -286,8 +342,11 @@ def start(args):
         smtp_port = pick_smtp_port(int(dns["DNS_PORT"]))
     started = []
     try:
-        emu = start_emulator(directory, smtp_port, dns_spec)
+        emu = start_emulator(directory, smtp_port, dns_spec, args.latency_ms)
         started.append(emu["pid"])
+        if args.update_latency_ms:
+            started.append(start_dnsdelay(directory, int(dns["DNS_PORT"]),
+                                          args.update_latency_ms))
         if smtp_port:
             mail = start_mailsim(directory, smtp_port, dns_spec)
             started.append(mail["pid"])
@@ -307,17 +366,34 @@ def start(args):
         "client_id": client_id,
         "client_secret": client_secret,
     })
+    for name, names in layout.items():
+        emulator_call(emu, "POST", "/_emu/tenants", {
+            "tenant_id": str(uuid.uuid4()),
+            "initial_domain": name + ".onmicrosoft.com",
+            "accepted_domains": [{"DomainName": d, "DomainType": "Authoritative",
+                                  "Default": i == 0} for i, d in enumerate(names)],
+            "client_id": client_id,
+            "client_secret": client_secret,
+        })
     write_file(os.path.join(directory, "client.secret"), client_secret + "\n", 0o600)
-    write_file(os.path.join(directory, "mailmode.conf"), CONFIG.format(
+    config = CONFIG.format(
         dir=directory, plugin_dir=os.path.abspath(args.plugin_dir), dns_port=dns["DNS_PORT"],
         gateway_mx=GATEWAY_MX, tenant=TENANT, client_id=client_id,
-        login_url=emu["login_url"], api_url=emu["base_url"], loop_header=LOOP_HEADER) +
-        (QUICKTEST.format(smtp_port=smtp_port, quicktest_sender=QUICKTEST_SENDER)
-         if smtp_port else ""), 0o644)
+        login_url=emu["login_url"], api_url=emu["base_url"], loop_header=LOOP_HEADER)
+    if args.update_latency_ms:
+        config = config.replace("primary = 127.0.0.11", "primary = " + UPDATE_PROXY)
+    config += "".join(EXTRA_TENANT.format(name=name, client_id=client_id,
+                                          login_url=emu["login_url"], api_url=emu["base_url"])
+                      for name in layout)
+    if smtp_port:
+        config += QUICKTEST.format(smtp_port=smtp_port, quicktest_sender=QUICKTEST_SENDER)
+    write_file(os.path.join(directory, "mailmode.conf"), config, 0o644)
     state = {
         "emulator_pid": emu["pid"], "dns_dir": dns_dir, "dns_port": int(dns["DNS_PORT"]),
         "emulator_url": emu["base_url"], "emulator_ca": emu["ca_file"], "tenant": TENANT,
         "tenant_id": tenant_id, "client_id": client_id, "domains": list(DOMAINS),
+        "extra_tenants": layout, "dnsdelay_pid": started[-1] if args.update_latency_ms else 0,
+        "latency_ms": args.latency_ms, "update_latency_ms": args.update_latency_ms,
     }
     if smtp_port:
         state.update({
@@ -374,6 +450,7 @@ def stop(args):
         print("No sandbox runs in %s." % directory)
         return 0
     stop_pid(state.get("mailsim_pid"))
+    stop_pid(state.get("dnsdelay_pid"))
     stop_pid(state.get("emulator_pid"))
     subprocess.run([HARNESS, "stop", state["dns_dir"]], stdin=subprocess.DEVNULL)
     os.remove(os.path.join(directory, "sandbox.json"))
@@ -414,6 +491,18 @@ def main():
     parser.add_argument("--dir", required=True)
     parser.add_argument("--plugin-dir", default="")
     parser.add_argument("--mailmode", default="mailmode")
+    parser.add_argument("--tenants", type=int, default=1,
+                        help="extra tenants tenant01.. for the extra domains")
+    parser.add_argument("--domains", type=int, default=0,
+                        help="extra domains d001.test.. (Microsoft 365 MX, no mode)")
+    parser.add_argument("--stale", default="",
+                        help="extra domains whose secondary never receives changes")
+    parser.add_argument("--latency-ms", type=int, default=0,
+                        help="added to every Microsoft 365 API call")
+    parser.add_argument("--update-latency-ms", type=int, default=0,
+                        help="added to every DNS UPDATE (a forwarder before the primary)")
+    parser.add_argument("--querylog", action="store_true",
+                        help="BIND logs every query and update (dns/*/query.log)")
     args = parser.parse_args()
     return {"start": start, "stop": stop, "status": status}[args.action](args)
 
