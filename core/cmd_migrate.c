@@ -67,7 +67,7 @@ int mm_show_switch_plan(struct mm_ctx *ctx, cJSON *plan, const char *domain, con
 	if (rc != MM_OK)
 		return rc;
 	snprintf(verify, sizeof(verify),
-	         "poll every %.1fs (with backoff) for up to %.1fs; roll back if it never passes",
+	         "poll (from 0.1s, backing off to every %.1fs) for up to %.1fs; roll back if it never passes",
 	         (double)opts->poll_interval_ms / 1000, (double)opts->verify_timeout_ms / 1000);
 	add_engine_step(ctx, plan, "verify", to->desc->name, verify);
 	if (!from)

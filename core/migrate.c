@@ -24,7 +24,10 @@ static const char *const step_names[] = {
 	"rollback_teardown_new", "rollback_confirm_new_gone"
 };
 
-#define MAX_POLL_INTERVAL_MS 60000L
+/* The first re-check comes this soon: a change usually reaches every
+ * server within a NOTIFY and a transfer, so waiting a whole poll interval
+ * first would only add latency.  Waits then double up to the interval. */
+#define FIRST_RECHECK_MS 100L
 #define LOCK_LEASE_MS (30L * 60 * 1000)
 
 struct run {
@@ -139,13 +142,14 @@ static int check_torn_down(struct run *r, int new_mode, struct mailmode_diag *di
 	return diag->retryable ? MM_UNVERIFIED : rc;
 }
 
-/* Polls check with backoff until it passes or the deadline passes; the
- * last attempt is made at the deadline.  Each attempt is journaled. */
+/* Polls check until it passes or the deadline passes, waiting 100 ms,
+ * then twice as long each time up to the poll interval; the last attempt
+ * is made at the deadline.  Each attempt is journaled. */
 static int poll(struct run *r, enum step step, check_fn check, int new_mode, long long deadline,
                 const char *what, struct mailmode_diag *diag)
 {
-	long long interval = r->opts.poll_interval_ms;
-	long long max_interval = interval > MAX_POLL_INTERVAL_MS ? interval : MAX_POLL_INTERVAL_MS;
+	long long max_interval = r->opts.poll_interval_ms;
+	long long interval = FIRST_RECHECK_MS < max_interval ? FIRST_RECHECK_MS : max_interval;
 	int attempt = 0, rc;
 
 	for (;;) {

@@ -55,7 +55,7 @@
  * struct mailmode_host (check host->struct_size before using them), new
  * operations in the reserved slots of the descriptor (the host calls one
  * only when the plugin's abi_minor has it and it is not NULL).  Anything
- * else bumps MAILMODE_ABI_MAJOR.  1.0: the first; 1.1: resources.
+ * else bumps MAILMODE_ABI_MAJOR.  1.0: the first; 1.1: resources, trace.
  */
 #ifndef MAILMODE_PLUGIN_H
 #define MAILMODE_PLUGIN_H
@@ -319,8 +319,19 @@ struct mailmode_plugin {
 	int (*resources)(void *ctx, const struct mailmode_request *req, char **resources,
 	                 struct mailmode_diag *diag);
 
+	/* ABI 1.1, optional (NULL: the plugin reads no message trace).  Where
+	 * the test message with this Message-ID to recipient went, for
+	 * `--quick-test`.  *report: JSON {"delivered": bool, "scans": N,
+	 * "hops": ["...", ...]}: delivered to the mailbox; how many times it
+	 * arrived from the service (the service profile names its sending
+	 * addresses); each hop of the trace in order.  MAILMODE_ERR_NOT_READY
+	 * while the trace does not list the message delivered yet.
+	 * Read-only. */
+	int (*trace)(void *ctx, const struct mailmode_request *req, const char *message_id,
+	             const char *recipient, char **report, struct mailmode_diag *diag);
+
 	/* For operations added by later minor versions. */
-	void (*reserved[7])(void);
+	void (*reserved[6])(void);
 };
 
 /*
