@@ -38,6 +38,7 @@ struct run {
 	struct mm_switch_options opts;
 	struct mm_switch_report *report;
 	long long started_ms;
+	long long settle_until_ms;      /* from the new mode's verify report */
 	char *err;
 };
 
@@ -106,6 +107,13 @@ static int check_verified(struct run *r, int new_mode, struct mailmode_diag *dia
 	char *report = NULL;
 	int rc = mm_op_verify(&op, &report, diag);
 
+	if (rc == MM_OK && report) {
+		cJSON *root = cJSON_Parse(report);
+		cJSON *settle = cJSON_GetObjectItem(root, "settle_until_ms");
+
+		r->settle_until_ms = cJSON_IsNumber(settle) ? (long long)settle->valuedouble : 0;
+		cJSON_Delete(root);
+	}
 	free(report);
 	if (rc == MM_OK || rc == MM_UNVERIFIED || diag->retryable)
 		return rc == MM_OK ? MM_OK : MM_UNVERIFIED;
@@ -283,6 +291,21 @@ static int run_setup(struct run *r)
 	return journal(r, STEP_SETUP_NEW, "end", NULL);
 }
 
+/* The old mode stays while the world may still act on what the new mode's
+ * setup replaced (plugin.h: settle_until_ms). */
+static void settle(struct run *r)
+{
+	long long now;
+
+	while (r->m->from_mode && (now = now_ms()) < r->settle_until_ms) {
+		long long left = r->settle_until_ms - now;
+
+		mm_engine_progress(r->e, "%s: %s mode verified; keeping %s mode %lld s more while caches of the replaced records expire",
+		                   r->m->domain, r->m->to_mode, r->m->from_mode, (left + 999) / 1000);
+		mm_host_sleep_ms(NULL, left < 1000 ? left : 1000);
+	}
+}
+
 static int run_verify(struct run *r)
 {
 	int rc;
@@ -302,6 +325,7 @@ static int run_verify(struct run *r)
 			return MM_ERR;
 		return rollback(r, rc == MM_UNVERIFIED ? MM_UNVERIFIED : rc);
 	}
+	settle(r);
 	return journal(r, STEP_VERIFY_NEW, "end", NULL);
 }
 

@@ -15,6 +15,8 @@
  */
 #include "provider.h"
 
+#include <cjson/cJSON.h>
+
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -284,9 +286,12 @@ static int gw_setup(void *vctx, const struct mailmode_request *req,
 		 * one day is still the one the first setup saved. */
 		receipt.has_saved = call->receipt.has_saved;
 		receipt.saved = call->receipt.saved;
+		receipt.swapped_at_ms = swapped ? host->clock_wall_ms(host->handle)
+		                                : call->receipt.swapped_at_ms;
 	} else if (swapped) {
 		receipt.has_saved = true;
 		receipt.saved = current.rrset;
+		receipt.swapped_at_ms = host->clock_wall_ms(host->handle);
 	} else {
 		host->diag_set(diag, MAILMODE_SEV_WARNING, 0,
 		               "the gateway MX set is already live at %s and there "
@@ -481,6 +486,41 @@ out:
 	return rc;
 }
 
+/* Resolvers may hold the replaced MX set for its TTL after the swap, and
+ * mail they send goes where it used to: the old mode must stay until then
+ * (plugin.h: settle_until_ms in verify's report). */
+static int add_settle_time(const struct gw_ctx *ctx, const struct gw_call *call,
+                           char **report)
+{
+	const struct mailmode_host *host = ctx->host;
+	cJSON *root;
+	char *text, *copy;
+	uint32_t ttl = 0;
+	size_t i;
+
+	if (!call->has_receipt || !call->receipt.has_saved || !call->receipt.swapped_at_ms)
+		return MAILMODE_OK;
+	for (i = 0; i < call->receipt.saved.count; i++)
+		if (call->receipt.saved.mx[i].ttl > ttl)
+			ttl = call->receipt.saved.mx[i].ttl;
+	root = cJSON_Parse(*report);
+	if (!root || !cJSON_AddNumberToObject(root, "settle_until_ms",
+	                                      (double)(call->receipt.swapped_at_ms +
+	                                               (int64_t)ttl * 1000))) {
+		cJSON_Delete(root);
+		return MAILMODE_ERR_NOMEM;
+	}
+	text = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	copy = text ? host->strdup(text) : NULL;
+	cJSON_free(text);
+	if (!copy)
+		return MAILMODE_ERR_NOMEM;
+	host->free(*report);
+	*report = copy;
+	return MAILMODE_OK;
+}
+
 /* The check shared by verify and observe.  *view is allocated here (it is
  * large); free it with free(). */
 static int look(const struct gw_ctx *ctx, const struct mailmode_request *req,
@@ -579,7 +619,7 @@ static int gw_verify(void *vctx, const struct mailmode_request *req,
 		               "servers of zone %s, serial %u", req->domain,
 		               view->count, call->op.zone, view->servers[0].serial);
 		gw_auth_describe(&call->op, view, expected);
-		rc = MAILMODE_OK;
+		rc = add_settle_time(ctx, call, report);
 		goto out;
 	}
 	first_problem(view, expected, problem, sizeof(problem));

@@ -119,6 +119,7 @@ struct gw_receipt {
 	bool has_saved;
 	struct gw_mx_set saved;
 	struct gw_mx_set gateway;
+	int64_t swapped_at_ms;              /* when setup swapped; 0: unknown */
 };
 
 int gw_receipt_parse(const char *json, struct gw_receipt *receipt, char *err,

@@ -248,7 +248,7 @@ int gw_receipt_parse(const char *json, struct gw_receipt *receipt, char *err,
                      size_t err_len)
 {
 	cJSON *root = cJSON_Parse(json);
-	const cJSON *zone, *saved, *gateway;
+	const cJSON *zone, *saved, *gateway, *swapped;
 	int rc = MAILMODE_ERR_CONFIG;
 
 	memset(receipt, 0, sizeof(*receipt));
@@ -272,6 +272,9 @@ int gw_receipt_parse(const char *json, struct gw_receipt *receipt, char *err,
 		}
 		receipt->has_saved = true;
 	}
+	swapped = cJSON_GetObjectItemCaseSensitive(root, "swapped_at_ms");
+	if (cJSON_IsNumber(swapped) && swapped->valuedouble > 0)
+		receipt->swapped_at_ms = (int64_t)swapped->valuedouble;
 	gateway = cJSON_GetObjectItemCaseSensitive(root, "gateway");
 	if (mx_set_from_json(gateway, &receipt->gateway) != MAILMODE_OK ||
 	    receipt->gateway.count == 0) {
@@ -305,6 +308,9 @@ char *gw_receipt_render(const struct gw_ctx *ctx,
 		cJSON_Delete(gateway);
 		goto out;
 	}
+	if (receipt->swapped_at_ms &&
+	    !cJSON_AddNumberToObject(root, "swapped_at_ms", (double)receipt->swapped_at_ms))
+		goto out;
 	text = cJSON_PrintUnformatted(root);
 	if (text)
 		copy = ctx->host->strdup(text);

@@ -79,7 +79,7 @@ tenant = sandbox-tenant
 # What gateway teardown restores for a domain adopted in gateway mode
 # (no receipt holds its original MX): the tenant's front door.
 fallback_mx = 0 {{domain_dashes}}.mail.protection.outlook.test
-fallback_ttl = 300
+fallback_ttl = 1
 
 [dns sandbox-dns]
 primary = 127.0.0.11
@@ -283,7 +283,7 @@ dns = sandbox-dns
 service = sandbox-service
 tenant = {name}
 fallback_mx = 0 {{domain_dashes}}.mail.protection.outlook.test
-fallback_ttl = 5
+fallback_ttl = 1
 """
 
 

@@ -302,7 +302,9 @@ struct mailmode_plugin {
 
 	/* Required.  Read-only.  MAILMODE_OK when the mode is in effect as set
 	 * up; MAILMODE_ERR_NOT_READY (retryable) when not yet.  *report as for
-	 * observe. */
+	 * observe; it may hold "settle_until_ms" (ms since the epoch): until
+	 * then the world may still act on what setup replaced (DNS caches of
+	 * the old records), so a switch keeps the old mode until that time. */
 	int (*verify)(void *ctx, const struct mailmode_request *req,
 	              char **report, struct mailmode_diag *diag);
 
