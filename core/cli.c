@@ -1,5 +1,7 @@
 #include "cli.h"
 
+#include "quicktest.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,7 +16,8 @@ enum opt_flag {
 	O_TO = 1 << 5,
 	O_TIMING = 1 << 6,
 	O_DIR = 1 << 7,
-	O_PARALLEL = 1 << 8
+	O_PARALLEL = 1 << 8,
+	O_QUICK_TEST = 1 << 9
 };
 
 struct command_spec {
@@ -29,12 +32,14 @@ static const struct command_spec commands[] = {
 	{ "status", O_PROFILE, 0, MM_MAX_ARGS, "status [DOMAIN...] [--profile P]" },
 	{ "setup", O_MODE | O_PROFILE | O_DRY_RUN | O_ACCEPT, 1, 1,
 	  "setup DOMAIN --mode M [--profile P] [--dry-run] [--accept-conflicts]" },
-	{ "verify", 0, 1, 1, "verify DOMAIN" },
+	{ "verify", O_QUICK_TEST, 1, 1,
+	  "verify DOMAIN [--quick-test ADDRESS [--quick-test-timeout DUR]]" },
 	{ "teardown", O_DRY_RUN | O_FORCE, 1, 1, "teardown DOMAIN [--dry-run] [--force]" },
 	{ "adopt", O_MODE | O_PROFILE, 1, 1, "adopt DOMAIN --mode M [--profile P]" },
-	{ "switch", O_TO | O_PROFILE | O_DRY_RUN | O_ACCEPT | O_TIMING, 1, 1,
+	{ "switch", O_TO | O_PROFILE | O_DRY_RUN | O_ACCEPT | O_TIMING | O_QUICK_TEST, 1, 1,
 	  "switch DOMAIN --to MODE [--profile P] [--verify-timeout DUR] [--poll-interval DUR]\n"
-	  "                  [--accept-conflicts] [--dry-run]" },
+	  "                  [--accept-conflicts] [--dry-run]\n"
+	  "                  [--quick-test ADDRESS [--quick-test-timeout DUR]]" },
 	{ "resume", O_FORCE, 0, 1, "resume [DOMAIN] [--force]" },
 	{ "abort", 0, 1, 1, "abort DOMAIN" },
 	{ "log", 0, 0, 1, "log [DOMAIN]" },
@@ -103,6 +108,7 @@ static const struct value_opt value_opts[] = {
 	{ "--profile", O_PROFILE, offsetof(struct mm_args, profile) },
 	{ "--to", O_TO, offsetof(struct mm_args, to) },
 	{ "--dir", O_DIR, offsetof(struct mm_args, dir) },
+	{ "--quick-test", O_QUICK_TEST, offsetof(struct mm_args, quick_test) },
 };
 
 struct duration_opt {
@@ -115,6 +121,7 @@ static const struct duration_opt duration_opts[] = {
 	{ "--lock-timeout", 0, offsetof(struct mm_args, lock_timeout_ms) },
 	{ "--verify-timeout", O_TIMING, offsetof(struct mm_args, verify_timeout_ms) },
 	{ "--poll-interval", O_TIMING, offsetof(struct mm_args, poll_interval_ms) },
+	{ "--quick-test-timeout", O_QUICK_TEST, offsetof(struct mm_args, quick_test_timeout_ms) },
 };
 
 struct flag_opt {
@@ -151,6 +158,7 @@ int mm_cli_parse(struct mm_args *args, int argc, char **argv, char *err)
 	args->lock_timeout_ms = DEFAULT_LOCK_TIMEOUT_MS;
 	args->verify_timeout_ms = -1;
 	args->poll_interval_ms = -1;
+	args->quick_test_timeout_ms = -1;
 	for (i = 1; i < argc; i++) {
 		const char *arg = argv[i], *value = NULL;
 		int matched = 0, r;
@@ -255,5 +263,16 @@ int mm_cli_parse(struct mm_args *args, int argc, char **argv, char *err)
 		         spec->synopsis);
 		return MM_USAGE;
 	}
+	if (args->quick_test_timeout_ms >= 0 && !args->quick_test) {
+		snprintf(err, MM_ERR_MAX, "--quick-test-timeout needs --quick-test: usage: mailmode %s",
+		         spec->synopsis);
+		return MM_USAGE;
+	}
+	/* Before anything runs: a switch must not happen for a quick test
+	 * that cannot. */
+	if (args->quick_test &&
+	    mm_quicktest_check_address(args->quick_test, args->positional[0], spec->name, err,
+	                               MM_ERR_MAX) != 0)
+		return MM_USAGE;
 	return MM_OK;
 }

@@ -34,6 +34,8 @@ struct mm_args {
 	long verify_timeout_ms;   /* -1: default */
 	long poll_interval_ms;    /* -1: default */
 	int parallel;             /* 0: the runbook's */
+	const char *quick_test;   /* --quick-test ADDRESS (checked), or NULL */
+	long quick_test_timeout_ms;   /* -1: [quicktest] timeout, else default */
 };
 
 /* Everything a command works with.  Commands report through ctx: they add

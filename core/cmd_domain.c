@@ -4,6 +4,7 @@
 
 #include "domain.h"
 #include "ops.h"
+#include "quicktest.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -167,6 +168,9 @@ int mm_cmd_verify(struct mm_ctx *ctx)
 	mm_print_diag(&ctx->output, &diag);
 	if (!ctx->output.json)
 		printf("%s: %s mode verified\n", job.domain, plugin->desc->name);
+	/* Only a configuration that verified is worth a message. */
+	if (ctx->args.quick_test)
+		rc = mm_quicktest_run(ctx, job.domain, job.profile, plugin->desc->name);
 out:
 	free(report);
 	job_clear(&job);

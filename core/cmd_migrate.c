@@ -4,6 +4,7 @@
 #include "domain.h"
 #include "migrate.h"
 #include "ops.h"
+#include "quicktest.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,16 @@ static void add_engine_step(struct mm_ctx *ctx, cJSON *plan, const char *step, c
 		printf("%s %s mode: %s\n", step, mode, action);
 }
 
+static void add_quick_test_step(struct mm_ctx *ctx, cJSON *plan, const struct mm_plugin *to)
+{
+	char action[512];
+
+	snprintf(action, sizeof(action),
+	         "send a test message to %s through the domain's MX and follow it in the message trace until it is delivered, scanned once (a failure is reported, not rolled back)",
+	         ctx->args.quick_test);
+	add_engine_step(ctx, plan, "quick-test", to->desc->name, action);
+}
+
 int mm_show_switch_plan(struct mm_ctx *ctx, cJSON *plan, const char *domain, const char *profile,
                         struct mm_plugin *to, struct mm_plugin *from,
                         const struct mm_domain_row *row, const struct mm_switch_options *opts)
@@ -70,12 +81,17 @@ int mm_show_switch_plan(struct mm_ctx *ctx, cJSON *plan, const char *domain, con
 	         "poll (from 0.1s, backing off to every %.1fs) for up to %.1fs; roll back if it never passes",
 	         (double)opts->poll_interval_ms / 1000, (double)opts->verify_timeout_ms / 1000);
 	add_engine_step(ctx, plan, "verify", to->desc->name, verify);
-	if (!from)
+	if (!from) {
+		if (ctx->args.quick_test)
+			add_quick_test_step(ctx, plan, to);
 		return MM_OK;
+	}
 	rc = mm_show_plan(ctx, plan, &teardown, MAILMODE_PLAN_TEARDOWN);
 	if (rc == MM_OK)
 		add_engine_step(ctx, plan, "confirm", from->desc->name,
 		                "wait until it is gone on every server");
+	if (rc == MM_OK && ctx->args.quick_test)
+		add_quick_test_step(ctx, plan, to);
 	return rc;
 }
 
@@ -87,6 +103,21 @@ static void parse_options(struct mm_ctx *ctx, struct mm_switch_options *opts)
 	opts->poll_interval_ms = ctx->args.poll_interval_ms > 0 ? ctx->args.poll_interval_ms
 	                                                        : MM_DEFAULT_POLL_INTERVAL_MS;
 	opts->accept_conflicts = ctx->args.accept_conflicts;
+}
+
+/* The quick test after a switch that succeeded: a failure is reported
+ * (exit 3) but not rolled back, since the new mode verified and the old one
+ * is gone already; undoing it is a decision for a person. */
+static int quick_test_after_switch(struct mm_ctx *ctx, const char *domain, const char *profile)
+{
+	char result[MM_ERR_MAX];
+	int rc = mm_quicktest_run(ctx, domain, profile, ctx->args.to);
+
+	if (rc == MM_OK)
+		return rc;
+	snprintf(result, sizeof(result), "%s", ctx->err);
+	return mm_fail(ctx, rc, "%s; the switch to %s mode stands (a quick test does not roll it back)",
+	               result, ctx->args.to);
 }
 
 /* A failed switch: the engine's message, with the plugin's detail shown
@@ -149,6 +180,8 @@ int mm_cmd_switch(struct mm_ctx *ctx)
 		printf("%s: already in %s mode: nothing to do\n", domain, ctx->args.to);
 	if (rc != MM_OK)
 		rc = switch_failed(ctx, rc, &report);
+	else if (ctx->args.quick_test)
+		rc = quick_test_after_switch(ctx, domain, profile);
 out:
 	mm_domain_row_clear(&row);
 	return rc;

@@ -37,6 +37,12 @@
  *                    the rule skips mail that carries it
  *   name_prefix    = prefix of the objects' deterministic names
  *                    (default "mailmode")
+ *   service_ips    = the addresses the service sends mail from, as its
+ *                    vendor publishes them: IPv4 or IPv6 addresses or CIDR
+ *                    ranges (comma or space separated).  Optional for setup
+ *                    and verify; the message trace (`--quick-test`) needs
+ *                    it: a trace row from one of them is a pass through the
+ *                    service.
  *
  *   [mode mailflow]                optional, defaults for every tenant
  *   retry_budget_ms, timeout_ms
@@ -57,6 +63,7 @@
  */
 #include "mailflow.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <openssl/rand.h>
@@ -279,6 +286,133 @@ fail:
 	return NULL;
 }
 
+/* "192.0.2.10", "192.0.2.0/24", "2001:db8::/32": one range; -1 when it is
+ * none.  Bits past the prefix are ignored, as routers do. */
+static int parse_ip_range(const char *text, struct mf_ip_range *range)
+{
+	char address[INET6_ADDRSTRLEN];
+	const char *slash = strchr(text, '/');
+	size_t len = slash ? (size_t)(slash - text) : strlen(text);
+	unsigned max_prefix;
+
+	memset(range, 0, sizeof(*range));
+	if (len == 0 || len >= sizeof(address))
+		return -1;
+	memcpy(address, text, len);
+	address[len] = '\0';
+	if (inet_pton(AF_INET, address, range->addr) == 1) {
+		range->family = AF_INET;
+		max_prefix = 32;
+	} else if (inet_pton(AF_INET6, address, range->addr) == 1) {
+		range->family = AF_INET6;
+		max_prefix = 128;
+	} else {
+		return -1;
+	}
+	range->prefix = max_prefix;
+	if (slash) {
+		char *end;
+		long bits;
+
+		if (!isdigit((unsigned char)slash[1]))
+			return -1;
+		errno = 0;
+		bits = strtol(slash + 1, &end, 10);
+		if (errno || *end != '\0' || bits < 0 || bits > (long)max_prefix)
+			return -1;
+		range->prefix = (unsigned)bits;
+	}
+	return 0;
+}
+
+static int range_contains(const struct mf_ip_range *range, int family,
+                          const unsigned char *addr)
+{
+	unsigned whole = range->prefix / 8, rest = range->prefix % 8;
+	unsigned char mask;
+
+	if (family != range->family || memcmp(range->addr, addr, whole) != 0)
+		return 0;
+	if (rest == 0)
+		return 1;
+	mask = (unsigned char)(0xff << (8 - rest));
+	return (range->addr[whole] & mask) == (addr[whole] & mask);
+}
+
+int mf_is_service_ip(const struct mf_profile *profile, const char *address)
+{
+	unsigned char addr[16];
+	int family;
+	size_t i;
+
+	if (!address)
+		return 0;
+	if (inet_pton(AF_INET, address, addr) == 1) {
+		family = AF_INET;
+	} else if (inet_pton(AF_INET6, address, addr) == 1) {
+		family = AF_INET6;
+		/* ::ffff:192.0.2.10 is the IPv4 sender seen by an IPv6 socket. */
+		if (IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)addr)) {
+			memmove(addr, addr + 12, 4);
+			family = AF_INET;
+		}
+	} else {
+		return 0;
+	}
+	for (i = 0; i < profile->nservice_ips; i++)
+		if (range_contains(&profile->service_ips[i], family, addr))
+			return 1;
+	return 0;
+}
+
+/* Reads service_ips; a malformed entry is a configuration error that names
+ * it, so that the trace never silently counts a pass as missing. */
+static int load_service_ips(const struct mailmode_host *host, const char *service_section,
+                            struct mf_profile *p, struct mailmode_diag *diag)
+{
+	const char *value = host->config_get(host->handle, service_section, "service_ips");
+	char **items;
+	size_t n = 0, i;
+	int rc = MAILMODE_OK;
+
+	if (!value || !*value)
+		return MAILMODE_OK;
+	items = split_list(value, &n);
+	if (!items) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory reading [%s]",
+		               service_section);
+		return MAILMODE_ERR_NOMEM;
+	}
+	if (n == 0) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "[%s]: 'service_ips' lists no address", service_section);
+		rc = MAILMODE_ERR_CONFIG;
+		goto out;
+	}
+	p->service_ips = calloc(n, sizeof(*p->service_ips));
+	if (!p->service_ips) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory reading [%s]",
+		               service_section);
+		rc = MAILMODE_ERR_NOMEM;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if (parse_ip_range(items[i], &p->service_ips[i]) != 0) {
+			host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+			               "[%s]: 'service_ips': '%s' is not an IP address or CIDR range (e.g. 192.0.2.10, 192.0.2.0/24, 2001:db8::/32)",
+			               service_section, items[i]);
+			rc = MAILMODE_ERR_CONFIG;
+			goto out;
+		}
+	}
+	p->nservice_ips = n;
+out:
+	for (i = 0; i < n; i++)
+		free(items[i]);
+	free(items);
+	return rc;
+}
+
 /* A positive number of milliseconds, or -1 when malformed. */
 static long parse_ms(const char *text)
 {
@@ -347,6 +481,7 @@ void mf_profile_free(struct mf_profile *profile)
 	free(profile->tls_cert_name);
 	free(profile->loop_header);
 	free(profile->name_prefix);
+	free(profile->service_ips);
 	free(profile->managed_marker);
 	free(profile);
 }
@@ -531,6 +666,10 @@ int mf_profile_load(const struct mailmode_host *host, const char *mode_section,
 	if (!p->tls_domain || !p->tls_cert_name || !p->loop_header ||
 	    !p->name_prefix)
 		goto nomem;
+	rc = load_service_ips(host, service_section, p, diag);
+	if (rc != MAILMODE_OK)
+		goto out;
+	rc = MAILMODE_ERR_CONFIG;
 
 	if (snprintf(p->outbound_name, sizeof(p->outbound_name),
 	             "%s outbound to %s", p->name_prefix, p->service) >=

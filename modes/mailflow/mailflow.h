@@ -6,6 +6,7 @@
  *   exo.c     the Exchange Online admin API client (InvokeCommand)
  *   objects.c the desired connectors and rule, read-back comparison,
  *             conflict detection
+ *   trace.c   the message trace of a test message (ABI 1.1 trace)
  *   mode.c    the plugin operations and the descriptor
  */
 #ifndef MAILFLOW_H
@@ -29,6 +30,13 @@ enum mf_connector_type {
 /* Exchange object names are at most 64 characters. */
 #define MF_NAME_MAX 65
 
+/* One range of addresses the service sends mail from (service_ips). */
+struct mf_ip_range {
+	int family;                /* AF_INET or AF_INET6 */
+	unsigned char addr[16];    /* network order; the first 4 for AF_INET */
+	unsigned prefix;           /* bits that must match */
+};
+
 struct mf_profile {
 	/* [tenant T] */
 	char *tenant_section;      /* "tenant T" */
@@ -51,6 +59,10 @@ struct mf_profile {
 	char *tls_cert_name;
 	char *loop_header;
 	char *name_prefix;
+	/* Where the service's mail comes from; optional (only the message
+	 * trace needs it): NULL when the profile names none. */
+	struct mf_ip_range *service_ips;
+	size_t nservice_ips;
 
 	/* Derived, deterministic object names. */
 	char outbound_name[MF_NAME_MAX];
@@ -65,6 +77,10 @@ int mf_profile_load(const struct mailmode_host *host, const char *mode_section,
                     const char *profile_section, struct mf_profile **out,
                     struct mailmode_diag *diag);
 void mf_profile_free(struct mf_profile *profile);
+
+/* 1 when address (as text, IPv4 or IPv6) is in one of the profile's
+ * service_ips. */
+int mf_is_service_ip(const struct mf_profile *profile, const char *address);
 
 /* The deterministic name of the domain's rule, at most 64 characters. */
 void mf_rule_name(const struct mf_profile *profile, const char *domain,
@@ -219,5 +235,12 @@ const cJSON *mf_find_by_name(const cJSON *array, const char *name);
 /* One cmdlet as PowerShell would take it, for plan(). */
 void mf_cmdlet_line(struct mf_buf *out, const char *cmdlet,
                     const cJSON *params);
+
+/* ------------------------------------------------------------------ */
+/* Message trace (trace.c) */
+
+/* The plugin's ABI 1.1 trace operation (see plugin.h). */
+int mf_trace(void *ctx, const struct mailmode_request *req, const char *message_id,
+             const char *recipient, char **report, struct mailmode_diag *diag);
 
 #endif /* MAILFLOW_H */

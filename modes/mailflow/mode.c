@@ -1162,4 +1162,5 @@ MAILMODE_PLUGIN_DEFINE(
 	.setup = mf_setup,
 	.verify = mf_verify,
 	.teardown = mf_teardown,
-	.resources = mf_resources);
+	.resources = mf_resources,
+	.trace = mf_trace);

@@ -204,6 +204,10 @@ static void read_facts(const struct mailmode_plugin *d, struct descriptor_facts 
 		else
 			facts->reserved_used++;
 	}
+	/* trace (1.1) is optional and has no lifecycle step: the checker runs
+	 * no mail to follow. */
+	if (COVERS(d, trace) && d->trace && d->abi_minor < 1)
+		facts->reserved_used++;
 	if (COVERS(d, reserved))
 		for (i = 0; i < sizeof(d->reserved) / sizeof(d->reserved[0]); i++)
 			if (d->reserved[i])

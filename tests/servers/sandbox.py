@@ -100,6 +100,9 @@ connector_type = OnPremises
 tls_cert_name = mf-return.sandbox.test
 loop_header = {loop_header}
 name_prefix = mailmode
+# The addresses the service sends from (a quick test counts the hops from
+# them: exactly one means scanned once).
+service_ips = 127.0.0.21 127.0.0.22 127.0.0.24
 
 [tenant sandbox-tenant]
 tenant = {tenant}
@@ -117,6 +120,7 @@ QUICKTEST = """
 # message to a domain's MX, follow it with Get-MessageTraceV2).
 [quicktest]
 smtp_port = {smtp_port}
+resolver = 127.0.0.11@{dns_port}
 sender = {quicktest_sender}
 timeout = 120s
 """
@@ -386,7 +390,8 @@ def start(args):
                                           login_url=emu["login_url"], api_url=emu["base_url"])
                       for name in layout)
     if smtp_port:
-        config += QUICKTEST.format(smtp_port=smtp_port, quicktest_sender=QUICKTEST_SENDER)
+        config += QUICKTEST.format(smtp_port=smtp_port, quicktest_sender=QUICKTEST_SENDER,
+                                   dns_port=dns["DNS_PORT"])
     write_file(os.path.join(directory, "mailmode.conf"), config, 0o644)
     state = {
         "emulator_pid": emu["pid"], "dns_dir": dns_dir, "dns_port": int(dns["DNS_PORT"]),
