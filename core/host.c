@@ -15,7 +15,7 @@
 
 #define SECRET_MAX 65536
 
-static const char *level_name(enum mailmode_log_level level)
+const char *mm_log_level_name(enum mailmode_log_level level)
 {
 	switch (level) {
 	case MAILMODE_LOG_DEBUG: return "debug";
@@ -64,7 +64,7 @@ static void write_line(struct mm_output *out, const char *prefix,
 	}
 	if (out->progress_live)
 		board_erase(out);
-	fprintf(stderr, "mailmode: %s%s%s: ", prefix, prefix[0] ? ": " : "", level_name(level));
+	fprintf(stderr, "mailmode: %s%s%s: ", prefix, prefix[0] ? ": " : "", mm_log_level_name(level));
 	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);
 	if (out->progress_live && out->board_slots)

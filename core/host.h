@@ -49,6 +49,9 @@ void mm_diag_set(struct mailmode_diag *diag, enum mailmode_severity severity, in
                  const char *fmt, ...) MAILMODE_PRINTF(4, 5);
 void mm_diag_append(struct mailmode_diag *diag, const char *fmt, ...) MAILMODE_PRINTF(2, 3);
 
+/* "debug", "info", "warning", "error". */
+const char *mm_log_level_name(enum mailmode_log_level level);
+
 /* Core-side log lines (no plugin name). */
 void mm_log(struct mm_output *out, enum mailmode_log_level level, const char *fmt, ...)
 	MAILMODE_PRINTF(3, 4);

@@ -49,16 +49,6 @@ struct checker_host {
 	struct isolate_channel *channel;
 };
 
-static const char *level_name(enum mailmode_log_level level)
-{
-	switch (level) {
-	case MAILMODE_LOG_DEBUG: return "debug";
-	case MAILMODE_LOG_INFO: return "info";
-	case MAILMODE_LOG_WARNING: return "warning";
-	case MAILMODE_LOG_ERROR: return "error";
-	}
-	return "log";
-}
 
 static void send_line(struct checker_host *host, const char *prefix, const char *fmt, va_list ap)
 {
@@ -78,7 +68,7 @@ static void sink_log(void *handle, enum mailmode_log_level level, const char *fm
 	va_list ap;
 
 	va_start(ap, fmt);
-	send_line(handle, level_name(level), fmt, ap);
+	send_line(handle, mm_log_level_name(level), fmt, ap);
 	va_end(ap);
 }
 
