@@ -116,7 +116,16 @@ struct mf_tenant {
 	char connection_id[37];    /* one GUID per session, as the module does */
 	char *access_token;        /* NULL: none cached */
 	int64_t expires_at_ms;     /* wall clock */
+	/* The tenant's standing checks, read once per TENANT_FACTS_MS within a
+	 * run (a runbook switches many of its domains): dormancy and the
+	 * accepted domains change rarely, unlike rules and connectors, which
+	 * are read every time. */
+	int64_t organization_checked_ms;
+	struct cJSON *accepted;        /* Get-AcceptedDomain's answer, or NULL */
+	int64_t accepted_read_ms;
 };
+
+#define TENANT_FACTS_MS (5 * 60 * 1000)
 
 struct mf_ctx {
 	const struct mailmode_host *host;

@@ -233,11 +233,23 @@ static int check_accepted_domain(struct op *op, struct mailmode_diag *diag)
 	cJSON *accepted = NULL;
 	const cJSON *item;
 	struct mf_buf names = { 0 }, fallback = { 0 };
-	int found = 0, rc;
+	int64_t now = host->clock_wall_ms(host->handle);
+	int found = 0, rc = MAILMODE_OK;
 
-	rc = invoke(op, "Get-AcceptedDomain", NULL, &accepted, diag);
+	if (op->tenant->accepted && now - op->tenant->accepted_read_ms < TENANT_FACTS_MS)
+		accepted = cJSON_Duplicate(op->tenant->accepted, 1);
+	else if ((rc = invoke(op, "Get-AcceptedDomain", NULL, &accepted, diag)) == MAILMODE_OK) {
+		cJSON_Delete(op->tenant->accepted);
+		op->tenant->accepted = cJSON_Duplicate(accepted, 1);
+		op->tenant->accepted_read_ms = now;
+	}
 	if (rc != MAILMODE_OK)
 		goto out;
+	if (!accepted) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+		rc = MAILMODE_ERR_NOMEM;
+		goto out;
+	}
 	cJSON_ArrayForEach(item, accepted) {
 		const char *name = mf_field_str(item, "DomainName");
 
@@ -281,9 +293,14 @@ out:
  * before anything is attempted. */
 static int check_organization(struct op *op, struct mailmode_diag *diag)
 {
+	int64_t now = op->host->clock_wall_ms(op->host->handle);
 	cJSON *config = NULL;
-	int rc = invoke(op, "Get-OrganizationConfig", NULL, &config, diag);
+	int rc;
 
+	if (op->tenant->organization_checked_ms &&
+	    now - op->tenant->organization_checked_ms < TENANT_FACTS_MS)
+		return MAILMODE_OK;
+	rc = invoke(op, "Get-OrganizationConfig", NULL, &config, diag);
 	if (rc != MAILMODE_OK)
 		goto out;
 	if (mf_field_bool(cJSON_GetArrayItem(config, 0), "IsDehydrated") == 1) {
@@ -292,6 +309,8 @@ static int check_organization(struct op *op, struct mailmode_diag *diag)
 		                   op->profile->tenant);
 		op->host->diag_append(diag, "run Enable-OrganizationCustomization once in Exchange Online PowerShell, then retry; Microsoft can take up to an hour to apply it");
 		rc = MAILMODE_ERR_FAILED;
+	} else {
+		op->tenant->organization_checked_ms = now;
 	}
 out:
 	cJSON_Delete(config);

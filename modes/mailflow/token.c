@@ -42,6 +42,7 @@ static void tenant_free(const struct mailmode_host *host, struct mf_tenant *t)
 		free(t->access_token);
 	}
 	pthread_mutex_destroy(&t->lock);
+	cJSON_Delete(t->accepted);
 	free(t->key);
 	free(t);
 }
