@@ -191,7 +191,9 @@ static char *header_value(const char *headers, const char *name)
 	size_t n = strlen(name);
 	const char *line = headers;
 
-	while (line && *line) {
+	if (!headers)
+		return NULL;
+	while (*line) {
 		const char *end = line + strcspn(line, "\r\n");
 
 		if ((size_t)(end - line) > n && strncasecmp(line, name, n) == 0 &&
