@@ -1,6 +1,7 @@
 #include "loader.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -177,9 +178,12 @@ int mm_plugins_load(struct mm_plugin_set *set, const char *dir, const struct mm_
 	int rc = -1;
 
 	memset(set, 0, sizeof(*set));
-	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-		snprintf(err, errlen, "plugin directory %s: %s", dir,
-		         S_ISDIR(st.st_mode) ? "cannot be read" : "not a directory or missing");
+	if (stat(dir, &st) != 0) {
+		snprintf(err, errlen, "plugin directory %s: %s", dir, strerror(errno));
+		goto out;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "plugin directory %s: not a directory", dir);
 		goto out;
 	}
 	if (check_ownership(&st, "plugin directory", dir, err, errlen) != 0) {

@@ -2,7 +2,7 @@
 # Every bad input: one line naming the thing at fault, a non-zero exit, and
 # the state DB unchanged.
 . "$top_srcdir/tests/cli/setup.sh"
-plan 59
+plan 63
 cat >>"$CONF" <<CONF
 
 [profile bare]
@@ -31,6 +31,9 @@ check 1 "$TEST_TMP/broken.conf:3: syntax error" "malformed config"
 printf '[mailmode]\nstate = %s\nplugins = x\n' "$DB" >"$TEST_TMP/unknown.conf"
 run "$MAILMODE" --config "$TEST_TMP/unknown.conf" status
 check 1 "$TEST_TMP/unknown.conf:3: unknown key 'plugins' in \[mailmode\]" "unknown config key"
+
+run mm --plugin-dir "$TEST_TMP/none" setup b.test --mode example --profile lab
+check 1 "plugin directory $TEST_TMP/none: No such file or directory" "missing plugin directory"
 
 run mm setup b.test --mode nope --profile lab
 check 1 "unknown mode 'nope' \(plugins in .* provide: example, twin\)" "unknown mode"
