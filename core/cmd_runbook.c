@@ -9,7 +9,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* One line of the runbook, checked against the config, plugins and state. */
 struct job {
@@ -309,20 +308,12 @@ static int report(struct mm_ctx *ctx, const struct run *run, long long wall_ms)
 	return MM_OK;
 }
 
-static long long wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int run_runbook(struct mm_ctx *ctx, const struct mm_runbook *rb, struct job *jobs)
 {
 	struct run run = { .ctx = ctx, .rb = rb, .jobs = jobs, .count = rb->count };
 	int parallel = ctx->args.parallel > 0 ? ctx->args.parallel : rb->parallel;
 	struct worker *workers = NULL;
-	long long started = wall_ms();
+	long long started = mm_host_mono_ms(NULL);
 	int i, launched = 0, rc;
 
 	if ((rc = mm_open_state(ctx, 1)) != MM_OK)
@@ -347,7 +338,7 @@ static int run_runbook(struct mm_ctx *ctx, const struct mm_runbook *rb, struct j
 		pthread_join(workers[i].thread, NULL);
 	mm_board_close(&ctx->output);
 	pthread_mutex_destroy(&run.lock);
-	rc = launched ? report(ctx, &run, wall_ms() - started)
+	rc = launched ? report(ctx, &run, mm_host_mono_ms(NULL) - started)
 	              : mm_fail(ctx, MM_ERR, "cannot start worker threads");
 out:
 	free(workers);

@@ -2,6 +2,8 @@
 #include "state.h"
 #include "state_internal.h"
 
+#include "host.h"
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -184,7 +186,7 @@ int mm_state_journal(struct mm_state *st, long long id, const char *step, const 
 	int rc;
 
 	snprintf(mid, sizeof(mid), "%lld", id);
-	snprintf(lease, sizeof(lease), "%lld", mm_state_now_ms() + LOCK_LEASE_RENEW_MS);
+	snprintf(lease, sizeof(lease), "%lld", (long long)(mm_host_wall_ms(NULL) + LOCK_LEASE_RENEW_MS));
 	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
 	if ((rc = mm_state_begin(st, err)) != MM_OK)
 		return rc;

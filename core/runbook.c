@@ -20,6 +20,8 @@
 /* inih reads through us, so we know the line each entry stands on. */
 struct reader {
 	FILE *f;
+	char *text;                 /* the line being read (getline) */
+	size_t textlen;
 	int line;
 	struct mm_runbook *rb;
 };
@@ -65,14 +67,31 @@ static void check_syntax(struct reader *r, const char *text)
 		                 "expected 'DOMAIN = MODE [PROFILE]', 'KEY = VALUE' or '[section]'");
 }
 
+/* One whole line per call, so line numbers stay right: inih's buffer is
+ * INI_MAX_LINE bytes, and a longer line (a long comment, say) would come
+ * back in pieces that look like lines of their own. */
 static char *read_line(char *buf, int size, void *stream)
 {
 	struct reader *r = stream;
+	ssize_t len = getline(&r->text, &r->textlen, r->f);
+	const char *p;
 
-	if (!fgets(buf, size, r->f))
+	if (len < 0)
 		return NULL;
 	r->line++;
-	check_syntax(r, buf);
+	for (p = r->text; isspace((unsigned char)*p); p++)
+		;
+	if (*p == ';' || *p == '#') {
+		snprintf(buf, (size_t)size, "\n");
+		return buf;
+	}
+	if (len >= size) {
+		mm_runbook_error(r->rb, r->line, "line longer than %d characters", size - 1);
+		snprintf(buf, (size_t)size, "\n");
+		return buf;
+	}
+	check_syntax(r, r->text);
+	memcpy(buf, r->text, (size_t)len + 1);
 	return buf;
 }
 
@@ -179,6 +198,7 @@ int mm_runbook_load(const char *path, struct mm_runbook *rb)
 		return MM_ERR;
 	}
 	ini_parse_stream(read_line, &r, on_entry, &r);
+	free(r.text);
 	fclose(r.f);
 	if (rb->count == 0 && rb->nerrors == 0)
 		mm_runbook_error(rb, 0, "no domains: list them in a [domains] section");

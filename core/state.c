@@ -1,6 +1,8 @@
 #include "state.h"
 #include "state_internal.h"
 
+#include "host.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
@@ -86,14 +88,6 @@ void mm_state_now_iso(char *buf, size_t len)
 
 	gmtime_r(&t, &tm);
 	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-long long mm_state_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Who holds the write lock of a WAL database: the pid from fcntl(F_GETLK)
@@ -469,7 +463,7 @@ static int try_lock(struct mm_state *st, const char *domain, const char *command
 
 	mm_state_now_iso(at, sizeof(at));
 	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
-	snprintf(lease, sizeof(lease), "%lld", mm_state_now_ms() + lease_ms);
+	snprintf(lease, sizeof(lease), "%lld", (long long)(mm_host_wall_ms(NULL) + lease_ms));
 	rc = mm_state_begin(st, err);
 	if (rc != MM_OK)
 		return -1;
@@ -486,7 +480,7 @@ static int try_lock(struct mm_state *st, const char *domain, const char *command
 		const char *ocmd = (const char *)sqlite3_column_text(stmt, 3);
 		const char *since = (const char *)sqlite3_column_text(stmt, 4);
 		long long until = sqlite3_column_int64(stmt, 5);
-		int expired = until < mm_state_now_ms();
+		int expired = until < mm_host_wall_ms(NULL);
 
 		if (expired || process_gone(ohost, st->host, opid)) {
 			snprintf(notice, noticelen,
@@ -519,7 +513,7 @@ int mm_state_lock_domain(struct mm_state *st, const char *domain, const char *co
                          char *err)
 {
 	char holder[512] = "";
-	long long deadline = mm_state_now_ms() + wait_ms;
+	long long deadline = mm_host_wall_ms(NULL) + wait_ms;
 	int taken;
 
 	notice[0] = '\0';
@@ -530,7 +524,7 @@ int mm_state_lock_domain(struct mm_state *st, const char *domain, const char *co
 			return MM_ERR;
 		if (taken)
 			return MM_OK;
-		if (mm_state_now_ms() >= deadline)
+		if (mm_host_wall_ms(NULL) >= deadline)
 			break;
 		usleep(LOCK_POLL_MS * 1000);
 	}

@@ -15,7 +15,6 @@ struct mm_state {
 };
 
 void mm_state_now_iso(char *buf, size_t len);
-long long mm_state_now_ms(void);
 /* Fills err from the SQLite error (naming the writer when busy); MM_ERR. */
 int mm_state_db_error(struct mm_state *st, int src, const char *what, char *err);
 /* Runs one statement with text parameters (NULL binds NULL). */

@@ -4,7 +4,7 @@
 # verification (rolled back, the others finish); the failure budget; and a
 # run killed midway, finished by running the runbook again.
 . "$top_srcdir/tests/cli/setup.sh"
-plan 33
+plan 35
 E="$TEST_TMP/example.json"
 T="$TEST_TMP/twin.json"
 "$PYTHON3" -c '
@@ -54,6 +54,14 @@ done
 like "$err" "10 error\(s\); nothing was run" "the count, and nothing run"
 is "$(db_digest "$DB")" "$before" "state DB unchanged"
 is "$(routes "$T")" "direct direct direct direct direct direct direct direct direct direct " "no world changed"
+
+# --- lines longer than inih's buffer: a long comment is fine, a long
+# entry is named; line numbers after them stay right
+long=$(printf '%0300d' 0 | tr 0 x)
+printf '[domains]\n; %s\nd00.test = twin %s\nd01.test = nosuch\n' "$long" "$long" >"$RB"
+run mm runbook plan "$RB"
+like "$err" "rb.ini:3: line longer than 199 characters" "an over-long entry is named by its line"
+like "$err" "rb.ini:4: d01.test: unknown mode 'nosuch'" "a long comment does not shift the line numbers"
 
 # --- plan: every plugin call in order, nothing changed
 cat >"$RB" <<'RUNBOOK'
