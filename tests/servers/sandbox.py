@@ -40,6 +40,8 @@ import sys
 import time
 import urllib.request
 import uuid
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from srvlib import pid_alive, read_env, write_atomic  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HARNESS = os.path.join(HERE, "dns-harness")
@@ -131,14 +133,6 @@ def fail(message):
     sys.exit(1)
 
 
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def read_json(path):
@@ -149,25 +143,8 @@ def read_json(path):
         return None
 
 
-def write_file(path, text, mode):
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
 
 
-def read_env(path):
-    """Variables of a shell-sourceable KEY=VALUE file."""
-    values = {}
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if "=" in line and not line.startswith("#"):
-                key, _, value = line.partition("=")
-                values[key.replace("export ", "").strip()] = value.strip().strip("'\"")
-    return values
 
 
 def emulator_call(emu, method, path, body=None):
@@ -379,7 +356,7 @@ def start(args):
             "client_id": client_id,
             "client_secret": client_secret,
         })
-    write_file(os.path.join(directory, "client.secret"), client_secret + "\n", 0o600)
+    write_atomic(os.path.join(directory, "client.secret"), client_secret + "\n", 0o600)
     config = CONFIG.format(
         dir=directory, plugin_dir=os.path.abspath(args.plugin_dir), dns_port=dns["DNS_PORT"],
         gateway_mx=GATEWAY_MX, tenant=TENANT, client_id=client_id,
@@ -392,7 +369,7 @@ def start(args):
     if smtp_port:
         config += QUICKTEST.format(smtp_port=smtp_port, quicktest_sender=QUICKTEST_SENDER,
                                    dns_port=dns["DNS_PORT"])
-    write_file(os.path.join(directory, "mailmode.conf"), config, 0o644)
+    write_atomic(os.path.join(directory, "mailmode.conf"), config, 0o644)
     state = {
         "emulator_pid": emu["pid"], "dns_dir": dns_dir, "dns_port": int(dns["DNS_PORT"]),
         "emulator_url": emu["base_url"], "emulator_ca": emu["ca_file"], "tenant": TENANT,
@@ -410,7 +387,7 @@ def start(args):
                           "dns": [["127.0.0.11", int(dns["DNS_PORT"])],
                                   ["127.0.0.12", int(dns["DNS_PORT"])]],
                           "trace_cmdlet": "Get-MessageTraceV2"}})
-    write_file(os.path.join(directory, "sandbox.json"), json.dumps(state, indent=2) + "\n",
+    write_atomic(os.path.join(directory, "sandbox.json"), json.dumps(state, indent=2) + "\n",
                0o644)
     print("The sandbox is running in %s:" % directory)
     print("  BIND 9 primary 127.0.0.11 and secondary 127.0.0.12, port %s" % dns["DNS_PORT"])
