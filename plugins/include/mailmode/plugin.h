@@ -32,6 +32,23 @@
  * domain adopted with `mailmode adopt` has no receipt (req->receipt == NULL,
  * MAILMODE_REQ_ADOPTED set).  Never put secrets in a receipt.
  *
+ * Writes and their outcomes (ABI 1.2).  Before each write to the world
+ * (an UPDATE, a New-/Set-/Remove- cmdlet) a plugin calls host->checkpoint
+ * with the receipt as it will be if that write lands, naming the object and
+ * what is being done to it ("creating", "removing"); the host stores it
+ * durably in the journal before it returns, and the plugin sends nothing
+ * when it fails.  A setup or teardown that did not finish (it failed, its
+ * answer was lost, the process was killed) is later handed its last
+ * checkpoint as req->receipt, so teardown removes everything an attempt may
+ * have made and a teardown run again knows what it already removed.  An
+ * answer that did not arrive is MAILMODE_ERR_UNKNOWN, never "not applied":
+ * a re-read that shows the old state only says the write has not landed
+ * yet.  Before its first write, setup hands what it is about to replace to
+ * host->keep_original; the host keeps the first snapshot per domain and
+ * mode, never overwrites it, and passes it back in req->original until a
+ * teardown has put it back.  Teardown restores req->original when it is
+ * set.
+ *
  * Memory ownership.
  *   - Everything the host passes in (requests, strings, the host table) is
  *     owned by the host and valid only until the call returns, except the
@@ -55,7 +72,9 @@
  * struct mailmode_host (check host->struct_size before using them), new
  * operations in the reserved slots of the descriptor (the host calls one
  * only when the plugin's abi_minor has it and it is not NULL).  Anything
- * else bumps MAILMODE_ABI_MAJOR.  1.0: the first; 1.1: resources, trace.
+ * else bumps MAILMODE_ABI_MAJOR.  1.0: the first; 1.1: resources, trace;
+ * 1.2: checkpoint, keep_original, preflight, config_keys, request fields
+ * call and original, MAILMODE_REQ_FORCE for setup.
  */
 #ifndef MAILMODE_PLUGIN_H
 #define MAILMODE_PLUGIN_H
@@ -69,7 +88,7 @@ extern "C" {
 #endif
 
 #define MAILMODE_ABI_MAJOR 1
-#define MAILMODE_ABI_MINOR 1
+#define MAILMODE_ABI_MINOR 2
 
 /* The one symbol the loader looks up. */
 #define MAILMODE_PLUGIN_SYMBOL "mailmode_plugin_v1"
@@ -150,6 +169,8 @@ struct mailmode_http_response {
 	int attempts;                    /* 1 + retries made */
 };
 
+struct mailmode_request;
+
 /* Opaque: a connection cache.  Requests made through the same session reuse
  * connections.  A session must not be used by two threads at once. */
 struct mailmode_http_session;
@@ -223,11 +244,21 @@ struct mailmode_host {
 	                 const char *fmt, ...) MAILMODE_PRINTF(4, 5);
 	void (*diag_append)(struct mailmode_diag *diag, const char *fmt, ...)
 		MAILMODE_PRINTF(2, 3);
+
+	/* ABI 1.2 (see "Writes and their outcomes").  Both take the request
+	 * of the call in progress and return MAILMODE_OK once the text is
+	 * stored durably; on failure the diagnostic is filled and the plugin
+	 * must not make the change.  Outside setup and teardown they refuse. */
+	int (*checkpoint)(void *handle, const struct mailmode_request *req,
+	                  const char *receipt, struct mailmode_diag *diag);
+	int (*keep_original)(void *handle, const struct mailmode_request *req,
+	                     const char *original, struct mailmode_diag *diag);
 };
 
 /* Flags in mailmode_request.flags. */
 #define MAILMODE_REQ_FORCE            (1u << 0) /* teardown despite drift or
-                                                   doubt */
+                                                   doubt; setup (1.2) over
+                                                   drift of its own records */
 #define MAILMODE_REQ_ACCEPT_CONFLICTS (1u << 1) /* setup despite conflicts */
 #define MAILMODE_REQ_ADOPTED          (1u << 2) /* adopted: no receipt */
 
@@ -239,6 +270,11 @@ struct mailmode_request {
 	const char *section;       /* its INI section, for host->config_get */
 	const char *receipt;       /* JSON from setup, or NULL */
 	unsigned flags;            /* MAILMODE_REQ_* */
+	/* ABI 1.2: check struct_size before reading these. */
+	void *call;                /* host-owned: identifies the call to
+	                              checkpoint and keep_original */
+	const char *original;      /* JSON: the first snapshot of what this
+	                              mode replaced for the domain, or NULL */
 };
 
 /* observe(): is the mode in effect for the domain right now? */
@@ -252,6 +288,28 @@ enum mailmode_presence {
 enum mailmode_plan_op {
 	MAILMODE_PLAN_SETUP = 0,
 	MAILMODE_PLAN_TEARDOWN = 1
+};
+
+/* ABI 1.2: a configuration key a plugin reads.  section is the kind of
+ * INI section: "profile" ([profile NAME]), "mode" (the plugin's own
+ * [mode NAME]) or the first word of another section ("dns" for
+ * [dns NAME]).  The core rejects keys that no loaded plugin (and not the
+ * core) declares for a section of that kind, naming the nearest one. */
+enum mailmode_key_type {
+	MAILMODE_KEY_STRING = 0,
+	MAILMODE_KEY_INT = 1,
+	MAILMODE_KEY_DURATION = 2,     /* "30s", "5m", "2h", or milliseconds */
+	MAILMODE_KEY_BOOL = 3,
+	MAILMODE_KEY_PATH = 4,         /* relative to the config file */
+	MAILMODE_KEY_LIST = 5          /* white-space separated */
+};
+
+struct mailmode_config_key {
+	const char *section;
+	const char *name;
+	enum mailmode_key_type type;
+	const char *default_value;     /* NULL: no default */
+	const char *description;       /* one line */
 };
 
 /* Capability flags. */
@@ -332,8 +390,23 @@ struct mailmode_plugin {
 	int (*trace)(void *ctx, const struct mailmode_request *req, const char *message_id,
 	             const char *recipient, char **report, struct mailmode_diag *diag);
 
+	/* ABI 1.2, optional (NULL: the host runs plan() instead).  Read-only:
+	 * proves, before anything changes, that setup (op
+	 * MAILMODE_PLAN_SETUP) or teardown (MAILMODE_PLAN_TEARDOWN) can run
+	 * now: credentials accepted, reads succeed, and writes allowed where
+	 * that can be checked without a change (RFC 2136: a signed UPDATE
+	 * whose prerequisite fails).  MAILMODE_ERR_DENIED names what to
+	 * grant. */
+	int (*preflight)(void *ctx, const struct mailmode_request *req,
+	                 enum mailmode_plan_op op, struct mailmode_diag *diag);
+
+	/* ABI 1.2, optional (NULL: undeclared, the core does not check the
+	 * plugin's sections).  The keys the plugin reads, ending with an
+	 * entry whose name is NULL.  Static data; no network. */
+	const struct mailmode_config_key *(*config_keys)(void);
+
 	/* For operations added by later minor versions. */
-	void (*reserved[6])(void);
+	void (*reserved[4])(void);
 };
 
 /*
