@@ -46,6 +46,7 @@ int mm_fail_diag(struct mm_ctx *ctx, int rc, const struct mailmode_diag *diag)
 
 int mm_load_plugins(struct mm_ctx *ctx)
 {
+	char warning[MM_ERR_MAX];
 	size_t i;
 
 	if (ctx->plugins_loaded)
@@ -54,6 +55,12 @@ int mm_load_plugins(struct mm_ctx *ctx)
 	                    sizeof(ctx->err)) != 0)
 		return MM_ERR;
 	ctx->plugins_loaded = 1;
+	/* Only now are the plugins' keys known. */
+	if (mm_config_check_plugins(ctx->config, &ctx->plugins, warning, sizeof(warning), ctx->err,
+	                            sizeof(ctx->err)) != 0)
+		return MM_ERR;
+	if (warning[0])
+		mm_log(&ctx->output, MAILMODE_LOG_WARNING, "%s", warning);
 	if (strcmp(ctx->args.command, "plugins") != 0)
 		for (i = 0; i < ctx->plugins.nrefused; i++)
 			mm_log(&ctx->output, MAILMODE_LOG_WARNING, "plugin %s refused: %s",

@@ -56,17 +56,18 @@ static int resolve_paths(struct mm_ctx *ctx)
 static int load_config(struct mm_ctx *ctx)
 {
 	const char *path = ctx->args.config_path;
-	int required = 1;
+	enum mm_config_need required = MM_CONFIG_REQUIRED;
 
 	if (!path)
 		path = getenv("MAILMODE_CONFIG");
 	if (!path) {
 		path = DEFAULT_CONFIG;
-		required = 0;
+		required = MM_CONFIG_DEFAULT;
 	}
-	/* The sandbox writes the config it is then used with. */
-	if (strcmp(ctx->args.command, "sandbox") == 0)
-		required = 0;
+	/* The sandbox writes the config it is then used with; listing the
+	 * plugins needs none. */
+	if (strcmp(ctx->args.command, "sandbox") == 0 || strcmp(ctx->args.command, "plugins") == 0)
+		required = MM_CONFIG_OPTIONAL;
 	ctx->config = mm_config_load(path, required, ctx->err, sizeof(ctx->err));
 	return ctx->config ? MM_OK : MM_ERR;
 }
