@@ -102,6 +102,14 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
 	return growbuf_add(b, p, size * n) == 0 ? size * n : 0;
 }
 
+/* strtol saturates at LONG_MAX on overflow: either way, a day at most. */
+static long cap_delta_seconds(const char *digits, long secs)
+{
+	if (strlen(digits) > 9 || secs > MM_HTTP_RETRY_AFTER_MAX)
+		return MM_HTTP_RETRY_AFTER_MAX;
+	return secs;
+}
+
 long mm_http_retry_after(const char *headers, long now_epoch)
 {
 	const char *line = headers;
@@ -125,13 +133,19 @@ long mm_http_retry_after(const char *headers, long now_epoch)
 				return -1;
 			memcpy(value, v, len);
 			value[len] = '\0';
-			secs = strtol(value, &end, 10);
-			if (*end == '\0')
-				return secs < 0 ? -1 : secs;
+			/* Delta-seconds: any number of digits (RFC 9110); more than
+			 * a day is taken as a day, so a huge value can neither wrap
+			 * into "no wait" nor overflow the caller's milliseconds.
+			 * The retry budget then decides. */
+			if (strspn(value, "0123456789") == len) {
+				secs = strtol(value, &end, 10);
+				return cap_delta_seconds(value, secs);
+			}
 			secs = (long)curl_getdate(value, NULL);
 			if (secs < 0)
 				return -1;
-			return secs > now_epoch ? secs - now_epoch : 0;
+			return secs > now_epoch ? (secs - now_epoch > MM_HTTP_RETRY_AFTER_MAX
+			                           ? MM_HTTP_RETRY_AFTER_MAX : secs - now_epoch) : 0;
 		}
 		line = eol ? eol + 1 : NULL;
 	}

@@ -1,4 +1,5 @@
 #include "migrate.h"
+#include "num.h"
 
 #include "http.h"
 #include "ops.h"
@@ -111,7 +112,13 @@ static int check_verified(struct run *r, int new_mode, struct mailmode_diag *dia
 		cJSON *root = cJSON_Parse(report);
 		cJSON *settle = cJSON_GetObjectItem(root, "settle_until_ms");
 
-		r->settle_until_ms = cJSON_IsNumber(settle) ? (long long)settle->valuedouble : 0;
+		int64_t until = 0;
+
+		/* An out-of-range double cast to an integer is undefined. */
+		if (cJSON_IsNumber(settle) &&
+		    mm_num_from_double(settle->valuedouble, 0, INT64_MAX, &until) != 0)
+			until = 0;
+		r->settle_until_ms = until;
 		cJSON_Delete(root);
 	}
 	free(report);
@@ -386,13 +393,16 @@ static void parse_options(const char *json, struct mm_switch_options *opts)
 {
 	cJSON *o = json ? cJSON_Parse(json) : NULL;
 	cJSON *v;
+	int64_t ms;
 
 	opts->verify_timeout_ms = MM_DEFAULT_VERIFY_TIMEOUT_MS;
 	opts->poll_interval_ms = MM_DEFAULT_POLL_INTERVAL_MS;
-	if ((v = cJSON_GetObjectItem(o, "verify_timeout_ms")) && cJSON_IsNumber(v))
-		opts->verify_timeout_ms = (long)v->valuedouble;
-	if ((v = cJSON_GetObjectItem(o, "poll_interval_ms")) && cJSON_IsNumber(v))
-		opts->poll_interval_ms = (long)v->valuedouble;
+	if ((v = cJSON_GetObjectItem(o, "verify_timeout_ms")) && cJSON_IsNumber(v) &&
+	    mm_num_from_double(v->valuedouble, 0, MM_NUM_DURATION_MAX_MS, &ms) == 0)
+		opts->verify_timeout_ms = (long)ms;
+	if ((v = cJSON_GetObjectItem(o, "poll_interval_ms")) && cJSON_IsNumber(v) &&
+	    mm_num_from_double(v->valuedouble, 0, MM_NUM_DURATION_MAX_MS, &ms) == 0)
+		opts->poll_interval_ms = (long)ms;
 	opts->accept_conflicts = cJSON_IsTrue(cJSON_GetObjectItem(o, "accept_conflicts"));
 	cJSON_Delete(o);
 }

@@ -21,6 +21,10 @@ int mm_num_parse_long(const char *s, long min, long max, long *out);
  * MM_NUM_DURATION_MAX_MS. */
 int mm_num_parse_duration(const char *s, long *ms);
 
+/* The last millisecond of year 9999: a timestamp past it is no timestamp,
+ * and adding durations to it cannot overflow. */
+#define MM_NUM_EPOCH_MS_MAX 253402300799999LL
+
 /* A JSON number (cJSON's valuedouble) as an integer within [min, max]:
  * finite, whole, in range. */
 int mm_num_from_double(double v, int64_t min, int64_t max, int64_t *out);
