@@ -173,8 +173,24 @@ static int on_entry(void *user, int line, const char *section, const char *key,
 
 int mm_runbook_load(const char *path, struct mm_runbook *rb)
 {
+	FILE *f = fopen(path, "r");
+	int rc;
+
+	if (!f) {
+		memset(rb, 0, sizeof(*rb));
+		rb->path = strdup(path);
+		if (rb->path)
+			mm_runbook_error(rb, 0, "%s", strerror(errno));
+		return MM_ERR;
+	}
+	rc = mm_runbook_read(f, path, rb);
+	fclose(f);
+	return rc;
+}
+
+int mm_runbook_read(FILE *f, const char *path, struct mm_runbook *rb)
+{
 	struct mm_ini_handler h = { .entry = on_entry, .error = on_bad_line, .user = rb };
-	FILE *f;
 
 	memset(rb, 0, sizeof(*rb));
 	rb->parallel = DEFAULT_PARALLEL;
@@ -185,14 +201,8 @@ int mm_runbook_load(const char *path, struct mm_runbook *rb)
 	rb->path = strdup(path);
 	if (!rb->path)
 		return MM_ERR;
-	f = fopen(path, "r");
-	if (!f) {
-		mm_runbook_error(rb, 0, "%s", strerror(errno));
-		return MM_ERR;
-	}
 	if (mm_ini_parse(f, &h) != 0)
 		mm_runbook_error(rb, 0, "cannot read: %s", strerror(errno));
-	fclose(f);
 	if (rb->count == 0 && rb->nerrors == 0)
 		mm_runbook_error(rb, 0, "no domains: list them in a [domains] section");
 	return rb->nerrors ? MM_ERR : MM_OK;
