@@ -6,7 +6,10 @@
 # and leaves its reproducer in tests/fuzz/findings/.
 . "$top_srcdir/tests/lib.sh"
 
-CLANG=${CLANG:-clang}
+if [ -z "${CLANG:-}" ]; then
+	CLANG=clang
+	command -v clang >/dev/null 2>&1 || CLANG=clang-14
+fi
 SECONDS_EACH=${MAILMODE_FUZZ_SECONDS:-15}
 TARGETS="config runbook domain receipt api dns"
 command -v "$CLANG" >/dev/null 2>&1 || skip_all "clang is not installed"
