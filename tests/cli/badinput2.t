@@ -3,7 +3,7 @@
 # error line naming the file:line or the thing at fault, a non-zero exit,
 # and the state DB (and, against the emulator, the tenant) unchanged.
 . "$top_srcdir/tests/cli/setup.sh"
-plan 109
+plan 114
 
 run mm setup a.test --mode example --profile lab
 is "$rc" 0 "a.test set up (the state to keep intact)"
@@ -45,6 +45,28 @@ check 1 "$X:$((l + 1)): unknown key 'timout' in \[quicktest\] \(did you mean 'ti
 with_conf "[mode exampel]" status a.test
 check 1 "$X:$l: \[mode exampel\]: no loaded plugin provides mode 'exampel' \(did you mean \[mode example\]\?\)" \
 	"[mode NAME] of no plugin"
+
+# --- a plugin that declares no keys (the example built against the frozen
+# ABI 1.0 header): its sections are not checked, and mailmode says so once
+V10=$TEST_TMP/v1.0
+mkdir -p "$V10/include/mailmode" && mkdir -m 755 "$V10/plugins"
+cp "$top_srcdir/tests/abi/plugin-v1.0.h" "$V10/include/mailmode/plugin.h"
+run "${CC:-cc}" -fPIC -shared -fvisibility=hidden -I"$V10/include" \
+	$(pkg-config --cflags libcjson) -o "$V10/plugins/example.so" \
+	"$top_srcdir/plugins/example/example.c" $(pkg-config --libs libcjson)
+is "$rc" 0 "the example plugin builds against the v1.0 header"
+chmod 755 "$V10/plugins/example.so"
+{ sed '/^twin_/d' "$CONF"; printf 'example_unchecked = 1\n'; } >"$X"
+run "$MAILMODE" --config "$X" --plugin-dir "$V10/plugins" status a.test
+is "$rc" 0 "status with a key no plugin declared: accepted"
+is "$(printf '%s\n' "$err" | grep -c "warning: config $X: plugin example declares no configuration keys (plugin ABI before 1.2): only \[mailmode\] and \[quicktest\] are checked")" 1 \
+	"one warning line says so"
+{ cat "$X"; printf '[quicktset]\n'; } >"$X.2" && mv "$X.2" "$X"
+run "$MAILMODE" --config "$X" --plugin-dir "$V10/plugins" status a.test
+is "$rc" 0 "a section not of a core kind is not checked then"
+{ cat "$X"; printf '[quicktest]\ntimout = 1\n'; } >"$X.2" && mv "$X.2" "$X"
+run "$MAILMODE" --config "$X" --plugin-dir "$V10/plugins" status a.test
+like "$err" "unknown key 'timout' in \[quicktest\]" "[quicktest] still is"
 
 # --- a line of 200 bytes or more is read whole
 long=$(printf '%0250d' 0 | tr 0 r)
