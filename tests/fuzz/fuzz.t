@@ -69,3 +69,4 @@ for t in $TARGETS; do
 	[ "$rc" -eq 0 ] || printf '%s\n' "$err" | grep -E 'ERROR|runtime error|SUMMARY|#0|#1|#2|#3|#4' | head -20 | sed 's/^/# /'
 done
 diag "$total inputs run in all"
+rmdir "$top_builddir/tests/fuzz/findings" 2>/dev/null || diag "reproducers kept in tests/fuzz/findings/"
