@@ -1,5 +1,6 @@
 #include "cli.h"
 
+#include "num.h"
 #include "quicktest.h"
 
 #include <stdlib.h>
@@ -202,7 +203,8 @@ int mm_cli_parse(struct mm_args *args, int argc, char **argv, char *err)
 				long *ms = (long *)((char *)args + duration_opts[k].offset);
 
 				if (mm_config_duration(value, ms) != 0) {
-					snprintf(err, MM_ERR_MAX, "%s '%s': not a duration (e.g. 30s, 2m, 500ms)",
+					snprintf(err, MM_ERR_MAX,
+					         "%s '%s': not a duration of at most a year (e.g. 30s, 2m, 500ms)",
 					         duration_opts[k].name, value);
 					return MM_USAGE;
 				}
@@ -215,14 +217,14 @@ int mm_cli_parse(struct mm_args *args, int argc, char **argv, char *err)
 			if (r < 0)
 				return MM_USAGE;
 			if (r > 0) {
-				char *end;
+				long n;
 
-				args->parallel = (int)strtol(value, &end, 10);
-				if (end == value || *end != '\0' || args->parallel < 1 || args->parallel > 64) {
+				if (mm_num_parse_long(value, 1, 64, &n) != 0) {
 					snprintf(err, MM_ERR_MAX, "--parallel '%s': want a number from 1 to 64",
 					         value);
 					return MM_USAGE;
 				}
+				args->parallel = (int)n;
 				seen |= O_PARALLEL;
 				matched = 1;
 			}

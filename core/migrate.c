@@ -4,6 +4,7 @@
 #include "migrate_internal.h"
 
 #include "http.h"
+#include "num.h"
 
 #include <cjson/cJSON.h>
 #include <stdarg.h>
@@ -202,9 +203,13 @@ static int check_verified(struct mm_run *r, int old, struct mailmode_diag *diag)
 		cJSON *root = cJSON_Parse(report);
 		cJSON *settle = cJSON_GetObjectItem(root, "settle_until_ms");
 
-		r->settle_until_ms = 0;
-		if (cJSON_IsNumber(settle) && settle->valuedouble > 0 && settle->valuedouble < 1e15)
-			r->settle_until_ms = (long long)settle->valuedouble;
+		int64_t until = 0;
+
+		/* An out-of-range double cast to an integer is undefined. */
+		if (!cJSON_IsNumber(settle) ||
+		    mm_num_from_double(settle->valuedouble, 0, MM_NUM_EPOCH_MS_MAX, &until) != 0)
+			until = 0;
+		r->settle_until_ms = until;
 		cJSON_Delete(root);
 	}
 	free(report);
@@ -676,16 +681,17 @@ static void parse_options(const char *json, struct mm_switch_options *opts)
 {
 	cJSON *o = json ? cJSON_Parse(json) : NULL;
 	cJSON *v;
+	int64_t ms;
 
 	opts->verify_timeout_ms = MM_DEFAULT_VERIFY_TIMEOUT_MS;
 	opts->poll_interval_ms = MM_DEFAULT_POLL_INTERVAL_MS;
 	/* Stored by this program, but a database is input too. */
 	if ((v = cJSON_GetObjectItem(o, "verify_timeout_ms")) && cJSON_IsNumber(v) &&
-	    v->valuedouble >= 0 && v->valuedouble <= MM_MAX_TIMEOUT_MS)
-		opts->verify_timeout_ms = (long)v->valuedouble;
+	    mm_num_from_double(v->valuedouble, 0, MM_NUM_DURATION_MAX_MS, &ms) == 0)
+		opts->verify_timeout_ms = (long)ms;
 	if ((v = cJSON_GetObjectItem(o, "poll_interval_ms")) && cJSON_IsNumber(v) &&
-	    v->valuedouble >= 1 && v->valuedouble <= MM_MAX_TIMEOUT_MS)
-		opts->poll_interval_ms = (long)v->valuedouble;
+	    mm_num_from_double(v->valuedouble, 1, MM_NUM_DURATION_MAX_MS, &ms) == 0)
+		opts->poll_interval_ms = (long)ms;
 	opts->accept_conflicts = cJSON_IsTrue(cJSON_GetObjectItem(o, "accept_conflicts"));
 	opts->no_wait = cJSON_IsTrue(cJSON_GetObjectItem(o, "no_wait"));
 	opts->force = opts->force || cJSON_IsTrue(cJSON_GetObjectItem(o, "force"));

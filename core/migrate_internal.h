@@ -16,9 +16,6 @@ enum mm_step {
 	MM_STEP_ADOPT_CONFIRM
 };
 
-/* Longest timeout or interval an option may hold: a day. */
-#define MM_MAX_TIMEOUT_MS (24.0 * 3600 * 1000)
-
 /* One migration being run by this process. */
 struct mm_run {
 	struct mm_engine *e;

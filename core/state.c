@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -277,6 +278,47 @@ static void set_actor(struct mm_state *st)
 	snprintf(st->actor, sizeof(st->actor), "%s@%s", user, st->host);
 }
 
+/* Why a directory cannot take the DB and its -wal/-shm files, or NULL. */
+static const char *dir_unusable(const char *dir)
+{
+	struct stat st;
+
+	if (stat(dir, &st) != 0)
+		return errno == ENOENT ? "does not exist" : strerror(errno);
+	if (!S_ISDIR(st.st_mode))
+		return "is not a directory";
+	if (access(dir, W_OK | X_OK) != 0)
+		return errno == EROFS ? "is on a read-only file system" : "is not writable";
+	return NULL;
+}
+
+int mm_state_check_path(const char *path, char *err)
+{
+	char *copy = strdup(path);
+	const char *why, *dir;
+	struct stat st;
+	int rc = MM_ERR;
+
+	if (!copy) {
+		snprintf(err, MM_ERR_MAX, "out of memory");
+		return MM_ERR;
+	}
+	dir = dirname(copy);
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		snprintf(err, MM_ERR_MAX, "state DB %s: is a directory, not a file", path);
+	else if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+		snprintf(err, MM_ERR_MAX, "state DB %s: is not a regular file", path);
+	else if ((why = dir_unusable(dir)))
+		snprintf(err, MM_ERR_MAX, "state DB %s: its directory %s %s", path, dir, why);
+	else if (stat(path, &st) == 0 && access(path, W_OK) != 0)
+		snprintf(err, MM_ERR_MAX, "state DB %s: %s", path,
+		         errno == EROFS ? "is on a read-only file system" : "is not writable");
+	else
+		rc = MM_OK;
+	free(copy);
+	return rc;
+}
+
 int mm_state_open(const char *path, long busy_ms, struct mm_state **out, char *err)
 {
 	struct mm_state *st = calloc(1, sizeof(*st));
@@ -288,6 +330,9 @@ int mm_state_open(const char *path, long busy_ms, struct mm_state **out, char *e
 		snprintf(err, MM_ERR_MAX, "out of memory");
 		goto fail;
 	}
+	/* SQLite would only say "unable to open database file". */
+	if (mm_state_check_path(path, err) != MM_OK)
+		goto fail;
 	set_actor(st);
 	src = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 	                      SQLITE_OPEN_NOFOLLOW, NULL);

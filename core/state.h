@@ -24,6 +24,10 @@ struct mm_domain_row {
 /* Opens (creating when missing) the database at path.  busy_ms: how long
  * to wait for another writer before giving up with its name. */
 int mm_state_open(const char *path, long busy_ms, struct mm_state **out, char *err);
+/* MM_OK when path can hold the state DB (a file or nothing, in a writable
+ * directory); else MM_ERR naming what is wrong: a directory, a missing
+ * directory, a read-only file system. */
+int mm_state_check_path(const char *path, char *err);
 void mm_state_close(struct mm_state *st);
 
 /* *found = 0 when the domain has no row. */

@@ -1182,4 +1182,5 @@ MAILMODE_PLUGIN_DEFINE(
 	.verify = mf_verify,
 	.teardown = mf_teardown,
 	.resources = mf_resources,
-	.trace = mf_trace);
+	.trace = mf_trace,
+	.config_keys = mf_config_keys);
