@@ -122,7 +122,7 @@ int mm_state_migration_open(struct mm_state *st, struct mm_migration *m, char *e
 		                           m->to_mode ? m->to_mode : m->from_mode, err);
 	rc = mm_state_finish(st, rc, err);
 	if (rc == MM_OK)
-		maybe_crash(st);
+		maybe_crash_at(st, "planned", "end");
 	return rc;
 }
 
@@ -282,7 +282,7 @@ int mm_state_migration_set_receipt(struct mm_state *st, long long id, int old_mo
 		rc = append_journal(st, id, why, old_mode ? "old" : "new", receipt, err);
 	rc = mm_state_finish(st, rc, err);
 	if (rc == MM_OK && why)
-		maybe_crash(st);
+		maybe_crash_at(st, why, old_mode ? "old" : "new");
 	return rc;
 }
 
@@ -444,5 +444,7 @@ int mm_state_migration_close(struct mm_state *st, long long id, const char *resu
 		rc = mm_state_insert_audit(st, m.domain, action, detail, err);
 	rc = mm_state_finish(st, rc, err);
 	mm_migration_clear(&m);
+	if (rc == MM_OK)
+		maybe_crash_at(st, "close", "end");
 	return rc;
 }

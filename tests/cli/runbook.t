@@ -134,7 +134,7 @@ d09.test = twin
 d00.test = twin
 RUNBOOK
 migrations_before=$(db "SELECT count(*) FROM migrations")
-MAILMODE_TEST_CRASH_AFTER=14 mm runbook run "$RB" >/dev/null 2>&1
+MAILMODE_TEST_CRASH_AFTER=15 mm runbook run "$RB" >/dev/null 2>&1
 is "$?" 137 "runbook killed during the second domain"
 is "$(db "SELECT mode FROM domains WHERE domain='d03.test'")|$(db "SELECT step FROM migrations WHERE finished_at IS NULL")" "twin|verify_new" "first done, second stopped after verify"
 run mm runbook run "$RB"

@@ -53,7 +53,7 @@ ok "$([ "$(count sent)" -ge 15 ]; echo $?)" "at least 15 messages sent ($(count 
 is "$(tenant_objects)" "0 0 0 " "tenant: rule and connectors gone"
 
 # --- both modes live (a switch killed after verify, before the teardown) -----
-MAILMODE_TEST_CRASH_AFTER=5 mm -q switch contoso.test --to mailflow --poll-interval 250ms --verify-timeout 30s >/dev/null 2>&1
+MAILMODE_TEST_CRASH_AT=verify_new:end mm -q switch contoso.test --to mailflow --poll-interval 250ms --verify-timeout 30s >/dev/null 2>&1
 is "$?" 137 "switch to mailflow killed right after verify"
 BOTH_AT=$(now)
 is "$(mx_both contoso.test)" "$GATEWAY_SET | $GATEWAY_SET" "the MX still points at the gateway hosts"

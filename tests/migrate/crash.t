@@ -1,23 +1,24 @@
 #!/bin/sh
 # The crash matrix against real servers: for each journal step of a
-# gateway -> mailflow and a mailflow -> gateway switch, the process kills
-# itself (SIGKILL) right after that step's journal write; `resume` must then
-# leave contoso.test in exactly one working mode, as the DNS servers and the
-# tenant show, with nothing duplicated.  The cases alternate direction, each
-# starting from where the previous one ended.
+# gateway -> mailflow and a mailflow -> gateway switch (and the plugins'
+# first checkpoint before a write, of the new mode and of the old), the
+# process kills itself (SIGKILL) right after that journal row; `resume`
+# must then leave contoso.test in exactly one working mode, as the DNS
+# servers and the tenant show, with nothing duplicated.  The cases
+# alternate direction, each starting from where the previous one ended.
 . "$top_srcdir/tests/migrate/lib.sh"
-STEPS=9     # planned; begin/end of setup_new, verify_new, teardown_old, confirm_old_gone
-plan $((STEPS * 2 * 5))
+POINTS="planned:end setup_new:begin checkpoint:new setup_new:end verify_new:begin verify_new:end
+teardown_old:begin checkpoint:old teardown_old:end confirm_old_gone:begin confirm_old_gone:end close:end"
+plan $(( $(echo $POINTS | wc -w) * 2 * 5))
 FRONT_DOOR="0 contoso-test.mail.protection.outlook.test."
 FAST="--poll-interval 200ms --verify-timeout 30s"
 
 mm adopt contoso.test --mode gateway >/dev/null
 from=gateway
-n=1
-while [ $n -le $STEPS ]; do
+for n in $POINTS; do
 	for to in mailflow gateway; do
-		MAILMODE_TEST_CRASH_AFTER=$n mm -q switch contoso.test --to $to $FAST >/dev/null 2>&1
-		is "$?" 137 "$from -> $to, killed after journal write $n"
+		MAILMODE_TEST_CRASH_AT=$n mm -q switch contoso.test --to $to $FAST >/dev/null 2>&1
+		is "$?" 137 "$from -> $to, killed after journal row $n"
 		run mm -q resume contoso.test
 		is "$rc" 0 "$from -> $to, step $n: resume finishes"
 		is "$(db "SELECT mode FROM domains")|$(db "SELECT count(*) FROM migrations WHERE finished_at IS NULL")|$(db "SELECT count(*) FROM locks")" \
@@ -33,5 +34,4 @@ while [ $n -le $STEPS ]; do
 		fi
 		from=$to
 	done
-	n=$((n + 1))
 done

@@ -9,7 +9,7 @@ mm adopt contoso.test --mode gateway >/dev/null 2>&1
 
 # 1. gateway -> mailflow whose rule an admin disables right after setup:
 # verify can never pass, so the new mode is removed and gateway stays.
-MAILMODE_TEST_CRASH_AFTER=3 mm -q switch contoso.test --to mailflow --poll-interval 200ms --verify-timeout 5s >/dev/null 2>&1
+MAILMODE_TEST_CRASH_AT=setup_new:end mm -q switch contoso.test --to mailflow --poll-interval 200ms --verify-timeout 5s >/dev/null 2>&1
 is "$?" 137 "interrupted right after the mailflow setup"
 is "$(tenant_objects)" "1 1 1 mailmode route contoso.test" "mailflow objects exist"
 invoke Disable-TransportRule '{"Identity":"mailmode route contoso.test"}'
