@@ -4,6 +4,7 @@
 #include "config.h"
 #include "host.h"
 #include "loader.h"
+#include "migrate.h"
 #include "mm.h"
 #include "state.h"
 
@@ -59,6 +60,10 @@ struct mm_ctx {
 /* Parses argv; returns MM_OK or MM_USAGE with ctx->err filled. */
 int mm_cli_parse(struct mm_args *args, int argc, char **argv, char *err);
 void mm_cli_usage(FILE *f);
+
+/* The migration engine for this command, and the options its flags give. */
+void mm_engine_for(struct mm_ctx *ctx, struct mm_engine *e);
+void mm_switch_options_for(const struct mm_ctx *ctx, struct mm_switch_options *opts);
 
 /* Records a failure: the one-line message goes to ctx->err; returns rc. */
 int mm_fail(struct mm_ctx *ctx, int rc, const char *fmt, ...) MAILMODE_PRINTF(3, 4);

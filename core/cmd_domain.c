@@ -84,26 +84,6 @@ static int prepare(struct mm_ctx *ctx, struct job *job, const char *mode, int cr
 	return MM_OK;
 }
 
-static void engine_for(struct mm_ctx *ctx, struct mm_engine *e)
-{
-	*e = (struct mm_engine){ .state = ctx->state, .plugins = &ctx->plugins,
-	                         .output = &ctx->output, .slot = -1,
-	                         .command = ctx->args.command,
-	                         .lock_wait_ms = ctx->args.lock_timeout_ms };
-}
-
-static void options_for(const struct mm_ctx *ctx, struct mm_switch_options *opts)
-{
-	memset(opts, 0, sizeof(*opts));
-	opts->verify_timeout_ms = ctx->args.verify_timeout_ms >= 0 ? ctx->args.verify_timeout_ms
-	                                                          : MM_DEFAULT_VERIFY_TIMEOUT_MS;
-	opts->poll_interval_ms = ctx->args.poll_interval_ms > 0 ? ctx->args.poll_interval_ms
-	                                                        : MM_DEFAULT_POLL_INTERVAL_MS;
-	opts->accept_conflicts = ctx->args.accept_conflicts;
-	opts->force = ctx->args.force;
-	opts->no_wait = ctx->args.no_wait;
-}
-
 /* setup, teardown and adopt run as journaled migrations of their own kind:
  * one call into the engine, then what it did. */
 static int run_journaled(struct mm_ctx *ctx, struct job *job, enum mm_kind kind, const char *mode)
@@ -113,8 +93,8 @@ static int run_journaled(struct mm_ctx *ctx, struct job *job, enum mm_kind kind,
 	struct mm_engine e;
 	int rc;
 
-	options_for(ctx, &opts);
-	engine_for(ctx, &e);
+	mm_switch_options_for(ctx, &opts);
+	mm_engine_for(ctx, &e);
 	rc = mm_migrate_run(&e, kind, job->domain, mode, job->profile, &opts, &report, ctx->err);
 	cJSON_AddStringToObject(ctx->doc, "outcome", report.outcome ? report.outcome : "failed");
 	if (report.step)

@@ -33,14 +33,6 @@ static void report_json(struct mm_ctx *ctx, cJSON *to, const char *domain, const
 		       report->verify_attempts == 1 ? "" : "s");
 }
 
-static void engine_for(struct mm_ctx *ctx, struct mm_engine *e)
-{
-	*e = (struct mm_engine){ .state = ctx->state, .plugins = &ctx->plugins,
-	                         .output = &ctx->output, .slot = -1,
-	                         .command = ctx->args.command,
-	                         .lock_wait_ms = ctx->args.lock_timeout_ms };
-}
-
 /* Plain steps of the plan that no plugin describes (verify, wait). */
 static void add_engine_step(struct mm_ctx *ctx, cJSON *plan, const char *step, const char *mode,
                             const char *action)
@@ -98,16 +90,6 @@ int mm_show_switch_plan(struct mm_ctx *ctx, cJSON *plan, const char *domain, con
 	return rc;
 }
 
-static void parse_options(struct mm_ctx *ctx, struct mm_switch_options *opts)
-{
-	memset(opts, 0, sizeof(*opts));
-	opts->verify_timeout_ms = ctx->args.verify_timeout_ms >= 0 ? ctx->args.verify_timeout_ms
-	                                                          : MM_DEFAULT_VERIFY_TIMEOUT_MS;
-	opts->poll_interval_ms = ctx->args.poll_interval_ms > 0 ? ctx->args.poll_interval_ms
-	                                                        : MM_DEFAULT_POLL_INTERVAL_MS;
-	opts->accept_conflicts = ctx->args.accept_conflicts;
-}
-
 /* The quick test after a switch that succeeded: a failure is reported
  * (exit 3) but not rolled back, since the new mode verified and the old one
  * is gone already; undoing it is a decision for a person. */
@@ -148,7 +130,7 @@ int mm_cmd_switch(struct mm_ctx *ctx)
 
 	if ((rc = mm_domain_arg(ctx, ctx->args.positional[0], domain)) != MM_OK)
 		return rc;
-	parse_options(ctx, &opts);
+	mm_switch_options_for(ctx, &opts);
 	if ((rc = mm_load_plugins(ctx)) != MM_OK ||
 	    (rc = mm_open_state(ctx, !ctx->args.dry_run)) != MM_OK)
 		goto out;
@@ -175,7 +157,7 @@ int mm_cmd_switch(struct mm_ctx *ctx)
 			                         profile, to, from, &row, &opts);
 		goto out;
 	}
-	engine_for(ctx, &e);
+	mm_engine_for(ctx, &e);
 	rc = mm_migrate_switch(&e, domain, ctx->args.to, profile, &opts, &report, ctx->err);
 	report_json(ctx, ctx->doc, domain, from ? row.mode : NULL, ctx->args.to, &report);
 	if (rc == MM_OK && report.outcome && strcmp(report.outcome, "unchanged") == 0 &&
@@ -225,7 +207,7 @@ static int resume_one(const struct mm_migration *m, void *arg)
 		printf("%s: %s the %s %s -> %s (last step: %s)\n", m->domain,
 		       run->abort ? "aborting" : "resuming", m->kind ? m->kind : "migration",
 		       m->from_mode ? m->from_mode : "none", m->to_mode ? m->to_mode : "none", m->step);
-	engine_for(ctx, &e);
+	mm_engine_for(ctx, &e);
 	rc = run->abort ? mm_migrate_abort(&e, m->domain, &report, ctx->err)
 	                : mm_migrate_resume(&e, m->domain, ctx->args.force, &report, ctx->err);
 	item = cJSON_CreateObject();

@@ -214,3 +214,23 @@ int mm_show_plan(struct mm_ctx *ctx, cJSON *plan, const struct mm_op *op,
 	free(text);
 	return MM_OK;
 }
+
+void mm_engine_for(struct mm_ctx *ctx, struct mm_engine *e)
+{
+	*e = (struct mm_engine){ .state = ctx->state, .plugins = &ctx->plugins,
+	                         .output = &ctx->output, .slot = -1,
+	                         .command = ctx->args.command,
+	                         .lock_wait_ms = ctx->args.lock_timeout_ms };
+}
+
+void mm_switch_options_for(const struct mm_ctx *ctx, struct mm_switch_options *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+	opts->verify_timeout_ms = ctx->args.verify_timeout_ms >= 0 ? ctx->args.verify_timeout_ms
+	                                                          : MM_DEFAULT_VERIFY_TIMEOUT_MS;
+	opts->poll_interval_ms = ctx->args.poll_interval_ms > 0 ? ctx->args.poll_interval_ms
+	                                                        : MM_DEFAULT_POLL_INTERVAL_MS;
+	opts->accept_conflicts = ctx->args.accept_conflicts;
+	opts->force = ctx->args.force;
+	opts->no_wait = ctx->args.no_wait;
+}

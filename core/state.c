@@ -23,6 +23,15 @@
 #define LOCK_POLL_MS 200
 
 
+/* The one-mode invariant, kept by the database itself: a domain's mode
+ * changes from one mode to another only inside an open migration. */
+#define ONE_MODE_TRIGGER \
+	"CREATE TRIGGER one_mode BEFORE UPDATE OF mode ON domains" \
+	" WHEN OLD.mode IS NOT NULL AND NEW.mode IS NOT NULL AND OLD.mode <> NEW.mode" \
+	"  AND NOT EXISTS (SELECT 1 FROM migrations" \
+	"                  WHERE domain = NEW.domain AND finished_at IS NULL)" \
+	" BEGIN SELECT RAISE(ABORT, 'one-mode invariant'); END;"
+
 static const char schema_v1[] =
 	"CREATE TABLE domains("
 	"  domain TEXT PRIMARY KEY,"
@@ -71,13 +80,7 @@ static const char schema_v1[] =
 	"  action TEXT NOT NULL,"
 	"  detail TEXT);"
 	"CREATE INDEX audit_domain ON audit(domain, id);"
-	/* The one-mode invariant, kept by the database itself: a domain's mode
-	 * changes from one mode to another only inside an open migration. */
-	"CREATE TRIGGER one_mode BEFORE UPDATE OF mode ON domains"
-	" WHEN OLD.mode IS NOT NULL AND NEW.mode IS NOT NULL AND OLD.mode <> NEW.mode"
-	"  AND NOT EXISTS (SELECT 1 FROM migrations"
-	"                  WHERE domain = NEW.domain AND finished_at IS NULL)"
-	" BEGIN SELECT RAISE(ABORT, 'one-mode invariant'); END;";
+	ONE_MODE_TRIGGER;
 
 /* Version 2: plain setup, teardown and adopt are migrations too (kind;
  * to_mode NULL for a teardown), the first snapshot of what a mode replaced
@@ -110,11 +113,7 @@ static const char schema_v2[] =
 	"DROP TABLE migrations;"
 	"ALTER TABLE migrations_v2 RENAME TO migrations;"
 	"CREATE UNIQUE INDEX one_open_migration ON migrations(domain) WHERE finished_at IS NULL;"
-	"CREATE TRIGGER one_mode BEFORE UPDATE OF mode ON domains"
-	" WHEN OLD.mode IS NOT NULL AND NEW.mode IS NOT NULL AND OLD.mode <> NEW.mode"
-	"  AND NOT EXISTS (SELECT 1 FROM migrations"
-	"                  WHERE domain = NEW.domain AND finished_at IS NULL)"
-	" BEGIN SELECT RAISE(ABORT, 'one-mode invariant'); END;"
+	ONE_MODE_TRIGGER
 	"ALTER TABLE journal ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;"
 	"ALTER TABLE journal ADD COLUMN last_at TEXT;"
 	"CREATE TABLE originals("
