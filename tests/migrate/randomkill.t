@@ -60,6 +60,7 @@ else
 	SEED=$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')
 fi
 diag "seed $SEED: rerun with MAILMODE_TEST_SEED=$SEED"
+started=$(date +%s)
 rng_seed "$SEED"
 
 # Objects become visible 1 s after they are made, as in Exchange Online
@@ -266,12 +267,12 @@ while read -r kind frac draw <&3; do
 
 	if [ -n "$broken" ]; then
 		failed_trials="$failed_trials $trial"
-		grep -E 'resuming|error|warning' "$TEST_TMP/resume.all" | uniq -c | head -n 8 |
+		grep -E 'resuming|error|warning' "$TEST_TMP/resume.all" | head -n 8 |
 			while IFS= read -r line; do diag "seed $SEED, trial $trial: resume said: $line"; done
 		reset_domain "$domain"
 		diag "seed $SEED, trial $trial: $domain reset to no mode for the next trials"
 	fi
 done 3<"$TEST_TMP/plan"
 
-diag "seed $SEED: $trial trials, $killed killed mid-run, the rest ended before their kill"
+diag "seed $SEED: $trial trials in $(( $(date +%s) - started )) s, $killed killed mid-run, the rest ended before their kill"
 [ -z "$failed_trials" ] || diag "seed $SEED: trials that failed:$failed_trials"
