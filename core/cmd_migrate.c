@@ -224,6 +224,13 @@ static int resume_one(const struct mm_migration *m, void *arg)
 	return MM_OK;
 }
 
+static void warn_line(void *arg, const char *line)
+{
+	struct mm_ctx *ctx = arg;
+
+	mm_log(&ctx->output, MAILMODE_LOG_WARNING, "%s", line);
+}
+
 /* resume [DOMAIN] and abort DOMAIN share the walk over open migrations. */
 static int each_open(struct mm_ctx *ctx, int abort)
 {
@@ -238,6 +245,9 @@ static int each_open(struct mm_ctx *ctx, int abort)
 	}
 	run.list = cJSON_AddArrayToObject(ctx->doc, "migrations");
 	if ((rc = mm_load_plugins(ctx)) != MM_OK || (rc = mm_open_state(ctx, 0)) != MM_OK)
+		return rc;
+	if (ctx->state && !abort &&
+	    (rc = mm_state_drop_stale_locks(ctx->state, run.only, warn_line, ctx, ctx->err)) != MM_OK)
 		return rc;
 	if (ctx->state &&
 	    (rc = mm_state_each_open_migration(ctx->state, resume_one, &run, ctx->err)) != MM_OK)

@@ -172,13 +172,47 @@ static int plan_migration(enum mm_kind kind, const char *domain, const char *mod
 	return MM_OK;
 }
 
-/* Checks and preflight, then the migration itself, on a locked domain. */
-static int start_locked(struct mm_engine *e, struct mm_migration *m,
-                        const struct mm_switch_options *opts, struct mm_switch_report *report,
-                        char *err)
+static int refuse_open(struct mm_engine *e, const char *domain, char *err)
+{
+	struct mm_migration open = { 0 };
+	int migrating = 0, rc;
+
+	rc = mm_state_migration_get(e->state, domain, &open, &migrating, err);
+	if (rc == MM_OK && migrating) {
+		snprintf(err, MM_ERR_MAX,
+		         "%s has an unfinished %s (%s -> %s, last step: %s): run 'mailmode resume %s' or 'mailmode abort %s'",
+		         domain, open.kind ? open.kind : "migration", open.from_mode ? open.from_mode : "none",
+		         open.to_mode ? open.to_mode : "none", open.step, domain, domain);
+		rc = MM_REFUSED;
+	}
+	mm_migration_clear(&open);
+	return rc;
+}
+
+static int refuse_changed(struct mm_engine *e, const struct mm_migration *m, char *err)
+{
+	struct mm_domain_row row = { 0 };
+	int found = 0, rc = refuse_open(e, m->domain, err);
+
+	if (rc == MM_OK)
+		rc = mm_state_get_domain(e->state, m->domain, &row, &found, err);
+	if (rc == MM_OK && !((!m->from_mode && !(found && row.mode)) ||
+	                     (m->from_mode && found && row.mode && strcmp(m->from_mode, row.mode) == 0))) {
+		snprintf(err, MM_ERR_MAX, "%s changed while this command checked it (now %s): run it again",
+		         m->domain, found && row.mode ? row.mode : "no mode");
+		rc = MM_REFUSED;
+	}
+	mm_domain_row_clear(&row);
+	return rc;
+}
+
+/* Preflight (read-only: no lock needed), then the migration itself on the
+ * locked domain. */
+static int start(struct mm_engine *e, struct mm_migration *m, const struct mm_switch_options *opts,
+                 struct mm_switch_report *report, char *err)
 {
 	struct mm_run r;
-	int rc;
+	int locked = 0, rc;
 
 	m->options = mm_migrate_format_options(opts);
 	m->verify_deadline = mm_migrate_now_ms() + opts->verify_timeout_ms;
@@ -189,10 +223,17 @@ static int start_locked(struct mm_engine *e, struct mm_migration *m,
 	rc = mm_run_init(&r, e, m, report, opts->force, err);
 	if (rc == MM_OK)
 		rc = preflight(&r);
+	if (rc == MM_OK && (rc = lock(e, m->domain, err)) == MM_OK)
+		locked = 1;
+	/* Another process may have changed the domain while this one checked. */
+	if (rc == MM_OK)
+		rc = refuse_changed(e, m, err);
 	if (rc == MM_OK)
 		rc = mm_state_migration_open(e->state, m, err);
 	if (rc == MM_OK)
 		rc = mm_run_forward(&r);
+	if (locked)
+		unlock(e, m->domain);
 	mm_run_clear(&r);
 	return rc;
 }
@@ -217,23 +258,6 @@ static int check_modes(struct mm_engine *e, enum mm_kind kind, const struct mm_m
 	return MM_OK;
 }
 
-static int refuse_open(struct mm_engine *e, const char *domain, char *err)
-{
-	struct mm_migration open = { 0 };
-	int migrating = 0, rc;
-
-	rc = mm_state_migration_get(e->state, domain, &open, &migrating, err);
-	if (rc == MM_OK && migrating) {
-		snprintf(err, MM_ERR_MAX,
-		         "%s has an unfinished %s (%s -> %s, last step: %s): run 'mailmode resume %s' or 'mailmode abort %s'",
-		         domain, open.kind ? open.kind : "migration", open.from_mode ? open.from_mode : "none",
-		         open.to_mode ? open.to_mode : "none", open.step, domain, domain);
-		rc = MM_REFUSED;
-	}
-	mm_migration_clear(&open);
-	return rc;
-}
-
 int mm_migrate_run(struct mm_engine *e, enum mm_kind kind, const char *domain, const char *mode,
                    const char *profile, const struct mm_switch_options *opts,
                    struct mm_switch_report *report, char *err)
@@ -242,7 +266,7 @@ int mm_migrate_run(struct mm_engine *e, enum mm_kind kind, const char *domain, c
 	struct mm_migration m = { 0 };
 	long long started;
 	long calls;
-	int found = 0, same = 0, locked = 0, rc;
+	int found = 0, same = 0, rc;
 
 	report_begin(report, &started, &calls);
 	rc = refuse_open(e, domain, err);
@@ -261,14 +285,10 @@ int mm_migrate_run(struct mm_engine *e, enum mm_kind kind, const char *domain, c
 		rc = MM_ERR;
 		goto out;
 	}
-	if ((rc = check_modes(e, kind, &m, profile, report, err)) != MM_OK ||
-	    (rc = lock(e, domain, err)) != MM_OK)
+	if ((rc = check_modes(e, kind, &m, profile, report, err)) != MM_OK)
 		goto out;
-	locked = 1;
-	rc = start_locked(e, &m, opts, report, err);
+	rc = start(e, &m, opts, report, err);
 out:
-	if (locked)
-		unlock(e, domain);
 	report_end(report, started, calls);
 	report->from_mode = NULL;     /* it pointed into m */
 	mm_migration_clear(&m);

@@ -638,6 +638,57 @@ int mm_state_lock_domain(struct mm_state *st, const char *domain, const char *co
 	return MM_ERR;
 }
 
+/* One stale lock, removed in the caller's transaction. */
+static int drop_stale_lock(struct mm_state *st, sqlite3_stmt *row, char *line, size_t len,
+                           char *err)
+{
+	const char *domain = (const char *)sqlite3_column_text(row, 0);
+	const char *owner = (const char *)sqlite3_column_text(row, 1);
+	long long pid = sqlite3_column_int64(row, 2);
+	const char *host = (const char *)sqlite3_column_text(row, 3);
+	const char *command = (const char *)sqlite3_column_text(row, 4);
+	const char *since = (const char *)sqlite3_column_text(row, 5);
+	int expired = sqlite3_column_int64(row, 6) < mm_host_wall_ms(NULL);
+	char pidtext[24];
+	const char *params[] = { domain, pidtext };
+
+	line[0] = '\0';
+	if (!expired && !process_gone(host, st->host, pid))
+		return MM_OK;
+	snprintf(pidtext, sizeof(pidtext), "%lld", pid);
+	snprintf(line, len, "removed the lock on %s left by %s (pid %lld on %s, '%s' since %s): %s",
+	         domain, owner, pid, host, command, since,
+	         expired ? "its lease expired" : "that process is gone");
+	return mm_state_run(st, "DELETE FROM locks WHERE domain = ? AND pid = ?", 2, params, err);
+}
+
+int mm_state_drop_stale_locks(struct mm_state *st, const char *domain,
+                              void (*notice)(void *arg, const char *line), void *arg, char *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	char line[768];
+	int src, rc;
+
+	if ((rc = mm_state_begin(st, err)) != MM_OK)
+		return rc;
+	src = sqlite3_prepare_v2(st->db, "SELECT domain, owner, pid, host, command, acquired_at,"
+	                         " lease_until FROM locks WHERE (?1 IS NULL OR domain = ?1) AND domain"
+	                         " NOT IN (SELECT domain FROM migrations WHERE finished_at IS NULL)",
+	                         -1, &stmt, NULL);
+	if (src == SQLITE_OK)
+		src = sqlite3_bind_text(stmt, 1, domain, -1, SQLITE_STATIC);
+	while (rc == MM_OK && (src == SQLITE_OK || src == SQLITE_ROW) &&
+	       (src = sqlite3_step(stmt)) == SQLITE_ROW) {
+		rc = drop_stale_lock(st, stmt, line, sizeof(line), err);
+		if (rc == MM_OK && line[0])
+			notice(arg, line);
+	}
+	if (rc == MM_OK && src != SQLITE_DONE)
+		rc = mm_state_db_error(st, src, "reading locks", err);
+	sqlite3_finalize(stmt);
+	return mm_state_finish(st, rc, err);
+}
+
 int mm_state_unlock_domain(struct mm_state *st, const char *domain, char *err)
 {
 	char pid[24];

@@ -57,6 +57,11 @@ int mm_state_lock_domain(struct mm_state *st, const char *domain, const char *co
                          long lease_ms, long wait_ms, char *notice, size_t noticelen,
                          char *err);
 int mm_state_unlock_domain(struct mm_state *st, const char *domain, char *err);
+/* Removes the locks (of domain, or all when NULL) that no open migration
+ * needs and whose owner is gone or whose lease ran out (a process killed
+ * before its migration opened); notice gets one line per lock removed. */
+int mm_state_drop_stale_locks(struct mm_state *st, const char *domain,
+                              void (*notice)(void *arg, const char *line), void *arg, char *err);
 
 struct mm_audit_row {
 	long long id;

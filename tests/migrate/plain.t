@@ -6,7 +6,7 @@
 # state DB, and a kill right after a migration closes leaves no lock.
 # Against the sandbox: BIND 9 primary + secondary and the emulator.
 . "$top_srcdir/tests/migrate/lib.sh"
-plan 45
+plan 47
 D=fabrikam.test
 FRONT_DOOR="0 fabrikam-test.mail.protection.outlook.test."
 FAST="--poll-interval 200ms --verify-timeout 10s"
@@ -88,6 +88,14 @@ is "$?" 137 "teardown killed right after the migration closed"
 is "$(db "SELECT count(*) FROM locks")|$(open_migrations)" "0|0" "no lock row and nothing open left behind"
 run mm status $D
 is "$rc" 0 "status: exit 0"
+
+# A process killed after taking the lock and before opening its migration
+# (during its preflight) leaves a lock that resume removes, naming it.
+sh -c 'exit 0' & dead=$!; wait $dead
+db "INSERT INTO locks VALUES('$D', 'someone@$(hostname)', $dead, '$(hostname)', 'setup', '2026-01-01T00:00:00Z', 9999999999999)"
+run mm resume
+is "$rc|$(db "SELECT count(*) FROM locks")" "0|0" "resume removes a lock whose owner is gone"
+like "$err" "removed the lock on $D left by someone@.* that process is gone" "and says whose it was"
 
 # 8. Honest progress: a wait shows minutes:seconds of this run, not of 1970.
 kill -STOP "$DNS_SECONDARY_PID"
