@@ -293,7 +293,7 @@ static void test_receipt(struct tap *t)
 	in.has_saved = true;
 	gw_mx_set_parse("10 mx1.example.test, 20 mx2.example.test", 3600, &in.saved, err, sizeof(err));
 	gw_mx_set_parse("10 mx-01.gw.test", 300, &in.gateway, err, sizeof(err));
-	json = gw_receipt_render(&ctx, &in);
+	json = gw_receipt_render(&ctx, "example.test", &in);
 	tap_is_str(t, json,
 	           "{\"version\":1,\"zone\":\"example.test\",\"mx\":[{\"pref\":10,\"host\":\"mx1.example.test.\",\"ttl\":3600},"
 	           "{\"pref\":20,\"host\":\"mx2.example.test.\",\"ttl\":3600}],"
