@@ -511,9 +511,14 @@ static void first_problem(const struct gw_auth_view *view,
 	for (i = 0; i < view->count; i++) {
 		const struct gw_server_view *sv = &view->servers[i];
 
-		if (!gw_mx_set_equal(&sv->mx, expected)) {
-			snprintf(buf, len, "%s (%s) serves other MX records",
-			         sv->ns_name, sv->address);
+		if (!gw_mx_set_same(&sv->mx, expected)) {
+			char diff[MAILMODE_DIAG_SUMMARY_MAX];
+
+			gw_mx_set_diff(&sv->mx, expected, diff, sizeof(diff));
+			/* A long difference is cut: the summary is one line. */
+			if (snprintf(buf, len, "%s (%s) serves other MX records (%s)",
+			             sv->ns_name, sv->address, diff) >= (int)len)
+				buf[len - 1] = '\0';
 			return;
 		}
 		if (sv->serial != first_ok->serial) {
