@@ -111,6 +111,26 @@ out:
 	return rc;
 }
 
+void gw_auth_served_ttls(const struct gw_auth_view *view, struct gw_mx_set *set)
+{
+	size_t i, j, k;
+	bool found;
+
+	for (i = 0; i < set->count; i++) {
+		found = false;
+		for (j = 0; j < view->count && !found; j++) {
+			const struct gw_server_view *sv = &view->servers[j];
+
+			for (k = 0; sv->answered && k < sv->mx.count && !found; k++) {
+				found = sv->mx.mx[k].pref == set->mx[i].pref &&
+				        strcmp(sv->mx.mx[k].host, set->mx[i].host) == 0;
+				if (found)
+					set->mx[i].ttl = sv->mx.mx[k].ttl;
+			}
+		}
+	}
+}
+
 void gw_auth_judge(const struct gw_auth_view *view,
                    const struct gw_mx_set *expected,
                    struct gw_auth_verdict *verdict)

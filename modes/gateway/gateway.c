@@ -481,6 +481,10 @@ static int look(const struct gw_ctx *ctx, const struct mailmode_request *req,
 	rc = gw_auth_collect(&call->op, *view);
 	if (rc != MAILMODE_OK)
 		goto out;
+	/* Exact, TTLs included, for what mailmode set up; a domain adopted
+	 * (or not set up) has whatever TTLs it was given by hand. */
+	if (!call->has_receipt)
+		gw_auth_served_ttls(*view, &call->cfg.gateway);
 	gw_auth_judge(*view, *expected, verdict);
 	*report = gw_auth_report(&call->op, *view, *expected, verdict);
 	rc = *report ? MAILMODE_OK : MAILMODE_ERR_NOMEM;

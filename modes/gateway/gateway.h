@@ -204,6 +204,11 @@ struct gw_auth_view {
  * per-server failures are recorded in the view. */
 int gw_auth_collect(struct gw_op *op, struct gw_auth_view *view);
 
+/* Gives each record of `set` the TTL the first answering server serves it
+ * with (records no server serves keep theirs): the expectation for a
+ * domain without a receipt, whose TTLs mailmode did not choose. */
+void gw_auth_served_ttls(const struct gw_auth_view *view, struct gw_mx_set *set);
+
 /* The verdict over a view, against the expected MX set. */
 struct gw_auth_verdict {
 	size_t answered;            /* servers that answered authoritatively */

@@ -5,7 +5,7 @@
 # the difference.  Setup run again puts the configured TTLs back.
 . "$top_srcdir/tests/gateway/gateway-lib.sh"
 
-plan 16
+plan 18
 
 D=example.test
 caught_up() {
@@ -49,3 +49,15 @@ mm --json status $D
 is "$rc" 4 "status reports drift (exit 4)"
 is "$(json_get "$out" "d['domains'][0]['observed']['gateway']['presence']")" "partial" "observe: partial"
 like "$(json_get "$out" "d['domains'][0]['observed']['gateway']")" "extra: 30 rogue.example.test." "status names the extra record"
+
+# Adopted (set up by hand, no receipt): mailmode chose no TTL, so the
+# TTLs served are the ones expected.
+A=mail.example.test
+dns_update "$DNS_PRIMARY" example.test "update delete $A. MX" \
+	"update add $A. 1800 MX 10 mx-01.gw.test." \
+	"update add $A. 1800 MX 20 mx-02.gw.test." >/dev/null
+caught_up
+mm adopt $A --mode gateway --profile lab
+is "$rc" 0 "a hand-made gateway set with its own TTLs is adopted"
+mm verify $A
+is "$rc" 0 "and verifies"
