@@ -317,6 +317,35 @@ static void test_receipt(struct tap *t)
 	              out.saved.mx[1].ttl == 3600 && strcmp(out.zone, "example.test") == 0,
 	       "the receipt parses back");
 	free(json);
+
+	/* A checkpoint: the same receipt with the UPDATE in flight. */
+	in.write_doing = "swapping to the gateway set";
+	in.write_from = in.saved;
+	in.write_to = in.gateway;
+	json = gw_receipt_render(&ctx, "example.test", &in);
+	tap_contains(t, json, ",\"write\":{\"object\":\"MX example.test\",\"doing\":\"swapping to the "
+	             "gateway set\",\"from\":[{\"pref\":10,\"host\":\"mx1.example.test.\",\"ttl\":3600},"
+	             "{\"pref\":20,\"host\":\"mx2.example.test.\",\"ttl\":3600}],\"to\":[{\"pref\":10,"
+	             "\"host\":\"mx-01.gw.test.\",\"ttl\":300}]}",
+	             "a checkpoint names the object, what is done and both sets");
+	tap_ok(t, json && gw_receipt_parse(json, &out, err, sizeof(err)) == MAILMODE_OK &&
+	              out.has_saved && gw_mx_set_same(&out.saved, &in.saved),
+	       "a checkpoint parses as a receipt");
+	free(json);
+	in.write_doing = NULL;
+
+	json = gw_original_render(&ctx, "example.test", &in.saved);
+	tap_is_str(t, json,
+	           "{\"version\":1,\"zone\":\"example.test\",\"mx\":[{\"pref\":10,\"host\":\"mx1.example.test.\","
+	           "\"ttl\":3600},{\"pref\":20,\"host\":\"mx2.example.test.\",\"ttl\":3600}]}",
+	           "the original is the zone and the replaced set with TTLs");
+	tap_ok(t, json && gw_original_parse(json, &out.saved, err, sizeof(err)) == MAILMODE_OK &&
+	              gw_mx_set_same(&out.saved, &in.saved),
+	       "the original parses back, TTLs included");
+	free(json);
+	tap_ok(t, gw_original_parse("{\"mx\":[{\"pref\":10,\"host\":\"a b\",\"ttl\":1}]}", &out.saved,
+	                            err, sizeof(err)) != MAILMODE_OK,
+	       "an original with a bad host is refused");
 	tap_ok(t, gw_receipt_parse("{\"zone\":\"example.test\",\"gateway\":[{\"pref\":10,\"host\":\"a.test\",\"ttl\":1}]}",
 	                           &out, err, sizeof(err)) == MAILMODE_OK && !out.has_saved,
 	       "a receipt without a saved set parses (teardown will use fallback_mx)");
@@ -424,7 +453,7 @@ int main(void)
 {
 	struct tap t = { 0 };
 
-	tap_plan(63);
+	tap_plan(68);
 	test_config(&t);
 	test_mx_sets(&t);
 	test_receipt(&t);
