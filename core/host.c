@@ -1,4 +1,5 @@
 #include "host.h"
+#include "ops.h"
 
 #include "config.h"
 #include "http.h"
@@ -401,6 +402,8 @@ void mm_host_init(struct mm_host_ctx *ctx, const struct mm_config *config,
 		.free = free,
 		.diag_set = host_diag_set,
 		.diag_append = host_diag_append,
+		.checkpoint = mm_host_checkpoint,
+		.keep_original = mm_host_keep_original,
 	};
 }
 
