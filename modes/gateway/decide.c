@@ -117,7 +117,12 @@ int gw_teardown_decide(const struct gw_call *call, const struct gw_mx_set *live,
 	rc = gw_teardown_target(call, restore, restore_label);
 	if (rc != MAILMODE_OK)
 		return rc;
-	if (gw_mx_set_equal(live, restore)) {
+	/* Done when the set to restore is live, or when no gateway record
+	 * is: then nothing of this mode is there to remove (an UPDATE that
+	 * was refused, say), and what is live is someone else's. */
+	if (gw_mx_set_equal(live, restore) ||
+	    (!gw_mx_set_overlap(live, gateway) &&
+	     !gw_mx_set_overlap(live, &call->cfg.gateway))) {
 		*done = true;
 		return MAILMODE_OK;
 	}

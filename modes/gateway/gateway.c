@@ -322,9 +322,11 @@ static int gw_teardown(void *vctx, const struct mailmode_request *req,
 	rc = gw_teardown_decide(call, &live.rrset, &restore, &restore_label, &done);
 	if (rc != MAILMODE_OK || done) {
 		if (done)
-			host->log(host->handle, MAILMODE_LOG_INFO,
-			          "%s: %s is already live, nothing to restore",
-			          req->domain, restore_label);
+			host->log(host->handle, MAILMODE_LOG_INFO, "%s: %s, nothing "
+			          "to restore", req->domain,
+			          gw_mx_set_equal(&live.rrset, &restore) ?
+			          "the set to restore is already live" :
+			          "no gateway MX record is live");
 		goto out;
 	}
 	teardown_receipt(call, &intent);
@@ -366,6 +368,12 @@ static int plan_text(struct gw_call *call, struct gw_provider *provider,
 	}
 	if (rc != MAILMODE_OK)
 		return rc;
+	if (done && which == MAILMODE_PLAN_TEARDOWN &&
+	    !gw_mx_set_equal(&live->rrset, &restore)) {
+		snprintf(text, len, "no change: no gateway MX record is live at %s",
+		         domain);
+		return MAILMODE_OK;
+	}
 	if (done) {
 		snprintf(text, len, "no change: %s already has %s", domain,
 		         which == MAILMODE_PLAN_SETUP ? "the gateway MX set"

@@ -271,7 +271,8 @@ int gw_setup_decide(const struct gw_call *call, const struct gw_mx_set *live,
                     enum gw_live_kind *kind);
 
 /* What teardown restores (the original, else fallback_mx) and whether it
- * may: *done when it is live already; MAILMODE_ERR_CONFLICT (diagnostic
+ * may: *done when it is live already or no gateway record is live;
+ * MAILMODE_ERR_CONFLICT (diagnostic
  * filled) when the live set is not ours and MAILMODE_REQ_FORCE is not set;
  * MAILMODE_ERR_CONFIG when there is nothing to restore. */
 int gw_teardown_decide(const struct gw_call *call, const struct gw_mx_set *live,

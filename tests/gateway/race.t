@@ -29,7 +29,7 @@ serial_other=$(dns_serial "$DNS_PRIMARY" $D)
 wait $setup_pid
 rc=$?
 err=$(cat "$TEST_TMP/setup.err")
-is "$rc" 4 "setup is refused (exit 4: the world changed)"
+is "$rc" 3 "setup is refused and rolled back (exit 3; the world changed)"
 like "$err" "changed on the primary between our read and our UPDATE \(NXRRSET\)" "the error names NXRRSET"
 like "$err" "MX read before the UPDATE: 10 mx1.example.test. \(ttl 3600\), 20 mx2.example.test. \(ttl 3600\)" "the error shows the set that was read"
 like "$err" "MX live now: .*30 mx3.example.test." "the error shows the set live now"

@@ -10,7 +10,7 @@
 # The window before the UPDATE comes from debug_pause_before_update_ms.
 . "$top_srcdir/tests/gateway/gateway-lib.sh"
 
-plan 20
+plan 22
 
 M=mail.example.test
 ORIG_MAIL="1800 5 mx-a.mail.example.test.
@@ -45,9 +45,17 @@ wait_until 20 gateway_live "$DNS_PRIMARY" $M
 ok $? "BIND runs again: the queued UPDATE lands (the gateway set is live)"
 mm status $M --profile lab
 like "$out" "mail.example.test +- " "no mode is recorded by a setup that failed"
+ckpt=$(sqlite3 "$DB" "SELECT new_receipt FROM migrations WHERE domain = '$M' ORDER BY id DESC LIMIT 1")
+is "$(json_get "$ckpt" "(d['write']['object'], d['write']['doing'], [m['host'] for m in d['write']['from']], [m['host'] for m in d['write']['to']])")" \
+	"('MX mail.example.test', 'swapping to the gateway set', ['mx-a.mail.example.test.', 'mx-b.mail.example.test.'], ['mx-01.gw.test.', 'mx-02.gw.test.'])" \
+	"the checkpoint names the swap in flight, from the original to the gateway set"
+is "$(json_get "$(sqlite3 "$DB" "SELECT snapshot FROM originals WHERE domain = '$M'")" "d['mx']")" \
+	"[{'pref': 5, 'host': 'mx-a.mail.example.test.', 'ttl': 1800}, {'pref': 15, 'host': 'mx-b.mail.example.test.', 'ttl': 1800}]" \
+	"the original was kept before the UPDATE"
 
-mm setup $M --mode gateway --profile lab
-is "$rc" 0 "setup run again settles it (the gateway set is ours)"
+mm resume $M
+is "$rc" 0 "resume finishes the setup (the late UPDATE's gateway set is ours)"
+[ "$rc" = 0 ] || diag "resume: $err"
 is "$(json_get "$(receipt_of $M)" "d['mx']")" \
 	"[{'pref': 5, 'host': 'mx-a.mail.example.test.', 'ttl': 1800}, {'pref': 15, 'host': 'mx-b.mail.example.test.', 'ttl': 1800}]" \
 	"the receipt holds the original the late UPDATE replaced"
@@ -72,7 +80,7 @@ ok $? "Knot runs again: the queued UPDATE lands"
 
 # --- the answer lost, the re-read answered, the UPDATE late ----------------
 "$PYTHON3" "$top_srcdir/tests/servers/dnsdelay.py" --listen "127.0.0.15:$DNS_PORT" \
-	--to "$DNS_PRIMARY:$DNS_PORT" --update-ms 5000 --stats "$TEST_TMP/delay.json" \
+	--to "$DNS_PRIMARY:$DNS_PORT" --update-ms 5000 --pass-updates 1 --stats "$TEST_TMP/delay.json" \
 	--owner-pid $$ >"$TEST_TMP/delay.log" 2>&1 &
 delay_pid=$!
 at_exit "kill $delay_pid 2>/dev/null"
@@ -85,4 +93,4 @@ like "$err" "outcome unknown; the UPDATE may still be applied: a re-read shows t
 unlike "$err" "not applied" "never reported as not applied"
 wait_until 20 gateway_live "$DNS_PRIMARY" $D
 ok $? "the held UPDATE lands later (the gateway set is live)"
-is "$(json_get "$(cat "$TEST_TMP/delay.json")" "d.get('update')")" 1 "exactly one UPDATE was sent"
+is "$(json_get "$(cat "$TEST_TMP/delay.json")" "d.get('update')")" 2 "two UPDATEs were sent: the preflight's no-op probe (passed at once) and the swap"
