@@ -111,6 +111,26 @@ out:
 	return rc;
 }
 
+void gw_auth_served_ttls(const struct gw_auth_view *view, struct gw_mx_set *set)
+{
+	size_t i, j, k;
+	bool found;
+
+	for (i = 0; i < set->count; i++) {
+		found = false;
+		for (j = 0; j < view->count && !found; j++) {
+			const struct gw_server_view *sv = &view->servers[j];
+
+			for (k = 0; sv->answered && k < sv->mx.count && !found; k++) {
+				found = sv->mx.mx[k].pref == set->mx[i].pref &&
+				        strcmp(sv->mx.mx[k].host, set->mx[i].host) == 0;
+				if (found)
+					set->mx[i].ttl = sv->mx.mx[k].ttl;
+			}
+		}
+	}
+}
+
 void gw_auth_judge(const struct gw_auth_view *view,
                    const struct gw_mx_set *expected,
                    struct gw_auth_verdict *verdict)
@@ -132,14 +152,16 @@ void gw_auth_judge(const struct gw_auth_view *view,
 			first = sv;
 			continue;
 		}
-		if (sv->serial != first->serial || !gw_mx_set_equal(&sv->mx, &first->mx))
+		if (sv->serial != first->serial || !gw_mx_set_same(&sv->mx, &first->mx))
 			same = false;
 	}
 	verdict->consistent = view->count > 0 && verdict->answered == view->count &&
 	                      same;
-	/* In a signed zone an unsigned MX set has not been signed yet. */
+	/* Exact, TTLs included: a longer TTL keeps resolvers on the gateway
+	 * set longer than the switch waits for.  In a signed zone an unsigned
+	 * MX set has not been signed yet. */
 	verdict->expected_live = verdict->consistent &&
-	                         gw_mx_set_equal(&first->mx, expected);
+	                         gw_mx_set_same(&first->mx, expected);
 	for (i = 0; verdict->expected_live && i < view->count; i++) {
 		if (view->servers[i].zone_signed && !view->servers[i].mx_signed)
 			verdict->expected_live = false;
@@ -160,7 +182,7 @@ void gw_auth_describe(const struct gw_op *op, const struct gw_auth_view *view,
                       const struct gw_mx_set *expected)
 {
 	const struct mailmode_host *host = op->ctx->host;
-	char text[2048];
+	char text[2048], diff[1024];
 	size_t i;
 
 	gw_mx_set_format(expected, false, text, sizeof(text));
@@ -174,10 +196,11 @@ void gw_auth_describe(const struct gw_op *op, const struct gw_auth_view *view,
 			continue;
 		}
 		gw_mx_set_format(&sv->mx, false, text, sizeof(text));
-		host->diag_append(op->diag, "%s (%s): serial %u, MX %s%s%s",
+		gw_mx_set_diff(&sv->mx, expected, diff, sizeof(diff));
+		host->diag_append(op->diag, "%s (%s): serial %u, MX %s%s%s%s%s",
 		                  sv->ns_name, sv->address, sv->serial, text,
-		                  gw_mx_set_equal(&sv->mx, expected) ? "" :
-		                  " (not the expected set)",
+		                  diff[0] ? " (not the expected set: " : "", diff,
+		                  diff[0] ? ")" : "",
 		                  sv->zone_signed ? (sv->mx_signed ? ", signed" :
 		                                     ", zone signed but MX has no "
 		                                     "RRSIG") : "");
@@ -194,7 +217,7 @@ char *gw_auth_report(const struct gw_op *op, const struct gw_auth_view *view,
 		[MAILMODE_PARTIAL] = "partial",
 	};
 	cJSON *root = cJSON_CreateObject(), *servers, *item, *mx;
-	char *text = NULL, *copy = NULL;
+	char *text = NULL, *copy = NULL, diff[1024];
 	size_t i;
 
 	if (!root || !cJSON_AddStringToObject(root, "mode", "gateway") ||
@@ -226,6 +249,9 @@ char *gw_auth_report(const struct gw_op *op, const struct gw_auth_view *view,
 				goto out;
 			continue;
 		}
+		gw_mx_set_diff(&sv->mx, expected, diff, sizeof(diff));
+		if (diff[0] && !cJSON_AddStringToObject(item, "difference", diff))
+			goto out;
 		mx = gw_mx_set_json(&sv->mx);
 		if (!cJSON_AddNumberToObject(item, "serial", sv->serial) ||
 		    !mx || !cJSON_AddItemToObject(item, "mx", mx) ||

@@ -38,14 +38,18 @@
  *                              ;   relative to the config file's directory
  *   timeout = 5                ; optional: seconds to wait for each answer
  *                              ;   (1-300); UDP queries are tried twice,
- *                              ;   TCP reads and UPDATEs once
+ *                              ;   TCP reads and UPDATEs once.  After an
+ *                              ;   UPDATE without an answer the primary is
+ *                              ;   re-read for up to 3 timeouts
  *   debug_pause_before_update_ms = 0
  *                              ; TESTING AID, leave unset in production:
  *                              ;   setup and teardown wait this long (via
  *                              ;   the host's sleep) between reading the MX
  *                              ;   set and sending the UPDATE, so a test can
  *                              ;   change the MX in between and check that
- *                              ;   the compare-and-swap refuses (NXRRSET).
+ *                              ;   the compare-and-swap refuses (NXRRSET),
+ *                              ;   or stop the primary with the UPDATE in
+ *                              ;   flight (an unknown outcome).
  *                              ;   A warning is logged whenever it is set.
  *
  *   [service GW]

@@ -7,9 +7,14 @@
  *   verify    every authoritative server serves exactly the gateway set,
  *             with one SOA serial
  *   observe   the same look, as present / absent / partial
- *   teardown  compare-and-swap from the gateway set back to the saved set
+ *   teardown  compare-and-swap from the gateway set back to the original
  *             (adopted domains: fallback_mx); refuse on drift unless forced
  *   plan      the UPDATE setup or teardown would send, line by line
+ *   preflight what setup or teardown needs, proven without a change
+ *
+ * The original MX set is kept by the host (keep_original) before the first
+ * UPDATE and every UPDATE is checkpointed before it is sent (swap.c); a
+ * set edited by hand is drift for setup as for teardown (decide.c).
  *
  * All DNS writes go through the provider seam (provider.h).
  */
@@ -23,14 +28,6 @@
 #include <string.h>
 
 #define GATEWAY_VERSION "1.0"
-
-/* Everything an operation carries: the config and where the zone lives. */
-struct gw_call {
-	struct gw_config cfg;
-	struct gw_op op;
-	bool has_receipt;
-	struct gw_receipt receipt;
-};
 
 static int gw_init(const struct mailmode_host *host, const char *section,
                    void **ctx_out, struct mailmode_diag *diag)
@@ -65,16 +62,40 @@ static void gw_fini(void *ctx)
 	free(ctx);
 }
 
-/* Loads the config and the receipt, finds the zone and, for operations
- * that read from or write to it, the primary. */
-static int begin_call(const struct gw_ctx *ctx, const struct mailmode_request *req,
-                      struct mailmode_diag *diag, bool need_primary,
-                      struct gw_call *call)
+/* The original: req->original (ABI 1.2) when the host has one, else the
+ * set a receipt saved (receipts from before ABI 1.2, or a host without
+ * keep_original). */
+static int load_original(struct gw_call *call, const struct mailmode_request *req)
+{
+	const struct mailmode_host *host = call->op.ctx->host;
+	char err[256];
+
+	if (gw_host_keeps_writes(call) && req->original) {
+		if (gw_original_parse(req->original, &call->original, err,
+		                      sizeof(err)) != MAILMODE_OK) {
+			host->diag_set(call->op.diag, MAILMODE_SEV_ERROR, 0,
+			               "the original MX set kept for %s %s",
+			               req->domain, err);
+			return MAILMODE_ERR_FAILED;
+		}
+		call->has_original = true;
+		call->original_kept = true;
+	} else if (call->has_receipt && call->receipt.has_saved) {
+		call->has_original = true;
+		call->original = call->receipt.saved;
+	}
+	return MAILMODE_OK;
+}
+
+int gw_begin_call(const struct gw_ctx *ctx, const struct mailmode_request *req,
+                  struct mailmode_diag *diag, bool need_primary,
+                  struct gw_call *call)
 {
 	char err[256];
 	int rc;
 
 	memset(call, 0, sizeof(*call));
+	call->req = req;
 	rc = gw_config_load(ctx, req, &call->cfg, diag);
 	if (rc != MAILMODE_OK)
 		goto out;
@@ -93,6 +114,9 @@ static int begin_call(const struct gw_ctx *ctx, const struct mailmode_request *r
 		}
 		call->has_receipt = true;
 	}
+	rc = load_original(call, req);
+	if (rc != MAILMODE_OK)
+		goto out;
 	/* Walked again rather than taken from the receipt: the records live
 	 * where the zone cut is now (a delegation may have been added). */
 	rc = gw_find_zone(&call->op);
@@ -101,102 +125,6 @@ static int begin_call(const struct gw_ctx *ctx, const struct mailmode_request *r
 	if (need_primary)
 		rc = gw_find_primary(&call->op);
 out:
-	return rc;
-}
-
-/* Re-reads the MX set after a refused or unanswered UPDATE.  Errors go to
- * the detail, never over the diagnostic's summary. */
-static bool reread(struct gw_op *op, struct gw_provider *provider,
-                   struct gw_mx_set *live)
-{
-	struct mailmode_diag scratch = { 0 };
-	struct mailmode_diag *saved = op->diag;
-	struct gw_rrset_version version;
-	int rc;
-
-	op->diag = &scratch;
-	rc = provider->ops->get_rrset(provider, op->domain, &version);
-	op->diag = saved;
-	if (rc != MAILMODE_OK) {
-		op->ctx->host->diag_append(op->diag, "re-reading the MX set failed: %s",
-		                           scratch.summary);
-		return false;
-	}
-	*live = version.rrset;
-	return true;
-}
-
-static void append_set(const struct gw_op *op, const char *label,
-                       const struct gw_mx_set *set)
-{
-	char text[2048];
-
-	gw_mx_set_format(set, true, text, sizeof(text));
-	op->ctx->host->diag_append(op->diag, "%s: %s", label, text);
-}
-
-/* The compare-and-swap with the outcome turned into a result code.  An
- * unanswered UPDATE is settled by re-reading: its effect is either visible
- * or not. */
-static int swap_mx(struct gw_op *op, struct gw_provider *provider,
-                   const struct gw_rrset_version *expected,
-                   const struct gw_mx_set *replacement)
-{
-	const struct mailmode_host *host = op->ctx->host;
-	enum gw_replace_outcome outcome;
-	struct gw_mx_set live;
-	int rc;
-
-	if (op->cfg->debug_pause_before_update_ms > 0) {
-		host->log(host->handle, MAILMODE_LOG_WARNING,
-		          "%s: debug_pause_before_update_ms=%lld in [%s]: pausing "
-		          "before the UPDATE (testing aid)", op->domain,
-		          (long long)op->cfg->debug_pause_before_update_ms,
-		          op->cfg->dns_section);
-		host->sleep_ms(host->handle, op->cfg->debug_pause_before_update_ms);
-	}
-	outcome = provider->ops->replace_rrset(provider, op->domain, expected,
-	                                       replacement);
-	switch (outcome) {
-	case GW_REPLACE_OK:
-		rc = MAILMODE_OK;
-		break;
-	case GW_REPLACE_CONFLICT:
-		/* Report, never retry blindly: whoever changed it may be right. */
-		append_set(op, "MX read before the UPDATE", &expected->rrset);
-		if (reread(op, provider, &live))
-			append_set(op, "MX live now", &live);
-		rc = MAILMODE_ERR_CONFLICT;
-		break;
-	case GW_REPLACE_DENIED:
-		rc = MAILMODE_ERR_DENIED;
-		break;
-	case GW_REPLACE_FAILED:
-		rc = MAILMODE_ERR_FAILED;
-		break;
-	case GW_REPLACE_UNKNOWN:
-	default:
-		/* If the UPDATE landed after all, this is what it replaced. */
-		append_set(op, "MX read before the UPDATE", &expected->rrset);
-		if (!reread(op, provider, &live)) {
-			rc = MAILMODE_ERR_UNKNOWN;
-		} else if (gw_mx_set_equal(&live, replacement)) {
-			host->diag_set(op->diag, MAILMODE_SEV_WARNING, 0,
-			               "the answer to the UPDATE of %s was lost, but a "
-			               "re-read shows the new MX set live", op->domain);
-			rc = MAILMODE_OK;
-		} else if (gw_mx_set_equal(&live, &expected->rrset)) {
-			host->diag_append(op->diag, "a re-read shows the MX set "
-			                  "unchanged: the UPDATE was not applied");
-			op->diag->retryable = 1;
-			rc = MAILMODE_ERR_FAILED;
-		} else {
-			append_set(op, "MX live now (neither the old nor the new set)",
-			           &live);
-			rc = MAILMODE_ERR_UNKNOWN;
-		}
-		break;
-	}
 	return rc;
 }
 
@@ -237,6 +165,57 @@ static int gw_resources(void *vctx, const struct mailmode_request *req, char **r
 	return *resources ? MAILMODE_OK : MAILMODE_ERR_NOMEM;
 }
 
+/* The receipt setup leaves: the original kept, the configured gateway set,
+ * and when the gateway set went live. */
+static void setup_receipt(const struct gw_call *call, bool swapping,
+                          struct gw_receipt *receipt)
+{
+	const struct mailmode_host *host = call->op.ctx->host;
+
+	memset(receipt, 0, sizeof(*receipt));
+	snprintf(receipt->zone, sizeof(receipt->zone), "%s", call->op.zone);
+	receipt->gateway = call->cfg.gateway;
+	receipt->has_saved = call->has_original;
+	receipt->saved = call->original;
+	if (swapping)
+		receipt->swapped_at_ms = host->clock_wall_ms(host->handle);
+	else if (call->has_receipt)
+		receipt->swapped_at_ms = call->receipt.swapped_at_ms;
+}
+
+/* The swap setup decided on, after the original is kept. */
+static int setup_swap(struct gw_call *call, struct gw_provider *provider,
+                      const struct gw_rrset_version *current,
+                      enum gw_live_kind kind, struct gw_receipt *receipt)
+{
+	const struct mailmode_host *host = call->op.ctx->host;
+	const char *domain = call->op.domain;
+	int rc;
+
+	if (kind == GW_LIVE_FRESH) {
+		call->has_original = true;
+		call->original = current->rrset;
+	} else if (kind == GW_LIVE_DRIFT) {
+		/* Forced: the edited set is not kept, the first original is. */
+		host->log(host->handle, MAILMODE_LOG_WARNING,
+		          "%s: MX set edited by hand; --force: replacing it with the "
+		          "gateway set, the original MX set stays the one teardown "
+		          "restores", domain);
+	}
+	rc = gw_keep_original(call);
+	if (rc != MAILMODE_OK)
+		return rc;
+	setup_receipt(call, true, receipt);
+	rc = gw_swap(call, provider, current, &call->cfg.gateway, receipt,
+	             "swapping to the gateway set");
+	if (rc != MAILMODE_OK)
+		return rc;
+	host->log(host->handle, MAILMODE_LOG_INFO,
+	          "%s: MX swapped to the gateway set on %s port %u (zone %s)",
+	          domain, call->op.primary_addr, call->cfg.port, call->op.zone);
+	return MAILMODE_OK;
+}
+
 static int gw_setup(void *vctx, const struct mailmode_request *req,
                     char **receipt_out, struct mailmode_diag *diag)
 {
@@ -246,7 +225,7 @@ static int gw_setup(void *vctx, const struct mailmode_request *req,
 	struct gw_provider *provider = NULL;
 	struct gw_rrset_version current;
 	struct gw_receipt receipt;
-	bool swapped;
+	enum gw_live_kind kind;
 	int rc;
 
 	*receipt_out = NULL;
@@ -254,7 +233,7 @@ static int gw_setup(void *vctx, const struct mailmode_request *req,
 		rc = MAILMODE_ERR_NOMEM;
 		goto out;
 	}
-	rc = begin_call(ctx, req, diag, true, call);
+	rc = gw_begin_call(ctx, req, diag, true, call);
 	if (rc != MAILMODE_OK)
 		goto out;
 	rc = gw_rfc2136_open(&call->op, true, &provider);
@@ -263,44 +242,30 @@ static int gw_setup(void *vctx, const struct mailmode_request *req,
 	rc = provider->ops->get_rrset(provider, req->domain, &current);
 	if (rc != MAILMODE_OK)
 		goto out;
-
-	swapped = !gw_mx_set_equal(&current.rrset, &call->cfg.gateway);
-	if (swapped) {
-		rc = swap_mx(&call->op, provider, &current, &call->cfg.gateway);
+	rc = gw_setup_decide(call, &current.rrset, &kind);
+	if (rc != MAILMODE_OK)
+		goto out;
+	if (kind != GW_LIVE_GATEWAY) {
+		rc = setup_swap(call, provider, &current, kind, &receipt);
 		if (rc != MAILMODE_OK)
 			goto out;
-		host->log(host->handle, MAILMODE_LOG_INFO,
-		          "%s: MX swapped to the gateway set on %s port %u (zone %s)",
-		          req->domain, call->op.primary_addr, call->cfg.port,
-		          call->op.zone);
-	}
-	/* Otherwise idempotent: the gateway set is live already (an earlier
-	 * run, maybe one that crashed before the core stored its receipt). */
-
-	memset(&receipt, 0, sizeof(receipt));
-	snprintf(receipt.zone, sizeof(receipt.zone), "%s", call->op.zone);
-	receipt.gateway = call->cfg.gateway;
-	if (call->has_receipt &&
-	    (!swapped || gw_mx_set_equal(&current.rrset, &call->receipt.gateway))) {
-		/* Set up again (same or a new gateway set): the set to restore
-		 * one day is still the one the first setup saved. */
-		receipt.has_saved = call->receipt.has_saved;
-		receipt.saved = call->receipt.saved;
-		receipt.swapped_at_ms = swapped ? host->clock_wall_ms(host->handle)
-		                                : call->receipt.swapped_at_ms;
-	} else if (swapped) {
-		receipt.has_saved = true;
-		receipt.saved = current.rrset;
-		receipt.swapped_at_ms = host->clock_wall_ms(host->handle);
 	} else {
-		host->diag_set(diag, MAILMODE_SEV_WARNING, 0,
-		               "the gateway MX set is already live at %s and there "
-		               "is no earlier receipt: the original MX set is "
-		               "unknown, teardown will restore fallback_mx%s",
-		               req->domain, call->cfg.has_fallback ? "" :
-		               " (set it in the profile before teardown)");
+		/* Idempotent: the gateway set is live already (an earlier run,
+		 * maybe one that crashed before the core stored its receipt).
+		 * A receipt from before ABI 1.2 hands its original over. */
+		rc = gw_keep_original(call);
+		if (rc != MAILMODE_OK)
+			goto out;
+		setup_receipt(call, false, &receipt);
+		if (!call->has_original)
+			host->diag_set(diag, MAILMODE_SEV_WARNING, 0,
+			               "the gateway MX set is already live at %s and "
+			               "there is no earlier receipt: the original MX set "
+			               "is unknown, teardown will restore fallback_mx%s",
+			               req->domain, call->cfg.has_fallback ? "" :
+			               " (set it in the profile before teardown)");
 	}
-	*receipt_out = gw_receipt_render(ctx, &receipt);
+	*receipt_out = gw_receipt_render(ctx, req->domain, &receipt);
 	rc = *receipt_out ? MAILMODE_OK : MAILMODE_ERR_NOMEM;
 out:
 	if (provider)
@@ -309,56 +274,19 @@ out:
 	return rc;
 }
 
-/* What teardown puts back, and what it expects to find. */
-static int teardown_sets(struct gw_call *call, const struct mailmode_request *req,
-                         struct gw_mx_set *restore, const char **restore_label,
-                         struct gw_mx_set *gateway)
+/* The receipt a teardown checkpoints: the one it was given (or, adopted,
+ * the configured gateway set). */
+static void teardown_receipt(const struct gw_call *call, struct gw_receipt *receipt)
 {
-	const struct mailmode_host *host = call->op.ctx->host;
-	int rc;
-
-	*gateway = call->has_receipt ? call->receipt.gateway : call->cfg.gateway;
-	if (call->has_receipt && call->receipt.has_saved) {
-		*restore = call->receipt.saved;
-		*restore_label = "the MX set saved by setup";
-		rc = MAILMODE_OK;
-		goto out;
+	if (call->has_receipt) {
+		*receipt = call->receipt;
+		receipt->has_saved = call->has_original;
+		receipt->saved = call->original;
+		return;
 	}
-	if (!call->cfg.has_fallback) {
-		host->diag_set(call->op.diag, MAILMODE_SEV_ERROR, 0,
-		               "[%s] fallback_mx: missing (%s has no saved MX set%s, "
-		               "so teardown needs the MX set to restore)", req->section,
-		               req->domain,
-		               (req->flags & MAILMODE_REQ_ADOPTED) ? ": it was adopted"
-		                                                   : "");
-		rc = MAILMODE_ERR_CONFIG;
-		goto out;
-	}
-	*restore = call->cfg.fallback;
-	*restore_label = "fallback_mx";
-	rc = MAILMODE_OK;
-out:
-	return rc;
-}
-
-static void refuse_drift(const struct gw_call *call,
-                         const struct gw_mx_set *live,
-                         const struct gw_mx_set *gateway,
-                         const struct gw_mx_set *restore,
-                         const char *restore_label)
-{
-	const struct gw_op *op = &call->op;
-	char label[128];
-
-	op->ctx->host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0,
-	                        "the MX set of %s has drifted: it is neither the "
-	                        "gateway set nor %s; refusing to overwrite it "
-	                        "(--force restores anyway)", op->domain,
-	                        restore_label);
-	append_set(op, "live", live);
-	append_set(op, "gateway set", gateway);
-	snprintf(label, sizeof(label), "to restore (%s)", restore_label);
-	append_set(op, label, restore);
+	memset(receipt, 0, sizeof(*receipt));
+	snprintf(receipt->zone, sizeof(receipt->zone), "%s", call->op.zone);
+	receipt->gateway = call->cfg.gateway;
 }
 
 static int gw_teardown(void *vctx, const struct mailmode_request *req,
@@ -369,18 +297,20 @@ static int gw_teardown(void *vctx, const struct mailmode_request *req,
 	struct gw_call *call = calloc(1, sizeof(*call));
 	struct gw_provider *provider = NULL;
 	struct gw_rrset_version live;
-	struct gw_mx_set restore, gateway;
+	struct gw_mx_set restore;
+	struct gw_receipt intent;
 	const char *restore_label = NULL;
+	bool done;
 	int rc;
 
 	if (!call) {
 		rc = MAILMODE_ERR_NOMEM;
 		goto out;
 	}
-	rc = begin_call(ctx, req, diag, true, call);
+	rc = gw_begin_call(ctx, req, diag, true, call);
 	if (rc != MAILMODE_OK)
 		goto out;
-	rc = teardown_sets(call, req, &restore, &restore_label, &gateway);
+	rc = gw_teardown_target(call, &restore, &restore_label);
 	if (rc != MAILMODE_OK)
 		goto out;
 	rc = gw_rfc2136_open(&call->op, true, &provider);
@@ -389,25 +319,19 @@ static int gw_teardown(void *vctx, const struct mailmode_request *req,
 	rc = provider->ops->get_rrset(provider, req->domain, &live);
 	if (rc != MAILMODE_OK)
 		goto out;
-	if (gw_mx_set_equal(&live.rrset, &restore)) {
-		host->log(host->handle, MAILMODE_LOG_INFO,
-		          "%s: %s is already live, nothing to restore", req->domain,
-		          restore_label);
-		rc = MAILMODE_OK;
+	rc = gw_teardown_decide(call, &live.rrset, &restore, &restore_label, &done);
+	if (rc != MAILMODE_OK || done) {
+		if (done)
+			host->log(host->handle, MAILMODE_LOG_INFO, "%s: %s, nothing "
+			          "to restore", req->domain,
+			          gw_mx_set_equal(&live.rrset, &restore) ?
+			          "the set to restore is already live" :
+			          "no gateway MX record is live");
 		goto out;
 	}
-	if (!gw_mx_set_equal(&live.rrset, &gateway)) {
-		if (!(req->flags & MAILMODE_REQ_FORCE)) {
-			refuse_drift(call, &live.rrset, &gateway, &restore, restore_label);
-			rc = MAILMODE_ERR_CONFLICT;
-			goto out;
-		}
-		/* Still a compare-and-swap: against what was just read. */
-		host->log(host->handle, MAILMODE_LOG_WARNING,
-		          "%s: MX set drifted from the gateway set; --force: "
-		          "replacing it with %s", req->domain, restore_label);
-	}
-	rc = swap_mx(&call->op, provider, &live, &restore);
+	teardown_receipt(call, &intent);
+	rc = gw_swap(call, provider, &live, &restore, &intent,
+	             "restoring the original set");
 	if (rc != MAILMODE_OK)
 		goto out;
 	host->log(host->handle, MAILMODE_LOG_INFO,
@@ -421,6 +345,45 @@ out:
 	return rc;
 }
 
+/* The plan over the live set, refusing as setup or teardown would. */
+static int plan_text(struct gw_call *call, struct gw_provider *provider,
+                     enum mailmode_plan_op which,
+                     const struct gw_rrset_version *live, char *text,
+                     size_t len)
+{
+	const char *domain = call->op.domain, *restore_label = NULL;
+	struct gw_mx_set restore;
+	const struct gw_mx_set *target = &call->cfg.gateway;
+	enum gw_live_kind kind;
+	bool done = false;
+	int rc;
+
+	if (which == MAILMODE_PLAN_TEARDOWN) {
+		rc = gw_teardown_decide(call, &live->rrset, &restore,
+		                        &restore_label, &done);
+		target = &restore;
+	} else {
+		rc = gw_setup_decide(call, &live->rrset, &kind);
+		done = kind == GW_LIVE_GATEWAY;
+	}
+	if (rc != MAILMODE_OK)
+		return rc;
+	if (done && which == MAILMODE_PLAN_TEARDOWN &&
+	    !gw_mx_set_equal(&live->rrset, &restore)) {
+		snprintf(text, len, "no change: no gateway MX record is live at %s",
+		         domain);
+		return MAILMODE_OK;
+	}
+	if (done) {
+		snprintf(text, len, "no change: %s already has %s", domain,
+		         which == MAILMODE_PLAN_SETUP ? "the gateway MX set"
+		                                      : restore_label);
+		return MAILMODE_OK;
+	}
+	return provider->ops->describe_replace(provider, domain, live, target,
+	                                       text, len);
+}
+
 static int gw_plan(void *vctx, const struct mailmode_request *req,
                    enum mailmode_plan_op which, char **plan_out,
                    struct mailmode_diag *diag)
@@ -430,8 +393,7 @@ static int gw_plan(void *vctx, const struct mailmode_request *req,
 	struct gw_call *call = calloc(1, sizeof(*call));
 	struct gw_provider *provider = NULL;
 	struct gw_rrset_version live;
-	struct gw_mx_set restore, gateway;
-	const struct gw_mx_set *target;
+	struct gw_mx_set restore;
 	const char *restore_label = NULL;
 	char text[8192] = "";
 	int rc;
@@ -441,17 +403,14 @@ static int gw_plan(void *vctx, const struct mailmode_request *req,
 		rc = MAILMODE_ERR_NOMEM;
 		goto out;
 	}
-	rc = begin_call(ctx, req, diag, true, call);
+	rc = gw_begin_call(ctx, req, diag, true, call);
 	if (rc != MAILMODE_OK)
 		goto out;
+	/* A teardown with nothing to restore is refused before any read. */
 	if (which == MAILMODE_PLAN_TEARDOWN) {
-		rc = teardown_sets(call, req, &restore, &restore_label, &gateway);
+		rc = gw_teardown_target(call, &restore, &restore_label);
 		if (rc != MAILMODE_OK)
 			goto out;
-		target = &restore;
-	} else {
-		gateway = call->cfg.gateway;
-		target = &gateway;
 	}
 	/* Reading needs no secret; nothing is signed or sent. */
 	rc = gw_rfc2136_open(&call->op, false, &provider);
@@ -460,23 +419,9 @@ static int gw_plan(void *vctx, const struct mailmode_request *req,
 	rc = provider->ops->get_rrset(provider, req->domain, &live);
 	if (rc != MAILMODE_OK)
 		goto out;
-	if (gw_mx_set_equal(&live.rrset, target)) {
-		snprintf(text, sizeof(text), "no change: %s already has %s", req->domain,
-		         which == MAILMODE_PLAN_SETUP ? "the gateway MX set"
-		                                      : restore_label);
-	} else if (which == MAILMODE_PLAN_TEARDOWN &&
-	           !gw_mx_set_equal(&live.rrset, &gateway) &&
-	           !(req->flags & MAILMODE_REQ_FORCE)) {
-		/* The same refusal teardown would give. */
-		refuse_drift(call, &live.rrset, &gateway, &restore, restore_label);
-		rc = MAILMODE_ERR_CONFLICT;
+	rc = plan_text(call, provider, which, &live, text, sizeof(text));
+	if (rc != MAILMODE_OK)
 		goto out;
-	} else {
-		rc = provider->ops->describe_replace(provider, req->domain, &live,
-		                                     target, text, sizeof(text));
-		if (rc != MAILMODE_OK)
-			goto out;
-	}
 	*plan_out = host->strdup(text);
 	rc = *plan_out ? MAILMODE_OK : MAILMODE_ERR_NOMEM;
 out:
@@ -532,7 +477,7 @@ static int look(const struct gw_ctx *ctx, const struct mailmode_request *req,
 
 	*view = NULL;
 	*report = NULL;
-	rc = begin_call(ctx, req, diag, false, call);
+	rc = gw_begin_call(ctx, req, diag, false, call);
 	if (rc != MAILMODE_OK)
 		goto out;
 	*expected = call->has_receipt ? &call->receipt.gateway : &call->cfg.gateway;
@@ -544,6 +489,10 @@ static int look(const struct gw_ctx *ctx, const struct mailmode_request *req,
 	rc = gw_auth_collect(&call->op, *view);
 	if (rc != MAILMODE_OK)
 		goto out;
+	/* Exact, TTLs included, for what mailmode set up; a domain adopted
+	 * (or not set up) has whatever TTLs it was given by hand. */
+	if (!call->has_receipt)
+		gw_auth_served_ttls(*view, &call->cfg.gateway);
 	gw_auth_judge(*view, *expected, verdict);
 	*report = gw_auth_report(&call->op, *view, *expected, verdict);
 	rc = *report ? MAILMODE_OK : MAILMODE_ERR_NOMEM;
@@ -574,9 +523,14 @@ static void first_problem(const struct gw_auth_view *view,
 	for (i = 0; i < view->count; i++) {
 		const struct gw_server_view *sv = &view->servers[i];
 
-		if (!gw_mx_set_equal(&sv->mx, expected)) {
-			snprintf(buf, len, "%s (%s) serves other MX records",
-			         sv->ns_name, sv->address);
+		if (!gw_mx_set_same(&sv->mx, expected)) {
+			char diff[MAILMODE_DIAG_SUMMARY_MAX];
+
+			gw_mx_set_diff(&sv->mx, expected, diff, sizeof(diff));
+			/* A long difference is cut: the summary is one line. */
+			if (snprintf(buf, len, "%s (%s) serves other MX records (%s)",
+			             sv->ns_name, sv->address, diff) >= (int)len)
+				buf[len - 1] = '\0';
 			return;
 		}
 		if (sv->serial != first_ok->serial) {
@@ -686,4 +640,5 @@ MAILMODE_PLUGIN_DEFINE(
 	.verify = gw_verify,
 	.teardown = gw_teardown,
 	.resources = gw_resources,
+	.preflight = gw_preflight,
 	.config_keys = gw_config_keys);

@@ -7,6 +7,9 @@
  *   provider.h  the DNS-provider seam (get RRset + version, replace if
  *               unchanged); rfc2136.c is its RFC 2136 + TSIG implementation
  *   authcheck.c every authoritative server asked directly, answers compared
+ *   swap.c      the write path: the original kept, a checkpoint before each
+ *               UPDATE, an unanswered UPDATE settled by re-reading
+ *   preflight.c the ABI 1.2 preflight: reads and a no-op signed UPDATE
  *   gateway.c   the mode's operations and the exported descriptor
  */
 #ifndef GATEWAY_H
@@ -97,6 +100,13 @@ int gw_mx_set_add(struct gw_mx_set *set, uint16_t pref, uint32_t ttl,
                   const char *host);
 /* Same records (pref and host); TTLs are not part of an RRset's identity. */
 bool gw_mx_set_equal(const struct gw_mx_set *a, const struct gw_mx_set *b);
+/* Same records with the same TTLs: what verify requires of the live set. */
+bool gw_mx_set_same(const struct gw_mx_set *a, const struct gw_mx_set *b);
+/* How `live` differs from `want`, on one line: "extra: 30 x. (ttl 300);
+ * missing: 20 y. (ttl 300); ttl: 10 z. 60 instead of 300", or "" when
+ * they are the same. */
+void gw_mx_set_diff(const struct gw_mx_set *live, const struct gw_mx_set *want,
+                    char *buf, size_t len);
 /* True when a and b have at least one record (pref and host) in common. */
 bool gw_mx_set_overlap(const struct gw_mx_set *a, const struct gw_mx_set *b);
 /* "10 mx1.example.test. (ttl 3600), 20 ..." or "(no MX records)". */
@@ -120,13 +130,28 @@ struct gw_receipt {
 	struct gw_mx_set saved;
 	struct gw_mx_set gateway;
 	int64_t swapped_at_ms;              /* when setup swapped; 0: unknown */
+	/* In a checkpoint only (rendered, never parsed back): the UPDATE in
+	 * flight, "write": {"object": "MX NAME", "doing": ..., "from": [...],
+	 * "to": [...]}.  NULL: none. */
+	const char *write_doing;            /* "swapping to the gateway set",
+	                                       "restoring the original set" */
+	struct gw_mx_set write_from, write_to;
 };
 
 int gw_receipt_parse(const char *json, struct gw_receipt *receipt, char *err,
                      size_t err_len);
-/* Returns a host->alloc'ed JSON string, or NULL when out of memory. */
-char *gw_receipt_render(const struct gw_ctx *ctx,
+/* Returns a host->alloc'ed JSON string, or NULL when out of memory.  name
+ * is the domain (it names the object of "write"). */
+char *gw_receipt_render(const struct gw_ctx *ctx, const char *name,
                         const struct gw_receipt *receipt);
+
+/* The original handed to host->keep_original (ABI 1.2) and read back from
+ * req->original: {"version":1,"zone":"example.test","mx":[...]}, the MX
+ * set setup replaced first, TTLs included. */
+char *gw_original_render(const struct gw_ctx *ctx, const char *zone,
+                         const struct gw_mx_set *set);
+int gw_original_parse(const char *json, struct gw_mx_set *set, char *err,
+                      size_t err_len);
 
 /* ---- dns.c -------------------------------------------------------------- */
 
@@ -179,6 +204,11 @@ struct gw_auth_view {
  * per-server failures are recorded in the view. */
 int gw_auth_collect(struct gw_op *op, struct gw_auth_view *view);
 
+/* Gives each record of `set` the TTL the first answering server serves it
+ * with (records no server serves keep theirs): the expectation for a
+ * domain without a receipt, whose TTLs mailmode did not choose. */
+void gw_auth_served_ttls(const struct gw_auth_view *view, struct gw_mx_set *set);
+
 /* The verdict over a view, against the expected MX set. */
 struct gw_auth_verdict {
 	size_t answered;            /* servers that answered authoritatively */
@@ -203,5 +233,73 @@ char *gw_auth_report(const struct gw_op *op, const struct gw_auth_view *view,
 
 /* The keys config.c reads (the descriptor's config_keys). */
 const struct mailmode_config_key *gw_config_keys(void);
+
+/* ---- gateway.c: one operation ------------------------------------------ */
+
+/* Everything an operation carries: the config, where the zone lives, and
+ * what the host handed in. */
+struct gw_call {
+	struct gw_config cfg;
+	struct gw_op op;
+	const struct mailmode_request *req;
+	bool has_receipt;
+	struct gw_receipt receipt;
+	/* The first MX set setup replaced: req->original (ABI 1.2), else the
+	 * receipt's saved set.  original_kept: the host holds it already. */
+	bool has_original;
+	bool original_kept;
+	struct gw_mx_set original;
+};
+
+/* Loads the config, the receipt and the original, finds the zone and, when
+ * need_primary, the primary. */
+int gw_begin_call(const struct gw_ctx *ctx, const struct mailmode_request *req,
+                  struct mailmode_diag *diag, bool need_primary,
+                  struct gw_call *call);
+
+/* ---- decide.c: what setup and teardown would do -------------------------- */
+
+/* What setup finds live. */
+enum gw_live_kind {
+	GW_LIVE_GATEWAY,     /* exactly the configured gateway set: no change */
+	GW_LIVE_OURS,        /* a gateway set of ours (receipt's or the
+	                        configured records with other TTLs): swap */
+	GW_LIVE_ORIGINAL,    /* the original MX set (a setup not finished) */
+	GW_LIVE_FRESH,       /* no receipt, no original: this is the original */
+	GW_LIVE_DRIFT        /* neither ours nor the original: edited by hand */
+};
+
+/* Classifies the live set; GW_LIVE_DRIFT without MAILMODE_REQ_FORCE is
+ * refused: MAILMODE_ERR_CONFLICT, the diagnostic naming the records that
+ * differ. */
+int gw_setup_decide(const struct gw_call *call, const struct gw_mx_set *live,
+                    enum gw_live_kind *kind);
+
+/* What teardown restores (the original, else fallback_mx) and whether it
+ * may: *done when it is live already or no gateway record is live;
+ * MAILMODE_ERR_CONFLICT (diagnostic
+ * filled) when the live set is not ours and MAILMODE_REQ_FORCE is not set;
+ * MAILMODE_ERR_CONFIG when there is nothing to restore. */
+int gw_teardown_decide(const struct gw_call *call, const struct gw_mx_set *live,
+                       struct gw_mx_set *restore, const char **restore_label,
+                       bool *done);
+
+/* Only the restore set and its label (plan, no live set yet). */
+int gw_teardown_target(const struct gw_call *call, struct gw_mx_set *restore,
+                       const char **restore_label);
+
+/* ---- preflight.c --------------------------------------------------------- */
+
+/* The ABI 1.2 preflight operation (plugin.h). */
+int gw_preflight(void *ctx, const struct mailmode_request *req,
+                 enum mailmode_plan_op which, struct mailmode_diag *diag);
+
+/* One detail line "LABEL: 10 a. (ttl 300), ..." (swap.c). */
+void gw_append_set(const struct gw_op *op, const char *label,
+                   const struct gw_mx_set *set);
+
+/* Whether the host offers checkpoint and keep_original (ABI 1.2) and the
+ * request carries the call they need. */
+bool gw_host_keeps_writes(const struct gw_call *call);
 
 #endif /* GATEWAY_H */

@@ -147,6 +147,85 @@ bool gw_mx_set_equal(const struct gw_mx_set *a, const struct gw_mx_set *b)
 	return true;
 }
 
+bool gw_mx_set_same(const struct gw_mx_set *a, const struct gw_mx_set *b)
+{
+	size_t i;
+
+	if (!gw_mx_set_equal(a, b))
+		return false;
+	for (i = 0; i < a->count; i++) {
+		if (a->mx[i].ttl != b->mx[i].ttl)
+			return false;
+	}
+	return true;
+}
+
+/* The record of `set` with the pref and host of `mx`, or NULL. */
+static const struct gw_mx *mx_find(const struct gw_mx_set *set,
+                                   const struct gw_mx *mx)
+{
+	size_t i;
+
+	for (i = 0; i < set->count; i++) {
+		if (mx_compare(&set->mx[i], mx) == 0)
+			return &set->mx[i];
+	}
+	return NULL;
+}
+
+/* Appends item to buf, after "; LABEL: " for the first of its kind and
+ * ", " for the others. */
+static void diff_add(char *buf, size_t len, const char *label, bool *labelled,
+                     const char *item)
+{
+	size_t used = strlen(buf);
+
+	if (used + 1 >= len)
+		return;
+	if (!*labelled)
+		snprintf(buf + used, len - used, "%s%s: %s", used ? "; " : "",
+		         label, item);
+	else
+		snprintf(buf + used, len - used, ", %s", item);
+	*labelled = true;
+}
+
+void gw_mx_set_diff(const struct gw_mx_set *live, const struct gw_mx_set *want,
+                    char *buf, size_t len)
+{
+	bool extra = false, missing = false, ttl = false;
+	const struct gw_mx *other;
+	char item[GW_NAME_MAX + 64];
+	size_t i;
+
+	if (len == 0)
+		return;
+	buf[0] = '\0';
+	for (i = 0; i < live->count; i++) {
+		if (mx_find(want, &live->mx[i]))
+			continue;
+		snprintf(item, sizeof(item), "%u %s (ttl %u)", live->mx[i].pref,
+		         live->mx[i].host, live->mx[i].ttl);
+		diff_add(buf, len, "extra", &extra, item);
+	}
+	for (i = 0; i < want->count; i++) {
+		if (mx_find(live, &want->mx[i]))
+			continue;
+		snprintf(item, sizeof(item), "%u %s (ttl %u)", want->mx[i].pref,
+		         want->mx[i].host, want->mx[i].ttl);
+		diff_add(buf, len, "missing", &missing, item);
+	}
+	for (i = 0; i < live->count; i++) {
+		other = mx_find(want, &live->mx[i]);
+		if (!other || other->ttl == live->mx[i].ttl)
+			continue;
+		snprintf(item, sizeof(item), "%u %s %u instead of %u",
+		         live->mx[i].pref, live->mx[i].host, live->mx[i].ttl,
+		         other->ttl);
+		diff_add(buf, len, "ttl", &ttl, item);
+	}
+}
+
 bool gw_mx_set_overlap(const struct gw_mx_set *a, const struct gw_mx_set *b)
 {
 	size_t i, j;
@@ -289,7 +368,73 @@ out:
 	return rc;
 }
 
-char *gw_receipt_render(const struct gw_ctx *ctx,
+/* "write": the UPDATE a checkpoint is taken for. */
+static bool add_write(cJSON *root, const char *name,
+                      const struct gw_receipt *receipt)
+{
+	cJSON *write = cJSON_AddObjectToObject(root, "write"), *set;
+	char object[GW_NAME_MAX + 8];
+
+	snprintf(object, sizeof(object), "MX %s", name);
+	if (!write || !cJSON_AddStringToObject(write, "object", object) ||
+	    !cJSON_AddStringToObject(write, "doing", receipt->write_doing))
+		return false;
+	set = gw_mx_set_json(&receipt->write_from);
+	if (!set || !cJSON_AddItemToObject(write, "from", set)) {
+		cJSON_Delete(set);
+		return false;
+	}
+	set = gw_mx_set_json(&receipt->write_to);
+	if (!set || !cJSON_AddItemToObject(write, "to", set)) {
+		cJSON_Delete(set);
+		return false;
+	}
+	return true;
+}
+
+char *gw_original_render(const struct gw_ctx *ctx, const char *zone,
+                         const struct gw_mx_set *set)
+{
+	cJSON *root = cJSON_CreateObject(), *mx = NULL;
+	char *text = NULL, *copy = NULL;
+
+	if (!root || !cJSON_AddNumberToObject(root, "version", 1) ||
+	    !cJSON_AddStringToObject(root, "zone", zone))
+		goto out;
+	mx = gw_mx_set_json(set);
+	if (!mx || !cJSON_AddItemToObject(root, "mx", mx)) {
+		cJSON_Delete(mx);
+		goto out;
+	}
+	text = cJSON_PrintUnformatted(root);
+	if (text)
+		copy = ctx->host->strdup(text);
+out:
+	cJSON_free(text);
+	cJSON_Delete(root);
+	return copy;
+}
+
+int gw_original_parse(const char *json, struct gw_mx_set *set, char *err,
+                      size_t err_len)
+{
+	cJSON *root = cJSON_Parse(json);
+	int rc = MAILMODE_ERR_CONFIG;
+
+	memset(set, 0, sizeof(*set));
+	if (!cJSON_IsObject(root) ||
+	    mx_set_from_json(cJSON_GetObjectItemCaseSensitive(root, "mx"), set) !=
+	            MAILMODE_OK) {
+		snprintf(err, err_len, "has no valid \"mx\" list");
+		goto out;
+	}
+	rc = MAILMODE_OK;
+out:
+	cJSON_Delete(root);
+	return rc;
+}
+
+char *gw_receipt_render(const struct gw_ctx *ctx, const char *name,
                         const struct gw_receipt *receipt)
 {
 	cJSON *root = cJSON_CreateObject(), *saved = NULL, *gateway = NULL;
@@ -312,6 +457,8 @@ char *gw_receipt_render(const struct gw_ctx *ctx,
 	}
 	if (receipt->swapped_at_ms &&
 	    !cJSON_AddNumberToObject(root, "swapped_at_ms", (double)receipt->swapped_at_ms))
+		goto out;
+	if (receipt->write_doing && !add_write(root, name, receipt))
 		goto out;
 	text = cJSON_PrintUnformatted(root);
 	if (text)

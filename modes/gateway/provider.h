@@ -56,6 +56,13 @@ struct gw_provider_ops {
 		const struct gw_rrset_version *expected,
 		const struct gw_mx_set *replacement);
 
+	/* Proves that the provider accepts a change of the MX RRset of `name`
+	 * now (credentials and policy) without making one.  GW_REPLACE_OK:
+	 * accepted; DENIED: refused, the diagnostic naming what to grant;
+	 * FAILED or UNKNOWN: no verdict (the diagnostic says why). */
+	enum gw_replace_outcome (*probe_update)(struct gw_provider *provider,
+	                                        const char *name);
+
 	/* The exact change replace_rrset would send, one line per element,
 	 * appended to buf (NUL-terminated) without sending anything. */
 	int (*describe_replace)(struct gw_provider *provider, const char *name,
@@ -77,5 +84,23 @@ struct gw_provider {
  * *provider is ready; release it with provider->ops->close(provider). */
 int gw_rfc2136_open(struct gw_op *op, bool need_secret,
                     struct gw_provider **provider);
+
+/* ---- swap.c: the write path of setup and teardown ----------------------- */
+
+/* Hands call->original to host->keep_original unless the host holds it
+ * already (or predates ABI 1.2).  On failure nothing may be sent. */
+int gw_keep_original(struct gw_call *call);
+
+/* Checkpoints `intent` (the receipt as it will be if the UPDATE lands,
+ * with the swap from expected to replacement named as `doing`), then sends
+ * the compare-and-swap.  An UPDATE without an answer is settled by
+ * re-reading the primary until it answers (at most GW_REREAD_TIMEOUTS
+ * timeouts): the new set live is success; anything else is
+ * MAILMODE_ERR_UNKNOWN (the UPDATE may still land), never "not applied". */
+#define GW_REREAD_TIMEOUTS 3
+int gw_swap(struct gw_call *call, struct gw_provider *provider,
+            const struct gw_rrset_version *expected,
+            const struct gw_mx_set *replacement, struct gw_receipt *intent,
+            const char *doing);
 
 #endif /* GATEWAY_PROVIDER_H */

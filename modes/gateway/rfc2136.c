@@ -288,31 +288,18 @@ static enum gw_replace_outcome classify_rcode(struct gw_provider *provider,
 	}
 }
 
-static enum gw_replace_outcome rfc2136_replace_rrset(
-	struct gw_provider *provider, const char *name,
-	const struct gw_rrset_version *expected,
-	const struct gw_mx_set *replacement)
+/* Signs and sends one UPDATE and classifies the answer. */
+static enum gw_replace_outcome send_update(struct gw_provider *provider,
+                                           const char *name, ldns_pkt *update)
 {
 	struct rfc2136 *self = provider->impl;
 	const struct gw_op *op = provider->op;
 	const struct mailmode_host *host = op->ctx->host;
-	ldns_pkt *update = NULL, *reply = NULL;
+	ldns_pkt *reply = NULL;
 	enum gw_replace_outcome outcome = GW_REPLACE_FAILED;
 	ldns_status status;
 	char why[256];
 
-	if (!self->updater) {
-		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0,
-		               "internal error: the RFC 2136 provider was opened "
-		               "without its TSIG secret");
-		goto out;
-	}
-	if (build_update(provider, name, expected, replacement, &update, NULL, 0) !=
-	    MAILMODE_OK) {
-		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0,
-		               "cannot build the UPDATE for %s (out of memory?)", name);
-		goto out;
-	}
 	status = ldns_update_pkt_tsig_add(update, self->updater);
 	if (status != LDNS_STATUS_OK) {
 		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0,
@@ -345,8 +332,113 @@ static enum gw_replace_outcome rfc2136_replace_rrset(
 		outcome = GW_REPLACE_UNKNOWN;
 	}
 out:
-	ldns_pkt_free(update);
 	ldns_pkt_free(reply);
+	return outcome;
+}
+
+static bool have_updater(struct gw_provider *provider)
+{
+	struct rfc2136 *self = provider->impl;
+	const struct gw_op *op = provider->op;
+
+	if (self->updater)
+		return true;
+	op->ctx->host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0,
+	                        "internal error: the RFC 2136 provider was opened "
+	                        "without its TSIG secret");
+	return false;
+}
+
+static enum gw_replace_outcome rfc2136_replace_rrset(
+	struct gw_provider *provider, const char *name,
+	const struct gw_rrset_version *expected,
+	const struct gw_mx_set *replacement)
+{
+	const struct gw_op *op = provider->op;
+	ldns_pkt *update = NULL;
+	enum gw_replace_outcome outcome = GW_REPLACE_FAILED;
+
+	if (!have_updater(provider))
+		goto out;
+	if (build_update(provider, name, expected, replacement, &update, NULL, 0) !=
+	    MAILMODE_OK) {
+		op->ctx->host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0,
+		                        "cannot build the UPDATE for %s (out of "
+		                        "memory?)", name);
+		goto out;
+	}
+	outcome = send_update(provider, name, update);
+out:
+	ldns_pkt_free(update);
+	return outcome;
+}
+
+/* The probe: an UPDATE deleting one MX record of `name` that cannot exist
+ * (an exchange under .invalid with a random label).  Deleting an absent RR
+ * is a no-op (RFC 2136 3.4.2.4), yet the server checks the key and its
+ * policy for NAME MX exactly as for the real swap.  A prerequisite made to
+ * fail would not do: BIND answers prerequisites before it consults
+ * update-policy, so a key the policy refuses would pass. */
+static ldns_pkt *build_probe(const struct gw_op *op, const char *name)
+{
+	char text[GW_NAME_MAX + 96];
+	ldns_rdf *zone = ldns_dname_new_frm_str(op->zone);
+	ldns_rr_list *update = ldns_rr_list_new();
+	ldns_rr *rr = NULL;
+	ldns_pkt *pkt = NULL;
+
+	snprintf(text, sizeof(text), "%s. 0 IN MX 0 mailmode-preflight-%04x%04x.invalid.",
+	         name, ldns_get_random(), ldns_get_random());
+	if (!zone || !update || ldns_rr_new_frm_str(&rr, text, 0, NULL, NULL) !=
+	                                LDNS_STATUS_OK)
+		goto out;
+	ldns_rr_set_class(rr, LDNS_RR_CLASS_NONE);
+	ldns_rr_set_ttl(rr, 0);
+	if (!ldns_rr_list_push_rr(update, rr))
+		goto out;
+	rr = NULL;
+	pkt = ldns_update_pkt_new(zone, LDNS_RR_CLASS_IN, NULL, update, NULL);
+	zone = NULL;
+	if (pkt) {
+		ldns_pkt_set_rd(pkt, false);
+		ldns_pkt_set_random_id(pkt);
+	}
+out:
+	ldns_rr_free(rr);
+	ldns_rdf_deep_free(zone);
+	ldns_rr_list_deep_free(update);
+	return pkt;
+}
+
+static enum gw_replace_outcome rfc2136_probe_update(struct gw_provider *provider,
+                                                    const char *name)
+{
+	const struct gw_op *op = provider->op;
+	const struct mailmode_host *host = op->ctx->host;
+	char refusal[MAILMODE_DIAG_SUMMARY_MAX];
+	enum gw_replace_outcome outcome = GW_REPLACE_FAILED;
+	ldns_pkt *probe = NULL;
+
+	if (!have_updater(provider))
+		goto out;
+	probe = build_probe(op, name);
+	if (!probe) {
+		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0,
+		               "cannot build the probe UPDATE for %s (out of memory?)",
+		               name);
+		goto out;
+	}
+	outcome = send_update(provider, name, probe);
+	if (outcome == GW_REPLACE_DENIED) {
+		snprintf(refusal, sizeof(refusal), "%s", op->diag->summary);
+		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0,
+		               "%s; grant TSIG key %s (%s, this secret) updates of "
+		               "%s. MX in zone %s on the primary", refusal,
+		               op->cfg->tsig_key, op->cfg->tsig_algorithm, name,
+		               op->zone);
+	}
+out:
+	ldns_pkt_free(probe);
 	return outcome;
 }
 
@@ -396,6 +488,7 @@ static const struct gw_provider_ops rfc2136_ops = {
 	.name = "rfc2136",
 	.get_rrset = rfc2136_get_rrset,
 	.replace_rrset = rfc2136_replace_rrset,
+	.probe_update = rfc2136_probe_update,
 	.describe_replace = rfc2136_describe_replace,
 	.close = rfc2136_close,
 };

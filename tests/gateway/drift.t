@@ -23,9 +23,9 @@ is "$rc" 4 "teardown --dry-run is refused on drift too (exit 4)"
 
 mm teardown $D
 is "$rc" 4 "teardown is refused (exit 4)"
-like "$err" "the MX set of example.test has drifted: it is neither the gateway set nor the MX set saved by setup" "the refusal says why"
+like "$err" "the MX set of example.test has drifted: it is neither the gateway set nor the original MX set" "the refusal says why"
 like "$err" "live: 10 mx-01.gw.test. \(ttl 300\), 20 mx-02.gw.test. \(ttl 300\), 30 rogue.example.test." "it shows the live set"
-like "$err" "to restore \(the MX set saved by setup\): 10 mx1.example.test. \(ttl 3600\), 20 mx2.example.test. \(ttl 3600\)" "it shows the saved set"
+like "$err" "to restore \(the original MX set\): 10 mx1.example.test. \(ttl 3600\), 20 mx2.example.test. \(ttl 3600\)" "it shows the saved set"
 is "$(mx_bind $D)" "$DRIFTED" "the zone is untouched"
 is "$(dns_serial "$DNS_PRIMARY" $D)" "$serial" "no UPDATE was sent"
 

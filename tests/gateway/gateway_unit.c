@@ -282,6 +282,19 @@ static void test_mx_sets(struct tap *t)
 	gw_mx_set_parse("", 60, &b, err, sizeof(err));
 	gw_mx_set_format(&b, false, text, sizeof(text));
 	tap_is_str(t, text, "(no MX records)", "an empty set says so");
+
+	gw_mx_set_parse("10 a.test., 20 B.test", 3600, &b, err, sizeof(err));
+	tap_ok(t, gw_mx_set_equal(&a, &b) && !gw_mx_set_same(&a, &b),
+	       "the same records with other TTLs are equal, not the same");
+	gw_mx_set_diff(&a, &b, text, sizeof(text));
+	tap_is_str(t, text, "ttl: 10 a.test. 60 instead of 3600, 20 b.test. 60 instead of 3600",
+	           "the difference names the TTLs");
+	gw_mx_set_parse("10 a.test, 30 c.test", 60, &b, err, sizeof(err));
+	gw_mx_set_diff(&b, &a, text, sizeof(text));
+	tap_is_str(t, text, "extra: 30 c.test. (ttl 60); missing: 20 b.test. (ttl 60)",
+	           "the difference names extra and missing records");
+	gw_mx_set_diff(&a, &a, text, sizeof(text));
+	tap_is_str(t, text, "", "no difference: empty");
 }
 
 static void test_receipt(struct tap *t)
@@ -293,7 +306,7 @@ static void test_receipt(struct tap *t)
 	in.has_saved = true;
 	gw_mx_set_parse("10 mx1.example.test, 20 mx2.example.test", 3600, &in.saved, err, sizeof(err));
 	gw_mx_set_parse("10 mx-01.gw.test", 300, &in.gateway, err, sizeof(err));
-	json = gw_receipt_render(&ctx, &in);
+	json = gw_receipt_render(&ctx, "example.test", &in);
 	tap_is_str(t, json,
 	           "{\"version\":1,\"zone\":\"example.test\",\"mx\":[{\"pref\":10,\"host\":\"mx1.example.test.\",\"ttl\":3600},"
 	           "{\"pref\":20,\"host\":\"mx2.example.test.\",\"ttl\":3600}],"
@@ -304,6 +317,35 @@ static void test_receipt(struct tap *t)
 	              out.saved.mx[1].ttl == 3600 && strcmp(out.zone, "example.test") == 0,
 	       "the receipt parses back");
 	free(json);
+
+	/* A checkpoint: the same receipt with the UPDATE in flight. */
+	in.write_doing = "swapping to the gateway set";
+	in.write_from = in.saved;
+	in.write_to = in.gateway;
+	json = gw_receipt_render(&ctx, "example.test", &in);
+	tap_contains(t, json, ",\"write\":{\"object\":\"MX example.test\",\"doing\":\"swapping to the "
+	             "gateway set\",\"from\":[{\"pref\":10,\"host\":\"mx1.example.test.\",\"ttl\":3600},"
+	             "{\"pref\":20,\"host\":\"mx2.example.test.\",\"ttl\":3600}],\"to\":[{\"pref\":10,"
+	             "\"host\":\"mx-01.gw.test.\",\"ttl\":300}]}",
+	             "a checkpoint names the object, what is done and both sets");
+	tap_ok(t, json && gw_receipt_parse(json, &out, err, sizeof(err)) == MAILMODE_OK &&
+	              out.has_saved && gw_mx_set_same(&out.saved, &in.saved),
+	       "a checkpoint parses as a receipt");
+	free(json);
+	in.write_doing = NULL;
+
+	json = gw_original_render(&ctx, "example.test", &in.saved);
+	tap_is_str(t, json,
+	           "{\"version\":1,\"zone\":\"example.test\",\"mx\":[{\"pref\":10,\"host\":\"mx1.example.test.\","
+	           "\"ttl\":3600},{\"pref\":20,\"host\":\"mx2.example.test.\",\"ttl\":3600}]}",
+	           "the original is the zone and the replaced set with TTLs");
+	tap_ok(t, json && gw_original_parse(json, &out.saved, err, sizeof(err)) == MAILMODE_OK &&
+	              gw_mx_set_same(&out.saved, &in.saved),
+	       "the original parses back, TTLs included");
+	free(json);
+	tap_ok(t, gw_original_parse("{\"mx\":[{\"pref\":10,\"host\":\"a b\",\"ttl\":1}]}", &out.saved,
+	                            err, sizeof(err)) != MAILMODE_OK,
+	       "an original with a bad host is refused");
 	tap_ok(t, gw_receipt_parse("{\"zone\":\"example.test\",\"gateway\":[{\"pref\":10,\"host\":\"a.test\",\"ttl\":1}]}",
 	                           &out, err, sizeof(err)) == MAILMODE_OK && !out.has_saved,
 	       "a receipt without a saved set parses (teardown will use fallback_mx)");
@@ -370,7 +412,7 @@ static void test_judge(struct tap *t)
 	       "a lagging server (older serial, old set): partial, not verified");
 	gw_auth_describe(&op, view, &gateway);
 	tap_contains(t, diag.detail, "ns2.example.test. (127.0.0.12): serial 4, MX 10 mx1.example.test., "
-	             "20 mx2.example.test. (not the expected set)",
+	             "20 mx2.example.test. (not the expected set: extra: 10 mx1.example.test. (ttl 3600)",
 	             "the detail shows the lagging server's answer");
 
 	view->servers[1].mx = view->servers[0].mx;
@@ -396,6 +438,14 @@ static void test_judge(struct tap *t)
 	add_server(view, "127.0.0.12", true, 7, gw, true, false);
 	gw_auth_judge(view, &gateway, &v);
 	tap_ok(t, !v.expected_live, "a signed zone whose new MX set has no RRSIG yet: not verified");
+
+	view->count = 0;
+	add_server(view, "127.0.0.11", true, 8, gw, false, false);
+	add_server(view, "127.0.0.12", true, 8, gw, false, false);
+	view->servers[0].mx.mx[0].ttl = view->servers[1].mx.mx[0].ttl = 60;
+	gw_auth_judge(view, &gateway, &v);
+	tap_ok(t, v.consistent && !v.expected_live && v.presence == MAILMODE_PARTIAL,
+	       "the gateway records with another TTL everywhere: partial, not verified");
 	free(view);
 }
 
@@ -403,7 +453,7 @@ int main(void)
 {
 	struct tap t = { 0 };
 
-	tap_plan(58);
+	tap_plan(68);
 	test_config(&t);
 	test_mx_sets(&t);
 	test_receipt(&t);

@@ -3,16 +3,14 @@
 # mailmode's read and its UPDATE.  The UPDATE's prerequisite fails
 # (NXRRSET), nothing of ours lands, the change of the other client stays,
 # and the error shows both sets.
-#
-# Then the same window is used to stop the primary: the UPDATE gets no
-# answer, the outcome is unknown, and mailmode says so.
+# (Stopping the primary in that window instead: unknown.t.)
 #
 # The window is made deterministic with the [dns] key
 # debug_pause_before_update_ms (a documented testing aid: the plugin
 # sleeps through the host between read and UPDATE and logs a warning).
 . "$top_srcdir/tests/gateway/gateway-lib.sh"
 
-plan 15
+plan 9
 
 D=example.test
 
@@ -31,7 +29,7 @@ serial_other=$(dns_serial "$DNS_PRIMARY" $D)
 wait $setup_pid
 rc=$?
 err=$(cat "$TEST_TMP/setup.err")
-is "$rc" 4 "setup is refused (exit 4: the world changed)"
+is "$rc" 3 "setup is refused and rolled back (exit 3; the world changed)"
 like "$err" "changed on the primary between our read and our UPDATE \(NXRRSET\)" "the error names NXRRSET"
 like "$err" "MX read before the UPDATE: 10 mx1.example.test. \(ttl 3600\), 20 mx2.example.test. \(ttl 3600\)" "the error shows the set that was read"
 like "$err" "MX live now: .*30 mx3.example.test." "the error shows the set live now"
@@ -43,32 +41,3 @@ is "$(dns_serial "$DNS_PRIMARY" $D)" "$serial_other" "no further change after th
 
 mm status $D --profile lab
 like "$out" "example.test +- " "the state records no mode for the domain"
-
-# No answer to the UPDATE: the primary is stopped (SIGSTOP) in the window.
-M=mail.example.test
-at_exit "kill -CONT $DNS_PRIMARY_PID 2>/dev/null"
-: >"$TEST_TMP/setup.err"
-"$MAILMODE" --config "$CONF" setup $M --mode gateway --profile slow \
-	>"$TEST_TMP/setup.out" 2>"$TEST_TMP/setup.err" &
-setup_pid=$!
-wait_until 10 grep -q "pausing before the UPDATE" "$TEST_TMP/setup.err"
-kill -STOP "$DNS_PRIMARY_PID"
-wait $setup_pid
-rc=$?
-kill -CONT "$DNS_PRIMARY_PID"
-err=$(cat "$TEST_TMP/setup.err")
-is "$rc" 1 "no answer to the UPDATE: setup fails (exit 1)"
-like "$err" "no answer from the primary 127.0.0.11 port $DNS_PORT to the UPDATE of mail.example.test \(no answer within 2 s\): outcome unknown" "the outcome is reported as unknown"
-like "$err" "MX read before the UPDATE: 5 mx-a.mail.example.test. \(ttl 1800\), 15 mx-b.mail.example.test. \(ttl 1800\)" "the error keeps the set the UPDATE would replace"
-like "$err" "re-reading the MX set failed" "the re-read is tried and its failure shown"
-
-# Once the primary runs again the UPDATE it had queued may or may not
-# land; either way one whole set is live, never a mix or nothing.
-live=$(mx_bind $M)
-case "$live" in
-"1800 5 mx-a.mail.example.test.
-1800 15 mx-b.mail.example.test."|"$GATEWAY_SET") ok 0 "one whole MX set is live afterwards" ;;
-*) ok 1 "one whole MX set is live afterwards"; diag "live: $live" ;;
-esac
-mm setup $M --mode gateway --profile lab
-is "$(mx_bind $M)" "$GATEWAY_SET" "setup run again settles it"

@@ -2,10 +2,12 @@
 """A DNS forwarder that adds latency to UPDATE messages, for the benchmark.
 
     dnsdelay.py --listen ADDR:PORT --to ADDR:PORT --update-ms N --stats FILE
-                [--owner-pid PID]
+                [--pass-updates K] [--owner-pid PID]
 
 Forwards UDP and TCP DNS messages to the real primary; an UPDATE (opcode 5)
-is held N ms first, as a distant primary or a provider's API would.  Counts
+is held N ms first, as a distant primary or a provider's API would.  The
+first K UPDATEs pass at once (a preflight's probe, before the UPDATE a test
+wants held).  Counts
 messages by opcode and writes them to FILE (JSON) every second and at exit.
 Loopback only; standard library only.
 """
@@ -21,9 +23,10 @@ OPCODES = {0: "query", 4: "notify", 5: "update"}
 
 
 class Forwarder:
-    def __init__(self, target, update_ms, stats_path):
+    def __init__(self, target, update_ms, stats_path, pass_updates=0):
         self.target = target
         self.update_s = update_ms / 1000.0
+        self.pass_updates = pass_updates
         self.stats_path = stats_path
         self.counts = {}
 
@@ -34,7 +37,7 @@ class Forwarder:
         return opcode
 
     async def hold(self, message):
-        if self.note(message) == 5:
+        if self.note(message) == 5 and self.counts["update"] > self.pass_updates:
             await asyncio.sleep(self.update_s)
 
     async def tcp_client(self, reader, writer):
@@ -105,11 +108,12 @@ async def main():
     parser.add_argument("--to", required=True)
     parser.add_argument("--update-ms", type=int, default=100)
     parser.add_argument("--stats", required=True)
+    parser.add_argument("--pass-updates", type=int, default=0)
     parser.add_argument("--owner-pid", type=int, default=0)
     args = parser.parse_args()
     host, port = args.listen.rsplit(":", 1)
     thost, tport = args.to.rsplit(":", 1)
-    forwarder = Forwarder((thost, int(tport)), args.update_ms, args.stats)
+    forwarder = Forwarder((thost, int(tport)), args.update_ms, args.stats, args.pass_updates)
     loop = asyncio.get_running_loop()
     server = await asyncio.start_server(forwarder.tcp_client, host, int(port))
     await loop.create_datagram_endpoint(lambda: UdpFront(forwarder), local_addr=(host, int(port)))
