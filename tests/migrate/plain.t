@@ -6,7 +6,7 @@
 # state DB, and a kill right after a migration closes leaves no lock.
 # Against the sandbox: BIND 9 primary + secondary and the emulator.
 . "$top_srcdir/tests/migrate/lib.sh"
-plan 47
+plan 49
 D=fabrikam.test
 FRONT_DOOR="0 fabrikam-test.mail.protection.outlook.test."
 FAST="--poll-interval 200ms --verify-timeout 10s"
@@ -33,8 +33,12 @@ is "$rc" 0 "status right after: exit 0"
 
 # 2. The first snapshot of what gateway mode replaced is kept, with TTLs.
 run mm --json status $D
-like "$out" '"originals":\{"gateway":\{.*fabrikam-test.mail.protection.outlook.test.*"ttl"' \
-     "status --json shows the kept original with its TTL"
+is "$(printf '%s' "$out" | "$PYTHON3" -c '
+import json, sys
+o = json.load(sys.stdin)["domains"][0]["originals"]["gateway"]
+print(" ".join("%d %s %d" % (m["pref"], m["host"], m["ttl"]) for m in o["mx"]))')" \
+   "0 fabrikam-test.mail.protection.outlook.test. 2" \
+   "status --json shows the kept original with its TTL"
 run mm log $D
 like "$out" "original-kept .*fabrikam-test.mail.protection.outlook.test" "mailmode log shows it"
 is "$(db "SELECT count(*) FROM originals WHERE domain='$D' AND restored_at IS NULL")" 1 "one kept original"
@@ -98,9 +102,17 @@ is "$rc|$(db "SELECT count(*) FROM locks")" "0|0" "resume removes a lock whose o
 like "$err" "removed the lock on $D left by someone@.* that process is gone" "and says whose it was"
 
 # 8. Honest progress: a wait shows minutes:seconds of this run, not of 1970.
+# (A silent secondary before the setup is refused by its preflight; here
+# it falls silent after the preflight.)
 kill -STOP "$DNS_SECONDARY_PID"
 at_exit "kill -CONT $DNS_SECONDARY_PID 2>/dev/null"
 run mm setup $D --mode gateway --poll-interval 200ms --verify-timeout 3s
+is "$rc" 1 "setup refused by its preflight while the secondary is silent: exit 1"
+like "$err" "preflight: gateway mode cannot be set up: .*nothing was changed" "and says nothing was changed"
+kill -CONT "$DNS_SECONDARY_PID"
+MAILMODE_TEST_CRASH_AT=setup_new:begin mm -q setup $D --mode gateway --poll-interval 200ms --verify-timeout 3s >/dev/null 2>&1
+kill -STOP "$DNS_SECONDARY_PID"
+run mm resume $D
 is "$rc" 3 "setup not in effect on every server in time: exit 3"
 like "$err" "attempt [0-9]+, 0:0[0-9] elapsed" "progress shows the time since this run began"
 like "$err" "set up but not in effect everywhere after 3s: .*ns2.* run 'mailmode resume $D' to wait again or 'mailmode abort $D' to undo it" \
