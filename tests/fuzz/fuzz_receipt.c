@@ -41,7 +41,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(text, data, size);
 	text[size] = '\0';
 	if (gw_receipt_parse(text, &receipt, err, sizeof(err)) == MAILMODE_OK) {
-		again = gw_receipt_render(&ctx, &receipt);
+		again = gw_receipt_render(&ctx, "example.test", &receipt);
 		free(again);
 	}
 	mailflow_receipt(text);
