@@ -85,7 +85,7 @@ like "$err" "transport rule 'mailmode route contoso.test' was created less than 
 	"and says why and how to go on"
 run mm teardown contoso.test --force
 is "$rc" 0 "teardown --force succeeds when the rule and a connector are already gone"
-like "$err" "transport rule 'mailmode route contoso.test' was not found; setup ran less than 30 minutes ago" \
+like "$err" "transport rule 'mailmode route contoso.test' was not found; it was created less than 30 minutes ago" \
 	"and warns that a recently made rule may just not be listed yet"
 is "$(mf_counts)" "0 0 0" "and removes what was left"
 
