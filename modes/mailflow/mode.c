@@ -1223,6 +1223,46 @@ out:
 	return rc;
 }
 
+/* What teardown reads, without its checks: a teardown must work on a
+ * tenant that no longer accepts the domain or went dormant. */
+static int teardown_reads(struct op *op, struct mailmode_diag *diag)
+{
+	cJSON *value = NULL;
+	int rc;
+
+	op->host->progress(op->host->handle, "checking tenant %s", op->profile->tenant);
+	rc = invoke(op, "Get-OrganizationConfig", NULL, &value, diag);
+	cJSON_Delete(value);
+	value = NULL;
+	if (rc == MAILMODE_OK)
+		rc = invoke(op, "Get-AcceptedDomain", NULL, &value, diag);
+	cJSON_Delete(value);
+	if (rc == MAILMODE_OK)
+		rc = read_world(op, diag);
+	return rc;
+}
+
+/* ABI 1.2: before a switch changes anything, the token is acquired and
+ * every read setup or teardown starts with succeeds (a tenant refusing
+ * the app answers 403: MAILMODE_ERR_DENIED naming the missing grant);
+ * setup's own checks (accepted domain, dormancy, conflicts) run too.
+ * No writes: Exchange has no way to test a write without making it. */
+static int mf_preflight(void *opaque, const struct mailmode_request *req,
+                        enum mailmode_plan_op which, struct mailmode_diag *diag)
+{
+	struct op op;
+	int rc;
+
+	rc = op_begin(opaque, req, which == MAILMODE_PLAN_TEARDOWN, &op, diag);
+	if (rc == MAILMODE_OK)
+		rc = which == MAILMODE_PLAN_SETUP ? preflight(&op, diag)
+		                                  : teardown_reads(&op, diag);
+	if (rc == MAILMODE_OK)
+		report_warnings(&op, diag, "preflight");
+	op_end(&op);
+	return rc;
+}
+
 static int mf_plan(void *opaque, const struct mailmode_request *req,
                    enum mailmode_plan_op which, char **plan_out,
                    struct mailmode_diag *diag)
@@ -1414,4 +1454,5 @@ MAILMODE_PLUGIN_DEFINE(
 	.verify = mf_verify,
 	.teardown = mf_teardown,
 	.resources = mf_resources,
-	.trace = mf_trace);
+	.trace = mf_trace,
+	.preflight = mf_preflight);
