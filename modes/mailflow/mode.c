@@ -877,17 +877,17 @@ static void describe_ms(char *out, size_t size, long ms)
 
 /* An object of the receipt that is not listed: is it gone?  What an
  * attempt was creating when its answer was lost may still appear, and
- * what setup created recently may not be listed yet; both are refused
+ * the rule of a recent setup may not be listed yet; both are refused
  * (retryable) until the visibility window after the intent has passed,
  * unless forced.  What we were removing is gone, and so is what this
- * setup never made or found already there. */
+ * setup never touched.  A connector setup made or found is gone too:
+ * connectors are shared, and another domain's teardown removes them. */
 static int confirm_gone(struct op *op, const struct object_kind *kind, const char *name,
                         struct mailmode_diag *diag)
 {
 	const struct mailmode_host *host = op->host;
 	const cJSON *entry = cJSON_GetObjectItemCaseSensitive(op->receipt, kind->receipt_key);
 	const char *state = mf_field_str(entry, "state");
-	const char *action = mf_field_str(entry, "action");
 	int64_t at = (int64_t)mf_field_long(entry, "state_at_ms", 0);
 	int64_t now = wall_ms(op);
 	long window = op->profile->visibility_window_ms;
@@ -898,7 +898,7 @@ static int confirm_gone(struct op *op, const struct object_kind *kind, const cha
 	if (!entry || (state && (mf_strcaseeq(state, "removing") ||
 	                         mf_strcaseeq(state, "removed"))))
 		return MAILMODE_OK;
-	if (!creating && !(action && mf_strcaseeq(action, "created")))
+	if (!creating && !kind->is_rule)
 		return MAILMODE_OK;
 	if (!at)
 		at = op->set_up_at_ms;
