@@ -1,5 +1,6 @@
 #include "cli.h"
 
+#include "num.h"
 #include "quicktest.h"
 
 #include <stdlib.h>
@@ -17,7 +18,8 @@ enum opt_flag {
 	O_TIMING = 1 << 6,
 	O_DIR = 1 << 7,
 	O_PARALLEL = 1 << 8,
-	O_QUICK_TEST = 1 << 9
+	O_QUICK_TEST = 1 << 9,
+	O_NO_WAIT = 1 << 10
 };
 
 struct command_spec {
@@ -30,11 +32,14 @@ struct command_spec {
 static const struct command_spec commands[] = {
 	{ "plugins", 0, 0, 0, "plugins" },
 	{ "status", O_PROFILE, 0, MM_MAX_ARGS, "status [DOMAIN...] [--profile P]" },
-	{ "setup", O_MODE | O_PROFILE | O_DRY_RUN | O_ACCEPT, 1, 1,
-	  "setup DOMAIN --mode M [--profile P] [--dry-run] [--accept-conflicts]" },
+	{ "setup", O_MODE | O_PROFILE | O_DRY_RUN | O_ACCEPT | O_FORCE | O_TIMING | O_NO_WAIT, 1, 1,
+	  "setup DOMAIN --mode M [--profile P] [--dry-run] [--accept-conflicts] [--force]\n"
+	  "                  [--no-wait | --verify-timeout DUR] [--poll-interval DUR]" },
 	{ "verify", O_QUICK_TEST, 1, 1,
 	  "verify DOMAIN [--quick-test ADDRESS [--quick-test-timeout DUR]]" },
-	{ "teardown", O_DRY_RUN | O_FORCE, 1, 1, "teardown DOMAIN [--dry-run] [--force]" },
+	{ "teardown", O_DRY_RUN | O_FORCE | O_TIMING | O_NO_WAIT, 1, 1,
+	  "teardown DOMAIN [--dry-run] [--force] [--no-wait | --verify-timeout DUR]\n"
+	  "                  [--poll-interval DUR]" },
 	{ "adopt", O_MODE | O_PROFILE, 1, 1, "adopt DOMAIN --mode M [--profile P]" },
 	{ "switch", O_TO | O_PROFILE | O_DRY_RUN | O_ACCEPT | O_TIMING | O_QUICK_TEST, 1, 1,
 	  "switch DOMAIN --to MODE [--profile P] [--verify-timeout DUR] [--poll-interval DUR]\n"
@@ -56,8 +61,9 @@ void mm_cli_usage(FILE *f)
 	      "                [--lock-timeout DUR] [-v|-q] COMMAND [ARGS]\n\ncommands:\n", f);
 	for (i = 0; commands[i].name; i++)
 		fprintf(f, "  mailmode %s\n", commands[i].synopsis);
-	fputs("\nexit codes: 0 ok, 1 error, 2 usage, 3 verification failed,\n"
-	      "            4 refused by the one-mode invariant or a conflict\n"
+	fputs("\nexit codes: 0 ok, 1 error (also: unfinished, outcome unknown), 2 usage,\n"
+	      "            3 not verified or rolled back, 4 refused (one-mode invariant,\n"
+	      "            conflict, drift; status: drift or an unfinished migration)\n"
 	      "See mailmode(1).\n", f);
 }
 
@@ -143,6 +149,7 @@ static const struct flag_opt flag_opts[] = {
 	{ "--dry-run", O_DRY_RUN, offsetof(struct mm_args, dry_run), 1 },
 	{ "--force", O_FORCE, offsetof(struct mm_args, force), 1 },
 	{ "--accept-conflicts", O_ACCEPT, offsetof(struct mm_args, accept_conflicts), 1 },
+	{ "--no-wait", O_NO_WAIT, offsetof(struct mm_args, no_wait), 1 },
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -196,7 +203,8 @@ int mm_cli_parse(struct mm_args *args, int argc, char **argv, char *err)
 				long *ms = (long *)((char *)args + duration_opts[k].offset);
 
 				if (mm_config_duration(value, ms) != 0) {
-					snprintf(err, MM_ERR_MAX, "%s '%s': not a duration (e.g. 30s, 2m, 500ms)",
+					snprintf(err, MM_ERR_MAX,
+					         "%s '%s': not a duration of at most a year (e.g. 30s, 2m, 500ms)",
 					         duration_opts[k].name, value);
 					return MM_USAGE;
 				}
@@ -209,14 +217,14 @@ int mm_cli_parse(struct mm_args *args, int argc, char **argv, char *err)
 			if (r < 0)
 				return MM_USAGE;
 			if (r > 0) {
-				char *end;
+				long n;
 
-				args->parallel = (int)strtol(value, &end, 10);
-				if (end == value || *end != '\0' || args->parallel < 1 || args->parallel > 64) {
+				if (mm_num_parse_long(value, 1, 64, &n) != 0) {
 					snprintf(err, MM_ERR_MAX, "--parallel '%s': want a number from 1 to 64",
 					         value);
 					return MM_USAGE;
 				}
+				args->parallel = (int)n;
 				seen |= O_PARALLEL;
 				matched = 1;
 			}

@@ -28,6 +28,7 @@ struct mm_args {
 	int dry_run;
 	int force;
 	int accept_conflicts;
+	int no_wait;
 	int help;
 	int version;
 	long lock_timeout_ms;

@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include "domain.h"
+#include "migrate.h"
 #include "ops.h"
 #include "quicktest.h"
 
@@ -83,62 +84,81 @@ static int prepare(struct mm_ctx *ctx, struct job *job, const char *mode, int cr
 	return MM_OK;
 }
 
-static int refuse_other_mode(struct mm_ctx *ctx, const struct job *job, const char *mode)
+static void engine_for(struct mm_ctx *ctx, struct mm_engine *e)
 {
-	return mm_fail(ctx, MM_REFUSED,
-	               "%s is already in %s mode: a domain has one mode; use 'mailmode switch %s --to %s'",
-	               job->domain, job->row.mode, job->domain, mode);
+	*e = (struct mm_engine){ .state = ctx->state, .plugins = &ctx->plugins,
+	                         .output = &ctx->output, .slot = -1,
+	                         .command = ctx->args.command,
+	                         .lock_wait_ms = ctx->args.lock_timeout_ms };
+}
+
+static void options_for(const struct mm_ctx *ctx, struct mm_switch_options *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+	opts->verify_timeout_ms = ctx->args.verify_timeout_ms >= 0 ? ctx->args.verify_timeout_ms
+	                                                          : MM_DEFAULT_VERIFY_TIMEOUT_MS;
+	opts->poll_interval_ms = ctx->args.poll_interval_ms > 0 ? ctx->args.poll_interval_ms
+	                                                        : MM_DEFAULT_POLL_INTERVAL_MS;
+	opts->accept_conflicts = ctx->args.accept_conflicts;
+	opts->force = ctx->args.force;
+	opts->no_wait = ctx->args.no_wait;
+}
+
+/* setup, teardown and adopt run as journaled migrations of their own kind:
+ * one call into the engine, then what it did. */
+static int run_journaled(struct mm_ctx *ctx, struct job *job, enum mm_kind kind, const char *mode)
+{
+	struct mm_switch_options opts;
+	struct mm_switch_report report;
+	struct mm_engine e;
+	int rc;
+
+	options_for(ctx, &opts);
+	engine_for(ctx, &e);
+	rc = mm_migrate_run(&e, kind, job->domain, mode, job->profile, &opts, &report, ctx->err);
+	cJSON_AddStringToObject(ctx->doc, "outcome", report.outcome ? report.outcome : "failed");
+	if (report.step)
+		cJSON_AddStringToObject(ctx->doc, "failed_step", report.step);
+	if (rc != MM_OK && report.diag.summary[0]) {
+		char engine_err[MM_ERR_MAX];
+
+		snprintf(engine_err, sizeof(engine_err), "%s", ctx->err);
+		mm_fail_diag(ctx, rc, &report.diag);
+		return mm_fail(ctx, rc, "%s", engine_err);
+	}
+	return rc;
 }
 
 int mm_cmd_setup(struct mm_ctx *ctx)
 {
 	struct job job = { 0 };
 	struct mm_plugin *plugin;
-	struct mailmode_diag diag;
 	struct mm_op op;
-	char *receipt = NULL;
 	int rc, again;
 
 	rc = prepare(ctx, &job, ctx->args.mode, !ctx->args.dry_run, &plugin);
 	if (rc != MM_OK)
 		goto out;
-	if (job.found && job.row.mode && strcmp(job.row.mode, ctx->args.mode) != 0) {
-		rc = refuse_other_mode(ctx, &job, ctx->args.mode);
-		goto out;
-	}
-	again = job.found && job.row.mode;
-	op = (struct mm_op){ .plugin = plugin, .domain = job.domain, .profile = job.profile,
-	                     .receipt = again ? job.row.receipt : NULL,
-	                     .flags = ctx->args.accept_conflicts ? MAILMODE_REQ_ACCEPT_CONFLICTS : 0 };
-	if (!again && (rc = mm_check_other_modes(ctx, job.domain, job.profile, ctx->args.mode)) != MM_OK)
-		goto out;
+	again = job.found && job.row.mode && strcmp(job.row.mode, ctx->args.mode) == 0;
 	if (ctx->args.dry_run) {
+		op = (struct mm_op){ .plugin = plugin, .domain = job.domain, .profile = job.profile,
+		                     .receipt = again ? job.row.receipt : NULL,
+		                     .flags = ctx->args.accept_conflicts ? MAILMODE_REQ_ACCEPT_CONFLICTS : 0 };
 		rc = mm_show_plan(ctx, cJSON_AddArrayToObject(ctx->doc, "plan"), &op, MAILMODE_PLAN_SETUP);
 		goto out;
 	}
-	if ((rc = mm_lock_domain(ctx, job.domain, &job.locked)) != MM_OK)
-		goto out;
-	rc = mm_op_setup(&op, &receipt, &diag);
-	if (rc != MM_OK) {
-		char err[MM_ERR_MAX];
-
-		if (mm_state_audit(ctx->state, job.domain, "setup-failed", diag.summary, err) != MM_OK)
-			mm_log(&ctx->output, MAILMODE_LOG_WARNING, "%s", err);
-		rc = mm_fail_diag(ctx, rc, &diag);
-		goto out;
-	}
-	mm_print_diag(&ctx->output, &diag);
-	rc = mm_state_set_mode(ctx->state, job.domain, ctx->args.mode, job.profile, receipt,
-	                       again ? job.row.adopted : 0, "setup", ctx->args.mode, ctx->err);
+	rc = run_journaled(ctx, &job, MM_KIND_SETUP, ctx->args.mode);
 	if (rc != MM_OK)
 		goto out;
-	cJSON_AddItemToObject(ctx->doc, "receipt", mm_json_from_text(receipt));
+	mm_domain_row_clear(&job.row);
+	rc = mm_state_get_domain(ctx->state, job.domain, &job.row, &job.found, ctx->err);
+	if (rc != MM_OK)
+		goto out;
+	cJSON_AddItemToObject(ctx->doc, "receipt", mm_json_from_text(job.row.receipt));
 	if (!ctx->output.json)
 		printf("%s: %s mode set up%s (profile %s)\n", job.domain, ctx->args.mode,
 		       again ? " again" : "", job.profile);
 out:
-	mm_unlock_domain(ctx, job.domain, &job.locked);
-	free(receipt);
 	job_clear(&job);
 	return rc;
 }
@@ -181,38 +201,24 @@ int mm_cmd_teardown(struct mm_ctx *ctx)
 {
 	struct job job = { 0 };
 	struct mm_plugin *plugin;
-	struct mailmode_diag diag;
 	struct mm_op op;
 	int rc;
 
 	rc = prepare(ctx, &job, NULL, 0, &plugin);
 	if (rc != MM_OK)
 		goto out;
-	op = (struct mm_op){ .plugin = plugin, .domain = job.domain, .profile = job.profile,
-	                     .receipt = job.row.receipt,
-	                     .flags = (job.row.adopted ? MAILMODE_REQ_ADOPTED : 0) |
-	                              (ctx->args.force ? MAILMODE_REQ_FORCE : 0) };
 	if (ctx->args.dry_run) {
+		op = (struct mm_op){ .plugin = plugin, .domain = job.domain, .profile = job.profile,
+		                     .receipt = job.row.receipt,
+		                     .flags = (job.row.adopted ? MAILMODE_REQ_ADOPTED : 0) |
+		                              (ctx->args.force ? MAILMODE_REQ_FORCE : 0) };
 		rc = mm_show_plan(ctx, cJSON_AddArrayToObject(ctx->doc, "plan"), &op, MAILMODE_PLAN_TEARDOWN);
 		goto out;
 	}
-	if ((rc = mm_lock_domain(ctx, job.domain, &job.locked)) != MM_OK)
-		goto out;
-	rc = mm_op_teardown(&op, &diag);
-	if (rc != MM_OK) {
-		char err[MM_ERR_MAX];
-
-		if (mm_state_audit(ctx->state, job.domain, "teardown-failed", diag.summary, err) != MM_OK)
-			mm_log(&ctx->output, MAILMODE_LOG_WARNING, "%s", err);
-		rc = mm_fail_diag(ctx, rc, &diag);
-		goto out;
-	}
-	mm_print_diag(&ctx->output, &diag);
-	rc = mm_state_clear_mode(ctx->state, job.domain, "teardown", plugin->desc->name, ctx->err);
+	rc = run_journaled(ctx, &job, MM_KIND_TEARDOWN, plugin->desc->name);
 	if (rc == MM_OK && !ctx->output.json)
 		printf("%s: %s mode torn down\n", job.domain, plugin->desc->name);
 out:
-	mm_unlock_domain(ctx, job.domain, &job.locked);
 	job_clear(&job);
 	return rc;
 }
@@ -221,50 +227,20 @@ int mm_cmd_adopt(struct mm_ctx *ctx)
 {
 	struct job job = { 0 };
 	struct mm_plugin *plugin;
-	struct mailmode_diag diag;
-	enum mailmode_presence presence;
-	struct mm_op op;
-	char *report = NULL;
 	int rc;
 
 	rc = prepare(ctx, &job, ctx->args.mode, 1, &plugin);
 	if (rc != MM_OK)
 		goto out;
-	if (job.found && job.row.mode) {
-		if (strcmp(job.row.mode, ctx->args.mode) != 0)
-			rc = refuse_other_mode(ctx, &job, ctx->args.mode);
-		else if (!ctx->output.json)
+	if (job.found && job.row.mode && strcmp(job.row.mode, ctx->args.mode) == 0) {
+		if (!ctx->output.json)
 			printf("%s: already recorded in %s mode\n", job.domain, job.row.mode);
 		goto out;
 	}
-	if (!(plugin->desc->caps & MAILMODE_CAP_ADOPT)) {
-		rc = mm_fail(ctx, MM_ERR, "plugin %s cannot adopt a domain set up by hand", plugin->desc->name);
-		goto out;
-	}
-	if ((rc = mm_check_other_modes(ctx, job.domain, job.profile, ctx->args.mode)) != MM_OK)
-		goto out;
-	op = (struct mm_op){ .plugin = plugin, .domain = job.domain, .profile = job.profile,
-	                     .flags = MAILMODE_REQ_ADOPTED };
-	rc = mm_op_observe(&op, &presence, &report, &diag);
-	cJSON_AddItemToObject(ctx->doc, "report", mm_json_from_text(report));
-	if (rc != MM_OK) {
-		rc = mm_fail_diag(ctx, rc, &diag);
-		goto out;
-	}
-	if (presence != MAILMODE_PRESENT) {
-		rc = mm_fail(ctx, MM_UNVERIFIED, "%s mode is %s for %s: nothing to adopt", plugin->desc->name,
-		             mm_presence_name(presence), job.domain);
-		goto out;
-	}
-	if ((rc = mm_lock_domain(ctx, job.domain, &job.locked)) != MM_OK)
-		goto out;
-	rc = mm_state_set_mode(ctx->state, job.domain, ctx->args.mode, job.profile, NULL, 1, "adopt",
-	                       ctx->args.mode, ctx->err);
+	rc = run_journaled(ctx, &job, MM_KIND_ADOPT, ctx->args.mode);
 	if (rc == MM_OK && !ctx->output.json)
 		printf("%s: adopted in %s mode (profile %s)\n", job.domain, ctx->args.mode, job.profile);
 out:
-	mm_unlock_domain(ctx, job.domain, &job.locked);
-	free(report);
 	job_clear(&job);
 	return rc;
 }

@@ -54,7 +54,26 @@ struct status_run {
 	cJSON *domains;
 	int drift;
 	int errors;
+	int open;                 /* unfinished migrations */
 };
+
+/* The first snapshot of what a mode replaced, as the state keeps it. */
+static void add_original(struct mm_ctx *ctx, cJSON *item, const char *domain, const char *mode)
+{
+	char err[MM_ERR_MAX], *snapshot = NULL;
+	cJSON *originals;
+
+	if (!mode || !ctx->state ||
+	    mm_state_get_original(ctx->state, domain, mode, &snapshot, err) != MM_OK || !snapshot)
+		return;
+	originals = cJSON_GetObjectItem(item, "originals");
+	if (!originals)
+		originals = cJSON_AddObjectToObject(item, "originals");
+	cJSON_AddItemToObject(originals, mode, mm_json_from_text(snapshot));
+	if (!ctx->output.json)
+		printf("    original (%s): %s\n", mode, snapshot);
+	free(snapshot);
+}
 
 /* Observes one mode for the domain; records drift against the state. */
 static void observe_mode(struct status_run *run, struct mm_plugin *p, const char *domain,
@@ -141,9 +160,14 @@ static int status_one(struct status_run *run, const char *domain, const struct m
 	    migrating) {
 		cJSON *m = cJSON_AddObjectToObject(item, "migration");
 
-		cJSON_AddStringToObject(m, "to", migration.to_mode);
+		cJSON_AddStringToObject(m, "kind", migration.kind);
+		if (migration.to_mode)
+			cJSON_AddStringToObject(m, "to", migration.to_mode);
+		else
+			cJSON_AddNullToObject(m, "to");
 		cJSON_AddStringToObject(m, "step", migration.step);
 		cJSON_AddStringToObject(m, "started_at", migration.started_at);
+		run->open++;
 	}
 	observed = cJSON_AddObjectToObject(item, "observed");
 	drift = cJSON_AddArrayToObject(item, "drift");
@@ -162,9 +186,14 @@ static int status_one(struct status_run *run, const char *domain, const struct m
 		cJSON_ArrayForEach(d, drift)
 			printf("    DRIFT: %s\n", d->valuestring);
 		if (migrating)
-			printf("    UNFINISHED MIGRATION to %s since %s, last step %s: mailmode resume %s\n",
-			       migration.to_mode, migration.started_at, migration.step, domain);
+			printf("    UNFINISHED %s %s -> %s since %s, last step %s: mailmode resume %s\n",
+			       migration.kind, migration.from_mode ? migration.from_mode : "none",
+			       migration.to_mode ? migration.to_mode : "none", migration.started_at,
+			       migration.step, domain);
 	}
+	add_original(ctx, item, domain, mode);
+	if (migrating && migration.to_mode && (!mode || strcmp(mode, migration.to_mode) != 0))
+		add_original(ctx, item, domain, migration.to_mode);
 	mm_migration_clear(&migration);
 	return MM_OK;
 }
@@ -206,6 +235,9 @@ int mm_cmd_status(struct mm_ctx *ctx)
 		               run.drift);
 	if (run.errors)
 		return mm_fail(ctx, MM_ERR, "%d mode(s) could not be observed", run.errors);
+	if (run.open)
+		return mm_fail(ctx, MM_REFUSED, "%d unfinished migration(s): run 'mailmode resume'",
+		               run.open);
 	return MM_OK;
 }
 

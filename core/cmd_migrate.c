@@ -17,7 +17,10 @@ static void report_json(struct mm_ctx *ctx, cJSON *to, const char *domain, const
 		cJSON_AddStringToObject(to, "from", from_mode);
 	else
 		cJSON_AddNullToObject(to, "from");
-	cJSON_AddStringToObject(to, "to", to_mode);
+	if (to_mode)
+		cJSON_AddStringToObject(to, "to", to_mode);
+	else
+		cJSON_AddNullToObject(to, "to");
 	cJSON_AddStringToObject(to, "outcome", report->outcome ? report->outcome : "failed");
 	if (report->step)
 		cJSON_AddStringToObject(to, "failed_step", report->step);
@@ -25,7 +28,7 @@ static void report_json(struct mm_ctx *ctx, cJSON *to, const char *domain, const
 	cJSON_AddNumberToObject(to, "elapsed_ms", (double)report->elapsed_ms);
 	if (!ctx->output.json && report->outcome && strcmp(report->outcome, "unfinished") != 0)
 		printf("%s: %s %s -> %s in %.1f s (%d verify attempt%s)\n", domain, report->outcome,
-		       from_mode ? from_mode : "none", to_mode,
+		       from_mode ? from_mode : "none", to_mode ? to_mode : "none",
 		       (double)report->elapsed_ms / 1000.0, report->verify_attempts,
 		       report->verify_attempts == 1 ? "" : "s");
 }
@@ -219,8 +222,9 @@ static int resume_one(const struct mm_migration *m, void *arg)
 		return MM_OK;
 	run->count++;
 	if (!ctx->output.json)
-		printf("%s: resuming the migration %s -> %s (last step: %s)\n", m->domain,
-		       m->from_mode ? m->from_mode : "none", m->to_mode, m->step);
+		printf("%s: %s the %s %s -> %s (last step: %s)\n", m->domain,
+		       run->abort ? "aborting" : "resuming", m->kind ? m->kind : "migration",
+		       m->from_mode ? m->from_mode : "none", m->to_mode ? m->to_mode : "none", m->step);
 	engine_for(ctx, &e);
 	rc = run->abort ? mm_migrate_abort(&e, m->domain, &report, ctx->err)
 	                : mm_migrate_resume(&e, m->domain, ctx->args.force, &report, ctx->err);

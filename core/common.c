@@ -46,6 +46,7 @@ int mm_fail_diag(struct mm_ctx *ctx, int rc, const struct mailmode_diag *diag)
 
 int mm_load_plugins(struct mm_ctx *ctx)
 {
+	char warning[MM_ERR_MAX];
 	size_t i;
 
 	if (ctx->plugins_loaded)
@@ -54,6 +55,12 @@ int mm_load_plugins(struct mm_ctx *ctx)
 	                    sizeof(ctx->err)) != 0)
 		return MM_ERR;
 	ctx->plugins_loaded = 1;
+	/* Only now are the plugins' keys known. */
+	if (mm_config_check_plugins(ctx->config, &ctx->plugins, warning, sizeof(warning), ctx->err,
+	                            sizeof(ctx->err)) != 0)
+		return MM_ERR;
+	if (warning[0])
+		mm_log(&ctx->output, MAILMODE_LOG_WARNING, "%s", warning);
 	if (strcmp(ctx->args.command, "plugins") != 0)
 		for (i = 0; i < ctx->plugins.nrefused; i++)
 			mm_log(&ctx->output, MAILMODE_LOG_WARNING, "plugin %s refused: %s",
@@ -90,6 +97,9 @@ int mm_open_state(struct mm_ctx *ctx, int create)
 
 	if (ctx->state)
 		return MM_OK;
+	/* A missing DB is an empty state, a DB that cannot be is an error. */
+	if (mm_state_check_path(ctx->state_path, ctx->err) != MM_OK)
+		return MM_ERR;
 	if (!create && stat(ctx->state_path, &st) != 0 && errno == ENOENT)
 		return MM_OK;
 	return mm_state_open(ctx->state_path, ctx->args.lock_timeout_ms, &ctx->state, ctx->err);

@@ -1,16 +1,131 @@
 #include "config.h"
 
+#include "num.h"
+
+#include <ctype.h>
 #include <errno.h>
-#include <ini.h>
 #include <libgen.h>
-#include <stdio.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+/* ------------------------------------------------------------------ */
+/* The INI reader */
+
+static const char *const ini_errors[] = {
+	[MM_INI_NO_BRACKET] = "a [section] header without its ']'",
+	[MM_INI_AFTER_BRACKET] = "text after a [section] header",
+	[MM_INI_EMPTY_SECTION] = "an empty [] section name",
+	[MM_INI_NO_EQUALS] = "syntax error (expected [section] or key = value)",
+	[MM_INI_EMPTY_KEY] = "a value without a key",
+	[MM_INI_NUL] = "a NUL byte in the line",
+};
+
+const char *mm_ini_error_text(enum mm_ini_error what)
+{
+	return ini_errors[what];
+}
+
+static char *trim(char *s)
+{
+	char *end;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	end = s + strlen(s);
+	while (end > s && isspace((unsigned char)end[-1]))
+		*--end = '\0';
+	return s;
+}
+
+/* A ';' after white space starts a comment (as inih has it, so that
+ * values may hold ';' otherwise). */
+static void strip_comment(char *s)
+{
+	char *p;
+
+	for (p = s; *p; p++)
+		if (*p == ';' && p > s && isspace((unsigned char)p[-1])) {
+			*p = '\0';
+			return;
+		}
+}
+
+/* One line; returns what the handler returned (0: stop), -1 when out of
+ * memory. */
+static int ini_line(const struct mm_ini_handler *h, int line, char *text, char **section)
+{
+	char *eq, *close, *name, *rest;
+
+	text = trim(text);
+	if (*text == '\0' || *text == ';' || *text == '#')
+		return 1;
+	if (*text == '[') {
+		close = strchr(text, ']');
+		if (!close)
+			return h->error(h->user, line, MM_INI_NO_BRACKET);
+		*close = '\0';
+		rest = trim(close + 1);
+		if (*rest != '\0' && *rest != ';' && *rest != '#')
+			return h->error(h->user, line, MM_INI_AFTER_BRACKET);
+		name = trim(text + 1);
+		if (*name == '\0')
+			return h->error(h->user, line, MM_INI_EMPTY_SECTION);
+		free(*section);
+		if (!(*section = strdup(name)))
+			return -1;
+		return h->entry(h->user, line, *section, NULL, NULL);
+	}
+	eq = strchr(text, '=');
+	if (!eq)
+		return h->error(h->user, line, MM_INI_NO_EQUALS);
+	*eq = '\0';
+	strip_comment(eq + 1);
+	if (*trim(text) == '\0')
+		return h->error(h->user, line, MM_INI_EMPTY_KEY);
+	return h->entry(h->user, line, *section ? *section : "", trim(text), trim(eq + 1));
+}
+
+int mm_ini_parse(FILE *f, const struct mm_ini_handler *h)
+{
+	char *text = NULL, *section = NULL, *start;
+	size_t cap = 0;
+	ssize_t len;
+	int line = 0, go = 1;
+
+	errno = 0;
+	while (go > 0 && (len = getline(&text, &cap, f)) >= 0) {
+		line++;
+		start = text;
+		/* A byte order mark some editors write at the very start. */
+		if (line == 1 && len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
+			start += 3;
+		if (strlen(text) != (size_t)len)
+			go = h->error(h->user, line, MM_INI_NUL);
+		else
+			go = ini_line(h, line, start, &section);
+	}
+	free(text);
+	free(section);
+	if (go < 0)
+		errno = ENOMEM;
+	return go < 0 || ferror(f) ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* The configuration */
 
 struct mm_config_entry {
 	char *section;
 	char *key;
 	char *value;
+	int line;
+};
+
+struct mm_config_section {
+	char *name;
+	int line;                 /* of its first header */
 };
 
 struct mm_config {
@@ -18,9 +133,9 @@ struct mm_config {
 	char *dir;
 	struct mm_config_entry *entries;
 	size_t count, cap;
-	char **sections;          /* in file order, each once */
+	struct mm_config_section *sections;   /* in file order, each once */
 	size_t nsections, capsections;
-	char first_error[256];    /* set by the handler; inih gives the line */
+	char first_error[512];    /* "LINE: reason", set by the handlers */
 };
 
 static const char *const core_keys[] = {
@@ -37,13 +152,13 @@ static int is_core_key(const char *key)
 	return 0;
 }
 
-static int remember_section(struct mm_config *cfg, const char *section)
+static int remember_section(struct mm_config *cfg, const char *section, int line)
 {
+	struct mm_config_section *grown;
 	size_t i;
-	char **grown;
 
 	for (i = 0; i < cfg->nsections; i++)
-		if (strcmp(cfg->sections[i], section) == 0)
+		if (strcmp(cfg->sections[i].name, section) == 0)
 			return 0;
 	if (cfg->nsections == cfg->capsections) {
 		size_t cap = cfg->capsections ? cfg->capsections * 2 : 8;
@@ -54,62 +169,84 @@ static int remember_section(struct mm_config *cfg, const char *section)
 		cfg->sections = grown;
 		cfg->capsections = cap;
 	}
-	cfg->sections[cfg->nsections] = strdup(section);
-	if (!cfg->sections[cfg->nsections])
+	cfg->sections[cfg->nsections].name = strdup(section);
+	cfg->sections[cfg->nsections].line = line;
+	if (!cfg->sections[cfg->nsections].name)
 		return -1;
 	cfg->nsections++;
 	return 0;
 }
 
-static int on_entry(void *user, const char *section, const char *key, const char *value)
+static int entry_error(struct mm_config *cfg, int line, const char *fmt, ...)
+	MAILMODE_PRINTF(3, 4);
+static int entry_error(struct mm_config *cfg, int line, const char *fmt, ...)
 {
-	struct mm_config *cfg = user;
+	int n = snprintf(cfg->first_error, sizeof(cfg->first_error), "%d: ", line);
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cfg->first_error + n, sizeof(cfg->first_error) - (size_t)n, fmt, ap);
+	va_end(ap);
+	return 0;
+}
+
+static int add_entry(struct mm_config *cfg, int line, const char *section, const char *key,
+                     const char *value)
+{
 	struct mm_config_entry *e;
 
-	if (cfg->first_error[0])
-		return 1;
-	if (section[0] == '\0') {
-		snprintf(cfg->first_error, sizeof(cfg->first_error),
-		         "key '%s' is outside any [section]", key);
-		return 0;
-	}
-	if (remember_section(cfg, section) != 0)
-		goto nomem;
-	if (strcmp(section, "mailmode") == 0 && !is_core_key(key)) {
-		snprintf(cfg->first_error, sizeof(cfg->first_error),
-		         "unknown key '%s' in [mailmode] (known: state, plugin_dir, default_profile, lock_timeout)",
-		         key);
-		return 0;
-	}
-	if (mm_config_get(cfg, section, key)) {
-		snprintf(cfg->first_error, sizeof(cfg->first_error),
-		         "key '%s' given twice in [%s]", key, section);
-		return 0;
-	}
 	if (cfg->count == cfg->cap) {
 		size_t cap = cfg->cap ? cfg->cap * 2 : 32;
 		struct mm_config_entry *grown = realloc(cfg->entries, cap * sizeof(*grown));
 
 		if (!grown)
-			goto nomem;
+			return -1;
 		cfg->entries = grown;
 		cfg->cap = cap;
 	}
 	e = &cfg->entries[cfg->count];
 	e->section = strdup(section);
 	e->key = strdup(key);
-	e->value = strdup(value ? value : "");
+	e->value = strdup(value);
+	e->line = line;
 	if (!e->section || !e->key || !e->value) {
 		free(e->section);
 		free(e->key);
 		free(e->value);
-		goto nomem;
+		return -1;
 	}
 	cfg->count++;
+	return 0;
+}
+
+static int on_entry(void *user, int line, const char *section, const char *key,
+                    const char *value)
+{
+	struct mm_config *cfg = user;
+
+	if (section[0] == '\0')
+		return entry_error(cfg, line, "key '%s' is outside any [section]", key);
+	if (remember_section(cfg, section, line) != 0)
+		goto nomem;
+	if (!key)
+		return 1;
+	if (strcmp(section, "mailmode") == 0 && !is_core_key(key))
+		return entry_error(cfg, line,
+		                   "unknown key '%s' in [mailmode] (known: state, plugin_dir, default_profile, lock_timeout)",
+		                   key);
+	if (mm_config_get(cfg, section, key))
+		return entry_error(cfg, line, "key '%s' given twice in [%s]", key, section);
+	if (add_entry(cfg, line, section, key, value) != 0)
+		goto nomem;
 	return 1;
 nomem:
-	snprintf(cfg->first_error, sizeof(cfg->first_error), "out of memory");
+	snprintf(cfg->first_error, sizeof(cfg->first_error), "%d: out of memory", line);
 	return 0;
+}
+
+static int on_error(void *user, int line, enum mm_ini_error what)
+{
+	return entry_error(user, line, "%s", mm_ini_error_text(what));
 }
 
 static struct mm_config *config_new(const char *path)
@@ -143,41 +280,57 @@ static struct mm_config *config_new(const char *path)
 	return cfg;
 }
 
-struct mm_config *mm_config_load(const char *path, int required, char *err, size_t errlen)
+struct mm_config *mm_config_read(FILE *f, const char *path, char *err, size_t errlen)
 {
 	struct mm_config *cfg = config_new(path);
-	FILE *f = NULL;
-	int line;
+	struct mm_ini_handler h = { .entry = on_entry, .error = on_error };
 
 	if (!cfg) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	f = fopen(path, "r");
-	if (!f) {
-		if (errno == ENOENT && !required)
-			return cfg;
-		snprintf(err, errlen, "config %s: %s", path, strerror(errno));
+	h.user = cfg;
+	if (mm_ini_parse(f, &h) != 0) {
+		snprintf(err, errlen, "config %s: cannot read: %s", path, strerror(errno));
 		goto fail;
 	}
-	line = ini_parse_file(f, on_entry, cfg);
-	if (line != 0) {
-		if (line < 0)
-			snprintf(err, errlen, "config %s: cannot read", path);
-		else if (cfg->first_error[0])
-			snprintf(err, errlen, "%s:%d: %s", path, line, cfg->first_error);
-		else
-			snprintf(err, errlen, "%s:%d: syntax error (expected [section] or key = value)",
-			         path, line);
+	if (cfg->first_error[0]) {
+		snprintf(err, errlen, "%s:%s", path, cfg->first_error);
 		goto fail;
 	}
-	fclose(f);
 	return cfg;
 fail:
-	if (f)
-		fclose(f);
 	mm_config_free(cfg);
 	return NULL;
+}
+
+struct mm_config *mm_config_load(const char *path, enum mm_config_need need, char *err,
+                                 size_t errlen)
+{
+	struct mm_config *cfg = NULL;
+	struct stat st;
+	FILE *f = fopen(path, "r");
+
+	if (!f && errno == ENOENT && need == MM_CONFIG_OPTIONAL)
+		return config_new(path);
+	if (!f && errno == ENOENT && need == MM_CONFIG_DEFAULT) {
+		snprintf(err, errlen,
+		         "config %s: No such file or directory (the default; name one with --config FILE or MAILMODE_CONFIG)",
+		         path);
+		return NULL;
+	}
+	if (!f) {
+		snprintf(err, errlen, "config %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	/* fopen() opens a directory for reading; only reading it fails. */
+	if (fstat(fileno(f), &st) == 0 && !S_ISREG(st.st_mode))
+		snprintf(err, errlen, "config %s: %s, not a file", path,
+		         S_ISDIR(st.st_mode) ? "a directory" : "a special file");
+	else
+		cfg = mm_config_read(f, path, err, errlen);
+	fclose(f);
+	return cfg;
 }
 
 void mm_config_free(struct mm_config *cfg)
@@ -192,7 +345,7 @@ void mm_config_free(struct mm_config *cfg)
 		free(cfg->entries[i].value);
 	}
 	for (i = 0; i < cfg->nsections; i++)
-		free(cfg->sections[i]);
+		free(cfg->sections[i].name);
 	free(cfg->sections);
 	free(cfg->entries);
 	free(cfg->path);
@@ -218,7 +371,7 @@ int mm_config_has_section(const struct mm_config *cfg, const char *section)
 	size_t i;
 
 	for (i = 0; cfg && i < cfg->nsections; i++)
-		if (strcmp(cfg->sections[i], section) == 0)
+		if (strcmp(cfg->sections[i].name, section) == 0)
 			return 1;
 	return 0;
 }
@@ -233,6 +386,25 @@ const char *mm_config_path(const struct mm_config *cfg)
 	return cfg->path;
 }
 
+const char *mm_config_section_at(const struct mm_config *cfg, size_t i, int *line)
+{
+	if (i >= cfg->nsections)
+		return NULL;
+	*line = cfg->sections[i].line;
+	return cfg->sections[i].name;
+}
+
+const char *mm_config_entry_at(const struct mm_config *cfg, size_t i, const char **section,
+                               const char **value, int *line)
+{
+	if (i >= cfg->count)
+		return NULL;
+	*section = cfg->entries[i].section;
+	*value = cfg->entries[i].value;
+	*line = cfg->entries[i].line;
+	return cfg->entries[i].key;
+}
+
 #define PROFILE_PREFIX "profile "
 
 void mm_config_each_profile(const struct mm_config *cfg,
@@ -241,10 +413,9 @@ void mm_config_each_profile(const struct mm_config *cfg,
 	size_t i, plen = strlen(PROFILE_PREFIX);
 
 	for (i = 0; i < cfg->nsections; i++)
-		if (strncmp(cfg->sections[i], PROFILE_PREFIX, plen) == 0)
-			fn(cfg->sections[i] + plen, arg);
+		if (strncmp(cfg->sections[i].name, PROFILE_PREFIX, plen) == 0)
+			fn(cfg->sections[i].name + plen, arg);
 }
-
 struct profile_list {
 	char names[512];
 	size_t count;
@@ -291,23 +462,7 @@ int mm_config_profile(const struct mm_config *cfg, const char *name,
 	return 0;
 }
 
-/* "90", "90s", "15m", "2h", "500ms" -> milliseconds. */
 int mm_config_duration(const char *s, long *ms)
 {
-	char *end;
-	long v = strtol(s, &end, 10);
-
-	if (end == s || v < 0)
-		return -1;
-	if (*end == '\0' || strcmp(end, "s") == 0)
-		*ms = v * 1000;
-	else if (strcmp(end, "ms") == 0)
-		*ms = v;
-	else if (strcmp(end, "m") == 0)
-		*ms = v * 60000;
-	else if (strcmp(end, "h") == 0)
-		*ms = v * 3600000;
-	else
-		return -1;
-	return 0;
+	return mm_num_parse_duration(s, ms);
 }

@@ -67,6 +67,12 @@ int mm_domain_normalize(const char *in, char *out, char *err, size_t errlen)
 		}
 		out[i] = (char)tolower(c);
 	}
+	/* "a.b.." is "a.b." with an empty last label, not a.b: only one final
+	 * dot is the root. */
+	if (label_len == 0) {
+		snprintf(err, errlen, "invalid domain '%s': empty label", in);
+		return -1;
+	}
 	if (in[len - 1] == '-') {
 		snprintf(err, errlen, "invalid domain '%s': a label ends with '-'", in);
 		return -1;

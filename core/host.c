@@ -1,10 +1,12 @@
 #include "host.h"
+#include "ops.h"
 
 #include "config.h"
 #include "http.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -196,6 +198,40 @@ static char *resolve_path(const struct mm_host_ctx *ctx, const char *path)
 	return full;
 }
 
+/* What the secret file itself (a symlink's target: secret mounts are made
+ * of them) must be: a regular file of ours, for nobody else to read. */
+static int secret_file_ok(const char *full, const struct stat *st, struct mailmode_diag *diag)
+{
+	struct passwd pw, *owner = NULL;
+	char names[512];
+
+	if (!S_ISREG(st->st_mode)) {
+		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "secret file %s is not a regular file", full);
+		return -1;
+	}
+	if (st->st_uid != geteuid()) {
+		if (getpwuid_r(st->st_uid, &pw, names, sizeof(names), &owner) != 0)
+			owner = NULL;
+		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		            "secret file %s is owned by %s (uid %u), not by the user mailmode runs as (uid %u)",
+		            full, owner ? owner->pw_name : "another user", (unsigned)st->st_uid,
+		            (unsigned)geteuid());
+		return -1;
+	}
+	if (st->st_mode & (S_IRWXG | S_IRWXO)) {
+		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		            "secret file %s is accessible by group or others (mode %03o): chmod 600 it",
+		            full, (unsigned)(st->st_mode & 0777));
+		return -1;
+	}
+	if (st->st_size > SECRET_MAX) {
+		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "secret file %s is larger than %d bytes",
+		            full, SECRET_MAX);
+		return -1;
+	}
+	return 0;
+}
+
 static int host_secret_load(void *handle, const char *path, char **secret,
                             struct mailmode_diag *diag)
 {
@@ -212,26 +248,15 @@ static int host_secret_load(void *handle, const char *path, char **secret,
 		rc = MAILMODE_ERR_NOMEM;
 		goto out;
 	}
-	fd = open(full, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* Symlinks are followed; the checks are on what was opened (fstat),
+	 * so a link swapped in between changes nothing. */
+	fd = open(full, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0 || fstat(fd, &st) != 0) {
 		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "secret file %s: %s", full, strerror(errno));
 		goto out;
 	}
-	if (!S_ISREG(st.st_mode)) {
-		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "secret file %s is not a regular file", full);
+	if (secret_file_ok(full, &st, diag) != 0)
 		goto out;
-	}
-	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0,
-		            "secret file %s is accessible by group or others (mode %03o): chmod 600 it",
-		            full, (unsigned)(st.st_mode & 0777));
-		goto out;
-	}
-	if (st.st_size > SECRET_MAX) {
-		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "secret file %s is larger than %d bytes",
-		            full, SECRET_MAX);
-		goto out;
-	}
 	buf = calloc(1, (size_t)st.st_size + 1);
 	if (!buf) {
 		rc = MAILMODE_ERR_NOMEM;
@@ -239,6 +264,10 @@ static int host_secret_load(void *handle, const char *path, char **secret,
 	}
 	while (len < (size_t)st.st_size && (n = read(fd, buf + len, (size_t)st.st_size - len)) > 0)
 		len += (size_t)n;
+	if (len < (size_t)st.st_size) {
+		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "secret file %s: cannot read it", full);
+		goto out;
+	}
 	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' ' ||
 	                   buf[len - 1] == '\t'))
 		buf[--len] = '\0';
@@ -252,6 +281,8 @@ static int host_secret_load(void *handle, const char *path, char **secret,
 out:
 	if (fd >= 0)
 		close(fd);
+	if (buf)
+		explicit_bzero(buf, len);
 	free(buf);
 	free(full);
 	return rc;
@@ -401,6 +432,8 @@ void mm_host_init(struct mm_host_ctx *ctx, const struct mm_config *config,
 		.free = free,
 		.diag_set = host_diag_set,
 		.diag_append = host_diag_append,
+		.checkpoint = mm_host_checkpoint,
+		.keep_original = mm_host_keep_original,
 	};
 }
 

@@ -102,6 +102,20 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
 	return growbuf_add(b, p, size * n) == 0 ? size * n : 0;
 }
 
+/* Delta-seconds, at most a day: more digits than a long holds must not
+ * saturate or wrap. */
+static long delta_seconds(const char *digits)
+{
+	long secs;
+
+	while (digits[0] == '0' && digits[1])
+		digits++;
+	if (strlen(digits) > 9)
+		return MM_HTTP_RETRY_AFTER_MAX;
+	secs = strtol(digits, NULL, 10);
+	return secs > MM_HTTP_RETRY_AFTER_MAX ? MM_HTTP_RETRY_AFTER_MAX : secs;
+}
+
 long mm_http_retry_after(const char *headers, long now_epoch)
 {
 	const char *line = headers;
@@ -113,7 +127,6 @@ long mm_http_retry_after(const char *headers, long now_epoch)
 			const char *v = line + 12;
 			char value[64];
 			size_t len;
-			char *end;
 			long secs;
 
 			while (*v == ' ' || *v == '\t')
@@ -125,13 +138,17 @@ long mm_http_retry_after(const char *headers, long now_epoch)
 				return -1;
 			memcpy(value, v, len);
 			value[len] = '\0';
-			secs = strtol(value, &end, 10);
-			if (*end == '\0')
-				return secs < 0 ? -1 : secs;
+			/* Delta-seconds: any number of digits (RFC 9110); more than
+			 * a day is taken as a day, so a huge value can neither wrap
+			 * into "no wait" nor overflow the caller's milliseconds.
+			 * The retry budget then decides. */
+			if (strspn(value, "0123456789") == len)
+				return delta_seconds(value);
 			secs = (long)curl_getdate(value, NULL);
 			if (secs < 0)
 				return -1;
-			return secs > now_epoch ? secs - now_epoch : 0;
+			return secs > now_epoch ? (secs - now_epoch > MM_HTTP_RETRY_AFTER_MAX
+			                           ? MM_HTTP_RETRY_AFTER_MAX : secs - now_epoch) : 0;
 		}
 		line = eol ? eol + 1 : NULL;
 	}

@@ -20,7 +20,8 @@ void mm_http_response_free(void *handle, struct mailmode_http_response *resp);
 long mm_http_requests_made(void);
 
 /* Seconds to wait from a Retry-After value (delta-seconds or HTTP date),
- * or -1 when absent or unparsable. */
+ * at most MM_HTTP_RETRY_AFTER_MAX, or -1 when absent or unparsable. */
+#define MM_HTTP_RETRY_AFTER_MAX 86400L
 long mm_http_retry_after(const char *headers, long now_epoch);
 
 #endif

@@ -12,7 +12,7 @@
 
 #define MIGRATION_COLUMNS \
 	"id, domain, from_mode, to_mode, profile, step, old_receipt, old_adopted, new_receipt," \
-	" options, verify_deadline, started_at"
+	" options, verify_deadline, started_at, kind"
 #define LOCK_LEASE_RENEW_MS (30LL * 60 * 1000)
 
 void mm_migration_clear(struct mm_migration *m)
@@ -26,6 +26,7 @@ void mm_migration_clear(struct mm_migration *m)
 	free(m->new_receipt);
 	free(m->options);
 	free(m->started_at);
+	free(m->kind);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -50,15 +51,25 @@ static void read_migration(sqlite3_stmt *stmt, struct mm_migration *m)
 	m->options = dup_column(stmt, 9);
 	m->verify_deadline = sqlite3_column_int64(stmt, 10);
 	m->started_at = dup_column(stmt, 11);
+	m->kind = dup_column(stmt, 12);
 }
 
-/* Crash hook (see state.h): counted per process. */
-static void maybe_crash(struct mm_state *st)
+/* Crash hooks (see state.h): counted per process, or at a named row. */
+static void maybe_crash_at(struct mm_state *st, const char *step, const char *phase)
 {
 	const char *after = getenv("MAILMODE_TEST_CRASH_AFTER");
+	const char *at = getenv("MAILMODE_TEST_CRASH_AT");
+	size_t len = strlen(step);
 
 	if (after && ++st->journal_writes == atol(after))
 		raise(SIGKILL);
+	if (at && strncmp(at, step, len) == 0 && at[len] == ':' && strcmp(at + len + 1, phase) == 0)
+		raise(SIGKILL);
+}
+
+static void maybe_crash(struct mm_state *st)
+{
+	maybe_crash_at(st, "", "");
 }
 
 static int append_journal(struct mm_state *st, long long id, const char *step, const char *phase,
@@ -79,8 +90,10 @@ int mm_state_migration_open(struct mm_state *st, struct mm_migration *m, char *e
 {
 	char at[32], adopted[4], deadline[24];
 	const char *row_params[] = { m->domain, at };
+	const char *kind = m->kind ? m->kind : "switch";
 	const char *params[] = { m->domain, m->from_mode, m->to_mode, m->profile, m->old_receipt,
-	                         adopted, m->options, deadline, at };
+	                         adopted, m->options, deadline, at, kind };
+	char action[48];
 	int rc;
 
 	mm_state_now_iso(at, sizeof(at));
@@ -93,18 +106,20 @@ int mm_state_migration_open(struct mm_state *st, struct mm_migration *m, char *e
 	if (rc == MM_OK) {
 		rc = mm_state_run(st, "INSERT INTO migrations(domain, from_mode, to_mode, profile, step,"
 		                      " old_receipt, old_adopted, new_receipt, options, verify_deadline,"
-		                      " started_at) VALUES(?,?,?,?,'planned',?,?,NULL,?,?,?)",
-		                  9, params, err);
+		                      " started_at, kind) VALUES(?,?,?,?,'planned',?,?,NULL,?,?,?,?)",
+		                  10, params, err);
 		if (rc != MM_OK && strstr(err, "UNIQUE"))
 			snprintf(err, MM_ERR_MAX, "%s has an unfinished migration: run 'mailmode resume %s' or 'mailmode abort %s'",
 			         m->domain, m->domain, m->domain), rc = MM_REFUSED;
 	}
 	if (rc == MM_OK) {
 		m->id = sqlite3_last_insert_rowid(st->db);
-		rc = append_journal(st, m->id, "planned", "end", m->to_mode, err);
+		rc = append_journal(st, m->id, "planned", "end", m->to_mode ? m->to_mode : "none", err);
 	}
+	snprintf(action, sizeof(action), "%s-start", kind);
 	if (rc == MM_OK)
-		rc = mm_state_insert_audit(st, m->domain, "switch-start", m->to_mode, err);
+		rc = mm_state_insert_audit(st, m->domain, action,
+		                           m->to_mode ? m->to_mode : m->from_mode, err);
 	rc = mm_state_finish(st, rc, err);
 	if (rc == MM_OK)
 		maybe_crash(st);
@@ -177,20 +192,44 @@ int mm_state_migration_get(struct mm_state *st, const char *domain, struct mm_mi
 	return rc;
 }
 
+/* A retry loop writes one row per step, however often it tries: the row
+ * counts the attempts and keeps the last one's detail and time. */
+static int coalesce_attempt(struct mm_state *st, long long id, const char *step,
+                            const char *detail, int *done, char *err)
+{
+	char mid[24], at[32];
+	const char *params[] = { detail, at, mid, step };
+	int rc;
+
+	*done = 0;
+	mm_state_now_iso(at, sizeof(at));
+	snprintf(mid, sizeof(mid), "%lld", id);
+	rc = mm_state_run(st, "UPDATE journal SET attempts = attempts + 1, detail = ?1, last_at = ?2"
+	                      " WHERE migration_id = ?3 AND step = ?4 AND phase = 'attempt'"
+	                      " AND seq = (SELECT max(seq) FROM journal WHERE migration_id = ?3)",
+	                  4, params, err);
+	if (rc == MM_OK)
+		*done = sqlite3_changes(st->db) > 0;
+	return rc;
+}
+
 int mm_state_journal(struct mm_state *st, long long id, const char *step, const char *phase,
                      const char *detail, char *err)
 {
 	char mid[24], lease[24], pid[24];
 	const char *step_params[] = { step, mid };
 	const char *lease_params[] = { lease, mid, pid };
-	int rc;
+	int coalesced = 0, rc = MM_OK;
 
 	snprintf(mid, sizeof(mid), "%lld", id);
 	snprintf(lease, sizeof(lease), "%lld", (long long)(mm_host_wall_ms(NULL) + LOCK_LEASE_RENEW_MS));
 	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
 	if ((rc = mm_state_begin(st, err)) != MM_OK)
 		return rc;
-	rc = append_journal(st, id, step, phase, detail, err);
+	if (strcmp(phase, "attempt") == 0)
+		rc = coalesce_attempt(st, id, step, detail, &coalesced, err);
+	if (rc == MM_OK && !coalesced)
+		rc = append_journal(st, id, step, phase, detail, err);
 	if (rc == MM_OK && strcmp(phase, "end") == 0)
 		rc = mm_state_run(st, "UPDATE migrations SET step = ? WHERE id = ?", 2, step_params, err);
 	if (rc == MM_OK)
@@ -199,7 +238,7 @@ int mm_state_journal(struct mm_state *st, long long id, const char *step, const 
 		                  3, lease_params, err);
 	rc = mm_state_finish(st, rc, err);
 	if (rc == MM_OK && strcmp(phase, "attempt") != 0)
-		maybe_crash(st);
+		maybe_crash_at(st, step, phase);
 	return rc;
 }
 
@@ -226,68 +265,183 @@ int mm_state_journal_has(struct mm_state *st, long long id, const char *step, co
 	return src == SQLITE_DONE ? MM_OK : mm_state_db_error(st, src, "reading the journal", err);
 }
 
-int mm_state_migration_set_receipt(struct mm_state *st, long long id, const char *receipt,
-                                   char *err)
+int mm_state_migration_set_receipt(struct mm_state *st, long long id, int old_mode,
+                                   const char *receipt, const char *why, char *err)
 {
 	char mid[24];
 	const char *params[] = { receipt, mid };
+	int rc;
 
 	snprintf(mid, sizeof(mid), "%lld", id);
-	return mm_state_run(st, "UPDATE migrations SET new_receipt = ? WHERE id = ?", 2, params, err);
+	if ((rc = mm_state_begin(st, err)) != MM_OK)
+		return rc;
+	rc = mm_state_run(st, old_mode ? "UPDATE migrations SET old_receipt = ? WHERE id = ?"
+	                               : "UPDATE migrations SET new_receipt = ? WHERE id = ?",
+	                  2, params, err);
+	if (rc == MM_OK && why)
+		rc = append_journal(st, id, why, old_mode ? "old" : "new", receipt, err);
+	rc = mm_state_finish(st, rc, err);
+	if (rc == MM_OK && why)
+		maybe_crash(st);
+	return rc;
+}
+
+int mm_state_keep_original(struct mm_state *st, long long id, const char *domain,
+                           const char *mode, const char *snapshot, int *kept, char *err)
+{
+	char mid[24], at[32];
+	const char *params[] = { domain, mode, snapshot, at, mid };
+	int rc;
+
+	*kept = 0;
+	snprintf(mid, sizeof(mid), "%lld", id);
+	mm_state_now_iso(at, sizeof(at));
+	if ((rc = mm_state_begin(st, err)) != MM_OK)
+		return rc;
+	rc = mm_state_run(st, "INSERT OR IGNORE INTO originals(domain, mode, snapshot, taken_at,"
+	                      " migration_id) VALUES(?, ?, ?, ?, ?)", 5, params, err);
+	if (rc == MM_OK && (*kept = sqlite3_changes(st->db) > 0))
+		rc = append_journal(st, id, "original", "kept", snapshot, err);
+	if (rc == MM_OK && *kept)
+		rc = mm_state_insert_audit(st, domain, "original-kept", snapshot, err);
+	rc = mm_state_finish(st, rc, err);
+	if (rc == MM_OK && *kept)
+		maybe_crash(st);
+	return rc;
+}
+
+static int read_text_row(struct mm_state *st, const char *sql, const char *a, const char *b,
+                         char **out, char *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	const unsigned char *v;
+	int src;
+
+	*out = NULL;
+	src = sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL);
+	if (src == SQLITE_OK) {
+		sqlite3_bind_text(stmt, 1, a, -1, SQLITE_STATIC);
+		sqlite3_bind_text(stmt, 2, b, -1, SQLITE_STATIC);
+		src = sqlite3_step(stmt);
+	}
+	if (src == SQLITE_ROW) {
+		v = sqlite3_column_text(stmt, 0);
+		if (v && !(*out = strdup((const char *)v)))
+			src = SQLITE_NOMEM;
+		else
+			src = SQLITE_DONE;
+	}
+	sqlite3_finalize(stmt);
+	return src == SQLITE_DONE ? MM_OK : mm_state_db_error(st, src, "reading", err);
+}
+
+int mm_state_get_original(struct mm_state *st, const char *domain, const char *mode,
+                          char **snapshot, char *err)
+{
+	return read_text_row(st, "SELECT snapshot FROM originals WHERE domain = ? AND mode = ?"
+	                         " AND restored_at IS NULL", domain, mode, snapshot, err);
+}
+
+static int read_open_migration(struct mm_state *st, long long id, struct mm_migration *m,
+                               char *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	int src, rc = MM_OK;
+
+	src = sqlite3_prepare_v2(st->db, "SELECT " MIGRATION_COLUMNS " FROM migrations"
+	                         " WHERE id = ? AND finished_at IS NULL", -1, &stmt, NULL);
+	if (src == SQLITE_OK) {
+		sqlite3_bind_int64(stmt, 1, id);
+		src = sqlite3_step(stmt);
+	}
+	if (src == SQLITE_ROW) {
+		read_migration(stmt, m);
+	} else if (src == SQLITE_DONE) {
+		snprintf(err, MM_ERR_MAX, "migration %lld is not open", id);
+		rc = MM_ERR;
+	} else {
+		rc = mm_state_db_error(st, src, "reading the migration", err);
+	}
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+/* What closing does to the domain's row: a migration that finished gives
+ * it the new mode (none after a teardown); any other result leaves it. */
+static int commit_domain(struct mm_state *st, const struct mm_migration *m, long long id,
+                         char *err)
+{
+	char mid[24], at[32], adopted[4];
+	const char *params[] = { at, mid, adopted };
+
+	snprintf(mid, sizeof(mid), "%lld", id);
+	snprintf(adopted, sizeof(adopted), "%d", strcmp(m->kind, "adopt") == 0);
+	mm_state_now_iso(at, sizeof(at));
+	/* The domain takes its new mode while the migration is still open: the
+	 * one-mode trigger allows the change only then. */
+	return mm_state_run(st, "UPDATE domains SET mode = m.to_mode,"
+	                        " profile = CASE WHEN m.to_mode IS NULL THEN NULL ELSE m.profile END,"
+	                        " receipt = m.new_receipt, adopted = ?3, updated_at = ?1"
+	                        " FROM (SELECT to_mode, profile, new_receipt, domain FROM migrations"
+	                        "       WHERE id = ?2) AS m WHERE domains.domain = m.domain",
+	                    3, params, err);
+}
+
+/* The mode that is gone once the migration closes has had its original
+ * put back: the next setup of it takes a new snapshot. */
+static int release_original(struct mm_state *st, const struct mm_migration *m, int done,
+                            char *err)
+{
+	const char *gone = done ? m->from_mode : m->to_mode;
+	char at[32];
+	const char *params[] = { at, m->domain, gone };
+
+	if (!gone || (m->from_mode && m->to_mode && strcmp(m->from_mode, m->to_mode) == 0))
+		return MM_OK;
+	mm_state_now_iso(at, sizeof(at));
+	return mm_state_run(st, "UPDATE originals SET restored_at = ? WHERE domain = ? AND mode = ?"
+	                        " AND restored_at IS NULL", 3, params, err);
 }
 
 int mm_state_migration_close(struct mm_state *st, long long id, const char *result,
                              const char *detail, char *err)
 {
 	struct mm_migration m;
-	char mid[24], at[32];
-	const char *commit_params[] = { at, mid };
+	char mid[24], at[32], action[64], pid[24];
 	const char *close_params[] = { at, result, mid };
-	int found = 0, rc;
+	const char *lock_params[] = { mid, pid };
+	int done = strcmp(result, "done") == 0, rc;
 
 	snprintf(mid, sizeof(mid), "%lld", id);
+	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
 	mm_state_now_iso(at, sizeof(at));
 	memset(&m, 0, sizeof(m));
 	if ((rc = mm_state_begin(st, err)) != MM_OK)
 		return rc;
-	{
-		sqlite3_stmt *stmt = NULL;
-		int src = sqlite3_prepare_v2(st->db, "SELECT " MIGRATION_COLUMNS " FROM migrations"
-		                             " WHERE id = ? AND finished_at IS NULL", -1, &stmt, NULL);
-
-		if (src == SQLITE_OK) {
-			sqlite3_bind_int64(stmt, 1, id);
-			src = sqlite3_step(stmt);
-		}
-		if (src == SQLITE_ROW) {
-			read_migration(stmt, &m);
-			found = 1;
-		} else if (src != SQLITE_DONE) {
-			rc = mm_state_db_error(st, src, "reading the migration", err);
-		}
-		sqlite3_finalize(stmt);
-	}
-	if (rc == MM_OK && !found) {
-		snprintf(err, MM_ERR_MAX, "migration %lld is not open", id);
-		rc = MM_ERR;
-	}
-	/* The domain takes its new mode while the migration is still open: the
-	 * one-mode trigger allows the change only then. */
-	if (rc == MM_OK && strcmp(result, "done") == 0)
-		rc = mm_state_run(st, "UPDATE domains SET mode = m.to_mode, profile = m.profile,"
-		                      " receipt = m.new_receipt, adopted = 0, updated_at = ?1"
-		                      " FROM (SELECT to_mode, profile, new_receipt, domain FROM migrations"
-		                      "       WHERE id = ?2) AS m WHERE domains.domain = m.domain",
-		                  2, commit_params, err);
+	rc = read_open_migration(st, id, &m, err);
+	if (rc == MM_OK && done)
+		rc = commit_domain(st, &m, id, err);
+	if (rc == MM_OK && (done || strcmp(result, "rolled_back") == 0 ||
+	                    strcmp(result, "aborted") == 0))
+		rc = release_original(st, &m, done, err);
 	if (rc == MM_OK)
 		rc = append_journal(st, id, "close", "end", result, err);
 	if (rc == MM_OK)
 		rc = mm_state_run(st, "UPDATE migrations SET finished_at = ?, result = ?, step = 'closed'"
 		                      " WHERE id = ?", 3, close_params, err);
+	/* The lock goes with the migration: a kill right after the close must
+	 * not leave a lock row for nobody. */
 	if (rc == MM_OK)
-		rc = mm_state_insert_audit(st, m.domain, strcmp(result, "done") == 0 ? "switch" :
-		                           strcmp(result, "rolled_back") == 0 ? "switch-rolled-back" :
-		                           "switch-aborted", detail, err);
+		rc = mm_state_run(st, "DELETE FROM locks WHERE pid = ?2 AND domain ="
+		                      " (SELECT domain FROM migrations WHERE id = ?1)",
+		                  2, lock_params, err);
+	if (done)
+		snprintf(action, sizeof(action), "%s", m.kind ? m.kind : "switch");
+	else
+		snprintf(action, sizeof(action), "%s-%s", m.kind ? m.kind : "switch",
+		         strcmp(result, "rolled_back") == 0 ? "rolled-back" : result);
+	if (rc == MM_OK)
+		rc = mm_state_insert_audit(st, m.domain, action, detail, err);
 	rc = mm_state_finish(st, rc, err);
 	mm_migration_clear(&m);
 	return rc;

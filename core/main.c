@@ -1,6 +1,7 @@
 #include "cli.h"
 
 #include "http.h"
+#include "num.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -42,11 +43,10 @@ static int resolve_paths(struct mm_ctx *ctx)
 	if (!ctx->state_path || !ctx->plugin_dir)
 		return mm_fail(ctx, MM_ERR, "out of memory");
 	if (cfg_lock) {
-		char *end;
-		long secs = strtol(cfg_lock, &end, 10);
+		long secs;
 
-		if (end == cfg_lock || *end != '\0' || secs < 0)
-			return mm_fail(ctx, MM_ERR, "config %s: [mailmode] lock_timeout '%s' is not a number of seconds",
+		if (mm_num_parse_long(cfg_lock, 0, MM_NUM_DURATION_MAX_MS / 1000, &secs) != 0)
+			return mm_fail(ctx, MM_ERR, "config %s: [mailmode] lock_timeout '%s' is not a number of seconds (at most a year)",
 			               mm_config_path(ctx->config), cfg_lock);
 		ctx->args.lock_timeout_ms = secs * 1000;
 	}
@@ -56,17 +56,18 @@ static int resolve_paths(struct mm_ctx *ctx)
 static int load_config(struct mm_ctx *ctx)
 {
 	const char *path = ctx->args.config_path;
-	int required = 1;
+	enum mm_config_need required = MM_CONFIG_REQUIRED;
 
 	if (!path)
 		path = getenv("MAILMODE_CONFIG");
 	if (!path) {
 		path = DEFAULT_CONFIG;
-		required = 0;
+		required = MM_CONFIG_DEFAULT;
 	}
-	/* The sandbox writes the config it is then used with. */
-	if (strcmp(ctx->args.command, "sandbox") == 0)
-		required = 0;
+	/* The sandbox writes the config it is then used with; listing the
+	 * plugins needs none. */
+	if (strcmp(ctx->args.command, "sandbox") == 0 || strcmp(ctx->args.command, "plugins") == 0)
+		required = MM_CONFIG_OPTIONAL;
 	ctx->config = mm_config_load(path, required, ctx->err, sizeof(ctx->err));
 	return ctx->config ? MM_OK : MM_ERR;
 }

@@ -1,7 +1,10 @@
-#include "migrate.h"
+/* The steps of a migration and how they are journaled, resumed and rolled
+ * back.  The public entries (and their checks before anything changes)
+ * are in migrate_entry.c. */
+#include "migrate_internal.h"
 
 #include "http.h"
-#include "ops.h"
+#include "num.h"
 
 #include <cjson/cJSON.h>
 #include <stdarg.h>
@@ -9,43 +12,39 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Journal steps, in the order a migration runs them. */
-enum step {
-	STEP_SETUP_NEW,
-	STEP_VERIFY_NEW,
-	STEP_TEARDOWN_OLD,
-	STEP_CONFIRM_OLD_GONE,
-	STEP_ROLLBACK_TEARDOWN_NEW,
-	STEP_ROLLBACK_CONFIRM_NEW_GONE
-};
-
 static const char *const step_names[] = {
 	"setup_new", "verify_new", "teardown_old", "confirm_old_gone",
-	"rollback_teardown_new", "rollback_confirm_new_gone"
+	"rollback_teardown_new", "rollback_confirm_new_gone", "adopt_confirm"
 };
+
+static const char *const kind_names[] = { "switch", "setup", "teardown", "adopt" };
 
 /* The first re-check comes this soon: a change usually reaches every
  * server within a NOTIFY and a transfer, so waiting a whole poll interval
  * first would only add latency.  Waits then double up to the interval. */
 #define FIRST_RECHECK_MS 100L
-#define LOCK_LEASE_MS (30L * 60 * 1000)
-
-struct run {
-	struct mm_engine *e;
-	struct mm_migration *m;
-	struct mm_plugin *new_plugin;
-	struct mm_plugin *old_plugin;    /* NULL when the domain had no mode */
-	struct mm_switch_options opts;
-	struct mm_switch_report *report;
-	long long started_ms;
-	long long settle_until_ms;      /* from the new mode's verify report */
-	char *err;
-};
 
 /* Wall-clock milliseconds: deadlines are stored and outlive the process. */
-static long long now_ms(void)
+long long mm_migrate_now_ms(void)
 {
 	return mm_host_wall_ms(NULL);
+}
+
+const char *mm_migrate_kind_name(enum mm_kind kind)
+{
+	return kind_names[kind];
+}
+
+int mm_migrate_kind_parse(const char *name, enum mm_kind *kind)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(kind_names) / sizeof(kind_names[0]); i++)
+		if (name && strcmp(name, kind_names[i]) == 0) {
+			*kind = (enum mm_kind)i;
+			return MM_OK;
+		}
+	return MM_ERR;
 }
 
 void mm_engine_progress(const struct mm_engine *e, const char *fmt, ...)
@@ -66,44 +65,137 @@ static void engine_progress_end(const struct mm_engine *e)
 		mm_progress_end(e->output);
 }
 
-static int journal(struct run *r, enum step step, const char *phase, const char *detail)
+static int journal(struct mm_run *r, enum mm_step step, const char *phase, const char *detail)
 {
 	return mm_state_journal(r->e->state, r->m->id, step_names[step], phase, detail, r->err);
 }
 
-static int journal_has(struct run *r, const char *step, const char *phase, int *has)
+static int journal_has(struct mm_run *r, const char *step, const char *phase, int *has)
 {
 	return mm_state_journal_has(r->e->state, r->m->id, step, phase, has, r->err);
 }
 
-static int step_done(struct run *r, enum step step, int *done)
+static int step_done(struct mm_run *r, enum mm_step step, int *done)
 {
 	return journal_has(r, step_names[step], "end", done);
 }
 
-static struct mm_op op_for(const struct run *r, int new_mode, unsigned flags)
+/* ------------------------------------------------------------------ */
+/* Plugin calls, with what they record (ABI 1.2 checkpoint and
+ * keep_original) kept aside until the call returns: the plugin may read
+ * req->receipt and req->original until then. */
+
+static int record_checkpoint(const struct mm_op *op, const char *receipt, char *err)
+{
+	struct mm_run *r = op->recorder->arg;
+	int old = op->recorder == &r->rec_old;
+	char *copy = strdup(receipt);
+	int rc;
+
+	if (!copy) {
+		snprintf(err, MM_ERR_MAX, "out of memory");
+		return MM_ERR;
+	}
+	rc = mm_state_migration_set_receipt(r->e->state, r->m->id, old, receipt, "checkpoint", err);
+	if (rc != MM_OK) {
+		free(copy);
+		return rc;
+	}
+	free(r->pending_receipt);
+	r->pending_receipt = copy;
+	r->call_recorded = 1;
+	return MM_OK;
+}
+
+static int record_original(const struct mm_op *op, const char *snapshot, char *err)
+{
+	struct mm_run *r = op->recorder->arg;
+	int kept = 0, rc;
+
+	rc = mm_state_keep_original(r->e->state, r->m->id, r->m->domain, op->plugin->desc->name,
+	                            snapshot, &kept, err);
+	if (rc == MM_OK && kept && !r->pending_original && !(r->pending_original = strdup(snapshot))) {
+		snprintf(err, MM_ERR_MAX, "out of memory");
+		rc = MM_ERR;
+	}
+	r->call_recorded = 1;
+	return rc;
+}
+
+struct mm_op mm_run_op(struct mm_run *r, int old, unsigned flags, int recording)
 {
 	struct mm_op op = {
-		.plugin = new_mode ? r->new_plugin : r->old_plugin,
+		.plugin = old ? r->old_plugin : r->new_plugin,
 		.domain = r->m->domain,
 		.profile = r->m->profile,
-		.receipt = new_mode ? r->m->new_receipt : r->m->old_receipt,
+		.receipt = old ? r->m->old_receipt : r->m->new_receipt,
+		.original = old ? r->original_old : r->original_new,
 		.flags = flags,
 		.limiter = r->e->limiter,
+		.recorder = recording ? (old ? &r->rec_old : &r->rec_new) : NULL,
+		.unknown = &r->call_unknown,
 	};
 
-	if (!new_mode && r->m->old_adopted)
+	if (old && r->m->old_adopted)
 		op.flags |= MAILMODE_REQ_ADOPTED;
 	return op;
 }
 
+static void call_begin(struct mm_run *r)
+{
+	r->call_recorded = 0;
+	r->call_unknown = 0;
+}
+
+/* A plugin built before ABI 1.2 records nothing, so any failed call of it
+ * may have changed something. */
+static int call_may_have_changed(const struct mm_run *r, const struct mm_plugin *p)
+{
+	return r->call_recorded || r->call_unknown || p->desc->abi_minor < 2;
+}
+
+static void call_end(struct mm_run *r, int old)
+{
+	char **receipt = old ? &r->m->old_receipt : &r->m->new_receipt;
+	char **original = old ? &r->original_old : &r->original_new;
+
+	if (r->pending_receipt) {
+		free(*receipt);
+		*receipt = r->pending_receipt;
+		r->pending_receipt = NULL;
+	}
+	if (r->pending_original) {
+		free(*original);
+		*original = r->pending_original;
+		r->pending_original = NULL;
+	}
+	if (r->call_recorded || r->call_unknown)
+		r->step_changed = 1;
+}
+
+static int run_teardown_call(struct mm_run *r, int old, unsigned flags, struct mailmode_diag *diag)
+{
+	struct mm_op op = mm_run_op(r, old, flags, 1);
+	int rc;
+
+	call_begin(r);
+	rc = mm_op_teardown(&op, diag);
+	if (rc != MM_OK && call_may_have_changed(r, op.plugin))
+		r->step_changed = 1;
+	call_end(r, old);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Polled conditions */
+
 /* One poll of a condition: MM_OK when met, MM_UNVERIFIED when not yet,
  * anything else when it cannot be met by waiting. */
-typedef int (*check_fn)(struct run *r, int new_mode, struct mailmode_diag *diag);
+typedef int (*check_fn)(struct mm_run *r, int old, struct mailmode_diag *diag);
 
-static int check_verified(struct run *r, int new_mode, struct mailmode_diag *diag)
+static int check_verified(struct mm_run *r, int old, struct mailmode_diag *diag)
 {
-	struct mm_op op = op_for(r, new_mode, 0);
+	struct mm_op op = mm_run_op(r, old, 0, 0);
 	char *report = NULL;
 	int rc = mm_op_verify(&op, &report, diag);
 
@@ -111,7 +203,13 @@ static int check_verified(struct run *r, int new_mode, struct mailmode_diag *dia
 		cJSON *root = cJSON_Parse(report);
 		cJSON *settle = cJSON_GetObjectItem(root, "settle_until_ms");
 
-		r->settle_until_ms = cJSON_IsNumber(settle) ? (long long)settle->valuedouble : 0;
+		int64_t until = 0;
+
+		/* An out-of-range double cast to an integer is undefined. */
+		if (!cJSON_IsNumber(settle) ||
+		    mm_num_from_double(settle->valuedouble, 0, MM_NUM_EPOCH_MS_MAX, &until) != 0)
+			until = 0;
+		r->settle_until_ms = until;
 		cJSON_Delete(root);
 	}
 	free(report);
@@ -120,40 +218,58 @@ static int check_verified(struct run *r, int new_mode, struct mailmode_diag *dia
 	return rc;
 }
 
-static int check_gone(struct run *r, int new_mode, struct mailmode_diag *diag)
+/* Gone from every server or from the tenant.  When the world disagrees
+ * with the journal (a change whose answer was lost landed after the
+ * teardown read the world), the teardown runs again. */
+static int check_gone(struct mm_run *r, int old, struct mailmode_diag *diag)
 {
-	struct mm_op op = op_for(r, new_mode, 0);
+	struct mm_op op = mm_run_op(r, old, 0, 0);
 	enum mailmode_presence presence;
-	char *report = NULL;
+	struct mailmode_diag again;
+	char *report = NULL, seen[MAILMODE_DIAG_SUMMARY_MAX];
 	int rc = mm_op_observe(&op, &presence, &report, diag);
 
 	free(report);
-	if (rc != MM_OK)
+	if (rc != MM_OK) {
+		diag->retryable = 1;
 		return MM_UNVERIFIED;      /* cannot see it: keep asking */
+	}
 	if (presence == MAILMODE_ABSENT)
 		return MM_OK;
-	mm_diag_set(diag, MAILMODE_SEV_WARNING, 1, "%s mode is still %s for %s",
-	            op.plugin->desc->name, mm_presence_name(presence), r->m->domain);
+	snprintf(seen, sizeof(seen), "%s", diag->summary);
+	rc = run_teardown_call(r, old, 0, &again);
+	mm_diag_set(diag, MAILMODE_SEV_WARNING, 1, "%s mode is still %s for %s%s%s: tearing it down again (%s)",
+	            op.plugin->desc->name, mm_presence_name(presence), r->m->domain,
+	            seen[0] ? ": " : "", seen, rc == MM_OK ? "done" : again.summary);
 	return MM_UNVERIFIED;
 }
 
 /* Teardown as a condition: a retryable failure (an answer that did not
  * come, an object not listed yet) is tried again until the deadline. */
-static int check_torn_down(struct run *r, int new_mode, struct mailmode_diag *diag)
+static int check_torn_down(struct mm_run *r, int old, struct mailmode_diag *diag)
 {
-	unsigned flags = !new_mode && r->opts.force ? MAILMODE_REQ_FORCE : 0;
-	struct mm_op op = op_for(r, new_mode, flags);
-	int rc = mm_op_teardown(&op, diag);
+	unsigned flags = old && r->opts.force ? MAILMODE_REQ_FORCE : 0;
+	int rc = run_teardown_call(r, old, flags, diag);
 
 	if (rc == MM_OK)
 		return MM_OK;
 	return diag->retryable ? MM_UNVERIFIED : rc;
 }
 
+static void show_attempt(struct mm_run *r, const char *what, int attempt, const char *summary)
+{
+	long long elapsed = (mm_migrate_now_ms() - r->started_ms) / 1000;
+
+	if (elapsed < 0)
+		elapsed = 0;
+	mm_engine_progress(r->e, "%s: %s: attempt %d, %lld:%02lld elapsed: %s", r->m->domain, what,
+	                   attempt, elapsed / 60, elapsed % 60, summary);
+}
+
 /* Polls check until it passes or the deadline passes, waiting 100 ms,
  * then twice as long each time up to the poll interval; the last attempt
- * is made at the deadline.  Each attempt is journaled. */
-static int poll(struct run *r, enum step step, check_fn check, int new_mode, long long deadline,
+ * is made at the deadline.  Attempts share one journal row. */
+static int poll(struct mm_run *r, enum mm_step step, check_fn check, int old, long long deadline,
                 const char *what, struct mailmode_diag *diag)
 {
 	long long max_interval = r->opts.poll_interval_ms;
@@ -161,44 +277,68 @@ static int poll(struct run *r, enum step step, check_fn check, int new_mode, lon
 	int attempt = 0, rc;
 
 	for (;;) {
-		long long now, elapsed;
+		long long now;
 
 		attempt++;
-		if (step == STEP_VERIFY_NEW)
+		if (step == MM_STEP_VERIFY_NEW)
 			r->report->verify_attempts++;
-		rc = check(r, new_mode, diag);
-		now = now_ms();
-		elapsed = (now - r->started_ms) / 1000;
+		rc = check(r, old, diag);
+		now = mm_migrate_now_ms();
 		if (rc == MM_OK) {
 			engine_progress_end(r->e);
 			return MM_OK;
 		}
 		if (journal(r, step, "attempt", diag->summary) != MM_OK)
 			return MM_ERR;
-		mm_engine_progress(r->e, "%s: %s: attempt %d, %lld:%02lld elapsed: %s", r->m->domain,
-		            what, attempt, elapsed / 60, elapsed % 60, diag->summary);
+		show_attempt(r, what, attempt, diag->summary);
 		if (rc != MM_UNVERIFIED || now >= deadline) {
 			engine_progress_end(r->e);
-			return rc == MM_UNVERIFIED ? MM_UNVERIFIED : rc;
+			return rc;
 		}
 		mm_host_sleep_ms(NULL, now + interval < deadline ? interval : deadline - now);
 		interval = interval * 2 > max_interval ? max_interval : interval * 2;
 	}
 }
 
-static int close_migration(struct run *r, const char *result, const char *outcome)
+/* ------------------------------------------------------------------ */
+/* Ends */
+
+static const char *none_if_null(const char *mode)
+{
+	return mode ? mode : "none";
+}
+
+static int close_migration(struct mm_run *r, const char *result, const char *outcome)
 {
 	char detail[256];
 
-	snprintf(detail, sizeof(detail), "%s -> %s", r->m->from_mode ? r->m->from_mode : "none",
-	         r->m->to_mode);
+	snprintf(detail, sizeof(detail), "%s -> %s", none_if_null(r->m->from_mode),
+	         none_if_null(r->m->to_mode));
 	if (mm_state_migration_close(r->e->state, r->m->id, result, detail, r->err) != MM_OK)
 		return MM_ERR;
 	r->report->outcome = outcome;
 	return MM_OK;
 }
 
-static int unfinished(struct run *r, enum step step, int rc, const struct mailmode_diag *diag,
+/* The step failed before the plugin changed anything: the migration is
+ * closed and the domain stays as it was. */
+static int nothing_changed(struct mm_run *r, enum mm_step step, int rc,
+                           const struct mailmode_diag *diag, const char *what)
+{
+	char err[MM_ERR_MAX];
+
+	r->report->step = step_names[step];
+	r->report->diag = *diag;
+	if (journal(r, step, "fail", diag->summary) != MM_OK ||
+	    close_migration(r, "failed", NULL) != MM_OK)
+		return MM_ERR;
+	snprintf(err, sizeof(err), "%s: %s: %s; nothing was changed", r->m->domain, what,
+	         diag->summary);
+	snprintf(r->err, MM_ERR_MAX, "%s", err);
+	return rc == MM_OK ? MM_ERR : rc;
+}
+
+static int unfinished(struct mm_run *r, enum mm_step step, int rc, const struct mailmode_diag *diag,
                       const char *what)
 {
 	if (journal(r, step, "fail", diag->summary) != MM_OK)
@@ -206,98 +346,156 @@ static int unfinished(struct run *r, enum step step, int rc, const struct mailmo
 	r->report->outcome = "unfinished";
 	r->report->step = step_names[step];
 	r->report->diag = *diag;
-	snprintf(r->err, MM_ERR_MAX, "%s: %s: %s; the migration is unfinished: fix it, then run 'mailmode resume %s'",
-	         r->m->domain, what, diag->summary, r->m->domain);
+	snprintf(r->err, MM_ERR_MAX, "%s: %s: %s; the %s is unfinished: fix it, then run 'mailmode resume %s'",
+	         r->m->domain, what, diag->summary, kind_names[r->kind], r->m->domain);
 	return rc == MM_OK || rc == MM_UNVERIFIED ? MM_ERR : rc;
 }
 
-/* Undoes the new mode; the domain keeps its old one.  Returns rc_after
- * once the rollback is complete. */
-static int rollback(struct run *r, int rc_after)
+/* ------------------------------------------------------------------ */
+/* Rollback */
+
+static int rollback_teardown(struct mm_run *r, struct mailmode_diag *diag)
+{
+	enum mailmode_presence presence = MAILMODE_PRESENT;
+	struct mm_op op = mm_run_op(r, 0, 0, 0);
+	char *report = NULL;
+	int rc;
+
+	if ((rc = journal(r, MM_STEP_ROLLBACK_TEARDOWN_NEW, "begin", NULL)) != MM_OK)
+		return rc;
+	mm_engine_progress(r->e, "%s: rolling back %s mode", r->m->domain, r->m->to_mode);
+	/* A setup that failed before it changed anything left nothing to
+	 * undo (and no receipt to undo it with); anything else is torn
+	 * down, even when it looks absent: a new object may not be listed
+	 * yet. */
+	rc = mm_op_observe(&op, &presence, &report, diag);
+	free(report);
+	if (r->m->new_receipt || rc != MM_OK || presence != MAILMODE_ABSENT)
+		rc = poll(r, MM_STEP_ROLLBACK_TEARDOWN_NEW, check_torn_down, 0,
+		          mm_migrate_now_ms() + r->opts.verify_timeout_ms, "rolling back", diag);
+	if (rc != MM_OK)
+		return unfinished(r, MM_STEP_ROLLBACK_TEARDOWN_NEW, rc, diag,
+		                  "rollback: teardown of the new mode failed");
+	return journal(r, MM_STEP_ROLLBACK_TEARDOWN_NEW, "end", NULL);
+}
+
+static int rollback_confirm(struct mm_run *r, struct mailmode_diag *diag)
+{
+	int rc;
+
+	if ((rc = journal(r, MM_STEP_ROLLBACK_CONFIRM_NEW_GONE, "begin", NULL)) != MM_OK)
+		return rc;
+	rc = poll(r, MM_STEP_ROLLBACK_CONFIRM_NEW_GONE, check_gone, 0,
+	          mm_migrate_now_ms() + r->opts.verify_timeout_ms,
+	          "waiting for the new mode to be gone", diag);
+	if (rc != MM_OK)
+		return unfinished(r, MM_STEP_ROLLBACK_CONFIRM_NEW_GONE, rc, diag,
+		                  "rollback: the new mode could not be confirmed gone");
+	return journal(r, MM_STEP_ROLLBACK_CONFIRM_NEW_GONE, "end", NULL);
+}
+
+/* Undoes the new mode; the domain keeps its old one.  "rolled back" is
+ * said only once observe confirms nothing of the new mode is left; the
+ * result is then rc_after. */
+int mm_run_rollback(struct mm_run *r, int rc_after)
 {
 	struct mailmode_diag diag = { 0 };
-	long long deadline;
 	int done, aborted, rc;
 
-	if ((rc = step_done(r, STEP_ROLLBACK_TEARDOWN_NEW, &done)) != MM_OK)
+	if ((rc = step_done(r, MM_STEP_ROLLBACK_TEARDOWN_NEW, &done)) != MM_OK)
 		return rc;
-	if (!done) {
-		enum mailmode_presence presence = MAILMODE_PRESENT;
-		struct mm_op op = op_for(r, 1, 0);
-		char *report = NULL;
-
-		if ((rc = journal(r, STEP_ROLLBACK_TEARDOWN_NEW, "begin", NULL)) != MM_OK)
-			return rc;
-		mm_engine_progress(r->e, "%s: rolling back %s mode", r->m->domain, r->m->to_mode);
-		/* A setup that failed before it changed anything left nothing to
-		 * undo (and no receipt to undo it with); anything else is torn
-		 * down, even when it looks absent: a new object may not be
-		 * listed yet. */
-		rc = mm_op_observe(&op, &presence, &report, &diag);
-		free(report);
-		if (r->m->new_receipt || rc != MM_OK || presence != MAILMODE_ABSENT)
-			rc = poll(r, STEP_ROLLBACK_TEARDOWN_NEW, check_torn_down, 1,
-			          now_ms() + r->opts.verify_timeout_ms, "rolling back", &diag);
-		if (rc != MM_OK)
-			return unfinished(r, STEP_ROLLBACK_TEARDOWN_NEW, rc, &diag,
-			                  "rollback: teardown of the new mode failed");
-		if ((rc = journal(r, STEP_ROLLBACK_TEARDOWN_NEW, "end", NULL)) != MM_OK)
-			return rc;
-	}
-	if ((rc = step_done(r, STEP_ROLLBACK_CONFIRM_NEW_GONE, &done)) != MM_OK)
+	if (!done && (rc = rollback_teardown(r, &diag)) != MM_OK)
 		return rc;
-	if (!done) {
-		if ((rc = journal(r, STEP_ROLLBACK_CONFIRM_NEW_GONE, "begin", NULL)) != MM_OK)
-			return rc;
-		deadline = now_ms() + r->opts.verify_timeout_ms;
-		rc = poll(r, STEP_ROLLBACK_CONFIRM_NEW_GONE, check_gone, 1, deadline,
-		          "waiting for the new mode to be gone", &diag);
-		if (rc != MM_OK)
-			return unfinished(r, STEP_ROLLBACK_CONFIRM_NEW_GONE, rc, &diag,
-			                  "rollback: the new mode is still visible");
-		if ((rc = journal(r, STEP_ROLLBACK_CONFIRM_NEW_GONE, "end", NULL)) != MM_OK)
-			return rc;
-	}
+	if ((rc = step_done(r, MM_STEP_ROLLBACK_CONFIRM_NEW_GONE, &done)) != MM_OK)
+		return rc;
+	if (!done && (rc = rollback_confirm(r, &diag)) != MM_OK)
+		return rc;
 	if ((rc = journal_has(r, "abort", "end", &aborted)) != MM_OK)
 		return rc;
 	rc = close_migration(r, aborted ? "aborted" : "rolled_back", aborted ? "aborted" : "rolled back");
 	return rc == MM_OK ? rc_after : rc;
 }
 
-static int run_setup(struct run *r)
+/* ------------------------------------------------------------------ */
+/* Forward steps */
+
+/* A plain setup whose write went unanswered stays open: finishing it
+ * (resume) or undoing it (abort) waits for the world to answer, and that
+ * is the admin's call, not a wait of many minutes here. */
+static int setup_unknown(struct mm_run *r, int rc)
 {
-	struct mm_op op = op_for(r, 1, r->opts.accept_conflicts ? MAILMODE_REQ_ACCEPT_CONFLICTS : 0);
+	const struct mailmode_diag *diag = &r->report->diag;
+
+	if (journal(r, MM_STEP_SETUP_NEW, "unknown", diag->summary) != MM_OK)
+		return MM_ERR;
+	r->report->outcome = "unfinished";
+	r->report->step = step_names[MM_STEP_SETUP_NEW];
+	snprintf(r->err, MM_ERR_MAX,
+	         "%s: setup of %s mode: the outcome is unknown: %s; run 'mailmode resume %s' to finish it or 'mailmode abort %s' to undo it",
+	         r->m->domain, r->m->to_mode, diag->summary, r->m->domain, r->m->domain);
+	return rc == MM_OK || rc == MM_UNVERIFIED ? MM_ERR : rc;
+}
+
+static int setup_failed(struct mm_run *r, int rc)
+{
+	const struct mailmode_diag *diag = &r->report->diag;
+
+	if (!r->step_changed)
+		return nothing_changed(r, MM_STEP_SETUP_NEW, rc, diag, "setup failed");
+	if (r->kind == MM_KIND_SETUP && r->call_unknown)
+		return setup_unknown(r, rc);
+	if (r->kind == MM_KIND_SETUP && r->m->from_mode)
+		/* Set up again over a live mode: undoing it would remove the
+		 * mode the domain has. */
+		return unfinished(r, MM_STEP_SETUP_NEW, rc, diag, "setting it up again failed");
+	r->report->step = step_names[MM_STEP_SETUP_NEW];
+	snprintf(r->err, MM_ERR_MAX, "%s: setup of %s mode failed%s: %s; rolled back, %s stays %s",
+	         r->m->domain, r->m->to_mode, r->call_unknown ? " (outcome unknown)" : "",
+	         diag->summary, r->m->domain,
+	         r->m->from_mode ? r->m->from_mode : "without a mode");
+	if (journal(r, MM_STEP_SETUP_NEW, "fail", diag->summary) != MM_OK)
+		return MM_ERR;
+	return mm_run_rollback(r, MM_UNVERIFIED);
+}
+
+static int run_setup(struct mm_run *r)
+{
+	unsigned flags = (r->opts.accept_conflicts ? MAILMODE_REQ_ACCEPT_CONFLICTS : 0) |
+	                 (r->opts.force ? MAILMODE_REQ_FORCE : 0);
+	struct mm_op op = mm_run_op(r, 0, flags, 1);
 	char *receipt = NULL;
 	int rc;
 
-	if ((rc = journal(r, STEP_SETUP_NEW, "begin", NULL)) != MM_OK)
+	if ((rc = journal(r, MM_STEP_SETUP_NEW, "begin", NULL)) != MM_OK)
 		return rc;
 	mm_engine_progress(r->e, "%s: setting up %s mode", r->m->domain, r->m->to_mode);
+	r->step_changed = 0;
+	call_begin(r);
 	rc = mm_op_setup(&op, &receipt, &r->report->diag);
+	if (rc != MM_OK && call_may_have_changed(r, op.plugin))
+		r->step_changed = 1;
+	call_end(r, 0);
 	if (rc != MM_OK) {
-		r->report->step = step_names[STEP_SETUP_NEW];
-		snprintf(r->err, MM_ERR_MAX, "%s: setup of %s mode failed: %s; rolled back, %s stays %s",
-		         r->m->domain, r->m->to_mode, r->report->diag.summary, r->m->domain,
-		         r->m->from_mode ? r->m->from_mode : "without a mode");
-		if (journal(r, STEP_SETUP_NEW, "fail", r->report->diag.summary) != MM_OK)
-			return MM_ERR;
-		return rollback(r, rc);
+		free(receipt);
+		return setup_failed(r, rc);
 	}
 	mm_print_diag(r->e->output, &r->report->diag);
 	free(r->m->new_receipt);
 	r->m->new_receipt = receipt;
-	if ((rc = mm_state_migration_set_receipt(r->e->state, r->m->id, receipt, r->err)) != MM_OK)
+	if ((rc = mm_state_migration_set_receipt(r->e->state, r->m->id, 0, receipt, NULL,
+	                                         r->err)) != MM_OK)
 		return rc;
-	return journal(r, STEP_SETUP_NEW, "end", NULL);
+	return journal(r, MM_STEP_SETUP_NEW, "end", NULL);
 }
 
 /* The old mode stays while the world may still act on what the new mode's
  * setup replaced (plugin.h: settle_until_ms). */
-static void settle(struct run *r)
+static void settle(struct mm_run *r)
 {
 	long long now;
 
-	while (r->m->from_mode && (now = now_ms()) < r->settle_until_ms) {
+	while (r->kind == MM_KIND_SWITCH && r->m->from_mode &&
+	       (now = mm_migrate_now_ms()) < r->settle_until_ms) {
 		long long left = r->settle_until_ms - now;
 
 		mm_engine_progress(r->e, "%s: %s mode verified; keeping %s mode %lld s more while caches of the replaced records expire",
@@ -306,214 +504,161 @@ static void settle(struct run *r)
 	}
 }
 
-static int run_verify(struct run *r)
+/* A plain setup that is not in effect everywhere yet stays open: waiting
+ * longer (resume) or undoing it (abort) is the admin's choice. */
+static int setup_not_in_effect(struct mm_run *r)
 {
+	if (journal(r, MM_STEP_VERIFY_NEW, "timeout", r->report->diag.summary) != MM_OK)
+		return MM_ERR;
+	r->report->outcome = "unfinished";
+	r->report->step = step_names[MM_STEP_VERIFY_NEW];
+	snprintf(r->err, MM_ERR_MAX,
+	         "%s: %s mode is set up but not in effect everywhere after %lds: %s; run 'mailmode resume %s' to wait again or 'mailmode abort %s' to undo it",
+	         r->m->domain, r->m->to_mode, r->opts.verify_timeout_ms / 1000,
+	         r->report->diag.summary, r->m->domain, r->m->domain);
+	return MM_UNVERIFIED;
+}
+
+static int run_verify(struct mm_run *r)
+{
+	long long deadline = r->m->verify_deadline;
 	int rc;
 
-	if ((rc = journal(r, STEP_VERIFY_NEW, "begin", NULL)) != MM_OK)
+	if (r->opts.no_wait)
+		return MM_OK;
+	if (r->resumed || deadline <= mm_migrate_now_ms())
+		deadline = mm_migrate_now_ms() + r->opts.verify_timeout_ms;
+	if ((rc = journal(r, MM_STEP_VERIFY_NEW, "begin", NULL)) != MM_OK)
 		return rc;
-	rc = poll(r, STEP_VERIFY_NEW, check_verified, 1, r->m->verify_deadline,
-	          "verifying", &r->report->diag);
+	mm_engine_progress(r->e, "%s: waiting until %s mode is in effect on every server", r->m->domain,
+	                   r->m->to_mode);
+	rc = poll(r, MM_STEP_VERIFY_NEW, check_verified, 0, deadline, "verifying", &r->report->diag);
+	if (rc != MM_OK && r->kind == MM_KIND_SETUP)
+		return setup_not_in_effect(r);
 	if (rc != MM_OK) {
-		r->report->step = step_names[STEP_VERIFY_NEW];
+		r->report->step = step_names[MM_STEP_VERIFY_NEW];
 		snprintf(r->err, MM_ERR_MAX,
 		         "%s: %s mode did not verify within %lds: %s; rolled back, %s stays %s",
 		         r->m->domain, r->m->to_mode, r->opts.verify_timeout_ms / 1000,
 		         r->report->diag.summary, r->m->domain,
 		         r->m->from_mode ? r->m->from_mode : "without a mode");
-		if (journal(r, STEP_VERIFY_NEW, "fail", r->report->diag.summary) != MM_OK)
+		if (journal(r, MM_STEP_VERIFY_NEW, "fail", r->report->diag.summary) != MM_OK)
 			return MM_ERR;
-		return rollback(r, rc == MM_UNVERIFIED ? MM_UNVERIFIED : rc);
+		return mm_run_rollback(r, MM_UNVERIFIED);
 	}
 	settle(r);
-	return journal(r, STEP_VERIFY_NEW, "end", NULL);
+	return journal(r, MM_STEP_VERIFY_NEW, "end", NULL);
 }
 
-static int run_teardown_old(struct run *r)
+static int run_teardown_old(struct mm_run *r)
 {
 	struct mailmode_diag diag = { 0 };
 	int rc;
 
-	if ((rc = journal(r, STEP_TEARDOWN_OLD, "begin", NULL)) != MM_OK)
+	if ((rc = journal(r, MM_STEP_TEARDOWN_OLD, "begin", NULL)) != MM_OK)
 		return rc;
 	mm_engine_progress(r->e, "%s: tearing down %s mode", r->m->domain, r->m->from_mode);
-	rc = poll(r, STEP_TEARDOWN_OLD, check_torn_down, 0, now_ms() + r->opts.verify_timeout_ms,
-	          "tearing down the old mode", &diag);
+	r->step_changed = 0;
+	rc = poll(r, MM_STEP_TEARDOWN_OLD, check_torn_down, 1,
+	          mm_migrate_now_ms() + r->opts.verify_timeout_ms, "tearing down the old mode", &diag);
+	if (rc != MM_OK && r->kind == MM_KIND_TEARDOWN && !r->step_changed && !r->resumed)
+		return nothing_changed(r, MM_STEP_TEARDOWN_OLD, rc, &diag, "teardown refused");
 	if (rc != MM_OK)
-		return unfinished(r, STEP_TEARDOWN_OLD, rc, &diag,
-		                  "the new mode is live and verified, but teardown of the old mode failed");
-	return journal(r, STEP_TEARDOWN_OLD, "end", NULL);
+		return unfinished(r, MM_STEP_TEARDOWN_OLD, rc, &diag,
+		                  r->kind == MM_KIND_SWITCH
+		                  ? "the new mode is live and verified, but teardown of the old mode failed"
+		                  : "teardown failed");
+	return journal(r, MM_STEP_TEARDOWN_OLD, "end", NULL);
 }
 
-static int run_confirm_old_gone(struct run *r)
+static int run_confirm_old_gone(struct mm_run *r)
 {
 	struct mailmode_diag diag = { 0 };
 	int rc;
 
-	if ((rc = journal(r, STEP_CONFIRM_OLD_GONE, "begin", NULL)) != MM_OK)
+	if (r->opts.no_wait)
+		return MM_OK;
+	if ((rc = journal(r, MM_STEP_CONFIRM_OLD_GONE, "begin", NULL)) != MM_OK)
 		return rc;
-	rc = poll(r, STEP_CONFIRM_OLD_GONE, check_gone, 0, now_ms() + r->opts.verify_timeout_ms,
+	mm_engine_progress(r->e, "%s: waiting until %s mode is gone from every server", r->m->domain,
+	                   r->m->from_mode);
+	rc = poll(r, MM_STEP_CONFIRM_OLD_GONE, check_gone, 1,
+	          mm_migrate_now_ms() + r->opts.verify_timeout_ms,
 	          "waiting for the old mode to be gone", &diag);
 	if (rc != MM_OK)
-		return unfinished(r, STEP_CONFIRM_OLD_GONE, rc, &diag,
-		                  "the old mode is still visible after its teardown");
-	return journal(r, STEP_CONFIRM_OLD_GONE, "end", NULL);
+		return unfinished(r, MM_STEP_CONFIRM_OLD_GONE, rc, &diag,
+		                  "the old mode could not be confirmed gone after its teardown");
+	return journal(r, MM_STEP_CONFIRM_OLD_GONE, "end", NULL);
 }
+
+/* adopt: the hand-made setup must be fully in effect. */
+static int run_adopt_confirm(struct mm_run *r)
+{
+	struct mm_op op = mm_run_op(r, 0, MAILMODE_REQ_ADOPTED, 0);
+	enum mailmode_presence presence;
+	char *report = NULL;
+	int rc;
+
+	if ((rc = journal(r, MM_STEP_ADOPT_CONFIRM, "begin", NULL)) != MM_OK)
+		return rc;
+	rc = mm_op_observe(&op, &presence, &report, &r->report->diag);
+	free(report);
+	if (rc == MM_OK && presence != MAILMODE_PRESENT) {
+		mm_diag_set(&r->report->diag, MAILMODE_SEV_ERROR, 0, "%s mode is %s for %s: nothing to adopt",
+		            r->m->to_mode, mm_presence_name(presence), r->m->domain);
+		rc = MM_UNVERIFIED;
+	}
+	if (rc != MM_OK)
+		return nothing_changed(r, MM_STEP_ADOPT_CONFIRM, rc, &r->report->diag, "adopt refused");
+	return journal(r, MM_STEP_ADOPT_CONFIRM, "end", NULL);
+}
+
+typedef int (*step_fn)(struct mm_run *r);
+
+struct step_entry {
+	enum mm_step step;
+	step_fn fn;
+};
+
+static const struct step_entry switch_steps[] = {
+	{ MM_STEP_SETUP_NEW, run_setup }, { MM_STEP_VERIFY_NEW, run_verify },
+	{ MM_STEP_TEARDOWN_OLD, run_teardown_old }, { MM_STEP_CONFIRM_OLD_GONE, run_confirm_old_gone },
+};
+static const struct step_entry setup_steps[] = {
+	{ MM_STEP_SETUP_NEW, run_setup }, { MM_STEP_VERIFY_NEW, run_verify },
+};
+static const struct step_entry teardown_steps[] = {
+	{ MM_STEP_TEARDOWN_OLD, run_teardown_old }, { MM_STEP_CONFIRM_OLD_GONE, run_confirm_old_gone },
+};
+static const struct step_entry adopt_steps[] = { { MM_STEP_ADOPT_CONFIRM, run_adopt_confirm } };
 
 /* The forward path from the first step not yet finished. */
-static int run_forward(struct run *r)
+int mm_run_forward(struct mm_run *r)
 {
-	static int (*const steps[])(struct run *r) = {
-		run_setup, run_verify, run_teardown_old, run_confirm_old_gone
+	static const struct { const struct step_entry *steps; size_t count; } plans[] = {
+		[MM_KIND_SWITCH] = { switch_steps, 4 }, [MM_KIND_SETUP] = { setup_steps, 2 },
+		[MM_KIND_TEARDOWN] = { teardown_steps, 2 }, [MM_KIND_ADOPT] = { adopt_steps, 1 },
 	};
-	enum step s;
+	size_t i;
 	int done, rc;
 
-	for (s = STEP_SETUP_NEW; s <= STEP_CONFIRM_OLD_GONE; s++) {
-		if (s >= STEP_TEARDOWN_OLD && !r->m->from_mode)
+	for (i = 0; i < plans[r->kind].count; i++) {
+		const struct step_entry *s = &plans[r->kind].steps[i];
+
+		if (r->kind == MM_KIND_SWITCH && s->step >= MM_STEP_TEARDOWN_OLD && !r->m->from_mode)
 			break;
-		if ((rc = step_done(r, s, &done)) != MM_OK)
+		if ((rc = step_done(r, s->step, &done)) != MM_OK)
 			return rc;
-		if (!done && (rc = steps[s](r)) != MM_OK)
+		if (!done && (rc = s->fn(r)) != MM_OK)
 			return rc;
-		if (r->report->outcome)      /* rolled back inside the step */
+		if (r->report->outcome)      /* closed inside the step */
 			return MM_OK;
 	}
-	return close_migration(r, "done", "switched");
-}
-
-static void parse_options(const char *json, struct mm_switch_options *opts)
-{
-	cJSON *o = json ? cJSON_Parse(json) : NULL;
-	cJSON *v;
-
-	opts->verify_timeout_ms = MM_DEFAULT_VERIFY_TIMEOUT_MS;
-	opts->poll_interval_ms = MM_DEFAULT_POLL_INTERVAL_MS;
-	if ((v = cJSON_GetObjectItem(o, "verify_timeout_ms")) && cJSON_IsNumber(v))
-		opts->verify_timeout_ms = (long)v->valuedouble;
-	if ((v = cJSON_GetObjectItem(o, "poll_interval_ms")) && cJSON_IsNumber(v))
-		opts->poll_interval_ms = (long)v->valuedouble;
-	opts->accept_conflicts = cJSON_IsTrue(cJSON_GetObjectItem(o, "accept_conflicts"));
-	cJSON_Delete(o);
-}
-
-static char *format_options(const struct mm_switch_options *opts)
-{
-	cJSON *o = cJSON_CreateObject();
-	char *text;
-
-	cJSON_AddNumberToObject(o, "verify_timeout_ms", (double)opts->verify_timeout_ms);
-	cJSON_AddNumberToObject(o, "poll_interval_ms", (double)opts->poll_interval_ms);
-	cJSON_AddBoolToObject(o, "accept_conflicts", opts->accept_conflicts);
-	text = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
-	return text;
-}
-
-static int find_plugins(struct run *r)
-{
-	r->new_plugin = mm_plugins_find(r->e->plugins, r->m->to_mode);
-	if (!r->new_plugin) {
-		snprintf(r->err, MM_ERR_MAX, "%s: mode '%s' is not available (no plugin)", r->m->domain,
-		         r->m->to_mode);
-		return MM_ERR;
-	}
-	if (r->m->from_mode) {
-		r->old_plugin = mm_plugins_find(r->e->plugins, r->m->from_mode);
-		if (!r->old_plugin) {
-			snprintf(r->err, MM_ERR_MAX, "%s: mode '%s' is not available (no plugin)",
-			         r->m->domain, r->m->from_mode);
-			return MM_ERR;
-		}
-	}
-	return MM_OK;
-}
-
-static void run_init(struct run *r, struct mm_engine *e, struct mm_migration *m,
-                     struct mm_switch_report *report, char *err)
-{
-	memset(r, 0, sizeof(*r));
-	r->e = e;
-	r->m = m;
-	r->report = report;
-	r->err = err;
-	parse_options(m->options, &r->opts);
-}
-
-/* Every public entry starts and ends a report the same way; calls are
- * counted on this thread (each engine has its own). */
-static void report_begin(struct mm_switch_report *report, long long *started, long *calls)
-{
-	memset(report, 0, sizeof(*report));
-	*started = now_ms();
-	*calls = mm_http_requests_made();
-}
-
-static void report_end(struct mm_switch_report *report, long long started, long calls)
-{
-	report->elapsed_ms = now_ms() - started;
-	report->api_calls = mm_http_requests_made() - calls;
-}
-
-static int lock(struct mm_engine *e, const char *domain, char *err)
-{
-	char notice[768];
-	int rc = mm_state_lock_domain(e->state, domain, e->command, LOCK_LEASE_MS, e->lock_wait_ms,
-	                              notice, sizeof(notice), err);
-
-	if (rc == MM_OK && notice[0])
-		mm_log(e->output, MAILMODE_LOG_WARNING, "%s", notice);
-	return rc;
-}
-
-static void unlock(struct mm_engine *e, const char *domain)
-{
-	char err[MM_ERR_MAX];
-
-	if (mm_state_unlock_domain(e->state, domain, err) != MM_OK)
-		mm_log(e->output, MAILMODE_LOG_WARNING, "%s", err);
-}
-
-/* A new migration of a locked domain. */
-static int migrate_start(struct mm_engine *e, const char *domain, const char *to_mode,
-                         const char *profile, const struct mm_switch_options *opts,
-                         struct mm_switch_report *report, char *err)
-{
-	struct mm_domain_row row;
-	struct mm_migration m = { 0 };
-	struct run r;
-	int found, rc;
-
-	rc = mm_state_get_domain(e->state, domain, &row, &found, err);
-	if (rc != MM_OK)
-		return rc;
-	m.domain = strdup(domain);
-	m.from_mode = found && row.mode ? strdup(row.mode) : NULL;
-	m.to_mode = strdup(to_mode);
-	m.profile = strdup(profile);
-	m.old_receipt = found && row.receipt ? strdup(row.receipt) : NULL;
-	m.old_adopted = found && row.adopted;
-	m.options = format_options(opts);
-	m.verify_deadline = now_ms() + opts->verify_timeout_ms;
-	mm_domain_row_clear(&row);
-	run_init(&r, e, &m, report, err);
-	r.opts.force = opts->force;
-	if (!m.domain || !m.to_mode || !m.profile || !m.options) {
-		snprintf(err, MM_ERR_MAX, "out of memory");
-		rc = MM_ERR;
-		goto out;
-	}
-	if ((rc = find_plugins(&r)) != MM_OK ||
-	    (rc = mm_state_migration_open(e->state, &m, err)) != MM_OK)
-		goto out;
-	rc = run_forward(&r);
-out:
-	mm_migration_clear(&m);
-	return rc;
+	return close_migration(r, "done", r->kind == MM_KIND_SWITCH ? "switched" : "done");
 }
 
 /* Whether the journal says the migration is on its way back. */
-static int rolling_back(struct run *r, int *back)
+int mm_run_rolling_back(struct mm_run *r, int *back)
 {
 	static const char *const markers[][2] = {
 		{ "setup_new", "fail" }, { "verify_new", "fail" }, { "abort", "end" },
@@ -526,178 +671,95 @@ static int rolling_back(struct run *r, int *back)
 	for (i = 0; i < sizeof(markers) / sizeof(markers[0]) && !*back; i++)
 		if ((rc = journal_has(r, markers[i][0], markers[i][1], back)) != MM_OK)
 			return rc;
+	/* A setup over a live mode that failed is finished, never undone. */
+	if (*back && r->kind == MM_KIND_SETUP && r->m->from_mode)
+		*back = 0;
 	return MM_OK;
 }
 
-/* Locks the domain and re-reads its open migration (another run may have
- * finished it meanwhile), then runs fn on it. */
-static int with_open_migration(struct mm_engine *e, const char *domain, int force,
-                               int (*fn)(struct run *r), struct mm_switch_report *report,
-                               char *err)
+static void parse_options(const char *json, struct mm_switch_options *opts)
 {
-	struct mm_migration m = { 0 };
-	long long started;
-	long calls;
-	struct run r;
-	int found = 0, rc;
+	cJSON *o = json ? cJSON_Parse(json) : NULL;
+	cJSON *v;
+	int64_t ms;
 
-	report_begin(report, &started, &calls);
-	if ((rc = lock(e, domain, err)) != MM_OK)
-		return rc;
-	rc = mm_state_migration_get(e->state, domain, &m, &found, err);
-	if (rc == MM_OK && !found) {
-		report->outcome = "unchanged";
-		goto out;
-	}
-	run_init(&r, e, &m, report, err);
-	r.opts.force = force;
-	if (rc == MM_OK)
-		rc = find_plugins(&r);
-	if (rc == MM_OK)
-		rc = fn(&r);
-out:
-	unlock(e, domain);
-	report_end(report, started, calls);
-	mm_migration_clear(&m);
-	return rc;
+	opts->verify_timeout_ms = MM_DEFAULT_VERIFY_TIMEOUT_MS;
+	opts->poll_interval_ms = MM_DEFAULT_POLL_INTERVAL_MS;
+	/* Stored by this program, but a database is input too. */
+	if ((v = cJSON_GetObjectItem(o, "verify_timeout_ms")) && cJSON_IsNumber(v) &&
+	    mm_num_from_double(v->valuedouble, 0, MM_NUM_DURATION_MAX_MS, &ms) == 0)
+		opts->verify_timeout_ms = (long)ms;
+	if ((v = cJSON_GetObjectItem(o, "poll_interval_ms")) && cJSON_IsNumber(v) &&
+	    mm_num_from_double(v->valuedouble, 1, MM_NUM_DURATION_MAX_MS, &ms) == 0)
+		opts->poll_interval_ms = (long)ms;
+	opts->accept_conflicts = cJSON_IsTrue(cJSON_GetObjectItem(o, "accept_conflicts"));
+	opts->no_wait = cJSON_IsTrue(cJSON_GetObjectItem(o, "no_wait"));
+	opts->force = opts->force || cJSON_IsTrue(cJSON_GetObjectItem(o, "force"));
+	cJSON_Delete(o);
 }
 
-static int resume_run(struct run *r)
+char *mm_migrate_format_options(const struct mm_switch_options *opts)
 {
-	int back = 0, rc = rolling_back(r, &back);
+	cJSON *o = cJSON_CreateObject();
+	char *text;
 
-	if (rc == MM_OK)
-		rc = back ? rollback(r, MM_OK) : run_forward(r);
-	return rc;
+	cJSON_AddNumberToObject(o, "verify_timeout_ms", (double)opts->verify_timeout_ms);
+	cJSON_AddNumberToObject(o, "poll_interval_ms", (double)opts->poll_interval_ms);
+	cJSON_AddBoolToObject(o, "accept_conflicts", opts->accept_conflicts);
+	cJSON_AddBoolToObject(o, "no_wait", opts->no_wait);
+	cJSON_AddBoolToObject(o, "force", opts->force);
+	text = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return text;
 }
 
-int mm_migrate_resume(struct mm_engine *e, const char *domain, int force,
-                      struct mm_switch_report *report, char *err)
+static int find_plugin(struct mm_run *r, const char *mode, struct mm_plugin **p)
 {
-	return with_open_migration(e, domain, force, resume_run, report, err);
-}
-
-static int abort_run(struct run *r)
-{
-	int began = 0, rc = journal_has(r, step_names[STEP_TEARDOWN_OLD], "begin", &began);
-
-	if (rc == MM_OK && began) {
-		snprintf(r->err, MM_ERR_MAX,
-		         "%s: the migration to %s mode has begun tearing down %s mode, so it can only go forward: run 'mailmode resume %s'",
-		         r->m->domain, r->m->to_mode, r->m->from_mode, r->m->domain);
-		rc = MM_REFUSED;
-	}
-	if (rc == MM_OK)
-		rc = mm_state_journal(r->e->state, r->m->id, "abort", "end", NULL, r->err);
-	if (rc == MM_OK)
-		rc = rollback(r, MM_OK);
-	return rc;
-}
-
-int mm_migrate_abort(struct mm_engine *e, const char *domain, struct mm_switch_report *report,
-                     char *err)
-{
-	return with_open_migration(e, domain, 0, abort_run, report, err);
-}
-
-int mm_engine_check_other_modes(const struct mm_engine *e, const char *domain,
-                                const char *profile, const char *mode, char *err)
-{
-	size_t i;
-
-	for (i = 0; i < e->plugins->count; i++) {
-		struct mm_plugin *p = e->plugins->plugins[i];
-		struct mm_op op = { .plugin = p, .domain = domain, .profile = profile,
-		                    .limiter = e->limiter };
-		enum mailmode_presence presence;
-		struct mailmode_diag diag;
-		char *report = NULL;
-		int rc;
-
-		if (strcmp(p->desc->name, mode) == 0 || mm_op_validate(&op, &diag) != MM_OK)
-			continue;
-		rc = mm_op_observe(&op, &presence, &report, &diag);
-		free(report);
-		if (rc != MM_OK) {
-			snprintf(err, MM_ERR_MAX, "cannot confirm that %s mode is not live for %s: %s",
-			         p->desc->name, domain, diag.summary);
-			return MM_ERR;
-		}
-		if (presence != MAILMODE_ABSENT) {
-			snprintf(err, MM_ERR_MAX,
-			         "%s mode is %s for %s although the state records no mode: adopt it (mailmode adopt %s --mode %s) or remove it first",
-			         p->desc->name, mm_presence_name(presence), domain, domain, p->desc->name);
-			return MM_REFUSED;
-		}
-	}
-	return MM_OK;
-}
-
-static int validate(const struct mm_engine *e, struct mm_plugin *p, const char *domain,
-                    const char *profile, struct mm_switch_report *report, char *err)
-{
-	struct mm_op op = { .plugin = p, .domain = domain, .profile = profile };
-	int rc = mm_op_validate(&op, &report->diag);
-
-	(void)e;
-	if (rc != MM_OK)
-		snprintf(err, MM_ERR_MAX, "%s", report->diag.summary);
-	return rc == MM_OK ? MM_OK : MM_ERR;
-}
-
-static int find_mode(const struct mm_engine *e, const char *domain, const char *mode,
-                     struct mm_plugin **p, char *err)
-{
-	*p = mm_plugins_find(e->plugins, mode);
+	*p = mm_plugins_find(r->e->plugins, mode);
 	if (*p)
 		return MM_OK;
-	snprintf(err, MM_ERR_MAX, "%s: mode '%s' is not available (no plugin)", domain, mode);
+	snprintf(r->err, MM_ERR_MAX, "%s: mode '%s' is not available (no plugin)", r->m->domain, mode);
 	return MM_ERR;
 }
 
-int mm_migrate_switch(struct mm_engine *e, const char *domain, const char *to_mode,
-                      const char *profile, const struct mm_switch_options *opts,
-                      struct mm_switch_report *report, char *err)
+static int load_original(struct mm_run *r, struct mm_plugin *p, char **out)
 {
-	struct mm_domain_row row = { 0 };
-	struct mm_migration open = { 0 };
-	struct mm_plugin *to = NULL, *from = NULL;
-	long long started;
-	long calls;
-	int found = 0, migrating = 0, locked = 0, rc;
+	*out = NULL;
+	return p ? mm_state_get_original(r->e->state, r->m->domain, p->desc->name, out, r->err) : MM_OK;
+}
 
-	report_begin(report, &started, &calls);
-	rc = mm_state_migration_get(e->state, domain, &open, &migrating, err);
-	if (rc == MM_OK && migrating) {
-		snprintf(err, MM_ERR_MAX,
-		         "%s has an unfinished migration to %s mode (last step: %s): run 'mailmode resume %s' or 'mailmode abort %s'",
-		         domain, open.to_mode, open.step, domain, domain);
-		rc = MM_REFUSED;
+int mm_run_init(struct mm_run *r, struct mm_engine *e, struct mm_migration *m,
+                struct mm_switch_report *report, int force, char *err)
+{
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	r->e = e;
+	r->m = m;
+	r->report = report;
+	r->err = err;
+	r->started_ms = mm_migrate_now_ms();
+	r->rec_new = (struct mm_op_recorder){ record_checkpoint, record_original, r };
+	r->rec_old = r->rec_new;
+	r->opts.force = force;
+	parse_options(m->options, &r->opts);
+	if (mm_migrate_kind_parse(m->kind, &r->kind) != MM_OK) {
+		snprintf(err, MM_ERR_MAX, "%s: migration %lld is of an unknown kind '%s'", m->domain,
+		         m->id, m->kind ? m->kind : "");
+		return MM_ERR;
 	}
-	if (rc == MM_OK)
-		rc = mm_state_get_domain(e->state, domain, &row, &found, err);
-	if (rc != MM_OK)
-		goto out;
-	if (found && row.mode && strcmp(row.mode, to_mode) == 0) {
-		report->outcome = "unchanged";
-		goto out;
-	}
-	if ((rc = find_mode(e, domain, to_mode, &to, err)) != MM_OK ||
-	    (found && row.mode && (rc = find_mode(e, domain, row.mode, &from, err)) != MM_OK) ||
-	    (rc = validate(e, to, domain, profile, report, err)) != MM_OK ||
-	    (from && (rc = validate(e, from, domain, profile, report, err)) != MM_OK))
-		goto out;
-	if (!from && (rc = mm_engine_check_other_modes(e, domain, profile, to_mode, err)) != MM_OK)
-		goto out;
-	if ((rc = lock(e, domain, err)) != MM_OK)
-		goto out;
-	locked = 1;
-	rc = migrate_start(e, domain, to_mode, profile, opts, report, err);
-out:
-	if (locked)
-		unlock(e, domain);
-	report_end(report, started, calls);
-	mm_migration_clear(&open);
-	mm_domain_row_clear(&row);
-	return rc;
+	if ((m->to_mode && (rc = find_plugin(r, m->to_mode, &r->new_plugin)) != MM_OK) ||
+	    (m->from_mode && (rc = find_plugin(r, m->from_mode, &r->old_plugin)) != MM_OK))
+		return rc;
+	if ((rc = load_original(r, r->new_plugin, &r->original_new)) != MM_OK)
+		return rc;
+	return load_original(r, r->old_plugin, &r->original_old);
+}
+
+void mm_run_clear(struct mm_run *r)
+{
+	free(r->original_new);
+	free(r->original_old);
+	free(r->pending_receipt);
+	free(r->pending_original);
 }

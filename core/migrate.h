@@ -14,8 +14,15 @@ struct mm_switch_options {
 	long verify_timeout_ms;
 	long poll_interval_ms;
 	int accept_conflicts;
-	int force;                /* resume: tear the old mode down despite drift */
+	int force;                /* setup over drift; teardown despite drift */
+	int no_wait;              /* setup/teardown/adopt: do not wait for the
+	                             change to reach every server or the tenant */
 };
+
+/* What a migration does.  Plain setup, teardown and adopt are journaled
+ * like a switch, so resume finishes (or abort undoes) them too. */
+enum mm_kind { MM_KIND_SWITCH, MM_KIND_SETUP, MM_KIND_TEARDOWN, MM_KIND_ADOPT };
+const char *mm_migrate_kind_name(enum mm_kind kind);
 
 #define MM_DEFAULT_VERIFY_TIMEOUT_MS (15L * 60 * 1000)
 #define MM_DEFAULT_POLL_INTERVAL_MS (10L * 1000)
@@ -34,9 +41,11 @@ struct mm_engine {
 
 /* How a migration ended, for reports. */
 struct mm_switch_report {
-	const char *outcome;      /* "switched", "unchanged", "rolled back", "aborted",
+	const char *outcome;      /* "switched", "done" (setup, teardown, adopt),
+	                             "unchanged", "rolled back", "aborted",
 	                             "unfinished"; NULL: refused or failed before
 	                             anything changed */
+	const char *from_mode;    /* the domain's mode before; NULL: none */
 	const char *step;         /* the step that failed, if any */
 	int verify_attempts;
 	long long elapsed_ms;
@@ -44,6 +53,14 @@ struct mm_switch_report {
 	struct mailmode_diag diag;   /* the last plugin diagnostic on failure */
 };
 
+/* Runs a setup (mode: the mode to set up; a domain in it already is set
+ * up again), teardown (of the domain's mode), or adopt.  Refused
+ * (MM_REFUSED) while the domain has an unfinished migration or another
+ * mode; checks that the plugins can do it before anything changes
+ * (preflight); then locks the domain and migrates. */
+int mm_migrate_run(struct mm_engine *e, enum mm_kind kind, const char *domain, const char *mode,
+                   const char *profile, const struct mm_switch_options *opts,
+                   struct mm_switch_report *report, char *err);
 /* Switches a domain: refused (MM_REFUSED) while it has an unfinished
  * migration or, having no mode, another mode is live for it; "unchanged"
  * when it is in to_mode already; otherwise locks it and migrates. */

@@ -1,13 +1,19 @@
 #include "ops.h"
 
+#include "host.h"
+
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum op_kind { OP_VALIDATE, OP_OBSERVE, OP_PLAN, OP_SETUP, OP_VERIFY, OP_TEARDOWN, OP_TRACE };
+#include <stddef.h>
+
+enum op_kind { OP_VALIDATE, OP_OBSERVE, OP_PLAN, OP_SETUP, OP_VERIFY, OP_TEARDOWN, OP_TRACE,
+	       OP_PREFLIGHT };
 
 static const char *const op_names[] = {
-	"validate_config", "observe", "plan", "setup", "verify", "teardown", "trace"
+	"validate_config", "observe", "plan", "setup", "verify", "teardown", "trace", "preflight"
 };
 
 struct op_args {
@@ -73,6 +79,8 @@ static int call(const struct mm_op *op, enum op_kind kind, const struct op_args 
 		.section = section,
 		.receipt = op->receipt,
 		.flags = op->flags,
+		.call = (void *)op,
+		.original = op->original,
 	};
 	int serialise = !(d->caps & MAILMODE_CAP_THREADSAFE);
 	char *resources = NULL;
@@ -98,6 +106,7 @@ static int call(const struct mm_op *op, enum op_kind kind, const struct op_args 
 		rc = d->trace(op->plugin->ctx, &req, args->message_id, args->recipient, args->text,
 		              diag);
 		break;
+	case OP_PREFLIGHT: rc = d->preflight(op->plugin->ctx, &req, args->which, diag); break;
 	}
 	if (serialise)
 		pthread_mutex_unlock(&op->plugin->lock);
@@ -106,6 +115,8 @@ static int call(const struct mm_op *op, enum op_kind kind, const struct op_args 
 		free(resources);
 	}
 out:
+	if (rc == MAILMODE_ERR_UNKNOWN && op->unknown)
+		*op->unknown = 1;
 	flatten_summary(diag);
 	if (rc != MAILMODE_OK && diag->summary[0] == '\0')
 		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "%s: %s of %s failed (code %d, no diagnostic)",
@@ -162,6 +173,76 @@ int mm_op_teardown(const struct mm_op *op, struct mailmode_diag *diag)
 	struct op_args args = { 0 };
 
 	return call(op, OP_TEARDOWN, &args, diag);
+}
+
+const struct mm_op *mm_op_of_request(const struct mailmode_request *req)
+{
+	if (!req || req->struct_size < offsetof(struct mailmode_request, call) + sizeof(req->call))
+		return NULL;
+	return req->call;
+}
+
+/* A plugin's record of a write it is about to make: refused outside setup
+ * and teardown, and for text that is not JSON (it is handed back to the
+ * plugin as its receipt). */
+static int record(const struct mailmode_request *req, const char *text, int original,
+                  struct mailmode_diag *diag)
+{
+	const struct mm_op *op = mm_op_of_request(req);
+	const char *what = original ? "keep_original" : "checkpoint";
+	char err[MM_ERR_MAX];
+	cJSON *parsed;
+	int rc;
+
+	if (!op || !op->recorder) {
+		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "%s: only setup and teardown may call %s",
+		            op ? op->plugin->desc->name : "plugin", what);
+		return MAILMODE_ERR_FAILED;
+	}
+	parsed = text ? cJSON_Parse(text) : NULL;
+	if (!parsed) {
+		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "%s: %s of %s: the text is not JSON",
+		            op->plugin->desc->name, what, op->domain);
+		return MAILMODE_ERR_FAILED;
+	}
+	cJSON_Delete(parsed);
+	rc = original ? op->recorder->keep_original(op, text, err)
+	              : op->recorder->checkpoint(op, text, err);
+	if (rc != MM_OK) {
+		mm_diag_set(diag, MAILMODE_SEV_ERROR, 1, "%s of %s could not be journaled, so nothing was changed: %s",
+		            what, op->domain, err);
+		return MAILMODE_ERR_FAILED;
+	}
+	return MAILMODE_OK;
+}
+
+int mm_host_checkpoint(void *handle, const struct mailmode_request *req, const char *receipt,
+                       struct mailmode_diag *diag)
+{
+	(void)handle;
+	return record(req, receipt, 0, diag);
+}
+
+int mm_host_keep_original(void *handle, const struct mailmode_request *req,
+                          const char *original, struct mailmode_diag *diag)
+{
+	(void)handle;
+	return record(req, original, 1, diag);
+}
+
+int mm_op_preflight(const struct mm_op *op, enum mailmode_plan_op which,
+                    struct mailmode_diag *diag)
+{
+	struct op_args args = { .which = which };
+	char *plan = NULL;
+	int rc;
+
+	/* A slot past what the plugin's minor defines is not an operation. */
+	if (op->plugin->desc->abi_minor >= 2 && op->plugin->desc->preflight)
+		return call(op, OP_PREFLIGHT, &args, diag);
+	rc = mm_op_plan(op, which, &plan, diag);
+	free(plan);
+	return rc;
 }
 
 int mm_plugin_has_trace(const struct mm_plugin *plugin)

@@ -9,14 +9,38 @@
  * migration engine: starts the plugin, builds the request, serialises calls
  * of a plugin that is not thread-safe, and maps the plugin's result to an
  * enum mm_rc.  diag always holds a summary on failure. */
+struct mm_op;
+
+/* Where a plugin's checkpoints and original snapshots go while it runs
+ * setup or teardown (ABI 1.2): the journal of the migration in progress.
+ * Both return an enum mm_rc and fill err. */
+struct mm_op_recorder {
+	int (*checkpoint)(const struct mm_op *op, const char *receipt, char *err);
+	int (*keep_original)(const struct mm_op *op, const char *snapshot, char *err);
+	void *arg;
+};
+
 struct mm_op {
 	struct mm_plugin *plugin;
 	const char *domain;
 	const char *profile;      /* name */
 	const char *receipt;
+	const char *original;     /* the kept snapshot of what the mode replaced */
 	unsigned flags;           /* MAILMODE_REQ_* */
 	struct mm_limiter *limiter;   /* NULL: no bound on shared resources */
+	const struct mm_op_recorder *recorder;   /* NULL: nothing may be written */
+	int *unknown;             /* set to 1 when the plugin says the outcome of
+	                             a write is unknown; may be NULL */
 };
+
+/* The host services checkpoint and keep_original (plugin.h). */
+int mm_host_checkpoint(void *handle, const struct mailmode_request *req, const char *receipt,
+                       struct mailmode_diag *diag);
+int mm_host_keep_original(void *handle, const struct mailmode_request *req,
+                          const char *original, struct mailmode_diag *diag);
+
+/* The operation a plugin's request belongs to (ABI 1.2 req->call), or NULL. */
+const struct mm_op *mm_op_of_request(const struct mailmode_request *req);
 
 int mm_op_validate(const struct mm_op *op, struct mailmode_diag *diag);
 int mm_op_observe(const struct mm_op *op, enum mailmode_presence *presence, char **report,
@@ -26,6 +50,10 @@ int mm_op_plan(const struct mm_op *op, enum mailmode_plan_op which, char **plan,
 int mm_op_setup(const struct mm_op *op, char **receipt, struct mailmode_diag *diag);
 int mm_op_verify(const struct mm_op *op, char **report, struct mailmode_diag *diag);
 int mm_op_teardown(const struct mm_op *op, struct mailmode_diag *diag);
+/* ABI 1.2 preflight, or plan() for a plugin without it: read-only proof
+ * that setup or teardown can run now. */
+int mm_op_preflight(const struct mm_op *op, enum mailmode_plan_op which,
+                    struct mailmode_diag *diag);
 
 /* Whether the plugin reads message traces (the ABI 1.1 trace operation). */
 int mm_plugin_has_trace(const struct mm_plugin *plugin);

@@ -4,7 +4,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <ini.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,15 +15,6 @@
 #define DEFAULT_POLL_INTERVAL_MS (10L * 1000)
 #define DEFAULT_FAILURE_BUDGET 3
 #define MAX_PARALLEL 64
-
-/* inih reads through us, so we know the line each entry stands on. */
-struct reader {
-	FILE *f;
-	char *text;                 /* the line being read (getline) */
-	size_t textlen;
-	int line;
-	struct mm_runbook *rb;
-};
 
 void mm_runbook_error(struct mm_runbook *rb, int line, const char *fmt, ...)
 {
@@ -49,50 +39,15 @@ void mm_runbook_error(struct mm_runbook *rb, int line, const char *fmt, ...)
 	rb->nerrors++;
 }
 
-/* inih skips lines it cannot parse after noting only the first; each one
- * is named here instead. */
-static void check_syntax(struct reader *r, const char *text)
+/* Every line that is not INI is named; reading goes on. */
+static int on_bad_line(void *user, int line, enum mm_ini_error what)
 {
-	while (isspace((unsigned char)*text))
-		text++;
-	if (*text == '\0' || *text == ';' || *text == '#')
-		return;
-	if (*text == '[') {
-		if (!strchr(text, ']'))
-			mm_runbook_error(r->rb, r->line, "a [section] header without its ']'");
-		return;
-	}
-	if (!strchr(text, '='))
-		mm_runbook_error(r->rb, r->line,
+	if (what == MM_INI_NO_EQUALS)
+		mm_runbook_error(user, line,
 		                 "expected 'DOMAIN = MODE [PROFILE]', 'KEY = VALUE' or '[section]'");
-}
-
-/* One whole line per call, so line numbers stay right: inih's buffer is
- * INI_MAX_LINE bytes, and a longer line (a long comment, say) would come
- * back in pieces that look like lines of their own. */
-static char *read_line(char *buf, int size, void *stream)
-{
-	struct reader *r = stream;
-	ssize_t len = getline(&r->text, &r->textlen, r->f);
-	const char *p;
-
-	if (len < 0)
-		return NULL;
-	r->line++;
-	for (p = r->text; isspace((unsigned char)*p); p++)
-		;
-	if (*p == ';' || *p == '#') {
-		snprintf(buf, (size_t)size, "\n");
-		return buf;
-	}
-	if (len >= size) {
-		mm_runbook_error(r->rb, r->line, "line longer than %d characters", size - 1);
-		snprintf(buf, (size_t)size, "\n");
-		return buf;
-	}
-	check_syntax(r, r->text);
-	memcpy(buf, r->text, (size_t)len + 1);
-	return buf;
+	else
+		mm_runbook_error(user, line, "%s", mm_ini_error_text(what));
+	return 1;
 }
 
 static int read_int(struct mm_runbook *rb, int line, const char *key, const char *value,
@@ -132,20 +87,54 @@ static void read_option(struct mm_runbook *rb, int line, const char *key, const 
 		                 key);
 }
 
+/* "MODE [PROFILE]": one or two words, each fitting its field. */
+static int split_words(const char *value, char *mode, size_t modelen, char *profile,
+                       size_t profilelen, char *why, size_t whylen)
+{
+	char *words[2] = { mode, profile };
+	size_t lens[2] = { modelen, profilelen }, n = 0, len;
+	const char *p = value;
+
+	for (;;) {
+		while (isspace((unsigned char)*p))
+			p++;
+		if (!*p)
+			break;
+		for (len = 0; p[len] && !isspace((unsigned char)p[len]); len++)
+			;
+		if (n == 2) {
+			snprintf(why, whylen, "want MODE [PROFILE]");
+			return -1;
+		}
+		if (len >= lens[n]) {
+			snprintf(why, whylen, "the %s name is longer than %zu characters",
+			         n ? "profile" : "mode", lens[n] - 1);
+			return -1;
+		}
+		memcpy(words[n], p, len);
+		words[n++][len] = '\0';
+		p += len;
+	}
+	if (n == 0) {
+		snprintf(why, whylen, "want MODE [PROFILE]");
+		return -1;
+	}
+	return 0;
+}
+
 static void read_domain(struct mm_runbook *rb, int line, const char *name, const char *value)
 {
 	struct mm_runbook_entry entry = { .line = line }, *grown;
-	char why[MM_ERR_MAX], extra[2];
+	char why[MM_ERR_MAX];
 	size_t i;
-	int fields;
 
 	if (mm_domain_normalize(name, entry.domain, why, sizeof(why)) != 0) {
 		mm_runbook_error(rb, line, "%s", why);
 		return;
 	}
-	fields = sscanf(value, "%63s %255s %1s", entry.mode, entry.profile, extra);
-	if (fields < 1 || fields > 2) {
-		mm_runbook_error(rb, line, "%s = %s: want MODE [PROFILE]", entry.domain, value);
+	if (split_words(value, entry.mode, sizeof(entry.mode), entry.profile,
+	                sizeof(entry.profile), why, sizeof(why)) != 0) {
+		mm_runbook_error(rb, line, "%s = %.80s: %s", entry.domain, value, why);
 		return;
 	}
 	for (i = 0; i < rb->count; i++)
@@ -163,25 +152,45 @@ static void read_domain(struct mm_runbook *rb, int line, const char *name, const
 	rb->entries[rb->count++] = entry;
 }
 
-static int on_entry(void *user, const char *section, const char *key, const char *value)
+static int on_entry(void *user, int line, const char *section, const char *key,
+                    const char *value)
 {
-	struct reader *r = user;
+	struct mm_runbook *rb = user;
 
+	if (!key)
+		return 1;
 	if (strcmp(section, "runbook") == 0)
-		read_option(r->rb, r->line, key, value);
+		read_option(rb, line, key, value);
 	else if (strcmp(section, "domains") == 0)
-		read_domain(r->rb, r->line, key, value);
+		read_domain(rb, line, key, value);
 	else if (section[0] == '\0')
-		mm_runbook_error(r->rb, r->line, "'%s' is outside [runbook] and [domains]", key);
+		mm_runbook_error(rb, line, "'%s' is outside [runbook] and [domains]", key);
 	else
-		mm_runbook_error(r->rb, r->line, "unknown section [%s] (known: [runbook], [domains])",
+		mm_runbook_error(rb, line, "unknown section [%s] (known: [runbook], [domains])",
 		                 section);
 	return 1;      /* go on: every problem is reported, not just the first */
 }
 
 int mm_runbook_load(const char *path, struct mm_runbook *rb)
 {
-	struct reader r = { .rb = rb };
+	FILE *f = fopen(path, "r");
+	int rc;
+
+	if (!f) {
+		memset(rb, 0, sizeof(*rb));
+		rb->path = strdup(path);
+		if (rb->path)
+			mm_runbook_error(rb, 0, "%s", strerror(errno));
+		return MM_ERR;
+	}
+	rc = mm_runbook_read(f, path, rb);
+	fclose(f);
+	return rc;
+}
+
+int mm_runbook_read(FILE *f, const char *path, struct mm_runbook *rb)
+{
+	struct mm_ini_handler h = { .entry = on_entry, .error = on_bad_line, .user = rb };
 
 	memset(rb, 0, sizeof(*rb));
 	rb->parallel = DEFAULT_PARALLEL;
@@ -192,14 +201,8 @@ int mm_runbook_load(const char *path, struct mm_runbook *rb)
 	rb->path = strdup(path);
 	if (!rb->path)
 		return MM_ERR;
-	r.f = fopen(path, "r");
-	if (!r.f) {
-		mm_runbook_error(rb, 0, "%s", strerror(errno));
-		return MM_ERR;
-	}
-	ini_parse_stream(read_line, &r, on_entry, &r);
-	free(r.text);
-	fclose(r.f);
+	if (mm_ini_parse(f, &h) != 0)
+		mm_runbook_error(rb, 0, "cannot read: %s", strerror(errno));
 	if (rb->count == 0 && rb->nerrors == 0)
 		mm_runbook_error(rb, 0, "no domains: list them in a [domains] section");
 	return rb->nerrors ? MM_ERR : MM_OK;

@@ -5,6 +5,7 @@
 #include "mm.h"
 
 #include <stddef.h>
+#include <stdio.h>
 
 /*
  * A runbook: many domains, each to a mode, run in one go.  An INI file
@@ -47,6 +48,8 @@ struct mm_runbook {
  * rb->errors with its line.  MM_OK only when there is none.  Free with
  * mm_runbook_free in any case. */
 int mm_runbook_load(const char *path, struct mm_runbook *rb);
+/* The same from an open stream; path is the name shown in errors. */
+int mm_runbook_read(FILE *f, const char *path, struct mm_runbook *rb);
 void mm_runbook_free(struct mm_runbook *rb);
 
 /* Adds "FILE:LINE: reason" to rb->errors (line 0: no line). */

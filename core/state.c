@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -78,8 +79,59 @@ static const char schema_v1[] =
 	"                  WHERE domain = NEW.domain AND finished_at IS NULL)"
 	" BEGIN SELECT RAISE(ABORT, 'one-mode invariant'); END;";
 
+/* Version 2: plain setup, teardown and adopt are migrations too (kind;
+ * to_mode NULL for a teardown), the first snapshot of what a mode replaced
+ * is kept apart from any receipt, and repeated attempts share one journal
+ * row.  SQLite cannot drop a NOT NULL, so migrations is rebuilt (with
+ * foreign keys off, see upgrade_schema). */
+static const char schema_v2[] =
+	"DROP TRIGGER one_mode;"
+	"CREATE TABLE migrations_v2("
+	"  id INTEGER PRIMARY KEY,"
+	"  domain TEXT NOT NULL REFERENCES domains(domain),"
+	"  kind TEXT NOT NULL DEFAULT 'switch',"
+	"  from_mode TEXT,"
+	"  to_mode TEXT,"
+	"  profile TEXT,"
+	"  step TEXT NOT NULL,"
+	"  old_receipt TEXT,"
+	"  old_adopted INTEGER NOT NULL DEFAULT 0,"
+	"  new_receipt TEXT,"
+	"  options TEXT,"
+	"  verify_deadline INTEGER,"
+	"  started_at TEXT NOT NULL,"
+	"  finished_at TEXT,"
+	"  result TEXT,"
+	"  CHECK (from_mode IS NOT NULL OR to_mode IS NOT NULL));"
+	"INSERT INTO migrations_v2(id, domain, from_mode, to_mode, profile, step, old_receipt,"
+	"  old_adopted, new_receipt, options, verify_deadline, started_at, finished_at, result)"
+	" SELECT id, domain, from_mode, to_mode, profile, step, old_receipt, old_adopted,"
+	"  new_receipt, options, verify_deadline, started_at, finished_at, result FROM migrations;"
+	"DROP TABLE migrations;"
+	"ALTER TABLE migrations_v2 RENAME TO migrations;"
+	"CREATE UNIQUE INDEX one_open_migration ON migrations(domain) WHERE finished_at IS NULL;"
+	"CREATE TRIGGER one_mode BEFORE UPDATE OF mode ON domains"
+	" WHEN OLD.mode IS NOT NULL AND NEW.mode IS NOT NULL AND OLD.mode <> NEW.mode"
+	"  AND NOT EXISTS (SELECT 1 FROM migrations"
+	"                  WHERE domain = NEW.domain AND finished_at IS NULL)"
+	" BEGIN SELECT RAISE(ABORT, 'one-mode invariant'); END;"
+	"ALTER TABLE journal ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;"
+	"ALTER TABLE journal ADD COLUMN last_at TEXT;"
+	"CREATE TABLE originals("
+	"  id INTEGER PRIMARY KEY,"
+	"  domain TEXT NOT NULL REFERENCES domains(domain),"
+	"  mode TEXT NOT NULL,"
+	"  snapshot TEXT NOT NULL,"
+	"  taken_at TEXT NOT NULL,"
+	"  migration_id INTEGER REFERENCES migrations(id),"
+	"  restored_at TEXT);"
+	/* The first snapshot wins: a second one for the same domain and mode is
+	 * ignored until a teardown has put the first back. */
+	"CREATE UNIQUE INDEX one_kept_original ON originals(domain, mode)"
+	" WHERE restored_at IS NULL;";
+
 /* Schema migrations: entry i brings version i to i + 1. */
-static const char *const migrations[] = { schema_v1 };
+static const char *const migrations[] = { schema_v1, schema_v2 };
 
 void mm_state_now_iso(char *buf, size_t len)
 {
@@ -184,6 +236,8 @@ static int upgrade_schema(struct mm_state *st, char *err)
 		rc = MM_ERR;
 		goto out;
 	}
+	/* Foreign keys are still off (mm_state_open turns them on after this):
+	 * a version may rebuild a table others refer to. */
 	for (; version < MM_STATE_SCHEMA_VERSION; version++) {
 		if ((rc = exec(st, migrations[version], err)) != MM_OK)
 			goto out;
@@ -191,6 +245,14 @@ static int upgrade_schema(struct mm_state *st, char *err)
 		         version + 1, APPLICATION_ID);
 		if ((rc = exec(st, sql, err)) != MM_OK)
 			goto out;
+	}
+	if ((rc = pragma_int(st, "SELECT count(*) FROM pragma_foreign_key_check", &tables, err)) != MM_OK)
+		goto out;
+	if (tables > 0) {
+		snprintf(err, MM_ERR_MAX, "state DB %s: %d rows refer to missing rows after the schema upgrade; left unchanged",
+		         st->path, tables);
+		rc = MM_ERR;
+		goto out;
 	}
 	rc = exec(st, "COMMIT", err);
 out:
@@ -216,6 +278,47 @@ static void set_actor(struct mm_state *st)
 	snprintf(st->actor, sizeof(st->actor), "%s@%s", user, st->host);
 }
 
+/* Why a directory cannot take the DB and its -wal/-shm files, or NULL. */
+static const char *dir_unusable(const char *dir)
+{
+	struct stat st;
+
+	if (stat(dir, &st) != 0)
+		return errno == ENOENT ? "does not exist" : strerror(errno);
+	if (!S_ISDIR(st.st_mode))
+		return "is not a directory";
+	if (access(dir, W_OK | X_OK) != 0)
+		return errno == EROFS ? "is on a read-only file system" : "is not writable";
+	return NULL;
+}
+
+int mm_state_check_path(const char *path, char *err)
+{
+	char *copy = strdup(path);
+	const char *why, *dir;
+	struct stat st;
+	int rc = MM_ERR;
+
+	if (!copy) {
+		snprintf(err, MM_ERR_MAX, "out of memory");
+		return MM_ERR;
+	}
+	dir = dirname(copy);
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		snprintf(err, MM_ERR_MAX, "state DB %s: is a directory, not a file", path);
+	else if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+		snprintf(err, MM_ERR_MAX, "state DB %s: is not a regular file", path);
+	else if ((why = dir_unusable(dir)))
+		snprintf(err, MM_ERR_MAX, "state DB %s: its directory %s %s", path, dir, why);
+	else if (stat(path, &st) == 0 && access(path, W_OK) != 0)
+		snprintf(err, MM_ERR_MAX, "state DB %s: %s", path,
+		         errno == EROFS ? "is on a read-only file system" : "is not writable");
+	else
+		rc = MM_OK;
+	free(copy);
+	return rc;
+}
+
 int mm_state_open(const char *path, long busy_ms, struct mm_state **out, char *err)
 {
 	struct mm_state *st = calloc(1, sizeof(*st));
@@ -227,6 +330,9 @@ int mm_state_open(const char *path, long busy_ms, struct mm_state **out, char *e
 		snprintf(err, MM_ERR_MAX, "out of memory");
 		goto fail;
 	}
+	/* SQLite would only say "unable to open database file". */
+	if (mm_state_check_path(path, err) != MM_OK)
+		goto fail;
 	set_actor(st);
 	src = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 	                      SQLITE_OPEN_NOFOLLOW, NULL);
@@ -238,10 +344,10 @@ int mm_state_open(const char *path, long busy_ms, struct mm_state **out, char *e
 	sqlite3_extended_result_codes(st->db, 0);
 	snprintf(busy, sizeof(busy), "PRAGMA busy_timeout = %ld", busy_ms);
 	if ((rc = exec(st, busy, err)) != MM_OK ||
-	    (rc = exec(st, "PRAGMA foreign_keys = ON", err)) != MM_OK ||
 	    (rc = exec(st, "PRAGMA journal_mode = WAL", err)) != MM_OK ||
 	    (rc = exec(st, "PRAGMA synchronous = FULL", err)) != MM_OK ||
-	    (rc = upgrade_schema(st, err)) != MM_OK)
+	    (rc = upgrade_schema(st, err)) != MM_OK ||
+	    (rc = exec(st, "PRAGMA foreign_keys = ON", err)) != MM_OK)
 		goto fail;
 	*out = st;
 	return MM_OK;

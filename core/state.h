@@ -10,7 +10,7 @@
  * an enum mm_rc and, on failure, a one-line reason in err[MM_ERR_MAX]. */
 struct mm_state;
 
-#define MM_STATE_SCHEMA_VERSION 1
+#define MM_STATE_SCHEMA_VERSION 2
 
 struct mm_domain_row {
 	char *domain;
@@ -24,6 +24,10 @@ struct mm_domain_row {
 /* Opens (creating when missing) the database at path.  busy_ms: how long
  * to wait for another writer before giving up with its name. */
 int mm_state_open(const char *path, long busy_ms, struct mm_state **out, char *err);
+/* MM_OK when path can hold the state DB (a file or nothing, in a writable
+ * directory); else MM_ERR naming what is wrong: a directory, a missing
+ * directory, a read-only file system. */
+int mm_state_check_path(const char *path, char *err);
 void mm_state_close(struct mm_state *st);
 
 /* *found = 0 when the domain has no row. */
@@ -80,6 +84,7 @@ struct mm_migration {
 	char *options;            /* JSON: the switch's options, for resume */
 	long long verify_deadline; /* ms since the epoch */
 	char *started_at;
+	char *kind;               /* "switch", "setup", "teardown", "adopt" */
 };
 void mm_migration_clear(struct mm_migration *m);
 
@@ -99,17 +104,31 @@ int mm_state_journal(struct mm_state *st, long long id, const char *step, const 
 /* Whether the journal has a row for step in phase. */
 int mm_state_journal_has(struct mm_state *st, long long id, const char *step, const char *phase,
                          int *has, char *err);
-int mm_state_migration_set_receipt(struct mm_state *st, long long id, const char *receipt,
-                                   char *err);
+/* Stores the receipt of the new (old_mode 0) or the old mode.  why (may be
+ * NULL): journal it as a step of that name, in the same transaction (a
+ * plugin's checkpoint before a write). */
+int mm_state_migration_set_receipt(struct mm_state *st, long long id, int old_mode,
+                                   const char *receipt, const char *why, char *err);
+/* Keeps snapshot as what mode replaced for domain unless one is kept
+ * already (*kept = 0 then): the first one stays until a migration that
+ * leaves the mode closes. */
+int mm_state_keep_original(struct mm_state *st, long long id, const char *domain,
+                           const char *mode, const char *snapshot, int *kept, char *err);
+/* The kept snapshot, or *snapshot = NULL. */
+int mm_state_get_original(struct mm_state *st, const char *domain, const char *mode,
+                          char **snapshot, char *err);
 /* Closes the migration in one transaction.  result "done" gives the domain
- * the new mode and receipt; any other result leaves its mode as it was.
- * Writes the audit row. */
+ * the new mode (none for a teardown) and receipt, and releases the
+ * original of the mode it left; "rolled_back" and "aborted" release the
+ * original of the mode that was rolled back; anything else ("failed")
+ * leaves the domain as it was.  Writes the audit row and drops the
+ * caller's lock on the domain. */
 int mm_state_migration_close(struct mm_state *st, long long id, const char *result,
                              const char *detail, char *err);
 
-/* Test hook: MAILMODE_TEST_CRASH_AFTER=N makes the process SIGKILL itself
+/* Test hooks: MAILMODE_TEST_CRASH_AFTER=N makes the process SIGKILL itself
  * right after the N-th journal write on one state connection (a runbook's
- * workers each have theirs), to prove that resume finishes any interrupted
- * step. */
+ * workers each have theirs), MAILMODE_TEST_CRASH_AT=STEP:PHASE right after
+ * that journal row, to prove that resume finishes any interrupted step. */
 
 #endif

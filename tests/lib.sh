@@ -49,6 +49,17 @@ like() {
 	fi
 }
 
+# unlike GOT EXTENDED-REGEX DESCRIPTION
+unlike() {
+	if printf '%s' "$1" | grep -Eq -- "$2"; then
+		ok 1 "$3"
+		diag "got:            '$1'"
+		diag "expected unlike '$2'"
+	else
+		ok 0 "$3"
+	fi
+}
+
 diag() { printf '# %s\n' "$*"; }
 
 skip_all() { echo "1..0 # SKIP $*"; exit 0; }

@@ -685,4 +685,5 @@ MAILMODE_PLUGIN_DEFINE(
 	.setup = gw_setup,
 	.verify = gw_verify,
 	.teardown = gw_teardown,
-	.resources = gw_resources);
+	.resources = gw_resources,
+	.config_keys = gw_config_keys);

@@ -199,4 +199,9 @@ char *gw_auth_report(const struct gw_op *op, const struct gw_auth_view *view,
                      const struct gw_mx_set *expected,
                      const struct gw_auth_verdict *verdict);
 
+/* ---- keys.c ------------------------------------------------------------- */
+
+/* The keys config.c reads (the descriptor's config_keys). */
+const struct mailmode_config_key *gw_config_keys(void);
+
 #endif /* GATEWAY_H */

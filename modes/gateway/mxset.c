@@ -8,6 +8,8 @@
  */
 #include "gateway.h"
 
+#include "num.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -208,14 +210,12 @@ cJSON *gw_mx_set_json(const struct gw_mx_set *set)
 	return array;
 }
 
-static bool json_uint(const cJSON *item, double max, double *out)
+/* A whole JSON number in [0, max]; anything else (1e999, 1.5, -1) is not
+ * one, rather than an undefined cast. */
+static bool json_uint(const cJSON *item, int64_t max, int64_t *out)
 {
-	if (!cJSON_IsNumber(item) || item->valuedouble < 0 ||
-	    item->valuedouble > max ||
-	    item->valuedouble != (double)(uint64_t)item->valuedouble)
-		return false;
-	*out = item->valuedouble;
-	return true;
+	return cJSON_IsNumber(item) &&
+	       mm_num_from_double(item->valuedouble, 0, max, out) == 0;
 }
 
 static int mx_set_from_json(const cJSON *array, struct gw_mx_set *set)
@@ -228,12 +228,12 @@ static int mx_set_from_json(const cJSON *array, struct gw_mx_set *set)
 		goto out;
 	cJSON_ArrayForEach(item, array) {
 		const cJSON *host = cJSON_GetObjectItemCaseSensitive(item, "host");
-		double pref, ttl;
+		int64_t pref, ttl;
 
 		if (!json_uint(cJSON_GetObjectItemCaseSensitive(item, "pref"), 65535,
 		               &pref) ||
 		    !json_uint(cJSON_GetObjectItemCaseSensitive(item, "ttl"),
-		               2147483647.0, &ttl) ||
+		               2147483647, &ttl) ||
 		    !cJSON_IsString(host) ||
 		    gw_mx_set_add(set, (uint16_t)pref, (uint32_t)ttl,
 		                  host->valuestring) != MAILMODE_OK)
@@ -273,8 +273,10 @@ int gw_receipt_parse(const char *json, struct gw_receipt *receipt, char *err,
 		receipt->has_saved = true;
 	}
 	swapped = cJSON_GetObjectItemCaseSensitive(root, "swapped_at_ms");
-	if (cJSON_IsNumber(swapped) && swapped->valuedouble > 0)
-		receipt->swapped_at_ms = (int64_t)swapped->valuedouble;
+	if (swapped && !json_uint(swapped, MM_NUM_EPOCH_MS_MAX, &receipt->swapped_at_ms)) {
+		snprintf(err, err_len, "has an invalid \"swapped_at_ms\"");
+		goto out;
+	}
 	gateway = cJSON_GetObjectItemCaseSensitive(root, "gateway");
 	if (mx_set_from_json(gateway, &receipt->gateway) != MAILMODE_OK ||
 	    receipt->gateway.count == 0) {

@@ -14,6 +14,9 @@
  */
 #include "mailflow.h"
 
+#include "num.h"
+
+#include <limits.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,16 +87,17 @@ int mf_field_bool(const cJSON *obj, const char *name)
 long mf_field_long(const cJSON *obj, const char *name, long dflt)
 {
 	const cJSON *item = cJSON_GetObjectItem(obj, name);
-	char *end;
+	int64_t number;
 	long value;
 
-	if (cJSON_IsNumber(item))
-		return (long)item->valuedouble;
-	if (cJSON_IsString(item)) {
-		value = strtol(item->valuestring, &end, 10);
-		if (end != item->valuestring && *end == '\0')
-			return value;
-	}
+	/* Out of range ("Priority": 1e300) is as unreadable as absent: a cast
+	 * would be undefined. */
+	if (cJSON_IsNumber(item) &&
+	    mm_num_from_double(item->valuedouble, LONG_MIN, LONG_MAX, &number) == 0)
+		return (long)number;
+	if (cJSON_IsString(item) &&
+	    mm_num_parse_long(item->valuestring, LONG_MIN, LONG_MAX, &value) == 0)
+		return value;
 	return dflt;
 }
 

@@ -256,4 +256,7 @@ void mf_cmdlet_line(struct mf_buf *out, const char *cmdlet,
 int mf_trace(void *ctx, const struct mailmode_request *req, const char *message_id,
              const char *recipient, char **report, struct mailmode_diag *diag);
 
+/* keys.c: the keys config.c reads (the descriptor's config_keys). */
+const struct mailmode_config_key *mf_config_keys(void);
+
 #endif /* MAILFLOW_H */

@@ -1455,4 +1455,5 @@ MAILMODE_PLUGIN_DEFINE(
 	.teardown = mf_teardown,
 	.resources = mf_resources,
 	.trace = mf_trace,
-	.preflight = mf_preflight);
+	.preflight = mf_preflight,
+	.config_keys = mf_config_keys);

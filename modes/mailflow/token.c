@@ -528,6 +528,10 @@ int mf_token_get(struct mf_ctx *ctx, struct mf_tenant *tenant,
 	/* v2 sends a number, v1 sent a string: take both. */
 	lifetime_s = cJSON_IsNumber(expires) ? expires->valuedouble
 	           : cJSON_IsString(expires) ? atof(expires->valuestring) : 3599;
+	/* A lifetime past a day (1e300, inf, NaN) or below zero is not one:
+	 * the token is used for this call only, and the cast stays defined. */
+	if (!(lifetime_s >= 0 && lifetime_s <= 86400))
+		lifetime_s = 0;
 	tenant->access_token = mf_strdup(access->valuestring);
 	if (!tenant->access_token)
 		goto nomem;

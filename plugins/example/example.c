@@ -413,11 +413,31 @@ out_receipt:
 	return rc;
 }
 
+/* ABI 1.2: the keys read above, so that mailmode refuses a misspelt one.
+ * (Guarded: the ABI test builds this file against the v1.0 header too.) */
+#if MAILMODE_ABI_MINOR >= 2
+static const struct mailmode_config_key example_keys[] = {
+	{ "profile", KEY_WORLD, MAILMODE_KEY_PATH, NULL,
+	  "the world file (relative: to the config file)" },
+	{ "profile", KEY_ROUTE, MAILMODE_KEY_STRING, EXAMPLE_MODE_NAME, "the route this mode sets" },
+	{ NULL, NULL, MAILMODE_KEY_STRING, NULL, NULL }
+};
+
+static const struct mailmode_config_key *example_config_keys(void)
+{
+	return example_keys;
+}
+#define EXAMPLE_CONFIG_KEYS .config_keys = example_config_keys,
+#else
+#define EXAMPLE_CONFIG_KEYS
+#endif
+
 MAILMODE_PLUGIN_DEFINE(
 	.name = EXAMPLE_MODE_NAME,
 	.description = "example mode: routes kept in a JSON file (no network)",
 	.version = "1.0",
 	.caps = MAILMODE_CAP_THREADSAFE | MAILMODE_CAP_ADOPT | MAILMODE_CAP_FORCE,
+	EXAMPLE_CONFIG_KEYS
 	.init = example_init,
 	.fini = example_fini,
 	.validate_config = example_validate,

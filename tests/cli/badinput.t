@@ -6,7 +6,7 @@ plan 63
 cat >>"$CONF" <<CONF
 
 [profile bare]
-unrelated = 1
+twin_route = bare-route
 CONF
 run mm setup a.test --mode example --profile lab
 is "$rc" 0 "a.test set up (the state to keep intact)"

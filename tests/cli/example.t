@@ -67,4 +67,4 @@ is "$rc" 1 "teardown of a domain with no mode: exit 1"
 like "$err" "contoso.test has no mode recorded" "and says why"
 
 is "$(db "SELECT group_concat(action, ',') FROM (SELECT action FROM audit WHERE domain='contoso.test' ORDER BY id)")" \
-   "setup,setup,teardown-failed,teardown" "audit log: every change and the failure"
+   "setup-start,setup,setup-start,setup,teardown-start,teardown-failed,teardown-start,teardown" "audit log: every change and the failure"

@@ -60,7 +60,7 @@ is "$(routes "$T")" "direct direct direct direct direct direct direct direct dir
 long=$(printf '%0300d' 0 | tr 0 x)
 printf '[domains]\n; %s\nd00.test = twin %s\nd01.test = nosuch\n' "$long" "$long" >"$RB"
 run mm runbook plan "$RB"
-like "$err" "rb.ini:3: line longer than 199 characters" "an over-long entry is named by its line"
+like "$err" "rb.ini:3: d00.test = twin x*: the profile name is longer than 255 characters" "an over-long entry is named by its line"
 like "$err" "rb.ini:4: d01.test: unknown mode 'nosuch'" "a long comment does not shift the line numbers"
 
 # --- plan: every plugin call in order, nothing changed

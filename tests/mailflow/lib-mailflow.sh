@@ -65,7 +65,6 @@ certificate_file = $2"
 state = $MF_STATE
 
 [profile p1]
-mode = mailflow
 tenant = contoso
 service = sophos
 

@@ -42,7 +42,7 @@ mf_config secret
 # --- eventual consistency
 emu_ctl POST /_emu/config '{"consistency_delay_s": 3}' >/dev/null
 mf_reset_log
-run mm setup contoso.test --mode mailflow --profile p1
+run mm setup contoso.test --mode mailflow --profile p1 --no-wait
 is "$rc" 0 "setup succeeds while new objects take 3 s to become visible"
 ok $([ "$(mf_requests 'sum(1 for x in r if x["cmdlet"] == "New-TransportRule")')" -gt 1 ]; echo $?) \
 	"the rule was retried until its connector became visible"

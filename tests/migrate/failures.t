@@ -3,7 +3,7 @@
 # with the old mode intact; the old mode's teardown failing (DNS primary
 # down) leaves the migration unfinished until `resume` finishes it.
 . "$top_srcdir/tests/migrate/lib.sh"
-plan 24
+plan 29
 FRONT_DOOR="0 contoso-test.mail.protection.outlook.test."
 mm adopt contoso.test --mode gateway >/dev/null 2>&1
 
@@ -21,16 +21,28 @@ is "$(tenant_objects)" "0 0 0 " "the new mode's rule and connectors are gone"
 is "$(mx_both contoso.test)" "$GATEWAY_SET | $GATEWAY_SET" "gateway MX untouched on both servers"
 is "$(db "SELECT mode FROM domains")/$(db "SELECT result FROM migrations ORDER BY id DESC LIMIT 1")" "gateway/rolled_back" "state: gateway; migration rolled back"
 
-# 2. gateway -> mailflow with the DNS primary hung: mailflow is set up and
-# verified, the gateway teardown cannot reach the primary.
+# 2. gateway -> mailflow with the DNS primary hung.  Before anything
+# changes, the preflight finds that gateway mode could not be torn down.
 kill -STOP "$DNS_PRIMARY_PID"
 at_exit "kill -CONT $DNS_PRIMARY_PID 2>/dev/null"
 run mm switch contoso.test --to mailflow --poll-interval 200ms --verify-timeout 6s
+is "$rc" 1 "preflight: gateway teardown cannot run while the primary is hung: exit 1"
+like "$err" "preflight: gateway mode cannot be torn down: .*nothing was changed" "refused before any change, saying why"
+is "$(tenant_objects)" "0 0 0 " "nothing was made in the tenant"
+# The primary hangs after mailflow verified: the gateway teardown cannot
+# reach it, so the switch stays unfinished.
+kill -CONT "$DNS_PRIMARY_PID"
+MAILMODE_TEST_CRASH_AT=verify_new:end mm -q switch contoso.test --to mailflow --poll-interval 200ms --verify-timeout 6s >/dev/null 2>&1
+is "$?" 137 "killed right after mailflow verified"
+kill -STOP "$DNS_PRIMARY_PID"
+run mm resume contoso.test --lock-timeout 1s
 is "$rc" 1 "old mode's teardown fails: exit 1"
-like "$err" "teardown of the old mode failed: .*the migration is unfinished: fix it, then run 'mailmode resume contoso.test'" "says how to finish"
+like "$err" "teardown of the old mode failed: .*the switch is unfinished: fix it, then run 'mailmode resume contoso.test'" "says how to finish"
 is "$(tenant_objects)" "1 1 1 mailmode route contoso.test" "mailflow is live and verified"
 run mm status contoso.test
-like "$out" "UNFINISHED MIGRATION to mailflow .*last step verify_new" "status shows the migration stuck after verify"
+like "$out" "UNFINISHED switch gateway -> mailflow .*last step verify_new" "status shows the migration stuck after verify"
+isnt_zero() { [ "$1" -ne 0 ]; ok $? "$2"; }
+isnt_zero "$rc" "status exits non-zero while a migration is open ($rc)"
 run mm abort contoso.test
 is "$rc" 4 "abort refused: the old mode's teardown has begun"
 kill -CONT "$DNS_PRIMARY_PID"
@@ -40,14 +52,16 @@ wait_mx contoso.test "$FRONT_DOOR"
 is "$(mx_both contoso.test)" "$FRONT_DOOR | $FRONT_DOOR" "the original MX is back on both servers"
 is "$(db "SELECT mode FROM domains")|$(db "SELECT count(*) FROM migrations WHERE finished_at IS NULL")" "mailflow|0" "state: mailflow, nothing unfinished"
 
-# 3. mailflow -> gateway with the secondary hung: gateway never verifies on
-# every server; the rollback cannot confirm the gateway MX gone from the
-# secondary either, so the migration waits for `resume`.
+# 3. mailflow -> gateway with the secondary hung from the gateway setup on:
+# gateway never verifies on every server; the rollback cannot confirm the
+# gateway MX gone from the secondary either, so the migration waits for
+# `resume`.
+MAILMODE_TEST_CRASH_AT=setup_new:begin mm -q switch contoso.test --to gateway --poll-interval 500ms --verify-timeout 4s >/dev/null 2>&1
 kill -STOP "$DNS_SECONDARY_PID"
 at_exit "kill -CONT $DNS_SECONDARY_PID 2>/dev/null"
-run mm switch contoso.test --to gateway --poll-interval 500ms --verify-timeout 4s
+run mm resume contoso.test
 is "$rc" 1 "rollback cannot be confirmed while the secondary is hung: exit 1"
-like "$err" "rollback: the new mode is still visible" "says so"
+like "$err" "rollback: the new mode could not be confirmed gone: .*no answer" "says so, naming the silent server"
 is "$(mx "$DNS_PRIMARY" contoso.test)" "$FRONT_DOOR" "the primary already serves the original MX again"
 is "$(tenant_objects)" "1 1 1 mailmode route contoso.test" "mailflow untouched"
 kill -CONT "$DNS_SECONDARY_PID"

@@ -1,0 +1,40 @@
+/* The configuration keys the gateway mode reads (ABI 1.2 config_keys), so
+ * the core can refuse a misspelt one.  Keep in step with config.c. */
+#include "gateway.h"
+
+#include <stddef.h>
+
+static const struct mailmode_config_key keys[] = {
+	{ "profile", "dns", MAILMODE_KEY_STRING, NULL,
+	  "names the [dns NAME] section: where and how the MX records are updated" },
+	{ "profile", "service", MAILMODE_KEY_STRING, NULL,
+	  "names the [service NAME] section: the gateway MX set" },
+	{ "profile", "zone", MAILMODE_KEY_STRING, NULL,
+	  "the zone holding the domain's MX (default: found with an SOA walk)" },
+	{ "profile", "fallback_mx", MAILMODE_KEY_STRING, NULL,
+	  "MX set teardown restores for an adopted domain; {domain} and {domain_dashes} expand" },
+	{ "profile", "fallback_ttl", MAILMODE_KEY_INT, "3600", "TTL of fallback_mx" },
+	{ "dns", "primary", MAILMODE_KEY_STRING, NULL,
+	  "address or host name UPDATEs go to (default: the zone's SOA MNAME)" },
+	{ "dns", "port", MAILMODE_KEY_INT, "53", "port of the primary and every authoritative server" },
+	{ "dns", "resolver", MAILMODE_KEY_STRING, NULL,
+	  "address asked for the SOA walk and NS lookups (default: /etc/resolv.conf)" },
+	{ "dns", "resolver_port", MAILMODE_KEY_INT, "53", "port of resolver" },
+	{ "dns", "tsig_key", MAILMODE_KEY_STRING, NULL, "TSIG key name the primary knows" },
+	{ "dns", "tsig_algorithm", MAILMODE_KEY_STRING, "hmac-sha256",
+	  "hmac-sha256 or hmac-sha512" },
+	{ "dns", "tsig_secret_file", MAILMODE_KEY_PATH, NULL,
+	  "file holding the key's base64 secret, mode 0600" },
+	{ "dns", "timeout", MAILMODE_KEY_INT, "5", "seconds to wait for each DNS answer (1-300)" },
+	{ "dns", "debug_pause_before_update_ms", MAILMODE_KEY_INT, "0",
+	  "testing aid: pause between reading the MX set and the UPDATE" },
+	{ "service", "gateway_mx", MAILMODE_KEY_STRING, NULL,
+	  "the gateway MX set, 'PREF HOST' items, comma-separated" },
+	{ "service", "gateway_ttl", MAILMODE_KEY_INT, "300", "TTL of the gateway MX records" },
+	{ NULL, NULL, MAILMODE_KEY_STRING, NULL, NULL }
+};
+
+const struct mailmode_config_key *gw_config_keys(void)
+{
+	return keys;
+}

@@ -1,0 +1,57 @@
+/* The configuration keys the mailflow mode reads (ABI 1.2 config_keys), so
+ * the core can refuse a misspelt one.  Keep in step with config.c. */
+#include "mailflow.h"
+
+#include <stddef.h>
+
+static const struct mailmode_config_key keys[] = {
+	{ "profile", "tenant", MAILMODE_KEY_STRING, NULL,
+	  "names the [tenant NAME] section: the Microsoft 365 tenant" },
+	{ "profile", "service", MAILMODE_KEY_STRING, NULL,
+	  "names the [service NAME] section: the security service" },
+	{ "tenant", "tenant", MAILMODE_KEY_STRING, NULL,
+	  "tenant domain or GUID (default: the section's NAME)" },
+	{ "tenant", "client_id", MAILMODE_KEY_STRING, NULL, "the app registration's client id" },
+	{ "tenant", "client_secret_file", MAILMODE_KEY_PATH, NULL,
+	  "file holding the client secret, mode 0600 (or private_key_file)" },
+	{ "tenant", "private_key_file", MAILMODE_KEY_PATH, NULL,
+	  "PEM private key of the app's certificate, mode 0600" },
+	{ "tenant", "certificate_file", MAILMODE_KEY_PATH, NULL,
+	  "PEM certificate (default: a CERTIFICATE block in private_key_file)" },
+	{ "tenant", "login_url", MAILMODE_KEY_STRING, "https://login.microsoftonline.com",
+	  "identity platform base URL" },
+	{ "tenant", "api_url", MAILMODE_KEY_STRING, "https://outlook.office365.com",
+	  "Exchange Online admin API base URL" },
+	{ "tenant", "ca_file", MAILMODE_KEY_PATH, NULL,
+	  "CA bundle for both URLs (default: the system trust store)" },
+	{ "tenant", "retry_budget_ms", MAILMODE_KEY_INT, "120000",
+	  "time one request may spend retrying 429/503/504" },
+	{ "tenant", "timeout_ms", MAILMODE_KEY_INT, "30000", "one request attempt" },
+	{ "mode", "retry_budget_ms", MAILMODE_KEY_INT, "120000",
+	  "retry_budget_ms for tenants that do not set it" },
+	{ "tenant", "visibility_window_ms", MAILMODE_KEY_INT, "1800000",
+	  "how long a new object may stay unlisted (teardown waits that long for one of unknown outcome)" },
+	{ "mode", "timeout_ms", MAILMODE_KEY_INT, "30000",
+	  "timeout_ms for tenants that do not set it" },
+	{ "mode", "visibility_window_ms", MAILMODE_KEY_INT, "1800000",
+	  "visibility_window_ms for tenants that do not set it" },
+	{ "service", "smart_hosts", MAILMODE_KEY_LIST, NULL,
+	  "hosts the outbound connector delivers to" },
+	{ "service", "tls_domain", MAILMODE_KEY_STRING, NULL,
+	  "certificate domain the outbound connector validates (default: the first smart host)" },
+	{ "service", "connector_type", MAILMODE_KEY_STRING, "OnPremises", "OnPremises or Partner" },
+	{ "service", "tls_cert_name", MAILMODE_KEY_STRING, NULL,
+	  "certificate name of the service's mail to Microsoft 365 (inbound connector)" },
+	{ "service", "loop_header", MAILMODE_KEY_STRING, NULL,
+	  "header the service stamps on mail it processed; the rule skips such mail" },
+	{ "service", "name_prefix", MAILMODE_KEY_STRING, "mailmode",
+	  "prefix of the connectors' and rule's names" },
+	{ "service", "service_ips", MAILMODE_KEY_LIST, NULL,
+	  "addresses or CIDR ranges the service sends from (for --quick-test)" },
+	{ NULL, NULL, MAILMODE_KEY_STRING, NULL, NULL }
+};
+
+const struct mailmode_config_key *mf_config_keys(void)
+{
+	return keys;
+}
