@@ -23,6 +23,10 @@
  *   retry_budget_ms    = time one request may spend retrying 429/503/504
  *                        (default: the host's, 120 s)
  *   timeout_ms         = one request attempt (default: the host's, 30 s)
+ *   visibility_window_ms = how long a new object may stay unlisted
+ *                        (eventual consistency; default 1800000, 30 min):
+ *                        until then teardown does not call an object gone
+ *                        that an attempt may have made
  *
  *   [service S]                    the security service; shared with the
  *                                  gateway plugin (gateway_mx, gateway_ttl)
@@ -45,7 +49,7 @@
  *                    service.
  *
  *   [mode mailflow]                optional, defaults for every tenant
- *   retry_budget_ms, timeout_ms
+ *   retry_budget_ms, timeout_ms, visibility_window_ms
  *
  * Secret and key files are read with host->secret_load: relative paths are
  * taken from the configuration file's directory, and files readable by
@@ -613,6 +617,16 @@ int mf_profile_load(const struct mailmode_host *host, const char *mode_section,
 	if (!empty(value) && (p->timeout_ms = parse_ms(value)) < 0) {
 		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
 		               "[%s]: 'timeout_ms' is not a number of milliseconds: '%s'",
+		               p->tenant_section, value);
+		goto out;
+	}
+
+	value = tenant_or_mode_key(host, p->tenant_section, mode_section,
+	                           "visibility_window_ms");
+	p->visibility_window_ms = MF_DEFAULT_VISIBILITY_WINDOW_MS;
+	if (!empty(value) && (p->visibility_window_ms = parse_ms(value)) < 0) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "[%s]: 'visibility_window_ms' is not a number of milliseconds: '%s'",
 		               p->tenant_section, value);
 		goto out;
 	}

@@ -215,6 +215,19 @@ static char *header_value(const char *headers, const char *name)
 	return NULL;
 }
 
+/* The reason="..." of an x-ms-diagnostics or WWW-Authenticate header (what
+ * the service says is missing), else the whole header. */
+static void diagnostics_reason(const char *header, char *out, size_t size)
+{
+	const char *reason = strstr(header, "reason=\"");
+	const char *end = reason ? strchr(reason + 8, '"') : NULL;
+
+	if (reason && end)
+		snprintf(out, size, "%.*s", (int)(end - reason - 8), reason + 8);
+	else
+		snprintf(out, size, "%s", header);
+}
+
 /* The object a cmdlet is about, for messages: Identity or Name. */
 static const char *params_subject(const cJSON *params)
 {
@@ -273,7 +286,7 @@ static int map_error(struct mf_exo *exo, const char *cmdlet,
 	else if (resp->status == 403)
 		auth_header = header_value(resp->headers, "x-ms-diagnostics");
 	if (!err->text[0] && auth_header)
-		snprintf(err->text, sizeof(err->text), "%s", auth_header);
+		diagnostics_reason(auth_header, err->text, sizeof(err->text));
 	if (!err->text[0])
 		snprintf(err->text, sizeof(err->text), "HTTP %ld", resp->status);
 
@@ -300,16 +313,25 @@ static int map_error(struct mf_exo *exo, const char *cmdlet,
 	if (resp->status == 401 || resp->status == 403) {
 		host->diag_append(diag, "the app needs the Exchange.ManageAsApp permission (admin consent) and the Exchange Administrator role; new grants can take a while to apply");
 		rc = MAILMODE_ERR_DENIED;
-	} else if (resp->status == 429 || resp->status == 503 ||
-	           resp->status == 504 || resp->status == 408) {
+	} else if (resp->status == 429 || resp->status == 503) {
+		/* Refused before the cmdlet ran. */
 		host->diag_append(diag, "still throttled or unavailable after %d attempt(s)",
 		                  resp->attempts);
 		diag->retryable = 1;
 		rc = MAILMODE_ERR_FAILED;
-	} else if (resp->status >= 500) {
+	} else if (resp->status >= 500 || resp->status == 408) {
+		/* A gateway timeout or a server error: the backend may have
+		 * acted all the same. */
 		diag->retryable = 1;
-		rc = is_write_cmdlet(cmdlet) ? MAILMODE_ERR_UNKNOWN
-		                             : MAILMODE_ERR_FAILED;
+		rc = MAILMODE_ERR_FAILED;
+		if (is_write_cmdlet(cmdlet)) {
+			host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
+			               "%s%s%s%s in tenant %s: outcome unknown, the change may or may not have been made (HTTP %ld: %.*s)",
+			               cmdlet, subject ? " '" : "", subject ? subject : "",
+			               subject ? "'" : "", exo->profile->tenant, resp->status,
+			               (int)strcspn(err->text, "\r\n"), err->text);
+			rc = MAILMODE_ERR_UNKNOWN;
+		}
 	} else {
 		rc = MAILMODE_ERR_FAILED;
 	}

@@ -27,6 +27,9 @@ enum mf_connector_type {
 	MF_CONNECTOR_PARTNER = 1
 };
 
+/* Real Exchange lists new objects within 30 minutes. */
+#define MF_DEFAULT_VISIBILITY_WINDOW_MS (30L * 60 * 1000)
+
 /* Exchange object names are at most 64 characters. */
 #define MF_NAME_MAX 65
 
@@ -50,6 +53,7 @@ struct mf_profile {
 	char *ca_file;             /* NULL: system trust store */
 	long retry_budget_ms;      /* per request; 0: host default */
 	long timeout_ms;           /* per request; 0: host default */
+	long visibility_window_ms; /* a new object may stay unlisted this long */
 
 	/* [service S] */
 	char *service;             /* S */

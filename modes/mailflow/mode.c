@@ -11,6 +11,7 @@
 #include "mailflow.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +20,6 @@
 /* How long setup waits for a new connector to be usable by the rule, when
  * the profile sets no retry budget. */
 #define DEFAULT_VISIBILITY_WAIT_MS 120000
-/* Objects made this recently may not be listed yet. */
-#define RECENT_SETUP_MS (30 * 60 * 1000)
 #define NOT_VISIBLE_HINT "new Exchange objects can take up to 30 minutes to become visible"
 
 /* One operation on one domain: the profile, the locked tenant and what was
@@ -39,6 +38,10 @@ struct op {
 	char outbound_name[MF_NAME_MAX];
 	char inbound_name[MF_NAME_MAX];
 	int64_t set_up_at_ms;        /* from the receipt; 0: unknown */
+	/* teardown: the receipt handed in (an object even when none was),
+	 * kept up to date and checkpointed before each removal */
+	cJSON *receipt;
+	int checkpoints;             /* host->checkpoint calls made */
 	cJSON *rules;                /* Get-TransportRule */
 	cJSON *outbound;             /* Get-OutboundConnector */
 	cJSON *inbound;              /* Get-InboundConnector */
@@ -72,6 +75,10 @@ static void names_from_receipt(struct op *op)
 	if (name && strlen(name) < MF_NAME_MAX)
 		copy_name(op->inbound_name, name);
 	op->set_up_at_ms = (int64_t)mf_field_long(receipt, "set_up_at_ms", 0);
+	if (cJSON_IsObject(receipt)) {
+		op->receipt = receipt;
+		receipt = NULL;
+	}
 	cJSON_Delete(receipt);
 }
 
@@ -93,6 +100,10 @@ static int op_begin(struct mf_ctx *ctx, const struct mailmode_request *req,
 	copy_name(op->inbound_name, op->profile->inbound_name);
 	if (use_receipt)
 		names_from_receipt(op);
+	if (!op->receipt && !(op->receipt = cJSON_CreateObject())) {
+		ctx->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+		return MAILMODE_ERR_NOMEM;
+	}
 	rc = mf_tenant_acquire(ctx, op->profile, &op->tenant, diag);
 	if (rc != MAILMODE_OK)
 		return rc;
@@ -113,6 +124,7 @@ static void op_end(struct op *op)
 	cJSON_Delete(op->rules);
 	cJSON_Delete(op->outbound);
 	cJSON_Delete(op->inbound);
+	cJSON_Delete(op->receipt);
 	mf_buf_free(&op->exo.warnings);
 	mf_buf_free(&op->warnings);
 }
@@ -378,19 +390,89 @@ out:
 /* ------------------------------------------------------------------ */
 /* setup / plan(setup) */
 
-/* Adds the receipt entry for one object. */
-static int receipt_add(cJSON *receipt, const char *key, const char *name,
-                       const cJSON *object, const char *action)
+static int64_t wall_ms(const struct op *op)
 {
-	cJSON *entry = cJSON_AddObjectToObject(receipt, key);
-	const char *guid = object ? mf_field_str(object, "Guid") : NULL;
+	return op->host->clock_wall_ms(op->host->handle);
+}
+
+/* Adds or replaces the receipt entry of one object.  action: what setup
+ * did to it ("created", "reused", "updated"); state: where it stands
+ * ("creating", "created", "updating", "updated", "reused", "removing"),
+ * decided at state_at_ms.  "creating" in a stored receipt means the
+ * answer never came: the object may exist, or appear later. */
+static int receipt_put(cJSON *receipt, const char *key, const char *name,
+                       const char *guid, const char *action, const char *state,
+                       int64_t at_ms)
+{
+	cJSON *entry = cJSON_CreateObject();
 
 	if (!entry || !cJSON_AddStringToObject(entry, "name", name) ||
 	    !(guid ? cJSON_AddStringToObject(entry, "guid", guid)
 	           : cJSON_AddNullToObject(entry, "guid")) ||
-	    !cJSON_AddStringToObject(entry, "action", action))
+	    !cJSON_AddStringToObject(entry, "action", action) ||
+	    !cJSON_AddStringToObject(entry, "state", state) ||
+	    !cJSON_AddNumberToObject(entry, "state_at_ms", (double)at_ms)) {
+		cJSON_Delete(entry);
 		return -1;
+	}
+	if (cJSON_GetObjectItemCaseSensitive(receipt, key))
+		return cJSON_ReplaceItemInObjectCaseSensitive(receipt, key, entry) ? 0 : -1;
+	if (!cJSON_AddItemToObject(receipt, key, entry)) {
+		cJSON_Delete(entry);
+		return -1;
+	}
 	return 0;
+}
+
+static int receipt_add(cJSON *receipt, const char *key, const char *name,
+                       const cJSON *object, const char *action, int64_t at_ms)
+{
+	return receipt_put(receipt, key, name, object ? mf_field_str(object, "Guid") : NULL,
+	                   action, action, at_ms);
+}
+
+/* Moves an object's entry to another state. */
+static int receipt_mark(cJSON *receipt, const char *key, const char *state, int64_t at_ms)
+{
+	cJSON *entry = cJSON_GetObjectItemCaseSensitive(receipt, key);
+	cJSON *value = cJSON_CreateString(state);
+	cJSON *at = cJSON_CreateNumber((double)at_ms);
+
+	if (!entry || !value || !at) {
+		cJSON_Delete(value);
+		cJSON_Delete(at);
+		return -1;
+	}
+	cJSON_DeleteItemFromObjectCaseSensitive(entry, "state");
+	cJSON_DeleteItemFromObjectCaseSensitive(entry, "state_at_ms");
+	cJSON_AddItemToObject(entry, "state", value);
+	cJSON_AddItemToObject(entry, "state_at_ms", at);
+	return 0;
+}
+
+/* ABI 1.2: stores the receipt as it will be if the next write lands,
+ * before that write is sent; nothing is sent when it fails.  A host
+ * without the service (ABI < 1.2) stores nothing: the plugin then works
+ * as before, without the record. */
+static int checkpoint(struct op *op, const cJSON *receipt, struct mailmode_diag *diag)
+{
+	const struct mailmode_host *host = op->host;
+	char *text;
+	int rc;
+
+	if (host->struct_size < offsetof(struct mailmode_host, checkpoint) +
+	                        sizeof(host->checkpoint) || !host->checkpoint)
+		return MAILMODE_OK;
+	text = cJSON_PrintUnformatted(receipt);
+	if (!text) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+		return MAILMODE_ERR_NOMEM;
+	}
+	rc = host->checkpoint(host->handle, op->req, text, diag);
+	free(text);
+	if (rc == MAILMODE_OK)
+		op->checkpoints++;
+	return rc;
 }
 
 /* The Set-* parameters: the New-* ones less what Set-* does not take. */
@@ -415,103 +497,110 @@ static cJSON *set_params(const cJSON *new_params, const char *identity,
 	return p;
 }
 
-/* Creates the object, or brings an existing one of ours to the profile.
- * apply == 0: writes the cmdlets to plan instead. */
+/* One of the three kinds of object this mode owns. */
 struct object_kind {
 	const char *what;            /* "outbound connector" */
 	const char *receipt_key;
-	const char *new_cmdlet, *set_cmdlet;
+	const char *new_cmdlet, *set_cmdlet, *remove_cmdlet;
 	const char *comment_field;   /* where our marker lives */
 	int is_rule;
 };
 
-static int reconcile_one(struct op *op, const struct object_kind *kind,
+/* The plan's line for an object that differs: its mismatches, then the
+ * Set-* cmdlet. */
+static void plan_update(struct mf_buf *plan, const struct object_kind *kind,
+                        const char *name, const char *mismatches, const cJSON *params)
+{
+	const char *m = mismatches;
+
+	mf_buf_addf(plan, "# %s '%s' exists but differs: ", kind->what, name);
+	while (*m) {
+		size_t len = strcspn(m, "\n");
+
+		mf_buf_addf(plan, "%.*s%s", (int)len, m, m[len] && m[len + 1] ? "; " : "\n");
+		m += len;
+		if (*m)
+			m++;
+	}
+	mf_cmdlet_line(plan, kind->set_cmdlet, params);
+}
+
+/* Brings an existing object of ours to the profile (Set-*). */
+static int update_object(struct op *op, const struct object_kind *kind,
                          const char *name, const cJSON *existing,
-                         cJSON *new_params, const char *mismatches,
+                         const cJSON *new_params, const char *mismatches,
                          int keep_priority, int apply, struct mf_buf *plan,
                          cJSON *receipt, struct mailmode_diag *diag)
 {
-	const struct mailmode_host *host = op->host;
-	cJSON *params = NULL, *made = NULL;
-	const char *action;
-	const char *comment;
-	int rc = MAILMODE_OK;
+	const char *guid = mf_field_str(existing, "Guid");
+	cJSON *params = set_params(new_params, name, kind->is_rule, keep_priority);
+	int rc;
 
-	if (existing) {
-		comment = mf_field_str(existing, kind->comment_field);
-		if (!comment || !strstr(comment, op->profile->managed_marker)) {
-			host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
-			               "%s '%s' exists in tenant %s but was not made by mailmode (no '%s' in %s)",
-			               kind->what, name, op->profile->tenant,
-			               op->profile->managed_marker, kind->comment_field);
-			host->diag_append(diag, "rename or remove it, or set another name_prefix for service %s",
-			                  op->profile->service);
-			rc = MAILMODE_ERR_CONFLICT;
-			goto out;
-		}
-		if (!mismatches || !*mismatches) {
-			if (!apply)
-				mf_buf_addf(plan, "# %s '%s' exists and matches the profile: reused\n",
-				            kind->what, name);
-			if (receipt_add(receipt, kind->receipt_key, name, existing, "reused") != 0)
-				goto nomem;
-			goto out;
-		}
-		params = set_params(new_params, name, kind->is_rule, keep_priority);
-		if (!params)
-			goto nomem;
-		if (!apply) {
-			mf_buf_addf(plan, "# %s '%s' exists but differs: ", kind->what, name);
-			{
-				const char *m = mismatches;
-
-				while (*m) {
-					size_t len = strcspn(m, "\n");
-
-					mf_buf_addf(plan, "%.*s%s", (int)len, m,
-					            m[len] && m[len + 1] ? "; " : "\n");
-					m += len;
-					if (*m)
-						m++;
-				}
-			}
-			mf_cmdlet_line(plan, kind->set_cmdlet, params);
-			if (receipt_add(receipt, kind->receipt_key, name, existing, "updated") != 0)
-				goto nomem;
-			goto out;
-		}
-		host->progress(host->handle, "updating %s '%s'", kind->what, name);
-		rc = invoke(op, kind->set_cmdlet, params, NULL, diag);
-		if (rc != MAILMODE_OK)
-			goto out;
-		action = "updated";
-		if (receipt_add(receipt, kind->receipt_key, name, existing, action) != 0)
-			goto nomem;
-		goto out;
-	}
+	if (!params)
+		goto nomem;
 	if (!apply) {
-		mf_cmdlet_line(plan, kind->new_cmdlet, new_params);
-		if (receipt_add(receipt, kind->receipt_key, name, NULL, "created") != 0)
-			goto nomem;
+		plan_update(plan, kind, name, mismatches, params);
+		rc = receipt_add(receipt, kind->receipt_key, name, existing, "updated", 0) == 0
+		   ? MAILMODE_OK : MAILMODE_ERR_NOMEM;
 		goto out;
 	}
+	if (receipt_put(receipt, kind->receipt_key, name, guid, "updated", "updating",
+	                wall_ms(op)) != 0)
+		goto nomem;
+	op->host->progress(op->host->handle, "updating %s '%s'", kind->what, name);
+	rc = checkpoint(op, receipt, diag);
+	if (rc == MAILMODE_OK)
+		rc = invoke(op, kind->set_cmdlet, params, NULL, diag);
+	if (rc == MAILMODE_OK &&
+	    receipt_put(receipt, kind->receipt_key, name, guid, "updated", "updated",
+	                wall_ms(op)) != 0)
+		goto nomem;
+	goto out;
+nomem:
+	op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+	rc = MAILMODE_ERR_NOMEM;
+out:
+	cJSON_Delete(params);
+	return rc;
+}
+
+/* Creates the object (New-*).  The receipt says "creating" before the
+ * cmdlet is sent; an answer that never came leaves it so (the object may
+ * exist, or appear later); a refusal removes the entry. */
+static int create_object(struct op *op, const struct object_kind *kind,
+                         const char *name, const cJSON *new_params,
+                         cJSON *receipt, struct mailmode_diag *diag)
+{
+	const struct mailmode_host *host = op->host;
+	cJSON *made = NULL;
+	int rc;
+
+	if (receipt_put(receipt, kind->receipt_key, name, NULL, "created", "creating",
+	                wall_ms(op)) != 0)
+		goto nomem;
 	host->progress(host->handle, "creating %s '%s'", kind->what, name);
-	rc = invoke(op, kind->new_cmdlet, new_params, &made, diag);
-	if (rc != MAILMODE_OK && mf_exo_error_exists(&op->err)) {
-		/* Made by an earlier, interrupted run and not listed yet
-		 * (eventual consistency): it is there; verify compares it. */
-		host->log(host->handle, MAILMODE_LOG_INFO,
-		          "%s '%s' already exists but is not listed yet; reusing it",
-		          kind->what, name);
-		rc = MAILMODE_OK;
-		if (receipt_add(receipt, kind->receipt_key, name, NULL, "reused") != 0)
-			goto nomem;
-		goto out;
-	}
+	rc = checkpoint(op, receipt, diag);
 	if (rc != MAILMODE_OK)
 		goto out;
-	if (receipt_add(receipt, kind->receipt_key, name, cJSON_GetArrayItem(made, 0),
-	                "created") != 0)
+	rc = invoke(op, kind->new_cmdlet, new_params, &made, diag);
+	if (rc != MAILMODE_OK && mf_exo_error_exists(&op->err)) {
+		/* Made by an earlier attempt whose answer was lost (or this
+		 * request, resent), and not listed yet: it was created. */
+		host->log(host->handle, MAILMODE_LOG_INFO,
+		          "%s '%s' already exists but is not listed yet: an earlier attempt made it",
+		          kind->what, name);
+		host->diag_set(diag, MAILMODE_SEV_NONE, 0, "%s", "");
+		rc = MAILMODE_OK;
+	}
+	if (rc == MAILMODE_ERR_UNKNOWN)
+		goto out;
+	if (rc != MAILMODE_OK) {
+		cJSON_DeleteItemFromObjectCaseSensitive(receipt, kind->receipt_key);
+		goto out;
+	}
+	if (receipt_put(receipt, kind->receipt_key, name,
+	                mf_field_str(cJSON_GetArrayItem(made, 0), "Guid"), "created",
+	                "created", wall_ms(op)) != 0)
 		goto nomem;
 	host->log(host->handle, MAILMODE_LOG_INFO, "created %s '%s' in tenant %s",
 	          kind->what, name, op->profile->tenant);
@@ -520,22 +609,65 @@ nomem:
 	host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
 	rc = MAILMODE_ERR_NOMEM;
 out:
-	cJSON_Delete(params);
 	cJSON_Delete(made);
 	return rc;
 }
 
+/* Creates the object, or brings an existing one of ours to the profile.
+ * apply == 0: writes the cmdlets to plan instead. */
+static int reconcile_one(struct op *op, const struct object_kind *kind,
+                         const char *name, const cJSON *existing,
+                         cJSON *new_params, const char *mismatches,
+                         int keep_priority, int apply, struct mf_buf *plan,
+                         cJSON *receipt, struct mailmode_diag *diag)
+{
+	const struct mailmode_host *host = op->host;
+	const char *comment;
+
+	if (!existing) {
+		if (apply)
+			return create_object(op, kind, name, new_params, receipt, diag);
+		mf_cmdlet_line(plan, kind->new_cmdlet, new_params);
+		if (receipt_add(receipt, kind->receipt_key, name, NULL, "created", 0) != 0)
+			goto nomem;
+		return MAILMODE_OK;
+	}
+	comment = mf_field_str(existing, kind->comment_field);
+	if (!comment || !strstr(comment, op->profile->managed_marker)) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "%s '%s' exists in tenant %s but was not made by mailmode (no '%s' in %s)",
+		               kind->what, name, op->profile->tenant,
+		               op->profile->managed_marker, kind->comment_field);
+		host->diag_append(diag, "rename or remove it, or set another name_prefix for service %s",
+		                  op->profile->service);
+		return MAILMODE_ERR_CONFLICT;
+	}
+	if (mismatches && *mismatches)
+		return update_object(op, kind, name, existing, new_params, mismatches,
+		                     keep_priority, apply, plan, receipt, diag);
+	if (!apply)
+		mf_buf_addf(plan, "# %s '%s' exists and matches the profile: reused\n",
+		            kind->what, name);
+	if (receipt_add(receipt, kind->receipt_key, name, existing, "reused",
+	                apply ? wall_ms(op) : 0) != 0)
+		goto nomem;
+	return MAILMODE_OK;
+nomem:
+	host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+	return MAILMODE_ERR_NOMEM;
+}
+
 static const struct object_kind inbound_kind = {
 	"inbound connector", "inbound_connector", "New-InboundConnector",
-	"Set-InboundConnector", "Comment", 0
+	"Set-InboundConnector", "Remove-InboundConnector", "Comment", 0
 };
 static const struct object_kind outbound_kind = {
 	"outbound connector", "outbound_connector", "New-OutboundConnector",
-	"Set-OutboundConnector", "Comment", 0
+	"Set-OutboundConnector", "Remove-OutboundConnector", "Comment", 0
 };
 static const struct object_kind rule_kind = {
 	"transport rule", "rule", "New-TransportRule", "Set-TransportRule",
-	"Comments", 1
+	"Remove-TransportRule", "Comments", 1
 };
 
 /* The inbound connector first: a tenant whose plan forbids inbound
@@ -640,10 +772,21 @@ static int reconcile(struct op *op, int apply, struct mf_buf *plan,
 
 		if (!enable)
 			goto nomem;
-		if (!apply)
+		if (!apply) {
 			mf_cmdlet_line(plan, "Enable-TransportRule", enable);
-		else
-			rc = invoke(op, "Enable-TransportRule", enable, NULL, diag);
+		} else if (receipt_mark(receipt, rule_kind.receipt_key, "updating",
+		                        wall_ms(op)) != 0) {
+			cJSON_Delete(enable);
+			goto nomem;
+		} else {
+			rc = checkpoint(op, receipt, diag);
+			if (rc == MAILMODE_OK)
+				rc = invoke(op, "Enable-TransportRule", enable, NULL, diag);
+			if (rc == MAILMODE_OK &&
+			    receipt_mark(receipt, rule_kind.receipt_key, "updated",
+			                 wall_ms(op)) != 0)
+				rc = MAILMODE_ERR_NOMEM;
+		}
 		cJSON_Delete(enable);
 		if (rc != MAILMODE_OK)
 			goto out;
@@ -681,82 +824,165 @@ static void report_warnings(struct op *op, struct mailmode_diag *diag,
 /* ------------------------------------------------------------------ */
 /* teardown / plan(teardown) */
 
-/* Removes one object; gone already counts as done. */
-static int remove_object(struct op *op, const char *cmdlet, const char *name,
-                         int apply, struct mf_buf *plan,
-                         struct mailmode_diag *diag)
+/* Removes one object; gone already counts as done.  The receipt says
+ * "removing" before the cmdlet is sent, so a teardown run again (after a
+ * kill, a lost answer) knows that "not listed" means removed by us. */
+static int remove_object(struct op *op, const struct object_kind *kind,
+                         const char *name, const cJSON *object, int apply,
+                         struct mf_buf *plan, struct mailmode_diag *diag)
 {
+	const cJSON *entry = cJSON_GetObjectItemCaseSensitive(op->receipt, kind->receipt_key);
+	const char *action = mf_field_str(entry, "action");
 	cJSON *params = identity_params(name, 1);
 	int rc;
 
-	if (!params) {
-		op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
-		return MAILMODE_ERR_NOMEM;
-	}
+	if (!params)
+		goto nomem;
 	if (!apply) {
-		mf_cmdlet_line(plan, cmdlet, params);
+		mf_cmdlet_line(plan, kind->remove_cmdlet, params);
 		rc = MAILMODE_OK;
-	} else {
-		op->host->progress(op->host->handle, "%s '%s'", cmdlet, name);
-		rc = invoke(op, cmdlet, params, NULL, diag);
-		if (rc != MAILMODE_OK && mf_exo_error_not_found(&op->err)) {
-			op->host->diag_set(diag, MAILMODE_SEV_NONE, 0, "%s", "");
-			rc = MAILMODE_OK;
-		}
+		goto out;
 	}
+	if (receipt_put(op->receipt, kind->receipt_key, name, mf_field_str(object, "Guid"),
+	                action ? action : "found", "removing", wall_ms(op)) != 0)
+		goto nomem;
+	op->host->progress(op->host->handle, "%s '%s'", kind->remove_cmdlet, name);
+	rc = checkpoint(op, op->receipt, diag);
+	if (rc == MAILMODE_OK)
+		rc = invoke(op, kind->remove_cmdlet, params, NULL, diag);
+	if (rc != MAILMODE_OK && mf_exo_error_not_found(&op->err)) {
+		op->host->diag_set(diag, MAILMODE_SEV_NONE, 0, "%s", "");
+		rc = MAILMODE_OK;
+	} else if (rc != MAILMODE_OK && strstr(op->err.text, "used by")) {
+		/* A rule not listed yet still routes through it. */
+		diag->retryable = 1;
+	}
+	goto out;
+nomem:
+	op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+	rc = MAILMODE_ERR_NOMEM;
+out:
 	cJSON_Delete(params);
 	return rc;
+}
+
+/* "5 s", "30 minutes": a window for messages. */
+static void describe_ms(char *out, size_t size, long ms)
+{
+	if (ms >= 60000 && ms % 60000 == 0)
+		snprintf(out, size, "%ld minutes", ms / 60000);
+	else
+		snprintf(out, size, "%ld s", (ms + 999) / 1000);
+}
+
+/* An object of the receipt that is not listed: is it gone?  What an
+ * attempt was creating when its answer was lost may still appear, and
+ * the rule of a recent setup may not be listed yet; both are refused
+ * (retryable) until the visibility window after the intent has passed,
+ * unless forced.  What we were removing is gone, and so is what this
+ * setup never touched.  A connector setup made or found is gone too:
+ * connectors are shared, and another domain's teardown removes them. */
+static int confirm_gone(struct op *op, const struct object_kind *kind, const char *name,
+                        struct mailmode_diag *diag)
+{
+	const struct mailmode_host *host = op->host;
+	const cJSON *entry = cJSON_GetObjectItemCaseSensitive(op->receipt, kind->receipt_key);
+	const char *state = mf_field_str(entry, "state");
+	int64_t at = (int64_t)mf_field_long(entry, "state_at_ms", 0);
+	int64_t now = wall_ms(op);
+	long window = op->profile->visibility_window_ms;
+	int force = (op->req->flags & MAILMODE_REQ_FORCE) != 0;
+	int creating = state && mf_strcaseeq(state, "creating");
+	char span[32];
+
+	if (!entry || (state && (mf_strcaseeq(state, "removing") ||
+	                         mf_strcaseeq(state, "removed"))))
+		return MAILMODE_OK;
+	if (!creating && !kind->is_rule)
+		return MAILMODE_OK;
+	if (!at)
+		at = op->set_up_at_ms;
+	if (!at || now - at >= window)
+		return MAILMODE_OK;
+	describe_ms(span, sizeof(span), window);
+	if (force) {
+		warn(op, "%s '%s' was not found; it was %s less than %s ago, so it may still appear: check with 'mailmode status'",
+		     kind->what, name, creating ? "being created (outcome unknown)" : "created",
+		     span);
+		return MAILMODE_OK;
+	}
+	if (creating)
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
+		               "%s '%s' was being created when an earlier attempt ended (outcome unknown) and is not listed: it may still appear, so it is not called gone until %s after the attempt: retry later, or --force if it was never made",
+		               kind->what, name, span);
+	else
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
+		               "%s '%s' was created less than %s ago and is not listed yet, so it cannot be removed: retry later (%s), or --force if it was deleted by hand",
+		               kind->what, name, span, NOT_VISIBLE_HINT);
+	host->diag_append(diag, "waiting %lld s more (visibility_window_ms of [%s])",
+	                  (long long)((at + window - now + 999) / 1000),
+	                  op->profile->tenant_section);
+	return MAILMODE_ERR_FAILED;
+}
+
+/* The other rules that route through the outbound connector, as a list of
+ * names in users. */
+static void connector_users(struct op *op, const cJSON *rule, const cJSON *outbound,
+                            struct mf_buf *users)
+{
+	const char *outbound_guid = outbound ? mf_field_str(outbound, "Guid") : NULL;
+	const cJSON *item;
+
+	cJSON_ArrayForEach(item, op->rules) {
+		const char *name = mf_field_str(item, "Name");
+
+		if (item == rule || !mf_rule_routes_to(item, op->outbound_name, outbound_guid))
+			continue;
+		mf_buf_addf(users, "%s'%s'", users->len ? ", " : "", name ? name : "?");
+	}
+}
+
+/* Removes a connector of ours, or makes sure one the receipt knows of is
+ * gone.  A same-named object without our marker is someone else's. */
+static int unmake_connector(struct op *op, const struct object_kind *kind,
+                            const char *name, const cJSON *object, int apply,
+                            struct mf_buf *plan, struct mailmode_diag *diag)
+{
+	const char *comment = object ? mf_field_str(object, kind->comment_field) : NULL;
+
+	if (object && comment && strstr(comment, op->profile->managed_marker))
+		return remove_object(op, kind, name, object, apply, plan, diag);
+	if (object || !apply)
+		return MAILMODE_OK;
+	return confirm_gone(op, kind, name, diag);
 }
 
 static int unmake(struct op *op, int apply, struct mf_buf *plan,
                   struct mailmode_diag *diag)
 {
 	const struct mailmode_host *host = op->host;
-	const cJSON *rule, *outbound, *inbound, *item;
+	const cJSON *rule, *outbound, *inbound;
 	struct mf_buf users = { 0 };
-	const char *outbound_guid;
 	int rc;
 
 	rc = read_world(op, diag);
 	if (rc != MAILMODE_OK)
 		goto out;
 	rule = mf_find_by_name(op->rules, op->rule_name);
-	if (rule) {
-		rc = remove_object(op, "Remove-TransportRule", op->rule_name, apply,
-		                   plan, diag);
-		if (rc != MAILMODE_OK)
-			goto out;
-	} else if (!apply) {
+	if (rule)
+		rc = remove_object(op, &rule_kind, op->rule_name, rule, apply, plan, diag);
+	else if (!apply)
 		mf_buf_addf(plan, "# transport rule '%s' is already absent\n", op->rule_name);
-	} else if (op->set_up_at_ms &&
-	           host->clock_wall_ms(host->handle) - op->set_up_at_ms < RECENT_SETUP_MS) {
-		/* Gone, or made so recently that it is not listed yet: the two
-		 * look the same from here.  Calling it gone could leave a rule
-		 * that appears later and routes mail through the service on top
-		 * of another mode, so it is an error to retry unless forced. */
-		if (!(op->req->flags & MAILMODE_REQ_FORCE)) {
-			host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
-			               "transport rule '%s' was created less than 30 minutes ago and is not listed yet, so it cannot be removed: retry later (%s), or --force if it was deleted by hand",
-			               op->rule_name, NOT_VISIBLE_HINT);
-			rc = MAILMODE_ERR_FAILED;
-			goto out;
-		}
-		warn(op, "transport rule '%s' was not found; setup ran less than 30 minutes ago, so it may still appear: check with 'mailmode status'",
-		     op->rule_name);
-	}
+	else
+		rc = confirm_gone(op, &rule_kind, op->rule_name, diag);
+	if (rc != MAILMODE_OK)
+		goto out;
 
 	/* The connectors are shared: they stay while any other rule routes
 	 * through the outbound one (the inbound one is its return path). */
 	outbound = mf_find_by_name(op->outbound, op->outbound_name);
 	inbound = mf_find_by_name(op->inbound, op->inbound_name);
-	outbound_guid = outbound ? mf_field_str(outbound, "Guid") : NULL;
-	cJSON_ArrayForEach(item, op->rules) {
-		const char *name = mf_field_str(item, "Name");
-
-		if (item == rule || !mf_rule_routes_to(item, op->outbound_name, outbound_guid))
-			continue;
-		mf_buf_addf(&users, "%s'%s'", users.len ? ", " : "", name ? name : "?");
-	}
+	connector_users(op, rule, outbound, &users);
 	if (users.failed) {
 		host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
 		rc = MAILMODE_ERR_NOMEM;
@@ -769,23 +995,13 @@ static int unmake(struct op *op, int apply, struct mf_buf *plan,
 		host->log(host->handle, MAILMODE_LOG_INFO,
 		          "keeping the connectors of service %s: still used by %s",
 		          op->profile->service, users.data);
-		rc = MAILMODE_OK;
 		goto out;
 	}
-	/* Only what we made: a same-named object without our marker is
-	 * someone else's. */
-	if (outbound && !(mf_field_str(outbound, "Comment") &&
-	                  strstr(mf_field_str(outbound, "Comment"), op->profile->managed_marker)))
-		outbound = NULL;
-	if (inbound && !(mf_field_str(inbound, "Comment") &&
-	                 strstr(mf_field_str(inbound, "Comment"), op->profile->managed_marker)))
-		inbound = NULL;
-	if (outbound)
-		rc = remove_object(op, "Remove-OutboundConnector", op->outbound_name,
-		                   apply, plan, diag);
-	if (rc == MAILMODE_OK && inbound)
-		rc = remove_object(op, "Remove-InboundConnector", op->inbound_name,
-		                   apply, plan, diag);
+	rc = unmake_connector(op, &outbound_kind, op->outbound_name, outbound, apply,
+	                      plan, diag);
+	if (rc == MAILMODE_OK)
+		rc = unmake_connector(op, &inbound_kind, op->inbound_name, inbound, apply,
+		                      plan, diag);
 	if (rc == MAILMODE_OK && !apply && !outbound && !inbound)
 		mf_buf_addf(plan, "# connectors '%s' and '%s' are already absent\n",
 		            op->outbound_name, op->inbound_name);
@@ -955,6 +1171,20 @@ static int mf_resources(void *opaque, const struct mailmode_request *req, char *
 	return rc;
 }
 
+/* After a refused write, the receipt without what was refused, so that
+ * the rollback does not wait for an object that cannot appear.  When this
+ * cannot be stored, the last checkpoint stands: teardown then waits out
+ * the visibility window. */
+static void forget_refused(struct op *op, const cJSON *receipt)
+{
+	struct mailmode_diag diag = { 0 };
+
+	if (checkpoint(op, receipt, &diag) != MAILMODE_OK)
+		op->host->log(op->host->handle, MAILMODE_LOG_WARNING,
+		              "could not record that the last write was refused: %s",
+		              diag.summary);
+}
+
 static int mf_setup(void *opaque, const struct mailmode_request *req,
                     char **receipt_out, struct mailmode_diag *diag)
 {
@@ -974,6 +1204,8 @@ static int mf_setup(void *opaque, const struct mailmode_request *req,
 	if (!receipt)
 		goto nomem;
 	rc = reconcile(&op, 1, NULL, receipt, diag);
+	if (rc != MAILMODE_OK && rc != MAILMODE_ERR_UNKNOWN && op.checkpoints)
+		forget_refused(&op, receipt);
 	if (rc != MAILMODE_OK)
 		goto out;
 	text = cJSON_PrintUnformatted(receipt);
@@ -987,6 +1219,46 @@ nomem:
 out:
 	free(text);
 	cJSON_Delete(receipt);
+	op_end(&op);
+	return rc;
+}
+
+/* What teardown reads, without its checks: a teardown must work on a
+ * tenant that no longer accepts the domain or went dormant. */
+static int teardown_reads(struct op *op, struct mailmode_diag *diag)
+{
+	cJSON *value = NULL;
+	int rc;
+
+	op->host->progress(op->host->handle, "checking tenant %s", op->profile->tenant);
+	rc = invoke(op, "Get-OrganizationConfig", NULL, &value, diag);
+	cJSON_Delete(value);
+	value = NULL;
+	if (rc == MAILMODE_OK)
+		rc = invoke(op, "Get-AcceptedDomain", NULL, &value, diag);
+	cJSON_Delete(value);
+	if (rc == MAILMODE_OK)
+		rc = read_world(op, diag);
+	return rc;
+}
+
+/* ABI 1.2: before a switch changes anything, the token is acquired and
+ * every read setup or teardown starts with succeeds (a tenant refusing
+ * the app answers 403: MAILMODE_ERR_DENIED naming the missing grant);
+ * setup's own checks (accepted domain, dormancy, conflicts) run too.
+ * No writes: Exchange has no way to test a write without making it. */
+static int mf_preflight(void *opaque, const struct mailmode_request *req,
+                        enum mailmode_plan_op which, struct mailmode_diag *diag)
+{
+	struct op op;
+	int rc;
+
+	rc = op_begin(opaque, req, which == MAILMODE_PLAN_TEARDOWN, &op, diag);
+	if (rc == MAILMODE_OK)
+		rc = which == MAILMODE_PLAN_SETUP ? preflight(&op, diag)
+		                                  : teardown_reads(&op, diag);
+	if (rc == MAILMODE_OK)
+		report_warnings(&op, diag, "preflight");
 	op_end(&op);
 	return rc;
 }
@@ -1183,4 +1455,5 @@ MAILMODE_PLUGIN_DEFINE(
 	.teardown = mf_teardown,
 	.resources = mf_resources,
 	.trace = mf_trace,
+	.preflight = mf_preflight,
 	.config_keys = mf_config_keys);

@@ -242,6 +242,161 @@ static int want_set(struct mf_buf *out, const cJSON *obj, const char *field,
 	return !equal;
 }
 
+/* ------------------------------------------------------------------ */
+/* Exactness: nothing but what setup makes */
+
+/* Fields of every object that say nothing about where mail goes. */
+static const char *const metadata_fields[] = {
+	"Name", "Identity", "Id", "Guid", "ImmutableId", "DistinguishedName",
+	"WhenChanged", "WhenCreated", "WhenChangedUTC", "WhenCreatedUTC", "IsValid",
+	"ObjectState", "ExchangeVersion", "OrganizationId", "OriginatingServer",
+	"ObjectCategory", "ObjectClass", "AdminDisplayName", "ExchangeObjectId",
+	"PSComputerName", "PSShowComputerName", "RunspaceId", "Comment", "Comments", NULL
+};
+
+/* A field the service sets to this unless someone changes it. */
+struct field_default {
+	const char *field, *value;
+};
+
+static int in_list(const char *const *list, const char *name)
+{
+	for (; list && *list; list++)
+		if (mf_strcaseeq(*list, name))
+			return 1;
+	return 0;
+}
+
+/* Null, false, "", "False", [] and {} set nothing. */
+static int is_unset(const cJSON *v)
+{
+	if (cJSON_IsNull(v) || cJSON_IsFalse(v))
+		return 1;
+	if (cJSON_IsString(v))
+		return !*v->valuestring || mf_strcaseeq(v->valuestring, "False");
+	if (cJSON_IsArray(v) || cJSON_IsObject(v))
+		return v->child == NULL;
+	return 0;
+}
+
+static void show_value(struct mf_buf *out, const cJSON *v)
+{
+	char *text = cJSON_PrintUnformatted(v);
+
+	mf_buf_add(out, text ? text : "?");
+	free(text);
+}
+
+/* Every field of obj that setup neither sets (compared) nor leaves at the
+ * service's default, and that holds a value, is a difference: an
+ * exception, condition, action or setting added behind mailmode's back
+ * changes where mail goes.  Annotations (Field@odata.type) are skipped. */
+static int extra_fields(struct mf_buf *out, const cJSON *obj,
+                        const char *const *compared,
+                        const struct field_default *defaults)
+{
+	const cJSON *field;
+	int n = 0;
+
+	cJSON_ArrayForEach(field, obj) {
+		const struct field_default *d;
+		const char *name = field->string;
+
+		if (!name || strchr(name, '@') || in_list(metadata_fields, name) ||
+		    in_list(compared, name))
+			continue;
+		for (d = defaults; d && d->field && !mf_strcaseeq(d->field, name); d++)
+			;
+		if (d && d->field) {
+			if (cJSON_IsString(field) && mf_strcaseeq(field->valuestring, d->value))
+				continue;
+			mf_buf_addf(out, "%s: have ", name);
+			show_value(out, field);
+			mf_buf_addf(out, ", want '%s'\n", d->value);
+			n++;
+			continue;
+		}
+		if (is_unset(field))
+			continue;
+		mf_buf_addf(out, "%s: have ", name);
+		show_value(out, field);
+		mf_buf_add(out, ", want it not set (mailmode does not set it)\n");
+		n++;
+	}
+	return n;
+}
+
+/* The rule's Conditions/Exceptions/Actions (class names of its
+ * predicates) are exactly want, compared by the last dotted part.
+ * Skipped when the service does not list them. */
+static int want_classes(struct mf_buf *out, const cJSON *rule, const char *field,
+                        const char *const *want)
+{
+	const cJSON *item = cJSON_GetObjectItem(rule, field);
+	size_t count = 0, i;
+	const char **have;
+	int differ = 0;
+
+	if (!item || cJSON_IsNull(item))
+		return 0;
+	have = mf_field_strs(rule, field, &count);
+	if (!have) {
+		out->failed = 1;
+		return 1;
+	}
+	for (i = 0; i < count && !differ; i++) {
+		const char *dot = strrchr(have[i], '.');
+
+		differ = !in_list(want, dot ? dot + 1 : have[i]);
+	}
+	for (i = 0; want[i] && !differ; i++) {
+		size_t j;
+		int found = 0;
+
+		for (j = 0; j < count && !found; j++) {
+			const char *dot = strrchr(have[j], '.');
+
+			found = mf_strcaseeq(dot ? dot + 1 : have[j], want[i]);
+		}
+		differ = !found;
+	}
+	if (differ) {
+		mf_buf_addf(out, "%s: have ", field);
+		show_value(out, item);
+		mf_buf_add(out, ", want [");
+		for (i = 0; want[i]; i++)
+			mf_buf_addf(out, "%s'%s'", i ? ", " : "", want[i]);
+		mf_buf_add(out, "]\n");
+	}
+	free(have);
+	return differ;
+}
+
+static const char *const inbound_fields[] = {
+	"ConnectorType", "SenderDomains", "RequireTls", "TlsSenderCertificateName",
+	"Enabled", "RestrictDomainsToCertificate", "ConnectorSource", NULL
+};
+static const char *const outbound_fields[] = {
+	"ConnectorType", "SmartHosts", "UseMXRecord", "TlsSettings", "TlsDomain",
+	"IsTransportRuleScoped", "Enabled", "TestMode", "ConnectorSource",
+	/* Validate-OutboundConnector's results */
+	"IsValidated", "LastValidationTimestamp", "ValidationRecipients", NULL
+};
+static const struct field_default outbound_defaults[] = {
+	{ "MtaStsMode", "None" }, { "SmtpDaneMode", "Opportunistic" }, { NULL, NULL }
+};
+static const char *const rule_fields[] = {
+	"State", "Enabled", "Mode", "Priority", "RecipientDomainIs",
+	"RouteMessageOutboundConnector", "ExceptIfHeaderMatchesMessageHeader",
+	"ExceptIfHeaderMatchesPatterns", "Conditions", "Exceptions", "Actions",
+	"Description", "CreatedBy", "LastModifiedBy", "ManuallyModified", "RuleVersion",
+	NULL
+};
+static const struct field_default rule_defaults[] = {
+	{ "RuleErrorAction", "Ignore" }, { "SenderAddressLocation", "Header" },
+	{ "RuleSubType", "None" }, { NULL, NULL }
+};
+
 int mf_inbound_compare(const struct mf_profile *profile, const cJSON *conn,
                        struct mf_buf *mismatches)
 {
@@ -255,6 +410,9 @@ int mf_inbound_compare(const struct mf_profile *profile, const cJSON *conn,
 	n += want_bool(mismatches, conn, "Enabled", 1);
 	if (profile->connector_type == MF_CONNECTOR_PARTNER)
 		n += want_bool(mismatches, conn, "RestrictDomainsToCertificate", 1);
+	else if (mf_field_bool(conn, "RestrictDomainsToCertificate") == 1)
+		n += want_bool(mismatches, conn, "RestrictDomainsToCertificate", 0);
+	n += extra_fields(mismatches, conn, inbound_fields, NULL);
 	return n;
 }
 
@@ -274,6 +432,7 @@ int mf_outbound_compare(const struct mf_profile *profile, const cJSON *conn,
 	/* A connector in test mode does not carry mail. */
 	if (mf_field_bool(conn, "TestMode") == 1)
 		n += want_bool(mismatches, conn, "TestMode", 0);
+	n += extra_fields(mismatches, conn, outbound_fields, outbound_defaults);
 	return n;
 }
 
@@ -319,6 +478,9 @@ int mf_rule_compare(const struct mf_profile *profile, const char *domain,
 {
 	const char *const domains[] = { domain, NULL };
 	const char *const patterns[] = { LOOP_HEADER_PATTERN, NULL };
+	static const char *const conditions[] = { "RecipientDomainIsPredicate", NULL };
+	static const char *const exceptions[] = { "HeaderMatchesPredicate", NULL };
+	static const char *const actions[] = { "RouteMessageOutboundConnectorAction", NULL };
 	const char *state = mf_field_str(rule, "State");
 	long priority = mf_field_long(rule, "Priority", -1);
 	const cJSON *other;
@@ -341,6 +503,10 @@ int mf_rule_compare(const struct mf_profile *profile, const char *domain,
 		            shown(mf_field_str(rule, "Comments")), profile->managed_marker);
 		n++;
 	}
+	n += want_classes(mismatches, rule, "Conditions", conditions);
+	n += want_classes(mismatches, rule, "Exceptions", exceptions);
+	n += want_classes(mismatches, rule, "Actions", actions);
+	n += extra_fields(mismatches, rule, rule_fields, rule_defaults);
 	/* Above every rule that is not ours (our other domains' rules may
 	 * sit in between: they route other recipients). */
 	cJSON_ArrayForEach(other, all_rules) {

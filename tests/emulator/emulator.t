@@ -8,7 +8,7 @@
 command -v curl >/dev/null 2>&1 || skip_all "curl not installed"
 "$PYTHON3" -c 'import cryptography' 2>/dev/null || skip_all "python3-cryptography missing"
 
-plan 82
+plan 92
 
 D=$TEST_TMP/emu
 at_exit 'emu_stop "$D"'
@@ -284,6 +284,32 @@ like "$code" '^0+$' "drop fault closes the connection without an answer"
 emu_ctl POST /_emu/faults '{"kind":"503","retry_after":2}' >/dev/null
 cmd Get-InboundConnector
 is "$code:$(hdr Retry-After)" "503:2" "503 fault"
+emu_ctl POST /_emu/faults '{"kind":"error","cmdlet":"New-InboundConnector","etype":"X.Y.ZException","text":"refused here"}' >/dev/null
+cmd New-InboundConnector '{"Name":"Err In","SenderDomains":"*"}'
+like "$code:$(errmsg)" '^400:Ex[0-9A-F]+\|X\.Y\.ZException\|refused here$' "error fault: 400 with a CmdletError body"
+cmd Get-InboundConnector '{"Identity":"Err In"}'
+is "$code" 400 "and the cmdlet did not run"
+emu_ctl POST /_emu/faults '{"kind":"acted_reset","writes":true,"skip":1}' >/dev/null
+cmd Get-InboundConnector
+is "$code" 200 "writes: true leaves reads alone"
+cmd New-InboundConnector '{"Name":"Skip In","SenderDomains":"*"}'
+is "$code" 200 "skip: 1 lets the first matching call through"
+cmd New-InboundConnector '{"Name":"Acted In","SenderDomains":"*"}' 2>/dev/null
+like "$code" '^0+$' "acted_reset: the second write gets no answer"
+cmd Get-InboundConnector '{"Identity":"Acted In"}'
+is "$code" 200 "but the tenant carried it out"
+emu_ctl POST /_emu/faults '{"kind":"reset","cmdlet":"Remove-InboundConnector"}' >/dev/null
+cmd Remove-InboundConnector '{"Identity":"Acted In","Confirm":false}' 2>/dev/null
+cmd Get-InboundConnector '{"Identity":"Acted In"}'
+is "$code" 200 "reset: the connection closes before the cmdlet runs"
+emu_ctl POST /_emu/faults '{"kind":"acted_hang","cmdlet":"Remove-InboundConnector","delay_ms":1500}' >/dev/null
+cmd Remove-InboundConnector '{"Identity":"Acted In","Confirm":false}' 2>/dev/null
+like "$code" '^0+$' "acted_hang: the answer hangs, then the connection closes"
+cmd Get-InboundConnector '{"Identity":"Acted In"}'
+is "$code" 400 "and the cmdlet was carried out"
+cmd Remove-InboundConnector '{"Identity":"Skip In","Confirm":false}'
+emu_ctl POST /_emu/faults '{"kind":"bogus"}' >/dev/null 2>&1
+ok $([ "$(emu_ctl GET /_emu/faults)" = "[]" ]; echo $?) "an unknown kind is refused"
 
 # --- eventual consistency -------------------------------------------------------
 emu_ctl POST /_emu/config '{"consistency_delay_s":60}' >/dev/null

@@ -30,8 +30,16 @@
 #   GET|POST /_emu/config           {"consistency_delay_s","page_size","latency_ms",
 #                                    "token_lifetime_s","bare_string_singletons",
 #                                    "invalid_client_status"}
-#   GET|POST|DELETE /_emu/faults    {"tenant","cmdlet","kind":"429|503|504|drop|slow|
-#                                    throttle_text","count","retry_after","delay_ms"}
+#   GET|POST|DELETE /_emu/faults    {"tenant","cmdlet","writes","skip","kind","count",
+#                                    "retry_after","delay_ms","etype","text"}: the next
+#                                    `count` InvokeCommand calls matching tenant, cmdlet
+#                                    and (writes: true) non-Get- cmdlets, after letting
+#                                    `skip` of them pass, get kind: 429|503|504 (Retry-
+#                                    After), drop|reset (closed before the cmdlet runs),
+#                                    slow, throttle_text, error (400, CmdletError body
+#                                    of etype/text), acted_reset (the cmdlet runs, then
+#                                    the connection closes), acted_hang (runs, hangs
+#                                    delay_ms, closes)
 #   GET|DELETE /_emu/requests       recorded token + InvokeCommand requests
 #                                   (?tenant=&cmdlet=&kind=token|invoke filters)
 #   GET|DELETE /_emu/stats          requests_by_cmdlet, token_requests,

@@ -241,6 +241,15 @@ T_NOCMD = "System.Management.Automation.CommandNotFoundException"
 T_SKIP = "Microsoft.Exchange.Admin.OData.Core.InvalidSkipTokenException"
 T_NOTREQ = "Microsoft.Exchange.Management.Deployment.OrganizationAlreadyHydratedException"
 T_THROTTLE = "Microsoft.Exchange.Configuration.Tasks.ThrottlingException"
+T_FAULT = "Microsoft.Exchange.Data.Directory.TransientException"
+# /_emu/faults kinds: 429/503/504 (with Retry-After), drop or reset (the
+# connection closes before the cmdlet runs), slow (delay_ms, then normal),
+# throttle_text (400 with the concurrency text), error (400 with a
+# CmdletError body: etype/text), acted_reset (the cmdlet runs, then the
+# connection closes: no answer), acted_hang (the cmdlet runs, the answer
+# hangs delay_ms, then the connection closes).
+FAULT_KINDS = ("429", "503", "504", "drop", "reset", "slow", "throttle_text", "error",
+               "acted_reset", "acted_hang")
 
 
 class CmdletError(Exception):
@@ -443,7 +452,9 @@ RULE_SCHEMA = {
     "ExceptIfSCLOver": "int", "RedirectMessageTo": "list", "DeleteMessage": "bool",
     "Quarantine": "bool", "StopRuleProcessing": "bool", "SetSCL": "int",
     "SetHeaderName": "str", "SetHeaderValue": "str", "Mode": "enum", "Comments": "str",
-    "SenderAddressLocation": "enum",
+    "SenderAddressLocation": "enum", "SenderDomainIs": "list",
+    "ExceptIfSenderDomainIs": "list", "ExceptIfRecipientDomainIs": "list",
+    "ExceptIfFromAddressContainsWords": "list",
 }
 RULE_DEFAULTS = {
     "Priority": 0, "ManuallyModified": False, "CreatedBy": None, "LastModifiedBy": None,
@@ -457,13 +468,17 @@ RULE_DEFAULTS = {
     "ExceptIfSCLOver": None, "RedirectMessageTo": None, "DeleteMessage": False,
     "Quarantine": False, "StopRuleProcessing": False, "SetSCL": None,
     "SetHeaderName": None, "SetHeaderValue": None, "RouteMessageOutboundConnector": None,
+    "SenderDomainIs": None, "ExceptIfSenderDomainIs": None, "ExceptIfRecipientDomainIs": None,
+    "ExceptIfFromAddressContainsWords": None,
 }
 RULE_ORDER = list(RULE_DEFAULTS) + [
     "Name", "Identity", "DistinguishedName", "Guid", "ImmutableId", "WhenChanged",
     "IsValid", "ObjectState"]
 RULE_LISTS = {"Conditions", "Exceptions", "Actions", "RecipientDomainIs",
               "ExceptIfHeaderContainsWords", "ExceptIfHeaderMatchesPatterns",
-              "ExceptIfSenderIpRanges", "RedirectMessageTo"}
+              "ExceptIfSenderIpRanges", "RedirectMessageTo", "SenderDomainIs",
+              "ExceptIfSenderDomainIs", "ExceptIfRecipientDomainIs",
+              "ExceptIfFromAddressContainsWords"}
 
 KINDS = {
     "inbound": {"noun": "InboundConnector", "schema": INBOUND_SCHEMA,
@@ -483,6 +498,10 @@ RULE_PREDICATES = [
     ("Conditions", "SentToScope", "SentToScopePredicate"),
     ("Conditions", "FromScope", "FromScopePredicate"),
     ("Conditions", "RecipientDomainIs", "RecipientDomainIsPredicate"),
+    ("Conditions", "SenderDomainIs", "SenderDomainIsPredicate"),
+    ("Exceptions", "ExceptIfSenderDomainIs", "SenderDomainIsPredicate"),
+    ("Exceptions", "ExceptIfRecipientDomainIs", "RecipientDomainIsPredicate"),
+    ("Exceptions", "ExceptIfFromAddressContainsWords", "FromAddressContainsPredicate"),
     ("Exceptions", "ExceptIfHeaderContainsMessageHeader", "HeaderContainsPredicate"),
     ("Exceptions", "ExceptIfHeaderMatchesMessageHeader", "HeaderMatchesPredicate"),
     ("Exceptions", "ExceptIfSenderIpRanges", "SenderIpRangesPredicate"),
@@ -518,6 +537,18 @@ def rule_description(d):
     if d.get("RecipientDomainIs"):
         conds.append("Is sent to a recipient whose domain is %s"
                      % quote_list(d["RecipientDomainIs"]))
+    if d.get("SenderDomainIs"):
+        conds.append("Is received from a sender whose domain is %s"
+                     % quote_list(d["SenderDomainIs"]))
+    if d.get("ExceptIfSenderDomainIs"):
+        excs.append("Is received from a sender whose domain is %s"
+                    % quote_list(d["ExceptIfSenderDomainIs"]))
+    if d.get("ExceptIfRecipientDomainIs"):
+        excs.append("Is sent to a recipient whose domain is %s"
+                    % quote_list(d["ExceptIfRecipientDomainIs"]))
+    if d.get("ExceptIfFromAddressContainsWords"):
+        excs.append("Sender address contains %s"
+                    % quote_list(d["ExceptIfFromAddressContainsWords"]))
     if d.get("ExceptIfHeaderContainsMessageHeader"):
         excs.append("'%s' header contains %s" % (d["ExceptIfHeaderContainsMessageHeader"],
                                                  quote_list(d["ExceptIfHeaderContainsWords"])))
@@ -808,7 +839,9 @@ def list_norm(kind, param):
 
     def dom(x):
         x = x.strip()
-        if param in ("RecipientDomains", "RecipientDomainIs", "AssociatedAcceptedDomains") \
+        if param in ("RecipientDomains", "RecipientDomainIs", "AssociatedAcceptedDomains",
+                     "SenderDomainIs", "ExceptIfSenderDomainIs",
+                     "ExceptIfRecipientDomainIs") \
                 and not DOMAIN_RE.match(x):
             raise CmdletError(T_PARAM, "Cannot bind parameter '%s'. The domain '%s' isn't "
                               "valid." % (param, x))
@@ -817,7 +850,9 @@ def list_norm(kind, param):
             raise CmdletError(T_PARAM, "Cannot bind parameter 'SmartHosts'. The smart host "
                               "'%s' isn't a valid host name or IP address." % x)
         return x.lower() if param in ("RecipientDomains", "RecipientDomainIs",
-                                      "SmartHosts") else x
+                                      "SmartHosts", "SenderDomainIs",
+                                      "ExceptIfSenderDomainIs",
+                                      "ExceptIfRecipientDomainIs") else x
     return dom
 
 
@@ -1454,6 +1489,12 @@ class Emu:
                 fc = f.get("cmdlet")
                 if fc and (cmdlet or "").lower() != fc.lower():
                     continue
+                if f.get("writes") and (cmdlet or "Get-").lower().startswith("get-"):
+                    continue
+                # "skip": the first N matching calls pass (fault the N+1-th)
+                if f.get("skip", 0) > 0:
+                    f["skip"] -= 1
+                    continue
                 f["count"] -= 1
                 if f["count"] <= 0:
                     self.faults.remove(f)
@@ -1727,12 +1768,17 @@ class FrontDoor:
                     rdom == x.lower() or rdom.endswith("." + x.lower())
                     for x in r["RecipientDomainIs"]):
                 continue
+            sdom = (m["from"] or "").rpartition("@")[2].lower()
+            if r.get("SenderDomainIs") and not any(
+                    sdom == x.lower() or sdom.endswith("." + x.lower())
+                    for x in r["SenderDomainIs"]):
+                continue
             if r.get("SentToScope") and r["SentToScope"] != "InOrganization":
                 continue
             if r.get("FromScope") and (r["FromScope"] == "InOrganization") != sender_internal:
                 continue
             tag = "Transport rule: '%s', ID: (%s)" % (r["Name"], r["Guid"])
-            exc = self.exception(r, m["headers"] + out["headers"], m, out["scl"])
+            exc = self.exception(r, m["headers"] + out["headers"], m, out["scl"], rdom)
             if exc:
                 ev("Transport rule", None, "%s: not applied, exception: %s" % (tag, exc), None,
                    "rule '%s' skipped: %s" % (r["Name"], exc))
@@ -1772,10 +1818,23 @@ class FrontDoor:
                 break
         return out
 
-    def exception(self, r, headers, m, scl):
+    def exception(self, r, headers, m, scl, rdom):
         """Why the rule's exceptions apply, or None."""
         def values(name):
             return [v for k, v in headers if k.lower() == name.lower()]
+
+        def in_domains(dom, domains):
+            return any(dom == x.lower() or dom.endswith("." + x.lower()) for x in domains)
+        sender = (m["from"] or "").lower()
+        sdom = sender.rpartition("@")[2]
+        if r.get("ExceptIfSenderDomainIs") and in_domains(sdom, r["ExceptIfSenderDomainIs"]):
+            return "sender domain %s" % sdom
+        if r.get("ExceptIfRecipientDomainIs") and in_domains(rdom,
+                                                             r["ExceptIfRecipientDomainIs"]):
+            return "recipient domain %s" % rdom
+        for w in r.get("ExceptIfFromAddressContainsWords") or []:
+            if w.lower() in sender:
+                return "sender address contains '%s'" % w
         name = r.get("ExceptIfHeaderContainsMessageHeader")
         if name:
             for v in values(name):
@@ -2288,12 +2347,16 @@ class Handler(BaseHTTPRequestHandler):
                                ("request-id", str(uuid.uuid4()))]
         # faults
         fault = emu.take_fault(tenant, tref, cmdlet)
+        after_fault = None
         if fault:
             rec["fault"] = fault["kind"]
             kind = fault["kind"]
             ra = str(fault.get("retry_after", 1))
-            if kind == "drop":
+            if kind in ("drop", "reset"):
                 raise Drop()
+            if kind in ("acted_reset", "acted_hang"):
+                # the server acts; its answer never arrives (see below)
+                after_fault = fault
             if kind == "slow":
                 time.sleep(max(0, fault.get("delay_ms", 1000)) / 1000.0)
             elif kind == "429":
@@ -2311,6 +2374,21 @@ class Handler(BaseHTTPRequestHandler):
             elif kind == "throttle_text":
                 err = CmdletError(T_THROTTLE, THROTTLE_TEXT)
                 return 400, err.body(), [("request-id", str(uuid.uuid4()))]
+            elif kind == "error":
+                err = CmdletError(fault.get("etype") or T_FAULT, fault.get("text") or (
+                    "The cmdlet '%s' couldn't be completed because of a transient server "
+                    "error. Try again later." % cmdlet))
+                rec["error"] = "%s|%s" % (err.etype, err.text)
+                return 400, err.body(), [("request-id", str(uuid.uuid4()))]
+        status, out, hdrs = self.invoke_result(tenant, tref, cmdlet, params, parse_err,
+                                               query, rec)
+        if after_fault:
+            if after_fault["kind"] == "acted_hang":
+                time.sleep(max(0, after_fault.get("delay_ms", 1000)) / 1000.0)
+            raise Drop()
+        return status, out, hdrs
+
+    def invoke_result(self, tenant, tref, cmdlet, params, parse_err, query, rec):
         if parse_err:
             return 400, {"error": {"code": "BadRequest", "message": parse_err}}, \
                 [("request-id", str(uuid.uuid4()))]
@@ -2500,13 +2578,19 @@ class Handler(BaseHTTPRequestHandler):
         if parts == ["faults"]:
             if meth == "POST":
                 kind = str(data.get("kind", ""))
-                if kind not in ("429", "503", "504", "drop", "slow", "throttle_text"):
-                    raise ControlError(400, "kind must be one of 429, 503, 504, drop, slow, "
-                                       "throttle_text")
+                if kind not in FAULT_KINDS:
+                    raise ControlError(400, "kind must be one of " + ", ".join(FAULT_KINDS))
+                bad = set(data) - {"kind", "count", "tenant", "cmdlet", "writes", "skip",
+                                   "retry_after", "delay_ms", "etype", "text"}
+                if bad:
+                    raise ControlError(400, "unknown field(s): %s" % ", ".join(sorted(bad)))
                 f = {"kind": kind, "count": int(data.get("count", 1)),
                      "tenant": data.get("tenant"), "cmdlet": data.get("cmdlet"),
+                     "writes": bool(data.get("writes", False)),
+                     "skip": int(data.get("skip", 0)),
                      "retry_after": int(data.get("retry_after", 1)),
-                     "delay_ms": int(data.get("delay_ms", 1000))}
+                     "delay_ms": int(data.get("delay_ms", 1000)),
+                     "etype": data.get("etype"), "text": data.get("text")}
                 with emu.lock:
                     emu.faults.append(f)
                     return 201, list(emu.faults)
