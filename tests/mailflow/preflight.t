@@ -76,7 +76,7 @@ emu_ctl PATCH "/_emu/tenants/$MF_TENANT_ID" '{"dehydrated": false}' >/dev/null
 # --- a subscription without inbound connectors
 emu_ctl PATCH "/_emu/tenants/$MF_TENANT_ID" '{"inbound_connectors_allowed": false}' >/dev/null
 run mm setup fabrikam.test --mode mailflow --profile p1 --accept-conflicts
-is "$rc" 1 "a tenant that cannot create inbound connectors fails setup"
+is "$rc" 3 "a tenant that cannot create inbound connectors fails setup (rolled back: exit 3)"
 like "$err" "tenant contoso.onmicrosoft.com cannot create inbound connectors" "with a clear message"
 is "$(mf_counts)" "0 1 6" "before anything was created"
 emu_ctl PATCH "/_emu/tenants/$MF_TENANT_ID" '{"inbound_connectors_allowed": true}' >/dev/null
@@ -86,6 +86,6 @@ is "$rc" 0 "once allowed, setup succeeds"
 # --- a cmdlet error: ErrId|ExceptionType|Text in the diagnostic
 sed 's/^smart_hosts = .*/smart_hosts = bad_host!/' "$MF_CONF" >"$MF_CONF.new" && mv "$MF_CONF.new" "$MF_CONF"
 run mm setup contoso.test --mode mailflow --profile p1 --accept-conflicts
-like "$rc $(printf '%s' "$err" | tr '\n' ' ')" "^1 .*Set-OutboundConnector 'mailmode outbound to sophos' failed in tenant contoso.onmicrosoft.com: Cannot bind parameter 'SmartHosts'" \
+like "$rc $(printf '%s' "$err" | tr '\n' ' ')" "^3 .*Set-OutboundConnector 'mailmode outbound to sophos' failed in tenant contoso.onmicrosoft.com: Cannot bind parameter 'SmartHosts'" \
 	"a refused cmdlet is named with the object and Exchange's text"
 like "$err" "ExceptionType: [A-Za-z.]+Exception" "the exception type is in the details"
