@@ -113,6 +113,9 @@ client_secret_file = client.secret
 login_url = {login_url}
 api_url = {api_url}
 ca_file = emu/ca.pem
+# How long a new Exchange object may stay unlisted (30 minutes in a real
+# tenant); the emulator's objects show within seconds.
+visibility_window_ms = 10000
 """
 
 QUICKTEST = """
