@@ -261,6 +261,7 @@ client_secret_file = client.secret
 login_url = {login_url}
 api_url = {api_url}
 ca_file = emu/ca.pem
+visibility_window_ms = 10000
 
 [profile {name}]
 dns = sandbox-dns
