@@ -65,12 +65,12 @@ static int check_ownership(const struct stat *st, const char *what, const char *
 {
 	if (st->st_mode & (S_IWGRP | S_IWOTH)) {
 		say(why, whylen, "%s %s is writable by group or others (mode %03o)", what, path,
-		         (unsigned)(st->st_mode & 0777));
+		    (unsigned)(st->st_mode & 0777));
 		return -1;
 	}
 	if (st->st_uid != 0 && st->st_uid != geteuid()) {
 		say(why, whylen, "%s %s is owned by uid %u, neither root nor the current user",
-		         what, path, (unsigned)st->st_uid);
+		    what, path, (unsigned)st->st_uid);
 		return -1;
 	}
 	return 0;
@@ -138,7 +138,7 @@ static int follow_link(struct walk *w, const char *link, const struct stat *st, 
 	 * in a sticky one anybody could, and it would send us anywhere. */
 	if (st->st_uid != 0 && st->st_uid != geteuid()) {
 		say(why, whylen, "symbolic link %s is owned by uid %u, neither root nor the current user",
-		         link, (unsigned)st->st_uid);
+		    link, (unsigned)st->st_uid);
 		return -1;
 	}
 	if (++w->links > SYMLINKS_MAX) {
@@ -148,7 +148,7 @@ static int follow_link(struct walk *w, const char *link, const struct stat *st, 
 	n = readlink(link, target, sizeof(target));
 	if (n < 0 || (size_t)n >= sizeof(target) || (size_t)n + 1 + rest >= sizeof(w->todo)) {
 		say(why, whylen, "symbolic link %s cannot be followed: %s", link,
-		         n < 0 ? strerror(errno) : "target too long");
+		    n < 0 ? strerror(errno) : "target too long");
 		return -1;
 	}
 	memmove(w->todo + n + 1, w->todo, rest + 1);

@@ -88,6 +88,8 @@ static const char *watch_config_get(void *handle, const char *section, const cha
 
 
 static void send_line(struct checker_host *host, const char *prefix, const char *fmt, va_list ap)
+	MAILMODE_PRINTF(3, 0);
+static void send_line(struct checker_host *host, const char *prefix, const char *fmt, va_list ap)
 {
 	char line[2048];
 	int used = snprintf(line, sizeof(line), "%s: ", prefix);
