@@ -19,7 +19,8 @@ enum opt_flag {
 	O_DIR = 1 << 7,
 	O_PARALLEL = 1 << 8,
 	O_QUICK_TEST = 1 << 9,
-	O_NO_WAIT = 1 << 10
+	O_NO_WAIT = 1 << 10,
+	O_KEYS = 1 << 11
 };
 
 struct command_spec {
@@ -30,7 +31,7 @@ struct command_spec {
 };
 
 static const struct command_spec commands[] = {
-	{ "plugins", 0, 0, 0, "plugins" },
+	{ "plugins", O_KEYS, 0, 0, "plugins [--keys MODE]" },
 	{ "status", O_PROFILE, 0, MM_MAX_ARGS, "status [DOMAIN...] [--profile P]" },
 	{ "setup", O_MODE | O_PROFILE | O_DRY_RUN | O_ACCEPT | O_FORCE | O_TIMING | O_NO_WAIT, 1, 1,
 	  "setup DOMAIN --mode M [--profile P] [--dry-run] [--accept-conflicts] [--force]\n"
@@ -115,6 +116,7 @@ static const struct value_opt value_opts[] = {
 	{ "--to", O_TO, offsetof(struct mm_args, to) },
 	{ "--dir", O_DIR, offsetof(struct mm_args, dir) },
 	{ "--quick-test", O_QUICK_TEST, offsetof(struct mm_args, quick_test) },
+	{ "--keys", O_KEYS, offsetof(struct mm_args, keys) },
 };
 
 struct duration_opt {

@@ -22,6 +22,7 @@ struct mm_args {
 	const char *to;
 	const char *dir;
 	const char *profile;
+	const char *keys;          /* plugins --keys MODE */
 	const char *positional[MM_MAX_ARGS];
 	int npositional;
 	int json;

@@ -7,13 +7,76 @@
 #include <stdlib.h>
 #include <string.h>
 
+static const char *key_type_name(enum mailmode_key_type type)
+{
+	switch (type) {
+	case MAILMODE_KEY_STRING: return "string";
+	case MAILMODE_KEY_INT: return "int";
+	case MAILMODE_KEY_DURATION: return "duration";
+	case MAILMODE_KEY_BOOL: return "bool";
+	case MAILMODE_KEY_PATH: return "path";
+	case MAILMODE_KEY_LIST: return "list";
+	}
+	return "unknown";
+}
+
+static void add_key(struct mm_ctx *ctx, cJSON *keys, const struct mailmode_config_key *k)
+{
+	cJSON *item = cJSON_CreateObject();
+	const char *type = key_type_name(k->type), *description = k->description ? k->description : "";
+
+	cJSON_AddStringToObject(item, "section", k->section ? k->section : "");
+	cJSON_AddStringToObject(item, "name", k->name);
+	cJSON_AddStringToObject(item, "type", type);
+	if (k->default_value)
+		cJSON_AddStringToObject(item, "default", k->default_value);
+	else
+		cJSON_AddNullToObject(item, "default");
+	cJSON_AddStringToObject(item, "description", description);
+	cJSON_AddItemToArray(keys, item);
+	if (!ctx->output.json)
+		printf("%-10s %-30s %-8s %-14s %s\n", k->section ? k->section : "", k->name, type,
+		       k->default_value ? k->default_value : "-", description);
+}
+
+/* plugins --keys MODE: the keys the mode declares it reads (ABI 1.2), one
+ * a line: section kind, key, type, default ("-": none), description. */
+static int list_keys(struct mm_ctx *ctx, const char *mode)
+{
+	const struct mailmode_config_key *k = NULL;
+	const struct mailmode_plugin *d;
+	struct mm_plugin *p;
+	cJSON *keys;
+	int rc = mm_find_plugin(ctx, mode, &p);
+
+	if (rc != MM_OK)
+		return rc;
+	d = p->desc;
+	/* The slot is a reserved one before 1.2: only read it then. */
+	if (d->abi_minor >= 2 && d->config_keys)
+		k = d->config_keys();
+	cJSON_AddStringToObject(ctx->doc, "mode", d->name);
+	cJSON_AddBoolToObject(ctx->doc, "declared", k != NULL);
+	keys = cJSON_AddArrayToObject(ctx->doc, "keys");
+	if (!k && !ctx->output.json)
+		printf("mode %s declares no configuration keys (plugin ABI %u.%u; config_keys is ABI 1.2): its sections are not checked\n",
+		       d->name, d->abi_major, d->abi_minor);
+	for (; k && k->name; k++)
+		add_key(ctx, keys, k);
+	return MM_OK;
+}
+
 int mm_cmd_plugins(struct mm_ctx *ctx)
 {
-	cJSON *list = cJSON_AddArrayToObject(ctx->doc, "plugins");
-	cJSON *refused = cJSON_AddArrayToObject(ctx->doc, "refused");
+	cJSON *list, *refused;
 	size_t i;
-	int rc = mm_load_plugins(ctx);
+	int rc;
 
+	if (ctx->args.keys)
+		return list_keys(ctx, ctx->args.keys);
+	list = cJSON_AddArrayToObject(ctx->doc, "plugins");
+	refused = cJSON_AddArrayToObject(ctx->doc, "refused");
+	rc = mm_load_plugins(ctx);
 	if (rc != MM_OK)
 		return rc;
 	for (i = 0; i < ctx->plugins.count; i++) {

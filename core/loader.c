@@ -3,6 +3,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <dlfcn.h>
+#include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,20 +47,188 @@ static int add_refusal(struct mm_plugin_set *set, const char *path, const char *
 	return 0;
 }
 
+/* Reasons may be cut short (paths are long); through vsnprintf the
+ * compiler lets them. */
+static void say(char *why, size_t whylen, const char *fmt, ...) MAILMODE_PRINTF(3, 4);
+static void say(char *why, size_t whylen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, whylen, fmt, ap);
+	va_end(ap);
+}
+
 /* Files that others could replace would let them run code as us. */
 static int check_ownership(const struct stat *st, const char *what, const char *path,
                            char *why, size_t whylen)
 {
 	if (st->st_mode & (S_IWGRP | S_IWOTH)) {
-		snprintf(why, whylen, "%s %s is writable by group or others (mode %03o)", what, path,
-		         (unsigned)(st->st_mode & 0777));
+		say(why, whylen, "%s %s is writable by group or others (mode %03o)", what, path,
+		    (unsigned)(st->st_mode & 0777));
 		return -1;
 	}
 	if (st->st_uid != 0 && st->st_uid != geteuid()) {
-		snprintf(why, whylen, "%s %s is owned by uid %u, neither root nor the current user",
-		         what, path, (unsigned)st->st_uid);
+		say(why, whylen, "%s %s is owned by uid %u, neither root nor the current user",
+		    what, path, (unsigned)st->st_uid);
 		return -1;
 	}
+	return 0;
+}
+
+/* A directory on the way to a plugin: whoever can write to it can put
+ * something else in place of what lies below.  A sticky one owned by root
+ * or us (/tmp) is the exception admins expect: there only an entry's owner
+ * may rename or remove it, and the entry we go through is checked next. */
+static int check_on_path(const struct stat *st, const char *path, char *why, size_t whylen)
+{
+	if ((st->st_mode & (S_IWGRP | S_IWOTH)) && (st->st_mode & S_ISVTX) &&
+	    (st->st_uid == 0 || st->st_uid == geteuid()))
+		return 0;
+	return check_ownership(st, "directory", path, why, whylen);
+}
+
+/* Kernel's limit on symbolic links in one lookup. */
+#define SYMLINKS_MAX 40
+
+/* A path being resolved: done is what is resolved (physical, no symbolic
+ * links; "" is the root), todo what is left. */
+struct walk {
+	char done[PATH_MAX];
+	char todo[2 * PATH_MAX];
+	int links;
+};
+
+/* Takes the next component off todo: 1 with it in comp, 0 when none is
+ * left, -1 when it is longer than a file name can be. */
+static int next_component(struct walk *w, char *comp, size_t complen)
+{
+	char *p = w->todo;
+	size_t len;
+
+	while (*p == '/')
+		p++;
+	if (!*p)
+		return 0;
+	len = strcspn(p, "/");
+	if (len >= complen)
+		return -1;
+	memcpy(comp, p, len);
+	comp[len] = '\0';
+	memmove(w->todo, p + len, strlen(p + len) + 1);
+	return 1;
+}
+
+/* Whether a component is left in todo: then what was just looked up is a
+ * directory on the way, not the end. */
+static int more_to_walk(const struct walk *w)
+{
+	return w->todo[strspn(w->todo, "/")] != '\0';
+}
+
+/* Puts the target of symbolic link `link` in front of todo. */
+static int follow_link(struct walk *w, const char *link, const struct stat *st, char *why,
+                       size_t whylen)
+{
+	char target[PATH_MAX];
+	size_t rest = strlen(w->todo);
+	ssize_t n;
+
+	/* Only root or we could have made a link in a directory that passed;
+	 * in a sticky one anybody could, and it would send us anywhere. */
+	if (st->st_uid != 0 && st->st_uid != geteuid()) {
+		say(why, whylen, "symbolic link %s is owned by uid %u, neither root nor the current user",
+		    link, (unsigned)st->st_uid);
+		return -1;
+	}
+	if (++w->links > SYMLINKS_MAX) {
+		say(why, whylen, "too many symbolic links at %s", link);
+		return -1;
+	}
+	n = readlink(link, target, sizeof(target));
+	if (n < 0 || (size_t)n >= sizeof(target) || (size_t)n + 1 + rest >= sizeof(w->todo)) {
+		say(why, whylen, "symbolic link %s cannot be followed: %s", link,
+		    n < 0 ? strerror(errno) : "target too long");
+		return -1;
+	}
+	memmove(w->todo + n + 1, w->todo, rest + 1);
+	memcpy(w->todo, target, (size_t)n);
+	w->todo[n] = '/';
+	if (target[0] == '/')
+		w->done[0] = '\0';
+	return 0;
+}
+
+/* Looks up one component below done: a directory on the way is checked
+ * and entered, a symbolic link followed. */
+static int walk_step(struct walk *w, const char *comp, char *why, size_t whylen)
+{
+	char next[PATH_MAX + NAME_MAX + 2];
+	size_t used = strlen(w->done), len = strlen(comp);
+	struct stat st;
+
+	if (strcmp(comp, ".") == 0)
+		return 0;
+	if (strcmp(comp, "..") == 0) {
+		/* done is physical: its parent is what the kernel would take. */
+		char *slash = strrchr(w->done, '/');
+
+		if (slash)
+			*slash = '\0';
+		return 0;
+	}
+	if (used + 1 + len >= sizeof(w->done)) {
+		say(why, whylen, "path too long at %s", comp);
+		return -1;
+	}
+	memcpy(next, w->done, used);
+	next[used] = '/';
+	memcpy(next + used + 1, comp, len + 1);
+	if (lstat(next, &st) != 0) {
+		say(why, whylen, "cannot resolve %s: %s", next, strerror(errno));
+		return -1;
+	}
+	if (S_ISLNK(st.st_mode))
+		return follow_link(w, next, &st, why, whylen);
+	if (S_ISDIR(st.st_mode) && more_to_walk(w) && check_on_path(&st, next, why, whylen) != 0)
+		return -1;
+	memcpy(w->done, next, used + 1 + len + 1);
+	return 0;
+}
+
+/* Resolves path as the kernel would (real: the result), checking every
+ * directory on the way and every symbolic link followed: a plugin is only
+ * as safe as the directories that lead to it.  The last component is the
+ * caller's to check. */
+static int check_path(const char *path, char *real, size_t reallen, char *why, size_t whylen)
+{
+	struct walk w = { .done = "", .links = 0 };
+	char comp[NAME_MAX + 1];
+	size_t len = strlen(path);
+	struct stat st;
+	int r;
+
+	if (len >= PATH_MAX) {
+		say(why, whylen, "path too long: %s", path);
+		return -1;
+	}
+	/* A relative path: the directories to the working one count too. */
+	if (path[0] != '/' && !getcwd(w.todo, sizeof(w.todo) - PATH_MAX - 1)) {
+		say(why, whylen, "cannot resolve %s: %s", path, strerror(errno));
+		return -1;
+	}
+	strcat(w.todo, "/");
+	strcat(w.todo, path);
+	if (lstat("/", &st) != 0 || check_on_path(&st, "/", why, whylen) != 0)
+		return -1;
+	while ((r = next_component(&w, comp, sizeof(comp))) > 0)
+		if (walk_step(&w, comp, why, whylen) != 0)
+			return -1;
+	if (r < 0) {
+		say(why, whylen, "cannot resolve %s: a component is too long", path);
+		return -1;
+	}
+	snprintf(real, reallen, "%s", w.done[0] ? w.done : "/");
 	return 0;
 }
 
@@ -111,6 +281,7 @@ static struct mm_plugin *load_one(const struct mm_plugin_set *set, const char *p
 	struct mm_plugin *p = NULL;
 	const struct mailmode_plugin *d;
 	const struct mm_plugin *clash;
+	char real[PATH_MAX];
 	struct stat st;
 	void *dl = NULL;
 
@@ -118,9 +289,11 @@ static struct mm_plugin *load_one(const struct mm_plugin_set *set, const char *p
 		snprintf(why, whylen, "not a regular file");
 		goto fail;
 	}
-	if (check_ownership(&st, "file", path, why, whylen) != 0)
+	if (check_path(path, real, sizeof(real), why, whylen) != 0 || stat(real, &st) != 0 ||
+	    check_ownership(&st, "file", path, why, whylen) != 0)
 		goto fail;
-	dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	/* What was checked, not what a symbolic link may say by now. */
+	dl = dlopen(real, RTLD_NOW | RTLD_LOCAL);
 	if (!dl) {
 		snprintf(why, whylen, "cannot load: %s", dlerror());
 		goto fail;
@@ -155,6 +328,18 @@ fail:
 	return NULL;
 }
 
+/* The plugin directory's own path: each file's is checked again as it
+ * loads, but one line for the directory says it better than one a file. */
+static int check_dir_path(const char *dir, char *err, size_t errlen)
+{
+	char real[PATH_MAX], why[512];
+
+	if (check_path(dir, real, sizeof(real), why, sizeof(why)) == 0)
+		return 0;
+	snprintf(err, errlen, "plugin directory %s: %s", dir, why);
+	return -1;
+}
+
 static int has_so_suffix(const char *name)
 {
 	size_t len = strlen(name);
@@ -186,7 +371,8 @@ int mm_plugins_load(struct mm_plugin_set *set, const char *dir, const struct mm_
 		snprintf(err, errlen, "plugin directory %s: not a directory", dir);
 		goto out;
 	}
-	if (check_ownership(&st, "plugin directory", dir, err, errlen) != 0) {
+	if (check_ownership(&st, "plugin directory", dir, err, errlen) != 0 ||
+	    check_dir_path(dir, err, errlen) != 0) {
 		size_t used = strlen(err);
 
 		snprintf(err + used, errlen - used, ": refusing to load plugins from it");

@@ -24,6 +24,7 @@ enum message_type {
 	MSG_OP_RESULT,       /* struct wire_result */
 	MSG_TEXT,            /* the string the operation handed back */
 	MSG_CONDUCT,         /* signal handlers changed */
+	MSG_KEY_READ,        /* one host->config_get: "KIND [SECTION] KEY" */
 	MSG_DONE             /* fini returned, output flushed */
 };
 
@@ -44,13 +45,50 @@ static const char *const op_names[] = {
 
 /* The host table the plugin gets: the core's own services, except that log
  * and progress lines travel to the checker instead of stderr, so that the
- * checker can tell them from stray output. */
+ * checker can tell them from stray output, and that every configuration
+ * key asked for is reported, to be held against config_keys. */
 struct checker_host {
 	struct mm_host_ctx core;    /* first: host->handle points at it */
 	struct isolate_channel *channel;
+	const char *(*config_get)(void *handle, const char *section, const char *key);
+	const struct mailmode_config_key *keys;    /* NULL: none declared */
 };
 
+/* Whether keys declares key for a section of this one's kind: its first
+ * word ("profile", "mode", "dns" of [dns lab]). */
+static enum key_read_kind key_kind(const struct mailmode_config_key *keys, const char *section,
+                                   const char *key)
+{
+	size_t kindlen = strcspn(section, " ");
+	const struct mailmode_config_key *k;
 
+	if (!keys)
+		return KEY_UNCHECKED;
+	for (k = keys; k->name; k++)
+		if (k->section && strlen(k->section) == kindlen &&
+		    strncmp(k->section, section, kindlen) == 0 && strcmp(k->name, key) == 0)
+			return KEY_DECLARED;
+	return KEY_UNDECLARED;
+}
+
+static const char *watch_config_get(void *handle, const char *section, const char *key)
+{
+	struct checker_host *host = handle;
+	char line[1024];
+	int n;
+
+	n = snprintf(line, sizeof(line), "%c [%s] %s",
+	             section && key ? key_kind(host->keys, section, key) : KEY_UNDECLARED,
+	             section ? section : "(null)", key ? key : "(null)");
+	if (n > 0)
+		isolate_send(host->channel, MSG_KEY_READ, line,
+		             (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+	return host->config_get(handle, section, key);
+}
+
+
+static void send_line(struct checker_host *host, const char *prefix, const char *fmt, va_list ap)
+	MAILMODE_PRINTF(3, 0);
 static void send_line(struct checker_host *host, const char *prefix, const char *fmt, va_list ap)
 {
 	char line[2048];
@@ -199,6 +237,8 @@ static void read_facts(const struct mailmode_plugin *d, struct descriptor_facts 
 	 * no mail to follow. */
 	if (COVERS(d, trace) && d->trace && d->abi_minor < 1)
 		facts->reserved_used++;
+	if (COVERS(d, config_keys) && d->config_keys && d->abi_minor >= 2)
+		facts->has_config_keys = 1;
 	if (COVERS(d, reserved))
 		for (i = 0; i < sizeof(d->reserved) / sizeof(d->reserved[0]); i++)
 			if (d->reserved[i])
@@ -313,7 +353,12 @@ static void call_child(void *arg, struct isolate_channel *channel)
 	mm_host_init(&host.core, spec->config, &output, d->name);
 	host.core.table.log = sink_log;
 	host.core.table.progress = sink_progress;
+	host.config_get = host.core.table.config_get;
+	host.core.table.config_get = watch_config_get;
 	host.channel = channel;
+	/* As the core does: the slot is a reserved one before 1.2. */
+	if (d->abi_minor >= 2 && COVERS(d, config_keys) && d->config_keys)
+		host.keys = d->config_keys();
 	snprintf(mode_section, sizeof(mode_section), "mode %s", d->name);
 	snprintf(profile_section, sizeof(profile_section), "profile %s", spec->profile);
 
@@ -362,17 +407,32 @@ done:
 	isolate_send(channel, MSG_DONE, NULL, 0);
 }
 
-static void append_log(struct call_result *result, const char *line, size_t len)
+static void append_log_to(char **text, const char *line, size_t len)
 {
-	size_t have = result->log ? strlen(result->log) : 0;
-	char *grown = realloc(result->log, have + len + 2);
+	size_t have = *text ? strlen(*text) : 0;
+	char *grown = realloc(*text, have + len + 2);
 
 	if (!grown)
 		return;
 	memcpy(grown + have, line, len);
 	grown[have + len] = '\n';
 	grown[have + len + 1] = '\0';
-	result->log = grown;
+	*text = grown;
+}
+
+/* Each key once, in the order first asked for. */
+static void add_key_read(struct call_result *result, const char *line, size_t len)
+{
+	const char *p = result->key_reads;
+
+	while (p && *p) {
+		size_t linelen = strcspn(p, "\n");
+
+		if (linelen == len && memcmp(p, line, len) == 0)
+			return;
+		p += linelen + (p[linelen] == '\n');
+	}
+	append_log_to(&result->key_reads, line, len);
 }
 
 static void copy_bytes(char *dst, size_t dstlen, const char *src, size_t len)
@@ -393,7 +453,10 @@ static void decode(struct call_result *result)
 			copy_bytes(result->stage, sizeof(result->stage), data, len);
 			break;
 		case MSG_LOG:
-			append_log(result, data, len);
+			append_log_to(&result->log, data, len);
+			break;
+		case MSG_KEY_READ:
+			add_key_read(result, data, len);
 			break;
 		case MSG_LOAD_ERROR:
 			copy_bytes(result->load_error, sizeof(result->load_error), data, len);
@@ -448,8 +511,15 @@ void call_result_free(struct call_result *result)
 	isolate_outcome_free(&result->outcome);
 	free(result->text);
 	free(result->log);
+	free(result->key_reads);
 	result->text = NULL;
 	result->log = NULL;
+	result->key_reads = NULL;
+}
+
+const char *call_op_name(enum call_op op)
+{
+	return op_names[op];
 }
 
 const char *call_rc_name(int rc)

@@ -55,6 +55,14 @@ struct descriptor_facts {
 	char missing_ops[256];         /* "setup, verify", empty when none */
 	int has_resources;             /* ABI 1.1 resources, for abi_minor >= 1 */
 	int reserved_used;             /* non-NULL slots its ABI minor reserves */
+	int has_config_keys;           /* ABI 1.2 config_keys, for abi_minor >= 2 */
+};
+
+/* One configuration key the plugin asked host->config_get for. */
+enum key_read_kind {
+	KEY_DECLARED = 'd',            /* config_keys lists it for that section kind */
+	KEY_UNDECLARED = 'u',
+	KEY_UNCHECKED = '-'            /* the plugin has no config_keys */
 };
 
 struct call_result {
@@ -72,6 +80,7 @@ struct call_result {
 	int finished;                  /* fini returned and the child reported */
 	char *log;                     /* the plugin's host->log and progress lines */
 	char conduct[512];             /* signal handlers the plugin changed */
+	char *key_reads;               /* "KIND [SECTION] KEY" lines, KIND a key_read_kind */
 };
 
 /* Runs the call; result is filled in any case (free it). */
@@ -87,6 +96,7 @@ void call_judge(const struct call_result *result, const char *what, struct verdi
  * when verbose, as notes. */
 void call_explain(const struct call_result *result, int verbose, struct verdict *verdict);
 
+const char *call_op_name(enum call_op op);
 const char *call_rc_name(int rc);
 const char *call_presence_name(int presence);
 

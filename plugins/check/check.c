@@ -297,7 +297,7 @@ static int load_configs(struct check_run *run, char *err, size_t errlen)
 	return 0;
 }
 
-void check_call(const struct check_run *run, enum call_op op, int live, const char *receipt,
+void check_call(struct check_run *run, enum call_op op, int live, const char *receipt,
                 unsigned flags,
                 enum mailmode_plan_op plan_op, struct call_result *result)
 {
@@ -315,6 +315,7 @@ void check_call(const struct check_run *run, enum call_op op, int live, const ch
 	};
 
 	call_run(&spec, result);
+	keys_collect(run, op, result);
 }
 
 int main(int argc, char **argv)
@@ -356,8 +357,10 @@ int main(int argc, char **argv)
 	check_descriptor(&run);
 	check_startup(&run);
 	check_lifecycle(&run);
+	check_config_reads(&run);
 	rc = tap_all_passed(&run.tap) ? EXIT_PASS : EXIT_FAILED;
 out:
+	free(run.key_reads);
 	mm_config_free(run.config);
 	mm_config_free(run.empty_config);
 	remove_workdir(&run);

@@ -13,7 +13,8 @@
 #define CHECKS_DESCRIPTOR 7
 #define CHECKS_STARTUP 2
 #define CHECKS_LIFECYCLE 13
-#define CHECKS_TOTAL (CHECKS_DESCRIPTOR + CHECKS_STARTUP + CHECKS_LIFECYCLE)
+#define CHECKS_KEYS 1
+#define CHECKS_TOTAL (CHECKS_DESCRIPTOR + CHECKS_STARTUP + CHECKS_LIFECYCLE + CHECKS_KEYS)
 
 struct check_options {
 	const char *plugin;          /* the .so to check */
@@ -45,12 +46,15 @@ struct check_run {
 	char domain[MM_DOMAIN_MAX + 1];
 	int loaded;                    /* the plugin passed the loader */
 	int has_resources;             /* and has the ABI 1.1 resources operation */
+	int has_config_keys;           /* and the ABI 1.2 config_keys */
+	char *key_reads;               /* every call's, each line once (call.h), with
+	                                  "\tOPERATION" of the first call asking */
 };
 
 /* Runs one call of the plugin.  live: against the author's configuration,
  * profile and domain; otherwise against the empty configuration with a
  * profile no file defines. */
-void check_call(const struct check_run *run, enum call_op op, int live, const char *receipt,
+void check_call(struct check_run *run, enum call_op op, int live, const char *receipt,
                 unsigned flags,
                 enum mailmode_plan_op plan_op, struct call_result *result);
 
@@ -58,5 +62,10 @@ void check_call(const struct check_run *run, enum call_op op, int live, const ch
 void check_descriptor(struct check_run *run);
 void check_startup(struct check_run *run);
 void check_lifecycle(struct check_run *run);
+/* Last: judges the keys every call before asked for. */
+void check_config_reads(struct check_run *run);
+
+/* Adds a call's key reads to run->key_reads. */
+void keys_collect(struct check_run *run, enum call_op op, const struct call_result *result);
 
 #endif

@@ -149,6 +149,7 @@ void check_descriptor(struct check_run *run)
 	 * constructor that prints) would spoil each of them. */
 	run->loaded = result.has_facts && f->loaded && !verdict.failed;
 	run->has_resources = run->loaded && f->has_resources;
+	run->has_config_keys = run->loaded && f->has_config_keys;
 
 	if (!result.has_facts || !f->readable) {
 		for (i = 0; i < NTITLES; i++)

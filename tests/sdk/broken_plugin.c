@@ -8,6 +8,7 @@
  *   verify           hangs
  *   plan teardown    calls exit()
  *   teardown         crashes
+ *   observe          reads a key its config_keys does not declare
  *
  * Its world is one file: the mode is present when the file exists.
  * Profile key:  broken_state = PATH
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #define KEY_STATE "broken_state"
+#define KEY_UNDECLARED "broken_verbose"
 
 struct broken {
 	const struct mailmode_host *host;
@@ -79,6 +81,8 @@ static int broken_observe(void *ctx, const struct mailmode_request *req,
 
 	(void)report;
 	(void)diag;
+	/* defect: config_keys does not list it */
+	(void)b->host->config_get(b->host->handle, req->section, KEY_UNDECLARED);
 	*presence = is_set_up(path) ? MAILMODE_PRESENT : MAILMODE_ABSENT;
 	b->host->free(path);
 	return MAILMODE_OK;
@@ -150,6 +154,16 @@ static int broken_teardown(void *ctx, const struct mailmode_request *req,
 	return MAILMODE_OK;
 }
 
+static const struct mailmode_config_key broken_keys[] = {
+	{ "profile", KEY_STATE, MAILMODE_KEY_PATH, NULL, "the file whose presence is the mode" },
+	{ NULL, NULL, MAILMODE_KEY_STRING, NULL, NULL }
+};
+
+static const struct mailmode_config_key *broken_config_keys(void)
+{
+	return broken_keys;
+}
+
 MAILMODE_PLUGIN_DEFINE(
 	.name = "broken",
 	.description = "breaks the plugin rules on purpose (tests of mailmode-plugin-check)",
@@ -161,4 +175,5 @@ MAILMODE_PLUGIN_DEFINE(
 	.plan = broken_plan,
 	.setup = broken_setup,
 	.verify = broken_verify,
-	.teardown = broken_teardown);
+	.teardown = broken_teardown,
+	.config_keys = broken_config_keys);

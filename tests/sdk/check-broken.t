@@ -9,7 +9,7 @@ BROKEN=$top_builddir/tests/sdk/.libs/broken.so
 FIXTURES=$top_builddir/tests/fixtures/.libs
 [ -f "$BROKEN" ] || skip_all "the broken fixture is not built ($BROKEN)"
 
-plan 23
+plan 26
 
 printf '[profile lab]\nbroken_state = state\n' >"$TEST_TMP/mailmode.conf"
 
@@ -28,7 +28,8 @@ setup on the verified domain: changes nothing (receipt and observe unchanged); \
 plan teardown: lists the changes and changes nothing; \
 teardown: succeeds; \
 teardown again: succeeds (idempotent); \
-observe after teardown: absent (polled)" "exactly the checks for its defects fail"
+observe after teardown: absent (polled); \
+config keys: every key read is declared in config_keys (ABI 1.2)" "exactly the checks for its defects fail"
 like "$(check_block '^validate_config rejects')" \
 	"failed \\(MAILMODE_ERR_CONFIG\\) with no diagnostic summary" \
 	"validate_config: the empty diagnostic is named"
@@ -45,6 +46,11 @@ like "$(check_block '^teardown: ')" \
 	"(crashed in teardown: signal 11|exited \\(status [0-9]+\\) in teardown)" "teardown: the crash caught"
 like "$(check_block '^observe after teardown')" "observe says present, want absent" \
 	"observe after teardown: still present"
+like "$(check_block '^config keys')" \
+	"observe read key 'broken_verbose' in \\[profile lab\\], which config_keys does not declare for \\[profile\\] sections" \
+	"config keys: the undeclared key, its section and the call reading it are named"
+like "$(check_block '^config keys')" "3 distinct key\\(s\\) read during the checks, 2 declared" \
+	"the declared key reads are counted, not held against it"
 like "$(check_block '^resources')" "^ok .*# SKIP the plugin has no resources operation" \
 	"no resources operation: that optional check is skipped"
 ok "$([ "$elapsed" -lt 30 ]; echo $?)" "the hang did not hold the checker up ($elapsed s)"
@@ -54,6 +60,12 @@ is "$err" "" "the checker wrote nothing on stderr (the plugin's output was captu
 check_plugin "$BROKEN"
 is "$rc:$(check_failed)" "1:validate_config rejects a profile with none of the mode's keys" \
 	"no target: only the validate_config check fails"
+
+# A plugin without config_keys: that check is skipped, saying why.
+check_plugin "$FIXTURES/duplicate.so"
+like "$(check_block '^config keys')" \
+	"^ok [0-9]+ - config keys: .* # SKIP the plugin declares no configuration keys" \
+	"no config_keys: the config keys check is skipped with a note"
 
 # Plugins the loader refuses: the load check fails with the loader's
 # reason, so does the descriptor check for the defect, and the checks that

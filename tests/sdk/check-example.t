@@ -5,7 +5,7 @@
 . "$top_srcdir/tests/lib.sh"
 . "$top_srcdir/tests/sdk/check-lib.sh"
 
-plan 17
+plan 18
 
 cat >"$TEST_TMP/mailmode.conf" <<CONF
 [profile lab]
@@ -22,14 +22,16 @@ is "$rc" 0 "no target: the checker passes"
 like "$(printf '%s\n' "$out" | head -1)" "^1\\.\\.[0-9]+$" "TAP plan first"
 is "$(check_count ok)" "$(check_planned)" "every planned check reported, all ok"
 is "$(printf '%s\n' "$out" | grep -c '# SKIP no live target')" \
-	"$(( $(check_planned) - 9 ))" \
-	"only the live checks are skipped (all but the 9 descriptor and start-up checks), saying why"
+	"$(( $(check_planned) - 10 ))" \
+	"only the live checks are skipped (all but the 9 descriptor and start-up checks and the config keys check), saying why"
 
 check_plugin --config "$TEST_TMP/mailmode.conf" --profile lab --domain Contoso.Test. \
 	"$PLUGIN_DIR/example.so"
 is "$rc" 0 "live: the checker passes"
 is "$(check_count ok):$(check_failed)" "$(check_planned):" "live: every check ok"
 is "$(printf '%s\n' "$out" | grep -c '# SKIP')" 1 "live: only the resources check is skipped"
+like "$(check_block '^config keys')" "^ok .* 3 distinct key\\(s\\) read during the checks, 3 declared" \
+	"live: the keys it read (example_world, example_route) are declared"
 like "$(check_block '^resources')" "# SKIP the plugin has no resources operation" \
 	"(the example plugin is ABI 1.0-style: no resources operation)"
 like "$(check_block '^setup: ')" "^ok [0-9]+ - setup: succeeds" "the live setup ran"
