@@ -258,13 +258,3 @@ receipt_of() {
 	sqlite3 "$DB" "SELECT receipt FROM domains WHERE domain = '$1'"
 }
 
-# unlike GOT EXTENDED-REGEX DESCRIPTION: GOT does not match.
-unlike() {
-	if printf '%s' "$1" | grep -Eq -- "$2"; then
-		ok 1 "$3"
-		diag "got:              '$1'"
-		diag "expected unlike '$2'"
-	else
-		ok 0 "$3"
-	fi
-}
