@@ -78,18 +78,9 @@ int mm_find_plugin(struct mm_ctx *ctx, const char *mode, struct mm_plugin **out)
  * NULL (an empty state) instead of creating it. */
 int mm_open_state(struct mm_ctx *ctx, int create);
 int mm_domain_arg(struct mm_ctx *ctx, const char *arg, char *domain);
-/* Takes the domain's lock in the state DB (waiting up to --lock-timeout,
- * taking over a dead owner's with a warning); *locked tells unlock. */
-int mm_lock_domain(struct mm_ctx *ctx, const char *domain, int *locked);
-void mm_unlock_domain(struct mm_ctx *ctx, const char *domain, int *locked);
-/* The one-mode invariant against the world: refuses (MM_REFUSED) when a
- * mode other than `mode`, configured for the profile, is live for the
- * domain. */
 /* MM_REFUSED, with the way out, when the domain has an unfinished
  * migration: only resume and abort may touch it then. */
 int mm_refuse_open_migration(struct mm_ctx *ctx, const char *domain);
-int mm_check_other_modes(struct mm_ctx *ctx, const char *domain, const char *profile,
-                         const char *mode);
 /* A JSON value from plugin text: parsed JSON, or the text as a string. */
 cJSON *mm_json_from_text(const char *text);
 

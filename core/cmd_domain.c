@@ -16,7 +16,6 @@ struct job {
 	char profile[320];
 	struct mm_domain_row row;      /* the domain's state; empty when not found */
 	int found;
-	int locked;
 };
 
 static void job_clear(struct job *job)

@@ -124,43 +124,6 @@ cJSON *mm_json_from_text(const char *text)
 	return v ? v : cJSON_CreateString(text);
 }
 
-#define LOCK_LEASE_MS (30L * 60 * 1000)
-
-int mm_lock_domain(struct mm_ctx *ctx, const char *domain, int *locked)
-{
-	char notice[768];
-	int rc = mm_state_lock_domain(ctx->state, domain, ctx->args.command, LOCK_LEASE_MS,
-	                              ctx->args.lock_timeout_ms, notice, sizeof(notice), ctx->err);
-
-	if (rc == MM_OK) {
-		*locked = 1;
-		if (notice[0])
-			mm_log(&ctx->output, MAILMODE_LOG_WARNING, "%s", notice);
-	}
-	return rc;
-}
-
-void mm_unlock_domain(struct mm_ctx *ctx, const char *domain, int *locked)
-{
-	char err[MM_ERR_MAX];
-
-	if (*locked && mm_state_unlock_domain(ctx->state, domain, err) != MM_OK)
-		mm_log(&ctx->output, MAILMODE_LOG_WARNING, "%s", err);
-	*locked = 0;
-}
-
-/* The one-mode invariant against the world: no other mode configured for
- * this profile may be live for the domain.  Plugins the profile does not
- * configure are skipped. */
-int mm_check_other_modes(struct mm_ctx *ctx, const char *domain, const char *profile,
-                         const char *mode)
-{
-	struct mm_engine e = { .plugins = &ctx->plugins, .output = &ctx->output, .slot = -1 };
-
-	return mm_engine_check_other_modes(&e, domain, profile, mode, ctx->err);
-}
-
-
 int mm_refuse_open_migration(struct mm_ctx *ctx, const char *domain)
 {
 	struct mm_migration m;

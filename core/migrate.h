@@ -45,7 +45,6 @@ struct mm_switch_report {
 	                             "unchanged", "rolled back", "aborted",
 	                             "unfinished"; NULL: refused or failed before
 	                             anything changed */
-	const char *from_mode;    /* the domain's mode before; NULL: none */
 	const char *step;         /* the step that failed, if any */
 	int verify_attempts;
 	long long elapsed_ms;

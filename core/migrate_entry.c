@@ -276,7 +276,6 @@ int mm_migrate_run(struct mm_engine *e, enum mm_kind kind, const char *domain, c
 		rc = mm_state_get_domain(e->state, domain, &row, &found, err);
 	if (rc == MM_OK)
 		rc = plan_migration(kind, domain, mode, &row, found, &m, &same, err);
-	report->from_mode = m.from_mode;
 	if (rc != MM_OK || same) {
 		report->outcome = same ? "unchanged" : NULL;
 		goto out;
@@ -292,7 +291,6 @@ int mm_migrate_run(struct mm_engine *e, enum mm_kind kind, const char *domain, c
 	rc = start(e, &m, opts, report, err);
 out:
 	report_end(report, started, calls);
-	report->from_mode = NULL;     /* it pointed into m */
 	mm_migration_clear(&m);
 	mm_domain_row_clear(&row);
 	return rc;

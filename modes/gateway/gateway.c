@@ -384,6 +384,31 @@ static int plan_text(struct gw_call *call, struct gw_provider *provider,
 	                                       text, len);
 }
 
+int gw_read_live(const struct gw_ctx *ctx, const struct mailmode_request *req,
+                 enum mailmode_plan_op which, bool signing, struct mailmode_diag *diag,
+                 struct gw_call *call, struct gw_provider **provider,
+                 struct gw_rrset_version *live)
+{
+	struct gw_mx_set restore;
+	const char *restore_label;
+	int rc;
+
+	*provider = NULL;
+	rc = gw_begin_call(ctx, req, diag, true, call);
+	if (rc != MAILMODE_OK)
+		return rc;
+	/* A teardown with nothing to restore is refused before any read. */
+	if (which == MAILMODE_PLAN_TEARDOWN) {
+		rc = gw_teardown_target(call, &restore, &restore_label);
+		if (rc != MAILMODE_OK)
+			return rc;
+	}
+	rc = gw_rfc2136_open(&call->op, signing, provider);
+	if (rc != MAILMODE_OK)
+		return rc;
+	return (*provider)->ops->get_rrset(*provider, req->domain, live);
+}
+
 static int gw_plan(void *vctx, const struct mailmode_request *req,
                    enum mailmode_plan_op which, char **plan_out,
                    struct mailmode_diag *diag)
@@ -393,8 +418,6 @@ static int gw_plan(void *vctx, const struct mailmode_request *req,
 	struct gw_call *call = calloc(1, sizeof(*call));
 	struct gw_provider *provider = NULL;
 	struct gw_rrset_version live;
-	struct gw_mx_set restore;
-	const char *restore_label = NULL;
 	char text[8192] = "";
 	int rc;
 
@@ -403,20 +426,8 @@ static int gw_plan(void *vctx, const struct mailmode_request *req,
 		rc = MAILMODE_ERR_NOMEM;
 		goto out;
 	}
-	rc = gw_begin_call(ctx, req, diag, true, call);
-	if (rc != MAILMODE_OK)
-		goto out;
-	/* A teardown with nothing to restore is refused before any read. */
-	if (which == MAILMODE_PLAN_TEARDOWN) {
-		rc = gw_teardown_target(call, &restore, &restore_label);
-		if (rc != MAILMODE_OK)
-			goto out;
-	}
 	/* Reading needs no secret; nothing is signed or sent. */
-	rc = gw_rfc2136_open(&call->op, false, &provider);
-	if (rc != MAILMODE_OK)
-		goto out;
-	rc = provider->ops->get_rrset(provider, req->domain, &live);
+	rc = gw_read_live(ctx, req, which, false, diag, call, &provider, &live);
 	if (rc != MAILMODE_OK)
 		goto out;
 	rc = plan_text(call, provider, which, &live, text, sizeof(text));

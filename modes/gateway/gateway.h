@@ -257,6 +257,17 @@ int gw_begin_call(const struct gw_ctx *ctx, const struct mailmode_request *req,
                   struct mailmode_diag *diag, bool need_primary,
                   struct gw_call *call);
 
+struct gw_provider;
+struct gw_rrset_version;
+
+/* What plan and preflight start with: the call begun, a teardown's
+ * target checked, the provider opened (signing: with the TSIG secret; the
+ * caller closes *provider) and the live MX set read from the primary. */
+int gw_read_live(const struct gw_ctx *ctx, const struct mailmode_request *req,
+                 enum mailmode_plan_op which, bool signing, struct mailmode_diag *diag,
+                 struct gw_call *call, struct gw_provider **provider,
+                 struct gw_rrset_version *live);
+
 /* ---- decide.c: what setup and teardown would do -------------------------- */
 
 /* What setup finds live. */

@@ -79,26 +79,13 @@ int gw_preflight(void *vctx, const struct mailmode_request *req,
 	struct gw_call *call = calloc(1, sizeof(*call));
 	struct gw_provider *provider = NULL;
 	struct gw_rrset_version live;
-	struct gw_mx_set restore;
-	const char *label;
 	int rc;
 
 	if (!call) {
 		rc = MAILMODE_ERR_NOMEM;
 		goto out;
 	}
-	rc = gw_begin_call(ctx, req, diag, true, call);
-	if (rc != MAILMODE_OK)
-		goto out;
-	if (which == MAILMODE_PLAN_TEARDOWN) {
-		rc = gw_teardown_target(call, &restore, &label);
-		if (rc != MAILMODE_OK)
-			goto out;
-	}
-	rc = gw_rfc2136_open(&call->op, true, &provider);
-	if (rc != MAILMODE_OK)
-		goto out;
-	rc = provider->ops->get_rrset(provider, req->domain, &live);
+	rc = gw_read_live(ctx, req, which, true, diag, call, &provider, &live);
 	if (rc != MAILMODE_OK)
 		goto out;
 	rc = decide(call, which, &live.rrset);
