@@ -79,7 +79,7 @@ is "$(mf_counts)" "0 0 0" "teardown removed the rule and both connectors"
 run mm setup contoso.test --mode mailflow --profile p1
 mf_invoke Remove-TransportRule '{"Identity":"mailmode route contoso.test","Confirm":false}'
 mf_invoke Remove-OutboundConnector '{"Identity":"mailmode outbound to sophos","Confirm":false}'
-run mm teardown contoso.test
+run mm teardown contoso.test --verify-timeout 5s --poll-interval 500ms
 is "$rc" 3 "teardown refuses to call a rule made minutes ago gone: it may just not be listed yet (exit 3: not finished in time)"
 like "$err" "transport rule 'mailmode route contoso.test' was created less than 30 minutes ago and is not listed yet.*--force" \
 	"and says why and how to go on"
