@@ -193,7 +193,7 @@ void mm_switch_options_for(const struct mm_ctx *ctx, struct mm_switch_options *o
 	                                                          : MM_DEFAULT_VERIFY_TIMEOUT_MS;
 	opts->poll_interval_ms = ctx->args.poll_interval_ms > 0 ? ctx->args.poll_interval_ms
 	                                                        : MM_DEFAULT_POLL_INTERVAL_MS;
-	opts->accept_conflicts = ctx->args.accept_conflicts;
+	memcpy(opts->accept_conflicts, ctx->args.accept_conflicts, sizeof(opts->accept_conflicts));
 	opts->force = ctx->args.force;
 	opts->no_wait = ctx->args.no_wait;
 }
