@@ -51,6 +51,7 @@ static const struct command_spec commands[] = {
 	{ "log", 0, 0, 1, "log [DOMAIN]" },
 	{ "sandbox", O_DIR, 1, MM_MAX_ARGS, "sandbox start|stop|status [--dir DIR] [-- DRIVER-OPTIONS]" },
 	{ "runbook", O_PARALLEL, 2, 2, "runbook plan|run FILE [--parallel N]" },
+	{ "config", 0, 1, 2, "config check [FILE]" },
 	{ NULL, 0, 0, 0, NULL }
 };
 

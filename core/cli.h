@@ -110,5 +110,6 @@ int mm_cmd_resume(struct mm_ctx *ctx);
 int mm_cmd_abort(struct mm_ctx *ctx);
 int mm_cmd_sandbox(struct mm_ctx *ctx);
 int mm_cmd_runbook(struct mm_ctx *ctx);
+int mm_cmd_config(struct mm_ctx *ctx);
 
 #endif
