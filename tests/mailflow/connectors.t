@@ -1,0 +1,124 @@
+#!/bin/sh
+# mailflow, issue 12 point 2: the inbound connector is least privilege.
+# By default it is a Partner connector (not OnPremises: the service's mail
+# gets no relay and is not the organization's own), restricted to the
+# service's certificate and, when service_ips are all IPv4, to its
+# addresses (a wider IPv4 range listed as its /24s).  A hand-edit of any of
+# these is drift for verify and status.  The emulator refuses what
+# Exchange refuses for these parameters.
+. "$top_srcdir/tests/lib.sh"
+. "$top_srcdir/tests/mailflow/lib-mailflow.sh"
+
+plan 24
+IN="mailmode inbound from sophos"
+
+mf_start
+mf_tenant
+
+# conf SERVICE-LINES: the test configuration with connector_type left to
+# its default and the given lines added to [service sophos].
+conf() {
+	mf_config secret
+	grep -v '^connector_type' "$MF_CONF" >"$MF_CONF.new" && mv "$MF_CONF.new" "$MF_CONF"
+	printf '%s\n' "$@" >>"$MF_CONF"
+}
+
+# inbound PYTHON-EXPR: evaluated on the tenant's inbound connector (c).
+inbound() {
+	emu_ctl GET "/_emu/tenants/$MF_TENANT_ID" | "$PYTHON3" -c '
+import json, sys
+c = json.load(sys.stdin)["inbound_connectors"][0]
+print(eval(sys.argv[1]))' "$1"
+}
+
+# --- default: Partner, certificate and IPv4 addresses
+conf "service_ips = 127.0.0.21 198.51.100.0/23"
+run mm setup contoso.test --mode mailflow --profile p1
+is "$rc" 0 "setup with the default connector_type succeeds"
+is "$(inbound 'c["ConnectorType"], c["RequireTls"], c["TlsSenderCertificateName"], c["RestrictDomainsToCertificate"]')" \
+	"('Partner', True, '*.prod.hydra.sophos.com', True)" \
+	"inbound connector: Partner, TLS required, the service's certificate, restricted to it"
+is "$(inbound 'sorted(c["SenderIPAddresses"]), c["RestrictDomainsToIPAddresses"]')" \
+	"(['127.0.0.21', '198.51.100.0/24', '198.51.101.0/24'], True)" \
+	"restricted to the service's addresses, a /23 listed as its two /24s"
+is "$(inbound 'c["TreatMessagesAsInternal"], c["CloudServicesMailEnabled"], c["EFSkipIPs"]')" \
+	"(False, False, [])" "nothing treats the service's mail as internal"
+run mm verify contoso.test
+is "$rc" 0 "verify reads the connector back as made"
+
+# drift CHANGE FIELD: verify (exit 3) and status (exit 4) name the field.
+drift() {
+	run mm verify contoso.test
+	like "$rc $(printf '%s' "$err" | tr '\n' ' ')" "^3 .*$2" "$1: verify fails, naming $2"
+	run mm --json status contoso.test
+	like "$rc $(printf '%s' "$out" | tr '\n\t' '  ')" "^4 .*\"presence\": *\"partial\".*$2" \
+		"$1: status exits 4, naming $2"
+}
+
+mf_invoke Set-InboundConnector "{\"Identity\":\"$IN\",\"SenderIPAddresses\":[\"127.0.0.21\",\"198.51.100.0/24\",\"198.51.101.0/24\",\"203.0.113.0/24\"]}"
+drift "an address range added by hand" "SenderIPAddresses"
+mf_invoke Set-InboundConnector "{\"Identity\":\"$IN\",\"SenderIPAddresses\":[\"127.0.0.21/32\",\"198.51.100.7/24\",\"198.51.101.0/24\"]}"
+run mm verify contoso.test
+is "$rc" 0 "the same ranges written differently (/32, host bits) are not drift"
+
+mf_invoke Set-InboundConnector "{\"Identity\":\"$IN\",\"RestrictDomainsToIPAddresses\":false}"
+drift "the IP restriction lifted by hand" "RestrictDomainsToIPAddresses"
+mf_invoke Set-InboundConnector "{\"Identity\":\"$IN\",\"RestrictDomainsToIPAddresses\":true}"
+
+mf_invoke Set-InboundConnector "{\"Identity\":\"$IN\",\"RestrictDomainsToCertificate\":false}"
+drift "the certificate restriction lifted by hand" "RestrictDomainsToCertificate"
+mf_invoke Set-InboundConnector "{\"Identity\":\"$IN\",\"RestrictDomainsToCertificate\":true}"
+
+mf_invoke Set-InboundConnector "{\"Identity\":\"$IN\",\"ConnectorType\":\"OnPremises\"}"
+drift "the connector made OnPremises by hand" "ConnectorType"
+mf_invoke Set-InboundConnector "{\"Identity\":\"$IN\",\"ConnectorType\":\"Partner\"}"
+run mm verify contoso.test
+is "$rc" 0 "all put back: verified again"
+run mm teardown contoso.test
+is "$rc" 0 "teardown"
+
+# --- an IPv6 service address: the restriction by IP would refuse it
+conf "service_ips = 127.0.0.21 2001:db8:5::/48"
+run mm setup contoso.test --mode mailflow --profile p1
+is "$rc $(inbound 'c["SenderIPAddresses"], c["RestrictDomainsToIPAddresses"], c["RestrictDomainsToCertificate"]')" \
+	"0 ([], False, True)" \
+	"with an IPv6 service address: no SenderIPAddresses (IPv4 only), restricted by certificate alone"
+run mm teardown contoso.test
+
+# --- OnPremises, when the profile asks for it
+conf "connector_type = OnPremises" "service_ips = 127.0.0.21"
+run mm setup contoso.test --mode mailflow --profile p1
+is "$rc $(inbound 'c["ConnectorType"], c["SenderIPAddresses"], c["RestrictDomainsToIPAddresses"], c["RestrictDomainsToCertificate"]')" \
+	"0 ('OnPremises', [], False, False)" \
+	"connector_type = OnPremises: identified by certificate only (no shared-IP OnPremises connector)"
+run mm teardown contoso.test
+
+# --- what Exchange refuses, the emulator refuses
+# refused PARAMS-JSON: New-InboundConnector's error text, or "accepted".
+refused() {
+	_tok=$(curl -sS --cacert "$EMU_CA" --data-urlencode "client_id=$MF_CLIENT_ID" \
+		--data-urlencode "client_secret=$MF_SECRET" \
+		--data-urlencode "scope=https://outlook.office365.com/.default" \
+		--data-urlencode "grant_type=client_credentials" \
+		"$EMU_LOGIN/$MF_TENANT/oauth2/v2.0/token" |
+		"$PYTHON3" -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+	curl -sS --cacert "$EMU_CA" -H "Authorization: Bearer $_tok" -H 'Content-Type: application/json' \
+		--data-binary "{\"CmdletInput\":{\"CmdletName\":\"New-InboundConnector\",\"Parameters\":$1}}" \
+		"$EMU_BASE/adminapi/beta/$MF_TENANT/InvokeCommand" | "$PYTHON3" -c '
+import json, sys
+b = json.load(sys.stdin)
+print(b["error"]["details"][0]["message"].split("|", 2)[2] if "error" in b else "accepted")'
+}
+like "$(refused '{"Name":"x1","SenderDomains":["*"],"RestrictDomainsToIPAddresses":true}')" \
+	"RestrictDomainsToIPAddresses can only be set to true when SenderIPAddresses" \
+	"RestrictDomainsToIPAddresses without SenderIPAddresses is refused"
+like "$(refused '{"Name":"x2","SenderDomains":["*"],"SenderIPAddresses":["2001:db8::/48"]}')" \
+	"isn't a valid IPv4 address" "an IPv6 SenderIPAddresses entry is refused"
+like "$(refused '{"Name":"x3","SenderDomains":["*"],"SenderIPAddresses":["198.51.100.0/23"]}')" \
+	"/24 to /32" "a range wider than /24 is refused"
+like "$(refused '{"Name":"x4","SenderDomains":["*"],"SenderIPAddresses":["198.51.100.0/33"]}')" \
+	"isn't a valid IPv4 address" "an invalid CIDR is refused"
+like "$(refused '{"Name":"x5","SenderDomains":["*"],"RestrictDomainsToCertificate":true}')" \
+	"RestrictDomainsToCertificate can only be set to true when TlsSenderCertificateName" \
+	"RestrictDomainsToCertificate without TlsSenderCertificateName is refused"
+is "$(mf_counts)" "0 0 0" "none of them was made"
