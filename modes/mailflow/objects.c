@@ -3,9 +3,8 @@
  * be, how an object read back is compared with that, and which of the
  * tenant's other objects would fight with them.
  *
- *   inbound connector   Partner by default: TLS required, identified by and
- *                       restricted to the service's certificate name and,
- *                       when service_ips are all IPv4, its addresses;
+ *   inbound connector   Partner by default: TLS required, identified by the
+ *                       service's certificate name, never restricted;
  *                       SenderDomains * (doc/mailflow-connectors.md)
  *   outbound connector  rule-scoped, the service's smart hosts, TLS with
  *                       domain validation
@@ -15,9 +14,6 @@
  */
 #include "mailflow.h"
 
-#include <arpa/inet.h>
-#include <ctype.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,103 +68,19 @@ static int add_strings(cJSON *obj, const char *name, const char *const *items)
 	return 0;
 }
 
-/* The service's addresses as New-InboundConnector takes them, in
- * canonical text ("192.0.2.10", "192.0.2.0/24").  SenderIPAddresses holds
- * IPv4 only, in /24 to /32 (New-InboundConnector reference): a wider IPv4
- * range is listed as its /24s. */
-#define MAX_SENDER_IPS 256
-#define IPV4_TEXT_MAX 32
-
-static void ipv4_text(const unsigned char a[4], unsigned prefix, char out[IPV4_TEXT_MAX])
-{
-	if (prefix == 32)
-		snprintf(out, IPV4_TEXT_MAX, "%u.%u.%u.%u", a[0], a[1], a[2], a[3]);
-	else
-		snprintf(out, IPV4_TEXT_MAX, "%u.%u.%u.%u/%u", a[0], a[1], a[2], a[3], prefix);
-}
-
-static void ipv4_network(const unsigned char in[4], unsigned prefix, unsigned char out[4])
-{
-	uint32_t v = (uint32_t)in[0] << 24 | (uint32_t)in[1] << 16 | (uint32_t)in[2] << 8 | in[3];
-	uint32_t mask = prefix ? 0xffffffffu << (32 - prefix) : 0;
-
-	v &= mask;
-	out[0] = (unsigned char)(v >> 24);
-	out[1] = (unsigned char)(v >> 16);
-	out[2] = (unsigned char)(v >> 8);
-	out[3] = (unsigned char)v;
-}
-
-/* 1 when the inbound connector is locked to the service's addresses: a
- * Partner connector (the restriction applies to no other type) whose
- * profile lists service_ips, all of them IPv4 (an IPv6 sender cannot be
- * listed, and the restriction would reject the service's own mail over
- * IPv6), fitting in MAX_SENDER_IPS entries. */
-static int ip_restricted(const struct mf_profile *profile, size_t *count)
-{
-	size_t i, n = 0;
-
-	*count = 0;
-	if (profile->connector_type != MF_CONNECTOR_PARTNER || profile->nservice_ips == 0)
-		return 0;
-	for (i = 0; i < profile->nservice_ips; i++) {
-		const struct mf_ip_range *r = &profile->service_ips[i];
-
-		if (r->family != AF_INET)
-			return 0;
-		n += r->prefix >= 24 ? 1 : (size_t)1 << (24 - r->prefix);
-		if (n > MAX_SENDER_IPS)
-			return 0;
-	}
-	*count = n;
-	return 1;
-}
-
-/* SenderIPAddresses of the inbound connector: a cJSON array, empty when
- * it is not restricted by IP; NULL when out of memory. */
-static cJSON *sender_ips(const struct mf_profile *profile)
-{
-	cJSON *array = cJSON_CreateArray();
-	size_t count, i;
-
-	if (!array || !ip_restricted(profile, &count))
-		return array;
-	for (i = 0; i < profile->nservice_ips; i++) {
-		const struct mf_ip_range *r = &profile->service_ips[i];
-		unsigned prefix = r->prefix >= 24 ? r->prefix : 24;
-		size_t blocks = r->prefix >= 24 ? 1 : (size_t)1 << (24 - r->prefix), b;
-		unsigned char net[4];
-
-		ipv4_network(r->addr, r->prefix, net);
-		for (b = 0; b < blocks; b++) {
-			/* At most MAX_SENDER_IPS /24s: the range is at least a
-			 * /16, so the blocks differ in the third octet only. */
-			unsigned char a[4] = { net[0], net[1], (unsigned char)(net[2] + b), net[3] };
-			char text[IPV4_TEXT_MAX];
-			cJSON *item;
-
-			ipv4_text(a, prefix, text);
-			item = cJSON_CreateString(text);
-			if (!item || !cJSON_AddItemToArray(array, item)) {
-				cJSON_Delete(item);
-				cJSON_Delete(array);
-				return NULL;
-			}
-		}
-	}
-	return array;
-}
-
 /* The inbound connector: where the service hands mail back.  Each field
- * and why: doc/mailflow-connectors.md. */
+ * and why: doc/mailflow-connectors.md.  Never restricted
+ * (RestrictDomainsToCertificate, RestrictDomainsToIPAddresses): with
+ * SenderDomains * a restricted Partner connector refuses every message that
+ * reaches Microsoft 365 without the service's certificate or addresses
+ * (5.7.51), and in mailflow mode all inbound mail arrives that way first. */
 cJSON *mf_inbound_params(const struct mf_profile *profile)
 {
 	static const char *const any_sender[] = { "*", NULL };
 	cJSON *p = cJSON_CreateObject();
-	cJSON *ips = sender_ips(profile);
 	char *comment = mf_printf("%s: return path of service %s, shared by this tenant's domains",
 	                          profile->managed_marker, profile->service);
-	int ok = p && comment && ips &&
+	int ok = p && comment &&
 	         cJSON_AddStringToObject(p, "Name", profile->inbound_name) &&
 	         cJSON_AddStringToObject(p, "ConnectorType", connector_type_name(profile)) &&
 	         add_strings(p, "SenderDomains", any_sender) == 0 &&
@@ -177,17 +89,6 @@ cJSON *mf_inbound_params(const struct mf_profile *profile)
 	         cJSON_AddBoolToObject(p, "Enabled", 1) &&
 	         cJSON_AddStringToObject(p, "Comment", comment);
 
-	/* The restrictions apply to Partner connectors only: mail for the
-	 * tenant's domains that does not present the service's certificate
-	 * (and, where its addresses are known, come from them) is refused. */
-	if (ok && profile->connector_type == MF_CONNECTOR_PARTNER)
-		ok = cJSON_AddBoolToObject(p, "RestrictDomainsToCertificate", 1) != NULL;
-	if (ok && cJSON_GetArraySize(ips) > 0) {
-		ok = cJSON_AddItemToObject(p, "SenderIPAddresses", ips) &&
-		     cJSON_AddBoolToObject(p, "RestrictDomainsToIPAddresses", 1);
-		ips = NULL;
-	}
-	cJSON_Delete(ips);
 	free(comment);
 	if (!ok) {
 		cJSON_Delete(p);
@@ -500,105 +401,40 @@ static const struct field_default rule_defaults[] = {
 	{ "RuleSubType", "None" }, { NULL, NULL }
 };
 
-/* An address or range as read back, in the canonical text of
- * ipv4_text(); 0, or -1 when it is no IPv4 address or CIDR range. */
-static int canonical_ipv4(const char *in, char out[IPV4_TEXT_MAX])
+/* A restriction set by hand turns the connector into the gateway-mode
+ * lock-down, which refuses all mail arriving directly: drift, said so. */
+static int want_unrestricted(struct mf_buf *out, const cJSON *conn, const char *field)
 {
-	char address[16];
-	const char *slash = strchr(in, '/');
-	size_t len = slash ? (size_t)(slash - in) : strlen(in);
-	unsigned char a[4], net[4];
-	unsigned long prefix = 32;
-	char *end;
-
-	if (len == 0 || len >= sizeof(address))
-		return -1;
-	memcpy(address, in, len);
-	address[len] = '\0';
-	if (inet_pton(AF_INET, address, a) != 1)
-		return -1;
-	if (slash) {
-		if (!isdigit((unsigned char)slash[1]))
-			return -1;
-		prefix = strtoul(slash + 1, &end, 10);
-		if (*end || prefix > 32)
-			return -1;
-	}
-	ipv4_network(a, (unsigned)prefix, net);
-	ipv4_text(net, (unsigned)prefix, out);
-	return 0;
-}
-
-/* SenderIPAddresses equals want as a set of ranges, whatever the text
- * form the service returns them in. */
-static int want_ips(struct mf_buf *out, const cJSON *obj, const cJSON *want)
-{
-	size_t count = 0, i;
-	const char **have = mf_field_strs(obj, "SenderIPAddresses", &count);
-	char (*canon)[IPV4_TEXT_MAX] = calloc(count + 1, sizeof(*canon));
-	const cJSON *w;
-	int equal;
-
-	if (!have || !canon) {
-		free(have);
-		free(canon);
-		out->failed = 1;
-		return 1;
-	}
-	equal = count == (size_t)cJSON_GetArraySize(want);
-	for (i = 0; i < count; i++)
-		if (canonical_ipv4(have[i], canon[i]) != 0)
-			equal = 0;
-	cJSON_ArrayForEach(w, want) {
-		int found = 0;
-
-		for (i = 0; i < count && !found; i++)
-			found = strcmp(canon[i], w->valuestring) == 0;
-		equal = equal && found;
-	}
-	if (!equal) {
-		mf_buf_add(out, "SenderIPAddresses: have [");
-		for (i = 0; i < count; i++)
-			mf_buf_addf(out, "%s'%s'", i ? ", " : "", have[i]);
-		mf_buf_add(out, "], want [");
-		i = 0;
-		cJSON_ArrayForEach(w, want)
-			mf_buf_addf(out, "%s'%s'", i++ ? ", " : "", w->valuestring);
-		mf_buf_add(out, "]\n");
-	}
-	free(have);
-	free(canon);
-	return !equal;
+	if (mf_field_bool(conn, field) != 1)
+		return 0;
+	mf_buf_addf(out, "%s: have True, want False (a restricted connector refuses every message reaching Microsoft 365 directly, 5.7.51: in mailflow mode, all inbound mail)\n",
+	            field);
+	return 1;
 }
 
 int mf_inbound_compare(const struct mf_profile *profile, const cJSON *conn,
                        struct mf_buf *mismatches)
 {
 	static const char *const any_sender[] = { "*", NULL };
-	cJSON *ips = sender_ips(profile);
-	int by_ip = cJSON_GetArraySize(ips) > 0;
+	size_t count = 0;
+	const char **ips = mf_field_strs(conn, "SenderIPAddresses", &count);
 	int n = 0;
 
-	if (!ips) {
-		mismatches->failed = 1;
-		return 1;
-	}
 	n += want_str(mismatches, conn, "ConnectorType", connector_type_name(profile));
 	n += want_set(mismatches, conn, "SenderDomains", any_sender);
 	n += want_bool(mismatches, conn, "RequireTls", 1);
 	n += want_str(mismatches, conn, "TlsSenderCertificateName", profile->tls_cert_name);
 	n += want_bool(mismatches, conn, "Enabled", 1);
-	if (profile->connector_type == MF_CONNECTOR_PARTNER)
-		n += want_bool(mismatches, conn, "RestrictDomainsToCertificate", 1);
-	else if (mf_field_bool(conn, "RestrictDomainsToCertificate") == 1)
-		n += want_bool(mismatches, conn, "RestrictDomainsToCertificate", 0);
-	/* Addresses added by hand widen who may use the connector, and a
-	 * restriction removed by hand lets anyone: both are drift. */
-	n += want_ips(mismatches, conn, ips);
-	if (by_ip || mf_field_bool(conn, "RestrictDomainsToIPAddresses") == 1)
-		n += want_bool(mismatches, conn, "RestrictDomainsToIPAddresses", by_ip);
+	n += want_unrestricted(mismatches, conn, "RestrictDomainsToCertificate");
+	n += want_unrestricted(mismatches, conn, "RestrictDomainsToIPAddresses");
+	/* Addresses added by hand make other senders' mail the service's. */
+	if (count > 0) {
+		mf_buf_addf(mismatches, "SenderIPAddresses: have %zu address(es) starting '%s', want none (the connector is identified by the service's certificate)\n",
+		            count, ips[0]);
+		n++;
+	}
+	free(ips);
 	n += extra_fields(mismatches, conn, inbound_fields, NULL);
-	cJSON_Delete(ips);
 	return n;
 }
 
