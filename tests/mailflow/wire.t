@@ -9,7 +9,7 @@
 # verify named in one line with ca_file and the host.
 . "$top_srcdir/tests/lib.sh"
 
-plan 16
+plan 17
 
 TID=5b1d7c3e-8a2f-4e6b-9c0d-1f2e3a4b5c6d
 CLIENT_ID=0f6c1a84-2b7d-4d6e-8a0f-5b2e9d1c3a77
@@ -156,9 +156,11 @@ is "$(requests "sorted({x['headers']['X-AnchorMailbox'] for x in $inv})")" \
 is "$(requests "all(x['path'] == '/adminapi/beta/contoso.onmicrosoft.com/InvokeCommand' and x['headers']['Authorization'].startswith('Bearer ') and x['headers']['X-CmdletName'] == x['cmdlet'] for x in $inv)")" True \
 	"InvokeCommand path, bearer token and X-CmdletName on every request"
 
-# The plan names the connector restricted to the service's addresses.
-like "$out" "New-InboundConnector .*-ConnectorType 'Partner' .*-RestrictDomainsToCertificate:\\\$true -SenderIPAddresses '192.0.2.10','198.51.100.0/24' -RestrictDomainsToIPAddresses:\\\$true" \
-	"plan: a Partner inbound connector restricted to the certificate and the IPv4 service_ips"
+# The plan names a Partner connector identified by the certificate and
+# never restricted (the restriction would refuse all inbound mail).
+like "$out" "New-InboundConnector .*-ConnectorType 'Partner' .*-TlsSenderCertificateName '\\*\\.svc\\.example' -Enabled:\\\$true" \
+	"plan: a Partner inbound connector identified by the service's certificate"
+unlike "$out" "RestrictDomainsTo|SenderIPAddresses" "and not restricted, though service_ips are given"
 
 # --- a CA that did not sign the listener's certificate
 openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=other-ca -days 2 \
