@@ -160,11 +160,16 @@ int main(int argc, char **argv)
 	ctx.output.verbosity = ctx.args.verbosity;
 	ctx.output.progress_live = isatty(STDERR_FILENO) && !ctx.args.json;
 	if (rc != MM_OK) {
-		mm_cli_usage(stderr);
+		/* One line says what is wrong; the hint says where to look. */
+		if (mm_cli_is_command(ctx.args.command))
+			snprintf(ctx.err_detail, sizeof(ctx.err_detail), "see 'mailmode help %s'",
+			         ctx.args.command);
+		else
+			snprintf(ctx.err_detail, sizeof(ctx.err_detail), "see 'mailmode --help'");
 		goto out;
 	}
 	if (ctx.args.help) {
-		mm_cli_usage(stdout);
+		mm_cli_usage(stdout, ctx.args.command);
 		goto out;
 	}
 	if (ctx.args.version) {
