@@ -488,6 +488,10 @@ static cJSON *set_params(const cJSON *new_params, const char *identity,
 	 * the connectors' Set-* have. */
 	if (is_rule)
 		cJSON_DeleteItemFromObjectCaseSensitive(p, "Enabled");
+	if (is_rule && mf_rule_unset_retired(p) != 0) {
+		cJSON_Delete(p);
+		return NULL;
+	}
 	if (!keep_priority)
 		cJSON_DeleteItemFromObjectCaseSensitive(p, "Priority");
 	if (!cJSON_AddStringToObject(p, "Identity", identity)) {

@@ -8,8 +8,9 @@
  *   outbound connector  rule-scoped, the service's smart hosts, TLS with
  *                       domain validation
  *   transport rule      priority 0, recipient domain = the domain, route to
- *                       the outbound connector, except mail carrying the
- *                       service's loop header (already processed)
+ *                       the outbound connector, except mail Exchange Online
+ *                       received from the service's addresses (its return;
+ *                       doc/mailflow-rule.md)
  */
 #include "mailflow.h"
 
@@ -17,9 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-/* Any value: the header only has to be present. */
-#define LOOP_HEADER_PATTERN "."
 
 /* Other vendors' rule names (prefixes or words) whose rules reroute mail
  * through their own service: running two is double scanning or a loop. */
@@ -118,11 +116,45 @@ cJSON *mf_outbound_params(const struct mf_profile *profile)
 	return p;
 }
 
+/* The rule's one exception: mail Exchange Online received from the
+ * service's own addresses, its return.  Exchange matches
+ * ExceptIfSenderIpRanges against the address of the last hop before it,
+ * which a sender cannot choose.  No header exception beside it: exceptions
+ * are OR-ed, and anyone can write a header (doc/mailflow-rule.md). */
+static int add_service_exception(cJSON *p, const struct mf_profile *profile)
+{
+	cJSON *ranges = cJSON_CreateArray();
+	size_t i;
+
+	for (i = 0; ranges && i < profile->nservice_ips; i++) {
+		char text[MF_IP_RANGE_TEXT];
+		cJSON *s;
+
+		mf_ip_range_format(&profile->service_ips[i], text);
+		s = cJSON_CreateString(text);
+		if (!s || !cJSON_AddItemToArray(ranges, s)) {
+			cJSON_Delete(s);
+			cJSON_Delete(ranges);
+			return -1;
+		}
+	}
+	if (!ranges || !cJSON_AddItemToObject(p, "ExceptIfSenderIpRanges", ranges)) {
+		cJSON_Delete(ranges);
+		return -1;
+	}
+	return 0;
+}
+
+int mf_rule_unset_retired(cJSON *set_params)
+{
+	return cJSON_AddNullToObject(set_params, "ExceptIfHeaderMatchesMessageHeader") &&
+	       cJSON_AddNullToObject(set_params, "ExceptIfHeaderMatchesPatterns") ? 0 : -1;
+}
+
 cJSON *mf_rule_params(const struct mf_profile *profile, const char *domain,
                       long priority)
 {
 	const char *const domains[] = { domain, NULL };
-	const char *const patterns[] = { LOOP_HEADER_PATTERN, NULL };
 	char name[MF_NAME_MAX];
 	cJSON *p = cJSON_CreateObject();
 	char *comments = mf_printf("%s: routes mail for %s through service %s; do not edit by hand",
@@ -135,8 +167,7 @@ cJSON *mf_rule_params(const struct mf_profile *profile, const char *domain,
 	     cJSON_AddNumberToObject(p, "Priority", (double)priority) &&
 	     add_strings(p, "RecipientDomainIs", domains) == 0 &&
 	     cJSON_AddStringToObject(p, "RouteMessageOutboundConnector", profile->outbound_name) &&
-	     cJSON_AddStringToObject(p, "ExceptIfHeaderMatchesMessageHeader", profile->loop_header) &&
-	     add_strings(p, "ExceptIfHeaderMatchesPatterns", patterns) == 0 &&
+	     add_service_exception(p, profile) == 0 &&
 	     cJSON_AddStringToObject(p, "Mode", "Enforce") &&
 	     cJSON_AddBoolToObject(p, "Enabled", 1) &&
 	     cJSON_AddStringToObject(p, "Comments", comments);
@@ -387,8 +418,8 @@ static const struct field_default outbound_defaults[] = {
 };
 static const char *const rule_fields[] = {
 	"State", "Enabled", "Mode", "Priority", "RecipientDomainIs",
-	"RouteMessageOutboundConnector", "ExceptIfHeaderMatchesMessageHeader",
-	"ExceptIfHeaderMatchesPatterns", "Conditions", "Exceptions", "Actions",
+	"RouteMessageOutboundConnector", "ExceptIfSenderIpRanges", "Conditions",
+	"Exceptions", "Actions",
 	"Description", "CreatedBy", "LastModifiedBy", "ManuallyModified", "RuleVersion",
 	NULL
 };
@@ -472,14 +503,70 @@ int mf_rule_routes_to(const cJSON *rule, const char *connector_name,
 	                  (connector_guid && mf_strcaseeq(target, connector_guid)));
 }
 
+/* 1 when range (as Exchange returns it) is one of the profile's. */
+static int is_profile_range(const struct mf_profile *profile, const char *text)
+{
+	struct mf_ip_range range;
+	size_t i;
+
+	if (mf_ip_range_parse(text, &range) != 0)
+		return 0;   /* "a-b" or garbage: not what setup writes */
+	for (i = 0; i < profile->nservice_ips; i++)
+		if (mf_ip_range_equal(&range, &profile->service_ips[i]))
+			return 1;
+	return 0;
+}
+
+/* ExceptIfSenderIpRanges is exactly the profile's service_ips, compared as
+ * ranges ("192.0.2.0/24" = "192.0.2.7/24").  A header exception (a rule
+ * made by an older mailmode, or edited) is a difference too, found by
+ * extra_fields: it would let a forged header skip the service. */
+static int want_service_exception(struct mf_buf *out, const struct mf_profile *profile,
+                                  const cJSON *rule)
+{
+	size_t count = 0, i, j;
+	const char **have = mf_field_strs(rule, "ExceptIfSenderIpRanges", &count);
+	int equal = 1;
+
+	if (!have) {
+		out->failed = 1;
+		return 1;
+	}
+	for (i = 0; i < count && equal; i++)
+		equal = is_profile_range(profile, have[i]);
+	for (i = 0; i < profile->nservice_ips && equal; i++) {
+		struct mf_ip_range range;
+		int found = 0;
+
+		for (j = 0; j < count && !found; j++)
+			found = mf_ip_range_parse(have[j], &range) == 0 &&
+			        mf_ip_range_equal(&range, &profile->service_ips[i]);
+		equal = found;
+	}
+	if (!equal) {
+		mf_buf_add(out, "ExceptIfSenderIpRanges: have [");
+		for (i = 0; i < count; i++)
+			mf_buf_addf(out, "%s'%s'", i ? ", " : "", have[i]);
+		mf_buf_add(out, "], want [");
+		for (i = 0; i < profile->nservice_ips; i++) {
+			char text[MF_IP_RANGE_TEXT];
+
+			mf_ip_range_format(&profile->service_ips[i], text);
+			mf_buf_addf(out, "%s'%s'", i ? ", " : "", text);
+		}
+		mf_buf_add(out, "] (the service's addresses, service_ips)\n");
+	}
+	free(have);
+	return !equal;
+}
+
 int mf_rule_compare(const struct mf_profile *profile, const char *domain,
                     const cJSON *rule, const cJSON *all_rules,
                     struct mf_buf *mismatches)
 {
 	const char *const domains[] = { domain, NULL };
-	const char *const patterns[] = { LOOP_HEADER_PATTERN, NULL };
 	static const char *const conditions[] = { "RecipientDomainIsPredicate", NULL };
-	static const char *const exceptions[] = { "HeaderMatchesPredicate", NULL };
+	static const char *const exceptions[] = { "SenderIpRangesPredicate", NULL };
 	static const char *const actions[] = { "RouteMessageOutboundConnectorAction", NULL };
 	const char *state = mf_field_str(rule, "State");
 	long priority = mf_field_long(rule, "Priority", -1);
@@ -495,8 +582,7 @@ int mf_rule_compare(const struct mf_profile *profile, const char *domain,
 	n += want_str(mismatches, rule, "Mode", "Enforce");
 	n += want_set(mismatches, rule, "RecipientDomainIs", domains);
 	n += want_str(mismatches, rule, "RouteMessageOutboundConnector", profile->outbound_name);
-	n += want_str(mismatches, rule, "ExceptIfHeaderMatchesMessageHeader", profile->loop_header);
-	n += want_set(mismatches, rule, "ExceptIfHeaderMatchesPatterns", patterns);
+	n += want_service_exception(mismatches, profile, rule);
 	if (!mf_field_str(rule, "Comments") ||
 	    !strstr(mf_field_str(rule, "Comments"), profile->managed_marker)) {
 		mf_buf_addf(mismatches, "Comments: have '%s', want it to contain '%s'\n",
