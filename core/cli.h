@@ -29,7 +29,8 @@ struct mm_args {
 	int verbosity;
 	int dry_run;
 	int force;
-	int accept_conflicts;
+	const char *accept_conflicts[MM_ACCEPT_MAX + 1];   /* NULL-terminated */
+	int naccept_conflicts;
 	int no_wait;
 	int help;
 	int version;
@@ -109,5 +110,6 @@ int mm_cmd_resume(struct mm_ctx *ctx);
 int mm_cmd_abort(struct mm_ctx *ctx);
 int mm_cmd_sandbox(struct mm_ctx *ctx);
 int mm_cmd_runbook(struct mm_ctx *ctx);
+int mm_cmd_config(struct mm_ctx *ctx);
 
 #endif

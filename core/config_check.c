@@ -303,6 +303,12 @@ int mm_config_check(const struct mm_config *cfg, const struct mm_config_keyset *
 	return 0;
 }
 
+const struct mailmode_config_key *mm_declared_keys(const struct mailmode_plugin *d)
+{
+	/* The slot is a reserved one before 1.2: only read it then. */
+	return d->abi_minor >= 2 && d->config_keys ? d->config_keys() : NULL;
+}
+
 int mm_config_check_plugins(const struct mm_config *cfg, const struct mm_plugin_set *plugins,
                             char *warning, size_t warninglen, char *err, size_t errlen)
 {
@@ -320,9 +326,7 @@ int mm_config_check_plugins(const struct mm_config *cfg, const struct mm_plugin_
 		const struct mailmode_plugin *d = plugins->plugins[i]->desc;
 
 		sets[i].mode = d->name;
-		/* The slot is a reserved one before 1.2: only read it then. */
-		if (d->abi_minor >= 2 && d->config_keys)
-			sets[i].keys = d->config_keys();
+		sets[i].keys = mm_declared_keys(d);
 		if (!sets[i].keys && !undeclared)
 			undeclared = d->name;
 	}
