@@ -249,11 +249,14 @@ int mf_rule_routes_to(const cJSON *rule, const char *connector_name,
 
 /* Where mf_find_conflicts puts its lines: one per conflicting object, in
  * accepted_lines when the object's name is one of accepted (the admin's
- * --accept-conflict NAME; NULL-terminated, may be NULL), else in lines. */
+ * --accept-conflict NAME; NULL-terminated, may be NULL), else in lines
+ * (each saying the --accept-conflict 'NAME' that would accept it).  notes
+ * (may be NULL) gets objects worth knowing that are no conflict. */
 struct mf_conflicts {
 	const char *const *accepted;
 	struct mf_buf *lines;
 	struct mf_buf *accepted_lines;
+	struct mf_buf *notes;
 };
 
 /* Returns how many conflicts were not accepted. */

@@ -758,7 +758,20 @@ static int is_accepted(const char *const *accepted, const char *name)
 	return 0;
 }
 
-/* Where the line about the object goes; counts the refusing ones. */
+/* The object's name as the shell takes it: 'Route to SEG', 'O'\''Brien'. */
+static void shell_quote(struct mf_buf *out, const char *s)
+{
+	mf_buf_add(out, "'");
+	for (; *s; s++) {
+		char c[2] = { *s, '\0' };
+
+		mf_buf_add(out, *s == '\'' ? "'\\''" : c);
+	}
+	mf_buf_add(out, "'");
+}
+
+/* Where the line about the object goes; counts the refusing ones.  The
+ * line is written without its newline; conflict_end closes it. */
 static struct mf_buf *conflict_out(const struct mf_conflicts *c, const char *name, int *n)
 {
 	if (is_accepted(c->accepted, name))
@@ -767,9 +780,20 @@ static struct mf_buf *conflict_out(const struct mf_conflicts *c, const char *nam
 	return c->lines;
 }
 
-int mf_find_conflicts(const struct mf_profile *profile, const char *domain,
-                      const cJSON *rules, const cJSON *outbound_connectors,
-                      const cJSON *inbound_connectors, const struct mf_conflicts *c)
+/* Ends a conflict line; a refusing one says how to accept that object
+ * alone. */
+static void conflict_end(const struct mf_conflicts *c, struct mf_buf *out, const char *name)
+{
+	if (out == c->lines) {
+		mf_buf_add(out, " (to accept it: --accept-conflict ");
+		shell_quote(out, name);
+		mf_buf_add(out, ")");
+	}
+	mf_buf_add(out, "\n");
+}
+
+static int rule_conflicts(const struct mf_profile *profile, const char *domain,
+                          const cJSON *rules, const struct mf_conflicts *c)
 {
 	const cJSON *item;
 	int n = 0;
@@ -777,7 +801,7 @@ int mf_find_conflicts(const struct mf_profile *profile, const char *domain,
 	cJSON_ArrayForEach(item, rules) {
 		const char *name = mf_field_str(item, "Name");
 		const char *vendor, *how = "";
-		struct mf_buf what = { 0 };
+		struct mf_buf what = { 0 }, *out = NULL;
 
 		if (!name)
 			name = mf_field_str(item, "Identity");
@@ -786,44 +810,112 @@ int mf_find_conflicts(const struct mf_profile *profile, const char *domain,
 		vendor = vendor_rule(name);
 		rule_diversions(item, &what);
 		if (vendor) {
-			mf_buf_addf(conflict_out(c, name, &n), "transport rule '%s' (priority %ld): a known mail-routing rule of another service ('%s')%s%s\n",
+			out = conflict_out(c, name, &n);
+			mf_buf_addf(out, "transport rule '%s' (priority %ld): a known mail-routing rule of another service ('%s')%s%s",
 			            name, mf_field_long(item, "Priority", -1), vendor,
 			            what.len ? "; it " : "", what.len ? what.data : "");
 		} else if (what.len && rule_covers(item, domain, &how)) {
-			mf_buf_addf(conflict_out(c, name, &n), "transport rule '%s' (priority %ld) %s for %s: %s\n",
+			out = conflict_out(c, name, &n);
+			mf_buf_addf(out, "transport rule '%s' (priority %ld) %s for %s: %s",
 			            name, mf_field_long(item, "Priority", -1), what.data,
 			            domain, how);
 		}
+		if (out)
+			conflict_end(c, out, name);
 		if (what.failed)
 			c->lines->failed = 1;
 		mf_buf_free(&what);
 	}
-	cJSON_ArrayForEach(item, outbound_connectors) {
+	return n;
+}
+
+/* 1 when one of the connector's RecipientDomains names the domain or a
+ * parent of it ("contoso.com", "*.contoso.com"): "*" alone does not. */
+static int names_domain(const cJSON *conn, const char *domain, int *any)
+{
+	size_t count = 0, i;
+	const char **values = mf_field_strs(conn, "RecipientDomains", &count);
+	int names = 0;
+
+	*any = 0;
+	for (i = 0; values && i < count && !names; i++) {
+		const char *v = values[i];
+
+		if (strcmp(v, "*") == 0) {
+			*any = 1;
+			continue;
+		}
+		if (strncmp(v, "*.", 2) == 0)
+			v += 2;   /* a wildcard names its parent's subdomains */
+		names = domain_covers(v, domain) &&
+		        (v == values[i] || !mf_strcaseeq(v, domain));
+	}
+	free(values);
+	return names;
+}
+
+/* An outbound connector that is not rule-scoped carries mail to the
+ * domains it names.  One for "*" is how mail leaving the organization goes
+ * out through a gateway: it carries no mail for an accepted domain, so it
+ * is only noted. */
+static int outbound_conflicts(const struct mf_profile *profile, const char *domain,
+                              const cJSON *connectors, const struct mf_conflicts *c)
+{
+	const cJSON *item;
+	int n = 0;
+
+	cJSON_ArrayForEach(item, connectors) {
 		const char *name = mf_field_str(item, "Name");
-		int present = 0;
+		struct mf_buf *out;
+		int any = 0;
 
 		if (!name || mf_strcaseeq(name, profile->outbound_name) ||
 		    mf_field_bool(item, "Enabled") == 0 ||
 		    mf_field_bool(item, "IsTransportRuleScoped") == 1)
 			continue;
-		if (any_domain_covers(item, "RecipientDomains", domain, &present)) {
-			mf_buf_addf(conflict_out(c, name, &n), "outbound connector '%s' carries all mail for %s (RecipientDomains, not rule-scoped)\n",
+		if (names_domain(item, domain, &any)) {
+			out = conflict_out(c, name, &n);
+			mf_buf_addf(out, "outbound connector '%s' carries all mail for %s (RecipientDomains, not rule-scoped)",
+			            name, domain);
+			conflict_end(c, out, name);
+		} else if (any && c->notes) {
+			mf_buf_addf(c->notes, "outbound connector '%s' (RecipientDomains *, not rule-scoped) carries mail leaving the organization, not mail for %s: not a conflict\n",
 			            name, domain);
 		}
 	}
-	cJSON_ArrayForEach(item, inbound_connectors) {
+	return n;
+}
+
+static int inbound_conflicts(const struct mf_profile *profile, const cJSON *connectors,
+                             const struct mf_conflicts *c)
+{
+	const cJSON *item;
+	int n = 0;
+
+	cJSON_ArrayForEach(item, connectors) {
 		const char *name = mf_field_str(item, "Name");
 		const char *cert = mf_field_str(item, "TlsSenderCertificateName");
+		struct mf_buf *out;
 
 		if (!name || mf_strcaseeq(name, profile->inbound_name) ||
 		    mf_field_bool(item, "Enabled") == 0 || !cert)
 			continue;
 		if (mf_strcaseeq(cert, profile->tls_cert_name)) {
-			mf_buf_addf(conflict_out(c, name, &n), "inbound connector '%s' also accepts certificate '%s'\n",
-			            name, cert);
+			out = conflict_out(c, name, &n);
+			mf_buf_addf(out, "inbound connector '%s' also accepts certificate '%s'", name, cert);
+			conflict_end(c, out, name);
 		}
 	}
 	return n;
+}
+
+int mf_find_conflicts(const struct mf_profile *profile, const char *domain,
+                      const cJSON *rules, const cJSON *outbound_connectors,
+                      const cJSON *inbound_connectors, const struct mf_conflicts *c)
+{
+	return rule_conflicts(profile, domain, rules, c) +
+	       outbound_conflicts(profile, domain, outbound_connectors, c) +
+	       inbound_conflicts(profile, inbound_connectors, c);
 }
 
 /* ------------------------------------------------------------------ */

@@ -304,7 +304,7 @@ static void test_conflicts(struct tap *t)
 		"{\"Name\":\"mailmode route other.test\",\"Comments\":\"managed by mailmode\","
 		"\"RouteMessageOutboundConnector\":\"mailmode outbound to svc\"}]");
 	n = mf_find_conflicts(&p, "sub.contoso.test", rules, NULL, NULL,
-	                      &(struct mf_conflicts){ accepted, &c, &ok });
+	                      &(struct mf_conflicts){ accepted, &c, &ok, NULL });
 	tap_is_int(t, n, 3, "three refusing conflicts for sub.contoso.test, one accepted by name");
 	tap_contains(t, c.data, "'parent' (priority -1) deletes", "a parent-domain rule covers the subdomain");
 	tap_ok(t, !strstr(c.data, "'excepted'") && !strstr(c.data, "'outside only'") &&
@@ -319,6 +319,42 @@ static void test_conflicts(struct tap *t)
 	mf_buf_free(&c);
 	mf_buf_free(&ok);
 	cJSON_Delete(rules);
+}
+
+/* Outbound connectors that are not rule-scoped: "*" is mail leaving the
+ * organization (noted), the domain or a parent named is a conflict. */
+static void test_outbound_conflicts(struct tap *t)
+{
+	struct mf_profile p;
+	struct mf_buf c = { 0 }, ok = { 0 }, notes = { 0 };
+	cJSON *conns;
+	int n;
+
+	profile_init(&p);
+	conns = cJSON_Parse(
+		"[{\"Name\":\"Outbound via SEG\",\"RecipientDomains\":[\"*\"],\"IsTransportRuleScoped\":false},"
+		"{\"Name\":\"scoped\",\"RecipientDomains\":\"*\",\"IsTransportRuleScoped\":true},"
+		"{\"Name\":\"Partner's link\",\"RecipientDomains\":[\"*\",\"SUB.contoso.test\"]},"
+		"{\"Name\":\"parent wildcard\",\"RecipientDomains\":\"*.contoso.test\"},"
+		"{\"Name\":\"other\",\"RecipientDomains\":[\"fabrikam.test\",\"*.sub.contoso.test\"]},"
+		"{\"Name\":\"off\",\"RecipientDomains\":\"sub.contoso.test\",\"Enabled\":false}]");
+	n = mf_find_conflicts(&p, "sub.contoso.test", NULL, conns, NULL,
+	                      &(struct mf_conflicts){ NULL, &c, &ok, &notes });
+	tap_is_int(t, n, 2, "two outbound connectors carry the domain's mail");
+	tap_contains(t, c.data, "outbound connector 'Partner's link' carries all mail for sub.contoso.test",
+	             "one naming the domain (any case) beside *");
+	tap_contains(t, c.data, "(to accept it: --accept-conflict 'Partner'\\''s link')",
+	             "each refusing line gives the option that accepts it, shell-quoted");
+	tap_contains(t, c.data, "'parent wildcard' carries all mail", "one naming a parent (*.contoso.test)");
+	tap_ok(t, !strstr(c.data, "'Outbound via SEG'") && !strstr(c.data, "'other'") &&
+	          !strstr(c.data, "'scoped'") && !strstr(c.data, "'off'"),
+	       "*, another domain, a subdomain's wildcard, rule-scoped and disabled are not conflicts");
+	tap_is_str(t, notes.data, "outbound connector 'Outbound via SEG' (RecipientDomains *, not rule-scoped) carries mail leaving the organization, not mail for sub.contoso.test: not a conflict\n",
+	           "the * connector is noted, once");
+	mf_buf_free(&c);
+	mf_buf_free(&ok);
+	mf_buf_free(&notes);
+	cJSON_Delete(conns);
 }
 
 static void test_names_and_plan(struct tap *t)
@@ -486,11 +522,12 @@ int main(void)
 {
 	struct tap t = { 0 };
 
-	tap_plan(43);
+	tap_plan(49);
 	test_fields(&t);
 	test_compare(&t);
 	test_exception(&t);
 	test_conflicts(&t);
+	test_outbound_conflicts(&t);
 	test_names_and_plan(&t);
 	test_errors(&t);
 	test_jwt(&t);
