@@ -47,16 +47,18 @@
  *                    tenant (doc/mailflow-connectors.md)
  *   tls_cert_name  = certificate name of the service's return traffic
  *                    (inbound connector TlsSenderCertificateName)
- *   loop_header    = header the service stamps on mail it has processed;
- *                    the rule skips mail that carries it
+ *   loop_header    = accepted and ignored: older versions excepted mail
+ *                    carrying the service's header, which any sender can
+ *                    write (doc/mailflow-rule.md)
  *   name_prefix    = prefix of the objects' deterministic names
  *                    (default "mailmode")
  *   service_ips    = the addresses the service sends mail from, as its
  *                    vendor publishes them: IPv4 or IPv6 addresses or CIDR
- *                    ranges (comma or space separated).  Optional for setup
- *                    and verify; the message trace (`--quick-test`) needs
- *                    it: a trace row from one of them is a pass through the
- *                    service.
+ *                    ranges (comma or space separated).  Required: the
+ *                    rule excepts mail delivered to Exchange Online from
+ *                    them (ExceptIfSenderIpRanges, doc/mailflow-rule.md),
+ *                    and the message trace (`--quick-test`) counts a row
+ *                    from one of them as a pass through the service.
  *
  *   [mode mailflow]                optional, defaults for every tenant
  *   retry_budget_ms, timeout_ms, visibility_window_ms
@@ -312,9 +314,25 @@ fail:
 	return NULL;
 }
 
+/* Bits past the prefix are cleared: routers ignore them, and two ways of
+ * writing one range compare equal. */
+static void clear_host_bits(struct mf_ip_range *range)
+{
+	unsigned i;
+
+	for (i = 0; i < sizeof(range->addr); i++) {
+		unsigned bit = i * 8;
+
+		if (bit >= range->prefix)
+			range->addr[i] = 0;
+		else if (bit + 8 > range->prefix)
+			range->addr[i] &= (unsigned char)(0xff << (bit + 8 - range->prefix));
+	}
+}
+
 /* "192.0.2.10", "192.0.2.0/24", "2001:db8::/32": one range; -1 when it is
- * none.  Bits past the prefix are ignored, as routers do. */
-static int parse_ip_range(const char *text, struct mf_ip_range *range)
+ * none. */
+int mf_ip_range_parse(const char *text, struct mf_ip_range *range)
 {
 	char address[INET6_ADDRSTRLEN];
 	const char *slash = strchr(text, '/');
@@ -348,7 +366,26 @@ static int parse_ip_range(const char *text, struct mf_ip_range *range)
 			return -1;
 		range->prefix = (unsigned)bits;
 	}
+	clear_host_bits(range);
 	return 0;
+}
+
+void mf_ip_range_format(const struct mf_ip_range *range, char out[MF_IP_RANGE_TEXT])
+{
+	unsigned full = range->family == AF_INET ? 32 : 128;
+	size_t len;
+
+	if (!inet_ntop(range->family, range->addr, out, INET6_ADDRSTRLEN))
+		snprintf(out, MF_IP_RANGE_TEXT, "?");
+	len = strlen(out);
+	if (range->prefix != full)
+		snprintf(out + len, MF_IP_RANGE_TEXT - len, "/%u", range->prefix);
+}
+
+int mf_ip_range_equal(const struct mf_ip_range *a, const struct mf_ip_range *b)
+{
+	return a->family == b->family && a->prefix == b->prefix &&
+	       memcmp(a->addr, b->addr, sizeof(a->addr)) == 0;
 }
 
 static int range_contains(const struct mf_ip_range *range, int family,
@@ -391,8 +428,9 @@ int mf_is_service_ip(const struct mf_profile *profile, const char *address)
 	return 0;
 }
 
-/* Reads service_ips; a malformed entry is a configuration error that names
- * it, so that the trace never silently counts a pass as missing. */
+/* Reads service_ips, which the rule's exception rests on: missing, it is a
+ * configuration error (a rule without it would route the service's own
+ * mail back to it); a malformed entry is one that names it. */
 static int load_service_ips(const struct mailmode_host *host, const char *service_section,
                             struct mf_profile *p, struct mailmode_diag *diag)
 {
@@ -401,8 +439,12 @@ static int load_service_ips(const struct mailmode_host *host, const char *servic
 	size_t n = 0, i;
 	int rc = MAILMODE_OK;
 
-	if (!value || !*value)
-		return MAILMODE_OK;
+	if (!value || !*value) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "[%s]: missing key 'service_ips' (the addresses the service sends mail from, as its vendor publishes them: the transport rule lets mail from them through)",
+		               service_section);
+		return MAILMODE_ERR_CONFIG;
+	}
 	items = split_list(value, &n);
 	if (!items) {
 		host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory reading [%s]",
@@ -423,7 +465,7 @@ static int load_service_ips(const struct mailmode_host *host, const char *servic
 		goto out;
 	}
 	for (i = 0; i < n; i++) {
-		if (parse_ip_range(items[i], &p->service_ips[i]) != 0) {
+		if (mf_ip_range_parse(items[i], &p->service_ips[i]) != 0) {
 			host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
 			               "[%s]: 'service_ips': '%s' is not an IP address or CIDR range (e.g. 192.0.2.10, 192.0.2.0/24, 2001:db8::/32)",
 			               service_section, items[i]);
@@ -505,7 +547,6 @@ void mf_profile_free(struct mf_profile *profile)
 	free(profile->smart_hosts);
 	free(profile->tls_domain);
 	free(profile->tls_cert_name);
-	free(profile->loop_header);
 	free(profile->name_prefix);
 	free(profile->service_ips);
 	free(profile->managed_marker);
@@ -701,18 +742,9 @@ int mf_profile_load(const struct mailmode_host *host, const char *mode_section,
 		goto out;
 	}
 	p->tls_cert_name = mf_strdup(value);
-	value = host->config_get(host->handle, service_section, "loop_header");
-	if (empty(value)) {
-		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
-		               "[%s]: missing key 'loop_header' (the header the service stamps, so its mail is not routed back)",
-		               service_section);
-		goto out;
-	}
-	p->loop_header = mf_strdup(value);
 	value = host->config_get(host->handle, service_section, "name_prefix");
 	p->name_prefix = mf_strdup(empty(value) ? DEFAULT_NAME_PREFIX : value);
-	if (!p->tls_domain || !p->tls_cert_name || !p->loop_header ||
-	    !p->name_prefix)
+	if (!p->tls_domain || !p->tls_cert_name || !p->name_prefix)
 		goto nomem;
 	rc = load_service_ips(host, service_section, p, diag);
 	if (rc != MAILMODE_OK)

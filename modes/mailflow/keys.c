@@ -46,11 +46,11 @@ static const struct mailmode_config_key keys[] = {
 	{ "service", "tls_cert_name", MAILMODE_KEY_STRING, NULL,
 	  "certificate name of the service's mail to Microsoft 365 (inbound connector)" },
 	{ "service", "loop_header", MAILMODE_KEY_STRING, NULL,
-	  "header the service stamps on mail it processed; the rule skips such mail" },
+	  "not used by mailflow mode (accepted so older configurations load): the rule excepts mail from service_ips, since a sender can forge any header" },
 	{ "service", "name_prefix", MAILMODE_KEY_STRING, "mailmode",
 	  "prefix of the connectors' and rule's names" },
 	{ "service", "service_ips", MAILMODE_KEY_LIST, NULL,
-	  "addresses or CIDR ranges the service sends from (for --quick-test)" },
+	  "required: the IPv4/IPv6 addresses or CIDR ranges the service delivers mail to Microsoft 365 from; the rule lets mail from them through, and --quick-test counts passes by them" },
 	{ NULL, NULL, MAILMODE_KEY_STRING, NULL, NULL }
 };
 

@@ -68,10 +68,9 @@ struct mf_profile {
 	char *tls_domain;
 	enum mf_connector_type connector_type;
 	char *tls_cert_name;
-	char *loop_header;
 	char *name_prefix;
-	/* Where the service's mail comes from; optional (only the message
-	 * trace needs it): NULL when the profile names none. */
+	/* Where the service's mail comes from (at least one): the rule's
+	 * exception and the message trace rest on it. */
 	struct mf_ip_range *service_ips;
 	size_t nservice_ips;
 
@@ -92,6 +91,13 @@ void mf_profile_free(struct mf_profile *profile);
 /* 1 when address (as text, IPv4 or IPv6) is in one of the profile's
  * service_ips. */
 int mf_is_service_ip(const struct mf_profile *profile, const char *address);
+
+/* An IP range as text: "192.0.2.10", "192.0.2.0/24", "2001:db8::/32"
+ * (host bits cleared).  Parse: 0, or -1 when text is none. */
+#define MF_IP_RANGE_TEXT 50        /* INET6_ADDRSTRLEN + "/128" */
+int mf_ip_range_parse(const char *text, struct mf_ip_range *range);
+void mf_ip_range_format(const struct mf_ip_range *range, char out[MF_IP_RANGE_TEXT]);
+int mf_ip_range_equal(const struct mf_ip_range *a, const struct mf_ip_range *b);
 
 /* The deterministic name of the domain's rule, at most 64 characters. */
 void mf_rule_name(const struct mf_profile *profile, const char *domain,
@@ -240,6 +246,10 @@ cJSON *mf_inbound_params(const struct mf_profile *profile);
 cJSON *mf_outbound_params(const struct mf_profile *profile);
 cJSON *mf_rule_params(const struct mf_profile *profile, const char *domain,
                       long priority);
+/* Adds to Set-TransportRule's parameters the clearing of what older
+ * versions set and this one does not (the loop-header exception), so that
+ * setup repairs such a rule.  0, or -1 when out of memory. */
+int mf_rule_unset_retired(cJSON *set_params);
 
 /* Compares an object read back with what the profile wants; appends one
  * "Field: have X, want Y" line per difference to mismatches.  Returns the
@@ -261,11 +271,14 @@ int mf_rule_routes_to(const cJSON *rule, const char *connector_name,
 
 /* Where mf_find_conflicts puts its lines: one per conflicting object, in
  * accepted_lines when the object's name is one of accepted (the admin's
- * --accept-conflict NAME; NULL-terminated, may be NULL), else in lines. */
+ * --accept-conflict NAME; NULL-terminated, may be NULL), else in lines
+ * (each saying the --accept-conflict 'NAME' that would accept it).  notes
+ * (may be NULL) gets objects worth knowing that are no conflict. */
 struct mf_conflicts {
 	const char *const *accepted;
 	struct mf_buf *lines;
 	struct mf_buf *accepted_lines;
+	struct mf_buf *notes;
 };
 
 /* Returns how many conflicts were not accepted. */

@@ -134,6 +134,6 @@ like "$(printf '%s' "$err" | tr '\n' ' ')" "does not have the required role or p
 emu_ctl PATCH "/_emu/tenants/$MF_TENANT_ID" '{"forbidden": false}' >/dev/null
 
 # --- a profile missing a key is refused before any request
-grep -v '^loop_header' "$MF_CONF" >"$MF_CONF.new" && mv "$MF_CONF.new" "$MF_CONF"
+grep -v '^service_ips' "$MF_CONF" >"$MF_CONF.new" && mv "$MF_CONF.new" "$MF_CONF"
 run mm setup contoso.test --mode mailflow --profile p1
-like "$rc $err" "^1 .*\[service sophos\]: missing key 'loop_header'" "a missing service key is named"
+like "$rc $err" "^1 .*\[service sophos\]: missing key 'service_ips'" "a missing service key is named"
