@@ -20,7 +20,11 @@
  *                        calls go to {api_url}/adminapi/beta/{tenant}/InvokeCommand
  *   ca_file            = CA bundle for both (default: the system trust
  *                        store)
- *   retry_budget_ms    = time one request may spend retrying 429/503/504
+ *   assertion_alg      = PS256 | RS256: how the certificate client
+ *                        assertion is signed (default PS256, with header
+ *                        x5t#S256, as Microsoft documents it now; RS256 with
+ *                        x5t is the older form, for a platform that wants it)
+ *   retry_budget_ms    = time one request may spend retrying 408/429/503/504
  *                        (default: the host's, 120 s)
  *   timeout_ms         = one request attempt (default: the host's, 30 s)
  *   visibility_window_ms = how long a new object may stay unlisted
@@ -34,7 +38,13 @@
  *                    space separated)
  *   tls_domain     = certificate domain the outbound connector validates
  *                    (default: the first smart host)
- *   connector_type = OnPremises | Partner (default OnPremises)
+ *   connector_type = Partner | OnPremises (default Partner): the inbound
+ *                    connector's type.  Partner, as most services use it,
+ *                    grants the service's mail nothing but the way in and
+ *                    can be locked to its certificate and addresses;
+ *                    OnPremises would treat it as the organization's own
+ *                    mail and let it relay to the internet through the
+ *                    tenant (doc/mailflow-connectors.md)
  *   tls_cert_name  = certificate name of the service's return traffic
  *                    (inbound connector TlsSenderCertificateName)
  *   loop_header    = header the service stamps on mail it has processed;
@@ -76,6 +86,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #define DEFAULT_LOGIN_URL "https://login.microsoftonline.com"
@@ -241,9 +252,20 @@ static char *trimmed_url(const char *url)
 	return copy;
 }
 
-static int is_https_url(const char *url)
+/* The scheme and host are case-insensitive (RFC 3986 section 6.2.2.1):
+ * "HTTPS://Login.Example" is taken, and kept as "https://login.example" so
+ * the token URL in the assertion's aud is the canonical one. */
+static int is_https_url(char *url)
 {
-	return strncmp(url, "https://", 8) == 0 && url[8] != '\0';
+	size_t i;
+
+	if (strncasecmp(url, "https://", 8) != 0 || url[8] == '\0')
+		return 0;
+	for (i = 0; url[i] && url[i] != '/' && i < 8; i++)
+		url[i] = (char)tolower((unsigned char)url[i]);
+	for (i = 8; url[i] && !strchr("/?#", url[i]); i++)
+		url[i] = (char)tolower((unsigned char)url[i]);
+	return 1;
 }
 
 /* Splits "a, b c" into a NULL-terminated array of copies. */
@@ -604,6 +626,17 @@ int mf_profile_load(const struct mailmode_host *host, const char *mode_section,
 		               p->ca_file);
 		goto out;
 	}
+	value = host->config_get(host->handle, p->tenant_section, "assertion_alg");
+	if (empty(value) || mf_strcaseeq(value, "PS256")) {
+		p->assertion_alg = MF_ASSERTION_PS256;
+	} else if (mf_strcaseeq(value, "RS256")) {
+		p->assertion_alg = MF_ASSERTION_RS256;
+	} else {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "[%s]: 'assertion_alg' must be PS256 or RS256, not '%s'",
+		               p->tenant_section, value);
+		goto out;
+	}
 	value = tenant_or_mode_key(host, p->tenant_section, mode_section,
 	                           "retry_budget_ms");
 	if (!empty(value) && (p->retry_budget_ms = parse_ms(value)) < 0) {
@@ -649,13 +682,14 @@ int mf_profile_load(const struct mailmode_host *host, const char *mode_section,
 	value = host->config_get(host->handle, service_section, "tls_domain");
 	p->tls_domain = mf_strdup(empty(value) ? p->smart_hosts[0] : value);
 	value = host->config_get(host->handle, service_section, "connector_type");
-	if (empty(value) || mf_strcaseeq(value, "OnPremises")) {
-		p->connector_type = MF_CONNECTOR_ONPREMISES;
-	} else if (mf_strcaseeq(value, "Partner")) {
+	/* Partner unless asked: the least the service's mail needs. */
+	if (empty(value) || mf_strcaseeq(value, "Partner")) {
 		p->connector_type = MF_CONNECTOR_PARTNER;
+	} else if (mf_strcaseeq(value, "OnPremises")) {
+		p->connector_type = MF_CONNECTOR_ONPREMISES;
 	} else {
 		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
-		               "[%s]: 'connector_type' must be OnPremises or Partner, not '%s'",
+		               "[%s]: 'connector_type' must be Partner or OnPremises, not '%s'",
 		               service_section, value);
 		goto out;
 	}

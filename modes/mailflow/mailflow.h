@@ -27,6 +27,12 @@ enum mf_connector_type {
 	MF_CONNECTOR_PARTNER = 1
 };
 
+/* How the certificate client assertion is signed (assertion_alg). */
+enum mf_assertion_alg {
+	MF_ASSERTION_PS256 = 0,    /* RSASSA-PSS, header x5t#S256 (current) */
+	MF_ASSERTION_RS256 = 1     /* PKCS#1 v1.5, header x5t (older form) */
+};
+
 /* Real Exchange lists new objects within 30 minutes. */
 #define MF_DEFAULT_VISIBILITY_WINDOW_MS (30L * 60 * 1000)
 
@@ -51,6 +57,7 @@ struct mf_profile {
 	char *login_url;           /* no trailing slash */
 	char *api_url;             /* no trailing slash */
 	char *ca_file;             /* NULL: system trust store */
+	enum mf_assertion_alg assertion_alg;
 	long retry_budget_ms;      /* per request; 0: host default */
 	long timeout_ms;           /* per request; 0: host default */
 	long visibility_window_ms; /* a new object may stay unlisted this long */
@@ -98,6 +105,8 @@ char *mf_printf(const char *fmt, ...) MAILMODE_PRINTF(1, 2);
 int mf_strcaseeq(const char *a, const char *b);
 /* A random RFC 4122 version-4 GUID, 36 characters plus NUL. */
 int mf_guid(char out[37]);
+/* 1 when s is a GUID in its 8-4-4-4-12 hex form (token.c). */
+int mf_is_guid(const char *s);
 
 /* A growable string. */
 struct mf_buf {
@@ -118,6 +127,9 @@ struct mf_tenant {
 	pthread_mutex_t lock;      /* held for a whole operation on the tenant */
 	struct mailmode_http_session *session;
 	char connection_id[37];    /* one GUID per session, as the module does */
+	/* The directory (tenant) GUID from the access token's tid claim, for
+	 * X-AnchorMailbox; "" until a token has said it. */
+	char tenant_guid[37];
 	char *access_token;        /* NULL: none cached */
 	int64_t expires_at_ms;     /* wall clock */
 	/* The tenant's standing checks, read once per TENANT_FACTS_MS within a
@@ -157,6 +169,10 @@ int mf_credentials_check(struct mf_ctx *ctx, const struct mf_profile *profile,
 /* Forgets the cached token (after a 401). */
 void mf_token_forget(struct mf_ctx *ctx, struct mf_tenant *tenant);
 
+/* The tid claim of an access token (a JWT) when it is a GUID: 0, else -1.
+ * Exposed for the unit test. */
+int mf_token_tid(const char *access_token, char out[37]);
+
 /* The signed JWT client assertion (exposed for the unit test). */
 int mf_jwt_assertion(struct mf_ctx *ctx, const struct mf_profile *profile,
                      const char *token_url, char **assertion,
@@ -191,6 +207,12 @@ struct mf_exo_error {
 int mf_exo_invoke(struct mf_exo *exo, const char *cmdlet, const cJSON *params,
                   cJSON **value, struct mf_exo_error *err,
                   struct mailmode_diag *diag);
+
+/* Rewrites the diagnostic of a request the host did not send (it returned
+ * MAILMODE_ERR_FAILED: a TLS certificate that did not verify) to one line
+ * "[tenant T]: WHAT: <the host's line naming the host and ca_file>". */
+void mf_not_sent(const struct mailmode_host *host, const struct mf_profile *profile,
+                 const char *what, struct mailmode_diag *diag);
 
 /* Error classes, from the exception type and text. */
 int mf_exo_error_not_found(const struct mf_exo_error *err);

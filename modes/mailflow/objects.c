@@ -3,8 +3,9 @@
  * be, how an object read back is compared with that, and which of the
  * tenant's other objects would fight with them.
  *
- *   inbound connector   TLS required, identified by the service's
- *                       certificate name; SenderDomains *
+ *   inbound connector   Partner by default: TLS required, identified by the
+ *                       service's certificate name, never restricted;
+ *                       SenderDomains * (doc/mailflow-connectors.md)
  *   outbound connector  rule-scoped, the service's smart hosts, TLS with
  *                       domain validation
  *   transport rule      priority 0, recipient domain = the domain, route to
@@ -67,6 +68,12 @@ static int add_strings(cJSON *obj, const char *name, const char *const *items)
 	return 0;
 }
 
+/* The inbound connector: where the service hands mail back.  Each field
+ * and why: doc/mailflow-connectors.md.  Never restricted
+ * (RestrictDomainsToCertificate, RestrictDomainsToIPAddresses): with
+ * SenderDomains * a restricted Partner connector refuses every message that
+ * reaches Microsoft 365 without the service's certificate or addresses
+ * (5.7.51), and in mailflow mode all inbound mail arrives that way first. */
 cJSON *mf_inbound_params(const struct mf_profile *profile)
 {
 	static const char *const any_sender[] = { "*", NULL };
@@ -82,10 +89,6 @@ cJSON *mf_inbound_params(const struct mf_profile *profile)
 	         cJSON_AddBoolToObject(p, "Enabled", 1) &&
 	         cJSON_AddStringToObject(p, "Comment", comment);
 
-	/* A Partner connector is only tied to the service by its
-	 * certificate when told so. */
-	if (ok && profile->connector_type == MF_CONNECTOR_PARTNER)
-		ok = cJSON_AddBoolToObject(p, "RestrictDomainsToCertificate", 1) != NULL;
 	free(comment);
 	if (!ok) {
 		cJSON_Delete(p);
@@ -374,7 +377,8 @@ static int want_classes(struct mf_buf *out, const cJSON *rule, const char *field
 
 static const char *const inbound_fields[] = {
 	"ConnectorType", "SenderDomains", "RequireTls", "TlsSenderCertificateName",
-	"Enabled", "RestrictDomainsToCertificate", "ConnectorSource", NULL
+	"Enabled", "RestrictDomainsToCertificate", "RestrictDomainsToIPAddresses",
+	"SenderIPAddresses", "ConnectorSource", NULL
 };
 static const char *const outbound_fields[] = {
 	"ConnectorType", "SmartHosts", "UseMXRecord", "TlsSettings", "TlsDomain",
@@ -397,10 +401,23 @@ static const struct field_default rule_defaults[] = {
 	{ "RuleSubType", "None" }, { NULL, NULL }
 };
 
+/* A restriction set by hand turns the connector into the gateway-mode
+ * lock-down, which refuses all mail arriving directly: drift, said so. */
+static int want_unrestricted(struct mf_buf *out, const cJSON *conn, const char *field)
+{
+	if (mf_field_bool(conn, field) != 1)
+		return 0;
+	mf_buf_addf(out, "%s: have True, want False (a restricted connector refuses every message reaching Microsoft 365 directly, 5.7.51: in mailflow mode, all inbound mail)\n",
+	            field);
+	return 1;
+}
+
 int mf_inbound_compare(const struct mf_profile *profile, const cJSON *conn,
                        struct mf_buf *mismatches)
 {
 	static const char *const any_sender[] = { "*", NULL };
+	size_t count = 0;
+	const char **ips = mf_field_strs(conn, "SenderIPAddresses", &count);
 	int n = 0;
 
 	n += want_str(mismatches, conn, "ConnectorType", connector_type_name(profile));
@@ -408,10 +425,15 @@ int mf_inbound_compare(const struct mf_profile *profile, const cJSON *conn,
 	n += want_bool(mismatches, conn, "RequireTls", 1);
 	n += want_str(mismatches, conn, "TlsSenderCertificateName", profile->tls_cert_name);
 	n += want_bool(mismatches, conn, "Enabled", 1);
-	if (profile->connector_type == MF_CONNECTOR_PARTNER)
-		n += want_bool(mismatches, conn, "RestrictDomainsToCertificate", 1);
-	else if (mf_field_bool(conn, "RestrictDomainsToCertificate") == 1)
-		n += want_bool(mismatches, conn, "RestrictDomainsToCertificate", 0);
+	n += want_unrestricted(mismatches, conn, "RestrictDomainsToCertificate");
+	n += want_unrestricted(mismatches, conn, "RestrictDomainsToIPAddresses");
+	/* Addresses added by hand make other senders' mail the service's. */
+	if (count > 0) {
+		mf_buf_addf(mismatches, "SenderIPAddresses: have %zu address(es) starting '%s', want none (the connector is identified by the service's certificate)\n",
+		            count, ips[0]);
+		n++;
+	}
+	free(ips);
 	n += extra_fields(mismatches, conn, inbound_fields, NULL);
 	return n;
 }

@@ -49,7 +49,7 @@ is "$(mf_requests 'len(set(x["headers"].get("connection-id") for x in r))')" 1 \
 	"one connection-id for the session"
 is "$(mf_requests 'len(set(x["headers"]["client-request-id"] for x in r)) == len(r)')" True \
 	"a new client-request-id per request"
-is "$(mf_requests 'all(x["headers"].get("X-CmdletName") == x["cmdlet"] and x["headers"].get("X-AnchorMailbox") == "UPN:SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}@contoso.onmicrosoft.com" and x["headers"].get("X-ResponseFormat") == "json" for x in r)')" True \
+is "$(mf_requests 'all(x["headers"].get("X-CmdletName") == x["cmdlet"] and x["headers"].get("X-AnchorMailbox") == "APP:SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}@'"$MF_TENANT_ID"'" and x["headers"].get("X-ResponseFormat") == "json" for x in r)')" True \
 	"X-CmdletName, X-AnchorMailbox and X-ResponseFormat on every request"
 is "$(mf_requests 'sum(1 for x in r if x["cmdlet"] == "Get-AcceptedDomain" and "skiptoken" in x["path"])')" 2 \
 	"paging: @odata.nextLink followed for the accepted domains (3 domains, page size 1)"

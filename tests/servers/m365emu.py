@@ -1504,7 +1504,16 @@ class Emu:
 
     def issue_token(self, tenant):
         life = int(self.cfg["token_lifetime_s"])
-        tok = "eyJ0eXAiOiJKV1QiLCJlbXUiOnRydWV9." + secrets.token_urlsafe(48)
+        # A JWT as Entra issues them (unsigned here: clients must not check
+        # it): tid is the tenant's GUID, which clients read for
+        # X-AnchorMailbox.
+        now_s = int(time.time())
+        claims = {"aud": "https://outlook.office365.com", "iss": "https://sts.windows.net/%s/"
+                  % tenant.tenant_id, "iat": now_s, "nbf": now_s, "exp": now_s + life,
+                  "appid": tenant.client_id, "roles": ["Exchange.ManageAsApp"],
+                  "tid": tenant.tenant_id, "uti": secrets.token_urlsafe(16), "ver": "1.0"}
+        tok = "%s.%s.%s" % (b64url(json.dumps({"typ": "JWT", "alg": "RS256"}).encode()),
+                            b64url(json.dumps(claims).encode()), secrets.token_urlsafe(48))
         with self.lock:
             now = self.now()
             for k in [k for k, v in self.tokens.items() if v["exp"] < now - 3600]:
