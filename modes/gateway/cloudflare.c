@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define ZONES_PER_PAGE 50
 #define RECORDS_PER_PAGE 100

@@ -16,7 +16,8 @@
  * UPDATE and every UPDATE is checkpointed before it is sent (swap.c); a
  * set edited by hand is drift for setup as for teardown (decide.c).
  *
- * All DNS writes go through the provider seam (provider.h).
+ * All DNS writes go through the provider seam (provider.h): RFC 2136,
+ * Cloudflare or Google Cloud DNS, as [dns NAME] provider = says.
  */
 #include "provider.h"
 
@@ -635,7 +636,8 @@ out:
 MAILMODE_PLUGIN_DEFINE(
 	.name = "gateway",
 	.description = "MX records point at the service's gateway hosts "
-	               "(RFC 2136 + TSIG, checked on every authoritative server)",
+	               "(RFC 2136 + TSIG, Cloudflare or Google Cloud DNS; checked "
+	               "on every authoritative server)",
 	.version = GATEWAY_VERSION,
 	.caps = MAILMODE_CAP_THREADSAFE | MAILMODE_CAP_ADOPT | MAILMODE_CAP_FORCE,
 	.init = gw_init,

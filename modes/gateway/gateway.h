@@ -5,7 +5,8 @@
  *   mxset.c     MX sets: parsing, comparing, formatting, the receipt (JSON)
  *   dns.c       ldns helpers: resolvers, queries, zone/primary discovery
  *   provider.h  the DNS-provider seam (get RRset + version, replace if
- *               unchanged); rfc2136.c is its RFC 2136 + TSIG implementation
+ *               unchanged); provider.c picks one: rfc2136.c (RFC 2136 +
+ *               TSIG), cloudflare.c, gcloud.c (their APIs over https.c)
  *   authcheck.c every authoritative server asked directly, answers compared
  *   swap.c      the write path: the original kept, a checkpoint before each
  *               UPDATE, an unanswered UPDATE settled by re-reading

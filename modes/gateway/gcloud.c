@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define SCOPE "https://www.googleapis.com/auth/ndev.clouddns.readwrite"
 #define DEFAULT_TOKEN_URI "https://oauth2.googleapis.com/token"

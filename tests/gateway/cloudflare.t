@@ -107,6 +107,7 @@ is "$rc" 0 "setup succeeds"
 is "$(mx_bind $Z)" "$GATEWAY_SET" "BIND serves exactly the gateway set once it has propagated"
 is "$(dns_mx "$DNS_SECONDARY" $Z)" "$GATEWAY_SET" "so does the secondary"
 setup_calls=$(emu_requests .)
+diag "setup: $(emu_summary)"
 setup_batches=$(emu_requests 'POST .*/batch')
 is "$setup_batches" 2 "setup sent two batches: preflight's no-op probe and the swap"
 mm verify $Z
@@ -115,6 +116,8 @@ emu_ctl DELETE /_emu/requests >/dev/null
 mm teardown $Z
 is "$rc" 0 "teardown succeeds"
 teardown_calls=$(emu_requests .)
+diag "teardown: $(emu_summary)"
+diag "$(grep -c propagated "$EMU_DIR/emu.log") propagations so far, the last: $(grep propagated "$EMU_DIR/emu.log" | tail -1)"
 is "$(mx_bind $Z)" "$ORIG" "BIND serves the original MX records again, TTLs included"
 is "$(dns_mx "$DNS_SECONDARY" $Z)" "$ORIG" "so does the secondary"
 diag "API calls: setup $setup_calls, teardown $teardown_calls"

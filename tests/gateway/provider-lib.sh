@@ -73,3 +73,15 @@ emu_requests() {
 	emu_ctl GET /_emu/requests | "$PYTHON3" -c 'import json, re, sys
 print(sum(1 for r in json.load(sys.stdin) if re.search(sys.argv[1], r["method"] + " " + r["path"])))' "$1"
 }
+
+# emu_summary: the API requests logged, counted by method and path (ids
+# and queries folded), on one line.
+emu_summary() {
+	emu_ctl GET /_emu/requests | "$PYTHON3" -c 'import collections, json, re, sys
+c = collections.Counter()
+for r in json.load(sys.stdin):
+    p = re.sub(r"[0-9a-f]{32}", "{id}", r["path"].split("?")[0])
+    p = re.sub(r"/changes/[0-9]+$", "/changes/{id}", p)
+    c[r["method"] + " " + p] += 1
+print("; ".join("%s x%d" % kv for kv in sorted(c.items())))'
+}

@@ -109,8 +109,12 @@ class Bind:
     def push(self, zone, name, current, done=None):
         """After the propagation delay, BIND gets what current() returns
         then (the provider's state at that time); done() is called after."""
+        accepted = time.monotonic()
+
         def run():
             self.push_now(zone, name, current())
+            self.emu.log("propagated %s MX to BIND %.2f s after the change was accepted"
+                         % (name, time.monotonic() - accepted))
             if done:
                 done()
         delay = self.emu.config["propagation_delay_s"]
