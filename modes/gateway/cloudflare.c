@@ -279,12 +279,16 @@ static int make_version(const struct gw_op *op, const struct cf_record *records,
 
 	for (i = 0; i < count; i++)
 		if (gw_mx_set_add(&version->rrset, records[i].pref, records[i].ttl,
-		                  records[i].host) != MAILMODE_OK) {
-			op->ctx->host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0,
-			                        "Cloudflare holds the same MX record of "
-			                        "%s twice", op->domain);
-			return MAILMODE_ERR_FAILED;
-		}
+		                  records[i].host) != MAILMODE_OK)
+			break;
+	/* A record twice would leave one copy behind a batch. */
+	if (version->rrset.count != count) {
+		op->ctx->host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0,
+		                        "Cloudflare holds the same MX record of %s "
+		                        "twice: remove one in the dashboard",
+		                        op->domain);
+		return MAILMODE_ERR_FAILED;
+	}
 	for (i = 0; i < version->rrset.count; i++) {
 		const struct gw_mx *mx = &version->rrset.mx[i];
 

@@ -10,7 +10,7 @@ EMU_PY=$top_srcdir/tests/servers/gcloudemu.py
 PROVIDER_ZONE=gcloud.test
 . "$top_srcdir/tests/gateway/provider-lib.sh"
 
-plan 38
+plan 39
 
 Z=gcloud.test
 ORIG="3600 10 mx1.gcloud.test.
@@ -149,6 +149,7 @@ like "$err" "has only a private managed zone for private.gcloud.test. \(private-
 emu_ctl POST /_emu/faults '{"method":"GET","path":"/rrsets","kind":429,"count":2,"retry_after":1}' >/dev/null
 mm setup $T --mode gateway --profile gc
 is "$rc" 0 "two 429 answers (Retry-After: 1): setup still succeeds"
+is "$(emu_ctl GET /_emu/faults)" "[]" "both 429 answers were served (and retried by the host)"
 is "$(mx_bind $T)" "$GATEWAY_SET" "the gateway set is served"
 mm teardown $T
 is "$(mx_bind $T)" "$ORIG" "and the teardown restores the original"
