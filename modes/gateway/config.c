@@ -19,6 +19,15 @@
  *   fallback_ttl = 3600        ; optional: TTL of fallback_mx (default 3600)
  *
  *   [dns LAB]
+ *   provider = rfc2136         ; optional: rfc2136 (default), cloudflare or
+ *                              ;   gcloud; route53 and azure: "not
+ *                              ;   implemented yet".  The API providers
+ *                              ;   read api_url, ca_file and their
+ *                              ;   credential file (cloudflare:
+ *                              ;   api_token_file; gcloud:
+ *                              ;   service_account_file, project,
+ *                              ;   managed_zone) instead of the primary
+ *                              ;   and TSIG keys (mailmode.conf(5))
  *   primary = 192.0.2.53       ; optional: where UPDATEs and the reads
  *                              ;   before them go (address or host name);
  *                              ;   default: the zone's SOA MNAME.  Set it
