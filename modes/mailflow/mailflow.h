@@ -86,7 +86,9 @@ void mf_profile_free(struct mf_profile *profile);
  * service_ips. */
 int mf_is_service_ip(const struct mf_profile *profile, const char *address);
 
-/* The deterministic name of the domain's rule, at most 64 characters. */
+/* The name the previous version gave the domain's own rule (one rule per
+ * domain), at most 64 characters: such a rule is folded into the shared
+ * rules by setup and removed by teardown. */
 void mf_rule_name(const struct mf_profile *profile, const char *domain,
                   char name[MF_NAME_MAX]);
 
@@ -216,8 +218,37 @@ long mf_field_long(const cJSON *obj, const char *name, long dflt);
  * New-TransportRule for the profile and domain. */
 cJSON *mf_inbound_params(const struct mf_profile *profile);
 cJSON *mf_outbound_params(const struct mf_profile *profile);
-cJSON *mf_rule_params(const struct mf_profile *profile, const char *domain,
-                      long priority);
+
+/* One of the transport rules the tenant's domains share, as wanted. */
+struct mf_rule_want {
+	const char *name;
+	const char *const *domains;   /* RecipientDomainIs; NULL-terminated */
+	const char *const *excepted;  /* ExceptIfRecipientDomainIs; may be empty */
+};
+
+cJSON *mf_rule_params(const struct mf_profile *profile,
+                      const struct mf_rule_want *want, long priority);
+
+/* "<prefix> route #<index>", the name of a shared rule. */
+void mf_shared_rule_name(const struct mf_profile *profile, unsigned index,
+                         char name[MF_NAME_MAX]);
+/* The index of a shared rule of ours, 0 when the rule is not one. */
+unsigned mf_shared_rule_index(const struct mf_profile *profile, const cJSON *rule);
+
+/* Exchange Online's limits (m365-identity-and-limits.md section 4). */
+#define MF_TENANT_RULE_LIMIT 300
+#define MF_RULE_SIZE_LIMIT 8192
+/* Exchange measures a rule by the length of its XML (msExchTransportRuleXml):
+ * element and attribute names around every value.  mf_rule_size estimates
+ * that from the New-TransportRule parameters, high: a base for the rule's
+ * skeleton (name, version, tags), per parameter its name twice plus
+ * markup, per value its escaped text plus markup; the budget leaves 1 KB
+ * more below the limit (doc/mailflow-limits.md). */
+#define MF_RULE_XML_BASE 1024
+#define MF_RULE_XML_PER_FIELD 48
+#define MF_RULE_XML_PER_VALUE 24
+#define MF_RULE_SIZE_BUDGET 7168
+long mf_rule_size(const cJSON *params);
 
 /* Compares an object read back with what the profile wants; appends one
  * "Field: have X, want Y" line per difference to mismatches.  Returns the
@@ -226,9 +257,9 @@ int mf_inbound_compare(const struct mf_profile *profile, const cJSON *conn,
                        struct mf_buf *mismatches);
 int mf_outbound_compare(const struct mf_profile *profile, const cJSON *conn,
                         struct mf_buf *mismatches);
-int mf_rule_compare(const struct mf_profile *profile, const char *domain,
-                    const cJSON *rule, const cJSON *all_rules,
-                    struct mf_buf *mismatches);
+int mf_rule_compare(const struct mf_profile *profile,
+                    const struct mf_rule_want *want, const cJSON *rule,
+                    const cJSON *all_rules, struct mf_buf *mismatches);
 
 /* 1 when the rule is one of ours (any domain): our name prefix and our
  * marker in Comments. */

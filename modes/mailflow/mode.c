@@ -675,6 +675,9 @@ static const struct object_kind rule_kind = {
 static int reconcile(struct op *op, int apply, struct mf_buf *plan,
                      cJSON *receipt, struct mailmode_diag *diag)
 {
+	const char *const domains[] = { op->req->domain, NULL };
+	const char *const excepted[] = { NULL };
+	const struct mf_rule_want want = { op->rule_name, domains, excepted };
 	const struct mailmode_host *host = op->host;
 	const struct mf_profile *profile = op->profile;
 	struct mf_buf mismatches = { 0 };
@@ -725,8 +728,8 @@ static int reconcile(struct op *op, int apply, struct mf_buf *plan,
 
 	existing = mf_find_by_name(op->rules, op->rule_name);
 	if (existing)
-		mf_rule_compare(profile, op->req->domain, existing, op->rules, &mismatches);
-	params = mf_rule_params(profile, op->req->domain, 0);
+		mf_rule_compare(profile, &want, existing, op->rules, &mismatches);
+	params = mf_rule_params(profile, &want, 0);
 	if (!params || mismatches.failed)
 		goto nomem;
 	{
@@ -1019,6 +1022,9 @@ out:
 static int inspect(struct op *op, cJSON *report, int *missing, int *differences,
                    struct mf_buf *details)
 {
+	const char *const domains[] = { op->req->domain, NULL };
+	const char *const excepted[] = { NULL };
+	const struct mf_rule_want want = { op->rule_name, domains, excepted };
 	const struct mf_profile *profile = op->profile;
 	struct {
 		const char *key, *what, *name;
@@ -1064,7 +1070,7 @@ static int inspect(struct op *op, cJSON *report, int *missing, int *differences,
 		else if (i == 1)
 			n = mf_outbound_compare(profile, objects[i].object, &mismatches);
 		else
-			n = mf_rule_compare(profile, op->req->domain, objects[i].object,
+			n = mf_rule_compare(profile, &want, objects[i].object,
 			                    op->rules, &mismatches);
 		if (i == 2 && !cJSON_AddNumberToObject(entry, "priority",
 		                (double)mf_field_long(objects[i].object, "Priority", -1)))

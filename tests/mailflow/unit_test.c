@@ -156,6 +156,9 @@ static void test_fields(struct tap *t)
 
 static void test_compare(struct tap *t)
 {
+	static const char *const a_domains[] = { "a.test", NULL };
+	static const char *const none[] = { NULL };
+	const struct mf_rule_want a_want = { "mailmode route a.test", a_domains, none };
 	struct mf_profile p;
 	struct mf_buf m = { 0 };
 	cJSON *out, *in, *rules;
@@ -189,12 +192,12 @@ static void test_compare(struct tap *t)
 	                    "\"ExceptIfHeaderMatchesPatterns\":\".\","
 	                    "\"Comments\":\"managed by mailmode: routes a.test\"},"
 	                    "{\"Name\":\"Other\",\"Priority\":2}]");
-	tap_is_int(t, mf_rule_compare(&p, "a.test", cJSON_GetArrayItem(rules, 1), rules, &m), 0,
+	tap_is_int(t, mf_rule_compare(&p, &a_want, cJSON_GetArrayItem(rules, 1), rules, &m), 0,
 	           "our rule below our other rule but above the rest is fine");
 	mf_buf_free(&m);
 	cJSON_ReplaceItemInObject(cJSON_GetArrayItem(rules, 2), "Priority", cJSON_CreateNumber(1));
 	cJSON_ReplaceItemInObject(cJSON_GetArrayItem(rules, 1), "Priority", cJSON_CreateNumber(2));
-	n = mf_rule_compare(&p, "a.test", cJSON_GetArrayItem(rules, 1), rules, &m);
+	n = mf_rule_compare(&p, &a_want, cJSON_GetArrayItem(rules, 1), rules, &m);
 	tap_ok(t, n == 1 && strstr(m.data, "Priority: have 2") && strstr(m.data, "'Other'"),
 	       "a foreign rule above ours is named");
 	mf_buf_free(&m);
@@ -238,6 +241,33 @@ static void test_conflicts(struct tap *t)
 	cJSON_Delete(rules);
 }
 
+/* Shared rule names and the size estimate. */
+static void test_shared_rules(struct tap *t, const struct mf_profile *p)
+{
+	static const char *const one[] = { "contoso.test", NULL };
+	static const char *const none[] = { NULL };
+	const struct mf_rule_want want = { "mailmode route #7", one, none };
+	char name[MF_NAME_MAX];
+	cJSON *rule, *params;
+	long small;
+
+	mf_shared_rule_name(p, 7, name);
+	tap_is_str(t, name, "mailmode route #7", "shared rule name");
+	rule = cJSON_Parse("{\"Name\":\"mailmode route #7\",\"Comments\":\"managed by mailmode: x\"}");
+	tap_is_int(t, (int)mf_shared_rule_index(p, rule), 7, "shared rule index");
+	cJSON_ReplaceItemInObject(rule, "Name", cJSON_CreateString("mailmode route contoso.test"));
+	tap_is_int(t, (int)mf_shared_rule_index(p, rule), 0, "a per-domain rule is not a shared one");
+	cJSON_Delete(rule);
+	params = mf_rule_params(p, &want, 0);
+	small = mf_rule_size(params);
+	tap_ok(t, small > MF_RULE_XML_BASE && small < MF_RULE_SIZE_BUDGET / 2, "one domain's rule is small");
+	cJSON_AddItemToArray(cJSON_GetObjectItem(params, "RecipientDomainIs"),
+	                     cJSON_CreateString("a&b.test"));
+	tap_is_int(t, (int)(mf_rule_size(params) - small), (int)(6 + 7 + MF_RULE_XML_PER_VALUE),
+	           "a value costs its escaped text and its markup");
+	cJSON_Delete(params);
+}
+
 static void test_names_and_plan(struct tap *t)
 {
 	struct mf_profile p;
@@ -255,6 +285,7 @@ static void test_names_and_plan(struct tap *t)
 	mf_rule_name(&p, longdomain, again);
 	tap_ok(t, strlen(name) <= 64 && strcmp(name, again) == 0 && strstr(name, " ~"),
 	       "a long domain gives a deterministic name of at most 64 characters");
+	test_shared_rules(t, &p);
 	mf_cmdlet_line(&b, "New-X", params);
 	tap_is_str(t, b.data, "New-X -Name 'O''Brien' -Priority 0 -Enabled:$false -SmartHosts 'a','b'\n",
 	           "PowerShell rendering quotes, switches and lists");
@@ -403,7 +434,7 @@ int main(void)
 {
 	struct tap t = { 0 };
 
-	tap_plan(31);
+	tap_plan(35);
 	test_fields(&t);
 	test_compare(&t);
 	test_conflicts(&t);
