@@ -6,6 +6,8 @@
  *   exo.c     the Exchange Online admin API client (InvokeCommand)
  *   objects.c the desired connectors and rule, read-back comparison,
  *             conflict detection
+ *   shared.c  the rules shared by the tenant's domains: membership,
+ *             subdomain exceptions
  *   trace.c   the message trace of a test message (ABI 1.1 trace)
  *   mode.c    the plugin operations and the descriptor
  */
@@ -129,7 +131,14 @@ struct mf_tenant {
 	int64_t organization_checked_ms;
 	struct cJSON *accepted;        /* Get-AcceptedDomain's answer, or NULL */
 	int64_t accepted_read_ms;
+	/* The tenant's rules and connectors as last read, for read-only
+	 * operations (status: observe) within MF_WORLD_CACHE_MS; dropped by
+	 * every write of the plugin (mode.c read_world says who may use it). */
+	struct cJSON *rules, *outbound, *inbound;
+	int64_t world_read_ms;         /* 0: nothing cached */
 };
+
+#define MF_WORLD_CACHE_MS (60 * 1000)
 
 #define TENANT_FACTS_MS (5 * 60 * 1000)
 
@@ -279,6 +288,30 @@ const cJSON *mf_find_by_name(const cJSON *array, const char *name);
 /* One cmdlet as PowerShell would take it, for plan(). */
 void mf_cmdlet_line(struct mf_buf *out, const char *cmdlet,
                     const cJSON *params);
+
+/* ------------------------------------------------------------------ */
+/* Shared rules (shared.c) */
+
+/* 1 when sub is strictly below domain (RecipientDomainIs domain matches
+ * it). */
+int mf_domain_below(const char *sub, const char *domain);
+/* 1 when the rule's RecipientDomainIs lists the domain. */
+int mf_rule_lists(const cJSON *rule, const char *domain);
+/* The next shared rule of ours (after `after`, or from the first) that
+ * lists the domain, or NULL. */
+const cJSON *mf_shared_rule_of(const struct mf_profile *profile, const cJSON *rules,
+                               const char *domain, const cJSON *after);
+/* The accepted domains strictly below one of members and not members
+ * themselves: RecipientDomainIs would route them too.  NULL-terminated,
+ * strings borrowed from accepted; free the array.  NULL: out of memory. */
+const char **mf_subdomain_exceptions(const char *const *members, const cJSON *accepted);
+/* 1 when an exception would also except one of the members. */
+int mf_exceptions_cover_member(const char *const *members, const char *const *excepted);
+/* A copy of list (borrowed strings) less drop, plus add when not listed;
+ * either may be NULL.  Free the array.  NULL: out of memory. */
+const char **mf_list_with(const char *const *list, const char *add, const char *drop);
+/* The lowest shared rule index not in use. */
+unsigned mf_shared_rule_free_index(const struct mf_profile *profile, const cJSON *rules);
 
 /* ------------------------------------------------------------------ */
 /* Message trace (trace.c) */

@@ -242,6 +242,15 @@ T_SKIP = "Microsoft.Exchange.Admin.OData.Core.InvalidSkipTokenException"
 T_NOTREQ = "Microsoft.Exchange.Management.Deployment.OrganizationAlreadyHydratedException"
 T_THROTTLE = "Microsoft.Exchange.Configuration.Tasks.ThrottlingException"
 T_FAULT = "Microsoft.Exchange.Data.Directory.TransientException"
+# The exception types of the two limits are not documented [I]; the texts
+# are KB 3003043's (size) and, for the count, a sentence in its style.
+T_RULE_SIZE = "Microsoft.Exchange.MessagingPolicies.Rules.Tasks.RuleTooLargeException"
+T_RULE_COUNT = "Microsoft.Exchange.MessagingPolicies.Rules.Tasks.RuleLimitExceededException"
+
+# Exchange Online's limits: rules per organization, characters of one
+# rule's XML (msExchTransportRuleXml, the length Exchange checks).
+RULE_LIMIT = 300
+RULE_SIZE_LIMIT = 8192
 # /_emu/faults kinds: 429/503/504 (with Retry-After), drop or reset (the
 # connection closes before the cmdlet runs), slow (delay_ms, then normal),
 # throttle_text (400 with the concurrency text), error (400 with a
@@ -473,7 +482,7 @@ RULE_DEFAULTS = {
 }
 RULE_ORDER = list(RULE_DEFAULTS) + [
     "Name", "Identity", "DistinguishedName", "Guid", "ImmutableId", "WhenChanged",
-    "IsValid", "ObjectState"]
+    "IsValid", "ObjectState", "Size", "RegexSize"]
 RULE_LISTS = {"Conditions", "Exceptions", "Actions", "RecipientDomainIs",
               "ExceptIfHeaderContainsWords", "ExceptIfHeaderMatchesPatterns",
               "ExceptIfSenderIpRanges", "RedirectMessageTo", "SenderDomainIs",
@@ -605,6 +614,8 @@ def derive(kind, d, tenant):
             o[sec] = vals or None
         o["Description"] = rule_description(d)
         o["ImmutableId"] = d["Guid"]
+        o["Size"] = len(rule_xml(d))
+        o["RegexSize"] = rule_regex_size(d)
         o["DistinguishedName"] = ("CN=%s,CN=TransportVersioned,CN=Rules,CN=Transport "
                                   "Settings,CN=%s,CN=Microsoft Exchange Hosted "
                                   "Organizations" % (d["Name"], tenant.initial_domain))
@@ -927,8 +938,53 @@ def resolve_outbound(ctx, ident):
     return d["Name"]
 
 
+def _xml_text(v):
+    return (str(v).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace('"', "&quot;").replace("'", "&apos;"))
+
+
+def rule_xml(d):
+    """The rule as Exchange stores it (msExchTransportRuleXml), in the shape
+    of Export-TransportRuleCollection: a rule element with its name and
+    comments, a version with the CreatedBy tag, then one element per
+    condition, exception and action with one <value> per value."""
+    parts = ['<rule name="%s" comments="%s" mode="%s">'
+             % (_xml_text(d["Name"]), _xml_text(d.get("Comments") or ""),
+                _xml_text(d.get("Mode") or "Enforce")),
+             '<version requiredMinVersion="15.0.3.0"><tags><tag name="CreatedBy" value="%s" />'
+             '</tags>' % _xml_text(d.get("CreatedBy") or "")]
+    for section in ("Conditions", "Exceptions", "Actions"):
+        body = []
+        for sec, param, cls in RULE_PREDICATES:
+            v = d.get(param)
+            if sec != section or not (_set(v) or (param in ("ExceptIfSCLOver", "SetSCL")
+                                                  and v is not None)):
+                continue
+            values = v if isinstance(v, list) else [v]
+            body.append('<%s><argument property="%s" />%s</%s>'
+                        % (cls, param, "".join("<value>%s</value>" % _xml_text(x)
+                                               for x in values), cls))
+        if body:
+            tag = {"Conditions": "condition", "Exceptions": "exception",
+                   "Actions": "action"}[section]
+            parts.append("<%s><and>%s</and></%s>" % (tag, "".join(body), tag))
+    parts.append("</version></rule>")
+    return "".join(parts)
+
+
+def rule_regex_size(d):
+    return sum(len(x) for f in ("ExceptIfHeaderMatchesPatterns", "ExceptIfHeaderContainsWords",
+                                "ExceptIfFromAddressContainsWords")
+               for x in (d.get(f) or []))
+
+
 def validate_rule(ctx, d):
     validate_name(ctx, "rule", d["Name"])
+    size = len(rule_xml(d))
+    if size > RULE_SIZE_LIMIT:
+        raise CmdletError(T_RULE_SIZE, "The rule cannot be created because it is too large. "
+                          "It has %d characters and the maximum number of characters is %d. "
+                          "Reduce the size." % (size, RULE_SIZE_LIMIT))
     pairs = (("ExceptIfHeaderContainsMessageHeader", "ExceptIfHeaderContainsWords"),
              ("ExceptIfHeaderMatchesMessageHeader", "ExceptIfHeaderMatchesPatterns"),
              ("SetHeaderName", "SetHeaderValue"))
@@ -1009,6 +1065,11 @@ def cmd_new(ctx, kind, params):
                                                 or t.app_display_name)
         validate_rule(ctx, d)
         n = len(t.objs["rule"])
+        if n >= RULE_LIMIT:
+            raise CmdletError(T_RULE_COUNT, "The transport rule can't be created because the "
+                              "maximum number of transport rules (%d) for this organization "
+                              "has been reached. Remove a transport rule and try again."
+                              % RULE_LIMIT)
         prio = p.get("Priority")
         if prio is None:
             prio = n
