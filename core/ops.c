@@ -81,6 +81,7 @@ static int call(const struct mm_op *op, enum op_kind kind, const struct op_args 
 		.flags = op->flags,
 		.call = (void *)op,
 		.original = op->original,
+		.accepted_conflicts = op->accepted_conflicts,
 	};
 	int serialise = !(d->caps & MAILMODE_CAP_THREADSAFE);
 	char *resources = NULL;
