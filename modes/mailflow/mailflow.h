@@ -319,6 +319,11 @@ int mf_exceptions_cover_member(const char *const *members, const char *const *ex
 /* A copy of list (borrowed strings) less drop, plus add when not listed;
  * either may be NULL.  Free the array.  NULL: out of memory. */
 const char **mf_list_with(const char *const *list, const char *add, const char *drop);
+/* 1 when both lists hold the same domains (any order, any case). */
+int mf_lists_equal(const char *const *a, const char *const *b);
+/* A copy of list that owns its strings: one allocation, free() it.
+ * NULL: out of memory. */
+const char **mf_list_copy(const char *const *list);
 /* The lowest shared rule index not in use. */
 unsigned mf_shared_rule_free_index(const struct mf_profile *profile, const cJSON *rules);
 

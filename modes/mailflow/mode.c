@@ -20,6 +20,9 @@
 /* How long setup waits for a new connector to be usable by the rule, when
  * the profile sets no retry budget. */
 #define DEFAULT_VISIBILITY_WAIT_MS 120000
+/* How old a read of the accepted domains setup and teardown still take
+ * (read_accepted). */
+#define ACCEPTED_FRESH_MS MF_WORLD_CACHE_MS
 #define NOT_VISIBLE_HINT "new Exchange objects can take up to 30 minutes to become visible"
 
 /* One operation on one domain: the profile, the locked tenant and what was
@@ -295,10 +298,14 @@ static int ends_with(const char *s, const char *suffix)
 }
 
 /* The tenant's accepted domains into op->accepted: the tenant's copy when
- * read within TENANT_FACTS_MS and the operation is read-only; setup and
- * teardown read afresh, as their subdomain exceptions are written from
- * it. */
-static int read_accepted(struct op *op, int use_cache, struct mailmode_diag *diag)
+ * read within max_age_ms.  Read-only operations take TENANT_FACTS_MS;
+ * setup and teardown, whose subdomain exceptions are written from it,
+ * ACCEPTED_FRESH_MS: the read of the same command's preflight, or of a
+ * runbook's previous domain a moment ago.  Reading again right before the
+ * write would not close the gap: mailmode does not write accepted domains,
+ * and one added a second after any read is missed all the same (setup or
+ * verify of a domain brings its rule's exceptions up to date). */
+static int read_accepted(struct op *op, int64_t max_age_ms, struct mailmode_diag *diag)
 {
 	struct mf_tenant *t = op->tenant;
 	int64_t now = wall_ms(op);
@@ -306,7 +313,7 @@ static int read_accepted(struct op *op, int use_cache, struct mailmode_diag *dia
 
 	cJSON_Delete(op->accepted);
 	op->accepted = NULL;
-	if (use_cache && t->accepted && now - t->accepted_read_ms < TENANT_FACTS_MS)
+	if (t->accepted && now - t->accepted_read_ms < max_age_ms)
 		op->accepted = cJSON_Duplicate(t->accepted, 1);
 	else if ((rc = invoke(op, "Get-AcceptedDomain", NULL, &op->accepted, diag)) == MAILMODE_OK) {
 		cJSON_Delete(t->accepted);
@@ -328,7 +335,7 @@ static int check_accepted_domain(struct op *op, struct mailmode_diag *diag)
 	struct mf_buf names = { 0 }, fallback = { 0 };
 	int found = 0, rc;
 
-	rc = read_accepted(op, op->read_only, diag);
+	rc = read_accepted(op, op->read_only ? TENANT_FACTS_MS : ACCEPTED_FRESH_MS, diag);
 	if (rc != MAILMODE_OK)
 		goto out;
 	accepted = op->accepted;
@@ -640,6 +647,24 @@ out:
 	return rc;
 }
 
+/* 1 when the receipt handed in (the last checkpoint of an earlier attempt
+ * for this domain) says this object was being created: an "already
+ * exists" is then that attempt's work.  Connectors are per tenant and
+ * service, so any same-named one is the same object. */
+static int earlier_attempt_made(struct op *op, const struct object_kind *kind,
+                                const char *name)
+{
+	cJSON *earlier = op->req->receipt ? cJSON_Parse(op->req->receipt) : NULL;
+	const cJSON *entry = cJSON_GetObjectItemCaseSensitive(earlier, kind->receipt_key);
+	const char *was = mf_field_str(entry, "name");
+	const char *state = mf_field_str(entry, "state");
+	int made = was && state && mf_strcaseeq(was, name) &&
+	           (mf_strcaseeq(state, "creating") || mf_strcaseeq(state, "created"));
+
+	cJSON_Delete(earlier);
+	return made;
+}
+
 /* Creates the object (New-*).  The receipt says "creating" before the
  * cmdlet is sent; an answer that never came leaves it so (the object may
  * exist, or appear later); a refusal removes the entry. */
@@ -659,7 +684,17 @@ static int create_object(struct op *op, const struct object_kind *kind,
 	if (rc != MAILMODE_OK)
 		goto out;
 	rc = invoke(op, kind->new_cmdlet, new_params, &made, diag);
-	if (rc != MAILMODE_OK && mf_exo_error_exists(&op->err)) {
+	if (rc != MAILMODE_OK && mf_exo_error_exists(&op->err) && kind->is_rule &&
+	    !earlier_attempt_made(op, kind, name)) {
+		/* A shared rule not listed yet that this domain's attempts did
+		 * not make: another domain's setup made it moments ago (in this
+		 * process or another), for its own list.  Calling it ours would
+		 * leave this domain out of it. */
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
+		               "transport rule '%s' already exists in tenant %s but is not listed yet: another domain's setup made it moments ago, so %s is not in it",
+		               name, op->profile->tenant, op->req->domain);
+		host->diag_append(diag, "run setup again once the rule is listed (%s)", NOT_VISIBLE_HINT);
+	} else if (rc != MAILMODE_OK && mf_exo_error_exists(&op->err)) {
 		/* Made by an earlier attempt whose answer was lost (or this
 		 * request, resent), and not listed yet: it was created. */
 		host->log(host->handle, MAILMODE_LOG_INFO,
@@ -849,6 +884,133 @@ static int choose_rule(struct op *op, struct rule_choice *c, struct mailmode_dia
 	return check_rule_count(op, diag);
 }
 
+/* How often a shared rule's write is made again on another writer's list
+ * before setup or teardown gives up (retryable). */
+#define READ_BACK_ROUNDS 3
+
+/* Writes the domain's change again on the list another writer left:
+ * Set-TransportRule with that list plus (joining) or less the domain,
+ * checkpointed before.  *wrote becomes the list written (owned); 1 when
+ * the other writer's list already has the change (nothing written). */
+static int rewrite_rule(struct op *op, const char *name, const char *const *have,
+                        int joining, const char ***wrote, cJSON *receipt,
+                        struct mailmode_diag *diag)
+{
+	const char *domain = op->req->domain;
+	struct rule_choice c = { 0 };
+	cJSON *params = NULL, *set = NULL;
+	int rc = MAILMODE_ERR_NOMEM;
+
+	copy_name(c.name, name);
+	if (choice_fill(op, &c, joining ? mf_list_with(have, domain, NULL)
+	                                : mf_list_with(have, NULL, domain)) < 0)
+		goto nomem;
+	if (mf_lists_equal(c.members, have)) {
+		rc = 1;
+		goto out;
+	}
+	warn(op, "transport rule '%s' was written by another writer meanwhile: %s %s again",
+	     name, joining ? "adding" : "taking out", domain);
+	params = mf_rule_params(op->profile, &c.want, 0);
+	set = params ? set_params(params, name, 1, 0) : NULL;
+	free(*wrote);
+	*wrote = mf_list_copy(c.members);
+	if (!set || !*wrote ||
+	    receipt_mark(receipt, rule_kind.receipt_key, joining ? "updating" : "leaving",
+	                 wall_ms(op)) != 0)
+		goto nomem;
+	rc = checkpoint(op, receipt, diag);
+	if (rc == MAILMODE_OK)
+		rc = invoke(op, "Set-TransportRule", set, NULL, diag);
+	if (rc == MAILMODE_OK && joining &&
+	    receipt_mark(receipt, rule_kind.receipt_key, "updated", wall_ms(op)) != 0)
+		goto nomem;
+	goto out;
+nomem:
+	op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+	rc = MAILMODE_ERR_NOMEM;
+out:
+	cJSON_Delete(params);
+	cJSON_Delete(set);
+	choice_free(&c);
+	return rc;
+}
+
+/* Set-TransportRule replaces a shared rule's whole RecipientDomainIs
+ * list, and the tenant lock covers one process only: a second mailmode
+ * process may read the list before this write and write its own after
+ * it.  So each such write is read back (Get-TransportRule -Identity): the
+ * list as written, or still as before (not visible yet: verify waits for
+ * it), is fine; any other list is another writer's, and the domain's
+ * change is made again on it.  A write of another process landing after
+ * this read-back is not seen here (doc/mailflow-limits.md). */
+static int rule_read_back(struct op *op, const char *name, const char *const *before,
+                          const char *const *wrote_first, int joining, cJSON *receipt,
+                          struct mailmode_diag *diag)
+{
+	const char **was = mf_list_copy(before), **wrote = mf_list_copy(wrote_first);
+	const char **have = NULL;
+	cJSON *params = NULL, *read = NULL;
+	int round, rc = MAILMODE_OK;
+
+	if (!was || !wrote)
+		goto nomem;
+	for (round = 0; round <= READ_BACK_ROUNDS; round++) {
+		size_t count = 0;
+
+		params = identity_params(name, 0);
+		if (!params)
+			goto nomem;
+		rc = invoke(op, "Get-TransportRule", params, &read, diag);
+		if (rc != MAILMODE_OK && mf_exo_error_not_found(&op->err)) {
+			op->host->diag_set(diag, MAILMODE_SEV_NONE, 0, "%s", "");
+			rc = MAILMODE_OK;
+			goto out;
+		}
+		if (rc != MAILMODE_OK)
+			goto out;
+		have = mf_field_strs(cJSON_GetArrayItem(read, 0), "RecipientDomainIs", &count);
+		if (!have)
+			goto nomem;
+		if (mf_lists_equal(have, wrote) || mf_lists_equal(have, was))
+			goto out;
+		if (round == READ_BACK_ROUNDS)
+			break;
+		free(was);
+		if (!(was = mf_list_copy(have)))
+			goto nomem;
+		rc = rewrite_rule(op, name, have, joining, &wrote, receipt, diag);
+		if (rc != MAILMODE_OK)
+			goto out_one;
+		cJSON_Delete(params);
+		cJSON_Delete(read);
+		free(have);
+		params = read = NULL;
+		have = NULL;
+	}
+	op->host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
+	                   "transport rule '%s' of tenant %s keeps being rewritten by another writer: %s is %s it",
+	                   name, op->profile->tenant, op->req->domain,
+	                   joining ? "not sure to be in" : "maybe still in");
+	op->host->diag_append(diag, "another mailmode process may be switching domains of this tenant; run the command again once it is done");
+	rc = MAILMODE_ERR_FAILED;
+	goto out;
+nomem:
+	op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+	rc = MAILMODE_ERR_NOMEM;
+	goto out;
+out_one:
+	if (rc == 1)
+		rc = MAILMODE_OK;   /* the other writer's list has the change */
+out:
+	free(was);
+	free(wrote);
+	free(have);
+	cJSON_Delete(params);
+	cJSON_Delete(read);
+	return rc;
+}
+
 /* The domain's membership of a shared rule: joins one (Set-TransportRule
  * with the list and the domain), or makes one (New-TransportRule); brings
  * the rule to the profile either way.  The receipt names the rule and
@@ -911,6 +1073,17 @@ static int reconcile_rule(struct op *op, int apply, struct mf_buf *plan,
 			host->sleep_ms(host->handle, wait_ms);
 			wait_ms = wait_ms * 2 > 15000 ? 15000 : wait_ms * 2;
 		}
+	}
+	if (rc == MAILMODE_OK && apply && existing && mismatches.len) {
+		size_t count = 0;
+		const char **before = mf_field_strs(existing, "RecipientDomainIs", &count);
+
+		rc = before ? rule_read_back(op, op->rule_name, before, choice.members, 1,
+		                             receipt, diag)
+		            : MAILMODE_ERR_NOMEM;
+		free(before);
+		if (rc == MAILMODE_ERR_NOMEM)
+			goto nomem;
 	}
 	if (rc != MAILMODE_OK)
 		goto out;
@@ -1268,6 +1441,8 @@ static int leave_rule(struct op *op, const cJSON *rule, int apply, struct mf_buf
 	rc = checkpoint(op, op->receipt, diag);
 	if (rc == MAILMODE_OK)
 		rc = invoke(op, "Set-TransportRule", set, NULL, diag);
+	if (rc == MAILMODE_OK)
+		rc = rule_read_back(op, c.name, have, c.members, 0, op->receipt, diag);
 	goto out;
 nomem:
 	op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
@@ -1356,7 +1531,7 @@ static int unmake(struct op *op, int apply, struct mf_buf *plan,
 
 	rc = read_world(op, op->read_only, diag);
 	if (rc == MAILMODE_OK)
-		rc = read_accepted(op, op->read_only, diag);
+		rc = read_accepted(op, op->read_only ? TENANT_FACTS_MS : ACCEPTED_FRESH_MS, diag);
 	if (rc == MAILMODE_OK)
 		rc = unmake_rules(op, apply, plan, diag);
 	if (rc != MAILMODE_OK)
@@ -1684,10 +1859,8 @@ static int teardown_reads(struct op *op, struct mailmode_diag *diag)
 	op->host->progress(op->host->handle, "checking tenant %s", op->profile->tenant);
 	rc = invoke(op, "Get-OrganizationConfig", NULL, &value, diag);
 	cJSON_Delete(value);
-	value = NULL;
 	if (rc == MAILMODE_OK)
-		rc = invoke(op, "Get-AcceptedDomain", NULL, &value, diag);
-	cJSON_Delete(value);
+		rc = read_accepted(op, ACCEPTED_FRESH_MS, diag);
 	if (rc == MAILMODE_OK)
 		rc = read_world(op, 1, diag);
 	return rc;
@@ -1788,7 +1961,7 @@ static int read_back(struct op *op, cJSON **report, int *missing,
 	int rc = read_world(op, op->read_only && receipt_settled(op), diag);
 
 	if (rc == MAILMODE_OK && !op->read_only)
-		rc = read_accepted(op, 1, diag);
+		rc = read_accepted(op, TENANT_FACTS_MS, diag);
 
 	if (rc != MAILMODE_OK)
 		return rc;

@@ -120,3 +120,39 @@ unsigned mf_shared_rule_free_index(const struct mf_profile *profile, const cJSON
 	}
 	return index;
 }
+
+int mf_lists_equal(const char *const *a, const char *const *b)
+{
+	const char *const *p;
+
+	for (p = a; p && *p; p++)
+		if (!listed(b, *p))
+			return 0;
+	for (p = b; p && *p; p++)
+		if (!listed(a, *p))
+			return 0;
+	return 1;
+}
+
+const char **mf_list_copy(const char *const *list)
+{
+	size_t n = 0, bytes = 0, i;
+	const char **out;
+	char *text;
+
+	for (; list && list[n]; n++)
+		bytes += strlen(list[n]) + 1;
+	out = malloc((n + 1) * sizeof(*out) + bytes);
+	if (!out)
+		return NULL;
+	text = (char *)(out + n + 1);
+	for (i = 0; i < n; i++) {
+		size_t len = strlen(list[i]) + 1;
+
+		memcpy(text, list[i], len);
+		out[i] = text;
+		text += len;
+	}
+	out[n] = NULL;
+	return out;
+}

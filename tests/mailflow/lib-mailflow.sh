@@ -143,3 +143,17 @@ mf_invoke() {
 		--data-binary "{\"CmdletInput\":{\"CmdletName\":\"$1\",\"Parameters\":$2}}" \
 		"$EMU_BASE/adminapi/beta/$MF_TENANT/InvokeCommand" >/dev/null
 }
+
+# mf_members RULE: the RecipientDomainIs list of one rule, comma-separated.
+mf_members() {
+	mf_state "\",\".join(next(r for r in s[\"rules\"] if r[\"Name\"] == \"$1\")[\"RecipientDomainIs\"] or [])"
+}
+
+# mf_fill_rule RULE N: adds N filler domains (fNNN.example.net, not
+# accepted) to a rule's RecipientDomainIs, as another admin would, so that
+# the rule has no room left for another domain in mailmode's estimate
+# (each costs 40 of the 7168 budget) while staying below Exchange's 8 KB.
+mf_fill_rule() {
+	_mf_list=$(mf_state "__import__('json').dumps((next(r for r in s['rules'] if r['Name'] == '$1')['RecipientDomainIs'] or []) + ['f%03d.example.net' % i for i in range($2)])")
+	mf_invoke Set-TransportRule "{\"Identity\":\"$1\",\"RecipientDomainIs\":$_mf_list}"
+}

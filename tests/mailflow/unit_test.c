@@ -438,7 +438,7 @@ int main(void)
 {
 	struct tap t = { 0 };
 
-	tap_plan(36);
+	tap_plan(37);
 	test_fields(&t);
 	test_compare(&t);
 	test_conflicts(&t);

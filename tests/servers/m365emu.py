@@ -256,9 +256,11 @@ RULE_SIZE_LIMIT = 8192
 # throttle_text (400 with the concurrency text), error (400 with a
 # CmdletError body: etype/text), acted_reset (the cmdlet runs, then the
 # connection closes: no answer), acted_hang (the cmdlet runs, the answer
-# hangs delay_ms, then the connection closes).
+# hangs delay_ms, then the connection closes), interleave (the cmdlet runs,
+# then another admin's cmdlet "then": {"cmdlet", "params"} runs before the
+# answer goes out: a second writer landing between a write and its read-back).
 FAULT_KINDS = ("429", "503", "504", "drop", "reset", "slow", "throttle_text", "error",
-               "acted_reset", "acted_hang")
+               "acted_reset", "acted_hang", "interleave")
 
 
 class CmdletError(Exception):
@@ -2443,6 +2445,12 @@ class Handler(BaseHTTPRequestHandler):
                 return 400, err.body(), [("request-id", str(uuid.uuid4()))]
         status, out, hdrs = self.invoke_result(tenant, tref, cmdlet, params, parse_err,
                                                query, rec)
+        if fault and fault["kind"] == "interleave" and fault.get("then"):
+            then = fault["then"]
+            try:
+                self.run_cmdlet(tenant, tref, then.get("cmdlet"), then.get("params") or {})
+            except CmdletError as e:
+                rec["interleave_error"] = "%s|%s" % (e.etype, e.text)
         if after_fault:
             if after_fault["kind"] == "acted_hang":
                 time.sleep(max(0, after_fault.get("delay_ms", 1000)) / 1000.0)
@@ -2642,7 +2650,7 @@ class Handler(BaseHTTPRequestHandler):
                 if kind not in FAULT_KINDS:
                     raise ControlError(400, "kind must be one of " + ", ".join(FAULT_KINDS))
                 bad = set(data) - {"kind", "count", "tenant", "cmdlet", "writes", "skip",
-                                   "retry_after", "delay_ms", "etype", "text"}
+                                   "retry_after", "delay_ms", "etype", "text", "then"}
                 if bad:
                     raise ControlError(400, "unknown field(s): %s" % ", ".join(sorted(bad)))
                 f = {"kind": kind, "count": int(data.get("count", 1)),
@@ -2651,7 +2659,8 @@ class Handler(BaseHTTPRequestHandler):
                      "skip": int(data.get("skip", 0)),
                      "retry_after": int(data.get("retry_after", 1)),
                      "delay_ms": int(data.get("delay_ms", 1000)),
-                     "etype": data.get("etype"), "text": data.get("text")}
+                     "etype": data.get("etype"), "text": data.get("text"),
+                     "then": data.get("then")}
                 with emu.lock:
                     emu.faults.append(f)
                     return 201, list(emu.faults)
