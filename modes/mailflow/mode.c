@@ -429,6 +429,8 @@ static void warn_lines(struct op *op, const char *prefix, const char *lines)
 	}
 }
 
+static int check_rule_room(struct op *op, struct mailmode_diag *diag);
+
 static int preflight(struct op *op, struct mailmode_diag *diag)
 {
 	const struct mailmode_host *host = op->host;
@@ -468,7 +470,7 @@ static int preflight(struct op *op, struct mailmode_diag *diag)
 		goto out;
 	}
 	warn_lines(op, "accepted conflict: ", accepted.data);
-	rc = MAILMODE_OK;
+	rc = check_rule_room(op, diag);
 out:
 	mf_buf_free(&refused);
 	mf_buf_free(&accepted);
@@ -1008,6 +1010,20 @@ out:
 	free(have);
 	cJSON_Delete(params);
 	cJSON_Delete(read);
+	return rc;
+}
+
+/* Before anything is written (setup's preflight, plan and preflight()):
+ * refused when the domain needs a new rule and the tenant has no room
+ * for one. */
+static int check_rule_room(struct op *op, struct mailmode_diag *diag)
+{
+	struct rule_choice c = { 0 };
+	int rc = choose_rule(op, &c, diag);
+
+	if (rc == MAILMODE_ERR_NOMEM)
+		op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+	choice_free(&c);
 	return rc;
 }
 

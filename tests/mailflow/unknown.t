@@ -21,7 +21,7 @@ FAST="--poll-interval 200ms --verify-timeout 30s"
 rule_seen() { mf_state 'len(s["rules"])'; }
 ONLY_FABRIKAM="1 1 1 mailmode route #1"
 run mm setup fabrikam.test --mode mailflow --profile p1
-mf_fill_rule "mailmode route #1" 130
+mf_fill_rule "mailmode route #1" 150
 
 # --- plain setup: the rule is made, its answer is lost
 emu_ctl POST /_emu/config '{"consistency_delay_s": 3}' >/dev/null
