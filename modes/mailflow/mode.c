@@ -938,14 +938,40 @@ out:
 	return rc;
 }
 
+/* A write of ours not visible yet: waits (up to the profile's retry
+ * budget) before the next read.  *wait_ms: the next pause. */
+static int wait_for_write(struct op *op, const char *name, int64_t started,
+                          int64_t *wait_ms, struct mailmode_diag *diag)
+{
+	const struct mailmode_host *host = op->host;
+	long budget_ms = op->profile->retry_budget_ms > 0 ? op->profile->retry_budget_ms
+	                                                  : DEFAULT_VISIBILITY_WAIT_MS;
+
+	if (host->clock_mono_ms(host->handle) - started + *wait_ms > budget_ms) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
+		               "transport rule '%s' of tenant %s does not show the change for %s yet: run the command again later, it resumes",
+		               name, op->profile->tenant, op->req->domain);
+		host->diag_append(diag, "%s", NOT_VISIBLE_HINT);
+		return MAILMODE_ERR_FAILED;
+	}
+	host->progress(host->handle, "waiting for transport rule '%s' to show the change", name);
+	host->sleep_ms(host->handle, *wait_ms);
+	*wait_ms = *wait_ms * 2 > 4000 ? 4000 : *wait_ms * 2;
+	return MAILMODE_OK;
+}
+
 /* Set-TransportRule replaces a shared rule's whole RecipientDomainIs
- * list, and the tenant lock covers one process only: a second mailmode
- * process may read the list before this write and write its own after
- * it.  So each such write is read back (Get-TransportRule -Identity): the
- * list as written, or still as before (not visible yet: verify waits for
- * it), is fine; any other list is another writer's, and the domain's
- * change is made again on it.  A write of another process landing after
- * this read-back is not seen here (doc/mailflow-limits.md). */
+ * list, so each such write is read back (Get-TransportRule -Identity)
+ * before the tenant lock is let go:
+ * - the list as written: done;
+ * - the list as before: not visible yet; waited for, so that the next
+ *   domain's setup under this lock does not write on the old list (and
+ *   drop this domain);
+ * - any other list: another writer's.  The tenant lock covers one process
+ *   only, and a second mailmode process may read the list before this
+ *   write and write its own after it: the domain's change is made again on
+ *   that list.  A write of another process landing after this read-back
+ *   is not seen here (doc/mailflow-limits.md). */
 static int rule_read_back(struct op *op, const char *name, const char *const *before,
                           const char *const *wrote_first, int joining, cJSON *receipt,
                           struct mailmode_diag *diag)
@@ -953,11 +979,12 @@ static int rule_read_back(struct op *op, const char *name, const char *const *be
 	const char **was = mf_list_copy(before), **wrote = mf_list_copy(wrote_first);
 	const char **have = NULL;
 	cJSON *params = NULL, *read = NULL;
-	int round, rc = MAILMODE_OK;
+	int64_t started = op->host->clock_mono_ms(op->host->handle), wait_ms = 250;
+	int rewrites = 0, rc = MAILMODE_OK;
 
 	if (!was || !wrote)
 		goto nomem;
-	for (round = 0; round <= READ_BACK_ROUNDS; round++) {
+	for (;;) {
 		size_t count = 0;
 
 		params = identity_params(name, 0);
@@ -974,36 +1001,38 @@ static int rule_read_back(struct op *op, const char *name, const char *const *be
 		have = mf_field_strs(cJSON_GetArrayItem(read, 0), "RecipientDomainIs", &count);
 		if (!have)
 			goto nomem;
-		if (mf_lists_equal(have, wrote) || mf_lists_equal(have, was))
+		if (mf_lists_equal(have, wrote))
 			goto out;
-		if (round == READ_BACK_ROUNDS)
-			break;
-		free(was);
-		if (!(was = mf_list_copy(have)))
-			goto nomem;
-		rc = rewrite_rule(op, name, have, joining, &wrote, receipt, diag);
+		if (mf_lists_equal(have, was)) {
+			rc = wait_for_write(op, name, started, &wait_ms, diag);
+		} else if (rewrites++ == READ_BACK_ROUNDS) {
+			op->host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
+			                   "transport rule '%s' of tenant %s keeps being rewritten by another writer: %s is %s it",
+			                   name, op->profile->tenant, op->req->domain,
+			                   joining ? "not sure to be in" : "maybe still in");
+			op->host->diag_append(diag, "another mailmode process may be switching domains of this tenant; run the command again once it is done");
+			rc = MAILMODE_ERR_FAILED;
+		} else {
+			free(was);
+			if (!(was = mf_list_copy(have)))
+				goto nomem;
+			rc = rewrite_rule(op, name, have, joining, &wrote, receipt, diag);
+			if (rc == 1) {
+				rc = MAILMODE_OK;   /* the other writer's list has the change */
+				goto out;
+			}
+		}
 		if (rc != MAILMODE_OK)
-			goto out_one;
+			goto out;
 		cJSON_Delete(params);
 		cJSON_Delete(read);
 		free(have);
 		params = read = NULL;
 		have = NULL;
 	}
-	op->host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
-	                   "transport rule '%s' of tenant %s keeps being rewritten by another writer: %s is %s it",
-	                   name, op->profile->tenant, op->req->domain,
-	                   joining ? "not sure to be in" : "maybe still in");
-	op->host->diag_append(diag, "another mailmode process may be switching domains of this tenant; run the command again once it is done");
-	rc = MAILMODE_ERR_FAILED;
-	goto out;
 nomem:
 	op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
 	rc = MAILMODE_ERR_NOMEM;
-	goto out;
-out_one:
-	if (rc == 1)
-		rc = MAILMODE_OK;   /* the other writer's list has the change */
 out:
 	free(was);
 	free(wrote);

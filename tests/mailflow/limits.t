@@ -11,7 +11,7 @@
 . "$top_srcdir/tests/lib.sh"
 . "$top_srcdir/tests/mailflow/lib-mailflow.sh"
 
-plan 35
+plan 37
 
 mf_start
 mf_config secret
@@ -137,11 +137,37 @@ is "$rc $(mf_members "$R1")" "0 contoso.test,adatum.test,fabrikam.test" \
 	"a join overwritten by another writer's list (read before it) is made again on that list"
 like "$err" "transport rule '$R1' was written by another writer meanwhile: adding fabrikam.test again" \
 	"and says so"
-other="{\"cmdlet\":\"Set-TransportRule\",\"params\":{\"Identity\":\"$R1\",\"RecipientDomainIs\":[\"contoso.test\",\"adatum.test\",\"fabrikam.test\"]}}"
+# the other writer read the list before this teardown's write and adds a
+# domain of its own
+other="{\"cmdlet\":\"Set-TransportRule\",\"params\":{\"Identity\":\"$R1\",\"RecipientDomainIs\":[\"contoso.test\",\"adatum.test\",\"fabrikam.test\",\"northwind.test\"]}}"
 emu_ctl POST /_emu/faults "{\"kind\":\"interleave\",\"cmdlet\":\"Set-TransportRule\",\"then\":$other}" >/dev/null
 run mm teardown fabrikam.test
 emu_ctl DELETE /_emu/faults >/dev/null
-is "$rc $(mf_members "$R1")" "0 contoso.test,adatum.test" \
-	"a leave overwritten by another writer is made again too"
+is "$rc $(mf_members "$R1")" "0 contoso.test,adatum.test,northwind.test" \
+	"a leave overwritten by another writer is made again too, keeping the other's change"
 is "$(mf_requests 'sum(1 for x in r if x["cmdlet"] == "Get-TransportRule" and (x["body"]["CmdletInput"].get("Parameters") or {}).get("Identity") == "mailmode route #1")')" "4" \
 	"every write of a shared rule was read back (two writes each)"
+
+# --- eventual consistency within one process: a runbook joins two domains
+# to the shared rule one right after the other while every change takes 2 s
+# to show; the second must not write on the list without the first
+mf_tenant '{"accepted_domains": ["contoso.test", "fabrikam.test", "adatum.test"]}'
+run mm setup contoso.test --mode mailflow --profile p1
+emu_ctl POST /_emu/config '{"consistency_delay_s": 2}' >/dev/null
+cat >"$TEST_TMP/rb.ini" <<'RUNBOOK'
+[runbook]
+parallel = 2
+tenant_cap = 2
+verify_timeout = 60s
+poll_interval = 200ms
+
+[domains]
+fabrikam.test = mailflow p1
+adatum.test = mailflow p1
+RUNBOOK
+run mm runbook run "$TEST_TMP/rb.ini"
+emu_ctl POST /_emu/config '{"consistency_delay_s": 0}' >/dev/null
+is "$rc" 0 "a runbook of two domains joining the rule, each change late to show, succeeds"
+is "$(mf_state 'sorted(s["rules"][0]["RecipientDomainIs"])') $(mf_counts)" \
+	"['adatum.test', 'contoso.test', 'fabrikam.test'] 1 1 1" \
+	"and the rule lists all three: the second join waited for the first to show"
