@@ -272,6 +272,35 @@ static void test_shared_rules(struct tap *t, const struct mf_profile *p)
 	cJSON_Delete(params);
 }
 
+/* shared.c: which accepted subdomains a rule excepts, and the lists. */
+static void test_shared_lists(struct tap *t)
+{
+	static const char *const members[] = { "contoso.test", "fabrikam.test", NULL };
+	static const char *const with_sub[] = { "contoso.test", "deep.sub.contoso.test", NULL };
+	static const char *const sub[] = { "sub.contoso.test", NULL };
+	static const char *const same[] = { "FABRIKAM.test", "contoso.test", NULL };
+	cJSON *accepted = cJSON_Parse("[{\"DomainName\":\"contoso.test\"},"
+	                              "{\"DomainName\":\"sub.contoso.test\"},"
+	                              "{\"DomainName\":\"notcontoso.test\"},"
+	                              "{\"DomainName\":\"fabrikam.test\"}]");
+	const char **ex = mf_subdomain_exceptions(members, accepted);
+	const char **copy = mf_list_copy(members);
+
+	tap_ok(t, ex && ex[0] && strcmp(ex[0], "sub.contoso.test") == 0 && !ex[1],
+	       "an accepted subdomain not listed is excepted; a look-alike suffix is not");
+	tap_ok(t, mf_exceptions_cover_member(with_sub, sub) && !mf_exceptions_cover_member(members, sub),
+	       "an exception that would hide a member is found");
+	tap_ok(t, mf_lists_equal(members, same) && !mf_lists_equal(members, sub) &&
+	          !mf_lists_equal(with_sub, members),
+	       "lists compare as sets, in any case");
+	tap_ok(t, copy && copy != (const char **)members && mf_lists_equal(copy, members) &&
+	          copy[0] != members[0],
+	       "a list copy owns its strings");
+	free(ex);
+	free(copy);
+	cJSON_Delete(accepted);
+}
+
 static void test_names_and_plan(struct tap *t)
 {
 	struct mf_profile p;
@@ -438,10 +467,11 @@ int main(void)
 {
 	struct tap t = { 0 };
 
-	tap_plan(37);
+	tap_plan(41);
 	test_fields(&t);
 	test_compare(&t);
 	test_conflicts(&t);
+	test_shared_lists(&t);
 	test_names_and_plan(&t);
 	test_errors(&t);
 	test_jwt(&t);
