@@ -1056,6 +1056,38 @@ static int check_rule_room(struct op *op, struct mailmode_diag *diag)
 	return rc;
 }
 
+/* Set-TransportRule has no Enabled: a disabled rule is enabled by its
+ * own cmdlet (checkpointed "updating" before). */
+static int enable_rule(struct op *op, int apply, struct mf_buf *plan, cJSON *receipt,
+                       struct mailmode_diag *diag)
+{
+	cJSON *enable = identity_params(op->rule_name, 0);
+	int rc = MAILMODE_ERR_NOMEM;
+
+	if (!enable)
+		goto nomem;
+	if (!apply) {
+		mf_cmdlet_line(plan, "Enable-TransportRule", enable);
+		rc = MAILMODE_OK;
+		goto out;
+	}
+	if (receipt_mark(receipt, rule_kind.receipt_key, "updating", wall_ms(op)) != 0)
+		goto nomem;
+	rc = checkpoint(op, receipt, diag);
+	if (rc == MAILMODE_OK)
+		rc = invoke(op, "Enable-TransportRule", enable, NULL, diag);
+	if (rc == MAILMODE_OK &&
+	    receipt_mark(receipt, rule_kind.receipt_key, "updated", wall_ms(op)) != 0)
+		goto nomem;
+	goto out;
+nomem:
+	op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+	rc = MAILMODE_ERR_NOMEM;
+out:
+	cJSON_Delete(enable);
+	return rc;
+}
+
 /* The domain's membership of a shared rule: joins one (Set-TransportRule
  * with the list and the domain), or makes one (New-TransportRule); brings
  * the rule to the profile either way.  The receipt names the rule and
@@ -1132,34 +1164,9 @@ static int reconcile_rule(struct op *op, int apply, struct mf_buf *plan,
 	}
 	if (rc != MAILMODE_OK)
 		goto out;
-	/* Set-TransportRule has no Enabled: a disabled rule is enabled by
-	 * its own cmdlet. */
 	if (existing && mismatches.data && (strstr(mismatches.data, "State:") ||
-	                                    strstr(mismatches.data, "Enabled:"))) {
-		cJSON *enable = identity_params(op->rule_name, 0);
-
-		if (!enable)
-			goto nomem;
-		if (!apply) {
-			mf_cmdlet_line(plan, "Enable-TransportRule", enable);
-		} else if (receipt_mark(receipt, rule_kind.receipt_key, "updating",
-		                        wall_ms(op)) != 0) {
-			cJSON_Delete(enable);
-			goto nomem;
-		} else {
-			rc = checkpoint(op, receipt, diag);
-			if (rc == MAILMODE_OK)
-				rc = invoke(op, "Enable-TransportRule", enable, NULL, diag);
-			if (rc == MAILMODE_OK &&
-			    receipt_mark(receipt, rule_kind.receipt_key, "updated",
-			                 wall_ms(op)) != 0)
-				rc = MAILMODE_ERR_NOMEM;
-		}
-		cJSON_Delete(enable);
-		if (rc != MAILMODE_OK)
-			goto out;
-	}
-	rc = MAILMODE_OK;
+	                                    strstr(mismatches.data, "Enabled:")))
+		rc = enable_rule(op, apply, plan, receipt, diag);
 	goto out;
 nomem:
 	host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
