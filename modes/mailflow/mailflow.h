@@ -6,6 +6,8 @@
  *   exo.c     the Exchange Online admin API client (InvokeCommand)
  *   objects.c the desired connectors and rule, read-back comparison,
  *             conflict detection
+ *   shared.c  the rules shared by the tenant's domains: membership,
+ *             subdomain exceptions
  *   trace.c   the message trace of a test message (ABI 1.1 trace)
  *   mode.c    the plugin operations and the descriptor
  */
@@ -99,7 +101,9 @@ int mf_ip_range_parse(const char *text, struct mf_ip_range *range);
 void mf_ip_range_format(const struct mf_ip_range *range, char out[MF_IP_RANGE_TEXT]);
 int mf_ip_range_equal(const struct mf_ip_range *a, const struct mf_ip_range *b);
 
-/* The deterministic name of the domain's rule, at most 64 characters. */
+/* The name the previous version gave the domain's own rule (one rule per
+ * domain), at most 64 characters: such a rule is folded into the shared
+ * rules by setup and removed by teardown. */
 void mf_rule_name(const struct mf_profile *profile, const char *domain,
                   char name[MF_NAME_MAX]);
 
@@ -145,7 +149,14 @@ struct mf_tenant {
 	int64_t organization_checked_ms;
 	struct cJSON *accepted;        /* Get-AcceptedDomain's answer, or NULL */
 	int64_t accepted_read_ms;
+	/* The tenant's rules and connectors as last read, for read-only
+	 * operations (status: observe) within MF_WORLD_CACHE_MS; dropped by
+	 * every write of the plugin (mode.c read_world says who may use it). */
+	struct cJSON *rules, *outbound, *inbound;
+	int64_t world_read_ms;         /* 0: nothing cached */
 };
+
+#define MF_WORLD_CACHE_MS (60 * 1000)
 
 #define TENANT_FACTS_MS (5 * 60 * 1000)
 
@@ -244,8 +255,38 @@ long mf_field_long(const cJSON *obj, const char *name, long dflt);
  * New-TransportRule for the profile and domain. */
 cJSON *mf_inbound_params(const struct mf_profile *profile);
 cJSON *mf_outbound_params(const struct mf_profile *profile);
-cJSON *mf_rule_params(const struct mf_profile *profile, const char *domain,
-                      long priority);
+
+/* One of the transport rules the tenant's domains share, as wanted. */
+struct mf_rule_want {
+	const char *name;
+	const char *const *domains;   /* RecipientDomainIs; NULL-terminated */
+	const char *const *excepted;  /* ExceptIfRecipientDomainIs; may be empty */
+};
+
+cJSON *mf_rule_params(const struct mf_profile *profile,
+                      const struct mf_rule_want *want, long priority);
+
+/* "<prefix> route #<index>", the name of a shared rule. */
+void mf_shared_rule_name(const struct mf_profile *profile, unsigned index,
+                         char name[MF_NAME_MAX]);
+/* The index of a shared rule of ours, 0 when the rule is not one. */
+unsigned mf_shared_rule_index(const struct mf_profile *profile, const cJSON *rule);
+
+/* Exchange Online's limits (m365-identity-and-limits.md section 4). */
+#define MF_TENANT_RULE_LIMIT 300
+#define MF_RULE_SIZE_LIMIT 8192
+/* Exchange measures a rule by the length of its XML (msExchTransportRuleXml):
+ * element and attribute names around every value.  mf_rule_size estimates
+ * that from the New-TransportRule parameters, high: a base for the rule's
+ * skeleton (name, version, tags), per parameter its name twice plus
+ * markup, per value its escaped text plus markup; the budget leaves 1 KB
+ * more below the limit (doc/mailflow-limits.md). */
+#define MF_RULE_XML_BASE 1024
+#define MF_RULE_XML_PER_FIELD 48
+#define MF_RULE_XML_PER_VALUE 24
+#define MF_RULE_SIZE_BUDGET 7168
+long mf_rule_size(const cJSON *params);
+
 /* Adds to Set-TransportRule's parameters the clearing of what older
  * versions set and this one does not (the loop-header exception), so that
  * setup repairs such a rule.  0, or -1 when out of memory. */
@@ -258,9 +299,9 @@ int mf_inbound_compare(const struct mf_profile *profile, const cJSON *conn,
                        struct mf_buf *mismatches);
 int mf_outbound_compare(const struct mf_profile *profile, const cJSON *conn,
                         struct mf_buf *mismatches);
-int mf_rule_compare(const struct mf_profile *profile, const char *domain,
-                    const cJSON *rule, const cJSON *all_rules,
-                    struct mf_buf *mismatches);
+int mf_rule_compare(const struct mf_profile *profile,
+                    const struct mf_rule_want *want, const cJSON *rule,
+                    const cJSON *all_rules, struct mf_buf *mismatches);
 
 /* 1 when the rule is one of ours (any domain): our name prefix and our
  * marker in Comments. */
@@ -292,6 +333,35 @@ const cJSON *mf_find_by_name(const cJSON *array, const char *name);
 /* One cmdlet as PowerShell would take it, for plan(). */
 void mf_cmdlet_line(struct mf_buf *out, const char *cmdlet,
                     const cJSON *params);
+
+/* ------------------------------------------------------------------ */
+/* Shared rules (shared.c) */
+
+/* 1 when sub is strictly below domain (RecipientDomainIs domain matches
+ * it). */
+int mf_domain_below(const char *sub, const char *domain);
+/* 1 when the rule's RecipientDomainIs lists the domain. */
+int mf_rule_lists(const cJSON *rule, const char *domain);
+/* The next shared rule of ours (after `after`, or from the first) that
+ * lists the domain, or NULL. */
+const cJSON *mf_shared_rule_of(const struct mf_profile *profile, const cJSON *rules,
+                               const char *domain, const cJSON *after);
+/* The accepted domains strictly below one of members and not members
+ * themselves: RecipientDomainIs would route them too.  NULL-terminated,
+ * strings borrowed from accepted; free the array.  NULL: out of memory. */
+const char **mf_subdomain_exceptions(const char *const *members, const cJSON *accepted);
+/* 1 when an exception would also except one of the members. */
+int mf_exceptions_cover_member(const char *const *members, const char *const *excepted);
+/* A copy of list (borrowed strings) less drop, plus add when not listed;
+ * either may be NULL.  Free the array.  NULL: out of memory. */
+const char **mf_list_with(const char *const *list, const char *add, const char *drop);
+/* 1 when both lists hold the same domains (any order, any case). */
+int mf_lists_equal(const char *const *a, const char *const *b);
+/* A copy of list that owns its strings: one allocation, free() it.
+ * NULL: out of memory. */
+const char **mf_list_copy(const char *const *list);
+/* The lowest shared rule index not in use. */
+unsigned mf_shared_rule_free_index(const struct mf_profile *profile, const cJSON *rules);
 
 /* ------------------------------------------------------------------ */
 /* Message trace (trace.c) */

@@ -20,6 +20,9 @@
 /* How long setup waits for a new connector to be usable by the rule, when
  * the profile sets no retry budget. */
 #define DEFAULT_VISIBILITY_WAIT_MS 120000
+/* How old a read of the accepted domains setup and teardown still take
+ * (read_accepted). */
+#define ACCEPTED_FRESH_MS MF_WORLD_CACHE_MS
 #define NOT_VISIBLE_HINT "new Exchange objects can take up to 30 minutes to become visible"
 
 /* One operation on one domain: the profile, the locked tenant and what was
@@ -42,6 +45,10 @@ struct op {
 	 * kept up to date and checkpointed before each removal */
 	cJSON *receipt;
 	int checkpoints;             /* host->checkpoint calls made */
+	/* plan, preflight, observe: nothing is written on what this
+	 * operation reads, so the tenant's cached reads will do */
+	int read_only;
+	cJSON *accepted;             /* Get-AcceptedDomain, when read */
 	cJSON *rules;                /* Get-TransportRule */
 	cJSON *outbound;             /* Get-OutboundConnector */
 	cJSON *inbound;              /* Get-InboundConnector */
@@ -121,6 +128,7 @@ static void op_end(struct op *op)
 		              op->exo.calls, op->req->domain);
 	mf_tenant_release(op->tenant);
 	mf_profile_free(op->profile);
+	cJSON_Delete(op->accepted);
 	cJSON_Delete(op->rules);
 	cJSON_Delete(op->outbound);
 	cJSON_Delete(op->inbound);
@@ -158,6 +166,11 @@ static void diag_lines(const struct mailmode_host *host,
 	}
 }
 
+static int64_t wall_ms(const struct op *op)
+{
+	return op->host->clock_wall_ms(op->host->handle);
+}
+
 /* Runs one cmdlet; a dormant tenant gets one clear message whichever
  * cmdlet met it. */
 static int invoke(struct op *op, const char *cmdlet, const cJSON *params,
@@ -168,6 +181,10 @@ static int invoke(struct op *op, const char *cmdlet, const cJSON *params,
 	                       &op->err, diag);
 
 	cJSON_Delete(ignored);
+	/* Any write, even one that failed or whose answer was lost, may have
+	 * changed the tenant: what was cached is no longer what is there. */
+	if (strncmp(cmdlet, "Get-", 4) != 0)
+		op->tenant->world_read_ms = 0;
 	if (rc != MAILMODE_OK && mf_exo_error_dehydrated(&op->err)) {
 		op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
 		                   "tenant %s is dormant (dehydrated): %s refused until organization customization is enabled",
@@ -201,11 +218,51 @@ static int read_collection(struct op *op, const char *cmdlet, int with_test_mode
 	return rc;
 }
 
-/* Reads the tenant's transport rules and connectors. */
-static int read_world(struct op *op, struct mailmode_diag *diag)
+static int world_copy(struct op *op, struct mailmode_diag *diag)
 {
+	const struct mf_tenant *t = op->tenant;
+
+	op->rules = cJSON_Duplicate(t->rules, 1);
+	op->outbound = cJSON_Duplicate(t->outbound, 1);
+	op->inbound = cJSON_Duplicate(t->inbound, 1);
+	if (op->rules && op->outbound && op->inbound)
+		return MAILMODE_OK;
+	op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+	return MAILMODE_ERR_NOMEM;
+}
+
+/* Keeps what was just read for the tenant's next read-only operations. */
+static void world_keep(struct op *op)
+{
+	struct mf_tenant *t = op->tenant;
+
+	cJSON_Delete(t->rules);
+	cJSON_Delete(t->outbound);
+	cJSON_Delete(t->inbound);
+	t->rules = cJSON_Duplicate(op->rules, 1);
+	t->outbound = cJSON_Duplicate(op->outbound, 1);
+	t->inbound = cJSON_Duplicate(op->inbound, 1);
+	t->world_read_ms = t->rules && t->outbound && t->inbound ? wall_ms(op) : 0;
+}
+
+/* Reads the tenant's transport rules and connectors.  use_cache: what
+ * the tenant entry holds will do, when it is younger than
+ * MF_WORLD_CACHE_MS and no write of ours came since (invoke drops it).
+ * Only read-only operations pass it (observe, plan, preflight): nothing
+ * is written on what they read.  setup, teardown and verify read afresh
+ * while holding the tenant lock, so every write decision rests on a read
+ * made under the same lock hold (and verify is the read-back). */
+static int read_world(struct op *op, int use_cache, struct mailmode_diag *diag)
+{
+	const struct mf_tenant *t = op->tenant;
 	int rc;
 
+	cJSON_Delete(op->rules);
+	cJSON_Delete(op->outbound);
+	cJSON_Delete(op->inbound);
+	op->rules = op->outbound = op->inbound = NULL;
+	if (use_cache && t->world_read_ms && wall_ms(op) - t->world_read_ms < MF_WORLD_CACHE_MS)
+		return world_copy(op, diag);
 	op->host->progress(op->host->handle, "reading rules and connectors of tenant %s",
 	                   op->profile->tenant);
 	rc = read_collection(op, "Get-TransportRule", 0, &op->rules, diag);
@@ -213,6 +270,8 @@ static int read_world(struct op *op, struct mailmode_diag *diag)
 		rc = read_collection(op, "Get-OutboundConnector", 1, &op->outbound, diag);
 	if (rc == MAILMODE_OK)
 		rc = read_collection(op, "Get-InboundConnector", 0, &op->inbound, diag);
+	if (rc == MAILMODE_OK)
+		world_keep(op);
 	return rc;
 }
 
@@ -238,30 +297,48 @@ static int ends_with(const char *s, const char *suffix)
 	return ls >= lx && strcasecmp(s + ls - lx, suffix) == 0;
 }
 
+/* The tenant's accepted domains into op->accepted: the tenant's copy when
+ * read within max_age_ms.  Read-only operations take TENANT_FACTS_MS;
+ * setup and teardown, whose subdomain exceptions are written from it,
+ * ACCEPTED_FRESH_MS: the read of the same command's preflight, or of a
+ * runbook's previous domain a moment ago.  Reading again right before the
+ * write would not close the gap: mailmode does not write accepted domains,
+ * and one added a second after any read is missed all the same (setup or
+ * verify of a domain brings its rule's exceptions up to date). */
+static int read_accepted(struct op *op, int64_t max_age_ms, struct mailmode_diag *diag)
+{
+	struct mf_tenant *t = op->tenant;
+	int64_t now = wall_ms(op);
+	int rc = MAILMODE_OK;
+
+	cJSON_Delete(op->accepted);
+	op->accepted = NULL;
+	if (t->accepted && now - t->accepted_read_ms < max_age_ms)
+		op->accepted = cJSON_Duplicate(t->accepted, 1);
+	else if ((rc = invoke(op, "Get-AcceptedDomain", NULL, &op->accepted, diag)) == MAILMODE_OK) {
+		cJSON_Delete(t->accepted);
+		t->accepted = cJSON_Duplicate(op->accepted, 1);
+		t->accepted_read_ms = now;
+	}
+	if (rc == MAILMODE_OK && !op->accepted) {
+		op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+		rc = MAILMODE_ERR_NOMEM;
+	}
+	return rc;
+}
+
 static int check_accepted_domain(struct op *op, struct mailmode_diag *diag)
 {
 	const struct mailmode_host *host = op->host;
 	const char *domain = op->req->domain;
-	cJSON *accepted = NULL;
-	const cJSON *item;
+	const cJSON *accepted, *item;
 	struct mf_buf names = { 0 }, fallback = { 0 };
-	int64_t now = host->clock_wall_ms(host->handle);
-	int found = 0, rc = MAILMODE_OK;
+	int found = 0, rc;
 
-	if (op->tenant->accepted && now - op->tenant->accepted_read_ms < TENANT_FACTS_MS)
-		accepted = cJSON_Duplicate(op->tenant->accepted, 1);
-	else if ((rc = invoke(op, "Get-AcceptedDomain", NULL, &accepted, diag)) == MAILMODE_OK) {
-		cJSON_Delete(op->tenant->accepted);
-		op->tenant->accepted = cJSON_Duplicate(accepted, 1);
-		op->tenant->accepted_read_ms = now;
-	}
+	rc = read_accepted(op, op->read_only ? TENANT_FACTS_MS : ACCEPTED_FRESH_MS, diag);
 	if (rc != MAILMODE_OK)
 		goto out;
-	if (!accepted) {
-		host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
-		rc = MAILMODE_ERR_NOMEM;
-		goto out;
-	}
+	accepted = op->accepted;
 	cJSON_ArrayForEach(item, accepted) {
 		const char *name = mf_field_str(item, "DomainName");
 
@@ -297,7 +374,6 @@ static int check_accepted_domain(struct op *op, struct mailmode_diag *diag)
 out:
 	mf_buf_free(&names);
 	mf_buf_free(&fallback);
-	cJSON_Delete(accepted);
 	return rc;
 }
 
@@ -353,6 +429,8 @@ static void warn_lines(struct op *op, const char *prefix, const char *lines)
 	}
 }
 
+static int check_rule_room(struct op *op, struct mailmode_diag *diag);
+
 static int preflight(struct op *op, struct mailmode_diag *diag)
 {
 	const struct mailmode_host *host = op->host;
@@ -372,7 +450,7 @@ static int preflight(struct op *op, struct mailmode_diag *diag)
 	if (rc == MAILMODE_OK)
 		rc = check_accepted_domain(op, diag);
 	if (rc == MAILMODE_OK)
-		rc = read_world(op, diag);
+		rc = read_world(op, op->read_only, diag);
 	if (rc != MAILMODE_OK)
 		goto out;
 	n = mf_find_conflicts(op->profile, op->req->domain, op->rules, op->outbound,
@@ -394,7 +472,7 @@ static int preflight(struct op *op, struct mailmode_diag *diag)
 	}
 	warn_lines(op, "accepted conflict: ", accepted.data);
 	warn_lines(op, "", notes.data);
-	rc = MAILMODE_OK;
+	rc = check_rule_room(op, diag);
 out:
 	mf_buf_free(&refused);
 	mf_buf_free(&accepted);
@@ -404,11 +482,6 @@ out:
 
 /* ------------------------------------------------------------------ */
 /* setup / plan(setup) */
-
-static int64_t wall_ms(const struct op *op)
-{
-	return op->host->clock_wall_ms(op->host->handle);
-}
 
 /* Adds or replaces the receipt entry of one object.  action: what setup
  * did to it ("created", "reused", "updated"); state: where it stands
@@ -583,6 +656,24 @@ out:
 	return rc;
 }
 
+/* 1 when the receipt handed in (the last checkpoint of an earlier attempt
+ * for this domain) says this object was being created: an "already
+ * exists" is then that attempt's work.  Connectors are per tenant and
+ * service, so any same-named one is the same object. */
+static int earlier_attempt_made(struct op *op, const struct object_kind *kind,
+                                const char *name)
+{
+	cJSON *earlier = op->req->receipt ? cJSON_Parse(op->req->receipt) : NULL;
+	const cJSON *entry = cJSON_GetObjectItemCaseSensitive(earlier, kind->receipt_key);
+	const char *was = mf_field_str(entry, "name");
+	const char *state = mf_field_str(entry, "state");
+	int made = was && state && mf_strcaseeq(was, name) &&
+	           (mf_strcaseeq(state, "creating") || mf_strcaseeq(state, "created"));
+
+	cJSON_Delete(earlier);
+	return made;
+}
+
 /* Creates the object (New-*).  The receipt says "creating" before the
  * cmdlet is sent; an answer that never came leaves it so (the object may
  * exist, or appear later); a refusal removes the entry. */
@@ -602,7 +693,17 @@ static int create_object(struct op *op, const struct object_kind *kind,
 	if (rc != MAILMODE_OK)
 		goto out;
 	rc = invoke(op, kind->new_cmdlet, new_params, &made, diag);
-	if (rc != MAILMODE_OK && mf_exo_error_exists(&op->err)) {
+	if (rc != MAILMODE_OK && mf_exo_error_exists(&op->err) && kind->is_rule &&
+	    !earlier_attempt_made(op, kind, name)) {
+		/* A shared rule not listed yet that this domain's attempts did
+		 * not make: another domain's setup made it moments ago (in this
+		 * process or another), for its own list.  Calling it ours would
+		 * leave this domain out of it. */
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
+		               "transport rule '%s' already exists in tenant %s but is not listed yet: another domain's setup made it moments ago, so %s is not in it",
+		               name, op->profile->tenant, op->req->domain);
+		host->diag_append(diag, "run setup again once the rule is listed (%s)", NOT_VISIBLE_HINT);
+	} else if (rc != MAILMODE_OK && mf_exo_error_exists(&op->err)) {
 		/* Made by an earlier attempt whose answer was lost (or this
 		 * request, resent), and not listed yet: it was created. */
 		host->log(host->handle, MAILMODE_LOG_INFO,
@@ -689,6 +790,460 @@ static const struct object_kind rule_kind = {
 	"Remove-TransportRule", "Comments", 1
 };
 
+/* The shared rule a domain's setup brings to the profile: the one that
+ * lists it, or the first with room for it, or a new one. */
+struct rule_choice {
+	char name[MF_NAME_MAX];
+	const cJSON *existing;       /* NULL: a new rule */
+	const char **members;        /* RecipientDomainIs after setup */
+	const char **excepted;       /* its subdomain exceptions */
+	struct mf_rule_want want;
+};
+
+static void choice_free(struct rule_choice *c)
+{
+	free(c->members);
+	free(c->excepted);
+	c->members = c->excepted = NULL;
+}
+
+/* Fills c for the members: exceptions from the accepted domains.  1 when
+ * the rule is possible: no exception hides a member, and the estimate of
+ * its size stays within the budget; 0 when not, -1 out of memory. */
+static int choice_fill(struct op *op, struct rule_choice *c, const char **members)
+{
+	cJSON *params;
+	long size;
+
+	choice_free(c);
+	c->members = members;
+	c->excepted = members ? mf_subdomain_exceptions(members, op->accepted) : NULL;
+	if (!c->members || !c->excepted)
+		return -1;
+	c->want.name = c->name;
+	c->want.domains = c->members;
+	c->want.excepted = c->excepted;
+	params = mf_rule_params(op->profile, &c->want, 0);
+	if (!params)
+		return -1;
+	size = mf_rule_size(params);
+	cJSON_Delete(params);
+	return size <= MF_RULE_SIZE_BUDGET &&
+	       !mf_exceptions_cover_member(c->members, c->excepted);
+}
+
+/* Before a new rule would cross Exchange Online's limit: refused, with
+ * the count, nothing changed. */
+static int check_rule_count(struct op *op, struct mailmode_diag *diag)
+{
+	const cJSON *rule;
+	int total = cJSON_GetArraySize(op->rules), ours = 0;
+
+	cJSON_ArrayForEach(rule, op->rules)
+		ours += mf_rule_is_ours(op->profile, rule);
+	if (total < MF_TENANT_RULE_LIMIT)
+		return MAILMODE_OK;
+	op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+	                   "tenant %s has %d transport rules (%d of them mailmode's): a new rule for %s would cross Exchange Online's limit of %d rules per organization",
+	                   op->profile->tenant, total, ours, op->req->domain,
+	                   MF_TENANT_RULE_LIMIT);
+	op->host->diag_append(diag, "mailmode's rules are full (%d KB each at most); remove rules of the tenant that are no longer needed, then retry",
+	                      MF_RULE_SIZE_LIMIT / 1024);
+	return MAILMODE_ERR_CONFLICT;
+}
+
+static int choose_rule(struct op *op, struct rule_choice *c, struct mailmode_diag *diag)
+{
+	const char *domain = op->req->domain;
+	const cJSON *rule;
+	size_t count = 0;
+	const char **have;
+	int fits;
+
+	rule = mf_shared_rule_of(op->profile, op->rules, domain, NULL);
+	if (rule) {
+		/* Already listed: the rule as it is, its exceptions brought up
+		 * to date. */
+		copy_name(c->name, mf_field_str(rule, "Name"));
+		c->existing = rule;
+		have = mf_field_strs(rule, "RecipientDomainIs", &count);
+		fits = choice_fill(op, c, have ? mf_list_with(have, NULL, NULL) : NULL);
+		free(have);
+		return fits < 0 ? MAILMODE_ERR_NOMEM : MAILMODE_OK;
+	}
+	cJSON_ArrayForEach(rule, op->rules) {
+		if (!mf_shared_rule_index(op->profile, rule))
+			continue;
+		have = mf_field_strs(rule, "RecipientDomainIs", &count);
+		fits = choice_fill(op, c, have ? mf_list_with(have, domain, NULL) : NULL);
+		free(have);
+		if (fits < 0)
+			return MAILMODE_ERR_NOMEM;
+		if (fits) {
+			copy_name(c->name, mf_field_str(rule, "Name"));
+			c->existing = rule;
+			return MAILMODE_OK;
+		}
+	}
+	c->existing = NULL;
+	mf_shared_rule_name(op->profile, mf_shared_rule_free_index(op->profile, op->rules),
+	                    c->name);
+	if (choice_fill(op, c, mf_list_with(NULL, domain, NULL)) < 0)
+		return MAILMODE_ERR_NOMEM;
+	return check_rule_count(op, diag);
+}
+
+/* How often a shared rule's write is made again on another writer's list
+ * before setup or teardown gives up (retryable). */
+#define READ_BACK_ROUNDS 3
+
+/* Writes the domain's change again on the list another writer left:
+ * Set-TransportRule with that list plus (joining) or less the domain,
+ * checkpointed before.  *wrote becomes the list written (owned); 1 when
+ * the other writer's list already has the change (nothing written). */
+static int rewrite_rule(struct op *op, const char *name, const char *const *have,
+                        int joining, const char ***wrote, cJSON *receipt,
+                        struct mailmode_diag *diag)
+{
+	const char *domain = op->req->domain;
+	struct rule_choice c = { 0 };
+	cJSON *params = NULL, *set = NULL;
+	int rc = MAILMODE_ERR_NOMEM;
+
+	copy_name(c.name, name);
+	if (choice_fill(op, &c, joining ? mf_list_with(have, domain, NULL)
+	                                : mf_list_with(have, NULL, domain)) < 0)
+		goto nomem;
+	if (mf_lists_equal(c.members, have)) {
+		rc = 1;
+		goto out;
+	}
+	warn(op, "transport rule '%s' was written by another writer meanwhile: %s %s again",
+	     name, joining ? "adding" : "taking out", domain);
+	params = mf_rule_params(op->profile, &c.want, 0);
+	set = params ? set_params(params, name, 1, 0) : NULL;
+	free(*wrote);
+	*wrote = mf_list_copy(c.members);
+	if (!set || !*wrote ||
+	    receipt_mark(receipt, rule_kind.receipt_key, joining ? "updating" : "leaving",
+	                 wall_ms(op)) != 0)
+		goto nomem;
+	rc = checkpoint(op, receipt, diag);
+	if (rc == MAILMODE_OK)
+		rc = invoke(op, "Set-TransportRule", set, NULL, diag);
+	if (rc == MAILMODE_OK && joining &&
+	    receipt_mark(receipt, rule_kind.receipt_key, "updated", wall_ms(op)) != 0)
+		goto nomem;
+	goto out;
+nomem:
+	op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+	rc = MAILMODE_ERR_NOMEM;
+out:
+	cJSON_Delete(params);
+	cJSON_Delete(set);
+	choice_free(&c);
+	return rc;
+}
+
+/* A write of ours not visible yet: waits (up to the profile's retry
+ * budget) before the next read.  *wait_ms: the next pause. */
+static int wait_for_write(struct op *op, const char *name, int64_t started,
+                          int64_t *wait_ms, struct mailmode_diag *diag)
+{
+	const struct mailmode_host *host = op->host;
+	long budget_ms = op->profile->retry_budget_ms > 0 ? op->profile->retry_budget_ms
+	                                                  : DEFAULT_VISIBILITY_WAIT_MS;
+
+	if (host->clock_mono_ms(host->handle) - started + *wait_ms > budget_ms) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
+		               "transport rule '%s' of tenant %s does not show the change for %s yet: run the command again later, it resumes",
+		               name, op->profile->tenant, op->req->domain);
+		host->diag_append(diag, "%s", NOT_VISIBLE_HINT);
+		return MAILMODE_ERR_FAILED;
+	}
+	host->progress(host->handle, "waiting for transport rule '%s' to show the change", name);
+	host->sleep_ms(host->handle, *wait_ms);
+	*wait_ms = *wait_ms * 2 > 4000 ? 4000 : *wait_ms * 2;
+	return MAILMODE_OK;
+}
+
+/* Set-TransportRule replaces a shared rule's whole RecipientDomainIs
+ * list, so each such write is read back (Get-TransportRule -Identity)
+ * before the tenant lock is let go:
+ * - the list as written: done;
+ * - the list as before: not visible yet; waited for, so that the next
+ *   domain's setup under this lock does not write on the old list (and
+ *   drop this domain);
+ * - any other list: another writer's.  The tenant lock covers one process
+ *   only, and a second mailmode process may read the list before this
+ *   write and write its own after it: the domain's change is made again on
+ *   that list.  A write of another process landing after this read-back
+ *   is not seen here (doc/mailflow-limits.md). */
+static int rule_read_back(struct op *op, const char *name, const char *const *before,
+                          const char *const *wrote_first, int joining, cJSON *receipt,
+                          struct mailmode_diag *diag)
+{
+	const char **was = mf_list_copy(before), **wrote = mf_list_copy(wrote_first);
+	const char **have = NULL;
+	cJSON *params = NULL, *read = NULL;
+	int64_t started = op->host->clock_mono_ms(op->host->handle), wait_ms = 250;
+	int rewrites = 0, rc = MAILMODE_OK;
+
+	if (!was || !wrote)
+		goto nomem;
+	for (;;) {
+		size_t count = 0;
+
+		params = identity_params(name, 0);
+		if (!params)
+			goto nomem;
+		rc = invoke(op, "Get-TransportRule", params, &read, diag);
+		if (rc != MAILMODE_OK && mf_exo_error_not_found(&op->err)) {
+			op->host->diag_set(diag, MAILMODE_SEV_NONE, 0, "%s", "");
+			rc = MAILMODE_OK;
+			goto out;
+		}
+		if (rc != MAILMODE_OK)
+			goto out;
+		have = mf_field_strs(cJSON_GetArrayItem(read, 0), "RecipientDomainIs", &count);
+		if (!have)
+			goto nomem;
+		if (mf_lists_equal(have, wrote))
+			goto out;
+		if (mf_lists_equal(have, was)) {
+			rc = wait_for_write(op, name, started, &wait_ms, diag);
+		} else if (rewrites++ == READ_BACK_ROUNDS) {
+			op->host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
+			                   "transport rule '%s' of tenant %s keeps being rewritten by another writer: %s is %s it",
+			                   name, op->profile->tenant, op->req->domain,
+			                   joining ? "not sure to be in" : "maybe still in");
+			op->host->diag_append(diag, "another mailmode process may be switching domains of this tenant; run the command again once it is done");
+			rc = MAILMODE_ERR_FAILED;
+		} else {
+			free(was);
+			if (!(was = mf_list_copy(have)))
+				goto nomem;
+			rc = rewrite_rule(op, name, have, joining, &wrote, receipt, diag);
+			if (rc == 1) {
+				rc = MAILMODE_OK;   /* the other writer's list has the change */
+				goto out;
+			}
+		}
+		if (rc != MAILMODE_OK)
+			goto out;
+		cJSON_Delete(params);
+		cJSON_Delete(read);
+		free(have);
+		params = read = NULL;
+		have = NULL;
+	}
+nomem:
+	op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+	rc = MAILMODE_ERR_NOMEM;
+out:
+	free(was);
+	free(wrote);
+	free(have);
+	cJSON_Delete(params);
+	cJSON_Delete(read);
+	return rc;
+}
+
+/* Before anything is written (setup's preflight, plan and preflight()):
+ * refused when the domain needs a new rule and the tenant has no room
+ * for one. */
+static int check_rule_room(struct op *op, struct mailmode_diag *diag)
+{
+	struct rule_choice c = { 0 };
+	int rc = choose_rule(op, &c, diag);
+
+	if (rc == MAILMODE_ERR_NOMEM)
+		op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+	choice_free(&c);
+	return rc;
+}
+
+/* Set-TransportRule has no Enabled: a disabled rule is enabled by its
+ * own cmdlet (checkpointed "updating" before). */
+static int enable_rule(struct op *op, int apply, struct mf_buf *plan, cJSON *receipt,
+                       struct mailmode_diag *diag)
+{
+	cJSON *enable = identity_params(op->rule_name, 0);
+	int rc = MAILMODE_ERR_NOMEM;
+
+	if (!enable)
+		goto nomem;
+	if (!apply) {
+		mf_cmdlet_line(plan, "Enable-TransportRule", enable);
+		rc = MAILMODE_OK;
+		goto out;
+	}
+	if (receipt_mark(receipt, rule_kind.receipt_key, "updating", wall_ms(op)) != 0)
+		goto nomem;
+	rc = checkpoint(op, receipt, diag);
+	if (rc == MAILMODE_OK)
+		rc = invoke(op, "Enable-TransportRule", enable, NULL, diag);
+	if (rc == MAILMODE_OK &&
+	    receipt_mark(receipt, rule_kind.receipt_key, "updated", wall_ms(op)) != 0)
+		goto nomem;
+	goto out;
+nomem:
+	op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+	rc = MAILMODE_ERR_NOMEM;
+out:
+	cJSON_Delete(enable);
+	return rc;
+}
+
+/* The domain's membership of a shared rule: joins one (Set-TransportRule
+ * with the list and the domain), or makes one (New-TransportRule); brings
+ * the rule to the profile either way.  The receipt names the rule and
+ * says "creating"/"updating" before the write. */
+static int reconcile_rule(struct op *op, int apply, struct mf_buf *plan,
+                          cJSON *receipt, struct mailmode_diag *diag)
+{
+	const struct mailmode_host *host = op->host;
+	const struct mf_profile *profile = op->profile;
+	struct rule_choice choice = { 0 };
+	struct mf_buf mismatches = { 0 };
+	cJSON *params = NULL;
+	const cJSON *existing;
+	int rc = choose_rule(op, &choice, diag);
+
+	if (rc == MAILMODE_ERR_NOMEM)
+		goto nomem;
+	if (rc != MAILMODE_OK)
+		goto out;
+	copy_name(op->rule_name, choice.name);
+	existing = choice.existing;
+	if (existing)
+		mf_rule_compare(profile, &choice.want, existing, op->rules, &mismatches);
+	params = mf_rule_params(profile, &choice.want, 0);
+	if (!params || mismatches.failed)
+		goto nomem;
+	/* New-TransportRule needs no empty list (Set-TransportRule does, to
+	 * clear one). */
+	if (!existing && cJSON_IsNull(cJSON_GetObjectItem(params, "ExceptIfRecipientDomainIs")))
+		cJSON_DeleteItemFromObjectCaseSensitive(params, "ExceptIfRecipientDomainIs");
+	{
+		/* Priority only moves when ours is not above the others: a
+		 * rule of another of our domains may sit at 0. */
+		int move = mismatches.data && strstr(mismatches.data, "Priority:") != NULL;
+		int64_t started = host->clock_mono_ms(host->handle);
+		int64_t wait_ms = 1000;
+		long budget_ms = profile->retry_budget_ms > 0 ? profile->retry_budget_ms
+		                                              : DEFAULT_VISIBILITY_WAIT_MS;
+
+		for (;;) {
+			rc = reconcile_one(op, &rule_kind, op->rule_name, existing, params,
+			                   mismatches.data, move, apply, plan, receipt, diag);
+			/* A connector made a moment ago may not be visible to
+			 * the rule cmdlets yet (eventual consistency). */
+			if (rc == MAILMODE_OK || !apply || !mf_exo_error_not_found(&op->err) ||
+			    !strstr(op->err.text, profile->outbound_name))
+				break;
+			if (host->clock_mono_ms(host->handle) - started + wait_ms > budget_ms) {
+				host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
+				               "outbound connector '%s' is not visible yet to transport rules in tenant %s: run setup again later, it resumes",
+				               profile->outbound_name, profile->tenant);
+				host->diag_append(diag, "Exchange said: %s", op->err.text);
+				host->diag_append(diag, "%s", NOT_VISIBLE_HINT);
+				rc = MAILMODE_ERR_FAILED;
+				break;
+			}
+			cJSON_DeleteItemFromObjectCaseSensitive(receipt, rule_kind.receipt_key);
+			host->progress(host->handle, "waiting for outbound connector '%s' to become visible",
+			               profile->outbound_name);
+			host->sleep_ms(host->handle, wait_ms);
+			wait_ms = wait_ms * 2 > 15000 ? 15000 : wait_ms * 2;
+		}
+	}
+	if (rc == MAILMODE_OK && apply && existing && mismatches.len) {
+		size_t count = 0;
+		const char **before = mf_field_strs(existing, "RecipientDomainIs", &count);
+
+		rc = before ? rule_read_back(op, op->rule_name, before, choice.members, 1,
+		                             receipt, diag)
+		            : MAILMODE_ERR_NOMEM;
+		free(before);
+		if (rc == MAILMODE_ERR_NOMEM)
+			goto nomem;
+	}
+	if (rc != MAILMODE_OK)
+		goto out;
+	if (existing && mismatches.data && (strstr(mismatches.data, "State:") ||
+	                                    strstr(mismatches.data, "Enabled:")))
+		rc = enable_rule(op, apply, plan, receipt, diag);
+	goto out;
+nomem:
+	host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+	rc = MAILMODE_ERR_NOMEM;
+out:
+	cJSON_Delete(params);
+	mf_buf_free(&mismatches);
+	choice_free(&choice);
+	return rc;
+}
+
+/* The rule the previous version made for the domain alone ("<prefix>
+ * route <domain>"), of ours: NULL when there is none. */
+static const cJSON *legacy_rule(struct op *op, char name[MF_NAME_MAX])
+{
+	const cJSON *rule;
+
+	mf_rule_name(op->profile, op->req->domain, name);
+	rule = mf_find_by_name(op->rules, name);
+	return rule && mf_rule_is_ours(op->profile, rule) &&
+	       !mf_shared_rule_index(op->profile, rule) ? rule : NULL;
+}
+
+/* Once the domain is in a shared rule, its rule of the previous version
+ * goes (receipt "legacy_rule", checkpointed "removing" before). */
+static int fold_legacy_rule(struct op *op, int apply, struct mf_buf *plan,
+                            cJSON *receipt, struct mailmode_diag *diag)
+{
+	char name[MF_NAME_MAX];
+	const cJSON *rule = legacy_rule(op, name);
+	cJSON *params;
+	int rc;
+
+	if (!rule)
+		return MAILMODE_OK;
+	params = identity_params(name, 1);
+	if (!params)
+		goto nomem;
+	if (!apply) {
+		mf_buf_addf(plan, "# transport rule '%s' of the previous version (one rule per domain) is folded into '%s'\n",
+		            name, op->rule_name);
+		mf_cmdlet_line(plan, "Remove-TransportRule", params);
+		cJSON_Delete(params);
+		return MAILMODE_OK;
+	}
+	if (receipt_put(receipt, "legacy_rule", name, mf_field_str(rule, "Guid"), "removed",
+	                "removing", wall_ms(op)) != 0) {
+		cJSON_Delete(params);
+		goto nomem;
+	}
+	rc = checkpoint(op, receipt, diag);
+	if (rc == MAILMODE_OK)
+		rc = invoke(op, "Remove-TransportRule", params, NULL, diag);
+	if (rc != MAILMODE_OK && mf_exo_error_not_found(&op->err)) {
+		op->host->diag_set(diag, MAILMODE_SEV_NONE, 0, "%s", "");
+		rc = MAILMODE_OK;
+	}
+	cJSON_Delete(params);
+	if (rc == MAILMODE_OK &&
+	    receipt_mark(receipt, "legacy_rule", "removed", wall_ms(op)) != 0)
+		goto nomem;
+	if (rc == MAILMODE_OK)
+		op->host->log(op->host->handle, MAILMODE_LOG_INFO,
+		              "folded transport rule '%s' into '%s'", name, op->rule_name);
+	return rc;
+nomem:
+	op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+	return MAILMODE_ERR_NOMEM;
+}
+
 /* The inbound connector first: a tenant whose plan forbids inbound
  * connectors then fails before anything is made. */
 static int reconcile(struct op *op, int apply, struct mf_buf *plan,
@@ -740,77 +1295,12 @@ static int reconcile(struct op *op, int apply, struct mf_buf *plan,
 	if (rc != MAILMODE_OK)
 		goto out;
 	cJSON_Delete(params);
+	params = NULL;
 	mf_buf_free(&mismatches);
 
-	existing = mf_find_by_name(op->rules, op->rule_name);
-	if (existing)
-		mf_rule_compare(profile, op->req->domain, existing, op->rules, &mismatches);
-	params = mf_rule_params(profile, op->req->domain, 0);
-	if (!params || mismatches.failed)
-		goto nomem;
-	{
-		/* Priority only moves when ours is not above the others: a
-		 * rule of another of our domains may sit at 0. */
-		int move = mismatches.data && strstr(mismatches.data, "Priority:") != NULL;
-		int64_t started = host->clock_mono_ms(host->handle);
-		int64_t wait_ms = 1000;
-		long budget_ms = profile->retry_budget_ms > 0 ? profile->retry_budget_ms
-		                                              : DEFAULT_VISIBILITY_WAIT_MS;
-
-		for (;;) {
-			rc = reconcile_one(op, &rule_kind, op->rule_name, existing, params,
-			                   mismatches.data, move, apply, plan, receipt, diag);
-			/* A connector made a moment ago may not be visible to
-			 * the rule cmdlets yet (eventual consistency). */
-			if (rc == MAILMODE_OK || !apply || !mf_exo_error_not_found(&op->err) ||
-			    !strstr(op->err.text, profile->outbound_name))
-				break;
-			if (host->clock_mono_ms(host->handle) - started + wait_ms > budget_ms) {
-				host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
-				               "outbound connector '%s' is not visible yet to transport rules in tenant %s: run setup again later, it resumes",
-				               profile->outbound_name, profile->tenant);
-				host->diag_append(diag, "Exchange said: %s", op->err.text);
-				host->diag_append(diag, "%s", NOT_VISIBLE_HINT);
-				rc = MAILMODE_ERR_FAILED;
-				break;
-			}
-			cJSON_DeleteItemFromObjectCaseSensitive(receipt, rule_kind.receipt_key);
-			host->progress(host->handle, "waiting for outbound connector '%s' to become visible",
-			               profile->outbound_name);
-			host->sleep_ms(host->handle, wait_ms);
-			wait_ms = wait_ms * 2 > 15000 ? 15000 : wait_ms * 2;
-		}
-	}
-	if (rc != MAILMODE_OK)
-		goto out;
-	/* Set-TransportRule has no Enabled: a disabled rule is enabled by
-	 * its own cmdlet. */
-	if (existing && mismatches.data && (strstr(mismatches.data, "State:") ||
-	                                    strstr(mismatches.data, "Enabled:"))) {
-		cJSON *enable = identity_params(op->rule_name, 0);
-
-		if (!enable)
-			goto nomem;
-		if (!apply) {
-			mf_cmdlet_line(plan, "Enable-TransportRule", enable);
-		} else if (receipt_mark(receipt, rule_kind.receipt_key, "updating",
-		                        wall_ms(op)) != 0) {
-			cJSON_Delete(enable);
-			goto nomem;
-		} else {
-			rc = checkpoint(op, receipt, diag);
-			if (rc == MAILMODE_OK)
-				rc = invoke(op, "Enable-TransportRule", enable, NULL, diag);
-			if (rc == MAILMODE_OK &&
-			    receipt_mark(receipt, rule_kind.receipt_key, "updated",
-			                 wall_ms(op)) != 0)
-				rc = MAILMODE_ERR_NOMEM;
-		}
-		cJSON_Delete(enable);
-		if (rc != MAILMODE_OK)
-			goto out;
-	}
-	rc = MAILMODE_OK;
+	rc = reconcile_rule(op, apply, plan, receipt, diag);
+	if (rc == MAILMODE_OK)
+		rc = fold_legacy_rule(op, apply, plan, receipt, diag);
 	goto out;
 nomem:
 	host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
@@ -902,7 +1392,7 @@ static void describe_ms(char *out, size_t size, long ms)
  * setup never touched.  A connector setup made or found is gone too:
  * connectors are shared, and another domain's teardown removes them. */
 static int confirm_gone(struct op *op, const struct object_kind *kind, const char *name,
-                        struct mailmode_diag *diag)
+                        int listed, struct mailmode_diag *diag)
 {
 	const struct mailmode_host *host = op->host;
 	const cJSON *entry = cJSON_GetObjectItemCaseSensitive(op->receipt, kind->receipt_key);
@@ -911,11 +1401,19 @@ static int confirm_gone(struct op *op, const struct object_kind *kind, const cha
 	int64_t now = wall_ms(op);
 	long window = op->profile->visibility_window_ms;
 	int force = (op->req->flags & MAILMODE_REQ_FORCE) != 0;
-	int creating = state && mf_strcaseeq(state, "creating");
+	/* an update whose answer was lost (a domain joining a shared rule)
+	 * is as uncertain as a creation */
+	int creating = state && (mf_strcaseeq(state, "creating") ||
+	                         mf_strcaseeq(state, "updating"));
 	char span[32];
 
 	if (!entry || (state && (mf_strcaseeq(state, "removing") ||
-	                         mf_strcaseeq(state, "removed"))))
+	                         mf_strcaseeq(state, "removed") ||
+	                         mf_strcaseeq(state, "leaving"))))
+		return MAILMODE_OK;
+	/* The shared rule setup made or joined is listed without the domain:
+	 * the domain left it. */
+	if (listed && !creating)
 		return MAILMODE_OK;
 	if (!creating && !kind->is_rule)
 		return MAILMODE_OK;
@@ -944,18 +1442,124 @@ static int confirm_gone(struct op *op, const struct object_kind *kind, const cha
 	return MAILMODE_ERR_FAILED;
 }
 
+static int rule_lists_only(const cJSON *rule, const char *domain)
+{
+	size_t count = 0;
+	const char **members = mf_field_strs(rule, "RecipientDomainIs", &count);
+	int only = members && count == 1 && mf_strcaseeq(members[0], domain);
+
+	free(members);
+	return only;
+}
+
+static const struct object_kind legacy_kind = {
+	"transport rule", "legacy_rule", "New-TransportRule", "Set-TransportRule",
+	"Remove-TransportRule", "Comments", 1
+};
+
+/* Takes the domain out of a shared rule: Set-TransportRule with the
+ * list less the domain (and the exceptions for what remains), or
+ * Remove-TransportRule when it was the last.  The receipt says "leaving"
+ * or "removing" before the write. */
+static int leave_rule(struct op *op, const cJSON *rule, int apply, struct mf_buf *plan,
+                      struct mailmode_diag *diag)
+{
+	const char *name = mf_field_str(rule, "Name");
+	const char *guid = mf_field_str(rule, "Guid");
+	const cJSON *entry = cJSON_GetObjectItemCaseSensitive(op->receipt, rule_kind.receipt_key);
+	const char *action = mf_field_str(entry, "action");
+	struct rule_choice c = { 0 };
+	size_t count = 0;
+	const char **have = mf_field_strs(rule, "RecipientDomainIs", &count);
+	cJSON *params = NULL, *set = NULL;
+	int rc = MAILMODE_ERR_NOMEM;
+
+	copy_name(c.name, name);
+	if (!have || choice_fill(op, &c, mf_list_with(have, NULL, op->req->domain)) < 0)
+		goto nomem;
+	if (!c.members[0]) {
+		rc = remove_object(op, &rule_kind, c.name, rule, apply, plan, diag);
+		goto out;
+	}
+	params = mf_rule_params(op->profile, &c.want, 0);
+	set = params ? set_params(params, c.name, 1, 0) : NULL;
+	if (!set)
+		goto nomem;
+	if (!apply) {
+		mf_buf_addf(plan, "# %s leaves transport rule '%s' (%zu other domain(s) stay)\n",
+		            op->req->domain, c.name, count - 1);
+		mf_cmdlet_line(plan, "Set-TransportRule", set);
+		rc = MAILMODE_OK;
+		goto out;
+	}
+	if (receipt_put(op->receipt, rule_kind.receipt_key, c.name, guid,
+	                action ? action : "found", "leaving", wall_ms(op)) != 0)
+		goto nomem;
+	op->host->progress(op->host->handle, "taking %s out of transport rule '%s'",
+	                   op->req->domain, c.name);
+	rc = checkpoint(op, op->receipt, diag);
+	if (rc == MAILMODE_OK)
+		rc = invoke(op, "Set-TransportRule", set, NULL, diag);
+	if (rc == MAILMODE_OK)
+		rc = rule_read_back(op, c.name, have, c.members, 0, op->receipt, diag);
+	goto out;
+nomem:
+	op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+	rc = MAILMODE_ERR_NOMEM;
+out:
+	free(have);
+	cJSON_Delete(params);
+	cJSON_Delete(set);
+	choice_free(&c);
+	return rc;
+}
+
+/* Takes the domain out of every shared rule that lists it, removes its
+ * rule of the previous version, or makes sure what the receipt knows of
+ * is gone. */
+static int unmake_rules(struct op *op, int apply, struct mf_buf *plan,
+                        struct mailmode_diag *diag)
+{
+	const cJSON *rule = NULL, *entry;
+	char legacy[MF_NAME_MAX];
+	const cJSON *old = legacy_rule(op, legacy);
+	int found = 0, rc = MAILMODE_OK;
+
+	while (rc == MAILMODE_OK &&
+	       (rule = mf_shared_rule_of(op->profile, op->rules, op->req->domain, rule))) {
+		rc = leave_rule(op, rule, apply, plan, diag);
+		found++;
+	}
+	if (rc == MAILMODE_OK && old) {
+		rc = remove_object(op, &legacy_kind, legacy, old, apply, plan, diag);
+		found++;
+	}
+	if (rc != MAILMODE_OK || found)
+		return rc;
+	if (!apply) {
+		mf_buf_addf(plan, "# %s is in no transport rule of mailmode's\n", op->req->domain);
+		return MAILMODE_OK;
+	}
+	entry = cJSON_GetObjectItemCaseSensitive(op->receipt, rule_kind.receipt_key);
+	return confirm_gone(op, &rule_kind, op->rule_name,
+	                    entry && mf_find_by_name(op->rules, op->rule_name) != NULL, diag);
+}
+
 /* The other rules that route through the outbound connector, as a list of
  * names in users. */
-static void connector_users(struct op *op, const cJSON *rule, const cJSON *outbound,
-                            struct mf_buf *users)
+static void connector_users(struct op *op, const cJSON *outbound, struct mf_buf *users)
 {
 	const char *outbound_guid = outbound ? mf_field_str(outbound, "Guid") : NULL;
-	const cJSON *item;
+	char legacy[MF_NAME_MAX];
+	const cJSON *item, *old = legacy_rule(op, legacy);
 
 	cJSON_ArrayForEach(item, op->rules) {
 		const char *name = mf_field_str(item, "Name");
 
-		if (item == rule || !mf_rule_routes_to(item, op->outbound_name, outbound_guid))
+		/* This teardown removes the domain's old rule and every shared
+		 * rule that lists the domain alone. */
+		if (item == old || !mf_rule_routes_to(item, op->outbound_name, outbound_guid) ||
+		    (mf_shared_rule_index(op->profile, item) && rule_lists_only(item, op->req->domain)))
 			continue;
 		mf_buf_addf(users, "%s'%s'", users->len ? ", " : "", name ? name : "?");
 	}
@@ -973,27 +1577,22 @@ static int unmake_connector(struct op *op, const struct object_kind *kind,
 		return remove_object(op, kind, name, object, apply, plan, diag);
 	if (object || !apply)
 		return MAILMODE_OK;
-	return confirm_gone(op, kind, name, diag);
+	return confirm_gone(op, kind, name, 0, diag);
 }
 
 static int unmake(struct op *op, int apply, struct mf_buf *plan,
                   struct mailmode_diag *diag)
 {
 	const struct mailmode_host *host = op->host;
-	const cJSON *rule, *outbound, *inbound;
+	const cJSON *outbound, *inbound;
 	struct mf_buf users = { 0 };
 	int rc;
 
-	rc = read_world(op, diag);
-	if (rc != MAILMODE_OK)
-		goto out;
-	rule = mf_find_by_name(op->rules, op->rule_name);
-	if (rule)
-		rc = remove_object(op, &rule_kind, op->rule_name, rule, apply, plan, diag);
-	else if (!apply)
-		mf_buf_addf(plan, "# transport rule '%s' is already absent\n", op->rule_name);
-	else
-		rc = confirm_gone(op, &rule_kind, op->rule_name, diag);
+	rc = read_world(op, op->read_only, diag);
+	if (rc == MAILMODE_OK)
+		rc = read_accepted(op, op->read_only ? TENANT_FACTS_MS : ACCEPTED_FRESH_MS, diag);
+	if (rc == MAILMODE_OK)
+		rc = unmake_rules(op, apply, plan, diag);
 	if (rc != MAILMODE_OK)
 		goto out;
 
@@ -1001,7 +1600,7 @@ static int unmake(struct op *op, int apply, struct mf_buf *plan,
 	 * through the outbound one (the inbound one is its return path). */
 	outbound = mf_find_by_name(op->outbound, op->outbound_name);
 	inbound = mf_find_by_name(op->inbound, op->inbound_name);
-	connector_users(op, rule, outbound, &users);
+	connector_users(op, outbound, &users);
 	if (users.failed) {
 		host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
 		rc = MAILMODE_ERR_NOMEM;
@@ -1035,9 +1634,64 @@ out:
 /* Compares what is there with the profile and fills the report.
  * *missing: objects not (yet) visible; *differences: fields that differ
  * (listed in details, one per line, prefixed with the object). */
+/* The rule that routes the domain and its wanted shape: the shared rule
+ * that lists it (its members as they are, the subdomain exceptions from
+ * the accepted domains when read, else the rule's own exceptions that do
+ * their job: below a member, hiding none), or the domain's rule of the
+ * previous version (*legacy set).  NULL when none; want->members NULL
+ * then means out of memory. */
+static const cJSON *domain_rule(struct op *op, struct rule_choice *want, int *legacy)
+{
+	const cJSON *rule = mf_shared_rule_of(op->profile, op->rules, op->req->domain, NULL);
+	size_t count = 0;
+	const char **have;
+
+	*legacy = 0;
+	if (!rule && (rule = legacy_rule(op, want->name)))
+		*legacy = 1;
+	if (rule)
+		copy_name(want->name, mf_field_str(rule, "Name"));
+	have = mf_field_strs(rule, "RecipientDomainIs", &count);
+	want->members = have ? mf_list_with(have, op->req->domain, NULL) : NULL;
+	free(have);
+	if (!want->members)
+		return NULL;
+	if (op->accepted) {
+		want->excepted = mf_subdomain_exceptions(want->members, op->accepted);
+	} else {
+		const char **own = mf_field_strs(rule, "ExceptIfRecipientDomainIs", &count);
+		size_t i, n = 0;
+
+		want->excepted = own;
+		for (i = 0; own && i < count; i++) {
+			const char *one[] = { own[i], NULL };
+			const char *const *m;
+			int below = 0;
+
+			for (m = want->members; *m && !below; m++)
+				below = mf_domain_below(own[i], *m);
+			if (below && !mf_exceptions_cover_member(want->members, one))
+				own[n++] = own[i];
+		}
+		if (own)
+			own[n] = NULL;
+	}
+	if (!want->excepted) {
+		free(want->members);
+		want->members = NULL;
+		return NULL;
+	}
+	want->want.name = want->name;
+	want->want.domains = want->members;
+	want->want.excepted = want->excepted;
+	return rule;
+}
+
 static int inspect(struct op *op, cJSON *report, int *missing, int *differences,
                    struct mf_buf *details)
 {
+	struct rule_choice want = { 0 };
+	int legacy = 0;
 	const struct mf_profile *profile = op->profile;
 	struct {
 		const char *key, *what, *name;
@@ -1052,10 +1706,14 @@ static int inspect(struct op *op, cJSON *report, int *missing, int *differences,
 	*missing = *differences = 0;
 	objects[0].object = mf_find_by_name(op->inbound, op->inbound_name);
 	objects[1].object = mf_find_by_name(op->outbound, op->outbound_name);
-	objects[2].object = mf_find_by_name(op->rules, op->rule_name);
+	objects[2].object = domain_rule(op, &want, &legacy);
+	if (!objects[2].object && !want.members)
+		goto fail;
+	if (objects[2].object)
+		objects[2].name = want.name;
 	if (!cJSON_AddStringToObject(report, "tenant", profile->tenant) ||
 	    !cJSON_AddStringToObject(report, "service", profile->service))
-		return -1;
+		goto fail;
 	for (i = 0; i < 3; i++) {
 		struct mf_buf mismatches = { 0 };
 		cJSON *entry = cJSON_AddObjectToObject(report, objects[i].key);
@@ -1064,34 +1722,38 @@ static int inspect(struct op *op, cJSON *report, int *missing, int *differences,
 		int n = 0;
 
 		if (!entry || !cJSON_AddStringToObject(entry, "name", objects[i].name))
-			return -1;
+			goto fail;
 		if (!objects[i].object) {
 			(*missing)++;
 			mf_buf_addf(details, "%s '%s': not found\n", objects[i].what,
 			            objects[i].name);
 			if (!cJSON_AddBoolToObject(entry, "present", 0))
-				return -1;
+				goto fail;
 			continue;
 		}
 		guid = mf_field_str(objects[i].object, "Guid");
 		if (!cJSON_AddBoolToObject(entry, "present", 1) ||
 		    !(guid ? cJSON_AddStringToObject(entry, "guid", guid)
 		           : cJSON_AddNullToObject(entry, "guid")))
-			return -1;
+			goto fail;
 		if (i == 0)
 			n = mf_inbound_compare(profile, objects[i].object, &mismatches);
 		else if (i == 1)
 			n = mf_outbound_compare(profile, objects[i].object, &mismatches);
 		else
-			n = mf_rule_compare(profile, op->req->domain, objects[i].object,
+			n = mf_rule_compare(profile, &want.want, objects[i].object,
 			                    op->rules, &mismatches);
+		if (i == 2 && legacy) {
+			mf_buf_add(&mismatches, "Name: a rule of the previous version, for this domain alone: setup folds it into the shared rules\n");
+			n++;
+		}
 		if (i == 2 && !cJSON_AddNumberToObject(entry, "priority",
 		                (double)mf_field_long(objects[i].object, "Priority", -1)))
-			return -1;
+			goto fail;
 		fields = cJSON_AddArrayToObject(entry, "mismatches");
 		if (!fields || mismatches.failed) {
 			mf_buf_free(&mismatches);
-			return -1;
+			goto fail;
 		}
 		for (line = mismatches.data; line && *line;) {
 			size_t len = strcspn(line, "\n");
@@ -1100,7 +1762,7 @@ static int inspect(struct op *op, cJSON *report, int *missing, int *differences,
 			if (!one || !cJSON_AddItemToArray(fields, cJSON_CreateString(one))) {
 				free(one);
 				mf_buf_free(&mismatches);
-				return -1;
+				goto fail;
 			}
 			mf_buf_addf(details, "%s '%s' %s\n", objects[i].what,
 			            objects[i].name, one);
@@ -1112,7 +1774,11 @@ static int inspect(struct op *op, cJSON *report, int *missing, int *differences,
 		*differences += n;
 		mf_buf_free(&mismatches);
 	}
+	choice_free(&want);
 	return details->failed ? -1 : 0;
+fail:
+	choice_free(&want);
+	return -1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1247,17 +1913,25 @@ out:
 static int teardown_reads(struct op *op, struct mailmode_diag *diag)
 {
 	cJSON *value = NULL;
+	int64_t now = wall_ms(op);
 	int rc;
 
 	op->host->progress(op->host->handle, "checking tenant %s", op->profile->tenant);
-	rc = invoke(op, "Get-OrganizationConfig", NULL, &value, diag);
-	cJSON_Delete(value);
-	value = NULL;
+	/* Read once per TENANT_FACTS_MS in a run, as setup's check is: a
+	 * runbook tearing down 1,000 domains of a tenant needs it once. */
+	if (!op->tenant->organization_checked_ms ||
+	    now - op->tenant->organization_checked_ms >= TENANT_FACTS_MS) {
+		rc = invoke(op, "Get-OrganizationConfig", NULL, &value, diag);
+		if (rc == MAILMODE_OK &&
+		    mf_field_bool(cJSON_GetArrayItem(value, 0), "IsDehydrated") != 1)
+			op->tenant->organization_checked_ms = now;
+		cJSON_Delete(value);
+		if (rc != MAILMODE_OK)
+			return rc;
+	}
+	rc = read_accepted(op, ACCEPTED_FRESH_MS, diag);
 	if (rc == MAILMODE_OK)
-		rc = invoke(op, "Get-AcceptedDomain", NULL, &value, diag);
-	cJSON_Delete(value);
-	if (rc == MAILMODE_OK)
-		rc = read_world(op, diag);
+		rc = read_world(op, 1, diag);
 	return rc;
 }
 
@@ -1273,6 +1947,7 @@ static int mf_preflight(void *opaque, const struct mailmode_request *req,
 	int rc;
 
 	rc = op_begin(opaque, req, which == MAILMODE_PLAN_TEARDOWN, &op, diag);
+	op.read_only = 1;   /* writes nothing */
 	if (rc == MAILMODE_OK)
 		rc = which == MAILMODE_PLAN_SETUP ? preflight(&op, diag)
 		                                  : teardown_reads(&op, diag);
@@ -1293,6 +1968,7 @@ static int mf_plan(void *opaque, const struct mailmode_request *req,
 
 	*plan_out = NULL;
 	rc = op_begin(opaque, req, which == MAILMODE_PLAN_TEARDOWN, &op, diag);
+	op.read_only = 1;   /* writes nothing */
 	if (rc != MAILMODE_OK)
 		goto out;
 	if (which == MAILMODE_PLAN_SETUP) {
@@ -1326,11 +2002,35 @@ out:
 	return rc;
 }
 
+/* A receipt none of whose entries waits on an outcome (a write whose
+ * answer was lost, or one the listing may not show yet). */
+static int receipt_settled(const struct op *op)
+{
+	const cJSON *entry;
+
+	cJSON_ArrayForEach(entry, op->receipt) {
+		const char *state = mf_field_str(entry, "state");
+
+		if (state && (mf_strcaseeq(state, "creating") || mf_strcaseeq(state, "updating") ||
+		              mf_strcaseeq(state, "leaving") || mf_strcaseeq(state, "removing")))
+			return 0;
+	}
+	return 1;
+}
+
+/* verify reads everything afresh, accepted domains included (their
+ * subdomains are compared); observe (status) takes the tenant's cached
+ * read when the receipt waits on nothing, and compares no accepted
+ * domains: status of a tenant's N domains then costs the three reads of
+ * one. */
 static int read_back(struct op *op, cJSON **report, int *missing,
                      int *differences, struct mf_buf *details,
                      struct mailmode_diag *diag)
 {
-	int rc = read_world(op, diag);
+	int rc = read_world(op, op->read_only && receipt_settled(op), diag);
+
+	if (rc == MAILMODE_OK && !op->read_only)
+		rc = read_accepted(op, TENANT_FACTS_MS, diag);
 
 	if (rc != MAILMODE_OK)
 		return rc;
@@ -1411,12 +2111,14 @@ static int mf_observe(void *opaque, const struct mailmode_request *req,
 	rc = op_begin(opaque, req, 1, &op, diag);
 	if (rc != MAILMODE_OK)
 		goto out;
+	op.read_only = 1;
 	rc = read_back(&op, &report, &missing, &differences, &details, diag);
 	if (rc != MAILMODE_OK)
 		goto out;
 	/* The domain's rule is what puts it in this mode; connectors alone
 	 * may serve the tenant's other domains. */
-	if (!mf_find_by_name(op.rules, op.rule_name))
+	if (!mf_shared_rule_of(op.profile, op.rules, req->domain, NULL) &&
+	    !legacy_rule(&op, op.rule_name))
 		*presence = MAILMODE_ABSENT;
 	else if (missing || differences)
 		*presence = MAILMODE_PARTIAL;

@@ -8,10 +8,14 @@
  *                       SenderDomains * (doc/mailflow-connectors.md)
  *   outbound connector  rule-scoped, the service's smart hosts, TLS with
  *                       domain validation
- *   transport rule      priority 0, recipient domain = the domain, route to
- *                       the outbound connector, except mail Exchange Online
- *                       received from the service's addresses (its return;
- *                       doc/mailflow-rule.md)
+ *   transport rules     priority 0, shared by the tenant's domains (a
+ *                       RecipientDomainIs list, split so that each rule
+ *                       stays below Exchange's 8 KB; doc/mailflow-limits.md),
+ *                       route to the outbound connector, except mail Exchange
+ *                       Online received from the service's addresses (its
+ *                       return; doc/mailflow-rule.md) and the accepted
+ *                       subdomains of the listed domains that are not listed
+ *                       themselves (RecipientDomainIs also matches them)
  */
 #include "mailflow.h"
 
@@ -154,32 +158,90 @@ int mf_rule_unset_retired(cJSON *set_params)
 	       cJSON_AddNullToObject(set_params, "ExceptIfHeaderMatchesPatterns") ? 0 : -1;
 }
 
-cJSON *mf_rule_params(const struct mf_profile *profile, const char *domain,
-                      long priority)
+void mf_shared_rule_name(const struct mf_profile *profile, unsigned index,
+                         char name[MF_NAME_MAX])
 {
-	const char *const domains[] = { domain, NULL };
-	char name[MF_NAME_MAX];
+	/* '#' is in no domain name: never the name of a per-domain rule of
+	 * the previous version ("<prefix> route <domain>"). */
+	snprintf(name, MF_NAME_MAX, "%s route #%u", profile->name_prefix, index);
+}
+
+unsigned mf_shared_rule_index(const struct mf_profile *profile, const cJSON *rule)
+{
+	const char *name = mf_field_str(rule, "Name");
+	size_t prefix_len = strlen(profile->name_prefix);
+	char *end;
+	unsigned long index;
+
+	if (!name || !mf_rule_is_ours(profile, rule) ||
+	    strncasecmp(name + prefix_len, " route #", 8) != 0)
+		return 0;
+	index = strtoul(name + prefix_len + 8, &end, 10);
+	return *end || index == 0 || index > 100000 ? 0 : (unsigned)index;
+}
+
+cJSON *mf_rule_params(const struct mf_profile *profile,
+                      const struct mf_rule_want *want, long priority)
+{
 	cJSON *p = cJSON_CreateObject();
-	char *comments = mf_printf("%s: routes mail for %s through service %s; do not edit by hand",
-	                           profile->managed_marker, domain, profile->service);
+	char *comments = mf_printf("%s: routes mail for its recipient domains through service %s; do not edit by hand",
+	                           profile->managed_marker, profile->service);
 	int ok;
 
-	mf_rule_name(profile, domain, name);
 	ok = p && comments &&
-	     cJSON_AddStringToObject(p, "Name", name) &&
+	     cJSON_AddStringToObject(p, "Name", want->name) &&
 	     cJSON_AddNumberToObject(p, "Priority", (double)priority) &&
-	     add_strings(p, "RecipientDomainIs", domains) == 0 &&
+	     add_strings(p, "RecipientDomainIs", want->domains) == 0 &&
 	     cJSON_AddStringToObject(p, "RouteMessageOutboundConnector", profile->outbound_name) &&
 	     add_service_exception(p, profile) == 0 &&
 	     cJSON_AddStringToObject(p, "Mode", "Enforce") &&
 	     cJSON_AddBoolToObject(p, "Enabled", 1) &&
 	     cJSON_AddStringToObject(p, "Comments", comments);
+	/* Always sent, empty or not: Set-TransportRule replaces the list, and
+	 * an empty one clears exceptions no longer needed. */
+	if (ok)
+		ok = want->excepted[0]
+		   ? add_strings(p, "ExceptIfRecipientDomainIs", want->excepted) == 0
+		   : cJSON_AddNullToObject(p, "ExceptIfRecipientDomainIs") != NULL;
 	free(comments);
 	if (!ok) {
 		cJSON_Delete(p);
 		return NULL;
 	}
 	return p;
+}
+
+/* A string as it is stored in the rule's XML: markup characters become
+ * entities (at most 6 characters), and so, counted high, does every byte
+ * that is not ASCII. */
+static long xml_text_size(const char *s)
+{
+	long n = 0;
+
+	for (; *s; s++)
+		n += strchr("&<>\"'", *s) || (unsigned char)*s >= 0x80 ? 6 : 1;
+	return n;
+}
+
+long mf_rule_size(const cJSON *params)
+{
+	const cJSON *field, *value;
+	long size = MF_RULE_XML_BASE;
+
+	cJSON_ArrayForEach(field, params) {
+		size += 2 * (long)strlen(field->string) + MF_RULE_XML_PER_FIELD;
+		if (cJSON_IsString(field)) {
+			size += xml_text_size(field->valuestring) + MF_RULE_XML_PER_VALUE;
+		} else if (cJSON_IsArray(field)) {
+			cJSON_ArrayForEach(value, field)
+				if (cJSON_IsString(value))
+					size += xml_text_size(value->valuestring) +
+					        MF_RULE_XML_PER_VALUE;
+		} else {
+			size += MF_RULE_XML_PER_VALUE;   /* a number or a boolean */
+		}
+	}
+	return size;
 }
 
 /* ------------------------------------------------------------------ */
@@ -422,9 +484,9 @@ static const struct field_default outbound_defaults[] = {
 };
 static const char *const rule_fields[] = {
 	"State", "Enabled", "Mode", "Priority", "RecipientDomainIs",
-	"RouteMessageOutboundConnector", "ExceptIfSenderIpRanges", "Conditions",
-	"Exceptions", "Actions",
-	"Description", "CreatedBy", "LastModifiedBy", "ManuallyModified", "RuleVersion",
+	"RouteMessageOutboundConnector", "ExceptIfSenderIpRanges", "ExceptIfRecipientDomainIs",
+	"Conditions", "Exceptions", "Actions", "Size", "RegexSize", "Description", "CreatedBy",
+	"LastModifiedBy", "ManuallyModified", "RuleVersion",
 	NULL
 };
 static const struct field_default rule_defaults[] = {
@@ -582,13 +644,15 @@ static int want_service_exception(struct mf_buf *out, const struct mf_profile *p
 	return !equal;
 }
 
-int mf_rule_compare(const struct mf_profile *profile, const char *domain,
-                    const cJSON *rule, const cJSON *all_rules,
-                    struct mf_buf *mismatches)
+int mf_rule_compare(const struct mf_profile *profile,
+                    const struct mf_rule_want *want, const cJSON *rule,
+                    const cJSON *all_rules, struct mf_buf *mismatches)
 {
-	const char *const domains[] = { domain, NULL };
 	static const char *const conditions[] = { "RecipientDomainIsPredicate", NULL };
 	static const char *const exceptions[] = { "SenderIpRangesPredicate", NULL };
+	static const char *const exceptions_subdomains[] = {
+		"SenderIpRangesPredicate", "RecipientDomainIsPredicate", NULL
+	};
 	static const char *const actions[] = { "RouteMessageOutboundConnectorAction", NULL };
 	const char *state = mf_field_str(rule, "State");
 	long priority = mf_field_long(rule, "Priority", -1);
@@ -602,7 +666,8 @@ int mf_rule_compare(const struct mf_profile *profile, const char *domain,
 	else
 		n += want_bool(mismatches, rule, "Enabled", 1);
 	n += want_str(mismatches, rule, "Mode", "Enforce");
-	n += want_set(mismatches, rule, "RecipientDomainIs", domains);
+	n += want_set(mismatches, rule, "RecipientDomainIs", want->domains);
+	n += want_set(mismatches, rule, "ExceptIfRecipientDomainIs", want->excepted);
 	n += want_str(mismatches, rule, "RouteMessageOutboundConnector", profile->outbound_name);
 	n += want_service_exception(mismatches, profile, rule);
 	if (!mf_field_str(rule, "Comments") ||
@@ -612,7 +677,8 @@ int mf_rule_compare(const struct mf_profile *profile, const char *domain,
 		n++;
 	}
 	n += want_classes(mismatches, rule, "Conditions", conditions);
-	n += want_classes(mismatches, rule, "Exceptions", exceptions);
+	n += want_classes(mismatches, rule, "Exceptions",
+	                  want->excepted[0] ? exceptions_subdomains : exceptions);
 	n += want_classes(mismatches, rule, "Actions", actions);
 	n += extra_fields(mismatches, rule, rule_fields, rule_defaults);
 	/* Above every rule that is not ours (our other domains' rules may

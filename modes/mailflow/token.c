@@ -48,6 +48,9 @@ static void tenant_free(const struct mailmode_host *host, struct mf_tenant *t)
 	}
 	pthread_mutex_destroy(&t->lock);
 	cJSON_Delete(t->accepted);
+	cJSON_Delete(t->rules);
+	cJSON_Delete(t->outbound);
+	cJSON_Delete(t->inbound);
 	free(t->key);
 	free(t);
 }

@@ -15,12 +15,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void compare_all(const struct mf_profile *profile, const cJSON *value)
 {
+	static const char *const domains[] = { "contoso.test", NULL };
+	static const char *const excepted[] = { "sub.contoso.test", NULL };
+	const struct mf_rule_want want = { "mailmode route #1", domains, excepted };
 	struct mf_buf out = { 0 };
 	const cJSON *item;
 
 	cJSON_ArrayForEach(item, value) {
 		mf_rule_is_ours(profile, item);
-		mf_rule_compare(profile, "contoso.test", item, value, &out);
+		mf_rule_compare(profile, &want, item, value, &out);
 		mf_inbound_compare(profile, item, &out);
 		mf_outbound_compare(profile, item, &out);
 		mf_rule_routes_to(item, "mailmode outbound to s", "guid");

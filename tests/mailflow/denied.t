@@ -46,7 +46,7 @@ run mm switch contoso.test --to gateway --poll-interval 200ms --verify-timeout 1
 is "$rc" 1 "mailflow -> gateway refused while the tenant answers 403"
 like "$err" "Exchange.ManageAsApp" "the missing permission is named"
 is "$(mx_both contoso.test)" "$FRONT_DOOR | $FRONT_DOOR" "the DNS servers still serve the front door (gateway never went up)"
-is "$(tenant_objects)|$(writes)" "1 1 1 mailmode route contoso.test|0" "the mailflow objects are untouched, no write sent"
+is "$(tenant_objects)|$(writes)" "1 1 1 mailmode route #1|0" "the mailflow objects are untouched, no write sent"
 is "$(db "SELECT mode FROM domains WHERE domain='contoso.test'")|$(db "SELECT count(*) FROM migrations WHERE finished_at IS NULL")" \
 	"mailflow|0" "state: mailflow, no migration left open"
 

@@ -8,7 +8,7 @@
 . "$top_srcdir/tests/mailflow/lib-mailflow.sh"
 
 plan 20
-RULE="mailmode route contoso.test"
+RULE="mailmode route #1"
 
 mf_start
 mf_tenant

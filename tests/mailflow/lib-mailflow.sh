@@ -130,7 +130,8 @@ mf_reset_log() {
 }
 
 # mf_invoke CMDLET PARAMS-JSON: runs a cmdlet as another admin would (to
-# change the tenant behind mailmode's back).
+# change the tenant behind mailmode's back); the answer goes to the file
+# $MF_INVOKE_OUT when set.
 mf_invoke() {
 	_mf_token=$(curl -sS --cacert "$EMU_CA" \
 		--data-urlencode "client_id=$MF_CLIENT_ID" \
@@ -142,5 +143,20 @@ mf_invoke() {
 	curl -sS --fail-with-body --cacert "$EMU_CA" -H "Authorization: Bearer $_mf_token" \
 		-H 'Content-Type: application/json' \
 		--data-binary "{\"CmdletInput\":{\"CmdletName\":\"$1\",\"Parameters\":$2}}" \
-		"$EMU_BASE/adminapi/beta/$MF_TENANT/InvokeCommand" >/dev/null
+		"$EMU_BASE/adminapi/beta/$MF_TENANT/InvokeCommand" >"${MF_INVOKE_OUT:-/dev/null}"
+}
+
+# mf_members RULE: the RecipientDomainIs list of one rule, comma-separated.
+mf_members() {
+	mf_state "\",\".join(next(r for r in s[\"rules\"] if r[\"Name\"] == \"$1\")[\"RecipientDomainIs\"] or [])"
+}
+
+# mf_fill_rule RULE N: adds N filler domains (fNNN.example.net, not
+# accepted) to a rule's RecipientDomainIs, as another admin would, so that
+# the rule has no room left for another domain in mailmode's estimate
+# (each costs 40 of the 7168 budget, 31 of Exchange's 8 KB): 150 fill a
+# rule, 100 leave room for another.
+mf_fill_rule() {
+	_mf_list=$(mf_state "__import__('json').dumps((next(r for r in s['rules'] if r['Name'] == '$1')['RecipientDomainIs'] or []) + ['f%03d.example.net' % i for i in range($2)])")
+	mf_invoke Set-TransportRule "{\"Identity\":\"$1\",\"RecipientDomainIs\":$_mf_list}"
 }

@@ -18,7 +18,7 @@ like "$out" "New-InboundConnector -Name 'mailmode inbound from sophos' -Connecto
 	"plan: the inbound connector with its parameters"
 like "$out" "New-OutboundConnector -Name 'mailmode outbound to sophos' .*-SmartHosts 'mf-outbound-eu-west-1.prod.hydra.sophos.com' .*-TlsSettings 'DomainValidation' .*-IsTransportRuleScoped:\\\$true" \
 	"plan: the outbound connector with its parameters"
-like "$out" "New-TransportRule -Name 'mailmode route contoso.test' -Priority 0 -RecipientDomainIs 'contoso.test' -RouteMessageOutboundConnector 'mailmode outbound to sophos' -ExceptIfSenderIpRanges '192.0.2.0/24','2001:db8::/32'" \
+like "$out" "New-TransportRule -Name 'mailmode route #1' -Priority 0 -RecipientDomainIs 'contoso.test' -RouteMessageOutboundConnector 'mailmode outbound to sophos' -ExceptIfSenderIpRanges '192.0.2.0/24','2001:db8::/32'" \
 	"plan: the rule at priority 0, excepting the service's addresses"
 is "$(mf_counts)" "0 0 0" "plan changed nothing in the tenant"
 
@@ -36,7 +36,7 @@ is "$(mf_state '[(o["ConnectorType"], o["SenderDomains"], o["RequireTls"], o["Tl
 	"[('OnPremises', ['smtp:*;1'], True, '*.prod.hydra.sophos.com', True)]" \
 	"inbound connector: TLS required, the service's certificate name"
 is "$(mf_state '[(o["Name"], o["Priority"], o["State"], o["Mode"], o["RecipientDomainIs"], o["RouteMessageOutboundConnector"], o["ExceptIfSenderIpRanges"], o["ExceptIfHeaderMatchesMessageHeader"], "managed by mailmode" in o["Comments"]) for o in s["rules"]]')" \
-	"[('mailmode route contoso.test', 0, 'Enabled', 'Enforce', ['contoso.test'], 'mailmode outbound to sophos', ['192.0.2.0/24', '2001:db8::/32'], None, True)]" \
+	"[('mailmode route #1', 0, 'Enabled', 'Enforce', ['contoso.test'], 'mailmode outbound to sophos', ['192.0.2.0/24', '2001:db8::/32'], None, True)]" \
 	"rule: priority 0, enabled, enforced, the domain, routed, the service's addresses excepted (no header), marked managed"
 receipt_guids=$(printf '%s' "$setup_out" | "$PYTHON3" -c '
 import json, sys
@@ -67,7 +67,7 @@ is "$(mf_counts) $(mf_requests 'sum(1 for x in r if not x["cmdlet"].startswith("
 run mm verify contoso.test
 is "$rc" 0 "verify succeeds"
 run mm teardown contoso.test --dry-run
-like "$out" "Remove-TransportRule -Identity 'mailmode route contoso.test' -Confirm:\\\$false" \
+like "$out" "Remove-TransportRule -Identity 'mailmode route #1' -Confirm:\\\$false" \
 	"teardown plan removes the rule"
 like "$out" "Remove-OutboundConnector -Identity 'mailmode outbound to sophos' -Confirm:\\\$false" \
 	"teardown plan removes the unused connectors"
@@ -77,15 +77,15 @@ is "$(mf_counts)" "0 0 0" "teardown removed the rule and both connectors"
 
 # --- teardown when the objects are already gone
 run mm setup contoso.test --mode mailflow --profile p1
-mf_invoke Remove-TransportRule '{"Identity":"mailmode route contoso.test","Confirm":false}'
+mf_invoke Remove-TransportRule '{"Identity":"mailmode route #1","Confirm":false}'
 mf_invoke Remove-OutboundConnector '{"Identity":"mailmode outbound to sophos","Confirm":false}'
 run mm teardown contoso.test --verify-timeout 5s --poll-interval 500ms
 is "$rc" 3 "teardown refuses to call a rule made minutes ago gone: it may just not be listed yet (exit 3: not finished in time)"
-like "$err" "transport rule 'mailmode route contoso.test' was created less than 30 minutes ago and is not listed yet.*--force" \
+like "$err" "transport rule 'mailmode route #1' was created less than 30 minutes ago and is not listed yet.*--force" \
 	"and says why and how to go on"
 run mm teardown contoso.test --force
 is "$rc" 0 "teardown --force succeeds when the rule and a connector are already gone"
-like "$err" "transport rule 'mailmode route contoso.test' was not found; it was created less than 30 minutes ago" \
+like "$err" "transport rule 'mailmode route #1' was not found; it was created less than 30 minutes ago" \
 	"and warns that a recently made rule may just not be listed yet"
 is "$(mf_counts)" "0 0 0" "and removes what was left"
 

@@ -25,7 +25,7 @@ kill_after_remove() {
 		>"$TEST_TMP/killed.out" 2>&1 &
 	_pid=$!
 	_i=0
-	while [ $_i -lt 600 ] && [ "$(mf_state 'sum(1 for r in s["rules"] if r["Name"] == "mailmode route contoso.test")')" -ne 0 ]; do
+	while [ $_i -lt 600 ] && [ "$(mf_state 'sum(1 for r in s["rules"] if r["Name"] == "mailmode route #1")')" -ne 0 ]; do
 		sleep 0.1
 		_i=$((_i + 1))
 	done

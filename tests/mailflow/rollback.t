@@ -33,16 +33,18 @@ emu_ctl DELETE /_emu/faults >/dev/null
 ok $([ "$rc" -ne 0 ]; echo $?) "a switch whose outbound connector is refused fails"
 is "$(mf_counts)" "0 0 0" "the inbound connector it had made is removed"
 
-# --- shared connectors stay while another domain's rule uses them
+# --- shared connectors stay while another domain's rule uses them; the
+# domain joins fabrikam.test's rule, and that write is refused
 mf_tenant
 run mm setup fabrikam.test --mode mailflow --profile p1
 is "$rc" 0 "fabrikam.test set up in mailflow mode"
-emu_ctl POST /_emu/faults "$REFUSED" >/dev/null
+emu_ctl POST /_emu/faults "$(printf '%s' "$REFUSED" | sed 's/New-TransportRule/Set-TransportRule/')" >/dev/null
 run mm switch contoso.test --to mailflow $FAST
 emu_ctl DELETE /_emu/faults >/dev/null
 ok $([ "$rc" -ne 0 ]; echo $?) "contoso.test's switch fails on its rule"
-is "$(mf_counts) $(mf_state 'names("rules")')" "1 1 1 mailmode route fabrikam.test" \
-	"the connectors fabrikam.test uses stay; nothing of contoso.test is left"
+is "$(mf_counts) $(mf_state 'names("rules")') $(mf_state 's["rules"][0]["RecipientDomainIs"]')" \
+	"1 1 1 mailmode route #1 ['fabrikam.test']" \
+	"the connectors and the rule fabrikam.test uses stay; nothing of contoso.test is left"
 run mm verify fabrikam.test
 is "$rc" 0 "fabrikam.test still verifies"
 run mm teardown fabrikam.test

@@ -160,6 +160,9 @@ static void test_fields(struct tap *t)
 
 static void test_compare(struct tap *t)
 {
+	static const char *const a_domains[] = { "a.test", NULL };
+	static const char *const none[] = { NULL };
+	const struct mf_rule_want a_want = { "mailmode route a.test", a_domains, none };
 	struct mf_profile p;
 	struct mf_buf m = { 0 };
 	cJSON *out, *in, *rules;
@@ -192,12 +195,12 @@ static void test_compare(struct tap *t)
 	                    "\"ExceptIfSenderIpRanges\":[\"2001:db8::/32\",\"192.0.2.0/24\"],"
 	                    "\"Comments\":\"managed by mailmode: routes a.test\"},"
 	                    "{\"Name\":\"Other\",\"Priority\":2}]");
-	tap_is_int(t, mf_rule_compare(&p, "a.test", cJSON_GetArrayItem(rules, 1), rules, &m), 0,
+	tap_is_int(t, mf_rule_compare(&p, &a_want, cJSON_GetArrayItem(rules, 1), rules, &m), 0,
 	           "our rule below our other rule but above the rest is fine");
 	mf_buf_free(&m);
 	cJSON_ReplaceItemInObject(cJSON_GetArrayItem(rules, 2), "Priority", cJSON_CreateNumber(1));
 	cJSON_ReplaceItemInObject(cJSON_GetArrayItem(rules, 1), "Priority", cJSON_CreateNumber(2));
-	n = mf_rule_compare(&p, "a.test", cJSON_GetArrayItem(rules, 1), rules, &m);
+	n = mf_rule_compare(&p, &a_want, cJSON_GetArrayItem(rules, 1), rules, &m);
 	tap_ok(t, n == 1 && strstr(m.data, "Priority: have 2") && strstr(m.data, "'Other'"),
 	       "a foreign rule above ours is named");
 	mf_buf_free(&m);
@@ -209,6 +212,9 @@ static void test_compare(struct tap *t)
 /* The rule's exception: the service's addresses, nothing else. */
 static void test_exception(struct tap *t)
 {
+	static const char *const a_domains[] = { "a.test", NULL };
+	static const char *const none[] = { NULL };
+	const struct mf_rule_want want = { "mailmode route a.test", a_domains, none };
 	struct mf_profile p;
 	struct mf_buf m = { 0 };
 	cJSON *params, *rules, *rule, *set;
@@ -217,7 +223,7 @@ static void test_exception(struct tap *t)
 	int n;
 
 	profile_init(&p);
-	params = mf_rule_params(&p, "a.test", 0);
+	params = mf_rule_params(&p, &want, 0);
 	printed = cJSON_PrintUnformatted(cJSON_GetObjectItem(params, "ExceptIfSenderIpRanges"));
 	tap_is_str(t, printed, "[\"192.0.2.0/24\",\"2001:db8::/32\"]",
 	           "the rule excepts service_ips (IPv4 and IPv6)");
@@ -244,7 +250,7 @@ static void test_exception(struct tap *t)
 	                    "\"Exceptions\":[\"Microsoft.Exchange.MessagingPolicies.Rules.Tasks.SenderIpRangesPredicate\"],"
 	                    "\"Comments\":\"managed by mailmode: routes a.test\"}]");
 	rule = cJSON_GetArrayItem(rules, 0);
-	tap_is_int(t, mf_rule_compare(&p, "a.test", rule, rules, &m), 0,
+	tap_is_int(t, mf_rule_compare(&p, &want, rule, rules, &m), 0,
 	           "ranges compare as ranges (host bits, case)");
 	mf_buf_free(&m);
 	cJSON_AddStringToObject(rule, "ExceptIfHeaderMatchesMessageHeader", "X-Svc-Processed");
@@ -252,7 +258,7 @@ static void test_exception(struct tap *t)
 	cJSON_ReplaceItemInObject(rule, "Exceptions", cJSON_Parse(
 		"[\"Microsoft.Exchange.MessagingPolicies.Rules.Tasks.HeaderMatchesPredicate\","
 		"\"Microsoft.Exchange.MessagingPolicies.Rules.Tasks.SenderIpRangesPredicate\"]"));
-	n = mf_rule_compare(&p, "a.test", rule, rules, &m);
+	n = mf_rule_compare(&p, &want, rule, rules, &m);
 	tap_ok(t, n == 3 && strstr(m.data, "ExceptIfHeaderMatchesMessageHeader: have \"X-Svc-Processed\", want it not set") &&
 	          strstr(m.data, "Exceptions: have"),
 	       "a header exception beside the ranges is drift");
@@ -261,21 +267,21 @@ static void test_exception(struct tap *t)
 	cJSON_DeleteItemFromObject(rule, "ExceptIfHeaderMatchesPatterns");
 	cJSON_DeleteItemFromObject(rule, "Exceptions");
 	cJSON_ReplaceItemInObject(rule, "ExceptIfSenderIpRanges", cJSON_Parse("[\"192.0.2.0/24\"]"));
-	n = mf_rule_compare(&p, "a.test", rule, rules, &m);
+	n = mf_rule_compare(&p, &want, rule, rules, &m);
 	tap_ok(t, n == 1 && strstr(m.data, "ExceptIfSenderIpRanges: have ['192.0.2.0/24'], want ['192.0.2.0/24', '2001:db8::/32']"),
 	       "a missing range is drift, named");
 	mf_buf_free(&m);
 	cJSON_ReplaceItemInObject(rule, "ExceptIfSenderIpRanges",
 	                          cJSON_Parse("[\"192.0.2.0/24\",\"2001:db8::/32\",\"203.0.113.5\"]"));
-	tap_is_int(t, mf_rule_compare(&p, "a.test", rule, rules, &m), 1, "an extra range is drift");
+	tap_is_int(t, mf_rule_compare(&p, &want, rule, rules, &m), 1, "an extra range is drift");
 	mf_buf_free(&m);
 	cJSON_ReplaceItemInObject(rule, "ExceptIfSenderIpRanges",
 	                          cJSON_Parse("[\"192.0.2.0-192.0.2.255\",\"2001:db8::/32\"]"));
-	tap_is_int(t, mf_rule_compare(&p, "a.test", rule, rules, &m), 1,
+	tap_is_int(t, mf_rule_compare(&p, &want, rule, rules, &m), 1,
 	           "a range written a-b is not what setup writes: drift");
 	mf_buf_free(&m);
 	cJSON_DeleteItemFromObject(rule, "ExceptIfSenderIpRanges");
-	tap_is_int(t, mf_rule_compare(&p, "a.test", rule, rules, &m), 1, "no ranges at all: drift");
+	tap_is_int(t, mf_rule_compare(&p, &want, rule, rules, &m), 1, "no ranges at all: drift");
 	mf_buf_free(&m);
 	cJSON_Delete(params);
 	cJSON_Delete(set);
@@ -357,6 +363,62 @@ static void test_outbound_conflicts(struct tap *t)
 	cJSON_Delete(conns);
 }
 
+/* Shared rule names and the size estimate. */
+static void test_shared_rules(struct tap *t, const struct mf_profile *p)
+{
+	static const char *const one[] = { "contoso.test", NULL };
+	static const char *const none[] = { NULL };
+	const struct mf_rule_want want = { "mailmode route #7", one, none };
+	char name[MF_NAME_MAX];
+	cJSON *rule, *params;
+	long small;
+
+	mf_shared_rule_name(p, 7, name);
+	tap_is_str(t, name, "mailmode route #7", "shared rule name");
+	rule = cJSON_Parse("{\"Name\":\"mailmode route #7\",\"Comments\":\"managed by mailmode: x\"}");
+	tap_is_int(t, (int)mf_shared_rule_index(p, rule), 7, "shared rule index");
+	cJSON_ReplaceItemInObject(rule, "Name", cJSON_CreateString("mailmode route contoso.test"));
+	tap_is_int(t, (int)mf_shared_rule_index(p, rule), 0, "a per-domain rule is not a shared one");
+	cJSON_Delete(rule);
+	params = mf_rule_params(p, &want, 0);
+	small = mf_rule_size(params);
+	tap_ok(t, small > MF_RULE_XML_BASE && small < MF_RULE_SIZE_BUDGET / 2, "one domain's rule is small");
+	cJSON_AddItemToArray(cJSON_GetObjectItem(params, "RecipientDomainIs"),
+	                     cJSON_CreateString("a&b.test"));
+	tap_is_int(t, (int)(mf_rule_size(params) - small), (int)(6 + 7 + MF_RULE_XML_PER_VALUE),
+	           "a value costs its escaped text and its markup");
+	cJSON_Delete(params);
+}
+
+/* shared.c: which accepted subdomains a rule excepts, and the lists. */
+static void test_shared_lists(struct tap *t)
+{
+	static const char *const members[] = { "contoso.test", "fabrikam.test", NULL };
+	static const char *const with_sub[] = { "contoso.test", "deep.sub.contoso.test", NULL };
+	static const char *const sub[] = { "sub.contoso.test", NULL };
+	static const char *const same[] = { "FABRIKAM.test", "contoso.test", NULL };
+	cJSON *accepted = cJSON_Parse("[{\"DomainName\":\"contoso.test\"},"
+	                              "{\"DomainName\":\"sub.contoso.test\"},"
+	                              "{\"DomainName\":\"notcontoso.test\"},"
+	                              "{\"DomainName\":\"fabrikam.test\"}]");
+	const char **ex = mf_subdomain_exceptions(members, accepted);
+	const char **copy = mf_list_copy(members);
+
+	tap_ok(t, ex && ex[0] && strcmp(ex[0], "sub.contoso.test") == 0 && !ex[1],
+	       "an accepted subdomain not listed is excepted; a look-alike suffix is not");
+	tap_ok(t, mf_exceptions_cover_member(with_sub, sub) && !mf_exceptions_cover_member(members, sub),
+	       "an exception that would hide a member is found");
+	tap_ok(t, mf_lists_equal(members, same) && !mf_lists_equal(members, sub) &&
+	          !mf_lists_equal(with_sub, members),
+	       "lists compare as sets, in any case");
+	tap_ok(t, copy && copy != (const char **)members && mf_lists_equal(copy, members) &&
+	          copy[0] != members[0],
+	       "a list copy owns its strings");
+	free(ex);
+	free(copy);
+	cJSON_Delete(accepted);
+}
+
 static void test_names_and_plan(struct tap *t)
 {
 	struct mf_profile p;
@@ -374,6 +436,7 @@ static void test_names_and_plan(struct tap *t)
 	mf_rule_name(&p, longdomain, again);
 	tap_ok(t, strlen(name) <= 64 && strcmp(name, again) == 0 && strstr(name, " ~"),
 	       "a long domain gives a deterministic name of at most 64 characters");
+	test_shared_rules(t, &p);
 	mf_cmdlet_line(&b, "New-X", params);
 	tap_is_str(t, b.data, "New-X -Name 'O''Brien' -Priority 0 -Enabled:$false -SmartHosts 'a','b'\n",
 	           "PowerShell rendering quotes, switches and lists");
@@ -525,12 +588,13 @@ int main(void)
 {
 	struct tap t = { 0 };
 
-	tap_plan(49);
+	tap_plan(58);
 	test_fields(&t);
 	test_compare(&t);
 	test_exception(&t);
 	test_conflicts(&t);
 	test_outbound_conflicts(&t);
+	test_shared_lists(&t);
 	test_names_and_plan(&t);
 	test_errors(&t);
 	test_jwt(&t);

@@ -5,7 +5,9 @@
 # objects for consistency_delay_s); the rollback must not call it gone
 # because it is not listed yet, and must remove it once it shows.  A
 # create answered "already exists" was created.  fabrikam.test is set up
-# first, so the shared connectors are visible and only the rule is new.
+# first, so the shared connectors are visible, and its shared rule is
+# filled up (by another admin), so that contoso.test's setup makes a rule of
+# its own (New-TransportRule, '#2') instead of joining '#1'.
 . "$top_srcdir/tests/lib.sh"
 . "$top_srcdir/tests/mailflow/lib-mailflow.sh"
 
@@ -17,8 +19,9 @@ mf_config secret "timeout_ms = 2000
 visibility_window_ms = 4000"
 FAST="--poll-interval 200ms --verify-timeout 30s"
 rule_seen() { mf_state 'len(s["rules"])'; }
-ONLY_FABRIKAM="1 1 1 mailmode route fabrikam.test"
+ONLY_FABRIKAM="1 1 1 mailmode route #1"
 run mm setup fabrikam.test --mode mailflow --profile p1
+mf_fill_rule "mailmode route #1" 150
 
 # --- plain setup: the rule is made, its answer is lost
 emu_ctl POST /_emu/config '{"consistency_delay_s": 3}' >/dev/null

@@ -8,7 +8,7 @@
 # what `mailmode verify --quick-test` will rely on.
 . "$top_srcdir/tests/mailpath/lib.sh"
 plan 40
-RULE="mailmode route fabrikam.test"
+RULE="mailmode route #1"
 OUTBOUND="mailmode outbound to sandbox-service"
 INBOUND="mailmode inbound from sandbox-service"
 

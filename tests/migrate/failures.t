@@ -11,8 +11,8 @@ mm adopt contoso.test --mode gateway >/dev/null 2>&1
 # verify can never pass, so the new mode is removed and gateway stays.
 MAILMODE_TEST_CRASH_AT=setup_new:end mm -q switch contoso.test --to mailflow --poll-interval 200ms --verify-timeout 5s >/dev/null 2>&1
 is "$?" 137 "interrupted right after the mailflow setup"
-is "$(tenant_objects)" "1 1 1 mailmode route contoso.test" "mailflow objects exist"
-invoke Disable-TransportRule '{"Identity":"mailmode route contoso.test"}'
+is "$(tenant_objects)" "1 1 1 mailmode route #1" "mailflow objects exist"
+invoke Disable-TransportRule '{"Identity":"mailmode route #1"}'
 run mm resume contoso.test
 is "$rc" 3 "verification fails: exit 3"
 like "$err" "mailflow mode did not verify .*rolled back, contoso.test stays gateway" "rollback explained"
@@ -38,7 +38,7 @@ kill -STOP "$DNS_PRIMARY_PID"
 run mm resume contoso.test --lock-timeout 1s
 is "$rc" 1 "old mode's teardown fails: exit 1"
 like "$err" "teardown of the old mode failed: .*the switch is unfinished: fix it, then run 'mailmode resume contoso.test'" "says how to finish"
-is "$(tenant_objects)" "1 1 1 mailmode route contoso.test" "mailflow is live and verified"
+is "$(tenant_objects)" "1 1 1 mailmode route #1" "mailflow is live and verified"
 run mm status contoso.test
 like "$out" "UNFINISHED switch gateway -> mailflow .*last step verify_new" "status shows the migration stuck after verify"
 isnt_zero() { [ "$1" -ne 0 ]; ok $? "$2"; }
@@ -63,7 +63,7 @@ run mm resume contoso.test
 is "$rc" 1 "rollback cannot be confirmed while the secondary is hung: exit 1"
 like "$err" "rollback: the new mode could not be confirmed gone: .*no answer" "says so, naming the silent server"
 is "$(mx "$DNS_PRIMARY" contoso.test)" "$FRONT_DOOR" "the primary already serves the original MX again"
-is "$(tenant_objects)" "1 1 1 mailmode route contoso.test" "mailflow untouched"
+is "$(tenant_objects)" "1 1 1 mailmode route #1" "mailflow untouched"
 kill -CONT "$DNS_SECONDARY_PID"
 run mm resume contoso.test
 is "$rc" 0 "resume confirms the rollback"

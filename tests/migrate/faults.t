@@ -44,7 +44,7 @@ print(" ".join(r["cmdlet"] or "?" for r in json.load(sys.stdin)))'
 expect_mode() {
 	if [ "$1" = mailflow ]; then
 		wait_mx contoso.test "$FRONT_DOOR"
-		want="mailflow|0|1 1 1 mailmode route contoso.test|$FRONT_DOOR | $FRONT_DOOR"
+		want="mailflow|0|1 1 1 mailmode route #1|$FRONT_DOOR | $FRONT_DOOR"
 	else
 		wait_mx contoso.test "$GATEWAY_SET"
 		want="gateway|0|0 0 0 |$GATEWAY_SET | $GATEWAY_SET"

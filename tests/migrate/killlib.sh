@@ -43,14 +43,15 @@ wait_mx() {
 emu_get() { curl -s --max-time 10 --cacert "$EMU_CA" "$EMU$1"; }
 
 # tenant_problems TENANT: what differs between the tenant's objects
-# (pending ones included) and what the state DB says should be there: one
-# rule "mailmode route D" per domain of the tenant recorded in mailflow
-# mode, the shared connectors (one each way) while there is any, none
-# otherwise, and no name twice.  Prints nothing when they agree.
+# (pending ones included) and what the state DB says should be there: the
+# domains recorded in mailflow mode listed, each once, by mailmode's shared
+# rules ("mailmode route #N", a RecipientDomainIs list each, none empty),
+# no other domain listed, the shared connectors (one each way) while there
+# is any, none otherwise, and no name twice.  Prints nothing when they agree.
 tenant_problems() {
 	# shellcheck disable=SC2046 # one argument per domain
 	emu_get "/_emu/tenants/$1.onmicrosoft.com" | "$PYTHON3" -c '
-import json, sqlite3, sys
+import json, re, sqlite3, sys
 db, domains = sys.argv[1], sys.argv[2:]
 t = json.load(sys.stdin)
 con = sqlite3.connect(db)
@@ -63,12 +64,24 @@ for key in ("rules", "inbound_connectors", "outbound_connectors"):
     twice = sorted(set(n for n in names if names.count(n) > 1))
     if twice:
         problems.append("%s named twice: %s" % (key, ", ".join(twice)))
-rules = sorted(set(o["Name"] for o in t["rules"]))
-want = sorted("mailmode route " + d for d in mailflow)
-for name in sorted(set(rules) - set(want)):
-    problems.append("rule %r but the domain is not in mailflow mode" % name)
-for name in sorted(set(want) - set(rules)):
-    problems.append("no rule %r for a domain in mailflow mode" % name)
+listed = {}
+for o in t["rules"]:
+    if not re.fullmatch(r"mailmode route #[0-9]+", o["Name"]):
+        problems.append("rule %r is not a shared rule of mailmode" % o["Name"])
+        continue
+    members = o.get("RecipientDomainIs") or []
+    members = [members] if isinstance(members, str) else members
+    if not members:
+        problems.append("rule %r lists no domain" % o["Name"])
+    for d in members:
+        listed.setdefault(d.lower(), []).append(o["Name"])
+for d, names in sorted(listed.items()):
+    if len(names) > 1:
+        problems.append("%s listed by %d rules: %s" % (d, len(names), ", ".join(names)))
+for d in sorted(set(listed) - set(mailflow)):
+    problems.append("%s listed by %s but not in mailflow mode" % (d, ", ".join(listed[d])))
+for d in sorted(set(mailflow) - set(listed)):
+    problems.append("no rule lists %s, a domain in mailflow mode" % d)
 for key in ("inbound_connectors", "outbound_connectors"):
     n, need = len(t[key]), 1 if mailflow else 0
     if n != need:
@@ -125,10 +138,21 @@ reset_domain() {
 	db "DELETE FROM journal WHERE migration_id IN (SELECT id FROM migrations WHERE domain = '$1');
 	    DELETE FROM migrations WHERE domain = '$1'; DELETE FROM locks;
 	    DELETE FROM domains WHERE domain = '$1';"
-	_keep=$(db "SELECT 'mailmode route ' || domain FROM domains WHERE mode = 'mailflow'")
-	tenant_names "$_t" rules | while IFS= read -r _rule; do
-		printf '%s\n' "$_keep" | grep -qxF "$_rule" ||
-			invoke_in "$_t" Remove-TransportRule "{\"Identity\":\"$_rule\",\"Confirm\":false}"
+	# each shared rule keeps the domains recorded in mailflow mode
+	_keep=$(db "SELECT domain FROM domains WHERE mode = 'mailflow'")
+	emu_get "/_emu/tenants/$_t.onmicrosoft.com" | "$PYTHON3" -c '
+import json, sys
+keep = set(sys.argv[1].split())
+for o in json.load(sys.stdin)["rules"]:
+    members = o.get("RecipientDomainIs") or []
+    members = [members] if isinstance(members, str) else members
+    left = [d for d in members if d.lower() in keep]
+    if not left:
+        print("Remove-TransportRule", json.dumps({"Identity": o["Name"], "Confirm": False}))
+    elif len(left) != len(members):
+        print("Set-TransportRule", json.dumps({"Identity": o["Name"], "RecipientDomainIs": left}))
+' "$_keep" | while read -r _cmdlet _params; do
+		invoke_in "$_t" "$_cmdlet" "$_params"
 	done
 	if [ -z "$(tenant_names "$_t" rules)" ]; then
 		for _kind in Outbound Inbound; do

@@ -15,8 +15,8 @@
 #   4. both DNS servers serve that mode's MX (the gateway set in gateway
 #      mode, the domain's original Microsoft 365 MX otherwise);
 #   5. each tenant holds exactly the objects of its domains' recorded modes
-#      (a rule per mailflow domain, the shared connectors while there is
-#      one), no name twice.
+#      (each mailflow domain listed by one shared rule, the shared
+#      connectors while there is one), no name twice.
 # The seed is printed first and in every failure: MAILMODE_TEST_SEED=N
 # replays the same plan (the kinds, their order, the domain choices and the
 # kill fractions; where a kill lands in the program still varies).  A

@@ -22,7 +22,7 @@ start=$(date +%s%N)
 run mm switch contoso.test --to mailflow --poll-interval 500ms
 to_mailflow=$(( ($(date +%s%N) - start) / 1000000 ))
 is "$rc" 0 "switch gateway -> mailflow"
-is "$(tenant_objects)" "1 1 1 mailmode route contoso.test" "tenant: one rule for the domain, one connector each way"
+is "$(tenant_objects)" "1 1 1 mailmode route #1" "tenant: one rule for the domain, one connector each way"
 wait_mx contoso.test "$FRONT_DOOR"
 is "$(mx_both contoso.test)" "$FRONT_DOOR | $FRONT_DOOR" "both servers: MX back at the Microsoft 365 front door"
 is "$(db "SELECT mode FROM domains WHERE domain='contoso.test'")" "mailflow" "state: mailflow"

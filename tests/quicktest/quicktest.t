@@ -151,7 +151,7 @@ tenant = sandbox-tenant
 service = sandbox-service"
 run mm --config "$SB/side.conf" -q setup contoso.test --mode mailflow --profile mailflow-only
 is "$rc" 0 "mailflow objects for contoso.test live beside the gateway"
-is "$(tenant_objects)" "1 1 1 mailmode route contoso.test" "tenant: the rule and both connectors"
+is "$(tenant_objects)" "1 1 1 mailmode route #1" "tenant: the rule and both connectors"
 
 run mm -q verify contoso.test --quick-test "$RCPT"
 is "$rc" 0 "both live, the rule excepts the gateway hosts' addresses: still scanned once"

@@ -64,19 +64,21 @@ runbook "$TEST_TMP/mailflow.ini" mailflow 8 30s
 run "$MAILMODE" --json runbook run "$TEST_TMP/mailflow.ini"
 is "$rc" 0 "to mailflow: every domain switched"
 is "$(printf '%s' "$out" | results switched)" "" "nothing else than switched"
-# tenant_objects: "tenant rules inbound outbound;" for tenant01..tenant04
+# tenant_objects: "tenant rules domains-listed inbound outbound;" for
+# tenant01..tenant04
 tenant_objects() {
 	for t in 01 02 03 04; do
 		emu /_emu/tenants/tenant$t.onmicrosoft.com | "$PYTHON3" -c '
 import json, sys
 t = json.load(sys.stdin)
-print("%s %d %d %d;" % (sys.argv[1], len(t["rules"]), len(t["inbound_connectors"]),
-                        len(t["outbound_connectors"])), end="")' tenant$t.onmicrosoft.com
+listed = sum(len(r.get("RecipientDomainIs") or []) for r in t["rules"])
+print("%s %d %d %d %d;" % (sys.argv[1], len(t["rules"]), listed, len(t["inbound_connectors"]),
+                           len(t["outbound_connectors"])), end="")' tenant$t.onmicrosoft.com
 	done
 }
 is "$(tenant_objects)" \
-   "tenant01.onmicrosoft.com 5 1 1;tenant02.onmicrosoft.com 5 1 1;tenant03.onmicrosoft.com 5 1 1;tenant04.onmicrosoft.com 5 1 1;" \
-   "each tenant: one rule per domain, one connector each way"
+   "tenant01.onmicrosoft.com 1 5 1 1;tenant02.onmicrosoft.com 1 5 1 1;tenant03.onmicrosoft.com 1 5 1 1;tenant04.onmicrosoft.com 1 5 1 1;" \
+   "each tenant: one shared rule listing its 5 domains, one connector each way"
 is "$(emu /_emu/stats | "$PYTHON3" -c 'import json,sys; c=json.load(sys.stdin)["requests_by_cmdlet"]; print(c.get("Get-AcceptedDomain"), c.get("Get-OrganizationConfig"))')" \
    "4 4" "the tenants' accepted domains and organization read once per tenant in the run"
 peaks=$(emu /_emu/stats | "$PYTHON3" -c 'import json,sys; print(" ".join(str(v) for v in json.load(sys.stdin)["max_concurrent_by_tenant"].values()))')
@@ -96,5 +98,5 @@ is "$(db "SELECT count(*) FROM migrations WHERE id > $marker AND domain <> 'd020
 is "$(db "SELECT count(*) FROM migrations WHERE finished_at IS NULL")" 0 "no migration left open"
 is "$(db "SELECT count(*) FROM domains WHERE mode='gateway'")/$(db "SELECT mode FROM domains WHERE domain='d020.test'")" "19/mailflow" "19 in gateway mode, d020.test still in mailflow"
 is "$(tenant_objects)" \
-   "tenant01.onmicrosoft.com 0 0 0;tenant02.onmicrosoft.com 0 0 0;tenant03.onmicrosoft.com 0 0 0;tenant04.onmicrosoft.com 1 1 1;" \
+   "tenant01.onmicrosoft.com 0 0 0 0;tenant02.onmicrosoft.com 0 0 0 0;tenant03.onmicrosoft.com 0 0 0 0;tenant04.onmicrosoft.com 1 1 1 1;" \
    "only d020.test's rule (and its tenant's connectors) are left"

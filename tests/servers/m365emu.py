@@ -242,14 +242,25 @@ T_SKIP = "Microsoft.Exchange.Admin.OData.Core.InvalidSkipTokenException"
 T_NOTREQ = "Microsoft.Exchange.Management.Deployment.OrganizationAlreadyHydratedException"
 T_THROTTLE = "Microsoft.Exchange.Configuration.Tasks.ThrottlingException"
 T_FAULT = "Microsoft.Exchange.Data.Directory.TransientException"
+# The exception types of the two limits are not documented [I]; the texts
+# are KB 3003043's (size) and, for the count, a sentence in its style.
+T_RULE_SIZE = "Microsoft.Exchange.MessagingPolicies.Rules.Tasks.RuleTooLargeException"
+T_RULE_COUNT = "Microsoft.Exchange.MessagingPolicies.Rules.Tasks.RuleLimitExceededException"
+
+# Exchange Online's limits: rules per organization, characters of one
+# rule's XML (msExchTransportRuleXml, the length Exchange checks).
+RULE_LIMIT = 300
+RULE_SIZE_LIMIT = 8192
 # /_emu/faults kinds: 429/503/504 (with Retry-After), drop or reset (the
 # connection closes before the cmdlet runs), slow (delay_ms, then normal),
 # throttle_text (400 with the concurrency text), error (400 with a
 # CmdletError body: etype/text), acted_reset (the cmdlet runs, then the
 # connection closes: no answer), acted_hang (the cmdlet runs, the answer
-# hangs delay_ms, then the connection closes).
+# hangs delay_ms, then the connection closes), interleave (the cmdlet runs,
+# then another admin's cmdlet "then": {"cmdlet", "params"} runs before the
+# answer goes out: a second writer landing between a write and its read-back).
 FAULT_KINDS = ("429", "503", "504", "drop", "reset", "slow", "throttle_text", "error",
-               "acted_reset", "acted_hang")
+               "acted_reset", "acted_hang", "interleave")
 
 
 class CmdletError(Exception):
@@ -473,7 +484,7 @@ RULE_DEFAULTS = {
 }
 RULE_ORDER = list(RULE_DEFAULTS) + [
     "Name", "Identity", "DistinguishedName", "Guid", "ImmutableId", "WhenChanged",
-    "IsValid", "ObjectState"]
+    "IsValid", "ObjectState", "Size", "RegexSize"]
 RULE_LISTS = {"Conditions", "Exceptions", "Actions", "RecipientDomainIs",
               "ExceptIfHeaderContainsWords", "ExceptIfHeaderMatchesPatterns",
               "ExceptIfSenderIpRanges", "RedirectMessageTo", "SenderDomainIs",
@@ -605,6 +616,8 @@ def derive(kind, d, tenant):
             o[sec] = vals or None
         o["Description"] = rule_description(d)
         o["ImmutableId"] = d["Guid"]
+        o["Size"] = len(rule_xml(d))
+        o["RegexSize"] = rule_regex_size(d)
         o["DistinguishedName"] = ("CN=%s,CN=TransportVersioned,CN=Rules,CN=Transport "
                                   "Settings,CN=%s,CN=Microsoft Exchange Hosted "
                                   "Organizations" % (d["Name"], tenant.initial_domain))
@@ -949,8 +962,53 @@ def resolve_outbound(ctx, ident):
     return d["Name"]
 
 
+def _xml_text(v):
+    return (str(v).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace('"', "&quot;").replace("'", "&apos;"))
+
+
+def rule_xml(d):
+    """The rule as Exchange stores it (msExchTransportRuleXml), in the shape
+    of Export-TransportRuleCollection: a rule element with its name and
+    comments, a version with the CreatedBy tag, then one element per
+    condition, exception and action with one <value> per value."""
+    parts = ['<rule name="%s" comments="%s" mode="%s">'
+             % (_xml_text(d["Name"]), _xml_text(d.get("Comments") or ""),
+                _xml_text(d.get("Mode") or "Enforce")),
+             '<version requiredMinVersion="15.0.3.0"><tags><tag name="CreatedBy" value="%s" />'
+             '</tags>' % _xml_text(d.get("CreatedBy") or "")]
+    for section in ("Conditions", "Exceptions", "Actions"):
+        body = []
+        for sec, param, cls in RULE_PREDICATES:
+            v = d.get(param)
+            if sec != section or not (_set(v) or (param in ("ExceptIfSCLOver", "SetSCL")
+                                                  and v is not None)):
+                continue
+            values = v if isinstance(v, list) else [v]
+            body.append('<%s><argument property="%s" />%s</%s>'
+                        % (cls, param, "".join("<value>%s</value>" % _xml_text(x)
+                                               for x in values), cls))
+        if body:
+            tag = {"Conditions": "condition", "Exceptions": "exception",
+                   "Actions": "action"}[section]
+            parts.append("<%s><and>%s</and></%s>" % (tag, "".join(body), tag))
+    parts.append("</version></rule>")
+    return "".join(parts)
+
+
+def rule_regex_size(d):
+    return sum(len(x) for f in ("ExceptIfHeaderMatchesPatterns", "ExceptIfHeaderContainsWords",
+                                "ExceptIfFromAddressContainsWords")
+               for x in (d.get(f) or []))
+
+
 def validate_rule(ctx, d):
     validate_name(ctx, "rule", d["Name"])
+    size = len(rule_xml(d))
+    if size > RULE_SIZE_LIMIT:
+        raise CmdletError(T_RULE_SIZE, "The rule cannot be created because it is too large. "
+                          "It has %d characters and the maximum number of characters is %d. "
+                          "Reduce the size." % (size, RULE_SIZE_LIMIT))
     pairs = (("ExceptIfHeaderContainsMessageHeader", "ExceptIfHeaderContainsWords"),
              ("ExceptIfHeaderMatchesMessageHeader", "ExceptIfHeaderMatchesPatterns"),
              ("SetHeaderName", "SetHeaderValue"))
@@ -1031,6 +1089,11 @@ def cmd_new(ctx, kind, params):
                                                 or t.app_display_name)
         validate_rule(ctx, d)
         n = len(t.objs["rule"])
+        if n >= RULE_LIMIT:
+            raise CmdletError(T_RULE_COUNT, "The transport rule can't be created because the "
+                              "maximum number of transport rules (%d) for this organization "
+                              "has been reached. Remove a transport rule and try again."
+                              % RULE_LIMIT)
         prio = p.get("Priority")
         if prio is None:
             prio = n
@@ -2421,6 +2484,12 @@ class Handler(BaseHTTPRequestHandler):
                 return 400, err.body(), [("request-id", str(uuid.uuid4()))]
         status, out, hdrs = self.invoke_result(tenant, tref, cmdlet, params, parse_err,
                                                query, rec)
+        if fault and fault["kind"] == "interleave" and fault.get("then"):
+            then = fault["then"]
+            try:
+                self.run_cmdlet(tenant, tref, then.get("cmdlet"), then.get("params") or {})
+            except CmdletError as e:
+                rec["interleave_error"] = "%s|%s" % (e.etype, e.text)
         if after_fault:
             if after_fault["kind"] == "acted_hang":
                 time.sleep(max(0, after_fault.get("delay_ms", 1000)) / 1000.0)
@@ -2620,7 +2689,7 @@ class Handler(BaseHTTPRequestHandler):
                 if kind not in FAULT_KINDS:
                     raise ControlError(400, "kind must be one of " + ", ".join(FAULT_KINDS))
                 bad = set(data) - {"kind", "count", "tenant", "cmdlet", "writes", "skip",
-                                   "retry_after", "delay_ms", "etype", "text"}
+                                   "retry_after", "delay_ms", "etype", "text", "then"}
                 if bad:
                     raise ControlError(400, "unknown field(s): %s" % ", ".join(sorted(bad)))
                 f = {"kind": kind, "count": int(data.get("count", 1)),
@@ -2629,7 +2698,8 @@ class Handler(BaseHTTPRequestHandler):
                      "skip": int(data.get("skip", 0)),
                      "retry_after": int(data.get("retry_after", 1)),
                      "delay_ms": int(data.get("delay_ms", 1000)),
-                     "etype": data.get("etype"), "text": data.get("text")}
+                     "etype": data.get("etype"), "text": data.get("text"),
+                     "then": data.get("then")}
                 with emu.lock:
                     emu.faults.append(f)
                     return 201, list(emu.faults)
