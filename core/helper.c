@@ -1,0 +1,212 @@
+/* The helper process's side of plugin isolation (isolate.h): the plugin's
+ * init, then one call after another as the core sends them.  The host
+ * services run here as in the core, but for those that need the core's
+ * state or output: log lines, progress, checkpoints and originals are sent
+ * to the core over the socket. */
+#include "isolate.h"
+
+#include "http.h"
+#include "loader.h"
+#include "wire.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* A log or progress line is cut here: it is one line for a person. */
+#define LINE_MAX_BYTES 4096
+
+struct helper {
+	struct mm_host_ctx host;   /* first: the host services take it as handle */
+	int fd;
+};
+
+/* The core is gone (or broke the protocol): nothing more may happen here,
+ * above all no write a checkpoint did not make durable. */
+static _Noreturn void vanish(void)
+{
+	_exit(0);
+}
+
+static void send_or_vanish(int fd, uint32_t type, struct mm_wire_buf *b)
+{
+	if (mm_wire_send(fd, type, b) != 0)
+		vanish();
+	mm_wire_buf_free(b);
+}
+
+static void helper_log(void *handle, enum mailmode_log_level level, const char *fmt, ...)
+{
+	struct helper *h = handle;
+	struct mm_wire_buf b = { 0 };
+	char line[LINE_MAX_BYTES];
+	va_list ap;
+
+	if (!mm_log_shown(h->host.output, level))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	mm_wire_put_u32(&b, (uint32_t)level);
+	mm_wire_put_str(&b, line);
+	send_or_vanish(h->fd, MM_MSG_LOG, &b);
+}
+
+static void helper_progress(void *handle, const char *fmt, ...)
+{
+	struct helper *h = handle;
+	struct mm_wire_buf b = { 0 };
+	char line[LINE_MAX_BYTES];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	mm_wire_put_str(&b, line);
+	send_or_vanish(h->fd, MM_MSG_PROGRESS, &b);
+}
+
+/* The core journals the text and answers once it is durable; the plugin
+ * sends its write only after this returns MAILMODE_OK. */
+static int record(struct helper *h, int original, const char *text, struct mailmode_diag *diag)
+{
+	struct mm_wire_buf b = { 0 };
+	struct mm_wire_msg m;
+	struct mm_wire_rd rd;
+	int rc;
+
+	mm_wire_put_u32(&b, (uint32_t)original);
+	mm_wire_put_str(&b, text);
+	send_or_vanish(h->fd, MM_MSG_RECORD, &b);
+	if (mm_wire_recv(h->fd, -1, sizeof(*diag) + 64, &m) != MM_WIRE_OK ||
+	    m.type != MM_MSG_RECORDED)
+		vanish();
+	mm_wire_rd_init(&rd, &m);
+	rc = (int32_t)mm_wire_get_u32(&rd);
+	mm_wire_get_bytes(&rd, diag, sizeof(*diag));
+	free(m.data);
+	if (rd.bad)
+		vanish();
+	return rc;
+}
+
+static int helper_checkpoint(void *handle, const struct mailmode_request *req,
+                             const char *receipt, struct mailmode_diag *diag)
+{
+	(void)req;     /* one call at a time: the core knows which */
+	return record(handle, 0, receipt, diag);
+}
+
+static int helper_keep_original(void *handle, const struct mailmode_request *req,
+                                const char *original, struct mailmode_diag *diag)
+{
+	(void)req;
+	return record(handle, 1, original, diag);
+}
+
+/* The core's descriptors marked close-on-exec (the state DB, other
+ * helpers' sockets) are not the helper's: a helper never execs, so it
+ * closes them itself.  Another helper's socket held here would keep that
+ * helper from seeing the core close it. */
+static void drop_inherited_fds(int keep)
+{
+	DIR *dir = opendir("/proc/self/fd");
+	struct dirent *de;
+	int fd;
+
+	if (!dir) {
+		for (fd = 3; fd < 1024; fd++)
+			if (fd != keep && (fcntl(fd, F_GETFD) & FD_CLOEXEC) > 0)
+				close(fd);
+		return;
+	}
+	while ((de = readdir(dir)) != NULL) {
+		fd = atoi(de->d_name);
+		if (fd >= 3 && fd != keep && fd != dirfd(dir) && (fcntl(fd, F_GETFD) & FD_CLOEXEC) > 0)
+			close(fd);
+	}
+	closedir(dir);
+}
+
+/* A plugin's stray output must not reach the command's (stdout carries
+ * the --json document): stdout goes to /dev/null, and so does stderr but
+ * with -v, where it helps whoever debugs the plugin. */
+static void quiet_output(int verbosity)
+{
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	if (null < 0)
+		return;
+	dup2(null, STDOUT_FILENO);
+	if (verbosity <= 0)
+		dup2(null, STDERR_FILENO);
+	close(null);
+}
+
+static void send_diag_rc(int fd, uint32_t type, int rc, const struct mailmode_diag *diag)
+{
+	struct mm_wire_buf b = { 0 };
+
+	mm_wire_put_u32(&b, (uint32_t)rc);
+	mm_wire_put_bytes(&b, diag, sizeof(*diag));
+	send_or_vanish(fd, type, &b);
+}
+
+static void serve_call(struct helper *h, const struct mailmode_plugin *d, void *ctx,
+                       const struct mm_wire_msg *msg)
+{
+	struct mailmode_diag diag;
+	struct mm_wire_buf b = { 0 };
+	struct mm_call_msg m;
+	struct mm_wire_rd rd;
+	long before = mm_http_requests_made();
+	int rc;
+
+	memset(&diag, 0, sizeof(diag));
+	mm_wire_rd_init(&rd, msg);
+	if (msg->type != MM_MSG_CALL || mm_call_decode(&rd, &m) != 0)
+		vanish();
+	rc = mm_call_invoke(d, ctx, &m.req, &m.call, &diag);
+	mm_wire_put_u32(&b, (uint32_t)rc);
+	mm_wire_put_u32(&b, (uint32_t)m.call.presence);
+	mm_wire_put_str(&b, m.call.text);
+	mm_wire_put_u32(&b, (uint32_t)(mm_http_requests_made() - before));
+	mm_wire_put_bytes(&b, &diag, sizeof(diag));
+	mm_call_msg_clear(&m);
+	send_or_vanish(h->fd, MM_MSG_RESULT, &b);
+}
+
+_Noreturn void mm_helper_serve(struct mm_plugin *p, int fd)
+{
+	struct helper h = { .host = p->host, .fd = fd };
+	struct mailmode_diag diag;
+	struct mm_wire_msg msg;
+	char section[96];
+	void *ctx = NULL;
+	int rc;
+
+	drop_inherited_fds(fd);
+	quiet_output(p->host.output ? p->host.output->verbosity : 0);
+	h.host.table.handle = &h;
+	h.host.table.log = helper_log;
+	h.host.table.progress = helper_progress;
+	h.host.table.checkpoint = helper_checkpoint;
+	h.host.table.keep_original = helper_keep_original;
+	memset(&diag, 0, sizeof(diag));
+	snprintf(section, sizeof(section), "mode %s", p->desc->name);
+	rc = p->desc->init(&h.host.table, section, &ctx, &diag);
+	send_diag_rc(fd, MM_MSG_READY, rc, &diag);
+	if (rc != MAILMODE_OK)
+		vanish();
+	/* The core sends calls of bounded size: it is trusted. */
+	while (mm_wire_recv(fd, -1, MM_WIRE_MESSAGE_MAX + MM_WIRE_STRING_MAX, &msg) == MM_WIRE_OK) {
+		serve_call(&h, p->desc, ctx, &msg);
+		free(msg.data);
+	}
+	p->desc->fini(ctx);
+	_exit(0);
+}
