@@ -355,7 +355,9 @@ static int start(struct mm_plugin *p, struct mm_helper *one, struct mailmode_dia
 		st = MM_WIRE_BAD;
 	free(m.data);
 	if (st != MM_WIRE_OK) {
-		fail(p, one, "init", NULL, failure_of(st, &problem), problem, 0, diag);
+		enum failure why = failure_of(st, &problem);
+
+		fail(p, one, "init", NULL, why, problem, 0, diag);
 		return MAILMODE_ERR_FAILED;
 	}
 	if (rc != MAILMODE_OK) {
@@ -445,6 +447,7 @@ static int run(struct mm_plugin *p, struct mm_helper *one, const struct mailmode
 	struct mm_wire_buf b = { 0 };
 	enum mm_wire_status st;
 	struct mm_wire_msg m;
+	enum failure why;
 	int rc = MAILMODE_ERR_FAILED;
 
 	mm_call_encode(&b, req, c);
@@ -473,7 +476,8 @@ static int run(struct mm_plugin *p, struct mm_helper *one, const struct mailmode
 	free(m.data);
 	if (st == MM_WIRE_OK)
 		return rc;
-	fail(p, one, what, req->domain, failure_of(st, &problem), problem, unknown, diag);
+	why = failure_of(st, &problem);
+	fail(p, one, what, req->domain, why, problem, unknown, diag);
 	return unknown ? MAILMODE_ERR_UNKNOWN : MAILMODE_ERR_FAILED;
 }
 
