@@ -44,7 +44,7 @@ static const struct command_spec commands[] = {
 	{ "adopt", O_MODE | O_PROFILE, 1, 1, "adopt DOMAIN --mode M [--profile P]" },
 	{ "switch", O_TO | O_PROFILE | O_DRY_RUN | O_ACCEPT | O_TIMING | O_QUICK_TEST, 1, 1,
 	  "switch DOMAIN --to MODE [--profile P] [--verify-timeout DUR] [--poll-interval DUR]\n"
-	  "                  [--accept-conflicts] [--dry-run]\n"
+	  "                  [--accept-conflict NAME]... [--dry-run]\n"
 	  "                  [--quick-test ADDRESS [--quick-test-timeout DUR]]" },
 	{ "resume", O_FORCE, 0, 1, "resume [DOMAIN] [--force]" },
 	{ "abort", 0, 1, 1, "abort DOMAIN" },
@@ -150,11 +150,58 @@ static const struct flag_opt flag_opts[] = {
 	{ "--version", 0, offsetof(struct mm_args, version), 1 },
 	{ "--dry-run", O_DRY_RUN, offsetof(struct mm_args, dry_run), 1 },
 	{ "--force", O_FORCE, offsetof(struct mm_args, force), 1 },
-	{ "--accept-conflicts", O_ACCEPT, offsetof(struct mm_args, accept_conflicts), 1 },
 	{ "--no-wait", O_NO_WAIT, offsetof(struct mm_args, no_wait), 1 },
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+static int take_parallel(struct mm_args *args, int argc, char **argv, int *i, char *err)
+{
+	const char *value;
+	long n;
+	int r = take_value("--parallel", argc, argv, i, &value, err);
+
+	if (r <= 0)
+		return r;
+	if (mm_num_parse_long(value, 1, 64, &n) != 0) {
+		snprintf(err, MM_ERR_MAX, "--parallel '%s': want a number from 1 to 64", value);
+		return -1;
+	}
+	args->parallel = (int)n;
+	return 1;
+}
+
+/* --accept-conflict NAME, repeatable: accepting one object must not
+ * silence the others, so the plugin gets the names. */
+static int take_accepted_conflict(struct mm_args *args, int argc, char **argv, int *i,
+                                  char *err)
+{
+	const char *value, *p;
+	int r;
+
+	if (strcmp(argv[*i], "--accept-conflicts") == 0) {
+		snprintf(err, MM_ERR_MAX,
+		         "--accept-conflicts is gone: name each conflicting object you accept with --accept-conflict NAME (repeatable)");
+		return -1;
+	}
+	r = take_value("--accept-conflict", argc, argv, i, &value, err);
+	if (r <= 0)
+		return r;
+	for (p = value; *p && (unsigned char)*p >= 0x20 && *p != 0x7f; p++)
+		;
+	if (!*value || *p || p - value >= MM_ACCEPT_NAME_MAX) {
+		snprintf(err, MM_ERR_MAX,
+		         "--accept-conflict '%.64s': want the name of an object, 1 to %d printable characters",
+		         value, MM_ACCEPT_NAME_MAX - 1);
+		return -1;
+	}
+	if (args->naccept_conflicts >= MM_ACCEPT_MAX) {
+		snprintf(err, MM_ERR_MAX, "--accept-conflict: at most %d names", MM_ACCEPT_MAX);
+		return -1;
+	}
+	args->accept_conflicts[args->naccept_conflicts++] = value;
+	return 1;
+}
 
 int mm_cli_parse(struct mm_args *args, int argc, char **argv, char *err)
 {
@@ -215,21 +262,18 @@ int mm_cli_parse(struct mm_args *args, int argc, char **argv, char *err)
 			}
 		}
 		if (!matched) {
-			r = take_value("--parallel", argc, argv, &i, &value, err);
+			r = take_parallel(args, argc, argv, &i, err);
 			if (r < 0)
 				return MM_USAGE;
-			if (r > 0) {
-				long n;
-
-				if (mm_num_parse_long(value, 1, 64, &n) != 0) {
-					snprintf(err, MM_ERR_MAX, "--parallel '%s': want a number from 1 to 64",
-					         value);
-					return MM_USAGE;
-				}
-				args->parallel = (int)n;
-				seen |= O_PARALLEL;
-				matched = 1;
-			}
+			seen |= r > 0 ? O_PARALLEL : 0;
+			matched = r > 0;
+		}
+		if (!matched) {
+			r = take_accepted_conflict(args, argc, argv, &i, err);
+			if (r < 0)
+				return MM_USAGE;
+			seen |= r > 0 ? O_ACCEPT : 0;
+			matched = r > 0;
 		}
 		for (k = 0; k < COUNT(flag_opts) && !matched; k++) {
 			if (strcmp(arg, flag_opts[k].name) == 0) {

@@ -29,7 +29,8 @@ struct mm_args {
 	int verbosity;
 	int dry_run;
 	int force;
-	int accept_conflicts;
+	const char *accept_conflicts[MM_ACCEPT_MAX + 1];   /* NULL-terminated */
+	int naccept_conflicts;
 	int no_wait;
 	int help;
 	int version;

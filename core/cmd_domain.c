@@ -122,7 +122,7 @@ int mm_cmd_setup(struct mm_ctx *ctx)
 	if (ctx->args.dry_run) {
 		op = (struct mm_op){ .plugin = plugin, .domain = job.domain, .profile = job.profile,
 		                     .receipt = again ? job.row.receipt : NULL,
-		                     .flags = ctx->args.accept_conflicts ? MAILMODE_REQ_ACCEPT_CONFLICTS : 0 };
+		                     .accepted_conflicts = ctx->args.accept_conflicts };
 		rc = mm_show_plan(ctx, cJSON_AddArrayToObject(ctx->doc, "plan"), &op, MAILMODE_PLAN_SETUP);
 		goto out;
 	}

@@ -62,7 +62,7 @@ int mm_show_switch_plan(struct mm_ctx *ctx, cJSON *plan, const char *domain, con
                         const struct mm_domain_row *row, const struct mm_switch_options *opts)
 {
 	struct mm_op setup = { .plugin = to, .domain = domain, .profile = profile,
-	                       .flags = opts->accept_conflicts ? MAILMODE_REQ_ACCEPT_CONFLICTS : 0 };
+	                       .accepted_conflicts = opts->accept_conflicts };
 	struct mm_op teardown = { .plugin = from, .domain = domain, .profile = profile,
 	                          .receipt = row->receipt,
 	                          .flags = row->adopted ? MAILMODE_REQ_ADOPTED : 0 };

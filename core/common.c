@@ -46,6 +46,7 @@ int mm_fail_diag(struct mm_ctx *ctx, int rc, const struct mailmode_diag *diag)
 
 int mm_load_plugins(struct mm_ctx *ctx)
 {
+	int listing = strcmp(ctx->args.command, "plugins") == 0;
 	char warning[MM_ERR_MAX];
 	size_t i;
 
@@ -55,13 +56,18 @@ int mm_load_plugins(struct mm_ctx *ctx)
 	                    sizeof(ctx->err)) != 0)
 		return MM_ERR;
 	ctx->plugins_loaded = 1;
-	/* Only now are the plugins' keys known. */
+	/* Only now are the plugins' keys known.  'plugins' is how an admin
+	 * finds the right key: a misspelt one must not stop it. */
 	if (mm_config_check_plugins(ctx->config, &ctx->plugins, warning, sizeof(warning), ctx->err,
-	                            sizeof(ctx->err)) != 0)
-		return MM_ERR;
+	                            sizeof(ctx->err)) != 0) {
+		if (!listing)
+			return MM_ERR;
+		mm_log(&ctx->output, MAILMODE_LOG_WARNING, "%s", ctx->err);
+		ctx->err[0] = '\0';
+	}
 	if (warning[0])
 		mm_log(&ctx->output, MAILMODE_LOG_WARNING, "%s", warning);
-	if (strcmp(ctx->args.command, "plugins") != 0)
+	if (!listing)
 		for (i = 0; i < ctx->plugins.nrefused; i++)
 			mm_log(&ctx->output, MAILMODE_LOG_WARNING, "plugin %s refused: %s",
 			       ctx->plugins.refused[i].path, ctx->plugins.refused[i].reason);
@@ -193,7 +199,7 @@ void mm_switch_options_for(const struct mm_ctx *ctx, struct mm_switch_options *o
 	                                                          : MM_DEFAULT_VERIFY_TIMEOUT_MS;
 	opts->poll_interval_ms = ctx->args.poll_interval_ms > 0 ? ctx->args.poll_interval_ms
 	                                                        : MM_DEFAULT_POLL_INTERVAL_MS;
-	opts->accept_conflicts = ctx->args.accept_conflicts;
+	memcpy(opts->accept_conflicts, ctx->args.accept_conflicts, sizeof(opts->accept_conflicts));
 	opts->force = ctx->args.force;
 	opts->no_wait = ctx->args.no_wait;
 }

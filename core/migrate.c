@@ -134,6 +134,7 @@ struct mm_op mm_run_op(struct mm_run *r, int old, unsigned flags, int recording)
 		.limiter = r->e->limiter,
 		.recorder = recording ? (old ? &r->rec_old : &r->rec_new) : NULL,
 		.unknown = &r->call_unknown,
+		.accepted_conflicts = old ? NULL : r->opts.accept_conflicts,
 	};
 
 	if (old && r->m->old_adopted)
@@ -460,9 +461,7 @@ static int setup_failed(struct mm_run *r, int rc)
 
 static int run_setup(struct mm_run *r)
 {
-	unsigned flags = (r->opts.accept_conflicts ? MAILMODE_REQ_ACCEPT_CONFLICTS : 0) |
-	                 (r->opts.force ? MAILMODE_REQ_FORCE : 0);
-	struct mm_op op = mm_run_op(r, 0, flags, 1);
+	struct mm_op op = mm_run_op(r, 0, r->opts.force ? MAILMODE_REQ_FORCE : 0, 1);
 	char *receipt = NULL;
 	int rc;
 
@@ -677,35 +676,52 @@ int mm_run_rolling_back(struct mm_run *r, int *back)
 	return MM_OK;
 }
 
-static void parse_options(const char *json, struct mm_switch_options *opts)
+/* The stored options are input too: a value out of range falls back to
+ * its default, a name that is not a string is dropped. */
+static void parse_accepted(const cJSON *list, struct mm_switch_options *opts)
 {
-	cJSON *o = json ? cJSON_Parse(json) : NULL;
+	const cJSON *v;
+	int n = 0;
+
+	cJSON_ArrayForEach(v, list)
+		if (cJSON_IsString(v) && v->valuestring[0] && n < MM_ACCEPT_MAX &&
+		    strlen(v->valuestring) < MM_ACCEPT_NAME_MAX)
+			opts->accept_conflicts[n++] = v->valuestring;
+	opts->accept_conflicts[n] = NULL;
+}
+
+static void parse_options(struct mm_run *r)
+{
+	struct mm_switch_options *opts = &r->opts;
+	cJSON *o = r->m->options ? cJSON_Parse(r->m->options) : NULL;
 	cJSON *v;
 	int64_t ms;
 
+	r->options_doc = o;
 	opts->verify_timeout_ms = MM_DEFAULT_VERIFY_TIMEOUT_MS;
 	opts->poll_interval_ms = MM_DEFAULT_POLL_INTERVAL_MS;
-	/* Stored by this program, but a database is input too. */
 	if ((v = cJSON_GetObjectItem(o, "verify_timeout_ms")) && cJSON_IsNumber(v) &&
 	    mm_num_from_double(v->valuedouble, 0, MM_NUM_DURATION_MAX_MS, &ms) == 0)
 		opts->verify_timeout_ms = (long)ms;
 	if ((v = cJSON_GetObjectItem(o, "poll_interval_ms")) && cJSON_IsNumber(v) &&
 	    mm_num_from_double(v->valuedouble, 1, MM_NUM_DURATION_MAX_MS, &ms) == 0)
 		opts->poll_interval_ms = (long)ms;
-	opts->accept_conflicts = cJSON_IsTrue(cJSON_GetObjectItem(o, "accept_conflicts"));
+	parse_accepted(cJSON_GetObjectItem(o, "accept_conflicts"), opts);
 	opts->no_wait = cJSON_IsTrue(cJSON_GetObjectItem(o, "no_wait"));
 	opts->force = opts->force || cJSON_IsTrue(cJSON_GetObjectItem(o, "force"));
-	cJSON_Delete(o);
 }
 
 char *mm_migrate_format_options(const struct mm_switch_options *opts)
 {
 	cJSON *o = cJSON_CreateObject();
+	cJSON *accepted = cJSON_AddArrayToObject(o, "accept_conflicts");
 	char *text;
+	int i;
 
 	cJSON_AddNumberToObject(o, "verify_timeout_ms", (double)opts->verify_timeout_ms);
 	cJSON_AddNumberToObject(o, "poll_interval_ms", (double)opts->poll_interval_ms);
-	cJSON_AddBoolToObject(o, "accept_conflicts", opts->accept_conflicts);
+	for (i = 0; i < MM_ACCEPT_MAX && opts->accept_conflicts[i]; i++)
+		cJSON_AddItemToArray(accepted, cJSON_CreateString(opts->accept_conflicts[i]));
 	cJSON_AddBoolToObject(o, "no_wait", opts->no_wait);
 	cJSON_AddBoolToObject(o, "force", opts->force);
 	text = cJSON_PrintUnformatted(o);
@@ -742,7 +758,7 @@ int mm_run_init(struct mm_run *r, struct mm_engine *e, struct mm_migration *m,
 	r->rec_new = (struct mm_op_recorder){ record_checkpoint, record_original, r };
 	r->rec_old = r->rec_new;
 	r->opts.force = force;
-	parse_options(m->options, &r->opts);
+	parse_options(r);
 	if (mm_migrate_kind_parse(m->kind, &r->kind) != MM_OK) {
 		snprintf(err, MM_ERR_MAX, "%s: migration %lld is of an unknown kind '%s'", m->domain,
 		         m->id, m->kind ? m->kind : "");
@@ -758,6 +774,7 @@ int mm_run_init(struct mm_run *r, struct mm_engine *e, struct mm_migration *m,
 
 void mm_run_clear(struct mm_run *r)
 {
+	cJSON_Delete(r->options_doc);
 	free(r->original_new);
 	free(r->original_old);
 	free(r->pending_receipt);

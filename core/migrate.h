@@ -10,10 +10,16 @@
  * rolling back when verification never passes, and journaling every step so
  * that resume can finish what a crash interrupted. */
 
+/* --accept-conflict NAME: how many, and how long each may be. */
+#define MM_ACCEPT_MAX 16
+#define MM_ACCEPT_NAME_MAX 256
+
 struct mm_switch_options {
 	long verify_timeout_ms;
 	long poll_interval_ms;
-	int accept_conflicts;
+	/* Names of existing objects the admin accepts as conflicts,
+	 * NULL-terminated; borrowed (argv, or the migration's stored options). */
+	const char *accept_conflicts[MM_ACCEPT_MAX + 1];
 	int force;                /* setup over drift; teardown despite drift */
 	int no_wait;              /* setup/teardown/adopt: do not wait for the
 	                             change to reach every server or the tenant */

@@ -55,9 +55,7 @@ static int preflight(struct mm_run *r)
 
 	if (r->new_plugin && r->kind != MM_KIND_ADOPT) {
 		/* The flags setup will get: a forced setup is not refused here. */
-		struct mm_op op = mm_run_op(r, 0, (r->opts.accept_conflicts ?
-		                                   MAILMODE_REQ_ACCEPT_CONFLICTS : 0) |
-		                            (r->opts.force ? MAILMODE_REQ_FORCE : 0), 0);
+		struct mm_op op = mm_run_op(r, 0, r->opts.force ? MAILMODE_REQ_FORCE : 0, 0);
 
 		mm_engine_progress(r->e, "%s: checking that %s mode can be set up", r->m->domain,
 		                   r->m->to_mode);

@@ -23,7 +23,8 @@ struct mm_run {
 	enum mm_kind kind;
 	struct mm_plugin *new_plugin;    /* NULL for a teardown */
 	struct mm_plugin *old_plugin;    /* NULL when the domain had no mode */
-	struct mm_switch_options opts;
+	struct mm_switch_options opts;   /* parsed from m->options */
+	struct cJSON *options_doc;       /* holds opts.accept_conflicts */
 	struct mm_switch_report *report;
 	struct mm_op_recorder rec_new, rec_old;
 	char *original_new, *original_old;   /* kept snapshots (state DB) */

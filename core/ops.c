@@ -92,6 +92,7 @@ static int call(const struct mm_op *op, struct mm_call *c, struct mailmode_diag 
 		.flags = op->flags,
 		.call = (void *)op,
 		.original = op->original,
+		.accepted_conflicts = op->accepted_conflicts,
 	};
 	char *resources = NULL;
 	int rc;

@@ -31,6 +31,7 @@ struct mm_op {
 	const struct mm_op_recorder *recorder;   /* NULL: nothing may be written */
 	int *unknown;             /* set to 1 when the plugin says the outcome of
 	                             a write is unknown; may be NULL */
+	const char *const *accepted_conflicts;   /* NULL-terminated, or NULL */
 };
 
 /* The host services checkpoint and keep_original (plugin.h). */

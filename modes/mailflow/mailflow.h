@@ -237,10 +237,19 @@ int mf_rule_is_ours(const struct mf_profile *profile, const cJSON *rule);
 int mf_rule_routes_to(const cJSON *rule, const char *connector_name,
                       const char *connector_guid);
 
-/* Appends one line per conflicting object to conflicts; returns how many. */
+/* Where mf_find_conflicts puts its lines: one per conflicting object, in
+ * accepted_lines when the object's name is one of accepted (the admin's
+ * --accept-conflict NAME; NULL-terminated, may be NULL), else in lines. */
+struct mf_conflicts {
+	const char *const *accepted;
+	struct mf_buf *lines;
+	struct mf_buf *accepted_lines;
+};
+
+/* Returns how many conflicts were not accepted. */
 int mf_find_conflicts(const struct mf_profile *profile, const char *domain,
                       const cJSON *rules, const cJSON *outbound_connectors,
-                      const cJSON *inbound_connectors, struct mf_buf *conflicts);
+                      const cJSON *inbound_connectors, const struct mf_conflicts *c);
 
 /* The element of array whose Name (or Identity) is name, or NULL. */
 const cJSON *mf_find_by_name(const cJSON *array, const char *name);

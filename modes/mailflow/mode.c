@@ -329,10 +329,35 @@ out:
 	return rc;
 }
 
+/* The names the admin accepts as conflicts (ABI 1.3), or NULL. */
+static const char *const *accepted_conflicts(const struct mailmode_request *req)
+{
+	if (req->struct_size < offsetof(struct mailmode_request, accepted_conflicts) +
+	                       sizeof(req->accepted_conflicts))
+		return NULL;
+	return req->accepted_conflicts;
+}
+
+static void warn_lines(struct op *op, const char *prefix, const char *lines)
+{
+	while (lines && *lines) {
+		size_t len = strcspn(lines, "\n");
+		char *one = mf_printf("%s%.*s", prefix, (int)len, lines);
+
+		if (one)
+			warn(op, "%s", one);
+		free(one);
+		lines += len;
+		if (*lines)
+			lines++;
+	}
+}
+
 static int preflight(struct op *op, struct mailmode_diag *diag)
 {
 	const struct mailmode_host *host = op->host;
-	struct mf_buf conflicts = { 0 };
+	struct mf_buf refused = { 0 }, accepted = { 0 };
+	struct mf_conflicts conflicts = { accepted_conflicts(op->req), &refused, &accepted };
 	int n, rc;
 
 	if (ends_with(op->req->domain, ".onmicrosoft.com")) {
@@ -351,39 +376,26 @@ static int preflight(struct op *op, struct mailmode_diag *diag)
 		goto out;
 	n = mf_find_conflicts(op->profile, op->req->domain, op->rules, op->outbound,
 	                      op->inbound, &conflicts);
-	if (conflicts.failed) {
+	if (refused.failed || accepted.failed) {
 		host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
 		rc = MAILMODE_ERR_NOMEM;
 		goto out;
 	}
-	if (n > 0 && !(op->req->flags & MAILMODE_REQ_ACCEPT_CONFLICTS)) {
+	if (n > 0) {
 		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
 		               "%d existing object(s) of tenant %s conflict with mailflow mode for %s",
 		               n, op->profile->tenant, op->req->domain);
-		diag_lines(host, diag, "", conflicts.data);
-		host->diag_append(diag, "resolve them (disable, remove or scope them away from %s), or pass --accept-conflicts to put this domain's rule above them",
+		diag_lines(host, diag, "", refused.data);
+		host->diag_append(diag, "resolve them (disable, remove or scope them away from %s), or accept each by name with --accept-conflict NAME to put this domain's rule above it",
 		                  op->req->domain);
 		rc = MAILMODE_ERR_CONFLICT;
 		goto out;
 	}
-	if (n > 0) {
-		const char *line = conflicts.data;
-
-		while (*line) {
-			size_t len = strcspn(line, "\n");
-			char *one = mf_printf("%.*s", (int)len, line);
-
-			if (one)
-				warn(op, "accepted conflict: %s", one);
-			free(one);
-			line += len;
-			if (*line)
-				line++;
-		}
-	}
+	warn_lines(op, "accepted conflict: ", accepted.data);
 	rc = MAILMODE_OK;
 out:
-	mf_buf_free(&conflicts);
+	mf_buf_free(&refused);
+	mf_buf_free(&accepted);
 	return rc;
 }
 

@@ -662,9 +662,28 @@ static const char *vendor_rule(const char *name)
 	return NULL;
 }
 
+static int is_accepted(const char *const *accepted, const char *name)
+{
+	size_t i;
+
+	for (i = 0; accepted && accepted[i]; i++)
+		if (mf_strcaseeq(accepted[i], name))
+			return 1;
+	return 0;
+}
+
+/* Where the line about the object goes; counts the refusing ones. */
+static struct mf_buf *conflict_out(const struct mf_conflicts *c, const char *name, int *n)
+{
+	if (is_accepted(c->accepted, name))
+		return c->accepted_lines;
+	(*n)++;
+	return c->lines;
+}
+
 int mf_find_conflicts(const struct mf_profile *profile, const char *domain,
                       const cJSON *rules, const cJSON *outbound_connectors,
-                      const cJSON *inbound_connectors, struct mf_buf *conflicts)
+                      const cJSON *inbound_connectors, const struct mf_conflicts *c)
 {
 	const cJSON *item;
 	int n = 0;
@@ -681,18 +700,16 @@ int mf_find_conflicts(const struct mf_profile *profile, const char *domain,
 		vendor = vendor_rule(name);
 		rule_diversions(item, &what);
 		if (vendor) {
-			mf_buf_addf(conflicts, "transport rule '%s' (priority %ld): a known mail-routing rule of another service ('%s')%s%s\n",
+			mf_buf_addf(conflict_out(c, name, &n), "transport rule '%s' (priority %ld): a known mail-routing rule of another service ('%s')%s%s\n",
 			            name, mf_field_long(item, "Priority", -1), vendor,
 			            what.len ? "; it " : "", what.len ? what.data : "");
-			n++;
 		} else if (what.len && rule_covers(item, domain, &how)) {
-			mf_buf_addf(conflicts, "transport rule '%s' (priority %ld) %s for %s: %s\n",
+			mf_buf_addf(conflict_out(c, name, &n), "transport rule '%s' (priority %ld) %s for %s: %s\n",
 			            name, mf_field_long(item, "Priority", -1), what.data,
 			            domain, how);
-			n++;
 		}
 		if (what.failed)
-			conflicts->failed = 1;
+			c->lines->failed = 1;
 		mf_buf_free(&what);
 	}
 	cJSON_ArrayForEach(item, outbound_connectors) {
@@ -704,9 +721,8 @@ int mf_find_conflicts(const struct mf_profile *profile, const char *domain,
 		    mf_field_bool(item, "IsTransportRuleScoped") == 1)
 			continue;
 		if (any_domain_covers(item, "RecipientDomains", domain, &present)) {
-			mf_buf_addf(conflicts, "outbound connector '%s' carries all mail for %s (RecipientDomains, not rule-scoped)\n",
+			mf_buf_addf(conflict_out(c, name, &n), "outbound connector '%s' carries all mail for %s (RecipientDomains, not rule-scoped)\n",
 			            name, domain);
-			n++;
 		}
 	}
 	cJSON_ArrayForEach(item, inbound_connectors) {
@@ -717,9 +733,8 @@ int mf_find_conflicts(const struct mf_profile *profile, const char *domain,
 		    mf_field_bool(item, "Enabled") == 0 || !cert)
 			continue;
 		if (mf_strcaseeq(cert, profile->tls_cert_name)) {
-			mf_buf_addf(conflicts, "inbound connector '%s' also accepts certificate '%s'\n",
+			mf_buf_addf(conflict_out(c, name, &n), "inbound connector '%s' also accepts certificate '%s'\n",
 			            name, cert);
-			n++;
 		}
 	}
 	return n;

@@ -2,7 +2,7 @@
 # `mailmode plugins`: lists the good plugins, refuses each bad one with one
 # line naming the file, and exits non-zero when any was refused.
 . "$top_srcdir/tests/cli/setup.sh"
-plan 36
+plan 39
 
 abi=$("$MAILMODE" --version | sed -n 's/.*plugin ABI \([0-9.]*\)).*/\1/p')
 run mm plugins
@@ -118,5 +118,13 @@ is "$("$PYTHON3" -c 'import json,sys; d=json.load(sys.stdin); print(d["declared"
 $out
 JSON
 )" "False []" "--json: declared false, no keys"
+# A misspelt key stops every command but the one that lists the right keys.
+sed 's/^example_route = /example_rout = /' "$CONF" >"$TEST_TMP/typo.conf"
+run "$MAILMODE" --config "$TEST_TMP/typo.conf" plugins --keys example
+like "$rc:$(printf "%s" "$out" | tr "\n" " ")" "^0:.*example_route" "plugins --keys still lists the keys of a config with a misspelt key"
+like "$err" "warning: .*unknown key 'example_rout' in \\[profile lab\\].*example_route" \
+	"and warns about the misspelt key, naming the nearest"
+run "$MAILMODE" --config "$TEST_TMP/typo.conf" status
+like "$rc:$err" "^1:.*unknown key 'example_rout'" "any other command refuses that config"
 run mm status --keys example
 is "$rc" 2 "--keys is for the plugins command only (usage error)"

@@ -25,7 +25,8 @@ static void compare_all(const struct mf_profile *profile, const cJSON *value)
 		mf_outbound_compare(profile, item, &out);
 		mf_rule_routes_to(item, "mailmode outbound to s", "guid");
 	}
-	mf_find_conflicts(profile, "contoso.test", value, value, value, &out);
+	mf_find_conflicts(profile, "contoso.test", value, value, value,
+	                  &(struct mf_conflicts){ NULL, &out, &out });
 	mf_buf_free(&out);
 }
 

@@ -1,11 +1,11 @@
 #!/bin/sh
 # mailflow: what setup checks before it changes anything: accepted domain,
 # conflicting transport rules (refused with exit 4 unless
-# --accept-conflicts), dormant tenant, tenant without inbound connectors.
+# --accept-conflict NAME for each), dormant tenant, tenant without inbound connectors.
 . "$top_srcdir/tests/lib.sh"
 . "$top_srcdir/tests/mailflow/lib-mailflow.sh"
 
-plan 28
+plan 34
 
 mf_start
 # Seeded rules, in priority order: two conflict for contoso.test, four do
@@ -46,14 +46,25 @@ like "$err" "transport rule 'Avanan - Protect' .*known mail-routing rule of anot
 	"another vendor's known rule is listed"
 ok $(printf '%s' "$err" | grep -Eq "Disclaimer|Old delete rule|Fabrikam quarantine|Audit stop"; [ $? -ne 0 ]; echo $?) \
 	"header-only, disabled, other-domain and audit-mode rules are not conflicts"
-like "$err" "--accept-conflicts" "the way forward is named"
+like "$err" "--accept-conflict NAME" "the way forward is named"
 is "$(mf_counts) $(mf_state 'names("rules")')" "0 1 6 $rules_before" "a refused setup changed nothing"
 
 run mm setup contoso.test --mode mailflow --profile p1 --dry-run
 is "$rc" 4 "the dry run refuses the same way"
 
 run mm setup contoso.test --mode mailflow --profile p1 --accept-conflicts
-is "$rc" 0 "--accept-conflicts lets setup through"
+like "$rc $(printf "%s" "$err" | tr "\n" " ")" "^2 .*--accept-conflicts is gone: name each conflicting object you accept with --accept-conflict NAME" \
+	"the old blanket option is refused with the new one named (usage, exit 2)"
+run mm setup contoso.test --mode mailflow --profile p1 --accept-conflict 'route to seg'
+is "$rc" 4 "accepting one conflict by name (any case) still refuses for the other"
+like "$err" "1 existing object\\(s\\) of tenant contoso.onmicrosoft.com conflict" "only the other one counts"
+like "$err" "transport rule 'Avanan - Protect'" "and it is named"
+is "$(mf_counts) $(mf_state 'names("rules")')" "0 1 6 $rules_before" "that refusal changed nothing either"
+run mm setup contoso.test --mode mailflow --profile p1 --accept-conflict 'Route to SEG' \
+	--accept-conflict 'Avanan - Protect'
+is "$rc" 0 "accepting both by name lets setup through"
+is "$(sqlite3 "$MF_STATE" "select json_extract(options, '\$.accept_conflicts') from migrations order by id desc limit 1")" \
+	'["Route to SEG","Avanan - Protect"]' "the migration journals the accepted names, for resume"
 like "$err" "accepted conflict: transport rule 'Route to SEG'" "the accepted conflicts are still reported"
 is "$(mf_state 'names("rules")')" "mailmode route contoso.test,$rules_before" \
 	"our rule is first; the others keep their order below it"
@@ -67,7 +78,7 @@ is "$(mf_counts) $(mf_state 'names("rules")')" "0 1 6 $rules_before" \
 
 # --- dormant tenant
 emu_ctl PATCH "/_emu/tenants/$MF_TENANT_ID" '{"dehydrated": true}' >/dev/null
-run mm setup fabrikam.test --mode mailflow --profile p1 --accept-conflicts
+run mm setup fabrikam.test --mode mailflow --profile p1 --accept-conflict 'Avanan - Protect' --accept-conflict 'Fabrikam quarantine'
 is "$rc" 1 "a dormant tenant fails setup (exit 1)"
 like "$err" "tenant contoso.onmicrosoft.com is dormant \\(dehydrated\\)" "the tenant is named dormant"
 like "$err" "Enable-OrganizationCustomization" "and the remedy is given"
@@ -75,17 +86,17 @@ emu_ctl PATCH "/_emu/tenants/$MF_TENANT_ID" '{"dehydrated": false}' >/dev/null
 
 # --- a subscription without inbound connectors
 emu_ctl PATCH "/_emu/tenants/$MF_TENANT_ID" '{"inbound_connectors_allowed": false}' >/dev/null
-run mm setup fabrikam.test --mode mailflow --profile p1 --accept-conflicts
+run mm setup fabrikam.test --mode mailflow --profile p1 --accept-conflict 'Avanan - Protect' --accept-conflict 'Fabrikam quarantine'
 is "$rc" 3 "a tenant that cannot create inbound connectors fails setup (rolled back: exit 3)"
 like "$err" "tenant contoso.onmicrosoft.com cannot create inbound connectors" "with a clear message"
 is "$(mf_counts)" "0 1 6" "before anything was created"
 emu_ctl PATCH "/_emu/tenants/$MF_TENANT_ID" '{"inbound_connectors_allowed": true}' >/dev/null
-run mm setup fabrikam.test --mode mailflow --profile p1 --accept-conflicts
+run mm setup fabrikam.test --mode mailflow --profile p1 --accept-conflict 'Avanan - Protect' --accept-conflict 'Fabrikam quarantine'
 is "$rc" 0 "once allowed, setup succeeds"
 
 # --- a cmdlet error: ErrId|ExceptionType|Text in the diagnostic
 sed 's/^smart_hosts = .*/smart_hosts = bad_host!/' "$MF_CONF" >"$MF_CONF.new" && mv "$MF_CONF.new" "$MF_CONF"
-run mm setup contoso.test --mode mailflow --profile p1 --accept-conflicts
+run mm setup contoso.test --mode mailflow --profile p1 --accept-conflict 'Avanan - Protect' --accept-conflict 'Route to SEG'
 like "$rc $(printf '%s' "$err" | tr '\n' ' ')" "^3 .*Set-OutboundConnector 'mailmode outbound to sophos' failed in tenant contoso.onmicrosoft.com: Cannot bind parameter 'SmartHosts'" \
 	"a refused cmdlet is named with the object and Exchange's text"
 like "$err" "ExceptionType: [A-Za-z.]+Exception" "the exception type is in the details"

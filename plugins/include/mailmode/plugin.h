@@ -74,7 +74,8 @@
  * only when the plugin's abi_minor has it and it is not NULL).  Anything
  * else bumps MAILMODE_ABI_MAJOR.  1.0: the first; 1.1: resources, trace;
  * 1.2: checkpoint, keep_original, preflight, config_keys, request fields
- * call and original, MAILMODE_REQ_FORCE for setup.
+ * call and original, MAILMODE_REQ_FORCE for setup; 1.3: the request field
+ * accepted_conflicts (the host no longer sets MAILMODE_REQ_ACCEPT_CONFLICTS).
  */
 #ifndef MAILMODE_PLUGIN_H
 #define MAILMODE_PLUGIN_H
@@ -88,7 +89,7 @@ extern "C" {
 #endif
 
 #define MAILMODE_ABI_MAJOR 1
-#define MAILMODE_ABI_MINOR 2
+#define MAILMODE_ABI_MINOR 3
 
 /* The one symbol the loader looks up. */
 #define MAILMODE_PLUGIN_SYMBOL "mailmode_plugin_v1"
@@ -259,7 +260,10 @@ struct mailmode_host {
 #define MAILMODE_REQ_FORCE            (1u << 0) /* teardown despite drift or
                                                    doubt; setup (1.2) over
                                                    drift of its own records */
-#define MAILMODE_REQ_ACCEPT_CONFLICTS (1u << 1) /* setup despite conflicts */
+#define MAILMODE_REQ_ACCEPT_CONFLICTS (1u << 1) /* setup despite every conflict;
+                                                 a 1.3 host never sets it: it
+                                                 names what it accepts in
+                                                 accepted_conflicts */
 #define MAILMODE_REQ_ADOPTED          (1u << 2) /* adopted: no receipt */
 
 /* What an operation is about.  Host-owned, valid for the call only. */
@@ -275,6 +279,12 @@ struct mailmode_request {
 	                              checkpoint and keep_original */
 	const char *original;      /* JSON: the first snapshot of what this
 	                              mode replaced for the domain, or NULL */
+	/* ABI 1.3: check struct_size before reading it. */
+	const char *const *accepted_conflicts;
+	                           /* setup and preflight: NULL-terminated
+	                              names of existing objects the admin
+	                              accepts as conflicts (--accept-conflict
+	                              NAME), or NULL for none */
 };
 
 /* observe(): is the mode in effect for the domain right now? */
