@@ -70,6 +70,36 @@ int mm_call_invoke(const struct mailmode_plugin *d, void *ctx, const struct mail
 /* ------------------------------------------------------------------ */
 /* The call on the wire (the helper decodes it in the same order). */
 
+/* A NULL-terminated list: its length (UINT32_MAX for NULL), then each. */
+static void put_list(struct mm_wire_buf *b, const char *const *list)
+{
+	uint32_t n = 0;
+
+	while (list && list[n])
+		n++;
+	mm_wire_put_u32(b, list ? n : UINT32_MAX);
+	while (list && *list)
+		mm_wire_put_str(b, *list++);
+}
+
+static char **get_list(struct mm_wire_rd *rd)
+{
+	uint32_t n = mm_wire_get_u32(rd), i;
+	char **list;
+
+	if (rd->bad || n == UINT32_MAX)
+		return NULL;
+	if (n > MM_CALL_LIST_MAX || !(list = calloc((size_t)n + 1, sizeof(*list)))) {
+		rd->bad = 1;
+		return NULL;
+	}
+	/* No NULL inside: it would end the list early. */
+	for (i = 0; i < n && !rd->bad; i++)
+		if (!(list[i] = mm_wire_get_str(rd)))
+			rd->bad = 1;
+	return list;
+}
+
 void mm_call_encode(struct mm_wire_buf *b, const struct mailmode_request *req,
                     const struct mm_call *c)
 {
@@ -83,6 +113,7 @@ void mm_call_encode(struct mm_wire_buf *b, const struct mailmode_request *req,
 	mm_wire_put_str(b, req->receipt);
 	mm_wire_put_u32(b, req->flags);
 	mm_wire_put_str(b, req->original);
+	put_list(b, req->accepted_conflicts);
 }
 
 int mm_call_decode(struct mm_wire_rd *rd, struct mm_call_msg *m)
@@ -99,6 +130,8 @@ int mm_call_decode(struct mm_wire_rd *rd, struct mm_call_msg *m)
 	m->req.receipt = m->strings[5] = mm_wire_get_str(rd);
 	m->req.flags = mm_wire_get_u32(rd);
 	m->req.original = m->strings[6] = mm_wire_get_str(rd);
+	m->conflicts = get_list(rd);
+	m->req.accepted_conflicts = (const char *const *)m->conflicts;
 	/* The helper serves one call at a time: any non-NULL value names it. */
 	m->req.call = m;
 	if (rd->bad || m->call.kind > MM_CALL_RESOURCES) {
@@ -114,6 +147,9 @@ void mm_call_msg_clear(struct mm_call_msg *m)
 
 	for (i = 0; i < sizeof(m->strings) / sizeof(m->strings[0]); i++)
 		free(m->strings[i]);
+	for (i = 0; m->conflicts && m->conflicts[i]; i++)
+		free(m->conflicts[i]);
+	free(m->conflicts);
 	free(m->call.text);
 	memset(m, 0, sizeof(*m));
 }

@@ -95,7 +95,11 @@ struct mm_call_msg {
 	struct mailmode_request req;
 	struct mm_call call;
 	char *strings[8];
+	char **conflicts;     /* req.accepted_conflicts */
 };
+
+/* The most names a list in a call may hold. */
+#define MM_CALL_LIST_MAX 1024
 
 struct mm_wire_buf;
 struct mm_wire_rd;
