@@ -11,6 +11,8 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,6 +149,22 @@ static void quiet_output(int verbosity)
 	close(null);
 }
 
+/* The helper must not outlive the core: a call left running would go on
+ * writing to the world while `mailmode resume` runs.  The core's end of
+ * the socket closes when the core dies (no other process holds it:
+ * drop_inherited_fds), and this thread, waiting for just that, ends the
+ * helper at once, whatever the plugin is doing.  The core closes it on
+ * purpose only once the helper has exited. */
+static void *watchdog(void *arg)
+{
+	struct pollfd pfd = { .fd = *(int *)arg, .events = 0 };
+
+	for (;;)
+		if (poll(&pfd, 1, -1) > 0 && (pfd.revents & (POLLHUP | POLLERR | POLLNVAL)))
+			vanish();
+	return NULL;
+}
+
 static void send_diag_rc(int fd, uint32_t type, int rc, const struct mailmode_diag *diag)
 {
 	struct mm_wire_buf b = { 0 };
@@ -186,10 +204,13 @@ _Noreturn void mm_helper_serve(struct mm_plugin *p, int fd)
 	struct mailmode_diag diag;
 	struct mm_wire_msg msg;
 	char section[96];
+	pthread_t guard;
 	void *ctx = NULL;
 	int rc;
 
 	drop_inherited_fds(fd);
+	if (pthread_create(&guard, NULL, watchdog, &h.fd) != 0)
+		vanish();
 	quiet_output(p->host.output ? p->host.output->verbosity : 0);
 	h.host.table.handle = &h;
 	h.host.table.log = helper_log;
@@ -203,10 +224,12 @@ _Noreturn void mm_helper_serve(struct mm_plugin *p, int fd)
 	if (rc != MAILMODE_OK)
 		vanish();
 	/* The core sends calls of bounded size: it is trusted. */
-	while (mm_wire_recv(fd, -1, MM_WIRE_MESSAGE_MAX + MM_WIRE_STRING_MAX, &msg) == MM_WIRE_OK) {
+	while (mm_wire_recv(fd, -1, MM_WIRE_MESSAGE_MAX + MM_WIRE_STRING_MAX, &msg) == MM_WIRE_OK &&
+	       msg.type != MM_MSG_QUIT) {
 		serve_call(&h, p->desc, ctx, &msg);
 		free(msg.data);
 	}
+	free(msg.data);
 	p->desc->fini(ctx);
 	_exit(0);
 }

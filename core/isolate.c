@@ -237,29 +237,28 @@ static void release(struct mm_helpers *h, struct mm_helper *one)
 	pthread_mutex_unlock(&h->lock);
 }
 
-/* Waits for the helper to exit, at most grace_ms (0: kills it at once);
- * then kills it.  Returns its wait status. */
+/* Waits for the helper to exit, at most grace_ms (0: kills it at once),
+ * then kills it, and closes its socket: it sees the socket close only
+ * after it is gone, so a helper asked to quit runs its fini (helper.c).
+ * Returns its wait status, or -1 when it was reaped elsewhere. */
 static int reap(struct mm_helper *one, long grace_ms)
 {
 	int64_t until = mm_host_mono_ms(NULL) + grace_ms;
 	int status = 0;
-	pid_t got;
+	pid_t got = 0;
 
-	if (one->fd >= 0)
-		close(one->fd);
-	one->fd = -1;
 	while (grace_ms > 0 && (got = waitpid(one->pid, &status, WNOHANG)) == 0 &&
 	       mm_host_mono_ms(NULL) < until)
 		mm_host_sleep_ms(NULL, 1);
-	if (grace_ms > 0 && got == one->pid) {
-		one->pid = 0;
-		return status;
+	if (got == 0) {
+		kill(one->pid, SIGKILL);
+		while ((got = waitpid(one->pid, &status, 0)) < 0 && errno == EINTR)
+			;
 	}
-	kill(one->pid, SIGKILL);
-	while (waitpid(one->pid, &status, 0) < 0 && errno == EINTR)
-		;
+	close(one->fd);
+	one->fd = -1;
 	one->pid = 0;
-	return status;
+	return got < 0 ? -1 : status;
 }
 
 void mm_helpers_free(struct mm_helpers *h)
@@ -268,6 +267,10 @@ void mm_helpers_free(struct mm_helpers *h)
 
 	if (!h)
 		return;
+	/* All are asked first: they run their fini at once. */
+	for (i = 0; i < h->count; i++)
+		if (h->all[i]->pid > 0)
+			mm_wire_send(h->all[i]->fd, MM_MSG_QUIT, NULL);
 	for (i = 0; i < h->count; i++) {
 		if (h->all[i]->pid > 0)
 			reap(h->all[i], EXIT_GRACE_MS);
@@ -314,6 +317,8 @@ static void describe(const struct mm_plugin *p, const char *what, const char *do
 		snprintf(happened, sizeof(happened), "killed after deadline %s", timeout);
 	} else if (why == HELPER_PROTOCOL) {
 		snprintf(happened, sizeof(happened), "broke the helper protocol (%s): killed", problem);
+	} else if (status < 0) {
+		snprintf(happened, sizeof(happened), "ended (exit status unknown)");
 	} else if (WIFSIGNALED(status)) {
 		snprintf(happened, sizeof(happened), "crashed (signal %d, SIG%s)", WTERMSIG(status),
 		         signal_name(WTERMSIG(status)));
@@ -382,6 +387,7 @@ static int start(struct mm_plugin *p, struct mm_helper *one, struct mailmode_dia
 	if (one->pid < 0) {
 		one->pid = 0;
 		close(one->fd);
+		one->fd = -1;
 		mm_diag_set(diag, MAILMODE_SEV_ERROR, 1, "plugin %s: cannot start its helper: %s",
 		            p->desc->name, strerror(errno));
 		return MAILMODE_ERR_FAILED;

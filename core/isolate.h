@@ -60,8 +60,8 @@ struct mm_helpers;
 
 /* NULL when out of memory. */
 struct mm_helpers *mm_helpers_new(int threadsafe);
-/* Ends every helper: its fini runs when it sees the socket close; one
- * that does not exit soon is killed. */
+/* Ends every helper: each is asked to run its fini and exit; one that
+ * does not exit soon is killed. */
 void mm_helpers_free(struct mm_helpers *h);
 
 /* Runs the call in one of the plugin's helpers (started, with the
@@ -86,7 +86,8 @@ enum mm_helper_msg {
 	MM_MSG_LOG,         /* helper: level, line */
 	MM_MSG_PROGRESS,    /* helper: line */
 	MM_MSG_RECORD,      /* helper: original?, text: checkpoint or keep_original */
-	MM_MSG_RECORDED     /* core: rc, diag, once the record is durable */
+	MM_MSG_RECORDED,    /* core: rc, diag, once the record is durable */
+	MM_MSG_QUIT         /* core: run fini and exit */
 };
 
 /* A call as the helper receives it: the request and the call, with the

@@ -7,7 +7,7 @@
 # domain lock is released and the journal says the outcome is unknown,
 # which resume then finishes.
 . "$top_srcdir/tests/isolation/setup.sh"
-plan 33
+plan 34
 MS="$PLUGINS/misbehave.so"
 
 run mm setup ok1.test --mode example
@@ -62,11 +62,23 @@ run mm resume hang-setup.test
 is "$rc/$(db "SELECT mode FROM domains WHERE domain='hang-setup.test'")" "0/misbehave" \
    "resume reconciles: the setup finishes in a fresh helper"
 
+# --- the core killed while its helper hangs: the helper goes with it
+# (a call left running would go on writing while resume runs)
+timeout 120 "$MAILMODE" --config "$CONF" setup hang-setup.2.test --mode misbehave >/dev/null 2>&1 &
+core=$!
+i=0
+while [ ! -e "$TEST_TMP/world/hang-setup.2.test.hung" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+pkill -KILL -P "$core"          # the mailmode under timeout(1)
+wait "$core"
+i=0
+while [ "$(helpers_left)" -gt 0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+is "$(helpers_left)" 0 "a helper does not outlive a core killed with SIGKILL"
+
 # --- a receipt past the 16 MiB bound: a protocol error, the helper killed
 run mm setup huge-receipt.test --mode misbehave
 like "$err" "plugin misbehave \\($MS\\): setup of huge-receipt.test broke the helper protocol \\(a message longer than 16 MiB\\): killed: outcome unknown" \
      "a huge receipt ends the helper, named in one line"
-is "$(db "SELECT count(*) FROM locks")" 0 "the lock is released"
+is "$(db "SELECT count(*) FROM locks WHERE domain='huge-receipt.test'")" 0 "the lock is released"
 
 # --- a huge report and a huge diagnostic: bounded, the others go on
 run mm --json status huge-report.test huge-diag.test ok1.test
