@@ -5,11 +5,12 @@
  * to the core over the socket. */
 #include "isolate.h"
 
+#include "config.h"
 #include "http.h"
 #include "loader.h"
+#include "mm.h"
 #include "wire.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -110,30 +111,6 @@ static int helper_keep_original(void *handle, const struct mailmode_request *req
 	return record(handle, 1, original, diag);
 }
 
-/* The core's descriptors marked close-on-exec (the state DB, other
- * helpers' sockets) are not the helper's: a helper never execs, so it
- * closes them itself.  Another helper's socket held here would keep that
- * helper from seeing the core close it. */
-static void drop_inherited_fds(int keep)
-{
-	DIR *dir = opendir("/proc/self/fd");
-	struct dirent *de;
-	int fd;
-
-	if (!dir) {
-		for (fd = 3; fd < 1024; fd++)
-			if (fd != keep && (fcntl(fd, F_GETFD) & FD_CLOEXEC) > 0)
-				close(fd);
-		return;
-	}
-	while ((de = readdir(dir)) != NULL) {
-		fd = atoi(de->d_name);
-		if (fd >= 3 && fd != keep && fd != dirfd(dir) && (fcntl(fd, F_GETFD) & FD_CLOEXEC) > 0)
-			close(fd);
-	}
-	closedir(dir);
-}
-
 /* A plugin's stray output must not reach the command's (stdout carries
  * the --json document): stdout goes to /dev/null, and so does stderr but
  * with -v, where it helps whoever debugs the plugin. */
@@ -151,8 +128,8 @@ static void quiet_output(int verbosity)
 
 /* The helper must not outlive the core: a call left running would go on
  * writing to the world while `mailmode resume` runs.  The core's end of
- * the socket closes when the core dies (no other process holds it:
- * drop_inherited_fds), and this thread, waiting for just that, ends the
+ * the socket closes when the core dies (it is close-on-exec: no other
+ * helper holds it), and this thread, waiting for just that, ends the
  * helper at once, whatever the plugin is doing.  The core closes it on
  * purpose only once the helper has exited. */
 static void *watchdog(void *arg)
@@ -198,7 +175,7 @@ static void serve_call(struct helper *h, const struct mailmode_plugin *d, void *
 	send_or_vanish(h->fd, MM_MSG_RESULT, &b);
 }
 
-_Noreturn void mm_helper_serve(struct mm_plugin *p, int fd)
+static _Noreturn void serve(struct mm_plugin *p, int fd)
 {
 	struct helper h = { .host = p->host, .fd = fd };
 	struct mailmode_diag diag;
@@ -208,7 +185,6 @@ _Noreturn void mm_helper_serve(struct mm_plugin *p, int fd)
 	void *ctx = NULL;
 	int rc;
 
-	drop_inherited_fds(fd);
 	if (pthread_create(&guard, NULL, watchdog, &h.fd) != 0)
 		vanish();
 	quiet_output(p->host.output ? p->host.output->verbosity : 0);
@@ -232,4 +208,41 @@ _Noreturn void mm_helper_serve(struct mm_plugin *p, int fd)
 	free(msg.data);
 	p->desc->fini(ctx);
 	_exit(0);
+}
+
+/* A helper that cannot even load its plugin says why as init's answer. */
+static int refuse(int fd, const char *plugin, const char *why)
+{
+	struct mailmode_diag diag;
+
+	memset(&diag, 0, sizeof(diag));
+	mm_diag_set(&diag, MAILMODE_SEV_ERROR, 0, "the helper of plugin %s cannot start: %s", plugin,
+	            why);
+	send_diag_rc(fd, MM_MSG_READY, MAILMODE_ERR_FAILED, &diag);
+	return 1;
+}
+
+int mm_helper_main(int argc, char **argv)
+{
+	struct mm_config *config = NULL;
+	struct mm_output output;
+	struct mm_plugin *p;
+	char why[MM_ERR_MAX];
+	int fd;
+
+	if (argc != 6)
+		return MM_USAGE;
+	fd = atoi(argv[2]);
+	memset(&output, 0, sizeof(output));
+	pthread_mutex_init(&output.lock, NULL);
+	output.verbosity = atoi(argv[5]);
+	if (argv[4][0] &&
+	    !(config = mm_config_load(argv[4], MM_CONFIG_OPTIONAL, why, sizeof(why))))
+		return refuse(fd, argv[3], why);
+	if (mm_http_global_init() != 0)
+		return refuse(fd, argv[3], "cannot initialise libcurl");
+	p = mm_plugin_open(argv[3], config, &output, why, sizeof(why));
+	if (!p)
+		return refuse(fd, argv[3], why);
+	serve(p, fd);
 }

@@ -8,7 +8,11 @@
 #include "ops.h"
 #include "wire.h"
 
+#include "config.h"
+
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,6 +21,10 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+/* The helper's end of its socket, in the helper. */
+#define HELPER_FD 3
+#define HELPER_FD_ARG "3"
 
 /* How long a helper whose socket closed gets to exit on its own (fini runs
  * then) before it is killed. */
@@ -362,25 +370,55 @@ static int read_rc_diag(const struct mm_wire_msg *m, struct mailmode_diag *diag,
 	return rd.bad || rd.left ? -1 : 0;
 }
 
-/* Forks the helper and waits for its init.  The plugin's own failure of
+/* The helper's command line (isolate.h), made before the fork: the child
+ * may not allocate. */
+static int helper_command(const struct mm_plugin *p, char *exe, size_t exelen,
+                          const char *argv[7])
+{
+	static const char *const verbosity[] = { "-1", "0", "1" };
+	int v = p->host.output ? p->host.output->verbosity : 0;
+	ssize_t n = readlink("/proc/self/exe", exe, exelen - 1);
+
+	if (n < 0)
+		return -1;
+	exe[n] = '\0';
+	argv[0] = exe;
+	argv[1] = MM_HELPER_ARG;
+	argv[2] = HELPER_FD_ARG;
+	argv[3] = p->path;
+	argv[4] = p->host.config ? mm_config_path(p->host.config) : "";
+	argv[5] = verbosity[v < 0 ? 0 : v > 0 ? 2 : 1];
+	argv[6] = NULL;
+	return 0;
+}
+
+/* Starts the helper and waits for its init.  The plugin's own failure of
  * init is its diagnostic, as without isolation. */
 static int start(struct mm_plugin *p, struct mm_helper *one, struct mailmode_diag *diag)
 {
 	int64_t deadline = mm_host_mono_ms(NULL) + p->call_timeout_ms;
 	struct mm_wire_msg m = { 0 };
-	const char *problem = NULL;
+	const char *problem = NULL, *argv[7];
+	char exe[PATH_MAX];
 	enum mm_wire_status st;
 	int sv[2], rc = MAILMODE_ERR_FAILED;
 
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+	if (helper_command(p, exe, sizeof(exe), argv) != 0 ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
 		mm_diag_set(diag, MAILMODE_SEV_ERROR, 1, "plugin %s: cannot start its helper: %s",
 		            p->desc->name, strerror(errno));
 		return MAILMODE_ERR_FAILED;
 	}
 	one->pid = fork();
 	if (one->pid == 0) {
-		close(sv[0]);
-		mm_helper_serve(p, sv[1]);
+		/* Async-signal-safe calls only, up to the exec: another thread
+		 * may hold any lock.  dup2 clears close-on-exec. */
+		if (sv[1] == HELPER_FD)
+			fcntl(sv[1], F_SETFD, 0);
+		else
+			dup2(sv[1], HELPER_FD);
+		execv(exe, (char *const *)argv);
+		_exit(127);
 	}
 	close(sv[1]);
 	one->fd = sv[0];

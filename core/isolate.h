@@ -5,11 +5,15 @@
  * plugin's own, under a deadline, so that a plugin that crashes, exits or
  * hangs costs that call only, never the command or the run.
  *
- * A helper is the core forked after the plugin passed the loader's checks
- * (dlopen, descriptor): it has the plugin mapped and the host services
- * (configuration, secrets, HTTP, DNS, clock) in it already, so what the
- * plugin does runs there, with no second loader and no configuration to
- * hand over.  What needs the core (log lines, progress, checkpoints and
+ * A helper is the mailmode program run again in helper mode (a fork, then
+ * an exec of /proc/self/exe): it loads the plugin file with the loader's
+ * checks and the configuration file, and runs the host services
+ * (configuration, secrets, HTTP, DNS, clock) itself, so what the plugin
+ * does runs there.  A fork alone (the plugin mapped already) is not safe:
+ * the core has threads (a runbook's workers), and a child forked while
+ * another thread holds a lock (the allocator's: seen with ASan) waits for
+ * it forever; between fork and exec only async-signal-safe calls are
+ * made.  What needs the core (log lines, progress, checkpoints and
  * originals, which go to the state DB's journal) is sent to the core over
  * the helper's socket while the call runs.  A helper is long-lived: token
  * caches and connections survive from call to call. */
@@ -74,9 +78,12 @@ void mm_helpers_free(struct mm_helpers *h);
 int mm_isolate_call(struct mm_plugin *p, const struct mailmode_request *req, struct mm_call *c,
                     struct mailmode_diag *diag);
 
-/* The child's side: serves calls on fd until the core closes it.  Never
- * returns. */
-_Noreturn void mm_helper_serve(struct mm_plugin *p, int fd);
+/* The helper's side: `mailmode --plugin-helper FD PLUGIN CONFIG
+ * VERBOSITY`, as mm_isolate_call starts it, loads the plugin file as the
+ * loader does and serves calls on FD until the core asks it to quit or is
+ * gone.  main() hands such a command line here; returns its exit code. */
+#define MM_HELPER_ARG "--plugin-helper"
+int mm_helper_main(int argc, char **argv);
 
 /* Messages between the core and a helper (wire.h). */
 enum mm_helper_msg {

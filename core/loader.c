@@ -331,6 +331,17 @@ fail:
 	return NULL;
 }
 
+struct mm_plugin *mm_plugin_open(const char *path, const struct mm_config *config,
+                                 struct mm_output *output, char *why, size_t whylen)
+{
+	const struct mm_plugin_set none = { 0 };
+	struct mm_plugin *p = load_one(&none, path, why, whylen);
+
+	if (p)
+		mm_host_init(&p->host, config, output, p->desc->name);
+	return p;
+}
+
 /* The deadline of the plugin's calls and, unless isolation is off for
  * debugging, its helper processes. */
 static int prepare_calls(struct mm_plugin *p, const struct mm_config *config, char *why,

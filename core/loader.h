@@ -46,6 +46,11 @@ struct mm_plugin *mm_plugins_find(const struct mm_plugin_set *set, const char *m
 /* The refusal of the file that would have provided `mode`, if any. */
 const struct mm_refusal *mm_plugins_refusal_for(const struct mm_plugin_set *set, const char *mode);
 
+/* One plugin file, checked as mm_plugins_load checks each, for a helper
+ * process (isolate.h) to run; NULL with why filled when refused. */
+struct mm_plugin *mm_plugin_open(const char *path, const struct mm_config *config,
+                                 struct mm_output *output, char *why, size_t whylen);
+
 /* Calls the plugin's init once in this process (thread-safe), when it
  * runs without isolation. */
 int mm_plugin_start(struct mm_plugin *p, struct mailmode_diag *diag);
