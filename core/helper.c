@@ -1,5 +1,6 @@
-/* The helper process's side of plugin isolation (isolate.h): the plugin's
- * init, then one call after another as the core sends them.  The host
+/* The helper process's side of plugin isolation (isolate.h): the plugin
+ * loaded as the loader loads it, its init, then one call after another as
+ * the core sends them.  The host
  * services run here as in the core, but for those that need the core's
  * state or output: log lines, progress, checkpoints and originals are sent
  * to the core over the socket. */
