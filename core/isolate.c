@@ -171,12 +171,23 @@ struct mm_helper {
 	int busy;
 };
 
+/* The shared resources (a tenant, a zone) a helper serves: calls on them
+ * always go to that helper, so that what the plugin caches of a tenant
+ * (its token, its accepted domains) is read once per tenant, as in one
+ * process. */
+struct mm_binding {
+	char *resources;
+	struct mm_helper *helper;
+};
+
 struct mm_helpers {
 	pthread_mutex_t lock;
 	pthread_cond_t freed;
 	struct mm_helper **all;
 	size_t count;
 	size_t max;     /* 1 for a plugin that is not thread-safe */
+	struct mm_binding *bound;
+	size_t nbound;
 };
 
 struct mm_helpers *mm_helpers_new(int threadsafe)
@@ -191,42 +202,93 @@ struct mm_helpers *mm_helpers_new(int threadsafe)
 	return h;
 }
 
-/* A free helper, or a new (not yet started) one while the plugin may run
- * one more call at once; waits for one otherwise.  NULL: out of memory. */
-static struct mm_helper *acquire(struct mm_helpers *h)
+static struct mm_helper *bound_to(const struct mm_helpers *h, const char *resources)
 {
-	struct mm_helper *got = NULL, **grown;
+	size_t i;
+
+	for (i = 0; resources && i < h->nbound; i++)
+		if (strcmp(h->bound[i].resources, resources) == 0)
+			return h->bound[i].helper;
+	return NULL;
+}
+
+/* Without memory the binding is skipped: the call still runs. */
+static void bind_helper(struct mm_helpers *h, const char *resources, struct mm_helper *one)
+{
+	struct mm_binding *grown = realloc(h->bound, (h->nbound + 1) * sizeof(*grown));
+	char *copy = strdup(resources);
+
+	if (grown)
+		h->bound = grown;
+	if (!grown || !copy) {
+		free(copy);
+		return;
+	}
+	h->bound[h->nbound++] = (struct mm_binding){ copy, one };
+}
+
+static void unbind_helper(struct mm_helpers *h, const struct mm_helper *one)
+{
+	size_t i = 0;
+
+	while (i < h->nbound)
+		if (h->bound[i].helper == one) {
+			free(h->bound[i].resources);
+			h->bound[i] = h->bound[--h->nbound];
+		} else {
+			i++;
+		}
+}
+
+static struct mm_helper *new_helper(struct mm_helpers *h)
+{
+	struct mm_helper *got = calloc(1, sizeof(*got)), **grown;
+
+	grown = got ? realloc(h->all, (h->count + 1) * sizeof(*grown)) : NULL;
+	if (!grown) {
+		free(got);
+		return NULL;
+	}
+	got->fd = -1;
+	h->all = grown;
+	h->all[h->count++] = got;
+	return got;
+}
+
+/* The helper bound to the call's resources once it is free; else a free
+ * helper, or a new (not yet started) one while the plugin may run one
+ * more call at once; waits otherwise.  NULL: out of memory. */
+static struct mm_helper *acquire(struct mm_helpers *h, const char *resources)
+{
+	struct mm_helper *got = NULL, *owner;
 	size_t i;
 
 	pthread_mutex_lock(&h->lock);
 	for (;;) {
-		for (i = 0; i < h->count && !got; i++)
-			if (!h->all[i]->busy)
-				got = h->all[i];
-		if (got || h->count < h->max)
+		if ((owner = bound_to(h, resources)) != NULL) {
+			if (!owner->busy)
+				got = owner;
+		} else {
+			for (i = 0; i < h->count && !got; i++)
+				if (!h->all[i]->busy)
+					got = h->all[i];
+		}
+		if (got || (!owner && h->count < h->max))
 			break;
 		pthread_cond_wait(&h->freed, &h->lock);
 	}
-	if (!got) {
-		got = calloc(1, sizeof(*got));
-		grown = got ? realloc(h->all, (h->count + 1) * sizeof(*grown)) : NULL;
-		if (grown) {
-			got->fd = -1;
-			h->all = grown;
-			h->all[h->count++] = got;
-		} else {
-			free(got);
-			got = NULL;
-		}
-	}
+	if (!got)
+		got = new_helper(h);
+	if (got && resources && !owner)
+		bind_helper(h, resources, got);
 	if (got)
 		got->busy = 1;
 	pthread_mutex_unlock(&h->lock);
 	return got;
 }
 
-/* Gives the helper back; one that is gone (pid 0) leaves the pool, and the
- * next call starts a fresh one. */
+/* Gives the helper back; one that is gone (pid 0) leaves the pool with
+ * its resources, and the next call starts a fresh one. */
 static void release(struct mm_helpers *h, struct mm_helper *one)
 {
 	size_t i;
@@ -234,6 +296,7 @@ static void release(struct mm_helpers *h, struct mm_helper *one)
 	pthread_mutex_lock(&h->lock);
 	one->busy = 0;
 	if (one->pid == 0) {
+		unbind_helper(h, one);
 		for (i = 0; i < h->count; i++)
 			if (h->all[i] == one) {
 				h->all[i] = h->all[--h->count];
@@ -241,7 +304,8 @@ static void release(struct mm_helpers *h, struct mm_helper *one)
 			}
 		free(one);
 	}
-	pthread_cond_signal(&h->freed);
+	/* Waiters wait for different helpers. */
+	pthread_cond_broadcast(&h->freed);
 	pthread_mutex_unlock(&h->lock);
 }
 
@@ -285,6 +349,9 @@ void mm_helpers_free(struct mm_helpers *h)
 		free(h->all[i]);
 	}
 	free(h->all);
+	for (i = 0; i < h->nbound; i++)
+		free(h->bound[i].resources);
+	free(h->bound);
 	pthread_cond_destroy(&h->freed);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
@@ -562,9 +629,9 @@ static int run(struct mm_plugin *p, struct mm_helper *one, const struct mailmode
 }
 
 int mm_isolate_call(struct mm_plugin *p, const struct mailmode_request *req, struct mm_call *c,
-                    struct mailmode_diag *diag)
+                    const char *resources, struct mailmode_diag *diag)
 {
-	struct mm_helper *one = acquire(p->helpers);
+	struct mm_helper *one = acquire(p->helpers, resources);
 	int rc = MAILMODE_OK;
 
 	if (!one) {

@@ -59,7 +59,8 @@ int mm_call_invoke(const struct mailmode_plugin *d, void *ctx, const struct mail
 /* A plugin's helper processes: one for a plugin that is not thread-safe,
  * one per call running at once for a MAILMODE_CAP_THREADSAFE one (a
  * runbook's workers keep their parallelism, and a helper killed at its
- * deadline takes no other call with it). */
+ * deadline takes no other call with it), calls on one shared resource (a
+ * tenant) always in the same helper. */
 struct mm_helpers;
 
 /* NULL when out of memory. */
@@ -69,14 +70,16 @@ struct mm_helpers *mm_helpers_new(int threadsafe);
 void mm_helpers_free(struct mm_helpers *h);
 
 /* Runs the call in one of the plugin's helpers (started, with the
- * plugin's init, when none is free), within the plugin's call_timeout.
+ * plugin's init, when none is free), within the plugin's call_timeout;
+ * resources (the ones the call holds, or NULL) go to the helper that
+ * served them first, so that the plugin's caches of a tenant are one.
  * Returns the plugin's result, or, when the helper crashed, exited, hung
  * past the deadline or broke the protocol (it is then killed and the next
  * call starts a fresh one): MAILMODE_ERR_UNKNOWN for a call that may
  * write (mm_call_writes), MAILMODE_ERR_FAILED for the others, with the
  * diagnostic naming the plugin, the call and what happened. */
 int mm_isolate_call(struct mm_plugin *p, const struct mailmode_request *req, struct mm_call *c,
-                    struct mailmode_diag *diag);
+                    const char *resources, struct mailmode_diag *diag);
 
 /* The helper's side: `mailmode --plugin-helper FD PLUGIN CONFIG
  * VERBOSITY`, as mm_isolate_call starts it, loads the plugin file as the

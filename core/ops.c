@@ -37,14 +37,14 @@ static void flatten_summary(struct mailmode_diag *diag)
  * (isolate.h), or in this one without isolation, starting the plugin once
  * and serialising the calls of one that is not thread-safe. */
 static int invoke(const struct mm_op *op, const struct mailmode_request *req, struct mm_call *c,
-                  struct mailmode_diag *diag)
+                  const char *resources, struct mailmode_diag *diag)
 {
 	struct mm_plugin *p = op->plugin;
 	int serialise = !(p->desc->caps & MAILMODE_CAP_THREADSAFE);
 	int rc;
 
 	if (p->helpers)
-		return mm_isolate_call(p, req, c, diag);
+		return mm_isolate_call(p, req, c, resources, diag);
 	rc = mm_plugin_start(p, diag);
 	if (rc != MAILMODE_OK)
 		return rc;
@@ -71,7 +71,7 @@ static void take_resources(const struct mm_op *op, const struct mailmode_request
 	if (d->abi_minor < 1 || !d->resources)
 		return;
 	memset(&diag, 0, sizeof(diag));
-	if (invoke(op, req, &c, &diag) != MAILMODE_OK || !c.text ||
+	if (invoke(op, req, &c, NULL, &diag) != MAILMODE_OK || !c.text ||
 	    mm_limiter_acquire(op->limiter, c.text) != 0) {
 		free(c.text);
 		return;
@@ -101,7 +101,7 @@ static int call(const struct mm_op *op, struct mm_call *c, struct mailmode_diag 
 	snprintf(section, sizeof(section), "profile %s", op->profile);
 	if (op->limiter && c->kind != MM_CALL_VALIDATE)
 		take_resources(op, &req, &resources);
-	rc = invoke(op, &req, c, diag);
+	rc = invoke(op, &req, c, resources, diag);
 	if (resources) {
 		mm_limiter_release(op->limiter, resources);
 		free(resources);
