@@ -1,5 +1,6 @@
 #include "cli.h"
 
+#include "nearest.h"
 #include "num.h"
 #include "quicktest.h"
 
@@ -28,44 +29,82 @@ struct command_spec {
 	unsigned opts;
 	int min_args, max_args;
 	const char *synopsis;
+	const char *summary;       /* for 'mailmode help COMMAND' */
 };
 
 static const struct command_spec commands[] = {
-	{ "plugins", O_KEYS, 0, 0, "plugins [--keys MODE]" },
-	{ "status", O_PROFILE, 0, MM_MAX_ARGS, "status [DOMAIN...] [--profile P]" },
+	{ "plugins", O_KEYS, 0, 0, "plugins [--keys MODE]",
+	  "List the mode plugins that load and refuse each bad one, naming it;\n"
+	  "--keys MODE: the configuration keys the mode reads." },
+	{ "status", O_PROFILE, 0, MM_MAX_ARGS, "status [DOMAIN...] [--profile P]",
+	  "For each domain: its mode in the state and what is live in the world.\n"
+	  "Exit 4 on drift or an unfinished migration." },
 	{ "setup", O_MODE | O_PROFILE | O_DRY_RUN | O_ACCEPT | O_FORCE | O_TIMING | O_NO_WAIT, 1, 1,
-	  "setup DOMAIN --mode M [--profile P] [--dry-run] [--accept-conflicts] [--force]\n"
-	  "                  [--no-wait | --verify-timeout DUR] [--poll-interval DUR]" },
+	  "setup DOMAIN --mode M [--profile P] [--dry-run] [--force]\n"
+	  "                  [--accept-conflict NAME]... [--no-wait | --verify-timeout DUR]\n"
+	  "                  [--poll-interval DUR]",
+	  "Set the domain up in mode M and wait until it is in effect; journaled,\n"
+	  "rolled back when it fails after changing something.  Refused (exit 4)\n"
+	  "over another mode, drift (unless --force) or conflicting objects (each\n"
+	  "accepted by name with --accept-conflict)." },
 	{ "verify", O_QUICK_TEST, 1, 1,
-	  "verify DOMAIN [--quick-test ADDRESS [--quick-test-timeout DUR]]" },
+	  "verify DOMAIN [--quick-test ADDRESS [--quick-test-timeout DUR]]",
+	  "Check that the domain's mode is in effect everywhere (exit 3 if not);\n"
+	  "--quick-test: follow a real message through the service." },
 	{ "teardown", O_DRY_RUN | O_FORCE | O_TIMING | O_NO_WAIT, 1, 1,
 	  "teardown DOMAIN [--dry-run] [--force] [--no-wait | --verify-timeout DUR]\n"
-	  "                  [--poll-interval DUR]" },
-	{ "adopt", O_MODE | O_PROFILE, 1, 1, "adopt DOMAIN --mode M [--profile P]" },
+	  "                  [--poll-interval DUR]",
+	  "Remove the domain's mode, restoring what it replaced; journaled." },
+	{ "adopt", O_MODE | O_PROFILE, 1, 1, "adopt DOMAIN --mode M [--profile P]",
+	  "Record a mode that was set up by hand, after checking it is live." },
 	{ "switch", O_TO | O_PROFILE | O_DRY_RUN | O_ACCEPT | O_TIMING | O_QUICK_TEST, 1, 1,
 	  "switch DOMAIN --to MODE [--profile P] [--verify-timeout DUR] [--poll-interval DUR]\n"
 	  "                  [--accept-conflict NAME]... [--dry-run]\n"
-	  "                  [--quick-test ADDRESS [--quick-test-timeout DUR]]" },
-	{ "resume", O_FORCE, 0, 1, "resume [DOMAIN] [--force]" },
-	{ "abort", 0, 1, 1, "abort DOMAIN" },
-	{ "log", 0, 0, 1, "log [DOMAIN]" },
-	{ "sandbox", O_DIR, 1, MM_MAX_ARGS, "sandbox start|stop|status [--dir DIR] [-- DRIVER-OPTIONS]" },
-	{ "runbook", O_PARALLEL, 2, 2, "runbook plan|run FILE [--parallel N]" },
-	{ NULL, 0, 0, 0, NULL }
+	  "                  [--quick-test ADDRESS [--quick-test-timeout DUR]]",
+	  "Move the domain to another mode: set the new one up and verify it\n"
+	  "before the old one is torn down; rolled back if it never verifies." },
+	{ "resume", O_FORCE, 0, 1, "resume [DOMAIN] [--force]",
+	  "Finish the migrations a crash or a lost answer left open." },
+	{ "abort", 0, 1, 1, "abort DOMAIN",
+	  "Undo the domain's open migration, back to where it started." },
+	{ "log", 0, 0, 1, "log [DOMAIN]", "The audit log: every change, who made it and when." },
+	{ "sandbox", O_DIR, 1, MM_MAX_ARGS, "sandbox start|stop|status [--dir DIR] [-- DRIVER-OPTIONS]",
+	  "A rehearsal world on loopback: BIND, a Microsoft 365 emulator, the\n"
+	  "mail path, and a config wired to them." },
+	{ "runbook", O_PARALLEL, 2, 2, "runbook plan|run FILE [--parallel N]",
+	  "Plan or run the switches a runbook file lists, many domains at once." },
+	{ "config", 0, 1, 2, "config check [FILE]",
+	  "Check the configuration and validate each profile for each mode it\n"
+	  "configures, asking no server." },
+	{ "help", 0, 0, 1, "help [COMMAND]", "This text, or one command's." },
+	{ NULL, 0, 0, 0, NULL, NULL }
 };
 
-void mm_cli_usage(FILE *f)
+static const struct command_spec *find_command(const char *name);
+
+void mm_cli_usage(FILE *f, const char *command)
 {
+	const struct command_spec *spec = command ? find_command(command) : NULL;
 	size_t i;
 
-	fputs("usage: mailmode [--config FILE] [--state FILE] [--plugin-dir DIR] [--json]\n"
+	if (spec) {
+		fprintf(f, "usage: mailmode %s\n\n%s\n\nSee mailmode(1).\n", spec->synopsis,
+		        spec->summary);
+		return;
+	}
+	fputs("usage: mailmode [--config FILE] [--state FILE] [--plugin-dir DIR] [-j|--json]\n"
 	      "                [--lock-timeout DUR] [-v|-q] COMMAND [ARGS]\n\ncommands:\n", f);
 	for (i = 0; commands[i].name; i++)
 		fprintf(f, "  mailmode %s\n", commands[i].synopsis);
 	fputs("\nexit codes: 0 ok, 1 error (also: unfinished, outcome unknown), 2 usage,\n"
 	      "            3 not verified or rolled back, 4 refused (one-mode invariant,\n"
 	      "            conflict, drift; status: drift or an unfinished migration)\n"
-	      "See mailmode(1).\n", f);
+	      "'mailmode help COMMAND' describes one.  See mailmode(1).\n", f);
+}
+
+int mm_cli_is_command(const char *name)
+{
+	return name && find_command(name) != NULL;
 }
 
 static const struct command_spec *find_command(const char *name)
@@ -141,6 +180,7 @@ struct flag_opt {
 
 static const struct flag_opt flag_opts[] = {
 	{ "--json", 0, offsetof(struct mm_args, json), 1 },
+	{ "-j", 0, offsetof(struct mm_args, json), 1 },
 	{ "--verbose", 0, offsetof(struct mm_args, verbosity), 1 },
 	{ "-v", 0, offsetof(struct mm_args, verbosity), 1 },
 	{ "--quiet", 0, offsetof(struct mm_args, verbosity), -1 },
@@ -203,101 +243,142 @@ static int take_accepted_conflict(struct mm_args *args, int argc, char **argv, i
 	return 1;
 }
 
-int mm_cli_parse(struct mm_args *args, int argc, char **argv, char *err)
+static int take_flag(struct mm_args *args, const char *arg, unsigned *seen)
 {
-	unsigned seen = 0;
-	const struct command_spec *spec = NULL;
-	int i, only_positional = 0;
 	size_t k;
 
-	memset(args, 0, sizeof(*args));
-	args->lock_timeout_ms = DEFAULT_LOCK_TIMEOUT_MS;
-	args->verify_timeout_ms = -1;
-	args->poll_interval_ms = -1;
-	args->quick_test_timeout_ms = -1;
-	for (i = 1; i < argc; i++) {
-		const char *arg = argv[i], *value = NULL;
-		int matched = 0, r;
+	for (k = 0; k < COUNT(flag_opts); k++)
+		if (strcmp(arg, flag_opts[k].name) == 0) {
+			*(int *)((char *)args + flag_opts[k].offset) = flag_opts[k].value;
+			*seen |= flag_opts[k].flag;
+			return 1;
+		}
+	return 0;
+}
 
-		if (only_positional || arg[0] != '-' || strcmp(arg, "-") == 0) {
-			if (!args->command)
-				args->command = arg;
-			else if (args->npositional < MM_MAX_ARGS)
-				args->positional[args->npositional++] = arg;
-			else {
-				snprintf(err, MM_ERR_MAX, "too many arguments");
-				return MM_USAGE;
-			}
-			continue;
-		}
-		if (strcmp(arg, "--") == 0) {
-			only_positional = 1;
-			continue;
-		}
-		for (k = 0; k < COUNT(value_opts) && !matched; k++) {
-			r = take_value(value_opts[k].name, argc, argv, &i, &value, err);
-			if (r < 0)
-				return MM_USAGE;
-			if (r > 0) {
-				*(const char **)((char *)args + value_opts[k].offset) = value;
-				seen |= value_opts[k].flag;
-				matched = 1;
-			}
-		}
-		for (k = 0; k < COUNT(duration_opts) && !matched; k++) {
-			r = take_value(duration_opts[k].name, argc, argv, &i, &value, err);
-			if (r < 0)
-				return MM_USAGE;
-			if (r > 0) {
-				long *ms = (long *)((char *)args + duration_opts[k].offset);
+/* Short flags bundle: "-qj" is "-q -j". */
+static int take_bundle(struct mm_args *args, const char *arg, unsigned *seen)
+{
+	const char *c;
+	char one[3] = "-";
 
-				if (mm_config_duration(value, ms) != 0) {
-					snprintf(err, MM_ERR_MAX,
-					         "%s '%s': not a duration of at most a year (e.g. 30s, 2m, 500ms)",
-					         duration_opts[k].name, value);
-					return MM_USAGE;
-				}
-				seen |= duration_opts[k].flag;
-				matched = 1;
-			}
+	if (arg[0] != '-' || arg[1] == '-' || strlen(arg) < 3 || strspn(arg + 1, "vqhj") != strlen(arg + 1))
+		return 0;
+	for (c = arg + 1; *c; c++) {
+		one[1] = *c;
+		take_flag(args, one, seen);
+	}
+	return 1;
+}
+
+static int take_duration(struct mm_args *args, int argc, char **argv, int *i, unsigned *seen,
+                         char *err)
+{
+	const char *value;
+	size_t k;
+	int r;
+
+	for (k = 0; k < COUNT(duration_opts); k++) {
+		r = take_value(duration_opts[k].name, argc, argv, i, &value, err);
+		if (r < 0)
+			return r;
+		if (r == 0)
+			continue;
+		if (mm_config_duration(value, (long *)((char *)args + duration_opts[k].offset)) != 0) {
+			snprintf(err, MM_ERR_MAX,
+			         "%s '%s': not a duration of at most a year (e.g. 30s, 2m, 500ms)",
+			         duration_opts[k].name, value);
+			return -1;
 		}
-		if (!matched) {
-			r = take_parallel(args, argc, argv, &i, err);
-			if (r < 0)
-				return MM_USAGE;
-			seen |= r > 0 ? O_PARALLEL : 0;
-			matched = r > 0;
-		}
-		if (!matched) {
-			r = take_accepted_conflict(args, argc, argv, &i, err);
-			if (r < 0)
-				return MM_USAGE;
-			seen |= r > 0 ? O_ACCEPT : 0;
-			matched = r > 0;
-		}
-		for (k = 0; k < COUNT(flag_opts) && !matched; k++) {
-			if (strcmp(arg, flag_opts[k].name) == 0) {
-				*(int *)((char *)args + flag_opts[k].offset) = flag_opts[k].value;
-				seen |= flag_opts[k].flag;
-				matched = 1;
-			}
-		}
-		if (!matched) {
-			snprintf(err, MM_ERR_MAX, "unknown option '%s' (see mailmode --help)", arg);
-			return MM_USAGE;
+		*seen |= duration_opts[k].flag;
+		return 1;
+	}
+	return 0;
+}
+
+static int take_named_value(struct mm_args *args, int argc, char **argv, int *i, unsigned *seen,
+                            char *err)
+{
+	const char *value;
+	size_t k;
+	int r;
+
+	for (k = 0; k < COUNT(value_opts); k++) {
+		r = take_value(value_opts[k].name, argc, argv, i, &value, err);
+		if (r < 0)
+			return r;
+		if (r > 0) {
+			*(const char **)((char *)args + value_opts[k].offset) = value;
+			*seen |= value_opts[k].flag;
+			return 1;
 		}
 	}
-	if (args->help || args->version)
-		return MM_OK;
-	if (!args->command) {
-		snprintf(err, MM_ERR_MAX, "no command given (see mailmode --help)");
-		return MM_USAGE;
+	return 0;
+}
+
+/* "unknown option '--dryrun' (did you mean '--dry-run'?)". */
+static void unknown_option(const char *arg, char *err)
+{
+	char word[64];
+	struct mm_nearest n = MM_NEAREST_INIT(word);
+	size_t k;
+
+	snprintf(word, sizeof(word), "%.*s", (int)strcspn(arg, "="), arg);
+	for (k = 0; k < COUNT(value_opts); k++)
+		mm_nearest_consider(&n, value_opts[k].name);
+	for (k = 0; k < COUNT(duration_opts); k++)
+		mm_nearest_consider(&n, duration_opts[k].name);
+	for (k = 0; k < COUNT(flag_opts); k++)
+		mm_nearest_consider(&n, flag_opts[k].name);
+	mm_nearest_consider(&n, "--parallel");
+	mm_nearest_consider(&n, "--accept-conflict");
+	if (n.best)
+		snprintf(err, MM_ERR_MAX, "unknown option '%s' (did you mean '%s'?)", arg, n.best);
+	else
+		snprintf(err, MM_ERR_MAX, "unknown option '%s'", arg);
+}
+
+/* One option at argv[*i]: 1 taken, -1 a usage error in err. */
+static int take_option(struct mm_args *args, int argc, char **argv, int *i, unsigned *seen,
+                       char *err)
+{
+	int r;
+
+	if ((r = take_named_value(args, argc, argv, i, seen, err)) != 0 ||
+	    (r = take_duration(args, argc, argv, i, seen, err)) != 0)
+		return r;
+	if ((r = take_parallel(args, argc, argv, i, err)) != 0) {
+		*seen |= r > 0 ? O_PARALLEL : 0;
+		return r;
 	}
-	spec = find_command(args->command);
-	if (!spec) {
-		snprintf(err, MM_ERR_MAX, "unknown command '%s' (see mailmode --help)", args->command);
-		return MM_USAGE;
+	if ((r = take_accepted_conflict(args, argc, argv, i, err)) != 0) {
+		*seen |= r > 0 ? O_ACCEPT : 0;
+		return r;
 	}
+	if (take_flag(args, argv[*i], seen) || take_bundle(args, argv[*i], seen))
+		return 1;
+	unknown_option(argv[*i], err);
+	return -1;
+}
+
+static int unknown_command(const char *name, char *err)
+{
+	struct mm_nearest n = MM_NEAREST_INIT(name);
+	size_t i;
+
+	for (i = 0; commands[i].name; i++)
+		mm_nearest_consider(&n, commands[i].name);
+	if (n.best)
+		snprintf(err, MM_ERR_MAX, "unknown command '%s' (did you mean '%s'?)", name, n.best);
+	else
+		snprintf(err, MM_ERR_MAX, "unknown command '%s'", name);
+	return MM_USAGE;
+}
+
+/* The command's options and arguments, once all are read. */
+static int check_command(const struct mm_args *args, const struct command_spec *spec,
+                         unsigned seen, char *err)
+{
 	if (seen & ~spec->opts) {
 		snprintf(err, MM_ERR_MAX, "an option given is not valid for '%s': usage: mailmode %s",
 		         spec->name, spec->synopsis);
@@ -329,4 +410,51 @@ int mm_cli_parse(struct mm_args *args, int argc, char **argv, char *err)
 	                               MM_ERR_MAX) != 0)
 		return MM_USAGE;
 	return MM_OK;
+}
+
+int mm_cli_parse(struct mm_args *args, int argc, char **argv, char *err)
+{
+	const struct command_spec *spec;
+	unsigned seen = 0;
+	int i, only_positional = 0;
+
+	memset(args, 0, sizeof(*args));
+	args->lock_timeout_ms = DEFAULT_LOCK_TIMEOUT_MS;
+	args->verify_timeout_ms = -1;
+	args->poll_interval_ms = -1;
+	args->quick_test_timeout_ms = -1;
+	for (i = 1; i < argc; i++) {
+		const char *arg = argv[i];
+
+		if (only_positional || arg[0] != '-' || strcmp(arg, "-") == 0) {
+			if (!args->command)
+				args->command = arg;
+			else if (args->npositional < MM_MAX_ARGS)
+				args->positional[args->npositional++] = arg;
+			else {
+				snprintf(err, MM_ERR_MAX, "too many arguments");
+				return MM_USAGE;
+			}
+		} else if (strcmp(arg, "--") == 0) {
+			only_positional = 1;
+		} else if (take_option(args, argc, argv, &i, &seen, err) < 0) {
+			return MM_USAGE;
+		}
+	}
+	if (args->version || (args->help && !args->command))
+		return MM_OK;
+	if (!args->command) {
+		snprintf(err, MM_ERR_MAX, "no command given");
+		return MM_USAGE;
+	}
+	if (!(spec = find_command(args->command)))
+		return unknown_command(args->command, err);
+	if (strcmp(spec->name, "help") == 0) {
+		/* 'help COMMAND' is 'COMMAND --help'. */
+		args->command = args->npositional ? args->positional[0] : NULL;
+		if (args->command && !find_command(args->command))
+			return unknown_command(args->command, err);
+		args->help = 1;
+	}
+	return args->help ? MM_OK : check_command(args, spec, seen, err);
 }

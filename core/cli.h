@@ -61,7 +61,9 @@ struct mm_ctx {
 
 /* Parses argv; returns MM_OK or MM_USAGE with ctx->err filled. */
 int mm_cli_parse(struct mm_args *args, int argc, char **argv, char *err);
-void mm_cli_usage(FILE *f);
+/* The whole usage, or one command's (command NULL: the whole). */
+void mm_cli_usage(FILE *f, const char *command);
+int mm_cli_is_command(const char *name);
 
 /* The migration engine for this command, and the options its flags give. */
 void mm_engine_for(struct mm_ctx *ctx, struct mm_engine *e);
@@ -110,5 +112,6 @@ int mm_cmd_resume(struct mm_ctx *ctx);
 int mm_cmd_abort(struct mm_ctx *ctx);
 int mm_cmd_sandbox(struct mm_ctx *ctx);
 int mm_cmd_runbook(struct mm_ctx *ctx);
+int mm_cmd_config(struct mm_ctx *ctx);
 
 #endif

@@ -52,9 +52,7 @@ static int list_keys(struct mm_ctx *ctx, const char *mode)
 	if (rc != MM_OK)
 		return rc;
 	d = p->desc;
-	/* The slot is a reserved one before 1.2: only read it then. */
-	if (d->abi_minor >= 2 && d->config_keys)
-		k = d->config_keys();
+	k = mm_declared_keys(d);
 	cJSON_AddStringToObject(ctx->doc, "mode", d->name);
 	cJSON_AddBoolToObject(ctx->doc, "declared", k != NULL);
 	keys = cJSON_AddArrayToObject(ctx->doc, "keys");

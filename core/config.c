@@ -313,12 +313,6 @@ struct mm_config *mm_config_load(const char *path, enum mm_config_need need, cha
 
 	if (!f && errno == ENOENT && need == MM_CONFIG_OPTIONAL)
 		return config_new(path);
-	if (!f && errno == ENOENT && need == MM_CONFIG_DEFAULT) {
-		snprintf(err, errlen,
-		         "config %s: No such file or directory (the default; name one with --config FILE or MAILMODE_CONFIG)",
-		         path);
-		return NULL;
-	}
 	if (!f) {
 		snprintf(err, errlen, "config %s: %s", path, strerror(errno));
 		return NULL;

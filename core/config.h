@@ -47,9 +47,7 @@ struct mm_config;
 
 enum mm_config_need {
 	MM_CONFIG_OPTIONAL = 0,    /* a missing file is an empty config */
-	MM_CONFIG_REQUIRED = 1,    /* named by the user: it must exist */
-	MM_CONFIG_DEFAULT = 2      /* the default path: must exist; the error
-	                              says how to name another */
+	MM_CONFIG_REQUIRED = 1     /* named by the user: it must exist */
 };
 
 /* Loads path.  On error returns NULL with "FILE:LINE: reason" or "config
@@ -107,6 +105,9 @@ struct mm_config_keyset {
  */
 int mm_config_check(const struct mm_config *cfg, const struct mm_config_keyset *sets,
                     size_t nsets, int *unchecked, char *err, size_t errlen);
+
+/* What a plugin declares it reads (ABI 1.2 config_keys), or NULL. */
+const struct mailmode_config_key *mm_declared_keys(const struct mailmode_plugin *d);
 
 struct mm_plugin_set;
 /* mm_config_check with the declarations of the loaded plugins.  warning:

@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include "loader.h"
+#include "nearest.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -39,54 +40,6 @@ struct checker {
 	char *err;
 	size_t errlen;
 };
-
-/* Optimal string alignment distance: a swapped pair ("primray") counts
- * as one edit, as typos usually are. */
-static size_t distance(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b), i, j;
-	size_t d[3][65];
-	size_t *prev2 = d[0], *prev = d[1], *cur = d[2], *t;
-
-	if (la > 64 || lb > 64)
-		return (size_t)-1;
-	for (j = 0; j <= lb; j++)
-		prev[j] = j;
-	for (i = 1; i <= la; i++) {
-		cur[0] = i;
-		for (j = 1; j <= lb; j++) {
-			size_t cost = a[i - 1] != b[j - 1], best = prev[j - 1] + cost;
-
-			if (prev[j] + 1 < best)
-				best = prev[j] + 1;
-			if (cur[j - 1] + 1 < best)
-				best = cur[j - 1] + 1;
-			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-			    prev2[j - 2] + 1 < best)
-				best = prev2[j - 2] + 1;
-			cur[j] = best;
-		}
-		t = prev2, prev2 = prev, prev = cur, cur = t;
-	}
-	return prev[lb];
-}
-
-struct nearest {
-	const char *word;
-	const char *best;
-	size_t dist;
-};
-
-static void consider(struct nearest *n, const char *candidate)
-{
-	size_t d = distance(n->word, candidate), len = strlen(n->word);
-	size_t limit = len <= 4 ? 1 : len <= 8 ? 2 : 3;
-
-	if (d <= limit && d < n->dist) {
-		n->best = candidate;
-		n->dist = d;
-	}
-}
 
 /* The first word of a section name ("dns" of "dns lab"); *name is the rest
  * or NULL. */
@@ -129,17 +82,17 @@ static int plugin_kind(const struct checker *c, const char *kind)
 	return 0;
 }
 
-static void each_kind(const struct checker *c, struct nearest *n)
+static void each_kind(const struct checker *c, struct mm_nearest *n)
 {
 	static const char *const core_kinds[] = { "mailmode", "quicktest", "profile", "mode" };
 	const struct mailmode_config_key *k;
 	size_t i;
 
 	for (i = 0; i < sizeof(core_kinds) / sizeof(core_kinds[0]); i++)
-		consider(n, core_kinds[i]);
+		mm_nearest_consider(n, core_kinds[i]);
 	for (i = 0; i < c->nsets; i++)
 		for (k = c->sets[i].keys; k && k->name; k++)
-			consider(n, k->section);
+			mm_nearest_consider(n, k->section);
 }
 
 static int fail(const struct checker *c, int line, const char *fmt, ...) MAILMODE_PRINTF(3, 4);
@@ -158,7 +111,7 @@ static int fail(const struct checker *c, int line, const char *fmt, ...)
 static int unknown_section(const struct checker *c, int line, const char *section,
                            const char *kind, const char *name)
 {
-	struct nearest n = { .word = kind, .dist = (size_t)-1 };
+	struct mm_nearest n = MM_NEAREST_INIT(kind);
 	char hint[160] = "";
 
 	each_kind(c, &n);
@@ -170,14 +123,14 @@ static int unknown_section(const struct checker *c, int line, const char *sectio
 
 static int check_mode_section(const struct checker *c, int line, const char *name)
 {
-	struct nearest n = { .word = name, .dist = (size_t)-1 };
+	struct mm_nearest n = MM_NEAREST_INIT(name);
 	char hint[96] = "";
 	size_t i;
 
 	if (set_of(c, name))
 		return 0;
 	for (i = 0; i < c->nsets; i++)
-		consider(&n, c->sets[i].mode);
+		mm_nearest_consider(&n, c->sets[i].mode);
 	if (n.best)
 		snprintf(hint, sizeof(hint), " (did you mean [mode %s]?)", n.best);
 	return fail(c, line, "[mode %s]: no loaded plugin provides mode '%s'%s", name, name, hint);
@@ -206,7 +159,7 @@ static int check_section(const struct checker *c, int line, const char *section)
 /* Whether key is declared for a section of this kind (for [mode NAME]:
  * by plugin NAME); the nearest declared one goes to n. */
 static int key_known(const struct checker *c, const char *kind, const char *mode,
-                     const char *key, struct nearest *n)
+                     const char *key, struct mm_nearest *n)
 {
 	const struct mailmode_config_key *k;
 	size_t i;
@@ -215,7 +168,7 @@ static int key_known(const struct checker *c, const char *kind, const char *mode
 	for (k = core_keys; k->name; k++)
 		if (strcmp(k->section, kind) == 0) {
 			found |= strcmp(k->name, key) == 0;
-			consider(n, k->name);
+			mm_nearest_consider(n, k->name);
 		}
 	for (i = 0; i < c->nsets; i++) {
 		if (mode && strcmp(c->sets[i].mode, mode) != 0)
@@ -223,7 +176,7 @@ static int key_known(const struct checker *c, const char *kind, const char *mode
 		for (k = c->sets[i].keys; k && k->name; k++)
 			if (strcmp(k->section, kind) == 0) {
 				found |= strcmp(k->name, key) == 0;
-				consider(n, k->name);
+				mm_nearest_consider(n, k->name);
 			}
 	}
 	return found;
@@ -233,7 +186,7 @@ static int key_known(const struct checker *c, const char *kind, const char *mode
 static int check_reference(const struct checker *c, int line, const char *section,
                            const char *key, const char *value)
 {
-	struct nearest n = { .word = value, .dist = (size_t)-1 };
+	struct mm_nearest n = MM_NEAREST_INIT(value);
 	char target[512], what[512], why[700];
 	const char *other, *name;
 	char kind[64];
@@ -248,7 +201,7 @@ static int check_reference(const struct checker *c, int line, const char *sectio
 	for (i = 0; (other = mm_config_section_at(c->cfg, i, &l)); i++) {
 		split_kind(other, kind, sizeof(kind), &name);
 		if (name && strcmp(kind, key) == 0)
-			consider(&n, name);
+			mm_nearest_consider(&n, name);
 	}
 	snprintf(what, sizeof(what), "%s = %s", key, value);
 	used = snprintf(why, sizeof(why), "there is no [%s] section", target);
@@ -261,7 +214,7 @@ static int check_reference(const struct checker *c, int line, const char *sectio
 static int check_entry(const struct checker *c, int line, const char *section, const char *key,
                        const char *value)
 {
-	struct nearest n = { .word = key, .dist = (size_t)-1 };
+	struct mm_nearest n = MM_NEAREST_INIT(key);
 	const char *name;
 	char kind[64], hint[160] = "";
 
@@ -305,6 +258,12 @@ int mm_config_check(const struct mm_config *cfg, const struct mm_config_keyset *
 	return 0;
 }
 
+const struct mailmode_config_key *mm_declared_keys(const struct mailmode_plugin *d)
+{
+	/* The slot is a reserved one before 1.2: only read it then. */
+	return d->abi_minor >= 2 && d->config_keys ? d->config_keys() : NULL;
+}
+
 int mm_config_check_plugins(const struct mm_config *cfg, const struct mm_plugin_set *plugins,
                             char *warning, size_t warninglen, char *err, size_t errlen)
 {
@@ -322,9 +281,7 @@ int mm_config_check_plugins(const struct mm_config *cfg, const struct mm_plugin_
 		const struct mailmode_plugin *d = plugins->plugins[i]->desc;
 
 		sets[i].mode = d->name;
-		/* The slot is a reserved one before 1.2: only read it then. */
-		if (d->abi_minor >= 2 && d->config_keys)
-			sets[i].keys = d->config_keys();
+		sets[i].keys = mm_declared_keys(d);
 		if (!sets[i].keys && !undeclared)
 			undeclared = d->name;
 	}

@@ -4,9 +4,11 @@
 
 #include <curl/curl.h>
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <time.h>
 
 #define DEFAULT_TIMEOUT_MS 30000L
@@ -160,13 +162,96 @@ long mm_http_retry_after(const char *headers, long now_epoch)
 	return -1;
 }
 
+/* 408 as the module's clients do: the front end gave up waiting for the
+ * request, so it is sent again like a throttle or an unavailable backend. */
 static int is_retryable_status(long status)
 {
-	return status == 429 || status == 503 || status == 504;
+	return status == 408 || status == 429 || status == 503 || status == 504;
+}
+
+#define REQUEST_ID_HEADER "client-request-id:"
+#define REQUEST_ID_LINE_MAX (sizeof(REQUEST_ID_HEADER) + 1 + 36)
+
+/* A random RFC 4122 version-4 GUID. */
+static int make_guid(char out[37])
+{
+	unsigned char b[16];
+
+	if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
+		return -1;
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+	snprintf(out, 37,
+	         "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+	         b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
+	         b[12], b[13], b[14], b[15]);
+	return 0;
+}
+
+/* The request's headers for one attempt.  A retry is a new request to the
+ * service, so from the second attempt on a client-request-id header gets a
+ * fresh GUID (Microsoft's services correlate each request by it). */
+static int attempt_headers(const struct mailmode_http_request *req, int attempt,
+                           struct curl_slist **out)
+{
+	struct curl_slist *headers = NULL;
+	char line[REQUEST_ID_LINE_MAX], guid[37];
+	size_t i;
+
+	*out = NULL;
+	for (i = 0; req->headers && req->headers[i]; i++) {
+		const char *header = req->headers[i];
+		struct curl_slist *grown;
+
+		if (attempt > 1 &&
+		    strncasecmp(header, REQUEST_ID_HEADER, strlen(REQUEST_ID_HEADER)) == 0) {
+			if (make_guid(guid) != 0)
+				goto fail;
+			snprintf(line, sizeof(line), "%.*s %s", (int)strlen(REQUEST_ID_HEADER),
+			         header, guid);
+			header = line;
+		}
+		grown = curl_slist_append(headers, header);
+		if (!grown)
+			goto fail;
+		headers = grown;
+	}
+	*out = headers;
+	return 0;
+fail:
+	curl_slist_free_all(headers);
+	return -1;
+}
+
+/* A certificate that did not verify: the request never left, so the outcome
+ * is known (nothing done), and the person needs the host and the trust
+ * anchors it was checked against. */
+static int is_tls_verify_error(CURLcode cc)
+{
+	return cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CACERT_BADFILE ||
+	       cc == CURLE_SSL_ISSUER_ERROR;
+}
+
+static void tls_error(struct mailmode_diag *diag, const struct mailmode_http_request *req,
+                      CURLcode cc, const char *detail)
+{
+	CURLU *u = curl_url();
+	char *host = NULL;
+
+	if (u && curl_url_set(u, CURLUPART_URL, req->url, 0) == CURLUE_OK)
+		curl_url_get(u, CURLUPART_HOST, &host, 0);
+	mm_diag_set(diag, MAILMODE_SEV_ERROR, 0,
+	            "TLS: the certificate of %s was not verified against %s%s: %s",
+	            host ? host : req->url, req->ca_file ? "ca_file " : "",
+	            req->ca_file ? req->ca_file : "the system trust store (no ca_file set)",
+	            *detail ? detail : curl_easy_strerror(cc));
+	curl_free(host);
+	curl_url_cleanup(u);
 }
 
 static int configure(CURL *curl, const struct mailmode_http_request *req,
-                     struct curl_slist *headers, struct growbuf *body, struct growbuf *head)
+                     struct curl_slist *headers, struct growbuf *body, struct growbuf *head,
+                     char *errbuf)
 {
 	long timeout = req->timeout_ms > 0 ? req->timeout_ms : DEFAULT_TIMEOUT_MS;
 	CURLcode rc = CURLE_OK;
@@ -192,7 +277,78 @@ static int configure(CURL *curl, const struct mailmode_http_request *req,
 	rc |= curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
 	rc |= curl_easy_setopt(curl, CURLOPT_HEADERDATA, head);
 	rc |= curl_easy_setopt(curl, CURLOPT_USERAGENT, "mailmode/" PACKAGE_VERSION);
+	rc |= curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+	errbuf[0] = '\0';
 	return rc == CURLE_OK ? 0 : -1;
+}
+
+/* One attempt: *status is the answer's status, or the attempt failed
+ * without one (the result code says whether it may have been acted on). */
+static int attempt(struct mm_host_ctx *host, struct mailmode_http_session *session,
+                   const struct mailmode_http_request *req, int number,
+                   struct growbuf *body, struct growbuf *head, long *status,
+                   struct mailmode_diag *diag)
+{
+	struct curl_slist *headers = NULL;
+	char errbuf[CURL_ERROR_SIZE];
+	CURLcode cc;
+	int rc = MAILMODE_ERR_FAILED;
+
+	body->len = 0;
+	head->len = 0;
+	if (attempt_headers(req, number, &headers) != 0) {
+		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "HTTP: out of memory");
+		rc = MAILMODE_ERR_NOMEM;
+		goto out;
+	}
+	if (configure(session->curl, req, headers, body, head, errbuf) != 0) {
+		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "HTTP: cannot set up request to %s", req->url);
+		goto out;
+	}
+	requests_made++;
+	cc = curl_easy_perform(session->curl);
+	if (cc != CURLE_OK) {
+		mm_host_log(host, MAILMODE_LOG_DEBUG, "HTTP %s %s failed: %s", req->method, req->url,
+		            curl_easy_strerror(cc));
+		if (is_tls_verify_error(cc)) {
+			tls_error(diag, req, cc, errbuf);
+			goto out;
+		}
+		/* No answer: the request may or may not have been acted on, so
+		 * the caller decides whether repeating it is safe. */
+		mm_diag_set(diag, MAILMODE_SEV_ERROR, 1, "HTTP %s %s: %s", req->method, req->url,
+		            curl_easy_strerror(cc));
+		rc = cc == CURLE_OUT_OF_MEMORY ? MAILMODE_ERR_NOMEM : MAILMODE_ERR_UNKNOWN;
+		goto out;
+	}
+	curl_easy_getinfo(session->curl, CURLINFO_RESPONSE_CODE, status);
+	mm_host_log(host, MAILMODE_LOG_DEBUG, "HTTP %s %s -> %ld (attempt %d)", req->method,
+	            req->url, *status, number);
+	rc = MAILMODE_OK;
+out:
+	curl_slist_free_all(headers);
+	return rc;
+}
+
+/* How long to wait before the next attempt, or -1 when the budget does not
+ * allow one. */
+static long next_wait(struct mm_host_ctx *host, const struct mailmode_http_request *req,
+                      const char *headers, long status, int64_t started, long *backoff)
+{
+	long budget = req->retry_budget_ms ? req->retry_budget_ms : DEFAULT_RETRY_BUDGET_MS;
+	long wait;
+
+	if (budget < 0)
+		return -1;
+	wait = mm_http_retry_after(headers, (long)(mm_host_wall_ms(host) / 1000));
+	wait = wait >= 0 ? wait * 1000 : *backoff;
+	*backoff = *backoff * 2 > MAX_BACKOFF_MS ? MAX_BACKOFF_MS : *backoff * 2;
+	if (mm_host_mono_ms(host) - started + wait > budget) {
+		mm_host_log(host, MAILMODE_LOG_DEBUG, "HTTP %s: %ld again, retry budget of %ld ms spent",
+		            req->url, status, budget);
+		return -1;
+	}
+	return wait;
 }
 
 int mm_http_request(void *handle, struct mailmode_http_session *session,
@@ -201,13 +357,10 @@ int mm_http_request(void *handle, struct mailmode_http_session *session,
 {
 	struct mm_host_ctx *host = handle;
 	struct mailmode_http_session *own = NULL;
-	struct curl_slist *headers = NULL;
 	struct growbuf body = { 0 }, head = { 0 };
-	long budget = req->retry_budget_ms ? req->retry_budget_ms : DEFAULT_RETRY_BUDGET_MS;
 	long backoff = FIRST_BACKOFF_MS;
 	int64_t started = mm_host_mono_ms(host);
 	int rc = MAILMODE_ERR_FAILED;
-	size_t i;
 
 	memset(resp, 0, sizeof(*resp));
 	if (!session) {
@@ -219,52 +372,23 @@ int mm_http_request(void *handle, struct mailmode_http_session *session,
 		}
 		session = own;
 	}
-	for (i = 0; req->headers && req->headers[i]; i++) {
-		struct curl_slist *grown = curl_slist_append(headers, req->headers[i]);
-
-		if (!grown) {
-			rc = MAILMODE_ERR_NOMEM;
-			goto out;
-		}
-		headers = grown;
-	}
 	for (;;) {
-		CURLcode cc;
 		long wait;
 
-		body.len = 0;
-		head.len = 0;
-		if (configure(session->curl, req, headers, &body, &head) != 0) {
-			mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "HTTP: cannot set up request to %s", req->url);
-			goto out;
-		}
 		resp->attempts++;
-		requests_made++;
-		cc = curl_easy_perform(session->curl);
-		if (cc != CURLE_OK) {
-			/* No answer: the request may or may not have been acted on, so
-			 * the caller decides whether repeating it is safe. */
-			mm_diag_set(diag, MAILMODE_SEV_ERROR, 1, "HTTP %s %s: %s", req->method, req->url,
-			            curl_easy_strerror(cc));
-			mm_host_log(host, MAILMODE_LOG_DEBUG, "HTTP %s %s failed: %s", req->method, req->url,
-			            curl_easy_strerror(cc));
-			rc = cc == CURLE_OUT_OF_MEMORY ? MAILMODE_ERR_NOMEM : MAILMODE_ERR_UNKNOWN;
+		rc = attempt(host, session, req, resp->attempts, &body, &head, &resp->status, diag);
+		/* An earlier attempt was answered 408 or 504, which the service
+		 * may have acted on: this one sending nothing does not make the
+		 * outcome known. */
+		if (rc == MAILMODE_ERR_FAILED && resp->attempts > 1)
+			rc = MAILMODE_ERR_UNKNOWN;
+		if (rc != MAILMODE_OK)
 			goto out;
-		}
-		curl_easy_getinfo(session->curl, CURLINFO_RESPONSE_CODE, &resp->status);
-		mm_host_log(host, MAILMODE_LOG_DEBUG, "HTTP %s %s -> %ld (attempt %d)", req->method,
-		            req->url, resp->status, resp->attempts);
-		if (!is_retryable_status(resp->status) || budget < 0)
+		if (!is_retryable_status(resp->status))
 			break;
-		wait = mm_http_retry_after(head.data, (long)(mm_host_wall_ms(host) / 1000));
-		wait = wait >= 0 ? wait * 1000 : backoff;
-		backoff = backoff * 2 > MAX_BACKOFF_MS ? MAX_BACKOFF_MS : backoff * 2;
-		if (mm_host_mono_ms(host) - started + wait > budget) {
-			mm_host_log(host, MAILMODE_LOG_DEBUG,
-			            "HTTP %s: %ld again, retry budget of %ld ms spent", req->url,
-			            resp->status, budget);
+		wait = next_wait(host, req, head.data, resp->status, started, &backoff);
+		if (wait < 0)
 			break;
-		}
 		mm_host_log(host, MAILMODE_LOG_INFO, "HTTP %ld from %s: retrying in %ld ms",
 		            resp->status, req->url, wait);
 		mm_host_sleep_ms(host, wait);
@@ -282,7 +406,6 @@ int mm_http_request(void *handle, struct mailmode_http_session *session,
 out:
 	free(body.data);
 	free(head.data);
-	curl_slist_free_all(headers);
 	mm_http_session_free(handle, own);
 	return rc;
 }

@@ -54,22 +54,49 @@ static int resolve_paths(struct mm_ctx *ctx)
 	return MM_OK;
 }
 
+/* Where the config is when neither --config nor MAILMODE_CONFIG names
+ * one: the user's, then the system's; the first that exists.  0 when
+ * neither does (path is then the system's); searched lists both. */
+static int find_default_config(char *path, size_t len, char *searched, size_t slen)
+{
+	const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+	char user[4096] = "";
+
+	if (xdg && xdg[0] == '/')
+		snprintf(user, sizeof(user), "%s/mailmode/mailmode.conf", xdg);
+	else if (home && home[0] == '/')
+		snprintf(user, sizeof(user), "%s/.config/mailmode/mailmode.conf", home);
+	snprintf(searched, slen, "%s%s%s", user, user[0] ? " and " : "", DEFAULT_CONFIG);
+	if (user[0] && access(user, F_OK) == 0) {
+		snprintf(path, len, "%s", user);
+		return 1;
+	}
+	snprintf(path, len, "%s", DEFAULT_CONFIG);
+	return access(DEFAULT_CONFIG, F_OK) == 0;
+}
+
 static int load_config(struct mm_ctx *ctx)
 {
-	const char *path = ctx->args.config_path;
-	enum mm_config_need required = MM_CONFIG_REQUIRED;
-
-	if (!path)
-		path = getenv("MAILMODE_CONFIG");
-	if (!path) {
-		path = DEFAULT_CONFIG;
-		required = MM_CONFIG_DEFAULT;
-	}
+	const char *named = ctx->args.config_path;
 	/* The sandbox writes the config it is then used with; listing the
 	 * plugins needs none. */
-	if (strcmp(ctx->args.command, "sandbox") == 0 || strcmp(ctx->args.command, "plugins") == 0)
-		required = MM_CONFIG_OPTIONAL;
-	ctx->config = mm_config_load(path, required, ctx->err, sizeof(ctx->err));
+	int optional = strcmp(ctx->args.command, "sandbox") == 0 ||
+	               strcmp(ctx->args.command, "plugins") == 0;
+	char path[4096], searched[8192];
+
+	if (strcmp(ctx->args.command, "config") == 0 && ctx->args.npositional > 1)
+		named = ctx->args.positional[1];
+	if (!named)
+		named = getenv("MAILMODE_CONFIG");
+	if (named)
+		snprintf(path, sizeof(path), "%s", named);
+	else if (!find_default_config(path, sizeof(path), searched, sizeof(searched)) && !optional)
+		return mm_fail(ctx, MM_ERR,
+		               "no config file: looked for %s; write one (see mailmode.conf(5)) or name it with --config FILE or MAILMODE_CONFIG",
+		               searched);
+	ctx->config = mm_config_load(path, named && !optional ? MM_CONFIG_REQUIRED
+	                                                      : MM_CONFIG_OPTIONAL,
+	                             ctx->err, sizeof(ctx->err));
 	return ctx->config ? MM_OK : MM_ERR;
 }
 
@@ -85,6 +112,7 @@ static int dispatch(struct mm_ctx *ctx)
 		{ "log", mm_cmd_log },         { "switch", mm_cmd_switch },
 		{ "resume", mm_cmd_resume },   { "abort", mm_cmd_abort },
 		{ "sandbox", mm_cmd_sandbox },    { "runbook", mm_cmd_runbook },
+		{ "config", mm_cmd_config },
 	};
 	size_t i;
 
@@ -136,11 +164,16 @@ int main(int argc, char **argv)
 	ctx.output.verbosity = ctx.args.verbosity;
 	ctx.output.progress_live = isatty(STDERR_FILENO) && !ctx.args.json;
 	if (rc != MM_OK) {
-		mm_cli_usage(stderr);
+		/* One line says what is wrong; the hint says where to look. */
+		if (mm_cli_is_command(ctx.args.command))
+			snprintf(ctx.err_detail, sizeof(ctx.err_detail), "see 'mailmode help %s'",
+			         ctx.args.command);
+		else
+			snprintf(ctx.err_detail, sizeof(ctx.err_detail), "see 'mailmode --help'");
 		goto out;
 	}
 	if (ctx.args.help) {
-		mm_cli_usage(stdout);
+		mm_cli_usage(stdout, ctx.args.command);
 		goto out;
 	}
 	if (ctx.args.version) {

@@ -20,7 +20,11 @@
  *                        calls go to {api_url}/adminapi/beta/{tenant}/InvokeCommand
  *   ca_file            = CA bundle for both (default: the system trust
  *                        store)
- *   retry_budget_ms    = time one request may spend retrying 429/503/504
+ *   assertion_alg      = PS256 | RS256: how the certificate client
+ *                        assertion is signed (default PS256, with header
+ *                        x5t#S256, as Microsoft documents it now; RS256 with
+ *                        x5t is the older form, for a platform that wants it)
+ *   retry_budget_ms    = time one request may spend retrying 408/429/503/504
  *                        (default: the host's, 120 s)
  *   timeout_ms         = one request attempt (default: the host's, 30 s)
  *   visibility_window_ms = how long a new object may stay unlisted
@@ -34,19 +38,27 @@
  *                    space separated)
  *   tls_domain     = certificate domain the outbound connector validates
  *                    (default: the first smart host)
- *   connector_type = OnPremises | Partner (default OnPremises)
+ *   connector_type = Partner | OnPremises (default Partner): the inbound
+ *                    connector's type.  Partner, as most services use it,
+ *                    grants the service's mail nothing but the way in and
+ *                    can be locked to its certificate and addresses;
+ *                    OnPremises would treat it as the organization's own
+ *                    mail and let it relay to the internet through the
+ *                    tenant (doc/mailflow-connectors.md)
  *   tls_cert_name  = certificate name of the service's return traffic
  *                    (inbound connector TlsSenderCertificateName)
- *   loop_header    = header the service stamps on mail it has processed;
- *                    the rule skips mail that carries it
+ *   loop_header    = accepted and ignored: older versions excepted mail
+ *                    carrying the service's header, which any sender can
+ *                    write (doc/mailflow-rule.md)
  *   name_prefix    = prefix of the objects' deterministic names
  *                    (default "mailmode")
  *   service_ips    = the addresses the service sends mail from, as its
  *                    vendor publishes them: IPv4 or IPv6 addresses or CIDR
- *                    ranges (comma or space separated).  Optional for setup
- *                    and verify; the message trace (`--quick-test`) needs
- *                    it: a trace row from one of them is a pass through the
- *                    service.
+ *                    ranges (comma or space separated).  Required: the
+ *                    rule excepts mail delivered to Exchange Online from
+ *                    them (ExceptIfSenderIpRanges, doc/mailflow-rule.md),
+ *                    and the message trace (`--quick-test`) counts a row
+ *                    from one of them as a pass through the service.
  *
  *   [mode mailflow]                optional, defaults for every tenant
  *   retry_budget_ms, timeout_ms, visibility_window_ms
@@ -76,6 +88,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #define DEFAULT_LOGIN_URL "https://login.microsoftonline.com"
@@ -241,9 +254,20 @@ static char *trimmed_url(const char *url)
 	return copy;
 }
 
-static int is_https_url(const char *url)
+/* The scheme and host are case-insensitive (RFC 3986 section 6.2.2.1):
+ * "HTTPS://Login.Example" is taken, and kept as "https://login.example" so
+ * the token URL in the assertion's aud is the canonical one. */
+static int is_https_url(char *url)
 {
-	return strncmp(url, "https://", 8) == 0 && url[8] != '\0';
+	size_t i;
+
+	if (strncasecmp(url, "https://", 8) != 0 || url[8] == '\0')
+		return 0;
+	for (i = 0; url[i] && url[i] != '/' && i < 8; i++)
+		url[i] = (char)tolower((unsigned char)url[i]);
+	for (i = 8; url[i] && !strchr("/?#", url[i]); i++)
+		url[i] = (char)tolower((unsigned char)url[i]);
+	return 1;
 }
 
 /* Splits "a, b c" into a NULL-terminated array of copies. */
@@ -290,9 +314,25 @@ fail:
 	return NULL;
 }
 
+/* Bits past the prefix are cleared: routers ignore them, and two ways of
+ * writing one range compare equal. */
+static void clear_host_bits(struct mf_ip_range *range)
+{
+	unsigned i;
+
+	for (i = 0; i < sizeof(range->addr); i++) {
+		unsigned bit = i * 8;
+
+		if (bit >= range->prefix)
+			range->addr[i] = 0;
+		else if (bit + 8 > range->prefix)
+			range->addr[i] &= (unsigned char)(0xff << (bit + 8 - range->prefix));
+	}
+}
+
 /* "192.0.2.10", "192.0.2.0/24", "2001:db8::/32": one range; -1 when it is
- * none.  Bits past the prefix are ignored, as routers do. */
-static int parse_ip_range(const char *text, struct mf_ip_range *range)
+ * none. */
+int mf_ip_range_parse(const char *text, struct mf_ip_range *range)
 {
 	char address[INET6_ADDRSTRLEN];
 	const char *slash = strchr(text, '/');
@@ -326,7 +366,26 @@ static int parse_ip_range(const char *text, struct mf_ip_range *range)
 			return -1;
 		range->prefix = (unsigned)bits;
 	}
+	clear_host_bits(range);
 	return 0;
+}
+
+void mf_ip_range_format(const struct mf_ip_range *range, char out[MF_IP_RANGE_TEXT])
+{
+	unsigned full = range->family == AF_INET ? 32 : 128;
+	size_t len;
+
+	if (!inet_ntop(range->family, range->addr, out, INET6_ADDRSTRLEN))
+		snprintf(out, MF_IP_RANGE_TEXT, "?");
+	len = strlen(out);
+	if (range->prefix != full)
+		snprintf(out + len, MF_IP_RANGE_TEXT - len, "/%u", range->prefix);
+}
+
+int mf_ip_range_equal(const struct mf_ip_range *a, const struct mf_ip_range *b)
+{
+	return a->family == b->family && a->prefix == b->prefix &&
+	       memcmp(a->addr, b->addr, sizeof(a->addr)) == 0;
 }
 
 static int range_contains(const struct mf_ip_range *range, int family,
@@ -369,8 +428,9 @@ int mf_is_service_ip(const struct mf_profile *profile, const char *address)
 	return 0;
 }
 
-/* Reads service_ips; a malformed entry is a configuration error that names
- * it, so that the trace never silently counts a pass as missing. */
+/* Reads service_ips, which the rule's exception rests on: missing, it is a
+ * configuration error (a rule without it would route the service's own
+ * mail back to it); a malformed entry is one that names it. */
 static int load_service_ips(const struct mailmode_host *host, const char *service_section,
                             struct mf_profile *p, struct mailmode_diag *diag)
 {
@@ -379,8 +439,12 @@ static int load_service_ips(const struct mailmode_host *host, const char *servic
 	size_t n = 0, i;
 	int rc = MAILMODE_OK;
 
-	if (!value || !*value)
-		return MAILMODE_OK;
+	if (!value || !*value) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "[%s]: missing key 'service_ips' (the addresses the service sends mail from, as its vendor publishes them: the transport rule lets mail from them through)",
+		               service_section);
+		return MAILMODE_ERR_CONFIG;
+	}
 	items = split_list(value, &n);
 	if (!items) {
 		host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory reading [%s]",
@@ -401,7 +465,7 @@ static int load_service_ips(const struct mailmode_host *host, const char *servic
 		goto out;
 	}
 	for (i = 0; i < n; i++) {
-		if (parse_ip_range(items[i], &p->service_ips[i]) != 0) {
+		if (mf_ip_range_parse(items[i], &p->service_ips[i]) != 0) {
 			host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
 			               "[%s]: 'service_ips': '%s' is not an IP address or CIDR range (e.g. 192.0.2.10, 192.0.2.0/24, 2001:db8::/32)",
 			               service_section, items[i]);
@@ -483,7 +547,6 @@ void mf_profile_free(struct mf_profile *profile)
 	free(profile->smart_hosts);
 	free(profile->tls_domain);
 	free(profile->tls_cert_name);
-	free(profile->loop_header);
 	free(profile->name_prefix);
 	free(profile->service_ips);
 	free(profile->managed_marker);
@@ -604,6 +667,17 @@ int mf_profile_load(const struct mailmode_host *host, const char *mode_section,
 		               p->ca_file);
 		goto out;
 	}
+	value = host->config_get(host->handle, p->tenant_section, "assertion_alg");
+	if (empty(value) || mf_strcaseeq(value, "PS256")) {
+		p->assertion_alg = MF_ASSERTION_PS256;
+	} else if (mf_strcaseeq(value, "RS256")) {
+		p->assertion_alg = MF_ASSERTION_RS256;
+	} else {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "[%s]: 'assertion_alg' must be PS256 or RS256, not '%s'",
+		               p->tenant_section, value);
+		goto out;
+	}
 	value = tenant_or_mode_key(host, p->tenant_section, mode_section,
 	                           "retry_budget_ms");
 	if (!empty(value) && (p->retry_budget_ms = parse_ms(value)) < 0) {
@@ -649,13 +723,14 @@ int mf_profile_load(const struct mailmode_host *host, const char *mode_section,
 	value = host->config_get(host->handle, service_section, "tls_domain");
 	p->tls_domain = mf_strdup(empty(value) ? p->smart_hosts[0] : value);
 	value = host->config_get(host->handle, service_section, "connector_type");
-	if (empty(value) || mf_strcaseeq(value, "OnPremises")) {
-		p->connector_type = MF_CONNECTOR_ONPREMISES;
-	} else if (mf_strcaseeq(value, "Partner")) {
+	/* Partner unless asked: the least the service's mail needs. */
+	if (empty(value) || mf_strcaseeq(value, "Partner")) {
 		p->connector_type = MF_CONNECTOR_PARTNER;
+	} else if (mf_strcaseeq(value, "OnPremises")) {
+		p->connector_type = MF_CONNECTOR_ONPREMISES;
 	} else {
 		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
-		               "[%s]: 'connector_type' must be OnPremises or Partner, not '%s'",
+		               "[%s]: 'connector_type' must be Partner or OnPremises, not '%s'",
 		               service_section, value);
 		goto out;
 	}
@@ -667,18 +742,9 @@ int mf_profile_load(const struct mailmode_host *host, const char *mode_section,
 		goto out;
 	}
 	p->tls_cert_name = mf_strdup(value);
-	value = host->config_get(host->handle, service_section, "loop_header");
-	if (empty(value)) {
-		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
-		               "[%s]: missing key 'loop_header' (the header the service stamps, so its mail is not routed back)",
-		               service_section);
-		goto out;
-	}
-	p->loop_header = mf_strdup(value);
 	value = host->config_get(host->handle, service_section, "name_prefix");
 	p->name_prefix = mf_strdup(empty(value) ? DEFAULT_NAME_PREFIX : value);
-	if (!p->tls_domain || !p->tls_cert_name || !p->loop_header ||
-	    !p->name_prefix)
+	if (!p->tls_domain || !p->tls_cert_name || !p->name_prefix)
 		goto nomem;
 	rc = load_service_ips(host, service_section, p, diag);
 	if (rc != MAILMODE_OK)

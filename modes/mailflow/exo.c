@@ -8,9 +8,10 @@
  * Paging: the same body is POSTed again to @odata.nextLink, with a new
  * client-request-id and the same connection-id.  Warnings arrive in
  * @adminapi.warnings.  A failed cmdlet answers 4xx with
- * error.details[0].message = "ErrId|ExceptionType|Text".  429/503/504 are
- * retried by the host within the request's budget; a throttle that comes
- * as text in another status is retried here, within the same budget.
+ * error.details[0].message = "ErrId|ExceptionType|Text".  408/429/503/504
+ * are retried by the host within the request's budget (each attempt with a
+ * new client-request-id); a throttle that comes as text in another status
+ * is retried here, within the same budget.
  */
 #include "mailflow.h"
 
@@ -159,23 +160,6 @@ static void free_secret(char *s)
 		OPENSSL_cleanse(s, strlen(s));
 		free(s);
 	}
-}
-
-static int is_guid(const char *s)
-{
-	size_t i;
-
-	if (strlen(s) != 36)
-		return 0;
-	for (i = 0; i < 36; i++) {
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (s[i] != '-')
-				return 0;
-		} else if (!strchr("0123456789abcdefABCDEF", s[i])) {
-			return 0;
-		}
-	}
-	return 1;
 }
 
 /* "https://host:port" of a URL, for checking where nextLink points. */
@@ -384,6 +368,134 @@ static int take_page(struct mf_exo *exo, const char *cmdlet, cJSON *page,
 	return MAILMODE_OK;
 }
 
+void mf_not_sent(const struct mailmode_host *host, const struct mf_profile *profile,
+                 const char *what, struct mailmode_diag *diag)
+{
+	char cause[MAILMODE_DIAG_SUMMARY_MAX];
+
+	snprintf(cause, sizeof(cause), "%s", diag->summary);
+	host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "[%s]: %s: %s", profile->tenant_section,
+	               what, cause);
+}
+
+/* The request headers of one cmdlet call; auth, request_id and anchor are
+ * made anew for each request. */
+struct call_headers {
+	char *auth, *cmdlet, *anchor, *request_id, *connection;
+	const char *list[12];
+};
+
+static void call_headers_free(struct call_headers *h)
+{
+	free_secret(h->auth);
+	free(h->cmdlet);
+	free(h->anchor);
+	free(h->request_id);
+	free(h->connection);
+}
+
+/* X-AnchorMailbox routes the call to the tenant's arbitration mailbox: the
+ * module's app-only form names the tenant by GUID, which the token's tid
+ * gives when the profile names the tenant by domain.  The older UPN form
+ * is kept only for a token without tid. */
+static char *anchor_header(const struct mf_exo *exo)
+{
+	const char *guid = exo->tenant->tenant_guid[0] ? exo->tenant->tenant_guid
+	                 : mf_is_guid(exo->profile->tenant) ? exo->profile->tenant : NULL;
+
+	return guid ? mf_printf("X-AnchorMailbox: APP:%s@%s", ANCHOR_MAILBOX, guid)
+	            : mf_printf("X-AnchorMailbox: UPN:%s@%s", ANCHOR_MAILBOX,
+	                        exo->profile->tenant);
+}
+
+static int call_headers_set(const struct mf_exo *exo, struct call_headers *h,
+                            const char *token)
+{
+	char request_id[37];
+
+	free_secret(h->auth);
+	free(h->request_id);
+	free(h->anchor);
+	h->auth = mf_printf("Authorization: Bearer %s", token);
+	h->request_id = mf_guid(request_id) == 0
+	              ? mf_printf("client-request-id: %s", request_id) : NULL;
+	h->anchor = anchor_header(exo);
+	if (!h->auth || !h->request_id || !h->anchor || !h->cmdlet || !h->connection)
+		return -1;
+	h->list[0] = h->auth;
+	h->list[1] = "Content-Type: application/json";
+	h->list[2] = "Accept: application/json";
+	h->list[3] = h->cmdlet;
+	h->list[4] = h->anchor;
+	h->list[5] = "X-ResponseFormat: json";
+	h->list[6] = "X-SerializationLevel: Partial";
+	h->list[7] = "Prefer: odata.maxpagesize=1000";
+	h->list[8] = h->request_id;
+	h->list[9] = h->connection;
+	h->list[10] = "X-ClientApplication: mailmode";
+	h->list[11] = NULL;
+	return 0;
+}
+
+/* The request did not get an answer.  The host's MAILMODE_ERR_FAILED means
+ * nothing was sent (a certificate that did not verify); anything else may
+ * have reached the service, so a write's outcome is unknown. */
+static int no_answer(struct mf_exo *exo, const char *cmdlet, int rc,
+                     struct mailmode_diag *diag)
+{
+	const struct mailmode_host *host = exo->ctx->host;
+	char cause[MAILMODE_DIAG_SUMMARY_MAX];
+
+	if (rc == MAILMODE_ERR_FAILED) {
+		mf_not_sent(host, exo->profile, cmdlet, diag);
+		return rc;
+	}
+	snprintf(cause, sizeof(cause), "%s", diag->summary);
+	host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
+	               "%s: no answer from the admin API of tenant %s%s",
+	               cmdlet, exo->profile->tenant,
+	               is_write_cmdlet(cmdlet) ? " (the change may or may not have been made)" : "");
+	host->diag_append(diag, "%s", cause);
+	return is_write_cmdlet(cmdlet) ? MAILMODE_ERR_UNKNOWN : rc;
+}
+
+/* The InvokeCommand body of the cmdlet. */
+static char *invoke_body(const char *cmdlet, const cJSON *params)
+{
+	cJSON *body = cJSON_CreateObject();
+	cJSON *input = cJSON_AddObjectToObject(body, "CmdletInput");
+	char *text = NULL;
+
+	if (input && cJSON_AddStringToObject(input, "CmdletName", cmdlet) &&
+	    cJSON_AddItemToObject(input, "Parameters",
+	                          params ? cJSON_Duplicate(params, 1) : cJSON_CreateObject()))
+		text = cJSON_PrintUnformatted(body);
+	cJSON_Delete(body);
+	return text;
+}
+
+/* The nextLink may be followed: the bearer token goes wherever it points,
+ * so only to the admin API's own origin, and a chain must end. */
+static int next_allowed(struct mf_exo *exo, const char *cmdlet, const char *next,
+                        const char *first_url, int pages, struct mailmode_diag *diag)
+{
+	const struct mailmode_host *host = exo->ctx->host;
+
+	if (origin_len(next) != origin_len(first_url) ||
+	    strncasecmp(next, first_url, origin_len(first_url)) != 0) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "%s: @odata.nextLink points outside %s: %s",
+		               cmdlet, exo->profile->api_url, next);
+		return 0;
+	}
+	if (pages >= MAX_PAGES) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "%s: more than %d pages; giving up", cmdlet, MAX_PAGES);
+		return 0;
+	}
+	return 1;
+}
+
 int mf_exo_invoke(struct mf_exo *exo, const char *cmdlet, const cJSON *params,
                   cJSON **value, struct mf_exo_error *err,
                   struct mailmode_diag *diag)
@@ -393,13 +505,10 @@ int mf_exo_invoke(struct mf_exo *exo, const char *cmdlet, const cJSON *params,
 	struct mf_exo_error local_err;
 	struct mailmode_http_request req = { 0 };
 	struct mailmode_http_response resp = { 0 };
-	cJSON *body = NULL, *input, *all = NULL, *page = NULL;
+	struct call_headers h = { 0 };
+	cJSON *all = NULL, *page = NULL;
 	char *body_text = NULL, *first_url = NULL, *url = NULL, *next = NULL;
-	char *h_auth = NULL, *h_cmdlet = NULL, *h_anchor = NULL;
-	char *h_request_id = NULL, *h_connection = NULL;
-	const char *headers[12];
 	const char *token;
-	char request_id[37];
 	long budget_ms = profile->retry_budget_ms > 0 ? profile->retry_budget_ms
 	                                              : DEFAULT_RETRY_BUDGET_MS;
 	int64_t started = host->clock_mono_ms(host->handle);
@@ -412,55 +521,26 @@ int mf_exo_invoke(struct mf_exo *exo, const char *cmdlet, const cJSON *params,
 	memset(err, 0, sizeof(*err));
 	*value = NULL;
 
-	body = cJSON_CreateObject();
-	input = cJSON_AddObjectToObject(body, "CmdletInput");
-	if (!input || !cJSON_AddStringToObject(input, "CmdletName", cmdlet))
-		goto nomem;
-	if (!cJSON_AddItemToObject(input, "Parameters",
-	                           params ? cJSON_Duplicate(params, 1)
-	                                  : cJSON_CreateObject()))
-		goto nomem;
-	body_text = cJSON_PrintUnformatted(body);
+	body_text = invoke_body(cmdlet, params);
 	all = cJSON_CreateArray();
 	first_url = mf_printf("%s/adminapi/beta/%s/InvokeCommand",
 	                      profile->api_url, profile->tenant);
-	h_cmdlet = mf_printf("X-CmdletName: %s", cmdlet);
-	h_anchor = is_guid(profile->tenant)
-	         ? mf_printf("X-AnchorMailbox: APP:%s@%s", ANCHOR_MAILBOX, profile->tenant)
-	         : mf_printf("X-AnchorMailbox: UPN:%s@%s", ANCHOR_MAILBOX, profile->tenant);
-	h_connection = mf_printf("connection-id: %s", exo->tenant->connection_id);
+	h.cmdlet = mf_printf("X-CmdletName: %s", cmdlet);
+	h.connection = mf_printf("connection-id: %s", exo->tenant->connection_id);
 	url = mf_strdup(first_url);
-	if (!body_text || !all || !first_url || !h_cmdlet || !h_anchor ||
-	    !h_connection || !url)
+	if (!body_text || !all || !first_url || !url)
 		goto nomem;
 
 	for (;;) {
 		rc = mf_token_get(exo->ctx, exo->tenant, profile, &token, diag);
 		if (rc != MAILMODE_OK)
 			goto out;
-		free_secret(h_auth);
-		free(h_request_id);
-		h_auth = mf_printf("Authorization: Bearer %s", token);
-		h_request_id = mf_guid(request_id) == 0
-		             ? mf_printf("client-request-id: %s", request_id) : NULL;
-		if (!h_auth || !h_request_id)
+		if (call_headers_set(exo, &h, token) != 0)
 			goto nomem;
-		headers[0] = h_auth;
-		headers[1] = "Content-Type: application/json";
-		headers[2] = "Accept: application/json";
-		headers[3] = h_cmdlet;
-		headers[4] = h_anchor;
-		headers[5] = "X-ResponseFormat: json";
-		headers[6] = "X-SerializationLevel: Partial";
-		headers[7] = "Prefer: odata.maxpagesize=1000";
-		headers[8] = h_request_id;
-		headers[9] = h_connection;
-		headers[10] = "X-ClientApplication: mailmode";
-		headers[11] = NULL;
 
 		req.method = "POST";
 		req.url = url;
-		req.headers = headers;
+		req.headers = h.list;
 		req.body = body_text;
 		req.body_len = strlen(body_text);
 		req.ca_file = profile->ca_file;
@@ -478,16 +558,7 @@ int mf_exo_invoke(struct mf_exo *exo, const char *cmdlet, const cJSON *params,
 		rc = host->http_request(host->handle, exo->tenant->session, &req,
 		                        &resp, diag);
 		if (rc != MAILMODE_OK) {
-			char cause[MAILMODE_DIAG_SUMMARY_MAX];
-
-			snprintf(cause, sizeof(cause), "%s", diag->summary);
-			host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
-			               "%s: no answer from the admin API of tenant %s%s",
-			               cmdlet, profile->tenant,
-			               is_write_cmdlet(cmdlet) ? " (the change may or may not have been made)" : "");
-			host->diag_append(diag, "%s", cause);
-			if (is_write_cmdlet(cmdlet))
-				rc = MAILMODE_ERR_UNKNOWN;
+			rc = no_answer(exo, cmdlet, rc, diag);
 			goto out;
 		}
 		have_response = 1;
@@ -531,19 +602,7 @@ int mf_exo_invoke(struct mf_exo *exo, const char *cmdlet, const cJSON *params,
 		pages++;
 		if (!next)
 			break;
-		/* The bearer token goes wherever the link points: only to the
-		 * admin API's own origin. */
-		if (origin_len(next) != origin_len(first_url) ||
-		    strncasecmp(next, first_url, origin_len(first_url)) != 0) {
-			host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
-			               "%s: @odata.nextLink points outside %s: %s",
-			               cmdlet, profile->api_url, next);
-			rc = MAILMODE_ERR_FAILED;
-			goto out;
-		}
-		if (pages >= MAX_PAGES) {
-			host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
-			               "%s: more than %d pages; giving up", cmdlet, MAX_PAGES);
+		if (!next_allowed(exo, cmdlet, next, first_url, pages, diag)) {
 			rc = MAILMODE_ERR_FAILED;
 			goto out;
 		}
@@ -562,17 +621,12 @@ nomem:
 out:
 	if (have_response)
 		host->http_response_free(host->handle, &resp);
-	cJSON_Delete(body);
 	cJSON_Delete(page);
 	cJSON_Delete(all);
 	free(body_text);
 	free(first_url);
 	free(url);
 	free(next);
-	free_secret(h_auth);
-	free(h_cmdlet);
-	free(h_anchor);
-	free(h_request_id);
-	free(h_connection);
+	call_headers_free(&h);
 	return rc;
 }

@@ -27,6 +27,12 @@ enum mf_connector_type {
 	MF_CONNECTOR_PARTNER = 1
 };
 
+/* How the certificate client assertion is signed (assertion_alg). */
+enum mf_assertion_alg {
+	MF_ASSERTION_PS256 = 0,    /* RSASSA-PSS, header x5t#S256 (current) */
+	MF_ASSERTION_RS256 = 1     /* PKCS#1 v1.5, header x5t (older form) */
+};
+
 /* Real Exchange lists new objects within 30 minutes. */
 #define MF_DEFAULT_VISIBILITY_WINDOW_MS (30L * 60 * 1000)
 
@@ -51,6 +57,7 @@ struct mf_profile {
 	char *login_url;           /* no trailing slash */
 	char *api_url;             /* no trailing slash */
 	char *ca_file;             /* NULL: system trust store */
+	enum mf_assertion_alg assertion_alg;
 	long retry_budget_ms;      /* per request; 0: host default */
 	long timeout_ms;           /* per request; 0: host default */
 	long visibility_window_ms; /* a new object may stay unlisted this long */
@@ -61,10 +68,9 @@ struct mf_profile {
 	char *tls_domain;
 	enum mf_connector_type connector_type;
 	char *tls_cert_name;
-	char *loop_header;
 	char *name_prefix;
-	/* Where the service's mail comes from; optional (only the message
-	 * trace needs it): NULL when the profile names none. */
+	/* Where the service's mail comes from (at least one): the rule's
+	 * exception and the message trace rest on it. */
 	struct mf_ip_range *service_ips;
 	size_t nservice_ips;
 
@@ -86,6 +92,13 @@ void mf_profile_free(struct mf_profile *profile);
  * service_ips. */
 int mf_is_service_ip(const struct mf_profile *profile, const char *address);
 
+/* An IP range as text: "192.0.2.10", "192.0.2.0/24", "2001:db8::/32"
+ * (host bits cleared).  Parse: 0, or -1 when text is none. */
+#define MF_IP_RANGE_TEXT 50        /* INET6_ADDRSTRLEN + "/128" */
+int mf_ip_range_parse(const char *text, struct mf_ip_range *range);
+void mf_ip_range_format(const struct mf_ip_range *range, char out[MF_IP_RANGE_TEXT]);
+int mf_ip_range_equal(const struct mf_ip_range *a, const struct mf_ip_range *b);
+
 /* The deterministic name of the domain's rule, at most 64 characters. */
 void mf_rule_name(const struct mf_profile *profile, const char *domain,
                   char name[MF_NAME_MAX]);
@@ -98,6 +111,8 @@ char *mf_printf(const char *fmt, ...) MAILMODE_PRINTF(1, 2);
 int mf_strcaseeq(const char *a, const char *b);
 /* A random RFC 4122 version-4 GUID, 36 characters plus NUL. */
 int mf_guid(char out[37]);
+/* 1 when s is a GUID in its 8-4-4-4-12 hex form (token.c). */
+int mf_is_guid(const char *s);
 
 /* A growable string. */
 struct mf_buf {
@@ -118,6 +133,9 @@ struct mf_tenant {
 	pthread_mutex_t lock;      /* held for a whole operation on the tenant */
 	struct mailmode_http_session *session;
 	char connection_id[37];    /* one GUID per session, as the module does */
+	/* The directory (tenant) GUID from the access token's tid claim, for
+	 * X-AnchorMailbox; "" until a token has said it. */
+	char tenant_guid[37];
 	char *access_token;        /* NULL: none cached */
 	int64_t expires_at_ms;     /* wall clock */
 	/* The tenant's standing checks, read once per TENANT_FACTS_MS within a
@@ -157,6 +175,10 @@ int mf_credentials_check(struct mf_ctx *ctx, const struct mf_profile *profile,
 /* Forgets the cached token (after a 401). */
 void mf_token_forget(struct mf_ctx *ctx, struct mf_tenant *tenant);
 
+/* The tid claim of an access token (a JWT) when it is a GUID: 0, else -1.
+ * Exposed for the unit test. */
+int mf_token_tid(const char *access_token, char out[37]);
+
 /* The signed JWT client assertion (exposed for the unit test). */
 int mf_jwt_assertion(struct mf_ctx *ctx, const struct mf_profile *profile,
                      const char *token_url, char **assertion,
@@ -192,6 +214,12 @@ int mf_exo_invoke(struct mf_exo *exo, const char *cmdlet, const cJSON *params,
                   cJSON **value, struct mf_exo_error *err,
                   struct mailmode_diag *diag);
 
+/* Rewrites the diagnostic of a request the host did not send (it returned
+ * MAILMODE_ERR_FAILED: a TLS certificate that did not verify) to one line
+ * "[tenant T]: WHAT: <the host's line naming the host and ca_file>". */
+void mf_not_sent(const struct mailmode_host *host, const struct mf_profile *profile,
+                 const char *what, struct mailmode_diag *diag);
+
 /* Error classes, from the exception type and text. */
 int mf_exo_error_not_found(const struct mf_exo_error *err);
 int mf_exo_error_exists(const struct mf_exo_error *err);
@@ -218,6 +246,10 @@ cJSON *mf_inbound_params(const struct mf_profile *profile);
 cJSON *mf_outbound_params(const struct mf_profile *profile);
 cJSON *mf_rule_params(const struct mf_profile *profile, const char *domain,
                       long priority);
+/* Adds to Set-TransportRule's parameters the clearing of what older
+ * versions set and this one does not (the loop-header exception), so that
+ * setup repairs such a rule.  0, or -1 when out of memory. */
+int mf_rule_unset_retired(cJSON *set_params);
 
 /* Compares an object read back with what the profile wants; appends one
  * "Field: have X, want Y" line per difference to mismatches.  Returns the
@@ -239,11 +271,14 @@ int mf_rule_routes_to(const cJSON *rule, const char *connector_name,
 
 /* Where mf_find_conflicts puts its lines: one per conflicting object, in
  * accepted_lines when the object's name is one of accepted (the admin's
- * --accept-conflict NAME; NULL-terminated, may be NULL), else in lines. */
+ * --accept-conflict NAME; NULL-terminated, may be NULL), else in lines
+ * (each saying the --accept-conflict 'NAME' that would accept it).  notes
+ * (may be NULL) gets objects worth knowing that are no conflict. */
 struct mf_conflicts {
 	const char *const *accepted;
 	struct mf_buf *lines;
 	struct mf_buf *accepted_lines;
+	struct mf_buf *notes;
 };
 
 /* Returns how many conflicts were not accepted. */

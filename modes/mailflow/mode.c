@@ -356,8 +356,9 @@ static void warn_lines(struct op *op, const char *prefix, const char *lines)
 static int preflight(struct op *op, struct mailmode_diag *diag)
 {
 	const struct mailmode_host *host = op->host;
-	struct mf_buf refused = { 0 }, accepted = { 0 };
-	struct mf_conflicts conflicts = { accepted_conflicts(op->req), &refused, &accepted };
+	struct mf_buf refused = { 0 }, accepted = { 0 }, notes = { 0 };
+	struct mf_conflicts conflicts = { accepted_conflicts(op->req), &refused, &accepted,
+	                                  &notes };
 	int n, rc;
 
 	if (ends_with(op->req->domain, ".onmicrosoft.com")) {
@@ -376,7 +377,7 @@ static int preflight(struct op *op, struct mailmode_diag *diag)
 		goto out;
 	n = mf_find_conflicts(op->profile, op->req->domain, op->rules, op->outbound,
 	                      op->inbound, &conflicts);
-	if (refused.failed || accepted.failed) {
+	if (refused.failed || accepted.failed || notes.failed) {
 		host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
 		rc = MAILMODE_ERR_NOMEM;
 		goto out;
@@ -392,10 +393,12 @@ static int preflight(struct op *op, struct mailmode_diag *diag)
 		goto out;
 	}
 	warn_lines(op, "accepted conflict: ", accepted.data);
+	warn_lines(op, "", notes.data);
 	rc = MAILMODE_OK;
 out:
 	mf_buf_free(&refused);
 	mf_buf_free(&accepted);
+	mf_buf_free(&notes);
 	return rc;
 }
 
@@ -500,6 +503,10 @@ static cJSON *set_params(const cJSON *new_params, const char *identity,
 	 * the connectors' Set-* have. */
 	if (is_rule)
 		cJSON_DeleteItemFromObjectCaseSensitive(p, "Enabled");
+	if (is_rule && mf_rule_unset_retired(p) != 0) {
+		cJSON_Delete(p);
+		return NULL;
+	}
 	if (!keep_priority)
 		cJSON_DeleteItemFromObjectCaseSensitive(p, "Priority");
 	if (!cJSON_AddStringToObject(p, "Identity", identity)) {

@@ -3,13 +3,15 @@
  * be, how an object read back is compared with that, and which of the
  * tenant's other objects would fight with them.
  *
- *   inbound connector   TLS required, identified by the service's
- *                       certificate name; SenderDomains *
+ *   inbound connector   Partner by default: TLS required, identified by the
+ *                       service's certificate name, never restricted;
+ *                       SenderDomains * (doc/mailflow-connectors.md)
  *   outbound connector  rule-scoped, the service's smart hosts, TLS with
  *                       domain validation
  *   transport rule      priority 0, recipient domain = the domain, route to
- *                       the outbound connector, except mail carrying the
- *                       service's loop header (already processed)
+ *                       the outbound connector, except mail Exchange Online
+ *                       received from the service's addresses (its return;
+ *                       doc/mailflow-rule.md)
  */
 #include "mailflow.h"
 
@@ -17,9 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-/* Any value: the header only has to be present. */
-#define LOOP_HEADER_PATTERN "."
 
 /* Other vendors' rule names (prefixes or words) whose rules reroute mail
  * through their own service: running two is double scanning or a loop. */
@@ -67,6 +66,12 @@ static int add_strings(cJSON *obj, const char *name, const char *const *items)
 	return 0;
 }
 
+/* The inbound connector: where the service hands mail back.  Each field
+ * and why: doc/mailflow-connectors.md.  Never restricted
+ * (RestrictDomainsToCertificate, RestrictDomainsToIPAddresses): with
+ * SenderDomains * a restricted Partner connector refuses every message that
+ * reaches Microsoft 365 without the service's certificate or addresses
+ * (5.7.51), and in mailflow mode all inbound mail arrives that way first. */
 cJSON *mf_inbound_params(const struct mf_profile *profile)
 {
 	static const char *const any_sender[] = { "*", NULL };
@@ -82,10 +87,6 @@ cJSON *mf_inbound_params(const struct mf_profile *profile)
 	         cJSON_AddBoolToObject(p, "Enabled", 1) &&
 	         cJSON_AddStringToObject(p, "Comment", comment);
 
-	/* A Partner connector is only tied to the service by its
-	 * certificate when told so. */
-	if (ok && profile->connector_type == MF_CONNECTOR_PARTNER)
-		ok = cJSON_AddBoolToObject(p, "RestrictDomainsToCertificate", 1) != NULL;
 	free(comment);
 	if (!ok) {
 		cJSON_Delete(p);
@@ -118,11 +119,45 @@ cJSON *mf_outbound_params(const struct mf_profile *profile)
 	return p;
 }
 
+/* The rule's one exception: mail Exchange Online received from the
+ * service's own addresses, its return.  Exchange matches
+ * ExceptIfSenderIpRanges against the address of the last hop before it,
+ * which a sender cannot choose.  No header exception beside it: exceptions
+ * are OR-ed, and anyone can write a header (doc/mailflow-rule.md). */
+static int add_service_exception(cJSON *p, const struct mf_profile *profile)
+{
+	cJSON *ranges = cJSON_CreateArray();
+	size_t i;
+
+	for (i = 0; ranges && i < profile->nservice_ips; i++) {
+		char text[MF_IP_RANGE_TEXT];
+		cJSON *s;
+
+		mf_ip_range_format(&profile->service_ips[i], text);
+		s = cJSON_CreateString(text);
+		if (!s || !cJSON_AddItemToArray(ranges, s)) {
+			cJSON_Delete(s);
+			cJSON_Delete(ranges);
+			return -1;
+		}
+	}
+	if (!ranges || !cJSON_AddItemToObject(p, "ExceptIfSenderIpRanges", ranges)) {
+		cJSON_Delete(ranges);
+		return -1;
+	}
+	return 0;
+}
+
+int mf_rule_unset_retired(cJSON *set_params)
+{
+	return cJSON_AddNullToObject(set_params, "ExceptIfHeaderMatchesMessageHeader") &&
+	       cJSON_AddNullToObject(set_params, "ExceptIfHeaderMatchesPatterns") ? 0 : -1;
+}
+
 cJSON *mf_rule_params(const struct mf_profile *profile, const char *domain,
                       long priority)
 {
 	const char *const domains[] = { domain, NULL };
-	const char *const patterns[] = { LOOP_HEADER_PATTERN, NULL };
 	char name[MF_NAME_MAX];
 	cJSON *p = cJSON_CreateObject();
 	char *comments = mf_printf("%s: routes mail for %s through service %s; do not edit by hand",
@@ -135,8 +170,7 @@ cJSON *mf_rule_params(const struct mf_profile *profile, const char *domain,
 	     cJSON_AddNumberToObject(p, "Priority", (double)priority) &&
 	     add_strings(p, "RecipientDomainIs", domains) == 0 &&
 	     cJSON_AddStringToObject(p, "RouteMessageOutboundConnector", profile->outbound_name) &&
-	     cJSON_AddStringToObject(p, "ExceptIfHeaderMatchesMessageHeader", profile->loop_header) &&
-	     add_strings(p, "ExceptIfHeaderMatchesPatterns", patterns) == 0 &&
+	     add_service_exception(p, profile) == 0 &&
 	     cJSON_AddStringToObject(p, "Mode", "Enforce") &&
 	     cJSON_AddBoolToObject(p, "Enabled", 1) &&
 	     cJSON_AddStringToObject(p, "Comments", comments);
@@ -374,7 +408,8 @@ static int want_classes(struct mf_buf *out, const cJSON *rule, const char *field
 
 static const char *const inbound_fields[] = {
 	"ConnectorType", "SenderDomains", "RequireTls", "TlsSenderCertificateName",
-	"Enabled", "RestrictDomainsToCertificate", "ConnectorSource", NULL
+	"Enabled", "RestrictDomainsToCertificate", "RestrictDomainsToIPAddresses",
+	"SenderIPAddresses", "ConnectorSource", NULL
 };
 static const char *const outbound_fields[] = {
 	"ConnectorType", "SmartHosts", "UseMXRecord", "TlsSettings", "TlsDomain",
@@ -387,8 +422,8 @@ static const struct field_default outbound_defaults[] = {
 };
 static const char *const rule_fields[] = {
 	"State", "Enabled", "Mode", "Priority", "RecipientDomainIs",
-	"RouteMessageOutboundConnector", "ExceptIfHeaderMatchesMessageHeader",
-	"ExceptIfHeaderMatchesPatterns", "Conditions", "Exceptions", "Actions",
+	"RouteMessageOutboundConnector", "ExceptIfSenderIpRanges", "Conditions",
+	"Exceptions", "Actions",
 	"Description", "CreatedBy", "LastModifiedBy", "ManuallyModified", "RuleVersion",
 	NULL
 };
@@ -397,10 +432,23 @@ static const struct field_default rule_defaults[] = {
 	{ "RuleSubType", "None" }, { NULL, NULL }
 };
 
+/* A restriction set by hand turns the connector into the gateway-mode
+ * lock-down, which refuses all mail arriving directly: drift, said so. */
+static int want_unrestricted(struct mf_buf *out, const cJSON *conn, const char *field)
+{
+	if (mf_field_bool(conn, field) != 1)
+		return 0;
+	mf_buf_addf(out, "%s: have True, want False (a restricted connector refuses every message reaching Microsoft 365 directly, 5.7.51: in mailflow mode, all inbound mail)\n",
+	            field);
+	return 1;
+}
+
 int mf_inbound_compare(const struct mf_profile *profile, const cJSON *conn,
                        struct mf_buf *mismatches)
 {
 	static const char *const any_sender[] = { "*", NULL };
+	size_t count = 0;
+	const char **ips = mf_field_strs(conn, "SenderIPAddresses", &count);
 	int n = 0;
 
 	n += want_str(mismatches, conn, "ConnectorType", connector_type_name(profile));
@@ -408,10 +456,15 @@ int mf_inbound_compare(const struct mf_profile *profile, const cJSON *conn,
 	n += want_bool(mismatches, conn, "RequireTls", 1);
 	n += want_str(mismatches, conn, "TlsSenderCertificateName", profile->tls_cert_name);
 	n += want_bool(mismatches, conn, "Enabled", 1);
-	if (profile->connector_type == MF_CONNECTOR_PARTNER)
-		n += want_bool(mismatches, conn, "RestrictDomainsToCertificate", 1);
-	else if (mf_field_bool(conn, "RestrictDomainsToCertificate") == 1)
-		n += want_bool(mismatches, conn, "RestrictDomainsToCertificate", 0);
+	n += want_unrestricted(mismatches, conn, "RestrictDomainsToCertificate");
+	n += want_unrestricted(mismatches, conn, "RestrictDomainsToIPAddresses");
+	/* Addresses added by hand make other senders' mail the service's. */
+	if (count > 0) {
+		mf_buf_addf(mismatches, "SenderIPAddresses: have %zu address(es) starting '%s', want none (the connector is identified by the service's certificate)\n",
+		            count, ips[0]);
+		n++;
+	}
+	free(ips);
 	n += extra_fields(mismatches, conn, inbound_fields, NULL);
 	return n;
 }
@@ -472,14 +525,70 @@ int mf_rule_routes_to(const cJSON *rule, const char *connector_name,
 	                  (connector_guid && mf_strcaseeq(target, connector_guid)));
 }
 
+/* 1 when range (as Exchange returns it) is one of the profile's. */
+static int is_profile_range(const struct mf_profile *profile, const char *text)
+{
+	struct mf_ip_range range;
+	size_t i;
+
+	if (mf_ip_range_parse(text, &range) != 0)
+		return 0;   /* "a-b" or garbage: not what setup writes */
+	for (i = 0; i < profile->nservice_ips; i++)
+		if (mf_ip_range_equal(&range, &profile->service_ips[i]))
+			return 1;
+	return 0;
+}
+
+/* ExceptIfSenderIpRanges is exactly the profile's service_ips, compared as
+ * ranges ("192.0.2.0/24" = "192.0.2.7/24").  A header exception (a rule
+ * made by an older mailmode, or edited) is a difference too, found by
+ * extra_fields: it would let a forged header skip the service. */
+static int want_service_exception(struct mf_buf *out, const struct mf_profile *profile,
+                                  const cJSON *rule)
+{
+	size_t count = 0, i, j;
+	const char **have = mf_field_strs(rule, "ExceptIfSenderIpRanges", &count);
+	int equal = 1;
+
+	if (!have) {
+		out->failed = 1;
+		return 1;
+	}
+	for (i = 0; i < count && equal; i++)
+		equal = is_profile_range(profile, have[i]);
+	for (i = 0; i < profile->nservice_ips && equal; i++) {
+		struct mf_ip_range range;
+		int found = 0;
+
+		for (j = 0; j < count && !found; j++)
+			found = mf_ip_range_parse(have[j], &range) == 0 &&
+			        mf_ip_range_equal(&range, &profile->service_ips[i]);
+		equal = found;
+	}
+	if (!equal) {
+		mf_buf_add(out, "ExceptIfSenderIpRanges: have [");
+		for (i = 0; i < count; i++)
+			mf_buf_addf(out, "%s'%s'", i ? ", " : "", have[i]);
+		mf_buf_add(out, "], want [");
+		for (i = 0; i < profile->nservice_ips; i++) {
+			char text[MF_IP_RANGE_TEXT];
+
+			mf_ip_range_format(&profile->service_ips[i], text);
+			mf_buf_addf(out, "%s'%s'", i ? ", " : "", text);
+		}
+		mf_buf_add(out, "] (the service's addresses, service_ips)\n");
+	}
+	free(have);
+	return !equal;
+}
+
 int mf_rule_compare(const struct mf_profile *profile, const char *domain,
                     const cJSON *rule, const cJSON *all_rules,
                     struct mf_buf *mismatches)
 {
 	const char *const domains[] = { domain, NULL };
-	const char *const patterns[] = { LOOP_HEADER_PATTERN, NULL };
 	static const char *const conditions[] = { "RecipientDomainIsPredicate", NULL };
-	static const char *const exceptions[] = { "HeaderMatchesPredicate", NULL };
+	static const char *const exceptions[] = { "SenderIpRangesPredicate", NULL };
 	static const char *const actions[] = { "RouteMessageOutboundConnectorAction", NULL };
 	const char *state = mf_field_str(rule, "State");
 	long priority = mf_field_long(rule, "Priority", -1);
@@ -495,8 +604,7 @@ int mf_rule_compare(const struct mf_profile *profile, const char *domain,
 	n += want_str(mismatches, rule, "Mode", "Enforce");
 	n += want_set(mismatches, rule, "RecipientDomainIs", domains);
 	n += want_str(mismatches, rule, "RouteMessageOutboundConnector", profile->outbound_name);
-	n += want_str(mismatches, rule, "ExceptIfHeaderMatchesMessageHeader", profile->loop_header);
-	n += want_set(mismatches, rule, "ExceptIfHeaderMatchesPatterns", patterns);
+	n += want_service_exception(mismatches, profile, rule);
 	if (!mf_field_str(rule, "Comments") ||
 	    !strstr(mf_field_str(rule, "Comments"), profile->managed_marker)) {
 		mf_buf_addf(mismatches, "Comments: have '%s', want it to contain '%s'\n",
@@ -672,7 +780,20 @@ static int is_accepted(const char *const *accepted, const char *name)
 	return 0;
 }
 
-/* Where the line about the object goes; counts the refusing ones. */
+/* The object's name as the shell takes it: 'Route to SEG', 'O'\''Brien'. */
+static void shell_quote(struct mf_buf *out, const char *s)
+{
+	mf_buf_add(out, "'");
+	for (; *s; s++) {
+		char c[2] = { *s, '\0' };
+
+		mf_buf_add(out, *s == '\'' ? "'\\''" : c);
+	}
+	mf_buf_add(out, "'");
+}
+
+/* Where the line about the object goes; counts the refusing ones.  The
+ * line is written without its newline; conflict_end closes it. */
 static struct mf_buf *conflict_out(const struct mf_conflicts *c, const char *name, int *n)
 {
 	if (is_accepted(c->accepted, name))
@@ -681,9 +802,20 @@ static struct mf_buf *conflict_out(const struct mf_conflicts *c, const char *nam
 	return c->lines;
 }
 
-int mf_find_conflicts(const struct mf_profile *profile, const char *domain,
-                      const cJSON *rules, const cJSON *outbound_connectors,
-                      const cJSON *inbound_connectors, const struct mf_conflicts *c)
+/* Ends a conflict line; a refusing one says how to accept that object
+ * alone. */
+static void conflict_end(const struct mf_conflicts *c, struct mf_buf *out, const char *name)
+{
+	if (out == c->lines) {
+		mf_buf_add(out, " (to accept it: --accept-conflict ");
+		shell_quote(out, name);
+		mf_buf_add(out, ")");
+	}
+	mf_buf_add(out, "\n");
+}
+
+static int rule_conflicts(const struct mf_profile *profile, const char *domain,
+                          const cJSON *rules, const struct mf_conflicts *c)
 {
 	const cJSON *item;
 	int n = 0;
@@ -691,7 +823,7 @@ int mf_find_conflicts(const struct mf_profile *profile, const char *domain,
 	cJSON_ArrayForEach(item, rules) {
 		const char *name = mf_field_str(item, "Name");
 		const char *vendor, *how = "";
-		struct mf_buf what = { 0 };
+		struct mf_buf what = { 0 }, *out = NULL;
 
 		if (!name)
 			name = mf_field_str(item, "Identity");
@@ -700,44 +832,112 @@ int mf_find_conflicts(const struct mf_profile *profile, const char *domain,
 		vendor = vendor_rule(name);
 		rule_diversions(item, &what);
 		if (vendor) {
-			mf_buf_addf(conflict_out(c, name, &n), "transport rule '%s' (priority %ld): a known mail-routing rule of another service ('%s')%s%s\n",
+			out = conflict_out(c, name, &n);
+			mf_buf_addf(out, "transport rule '%s' (priority %ld): a known mail-routing rule of another service ('%s')%s%s",
 			            name, mf_field_long(item, "Priority", -1), vendor,
 			            what.len ? "; it " : "", what.len ? what.data : "");
 		} else if (what.len && rule_covers(item, domain, &how)) {
-			mf_buf_addf(conflict_out(c, name, &n), "transport rule '%s' (priority %ld) %s for %s: %s\n",
+			out = conflict_out(c, name, &n);
+			mf_buf_addf(out, "transport rule '%s' (priority %ld) %s for %s: %s",
 			            name, mf_field_long(item, "Priority", -1), what.data,
 			            domain, how);
 		}
+		if (out)
+			conflict_end(c, out, name);
 		if (what.failed)
 			c->lines->failed = 1;
 		mf_buf_free(&what);
 	}
-	cJSON_ArrayForEach(item, outbound_connectors) {
+	return n;
+}
+
+/* 1 when one of the connector's RecipientDomains names the domain or a
+ * parent of it ("contoso.com", "*.contoso.com"): "*" alone does not. */
+static int names_domain(const cJSON *conn, const char *domain, int *any)
+{
+	size_t count = 0, i;
+	const char **values = mf_field_strs(conn, "RecipientDomains", &count);
+	int names = 0;
+
+	*any = 0;
+	for (i = 0; values && i < count && !names; i++) {
+		const char *v = values[i];
+
+		if (strcmp(v, "*") == 0) {
+			*any = 1;
+			continue;
+		}
+		if (strncmp(v, "*.", 2) == 0)
+			v += 2;   /* a wildcard names its parent's subdomains */
+		names = domain_covers(v, domain) &&
+		        (v == values[i] || !mf_strcaseeq(v, domain));
+	}
+	free(values);
+	return names;
+}
+
+/* An outbound connector that is not rule-scoped carries mail to the
+ * domains it names.  One for "*" is how mail leaving the organization goes
+ * out through a gateway: it carries no mail for an accepted domain, so it
+ * is only noted. */
+static int outbound_conflicts(const struct mf_profile *profile, const char *domain,
+                              const cJSON *connectors, const struct mf_conflicts *c)
+{
+	const cJSON *item;
+	int n = 0;
+
+	cJSON_ArrayForEach(item, connectors) {
 		const char *name = mf_field_str(item, "Name");
-		int present = 0;
+		struct mf_buf *out;
+		int any = 0;
 
 		if (!name || mf_strcaseeq(name, profile->outbound_name) ||
 		    mf_field_bool(item, "Enabled") == 0 ||
 		    mf_field_bool(item, "IsTransportRuleScoped") == 1)
 			continue;
-		if (any_domain_covers(item, "RecipientDomains", domain, &present)) {
-			mf_buf_addf(conflict_out(c, name, &n), "outbound connector '%s' carries all mail for %s (RecipientDomains, not rule-scoped)\n",
+		if (names_domain(item, domain, &any)) {
+			out = conflict_out(c, name, &n);
+			mf_buf_addf(out, "outbound connector '%s' carries all mail for %s (RecipientDomains, not rule-scoped)",
+			            name, domain);
+			conflict_end(c, out, name);
+		} else if (any && c->notes) {
+			mf_buf_addf(c->notes, "outbound connector '%s' (RecipientDomains *, not rule-scoped) carries mail leaving the organization, not mail for %s: not a conflict\n",
 			            name, domain);
 		}
 	}
-	cJSON_ArrayForEach(item, inbound_connectors) {
+	return n;
+}
+
+static int inbound_conflicts(const struct mf_profile *profile, const cJSON *connectors,
+                             const struct mf_conflicts *c)
+{
+	const cJSON *item;
+	int n = 0;
+
+	cJSON_ArrayForEach(item, connectors) {
 		const char *name = mf_field_str(item, "Name");
 		const char *cert = mf_field_str(item, "TlsSenderCertificateName");
+		struct mf_buf *out;
 
 		if (!name || mf_strcaseeq(name, profile->inbound_name) ||
 		    mf_field_bool(item, "Enabled") == 0 || !cert)
 			continue;
 		if (mf_strcaseeq(cert, profile->tls_cert_name)) {
-			mf_buf_addf(conflict_out(c, name, &n), "inbound connector '%s' also accepts certificate '%s'\n",
-			            name, cert);
+			out = conflict_out(c, name, &n);
+			mf_buf_addf(out, "inbound connector '%s' also accepts certificate '%s'", name, cert);
+			conflict_end(c, out, name);
 		}
 	}
 	return n;
+}
+
+int mf_find_conflicts(const struct mf_profile *profile, const char *domain,
+                      const cJSON *rules, const cJSON *outbound_connectors,
+                      const cJSON *inbound_connectors, const struct mf_conflicts *c)
+{
+	return rule_conflicts(profile, domain, rules, c) +
+	       outbound_conflicts(profile, domain, outbound_connectors, c) +
+	       inbound_conflicts(profile, inbound_connectors, c);
 }
 
 /* ------------------------------------------------------------------ */

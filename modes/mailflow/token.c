@@ -2,8 +2,13 @@
  * App-only OAuth2 for the Exchange Online admin API: the client credentials
  * grant against {login_url}/{tenant}/oauth2/v2.0/token with the scope
  * https://outlook.office365.com/.default, authenticated by a client secret
- * or by a JWT client assertion (RS256, x5t = SHA-1 thumbprint of the
- * certificate) signed with the app certificate's private key.
+ * or by a JWT client assertion signed with the app certificate's private
+ * key: PS256 with x5t#S256 (the SHA-256 thumbprint of the certificate), as
+ * Microsoft's certificate-credentials page describes it now, or, when the
+ * profile says assertion_alg = RS256, the older RS256 with x5t (SHA-1).
+ *
+ * The access token's tid claim gives the tenant's GUID, which the admin API
+ * client puts in X-AnchorMailbox even when the tenant is configured by name.
  *
  * Tokens are cached per tenant entry (token URL + client id) until five
  * minutes before they expire, and each tenant entry keeps one HTTP session
@@ -15,7 +20,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
-#include <openssl/sha.h>
+#include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -196,6 +201,87 @@ static char *base64url_str(const char *s)
 	return base64url((const unsigned char *)s, strlen(s));
 }
 
+/* base64url (padding optional) to a NUL-terminated string; NULL when it
+ * is not base64url. */
+static char *base64url_decode(const char *in, size_t len)
+{
+	size_t padded = (len + 3) / 4 * 4, i;
+	char *text = malloc(padded + 1);
+	unsigned char *out = malloc(padded / 4 * 3 + 1);
+	int n = -1;
+
+	if (!text || !out || len % 4 == 1)
+		goto out;
+	for (i = 0; i < len; i++) {
+		char c = in[i];
+
+		if (c == '-')
+			c = '+';
+		else if (c == '_')
+			c = '/';
+		else if (c == '+' || c == '/' || c == '=')
+			goto out;
+		text[i] = c;
+	}
+	for (; i < padded; i++)
+		text[i] = '=';
+	text[padded] = '\0';
+	n = EVP_DecodeBlock(out, (unsigned char *)text, (int)padded);
+	if (n >= 0) {
+		n -= (int)(padded - len);   /* EVP_DecodeBlock counts the padding */
+		out[n] = '\0';
+	}
+out:
+	free(text);
+	if (n < 0) {
+		free(out);
+		return NULL;
+	}
+	return (char *)out;
+}
+
+int mf_is_guid(const char *s)
+{
+	size_t i;
+
+	if (strlen(s) != 36)
+		return 0;
+	for (i = 0; i < 36; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				return 0;
+		} else if (!strchr("0123456789abcdefABCDEF", s[i])) {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+int mf_token_tid(const char *access_token, char out[37])
+{
+	const char *payload = strchr(access_token, '.');
+	const char *end = payload ? strchr(payload + 1, '.') : NULL;
+	char *json = NULL;
+	cJSON *claims = NULL;
+	const cJSON *tid;
+	int rc = -1;
+
+	out[0] = '\0';
+	if (!end)
+		goto out;
+	json = base64url_decode(payload + 1, (size_t)(end - payload - 1));
+	claims = json ? cJSON_Parse(json) : NULL;
+	tid = cJSON_GetObjectItemCaseSensitive(claims, "tid");
+	if (!cJSON_IsString(tid) || !mf_is_guid(tid->valuestring))
+		goto out;
+	memcpy(out, tid->valuestring, 37);
+	rc = 0;
+out:
+	cJSON_Delete(claims);
+	free(json);
+	return rc;
+}
+
 /* ------------------------------------------------------------------ */
 /* JWT client assertion */
 
@@ -278,33 +364,42 @@ out:
 	return rc;
 }
 
-/* x5t: base64url of the SHA-1 digest of the certificate's DER. */
-static char *thumbprint(X509 *cert)
+/* x5t (SHA-1) or x5t#S256 (SHA-256): base64url of the digest of the
+ * certificate's DER. */
+static char *thumbprint(X509 *cert, const EVP_MD *md)
 {
 	unsigned char *der = NULL;
-	unsigned char digest[SHA_DIGEST_LENGTH];
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	unsigned int digest_len = 0;
 	int len = i2d_X509(cert, &der);
-	char *out;
+	char *out = NULL;
 
 	if (len <= 0)
 		return NULL;
-	SHA1(der, (size_t)len, digest);
+	if (EVP_Digest(der, (size_t)len, digest, &digest_len, md, NULL) == 1)
+		out = base64url(digest, digest_len);
 	OPENSSL_free(der);
-	out = base64url(digest, sizeof(digest));
 	return out;
 }
 
-static char *rs256_sign(EVP_PKEY *key, const char *input)
+/* RS256 (RSASSA-PKCS1-v1_5) or PS256 (RSASSA-PSS, MGF1 with SHA-256 and a
+ * salt as long as the digest, RFC 7518 section 3.5) over input. */
+static char *jws_sign(EVP_PKEY *key, enum mf_assertion_alg alg, const char *input)
 {
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	EVP_PKEY_CTX *pctx = NULL;
 	unsigned char *sig = NULL;
 	size_t siglen = 0;
 	char *out = NULL;
 
-	if (!md)
+	if (!md || EVP_DigestSignInit(md, &pctx, EVP_sha256(), NULL, key) != 1)
 		goto out;
-	if (EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key) != 1 ||
-	    EVP_DigestSign(md, NULL, &siglen, (const unsigned char *)input,
+	if (alg == MF_ASSERTION_PS256 &&
+	    (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) <= 0 ||
+	     EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) <= 0 ||
+	     EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256()) <= 0))
+		goto out;
+	if (EVP_DigestSign(md, NULL, &siglen, (const unsigned char *)input,
 	                   strlen(input)) != 1)
 		goto out;
 	sig = malloc(siglen);
@@ -331,6 +426,7 @@ int mf_jwt_assertion(struct mf_ctx *ctx, const struct mf_profile *profile,
 	char *header_b64 = NULL, *claims_b64 = NULL, *signing_input = NULL;
 	char *signature = NULL;
 	char jti[37];
+	int ps256 = profile->assertion_alg == MF_ASSERTION_PS256;
 	double now_s;
 	int rc;
 
@@ -339,16 +435,16 @@ int mf_jwt_assertion(struct mf_ctx *ctx, const struct mf_profile *profile,
 	if (rc != MAILMODE_OK)
 		goto out;
 	rc = MAILMODE_ERR_NOMEM;
-	x5t = thumbprint(cert);
+	x5t = thumbprint(cert, ps256 ? EVP_sha256() : EVP_sha1());
 	if (!x5t || mf_guid(jti) != 0)
 		goto fail;
 	now_s = (double)(host->clock_wall_ms(host->handle) / 1000);
 	header = cJSON_CreateObject();
 	claims = cJSON_CreateObject();
 	if (!header || !claims ||
-	    !cJSON_AddStringToObject(header, "alg", "RS256") ||
+	    !cJSON_AddStringToObject(header, "alg", ps256 ? "PS256" : "RS256") ||
 	    !cJSON_AddStringToObject(header, "typ", "JWT") ||
-	    !cJSON_AddStringToObject(header, "x5t", x5t) ||
+	    !cJSON_AddStringToObject(header, ps256 ? "x5t#S256" : "x5t", x5t) ||
 	    !cJSON_AddStringToObject(claims, "aud", token_url) ||
 	    !cJSON_AddStringToObject(claims, "iss", profile->client_id) ||
 	    !cJSON_AddStringToObject(claims, "sub", profile->client_id) ||
@@ -368,7 +464,7 @@ int mf_jwt_assertion(struct mf_ctx *ctx, const struct mf_profile *profile,
 	signing_input = mf_printf("%s.%s", header_b64, claims_b64);
 	if (!signing_input)
 		goto fail;
-	signature = rs256_sign(key, signing_input);
+	signature = jws_sign(key, profile->assertion_alg, signing_input);
 	if (!signature) {
 		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
 		               "signing the client assertion with '%s' failed",
@@ -508,8 +604,11 @@ int mf_token_get(struct mf_ctx *ctx, struct mf_tenant *tenant,
 	host->progress(host->handle, "getting a token for tenant %s",
 	               profile->tenant);
 	rc = host->http_request(host->handle, tenant->session, &req, &resp, diag);
-	if (rc != MAILMODE_OK)
+	if (rc != MAILMODE_OK) {
+		if (rc == MAILMODE_ERR_FAILED)
+			mf_not_sent(host, profile, "token request", diag);
 		goto out;
+	}
 	have_response = 1;
 	if (resp.status != 200) {
 		rc = token_error(host, profile, &resp, diag);
@@ -536,6 +635,9 @@ int mf_token_get(struct mf_ctx *ctx, struct mf_tenant *tenant,
 	if (!tenant->access_token)
 		goto nomem;
 	tenant->expires_at_ms = now + (int64_t)(lifetime_s * 1000);
+	if (mf_token_tid(tenant->access_token, tenant->tenant_guid) != 0)
+		host->log(host->handle, MAILMODE_LOG_DEBUG,
+		          "the access token for tenant %s names no tid", profile->tenant);
 	*token = tenant->access_token;
 	host->log(host->handle, MAILMODE_LOG_DEBUG,
 	          "token for tenant %s valid for %.0f s",

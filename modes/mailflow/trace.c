@@ -252,15 +252,6 @@ int mf_trace(void *opaque, const struct mailmode_request *req, const char *messa
 	rc = mf_profile_load(t.host, t.ctx->mode_section, req->section, &t.profile, diag);
 	if (rc != MAILMODE_OK)
 		goto out;
-	if (!t.profile->nservice_ips) {
-		/* Without it every row looks unscanned: refuse rather than
-		 * report a pass through the service as a bypass. */
-		t.host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
-		                 "[service %s]: missing key 'service_ips' (the addresses the service sends mail from, as its vendor publishes them): the message trace needs it to tell a pass through the service",
-		                 t.profile->service);
-		rc = MAILMODE_ERR_CONFIG;
-		goto out;
-	}
 	rc = mf_tenant_acquire(t.ctx, t.profile, &t.tenant, diag);
 	if (rc != MAILMODE_OK)
 		goto out;

@@ -80,9 +80,10 @@ before=$(db_digest "$DB")
 # --- the config file itself
 run "$MAILMODE" --config "$TEST_TMP" status
 check 1 "config $TEST_TMP: a directory, not a file" "--config names a directory"
-run env -u MAILMODE_CONFIG "$MAILMODE" --state "$DB" --plugin-dir "$PLUGINS" status
-check 1 "config .*mailmode\.conf: No such file or directory \(the default; name one with --config FILE or MAILMODE_CONFIG\)" \
-	"missing default config"
+run env -u MAILMODE_CONFIG -u XDG_CONFIG_HOME HOME="$TEST_TMP/home" "$MAILMODE" --state "$DB" \
+	--plugin-dir "$PLUGINS" status
+check 1 "no config file: looked for $TEST_TMP/home/\.config/mailmode/mailmode\.conf and /.*/mailmode/mailmode\.conf; write one \(see mailmode\.conf\(5\)\) or name it with --config FILE or MAILMODE_CONFIG" \
+	"missing config: both places searched are named"
 
 # --- the state path
 run mm --state "$TEST_TMP/nodir/state.db" setup b.test --mode example --profile lab

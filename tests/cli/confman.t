@@ -1,10 +1,10 @@
 #!/bin/sh
 # mailmode.conf(5) against what is declared: every key the core and each
 # shipped mode declare is documented in the section of its kind, nothing
-# documented is undeclared, and the page's example config passes the
-# config check.
+# documented is undeclared, and the page's example config and the
+# installed annotated example pass the config check.
 . "$top_srcdir/tests/lib.sh"
-plan 5
+plan 6
 
 page="$top_srcdir/man/mailmode.conf.5"
 for mode in gateway mailflow; do
@@ -55,3 +55,6 @@ run "$MAILMODE" --config "$TEST_TMP/example.conf" --state "$TEST_TMP/state.db" \
 	--plugin-dir "$PLUGIN_DIR" status
 is "$rc:$err:$(sed -n 's/^stale //p' "$TEST_TMP/compare")" "0::none" \
 	"the page's example config passes the config check, and the page documents no undeclared key"
+run "$MAILMODE" --config "$top_srcdir/doc/examples/mailmode.conf" --state "$TEST_TMP/state2.db" \
+	--plugin-dir "$PLUGIN_DIR" status
+is "$rc:$err" "0:" "the installed annotated example passes the config check"

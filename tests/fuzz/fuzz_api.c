@@ -26,7 +26,7 @@ static void compare_all(const struct mf_profile *profile, const cJSON *value)
 		mf_rule_routes_to(item, "mailmode outbound to s", "guid");
 	}
 	mf_find_conflicts(profile, "contoso.test", value, value, value,
-	                  &(struct mf_conflicts){ NULL, &out, &out });
+	                  &(struct mf_conflicts){ NULL, &out, &out, &out });
 	mf_buf_free(&out);
 }
 

@@ -1,12 +1,13 @@
 #!/bin/sh
 # mailflow: app-only authentication against the emulated identity
-# platform: client secret, certificate (JWT client assertion, RS256 + x5t),
+# platform: client secret, certificate (JWT client assertion: PS256 +
+# x5t#S256 by default, RS256 + x5t with assertion_alg = RS256),
 # and the refusals: wrong secret, unregistered key, key not matching the
 # certificate, secret file readable by others, expired token mid-run.
 . "$top_srcdir/tests/lib.sh"
 . "$top_srcdir/tests/mailflow/lib-mailflow.sh"
 
-plan 25
+plan 27
 
 mf_start
 mf_tenant
@@ -34,15 +35,30 @@ assertion=$(emu_ctl GET '/_emu/requests?kind=token' | "$PYTHON3" -c '
 import json, sys
 r = json.load(sys.stdin)[0]
 h, c = r["assertion_header"], r["assertion_claims"]
-print(r["status"], r["grant"], h["alg"], "x5t" in h, c["iss"] == c["sub"], c["aud"].endswith("/oauth2/v2.0/token"),
+print(r["status"], r["grant"], h["alg"], "x5t#S256" in h, "x5t" in h, c["iss"] == c["sub"], c["aud"].endswith("/oauth2/v2.0/token"),
       0 < c["exp"] - c["nbf"] <= 600, bool(c["jti"]), "client_secret" in r["form"])')
-is "$assertion" "200 client_assertion RS256 True True True True True False" \
-	"assertion: RS256 with x5t; iss = sub, aud = token URL, nbf/exp, jti; no secret sent"
+is "$assertion" "200 client_assertion PS256 True False True True True True False" \
+	"assertion: PS256 with x5t#S256 (the emulator checks the signature); iss = sub, aud = token URL, nbf/exp, jti; no secret sent"
 is "$(mf_counts)" "1 1 1" "certificate auth created the objects"
 run mm verify contoso.test
 is "$rc" 0 "verify with a certificate succeeds"
 run mm teardown contoso.test
 is "$rc" 0 "teardown with a certificate succeeds"
+
+# --- the older assertion form, still selectable
+mf_config cert "assertion_alg = RS256"
+mf_reset_log
+run mm setup contoso.test --mode mailflow --profile p1 --dry-run
+is "$rc $(emu_ctl GET '/_emu/requests?kind=token' | "$PYTHON3" -c '
+import json, sys
+r = json.load(sys.stdin)[0]
+h = r["assertion_header"]
+print(r["status"], h["alg"], "x5t" in h, "x5t#S256" in h)')" "0 200 RS256 True False" \
+	"assertion_alg = RS256: an RS256 assertion with x5t, accepted"
+mf_config cert "assertion_alg = ES256"
+run mm setup contoso.test --mode mailflow --profile p1 --dry-run
+like "$rc $err" "^1 .*\[tenant contoso\]: 'assertion_alg' must be PS256 or RS256, not 'ES256'" \
+	"an unknown assertion_alg is refused, named"
 
 # --- a key the tenant does not know
 openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=wrong -days 2 \
@@ -118,6 +134,6 @@ like "$(printf '%s' "$err" | tr '\n' ' ')" "does not have the required role or p
 emu_ctl PATCH "/_emu/tenants/$MF_TENANT_ID" '{"forbidden": false}' >/dev/null
 
 # --- a profile missing a key is refused before any request
-grep -v '^loop_header' "$MF_CONF" >"$MF_CONF.new" && mv "$MF_CONF.new" "$MF_CONF"
+grep -v '^service_ips' "$MF_CONF" >"$MF_CONF.new" && mv "$MF_CONF.new" "$MF_CONF"
 run mm setup contoso.test --mode mailflow --profile p1
-like "$rc $err" "^1 .*\[service sophos\]: missing key 'loop_header'" "a missing service key is named"
+like "$rc $err" "^1 .*\[service sophos\]: missing key 'service_ips'" "a missing service key is named"

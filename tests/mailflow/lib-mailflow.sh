@@ -84,6 +84,7 @@ connector_type = OnPremises
 tls_cert_name = *.prod.hydra.sophos.com
 loop_header = X-Sophos-Mailflow-Processing-Id
 name_prefix = mailmode
+service_ips = 192.0.2.0/24 2001:db8::/32
 EOF
 }
 

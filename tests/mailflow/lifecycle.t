@@ -18,8 +18,8 @@ like "$out" "New-InboundConnector -Name 'mailmode inbound from sophos' -Connecto
 	"plan: the inbound connector with its parameters"
 like "$out" "New-OutboundConnector -Name 'mailmode outbound to sophos' .*-SmartHosts 'mf-outbound-eu-west-1.prod.hydra.sophos.com' .*-TlsSettings 'DomainValidation' .*-IsTransportRuleScoped:\\\$true" \
 	"plan: the outbound connector with its parameters"
-like "$out" "New-TransportRule -Name 'mailmode route contoso.test' -Priority 0 -RecipientDomainIs 'contoso.test' -RouteMessageOutboundConnector 'mailmode outbound to sophos' -ExceptIfHeaderMatchesMessageHeader 'X-Sophos-Mailflow-Processing-Id'" \
-	"plan: the rule at priority 0 with the loop-header exception"
+like "$out" "New-TransportRule -Name 'mailmode route contoso.test' -Priority 0 -RecipientDomainIs 'contoso.test' -RouteMessageOutboundConnector 'mailmode outbound to sophos' -ExceptIfSenderIpRanges '192.0.2.0/24','2001:db8::/32'" \
+	"plan: the rule at priority 0, excepting the service's addresses"
 is "$(mf_counts)" "0 0 0" "plan changed nothing in the tenant"
 
 # --- setup
@@ -35,9 +35,9 @@ is "$(mf_state '[(o["ConnectorType"], o["SmartHosts"], o["UseMXRecord"], o["TlsS
 is "$(mf_state '[(o["ConnectorType"], o["SenderDomains"], o["RequireTls"], o["TlsSenderCertificateName"], o["Enabled"]) for o in s["inbound_connectors"]]')" \
 	"[('OnPremises', ['smtp:*;1'], True, '*.prod.hydra.sophos.com', True)]" \
 	"inbound connector: TLS required, the service's certificate name"
-is "$(mf_state '[(o["Name"], o["Priority"], o["State"], o["Mode"], o["RecipientDomainIs"], o["RouteMessageOutboundConnector"], o["ExceptIfHeaderMatchesMessageHeader"], "managed by mailmode" in o["Comments"]) for o in s["rules"]]')" \
-	"[('mailmode route contoso.test', 0, 'Enabled', 'Enforce', ['contoso.test'], 'mailmode outbound to sophos', 'X-Sophos-Mailflow-Processing-Id', True)]" \
-	"rule: priority 0, enabled, enforced, the domain, routed, loop exception, marked managed"
+is "$(mf_state '[(o["Name"], o["Priority"], o["State"], o["Mode"], o["RecipientDomainIs"], o["RouteMessageOutboundConnector"], o["ExceptIfSenderIpRanges"], o["ExceptIfHeaderMatchesMessageHeader"], "managed by mailmode" in o["Comments"]) for o in s["rules"]]')" \
+	"[('mailmode route contoso.test', 0, 'Enabled', 'Enforce', ['contoso.test'], 'mailmode outbound to sophos', ['192.0.2.0/24', '2001:db8::/32'], None, True)]" \
+	"rule: priority 0, enabled, enforced, the domain, routed, the service's addresses excepted (no header), marked managed"
 receipt_guids=$(printf '%s' "$setup_out" | "$PYTHON3" -c '
 import json, sys
 r = json.load(sys.stdin)["receipt"]
@@ -49,7 +49,7 @@ is "$(mf_requests 'len(set(x["headers"].get("connection-id") for x in r))')" 1 \
 	"one connection-id for the session"
 is "$(mf_requests 'len(set(x["headers"]["client-request-id"] for x in r)) == len(r)')" True \
 	"a new client-request-id per request"
-is "$(mf_requests 'all(x["headers"].get("X-CmdletName") == x["cmdlet"] and x["headers"].get("X-AnchorMailbox") == "UPN:SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}@contoso.onmicrosoft.com" and x["headers"].get("X-ResponseFormat") == "json" for x in r)')" True \
+is "$(mf_requests 'all(x["headers"].get("X-CmdletName") == x["cmdlet"] and x["headers"].get("X-AnchorMailbox") == "APP:SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}@'"$MF_TENANT_ID"'" and x["headers"].get("X-ResponseFormat") == "json" for x in r)')" True \
 	"X-CmdletName, X-AnchorMailbox and X-ResponseFormat on every request"
 is "$(mf_requests 'sum(1 for x in r if x["cmdlet"] == "Get-AcceptedDomain" and "skiptoken" in x["path"])')" 2 \
 	"paging: @odata.nextLink followed for the accepted domains (3 domains, page size 1)"

@@ -110,6 +110,7 @@ static const struct mailmode_host fake_host = {
 /* ------------------------------------------------------------------ */
 
 static char *smart_hosts[] = { "relay.example.net", NULL };
+static struct mf_ip_range service_ips[2];
 
 static void profile_init(struct mf_profile *p)
 {
@@ -122,8 +123,11 @@ static void profile_init(struct mf_profile *p)
 	p->tls_domain = "relay.example.net";
 	p->connector_type = MF_CONNECTOR_ONPREMISES;
 	p->tls_cert_name = "*.example.net";
-	p->loop_header = "X-Svc-Processed";
 	p->name_prefix = "mailmode";
+	mf_ip_range_parse("192.0.2.0/24", &service_ips[0]);
+	mf_ip_range_parse("2001:db8::/32", &service_ips[1]);
+	p->service_ips = service_ips;
+	p->nservice_ips = 2;
 	p->managed_marker = "managed by mailmode";
 	snprintf(p->outbound_name, sizeof(p->outbound_name), "mailmode outbound to svc");
 	snprintf(p->inbound_name, sizeof(p->inbound_name), "mailmode inbound from svc");
@@ -185,8 +189,7 @@ static void test_compare(struct tap *t)
 	                    "{\"Name\":\"mailmode route a.test\",\"Priority\":1,\"State\":\"Enabled\","
 	                    "\"Mode\":\"Enforce\",\"RecipientDomainIs\":\"a.test\","
 	                    "\"RouteMessageOutboundConnector\":\"mailmode outbound to svc\","
-	                    "\"ExceptIfHeaderMatchesMessageHeader\":\"X-Svc-Processed\","
-	                    "\"ExceptIfHeaderMatchesPatterns\":\".\","
+	                    "\"ExceptIfSenderIpRanges\":[\"2001:db8::/32\",\"192.0.2.0/24\"],"
 	                    "\"Comments\":\"managed by mailmode: routes a.test\"},"
 	                    "{\"Name\":\"Other\",\"Priority\":2}]");
 	tap_is_int(t, mf_rule_compare(&p, "a.test", cJSON_GetArrayItem(rules, 1), rules, &m), 0,
@@ -200,6 +203,82 @@ static void test_compare(struct tap *t)
 	mf_buf_free(&m);
 	cJSON_Delete(out);
 	cJSON_Delete(in);
+	cJSON_Delete(rules);
+}
+
+/* The rule's exception: the service's addresses, nothing else. */
+static void test_exception(struct tap *t)
+{
+	struct mf_profile p;
+	struct mf_buf m = { 0 };
+	cJSON *params, *rules, *rule, *set;
+	char text[MF_IP_RANGE_TEXT], *printed;
+	struct mf_ip_range r;
+	int n;
+
+	profile_init(&p);
+	params = mf_rule_params(&p, "a.test", 0);
+	printed = cJSON_PrintUnformatted(cJSON_GetObjectItem(params, "ExceptIfSenderIpRanges"));
+	tap_is_str(t, printed, "[\"192.0.2.0/24\",\"2001:db8::/32\"]",
+	           "the rule excepts service_ips (IPv4 and IPv6)");
+	free(printed);
+	tap_ok(t, !cJSON_GetObjectItem(params, "ExceptIfHeaderMatchesMessageHeader") &&
+	          !cJSON_GetObjectItem(params, "ExceptIfHeaderContainsMessageHeader"),
+	       "and no header");
+	set = cJSON_CreateObject();
+	tap_ok(t, mf_rule_unset_retired(set) == 0 &&
+	          cJSON_IsNull(cJSON_GetObjectItem(set, "ExceptIfHeaderMatchesMessageHeader")) &&
+	          cJSON_IsNull(cJSON_GetObjectItem(set, "ExceptIfHeaderMatchesPatterns")),
+	       "Set-TransportRule clears an older version's header exception");
+	mf_ip_range_parse("198.51.100.77/20", &r);
+	mf_ip_range_format(&r, text);
+	tap_is_str(t, text, "198.51.96.0/20", "a range is written with its host bits cleared");
+	mf_ip_range_parse("2001:db8::1", &r);
+	mf_ip_range_format(&r, text);
+	tap_is_str(t, text, "2001:db8::1", "a single address without a prefix");
+
+	rules = cJSON_Parse("[{\"Name\":\"mailmode route a.test\",\"Priority\":0,"
+	                    "\"State\":\"Enabled\",\"Mode\":\"Enforce\",\"RecipientDomainIs\":\"a.test\","
+	                    "\"RouteMessageOutboundConnector\":\"mailmode outbound to svc\","
+	                    "\"ExceptIfSenderIpRanges\":[\"192.0.2.9/24\",\"2001:DB8::/32\"],"
+	                    "\"Exceptions\":[\"Microsoft.Exchange.MessagingPolicies.Rules.Tasks.SenderIpRangesPredicate\"],"
+	                    "\"Comments\":\"managed by mailmode: routes a.test\"}]");
+	rule = cJSON_GetArrayItem(rules, 0);
+	tap_is_int(t, mf_rule_compare(&p, "a.test", rule, rules, &m), 0,
+	           "ranges compare as ranges (host bits, case)");
+	mf_buf_free(&m);
+	cJSON_AddStringToObject(rule, "ExceptIfHeaderMatchesMessageHeader", "X-Svc-Processed");
+	cJSON_AddStringToObject(rule, "ExceptIfHeaderMatchesPatterns", ".");
+	cJSON_ReplaceItemInObject(rule, "Exceptions", cJSON_Parse(
+		"[\"Microsoft.Exchange.MessagingPolicies.Rules.Tasks.HeaderMatchesPredicate\","
+		"\"Microsoft.Exchange.MessagingPolicies.Rules.Tasks.SenderIpRangesPredicate\"]"));
+	n = mf_rule_compare(&p, "a.test", rule, rules, &m);
+	tap_ok(t, n == 3 && strstr(m.data, "ExceptIfHeaderMatchesMessageHeader: have \"X-Svc-Processed\", want it not set") &&
+	          strstr(m.data, "Exceptions: have"),
+	       "a header exception beside the ranges is drift");
+	mf_buf_free(&m);
+	cJSON_DeleteItemFromObject(rule, "ExceptIfHeaderMatchesMessageHeader");
+	cJSON_DeleteItemFromObject(rule, "ExceptIfHeaderMatchesPatterns");
+	cJSON_DeleteItemFromObject(rule, "Exceptions");
+	cJSON_ReplaceItemInObject(rule, "ExceptIfSenderIpRanges", cJSON_Parse("[\"192.0.2.0/24\"]"));
+	n = mf_rule_compare(&p, "a.test", rule, rules, &m);
+	tap_ok(t, n == 1 && strstr(m.data, "ExceptIfSenderIpRanges: have ['192.0.2.0/24'], want ['192.0.2.0/24', '2001:db8::/32']"),
+	       "a missing range is drift, named");
+	mf_buf_free(&m);
+	cJSON_ReplaceItemInObject(rule, "ExceptIfSenderIpRanges",
+	                          cJSON_Parse("[\"192.0.2.0/24\",\"2001:db8::/32\",\"203.0.113.5\"]"));
+	tap_is_int(t, mf_rule_compare(&p, "a.test", rule, rules, &m), 1, "an extra range is drift");
+	mf_buf_free(&m);
+	cJSON_ReplaceItemInObject(rule, "ExceptIfSenderIpRanges",
+	                          cJSON_Parse("[\"192.0.2.0-192.0.2.255\",\"2001:db8::/32\"]"));
+	tap_is_int(t, mf_rule_compare(&p, "a.test", rule, rules, &m), 1,
+	           "a range written a-b is not what setup writes: drift");
+	mf_buf_free(&m);
+	cJSON_DeleteItemFromObject(rule, "ExceptIfSenderIpRanges");
+	tap_is_int(t, mf_rule_compare(&p, "a.test", rule, rules, &m), 1, "no ranges at all: drift");
+	mf_buf_free(&m);
+	cJSON_Delete(params);
+	cJSON_Delete(set);
 	cJSON_Delete(rules);
 }
 
@@ -225,7 +304,7 @@ static void test_conflicts(struct tap *t)
 		"{\"Name\":\"mailmode route other.test\",\"Comments\":\"managed by mailmode\","
 		"\"RouteMessageOutboundConnector\":\"mailmode outbound to svc\"}]");
 	n = mf_find_conflicts(&p, "sub.contoso.test", rules, NULL, NULL,
-	                      &(struct mf_conflicts){ accepted, &c, &ok });
+	                      &(struct mf_conflicts){ accepted, &c, &ok, NULL });
 	tap_is_int(t, n, 3, "three refusing conflicts for sub.contoso.test, one accepted by name");
 	tap_contains(t, c.data, "'parent' (priority -1) deletes", "a parent-domain rule covers the subdomain");
 	tap_ok(t, !strstr(c.data, "'excepted'") && !strstr(c.data, "'outside only'") &&
@@ -240,6 +319,42 @@ static void test_conflicts(struct tap *t)
 	mf_buf_free(&c);
 	mf_buf_free(&ok);
 	cJSON_Delete(rules);
+}
+
+/* Outbound connectors that are not rule-scoped: "*" is mail leaving the
+ * organization (noted), the domain or a parent named is a conflict. */
+static void test_outbound_conflicts(struct tap *t)
+{
+	struct mf_profile p;
+	struct mf_buf c = { 0 }, ok = { 0 }, notes = { 0 };
+	cJSON *conns;
+	int n;
+
+	profile_init(&p);
+	conns = cJSON_Parse(
+		"[{\"Name\":\"Outbound via SEG\",\"RecipientDomains\":[\"*\"],\"IsTransportRuleScoped\":false},"
+		"{\"Name\":\"scoped\",\"RecipientDomains\":\"*\",\"IsTransportRuleScoped\":true},"
+		"{\"Name\":\"Partner's link\",\"RecipientDomains\":[\"*\",\"SUB.contoso.test\"]},"
+		"{\"Name\":\"parent wildcard\",\"RecipientDomains\":\"*.contoso.test\"},"
+		"{\"Name\":\"other\",\"RecipientDomains\":[\"fabrikam.test\",\"*.sub.contoso.test\"]},"
+		"{\"Name\":\"off\",\"RecipientDomains\":\"sub.contoso.test\",\"Enabled\":false}]");
+	n = mf_find_conflicts(&p, "sub.contoso.test", NULL, conns, NULL,
+	                      &(struct mf_conflicts){ NULL, &c, &ok, &notes });
+	tap_is_int(t, n, 2, "two outbound connectors carry the domain's mail");
+	tap_contains(t, c.data, "outbound connector 'Partner's link' carries all mail for sub.contoso.test",
+	             "one naming the domain (any case) beside *");
+	tap_contains(t, c.data, "(to accept it: --accept-conflict 'Partner'\\''s link')",
+	             "each refusing line gives the option that accepts it, shell-quoted");
+	tap_contains(t, c.data, "'parent wildcard' carries all mail", "one naming a parent (*.contoso.test)");
+	tap_ok(t, !strstr(c.data, "'Outbound via SEG'") && !strstr(c.data, "'other'") &&
+	          !strstr(c.data, "'scoped'") && !strstr(c.data, "'off'"),
+	       "*, another domain, a subdomain's wildcard, rule-scoped and disabled are not conflicts");
+	tap_is_str(t, notes.data, "outbound connector 'Outbound via SEG' (RecipientDomains *, not rule-scoped) carries mail leaving the organization, not mail for sub.contoso.test: not a conflict\n",
+	           "the * connector is noted, once");
+	mf_buf_free(&c);
+	mf_buf_free(&ok);
+	mf_buf_free(&notes);
+	cJSON_Delete(conns);
 }
 
 static void test_names_and_plan(struct tap *t)
@@ -321,6 +436,9 @@ static void test_jwt(struct tap *t)
 	profile_init(&p);
 	p.private_key_file = key_path;
 	p.certificate_file = cert_path;
+	/* The older form, still selectable; PS256 (the default) is checked
+	 * from a capture in tests/mailflow/wire.t. */
+	p.assertion_alg = MF_ASSERTION_RS256;
 	rc = mf_jwt_assertion(&ctx, &p, "https://login.example/t/oauth2/v2.0/token", &jwt, &diag);
 	tap_is_int(t, rc, MAILMODE_OK, "assertion made");
 	dot1 = jwt ? strchr(jwt, '.') : NULL;
@@ -407,10 +525,12 @@ int main(void)
 {
 	struct tap t = { 0 };
 
-	tap_plan(32);
+	tap_plan(49);
 	test_fields(&t);
 	test_compare(&t);
+	test_exception(&t);
 	test_conflicts(&t);
+	test_outbound_conflicts(&t);
 	test_names_and_plan(&t);
 	test_errors(&t);
 	test_jwt(&t);

@@ -6,9 +6,10 @@
 # switch; the oracle then checks every message was delivered exactly once,
 # scanned at least once, and scanned exactly once when sent after the switch
 # finished.  Negative controls, which the oracle must fail: (a) both modes
-# live (a switch killed right after verify) with gateway hosts that do not
-# stamp the loop header: mail is scanned twice; (b) the gateway torn down
-# with no mailflow rule: mail reaches the mailboxes unscanned.
+# live (a switch killed right after verify) with gateway hosts sending from
+# addresses the profile's service_ips does not list: mail is scanned twice;
+# (b) the gateway torn down with no mailflow rule: mail reaches the
+# mailboxes unscanned.
 . "$top_srcdir/tests/mailpath/lib.sh"
 plan 26
 RCPTS=alice@contoso.test,bob@contoso.test,carol@contoso.test
@@ -59,18 +60,19 @@ BOTH_AT=$(now)
 is "$(mx_both contoso.test)" "$GATEWAY_SET | $GATEWAY_SET" "the MX still points at the gateway hosts"
 is "$(tenant_objects)" "1 1 1 mailmode route contoso.test" "and the mailflow rule is live"
 
-# The gateway stamps the service's loop header: the rule's exception lets
-# gateway mail through, scanned once although both modes are live.
+# The gateway hosts deliver from the service's addresses: the rule's
+# exception (ExceptIfSenderIpRanges = service_ips) lets gateway mail through,
+# scanned once although both modes are live.
 sender_start both "$RCPTS"
 sleep 2
 sender_stop both
 oracle both "$BOTH_AT"
 show
-is "$rc" 0 "both modes live, gateway stamps the loop header: still scanned exactly once"
+is "$rc" 0 "both modes live, gateway hosts at the service's addresses: still scanned exactly once"
 
-# (a) Gateway hosts that do not stamp the loop header (another region's):
-# the rule routes gateway mail through the service a second time.
-service_config '{"gateway_loop_header": false}'
+# (a) Gateway hosts at an address service_ips does not list (another
+# region's): the rule routes gateway mail through the service a second time.
+service_config '{"gateway_source": "127.0.0.25"}'
 DOUBLE_AT=$(now)
 sender_start double "$RCPTS"
 sleep 2
@@ -82,7 +84,7 @@ like "$out" "VIOLATION scanned twice after the switch: [1-9]" "(a): it reports m
 is "$(count "scanned twice")" "$(count sent)" "(a): every message scanned twice ($(count sent))"
 like "$out" "paths: gateway\+mailflow [1-9][0-9]*$" "(a): each by the gateway and by mailflow"
 like "$out" "delivered exactly once [1-9][0-9]*, duplicated 0, lost 0" "(a): still delivered exactly once"
-service_config '{"gateway_loop_header": true}'
+service_config '{"gateway_source": null}'
 
 run mm -q abort contoso.test
 is "$rc" 0 "abort rolls the half-done switch back"

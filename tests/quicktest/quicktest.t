@@ -4,12 +4,12 @@
 # in the message trace (the mailflow plugin's Get-MessageTraceV2) until it
 # is delivered, then judge it by how many times it passed through the
 # security service.  Passes in gateway and mailflow mode and with a lagging
-# trace; fails (exit 3) on mail scanned twice (both modes live, gateway
-# hosts that do not stamp the loop header), on unscanned mail (a gateway
+# trace; fails (exit 3) on mail scanned twice (both modes live, a rule that
+# does not except the gateway hosts' addresses), on unscanned mail (a gateway
 # profile whose MX is the tenant's own front door), on mail no MX takes and
 # on mail that never arrives; usage and configuration errors send nothing.
 . "$top_srcdir/tests/mailpath/lib.sh"
-plan 69
+plan 70
 RCPT=someone@contoso.test
 OUTBOUND="mailmode outbound to sandbox-service"
 
@@ -124,15 +124,18 @@ like "$err" "quick test: [0-9]+ s of [0-9]+ s: 0 hops in the trace, not delivere
 ok "$([ "$(qt "['elapsed_ms']")" -ge 3000 ]; echo $?)" "elapsed_ms counts the wait ($(qt "['elapsed_ms']") ms)"
 delivered=$((delivered + 1))
 
-# Mail that never arrives: a service that does not stamp its return loops it
-# (until the hop limit); the deadline ends the wait.
-service_config '{"mailflow_loop_header": false}'
+# Mail that never arrives: a service node the profile's service_ips does not
+# list (its return comes from 127.0.0.25) is not excepted by the rule, which
+# loops the message (until the hop limit); the deadline ends the wait.  The
+# trace cannot count passes by an address it does not know: 0 scans.
+service_config '{"mailflow_source": "127.0.0.25"}'
 run mm --json verify contoso.test --quick-test "$RCPT" --quick-test-timeout 4s
-service_config '{"mailflow_loop_header": true}'
+service_config '{"mailflow_source": null}'
 is "$rc" 3 "never delivered: exit 3"
-like "$(printf '%s' "$out" | jpy 'd["error"]')" "quick test failed: the message was not delivered to someone@contoso.test within 4 s \(scanned [1-9][0-9]* times? so far\)" \
-	"the error says so, with the passes seen"
+like "$(printf '%s' "$out" | jpy 'd["error"]')" "quick test failed: the message was not delivered to someone@contoso.test within 4 s \(scanned 0 times so far\)" \
+	"the error says so, with the passes seen (none from the service's listed addresses)"
 like "$(qt "['hops'][0]")" "sent on to mf-outbound.sandbox.test \[127.0.0.23\]" "the hops show where it went"
+like "$(qt "['hops'][1]")" "received from 127.0.0.25, sent on to mf-outbound.sandbox.test" "and that it came back from the unlisted address"
 is "$(qt "['delivered']") $(qt "['passed']")" "false false" "JSON: not delivered, not passed"
 sleep 2
 
@@ -151,20 +154,26 @@ is "$rc" 0 "mailflow objects for contoso.test live beside the gateway"
 is "$(tenant_objects)" "1 1 1 mailmode route contoso.test" "tenant: the rule and both connectors"
 
 run mm -q verify contoso.test --quick-test "$RCPT"
-is "$rc" 0 "both live, gateway hosts stamp the loop header: still scanned once"
+is "$rc" 0 "both live, the rule excepts the gateway hosts' addresses: still scanned once"
 delivered=$((delivered + 1))
 
-service_config '{"gateway_loop_header": false}'
+# The rule edited (by an admin) to except the return host only: gateway mail
+# goes through the service again.
+rule_except() {
+	mailsim invoke --sandbox "$SB" Set-TransportRule \
+		"{\"Identity\":\"mailmode route contoso.test\",\"ExceptIfSenderIpRanges\":$1}" >/dev/null
+}
+rule_except '["127.0.0.24"]'
 run mm --json verify contoso.test --quick-test "$RCPT"
-service_config '{"gateway_loop_header": true}'
-is "$rc" 3 "gateway hosts that do not stamp the loop header: exit 3"
+rule_except '["127.0.0.21","127.0.0.22","127.0.0.24"]'
+is "$rc" 3 "a rule that does not except the gateway hosts' addresses: exit 3"
 like "$err" "quick test failed: the message reached someone@contoso.test but was scanned 2 times by the service" \
 	"the error says scanned 2 times"
 is "$(qt "['delivered']") $(qt "['scans']") $(qt "['passed']")" "true 2 false" "JSON: delivered, 2 scans, not passed"
 is "$(qt "['hops']")" "[\"received from 127.0.0.21 (service sandbox-service), sent on to mf-outbound.sandbox.test [127.0.0.23] via outbound connector '$OUTBOUND'\", \"received from 127.0.0.24 (service sandbox-service), delivered to someone@contoso.test\"]" \
 	"the hops: gateway, then the rule to the smart host, then back"
 mid=$(qt "['message_id']")
-is "$(copies "$mid")" "1 someone@contoso.test scans=2 loop=1" "the mailbox holds it once, with two scan stamps"
+is "$(copies "$mid")" "1 someone@contoso.test scans=2 loop=2" "the mailbox holds it once, with two scan stamps"
 is "$(scans_of "$mid")" "gateway@mx-01.gw.sandbox.test mailflow@mf-outbound.sandbox.test" \
 	"the service scanned it on the gateway and on mailflow"
 delivered=$((delivered + 1))

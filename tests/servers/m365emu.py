@@ -818,6 +818,26 @@ def check_ipv4(param, x):
                           "IPv4 address, IPv4 range or CIDR range (/24 to /32)." % (param, x))
 
 
+def check_ip_range(param, x):
+    """A transport rule's ExceptIfSenderIpRanges entry: a single address, a range
+    a-b or CIDR, IPv4 or IPv6 (the IPRange type; unlike a connector's
+    SenderIPAddresses, no /24 floor)."""
+    s = x.strip()
+    try:
+        if "-" in s:
+            a, b = (ipaddress.ip_address(y.strip()) for y in s.split("-", 1))
+            if a.version != b.version or a > b:
+                raise ValueError
+        elif "/" in s:
+            ipaddress.ip_network(s, strict=False)
+        else:
+            ipaddress.ip_address(s)
+        return s
+    except ValueError:
+        raise CmdletError(T_PARAM, "Cannot bind parameter '%s'. The value '%s' isn't a valid "
+                          "IP address, IP range or CIDR range." % (param, x))
+
+
 def apply_list(kind, param, old, v, norm):
     if isinstance(v, tuple):
         cur = list(old or [])
@@ -834,8 +854,10 @@ def apply_list(kind, param, old, v, norm):
 def list_norm(kind, param):
     if param == "SenderDomains":
         return norm_sender_domain
-    if param in ("SenderIPAddresses", "ExceptIfSenderIpRanges", "EFSkipIPs"):
+    if param in ("SenderIPAddresses", "EFSkipIPs"):
         return lambda x: check_ipv4(param, x)
+    if param == "ExceptIfSenderIpRanges":
+        return lambda x: check_ip_range(param, x)
 
     def dom(x):
         x = x.strip()
@@ -1504,7 +1526,16 @@ class Emu:
 
     def issue_token(self, tenant):
         life = int(self.cfg["token_lifetime_s"])
-        tok = "eyJ0eXAiOiJKV1QiLCJlbXUiOnRydWV9." + secrets.token_urlsafe(48)
+        # A JWT as Entra issues them (unsigned here: clients must not check
+        # it): tid is the tenant's GUID, which clients read for
+        # X-AnchorMailbox.
+        now_s = int(time.time())
+        claims = {"aud": "https://outlook.office365.com", "iss": "https://sts.windows.net/%s/"
+                  % tenant.tenant_id, "iat": now_s, "nbf": now_s, "exp": now_s + life,
+                  "appid": tenant.client_id, "roles": ["Exchange.ManageAsApp"],
+                  "tid": tenant.tenant_id, "uti": secrets.token_urlsafe(16), "ver": "1.0"}
+        tok = "%s.%s.%s" % (b64url(json.dumps({"typ": "JWT", "alg": "RS256"}).encode()),
+                            b64url(json.dumps(claims).encode()), secrets.token_urlsafe(48))
         with self.lock:
             now = self.now()
             for k in [k for k, v in self.tokens.items() if v["exp"] < now - 3600]:
@@ -1522,19 +1553,27 @@ class Emu:
 # The SMTP machinery (server, client, queue, DNS) is mailsim.py's.
 
 def ip_in_ranges(ip, ranges):
+    """ip (the connecting address of the last hop, as Exchange Online
+    evaluates SenderIpRanges and SenderIPAddresses: never a Received header)
+    in one of the ranges (single address, a-b, CIDR; IPv4 or IPv6)?  An
+    IPv4 peer seen on an IPv6 socket (::ffff:a.b.c.d) is that IPv4 peer."""
     try:
-        a = ipaddress.IPv4Address(ip)
+        a = ipaddress.ip_address(ip)
     except ValueError:
         return False
+    if a.version == 6 and a.ipv4_mapped:
+        a = a.ipv4_mapped
     for r in ranges or []:
         r = r.strip()
         try:
             if "-" in r:
-                lo, hi = r.split("-", 1)
-                if ipaddress.IPv4Address(lo.strip()) <= a <= ipaddress.IPv4Address(hi.strip()):
+                lo, hi = (ipaddress.ip_address(x.strip()) for x in r.split("-", 1))
+                if lo.version == a.version == hi.version and lo <= a <= hi:
                     return True
-            elif a in ipaddress.ip_network(r, strict=False):
-                return True
+            else:
+                n = ipaddress.ip_network(r, strict=False)
+                if n.version == a.version and a in n:
+                    return True
         except ValueError:
             continue
     return False

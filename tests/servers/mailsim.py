@@ -26,17 +26,27 @@ the sandbox driver, sandbox.py, starts the service):
       in the sandbox DNS, port P, STARTTLS required, the name verified against
       the test CA): gateway traffic from the gateway host's own address,
       mailflow traffic from the return host (mf-return.sandbox.test) presenting
-      its certificate (what the tenant's inbound connector is tied to).
+      its certificate (what the tenant's inbound connector is tied to).  The
+      address a delivery leaves from is the connecting address the front door
+      sees, which is what the mailflow rule's ExceptIfSenderIpRanges matches.
       Transient failures are retried (queue), 5xx are bounced (logged).
       Control API (plain HTTP on 127.0.0.1, address in DIR/mailsim.json):
           GET  /health
           GET  /config               current settings
           POST /config               {"gateway_loop_header": bool,
                                       "mailflow_loop_header": bool,
+                                      "gateway_source": ADDR | null,
+                                      "mailflow_source": ADDR | null,
                                       "tempfail": [listener name or address...]}
                                      gateway_loop_header=false: the gateway
                                      hosts do not stamp the loop header (a
                                      service of another region/tenant);
+                                     *_source: that path delivers to the
+                                     tenant from ADDR (a loopback address)
+                                     instead of its own host's address, with
+                                     the same certificate and stamps: a
+                                     service node the profile's service_ips
+                                     does not list (null: back to normal);
                                      tempfail: those listeners answer 451 to
                                      MAIL FROM (an outage; senders fall back to
                                      the next MX)
@@ -806,7 +816,7 @@ class Service:
         self.lock = threading.Lock()
         self.scans = []
         self.settings = {"gateway_loop_header": True, "mailflow_loop_header": True,
-                         "tempfail": []}
+                         "gateway_source": None, "mailflow_source": None, "tempfail": []}
         self.verbose = args.verbose
         self.scan_log = open(os.path.join(self.dir, "scans.jsonl"), "a")
         self.outbox = Outbox(workers=4, retry_for=args.retry_for, log=self.log)
@@ -850,6 +860,14 @@ class Service:
             if k in ("gateway_loop_header", "mailflow_loop_header"):
                 if not isinstance(v, bool):
                     raise ValueError("%s must be a boolean" % k)
+                new[k] = v
+            elif k in ("gateway_source", "mailflow_source"):
+                if v is not None:
+                    try:
+                        if not ipaddress.ip_address(v).is_loopback:
+                            raise ValueError
+                    except (TypeError, ValueError):
+                        raise ValueError("%s must be a loopback address or null" % k)
                 new[k] = v
             elif k == "tempfail":
                 if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
@@ -934,6 +952,8 @@ class Service:
             else:
                 source, helo = self.return_host["address"], self.return_host["name"]
                 ctx = self.return_tls
+            with self.lock:
+                source = self.settings["%s_source" % listener["path"]] or source
             return smtp_send([(host, ip) for ip in ips], self.port, mail_from, rcpts, data,
                              source=source, helo=helo,
                              tls={"mode": "required", "context": ctx, "verify_name": host})

@@ -146,9 +146,12 @@ enum mailmode_log_level {
 };
 
 /* An HTTP request run by the host with libcurl.  TLS is always verified
- * (against ca_file when set, the system store otherwise).  The host retries
- * 429, 503 and 504 answers, honouring Retry-After, within retry_budget_ms,
- * and never logs Authorization headers or bodies. */
+ * (against ca_file when set, the system store otherwise); a certificate
+ * that does not verify fails with MAILMODE_ERR_FAILED (nothing was sent).
+ * The host retries 408, 429, 503 and 504 answers, honouring Retry-After,
+ * within retry_budget_ms; each retry carries a fresh GUID in place of the
+ * value of a client-request-id header.  It never logs Authorization headers
+ * or bodies. */
 struct mailmode_http_request {
 	const char *method;              /* "GET", "POST", ... */
 	const char *url;
