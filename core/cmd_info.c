@@ -241,9 +241,13 @@ static int status_one(struct status_run *run, const char *domain, const struct m
 
 		printf("%-32s %-10s profile %-12s%s\n", domain, mode ? mode : "-",
 		       profile[0] ? profile : "-", row && row->adopted ? " (adopted)" : "");
-		cJSON_ArrayForEach(d, observed)
-			printf("    %-10s %s\n", d->string,
-			       cJSON_GetStringValue(cJSON_GetObjectItem(d, "presence")));
+		cJSON_ArrayForEach(d, observed) {
+			const char *error = cJSON_GetStringValue(cJSON_GetObjectItem(d, "error"));
+
+			printf("    %-10s %s%s%s\n", d->string,
+			       cJSON_GetStringValue(cJSON_GetObjectItem(d, "presence")),
+			       error ? ": " : "", error ? error : "");
+		}
 		cJSON_ArrayForEach(d, drift)
 			printf("    DRIFT: %s\n", d->valuestring);
 		if (migrating)

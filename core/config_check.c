@@ -20,6 +20,8 @@ static const struct mailmode_config_key core_keys[] = {
 	  "the profile used when --profile is not given and there are several" },
 	{ "mailmode", "lock_timeout", MAILMODE_KEY_INT, "10",
 	  "seconds to wait for a domain or the state DB held by another run" },
+	{ "mode", "call_timeout", MAILMODE_KEY_DURATION, "30m",
+	  "deadline of each call into the mode's plugin: a helper that misses it is killed" },
 	{ "quicktest", "resolver", MAILMODE_KEY_STRING, NULL,
 	  "ADDRESS[@PORT] asked for the MX of the test address (default: the system's)" },
 	{ "quicktest", "smtp_port", MAILMODE_KEY_INT, "25",

@@ -28,7 +28,7 @@ const char *mm_log_level_name(enum mailmode_log_level level)
 	return "log";
 }
 
-static int level_shown(struct mm_output *out, enum mailmode_log_level level)
+int mm_log_shown(const struct mm_output *out, enum mailmode_log_level level)
 {
 	if (out->verbosity < 0)
 		return level >= MAILMODE_LOG_ERROR;
@@ -78,7 +78,7 @@ void mm_log(struct mm_output *out, enum mailmode_log_level level, const char *fm
 {
 	va_list ap;
 
-	if (!level_shown(out, level))
+	if (!mm_log_shown(out, level))
 		return;
 	va_start(ap, fmt);
 	write_line(out, "", level, fmt, ap);
@@ -90,7 +90,7 @@ void mm_host_log(void *handle, enum mailmode_log_level level, const char *fmt, .
 	struct mm_host_ctx *ctx = handle;
 	va_list ap;
 
-	if (!level_shown(ctx->output, level))
+	if (!mm_log_shown(ctx->output, level))
 		return;
 	va_start(ap, fmt);
 	write_line(ctx->output, ctx->name, level, fmt, ap);

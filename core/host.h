@@ -52,6 +52,8 @@ void mm_diag_append(struct mailmode_diag *diag, const char *fmt, ...) MAILMODE_P
 /* "debug", "info", "warning", "error". */
 const char *mm_log_level_name(enum mailmode_log_level level);
 
+/* Whether a line of this level is shown at the output's verbosity. */
+int mm_log_shown(const struct mm_output *out, enum mailmode_log_level level);
 /* Core-side log lines (no plugin name). */
 void mm_log(struct mm_output *out, enum mailmode_log_level level, const char *fmt, ...)
 	MAILMODE_PRINTF(3, 4);

@@ -29,6 +29,11 @@ long mm_http_requests_made(void)
 	return requests_made;
 }
 
+void mm_http_requests_count(long n)
+{
+	requests_made += n;
+}
+
 struct growbuf {
 	char *data;
 	size_t len, cap;

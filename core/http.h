@@ -18,6 +18,9 @@ void mm_http_response_free(void *handle, struct mailmode_http_response *resp);
 
 /* HTTP requests (attempts) made so far by this thread. */
 long mm_http_requests_made(void);
+/* Counts n requests made for this thread elsewhere (a plugin's helper
+ * process, isolate.h). */
+void mm_http_requests_count(long n);
 
 /* Seconds to wait from a Retry-After value (delta-seconds or HTTP date),
  * at most MM_HTTP_RETRY_AFTER_MAX, or -1 when absent or unparsable. */

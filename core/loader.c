@@ -1,5 +1,8 @@
 #include "loader.h"
 
+#include "config.h"
+#include "isolate.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <dlfcn.h>
@@ -328,6 +331,56 @@ fail:
 	return NULL;
 }
 
+struct mm_plugin *mm_plugin_open(const char *path, const struct mm_config *config,
+                                 struct mm_output *output, char *why, size_t whylen)
+{
+	const struct mm_plugin_set none = { 0 };
+	struct mm_plugin *p = load_one(&none, path, why, whylen);
+
+	if (p)
+		mm_host_init(&p->host, config, output, p->desc->name);
+	return p;
+}
+
+/* The deadline of the plugin's calls and, unless isolation is off for
+ * debugging, its helper processes. */
+static int prepare_calls(struct mm_plugin *p, const struct mm_config *config, char *why,
+                         size_t whylen)
+{
+	char section[96];
+	const char *timeout, *off = getenv("MAILMODE_NO_ISOLATION");
+
+	snprintf(section, sizeof(section), "mode %s", p->desc->name);
+	timeout = config ? mm_config_get(config, section, "call_timeout") : NULL;
+	p->call_timeout_ms = MM_DEFAULT_CALL_TIMEOUT_MS;
+	if (timeout && (mm_config_duration(timeout, &p->call_timeout_ms) != 0 ||
+	                p->call_timeout_ms <= 0)) {
+		snprintf(why, whylen, "[%s] call_timeout '%s' is not a duration (\"30s\", \"10m\")",
+		         section, timeout);
+		return -1;
+	}
+	if (off && strcmp(off, "1") == 0)
+		return 0;
+	p->helpers = mm_helpers_new((p->desc->caps & MAILMODE_CAP_THREADSAFE) != 0);
+	if (!p->helpers) {
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/* Ends the plugin's helpers (or its in-process context) and unloads it. */
+static void free_plugin(struct mm_plugin *p)
+{
+	mm_helpers_free(p->helpers);
+	if (p->started)
+		p->desc->fini(p->ctx);
+	pthread_mutex_destroy(&p->lock);
+	dlclose(p->dl);
+	free(p->path);
+	free(p);
+}
+
 /* The plugin directory's own path: each file's is checked again as it
  * loads, but one line for the directory says it better than one a file. */
 static int check_dir_path(const char *dir, char *err, size_t errlen)
@@ -410,13 +463,17 @@ int mm_plugins_load(struct mm_plugin_set *set, const char *dir, const struct mm_
 		}
 		grown = realloc(set->plugins, (set->count + 1) * sizeof(*grown));
 		if (!grown) {
-			dlclose(p->dl);
-			free(p->path);
-			free(p);
+			free_plugin(p);
 			goto nomem;
 		}
 		set->plugins = grown;
 		mm_host_init(&p->host, config, output, p->desc->name);
+		if (prepare_calls(p, config, why, sizeof(why)) != 0) {
+			free_plugin(p);
+			if (add_refusal(set, path, why) != 0)
+				goto nomem;
+			continue;
+		}
 		set->plugins[set->count++] = p;
 	}
 	rc = 0;
@@ -437,16 +494,8 @@ void mm_plugins_unload(struct mm_plugin_set *set)
 	size_t i;
 
 	/* Reverse order: a later plugin may have been started after an earlier one. */
-	for (i = set->count; i-- > 0;) {
-		struct mm_plugin *p = set->plugins[i];
-
-		if (p->started)
-			p->desc->fini(p->ctx);
-		pthread_mutex_destroy(&p->lock);
-		dlclose(p->dl);
-		free(p->path);
-		free(p);
-	}
+	for (i = set->count; i-- > 0;)
+		free_plugin(set->plugins[i]);
 	for (i = 0; i < set->nrefused; i++) {
 		free(set->refused[i].path);
 		free(set->refused[i].reason);

@@ -16,6 +16,10 @@ struct mm_plugin {
 	void *ctx;                /* from desc->init, once started */
 	int started;
 	pthread_mutex_t lock;     /* start once; serialises a non-thread-safe plugin */
+	/* Its helper processes (isolate.h); NULL: calls run in this process
+	 * (MAILMODE_NO_ISOLATION=1, for debugging). */
+	struct mm_helpers *helpers;
+	long call_timeout_ms;     /* [mode NAME] call_timeout */
 };
 
 /* A plugin file that was refused, and why (one line). */
@@ -42,7 +46,13 @@ struct mm_plugin *mm_plugins_find(const struct mm_plugin_set *set, const char *m
 /* The refusal of the file that would have provided `mode`, if any. */
 const struct mm_refusal *mm_plugins_refusal_for(const struct mm_plugin_set *set, const char *mode);
 
-/* Calls the plugin's init once (thread-safe). */
+/* One plugin file, checked as mm_plugins_load checks each, for a helper
+ * process (isolate.h) to run; NULL with why filled when refused. */
+struct mm_plugin *mm_plugin_open(const char *path, const struct mm_config *config,
+                                 struct mm_output *output, char *why, size_t whylen);
+
+/* Calls the plugin's init once in this process (thread-safe), when it
+ * runs without isolation. */
 int mm_plugin_start(struct mm_plugin *p, struct mailmode_diag *diag);
 
 /* Whether a mode name follows the rules: [a-z][a-z0-9_-]{0,31}. */

@@ -1,6 +1,7 @@
 #include "cli.h"
 
 #include "http.h"
+#include "isolate.h"
 #include "num.h"
 
 #include <stdlib.h>
@@ -148,6 +149,9 @@ int main(int argc, char **argv)
 	struct mm_ctx ctx;
 	int rc;
 
+	/* A plugin's helper process (isolate.h) is this program too. */
+	if (argc > 1 && strcmp(argv[1], MM_HELPER_ARG) == 0)
+		return mm_helper_main(argc, argv);
 	memset(&ctx, 0, sizeof(ctx));
 	pthread_mutex_init(&ctx.output.lock, NULL);
 	ctx.doc = cJSON_CreateObject();

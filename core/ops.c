@@ -1,6 +1,7 @@
 #include "ops.h"
 
 #include "host.h"
+#include "isolate.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -8,21 +9,6 @@
 #include <string.h>
 
 #include <stddef.h>
-
-enum op_kind { OP_VALIDATE, OP_OBSERVE, OP_PLAN, OP_SETUP, OP_VERIFY, OP_TEARDOWN, OP_TRACE,
-	       OP_PREFLIGHT };
-
-static const char *const op_names[] = {
-	"validate_config", "observe", "plan", "setup", "verify", "teardown", "trace", "preflight"
-};
-
-struct op_args {
-	enum mailmode_presence *presence;
-	enum mailmode_plan_op which;
-	char **text;
-	const char *message_id;   /* trace */
-	const char *recipient;    /* trace */
-};
 
 static int map_rc(int plugin_rc)
 {
@@ -47,28 +33,53 @@ static void flatten_summary(struct mailmode_diag *diag)
 			*p = ' ';
 }
 
+/* Runs the call where the plugin runs: in a helper process of its own
+ * (isolate.h), or in this one without isolation, starting the plugin once
+ * and serialising the calls of one that is not thread-safe. */
+static int invoke(const struct mm_op *op, const struct mailmode_request *req, struct mm_call *c,
+                  const char *resources, struct mailmode_diag *diag)
+{
+	struct mm_plugin *p = op->plugin;
+	int serialise = !(p->desc->caps & MAILMODE_CAP_THREADSAFE);
+	int rc;
+
+	if (p->helpers)
+		return mm_isolate_call(p, req, c, resources, diag);
+	rc = mm_plugin_start(p, diag);
+	if (rc != MAILMODE_OK)
+		return rc;
+	if (serialise)
+		pthread_mutex_lock(&p->lock);
+	rc = mm_call_invoke(p->desc, p->ctx, req, c, diag);
+	if (serialise)
+		pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
 /* Takes the resources the plugin names for this domain (ABI 1.1); a plugin
- * that names none, or fails to, runs unbounded. */
+ * that names none, or fails to, runs unbounded.  Taken before the call's
+ * helper: a worker waiting for a tenant must not hold the only helper of
+ * a plugin that is not thread-safe. */
 static void take_resources(const struct mm_op *op, const struct mailmode_request *req,
                            char **resources)
 {
 	const struct mailmode_plugin *d = op->plugin->desc;
+	struct mm_call c = { .kind = MM_CALL_RESOURCES };
 	struct mailmode_diag diag;
 
 	*resources = NULL;
 	if (d->abi_minor < 1 || !d->resources)
 		return;
 	memset(&diag, 0, sizeof(diag));
-	if (d->resources(op->plugin->ctx, req, resources, &diag) != MAILMODE_OK || !*resources)
+	if (invoke(op, req, &c, NULL, &diag) != MAILMODE_OK || !c.text ||
+	    mm_limiter_acquire(op->limiter, c.text) != 0) {
+		free(c.text);
 		return;
-	if (mm_limiter_acquire(op->limiter, *resources) != 0) {
-		free(*resources);
-		*resources = NULL;
 	}
+	*resources = c.text;
 }
 
-static int call(const struct mm_op *op, enum op_kind kind, const struct op_args *args,
-                struct mailmode_diag *diag)
+static int call(const struct mm_op *op, struct mm_call *c, struct mailmode_diag *diag)
 {
 	const struct mailmode_plugin *d = op->plugin->desc;
 	char section[512];
@@ -83,97 +94,89 @@ static int call(const struct mm_op *op, enum op_kind kind, const struct op_args 
 		.original = op->original,
 		.accepted_conflicts = op->accepted_conflicts,
 	};
-	int serialise = !(d->caps & MAILMODE_CAP_THREADSAFE);
 	char *resources = NULL;
 	int rc;
 
 	memset(diag, 0, sizeof(*diag));
 	snprintf(section, sizeof(section), "profile %s", op->profile);
-	rc = mm_plugin_start(op->plugin, diag);
-	if (rc != MAILMODE_OK)
-		goto out;
-	if (op->limiter && kind != OP_VALIDATE)
+	if (op->limiter && c->kind != MM_CALL_VALIDATE)
 		take_resources(op, &req, &resources);
-	if (serialise)
-		pthread_mutex_lock(&op->plugin->lock);
-	switch (kind) {
-	case OP_VALIDATE: rc = d->validate_config(op->plugin->ctx, &req, diag); break;
-	case OP_OBSERVE: rc = d->observe(op->plugin->ctx, &req, args->presence, args->text, diag); break;
-	case OP_PLAN: rc = d->plan(op->plugin->ctx, &req, args->which, args->text, diag); break;
-	case OP_SETUP: rc = d->setup(op->plugin->ctx, &req, args->text, diag); break;
-	case OP_VERIFY: rc = d->verify(op->plugin->ctx, &req, args->text, diag); break;
-	case OP_TEARDOWN: rc = d->teardown(op->plugin->ctx, &req, diag); break;
-	case OP_TRACE:
-		rc = d->trace(op->plugin->ctx, &req, args->message_id, args->recipient, args->text,
-		              diag);
-		break;
-	case OP_PREFLIGHT: rc = d->preflight(op->plugin->ctx, &req, args->which, diag); break;
-	}
-	if (serialise)
-		pthread_mutex_unlock(&op->plugin->lock);
+	rc = invoke(op, &req, c, resources, diag);
 	if (resources) {
 		mm_limiter_release(op->limiter, resources);
 		free(resources);
 	}
-out:
 	if (rc == MAILMODE_ERR_UNKNOWN && op->unknown)
 		*op->unknown = 1;
 	flatten_summary(diag);
 	if (rc != MAILMODE_OK && diag->summary[0] == '\0')
 		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "%s: %s of %s failed (code %d, no diagnostic)",
-		            d->name, op_names[kind], op->domain, rc);
+		            d->name, mm_call_name(c->kind), op->domain, rc);
 	if (rc != MAILMODE_OK && diag->severity == MAILMODE_SEV_NONE)
 		diag->severity = MAILMODE_SEV_ERROR;
 	return map_rc(rc);
 }
 
+/* A call that hands no text back: whatever came is dropped. */
+static int call_no_text(const struct mm_op *op, struct mm_call *c, struct mailmode_diag *diag)
+{
+	int rc = call(op, c, diag);
+
+	free(c->text);
+	return rc;
+}
+
 int mm_op_validate(const struct mm_op *op, struct mailmode_diag *diag)
 {
-	struct op_args args = { 0 };
+	struct mm_call c = { .kind = MM_CALL_VALIDATE };
 
-	return call(op, OP_VALIDATE, &args, diag);
+	return call_no_text(op, &c, diag);
 }
 
 int mm_op_observe(const struct mm_op *op, enum mailmode_presence *presence, char **report,
                   struct mailmode_diag *diag)
 {
-	struct op_args args = { .presence = presence, .text = report };
+	struct mm_call c = { .kind = MM_CALL_OBSERVE, .presence = MAILMODE_ABSENT };
+	int rc = call(op, &c, diag);
 
-	*presence = MAILMODE_ABSENT;
-	*report = NULL;
-	return call(op, OP_OBSERVE, &args, diag);
+	*presence = c.presence;
+	*report = c.text;
+	return rc;
 }
 
 int mm_op_plan(const struct mm_op *op, enum mailmode_plan_op which, char **plan,
                struct mailmode_diag *diag)
 {
-	struct op_args args = { .which = which, .text = plan };
+	struct mm_call c = { .kind = MM_CALL_PLAN, .which = which };
+	int rc = call(op, &c, diag);
 
-	*plan = NULL;
-	return call(op, OP_PLAN, &args, diag);
+	*plan = c.text;
+	return rc;
 }
 
 int mm_op_setup(const struct mm_op *op, char **receipt, struct mailmode_diag *diag)
 {
-	struct op_args args = { .text = receipt };
+	struct mm_call c = { .kind = MM_CALL_SETUP };
+	int rc = call(op, &c, diag);
 
-	*receipt = NULL;
-	return call(op, OP_SETUP, &args, diag);
+	*receipt = c.text;
+	return rc;
 }
 
 int mm_op_verify(const struct mm_op *op, char **report, struct mailmode_diag *diag)
 {
-	struct op_args args = { .text = report };
+	struct mm_call c = { .kind = MM_CALL_VERIFY };
+	int rc = call(op, &c, diag);
 
-	*report = NULL;
-	return call(op, OP_VERIFY, &args, diag);
+	*report = c.text;
+	return rc;
 }
 
 int mm_op_teardown(const struct mm_op *op, struct mailmode_diag *diag)
 {
-	struct op_args args = { 0 };
+	struct mm_call c = { .kind = MM_CALL_TEARDOWN };
 
-	return call(op, OP_TEARDOWN, &args, diag);
+	return call_no_text(op, &c, diag);
 }
 
 const struct mm_op *mm_op_of_request(const struct mailmode_request *req)
@@ -234,13 +237,13 @@ int mm_host_keep_original(void *handle, const struct mailmode_request *req,
 int mm_op_preflight(const struct mm_op *op, enum mailmode_plan_op which,
                     struct mailmode_diag *diag)
 {
-	struct op_args args = { .which = which };
+	struct mm_call c = { .kind = MM_CALL_PREFLIGHT, .which = which };
 	char *plan = NULL;
 	int rc;
 
 	/* A slot past what the plugin's minor defines is not an operation. */
 	if (op->plugin->desc->abi_minor >= 2 && op->plugin->desc->preflight)
-		return call(op, OP_PREFLIGHT, &args, diag);
+		return call_no_text(op, &c, diag);
 	rc = mm_op_plan(op, which, &plan, diag);
 	free(plan);
 	return rc;
@@ -256,7 +259,9 @@ int mm_plugin_has_trace(const struct mm_plugin *plugin)
 int mm_op_trace(const struct mm_op *op, const char *message_id, const char *recipient,
                 char **report, struct mailmode_diag *diag)
 {
-	struct op_args args = { .text = report, .message_id = message_id, .recipient = recipient };
+	struct mm_call c = { .kind = MM_CALL_TRACE, .message_id = message_id,
+	                     .recipient = recipient };
+	int rc;
 
 	*report = NULL;
 	if (!mm_plugin_has_trace(op->plugin)) {
@@ -266,7 +271,9 @@ int mm_op_trace(const struct mm_op *op, const char *message_id, const char *reci
 		            op->plugin->desc->name);
 		return MM_ERR;
 	}
-	return call(op, OP_TRACE, &args, diag);
+	rc = call(op, &c, diag);
+	*report = c.text;
+	return rc;
 }
 
 const char *mm_presence_name(enum mailmode_presence presence)
