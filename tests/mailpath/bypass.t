@@ -10,7 +10,7 @@
 # changes.
 . "$top_srcdir/tests/mailpath/lib.sh"
 plan 21
-RULE="mailmode route fabrikam.test"
+RULE="mailmode route #1"
 RCPT=bob@fabrikam.test
 LOOP_HEADER=$(emu_url loop_header)
 

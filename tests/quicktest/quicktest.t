@@ -161,7 +161,7 @@ delivered=$((delivered + 1))
 # goes through the service again.
 rule_except() {
 	mailsim invoke --sandbox "$SB" Set-TransportRule \
-		"{\"Identity\":\"mailmode route contoso.test\",\"ExceptIfSenderIpRanges\":$1}" >/dev/null
+		"{\"Identity\":\"mailmode route #1\",\"ExceptIfSenderIpRanges\":$1}" >/dev/null
 }
 rule_except '["127.0.0.24"]'
 run mm --json verify contoso.test --quick-test "$RCPT"
