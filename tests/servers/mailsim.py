@@ -57,6 +57,7 @@ the sandbox driver, sandbox.py, starts the service):
                   --to ADDR[,ADDR]... [--count N] [--interval-ms A-B]
                   [--until-file F] [--log F] [--cache-mx] [--from ADDR]
                   [--header 'Name: value']... [--retry-for S] [--owner-pid PID]
+                  [--via HOST]
       The internet sender.  One message every A-B ms (uniformly random) to the
       recipients round-robin, until N were sent or file F exists.  Per message
       it resolves the recipient domain's MX in the sandbox DNS (authoritative
@@ -65,8 +66,12 @@ the sandbox driver, sandbox.py, starts the service):
       every message), tries the MX hosts in preference order (random among
       equal ones) and their A addresses on port P, falling back to the next on
       a connection failure or 4xx; a message no MX took is retried every
-      second for S seconds (default 30).  Each message's outcome is one JSON
-      line in F (default stdout):
+      second for S seconds (default 30).  --via HOST: every message goes to
+      HOST's A addresses instead of the MX (mail handed to the service's
+      smart host directly, as a hop in front of it would).  The sender uses
+      no TLS and presents no certificate (what a tenant's lock-down connector
+      refuses).  Each message's outcome is one JSON line in F (default
+      stdout):
           {"seq","message_id","from","to","subject","t" (first attempt, epoch s),
            "accepted_at","result":"accepted"|"failed","mx","ip","attempts",
            "response","error"}
@@ -1026,7 +1031,12 @@ class Sender:
     def attempt(self, entry):
         entry["attempts"] += 1
         try:
-            dests = mx_destinations(self.resolver, domain_of(entry["to"]))
+            if self.args.via:  # a sender that skips the MX (or a hop in front of the service)
+                dests = [(self.args.via, ip) for ip in self.resolver.addresses(self.args.via)]
+                if not dests:
+                    raise TransientError("--via %s has no address" % self.args.via)
+            else:
+                dests = mx_destinations(self.resolver, domain_of(entry["to"]))
             res = smtp_send(dests, self.port, self.args.sender, [entry["to"]], entry["_data"],
                             source=self.args.source_address, helo=self.args.helo)
         except (PermanentError, NxDomain) as e:
@@ -1384,6 +1394,7 @@ def main(argv=None):
     s.add_argument("--header", action="append", default=[])
     s.add_argument("--source-address", default="127.0.0.41")
     s.add_argument("--helo", default="mta.internet.test")
+    s.add_argument("--via", help="deliver to this host (its A records) instead of the MX")
     s.add_argument("--retry-for", type=float, default=30.0)
     s.add_argument("--owner-pid", type=int, default=0, help="stop when this process is gone")
 
