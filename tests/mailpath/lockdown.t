@@ -13,7 +13,7 @@
 # own return (from its address, with its certificate) is still accepted, and
 # a return from an address the connector does not list is refused.
 . "$top_srcdir/tests/mailpath/lib.sh"
-plan 32
+plan 28
 IN="mailmode inbound from sandbox-service"
 RCPT=bob@fabrikam.test
 REFUSAL="550 5.7.51 TenantInboundAttribution; There is a partner connector configured that matched the message's recipient domain. The connector had either the RestrictDomainsToIPAddresses or RestrictDomainsToCertificate set"
