@@ -398,19 +398,35 @@ static int rollback_confirm(struct mm_run *r, struct mailmode_diag *diag)
 /* Undoes the new mode; the domain keeps its old one.  "rolled back" is
  * said only once observe confirms nothing of the new mode is left; the
  * result is then rc_after. */
-int mm_run_rollback(struct mm_run *r, int rc_after)
+/* A rollback that cannot finish says so, and what it was undoing: the
+ * admin needs both to decide. */
+static int rollback_steps(struct mm_run *r, struct mailmode_diag *diag)
 {
-	struct mailmode_diag diag = { 0 };
-	int done, aborted, rc;
+	int done, rc;
 
 	if ((rc = step_done(r, MM_STEP_ROLLBACK_TEARDOWN_NEW, &done)) != MM_OK)
 		return rc;
-	if (!done && (rc = rollback_teardown(r, &diag)) != MM_OK)
+	if (!done && (rc = rollback_teardown(r, diag)) != MM_OK)
 		return rc;
 	if ((rc = step_done(r, MM_STEP_ROLLBACK_CONFIRM_NEW_GONE, &done)) != MM_OK)
 		return rc;
-	if (!done && (rc = rollback_confirm(r, &diag)) != MM_OK)
+	return done ? MM_OK : rollback_confirm(r, diag);
+}
+
+int mm_run_rollback(struct mm_run *r, int rc_after)
+{
+	struct mailmode_diag diag = { 0 };
+	char cause[MAILMODE_DIAG_SUMMARY_MAX];
+	size_t len;
+	int aborted, rc;
+
+	snprintf(cause, sizeof(cause), "%s", r->report->diag.summary);
+	if ((rc = rollback_steps(r, &diag)) != MM_OK) {
+		len = strlen(r->err);
+		if (cause[0] && len < MM_ERR_MAX - 1)
+			snprintf(r->err + len, MM_ERR_MAX - len, " (it was rolling back after: %s)", cause);
 		return rc;
+	}
 	if ((rc = journal_has(r, "abort", "end", &aborted)) != MM_OK)
 		return rc;
 	rc = close_migration(r, aborted ? "aborted" : "rolled_back", aborted ? "aborted" : "rolled back");

@@ -19,6 +19,15 @@
  *   fallback_ttl = 3600        ; optional: TTL of fallback_mx (default 3600)
  *
  *   [dns LAB]
+ *   provider = rfc2136         ; optional: rfc2136 (default), cloudflare or
+ *                              ;   gcloud; route53 and azure: "not
+ *                              ;   implemented yet".  The API providers
+ *                              ;   read api_url, ca_file and their
+ *                              ;   credential file (cloudflare:
+ *                              ;   api_token_file; gcloud:
+ *                              ;   service_account_file, project,
+ *                              ;   managed_zone) instead of the primary
+ *                              ;   and TSIG keys (mailmode.conf(5))
  *   primary = 192.0.2.53       ; optional: where UPDATEs and the reads
  *                              ;   before them go (address or host name);
  *                              ;   default: the zone's SOA MNAME.  Set it
@@ -252,7 +261,136 @@ out:
 	return rc;
 }
 
-static int read_dns(const struct key_reader *kr, struct gw_config *cfg)
+/* A path key copied as given (the host resolves it when it is used). */
+static int read_path(const struct key_reader *kr, const char *section,
+                     const char *key, char *out, size_t out_len)
+{
+	const char *value = get(kr, section, key);
+
+	if (!value)
+		return MAILMODE_OK;
+	if ((size_t)snprintf(out, out_len, "%s", value) >= out_len)
+		return bad_value(kr, section, key, value, "is too long");
+	return MAILMODE_OK;
+}
+
+static const char *const provider_names[] = {
+	[GW_PROVIDER_RFC2136] = "rfc2136",
+	[GW_PROVIDER_CLOUDFLARE] = "cloudflare",
+	[GW_PROVIDER_GCLOUD] = "gcloud",
+};
+
+const char *gw_config_provider_name(enum gw_provider_kind kind)
+{
+	return provider_names[kind];
+}
+
+static int read_provider(const struct key_reader *kr, struct gw_config *cfg)
+{
+	const char *section = cfg->dns_section;
+	const char *value = get(kr, section, "provider");
+	size_t i;
+
+	cfg->provider = GW_PROVIDER_RFC2136;
+	if (!value)
+		return MAILMODE_OK;
+	for (i = 0; i < sizeof(provider_names) / sizeof(provider_names[0]); i++) {
+		if (strcmp(value, provider_names[i]) == 0) {
+			cfg->provider = (enum gw_provider_kind)i;
+			return MAILMODE_OK;
+		}
+	}
+	if (strcmp(value, "route53") == 0 || strcmp(value, "azure") == 0)
+		return bad_value(kr, section, "provider", value,
+		                 "is not implemented yet (use rfc2136, cloudflare "
+		                 "or gcloud)");
+	return bad_value(kr, section, "provider", value,
+	                 "is not a DNS provider (use rfc2136, cloudflare or "
+	                 "gcloud)");
+}
+
+static int read_tsig(const struct key_reader *kr, struct gw_config *cfg)
+{
+	const char *section = cfg->dns_section;
+	const char *value;
+
+	value = get(kr, section, "tsig_key");
+	if (!value)
+		return missing(kr, section, "tsig_key",
+		               "the TSIG key name the primary knows; is there a "
+		               "[dns ...] section of that name?");
+	if (gw_name_normalise(value, cfg->tsig_key, sizeof(cfg->tsig_key)) !=
+	    MAILMODE_OK)
+		return bad_value(kr, section, "tsig_key", value,
+		                 "is not a valid key name");
+	/* Key names are compared as domain names; ldns wants no final dot. */
+	cfg->tsig_key[strlen(cfg->tsig_key) - 1] = '\0';
+
+	value = get(kr, section, "tsig_algorithm");
+	if (!value)
+		value = "hmac-sha256";
+	if (strcmp(value, "hmac-sha256") != 0 && strcmp(value, "hmac-sha512") != 0) {
+		/* hmac-sha384 is misspelt inside ldns 1.8 and cannot work. */
+		return bad_value(kr, section, "tsig_algorithm", value,
+		                 "is not supported (use hmac-sha256 or hmac-sha512)");
+	}
+	snprintf(cfg->tsig_algorithm, sizeof(cfg->tsig_algorithm), "%s", value);
+
+	if (!get(kr, section, "tsig_secret_file"))
+		return missing(kr, section, "tsig_secret_file",
+		               "a file holding the key's base64 secret, mode 0600");
+	return read_path(kr, section, "tsig_secret_file", cfg->tsig_secret_file,
+	                 sizeof(cfg->tsig_secret_file));
+}
+
+/* The keys of the HTTPS providers: where the API is, whom to trust, and
+ * the file holding the credential. */
+static int read_https(const struct key_reader *kr, struct gw_config *cfg)
+{
+	const char *section = cfg->dns_section;
+	bool cf = cfg->provider == GW_PROVIDER_CLOUDFLARE;
+	const char *cred_key = cf ? "api_token_file" : "service_account_file";
+	const char *value;
+	size_t len;
+	int rc;
+
+	value = get(kr, section, "api_url");
+	if (!value)
+		value = cf ? "https://api.cloudflare.com/client/v4"
+		           : "https://dns.googleapis.com/dns/v1";
+	if (strncmp(value, "https://", 8) != 0)
+		return bad_value(kr, section, "api_url", value,
+		                 "is not an https:// URL");
+	if ((size_t)snprintf(cfg->api_url, sizeof(cfg->api_url), "%s", value) >=
+	    sizeof(cfg->api_url))
+		return bad_value(kr, section, "api_url", value, "is too long");
+	len = strlen(cfg->api_url);
+	if (cfg->api_url[len - 1] == '/')
+		cfg->api_url[len - 1] = '\0';
+	rc = read_path(kr, section, "ca_file", cfg->ca_file, sizeof(cfg->ca_file));
+	if (rc != MAILMODE_OK)
+		return rc;
+	if (!get(kr, section, cred_key))
+		return missing(kr, section, cred_key,
+		               cf ? "a file holding the Cloudflare API token, mode 0600"
+		                  : "the service account's JSON key file, mode 0600");
+	rc = read_path(kr, section, cred_key, cfg->credentials_file,
+	               sizeof(cfg->credentials_file));
+	if (rc != MAILMODE_OK || cf)
+		return rc;
+	value = get(kr, section, "project");
+	if (value && (size_t)snprintf(cfg->project, sizeof(cfg->project), "%s",
+	                              value) >= sizeof(cfg->project))
+		return bad_value(kr, section, "project", value, "is too long");
+	value = get(kr, section, "managed_zone");
+	if (value && (size_t)snprintf(cfg->managed_zone, sizeof(cfg->managed_zone),
+	                              "%s", value) >= sizeof(cfg->managed_zone))
+		return bad_value(kr, section, "managed_zone", value, "is too long");
+	return MAILMODE_OK;
+}
+
+/* primary, port, resolver, resolver_port. */
+static int read_servers(const struct key_reader *kr, struct gw_config *cfg)
 {
 	const char *section = cfg->dns_section;
 	const char *value;
@@ -265,87 +403,62 @@ static int read_dns(const struct key_reader *kr, struct gw_config *cfg)
 			snprintf(cfg->primary, sizeof(cfg->primary), "%s", value);
 		} else if (gw_name_normalise(value, cfg->primary,
 		                             sizeof(cfg->primary)) != MAILMODE_OK) {
-			rc = bad_value(kr, section, "primary", value,
-			               "is neither an IP address nor a host name");
-			goto out;
+			return bad_value(kr, section, "primary", value,
+			                 "is neither an IP address nor a host name");
 		}
 	}
 
 	number = DEFAULT_PORT;
 	rc = read_long(kr, section, "port", 1, 65535, &number);
 	if (rc != MAILMODE_OK)
-		goto out;
+		return rc;
 	cfg->port = (uint16_t)number;
 
 	value = get(kr, section, "resolver");
 	if (value) {
-		if (!is_ip_address(value)) {
-			rc = bad_value(kr, section, "resolver", value,
-			               "is not an IP address");
-			goto out;
-		}
+		if (!is_ip_address(value))
+			return bad_value(kr, section, "resolver", value,
+			                 "is not an IP address");
 		snprintf(cfg->resolver, sizeof(cfg->resolver), "%s", value);
 	}
 	number = DEFAULT_PORT;
 	rc = read_long(kr, section, "resolver_port", 1, 65535, &number);
 	if (rc != MAILMODE_OK)
-		goto out;
+		return rc;
 	cfg->resolver_port = (uint16_t)number;
+	return MAILMODE_OK;
+}
 
-	value = get(kr, section, "tsig_key");
-	if (!value) {
-		rc = missing(kr, section, "tsig_key",
-		             "the TSIG key name the primary knows; is there a "
-		             "[dns ...] section of that name?");
-		goto out;
-	}
-	if (gw_name_normalise(value, cfg->tsig_key, sizeof(cfg->tsig_key)) !=
-	    MAILMODE_OK) {
-		rc = bad_value(kr, section, "tsig_key", value,
-		               "is not a valid key name");
-		goto out;
-	}
-	/* Key names are compared as domain names; ldns wants no final dot. */
-	cfg->tsig_key[strlen(cfg->tsig_key) - 1] = '\0';
+static int read_dns(const struct key_reader *kr, struct gw_config *cfg)
+{
+	const char *section = cfg->dns_section;
+	long number;
+	int rc;
 
-	value = get(kr, section, "tsig_algorithm");
-	if (!value)
-		value = "hmac-sha256";
-	if (strcmp(value, "hmac-sha256") != 0 && strcmp(value, "hmac-sha512") != 0) {
-		/* hmac-sha384 is misspelt inside ldns 1.8 and cannot work. */
-		rc = bad_value(kr, section, "tsig_algorithm", value,
-		               "is not supported (use hmac-sha256 or hmac-sha512)");
-		goto out;
-	}
-	snprintf(cfg->tsig_algorithm, sizeof(cfg->tsig_algorithm), "%s", value);
-
-	value = get(kr, section, "tsig_secret_file");
-	if (!value) {
-		rc = missing(kr, section, "tsig_secret_file",
-		             "a file holding the key's base64 secret, mode 0600");
-		goto out;
-	}
-	if ((size_t)snprintf(cfg->tsig_secret_file, sizeof(cfg->tsig_secret_file),
-	                     "%s", value) >= sizeof(cfg->tsig_secret_file)) {
-		rc = bad_value(kr, section, "tsig_secret_file", value, "is too long");
-		goto out;
-	}
+	rc = read_provider(kr, cfg);
+	if (rc != MAILMODE_OK)
+		return rc;
+	rc = read_servers(kr, cfg);
+	if (rc != MAILMODE_OK)
+		return rc;
+	rc = cfg->provider == GW_PROVIDER_RFC2136 ? read_tsig(kr, cfg)
+	                                          : read_https(kr, cfg);
+	if (rc != MAILMODE_OK)
+		return rc;
 
 	number = DEFAULT_TIMEOUT_S;
 	rc = read_long(kr, section, "timeout", 1, 300, &number);
 	if (rc != MAILMODE_OK)
-		goto out;
+		return rc;
 	cfg->timeout_s = (int)number;
 
 	number = 0;
 	rc = read_long(kr, section, "debug_pause_before_update_ms", 0,
 	               MAX_DEBUG_PAUSE_MS, &number);
 	if (rc != MAILMODE_OK)
-		goto out;
+		return rc;
 	cfg->debug_pause_before_update_ms = number;
-	rc = MAILMODE_OK;
-out:
-	return rc;
+	return MAILMODE_OK;
 }
 
 static int read_service(const struct key_reader *kr, struct gw_config *cfg)

@@ -16,7 +16,8 @@
  * UPDATE and every UPDATE is checkpointed before it is sent (swap.c); a
  * set edited by hand is drift for setup as for teardown (decide.c).
  *
- * All DNS writes go through the provider seam (provider.h).
+ * All DNS writes go through the provider seam (provider.h): RFC 2136,
+ * Cloudflare or Google Cloud DNS, as [dns NAME] provider = says.
  */
 #include "provider.h"
 
@@ -122,7 +123,9 @@ int gw_begin_call(const struct gw_ctx *ctx, const struct mailmode_request *req,
 	rc = gw_find_zone(&call->op);
 	if (rc != MAILMODE_OK)
 		goto out;
-	if (need_primary)
+	/* Only an RFC 2136 primary is found in the DNS; the API providers
+	 * find their zone through their API. */
+	if (need_primary && call->cfg.provider == GW_PROVIDER_RFC2136)
 		rc = gw_find_primary(&call->op);
 out:
 	return rc;
@@ -133,17 +136,12 @@ static int gw_validate_config(void *vctx, const struct mailmode_request *req,
 {
 	const struct gw_ctx *ctx = vctx;
 	struct gw_config cfg;
-	char *secret = NULL;
 	int rc;
 
 	rc = gw_config_load(ctx, req, &cfg, diag);
 	if (rc != MAILMODE_OK)
-		goto out;
-	rc = gw_config_load_secret(ctx, &cfg, &secret, diag);
-out:
-	if (secret)
-		ctx->host->secret_free(ctx->host->handle, secret);
-	return rc;
+		return rc;
+	return gw_provider_check_credentials(ctx, &cfg, diag);
 }
 
 /* ABI 1.1: the zone takes one update at a time.  Without a configured
@@ -211,8 +209,8 @@ static int setup_swap(struct gw_call *call, struct gw_provider *provider,
 	if (rc != MAILMODE_OK)
 		return rc;
 	host->log(host->handle, MAILMODE_LOG_INFO,
-	          "%s: MX swapped to the gateway set on %s port %u (zone %s)",
-	          domain, call->op.primary_addr, call->cfg.port, call->op.zone);
+	          "%s: MX swapped to the gateway set on %s (zone %s)",
+	          domain, provider->where, call->op.zone);
 	return MAILMODE_OK;
 }
 
@@ -236,7 +234,7 @@ static int gw_setup(void *vctx, const struct mailmode_request *req,
 	rc = gw_begin_call(ctx, req, diag, true, call);
 	if (rc != MAILMODE_OK)
 		goto out;
-	rc = gw_rfc2136_open(&call->op, true, &provider);
+	rc = gw_provider_open(&call->op, true, &provider);
 	if (rc != MAILMODE_OK)
 		goto out;
 	rc = provider->ops->get_rrset(provider, req->domain, &current);
@@ -313,7 +311,7 @@ static int gw_teardown(void *vctx, const struct mailmode_request *req,
 	rc = gw_teardown_target(call, &restore, &restore_label);
 	if (rc != MAILMODE_OK)
 		goto out;
-	rc = gw_rfc2136_open(&call->op, true, &provider);
+	rc = gw_provider_open(&call->op, true, &provider);
 	if (rc != MAILMODE_OK)
 		goto out;
 	rc = provider->ops->get_rrset(provider, req->domain, &live);
@@ -335,9 +333,8 @@ static int gw_teardown(void *vctx, const struct mailmode_request *req,
 	if (rc != MAILMODE_OK)
 		goto out;
 	host->log(host->handle, MAILMODE_LOG_INFO,
-	          "%s: MX restored to %s on %s port %u (zone %s)", req->domain,
-	          restore_label, call->op.primary_addr, call->cfg.port,
-	          call->op.zone);
+	          "%s: MX restored to %s on %s (zone %s)", req->domain,
+	          restore_label, provider->where, call->op.zone);
 out:
 	if (provider)
 		provider->ops->close(provider);
@@ -403,7 +400,7 @@ int gw_read_live(const struct gw_ctx *ctx, const struct mailmode_request *req,
 		if (rc != MAILMODE_OK)
 			return rc;
 	}
-	rc = gw_rfc2136_open(&call->op, signing, provider);
+	rc = gw_provider_open(&call->op, signing, provider);
 	if (rc != MAILMODE_OK)
 		return rc;
 	return (*provider)->ops->get_rrset(*provider, req->domain, live);
@@ -639,7 +636,8 @@ out:
 MAILMODE_PLUGIN_DEFINE(
 	.name = "gateway",
 	.description = "MX records point at the service's gateway hosts "
-	               "(RFC 2136 + TSIG, checked on every authoritative server)",
+	               "(RFC 2136 + TSIG, Cloudflare or Google Cloud DNS; checked "
+	               "on every authoritative server)",
 	.version = GATEWAY_VERSION,
 	.caps = MAILMODE_CAP_THREADSAFE | MAILMODE_CAP_ADOPT | MAILMODE_CAP_FORCE,
 	.init = gw_init,

@@ -5,7 +5,8 @@
  *   mxset.c     MX sets: parsing, comparing, formatting, the receipt (JSON)
  *   dns.c       ldns helpers: resolvers, queries, zone/primary discovery
  *   provider.h  the DNS-provider seam (get RRset + version, replace if
- *               unchanged); rfc2136.c is its RFC 2136 + TSIG implementation
+ *               unchanged); provider.c picks one: rfc2136.c (RFC 2136 +
+ *               TSIG), cloudflare.c, gcloud.c (their APIs over https.c)
  *   authcheck.c every authoritative server asked directly, answers compared
  *   swap.c      the write path: the original kept, a checkpoint before each
  *               UPDATE, an unanswered UPDATE settled by re-reading
@@ -52,6 +53,14 @@ struct gw_mx_set {
 /* ---- config.c ----------------------------------------------------------- */
 
 #define GW_TSIG_SECRET_FILE_MAX 4096
+#define GW_URL_MAX 512
+
+/* [dns NAME] provider: who holds the zone and how it is changed. */
+enum gw_provider_kind {
+	GW_PROVIDER_RFC2136 = 0,            /* a primary taking RFC 2136 UPDATEs */
+	GW_PROVIDER_CLOUDFLARE,             /* Cloudflare API v4 (cloudflare.c) */
+	GW_PROVIDER_GCLOUD                  /* Google Cloud DNS v1 (gcloud.c) */
+};
 
 struct gw_config {
 	/* [profile NAME] */
@@ -62,6 +71,7 @@ struct gw_config {
 	struct gw_mx_set fallback;          /* restored for adopted domains */
 
 	/* [dns NAME] */
+	enum gw_provider_kind provider;
 	char primary[GW_NAME_MAX];          /* address or host name; "" = MNAME */
 	uint16_t port;
 	char resolver[GW_ADDR_MAX];         /* "" = /etc/resolv.conf */
@@ -71,6 +81,13 @@ struct gw_config {
 	char tsig_secret_file[GW_TSIG_SECRET_FILE_MAX];
 	int timeout_s;
 	int64_t debug_pause_before_update_ms;
+	/* HTTPS providers (cloudflare, gcloud) */
+	char api_url[GW_URL_MAX];           /* without a final slash */
+	char ca_file[GW_TSIG_SECRET_FILE_MAX];       /* "" = system store */
+	char credentials_file[GW_TSIG_SECRET_FILE_MAX]; /* api_token_file or
+	                                       service_account_file */
+	char project[GW_NAME_MAX];          /* gcloud; "" = the key's project_id */
+	char managed_zone[GW_NAME_MAX];     /* gcloud; "" = discovered */
 
 	/* [service NAME] */
 	struct gw_mx_set gateway;           /* gateway_ttl applied to each */
@@ -80,6 +97,9 @@ struct gw_config {
  * error the diagnostic names the section and key. */
 int gw_config_load(const struct gw_ctx *ctx, const struct mailmode_request *req,
                    struct gw_config *cfg, struct mailmode_diag *diag);
+
+/* The provider's name as configured ("rfc2136", "cloudflare", "gcloud"). */
+const char *gw_config_provider_name(enum gw_provider_kind kind);
 
 /* Loads the TSIG secret (host->secret_load: refuses group/world-readable
  * files) and checks it is base64.  Free with host->secret_free. */

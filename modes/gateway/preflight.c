@@ -3,8 +3,9 @@
  * teardown can run now.  The zone and its primary are found, the MX set
  * reads from the primary and from every authoritative server, setup or
  * teardown would not refuse the live set (drift), and the primary accepts
- * a signed UPDATE of the domain's MX from our key: a no-op UPDATE (see
- * rfc2136.c) is sent and must come back NOERROR.
+ * a change of the domain's MX: the provider's probe_update (RFC 2136: a
+ * no-op signed UPDATE that must come back NOERROR; the API providers say
+ * what they could prove).
  */
 #include "provider.h"
 
@@ -97,12 +98,21 @@ int gw_preflight(void *vctx, const struct mailmode_request *req,
 	rc = probe(call, provider);
 	if (rc != MAILMODE_OK)
 		goto out;
-	host->diag_set(diag, MAILMODE_SEV_INFO, 0,
-	               "%s of %s can run: zone %s read from the primary %s and "
-	               "every authoritative server, TSIG key %s may update %s MX",
-	               which == MAILMODE_PLAN_SETUP ? "gateway setup" : "gateway "
-	               "teardown", req->domain, call->op.zone,
-	               call->op.primary_addr, call->cfg.tsig_key, req->domain);
+	if (call->cfg.provider == GW_PROVIDER_RFC2136)
+		host->diag_set(diag, MAILMODE_SEV_INFO, 0,
+		               "%s of %s can run: zone %s read from the primary %s "
+		               "and every authoritative server, TSIG key %s may "
+		               "update %s MX", which == MAILMODE_PLAN_SETUP ?
+		               "gateway setup" : "gateway teardown", req->domain,
+		               call->op.zone, call->op.primary_addr,
+		               call->cfg.tsig_key, req->domain);
+	else
+		host->diag_set(diag, MAILMODE_SEV_INFO, 0,
+		               "%s of %s can run: MX read from %s and every "
+		               "authoritative server of zone %s; %s",
+		               which == MAILMODE_PLAN_SETUP ? "gateway setup" :
+		               "gateway teardown", req->domain, provider->where,
+		               call->op.zone, provider->proven);
 out:
 	if (provider)
 		provider->ops->close(provider);

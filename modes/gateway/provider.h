@@ -4,13 +4,17 @@
  * The mode logic (gateway.c) never speaks a DNS protocol itself: it reads
  * the MX RRset together with a version token and asks for a replacement
  * that only happens if the RRset still is what was read (compare-and-swap).
- * RFC 2136 + TSIG (rfc2136.c) is the one provider today.  Others map
- * naturally:
- *   Route 53 / Google Cloud DNS: DELETE(exact old) + CREATE(new) in one
- *       change batch; the token is the old RRset itself, as for RFC 2136.
- *   Azure DNS: PUT with If-Match; the token is the record set's etag.
- *   Cloudflare: no CAS; the token is the record ids, re-read before the
- *       batch (report the weaker guarantee).
+ * The providers, one file each, chosen by [dns NAME] provider:
+ *   rfc2136.c   RFC 2136 + TSIG: one UPDATE whose prerequisite is the old
+ *               RRset; the token is the RRset itself.
+ *   gcloud.c    Google Cloud DNS: one changes.create whose deletions are
+ *               the exact old RRset (the server refuses any other: 412);
+ *               the token is the RRset itself.
+ *   cloudflare.c Cloudflare: no whole-set precondition; the token is the
+ *               record ids, re-read right before and after the batch, and
+ *               the plan says the guarantee is weaker.
+ * Later: Route 53 (DELETE + CREATE in one batch), Azure DNS (If-Match on
+ * the record set's etag).
  * Only MX matters to this mode, so the RRset type is fixed to MX.
  */
 #ifndef GATEWAY_PROVIDER_H
@@ -21,7 +25,7 @@
 /* What a read returned, to make the following replace conditional. */
 struct gw_rrset_version {
 	struct gw_mx_set rrset;     /* the RRset as read */
-	char token[256];            /* provider-specific (etag, record ids);
+	char token[GW_MX_MAX * 40]; /* provider-specific (etag, record ids);
 	                               empty for RFC 2136, whose token is the
 	                               RRset itself */
 };
@@ -77,13 +81,40 @@ struct gw_provider {
 	const struct gw_provider_ops *ops;
 	struct gw_op *op;           /* the operation it serves */
 	void *impl;
+	/* Where the changes go, for messages: "the primary 192.0.2.1 port
+	 * 53", "Cloudflare zone example.com (id ...)". */
+	char where[GW_URL_MAX];
+	/* After probe_update returned GW_REPLACE_OK: what it proved and what
+	 * it could not prove without a change, one line. */
+	char proven[MAILMODE_DIAG_SUMMARY_MAX];
 };
 
-/* RFC 2136 UPDATE + TSIG to op->primary_addr, over TCP.  The secret is only
- * loaded when `need_secret` (plan and reads do without).  On success
+/* The provider [dns NAME] names.  need_secret: RFC 2136 loads its TSIG
+ * secret only then (plan and reads do without); the API providers always
+ * load their credential (they cannot read without it).  On success
  * *provider is ready; release it with provider->ops->close(provider). */
+int gw_provider_open(struct gw_op *op, bool need_secret,
+                     struct gw_provider **provider);
+
+/* validate_config: the provider's credential file loads and looks right
+ * (no network). */
+int gw_provider_check_credentials(const struct gw_ctx *ctx,
+                                  const struct gw_config *cfg,
+                                  struct mailmode_diag *diag);
+
+/* RFC 2136 UPDATE + TSIG to op->primary_addr, over TCP (rfc2136.c). */
 int gw_rfc2136_open(struct gw_op *op, bool need_secret,
                     struct gw_provider **provider);
+/* Cloudflare API v4 with an API token (cloudflare.c). */
+int gw_cloudflare_open(struct gw_op *op, struct gw_provider **provider);
+int gw_cloudflare_check_credentials(const struct gw_ctx *ctx,
+                                    const struct gw_config *cfg,
+                                    struct mailmode_diag *diag);
+/* Google Cloud DNS v1 with a service-account key (gcloud.c). */
+int gw_gcloud_open(struct gw_op *op, struct gw_provider **provider);
+int gw_gcloud_check_credentials(const struct gw_ctx *ctx,
+                                const struct gw_config *cfg,
+                                struct mailmode_diag *diag);
 
 /* ---- swap.c: the write path of setup and teardown ----------------------- */
 

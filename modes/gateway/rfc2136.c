@@ -506,6 +506,8 @@ int gw_rfc2136_open(struct gw_op *op, bool need_secret,
 	provider->ops = &rfc2136_ops;
 	provider->op = op;
 	provider->impl = self;
+	snprintf(provider->where, sizeof(provider->where), "%s port %u",
+	         op->primary_addr, op->cfg->port);
 	rc = gw_dns_resolver_new(op, op->primary_addr, op->cfg->port, GW_DNS_TCP,
 	                         &self->reader);
 	if (rc != MAILMODE_OK)

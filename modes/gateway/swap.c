@@ -110,6 +110,13 @@ static bool read_once(struct gw_op *op, struct gw_provider *provider,
 	return true;
 }
 
+/* Where re-reads go, for messages. */
+static const char *source_name(const struct gw_op *op)
+{
+	return op->cfg->provider == GW_PROVIDER_RFC2136 ? "the primary"
+	                                                : "the provider's API";
+}
+
 /* Re-reads until the primary answers or GW_REREAD_TIMEOUTS timeouts have
  * passed (a refused connection fails at once: pause between tries).  On
  * failure `why` holds the last reason and *tries the count. */
@@ -122,8 +129,8 @@ static bool reread(struct gw_op *op, struct gw_provider *provider,
 	                (int64_t)op->cfg->timeout_s * 1000 * GW_REREAD_TIMEOUTS;
 
 	host->progress(host->handle, "%s: no answer to the UPDATE; re-reading "
-	               "the MX set from the primary for up to %d s", op->domain,
-	               op->cfg->timeout_s * GW_REREAD_TIMEOUTS);
+	               "the MX set from %s for up to %d s", op->domain,
+	               source_name(op), op->cfg->timeout_s * GW_REREAD_TIMEOUTS);
 	for (*tries = 1;; (*tries)++) {
 		if (read_once(op, provider, live, why, why_len))
 			return true;
@@ -156,7 +163,10 @@ static int settle_unknown(struct gw_op *op, struct gw_provider *provider,
 		return MAILMODE_OK;
 	}
 	if (!answered)
-		seen = "the primary did not answer the re-reads either";
+		seen = op->cfg->provider == GW_PROVIDER_RFC2136
+		               ? "the primary did not answer the re-reads either"
+		               : "the provider's API did not answer the re-reads "
+		                 "either";
 	else if (gw_mx_set_equal(&live, &expected->rrset))
 		seen = "a re-read shows the old MX set, so it has not landed yet";
 	else

@@ -56,7 +56,7 @@ total=0
 for t in $TARGETS; do
 	bin=$TEST_TMP/fuzz_$t
 	# shellcheck disable=SC2046,SC2086
-	run "$CLANG" $CFLAGS -o "$bin" "$S/tests/fuzz/fuzz_$t.c" $(sources "$t") "$S/lib/num.c" $LIBS
+	run "$CLANG" $CFLAGS -o "$bin" "$S/tests/fuzz/fuzz_$t.c" $(sources "$t") "$S/lib/num.c" "$S/lib/nearest.c" $LIBS
 	is "$rc" 0 "fuzz_$t builds with clang -fsanitize=fuzzer,address,undefined"
 	[ "$rc" -eq 0 ] || { printf '%s\n' "$err" | head -20 | sed 's/^/# /'; continue; }
 	mkdir -p "$TEST_TMP/work/$t"

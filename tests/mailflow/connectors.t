@@ -20,7 +20,7 @@ mf_tenant
 # its default and the given lines added to [service sophos].
 conf() {
 	mf_config secret
-	grep -v '^connector_type' "$MF_CONF" >"$MF_CONF.new" && mv "$MF_CONF.new" "$MF_CONF"
+	grep -Ev '^(connector_type|service_ips)' "$MF_CONF" >"$MF_CONF.new" && mv "$MF_CONF.new" "$MF_CONF"
 	printf '%s\n' "$@" >>"$MF_CONF"
 }
 

@@ -1,0 +1,1029 @@
+/*
+ * The Google Cloud DNS provider (API v1, a service account).
+ *
+ * Credentials: the service account's JSON key file (client_email,
+ * private_key, token_uri, project_id).  A JWT signed RS256 with the key
+ * (OpenSSL) is exchanged at token_uri for an access token with the
+ * ndev.clouddns.readwrite scope, kept until a minute before it expires.
+ *
+ * The replacement is one changes.create whose deletions are the exact MX
+ * RRset read (TTL and every rdata) and whose additions are the new one:
+ * Google applies all of it or none, and refuses it (412 conditionNotMet,
+ * 404 notFound, 409 alreadyExists) when the set is no longer the one read:
+ * a real compare-and-swap.  The change is then followed (changes.get)
+ * until its status is "done".
+ *
+ * The managed zone is configured (managed_zone) or the public zone whose
+ * dnsName is the longest suffix of the domain; a private zone is refused
+ * (the world does not see it), two public ones too.
+ */
+#include "provider.h"
+#include "https.h"
+
+#include <cjson/cJSON.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define SCOPE "https://www.googleapis.com/auth/ndev.clouddns.readwrite"
+#define DEFAULT_TOKEN_URI "https://oauth2.googleapis.com/token"
+#define JWT_LIFETIME_S 3600
+#define TOKEN_MARGIN_MS 60000
+#define MAX_PAGES 50
+#define POLL_PAUSE_MS 500
+
+static const char GRANT[] = "grant it roles/dns.admin on the managed zone "
+                            "(or dns.changes.create, dns.changes.get and "
+                            "dns.resourceRecordSets.create/delete/update/list)";
+
+/* What the zone-level probe asks for: everything a swap uses. */
+static const char *const PERMISSIONS[] = {
+	"dns.changes.create", "dns.changes.get", "dns.resourceRecordSets.create",
+	"dns.resourceRecordSets.delete", "dns.resourceRecordSets.update",
+	"dns.resourceRecordSets.list", NULL
+};
+
+struct gc_key {
+	char email[GW_NAME_MAX];
+	char key_id[128];
+	char token_uri[GW_URL_MAX];
+	char project[GW_NAME_MAX];
+	EVP_PKEY *pkey;
+};
+
+struct gc {
+	struct gw_https api;        /* carries the access token */
+	struct gw_https oauth;      /* the token endpoint: no bearer */
+	struct gc_key key;
+	int64_t token_expires_ms;   /* 0: no token yet */
+	bool have_zone;
+	char zone[GW_NAME_MAX];     /* the managed zone's name */
+	char dns_name[GW_NAME_MAX]; /* its dnsName, "example.com." */
+};
+
+/* ---- the key file -------------------------------------------------------- */
+
+static bool copy_field(const cJSON *root, const char *field, char *out,
+                       size_t len)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, field);
+
+	return cJSON_IsString(item) && item->valuestring[0] &&
+	       (size_t)snprintf(out, len, "%s", item->valuestring) < len;
+}
+
+static int bad_key(const struct gw_ctx *ctx, const struct gw_config *cfg,
+                   struct mailmode_diag *diag, const char *why)
+{
+	ctx->host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+	                    "[%s] service_account_file: '%s' is not a Google "
+	                    "service-account JSON key: %s", cfg->dns_section,
+	                    cfg->credentials_file, why);
+	return MAILMODE_ERR_CONFIG;
+}
+
+static int parse_key(const struct gw_ctx *ctx, const struct gw_config *cfg,
+                     cJSON *root, struct gc_key *key, struct mailmode_diag *diag)
+{
+	cJSON *pem = cJSON_GetObjectItemCaseSensitive(root, "private_key");
+	const cJSON *type = cJSON_GetObjectItemCaseSensitive(root, "type");
+	BIO *bio;
+
+	if (!root)
+		return bad_key(ctx, cfg, diag, "not JSON");
+	if (!cJSON_IsString(type) || strcmp(type->valuestring, "service_account"))
+		return bad_key(ctx, cfg, diag, "\"type\" is not \"service_account\"");
+	if (!copy_field(root, "client_email", key->email, sizeof(key->email)))
+		return bad_key(ctx, cfg, diag, "no \"client_email\"");
+	if (!copy_field(root, "token_uri", key->token_uri, sizeof(key->token_uri)))
+		snprintf(key->token_uri, sizeof(key->token_uri), "%s",
+		         DEFAULT_TOKEN_URI);
+	if (strncmp(key->token_uri, "https://", 8) != 0)
+		return bad_key(ctx, cfg, diag, "\"token_uri\" is not https://");
+	copy_field(root, "private_key_id", key->key_id, sizeof(key->key_id));
+	copy_field(root, "project_id", key->project, sizeof(key->project));
+	if (!cJSON_IsString(pem))
+		return bad_key(ctx, cfg, diag, "no \"private_key\"");
+	bio = BIO_new_mem_buf(pem->valuestring, -1);
+	key->pkey = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+	BIO_free(bio);
+	/* The PEM copy in the parsed tree is wiped before it is freed. */
+	explicit_bzero(pem->valuestring, strlen(pem->valuestring));
+	if (!key->pkey || EVP_PKEY_get_base_id(key->pkey) != EVP_PKEY_RSA) {
+		EVP_PKEY_free(key->pkey);
+		key->pkey = NULL;
+		return bad_key(ctx, cfg, diag, "\"private_key\" is not an "
+		               "unencrypted PEM RSA key");
+	}
+	return MAILMODE_OK;
+}
+
+static int load_key(const struct gw_ctx *ctx, const struct gw_config *cfg,
+                    struct gc_key *key, struct mailmode_diag *diag)
+{
+	const struct mailmode_host *host = ctx->host;
+	char *text = NULL;
+	cJSON *root = NULL;
+	int rc;
+
+	memset(key, 0, sizeof(*key));
+	rc = host->secret_load(host->handle, cfg->credentials_file, &text, diag);
+	if (rc != MAILMODE_OK) {
+		host->diag_append(diag, "[%s] service_account_file: '%s' (Google "
+		                  "service-account key)", cfg->dns_section,
+		                  cfg->credentials_file);
+		goto out;
+	}
+	root = cJSON_Parse(text);
+	rc = parse_key(ctx, cfg, root, key, diag);
+	if (rc == MAILMODE_OK && cfg->project[0])
+		snprintf(key->project, sizeof(key->project), "%s", cfg->project);
+	if (rc == MAILMODE_OK && !key->project[0])
+		rc = bad_key(ctx, cfg, diag, "no \"project_id\" (or set project = "
+		             "in the section)");
+out:
+	cJSON_Delete(root);
+	if (text)
+		host->secret_free(host->handle, text);
+	if (rc != MAILMODE_OK) {
+		EVP_PKEY_free(key->pkey);
+		key->pkey = NULL;
+	}
+	return rc;
+}
+
+int gw_gcloud_check_credentials(const struct gw_ctx *ctx,
+                                const struct gw_config *cfg,
+                                struct mailmode_diag *diag)
+{
+	struct gc_key key;
+	int rc = load_key(ctx, cfg, &key, diag);
+
+	EVP_PKEY_free(key.pkey);
+	return rc;
+}
+
+/* ---- the access token ---------------------------------------------------- */
+
+/* base64url without padding (RFC 7515 section 2) appended to out. */
+static int b64url_append(char *out, size_t len, const unsigned char *data,
+                         size_t n)
+{
+	size_t used = strlen(out);
+	char *p;
+	int made;
+
+	if (used + 4 * ((n + 2) / 3) + 1 > len)
+		return MAILMODE_ERR_FAILED;
+	made = EVP_EncodeBlock((unsigned char *)out + used, data, (int)n);
+	if (made < 0)
+		return MAILMODE_ERR_FAILED;
+	for (p = out + used; *p; p++) {
+		if (*p == '+')
+			*p = '-';
+		else if (*p == '/')
+			*p = '_';
+		else if (*p == '=')
+			*p = '\0';
+	}
+	return MAILMODE_OK;
+}
+
+/* header.claims.signature into jwt. */
+static int make_jwt(const struct gc_key *key, int64_t now_s, char *jwt,
+                    size_t len)
+{
+	char header[256], claims[1024];
+	unsigned char sig[1024];
+	size_t siglen = sizeof(sig);
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	int rc = MAILMODE_ERR_FAILED;
+
+	snprintf(header, sizeof(header), "{\"alg\":\"RS256\",\"typ\":\"JWT\"%s%s%s}",
+	         key->key_id[0] ? ",\"kid\":\"" : "", key->key_id,
+	         key->key_id[0] ? "\"" : "");
+	snprintf(claims, sizeof(claims), "{\"iss\":\"%s\",\"scope\":\"%s\","
+	         "\"aud\":\"%s\",\"iat\":%lld,\"exp\":%lld}", key->email, SCOPE,
+	         key->token_uri, (long long)now_s,
+	         (long long)(now_s + JWT_LIFETIME_S));
+	jwt[0] = '\0';
+	if (!md ||
+	    b64url_append(jwt, len, (unsigned char *)header, strlen(header)) ||
+	    strlen(jwt) + 2 > len)
+		goto out;
+	strcat(jwt, ".");
+	if (b64url_append(jwt, len, (unsigned char *)claims, strlen(claims)) ||
+	    EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key->pkey) != 1 ||
+	    EVP_DigestSign(md, NULL, &siglen, (unsigned char *)jwt, strlen(jwt)) != 1 ||
+	    siglen > sizeof(sig) ||
+	    EVP_DigestSign(md, sig, &siglen, (unsigned char *)jwt, strlen(jwt)) != 1 ||
+	    strlen(jwt) + 2 > len)
+		goto out;
+	strcat(jwt, ".");
+	rc = b64url_append(jwt, len, sig, siglen);
+out:
+	EVP_MD_CTX_free(md);
+	return rc;
+}
+
+/* The token endpoint's refusal: {"error":..,"error_description":..}. */
+static int token_refused(struct gw_provider *provider,
+                         const struct gw_https_answer *answer)
+{
+	struct gc *self = provider->impl;
+	const struct gw_op *op = provider->op;
+	const cJSON *err = cJSON_GetObjectItemCaseSensitive(answer->json, "error");
+	const cJSON *desc = cJSON_GetObjectItemCaseSensitive(answer->json,
+	                                                     "error_description");
+	bool denied = answer->status == 400 || answer->status == 401 ||
+	              answer->status == 403;
+
+	op->ctx->host->diag_set(op->diag, MAILMODE_SEV_ERROR, !denied,
+	                        "Google refused the service-account key of [%s] "
+	                        "(%s) at %s: HTTP %ld %s: %s%s", op->cfg->dns_section,
+	                        self->key.email, self->key.token_uri,
+	                        answer->status,
+	                        cJSON_IsString(err) ? err->valuestring : "",
+	                        cJSON_IsString(desc) ? desc->valuestring : "",
+	                        denied ? " (is the key deleted or disabled, or the "
+	                                 "clock wrong?)" : "");
+	return denied ? MAILMODE_ERR_DENIED : MAILMODE_ERR_FAILED;
+}
+
+static int fetch_token(struct gw_provider *provider)
+{
+	struct gc *self = provider->impl;
+	const struct gw_op *op = provider->op;
+	const struct mailmode_host *host = op->ctx->host;
+	struct gw_https_answer answer = { 0 };
+	const cJSON *token, *expires;
+	char jwt[4096], body[4200], why[MAILMODE_DIAG_SUMMARY_MAX / 2];
+	int64_t now = host->clock_wall_ms(host->handle);
+	int rc;
+
+	if (make_jwt(&self->key, now / 1000, jwt, sizeof(jwt)) != MAILMODE_OK) {
+		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0, "cannot sign the "
+		               "JWT for the service account %s", self->key.email);
+		return MAILMODE_ERR_FAILED;
+	}
+	snprintf(body, sizeof(body), "grant_type=urn%%3Aietf%%3Aparams%%3Aoauth"
+	         "%%3Agrant-type%%3Ajwt-bearer&assertion=%s", jwt);
+	rc = gw_https_call(&self->oauth, "POST", self->key.token_uri,
+	                   "application/x-www-form-urlencoded", body, &answer,
+	                   why, sizeof(why));
+	explicit_bzero(body, sizeof(body));
+	if (rc != MAILMODE_OK) {
+		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1, "no answer from the "
+		               "Google token endpoint %s: %s", self->key.token_uri, why);
+		return MAILMODE_ERR_FAILED;
+	}
+	token = cJSON_GetObjectItemCaseSensitive(answer.json, "access_token");
+	expires = cJSON_GetObjectItemCaseSensitive(answer.json, "expires_in");
+	if (answer.status != 200 || !cJSON_IsString(token)) {
+		rc = token_refused(provider, &answer);
+		goto out;
+	}
+	rc = gw_https_set_bearer(&self->api, token->valuestring);
+	explicit_bzero(token->valuestring, strlen(token->valuestring));
+	self->token_expires_ms = now + (int64_t)(cJSON_IsNumber(expires) ?
+	                                         expires->valuedouble : 3600) * 1000;
+out:
+	gw_https_answer_free(&answer);
+	return rc;
+}
+
+/* ---- API calls ------------------------------------------------------------ */
+
+/* One API call.  MAILMODE_OK when an answer arrived (any status);
+ * MAILMODE_ERR_UNKNOWN when the request went out and none came; anything
+ * else when it was not sent (token).  The diagnostic is set unless OK. */
+static int api_call(struct gw_provider *provider, const char *method,
+                    const char *path, const char *body, const char *what,
+                    struct gw_https_answer *answer)
+{
+	struct gc *self = provider->impl;
+	const struct gw_op *op = provider->op;
+	const struct mailmode_host *host = op->ctx->host;
+	char url[GW_URL_MAX * 2], why[MAILMODE_DIAG_SUMMARY_MAX / 2];
+	int rc;
+
+	memset(answer, 0, sizeof(*answer));
+	if (host->clock_wall_ms(host->handle) + TOKEN_MARGIN_MS >=
+	    self->token_expires_ms) {
+		rc = fetch_token(provider);
+		if (rc != MAILMODE_OK)
+			return rc;
+	}
+	snprintf(url, sizeof(url), "%s%s", op->cfg->api_url, path);
+	rc = gw_https_call(&self->api, method, url, NULL, body, answer, why,
+	                   sizeof(why));
+	if (rc != MAILMODE_OK) {
+		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1, "no answer from "
+		               "Google Cloud DNS (%s) to %s: %s", op->cfg->api_url,
+		               what, why);
+		return MAILMODE_ERR_UNKNOWN;
+	}
+	return MAILMODE_OK;
+}
+
+/* "HTTP 412 conditionNotMet: Precondition not met for ..." */
+static void error_line(const struct gw_https_answer *answer, char *buf,
+                       size_t len, const char **reason)
+{
+	const cJSON *err = cJSON_GetObjectItemCaseSensitive(answer->json, "error");
+	const cJSON *msg = cJSON_GetObjectItemCaseSensitive(err, "message");
+	const cJSON *first = cJSON_GetArrayItem(
+		cJSON_GetObjectItemCaseSensitive(err, "errors"), 0);
+	const cJSON *why = cJSON_GetObjectItemCaseSensitive(first, "reason");
+
+	*reason = cJSON_IsString(why) ? why->valuestring : "";
+	snprintf(buf, len, "HTTP %ld %s: %s", answer->status, *reason,
+	         cJSON_IsString(msg) ? msg->valuestring : "(no JSON error body)");
+}
+
+/* A refused call; the diagnostic names what to grant when it is access. */
+static int refused(struct gw_provider *provider, const char *what,
+                   const struct gw_https_answer *answer)
+{
+	struct gc *self = provider->impl;
+	const struct gw_op *op = provider->op;
+	const struct mailmode_host *host = op->ctx->host;
+	char errors[MAILMODE_DIAG_SUMMARY_MAX / 2];
+	const char *reason;
+
+	error_line(answer, errors, sizeof(errors), &reason);
+	if (answer->status == 401 ||
+	    (answer->status == 403 && strcmp(reason, "quotaExceeded") != 0)) {
+		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0,
+		               "Google Cloud DNS refused %s to the service account "
+		               "%s in project %s (%s): %s", what, self->key.email,
+		               self->key.project, errors, GRANT);
+		return MAILMODE_ERR_DENIED;
+	}
+	host->diag_set(op->diag, MAILMODE_SEV_ERROR,
+	               answer->status == 429 || answer->status >= 500,
+	               "Google Cloud DNS refused %s in project %s (%s)%s", what,
+	               self->key.project, errors, answer->status == 429 ?
+	               ": still throttled after the retry budget" : "");
+	return MAILMODE_ERR_FAILED;
+}
+
+/* GET; MAILMODE_OK only with a 200 answer. */
+static int api_get(struct gw_provider *provider, const char *path,
+                   const char *what, struct gw_https_answer *answer)
+{
+	int rc = api_call(provider, "GET", path, NULL, what, answer);
+
+	if (rc == MAILMODE_ERR_UNKNOWN)
+		return MAILMODE_ERR_FAILED; /* a read: nothing to be unsure of */
+	if (rc != MAILMODE_OK || answer->status == 200)
+		return rc;
+	rc = refused(provider, what, answer);
+	gw_https_answer_free(answer);
+	return rc;
+}
+
+static const char *next_page(const struct gw_https_answer *answer)
+{
+	const cJSON *token = cJSON_GetObjectItemCaseSensitive(answer->json,
+	                                                      "nextPageToken");
+
+	return cJSON_IsString(token) && token->valuestring[0] ? token->valuestring
+	                                                      : NULL;
+}
+
+/* ---- the managed zone ---------------------------------------------------- */
+
+struct zone_match {
+	int public_count, private_count;
+	char name[GW_NAME_MAX];
+	char names[256];            /* every match, for the message */
+};
+
+static void note_zone(const cJSON *zone, const char *dns_name,
+                      struct zone_match *m)
+{
+	const cJSON *name = cJSON_GetObjectItemCaseSensitive(zone, "name");
+	const cJSON *dn = cJSON_GetObjectItemCaseSensitive(zone, "dnsName");
+	const cJSON *vis = cJSON_GetObjectItemCaseSensitive(zone, "visibility");
+
+	if (!cJSON_IsString(name) || !cJSON_IsString(dn) ||
+	    strcasecmp(dn->valuestring, dns_name) != 0)
+		return;
+	snprintf(m->names + strlen(m->names), sizeof(m->names) - strlen(m->names),
+	         "%s%s", m->names[0] ? ", " : "", name->valuestring);
+	if (cJSON_IsString(vis) && strcmp(vis->valuestring, "private") == 0) {
+		m->private_count++;
+		return;
+	}
+	if (++m->public_count == 1)
+		snprintf(m->name, sizeof(m->name), "%s", name->valuestring);
+}
+
+static int zones_named(struct gw_provider *provider, const char *dns_name,
+                       struct zone_match *m)
+{
+	struct gc *self = provider->impl;
+	struct gw_https_answer answer;
+	char path[GW_URL_MAX * 2], what[GW_NAME_MAX + 64], token[512] = "";
+	const cJSON *zone;
+	int pages = 0, rc;
+
+	memset(m, 0, sizeof(*m));
+	snprintf(what, sizeof(what), "the managed-zone lookup of %s", dns_name);
+	do {
+		snprintf(path, sizeof(path), "/projects/%s/managedZones?dnsName=",
+		         self->key.project);
+		gw_https_escape(path, sizeof(path), dns_name);
+		if (token[0]) {
+			strcat(path, "&pageToken=");
+			gw_https_escape(path, sizeof(path), token);
+		}
+		rc = api_get(provider, path, what, &answer);
+		if (rc != MAILMODE_OK)
+			return rc;
+		cJSON_ArrayForEach(zone, cJSON_GetObjectItemCaseSensitive(
+		                                 answer.json, "managedZones"))
+			note_zone(zone, dns_name, m);
+		snprintf(token, sizeof(token), "%s",
+		         next_page(&answer) ? next_page(&answer) : "");
+		gw_https_answer_free(&answer);
+	} while (token[0] && ++pages < MAX_PAGES);
+	return MAILMODE_OK;
+}
+
+static int use_zone(struct gw_provider *provider, const char *zone,
+                    const char *dns_name)
+{
+	struct gc *self = provider->impl;
+
+	snprintf(self->zone, sizeof(self->zone), "%s", zone);
+	snprintf(self->dns_name, sizeof(self->dns_name), "%s", dns_name);
+	snprintf(provider->where, sizeof(provider->where), "Google Cloud DNS "
+	         "managed zone %.150s (%.150s) of project %.150s", zone, dns_name,
+	         self->key.project);
+	self->have_zone = true;
+	return MAILMODE_OK;
+}
+
+/* The configured managed zone: it must be public and hold the domain. */
+static int configured_zone(struct gw_provider *provider, const char *fqdn)
+{
+	struct gc *self = provider->impl;
+	const struct gw_op *op = provider->op;
+	struct gw_https_answer answer;
+	char path[GW_URL_MAX * 2], dn[GW_NAME_MAX] = "";
+	const cJSON *vis;
+	size_t dl, fl = strlen(fqdn);
+	int rc;
+
+	snprintf(path, sizeof(path), "/projects/%s/managedZones/%s",
+	         self->key.project, op->cfg->managed_zone);
+	rc = api_get(provider, path, "the read of the managed zone", &answer);
+	if (rc != MAILMODE_OK)
+		return rc;
+	copy_field(answer.json, "dnsName", dn, sizeof(dn));
+	vis = cJSON_GetObjectItemCaseSensitive(answer.json, "visibility");
+	dl = strlen(dn);
+	if (cJSON_IsString(vis) && strcmp(vis->valuestring, "private") == 0)
+		rc = MAILMODE_ERR_FAILED;
+	else if (dl == 0 || dl > fl || strcasecmp(fqdn + fl - dl, dn) != 0 ||
+	         (dl < fl && fqdn[fl - dl - 1] != '.'))
+		rc = MAILMODE_ERR_CONFIG;
+	gw_https_answer_free(&answer);
+	if (rc == MAILMODE_OK)
+		return use_zone(provider, op->cfg->managed_zone, dn);
+	op->ctx->host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0,
+	                        rc == MAILMODE_ERR_FAILED
+	                                ? "[%s] managed_zone: '%s' is a private "
+	                                  "zone (%s); the world does not see it"
+	                                : "[%s] managed_zone: '%s' (%s) does not "
+	                                  "hold %s",
+	                        op->cfg->dns_section, op->cfg->managed_zone, dn,
+	                        op->domain);
+	return rc;
+}
+
+/* The longest public suffix of the domain that is a managed zone. */
+static int find_zone(struct gw_provider *provider, const char *fqdn)
+{
+	struct gc *self = provider->impl;
+	const struct gw_op *op = provider->op;
+	const struct mailmode_host *host = op->ctx->host;
+	const char *candidate = fqdn;
+	struct zone_match m;
+	int rc;
+
+	if (self->have_zone)
+		return MAILMODE_OK;
+	if (op->cfg->managed_zone[0])
+		return configured_zone(provider, fqdn);
+	for (; strchr(candidate, '.') != candidate + strlen(candidate) - 1;
+	     candidate = strchr(candidate, '.') + 1) {
+		rc = zones_named(provider, candidate, &m);
+		if (rc != MAILMODE_OK)
+			return rc;
+		if (m.public_count == 1)
+			return use_zone(provider, m.name, candidate);
+		if (m.public_count > 1 || m.private_count > 0) {
+			host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0,
+			               "Google Cloud DNS project %s has %s for %s (%s): "
+			               "refusing it; set managed_zone = in [%s]",
+			               self->key.project, m.public_count > 1 ?
+			               "more than one public managed zone" :
+			               "only a private managed zone", candidate, m.names,
+			               op->cfg->dns_section);
+			return MAILMODE_ERR_FAILED;
+		}
+	}
+	host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0,
+	               "no managed zone of Google Cloud DNS project %s holds %s: "
+	               "is it the right project, and may the service account %s "
+	               "list its zones (dns.managedZones.list)?", self->key.project,
+	               op->domain, self->key.email);
+	return MAILMODE_ERR_FAILED;
+}
+
+/* ---- reading -------------------------------------------------------------- */
+
+static int take_rrset(const struct gw_op *op, const cJSON *rrset,
+                      const char *fqdn, struct gw_mx_set *set)
+{
+	const cJSON *name = cJSON_GetObjectItemCaseSensitive(rrset, "name");
+	const cJSON *type = cJSON_GetObjectItemCaseSensitive(rrset, "type");
+	const cJSON *ttl = cJSON_GetObjectItemCaseSensitive(rrset, "ttl");
+	const cJSON *rdata;
+	char host[GW_NAME_MAX];
+	unsigned pref;
+
+	if (!cJSON_IsString(name) || !cJSON_IsString(type) ||
+	    strcasecmp(name->valuestring, fqdn) != 0 ||
+	    strcmp(type->valuestring, "MX") != 0)
+		return MAILMODE_OK;
+	cJSON_ArrayForEach(rdata, cJSON_GetObjectItemCaseSensitive(rrset, "rrdatas")) {
+		if (!cJSON_IsString(rdata) || !cJSON_IsNumber(ttl) ||
+		    sscanf(rdata->valuestring, "%u %255s", &pref, host) != 2 ||
+		    pref > 65535 ||
+		    gw_mx_set_add(set, (uint16_t)pref, (uint32_t)ttl->valuedouble,
+		                  host) != MAILMODE_OK) {
+			op->ctx->host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0,
+			                        "Google Cloud DNS returned an MX rrset "
+			                        "of %s that mailmode cannot use", fqdn);
+			return MAILMODE_ERR_FAILED;
+		}
+	}
+	return MAILMODE_OK;
+}
+
+static int gc_get_rrset(struct gw_provider *provider, const char *name,
+                        struct gw_rrset_version *version)
+{
+	struct gc *self = provider->impl;
+	struct gw_https_answer answer;
+	char fqdn[GW_NAME_MAX + 1], path[GW_URL_MAX * 2], token[512] = "";
+	char what[GW_NAME_MAX + 64];
+	const cJSON *rrset;
+	int pages = 0, rc;
+
+	memset(version, 0, sizeof(*version));
+	snprintf(fqdn, sizeof(fqdn), "%s.", name);
+	rc = find_zone(provider, fqdn);
+	if (rc != MAILMODE_OK)
+		return rc;
+	snprintf(what, sizeof(what), "the read of the MX rrset of %s", name);
+	do {
+		snprintf(path, sizeof(path), "/projects/%s/managedZones/%s/rrsets?"
+		         "name=", self->key.project, self->zone);
+		gw_https_escape(path, sizeof(path), fqdn);
+		strcat(path, "&type=MX");
+		if (token[0]) {
+			strcat(path, "&pageToken=");
+			gw_https_escape(path, sizeof(path), token);
+		}
+		rc = api_get(provider, path, what, &answer);
+		if (rc != MAILMODE_OK)
+			return rc;
+		cJSON_ArrayForEach(rrset, cJSON_GetObjectItemCaseSensitive(answer.json,
+		                                                           "rrsets"))
+			if (rc == MAILMODE_OK)
+				rc = take_rrset(provider->op, rrset, fqdn, &version->rrset);
+		snprintf(token, sizeof(token), "%s",
+		         next_page(&answer) ? next_page(&answer) : "");
+		gw_https_answer_free(&answer);
+	} while (rc == MAILMODE_OK && token[0] && ++pages < MAX_PAGES);
+	return rc;
+}
+
+/* ---- the change ------------------------------------------------------------ */
+
+/* One TTL for the whole set (Google keeps one per RRset); false when the
+ * records disagree. */
+static bool set_ttl(const struct gw_mx_set *set, uint32_t *ttl)
+{
+	size_t i;
+
+	*ttl = set->count ? set->mx[0].ttl : 0;
+	for (i = 1; i < set->count; i++)
+		if (set->mx[i].ttl != *ttl)
+			return false;
+	return true;
+}
+
+static cJSON *rrset_json(const char *fqdn, const struct gw_mx_set *set)
+{
+	cJSON *rrset = cJSON_CreateObject();
+	cJSON *rrdatas = cJSON_AddArrayToObject(rrset, "rrdatas");
+	char text[GW_NAME_MAX + 8];
+	uint32_t ttl;
+	size_t i;
+
+	set_ttl(set, &ttl);
+	if (!rrset || !rrdatas ||
+	    !cJSON_AddStringToObject(rrset, "kind", "dns#resourceRecordSet") ||
+	    !cJSON_AddStringToObject(rrset, "name", fqdn) ||
+	    !cJSON_AddStringToObject(rrset, "type", "MX") ||
+	    !cJSON_AddNumberToObject(rrset, "ttl", ttl))
+		goto fail;
+	for (i = 0; i < set->count; i++) {
+		cJSON *item;
+
+		snprintf(text, sizeof(text), "%u %s", set->mx[i].pref, set->mx[i].host);
+		item = cJSON_CreateString(text);
+		if (!item)
+			goto fail;
+		cJSON_AddItemToArray(rrdatas, item);
+	}
+	return rrset;
+fail:
+	cJSON_Delete(rrset);
+	return NULL;
+}
+
+/* {"kind":"dns#change","deletions":[old],"additions":[new]}; NULL: no
+ * memory. */
+static char *change_body(const char *fqdn, const struct gw_mx_set *old,
+                         const struct gw_mx_set *new)
+{
+	cJSON *root = cJSON_CreateObject();
+	cJSON *dels = cJSON_AddArrayToObject(root, "deletions");
+	cJSON *adds = cJSON_AddArrayToObject(root, "additions");
+	cJSON *item;
+	char *text = NULL;
+
+	if (!root || !dels || !adds ||
+	    !cJSON_AddStringToObject(root, "kind", "dns#change"))
+		goto out;
+	if (old->count) {
+		item = rrset_json(fqdn, old);
+		if (!item)
+			goto out;
+		cJSON_AddItemToArray(dels, item);
+	}
+	if (new->count) {
+		item = rrset_json(fqdn, new);
+		if (!item)
+			goto out;
+		cJSON_AddItemToArray(adds, item);
+	}
+	text = cJSON_PrintUnformatted(root);
+out:
+	cJSON_Delete(root);
+	return text;
+}
+
+/* Follows the change until "done".  It is applied either way (Google took
+ * it); a change still pending when the wait ends is left to verify, which
+ * asks every authoritative server. */
+static void follow_change(struct gw_provider *provider, const char *id,
+                          const char *status)
+{
+	struct gc *self = provider->impl;
+	struct gw_op *op = provider->op;
+	const struct mailmode_host *host = op->ctx->host;
+	struct mailmode_diag scratch = { 0 }, *saved = op->diag;
+	struct gw_https_answer answer;
+	char path[GW_URL_MAX * 2], now[32];
+	int64_t until = host->clock_mono_ms(host->handle) +
+	                (int64_t)op->cfg->timeout_s * 1000 * GW_REREAD_TIMEOUTS * 4;
+
+	snprintf(now, sizeof(now), "%s", status);
+	snprintf(path, sizeof(path), "/projects/%s/managedZones/%s/changes/%s",
+	         self->key.project, self->zone, id);
+	op->diag = &scratch;
+	while (strcmp(now, "done") != 0 &&
+	       host->clock_mono_ms(host->handle) < until) {
+		host->sleep_ms(host->handle, POLL_PAUSE_MS);
+		if (api_get(provider, path, "changes.get", &answer) != MAILMODE_OK)
+			continue;
+		if (!copy_field(answer.json, "status", now, sizeof(now)))
+			snprintf(now, sizeof(now), "?");
+		gw_https_answer_free(&answer);
+	}
+	op->diag = saved;
+	if (strcmp(now, "done") != 0)
+		host->log(host->handle, MAILMODE_LOG_WARNING, "%s: Google Cloud DNS "
+		          "change %s is still %s; verify waits for every "
+		          "authoritative server", op->domain, id, now);
+}
+
+/* A refusal with our own set live is an earlier copy of this change that
+ * landed (its answer lost, the request sent again); else someone else's. */
+static bool ours_live(struct gw_provider *provider, const char *name,
+                      const struct gw_mx_set *replacement)
+{
+	struct gw_op *op = provider->op;
+	const struct mailmode_host *host = op->ctx->host;
+	struct mailmode_diag scratch = { 0 }, *saved = op->diag;
+	struct gw_rrset_version live;
+	int rc;
+
+	op->diag = &scratch;
+	rc = gc_get_rrset(provider, name, &live);
+	op->diag = saved;
+	if (rc != MAILMODE_OK || !gw_mx_set_same(&live.rrset, replacement))
+		return false;
+	host->log(host->handle, MAILMODE_LOG_WARNING, "%s: Google Cloud DNS "
+	          "refused the change, and the new MX set is live: an earlier "
+	          "copy of the change landed", name);
+	return true;
+}
+
+static enum gw_replace_outcome change_refused(struct gw_provider *provider,
+                                              const char *name,
+                                              const struct gw_mx_set *replacement,
+                                              const struct gw_https_answer *answer)
+{
+	const struct gw_op *op = provider->op;
+	const struct mailmode_host *host = op->ctx->host;
+	char errors[MAILMODE_DIAG_SUMMARY_MAX / 2];
+	const char *reason;
+	int rc;
+
+	error_line(answer, errors, sizeof(errors), &reason);
+	if (answer->status >= 500) {
+		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1, "Google Cloud DNS "
+		               "answered the change of %s with a server error (%s): "
+		               "outcome unknown", name, errors);
+		return GW_REPLACE_UNKNOWN;
+	}
+	if (answer->status == 412 || answer->status == 409 || answer->status == 404) {
+		if (ours_live(provider, name, replacement))
+			return GW_REPLACE_OK;
+		if (answer->attempts > 1) {
+			host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1, "Google Cloud "
+			               "DNS refused the retried change of %s (%s): the "
+			               "first attempt may have been applied, outcome "
+			               "unknown", name, errors);
+			return GW_REPLACE_UNKNOWN;
+		}
+		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0, "the MX set of %s "
+		               "changed at Google Cloud DNS between our read and our "
+		               "change (%s): someone else is editing it; nothing was "
+		               "changed by mailmode", name, errors);
+		return GW_REPLACE_CONFLICT;
+	}
+	rc = refused(provider, "the change of the MX rrset", answer);
+	return rc == MAILMODE_ERR_DENIED ? GW_REPLACE_DENIED : GW_REPLACE_FAILED;
+}
+
+static enum gw_replace_outcome gc_replace_rrset(
+	struct gw_provider *provider, const char *name,
+	const struct gw_rrset_version *expected,
+	const struct gw_mx_set *replacement)
+{
+	struct gc *self = provider->impl;
+	const struct gw_op *op = provider->op;
+	const struct mailmode_host *host = op->ctx->host;
+	struct gw_https_answer answer = { 0 };
+	enum gw_replace_outcome outcome = GW_REPLACE_FAILED;
+	char fqdn[GW_NAME_MAX + 1], path[GW_URL_MAX * 2], id[64], status[32];
+	char *body = NULL;
+	uint32_t ttl;
+	int rc;
+
+	snprintf(fqdn, sizeof(fqdn), "%s.", name);
+	if (!set_ttl(replacement, &ttl)) {
+		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0, "Google Cloud DNS "
+		               "keeps one TTL per RRset, and the MX set for %s has "
+		               "several", name);
+		goto out;
+	}
+	body = change_body(fqdn, &expected->rrset, replacement);
+	if (!body || find_zone(provider, fqdn) != MAILMODE_OK)
+		goto out;
+	snprintf(path, sizeof(path), "/projects/%s/managedZones/%s/changes",
+	         self->key.project, self->zone);
+	rc = api_call(provider, "POST", path, body, "the change of the MX rrset",
+	              &answer);
+	if (rc == MAILMODE_ERR_UNKNOWN) {
+		char first[MAILMODE_DIAG_SUMMARY_MAX];
+
+		snprintf(first, sizeof(first), "%s", op->diag->summary);
+		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1, "%.400s: outcome "
+		               "unknown", first);
+		outcome = GW_REPLACE_UNKNOWN;
+		goto out;
+	}
+	if (rc != MAILMODE_OK)
+		goto out;
+	if (answer.status != 200) {
+		outcome = change_refused(provider, name, replacement, &answer);
+		goto out;
+	}
+	if (!copy_field(answer.json, "id", id, sizeof(id)))
+		snprintf(id, sizeof(id), "?");
+	if (!copy_field(answer.json, "status", status, sizeof(status)))
+		snprintf(status, sizeof(status), "pending");
+	if (strcmp(id, "?") != 0)
+		follow_change(provider, id, status);
+	outcome = GW_REPLACE_OK;
+out:
+	gw_https_answer_free(&answer);
+	cJSON_free(body);
+	return outcome;
+}
+
+/* ---- probe and plan ---------------------------------------------------- */
+
+/* managedZones.testIamPermissions: which of PERMISSIONS the account has
+ * on the zone.  Missing ones are listed in `missing`. */
+static enum gw_replace_outcome test_permissions(struct gw_provider *provider,
+                                                char *missing, size_t len)
+{
+	struct gc *self = provider->impl;
+	const struct gw_op *op = provider->op;
+	struct gw_https_answer answer;
+	char path[GW_URL_MAX * 2], body[1024] = "{\"permissions\":[";
+	const cJSON *granted, *g;
+	size_t i;
+	bool have;
+	int rc;
+
+	for (i = 0; PERMISSIONS[i]; i++)
+		snprintf(body + strlen(body), sizeof(body) - strlen(body),
+		         "%s\"%s\"", i ? "," : "", PERMISSIONS[i]);
+	strcat(body, "]}");
+	snprintf(path, sizeof(path), "/projects/%s/managedZones/%s:"
+	         "testIamPermissions", self->key.project, self->zone);
+	rc = api_call(provider, "POST", path, body, "testIamPermissions", &answer);
+	if (rc != MAILMODE_OK)
+		return rc == MAILMODE_ERR_DENIED ? GW_REPLACE_DENIED : GW_REPLACE_FAILED;
+	if (answer.status != 200) {
+		rc = refused(provider, "testIamPermissions on the managed zone",
+		             &answer);
+		gw_https_answer_free(&answer);
+		return rc == MAILMODE_ERR_DENIED ? GW_REPLACE_DENIED : GW_REPLACE_FAILED;
+	}
+	granted = cJSON_GetObjectItemCaseSensitive(answer.json, "permissions");
+	missing[0] = '\0';
+	for (i = 0; PERMISSIONS[i]; i++) {
+		have = false;
+		cJSON_ArrayForEach(g, granted)
+			if (cJSON_IsString(g) && strcmp(g->valuestring, PERMISSIONS[i]) == 0)
+				have = true;
+		if (!have)
+			snprintf(missing + strlen(missing), len - strlen(missing),
+			         "%s%s", missing[0] ? ", " : "", PERMISSIONS[i]);
+	}
+	gw_https_answer_free(&answer);
+	(void)op;
+	return GW_REPLACE_OK;
+}
+
+static enum gw_replace_outcome gc_probe_update(struct gw_provider *provider,
+                                               const char *name)
+{
+	struct gc *self = provider->impl;
+	const struct gw_op *op = provider->op;
+	struct gw_rrset_version live;
+	enum gw_replace_outcome outcome;
+	char missing[512];
+	int rc;
+
+	rc = gc_get_rrset(provider, name, &live);
+	if (rc != MAILMODE_OK)
+		return rc == MAILMODE_ERR_DENIED ? GW_REPLACE_DENIED : GW_REPLACE_FAILED;
+	outcome = test_permissions(provider, missing, sizeof(missing));
+	if (outcome != GW_REPLACE_OK)
+		return outcome;
+	if (missing[0]) {
+		op->ctx->host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0,
+		                        "the service account %s lacks %s on managed "
+		                        "zone %s of project %s: %s", self->key.email,
+		                        missing, self->zone, self->key.project, GRANT);
+		return GW_REPLACE_DENIED;
+	}
+	snprintf(provider->proven, sizeof(provider->proven),
+	         "the service-account key gets a token, reads the zone's MX rrset, "
+	         "and testIamPermissions grants every permission a change needs "
+	         "(%s, ...); the change itself is a compare-and-swap, so nothing "
+	         "else is left unproven", PERMISSIONS[0]);
+	return GW_REPLACE_OK;
+}
+
+MAILMODE_PRINTF(3, 4)
+static void append_line(char *buf, size_t len, const char *fmt, ...)
+{
+	size_t used = strlen(buf);
+	va_list ap;
+
+	if (used + 1 >= len)
+		return;
+	if (used > 0) {
+		buf[used++] = '\n';
+		buf[used] = '\0';
+	}
+	va_start(ap, fmt);
+	vsnprintf(buf + used, len - used, fmt, ap);
+	va_end(ap);
+}
+
+static void describe_set(char *buf, size_t len, const char *label,
+                         const char *name, const struct gw_mx_set *set)
+{
+	size_t i;
+
+	for (i = 0; i < set->count; i++)
+		append_line(buf, len, "  %s: %s. %u MX %u %s", label, name,
+		            set->mx[i].ttl, set->mx[i].pref, set->mx[i].host);
+}
+
+static int gc_describe_replace(struct gw_provider *provider, const char *name,
+                               const struct gw_rrset_version *expected,
+                               const struct gw_mx_set *replacement, char *buf,
+                               size_t len)
+{
+	struct gc *self = provider->impl;
+
+	append_line(buf, len, "Google Cloud DNS changes.create in managed zone %s "
+	            "(%s) of project %s, as %s:", self->zone, self->dns_name,
+	            self->key.project, self->key.email);
+	if (!expected->rrset.count)
+		append_line(buf, len, "  precondition: %s. has no MX rrset (the "
+		            "addition fails if one exists)", name);
+	describe_set(buf, len, "deletion (must match the live rrset exactly, or "
+	             "Google refuses the whole change)", name, &expected->rrset);
+	describe_set(buf, len, "addition", name, replacement);
+	append_line(buf, len, "  then: changes.get until the change is done");
+	return MAILMODE_OK;
+}
+
+static void gc_close(struct gw_provider *provider)
+{
+	struct gc *self;
+
+	if (!provider)
+		return;
+	self = provider->impl;
+	if (self) {
+		gw_https_close(&self->api);
+		gw_https_close(&self->oauth);
+		EVP_PKEY_free(self->key.pkey);
+		free(self);
+	}
+	free(provider);
+}
+
+static const struct gw_provider_ops gc_ops = {
+	.name = "gcloud",
+	.get_rrset = gc_get_rrset,
+	.replace_rrset = gc_replace_rrset,
+	.probe_update = gc_probe_update,
+	.describe_replace = gc_describe_replace,
+	.close = gc_close,
+};
+
+int gw_gcloud_open(struct gw_op *op, struct gw_provider **out)
+{
+	struct gw_provider *provider = calloc(1, sizeof(*provider));
+	struct gc *self = calloc(1, sizeof(*self));
+	int rc = MAILMODE_ERR_NOMEM;
+
+	*out = NULL;
+	if (!provider || !self) {
+		free(self);
+		free(provider);
+		return rc;
+	}
+	provider->ops = &gc_ops;
+	provider->op = op;
+	provider->impl = self;
+	snprintf(provider->where, sizeof(provider->where), "Google Cloud DNS (%.400s)",
+	         op->cfg->api_url);
+	rc = load_key(op->ctx, op->cfg, &self->key, op->diag);
+	if (rc == MAILMODE_OK)
+		rc = gw_https_open(op, &self->api);
+	if (rc == MAILMODE_OK)
+		rc = gw_https_open(op, &self->oauth);
+	if (rc != MAILMODE_OK) {
+		gc_close(provider);
+		return rc;
+	}
+	*out = provider;
+	return MAILMODE_OK;
+}

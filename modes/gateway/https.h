@@ -1,0 +1,47 @@
+/*
+ * JSON over HTTPS for the API providers (cloudflare.c, gcloud.c), through
+ * the host's http_request (libcurl; it retries 429, 503 and 504 within the
+ * retry budget, honouring Retry-After).  The bearer token lives here only,
+ * in one header the host never logs, and is wiped on close.
+ */
+#ifndef GATEWAY_HTTPS_H
+#define GATEWAY_HTTPS_H
+
+#include "gateway.h"
+
+struct cJSON;
+
+struct gw_https {
+	const struct gw_op *op;
+	struct mailmode_http_session *session;
+	char *ca_file;              /* host->config_path'ed; NULL: system store */
+	char *auth;                 /* "Authorization: Bearer ..."; NULL: none */
+};
+
+/* What came back: any HTTP status.  json is the parsed body (NULL when
+ * the body is not JSON). */
+struct gw_https_answer {
+	long status;
+	int attempts;               /* 1 + the host's retries */
+	struct cJSON *json;
+};
+
+int gw_https_open(const struct gw_op *op, struct gw_https *https);
+/* Sets the bearer token (copied; the old one is wiped). */
+int gw_https_set_bearer(struct gw_https *https, const char *token);
+void gw_https_close(struct gw_https *https);
+
+/* One request.  GET is idempotent: a 500 or 502 (which the host does not
+ * retry) is tried again twice.  MAILMODE_OK when an answer arrived; else
+ * `why` says why none did (no answer means: outcome unknown for a write).
+ * content_type NULL: application/json when there is a body. */
+int gw_https_call(struct gw_https *https, const char *method, const char *url,
+                  const char *content_type, const char *body,
+                  struct gw_https_answer *answer, char *why, size_t why_len);
+void gw_https_answer_free(struct gw_https_answer *answer);
+
+/* Appends `text` to `url` (of size len) with %-escapes for anything but
+ * unreserved characters (RFC 3986). */
+int gw_https_escape(char *url, size_t len, const char *text);
+
+#endif /* GATEWAY_HTTPS_H */

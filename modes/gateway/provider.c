@@ -1,0 +1,39 @@
+/*
+ * The provider [dns NAME] provider = names (config.c has parsed it).
+ */
+#include "provider.h"
+
+int gw_provider_open(struct gw_op *op, bool need_secret,
+                     struct gw_provider **provider)
+{
+	switch (op->cfg->provider) {
+	case GW_PROVIDER_CLOUDFLARE:
+		return gw_cloudflare_open(op, provider);
+	case GW_PROVIDER_GCLOUD:
+		return gw_gcloud_open(op, provider);
+	case GW_PROVIDER_RFC2136:
+	default:
+		return gw_rfc2136_open(op, need_secret, provider);
+	}
+}
+
+int gw_provider_check_credentials(const struct gw_ctx *ctx,
+                                  const struct gw_config *cfg,
+                                  struct mailmode_diag *diag)
+{
+	char *secret = NULL;
+	int rc;
+
+	switch (cfg->provider) {
+	case GW_PROVIDER_CLOUDFLARE:
+		return gw_cloudflare_check_credentials(ctx, cfg, diag);
+	case GW_PROVIDER_GCLOUD:
+		return gw_gcloud_check_credentials(ctx, cfg, diag);
+	case GW_PROVIDER_RFC2136:
+	default:
+		rc = gw_config_load_secret(ctx, cfg, &secret, diag);
+		if (secret)
+			ctx->host->secret_free(ctx->host->handle, secret);
+		return rc;
+	}
+}
