@@ -29,8 +29,15 @@ the sandbox DNS, port P; TlsSettings honoured: DomainValidation checks the
 certificate against TlsDomain; retried for smtp_retry_for_s), everything else
 is delivered to the mailbox.  The inbound connector a message came through is
 recognised by its TLS client certificate (TlsSenderCertificateName) or its
-SenderIPAddresses and shown in the trace.  STARTTLS is offered (certificate
-for *.mail.protection.outlook.test from the test CA), not required.
+SenderIPAddresses and shown in the trace.  The MX-bypass lock-down is
+applied at RCPT TO: an enabled Partner inbound connector whose SenderDomains
+match the sender's domain, with RestrictDomainsToCertificate (the client's
+certificate must match TlsSenderCertificateName) or
+RestrictDomainsToIPAddresses (the connecting address must be in
+SenderIPAddresses), refuses a connection that meets neither with
+550 5.7.51 TenantInboundAttribution (counted as lockdown_refused).  STARTTLS
+is offered (certificate for *.mail.protection.outlook.test from the test CA),
+not required.
 Every receipt writes one trace row per recipient (one MessageTraceId per
 receipt): Status Pending -> Delivered (to the mailbox, or to the next hop:
 then ToIP is set) | Failed | Quarantined, with events Receive, Transport rule,
@@ -1642,6 +1649,27 @@ def ip_in_ranges(ip, ranges):
     return False
 
 
+LOCKDOWN_REFUSAL = ("550 5.7.51 TenantInboundAttribution; There is a partner connector "
+                    "configured that matched the message's recipient domain. The connector "
+                    "had either the RestrictDomainsToIPAddresses or RestrictDomainsToCertificate"
+                    " set")
+
+
+def sender_domain_matches(entries, domain):
+    """An inbound connector's SenderDomains (as stored: 'smtp:*;1', or bare)
+    covers the MAIL FROM domain: '*' every domain, also the null sender
+    (the reference is silent on <>; '*' is documented as all senders);
+    '*.contoso.com' its subdomains (not contoso.com itself: the reference is
+    silent, this is how Exchange address spaces read); else the domain
+    itself."""
+    for e in entries or []:
+        m = re.fullmatch(r"(?i)(?:smtp:)?(.*?)(?:;\d+)?", e.strip())
+        want = m.group(1).lower().rstrip(".")
+        if want == "*" or want == domain or (want.startswith("*.") and domain.endswith(want[1:])):
+            return True
+    return False
+
+
 def message_types(headers):
     """The ExceptIfMessageTypeMatches classes a message belongs to (roughly)."""
     h = {k.lower(): (v or "").lower() for k, v in headers}
@@ -1665,11 +1693,15 @@ class FrontDoorHandler:
         self.fd = fd
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if self.fd.tenant_for(address.rpartition("@")[2].lower()) is None:
+        t = self.fd.tenant_for(address.rpartition("@")[2].lower())
+        if t is None:
             with self.fd.emu.lock:
                 self.fd.stats["rejected_recipients"] += 1
             return ("550 5.4.1 Recipient address rejected: Access denied. [%s]"
                     % self.fd.hostname)
+        refusal = self.fd.lockdown_refusal(t, session, envelope.mail_from)
+        if refusal:
+            return refusal
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 Recipient OK"
@@ -1703,8 +1735,9 @@ class FrontDoor:
         self.tls_any = mailsim.client_tls_context(None, cert, key, verify=False)
         self.outbox = mailsim.Outbox(workers=4, retry_for=float(emu.cfg["smtp_retry_for_s"]),
                                      log=self.log)
-        self.stats = {"messages": 0, "rejected_recipients": 0, "delivered": 0, "routed": 0,
-                      "relayed": 0, "relay_failures": 0, "quarantined": 0, "dropped": 0}
+        self.stats = {"messages": 0, "rejected_recipients": 0, "lockdown_refused": 0,
+                      "delivered": 0, "routed": 0, "relayed": 0, "relay_failures": 0,
+                      "quarantined": 0, "dropped": 0}
 
     def log(self, msg):
         if self.emu.verbose:
@@ -1835,18 +1868,71 @@ class FrontDoor:
             row["Hops"].append(hop)
 
     def match_inbound(self, t, now, m):
-        ms = self.ms
         for obj in t.objs["inbound"].values():
             c = obj.visible(now)
             if not c or not c.get("Enabled"):
                 continue
-            want = c.get("TlsSenderCertificateName")
-            if want and m["tls"] and any(ms.name_matches(want, n) or ms.name_matches(n, want)
-                                         for n in m["cert_names"]):
+            if m["tls"] and self.cert_matches(c.get("TlsSenderCertificateName"),
+                                              m["cert_names"]):
                 return c
             if c.get("SenderIPAddresses") and ip_in_ranges(m["peer"], c["SenderIPAddresses"]):
                 return c
         return None
+
+    def cert_matches(self, want, names):
+        """The client certificate (its DNS names: SAN, else CN, as the front
+        door's TLS layer verified it against the test CA) matches
+        TlsSenderCertificateName (which may be '*.contoso.com'; so may the
+        certificate's name).  The reference says the certificate's Subject
+        is compared; it is silent on SANs, which are compared here too."""
+        ms = self.ms
+        return bool(want) and any(ms.name_matches(want, n) or ms.name_matches(n, want)
+                                  for n in names)
+
+    # ---- the MX-bypass lock-down (reference notes, identity and limits §6)
+    def lockdown_refusal(self, t, session, mail_from):
+        """The answer to RCPT TO when tenant t (the recipient domain's: the
+        NDR says the connector "matched the message's recipient domain") has
+        an enabled Partner inbound connector, visible now, whose SenderDomains
+        match the sender's domain and which has RestrictDomainsToCertificate
+        or RestrictDomainsToIPAddresses set, and this connection meets the
+        restriction of none of them: 550 5.7.51.  None: the recipient may
+        pass.  Only Partner connectors restrict (the reference: the flags
+        "apply only to Partner connectors"); a connector that does not
+        restrict does not rescue a message a restricting one refuses ("a
+        restricting connector takes precedence over an allow-by-domain one").
+        The reference is silent on several restricting connectors matching
+        one message (here: meeting any one of them is enough, as for two
+        gateways locking down one tenant) and on a trace row for a message
+        refused at RCPT TO (none is written: the message was never taken)."""
+        tls, names = self.ms.session_tls(session)
+        peer = session.peer[0]
+        sdom = (mail_from or "").rpartition("@")[2].lower()
+        now = self.emu.now()
+        with t.lock:
+            conns = [c for c in (o.visible(now) for o in t.objs["inbound"].values())
+                     if c and c.get("Enabled") and c.get("ConnectorType") == "Partner"
+                     and (c.get("RestrictDomainsToCertificate") or
+                          c.get("RestrictDomainsToIPAddresses"))
+                     and sender_domain_matches(c.get("SenderDomains"), sdom)]
+        if not conns or any(self.meets_restriction(c, tls, names, peer) for c in conns):
+            return None
+        self.count("lockdown_refused")
+        self.log("RCPT refused (5.7.51): from %s, TLS %s, certificate %s, connector(s) %s"
+                 % (peer, tls, ",".join(names) or "none", ", ".join(c["Name"] for c in conns)))
+        return LOCKDOWN_REFUSAL
+
+    def meets_restriction(self, c, tls, names, peer):
+        """Every restriction set on c is met (the reference describes each
+        flag as refusing on its own; it advises against setting both on one
+        connector and is silent on what then happens)."""
+        if c.get("RestrictDomainsToIPAddresses") and not ip_in_ranges(
+                peer, c.get("SenderIPAddresses")):
+            return False
+        if c.get("RestrictDomainsToCertificate") and not (
+                tls and self.cert_matches(c.get("TlsSenderCertificateName"), names)):
+            return False
+        return True
 
     def find_outbound(self, t, now, name):
         for obj in t.objs["outbound"].values():

@@ -25,8 +25,10 @@ the sandbox driver, sandbox.py, starts the service):
       (TEMPLATE, default {domain_dashes}.mail.protection.outlook.test, resolved
       in the sandbox DNS, port P, STARTTLS required, the name verified against
       the test CA): gateway traffic from the gateway host's own address,
-      mailflow traffic from the return host (mf-return.sandbox.test) presenting
-      its certificate (what the tenant's inbound connector is tied to).  The
+      mailflow traffic from the return host (mf-return.sandbox.test), both
+      presenting the service's certificate (CN mf-return.sandbox.test, the
+      listeners' names as SANs: what the tenant's inbound connector, and a
+      lock-down, is tied to; the internet sender presents none).  The
       address a delivery leaves from is the connecting address the front door
       sees, which is what the mailflow rule's ExceptIfSenderIpRanges matches.
       Transient failures are retried (queue), 5xx are bounced (logged).
@@ -35,12 +37,15 @@ the sandbox driver, sandbox.py, starts the service):
           GET  /config               current settings
           POST /config               {"gateway_loop_header": bool,
                                       "mailflow_loop_header": bool,
+                                      "gateway_certificate": bool,
                                       "gateway_source": ADDR | null,
                                       "mailflow_source": ADDR | null,
                                       "tempfail": [listener name or address...]}
                                      gateway_loop_header=false: the gateway
                                      hosts do not stamp the loop header (a
                                      service of another region/tenant);
+                                     gateway_certificate=false: the gateway
+                                     hosts present no client certificate;
                                      *_source: that path delivers to the
                                      tenant from ADDR (a loopback address)
                                      instead of its own host's address, with
@@ -57,6 +62,7 @@ the sandbox driver, sandbox.py, starts the service):
                   --to ADDR[,ADDR]... [--count N] [--interval-ms A-B]
                   [--until-file F] [--log F] [--cache-mx] [--from ADDR]
                   [--header 'Name: value']... [--retry-for S] [--owner-pid PID]
+                  [--via HOST]
       The internet sender.  One message every A-B ms (uniformly random) to the
       recipients round-robin, until N were sent or file F exists.  Per message
       it resolves the recipient domain's MX in the sandbox DNS (authoritative
@@ -65,8 +71,12 @@ the sandbox driver, sandbox.py, starts the service):
       every message), tries the MX hosts in preference order (random among
       equal ones) and their A addresses on port P, falling back to the next on
       a connection failure or 4xx; a message no MX took is retried every
-      second for S seconds (default 30).  Each message's outcome is one JSON
-      line in F (default stdout):
+      second for S seconds (default 30).  --via HOST: every message goes to
+      HOST's A addresses instead of the MX (mail handed to the service's
+      smart host directly, as a hop in front of it would).  The sender uses
+      no TLS and presents no certificate (what a tenant's lock-down connector
+      refuses).  Each message's outcome is one JSON line in F (default
+      stdout):
           {"seq","message_id","from","to","subject","t" (first attempt, epoch s),
            "accepted_at","result":"accepted"|"failed","mx","ip","attempts",
            "response","error"}
@@ -816,6 +826,7 @@ class Service:
         self.lock = threading.Lock()
         self.scans = []
         self.settings = {"gateway_loop_header": True, "mailflow_loop_header": True,
+                         "gateway_certificate": True,
                          "gateway_source": None, "mailflow_source": None, "tempfail": []}
         self.verbose = args.verbose
         self.scan_log = open(os.path.join(self.dir, "scans.jsonl"), "a")
@@ -840,7 +851,7 @@ class Service:
         issue_cert(args.ca_dir, cert, key, self.return_host["name"],
                    [self.return_host["name"]] + [l["name"] for l in self.listeners])
         self.server_tls = server_tls_context(cert, key, ca)
-        self.gateway_tls = client_tls_context(ca)
+        self.gateway_tls = client_tls_context(ca)  # a gateway presenting no certificate
         self.return_tls = client_tls_context(ca, cert, key)
 
     def log(self, msg):
@@ -857,7 +868,7 @@ class Service:
             raise ValueError("the body must be a JSON object")
         new = {}
         for k, v in data.items():
-            if k in ("gateway_loop_header", "mailflow_loop_header"):
+            if k in ("gateway_loop_header", "mailflow_loop_header", "gateway_certificate"):
                 if not isinstance(v, bool):
                     raise ValueError("%s must be a boolean" % k)
                 new[k] = v
@@ -946,14 +957,15 @@ class Service:
                 raise PermanentError("destination %s: %s" % (host, e))
             if not ips:
                 raise TransientError("destination %s has no address" % host)
+            with self.lock:
+                settings = dict(self.settings)
             if listener["path"] == "gateway":
                 source, helo = listener["address"], listener["name"]
-                ctx = self.gateway_tls
+                ctx = self.return_tls if settings["gateway_certificate"] else self.gateway_tls
             else:
                 source, helo = self.return_host["address"], self.return_host["name"]
                 ctx = self.return_tls
-            with self.lock:
-                source = self.settings["%s_source" % listener["path"]] or source
+            source = settings["%s_source" % listener["path"]] or source
             return smtp_send([(host, ip) for ip in ips], self.port, mail_from, rcpts, data,
                              source=source, helo=helo,
                              tls={"mode": "required", "context": ctx, "verify_name": host})
@@ -1026,7 +1038,12 @@ class Sender:
     def attempt(self, entry):
         entry["attempts"] += 1
         try:
-            dests = mx_destinations(self.resolver, domain_of(entry["to"]))
+            if self.args.via:  # a sender that skips the MX (or a hop in front of the service)
+                dests = [(self.args.via, ip) for ip in self.resolver.addresses(self.args.via)]
+                if not dests:
+                    raise TransientError("--via %s has no address" % self.args.via)
+            else:
+                dests = mx_destinations(self.resolver, domain_of(entry["to"]))
             res = smtp_send(dests, self.port, self.args.sender, [entry["to"]], entry["_data"],
                             source=self.args.source_address, helo=self.args.helo)
         except (PermanentError, NxDomain) as e:
@@ -1384,6 +1401,7 @@ def main(argv=None):
     s.add_argument("--header", action="append", default=[])
     s.add_argument("--source-address", default="127.0.0.41")
     s.add_argument("--helo", default="mta.internet.test")
+    s.add_argument("--via", help="deliver to this host (its A records) instead of the MX")
     s.add_argument("--retry-for", type=float, default=30.0)
     s.add_argument("--owner-pid", type=int, default=0, help="stop when this process is gone")
 
