@@ -21,7 +21,6 @@
 
 #include <cjson/cJSON.h>
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -644,23 +643,6 @@ static enum gw_replace_outcome cf_probe_update(struct gw_provider *provider,
 	return outcome;
 }
 
-MAILMODE_PRINTF(3, 4)
-static void append_line(char *buf, size_t len, const char *fmt, ...)
-{
-	size_t used = strlen(buf);
-	va_list ap;
-
-	if (used + 1 >= len)
-		return;
-	if (used > 0) {
-		buf[used++] = '\n';
-		buf[used] = '\0';
-	}
-	va_start(ap, fmt);
-	vsnprintf(buf + used, len - used, fmt, ap);
-	va_end(ap);
-}
-
 static int cf_describe_replace(struct gw_provider *provider, const char *name,
                                const struct gw_rrset_version *expected,
                                const struct gw_mx_set *replacement, char *buf,
@@ -670,28 +652,28 @@ static int cf_describe_replace(struct gw_provider *provider, const char *name,
 	const char *id = expected->token;
 	size_t i, n;
 
-	append_line(buf, len, "Cloudflare batch to zone %s (id %s) at %s, API "
+	gw_append_line(buf, len, "Cloudflare batch to zone %s (id %s) at %s, API "
 	            "token from [%s] api_token_file:", self->zone_name,
 	            self->zone_id, provider->op->cfg->api_url,
 	            provider->op->cfg->dns_section);
-	append_line(buf, len, "  check: re-read the MX records of %s right "
+	gw_append_line(buf, len, "  check: re-read the MX records of %s right "
 	            "before; the batch is sent only if they still are exactly "
 	            "these %zu (the same ids)", name, expected->rrset.count);
 	for (i = 0; i < expected->rrset.count; i++) {
 		const struct gw_mx *mx = &expected->rrset.mx[i];
 
 		n = strcspn(id, ",");
-		append_line(buf, len, "  delete: record id %.*s (%s. %u MX %u %s)",
+		gw_append_line(buf, len, "  delete: record id %.*s (%s. %u MX %u %s)",
 		            (int)n, id, name, mx->ttl, mx->pref, mx->host);
 		id += n + (id[n] == ',');
 	}
 	for (i = 0; i < replacement->count; i++)
-		append_line(buf, len, "  post: %s. %u MX %u %s", name,
+		gw_append_line(buf, len, "  post: %s. %u MX %u %s", name,
 		            replacement->mx[i].ttl, replacement->mx[i].pref,
 		            replacement->mx[i].host);
-	append_line(buf, len, "  check: re-read right after; any other MX record "
+	gw_append_line(buf, len, "  check: re-read right after; any other MX record "
 	            "there is reported as a concurrent change");
-	append_line(buf, len, "  guarantee: weaker than a compare-and-swap: the "
+	gw_append_line(buf, len, "  guarantee: weaker than a compare-and-swap: the "
 	            "batch is all or nothing, but Cloudflare has no whole-set "
 	            "precondition, so a change made between the re-read and the "
 	            "batch is not refused (it is reported afterwards)");

@@ -24,7 +24,6 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -926,30 +925,13 @@ static enum gw_replace_outcome gc_probe_update(struct gw_provider *provider,
 	return GW_REPLACE_OK;
 }
 
-MAILMODE_PRINTF(3, 4)
-static void append_line(char *buf, size_t len, const char *fmt, ...)
-{
-	size_t used = strlen(buf);
-	va_list ap;
-
-	if (used + 1 >= len)
-		return;
-	if (used > 0) {
-		buf[used++] = '\n';
-		buf[used] = '\0';
-	}
-	va_start(ap, fmt);
-	vsnprintf(buf + used, len - used, fmt, ap);
-	va_end(ap);
-}
-
 static void describe_set(char *buf, size_t len, const char *label,
                          const char *name, const struct gw_mx_set *set)
 {
 	size_t i;
 
 	for (i = 0; i < set->count; i++)
-		append_line(buf, len, "  %s: %s. %u MX %u %s", label, name,
+		gw_append_line(buf, len, "  %s: %s. %u MX %u %s", label, name,
 		            set->mx[i].ttl, set->mx[i].pref, set->mx[i].host);
 }
 
@@ -960,16 +942,16 @@ static int gc_describe_replace(struct gw_provider *provider, const char *name,
 {
 	struct gc *self = provider->impl;
 
-	append_line(buf, len, "Google Cloud DNS changes.create in managed zone %s "
+	gw_append_line(buf, len, "Google Cloud DNS changes.create in managed zone %s "
 	            "(%s) of project %s, as %s:", self->zone, self->dns_name,
 	            self->key.project, self->key.email);
 	if (!expected->rrset.count)
-		append_line(buf, len, "  precondition: %s. has no MX rrset (the "
+		gw_append_line(buf, len, "  precondition: %s. has no MX rrset (the "
 		            "addition fails if one exists)", name);
 	describe_set(buf, len, "deletion (must match the live rrset exactly, or "
 	             "Google refuses the whole change)", name, &expected->rrset);
 	describe_set(buf, len, "addition", name, replacement);
-	append_line(buf, len, "  then: changes.get until the change is done");
+	gw_append_line(buf, len, "  then: changes.get until the change is done");
 	return MAILMODE_OK;
 }
 

@@ -3,6 +3,10 @@
  */
 #include "provider.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
 int gw_provider_open(struct gw_op *op, bool need_secret,
                      struct gw_provider **provider)
 {
@@ -37,3 +41,20 @@ int gw_provider_check_credentials(const struct gw_ctx *ctx,
 		return rc;
 	}
 }
+
+void gw_append_line(char *buf, size_t len, const char *fmt, ...)
+{
+	size_t used = strlen(buf);
+	va_list ap;
+
+	if (used + 1 >= len)
+		return;
+	if (used > 0) {
+		buf[used++] = '\n';
+		buf[used] = '\0';
+	}
+	va_start(ap, fmt);
+	vsnprintf(buf + used, len - used, fmt, ap);
+	va_end(ap);
+}
+

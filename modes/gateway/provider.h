@@ -134,4 +134,8 @@ int gw_swap(struct gw_call *call, struct gw_provider *provider,
             const struct gw_mx_set *replacement, struct gw_receipt *intent,
             const char *doing);
 
+/* Appends one line to the NUL-terminated buf (describe_replace's output),
+ * a newline before it when buf is not empty; drops what does not fit. */
+void gw_append_line(char *buf, size_t len, const char *fmt, ...) MAILMODE_PRINTF(3, 4);
+
 #endif /* GATEWAY_PROVIDER_H */

@@ -11,7 +11,6 @@
 #include "provider.h"
 #include "dns.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,23 +43,6 @@ static uint16_t reply_tsig_error(const ldns_pkt *reply)
 	if (!tsig || ldns_rr_rd_count(tsig) < 6)
 		return 0;
 	return ldns_rdf2native_int16(ldns_rr_rdf(tsig, 5));
-}
-
-MAILMODE_PRINTF(3, 4)
-static void append_line(char *buf, size_t len, const char *fmt, ...)
-{
-	size_t used = strlen(buf);
-	va_list ap;
-
-	if (used + 1 >= len)
-		return;
-	if (used > 0) {
-		buf[used++] = '\n';
-		buf[used] = '\0';
-	}
-	va_start(ap, fmt);
-	vsnprintf(buf + used, len - used, fmt, ap);
-	va_end(ap);
 }
 
 static ldns_rr *bare_rr(const ldns_rdf *owner, ldns_rr_class klass)
@@ -109,7 +91,7 @@ static int build_update(struct gw_provider *provider, const char *name,
 	if (!owner || !zone || !prereq || !update)
 		goto out;
 	if (lines)
-		append_line(lines, lines_len,
+		gw_append_line(lines, lines_len,
 		            "UPDATE zone %s. at primary %s port %u over TCP, signed "
 		            "with TSIG key %s (%s):", op->zone, op->primary_addr,
 		            op->cfg->port, op->cfg->tsig_key, op->cfg->tsig_algorithm);
@@ -120,7 +102,7 @@ static int build_update(struct gw_provider *provider, const char *name,
 			goto out;
 		}
 		if (lines)
-			append_line(lines, lines_len, "  prerequisite: %s. has no MX "
+			gw_append_line(lines, lines_len, "  prerequisite: %s. has no MX "
 			            "records (RRset does not exist)", name);
 	}
 	for (i = 0; i < expected->rrset.count; i++) {
@@ -131,7 +113,7 @@ static int build_update(struct gw_provider *provider, const char *name,
 			goto out;
 		}
 		if (lines)
-			append_line(lines, lines_len, "  prerequisite: %s. IN MX %u %s "
+			gw_append_line(lines, lines_len, "  prerequisite: %s. IN MX %u %s "
 			            "(the MX set must be exactly these %zu records)", name,
 			            expected->rrset.mx[i].pref, expected->rrset.mx[i].host,
 			            expected->rrset.count);
@@ -143,7 +125,7 @@ static int build_update(struct gw_provider *provider, const char *name,
 			goto out;
 		}
 		if (lines)
-			append_line(lines, lines_len, "  delete: %s. ANY MX (the whole "
+			gw_append_line(lines, lines_len, "  delete: %s. ANY MX (the whole "
 			            "MX RRset)", name);
 	}
 	for (i = 0; i < replacement->count; i++) {
@@ -153,7 +135,7 @@ static int build_update(struct gw_provider *provider, const char *name,
 			goto out;
 		}
 		if (lines)
-			append_line(lines, lines_len, "  add: %s. %u IN MX %u %s", name,
+			gw_append_line(lines, lines_len, "  add: %s. %u IN MX %u %s", name,
 			            replacement->mx[i].ttl, replacement->mx[i].pref,
 			            replacement->mx[i].host);
 	}
