@@ -66,7 +66,12 @@
  *
  * Threads.  Without MAILMODE_CAP_THREADSAFE the host never runs two calls of
  * one plugin at the same time.  With it, operations for different domains may
- * run concurrently on the same context.
+ * run concurrently on the same context.  The host runs each plugin in helper
+ * processes of its own (mailmode-plugin(7), ISOLATION): concurrent calls of
+ * a thread-safe plugin may then also run in different processes, each with
+ * its own context, and calls for one shared resource (what resources names)
+ * go to the same one.  Keep nothing between calls that a receipt does not
+ * carry, except caches.
  *
  * Versioning.  Minor versions only append: new host services at the end of
  * struct mailmode_host (check host->struct_size before using them), new
