@@ -50,6 +50,8 @@ seed api '200\n{"access_token":"tok","expires_in":3599}\n--\n200\n{"value":[{"Na
 seed api '200\n{"access_token":"tok","expires_in":1e300}\n--\n200\n{"value":[{"Name":"r","Priority":1e300}]}\n' b
 # An authoritative answer: example.test. MX 10 mx.example.test.
 seed dns '\0\1\204\0\0\1\0\1\0\0\0\0\7example\4test\0\0\17\0\1\300\14\0\17\0\1\0\0\16\20\0\7\0\12\2mx\300\14' a
+# A packet ldns_wire2pkt refuses and leaks on (ldns's bug, suppressed).
+seed dns '\00\00\00\00\00\00\00\00\00\00\02\00\00\00\02\00\00\00\00\00\00\00\00\00\00\020\00\07\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\0372\00\00\00\00\00\00\00\00\00\00\0372\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\02\00\00\00\00\012\02' b
 
 mkdir -p "$top_builddir/tests/fuzz/findings"
 total=0
@@ -60,7 +62,12 @@ for t in $TARGETS; do
 	is "$rc" 0 "fuzz_$t builds with clang -fsanitize=fuzzer,address,undefined"
 	[ "$rc" -eq 0 ] || { printf '%s\n' "$err" | head -20 | sed 's/^/# /'; continue; }
 	mkdir -p "$TEST_TMP/work/$t"
-	run "$bin" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
+	# ldns leaks inside ldns_wire2pkt on some malformed packets (lsan-ldns.supp);
+	# the slow unwinder sees through ldns, which has no frame pointers.
+	opts=
+	[ "$t" = dns ] && opts="ASAN_OPTIONS=fast_unwind_on_malloc=0 LSAN_OPTIONS=suppressions=$S/tests/fuzz/lsan-ldns.supp"
+	# shellcheck disable=SC2086
+	run env $opts "$bin" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
 		-artifact_prefix="$top_builddir/tests/fuzz/findings/$t-" \
 		"$TEST_TMP/work/$t" "$TEST_TMP/corpus/$t"
 	runs=$(printf '%s\n' "$err" | sed -n 's/^Done \([0-9]*\) runs.*/\1/p' | tail -1)
