@@ -7,12 +7,15 @@
 #   - the re-read shows the new set: setup succeeds;
 #   - the re-reads fail too: unknown (journal "unknown"), and
 #     `mailmode resume` re-reads and finishes it.
+#   - without the 400, the retry meets the provider's own answer to a set
+#     that changed (Cloudflare 81044, Google 412): the same, never a
+#     conflict.
 # Both API providers, each emulator backed by the same real BIND
 # (cloudflare.test, gcloud.test).
 PROVIDER_ZONE=cloudflare.test,gcloud.test
 . "$top_srcdir/tests/gateway/provider-lib.sh"
 
-plan 28
+plan 34
 
 GATEWAY_SET="300 10 mx-01.gw.test.
 300 20 mx-02.gw.test."
@@ -22,7 +25,7 @@ printf '%s\n' "cf-token-edit-0123456789abcdefABCDEF_-x" >"$TEST_TMP/edit.token"
 chmod 600 "$TEST_TMP/edit.token"
 cf=cloudflare.test
 records=
-for n in retry unknown; do
+for n in retry unknown natural; do
 	records="$records{\"type\":\"MX\",\"name\":\"$n.$cf\",\"content\":\"mx1.$cf\",\"priority\":10,\"ttl\":3600},
 {\"type\":\"MX\",\"name\":\"$n.$cf\",\"content\":\"mx2.$cf\",\"priority\":20,\"ttl\":3600},"
 done
@@ -36,7 +39,8 @@ cat >"$TEST_TMP/gc.json" <<SPEC
 {"project": "mm-test",
  "zones": [{"name": "gcloud-test", "dnsName": "$gc.", "rrsets": [
    {"name": "retry.$gc.", "type": "MX", "ttl": 3600, "rrdatas": ["10 mx1.$gc.", "20 mx2.$gc."]},
-   {"name": "unknown.$gc.", "type": "MX", "ttl": 3600, "rrdatas": ["10 mx1.$gc.", "20 mx2.$gc."]}]}],
+   {"name": "unknown.$gc.", "type": "MX", "ttl": 3600, "rrdatas": ["10 mx1.$gc.", "20 mx2.$gc."]},
+   {"name": "natural.$gc.", "type": "MX", "ttl": 3600, "rrdatas": ["10 mx1.$gc.", "20 mx2.$gc."]}]}],
  "accounts": [{"name": "dns-admin", "roles": {"gcloud-test": "admin"}}]}
 SPEC
 at_exit "emu_stop '$TEST_TMP/cfemu'; emu_stop '$TEST_TMP/gcemu'"
@@ -95,9 +99,9 @@ unknown() {
 for provider in cf gc; do
 	case $provider in
 	cf) use_cf; Z=$cf; write=/dns_records/batch; skip=1; read=/dns_records?
-	    name=Cloudflare ;;
+	    name=Cloudflare; refusal="code 81044: Record does not exist" ;;
 	gc) use_gc; Z=$gc; write=/changes; skip=0; read=/rrsets?
-	    name="Google Cloud DNS" ;;
+	    name="Google Cloud DNS"; refusal="HTTP 412 conditionNotMet" ;;
 	esac
 	R=retry.$Z
 	retried $provider $R $write $skip
@@ -110,6 +114,16 @@ for provider in cf gc; do
 	wait_until 20 gateway_live $R
 	ok $? "$name: BIND serves the gateway set"
 	is "$(emu_ctl GET /_emu/faults)" "[]" "$name: the script ran: applied + 503, then 400"
+
+	N=natural.$Z
+	emu_ctl POST /_emu/faults "{\"method\":\"POST\",\"path\":\"$write\",\"skip\":$skip,\"kind\":\"acted_503\",\"retry_after\":1}" >/dev/null
+	mm setup $N --mode gateway --profile $provider
+	is "$rc" 0 "$name: the retry meets the provider's own answer to a changed set: setup succeeds"
+	[ "$rc" = 0 ] || diag "$err"
+	like "$err" "$refusal.*but the host had sent it 2 times.*; but a re-read shows the new MX set live" \
+		"$name: not taken for a conflict: the re-read shows the first attempt landed"
+	wait_until 20 gateway_live $N
+	ok $? "$name: BIND serves the gateway set"
 
 	U=unknown.$Z
 	unknown $provider $U $write $skip "$read"
