@@ -200,10 +200,11 @@ static enum gw_replace_outcome retried_refusal(struct gw_op *op)
 	return GW_REPLACE_UNKNOWN;
 }
 
-/* A conflict: someone else's change, unless the set live is ours, which
- * only an earlier copy of this write can have made (its answer lost and
- * the request sent again, by the host or by libcurl on a fresh
- * connection).  Reports the set live either way. */
+/* A conflict: someone else's change, unless the write went out over HTTP
+ * (op->write_attempts counted it) and the set live is ours, which only an
+ * earlier copy of it can have made (its answer lost and the request sent
+ * again, by the host or by libcurl on a fresh connection; an RFC 2136
+ * UPDATE is sent once).  Reports the set live either way. */
 static int conflict(struct gw_op *op, struct gw_provider *provider,
                     const struct gw_rrset_version *expected,
                     const struct gw_mx_set *replacement)
@@ -217,7 +218,7 @@ static int conflict(struct gw_op *op, struct gw_provider *provider,
 		host->diag_append(op->diag, "re-reading the MX set failed: %s", why);
 		return MAILMODE_ERR_CONFLICT;
 	}
-	if (gw_mx_set_same(&live, replacement)) {
+	if (op->write_attempts > 0 && gw_mx_set_same(&live, replacement)) {
 		snprintf(why, sizeof(why), "%s", op->diag->summary);
 		host->diag_set(op->diag, MAILMODE_SEV_WARNING, 0, "%.300s; but the "
 		               "new MX set is live: an earlier copy of this write "

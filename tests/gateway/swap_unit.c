@@ -329,6 +329,13 @@ static void test_retried(struct tap *t)
 	fixture(&f, 0);
 	replace_outcome = GW_REPLACE_CONFLICT;
 	tap_is_int(t, swap(&f), MAILMODE_ERR_CONFLICT, "a conflict with another set live: conflict");
+
+	fixture(&f, 0);
+	replace_outcome = GW_REPLACE_CONFLICT;
+	replace_attempts = 0;
+	served = f.call.cfg.gateway;
+	tap_is_int(t, swap(&f), MAILMODE_ERR_CONFLICT,
+	           "an RFC 2136 UPDATE (sent once, no attempts counted) refused with our set live: conflict");
 }
 
 static void test_decide(struct tap *t)
@@ -369,7 +376,7 @@ int main(void)
 {
 	struct tap t = { 0 };
 
-	tap_plan(37);
+	tap_plan(38);
 	test_keep_and_checkpoint(&t);
 	test_unknown(&t);
 	test_retried(&t);

@@ -10,7 +10,7 @@
 . "$top_srcdir/tests/sdk/check-lib.sh"
 
 PROVIDERS="cloudflare gcloud"
-plan 36
+plan 40
 
 # prov NAME FIELD: a field of the provider's entry in sandbox.json.
 prov() {
@@ -63,6 +63,10 @@ for P in $PROVIDERS; do
 	D=$(prov $P domain)
 	ORIG="0 $(echo "$D" | tr . -).mail.protection.outlook.test."
 	is "$(mx_both "$D")" "$ORIG | $ORIG" "$P: $D starts with its Microsoft 365 MX on both BIND servers"
+	is "$(sed -n "/^\[dns $P-dns\]/,/^\[/s/^provider = //p" "$MAILMODE_CONFIG") $(sed -n "/^\[profile $P\]/,/^\[/s/^dns = //p" "$MAILMODE_CONFIG")" \
+		"$P $P-dns" "$P: the sandbox config has [dns $P-dns] (provider = $P) and [profile $P] using it"
+	run mm sandbox status --dir "$SB"
+	like "$out" "^$P emulator +pid [0-9]+ +running +https://127.0.0.1:[0-9]+/" "$P: sandbox status lists its emulator, running"
 
 	# --- mailmode-plugin-check --------------------------------------------
 	check_plugin --config "$MAILMODE_CONFIG" --profile $P --domain "$D" \

@@ -41,12 +41,12 @@ from provemu import Reply  # noqa: E402
 PREFIX = "/client/v4"
 BATCH_CAP = 200  # the Free plan's records per batch
 # The envelope of an injected 4xx fault: (code, message) as Cloudflare
-# sends them (5xx answers come from its edge as HTML).
-FAULT_ERRORS = {400: (1004, "DNS Validation Error"), 403: (10000, "Authentication error"),
+# sends them (dns-providers.md A; any other status comes from its edge as
+# HTML).
+FAULT_ERRORS = {400: (81058, "An identical record already exists."),
+                403: (10000, "Authentication error"),
                 404: (7003, "Could not route to the object, perhaps your object identifier "
                       "is invalid?"),
-                409: (1061, "The request conflicts with the current state of the zone"),
-                412: (1062, "Precondition failed"),
                 429: (971, "Please wait and consider throttling your request speed")}
 
 
