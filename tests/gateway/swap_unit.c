@@ -293,19 +293,28 @@ static void test_unknown(struct tap *t)
 	tap_contains(t, f.diag.summary, "the primary did not answer the re-reads either", "and say so");
 }
 
+/* A fixture whose replace answers `outcome` after `attempts` (https.c's
+ * count), reads serving the new set when `new_live`. */
+static void answered(struct fixture *f, enum gw_replace_outcome outcome, int attempts,
+                     bool new_live)
+{
+	fixture(f, 0);
+	replace_outcome = outcome;
+	replace_attempts = attempts;
+	if (new_live)
+		served = f->call.cfg.gateway;
+}
+
 /* A refusal of a write sent more than once, and a conflict with our own
  * set live (the seam's rules for every provider). */
 static void test_retried(struct tap *t)
 {
 	struct fixture f;
 
-	fixture(&f, 0);
-	replace_outcome = GW_REPLACE_FAILED;
+	answered(&f, GW_REPLACE_FAILED, 1, false);
 	tap_is_int(t, swap(&f), MAILMODE_ERR_FAILED, "a refusal of a write sent once: failed");
 
-	fixture(&f, 0);
-	replace_outcome = GW_REPLACE_FAILED;
-	replace_attempts = 2;
+	answered(&f, GW_REPLACE_FAILED, 2, false);
 	tap_is_int(t, swap(&f), MAILMODE_ERR_UNKNOWN,
 	           "refused after a retry, the re-read shows the old set: unknown");
 	tap_contains(t, f.diag.summary, "refused the change (HTTP 400), but the host had sent it 2 "
@@ -313,27 +322,18 @@ static void test_retried(struct tap *t)
 	             "it keeps the refusal and says why it is not trusted");
 	tap_is_str(t, events, "checkpoint,replace,read", "it re-read the set");
 
-	fixture(&f, 0);
-	replace_outcome = GW_REPLACE_DENIED;
-	replace_attempts = 3;
-	served = f.call.cfg.gateway;
+	answered(&f, GW_REPLACE_DENIED, 3, true);
 	tap_is_int(t, swap(&f), MAILMODE_OK, "refused after retries, the new set live: ours");
 	tap_is_int(t, f.diag.severity, MAILMODE_SEV_WARNING, "with a warning");
 
-	fixture(&f, 0);
-	replace_outcome = GW_REPLACE_CONFLICT;
-	served = f.call.cfg.gateway;
+	answered(&f, GW_REPLACE_CONFLICT, 1, true);
 	tap_is_int(t, swap(&f), MAILMODE_OK, "a conflict with our own set live: an earlier copy landed");
 	tap_contains(t, f.diag.summary, "an earlier copy of this write landed", "and says so");
 
-	fixture(&f, 0);
-	replace_outcome = GW_REPLACE_CONFLICT;
+	answered(&f, GW_REPLACE_CONFLICT, 1, false);
 	tap_is_int(t, swap(&f), MAILMODE_ERR_CONFLICT, "a conflict with another set live: conflict");
 
-	fixture(&f, 0);
-	replace_outcome = GW_REPLACE_CONFLICT;
-	replace_attempts = 0;
-	served = f.call.cfg.gateway;
+	answered(&f, GW_REPLACE_CONFLICT, 0, true);
 	tap_is_int(t, swap(&f), MAILMODE_ERR_CONFLICT,
 	           "an RFC 2136 UPDATE (sent once, no attempts counted) refused with our set live: conflict");
 }

@@ -107,7 +107,9 @@ def gcloud_spec(p, secrets_dir):
 # section's provider and the profile's name; emulator: the script in this
 # directory (provemu.py: --dir --spec --dns --propagation-delay, emu.json
 # with pid, api_url and ca_file); spec(p, secrets_dir): its spec and the
-# section's credential key.  Another provider is one more entry.
+# section's other keys (credential files relative to DIR; "{field}" is
+# filled from the emulator's emu.json, e.g. a token endpoint's URL).
+# Another provider is one more entry.
 PROVIDERS = [
     {"name": "cloudflare", "domain": "cloudflare.test", "emulator": "cfemu.py",
      "spec": cloudflare_spec},
@@ -305,7 +307,8 @@ def start_providers(directory, dns_port, delay):
         if info is None:
             fail("the %s emulator exited at start (see %s/emu.log)" % (p["name"], emu_dir))
         out[p["name"]] = dict(info, domain=p["domain"], profile=p["name"],
-                              dns_section=p["name"] + "-dns", keys=keys)
+                              dns_section=p["name"] + "-dns",
+                              keys={k: v.format(**info) for k, v in keys.items()})
     return out
 
 
