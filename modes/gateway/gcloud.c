@@ -620,19 +620,6 @@ static int gc_get_rrset(struct gw_provider *provider, const char *name,
 
 /* ---- the change ------------------------------------------------------------ */
 
-/* One TTL for the whole set (Google keeps one per RRset); false when the
- * records disagree. */
-static bool set_ttl(const struct gw_mx_set *set, uint32_t *ttl)
-{
-	size_t i;
-
-	*ttl = set->count ? set->mx[0].ttl : 0;
-	for (i = 1; i < set->count; i++)
-		if (set->mx[i].ttl != *ttl)
-			return false;
-	return true;
-}
-
 static cJSON *rrset_json(const char *fqdn, const struct gw_mx_set *set)
 {
 	cJSON *rrset = cJSON_CreateObject();
@@ -641,7 +628,7 @@ static cJSON *rrset_json(const char *fqdn, const struct gw_mx_set *set)
 	uint32_t ttl;
 	size_t i;
 
-	set_ttl(set, &ttl);
+	gw_mx_set_one_ttl(set, &ttl);
 	if (!rrset || !rrdatas ||
 	    !cJSON_AddStringToObject(rrset, "kind", "dns#resourceRecordSet") ||
 	    !cJSON_AddStringToObject(rrset, "name", fqdn) ||
@@ -730,28 +717,6 @@ static void follow_change(struct gw_provider *provider, const char *id,
 		          "authoritative server", op->domain, id, now);
 }
 
-/* A refusal with our own set live is an earlier copy of this change that
- * landed (its answer lost, the request sent again); else someone else's. */
-static bool ours_live(struct gw_provider *provider, const char *name,
-                      const struct gw_mx_set *replacement)
-{
-	struct gw_op *op = provider->op;
-	const struct mailmode_host *host = op->ctx->host;
-	struct mailmode_diag scratch = { 0 }, *saved = op->diag;
-	struct gw_rrset_version live;
-	int rc;
-
-	op->diag = &scratch;
-	rc = gc_get_rrset(provider, name, &live);
-	op->diag = saved;
-	if (rc != MAILMODE_OK || !gw_mx_set_same(&live.rrset, replacement))
-		return false;
-	host->log(host->handle, MAILMODE_LOG_WARNING, "%s: Google Cloud DNS "
-	          "refused the change, and the new MX set is live: an earlier "
-	          "copy of the change landed", name);
-	return true;
-}
-
 static enum gw_replace_outcome change_refused(struct gw_provider *provider,
                                               const char *name,
                                               const struct gw_mx_set *replacement,
@@ -771,7 +736,8 @@ static enum gw_replace_outcome change_refused(struct gw_provider *provider,
 		return GW_REPLACE_UNKNOWN;
 	}
 	if (answer->status == 412 || answer->status == 409 || answer->status == 404) {
-		if (ours_live(provider, name, replacement))
+		if (gw_provider_ours_live(provider, name, replacement,
+		                          "Google Cloud DNS"))
 			return GW_REPLACE_OK;
 		if (answer->attempts > 1) {
 			host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1, "Google Cloud "
@@ -806,7 +772,7 @@ static enum gw_replace_outcome gc_replace_rrset(
 	int rc;
 
 	snprintf(fqdn, sizeof(fqdn), "%s.", name);
-	if (!set_ttl(replacement, &ttl)) {
+	if (!gw_mx_set_one_ttl(replacement, &ttl)) {
 		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0, "Google Cloud DNS "
 		               "keeps one TTL per RRset, and the MX set for %s has "
 		               "several", name);
@@ -925,16 +891,6 @@ static enum gw_replace_outcome gc_probe_update(struct gw_provider *provider,
 	return GW_REPLACE_OK;
 }
 
-static void describe_set(char *buf, size_t len, const char *label,
-                         const char *name, const struct gw_mx_set *set)
-{
-	size_t i;
-
-	for (i = 0; i < set->count; i++)
-		gw_append_line(buf, len, "  %s: %s. %u MX %u %s", label, name,
-		            set->mx[i].ttl, set->mx[i].pref, set->mx[i].host);
-}
-
 static int gc_describe_replace(struct gw_provider *provider, const char *name,
                                const struct gw_rrset_version *expected,
                                const struct gw_mx_set *replacement, char *buf,
@@ -948,9 +904,9 @@ static int gc_describe_replace(struct gw_provider *provider, const char *name,
 	if (!expected->rrset.count)
 		gw_append_line(buf, len, "  precondition: %s. has no MX rrset (the "
 		            "addition fails if one exists)", name);
-	describe_set(buf, len, "deletion (must match the live rrset exactly, or "
+	gw_append_rrset(buf, len, "deletion (must match the live rrset exactly, or "
 	             "Google refuses the whole change)", name, &expected->rrset);
-	describe_set(buf, len, "addition", name, replacement);
+	gw_append_rrset(buf, len, "addition", name, replacement);
 	gw_append_line(buf, len, "  then: changes.get until the change is done");
 	return MAILMODE_OK;
 }

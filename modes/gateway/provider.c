@@ -15,6 +15,8 @@ int gw_provider_open(struct gw_op *op, bool need_secret,
 		return gw_cloudflare_open(op, provider);
 	case GW_PROVIDER_GCLOUD:
 		return gw_gcloud_open(op, provider);
+	case GW_PROVIDER_ROUTE53:
+		return gw_route53_open(op, provider);
 	case GW_PROVIDER_RFC2136:
 	default:
 		return gw_rfc2136_open(op, need_secret, provider);
@@ -33,6 +35,8 @@ int gw_provider_check_credentials(const struct gw_ctx *ctx,
 		return gw_cloudflare_check_credentials(ctx, cfg, diag);
 	case GW_PROVIDER_GCLOUD:
 		return gw_gcloud_check_credentials(ctx, cfg, diag);
+	case GW_PROVIDER_ROUTE53:
+		return gw_route53_check_credentials(ctx, cfg, diag);
 	case GW_PROVIDER_RFC2136:
 	default:
 		rc = gw_config_load_secret(ctx, cfg, &secret, diag);
@@ -58,3 +62,45 @@ void gw_append_line(char *buf, size_t len, const char *fmt, ...)
 	va_end(ap);
 }
 
+
+bool gw_mx_set_one_ttl(const struct gw_mx_set *set, uint32_t *ttl)
+{
+	size_t i;
+
+	*ttl = set->count ? set->mx[0].ttl : 0;
+	for (i = 1; i < set->count; i++)
+		if (set->mx[i].ttl != *ttl)
+			return false;
+	return true;
+}
+
+void gw_append_rrset(char *buf, size_t len, const char *label, const char *name,
+                   const struct gw_mx_set *set)
+{
+	size_t i;
+
+	for (i = 0; i < set->count; i++)
+		gw_append_line(buf, len, "  %s: %s. %u MX %u %s", label, name,
+		               set->mx[i].ttl, set->mx[i].pref, set->mx[i].host);
+}
+
+bool gw_provider_ours_live(struct gw_provider *provider, const char *name,
+                           const struct gw_mx_set *replacement,
+                           const char *who)
+{
+	struct gw_op *op = provider->op;
+	const struct mailmode_host *host = op->ctx->host;
+	struct mailmode_diag scratch = { 0 }, *saved = op->diag;
+	struct gw_rrset_version live;
+	int rc;
+
+	op->diag = &scratch;
+	rc = provider->ops->get_rrset(provider, name, &live);
+	op->diag = saved;
+	if (rc != MAILMODE_OK || !gw_mx_set_same(&live.rrset, replacement))
+		return false;
+	host->log(host->handle, MAILMODE_LOG_WARNING, "%s: %s refused the "
+	          "change, and the new MX set is live: an earlier copy of the "
+	          "change landed", name, who);
+	return true;
+}

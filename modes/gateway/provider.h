@@ -13,8 +13,11 @@
  *   cloudflare.c Cloudflare: no whole-set precondition; the token is the
  *               record ids, re-read right before and after the batch, and
  *               the plan says the guarantee is weaker.
- * Later: Route 53 (DELETE + CREATE in one batch), Azure DNS (If-Match on
- * the record set's etag).
+ *   route53.c   Amazon Route 53: one ChangeResourceRecordSets batch whose
+ *               DELETE is the exact old RRset (the server refuses any
+ *               other: InvalidChangeBatch) plus the CREATE of the new one;
+ *               the token is the RRset itself.
+ * Later: Azure DNS (If-Match on the record set's etag).
  * Only MX matters to this mode, so the RRset type is fixed to MX.
  */
 #ifndef GATEWAY_PROVIDER_H
@@ -116,6 +119,12 @@ int gw_gcloud_check_credentials(const struct gw_ctx *ctx,
                                 const struct gw_config *cfg,
                                 struct mailmode_diag *diag);
 
+/* Amazon Route 53 with AWS SigV4 signed by the host (route53.c). */
+int gw_route53_open(struct gw_op *op, struct gw_provider **provider);
+int gw_route53_check_credentials(const struct gw_ctx *ctx,
+                                 const struct gw_config *cfg,
+                                 struct mailmode_diag *diag);
+
 /* ---- swap.c: the write path of setup and teardown ----------------------- */
 
 /* Hands call->original to host->keep_original unless the host holds it
@@ -137,5 +146,22 @@ int gw_swap(struct gw_call *call, struct gw_provider *provider,
 /* Appends one line to the NUL-terminated buf (describe_replace's output),
  * a newline before it when buf is not empty; drops what does not fit. */
 void gw_append_line(char *buf, size_t len, const char *fmt, ...) MAILMODE_PRINTF(3, 4);
+
+/* One TTL for the whole set in *ttl (the first record's; 0 when empty):
+ * false when the records disagree (providers that keep one TTL per RRset
+ * cannot hold such a set). */
+bool gw_mx_set_one_ttl(const struct gw_mx_set *set, uint32_t *ttl);
+
+/* Appends "  LABEL: NAME. TTL MX PREF HOST" for each record of set. */
+void gw_append_rrset(char *buf, size_t len, const char *label, const char *name,
+                   const struct gw_mx_set *set);
+
+/* After a compare-and-swap refused as "not what you expected": is the
+ * replacement what is live now?  Then an earlier copy of the same change
+ * landed (its answer lost, the request sent again), logged as a warning
+ * naming `who`.  The re-read's errors stay off the diagnostic. */
+bool gw_provider_ours_live(struct gw_provider *provider, const char *name,
+                           const struct gw_mx_set *replacement,
+                           const char *who);
 
 #endif /* GATEWAY_PROVIDER_H */
