@@ -34,9 +34,9 @@
 #define XMLNS "https://route53.amazonaws.com/doc/2013-04-01/"
 #define PAGE_ITEMS 100              /* ListHostedZonesByName's maximum */
 #define MAX_PAGES 50
-#define THROTTLE_TRIES 6
-#define THROTTLE_FIRST_MS 1000
-#define THROTTLE_MAX_MS 8000
+#define THROTTLE_TRIES 5
+#define THROTTLE_FIRST_MS 500
+#define THROTTLE_MAX_MS 4000
 #define POLL_PAUSE_MS 1000
 #define BODY_MAX 16384
 /* A DELETE that matches no MX set anyone keeps: the probe batch. */
@@ -61,7 +61,7 @@ struct r53 {
  * (InvalidChangeBatch), and the first Message. */
 struct r53_error {
 	char code[64];
-	char message[256];
+	char message[1024];
 };
 
 /* ---- answers and errors ------------------------------------------------- */

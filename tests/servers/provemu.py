@@ -1,4 +1,4 @@
-"""What the DNS-provider emulators (cfemu.py, gcloudemu.py) share: HTTPS on
+"""What the DNS-provider emulators (cfemu.py, gcloudemu.py, r53emu.py) share: HTTPS on
 loopback with a test CA, a request log, injectable faults, and the real BIND
 zone behind each emulated zone.
 
@@ -188,6 +188,11 @@ class Emu:
     def own_control(self, method, path, body):
         return 404, {"error": "no such control endpoint"}
 
+    def own_fault(self, fault):
+        """An emulator's own fault kind answered at once: (status, body,
+        headers), or None to go on."""
+        return None
+
     def api(self, handler, method, path, query, body):
         raise Reply(404, {})
 
@@ -216,7 +221,9 @@ class Handler(BaseHTTPRequestHandler):
     def send(self, status, body, headers=None):
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        # An XML document (Route 53's API) goes as XML, the rest as JSON.
+        self.send_header("Content-Type", "text/xml" if data.startswith(b"<?xml")
+                         else "application/json")
         self.send_header("Content-Length", str(len(data)))
         for k, v in (headers or {}).items():
             self.send_header(k, str(v))
@@ -269,6 +276,9 @@ class Handler(BaseHTTPRequestHandler):
         if kind in ("429", "500", "502", "503", "504"):
             headers = {"Retry-After": fault.get("retry_after", 1)} if kind in ("429", "503") else {}
             return self.send(int(kind), emu.fault_body(int(kind)), headers)
+        own = emu.own_fault(fault) if fault else None
+        if own:
+            return self.send(*own)
         if kind == "drop":
             return self.drop()
         if kind == "acted_late":
