@@ -682,39 +682,21 @@ out:
 	return text;
 }
 
-/* Follows the change until "done".  It is applied either way (Google took
- * it); a change still pending when the wait ends is left to verify, which
- * asks every authoritative server. */
-static void follow_change(struct gw_provider *provider, const char *id,
-                          const char *status)
+/* changes.get: the change's status (left as it was without an answer). */
+static void poll_change(struct gw_provider *provider, const char *id,
+                        char *status, size_t len)
 {
 	struct gc *self = provider->impl;
-	struct gw_op *op = provider->op;
-	const struct mailmode_host *host = op->ctx->host;
-	struct mailmode_diag scratch = { 0 }, *saved = op->diag;
 	struct gw_https_answer answer;
-	char path[GW_URL_MAX * 2], now[32];
-	int64_t until = host->clock_mono_ms(host->handle) +
-	                (int64_t)op->cfg->timeout_s * 1000 * GW_REREAD_TIMEOUTS * 4;
+	char path[GW_URL_MAX * 2];
 
-	snprintf(now, sizeof(now), "%s", status);
 	snprintf(path, sizeof(path), "/projects/%s/managedZones/%s/changes/%s",
 	         self->key.project, self->zone, id);
-	op->diag = &scratch;
-	while (strcmp(now, "done") != 0 &&
-	       host->clock_mono_ms(host->handle) < until) {
-		host->sleep_ms(host->handle, POLL_PAUSE_MS);
-		if (api_get(provider, path, "changes.get", &answer) != MAILMODE_OK)
-			continue;
-		if (!copy_field(answer.json, "status", now, sizeof(now)))
-			snprintf(now, sizeof(now), "?");
-		gw_https_answer_free(&answer);
-	}
-	op->diag = saved;
-	if (strcmp(now, "done") != 0)
-		host->log(host->handle, MAILMODE_LOG_WARNING, "%s: Google Cloud DNS "
-		          "change %s is still %s; verify waits for every "
-		          "authoritative server", op->domain, id, now);
+	if (api_get(provider, path, "changes.get", &answer) != MAILMODE_OK)
+		return;
+	if (!copy_field(answer.json, "status", status, len))
+		snprintf(status, len, "?");
+	gw_https_answer_free(&answer);
 }
 
 static enum gw_replace_outcome change_refused(struct gw_provider *provider,
@@ -735,23 +717,10 @@ static enum gw_replace_outcome change_refused(struct gw_provider *provider,
 		               "outcome unknown", name, errors);
 		return GW_REPLACE_UNKNOWN;
 	}
-	if (answer->status == 412 || answer->status == 409 || answer->status == 404) {
-		if (gw_provider_ours_live(provider, name, replacement,
-		                          "Google Cloud DNS"))
-			return GW_REPLACE_OK;
-		if (answer->attempts > 1) {
-			host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1, "Google Cloud "
-			               "DNS refused the retried change of %s (%s): the "
-			               "first attempt may have been applied, outcome "
-			               "unknown", name, errors);
-			return GW_REPLACE_UNKNOWN;
-		}
-		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0, "the MX set of %s "
-		               "changed at Google Cloud DNS between our read and our "
-		               "change (%s): someone else is editing it; nothing was "
-		               "changed by mailmode", name, errors);
-		return GW_REPLACE_CONFLICT;
-	}
+	if (answer->status == 412 || answer->status == 409 || answer->status == 404)
+		return gw_precondition_refused(provider, name, replacement,
+		                               answer->attempts, "Google Cloud DNS",
+		                               "change", errors);
 	rc = refused(provider, "the change of the MX rrset", answer);
 	return rc == MAILMODE_ERR_DENIED ? GW_REPLACE_DENIED : GW_REPLACE_FAILED;
 }
@@ -805,7 +774,8 @@ static enum gw_replace_outcome gc_replace_rrset(
 	if (!copy_field(answer.json, "status", status, sizeof(status)))
 		snprintf(status, sizeof(status), "pending");
 	if (strcmp(id, "?") != 0)
-		follow_change(provider, id, status);
+		gw_follow_change(provider, "Google Cloud DNS", id, status, "done",
+		                 POLL_PAUSE_MS, poll_change);
 	outcome = GW_REPLACE_OK;
 out:
 	gw_https_answer_free(&answer);

@@ -84,12 +84,12 @@ void gw_append_rrset(char *buf, size_t len, const char *label, const char *name,
 		               set->mx[i].ttl, set->mx[i].pref, set->mx[i].host);
 }
 
-bool gw_provider_ours_live(struct gw_provider *provider, const char *name,
-                           const struct gw_mx_set *replacement,
-                           const char *who)
+/* Is the replacement what is live now?  The re-read's errors are kept off
+ * the diagnostic. */
+static bool ours_live(struct gw_provider *provider, const char *name,
+                      const struct gw_mx_set *replacement)
 {
 	struct gw_op *op = provider->op;
-	const struct mailmode_host *host = op->ctx->host;
 	struct mailmode_diag scratch = { 0 }, *saved = op->diag;
 	struct gw_rrset_version live;
 	int rc;
@@ -97,10 +97,64 @@ bool gw_provider_ours_live(struct gw_provider *provider, const char *name,
 	op->diag = &scratch;
 	rc = provider->ops->get_rrset(provider, name, &live);
 	op->diag = saved;
-	if (rc != MAILMODE_OK || !gw_mx_set_same(&live.rrset, replacement))
-		return false;
-	host->log(host->handle, MAILMODE_LOG_WARNING, "%s: %s refused the "
-	          "change, and the new MX set is live: an earlier copy of the "
-	          "change landed", name, who);
-	return true;
+	return rc == MAILMODE_OK && gw_mx_set_same(&live.rrset, replacement);
+}
+
+enum gw_replace_outcome gw_precondition_refused(
+	struct gw_provider *provider, const char *name,
+	const struct gw_mx_set *replacement, int attempts, const char *who,
+	const char *change, const char *detail)
+{
+	const struct gw_op *op = provider->op;
+	const struct mailmode_host *host = op->ctx->host;
+
+	if (ours_live(provider, name, replacement)) {
+		host->log(host->handle, MAILMODE_LOG_WARNING, "%s: %s refused the "
+		          "%s, and the new MX set is live: an earlier copy of the "
+		          "%s landed", name, who, change, change);
+		return GW_REPLACE_OK;
+	}
+	if (attempts > 1) {
+		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1, "%s refused the "
+		               "retried %s of %s (%s): the first attempt may have "
+		               "been applied, outcome unknown", who, change, name,
+		               detail);
+		return GW_REPLACE_UNKNOWN;
+	}
+	host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0, "the MX set of %s changed "
+	               "at %s between our read and our %s (%s): someone else is "
+	               "editing it; nothing was changed by mailmode", name, who,
+	               change, detail);
+	return GW_REPLACE_CONFLICT;
+}
+
+void gw_follow_change(struct gw_provider *provider, const char *who,
+                      const char *id, const char *status, const char *done,
+                      int64_t pause_ms,
+                      void (*poll)(struct gw_provider *provider,
+                                   const char *id, char *status, size_t len))
+{
+	struct gw_op *op = provider->op;
+	const struct mailmode_host *host = op->ctx->host;
+	struct mailmode_diag scratch = { 0 }, *saved = op->diag;
+	char now[32];
+	int64_t started = host->clock_mono_ms(host->handle);
+	int64_t until = started + (int64_t)op->cfg->timeout_s * 1000 *
+	                                  GW_REREAD_TIMEOUTS * 4;
+
+	snprintf(now, sizeof(now), "%s", status);
+	op->diag = &scratch;
+	while (strcmp(now, done) != 0 && host->clock_mono_ms(host->handle) < until) {
+		host->sleep_ms(host->handle, pause_ms);
+		poll(provider, id, now, sizeof(now));
+	}
+	op->diag = saved;
+	if (strcmp(now, done) != 0)
+		host->log(host->handle, MAILMODE_LOG_WARNING, "%s: %s change %s is "
+		          "still %s; verify waits for every authoritative server",
+		          op->domain, who, id, now);
+	else
+		host->log(host->handle, MAILMODE_LOG_INFO, "%s: %s change %s %s "
+		          "after %lld ms", op->domain, who, id, done,
+		          (long long)(host->clock_mono_ms(host->handle) - started));
 }

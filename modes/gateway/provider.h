@@ -156,12 +156,28 @@ bool gw_mx_set_one_ttl(const struct gw_mx_set *set, uint32_t *ttl);
 void gw_append_rrset(char *buf, size_t len, const char *label, const char *name,
                    const struct gw_mx_set *set);
 
-/* After a compare-and-swap refused as "not what you expected": is the
- * replacement what is live now?  Then an earlier copy of the same change
- * landed (its answer lost, the request sent again), logged as a warning
- * naming `who`.  The re-read's errors stay off the diagnostic. */
-bool gw_provider_ours_live(struct gw_provider *provider, const char *name,
-                           const struct gw_mx_set *replacement,
-                           const char *who);
+/* A change `who` (the provider, "Route 53") refused because the MX set is
+ * not the expected one (detail: the refusal, for the message).  The new
+ * set live is an earlier copy of the same change that landed (its answer
+ * lost, the request sent again by the host): GW_REPLACE_OK, logged.
+ * Else, after a retry (attempts > 1) the first attempt may have been
+ * applied: GW_REPLACE_UNKNOWN; otherwise someone else changed the set:
+ * GW_REPLACE_CONFLICT.  `change` names the request ("change", "batch").
+ * The re-read's own errors stay off the diagnostic. */
+enum gw_replace_outcome gw_precondition_refused(
+	struct gw_provider *provider, const char *name,
+	const struct gw_mx_set *replacement, int attempts, const char *who,
+	const char *change, const char *detail);
+
+/* Follows an accepted change until its status is `done`: every pause_ms,
+ * poll() updates the status (leaving it when no answer came), for at most
+ * GW_REREAD_TIMEOUTS * 4 timeouts.  The change is applied either way (the
+ * provider took it); one still pending when the wait ends is logged and
+ * left to verify, which asks every authoritative server. */
+void gw_follow_change(struct gw_provider *provider, const char *who,
+                      const char *id, const char *status, const char *done,
+                      int64_t pause_ms,
+                      void (*poll)(struct gw_provider *provider,
+                                   const char *id, char *status, size_t len));
 
 #endif /* GATEWAY_PROVIDER_H */

@@ -477,44 +477,21 @@ static char *change_body(const char *fqdn, const struct gw_mx_set *old,
 	return body;
 }
 
-/* Follows the change until INSYNC.  It is applied either way (Route 53
- * took it); one still PENDING when the wait ends is left to verify, which
- * asks every authoritative server. */
-static void follow_change(struct gw_provider *provider, const char *id,
-                          const char *status)
+/* GetChange: the change's status (left as it was without an answer). */
+static void poll_change(struct gw_provider *provider, const char *id,
+                        char *status, size_t len)
 {
-	struct gw_op *op = provider->op;
-	const struct mailmode_host *host = op->ctx->host;
-	struct mailmode_diag scratch = { 0 }, *saved = op->diag;
 	struct gw_https_answer answer;
 	struct gw_xml doc;
-	char path[GW_URL_MAX], now[32];
-	int64_t started = host->clock_mono_ms(host->handle);
-	int64_t until = started + (int64_t)op->cfg->timeout_s * 1000 *
-	                                  GW_REREAD_TIMEOUTS * 4;
+	char path[GW_URL_MAX];
 
-	snprintf(now, sizeof(now), "%s", status);
 	snprintf(path, sizeof(path), API "/change/%s", id);
-	op->diag = &scratch;
-	while (strcmp(now, "INSYNC") != 0 &&
-	       host->clock_mono_ms(host->handle) < until) {
-		host->sleep_ms(host->handle, POLL_PAUSE_MS);
-		if (api_get(provider, path, "GetChange", &answer) != MAILMODE_OK)
-			continue;
-		doc = gw_xml_doc(answer.text);
-		if (!gw_xml_text(&doc, "Status", now, sizeof(now)))
-			snprintf(now, sizeof(now), "?");
-		gw_https_answer_free(&answer);
-	}
-	op->diag = saved;
-	if (strcmp(now, "INSYNC") != 0)
-		host->log(host->handle, MAILMODE_LOG_WARNING, "%s: Route 53 change "
-		          "%s is still %s; verify waits for every authoritative "
-		          "server", op->domain, id, now);
-	else
-		host->log(host->handle, MAILMODE_LOG_INFO, "%s: Route 53 change %s "
-		          "INSYNC after %lld ms", op->domain, id,
-		          (long long)(host->clock_mono_ms(host->handle) - started));
+	if (api_get(provider, path, "GetChange", &answer) != MAILMODE_OK)
+		return;
+	doc = gw_xml_doc(answer.text);
+	if (!gw_xml_text(&doc, "Status", status, len))
+		snprintf(status, len, "?");
+	gw_https_answer_free(&answer);
 }
 
 /* A batch Route 53 answered with an error. */
@@ -535,20 +512,13 @@ static enum gw_replace_outcome change_refused(struct gw_provider *provider,
 		return GW_REPLACE_UNKNOWN;
 	}
 	if (answer->status == 400 && is_code(&e, "InvalidChangeBatch")) {
-		if (gw_provider_ours_live(provider, name, replacement, "Route 53"))
-			return GW_REPLACE_OK;
-		if (answer->attempts > 1) {
-			host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1, "Route 53 "
-			               "refused the retried change of %s (%.200s): the "
-			               "first attempt may have been applied, outcome "
-			               "unknown", name, e.message);
-			return GW_REPLACE_UNKNOWN;
-		}
-		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0, "the MX set of %s "
-		               "changed at Route 53 between our read and our change "
-		               "(InvalidChangeBatch: %.200s): someone else is editing "
-		               "it; nothing was changed by mailmode", name, e.message);
-		return GW_REPLACE_CONFLICT;
+		char detail[MAILMODE_DIAG_SUMMARY_MAX / 2];
+
+		snprintf(detail, sizeof(detail), "InvalidChangeBatch: %.200s",
+		         e.message);
+		return gw_precondition_refused(provider, name, replacement,
+		                               answer->attempts, "Route 53",
+		                               "change", detail);
 	}
 	return refused(provider, "the change of the MX record set", answer) ==
 	               MAILMODE_ERR_DENIED ? GW_REPLACE_DENIED : GW_REPLACE_FAILED;
@@ -613,8 +583,9 @@ static enum gw_replace_outcome r53_replace_rrset(
 	if (!gw_xml_text(&doc, "Status", status, sizeof(status)))
 		snprintf(status, sizeof(status), "PENDING");
 	if (strcmp(id, "?") != 0)
-		follow_change(provider, strncmp(id, "/change/", 8) == 0 ? id + 8 : id,
-		              status);
+		gw_follow_change(provider, "Route 53",
+		                 strncmp(id, "/change/", 8) == 0 ? id + 8 : id,
+		                 status, "INSYNC", POLL_PAUSE_MS, poll_change);
 	outcome = GW_REPLACE_OK;
 out:
 	gw_https_answer_free(&answer);
