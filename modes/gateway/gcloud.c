@@ -732,21 +732,15 @@ static enum gw_replace_outcome gc_replace_rrset(
 {
 	struct gc *self = provider->impl;
 	const struct gw_op *op = provider->op;
-	const struct mailmode_host *host = op->ctx->host;
 	struct gw_https_answer answer = { 0 };
 	enum gw_replace_outcome outcome = GW_REPLACE_FAILED;
 	char fqdn[GW_NAME_MAX + 1], path[GW_URL_MAX * 2], id[64], status[32];
 	char *body = NULL;
-	uint32_t ttl;
 	int rc;
 
 	snprintf(fqdn, sizeof(fqdn), "%s.", name);
-	if (!gw_mx_set_one_ttl(replacement, &ttl)) {
-		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0, "Google Cloud DNS "
-		               "keeps one TTL per RRset, and the MX set for %s has "
-		               "several", name);
+	if (!gw_need_one_ttl(op, "Google Cloud DNS", name, replacement))
 		goto out;
-	}
 	body = change_body(fqdn, &expected->rrset, replacement);
 	if (!body || find_zone(provider, fqdn) != MAILMODE_OK)
 		goto out;
@@ -755,11 +749,7 @@ static enum gw_replace_outcome gc_replace_rrset(
 	rc = api_call(provider, "POST", path, body, "the change of the MX rrset",
 	              &answer);
 	if (rc == MAILMODE_ERR_UNKNOWN) {
-		char first[MAILMODE_DIAG_SUMMARY_MAX];
-
-		snprintf(first, sizeof(first), "%s", op->diag->summary);
-		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1, "%.400s: outcome "
-		               "unknown", first);
+		gw_diag_outcome_unknown(op);
 		outcome = GW_REPLACE_UNKNOWN;
 		goto out;
 	}

@@ -74,6 +74,28 @@ bool gw_mx_set_one_ttl(const struct gw_mx_set *set, uint32_t *ttl)
 	return true;
 }
 
+bool gw_need_one_ttl(const struct gw_op *op, const char *who, const char *name,
+                     const struct gw_mx_set *set)
+{
+	uint32_t ttl;
+
+	if (gw_mx_set_one_ttl(set, &ttl))
+		return true;
+	op->ctx->host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0, "%s keeps one TTL "
+	                        "per record set, and the MX set for %s has "
+	                        "several", who, name);
+	return false;
+}
+
+void gw_diag_outcome_unknown(const struct gw_op *op)
+{
+	char first[MAILMODE_DIAG_SUMMARY_MAX];
+
+	snprintf(first, sizeof(first), "%s", op->diag->summary);
+	op->ctx->host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1,
+	                        "%.400s: outcome unknown", first);
+}
+
 void gw_append_rrset(char *buf, size_t len, const char *label, const char *name,
                    const struct gw_mx_set *set)
 {

@@ -152,6 +152,15 @@ void gw_append_line(char *buf, size_t len, const char *fmt, ...) MAILMODE_PRINTF
  * cannot hold such a set). */
 bool gw_mx_set_one_ttl(const struct gw_mx_set *set, uint32_t *ttl);
 
+/* The same, as a check before a change: false, with the diagnostic
+ * naming `who` (the provider), when the records disagree. */
+bool gw_need_one_ttl(const struct gw_op *op, const char *who, const char *name,
+                     const struct gw_mx_set *set);
+
+/* A change sent whose answer never came: the diagnostic (which says why)
+ * gets ": outcome unknown" and is marked retryable. */
+void gw_diag_outcome_unknown(const struct gw_op *op);
+
 /* Appends "  LABEL: NAME. TTL MX PREF HOST" for each record of set. */
 void gw_append_rrset(char *buf, size_t len, const char *label, const char *name,
                    const struct gw_mx_set *set);

@@ -542,32 +542,22 @@ static enum gw_replace_outcome r53_replace_rrset(
 	const struct gw_mx_set *replacement)
 {
 	const struct gw_op *op = provider->op;
-	const struct mailmode_host *host = op->ctx->host;
 	struct gw_https_answer answer = { 0 };
 	enum gw_replace_outcome outcome = GW_REPLACE_FAILED;
 	char fqdn[GW_NAME_MAX + 1], id[64], status[32];
 	struct gw_xml doc;
 	char *body = NULL;
-	uint32_t ttl;
 	int rc;
 
 	snprintf(fqdn, sizeof(fqdn), "%s.", name);
-	if (!gw_mx_set_one_ttl(replacement, &ttl)) {
-		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0, "Route 53 keeps one "
-		               "TTL per record set, and the MX set for %s has "
-		               "several", name);
+	if (!gw_need_one_ttl(op, "Route 53", name, replacement))
 		goto out;
-	}
 	body = change_body(fqdn, &expected->rrset, replacement, "mailmode");
 	if (!body || find_zone(provider, fqdn) != MAILMODE_OK)
 		goto out;
 	rc = post_change(provider, body, &answer);
 	if (rc == MAILMODE_ERR_UNKNOWN) {
-		char first[MAILMODE_DIAG_SUMMARY_MAX];
-
-		snprintf(first, sizeof(first), "%s", op->diag->summary);
-		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1, "%.400s: outcome "
-		               "unknown", first);
+		gw_diag_outcome_unknown(op);
 		outcome = GW_REPLACE_UNKNOWN;
 		goto out;
 	}

@@ -188,6 +188,24 @@ class Emu:
     def own_control(self, method, path, body):
         return 404, {"error": "no such control endpoint"}
 
+    def push_names(self, zone, names, current, done=None):
+        """After the propagation delay BIND gets current(name) for each of
+        names (in zone, final dots or not); done() once all are pushed."""
+        if not self.bind or not names:
+            if done:
+                done()
+            return
+        left = [len(names)]
+
+        def one_done():
+            with self.lock:
+                left[0] -= 1
+                if left[0] == 0 and done:
+                    done()
+        for name in names:
+            self.bind.push(zone.rstrip("."), name.rstrip("."),
+                           lambda name=name: current(name), one_done)
+
     def own_fault(self, fault):
         """An emulator's own fault kind answered at once: (status, body,
         headers), or None to go on."""

@@ -146,20 +146,9 @@ class R53Emu(provemu.Emu):
             return self.mx_of(zone, name)
 
     def propagate(self, zone, names, done=None):
-        if not self.bind or zone["private"]:
-            if done:
-                done()
-            return
-        left = [len(names)]
-
-        def one_done():
-            with self.lock:
-                left[0] -= 1
-                if left[0] == 0 and done:
-                    done()
-        for name in names:
-            self.bind.push(zone["name"].rstrip("."), name.rstrip("."),
-                           lambda name=name: self.locked_mx(zone, name), one_done)
+        # A private zone has no BIND behind it: the world does not see it.
+        self.push_names(zone["name"], [] if zone["private"] else names,
+                        lambda name: self.locked_mx(zone, name), done)
 
     def zone_named(self, name):
         name = name.lower().rstrip(".") + "."
