@@ -13,6 +13,10 @@
   - the Microsoft 365 emulator (m365emu.py, HTTPS with a test CA) with one
     tenant, sandbox.onmicrosoft.com, whose accepted domains are those two, and
     an app registration with a client secret;
+  - route53.test (MX at its Microsoft 365 front door: no mode) hosted at an
+    emulated Amazon Route 53 (r53emu.py, SigV4 checked, backed by the BIND
+    zone; profile route53, [dns sandbox-route53]), also accepted by the
+    tenant;
   - the mail path, every SMTP server on one free port P: the emulator's SMTP
     front door on 127.0.0.31 (*.mail.protection.outlook.test, zone
     outlook.test) and the security service (mailsim.py service) on its gateway
@@ -49,6 +53,7 @@ DNSDELAY = os.path.join(HERE, "dnsdelay.py")
 UPDATE_PROXY = "127.0.0.14"
 EMULATOR = os.path.join(HERE, "m365emu.py")
 MAILSIM = os.path.join(HERE, "mailsim.py")
+R53EMU = os.path.join(HERE, "r53emu.py")
 PYTHON = sys.executable or "/usr/bin/python3"
 
 TENANT = "sandbox.onmicrosoft.com"
@@ -62,6 +67,12 @@ GATEWAY_HOSTS = [{"name": "mx-01.gw.sandbox.test", "address": "127.0.0.21", "pre
 SMART_HOST = {"name": "mf-outbound.sandbox.test", "address": "127.0.0.23"}
 RETURN_HOST = {"name": "mf-return.sandbox.test", "address": "127.0.0.24"}
 QUICKTEST_SENDER = "quicktest@internet.test"
+# The domain hosted at (emulated) Route 53, its IAM user's access key id
+# and the IAM actions the user is granted (mailmode.conf(5)).
+ROUTE53_DOMAIN = "route53.test"
+ROUTE53_KEY_ID = "AKIASANDBOXROUTE5301"
+ROUTE53_ACTIONS = ["route53:ListHostedZonesByName", "route53:ListResourceRecordSets",
+                   "route53:ChangeResourceRecordSets", "route53:GetChange"]
 
 CONFIG = """\
 # mailmode configuration for the sandbox in {dir}
@@ -116,6 +127,29 @@ ca_file = emu/ca.pem
 # How long a new Exchange object may stay unlisted (30 minutes in a real
 # tenant); the emulator's objects show within seconds.
 visibility_window_ms = 10000
+"""
+
+ROUTE53_CONFIG = """
+# route53.test's zone is at (emulated) Amazon Route 53: its own [dns]
+# section and profile (mailmode setup route53.test --mode gateway
+# --profile route53); changes are signed with AWS SigV4.
+[dns sandbox-route53]
+provider = route53
+api_url = {api_url}
+ca_file = route53/ca.pem
+access_key_id = {key_id}
+secret_access_key_file = route53.secret
+port = {dns_port}
+resolver = 127.0.0.11
+resolver_port = {dns_port}
+timeout = 2
+
+[profile route53]
+dns = sandbox-route53
+service = sandbox-service
+tenant = sandbox-tenant
+fallback_mx = 0 {{domain_dashes}}.mail.protection.outlook.test
+fallback_ttl = 1
 """
 
 QUICKTEST = """
@@ -249,6 +283,29 @@ def start_mailsim(directory, smtp_port, dns_spec):
     return info
 
 
+def start_route53(directory, dns):
+    """r53emu.py in front of route53.test's BIND zone, holding what the zone
+    holds (its front door MX); its IAM user's secret in route53.secret."""
+    r53_dir = os.path.join(directory, "route53")
+    os.makedirs(r53_dir, exist_ok=True)
+    secret = secrets.token_urlsafe(30)
+    front_door = "0 %s.mail.protection.outlook.test." % ROUTE53_DOMAIN.replace(".", "-")
+    spec = {"zones": [{"name": ROUTE53_DOMAIN + ".", "rrsets": [
+                {"name": ROUTE53_DOMAIN + ".", "type": "MX", "ttl": 2, "values": [front_door]}]}],
+            "users": [{"name": "sandbox-dns", "access_key_id": ROUTE53_KEY_ID,
+                       "secret_access_key": secret, "actions": ROUTE53_ACTIONS}]}
+    spec_path = os.path.join(r53_dir, "spec.json")
+    write_atomic(spec_path, json.dumps(spec, indent=1) + "\n", 0o600)
+    write_atomic(os.path.join(directory, "route53.secret"), secret + "\n", 0o600)
+    bind = "127.0.0.11:%s:%s:%s" % (dns["DNS_PORT"], dns["TSIG_KEY"], dns["TSIG_SECRET_FILE"])
+    info = start_process([PYTHON, R53EMU, "--dir", r53_dir, "--spec", spec_path, "--dns", bind,
+                          "--propagation-delay", "1"], os.path.join(r53_dir, "emu.log"),
+                         os.path.join(r53_dir, "emu.json"), "the Route 53 emulator")
+    if info is None:
+        fail("the Route 53 emulator exited at start (see %s/emu.log)" % r53_dir)
+    return info
+
+
 # Extra tenants and domains (`-- --tenants T --domains N`), to rehearse a
 # runbook: dNNN.test have Microsoft 365 MX and no mode; tenantNN accept
 # them round-robin, each with a profile of its own name.  One multi-tenant
@@ -311,7 +368,8 @@ def start(args):
     layout = extra_layout(args.tenants, args.domains)
     extra = [d for names in layout.values() for d in names]
     harness = subprocess.run([HARNESS, "start", dns_dir, "--zones", "sandbox",
-                              "--domains", ",".join(extra), "--stale", args.stale] +
+                              "--domains", ",".join(extra + [ROUTE53_DOMAIN]),
+                              "--stale", args.stale] +
                              (["--querylog"] if args.querylog else []) + owner_args(),
                              stdin=subprocess.DEVNULL)
     if harness.returncode != 0:
@@ -335,6 +393,8 @@ def start(args):
         if smtp_port:
             mail = start_mailsim(directory, smtp_port, dns_spec)
             started.append(mail["pid"])
+        route53 = start_route53(directory, dns)
+        started.append(route53["pid"])
     except BaseException:
         for pid in reversed(started):
             stop_pid(pid)
@@ -347,7 +407,7 @@ def start(args):
         "tenant_id": tenant_id,
         "initial_domain": TENANT,
         "accepted_domains": [{"DomainName": d, "DomainType": "Authoritative",
-                              "Default": d == DOMAINS[0]} for d in DOMAINS],
+                              "Default": d == DOMAINS[0]} for d in DOMAINS + (ROUTE53_DOMAIN,)],
         "client_id": client_id,
         "client_secret": client_secret,
     })
@@ -367,6 +427,8 @@ def start(args):
         login_url=emu["login_url"], api_url=emu["base_url"], loop_header=LOOP_HEADER)
     if args.update_latency_ms:
         config = config.replace("primary = 127.0.0.11", "primary = " + UPDATE_PROXY)
+    config += ROUTE53_CONFIG.format(api_url=route53["api_url"], key_id=ROUTE53_KEY_ID,
+                                    dns_port=dns["DNS_PORT"])
     config += "".join(EXTRA_TENANT.format(name=name, client_id=client_id,
                                           login_url=emu["login_url"], api_url=emu["base_url"])
                       for name in layout)
@@ -380,6 +442,9 @@ def start(args):
         "tenant_id": tenant_id, "client_id": client_id, "domains": list(DOMAINS),
         "extra_tenants": layout, "dnsdelay_pid": started[-1] if args.update_latency_ms else 0,
         "latency_ms": args.latency_ms, "update_latency_ms": args.update_latency_ms,
+        "route53": {"pid": route53["pid"], "domain": ROUTE53_DOMAIN, "api_url": route53["api_url"],
+                    "ca_file": route53["ca_file"], "access_key_id": ROUTE53_KEY_ID,
+                    "profile": "route53"},
     }
     if smtp_port:
         state.update({
@@ -396,6 +461,7 @@ def start(args):
     print("The sandbox is running in %s:" % directory)
     print("  BIND 9 primary 127.0.0.11 and secondary 127.0.0.12, port %s" % dns["DNS_PORT"])
     print("  Microsoft 365 emulator %s (tenant %s)" % (emu["base_url"], TENANT))
+    print("  Amazon Route 53 emulator %s (hosted zone %s)" % (route53["api_url"], ROUTE53_DOMAIN))
     if smtp_port:
         print("  mail path on SMTP port %d: front door %s, gateway hosts %s, smart host %s"
               % (smtp_port, FRONT_DOOR["address"],
@@ -406,7 +472,8 @@ def start(args):
 
 def print_usage(directory, binary, mail=True):
     config = os.path.join(directory, "mailmode.conf")
-    print("Domains: contoso.test (MX at the gateway hosts), fabrikam.test (Microsoft 365 MX).")
+    print("Domains: contoso.test (MX at the gateway hosts), fabrikam.test (Microsoft 365 MX),")
+    print("  route53.test (Microsoft 365 MX, zone at Route 53: --profile route53).")
     print("Try:")
     print("  export MAILMODE_CONFIG=%s" % config)
     print("  %s adopt contoso.test --mode gateway" % binary)
@@ -437,6 +504,7 @@ def stop(args):
         return 0
     stop_pid(state.get("mailsim_pid"))
     stop_pid(state.get("dnsdelay_pid"))
+    stop_pid(state.get("route53", {}).get("pid"))
     stop_pid(state.get("emulator_pid"))
     subprocess.run([HARNESS, "stop", state["dns_dir"]], stdin=subprocess.DEVNULL)
     os.remove(os.path.join(directory, "sandbox.json"))
@@ -452,6 +520,8 @@ def status(args):
         return 0
     dns = read_env(os.path.join(state["dns_dir"], "dns.env"))
     rows = [("Microsoft 365 emulator", state.get("emulator_pid"), state.get("emulator_url"))]
+    if state.get("route53"):
+        rows.append(("Route 53 emulator", state["route53"]["pid"], state["route53"]["api_url"]))
     if state.get("smtp_port"):
         rows.append(("Microsoft 365 front door", state.get("emulator_pid"), "smtp %s:%s" % (
             state["front_door"]["address"], state["smtp_port"])))
