@@ -97,6 +97,8 @@ static bool throttled(const struct gw_https_answer *answer)
 /* Why the credentials were refused, when that is what a code says. */
 static const char *credential_hint(const struct r53_error *e)
 {
+	if (is_code(e, "SignatureDoesNotMatch") && strstr(e->message, "expired"))
+		return "the request's time is off (is the clock right?); ";
 	if (is_code(e, "SignatureDoesNotMatch"))
 		return "the secret access key does not match the access key id; ";
 	if (is_code(e, "InvalidClientTokenId"))
