@@ -100,26 +100,10 @@ like "$out" "delete: record id [0-9a-f]{32} \(cloudflare.test. 3600 MX 10 mx1.cl
 like "$out" "post: cloudflare.test. 300 MX 20 mx-02.gw.test." "plan: posts the gateway records"
 like "$out" "guarantee: weaker than a compare-and-swap" "plan: says the guarantee is weaker"
 
-emu_ctl DELETE /_emu/requests >/dev/null
-mm setup $Z --mode gateway --profile cf
-is "$rc" 0 "setup succeeds"
-[ "$rc" = 0 ] || diag "$err"
-is "$(mx_bind $Z)" "$GATEWAY_SET" "BIND serves exactly the gateway set once it has propagated"
-is "$(dns_mx "$DNS_SECONDARY" $Z)" "$GATEWAY_SET" "so does the secondary"
-setup_calls=$(emu_requests .)
-diag "setup: $(emu_summary)"
+round_trip_setup $Z cf
 setup_batches=$(emu_requests 'POST .*/batch')
 is "$setup_batches" 2 "setup sent two batches: preflight's no-op probe and the swap"
-mm verify $Z
-is "$rc" 0 "verify passes on both authoritative servers"
-emu_ctl DELETE /_emu/requests >/dev/null
-mm teardown $Z
-is "$rc" 0 "teardown succeeds"
-teardown_calls=$(emu_requests .)
-diag "teardown: $(emu_summary)"
-diag "$(grep -c propagated "$EMU_DIR/emu.log") propagations so far, the last: $(grep propagated "$EMU_DIR/emu.log" | tail -1)"
-is "$(mx_bind $Z)" "$ORIG" "BIND serves the original MX records again, TTLs included"
-is "$(dns_mx "$DNS_SECONDARY" $Z)" "$ORIG" "so does the secondary"
+round_trip_teardown $Z
 diag "API calls: setup $setup_calls, teardown $teardown_calls"
 
 # --- a concurrent change before the batch ------------------------------------

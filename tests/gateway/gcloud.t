@@ -87,26 +87,10 @@ like "$out" "deletion \(must match the live rrset exactly.*\): gcloud.test. 3600
 	"plan: deletes the exact live rrset"
 like "$out" "addition: gcloud.test. 300 MX 20 mx-02.gw.test." "plan: adds the gateway set"
 
-emu_ctl DELETE /_emu/requests >/dev/null
-mm setup $Z --mode gateway --profile gc
-is "$rc" 0 "setup succeeds"
-[ "$rc" = 0 ] || diag "$err"
-is "$(mx_bind $Z)" "$GATEWAY_SET" "BIND serves exactly the gateway set"
-is "$(dns_mx "$DNS_SECONDARY" $Z)" "$GATEWAY_SET" "so does the secondary"
-setup_calls=$(emu_requests .)
-diag "setup: $(emu_summary)"
+round_trip_setup $Z gc
 is "$(emu_requests 'POST .*/changes$')" 1 "one changes.create"
 setup_tokens=$(emu_requests 'POST /token')
-mm verify $Z
-is "$rc" 0 "verify passes on both authoritative servers"
-emu_ctl DELETE /_emu/requests >/dev/null
-mm teardown $Z
-is "$rc" 0 "teardown succeeds"
-teardown_calls=$(emu_requests .)
-diag "teardown: $(emu_summary)"
-diag "$(grep -c propagated "$EMU_DIR/emu.log") propagations so far, the last: $(grep propagated "$EMU_DIR/emu.log" | tail -1)"
-is "$(mx_bind $Z)" "$ORIG" "BIND serves the original MX records again, TTLs included"
-is "$(dns_mx "$DNS_SECONDARY" $Z)" "$ORIG" "so does the secondary"
+round_trip_teardown $Z
 diag "API calls: setup $setup_calls ($setup_tokens token), teardown $teardown_calls"
 
 # --- a concurrent change between read and change --------------------------------

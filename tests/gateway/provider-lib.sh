@@ -14,6 +14,13 @@
 #   emu_requests FILTER  how many API requests the emulator logged whose
 #                     "METHOD PATH" matches the grep -E FILTER
 #   BIND_SPEC         ADDR:PORT:KEY:SECRETFILE for the emulator's --dns
+#   round_trip_setup NAME PROFILE [MAILMODE-OPTIONS]
+#                     setup with the emulator's request log cleared first:
+#                     it succeeds, both BIND servers serve $GATEWAY_SET;
+#                     $setup_calls and a TAP comment of the requests (3 tests)
+#   round_trip_teardown NAME
+#                     verify, then teardown (request log cleared): both BIND
+#                     servers serve $ORIG again; $teardown_calls (4 tests)
 #   setup_racing NAME PROFILE CONTROL-PATH JSON
 #                     setup of NAME with PROFILE (one that pauses before its
 #                     change) while someone else changes the MX set through
@@ -95,6 +102,33 @@ for r in json.load(sys.stdin):
     p = re.sub(r"/changes/[0-9]+$", "/changes/{id}", p)
     c[r["method"] + " " + p] += 1
 print("; ".join("%s x%d" % kv for kv in sorted(c.items())))'
+}
+
+round_trip_setup() {
+	_rt_name=$1
+	_rt_profile=$2
+	shift 2
+	emu_ctl DELETE /_emu/requests >/dev/null
+	mm "$@" setup "$_rt_name" --mode gateway --profile "$_rt_profile"
+	is "$rc" 0 "setup succeeds"
+	[ "$rc" = 0 ] || diag "$err"
+	is "$(mx_bind "$_rt_name")" "$GATEWAY_SET" "BIND serves exactly the gateway set once it has propagated"
+	is "$(dns_mx "$DNS_SECONDARY" "$_rt_name")" "$GATEWAY_SET" "so does the secondary"
+	setup_calls=$(emu_requests .)
+	diag "setup: $(emu_summary)"
+}
+
+round_trip_teardown() {
+	mm verify "$1"
+	is "$rc" 0 "verify passes on both authoritative servers"
+	emu_ctl DELETE /_emu/requests >/dev/null
+	mm teardown "$1"
+	is "$rc" 0 "teardown succeeds"
+	teardown_calls=$(emu_requests .)
+	diag "teardown: $(emu_summary)"
+	diag "$(grep -c propagated "$EMU_DIR/emu.log") propagations so far, the last: $(grep propagated "$EMU_DIR/emu.log" | tail -1)"
+	is "$(mx_bind "$1")" "$ORIG" "BIND serves the original MX records again, TTLs included"
+	is "$(dns_mx "$DNS_SECONDARY" "$1")" "$ORIG" "so does the secondary"
 }
 
 setup_racing() {

@@ -136,29 +136,13 @@ like "$out" "DELETE \(must match the live set exactly.*\): route53.test. 3600 MX
 	"plan: deletes the exact live set"
 like "$out" "CREATE: route53.test. 300 MX 20 mx-02.gw.test." "plan: creates the gateway set"
 
-emu_ctl DELETE /_emu/requests >/dev/null
 start=$(date +%s%N)
-mm -v setup $Z --mode gateway --profile r53
-is "$rc" 0 "setup succeeds"
-[ "$rc" = 0 ] || diag "$err"
+round_trip_setup $Z r53 -v
 setup_s=$(( ($(date +%s%N) - start) / 1000000 ))
-is "$(mx_bind $Z)" "$GATEWAY_SET" "BIND serves exactly the gateway set"
-is "$(dns_mx "$DNS_SECONDARY" $Z)" "$GATEWAY_SET" "so does the secondary"
-setup_calls=$(emu_requests .)
-diag "setup: $(emu_summary)"
 is "$(emu_requests 'POST .*/rrset$')" 2 "two ChangeResourceRecordSets: preflight's probe (never applies) and the swap"
 insync=$(printf '%s\n' "$err" | sed -n 's/.*Route 53 change \(C[0-9A-Z]*\) INSYNC after \([0-9]*\) ms.*/\2/p' | tail -1)
 ok "$([ -n "$insync" ] && echo 0 || echo 1)" "setup followed the change until INSYNC"
-mm verify $Z
-is "$rc" 0 "verify passes on both authoritative servers"
-emu_ctl DELETE /_emu/requests >/dev/null
-mm teardown $Z
-is "$rc" 0 "teardown succeeds"
-teardown_calls=$(emu_requests .)
-diag "teardown: $(emu_summary)"
-diag "$(grep -c propagated "$EMU_DIR/emu.log") propagations so far, the last: $(grep propagated "$EMU_DIR/emu.log" | tail -1)"
-is "$(mx_bind $Z)" "$ORIG" "BIND serves the original MX records again, TTLs included"
-is "$(dns_mx "$DNS_SECONDARY" $Z)" "$ORIG" "so does the secondary"
+round_trip_teardown $Z
 diag "API calls: setup $setup_calls, teardown $teardown_calls; setup took ${setup_s} ms, the change INSYNC after ${insync} ms (propagation delay 1 s)"
 
 # --- a concurrent change between read and change --------------------------------
