@@ -21,8 +21,8 @@ plan 14
 
 S=$top_srcdir
 GW="$S/modes/gateway/config.c $S/modes/gateway/mxset.c $S/modes/gateway/dns.c $S/modes/gateway/authcheck.c"
-MF="$S/modes/mailflow/config.c $S/modes/mailflow/token.c $S/modes/mailflow/exo.c \
-$S/modes/mailflow/objects.c $S/modes/mailflow/trace.c $S/modes/mailflow/keys.c"
+MF="$S/modes/mailflow/config.c $S/modes/mailflow/tenant.c $S/lib/ms/util.c \
+$S/lib/ms/entra.c $S/lib/ms/exo.c $S/modes/mailflow/objects.c $S/modes/mailflow/trace.c $S/modes/mailflow/keys.c"
 sources() {
 	case $1 in
 	config) echo "$S/core/config.c $S/core/config_check.c $S/modes/gateway/keys.c $S/modes/mailflow/keys.c" ;;
