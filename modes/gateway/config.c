@@ -396,6 +396,10 @@ static int read_route53(const struct key_reader *kr, struct gw_config *cfg)
 		                 get(kr, section, "aws_credentials_file"),
 		                 "and access_key_id/secret_access_key_file exclude "
 		                 "each other: set one of them");
+	if (!shared && cfg->aws_profile[0])
+		return bad_value(kr, section, "aws_profile", cfg->aws_profile,
+		                 "names a section of aws_credentials_file, which "
+		                 "is not set");
 	if (!shared && !cfg->access_key_id[0])
 		return missing(kr, section, "access_key_id",
 		               "the IAM access key id, with secret_access_key_file; "

@@ -12,7 +12,7 @@ EMU_PY=$top_srcdir/tests/servers/r53emu.py
 PROVIDER_ZONE=route53.test
 . "$top_srcdir/tests/gateway/provider-lib.sh"
 
-plan 59
+plan 61
 
 Z=route53.test
 ORIG="3600 10 mx1.route53.test.
@@ -112,6 +112,8 @@ aws_profile = mailmode-temp"
 secret_access_key_file = $TEST_TMP/admin.secret"
 	section r53-down "$admin" "" https://127.0.0.1:9
 	section r53-nokey "secret_access_key_file = $TEST_TMP/admin.secret"
+	section r53-noshared "$admin
+aws_profile = mailmode-temp"
 } >"$CONF"
 
 wait_mx $Z "$ORIG"
@@ -121,6 +123,10 @@ ok $? "BIND serves what the emulated hosted zone holds (two MX, TTL 3600)"
 mm setup $Z --mode gateway --profile r53-nokey --dry-run
 is "$rc" 1 "no access_key_id: exit 1"
 like "$err" "\[dns r53-nokey\] access_key_id: missing" "one line naming the section and key"
+mm setup $Z --mode gateway --profile r53-noshared --dry-run
+is "$rc" 1 "aws_profile without aws_credentials_file: exit 1"
+like "$err" "\[dns r53-noshared\] aws_profile: 'mailmode-temp' names a section of aws_credentials_file, which is not set" \
+	"one line naming the key"
 mm setup $Z --mode gateway --profile r53-open
 is "$rc" 1 "a world-readable secret file: exit 1"
 like "$err" "open.secret" "the message names the secret file"
