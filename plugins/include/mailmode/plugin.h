@@ -179,7 +179,9 @@ struct mailmode_http_response {
 	int attempts;                    /* 1 + retries made */
 };
 
-/* ABI 1.4: what host->http_request_opts adds to a request.  Set
+/* ABI 1.4: what host->http_request_opts adds to a request (struct
+ * mailmode_http_request has no struct_size, so it cannot grow: a host
+ * would read past the end of an older plugin's struct).  Set
  * struct_size to sizeof(struct mailmode_http_options): the host reads no
  * field past it, so a plugin built against this minor keeps working with
  * hosts that know more fields.  Zero-initialise what you do not use.
