@@ -492,8 +492,7 @@ int mf_profile_load(const struct mailmode_host *host, const char *mode_section,
 		goto nomem;
 
 	/* [tenant T] */
-	rc = ms_signin_keys(host, p->tenant_section, &auth, &cloud, diag);
-	if (rc != MAILMODE_OK)
+	if (ms_signin_keys(host, p->tenant_section, &auth, &cloud, diag) != MAILMODE_OK)
 		goto out;
 	value = host->config_get(host->handle, p->tenant_section, "tenant");
 	p->tenant = ms_strdup(empty(value) ? tenant_name : value);
