@@ -6,7 +6,8 @@
  * (tokencache.c), where the plugins' helpers find it through the same
  * host service.  logout removes the entry.  consent-url prints the URL an
  * admin of the customer tenant opens to consent to the app (app-only
- * sign-in, one multitenant app for many tenants).  doc/signin.md. */
+ * sign-in, one multitenant app for many tenants).  mailmode.conf(5),
+ * SIGNING IN; doc/ms-client.md. */
 #include "cli.h"
 #include "http.h"
 #include "tokencache.h"
