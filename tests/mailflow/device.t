@@ -12,7 +12,7 @@
 . "$top_srcdir/tests/lib.sh"
 . "$top_srcdir/tests/mailflow/lib-mailflow.sh"
 
-plan 44
+plan 47
 
 mf_start
 mf_tenant
@@ -171,6 +171,18 @@ like "$rc $err" "^1 mailmode: error: .*tenant contoso: not signed in: run 'mailm
 run mm tenant logout contoso
 is "$rc $out" "0 tenant contoso: was not signed in" "logout again: nothing to remove"
 
+# --- --json: the code on stderr, stdout one JSON document
+mm --json tenant login contoso >"$TEST_TMP/login.out" 2>"$TEST_TMP/login.err" &
+login_pid=$!
+wait_polls 1
+emu_ctl POST /_emu/device/approve '{}' >/dev/null
+login_wait
+is "$login_rc $("$PYTHON3" -c 'import json,sys; d = json.load(open(sys.argv[1])); print(d["ok"], d["tenant"], d["token_cache"])' "$TEST_TMP/login.out")" \
+	"0 True contoso $CACHE" "--json: stdout is one JSON document naming the cache"
+like "$login_err" "^tenant contoso: to sign in, open https://microsoft.com/devicelogin and enter the code" \
+	"--json: the code goes to stderr, for the person"
+mm tenant logout contoso >/dev/null
+
 # --- declined, expired
 login_bg
 wait_polls 1
@@ -233,6 +245,11 @@ device_config "client_secret_file = client-secret"
 run mm config check
 like "$rc $out $err" "\[tenant contoso\]: auth = device signs in as a person: drop 'client_secret_file'" \
 	"auth = device with a client secret is refused, naming the key"
+device_config
+sed -i 's|^\[tenant contoso\]|[tenant ../x]|' "$MF_CONF"
+run mm tenant login ../x
+is "$rc $err" "1 mailmode: error: token cache: '../x' is not a name it keeps (letters, digits, '.', '_', '-')" \
+	"a tenant name that would leave the cache directory is refused"
 device_config "cloud = germany"
 run mm tenant login contoso
 is "$rc $err" "1 mailmode: error: [tenant contoso]: 'cloud' must be one of global, gcc-high, dod, china, not 'germany'" \
