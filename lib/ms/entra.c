@@ -397,6 +397,20 @@ out:
 /* ------------------------------------------------------------------ */
 /* Token request */
 
+/* What to do about a refusal of delegated sign-in (no secret or
+ * certificate to check then). */
+static void delegated_hint(const struct mailmode_host *host, const struct ms_app *app,
+                           const char *text, struct mailmode_diag *diag)
+{
+	if (strstr(text, "AADSTS7000218"))
+		host->diag_append(diag, "the app registration must allow public client flows (Authentication: 'Allow public client flows' = Yes) for auth = device");
+	else if (strstr(text, "AADSTS65001"))
+		host->diag_append(diag, "an admin must consent to the app in the tenant first: see 'mailmode tenant consent-url %s'",
+		                  app->token_cache);
+	else if (strstr(text, "AADSTS53003"))
+		host->diag_append(diag, "Conditional Access blocks this sign-in (device code flow may be blocked in the tenant): use auth = app");
+}
+
 /* Fills diag from the identity platform's error body: the AADSTS code and
  * the first line of error_description (the rest is trace ids). */
 static int token_error(const struct mailmode_host *host,
@@ -421,16 +435,11 @@ static int token_error(const struct mailmode_host *host,
 		                  cJSON_IsString(error) ? error->valuestring : "?",
 		                  resp->status);
 		host->diag_append(diag, "client_id: %s", app->client_id);
-		if (app->token_cache && strstr(text, "AADSTS7000218"))
-			host->diag_append(diag, "the app registration must allow public client flows (Authentication: 'Allow public client flows' = Yes) for auth = device");
-		else if (app->token_cache && strstr(text, "AADSTS65001"))
-			host->diag_append(diag, "an admin must consent to the app in the tenant first: see 'mailmode tenant consent-url %s'",
-			                  app->token_cache);
-		else if (app->token_cache)
-			;       /* delegated: no secret or certificate to check */
-		else if (strstr(text, "AADSTS700016") || strstr(text, "AADSTS90002"))
+		if (strstr(text, "AADSTS700016") || strstr(text, "AADSTS90002"))
 			host->diag_append(diag, "check 'tenant' and 'client_id' in [%s]",
 			                  app->section);
+		else if (app->token_cache)
+			delegated_hint(host, app, text, diag);
 		else if (app->client_secret_file)
 			host->diag_append(diag, "check the secret in '%s'",
 			                  app->client_secret_file);

@@ -34,7 +34,7 @@ body, nxt, tail = rest.partition("\n[")
 body = re.sub(r"(?m)^(client_id|client_secret_file) = .*\n", "", body)
 open(path, "w").write(head + sep + "auth = device\n" + body + nxt + tail)
 PY
-ctl POST /_emu/config '{"device_interval_s": 1}' >/dev/null
+ctl POST /_emu/config '{"device_interval_s": 1, "device_expires_s": 60}' >/dev/null
 
 run mm switch contoso.test --to mailflow --dry-run
 like "$rc $err" "^1 .*tenant sandbox-tenant: not signed in: run 'mailmode tenant login sandbox-tenant'" \
