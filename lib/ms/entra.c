@@ -711,7 +711,8 @@ static int refresh_grant(const struct mailmode_host *host,
 	rt = entry_refresh_token(entry, app);
 	if (!rt) {
 		rc = not_signed_in(host, app,
-		                   "the cached sign-in is for another tenant, client_id or cloud", diag);
+		                   "the cached sign-in is unreadable, or for another tenant, client_id or cloud",
+		                   diag);
 		goto out;
 	}
 	scope = delegated_scope(app);
