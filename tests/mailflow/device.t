@@ -12,7 +12,7 @@
 . "$top_srcdir/tests/lib.sh"
 . "$top_srcdir/tests/mailflow/lib-mailflow.sh"
 
-plan 47
+plan 50
 
 mf_start
 mf_tenant
@@ -218,6 +218,16 @@ login_now
 is "$login_rc" 0 "the app allowing public client flows, consented: signed in"
 is "$(dev 'max(d["refresh_tokens"], key=lambda r: r["issued"])["client_id"]')" "$MF_CLIENT_ID" \
 	"the refresh token is the app's"
+
+device_config
+mf_reset_log
+run mm setup contoso.test --mode mailflow --profile p1 --dry-run
+like "$rc $err" "^1 mailmode: error: .*tenant contoso: not signed in: run 'mailmode tenant login contoso'" \
+	"a [tenant] whose client_id changed since the sign-in: not signed in"
+like "$err" "^  the cached sign-in is unreadable, or for another tenant, client_id or cloud" \
+	"saying why"
+is "$(mf_stat token_requests)" 0 "and its refresh token was not sent"
+device_config "client_id = $MF_CLIENT_ID"
 
 # --- a cache open to others is refused, like a secret file
 chmod 644 "$CACHE"
