@@ -76,6 +76,11 @@ static const struct command_spec commands[] = {
 	{ "config", 0, 1, 2, "config check [FILE]",
 	  "Check the configuration and validate each profile for each mode it\n"
 	  "configures, asking no server." },
+	{ "tenant", 0, 2, 2, "tenant login|logout|consent-url TENANT",
+	  "Sign in to a [tenant TENANT] with auth = device (a code to enter at\n"
+	  "Microsoft's sign-in page; the refresh token is kept in\n"
+	  "$XDG_STATE_HOME/mailmode, mode 0600), sign out, or print the URL an\n"
+	  "admin opens to consent to the app in the tenant." },
 	{ "help", 0, 0, 1, "help [COMMAND]", "This text, or one command's." },
 	{ NULL, 0, 0, 0, NULL, NULL }
 };
