@@ -61,9 +61,9 @@ static const struct command_spec commands[] = {
 	  "Remove the domain's mode, restoring what it replaced; journaled." },
 	{ "adopt", O_MODE | O_PROFILE | O_ALL, 0, 1,
 	  "adopt DOMAIN --mode M [--profile P]\n"
-	  "       mailmode adopt --all --profile P",
+	  "       mailmode adopt --all FILE [--profile P]",
 	  "Record a mode that was set up by hand, after checking it is live;\n"
-	  "--all: every domain of the profile's tenant that is live in exactly one\n"
+	  "--all: each domain the runbook FILE lists that is live in exactly one\n"
 	  "mode, listing the others with the reason." },
 	{ "switch", O_TO | O_PROFILE | O_DRY_RUN | O_ACCEPT | O_TIMING | O_QUICK_TEST, 1, 1,
 	  "switch DOMAIN --to MODE [--profile P] [--verify-timeout DUR] [--poll-interval DUR]\n"

@@ -24,7 +24,7 @@ fi
 at_exit "'$MAILMODE' sandbox stop --dir '$SB' >/dev/null 2>&1"
 export MAILMODE_CONFIG="$SB/mailmode.conf"
 DB="$SB/state.db"
-plan 31
+plan 32
 
 db() { sqlite3 "$DB" "$1"; }
 skip() { tap_n=$((tap_n + 1)); echo "ok $tap_n # SKIP $*"; }
@@ -173,8 +173,12 @@ fi
 # --- strings from the state are escaped
 db "UPDATE runbook_run_domains SET reason = '</pre><script>alert(1)</script> & \"q\"' WHERE run_id = $RUN AND domain = 'd001.test'"
 db "UPDATE runbook_run_domains SET reason = '=HYPERLINK(\"http://x\") | **b**' WHERE run_id = $RUN AND domain = 'd002.test'"
+db "UPDATE runbook_run_domains SET domain = '<i>d003</i>.test' WHERE run_id = $RUN AND domain = 'd003.test'"
 run "$MAILMODE" runbook report "$RUN" --html "$H" --csv "$TEST_TMP/run.csv" --markdown "$TEST_TMP/run.md"
 is "$(grep -c '<script' "$H"):$(grep -c '&lt;/pre&gt;&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;q&quot;' "$H")" "0:2" \
    "HTML: a diagnostic cannot inject markup (escaped in the failures and the table)"
+escaped=$(grep -c '&lt;i&gt;d003&lt;/i&gt;.test' "$H")
+ok "$([ "$(grep -c '<i>' "$H")" -eq 0 ] && [ "$escaped" -ge 3 ]; echo $?)" \
+   "HTML: nor can a domain name (escaped in its row, its bars' titles and the table: $escaped)"
 is "$(grep -c ",\"'=HYPERLINK(\"\"http://x\"\") | \*\*b\*\*\"," "$TEST_TMP/run.csv"):$(grep -c '=HYPERLINK("http://x") \\| \\\*\\\*b\\\*\\\*' "$TEST_TMP/run.md")" "1:2" \
    "CSV: no formula; Markdown: no cell break or markup"
