@@ -24,7 +24,7 @@ fi
 at_exit "'$MAILMODE' sandbox stop --dir '$SB' >/dev/null 2>&1"
 export MAILMODE_CONFIG="$SB/mailmode.conf"
 DB="$SB/state.db"
-plan 32
+plan 33
 
 db() { sqlite3 "$DB" "$1"; }
 skip() { tap_n=$((tap_n + 1)); echo "ok $tap_n # SKIP $*"; }
@@ -96,6 +96,12 @@ is "$(json '" ".join(sorted(set("-".join(p["phase"] for p in x["phases"]) for x 
 is "$(json '" ".join("%s:%d/%d/%d" % (t["tenant"], t["domains"], t["switched"], t["failed"]) for t in d["tenants"])')" \
    "tenant01.onmicrosoft.com:4/3/1 tenant02.onmicrosoft.com:4/3/1 tenant03.onmicrosoft.com:4/4/0 tenant04.onmicrosoft.com:4/4/0 tenant05.onmicrosoft.com:4/4/0 tenant06.onmicrosoft.com:4/4/0 tenant07.onmicrosoft.com:4/4/0 tenant08.onmicrosoft.com:4/4/0 tenant09.onmicrosoft.com:4/4/0 tenant10.onmicrosoft.com:4/4/0" \
    "per-tenant totals"
+
+# Rows from before schema 3 have only second-resolution times: still a timeline.
+db "UPDATE journal SET at_ms = NULL, last_ms = NULL WHERE migration_id = (SELECT migration_id FROM runbook_run_domains WHERE run_id = $RUN AND domain = 'd010.test')"
+run "$MAILMODE" --json runbook report "$RUN"
+is "$(json '" ".join("%s:%d" % (p["phase"], p["start_ms"] % 1000) for x in d["domains"] if x["domain"] == "d010.test" for p in x["phases"])')" \
+   "setup:0 verify:0 settle:0 teardown:0" "journal rows without ms times: the timeline from their ISO times"
 
 # --- the files
 H="$TEST_TMP/run.html"
