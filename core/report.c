@@ -350,6 +350,21 @@ static const char *colour_of(const char *phase)
 	return "#999999";
 }
 
+/* The domain, tenant, from and to cells of a domain's table row, each
+ * escaped for the format. */
+static void domain_cells(FILE *f, const struct rdomain *x, void (*escape)(FILE *, const char *),
+                         const char *open, const char *close)
+{
+	const char *cells[] = { x->domain, x->tenant, x->from ? x->from : "none", x->to };
+	size_t i;
+
+	for (i = 0; i < sizeof(cells) / sizeof(cells[0]); i++) {
+		fputs(open, f);
+		escape(f, cells[i]);
+		fputs(close, f);
+	}
+}
+
 /* ------------------------------------------------------------------ */
 /* HTML */
 
@@ -594,15 +609,9 @@ static void html_domains(FILE *f, const struct mm_report *r)
 		const struct rdomain *x = &r->d[i];
 
 		duration_text(x->end > x->start ? x->end - x->start : 0, took, sizeof(took));
-		fprintf(f, "<tr><td class=\"n\">%d</td><td>", x->line);
-		esc(f, x->domain);
-		fputs("</td><td>", f);
-		esc(f, x->tenant);
-		fputs("</td><td>", f);
-		esc(f, x->from ? x->from : "none");
-		fputs("</td><td>", f);
-		esc(f, x->to);
-		fprintf(f, "</td><td style=\"color:%s\">", status_colour[status_index(x->status)]);
+		fprintf(f, "<tr><td class=\"n\">%d</td>", x->line);
+		domain_cells(f, x, esc, "<td>", "</td>");
+		fprintf(f, "<td style=\"color:%s\">", status_colour[status_index(x->status)]);
 		esc(f, x->status);
 		fprintf(f, "</td><td class=\"n\">%s</td><td class=\"n\">%ld</td><td>", took, x->calls);
 		esc(f, x->reason);
@@ -742,14 +751,7 @@ static void write_markdown(FILE *f, const struct mm_report *r)
 		for (k = 0; k < 4; k++)
 			duration_text(phase_ms(x, phase_names[k]), phases[k], sizeof(phases[k]));
 		fprintf(f, "| %d | ", x->line);
-		md_cell(f, x->domain);
-		fputs(" | ", f);
-		md_cell(f, x->tenant);
-		fputs(" | ", f);
-		md_cell(f, x->from ? x->from : "none");
-		fputs(" | ", f);
-		md_cell(f, x->to);
-		fputs(" | ", f);
+		domain_cells(f, x, md_cell, "", " | ");
 		md_cell(f, x->status);
 		fprintf(f, " | %s | %s | %s | %s | %s | ", took, phases[0], phases[1], phases[2],
 		        phases[3]);

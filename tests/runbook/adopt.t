@@ -5,23 +5,10 @@
 # reason.  The world is set up by mailmode with one state DB, then adopted
 # into a fresh one, as if it had been set up by hand; d004.test is given
 # the gateway MX by hand as well (a DNS UPDATE), so both modes are live.
-. "$top_srcdir/tests/lib.sh"
-SB="$TEST_TMP/sandbox"
-export MAILMODE_DATADIR="$top_srcdir/tests/servers"
-export MAILMODE_SANDBOX_OWNER_PID=$$
-if ! "$MAILMODE" --plugin-dir "$PLUGIN_DIR" sandbox start --dir "$SB" -- \
-	--tenants 2 --domains 6 >"$TEST_TMP/sandbox.out" 2>&1; then
-	sed 's/^/# /' "$TEST_TMP/sandbox.out"
-	echo "Bail out! the sandbox did not start"
-	exit 1
-fi
-at_exit "'$MAILMODE' sandbox stop --dir '$SB' >/dev/null 2>&1"
-export MAILMODE_CONFIG="$SB/mailmode.conf"
-. "$SB/dns/dns.env"
+. "$top_srcdir/tests/runbook/lib.sh"
+start_sandbox --tenants 2 --domains 6
 NEW="$TEST_TMP/new.db"
 plan 10
-
-json() { printf '%s' "$out" | "$PYTHON3" -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 cat >"$TEST_TMP/setup.ini" <<'RUNBOOK'
 [runbook]

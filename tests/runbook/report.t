@@ -11,41 +11,14 @@
 #   shows the timeline's colours), CSV and Markdown, every string from the
 #   state escaped.
 # REPORT_KEEP=DIR keeps the HTML and the screenshot there, to look at.
-. "$top_srcdir/tests/lib.sh"
-SB="$TEST_TMP/sandbox"
-export MAILMODE_DATADIR="$top_srcdir/tests/servers"
-export MAILMODE_SANDBOX_OWNER_PID=$$
-if ! "$MAILMODE" --plugin-dir "$PLUGIN_DIR" sandbox start --dir "$SB" -- \
-	--tenants 10 --domains 40 --stale d001.test,d002.test >"$TEST_TMP/sandbox.out" 2>&1; then
-	sed 's/^/# /' "$TEST_TMP/sandbox.out"
-	echo "Bail out! the sandbox did not start"
-	exit 1
-fi
-at_exit "'$MAILMODE' sandbox stop --dir '$SB' >/dev/null 2>&1"
-export MAILMODE_CONFIG="$SB/mailmode.conf"
-DB="$SB/state.db"
+. "$top_srcdir/tests/runbook/lib.sh"
+start_sandbox --tenants 10 --domains 40 --stale d001.test,d002.test
 plan 33
 
-db() { sqlite3 "$DB" "$1"; }
 skip() { tap_n=$((tap_n + 1)); echo "ok $tap_n # SKIP $*"; }
-# runbook FILE MODE PARALLEL VERIFY_TIMEOUT BUDGET: all 40 domains to MODE.
-runbook() {
-	"$PYTHON3" - "$SB/sandbox.json" "$@" <<'PY'
-import json, sys
-state, path, mode, parallel, timeout, budget = sys.argv[1:]
-layout = json.load(open(state))["extra_tenants"]
-lines = sorted((d, t) for t, ds in layout.items() for d in ds)
-with open(path, "w") as f:
-    f.write("[runbook]\nparallel = %s\ntenant_cap = 2\nverify_timeout = %s\n"
-            "poll_interval = 300ms\nfailure_budget = %s\n\n[domains]\n" % (parallel, timeout, budget))
-    f.writelines("%s = %s %s\n" % (d, mode, t) for d, t in lines)
-PY
-}
-# json EXPR: EXPR over the JSON document d in $out.
-json() { printf '%s' "$out" | "$PYTHON3" -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 # --- the failure budget stops the run: 2 failed, the rest never started
-runbook "$TEST_TMP/gateway.ini" gateway 4 2s 2
+write_runbook "$TEST_TMP/gateway.ini" gateway 4 2s 2
 run "$MAILMODE" --json runbook run "$TEST_TMP/gateway.ini"
 is "$rc" 1 "budget spent: exit 1"
 RUN1=$(json 'd["run"]')
@@ -81,10 +54,10 @@ is "$(json 'd["totals"]["failed"], d["totals"]["not_started"]')" "0 0" "nothing 
 is "$(db "SELECT count(*) FROM domains WHERE mode = 'gateway'")" 38 "state: the 38 others in gateway mode"
 
 # --- to mailflow and back to gateway: every step of a switch on the timeline
-runbook "$TEST_TMP/mailflow.ini" mailflow 8 30s 10
+write_runbook "$TEST_TMP/mailflow.ini" mailflow 8 30s 10
 run "$MAILMODE" --json runbook run "$TEST_TMP/mailflow.ini"
 is "$rc" 0 "all 40 to mailflow"
-runbook "$TEST_TMP/back.ini" gateway 8 3s 10
+write_runbook "$TEST_TMP/back.ini" gateway 8 3s 10
 run "$MAILMODE" --json runbook run "$TEST_TMP/back.ini"
 is "$rc:$(json 'd["totals"]["switched"], d["totals"]["failed"]')" "1:38 2" "back to gateway: 38 switched, d001 and d002 rolled back"
 RUN=$(json 'd["run"]')
