@@ -270,22 +270,29 @@ static const char *result_of(const struct job *job)
 	return job->report.outcome ? job->report.outcome : "done";
 }
 
-/* The domain's row of the run, on the caller's connection. */
+/* The domain's row of the run before it ends: what the runbook says. */
+static struct mm_run_domain job_row(const struct job *job, const char *status)
+{
+	return (struct mm_run_domain){
+		.domain = job->entry->domain, .line = job->entry->line, .from_mode = job->from_mode,
+		.to_mode = job->entry->mode, .profile = job->profile, .tenant = job->tenant,
+		.status = status, .started_ms = job->started_ms, .migration_id = job->resume_id
+	};
+}
+
+/* The domain's row of the run once it ended, on the caller's connection. */
 static int record_job(struct mm_state *st, const struct run *run, const struct job *job,
                       char *err)
 {
 	char reason[MM_ERR_MAX];
-	struct mm_run_domain d = {
-		.domain = job->entry->domain, .line = job->entry->line, .from_mode = job->from_mode,
-		.to_mode = job->entry->mode, .profile = job->profile, .tenant = job->tenant,
-		.outcome = job->skip[0] ? "failed earlier" : result_of(job),
-		.migration_id = job->migration_id, .started_ms = job->started_ms,
-		.finished_ms = job->finished_ms, .verify_attempts = job->report.verify_attempts,
-		.api_calls = job->report.api_calls
-	};
+	struct mm_run_domain d = job_row(job, job_status(run, job, reason, sizeof(reason)));
 
-	d.status = job_status(run, job, reason, sizeof(reason));
 	d.reason = reason[0] ? reason : NULL;
+	d.outcome = job->skip[0] ? "failed earlier" : result_of(job);
+	d.migration_id = job->migration_id;
+	d.finished_ms = job->finished_ms;
+	d.verify_attempts = job->report.verify_attempts;
+	d.api_calls = job->report.api_calls;
 	return mm_runs_record(st, run->id, &d, err);
 }
 
@@ -298,7 +305,6 @@ static void run_job(struct mm_engine *e, struct run *run, struct job *job)
 
 	if (job->done || job->skip[0])
 		return;
-	job->started_ms = mm_host_wall_ms(NULL);
 	if (job->resume) {
 		job->rc = mm_migrate_resume(e, job->entry->domain, 0, &job->report, job->error);
 	} else {
@@ -332,9 +338,16 @@ static void *worker_main(void *arg)
 		return NULL;
 	}
 	while ((job = take_job(run)) != NULL) {
-		if (!job->done && !job->skip[0])
+		if (!job->done && !job->skip[0]) {
+			struct mm_run_domain d;
+
 			mm_engine_progress(&e, "%s: starting (%s -> %s)", job->entry->domain,
 			                   job->from_mode ? job->from_mode : "none", job->entry->mode);
+			job->started_ms = mm_host_wall_ms(NULL);
+			d = job_row(job, "running");
+			if (mm_runs_record(e.state, run->id, &d, err) != MM_OK)
+				mm_log(&ctx->output, MAILMODE_LOG_ERROR, "%s", err);
+		}
 		run_job(&e, run, job);
 		job_finished(run, job);
 		/* Recorded as it ends: a run killed midway keeps what it did. */
@@ -487,7 +500,9 @@ static int run_runbook(struct mm_ctx *ctx, const struct mm_runbook *rb, const ch
 	struct run run = { .ctx = ctx, .rb = rb, .jobs = jobs, .count = rb->count };
 	int parallel = ctx->args.parallel > 0 ? ctx->args.parallel : rb->parallel;
 	long long started = mm_host_mono_ms(NULL);
+	struct mm_run_domain *rows = NULL;
 	char *options = NULL;
+	size_t i;
 	int rc;
 
 	if ((rc = mm_open_state(ctx, 1)) != MM_OK)
@@ -496,11 +511,15 @@ static int run_runbook(struct mm_ctx *ctx, const struct mm_runbook *rb, const ch
 		parallel = rb->count ? (int)rb->count : 1;
 	run.limiter = mm_limiter_new(rb->tenant_cap);
 	options = run_options(ctx, rb, parallel, previous);
-	if (!run.limiter || !options) {
+	rows = calloc(rb->count ? rb->count : 1, sizeof(*rows));
+	if (!run.limiter || !options || !rows) {
 		rc = mm_fail(ctx, MM_ERR, "out of memory");
 		goto out;
 	}
-	if ((rc = mm_runs_open(ctx->state, key, options, &run.id, &run.base, ctx->err)) != MM_OK)
+	for (i = 0; i < rb->count; i++)
+		rows[i] = job_row(&jobs[i], "pending");
+	if ((rc = mm_runs_open(ctx->state, key, options, rows, rb->count, &run.id, &run.base,
+	                       ctx->err)) != MM_OK)
 		goto out;
 	pthread_mutex_init(&run.lock, NULL);
 	rc = run_workers(ctx, &run, parallel);
@@ -508,6 +527,7 @@ static int run_runbook(struct mm_ctx *ctx, const struct mm_runbook *rb, const ch
 	if (rc == MM_OK)
 		rc = report(ctx, &run, mm_host_mono_ms(NULL) - started);
 out:
+	free(rows);
 	free(options);
 	mm_limiter_free(run.limiter);
 	return rc;

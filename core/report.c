@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #define MAX_PHASES 16
-#define STATUS_COUNT 5
+#define STATUS_COUNT 6
 
 /* One bar of a domain's timeline. */
 struct phase {
@@ -49,11 +49,15 @@ struct mm_report {
 	size_t ntenants;
 };
 
+/* "not started" last: the bucket for anything else. */
 static const char *const statuses[STATUS_COUNT] = {
-	"switched", "unchanged", "skipped", "failed", "not started"
+	"switched", "unchanged", "skipped", "failed", "interrupted", "not started"
+};
+static const char *const status_keys[STATUS_COUNT] = {
+	"switched", "unchanged", "skipped", "failed", "interrupted", "not_started"
 };
 static const char *const status_colour[STATUS_COUNT] = {
-	"#2e7d32", "#546e7a", "#546e7a", "#c62828", "#8d6e63"
+	"#2e7d32", "#546e7a", "#546e7a", "#c62828", "#ef6c00", "#8d6e63"
 };
 
 static int status_index(const char *status)
@@ -110,8 +114,17 @@ static int copy_domain(const struct mm_run_domain *d, void *arg)
 	x->to = dup_or_null(d->to_mode);
 	x->profile = dup_or_null(d->profile);
 	x->tenant = dup_or_null(d->tenant ? d->tenant : "(none)");
-	x->status = dup_or_null(d->status);
-	x->reason = dup_or_null(d->reason);
+	/* Rows a run left as it went: the process ended before they did. */
+	if (strcmp(d->status, "running") == 0) {
+		x->status = strdup("interrupted");
+		x->reason = dup_or_null("the run ended while this domain was running: resume the run");
+	} else if (strcmp(d->status, "pending") == 0) {
+		x->status = strdup("not started");
+		x->reason = dup_or_null("the run ended before this domain started");
+	} else {
+		x->status = dup_or_null(d->status);
+		x->reason = dup_or_null(d->reason);
+	}
 	x->outcome = dup_or_null(d->outcome);
 	x->line = d->line;
 	x->attempts = d->verify_attempts;
@@ -860,8 +873,7 @@ void mm_report_json(const struct mm_report *r, cJSON *doc)
 	cJSON_AddBoolToObject(run, "finished", r->finished_ms != 0);
 	cJSON_AddNumberToObject(totals, "domains", (double)r->n);
 	for (s = 0; s < STATUS_COUNT; s++)
-		cJSON_AddNumberToObject(totals, s == STATUS_COUNT - 1 ? "not_started" : statuses[s],
-		                        r->by_status[s]);
+		cJSON_AddNumberToObject(totals, status_keys[s], r->by_status[s]);
 	cJSON_AddNumberToObject(totals, "api_calls", (double)r->calls);
 	for (i = 0; i < r->ntenants; i++) {
 		cJSON *t = cJSON_CreateObject();
@@ -870,8 +882,7 @@ void mm_report_json(const struct mm_report *r, cJSON *doc)
 		cJSON_AddStringToObject(t, "tenant", r->tenants[i].tenant);
 		cJSON_AddNumberToObject(t, "domains", r->tenants[i].domains);
 		for (s = 0; s < STATUS_COUNT; s++)
-			cJSON_AddNumberToObject(t, s == STATUS_COUNT - 1 ? "not_started" : statuses[s],
-			                        r->tenants[i].by_status[s]);
+			cJSON_AddNumberToObject(t, status_keys[s], r->tenants[i].by_status[s]);
 		cJSON_AddNumberToObject(t, "api_calls", (double)r->tenants[i].calls);
 	}
 	for (i = 0; i < r->n; i++)

@@ -54,13 +54,15 @@ static int take_int64(sqlite3_stmt *stmt, void *arg)
 	return MM_OK;
 }
 
-int mm_runs_open(struct mm_state *st, const char *runbook, const char *options, long long *id,
-                 long long *base, char *err)
+int mm_runs_open(struct mm_state *st, const char *runbook, const char *options,
+                 const struct mm_run_domain *rows, size_t n, long long *id, long long *base,
+                 char *err)
 {
 	char at[32], ms[24];
 	const char *params[] = { runbook, st->actor, options, at, ms };
 	struct query q = { .sql = "SELECT coalesce(max(id), 0) FROM migrations",
 	                   .what = "reading the migrations", .row_fn = take_int64, .arg = base };
+	size_t i;
 	int rc;
 
 	mm_state_now_iso(at, sizeof(at));
@@ -73,6 +75,8 @@ int mm_runs_open(struct mm_state *st, const char *runbook, const char *options, 
 		                      " started_ms) VALUES(?, ?, ?, ?, ?)", 5, params, err);
 	if (rc == MM_OK)
 		*id = sqlite3_last_insert_rowid(st->db);
+	for (i = 0; rc == MM_OK && i < n; i++)
+		rc = mm_runs_record(st, *id, &rows[i], err);
 	return mm_state_finish(st, rc, err);
 }
 

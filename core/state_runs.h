@@ -2,10 +2,13 @@
 #define MM_STATE_RUNS_H
 
 /* Runbook runs in the state database: one row per run, and one per domain
- * of the run with its status ("switched", "unchanged", "failed",
- * "not started", "skipped") and the reason, for the run's summary and
- * report.  Same conventions as state.h. */
+ * of the run with its status and the reason, for the run's summary and
+ * report: "pending" and "running" while the run goes, then "switched",
+ * "unchanged", "failed", "not started" or "skipped".  Same conventions as
+ * state.h. */
 #include "state.h"
+
+#include <stddef.h>
 
 struct mm_run_row {
 	long long id;
@@ -32,10 +35,13 @@ struct mm_journal_row {
 	long long at_ms, last_ms;            /* last_ms: the last attempt, or at_ms */
 };
 
-/* Opens a run of the runbook at path; *id is its number and *base the
- * newest migration id before it (a migration above it is the run's). */
-int mm_runs_open(struct mm_state *st, const char *runbook, const char *options, long long *id,
-                 long long *base, char *err);
+/* Opens a run of the runbook at path with its n domains' first rows (in
+ * one transaction: a run killed at once still lists them); *id is its
+ * number and *base the newest migration id before it (a migration above
+ * it is the run's). */
+int mm_runs_open(struct mm_state *st, const char *runbook, const char *options,
+                 const struct mm_run_domain *rows, size_t n, long long *id, long long *base,
+                 char *err);
 int mm_runs_finish(struct mm_state *st, long long id, char *err);
 /* Records (or replaces) one domain's row of the run. */
 int mm_runs_record(struct mm_state *st, long long id, const struct mm_run_domain *d, char *err);

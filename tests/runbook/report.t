@@ -13,7 +13,7 @@
 # REPORT_KEEP=DIR keeps the HTML and the screenshot there, to look at.
 . "$top_srcdir/tests/runbook/lib.sh"
 start_sandbox --tenants 10 --domains 40 --stale d001.test,d002.test
-plan 33
+plan 37
 
 skip() { tap_n=$((tap_n + 1)); echo "ok $tap_n # SKIP $*"; }
 
@@ -35,7 +35,7 @@ is "$(db "SELECT count(*) FROM runbook_run_domains WHERE run_id = $RUN1 AND stat
    "$not_started" "state: not started for the failure budget, no migration"
 is "$(db "SELECT count(*) FROM runbook_runs WHERE id = $RUN1 AND finished_ms >= started_ms")" 1 "state: the run's start and end"
 run "$MAILMODE" runbook report "$RUN1" --markdown "$TEST_TMP/run1.md"
-like "$(cat "$TEST_TMP/run1.md")" "40 domains: [0-9]* switched, 0 unchanged, 0 skipped, 2 failed, $not_started not started" "the report's summary counts"
+like "$(cat "$TEST_TMP/run1.md")" "40 domains: [0-9]* switched, 0 unchanged, 0 skipped, 2 failed, 0 interrupted, $not_started not started" "the report's summary counts"
 
 # --- --only: a narrowed run, and a name the runbook does not list
 run "$MAILMODE" --json runbook run "$TEST_TMP/gateway.ini" --only d040.test,d039.test --only d038.test
@@ -161,3 +161,15 @@ ok "$([ "$(grep -c '<i>' "$H")" -eq 0 ] && [ "$escaped" -ge 3 ]; echo $?)" \
    "HTML: nor can a domain name (escaped in its row, its bars' titles and the table: $escaped)"
 is "$(grep -c ",\"'=HYPERLINK(\"\"http://x\"\") | \*\*b\*\*\"," "$TEST_TMP/run.csv"):$(grep -c '=HYPERLINK("http://x") \\| \\\*\\\*b\\\*\\\*' "$TEST_TMP/run.md")" "1:2" \
    "CSV: no formula; Markdown: no cell break or markup"
+
+# --- a run killed midway: its rows say so, and resume finishes it
+MAILMODE_TEST_CRASH_AFTER=25 "$MAILMODE" runbook run "$TEST_TMP/mailflow.ini" >/dev/null 2>&1
+is "$?" 137 "a run to mailflow is killed midway"
+run "$MAILMODE" --json runbook report last
+is "$(json 'd["run"]["finished"], d["totals"]["domains"], d["totals"]["interrupted"] > 0, d["totals"]["switched"] + d["totals"]["interrupted"] + d["totals"]["not_started"] + d["totals"]["skipped"]')" \
+   "False 40 True 40" "the killed run's report: not finished, the domains it was switching interrupted"
+KILLED=$(json 'd["run"]["id"]')
+run "$MAILMODE" --json runbook resume last
+is "$rc:$(db "SELECT count(*) FROM domains WHERE mode = 'mailflow'")" "0:40" "resume finishes it: all 40 in mailflow mode"
+is "$(db "SELECT count(*) FROM runbook_run_domains r JOIN runbook_run_domains k ON k.domain = r.domain AND k.run_id = $KILLED AND k.status = 'running' WHERE r.run_id = $(json 'd["run"]') AND r.status = 'switched'")" \
+   "$(db "SELECT count(*) FROM runbook_run_domains WHERE run_id = $KILLED AND status = 'running'")" "the interrupted domains were switched by the resumed run"
