@@ -70,12 +70,6 @@ is "$(json '" ".join("%s:%d/%d/%d" % (t["tenant"], t["domains"], t["switched"], 
    "tenant01.onmicrosoft.com:4/3/1 tenant02.onmicrosoft.com:4/3/1 tenant03.onmicrosoft.com:4/4/0 tenant04.onmicrosoft.com:4/4/0 tenant05.onmicrosoft.com:4/4/0 tenant06.onmicrosoft.com:4/4/0 tenant07.onmicrosoft.com:4/4/0 tenant08.onmicrosoft.com:4/4/0 tenant09.onmicrosoft.com:4/4/0 tenant10.onmicrosoft.com:4/4/0" \
    "per-tenant totals"
 
-# Rows from before schema 3 have only second-resolution times: still a timeline.
-db "UPDATE journal SET at_ms = NULL, last_ms = NULL WHERE migration_id = (SELECT migration_id FROM runbook_run_domains WHERE run_id = $RUN AND domain = 'd010.test')"
-run "$MAILMODE" --json runbook report "$RUN"
-is "$(json '" ".join("%s:%d" % (p["phase"], p["start_ms"] % 1000) for x in d["domains"] if x["domain"] == "d010.test" for p in x["phases"])')" \
-   "setup:0 verify:0 settle:0 teardown:0" "journal rows without ms times: the timeline from their ISO times"
-
 # --- the files
 H="$TEST_TMP/run.html"
 run "$MAILMODE" runbook report "$RUN" --html "$H" --csv "$TEST_TMP/run.csv" --markdown "$TEST_TMP/run.md"
@@ -148,6 +142,12 @@ else
 	skip "chromium is not installed"
 	skip "chromium is not installed"
 fi
+
+# --- Rows from before schema 3 have only second-resolution times: still a timeline.
+db "UPDATE journal SET at_ms = NULL, last_ms = NULL WHERE migration_id = (SELECT migration_id FROM runbook_run_domains WHERE run_id = $RUN AND domain = 'd010.test')"
+run "$MAILMODE" --json runbook report "$RUN"
+is "$(json '" ".join("%s:%d" % (p["phase"], p["start_ms"] % 1000) for x in d["domains"] if x["domain"] == "d010.test" for p in x["phases"])')" \
+   "setup:0 verify:0 settle:0 teardown:0" "journal rows without ms times: the timeline from their ISO times"
 
 # --- strings from the state are escaped
 db "UPDATE runbook_run_domains SET reason = '</pre><script>alert(1)</script> & \"q\"' WHERE run_id = $RUN AND domain = 'd001.test'"
