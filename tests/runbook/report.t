@@ -13,7 +13,7 @@
 # REPORT_KEEP=DIR keeps the HTML and the screenshot there, to look at.
 . "$top_srcdir/tests/runbook/lib.sh"
 start_sandbox --tenants 10 --domains 40 --stale d001.test,d002.test
-plan 37
+plan 38
 
 skip() { tap_n=$((tap_n + 1)); echo "ok $tap_n # SKIP $*"; }
 
@@ -69,6 +69,11 @@ is "$(json '" ".join(sorted(set("-".join(p["phase"] for p in x["phases"]) for x 
 is "$(json '" ".join("%s:%d/%d/%d" % (t["tenant"], t["domains"], t["switched"], t["failed"]) for t in d["tenants"])')" \
    "tenant01.onmicrosoft.com:4/3/1 tenant02.onmicrosoft.com:4/3/1 tenant03.onmicrosoft.com:4/4/0 tenant04.onmicrosoft.com:4/4/0 tenant05.onmicrosoft.com:4/4/0 tenant06.onmicrosoft.com:4/4/0 tenant07.onmicrosoft.com:4/4/0 tenant08.onmicrosoft.com:4/4/0 tenant09.onmicrosoft.com:4/4/0 tenant10.onmicrosoft.com:4/4/0" \
    "per-tenant totals"
+
+# The change board's copy of the state DB, without the config.
+sqlite3 "$DB" ".backup '$TEST_TMP/copy.db'"
+run env -u MAILMODE_CONFIG HOME="$TEST_TMP" "$MAILMODE" --state "$TEST_TMP/copy.db" runbook report "$RUN" --csv "$TEST_TMP/copy.csv"
+is "$rc:$(wc -l <"$TEST_TMP/copy.csv")" "0:41" "a report from a copy of the state DB, with no config"
 
 # --- the files
 H="$TEST_TMP/run.html"
