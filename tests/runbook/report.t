@@ -13,7 +13,7 @@
 # REPORT_KEEP=DIR keeps the HTML and the screenshot there, to look at.
 . "$top_srcdir/tests/runbook/lib.sh"
 start_sandbox --tenants 10 --domains 40 --stale d001.test,d002.test
-plan 38
+plan 39
 
 skip() { tap_n=$((tap_n + 1)); echo "ok $tap_n # SKIP $*"; }
 
@@ -74,6 +74,14 @@ is "$(json '" ".join("%s:%d/%d/%d" % (t["tenant"], t["domains"], t["switched"], 
 sqlite3 "$DB" ".backup '$TEST_TMP/copy.db'"
 run env -u MAILMODE_CONFIG HOME="$TEST_TMP" "$MAILMODE" --state "$TEST_TMP/copy.db" runbook report "$RUN" --csv "$TEST_TMP/copy.csv"
 is "$rc:$(wc -l <"$TEST_TMP/copy.csv")" "0:41" "a report from a copy of the state DB, with no config"
+
+# A state DB of schema 2 (made from a copy: the new tables and columns dropped) is upgraded.
+sqlite3 "$DB" ".backup '$TEST_TMP/v2.db'"
+sqlite3 "$TEST_TMP/v2.db" "DROP TABLE runbook_run_domains; DROP TABLE runbook_runs; ALTER TABLE journal DROP COLUMN at_ms; ALTER TABLE journal DROP COLUMN last_ms; PRAGMA user_version = 2"
+run env -u MAILMODE_CONFIG HOME="$TEST_TMP" "$MAILMODE" --state "$TEST_TMP/v2.db" runbook report
+is "$rc:$err:$(sqlite3 "$TEST_TMP/v2.db" "PRAGMA user_version; SELECT count(*) FROM journal WHERE at_ms IS NULL" | tr '\n' ' ' | sed 's/ $//')" \
+   "1:mailmode: error: no runbook has been run with $TEST_TMP/v2.db:3 $(db "SELECT count(*) FROM journal")" \
+   "schema 2 upgraded to 3: no runs yet, the old journal rows kept without ms times"
 
 # --- the files
 H="$TEST_TMP/run.html"
