@@ -9,7 +9,10 @@
 # - runbook report RUN --html/--csv/--markdown: one self-contained HTML
 #   file (rendered by headless Chromium: a screenshot that is not blank and
 #   shows the timeline's colours), CSV and Markdown, every string from the
-#   state escaped.
+#   state escaped; from a copy of the state DB without a config; journal
+#   rows older than schema 3 (no ms times) and a schema 2 DB upgraded.
+# - A run killed midway: its report shows the domains it was switching as
+#   interrupted, and resume finishes them.
 # REPORT_KEEP=DIR keeps the HTML and the screenshot there, to look at.
 . "$top_srcdir/tests/runbook/lib.sh"
 start_sandbox --tenants 10 --domains 40 --stale d001.test,d002.test
