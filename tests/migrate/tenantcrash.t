@@ -35,7 +35,7 @@ db "DELETE FROM shared_locks"
 # --- SIGKILL while holding the lock: new rule versions take 5 s to show,
 # so contoso.test's switch holds the lock while it waits for its write.
 emu POST /_emu/config '{"consistency_delay_s": 5}' >/dev/null
-mm --lock-timeout 60s switch contoso.test --to mailflow --poll-interval 200ms --verify-timeout 60s \
+"$MAILMODE" --lock-timeout 60s switch contoso.test --to mailflow --poll-interval 200ms --verify-timeout 60s \
 	>"$TEST_TMP/killed.out" 2>&1 &
 killed=$!
 i=0
@@ -79,7 +79,7 @@ is "$(members)" "contoso.test,fabrikam.test,northwind.test" "the shared rule lis
 
 # --- the holder on this host is gone: taken over at once.
 emu POST /_emu/config '{"consistency_delay_s": 5}' >/dev/null
-mm --lock-timeout 60s switch contoso.test --to gateway --poll-interval 200ms --verify-timeout 60s \
+"$MAILMODE" --lock-timeout 60s switch contoso.test --to gateway --poll-interval 200ms --verify-timeout 60s \
 	>"$TEST_TMP/killed.out" 2>&1 &
 killed=$!
 i=0
