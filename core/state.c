@@ -615,11 +615,13 @@ struct lock_claim {
 	long lease_ms;
 };
 
+/* Who holds a lock, seen from this connection. */
+enum holder_kind { HELD_ELSEWHERE, HELD_BY_THIS_PROCESS, HELD_HERE };
+
 /* The lock row at stmt: how its holder is named, and why it may be taken
- * over (NULL: its holder is alive and within its lease).  A row of this
- * very connection is ours (*ours = 1). */
+ * over (NULL: its holder is alive and within its lease). */
 static const char *judge_lock(struct mm_state *st, sqlite3_stmt *stmt, char *who, size_t wholen,
-                              int *ours)
+                              enum holder_kind *kind)
 {
 	const char *owner = (const char *)sqlite3_column_text(stmt, 0);
 	long long pid = sqlite3_column_int64(stmt, 1);
@@ -628,9 +630,12 @@ static const char *judge_lock(struct mm_state *st, sqlite3_stmt *stmt, char *who
 	const char *since = (const char *)sqlite3_column_text(stmt, 4);
 	const char *domain = (const char *)sqlite3_column_text(stmt, 7);
 
-	*ours = sqlite3_column_type(stmt, 6) != SQLITE_NULL &&
-	        sqlite3_column_int64(stmt, 6) == st->holder && pid == (long long)getpid() &&
-	        strcmp(host, st->host) == 0;
+	/* Domain locks name no connection: this process's is held all the
+	 * same (one command at a time per domain). */
+	*kind = HELD_ELSEWHERE;
+	if (sqlite3_column_type(stmt, 6) != SQLITE_NULL && pid == (long long)getpid() &&
+	    strcmp(host, st->host) == 0)
+		*kind = sqlite3_column_int64(stmt, 6) == st->holder ? HELD_HERE : HELD_BY_THIS_PROCESS;
 	snprintf(who, wholen, "%s (pid %lld on %s, '%s'%s%s since %s)", owner, pid, host, command,
 	         domain ? " of " : "", domain ? domain : "", since);
 	if (sqlite3_column_int64(stmt, 5) < mm_host_wall_ms(NULL))
@@ -641,14 +646,15 @@ static const char *judge_lock(struct mm_state *st, sqlite3_stmt *stmt, char *who
 }
 
 /* Whether key can be taken: 1 yes (a takeover is added to notice), 0 held
- * (holder names who), -1 error. */
+ * (holder names who; *kind whether by this process), -1 error. */
 static int lock_free(struct mm_state *st, const struct lock_table *t, const char *key,
-                     char *holder, size_t holderlen, char *notice, size_t noticelen, char *err)
+                     char *holder, size_t holderlen, enum holder_kind *kind, char *notice,
+                     size_t noticelen, char *err)
 {
 	sqlite3_stmt *stmt = NULL;
 	const char *why;
 	char who[512];
-	int src, ours, rc = 1;
+	int src, rc = 1;
 
 	src = sqlite3_prepare_v2(st->db, t->select_sql, -1, &stmt, NULL);
 	if (src == SQLITE_OK) {
@@ -656,13 +662,13 @@ static int lock_free(struct mm_state *st, const struct lock_table *t, const char
 		src = sqlite3_step(stmt);
 	}
 	if (src == SQLITE_ROW) {
-		why = judge_lock(st, stmt, who, sizeof(who), &ours);
-		if (!ours && why) {
+		why = judge_lock(st, stmt, who, sizeof(who), kind);
+		if (*kind != HELD_HERE && why) {
 			size_t used = strlen(notice);
 
 			snprintf(notice + used, noticelen - used, "%stook over the lock on %s from %s: %s",
 			         used ? "; " : "", key, who, why);
-		} else if (!ours) {
+		} else if (*kind != HELD_HERE) {
 			snprintf(holder, holderlen, "%s", who);
 			rc = 0;
 		}
@@ -677,9 +683,10 @@ static int lock_free(struct mm_state *st, const struct lock_table *t, const char
 }
 
 /* One attempt: 1 = taken, 0 = a key is held by a live owner (named in
- * blocked and holder), -1 = error. */
+ * blocked and holder, *kind), -1 = error. */
 static int try_lock(struct mm_state *st, const struct lock_claim *claim, const char **blocked,
-                    char *holder, size_t holderlen, char *notice, size_t noticelen, char *err)
+                    char *holder, size_t holderlen, enum holder_kind *kind, char *notice,
+                    size_t noticelen, char *err)
 {
 	char at[32], pid[24], lease[24], serial[24];
 	const char *params[] = { NULL, st->actor, pid, st->host, claim->command, at, lease, serial,
@@ -695,7 +702,7 @@ static int try_lock(struct mm_state *st, const struct lock_claim *claim, const c
 		return -1;
 	notice[0] = '\0';
 	for (i = 0; i < claim->nkeys && taken == 1; i++) {
-		taken = lock_free(st, claim->table, claim->keys[i], holder, holderlen, notice,
+		taken = lock_free(st, claim->table, claim->keys[i], holder, holderlen, kind, notice,
 		                  noticelen, err);
 		*blocked = claim->keys[i];
 	}
@@ -710,23 +717,28 @@ static int try_lock(struct mm_state *st, const struct lock_claim *claim, const c
 }
 
 /* Tries until taken or wait_ms ran out; waiting (may be NULL) hears of
- * each new holder waited for. */
+ * each new holder waited for.  Another connection of this process (a
+ * runbook's worker on the same tenant) is waited for beyond wait_ms: its
+ * call ends within the plugin's call timeout, and its lease bounds the
+ * wait all the same. */
 static int lock_wait(struct mm_state *st, const struct lock_claim *claim, long wait_ms,
                      void (*waiting)(void *arg, const char *key, const char *holder), void *arg,
                      char *notice, size_t noticelen, char *err)
 {
 	char holder[512] = "", told[512] = "";
 	long long deadline = mm_host_wall_ms(NULL) + wait_ms;
+	enum holder_kind kind = HELD_ELSEWHERE;
 	const char *blocked = NULL;
 	int taken;
 
 	for (;;) {
-		taken = try_lock(st, claim, &blocked, holder, sizeof(holder), notice, noticelen, err);
+		taken = try_lock(st, claim, &blocked, holder, sizeof(holder), &kind, notice, noticelen,
+		                 err);
 		if (taken < 0)
 			return MM_ERR;
 		if (taken)
 			return MM_OK;
-		if (mm_host_wall_ms(NULL) >= deadline)
+		if (kind != HELD_BY_THIS_PROCESS && mm_host_wall_ms(NULL) >= deadline)
 			break;
 		if (waiting && strcmp(told, holder) != 0) {
 			waiting(arg, blocked, holder);
@@ -828,11 +840,11 @@ static int drop_stale_lock(struct mm_state *st, sqlite3_stmt *row, char *line, s
 	const char *domain = (const char *)sqlite3_column_text(row, 8);
 	char who[512], pidtext[24];
 	const char *params[] = { domain, pidtext };
+	enum holder_kind kind;
 	const char *why;
-	int ours;
 
 	line[0] = '\0';
-	if (!(why = judge_lock(st, row, who, sizeof(who), &ours)))
+	if (!(why = judge_lock(st, row, who, sizeof(who), &kind)))
 		return MM_OK;
 	snprintf(pidtext, sizeof(pidtext), "%lld", sqlite3_column_int64(row, 1));
 	snprintf(line, len, "removed the lock on %s left by %s: %s", domain, who, why);

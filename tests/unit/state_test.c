@@ -109,7 +109,7 @@ static long long shared_count(const char *path, const char *where)
 	return n;
 }
 
-static void shared_locks(struct tap *t, struct mm_state *st, const char *path, const char *host)
+static void shared_locks(struct tap *t, struct mm_state *st, const char *path)
 {
 	char err[MM_ERR_MAX], notice[1024], buf[1024];
 	struct mm_state *second = NULL;
@@ -122,21 +122,30 @@ static void shared_locks(struct tap *t, struct mm_state *st, const char *path, c
 	tap_is_int(t, shared_count(path, "resource IN ('tenant t1', 'dns-zone z.test') AND domain = 'a.test'"),
 	           2, "one row each, naming the domain");
 	tap_is_int(t, mm_state_open(path, 200, &second, err), MM_OK, "a second connection");
+	sql(path, "UPDATE shared_locks SET host = 'elsewhere.example' WHERE resource = 'tenant t1'");
 	tap_is_int(t, mm_state_lock_shared(second, "dns-zone other.test\ntenant t1", "b.test",
 	                                   "runbook run", 60000, 400, count_waits, &waits, notice,
 	                                   sizeof(notice), err),
-	           MM_ERR, "held by another connection of this process: waited for, then refused");
+	           MM_ERR, "held by another host's process: waited for, then refused");
 	tap_contains(t, err, "tenant t1 is locked by", "the error names the resource");
-	snprintf(buf, sizeof(buf), "(pid %d on %s, 'switch' of a.test since ", (int)getpid(), host);
-	tap_contains(t, err, buf, "and its holder");
+	tap_contains(t, err, "(pid ", "and its holder");
+	tap_contains(t, err, " on elsewhere.example, 'switch' of a.test since ",
+	             "with its host, command and domain");
 	tap_is_int(t, waits, 1, "the wait was told once, not at every poll");
 	tap_is_int(t, shared_count(path, "resource = 'dns-zone other.test'"), 0,
 	           "none of the set was taken (all or none)");
-	tap_is_int(t, mm_state_unlock_shared(st, "tenant t1\ndns-zone z.test", err), MM_OK,
-	           "unlocked");
+	sql(path, "DELETE FROM shared_locks WHERE resource = 'tenant t1'");
+	tap_is_int(t, mm_state_lock_shared(st, "tenant t1", "a.test", "switch", 500, 0, NULL, NULL,
+	                                   notice, sizeof(notice), err),
+	           MM_OK, "taken again, with a 0.5 s lease");
 	tap_is_int(t, mm_state_lock_shared(second, "tenant t1", "b.test", "switch", 60000, 0, NULL,
 	                                   NULL, notice, sizeof(notice), err),
-	           MM_OK, "then the other connection takes it");
+	           MM_OK, "another connection of this process waits beyond its wait, up to the lease");
+	tap_contains(t, notice, "its lease expired", "then takes it over");
+	tap_is_int(t, mm_state_unlock_shared(st, "tenant t1\ndns-zone z.test", err), MM_OK,
+	           "the first connection's unlock");
+	tap_is_int(t, shared_count(path, "resource = 'tenant t1' AND domain = 'b.test'"), 1,
+	           "leaves the lock the second one holds");
 	tap_is_int(t, mm_state_renew_shared(second, 3600000, err), MM_OK, "its lease renewed");
 	tap_is_int(t, shared_count(path, "resource = 'tenant t1' AND lease_until > strftime('%s','now') * 1000 + 3000000"),
 	           1, "to an hour from now");
@@ -170,7 +179,7 @@ int main(void)
 
 	if (!mkdtemp(dir))
 		return 1;
-	tap_plan(43);
+	tap_plan(46);
 	snprintf(path, sizeof(path), "%s/state.db", dir);
 
 	tap_is_int(&t, mm_state_open(path, 200, &st, err), MM_OK, "new state DB created");
@@ -228,7 +237,7 @@ int main(void)
 
 	/* Shared-resource locks: all or none, per connection, taken over
 	 * from a dead holder or after the lease. */
-	shared_locks(&t, st, path, cmd);
+	shared_locks(&t, st, path);
 
 	/* Another process writing: wait, then name it. */
 	pid = writer(path);
