@@ -15,6 +15,29 @@ plan 22
 now_ms() { "$PYTHON3" -c 'import time; print(int(time.time() * 1000))'; }
 lock_row() { db "SELECT domain || ' ' || pid || ' ' || host FROM shared_locks WHERE resource = '$TENANT_KEY'"; }
 
+# kill_while_holding MODE: runs `switch contoso.test --to MODE` and
+# SIGKILLs it once it holds the tenant lock and its rule write is made
+# (contoso.test listed for mailflow, not listed for gateway); $killed is
+# its pid.
+kill_while_holding() {
+	"$MAILMODE" --lock-timeout 60s switch contoso.test --to "$1" --poll-interval 200ms \
+		--verify-timeout 60s >"$TEST_TMP/killed.out" 2>&1 &
+	killed=$!
+	_want=1
+	[ "$1" = mailflow ] && _want=0
+	_i=0
+	while [ $_i -lt 600 ]; do
+		if [ "$(lock_row | cut -d' ' -f1)" = contoso.test ]; then
+			members | grep -q contoso.test
+			[ $? -eq $_want ] && break
+		fi
+		sleep 0.1
+		_i=$((_i + 1))
+	done
+	kill -KILL $killed
+	wait $killed 2>/dev/null
+}
+
 tenant_world
 
 # --- the holder is a process on another host: only its lease frees the
@@ -35,17 +58,7 @@ db "DELETE FROM shared_locks"
 # --- SIGKILL while holding the lock: new rule versions take 5 s to show,
 # so contoso.test's switch holds the lock while it waits for its write.
 emu POST /_emu/config '{"consistency_delay_s": 5}' >/dev/null
-"$MAILMODE" --lock-timeout 60s switch contoso.test --to mailflow --poll-interval 200ms --verify-timeout 60s \
-	>"$TEST_TMP/killed.out" 2>&1 &
-killed=$!
-i=0
-while [ $i -lt 300 ] && ! { [ "$(lock_row | cut -d' ' -f1)" = contoso.test ] &&
-                            members | grep -q contoso.test; }; do
-	sleep 0.1
-	i=$((i + 1))
-done
-kill -KILL $killed
-wait $killed 2>/dev/null
+kill_while_holding mailflow
 is "$(lock_row | cut -d' ' -f1,2)" "contoso.test $killed" "killed while holding the tenant lock: its row stays"
 is "$(db "SELECT step FROM migrations WHERE domain = 'contoso.test' AND finished_at IS NULL")" "planned" \
 	"its switch is open, setup of mailflow mode unfinished"
@@ -79,17 +92,7 @@ is "$(members)" "contoso.test,fabrikam.test,northwind.test" "the shared rule lis
 
 # --- the holder on this host is gone: taken over at once.
 emu POST /_emu/config '{"consistency_delay_s": 5}' >/dev/null
-"$MAILMODE" --lock-timeout 60s switch contoso.test --to gateway --poll-interval 200ms --verify-timeout 60s \
-	>"$TEST_TMP/killed.out" 2>&1 &
-killed=$!
-i=0
-while [ $i -lt 600 ] && ! { [ "$(lock_row | cut -d' ' -f1)" = contoso.test ] &&
-                            ! members | grep -q contoso.test; }; do
-	sleep 0.1
-	i=$((i + 1))
-done
-kill -KILL $killed
-wait $killed 2>/dev/null
+kill_while_holding gateway
 emu POST /_emu/config '{"consistency_delay_s": 0}' >/dev/null
 sleep 5    # the killed switch's write shows
 run mm --lock-timeout 60s switch fabrikam.test --to gateway --poll-interval 200ms --verify-timeout 60s
