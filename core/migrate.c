@@ -121,7 +121,8 @@ static void unlock_shared(const struct mm_op *op, const char *resources)
 	struct mm_run *r = op->recorder->arg;
 	char err[MM_ERR_MAX];
 
-	/* Not let go, it is taken over once the lease runs out. */
+	/* A lock that could not be let go is taken over once this process
+	 * is gone or its lease ran out. */
 	if (mm_state_unlock_shared(r->e->state, resources, err) != MM_OK)
 		mm_log(r->e->output, MAILMODE_LOG_WARNING, "%s", err);
 }

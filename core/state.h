@@ -6,8 +6,9 @@
 #include <stddef.h>
 
 /* The state database (SQLite): which domain is in which mode, migrations
- * and their journal, domain locks and the audit log.  Every function returns
- * an enum mm_rc and, on failure, a one-line reason in err[MM_ERR_MAX]. */
+ * and their journal, domain locks, locks on shared resources (tenants,
+ * zones) and the audit log.  Every function returns an enum mm_rc and, on
+ * failure, a one-line reason in err[MM_ERR_MAX]. */
 struct mm_state;
 
 #define MM_STATE_SCHEMA_VERSION 3

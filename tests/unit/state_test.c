@@ -179,7 +179,7 @@ int main(void)
 
 	if (!mkdtemp(dir))
 		return 1;
-	tap_plan(46);
+	tap_plan(48);
 	snprintf(path, sizeof(path), "%s/state.db", dir);
 
 	tap_is_int(&t, mm_state_open(path, 200, &st, err), MM_OK, "new state DB created");
