@@ -24,6 +24,12 @@ static const char *const kind_names[] = { "switch", "setup", "teardown", "adopt"
  * first would only add latency.  Waits then double up to the interval. */
 #define FIRST_RECHECK_MS 100L
 
+/* A shared lock outlives the call holding it by at most this much: an
+ * isolated call ends at the plugin's call_timeout (its helper is killed),
+ * and the lock goes with it.  Checkpoints renew it (a call run without
+ * isolation has no deadline). */
+#define SHARED_LEASE_MARGIN_MS (60L * 1000)
+
 /* Wall-clock milliseconds: deadlines are stored and outlive the process. */
 long long mm_migrate_now_ms(void)
 {
@@ -85,6 +91,42 @@ static int step_done(struct mm_run *r, enum mm_step step, int *done)
  * keep_original) kept aside until the call returns: the plugin may read
  * req->receipt and req->original until then. */
 
+static long shared_lease_ms(const struct mm_op *op)
+{
+	return op->plugin->call_timeout_ms + SHARED_LEASE_MARGIN_MS;
+}
+
+static void waiting_shared(void *arg, const char *resource, const char *holder)
+{
+	const struct mm_run *r = arg;
+
+	mm_engine_progress(r->e, "%s: waiting for %s, held by %s", r->m->domain, resource, holder);
+}
+
+static int lock_shared(const struct mm_op *op, const char *resources, char *err)
+{
+	struct mm_run *r = op->recorder->arg;
+	char notice[1024];
+	int rc = mm_state_lock_shared(r->e->state, resources, r->m->domain, r->e->command,
+	                              shared_lease_ms(op), r->e->lock_wait_ms, waiting_shared, r,
+	                              notice, sizeof(notice), err);
+
+	if (rc == MM_OK && notice[0])
+		mm_log(r->e->output, MAILMODE_LOG_WARNING, "%s", notice);
+	return rc;
+}
+
+static void unlock_shared(const struct mm_op *op, const char *resources)
+{
+	struct mm_run *r = op->recorder->arg;
+	char err[MM_ERR_MAX];
+
+	/* A lock that could not be let go is taken over once this process
+	 * is gone or its lease ran out. */
+	if (mm_state_unlock_shared(r->e->state, resources, err) != MM_OK)
+		mm_log(r->e->output, MAILMODE_LOG_WARNING, "%s", err);
+}
+
 static int record_checkpoint(const struct mm_op *op, const char *receipt, char *err)
 {
 	struct mm_run *r = op->recorder->arg;
@@ -97,6 +139,8 @@ static int record_checkpoint(const struct mm_op *op, const char *receipt, char *
 		return MM_ERR;
 	}
 	rc = mm_state_migration_set_receipt(r->e->state, r->m->id, old, receipt, "checkpoint", err);
+	if (rc == MM_OK)
+		rc = mm_state_renew_shared(r->e->state, shared_lease_ms(op), err);
 	if (rc != MM_OK) {
 		free(copy);
 		return rc;
@@ -114,6 +158,8 @@ static int record_original(const struct mm_op *op, const char *snapshot, char *e
 
 	rc = mm_state_keep_original(r->e->state, r->m->id, r->m->domain, op->plugin->desc->name,
 	                            snapshot, &kept, err);
+	if (rc == MM_OK)
+		rc = mm_state_renew_shared(r->e->state, shared_lease_ms(op), err);
 	if (rc == MM_OK && kept && !r->pending_original && !(r->pending_original = strdup(snapshot))) {
 		snprintf(err, MM_ERR_MAX, "out of memory");
 		rc = MM_ERR;
@@ -779,7 +825,8 @@ int mm_run_init(struct mm_run *r, struct mm_engine *e, struct mm_migration *m,
 	r->report = report;
 	r->err = err;
 	r->started_ms = mm_migrate_now_ms();
-	r->rec_new = (struct mm_op_recorder){ record_checkpoint, record_original, r };
+	r->rec_new = (struct mm_op_recorder){ record_checkpoint, record_original, lock_shared,
+	                                      unlock_shared, r };
 	r->rec_old = r->rec_new;
 	r->opts.force = force;
 	parse_options(r);

@@ -56,27 +56,61 @@ static int invoke(const struct mm_op *op, const struct mailmode_request *req, st
 	return rc;
 }
 
-/* Takes the resources the plugin names for this domain (ABI 1.1); a plugin
- * that names none, or fails to, runs unbounded.  Taken before the call's
- * helper: a worker waiting for a tenant must not hold the only helper of
- * a plugin that is not thread-safe. */
-static void take_resources(const struct mm_op *op, const struct mailmode_request *req,
-                           char **resources)
+/* The resources the plugin names for this domain (ABI 1.1), or NULL for
+ * a plugin that names none, or fails to. */
+static char *plugin_resources(const struct mm_op *op, const struct mailmode_request *req)
 {
 	const struct mailmode_plugin *d = op->plugin->desc;
 	struct mm_call c = { .kind = MM_CALL_RESOURCES };
 	struct mailmode_diag diag;
 
-	*resources = NULL;
 	if (d->abi_minor < 1 || !d->resources)
-		return;
+		return NULL;
 	memset(&diag, 0, sizeof(diag));
-	if (invoke(op, req, &c, NULL, &diag) != MAILMODE_OK || !c.text ||
-	    mm_limiter_acquire(op->limiter, c.text) != 0) {
+	if (invoke(op, req, &c, NULL, &diag) != MAILMODE_OK || !c.text || !c.text[0]) {
 		free(c.text);
-		return;
+		return NULL;
 	}
-	*resources = c.text;
+	return c.text;
+}
+
+/* Setup and teardown of a migration change what other domains share. */
+static int locks_shared(const struct mm_op *op, const struct mm_call *c)
+{
+	return op->recorder && op->recorder->lock_shared &&
+	       (c->kind == MM_CALL_SETUP || c->kind == MM_CALL_TEARDOWN);
+}
+
+/* Runs the call within the bounds of its resources: the limiter's slots
+ * (in this process; taken before the call's helper: a worker waiting for
+ * a tenant must not hold the only helper of a plugin that is not
+ * thread-safe), then the shared locks (across processes).  Without the
+ * limiter's slots the call runs unbounded; without the locks it does not
+ * run. */
+static int bounded(const struct mm_op *op, const struct mailmode_request *req,
+                   struct mm_call *c, struct mailmode_diag *diag)
+{
+	int shared = locks_shared(op, c);
+	char *resources = NULL, err[MM_ERR_MAX];
+	int limited = 0, rc;
+
+	if ((op->limiter && c->kind != MM_CALL_VALIDATE) || shared)
+		resources = plugin_resources(op, req);
+	if (resources && op->limiter && c->kind != MM_CALL_VALIDATE)
+		limited = mm_limiter_acquire(op->limiter, resources) == 0;
+	if (resources && shared && op->recorder->lock_shared(op, resources, err) != MM_OK) {
+		mm_diag_set(diag, MAILMODE_SEV_ERROR, 1, "%s: %s of %s not started: %s",
+		            op->plugin->desc->name, mm_call_name(c->kind), op->domain, err);
+		rc = MAILMODE_ERR_FAILED;
+	} else {
+		rc = invoke(op, req, c, limited ? resources : NULL, diag);
+		if (resources && shared)
+			op->recorder->unlock_shared(op, resources);
+	}
+	if (limited)
+		mm_limiter_release(op->limiter, resources);
+	free(resources);
+	return rc;
 }
 
 static int call(const struct mm_op *op, struct mm_call *c, struct mailmode_diag *diag)
@@ -94,18 +128,11 @@ static int call(const struct mm_op *op, struct mm_call *c, struct mailmode_diag 
 		.original = op->original,
 		.accepted_conflicts = op->accepted_conflicts,
 	};
-	char *resources = NULL;
 	int rc;
 
 	memset(diag, 0, sizeof(*diag));
 	snprintf(section, sizeof(section), "profile %s", op->profile);
-	if (op->limiter && c->kind != MM_CALL_VALIDATE)
-		take_resources(op, &req, &resources);
-	rc = invoke(op, &req, c, resources, diag);
-	if (resources) {
-		mm_limiter_release(op->limiter, resources);
-		free(resources);
-	}
+	rc = bounded(op, &req, c, diag);
 	if (rc == MAILMODE_ERR_UNKNOWN && op->unknown)
 		*op->unknown = 1;
 	flatten_summary(diag);

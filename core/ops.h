@@ -13,10 +13,16 @@ struct mm_op;
 
 /* Where a plugin's checkpoints and original snapshots go while it runs
  * setup or teardown (ABI 1.2): the journal of the migration in progress.
- * Both return an enum mm_rc and fill err. */
+ * lock_shared takes, across processes, the shared resources the plugin
+ * names (plugin.h: resources) for the whole of the setup or teardown
+ * call: a read-modify-write of a tenant's shared rule must not interleave
+ * with another process's.  All but unlock_shared return an enum mm_rc and
+ * fill err. */
 struct mm_op_recorder {
 	int (*checkpoint)(const struct mm_op *op, const char *receipt, char *err);
 	int (*keep_original)(const struct mm_op *op, const char *snapshot, char *err);
+	int (*lock_shared)(const struct mm_op *op, const char *resources, char *err);
+	void (*unlock_shared)(const struct mm_op *op, const char *resources);
 	void *arg;
 };
 

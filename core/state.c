@@ -21,6 +21,9 @@
 /* SQLite's WAL write lock: byte 120 of the -shm file (see sqlite's os_unix.c). */
 #define WAL_WRITE_LOCK_OFFSET 120
 #define LOCK_POLL_MS 200
+/* A plugin names a resource or two (plugin.h: resources). */
+#define SHARED_KEYS_MAX 8
+#define SHARED_TEXT_MAX 2048
 
 
 /* The one-mode invariant, kept by the database itself: a domain's mode
@@ -162,8 +165,23 @@ static const char schema_v3[] =
 	"ALTER TABLE journal ADD COLUMN at_ms INTEGER;"
 	"ALTER TABLE journal ADD COLUMN last_ms INTEGER;";
 
+/* Version 4: locks on the resources several domains share (a tenant's
+ * transport rules, a DNS zone), held by one plugin call at a time across
+ * processes.  holder: the connection (a runbook's workers share a pid). */
+static const char schema_v4[] =
+	"CREATE TABLE shared_locks("
+	"  resource TEXT PRIMARY KEY,"
+	"  owner TEXT NOT NULL,"
+	"  pid INTEGER NOT NULL,"
+	"  host TEXT NOT NULL,"
+	"  command TEXT NOT NULL,"
+	"  acquired_at TEXT NOT NULL,"
+	"  lease_until INTEGER NOT NULL,"
+	"  holder INTEGER NOT NULL,"
+	"  domain TEXT NOT NULL);";
+
 /* Schema migrations: entry i brings version i to i + 1. */
-static const char *const migrations[] = { schema_v1, schema_v2, schema_v3 };
+static const char *const migrations[] = { schema_v1, schema_v2, schema_v3, schema_v4 };
 
 void mm_state_now_iso(char *buf, size_t len)
 {
@@ -351,6 +369,9 @@ int mm_state_check_path(const char *path, char *err)
 	return rc;
 }
 
+/* Numbers this process's connections: a holder of shared locks. */
+static long last_holder;
+
 int mm_state_open(const char *path, long busy_ms, struct mm_state **out, char *err)
 {
 	struct mm_state *st = calloc(1, sizeof(*st));
@@ -366,6 +387,7 @@ int mm_state_open(const char *path, long busy_ms, struct mm_state **out, char *e
 	if (mm_state_check_path(path, err) != MM_OK)
 		goto fail;
 	set_actor(st);
+	st->holder = __atomic_add_fetch(&last_holder, 1, __ATOMIC_RELAXED);
 	src = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 	                      SQLITE_OPEN_NOFOLLOW, NULL);
 	if (src != SQLITE_OK) {
@@ -590,108 +612,275 @@ static int process_gone(const char *host, const char *our_host, long long pid)
 	return strcmp(host, our_host) == 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
 }
 
-/* One attempt: 1 = taken, 0 = held by a live owner (described in holder). */
-static int try_lock(struct mm_state *st, const char *domain, const char *command, long lease_ms,
-                    char *holder, size_t holderlen, char *notice, size_t noticelen, char *err)
+/* A table of locks: the domain locks (one command at a time per domain)
+ * and the shared-resource locks (one plugin call at a time per tenant or
+ * zone, across processes).  Both SELECT owner, pid, host, command,
+ * acquired_at, lease_until, holder, domain of one key; INSERT takes the
+ * parameters of struct lock_claim in order, as many as it uses. */
+struct lock_table {
+	const char *select_sql;
+	const char *insert_sql;
+	int nparams;
+};
+
+static const struct lock_table domain_locks = {
+	"SELECT owner, pid, host, command, acquired_at, lease_until, NULL, NULL"
+	" FROM locks WHERE domain = ?",
+	"INSERT OR REPLACE INTO locks(domain, owner, pid, host, command, acquired_at,"
+	" lease_until) VALUES(?,?,?,?,?,?,?)",
+	7
+};
+
+static const struct lock_table shared_locks = {
+	"SELECT owner, pid, host, command, acquired_at, lease_until, holder, domain"
+	" FROM shared_locks WHERE resource = ?",
+	"INSERT OR REPLACE INTO shared_locks(resource, owner, pid, host, command, acquired_at,"
+	" lease_until, holder, domain) VALUES(?,?,?,?,?,?,?,?,?)",
+	9
+};
+
+/* What one attempt claims; keys are taken all or none. */
+struct lock_claim {
+	const struct lock_table *table;
+	const char *const *keys;
+	size_t nkeys;
+	const char *command, *domain;
+	long lease_ms;
+};
+
+/* Who holds a lock, seen from this connection. */
+enum holder_kind { HELD_ELSEWHERE, HELD_BY_THIS_PROCESS, HELD_HERE };
+
+/* The lock row at stmt: how its holder is named, and why it may be taken
+ * over (NULL: its holder is alive and within its lease). */
+static const char *judge_lock(struct mm_state *st, sqlite3_stmt *stmt, char *who, size_t wholen,
+                              enum holder_kind *kind)
+{
+	const char *owner = (const char *)sqlite3_column_text(stmt, 0);
+	long long pid = sqlite3_column_int64(stmt, 1);
+	const char *host = (const char *)sqlite3_column_text(stmt, 2);
+	const char *command = (const char *)sqlite3_column_text(stmt, 3);
+	const char *since = (const char *)sqlite3_column_text(stmt, 4);
+	const char *domain = (const char *)sqlite3_column_text(stmt, 7);
+
+	/* Domain locks name no connection: this process's is held all the
+	 * same (one command at a time per domain). */
+	*kind = HELD_ELSEWHERE;
+	if (sqlite3_column_type(stmt, 6) != SQLITE_NULL && pid == (long long)getpid() &&
+	    strcmp(host, st->host) == 0)
+		*kind = sqlite3_column_int64(stmt, 6) == st->holder ? HELD_HERE : HELD_BY_THIS_PROCESS;
+	snprintf(who, wholen, "%s (pid %lld on %s, '%s'%s%s since %s)", owner, pid, host, command,
+	         domain ? " of " : "", domain ? domain : "", since);
+	if (sqlite3_column_int64(stmt, 5) < mm_host_wall_ms(NULL))
+		return "its lease expired";
+	if (process_gone(host, st->host, pid))
+		return "that process is gone";
+	return NULL;
+}
+
+/* Whether key can be taken: 1 yes (a takeover is added to notice), 0 held
+ * (holder names who; *kind whether by this process), -1 error. */
+static int lock_free(struct mm_state *st, const struct lock_table *t, const char *key,
+                     char *holder, size_t holderlen, enum holder_kind *kind, char *notice,
+                     size_t noticelen, char *err)
 {
 	sqlite3_stmt *stmt = NULL;
-	char at[32], pid[24], lease[24];
-	const char *params[] = { domain, st->actor, pid, st->host, command, at, lease };
-	int src, rc, taken = 1;
+	const char *why;
+	char who[512];
+	int src, rc = 1;
 
-	mm_state_now_iso(at, sizeof(at));
-	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
-	snprintf(lease, sizeof(lease), "%lld", (long long)(mm_host_wall_ms(NULL) + lease_ms));
-	rc = mm_state_begin(st, err);
-	if (rc != MM_OK)
-		return -1;
-	src = sqlite3_prepare_v2(st->db, "SELECT owner, pid, host, command, acquired_at, lease_until"
-	                         " FROM locks WHERE domain = ?", -1, &stmt, NULL);
+	src = sqlite3_prepare_v2(st->db, t->select_sql, -1, &stmt, NULL);
 	if (src == SQLITE_OK) {
-		sqlite3_bind_text(stmt, 1, domain, -1, SQLITE_STATIC);
+		sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
 		src = sqlite3_step(stmt);
 	}
 	if (src == SQLITE_ROW) {
-		const char *owner = (const char *)sqlite3_column_text(stmt, 0);
-		long long opid = sqlite3_column_int64(stmt, 1);
-		const char *ohost = (const char *)sqlite3_column_text(stmt, 2);
-		const char *ocmd = (const char *)sqlite3_column_text(stmt, 3);
-		const char *since = (const char *)sqlite3_column_text(stmt, 4);
-		long long until = sqlite3_column_int64(stmt, 5);
-		int expired = until < mm_host_wall_ms(NULL);
+		why = judge_lock(st, stmt, who, sizeof(who), kind);
+		if (*kind != HELD_HERE && why) {
+			size_t used = strlen(notice);
 
-		if (expired || process_gone(ohost, st->host, opid)) {
-			snprintf(notice, noticelen,
-			         "took over the lock on %s from %s (pid %lld on %s, '%s' since %s): %s",
-			         domain, owner, opid, ohost, ocmd, since,
-			         expired ? "its lease expired" : "that process is gone");
-		} else {
-			snprintf(holder, holderlen, "%s (pid %lld on %s, '%s' since %s)", owner, opid,
-			         ohost, ocmd, since);
-			taken = 0;
+			snprintf(notice + used, noticelen - used, "%stook over the lock on %s from %s: %s",
+			         used ? "; " : "", key, who, why);
+		} else if (*kind != HELD_HERE) {
+			snprintf(holder, holderlen, "%s", who);
+			rc = 0;
 		}
 		src = SQLITE_DONE;
 	}
 	sqlite3_finalize(stmt);
 	if (src != SQLITE_DONE) {
-		rc = mm_state_db_error(st, src, "reading locks", err);
-		mm_state_finish(st, rc, err);
-		return -1;
+		mm_state_db_error(st, src, "reading locks", err);
+		rc = -1;
 	}
-	if (taken)
-		rc = mm_state_run(st, "INSERT OR REPLACE INTO locks(domain, owner, pid, host, command,"
-		             " acquired_at, lease_until) VALUES(?,?,?,?,?,?,?)", 7, params, err);
+	return rc;
+}
+
+/* One attempt: 1 = taken, 0 = a key is held by a live owner (named in
+ * blocked and holder, *kind), -1 = error. */
+static int try_lock(struct mm_state *st, const struct lock_claim *claim, const char **blocked,
+                    char *holder, size_t holderlen, enum holder_kind *kind, char *notice,
+                    size_t noticelen, char *err)
+{
+	char at[32], pid[24], lease[24], serial[24];
+	const char *params[] = { NULL, st->actor, pid, st->host, claim->command, at, lease, serial,
+	                         claim->domain };
+	size_t i;
+	int rc, taken = 1;
+
+	mm_state_now_iso(at, sizeof(at));
+	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+	snprintf(lease, sizeof(lease), "%lld", (long long)(mm_host_wall_ms(NULL) + claim->lease_ms));
+	snprintf(serial, sizeof(serial), "%ld", st->holder);
+	if (mm_state_begin(st, err) != MM_OK)
+		return -1;
+	notice[0] = '\0';
+	for (i = 0; i < claim->nkeys && taken == 1; i++) {
+		taken = lock_free(st, claim->table, claim->keys[i], holder, holderlen, kind, notice,
+		                  noticelen, err);
+		*blocked = claim->keys[i];
+	}
+	rc = taken < 0 ? MM_ERR : MM_OK;
+	for (i = 0; taken == 1 && rc == MM_OK && i < claim->nkeys; i++) {
+		params[0] = claim->keys[i];
+		rc = mm_state_run(st, claim->table->insert_sql, claim->table->nparams, params, err);
+	}
 	if (mm_state_finish(st, rc, err) != MM_OK)
 		return -1;
 	return taken;
+}
+
+/* Tries until taken or wait_ms ran out; waiting (may be NULL) hears of
+ * each new holder waited for.  Another connection of this process (a
+ * runbook's worker on the same tenant) is waited for beyond wait_ms: its
+ * call ends within the plugin's call timeout, and its lease bounds the
+ * wait all the same. */
+static int lock_wait(struct mm_state *st, const struct lock_claim *claim, long wait_ms,
+                     void (*waiting)(void *arg, const char *key, const char *holder), void *arg,
+                     char *notice, size_t noticelen, char *err)
+{
+	char holder[512] = "", told[512] = "";
+	long long deadline = mm_host_wall_ms(NULL) + wait_ms;
+	enum holder_kind kind = HELD_ELSEWHERE;
+	const char *blocked = NULL;
+	int taken;
+
+	for (;;) {
+		taken = try_lock(st, claim, &blocked, holder, sizeof(holder), &kind, notice, noticelen,
+		                 err);
+		if (taken < 0)
+			return MM_ERR;
+		if (taken)
+			return MM_OK;
+		if (kind != HELD_BY_THIS_PROCESS && mm_host_wall_ms(NULL) >= deadline)
+			break;
+		if (waiting && strcmp(told, holder) != 0) {
+			waiting(arg, blocked, holder);
+			snprintf(told, sizeof(told), "%s", holder);
+		}
+		usleep(LOCK_POLL_MS * 1000);
+	}
+	snprintf(err, MM_ERR_MAX, "%s is locked by %s; gave up after %ld s", blocked, holder,
+	         wait_ms / 1000);
+	return MM_ERR;
 }
 
 int mm_state_lock_domain(struct mm_state *st, const char *domain, const char *command,
                          long lease_ms, long wait_ms, char *notice, size_t noticelen,
                          char *err)
 {
-	char holder[512] = "";
-	long long deadline = mm_host_wall_ms(NULL) + wait_ms;
-	int taken;
+	const struct lock_claim claim = { &domain_locks, &domain, 1, command, NULL, lease_ms };
+
+	return lock_wait(st, &claim, wait_ms, NULL, NULL, notice, noticelen, err);
+}
+
+/* Splits resources ("KIND NAME" lines) into keys[]; the text is kept in
+ * buf.  MM_ERR when there are more than max or one is too long. */
+static int split_resources(const char *resources, char *buf, size_t buflen, const char **keys,
+                           size_t max, size_t *n, char *err)
+{
+	char *line, *save = NULL;
+
+	*n = 0;
+	if (strlen(resources) >= buflen) {
+		snprintf(err, MM_ERR_MAX, "shared resources too long to lock: %.80s...", resources);
+		return MM_ERR;
+	}
+	memcpy(buf, resources, strlen(resources) + 1);
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (*n == max) {
+			snprintf(err, MM_ERR_MAX, "more than %zu shared resources to lock: %.80s", max,
+			         resources);
+			return MM_ERR;
+		}
+		keys[(*n)++] = line;
+	}
+	return MM_OK;
+}
+
+int mm_state_lock_shared(struct mm_state *st, const char *resources, const char *domain,
+                         const char *command, long lease_ms, long wait_ms,
+                         void (*waiting)(void *arg, const char *resource, const char *holder),
+                         void *arg, char *notice, size_t noticelen, char *err)
+{
+	char buf[SHARED_TEXT_MAX];
+	const char *keys[SHARED_KEYS_MAX];
+	struct lock_claim claim = { &shared_locks, keys, 0, command, domain, lease_ms };
 
 	notice[0] = '\0';
-	for (;;) {
-		taken = try_lock(st, domain, command, lease_ms, holder, sizeof(holder), notice,
-		                 noticelen, err);
-		if (taken < 0)
-			return MM_ERR;
-		if (taken)
-			return MM_OK;
-		if (mm_host_wall_ms(NULL) >= deadline)
-			break;
-		usleep(LOCK_POLL_MS * 1000);
+	if (split_resources(resources, buf, sizeof(buf), keys, SHARED_KEYS_MAX, &claim.nkeys,
+	                    err) != MM_OK)
+		return MM_ERR;
+	return lock_wait(st, &claim, wait_ms, waiting, arg, notice, noticelen, err);
+}
+
+int mm_state_renew_shared(struct mm_state *st, long lease_ms, char *err)
+{
+	char lease[24], pid[24], serial[24];
+	const char *params[] = { lease, st->host, pid, serial };
+
+	snprintf(lease, sizeof(lease), "%lld", (long long)(mm_host_wall_ms(NULL) + lease_ms));
+	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+	snprintf(serial, sizeof(serial), "%ld", st->holder);
+	return mm_state_run(st, "UPDATE shared_locks SET lease_until = ? WHERE host = ? AND pid = ?"
+	                    " AND holder = ?", 4, params, err);
+}
+
+int mm_state_unlock_shared(struct mm_state *st, const char *resources, char *err)
+{
+	char buf[SHARED_TEXT_MAX], pid[24], serial[24];
+	const char *keys[SHARED_KEYS_MAX];
+	const char *params[] = { NULL, st->host, pid, serial };
+	size_t n, i;
+	int rc;
+
+	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+	snprintf(serial, sizeof(serial), "%ld", st->holder);
+	if (split_resources(resources, buf, sizeof(buf), keys, SHARED_KEYS_MAX, &n, err) != MM_OK ||
+	    mm_state_begin(st, err) != MM_OK)
+		return MM_ERR;
+	for (i = 0, rc = MM_OK; rc == MM_OK && i < n; i++) {
+		params[0] = keys[i];
+		rc = mm_state_run(st, "DELETE FROM shared_locks WHERE resource = ? AND host = ?"
+		                  " AND pid = ? AND holder = ?", 4, params, err);
 	}
-	snprintf(err, MM_ERR_MAX, "%s is locked by %s; gave up after %ld s", domain, holder,
-	         wait_ms / 1000);
-	return MM_ERR;
+	return mm_state_finish(st, rc, err);
 }
 
 /* One stale lock, removed in the caller's transaction. */
 static int drop_stale_lock(struct mm_state *st, sqlite3_stmt *row, char *line, size_t len,
                            char *err)
 {
-	const char *domain = (const char *)sqlite3_column_text(row, 0);
-	const char *owner = (const char *)sqlite3_column_text(row, 1);
-	long long pid = sqlite3_column_int64(row, 2);
-	const char *host = (const char *)sqlite3_column_text(row, 3);
-	const char *command = (const char *)sqlite3_column_text(row, 4);
-	const char *since = (const char *)sqlite3_column_text(row, 5);
-	int expired = sqlite3_column_int64(row, 6) < mm_host_wall_ms(NULL);
-	char pidtext[24];
+	const char *domain = (const char *)sqlite3_column_text(row, 8);
+	char who[512], pidtext[24];
 	const char *params[] = { domain, pidtext };
+	enum holder_kind kind;
+	const char *why;
 
 	line[0] = '\0';
-	if (!expired && !process_gone(host, st->host, pid))
+	if (!(why = judge_lock(st, row, who, sizeof(who), &kind)))
 		return MM_OK;
-	snprintf(pidtext, sizeof(pidtext), "%lld", pid);
-	snprintf(line, len, "removed the lock on %s left by %s (pid %lld on %s, '%s' since %s): %s",
-	         domain, owner, pid, host, command, since,
-	         expired ? "its lease expired" : "that process is gone");
+	snprintf(pidtext, sizeof(pidtext), "%lld", sqlite3_column_int64(row, 1));
+	snprintf(line, len, "removed the lock on %s left by %s: %s", domain, who, why);
 	return mm_state_run(st, "DELETE FROM locks WHERE domain = ? AND pid = ?", 2, params, err);
 }
 
@@ -704,9 +893,9 @@ int mm_state_drop_stale_locks(struct mm_state *st, const char *domain,
 
 	if ((rc = mm_state_begin(st, err)) != MM_OK)
 		return rc;
-	src = sqlite3_prepare_v2(st->db, "SELECT domain, owner, pid, host, command, acquired_at,"
-	                         " lease_until FROM locks WHERE (?1 IS NULL OR domain = ?1) AND domain"
-	                         " NOT IN (SELECT domain FROM migrations WHERE finished_at IS NULL)",
+	src = sqlite3_prepare_v2(st->db, "SELECT owner, pid, host, command, acquired_at,"
+	                         " lease_until, NULL, NULL, domain FROM locks"
+	                         " WHERE (?1 IS NULL OR domain = ?1) AND domain NOT IN (SELECT domain FROM migrations WHERE finished_at IS NULL)",
 	                         -1, &stmt, NULL);
 	if (src == SQLITE_OK)
 		src = sqlite3_bind_text(stmt, 1, domain, -1, SQLITE_STATIC);

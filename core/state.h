@@ -6,11 +6,12 @@
 #include <stddef.h>
 
 /* The state database (SQLite): which domain is in which mode, migrations
- * and their journal, domain locks and the audit log.  Every function returns
- * an enum mm_rc and, on failure, a one-line reason in err[MM_ERR_MAX]. */
+ * and their journal, domain locks, locks on shared resources (tenants,
+ * zones) and the audit log.  Every function returns an enum mm_rc and, on
+ * failure, a one-line reason in err[MM_ERR_MAX]. */
 struct mm_state;
 
-#define MM_STATE_SCHEMA_VERSION 3
+#define MM_STATE_SCHEMA_VERSION 4
 
 struct mm_domain_row {
 	char *domain;
@@ -62,6 +63,26 @@ int mm_state_unlock_domain(struct mm_state *st, const char *domain, char *err);
  * before its migration opened); notice gets one line per lock removed. */
 int mm_state_drop_stale_locks(struct mm_state *st, const char *domain,
                               void (*notice)(void *arg, const char *line), void *arg, char *err);
+
+/* Shared-resource locks: the resources several domains' objects live in
+ * (plugin.h: resources, one "KIND NAME" per line: a Microsoft 365 tenant
+ * whose transport rules list many domains, a DNS zone), changed by one
+ * plugin call at a time across processes on this state DB.  All of them
+ * are taken or none (no two callers hold half of each other's set).  The
+ * holder is this connection (pid, host, and which connection of the
+ * process); a lock whose holder is gone (same host) or whose lease ran out
+ * is taken over, with a notice naming the old holder.  Waits up to
+ * wait_ms for a live one, telling waiting (may be NULL) of each new holder
+ * ("user@host (pid N on H, 'CMD' of DOMAIN since T)"); on timeout err
+ * names the resource and its holder. */
+int mm_state_lock_shared(struct mm_state *st, const char *resources, const char *domain,
+                         const char *command, long lease_ms, long wait_ms,
+                         void (*waiting)(void *arg, const char *resource, const char *holder),
+                         void *arg, char *notice, size_t noticelen, char *err);
+/* Extends the lease of every shared lock this connection holds. */
+int mm_state_renew_shared(struct mm_state *st, long lease_ms, char *err);
+/* Lets go of this connection's locks on resources. */
+int mm_state_unlock_shared(struct mm_state *st, const char *resources, char *err);
 
 struct mm_audit_row {
 	long long id;

@@ -12,6 +12,7 @@ struct mm_state {
 	char actor[320];
 	char host[256];
 	long journal_writes;     /* for the crash test hook */
+	long holder;             /* this connection, in shared_locks */
 };
 
 void mm_state_now_iso(char *buf, size_t len);

@@ -267,7 +267,9 @@ static int accept_record(const struct mm_op *op, const char *text, char *err)
 	return MM_OK;
 }
 
-static const struct mm_op_recorder accept_records = { accept_record, accept_record, NULL };
+static const struct mm_op_recorder accept_records = {
+	.checkpoint = accept_record, .keep_original = accept_record
+};
 
 static void child_load_only(const struct call_spec *spec, const struct mm_plugin_set *set,
                             struct isolate_channel *channel)

@@ -86,6 +86,88 @@ static int count_rows(struct mm_state *st, const char *domain)
 	return found;
 }
 
+static void count_waits(void *arg, const char *resource, const char *holder)
+{
+	(void)resource;
+	(void)holder;
+	++*(int *)arg;
+}
+
+static long long shared_count(const char *path, const char *where)
+{
+	char q[512];
+	sqlite3 *db;
+	sqlite3_stmt *stmt;
+	long long n = -1;
+
+	snprintf(q, sizeof(q), "SELECT count(*) FROM shared_locks WHERE %s", where);
+	sqlite3_open(path, &db);
+	if (sqlite3_prepare_v2(db, q, -1, &stmt, NULL) == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW)
+		n = sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	sqlite3_close(db);
+	return n;
+}
+
+static void shared_locks(struct tap *t, struct mm_state *st, const char *path)
+{
+	char err[MM_ERR_MAX], notice[1024], buf[1024];
+	struct mm_state *second = NULL;
+	int waits = 0;
+	pid_t pid;
+
+	tap_is_int(t, mm_state_lock_shared(st, "tenant t1\ndns-zone z.test", "a.test", "switch",
+	                                   60000, 0, NULL, NULL, notice, sizeof(notice), err),
+	           MM_OK, "shared lock on two resources taken");
+	tap_is_int(t, shared_count(path, "resource IN ('tenant t1', 'dns-zone z.test') AND domain = 'a.test'"),
+	           2, "one row each, naming the domain");
+	tap_is_int(t, mm_state_open(path, 200, &second, err), MM_OK, "a second connection");
+	sql(path, "UPDATE shared_locks SET host = 'elsewhere.example' WHERE resource = 'tenant t1'");
+	tap_is_int(t, mm_state_lock_shared(second, "dns-zone other.test\ntenant t1", "b.test",
+	                                   "runbook run", 60000, 400, count_waits, &waits, notice,
+	                                   sizeof(notice), err),
+	           MM_ERR, "held by another host's process: waited for, then refused");
+	tap_contains(t, err, "tenant t1 is locked by", "the error names the resource");
+	tap_contains(t, err, "(pid ", "and its holder");
+	tap_contains(t, err, " on elsewhere.example, 'switch' of a.test since ",
+	             "with its host, command and domain");
+	tap_is_int(t, waits, 1, "the wait was told once, not at every poll");
+	tap_is_int(t, shared_count(path, "resource = 'dns-zone other.test'"), 0,
+	           "none of the set was taken (all or none)");
+	sql(path, "DELETE FROM shared_locks WHERE resource = 'tenant t1'");
+	tap_is_int(t, mm_state_lock_shared(st, "tenant t1", "a.test", "switch", 500, 0, NULL, NULL,
+	                                   notice, sizeof(notice), err),
+	           MM_OK, "taken again, with a 0.5 s lease");
+	tap_is_int(t, mm_state_lock_shared(second, "tenant t1", "b.test", "switch", 60000, 0, NULL,
+	                                   NULL, notice, sizeof(notice), err),
+	           MM_OK, "another connection of this process waits beyond its wait, up to the lease");
+	tap_contains(t, notice, "its lease expired", "then takes it over");
+	tap_is_int(t, mm_state_unlock_shared(st, "tenant t1\ndns-zone z.test", err), MM_OK,
+	           "the first connection's unlock");
+	tap_is_int(t, shared_count(path, "resource = 'tenant t1' AND domain = 'b.test'"), 1,
+	           "leaves the lock the second one holds");
+	tap_is_int(t, mm_state_renew_shared(second, 3600000, err), MM_OK, "its lease renewed");
+	tap_is_int(t, shared_count(path, "resource = 'tenant t1' AND lease_until > strftime('%s','now') * 1000 + 3000000"),
+	           1, "to an hour from now");
+	mm_state_close(second);
+
+	/* A dead holder on this host, a live one whose lease ran out. */
+	pid = sleeper();
+	reap(pid);
+	snprintf(buf, sizeof(buf), "UPDATE shared_locks SET pid = %d", (int)pid);
+	sql(path, buf);
+	tap_is_int(t, mm_state_lock_shared(st, "tenant t1", "c.test", "switch", 60000, 0, NULL, NULL,
+	                                   notice, sizeof(notice), err),
+	           MM_OK, "a dead holder's lock taken over");
+	tap_contains(t, notice, "took over the lock on tenant t1 from", "takeover explained");
+	sql(path, "UPDATE shared_locks SET host = 'elsewhere.example', lease_until = 1");
+	tap_is_int(t, mm_state_lock_shared(st, "tenant t1", "c.test", "switch", 60000, 0, NULL, NULL,
+	                                   notice, sizeof(notice), err),
+	           MM_OK, "another host's lock taken over once its lease ran out");
+	tap_contains(t, notice, "on elsewhere.example, 'switch' of c.test since", "its holder named");
+	mm_state_unlock_shared(st, "tenant t1", err);
+}
+
 int main(void)
 {
 	struct tap t = { 0 };
@@ -97,7 +179,7 @@ int main(void)
 
 	if (!mkdtemp(dir))
 		return 1;
-	tap_plan(28);
+	tap_plan(48);
 	snprintf(path, sizeof(path), "%s/state.db", dir);
 
 	tap_is_int(&t, mm_state_open(path, 200, &st, err), MM_OK, "new state DB created");
@@ -153,6 +235,10 @@ int main(void)
 	tap_contains(&t, notice, "lease expired", "expiry explained");
 	reap(pid);
 
+	/* Shared-resource locks: all or none, per connection, taken over
+	 * from a dead holder or after the lease. */
+	shared_locks(&t, st, path);
+
 	/* Another process writing: wait, then name it. */
 	pid = writer(path);
 	tap_is_int(&t, mm_state_set_mode(st, "e.test", "example", "p", NULL, 0, "setup", "x", err),
@@ -165,7 +251,7 @@ int main(void)
 	/* Databases that are not ours, or too new. */
 	sql(path, "PRAGMA user_version = 7");
 	tap_is_int(&t, mm_state_open(path, 200, &st, err), MM_ERR, "newer schema refused");
-	tap_contains(&t, err, "schema version 7, newer than this mailmode's (3)", "versions named");
+	tap_contains(&t, err, "schema version 7, newer than this mailmode's (4)", "versions named");
 	snprintf(other, sizeof(other), "%s/other.db", dir);
 	sql(other, "CREATE TABLE t(x)");
 	tap_is_int(&t, mm_state_open(other, 200, &st, err), MM_ERR, "foreign SQLite file refused");
