@@ -20,7 +20,7 @@ lock_row() { db "SELECT domain || ' ' || pid || ' ' || host FROM shared_locks WH
 # (contoso.test listed for mailflow, not listed for gateway); $killed is
 # its pid.
 kill_while_holding() {
-	"$MAILMODE" --lock-timeout 60s switch contoso.test --to "$1" --poll-interval 200ms \
+	"$MAILMODE" -v --lock-timeout 60s switch contoso.test --to "$1" --poll-interval 200ms \
 		--verify-timeout 60s >"$TEST_TMP/killed.out" 2>&1 &
 	killed=$!
 	_want=1
@@ -45,7 +45,7 @@ tenant_world
 db "INSERT INTO shared_locks(resource, owner, pid, host, command, acquired_at, lease_until, holder, domain)
     VALUES('$TENANT_KEY', 'admin@elsewhere', 4242, 'elsewhere.example', 'switch',
            '2026-01-01T00:00:00Z', $(($(now_ms) + 600000)), 1, 'other.test')"
-run mm --lock-timeout 2s switch fabrikam.test --to mailflow --poll-interval 200ms
+run mm -v --lock-timeout 2s switch fabrikam.test --to mailflow --poll-interval 200ms
 ok $([ "$rc" -ne 0 ]; echo $?) "a switch waiting for a live holder gives up after --lock-timeout (exit $rc)"
 like "$err" "$TENANT_KEY is locked by admin@elsewhere \\(pid 4242 on elsewhere.example, 'switch' of other.test since 2026-01-01T00:00:00Z\\); gave up after 2 s" \
 	"the error names the tenant and its holder"
@@ -69,7 +69,7 @@ is "$(db "SELECT step FROM migrations WHERE domain = 'contoso.test' AND finished
 emu POST /_emu/config '{"consistency_delay_s": 0}' >/dev/null
 db "UPDATE shared_locks SET host = 'elsewhere.example', lease_until = $(($(now_ms) + 6000))"
 start=$(now_ms)
-run mm --lock-timeout 60s switch fabrikam.test --to mailflow --poll-interval 200ms --verify-timeout 60s
+run mm -v --lock-timeout 60s switch fabrikam.test --to mailflow --poll-interval 200ms --verify-timeout 60s
 waited_ms=$(($(now_ms) - start))
 is "$rc" 0 "fabrikam.test switches to mailflow"
 like "$err" "waiting for $TENANT_KEY, held by .*\\(pid $killed on elsewhere.example, 'switch' of contoso.test since" \
@@ -95,7 +95,7 @@ emu POST /_emu/config '{"consistency_delay_s": 5}' >/dev/null
 kill_while_holding gateway
 emu POST /_emu/config '{"consistency_delay_s": 0}' >/dev/null
 sleep 5    # the killed switch's write shows
-run mm --lock-timeout 60s switch fabrikam.test --to gateway --poll-interval 200ms --verify-timeout 60s
+run mm -v --lock-timeout 60s switch fabrikam.test --to gateway --poll-interval 200ms --verify-timeout 60s
 like "$err" "took over the lock on $TENANT_KEY from .*pid $killed on [^ ]*, 'switch' of contoso.test .*: that process is gone" \
 	"a holder on this host that is gone: taken over at once"
 run mm --lock-timeout 60s resume contoso.test

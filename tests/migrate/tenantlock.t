@@ -25,7 +25,7 @@ both_switch() {
 	emu DELETE /_emu/faults >/dev/null
 	emu POST /_emu/faults "{\"kind\":\"slow\",\"cmdlet\":\"Set-TransportRule\",\"delay_ms\":$2,\"count\":$3}" >/dev/null
 	for d in contoso fabrikam; do
-		mm --lock-timeout 120s switch $d.test --to "$1" --poll-interval 200ms --verify-timeout 40s \
+		mm -v --lock-timeout 120s switch $d.test --to "$1" --poll-interval 200ms --verify-timeout 40s \
 			>"$TEST_TMP/$d.out" 2>"$TEST_TMP/$d.err" &
 		eval "pid_$d=\$!"
 	done
