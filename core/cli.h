@@ -113,5 +113,6 @@ int mm_cmd_abort(struct mm_ctx *ctx);
 int mm_cmd_sandbox(struct mm_ctx *ctx);
 int mm_cmd_runbook(struct mm_ctx *ctx);
 int mm_cmd_config(struct mm_ctx *ctx);
+int mm_cmd_doctor(struct mm_ctx *ctx);
 
 #endif

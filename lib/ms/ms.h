@@ -119,6 +119,9 @@ void ms_token_forget(struct ms_token *cache);
 int ms_credentials_check(const struct mailmode_host *host,
                          const struct ms_app *app, struct mailmode_diag *diag);
 
+/* The claims of an access token (a JWT's payload, not verified: the
+ * service checks the signature), or NULL; cJSON_Delete it. */
+cJSON *ms_token_claims(const char *access_token);
 /* The tid claim of an access token (a JWT) when it is a GUID: 0, else -1. */
 int ms_token_tid(const char *access_token, char out[37]);
 
