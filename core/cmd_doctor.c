@@ -4,8 +4,8 @@
  * a service) is the same for every domain that uses it and is shown once,
  * failing when it failed for any of them.  Exit 0 when every check holds,
  * MM_UNVERIFIED (3) when one does not. */
+#include "check.h"
 #include "cli.h"
-#include "domain.h"
 #include "ops.h"
 
 #include <stdio.h>
@@ -80,19 +80,13 @@ static void merge(struct doctor_run *run, cJSON *check, const char *domain)
 static void merge_new(struct doctor_run *run, const char *domain, const char *name, int ok,
                       int warning, const char *detail, const char *fix)
 {
-	cJSON *c = cJSON_CreateObject();
+	cJSON *one = cJSON_CreateArray();
 	char scope[320];
 
 	snprintf(scope, sizeof(scope), "domain %s", domain);
-	cJSON_AddStringToObject(c, "scope", scope);
-	cJSON_AddStringToObject(c, "check", name);
-	cJSON_AddBoolToObject(c, "ok", ok);
-	if (warning)
-		cJSON_AddBoolToObject(c, "warning", 1);
-	cJSON_AddStringToObject(c, "detail", detail);
-	if (fix)
-		cJSON_AddStringToObject(c, "fix", fix);
-	merge(run, c, domain);
+	if (one && mm_check_addf(one, scope, name, ok, warning, fix, "%s", detail) == 0)
+		merge(run, cJSON_DetachItemFromArray(one, 0), domain);
+	cJSON_Delete(one);
 }
 
 /* A plugin without the doctor operation: its preflight of setup stands
@@ -169,9 +163,9 @@ static void doctor_domain(struct doctor_run *run, const char *domain,
 		doctor_mode(run, ctx->plugins.plugins[i], domain, profile);
 }
 
-static int doctor_row(const struct mm_domain_row *row, void *arg)
+static int doctor_arg(const char *domain, const struct mm_domain_row *row, void *arg)
 {
-	doctor_domain(arg, row->domain, row);
+	doctor_domain(arg, domain, row);
 	return MM_OK;
 }
 
@@ -191,27 +185,6 @@ static void print_check(const cJSON *c)
 	putchar('\n');
 }
 
-static int domains_from_args(struct doctor_run *run)
-{
-	struct mm_ctx *ctx = run->ctx;
-	int rc, i;
-
-	for (i = 0; i < ctx->args.npositional; i++) {
-		char domain[MM_DOMAIN_MAX + 1];
-		struct mm_domain_row row = { 0 };
-		int found = 0;
-
-		if ((rc = mm_domain_arg(ctx, ctx->args.positional[i], domain)) != MM_OK)
-			return rc;
-		if (ctx->state &&
-		    (rc = mm_state_get_domain(ctx->state, domain, &row, &found, ctx->err)) != MM_OK)
-			return rc;
-		doctor_domain(run, domain, found ? &row : NULL);
-		mm_domain_row_clear(&row);
-	}
-	return MM_OK;
-}
-
 int mm_cmd_doctor(struct mm_ctx *ctx)
 {
 	struct doctor_run run = { .ctx = ctx };
@@ -221,11 +194,7 @@ int mm_cmd_doctor(struct mm_ctx *ctx)
 	run.checks = cJSON_AddArrayToObject(ctx->doc, "checks");
 	if ((rc = mm_load_plugins(ctx)) != MM_OK || (rc = mm_open_state(ctx, 0)) != MM_OK)
 		return rc;
-	if (ctx->args.npositional > 0)
-		rc = domains_from_args(&run);
-	else if (ctx->state)
-		rc = mm_state_each_domain(ctx->state, doctor_row, &run, ctx->err);
-	if (rc != MM_OK)
+	if ((rc = mm_each_domain(ctx, doctor_arg, &run)) != MM_OK)
 		return rc;
 	if (run.domains == 0)
 		return mm_fail(ctx, MM_USAGE,

@@ -11,6 +11,8 @@
  */
 #include "provider.h"
 
+#include "check.h"
+
 #include <cjson/cJSON.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,31 +29,6 @@ struct doctor {
 	cJSON *checks;
 };
 
-static void check(struct doctor *d, const char *scope, const char *name, int ok, int warning,
-                  const char *fix, const char *fmt, ...) MAILMODE_PRINTF(7, 8);
-static void check(struct doctor *d, const char *scope, const char *name, int ok, int warning,
-                  const char *fix, const char *fmt, ...)
-{
-	cJSON *c = cJSON_CreateObject();
-	char detail[MAILMODE_DIAG_SUMMARY_MAX * 2];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(detail, sizeof(detail), fmt, ap);
-	va_end(ap);
-	if (!c)
-		return;
-	cJSON_AddStringToObject(c, "scope", scope);
-	cJSON_AddStringToObject(c, "check", name);
-	cJSON_AddBoolToObject(c, "ok", ok);
-	if (warning)
-		cJSON_AddBoolToObject(c, "warning", 1);
-	cJSON_AddStringToObject(c, "detail", detail);
-	if (fix && (!ok || warning))
-		cJSON_AddStringToObject(c, "fix", fix);
-	cJSON_AddItemToArray(d->checks, c);
-}
-
 static void credentials(struct doctor *d, struct gw_provider *provider)
 {
 	const struct gw_config *cfg = &d->call->cfg;
@@ -67,11 +44,11 @@ static void credentials(struct doctor *d, struct gw_provider *provider)
 		         "give the credentials of [%s] the right to edit the DNS records of zone %s",
 		         cfg->dns_section, d->call->op.zone);
 	if (provider->ops->probe_update(provider, domain) == GW_REPLACE_OK)
-		check(d, d->zone_scope, "credentials can update", 1, 0, NULL, "%s",
+		mm_check_addf(d->checks, d->zone_scope, "credentials can update", 1, 0, NULL, "%s",
 		      cfg->provider == GW_PROVIDER_RFC2136 ? "the primary accepts a signed UPDATE of the MX (its prerequisite failed: nothing changed)"
 		                                           : provider->proven);
 	else
-		check(d, d->zone_scope, "credentials can update", 0, 0, fix, "%s",
+		mm_check_addf(d->checks, d->zone_scope, "credentials can update", 0, 0, fix, "%s",
 		      d->call->op.diag->summary);
 }
 
@@ -87,7 +64,7 @@ static void servers(struct doctor *d)
 	size_t i, used = 0;
 
 	if (!view || gw_auth_collect(&d->call->op, view) != MAILMODE_OK) {
-		check(d, d->zone_scope, "all NS answer alike", 0, 0,
+		mm_check_addf(d->checks, d->zone_scope, "all NS answer alike", 0, 0,
 		      "check the zone's NS records and that the lookup resolver ([dns] resolver) answers",
 		      "%s", view ? d->call->op.diag->summary : "out of memory");
 		free(view);
@@ -106,7 +83,7 @@ static void servers(struct doctor *d)
 		                         sv->answered ? "serial " : "", sv->answered ? sv->serial : 0,
 		                         sv->answered ? set : sv->error);
 	}
-	check(d, d->zone_scope, "all NS answer alike", verdict.consistent, 0,
+	mm_check_addf(d->checks, d->zone_scope, "all NS answer alike", verdict.consistent, 0,
 	      "bring every authoritative server to the primary's zone: check the zone transfers to the secondaries (allow-transfer, also-notify) and wait until their serials match",
 	      "%zu server(s): %s", view->count, detail);
 	snprintf(scope, sizeof(scope), "domain %s", d->call->op.domain);
@@ -114,7 +91,7 @@ static void servers(struct doctor *d)
 		if (first->mx.mx[i].ttl > ttl)
 			ttl = first->mx.mx[i].ttl;
 	if (first)
-		check(d, scope, "MX TTL", 1, ttl > LONG_TTL_S,
+		mm_check_addf(d->checks, scope, "MX TTL", 1, ttl > LONG_TTL_S,
 		      "lower the MX TTL (say to 300 s) at least one old TTL before the switch",
 		      "%u s: resolvers may keep the old MX that long after a switch, so the switch keeps the old mode for %u s (%.1f h) before tearing it down",
 		      ttl, ttl, ttl / 3600.0);
@@ -135,11 +112,11 @@ static void resolve(struct doctor *d, const char *name, const char *const *hosts
 		snprintf(list + used, sizeof(resolved) - used, "%s%s", used ? ", " : "", hosts[i]);
 	}
 	if (failed[0])
-		check(d, d->call->cfg.service_section, name, 0, 0,
+		mm_check_addf(d->checks, d->call->cfg.service_section, name, 0, 0,
 		      "publish A or AAAA records for them, or correct the names in the service section",
 		      "%s do(es) not resolve", failed);
 	else
-		check(d, d->call->cfg.service_section, name, 1, 0, NULL, "%s", resolved);
+		mm_check_addf(d->checks, d->call->cfg.service_section, name, 1, 0, NULL, "%s", resolved);
 }
 
 static void service_hosts(struct doctor *d)
@@ -173,21 +150,21 @@ static void run_checks(struct doctor *d, const struct mailmode_request *req,
 	snprintf(scope, sizeof(scope), "domain %s", req->domain);
 	if (gw_begin_call(d->ctx, req, diag, true, d->call) != MAILMODE_OK) {
 		if (!d->call->op.ctx)
-			check(d, scope, "gateway configuration", 0, 0,
+			mm_check_addf(d->checks, scope, "gateway configuration", 0, 0,
 			      "correct the key the message names (mailmode.conf(5))", "%s", diag->summary);
 		else
-			check(d, scope, "zone found", 0, 0,
+			mm_check_addf(d->checks, scope, "zone found", 0, 0,
 			      "set zone = in the profile, or check that the lookup resolver finds the zone's SOA and its primary",
 			      "%s", diag->summary);
 		return;
 	}
 	snprintf(d->zone_scope, sizeof(d->zone_scope), "zone %s", d->call->op.zone);
-	check(d, d->zone_scope, "zone found", 1, 0, NULL, "%s%s",
+	mm_check_addf(d->checks, d->zone_scope, "zone found", 1, 0, NULL, "%s%s",
 	      d->call->op.primary_addr[0] ? "primary " : "provider ",
 	      d->call->op.primary_addr[0] ? d->call->op.primary_addr
 	                                  : gw_config_provider_name(d->call->cfg.provider));
 	if (gw_provider_open(&d->call->op, true, &provider) != MAILMODE_OK)
-		check(d, d->zone_scope, "credentials can update", 0, 0,
+		mm_check_addf(d->checks, d->zone_scope, "credentials can update", 0, 0,
 		      "fix the credential file the message names", "%s", diag->summary);
 	else
 		credentials(d, provider);

@@ -10,6 +10,8 @@
  */
 #include "mailflow.h"
 
+#include "check.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,39 +32,13 @@ struct doctor {
 	cJSON *checks;
 };
 
-/* Adds one check; fix only matters when it failed or warns. */
-static void check(struct doctor *d, const char *scope, const char *name, int ok, int warning,
-                  const char *fix, const char *fmt, ...) MAILMODE_PRINTF(7, 8);
-static void check(struct doctor *d, const char *scope, const char *name, int ok, int warning,
-                  const char *fix, const char *fmt, ...)
-{
-	cJSON *c = cJSON_CreateObject();
-	char detail[MAILMODE_DIAG_SUMMARY_MAX * 2];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(detail, sizeof(detail), fmt, ap);
-	va_end(ap);
-	if (!c)
-		return;
-	cJSON_AddStringToObject(c, "scope", scope);
-	cJSON_AddStringToObject(c, "check", name);
-	cJSON_AddBoolToObject(c, "ok", ok);
-	if (warning)
-		cJSON_AddBoolToObject(c, "warning", 1);
-	cJSON_AddStringToObject(c, "detail", detail);
-	if (fix && (!ok || warning))
-		cJSON_AddStringToObject(c, "fix", fix);
-	cJSON_AddItemToArray(d->checks, c);
-}
-
 static void domain_check(struct doctor *d, const char *name, int ok, const char *fix,
                          const char *detail)
 {
 	char scope[300];
 
 	snprintf(scope, sizeof(scope), "domain %s", d->req->domain);
-	check(d, scope, name, ok, 0, fix, "%s", detail);
+	mm_check_addf(d->checks, scope, name, ok, 0, fix, "%s", detail);
 }
 
 /* Without a profile nothing else can be asked; a missing service_ips is
@@ -76,7 +52,7 @@ static void profile_failed(struct doctor *d, const struct mailmode_diag *diag)
 	snprintf(section, sizeof(section), "service %s", service ? service : "");
 	if (service && !host->config_get(host->handle, section, "service_ips")) {
 		snprintf(scope, sizeof(scope), "service %s", service);
-		check(d, scope, "service_ips set", 0, 0,
+		mm_check_addf(d->checks, scope, "service_ips set", 0, 0,
 		      "add service_ips = the addresses the service sends mail from (its vendor publishes them) to [service S]: the transport rule lets mail from them through",
 		      "[%s] has no service_ips", section);
 		return;
@@ -105,22 +81,22 @@ static int check_token(struct doctor *d)
 	if (ms_token_get(d->host, d->tenant->session.http, &p->app, &d->tenant->session.token,
 	                 &token, &diag) != MAILMODE_OK) {
 		fix = consent_fix(d, "check client_id and the secret or certificate in [tenant ...]; a multi-tenant app must be consented in this tenant");
-		check(d, d->tenant_scope, "token", 0, 0, fix, "%s", diag.summary);
+		mm_check_addf(d->checks, d->tenant_scope, "token", 0, 0, fix, "%s", diag.summary);
 		free(fix);
 		return -1;
 	}
-	check(d, d->tenant_scope, "token", 1, 0, NULL, "app %s signed in", p->client_id);
+	mm_check_addf(d->checks, d->tenant_scope, "token", 1, 0, NULL, "app %s signed in", p->client_id);
 	claims = ms_token_claims(token);
 	cJSON_ArrayForEach(role, cJSON_GetObjectItem(claims, "roles"))
 		if (cJSON_IsString(role) && strcmp(role->valuestring, "Exchange.ManageAsApp") == 0)
 			granted = 1;
 	cJSON_Delete(claims);
 	if (granted) {
-		check(d, d->tenant_scope, "permission", 1, 0, NULL, "the token carries Exchange.ManageAsApp");
+		mm_check_addf(d->checks, d->tenant_scope, "permission", 1, 0, NULL, "the token carries Exchange.ManageAsApp");
 		return 0;
 	}
 	fix = consent_fix(d, "add the application permission Exchange.ManageAsApp (Office 365 Exchange Online) to the app and grant admin consent");
-	check(d, d->tenant_scope, "permission", 0, 0, fix,
+	mm_check_addf(d->checks, d->tenant_scope, "permission", 0, 0, fix,
 	      "the token carries no Exchange.ManageAsApp role: the permission is missing or not consented");
 	free(fix);
 	return -1;
@@ -136,23 +112,23 @@ static int check_organization(struct doctor *d)
 
 	rc = ms_exo_invoke(&d->exo, "Get-OrganizationConfig", NULL, &config, &d->err, &diag);
 	if (rc != MAILMODE_OK && (d->err.status == 403 || d->err.status == 401)) {
-		check(d, d->tenant_scope, "role", 0, 0,
+		mm_check_addf(d->checks, d->tenant_scope, "role", 0, 0,
 		      "assign the Exchange Administrator role to the app (Entra admin center, Roles and administrators, Exchange Administrator, add the app); a new role takes up to an hour to apply",
 		      "Exchange Online refused the app (HTTP %ld): %s", d->err.status, d->err.text);
 		return -1;
 	}
 	if (rc != MAILMODE_OK) {
-		check(d, d->tenant_scope, "admin API", 0, 0, "see the detail; run with -v for the requests",
+		mm_check_addf(d->checks, d->tenant_scope, "admin API", 0, 0, "see the detail; run with -v for the requests",
 		      "%s", diag.summary);
 		return -1;
 	}
-	check(d, d->tenant_scope, "role", 1, 0, NULL, "Exchange Online answers the app's cmdlets");
+	mm_check_addf(d->checks, d->tenant_scope, "role", 1, 0, NULL, "Exchange Online answers the app's cmdlets");
 	if (ms_field_bool(cJSON_GetArrayItem(config, 0), "IsDehydrated") == 1)
-		check(d, d->tenant_scope, "organization customization", 0, 0,
+		mm_check_addf(d->checks, d->tenant_scope, "organization customization", 0, 0,
 		      "run Enable-OrganizationCustomization once in Exchange Online PowerShell; Microsoft can take up to an hour to apply it",
 		      "the tenant is dormant (dehydrated): connectors and transport rules cannot be created");
 	else
-		check(d, d->tenant_scope, "organization customization", 1, 0, NULL,
+		mm_check_addf(d->checks, d->tenant_scope, "organization customization", 1, 0, NULL,
 		      "the tenant is not dehydrated");
 	cJSON_Delete(config);
 	return 0;
@@ -194,10 +170,10 @@ static void check_inbound(struct doctor *d, const cJSON *inbound)
 	 * them (Microsoft 365 E5 developer subscriptions do not): a tenant
 	 * that has one proves it, an empty one proves nothing. */
 	if (n > 0)
-		check(d, d->tenant_scope, "inbound connectors allowed", 1, 0, NULL,
+		mm_check_addf(d->checks, d->tenant_scope, "inbound connectors allowed", 1, 0, NULL,
 		      "the tenant has %d inbound connector(s)", n);
 	else
-		check(d, d->tenant_scope, "inbound connectors allowed", 1, 1,
+		mm_check_addf(d->checks, d->tenant_scope, "inbound connectors allowed", 1, 1,
 		      "if setup is refused with \"Your subscription doesn't allow creating inbound connectors\", use a tenant with a production subscription (a developer subscription cannot have them)",
 		      "not known until the first inbound connector is made: the tenant has none");
 }
@@ -237,11 +213,11 @@ static void check_rules(struct doctor *d, const cJSON *rules)
 		shared += mf_shared_rule_index(d->profile, rule) != 0;
 	if (total >= MF_TENANT_RULE_LIMIT &&
 	    !mf_shared_rule_of(d->profile, rules, d->req->domain, NULL) && !shared)
-		check(d, d->tenant_scope, "rule count", 0, 0, fix,
+		mm_check_addf(d->checks, d->tenant_scope, "rule count", 0, 0, fix,
 		      "%d of Exchange Online's %d transport rules: no room for mailmode's rule",
 		      total, MF_TENANT_RULE_LIMIT);
 	else
-		check(d, d->tenant_scope, "rule count", 1, total >= RULES_NEAR_LIMIT, fix,
+		mm_check_addf(d->checks, d->tenant_scope, "rule count", 1, total >= RULES_NEAR_LIMIT, fix,
 		      "%d of Exchange Online's %d transport rules%s", total, MF_TENANT_RULE_LIMIT,
 		      total >= RULES_NEAR_LIMIT ? ": near the limit" : "");
 }
@@ -264,7 +240,7 @@ static void check_objects(struct doctor *d)
 	if (rc == MAILMODE_OK)
 		rc = ms_exo_invoke(&d->exo, "Get-InboundConnector", NULL, &inbound, &d->err, &diag);
 	if (rc != MAILMODE_OK) {
-		check(d, d->tenant_scope, "admin API", 0, 0, "see the detail; run with -v for the requests",
+		mm_check_addf(d->checks, d->tenant_scope, "admin API", 0, 0, "see the detail; run with -v for the requests",
 		      "%s", diag.summary);
 		goto out;
 	}
@@ -285,10 +261,10 @@ static void run_checks(struct doctor *d, void *ctx)
 	char scope[300];
 
 	snprintf(scope, sizeof(scope), "service %s", d->profile->service);
-	check(d, scope, "service_ips set", 1, 0, NULL, "%zu address range(s)",
+	mm_check_addf(d->checks, scope, "service_ips set", 1, 0, NULL, "%zu address range(s)",
 	      d->profile->nservice_ips);
 	if (mf_tenant_acquire(ctx, d->profile, &d->tenant, &diag) != MAILMODE_OK) {
-		check(d, d->tenant_scope, "token", 0, 0, "see the detail", "%s", diag.summary);
+		mm_check_addf(d->checks, d->tenant_scope, "token", 0, 0, "see the detail", "%s", diag.summary);
 		return;
 	}
 	d->exo = (struct ms_exo){ .host = d->host, .app = &d->profile->app,
@@ -317,7 +293,7 @@ int mf_doctor(void *opaque, const struct mailmode_request *req, char **checks,
 		profile_failed(&d, &load);
 	else if (snprintf(d.tenant_scope, sizeof(d.tenant_scope), "tenant %s", d.profile->tenant) &&
 	         ms_credentials_check(ctx->host, &d.profile->app, &load) != MAILMODE_OK)
-		check(&d, d.tenant_scope, "credentials readable", 0, 0,
+		mm_check_addf(d.checks, d.tenant_scope, "credentials readable", 0, 0,
 		      "fix the file the message names (mode 0600, the secret or key it should hold)",
 		      "%s", load.summary);
 	else
