@@ -291,5 +291,6 @@ void mm_host_init(struct mm_host_ctx *ctx, const struct mm_config *config,
 		.diag_append = host_diag_append,
 		.checkpoint = mm_host_checkpoint,
 		.keep_original = mm_host_keep_original,
+		.http_request_opts = mm_http_request_opts,
 	};
 }

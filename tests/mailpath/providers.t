@@ -9,8 +9,8 @@
 . "$top_srcdir/tests/mailpath/lib.sh"
 . "$top_srcdir/tests/sdk/check-lib.sh"
 
-PROVIDERS="cloudflare gcloud"
-plan 40
+PROVIDERS="cloudflare gcloud route53"
+plan 60
 
 # prov NAME FIELD: a field of the provider's entry in sandbox.json.
 prov() {
