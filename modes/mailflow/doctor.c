@@ -21,6 +21,9 @@
 /* A rule count this close to the limit is worth a warning. */
 #define RULES_NEAR_LIMIT (MF_TENANT_RULE_LIMIT - 30)
 
+#define ROLE_OK "Exchange Online answers the app's cmdlets"
+#define NOT_DORMANT "the tenant is not dehydrated"
+
 struct doctor {
 	const struct mailmode_host *host;
 	const struct mailmode_request *req;
@@ -106,10 +109,20 @@ static int check_token(struct doctor *d)
  * without the Exchange Administrator role.  Then the dormant tenant. */
 static int check_organization(struct doctor *d)
 {
+	int64_t now = d->host->clock_wall_ms(d->host->handle);
+	struct mf_tenant *t = d->tenant;
 	struct mailmode_diag diag = { 0 };
 	cJSON *config = NULL;
 	int rc;
 
+	/* Proven within TENANT_FACTS_MS (an earlier domain of the run): the
+	 * app was answered and the tenant was not dormant. */
+	if (t->organization_checked_ms && now - t->organization_checked_ms < TENANT_FACTS_MS) {
+		mm_check_addf(d->checks, d->tenant_scope, "role", 1, 0, NULL, ROLE_OK);
+		mm_check_addf(d->checks, d->tenant_scope, "organization customization", 1, 0, NULL,
+		              NOT_DORMANT);
+		return 0;
+	}
 	rc = ms_exo_invoke(&d->exo, "Get-OrganizationConfig", NULL, &config, &d->err, &diag);
 	if (rc != MAILMODE_OK && (d->err.status == 403 || d->err.status == 401)) {
 		mm_check_addf(d->checks, d->tenant_scope, "role", 0, 0,
@@ -122,14 +135,16 @@ static int check_organization(struct doctor *d)
 		      "%s", diag.summary);
 		return -1;
 	}
-	mm_check_addf(d->checks, d->tenant_scope, "role", 1, 0, NULL, "Exchange Online answers the app's cmdlets");
+	mm_check_addf(d->checks, d->tenant_scope, "role", 1, 0, NULL, ROLE_OK);
 	if (ms_field_bool(cJSON_GetArrayItem(config, 0), "IsDehydrated") == 1)
 		mm_check_addf(d->checks, d->tenant_scope, "organization customization", 0, 0,
 		      "run Enable-OrganizationCustomization once in Exchange Online PowerShell; Microsoft can take up to an hour to apply it",
 		      "the tenant is dormant (dehydrated): connectors and transport rules cannot be created");
-	else
+	else {
 		mm_check_addf(d->checks, d->tenant_scope, "organization customization", 1, 0, NULL,
-		      "the tenant is not dehydrated");
+		              NOT_DORMANT);
+		t->organization_checked_ms = now;
+	}
 	cJSON_Delete(config);
 	return 0;
 }
@@ -222,26 +237,63 @@ static void check_rules(struct doctor *d, const cJSON *rules)
 		      total >= RULES_NEAR_LIMIT ? ": near the limit" : "");
 }
 
+/* One read of a collection, or the tenant's copy of it when fresh: a
+ * doctor run over many domains of a tenant reads it once (the caches of
+ * tenant.c, which the read-only operations share). */
+static int read_cached(struct doctor *d, const char *cmdlet, int fresh, cJSON **cache,
+                       cJSON **out, struct mailmode_diag *diag)
+{
+	cJSON *params = NULL;
+	int rc;
+
+	if (fresh) {
+		*out = cJSON_Duplicate(*cache, 1);
+		return *out ? MAILMODE_OK : MAILMODE_ERR_NOMEM;
+	}
+	/* Test-mode outbound connectors are hidden without it. */
+	if (strcmp(cmdlet, "Get-OutboundConnector") == 0 &&
+	    (!(params = cJSON_CreateObject()) ||
+	     !cJSON_AddBoolToObject(params, "IncludeTestModeConnectors", 1))) {
+		cJSON_Delete(params);
+		return MAILMODE_ERR_NOMEM;
+	}
+	rc = ms_exo_invoke(&d->exo, cmdlet, params, out, &d->err, diag);
+	cJSON_Delete(params);
+	if (rc == MAILMODE_OK) {
+		cJSON_Delete(*cache);
+		*cache = cJSON_Duplicate(*out, 1);
+	}
+	return rc;
+}
+
 /* The reads setup starts with, each its own check. */
 static void check_objects(struct doctor *d)
 {
-	cJSON *accepted = NULL, *rules = NULL, *outbound = NULL, *inbound = NULL, *params;
+	struct mf_tenant *t = d->tenant;
+	cJSON *accepted = NULL, *rules = NULL, *outbound = NULL, *inbound = NULL;
 	struct mailmode_diag diag = { 0 };
+	int64_t now = d->host->clock_wall_ms(d->host->handle);
+	int accepted_fresh = t->accepted && now - t->accepted_read_ms < TENANT_FACTS_MS;
+	int world_fresh = t->world_read_ms && now - t->world_read_ms < MF_WORLD_CACHE_MS;
 	int rc;
 
-	rc = ms_exo_invoke(&d->exo, "Get-AcceptedDomain", NULL, &accepted, &d->err, &diag);
+	rc = read_cached(d, "Get-AcceptedDomain", accepted_fresh, &t->accepted, &accepted, &diag);
+	if (rc == MAILMODE_OK && !accepted_fresh)
+		t->accepted_read_ms = t->accepted ? now : 0;
+	/* The three are one cached read (world_read_ms). */
 	if (rc == MAILMODE_OK)
-		rc = ms_exo_invoke(&d->exo, "Get-TransportRule", NULL, &rules, &d->err, &diag);
-	params = cJSON_CreateObject();
-	cJSON_AddBoolToObject(params, "IncludeTestModeConnectors", 1);
+		rc = read_cached(d, "Get-TransportRule", world_fresh, &t->rules, &rules, &diag);
 	if (rc == MAILMODE_OK)
-		rc = ms_exo_invoke(&d->exo, "Get-OutboundConnector", params, &outbound, &d->err, &diag);
-	cJSON_Delete(params);
+		rc = read_cached(d, "Get-OutboundConnector", world_fresh, &t->outbound, &outbound,
+		                 &diag);
 	if (rc == MAILMODE_OK)
-		rc = ms_exo_invoke(&d->exo, "Get-InboundConnector", NULL, &inbound, &d->err, &diag);
+		rc = read_cached(d, "Get-InboundConnector", world_fresh, &t->inbound, &inbound, &diag);
+	if (!world_fresh)
+		t->world_read_ms = rc == MAILMODE_OK && t->rules && t->outbound && t->inbound ? now : 0;
 	if (rc != MAILMODE_OK) {
-		mm_check_addf(d->checks, d->tenant_scope, "admin API", 0, 0, "see the detail; run with -v for the requests",
-		      "%s", diag.summary);
+		mm_check_addf(d->checks, d->tenant_scope, "admin API", 0, 0,
+		              "see the detail; run with -v for the requests", "%s",
+		              rc == MAILMODE_ERR_NOMEM ? "out of memory" : diag.summary);
 		goto out;
 	}
 	check_accepted(d, accepted);

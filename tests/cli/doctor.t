@@ -19,7 +19,7 @@ fi
 at_exit "'$MAILMODE' sandbox stop --dir '$SB' >/dev/null 2>&1"
 export MAILMODE_CONFIG="$SB/mailmode.conf"
 . "$SB/dns/dns.env"
-plan 30
+plan 31
 
 sb() { "$PYTHON3" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$SB/sandbox.json" "$1"; }
 EMU=$(sb emulator_url)
@@ -36,6 +36,9 @@ is "$rc" 2 "no domain to check: exit 2"
 like "$err" "no domain in the state .*state\\.db: name the domains" "the error says where it looked"
 
 # --- everything holds
+emu DELETE /_emu/stats
+# Exchange Online's page size (the sandbox's is 2), so that requests count reads.
+emu POST /_emu/config '{"page_size": 1000}'
 run "$MAILMODE" doctor contoso.test fabrikam.test
 is "$rc" 0 "every check passes: exit 0"
 is "$(count "ok   tenant $TENANT: token")/$(count "ok   zone contoso.test: credentials can update")" "1/1" \
@@ -43,6 +46,12 @@ is "$(count "ok   tenant $TENANT: token")/$(count "ok   zone contoso.test: crede
 like "$(line "domain fabrikam.test: accepted domain")" "^ok   " "each domain's own checks are listed"
 like "$out" "check\\(s\\) for 2 domain\\(s\\): 0 failed" "the summary line"
 unlike "$out" "FAIL" "no FAIL line"
+is "$(curl -sS --cacert "$SB/emu/ca.pem" "$EMU/_emu/stats" | "$PYTHON3" -c '
+import json, sys
+n = json.load(sys.stdin)["requests_by_cmdlet"]
+print(" ".join("%s=%d" % (c, n.get(c, 0)) for c in ("Get-OrganizationConfig", "Get-AcceptedDomain", "Get-TransportRule", "Get-InboundConnector")))')" \
+	"Get-OrganizationConfig=1 Get-AcceptedDomain=1 Get-TransportRule=1 Get-InboundConnector=1" \
+	"the tenant is read once for its two domains"
 
 run "$MAILMODE" --json doctor contoso.test fabrikam.test
 is "$(printf '%s' "$out" | "$PYTHON3" -c '
