@@ -505,18 +505,25 @@ static int run_setup(struct mm_run *r)
 
 /* The old mode stays while the world may still act on what the new mode's
  * setup replaced (plugin.h: settle_until_ms). */
-static void settle(struct mm_run *r)
+static int settle(struct mm_run *r)
 {
 	long long now;
+	int rc;
 
-	while (r->kind == MM_KIND_SWITCH && r->m->from_mode &&
-	       (now = mm_migrate_now_ms()) < r->settle_until_ms) {
+	if (r->kind != MM_KIND_SWITCH || !r->m->from_mode ||
+	    mm_migrate_now_ms() >= r->settle_until_ms)
+		return MM_OK;
+	/* Journaled: a run's report shows the wait apart from verification. */
+	if ((rc = journal(r, MM_STEP_VERIFY_NEW, "settle", NULL)) != MM_OK)
+		return rc;
+	while ((now = mm_migrate_now_ms()) < r->settle_until_ms) {
 		long long left = r->settle_until_ms - now;
 
 		mm_engine_progress(r->e, "%s: %s mode verified; keeping %s mode %lld s more while caches of the replaced records expire",
 		                   r->m->domain, r->m->to_mode, r->m->from_mode, (left + 999) / 1000);
 		mm_host_sleep_ms(NULL, left < 1000 ? left : 1000);
 	}
+	return MM_OK;
 }
 
 /* A plain setup that is not in effect everywhere yet stays open: waiting
@@ -561,7 +568,8 @@ static int run_verify(struct mm_run *r)
 			return MM_ERR;
 		return mm_run_rollback(r, MM_UNVERIFIED);
 	}
-	settle(r);
+	if ((rc = settle(r)) != MM_OK)
+		return rc;
 	return journal(r, MM_STEP_VERIFY_NEW, "end", NULL);
 }
 

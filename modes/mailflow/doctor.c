@@ -66,8 +66,12 @@ static void profile_failed(struct doctor *d, const struct mailmode_diag *diag)
 
 static char *consent_fix(const struct doctor *d, const char *what)
 {
-	return ms_printf("%s; admin consent: %s/%s/adminconsent?client_id=%s (then wait a few minutes and run doctor again)",
-	                 what, d->profile->login_url, d->profile->tenant, d->profile->client_id);
+	char *url = ms_admin_consent_url(&d->profile->app, NULL);
+	char *fix = ms_printf("%s; admin consent: %s (then wait a few minutes and run doctor again)",
+	                      what, url ? url : "mailmode tenant consent-url TENANT");
+
+	free(url);
+	return fix;
 }
 
 /* The token, and the Exchange.ManageAsApp role in it: a token issued
@@ -76,7 +80,7 @@ static int check_token(struct doctor *d)
 {
 	const struct mf_profile *p = d->profile;
 	struct mailmode_diag diag = { 0 };
-	const char *token = NULL;
+	const char *token = NULL, *scp;
 	cJSON *claims, *role;
 	char *fix;
 	int granted = 0;
@@ -88,19 +92,30 @@ static int check_token(struct doctor *d)
 		free(fix);
 		return -1;
 	}
-	mm_check_addf(d->checks, d->tenant_scope, "token", 1, 0, NULL, "app %s signed in", p->client_id);
+	mm_check_addf(d->checks, d->tenant_scope, "token", 1, 0, NULL, "%s signed in",
+	              p->app.token_cache ? "the person (auth = device)" : "the app");
 	claims = ms_token_claims(token);
+	/* A person's token (auth = device) carries delegated permissions in
+	 * scp, space-separated; the app's its application roles. */
+	scp = cJSON_GetStringValue(cJSON_GetObjectItem(claims, "scp"));
+	if (p->app.token_cache)
+		granted = scp && strstr(scp, "Exchange.Manage") != NULL;
 	cJSON_ArrayForEach(role, cJSON_GetObjectItem(claims, "roles"))
 		if (cJSON_IsString(role) && strcmp(role->valuestring, "Exchange.ManageAsApp") == 0)
 			granted = 1;
 	cJSON_Delete(claims);
 	if (granted) {
-		mm_check_addf(d->checks, d->tenant_scope, "permission", 1, 0, NULL, "the token carries Exchange.ManageAsApp");
+		mm_check_addf(d->checks, d->tenant_scope, "permission", 1, 0, NULL, "the token carries %s",
+		              p->app.token_cache ? "Exchange.Manage" : "Exchange.ManageAsApp");
 		return 0;
 	}
-	fix = consent_fix(d, "add the application permission Exchange.ManageAsApp (Office 365 Exchange Online) to the app and grant admin consent");
+	if (p->app.token_cache)
+		fix = consent_fix(d, "sign in again with mailmode tenant login, consenting to Exchange.Manage");
+	else
+		fix = consent_fix(d, "add the application permission Exchange.ManageAsApp (Office 365 Exchange Online) to the app and grant admin consent");
 	mm_check_addf(d->checks, d->tenant_scope, "permission", 0, 0, fix,
-	      "the token carries no Exchange.ManageAsApp role: the permission is missing or not consented");
+	              "the token carries no %s: the permission is missing or not consented",
+	              p->app.token_cache ? "Exchange.Manage scope" : "Exchange.ManageAsApp role");
 	free(fix);
 	return -1;
 }

@@ -81,8 +81,8 @@
  * 1.2: checkpoint, keep_original, preflight, config_keys, request fields
  * call and original, MAILMODE_REQ_FORCE for setup; 1.3: the request field
  * accepted_conflicts (the host no longer sets MAILMODE_REQ_ACCEPT_CONFLICTS);
- * 1.4: the host service http_request_opts (AWS Signature Version 4),
- * the operation doctor.
+ * 1.4: the host services http_request_opts (AWS Signature Version 4),
+ * token_cache_load and token_cache_store; the operation doctor.
  */
 #ifndef MAILMODE_PLUGIN_H
 #define MAILMODE_PLUGIN_H
@@ -303,6 +303,21 @@ struct mailmode_host {
 	                         const struct mailmode_http_request *req,
 	                         const struct mailmode_http_options *opts,
 	                         struct mailmode_http_response *resp,
+	                         struct mailmode_diag *diag);
+
+	/* ABI 1.4: the token cache of delegated sign-in (a refresh token
+	 * kept between runs), one private entry per name (letters, digits,
+	 * '.', '_', '-'; not starting with '.').  Each entry is a file of mode
+	 * 0600 in $XDG_STATE_HOME/mailmode (default ~/.local/state/mailmode,
+	 * created 0700).  token_cache_load: MAILMODE_OK with *text NULL when
+	 * there is no entry; refused (MAILMODE_ERR_CONFIG) when the file or
+	 * the directory is not the user's or is open to group or others, as
+	 * secret_load refuses.  Free *text with host->secret_free.
+	 * token_cache_store replaces the entry atomically (a reader sees the
+	 * old text or the new, never a part); text NULL removes it. */
+	int (*token_cache_load)(void *handle, const char *name, char **text,
+	                        struct mailmode_diag *diag);
+	int (*token_cache_store)(void *handle, const char *name, const char *text,
 	                         struct mailmode_diag *diag);
 };
 
