@@ -91,6 +91,9 @@ static const struct command_spec commands[] = {
 	{ "config", 0, 1, 2, "config check [FILE]",
 	  "Check the configuration and validate each profile for each mode it\n"
 	  "configures, asking no server." },
+	{ "doctor", O_PROFILE, 0, MM_MAX_ARGS, "doctor [DOMAIN...] [--profile P]",
+	  "Check everything a switch of each domain needs (default: every domain\n"
+	  "in the state), one line per check with its fix.  Exit 3 if one fails." },
 	{ "tenant", 0, 2, 2, "tenant login|logout|consent-url TENANT",
 	  "Sign in to a [tenant TENANT] with auth = device (a code to enter at\n"
 	  "Microsoft's sign-in page; the refresh token is kept in\n"
@@ -119,6 +122,7 @@ void mm_cli_usage(FILE *f, const char *command)
 	fputs("\nexit codes: 0 ok, 1 error (also: unfinished, outcome unknown), 2 usage,\n"
 	      "            3 not verified or rolled back, 4 refused (one-mode invariant,\n"
 	      "            conflict, drift; status: drift or an unfinished migration)\n"
+	      "            doctor: 3 when a check failed\n"
 	      "'mailmode help COMMAND' describes one.  See mailmode(1).\n", f);
 }
 

@@ -86,6 +86,12 @@ int mm_find_plugin(struct mm_ctx *ctx, const char *mode, struct mm_plugin **out)
  * NULL (an empty state) instead of creating it. */
 int mm_open_state(struct mm_ctx *ctx, int create);
 int mm_domain_arg(struct mm_ctx *ctx, const char *arg, char *domain);
+/* The domains a command is about: each DOMAIN argument (row: its state
+ * row, or NULL when the state has none) or, with none, every domain in the
+ * state.  Stops at the first fn that does not return MM_OK. */
+int mm_each_domain(struct mm_ctx *ctx,
+                   int (*fn)(const char *domain, const struct mm_domain_row *row, void *arg),
+                   void *arg);
 /* MM_REFUSED, with the way out, when the domain has an unfinished
  * migration: only resume and abort may touch it then. */
 int mm_refuse_open_migration(struct mm_ctx *ctx, const char *domain);
@@ -118,6 +124,7 @@ int mm_cmd_abort(struct mm_ctx *ctx);
 int mm_cmd_sandbox(struct mm_ctx *ctx);
 int mm_cmd_runbook(struct mm_ctx *ctx);
 int mm_cmd_config(struct mm_ctx *ctx);
+int mm_cmd_doctor(struct mm_ctx *ctx);
 int mm_cmd_tenant(struct mm_ctx *ctx);
 
 #endif

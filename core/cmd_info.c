@@ -264,37 +264,21 @@ static int status_one(struct status_run *run, const char *domain, const struct m
 	return MM_OK;
 }
 
-static int status_row(const struct mm_domain_row *row, void *arg)
+static int status_arg(const char *domain, const struct mm_domain_row *row, void *arg)
 {
-	return status_one(arg, row->domain, row);
+	return status_one(arg, domain, row);
 }
 
 int mm_cmd_status(struct mm_ctx *ctx)
 {
 	struct status_run run = { .ctx = ctx };
-	int rc, i;
+	int rc;
 
 	run.domains = cJSON_AddArrayToObject(ctx->doc, "domains");
 	if ((rc = mm_load_plugins(ctx)) != MM_OK || (rc = mm_open_state(ctx, 0)) != MM_OK)
 		return rc;
-	if (ctx->args.npositional == 0) {
-		if (ctx->state &&
-		    (rc = mm_state_each_domain(ctx->state, status_row, &run, ctx->err)) != MM_OK)
-			return rc;
-	}
-	for (i = 0; i < ctx->args.npositional; i++) {
-		char domain[MM_DOMAIN_MAX + 1];
-		struct mm_domain_row row = { 0 };
-		int found = 0;
-
-		if ((rc = mm_domain_arg(ctx, ctx->args.positional[i], domain)) != MM_OK)
-			return rc;
-		if (ctx->state &&
-		    (rc = mm_state_get_domain(ctx->state, domain, &row, &found, ctx->err)) != MM_OK)
-			return rc;
-		status_one(&run, domain, found ? &row : NULL);
-		mm_domain_row_clear(&row);
-	}
+	if ((rc = mm_each_domain(ctx, status_arg, &run)) != MM_OK)
+		return rc;
 	ctx->err[0] = '\0';
 	if (run.drift)
 		return mm_fail(ctx, MM_REFUSED, "drift: the world differs from the state for %d mode(s)",

@@ -120,6 +120,43 @@ int mm_domain_arg(struct mm_ctx *ctx, const char *arg, char *domain)
 	return MM_OK;
 }
 
+struct each_domain {
+	int (*fn)(const char *domain, const struct mm_domain_row *row, void *arg);
+	void *arg;
+};
+
+static int each_row(const struct mm_domain_row *row, void *arg)
+{
+	const struct each_domain *each = arg;
+
+	return each->fn(row->domain, row, each->arg);
+}
+
+int mm_each_domain(struct mm_ctx *ctx,
+                   int (*fn)(const char *domain, const struct mm_domain_row *row, void *arg),
+                   void *arg)
+{
+	struct each_domain each = { fn, arg };
+	int rc = MM_OK, i;
+
+	if (ctx->args.npositional == 0)
+		return ctx->state ? mm_state_each_domain(ctx->state, each_row, &each, ctx->err) : MM_OK;
+	for (i = 0; i < ctx->args.npositional && rc == MM_OK; i++) {
+		char domain[MM_DOMAIN_MAX + 1];
+		struct mm_domain_row row = { 0 };
+		int found = 0;
+
+		if ((rc = mm_domain_arg(ctx, ctx->args.positional[i], domain)) != MM_OK)
+			return rc;
+		if (ctx->state &&
+		    (rc = mm_state_get_domain(ctx->state, domain, &row, &found, ctx->err)) != MM_OK)
+			return rc;
+		rc = fn(domain, found ? &row : NULL, arg);
+		mm_domain_row_clear(&row);
+	}
+	return rc;
+}
+
 cJSON *mm_json_from_text(const char *text)
 {
 	cJSON *v;

@@ -32,7 +32,7 @@
 
 static const char *const call_names[] = {
 	"validate_config", "observe", "plan", "setup", "verify", "teardown", "trace", "preflight",
-	"resources"
+	"resources", "doctor"
 };
 
 const char *mm_call_name(enum mm_call_kind kind)
@@ -68,6 +68,10 @@ int mm_call_invoke(const struct mailmode_plugin *d, void *ctx, const struct mail
 	case MM_CALL_RESOURCES:
 		if (d->abi_minor >= 1 && d->resources)
 			return d->resources(ctx, req, text, diag);
+		break;
+	case MM_CALL_DOCTOR:
+		if (d->abi_minor >= 4 && d->doctor)
+			return d->doctor(ctx, req, text, diag);
 		break;
 	}
 	mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "%s: no %s operation", d->name,
@@ -142,7 +146,7 @@ int mm_call_decode(struct mm_wire_rd *rd, struct mm_call_msg *m)
 	m->req.accepted_conflicts = (const char *const *)m->conflicts;
 	/* The helper serves one call at a time: any non-NULL value names it. */
 	m->req.call = m;
-	if (rd->bad || m->call.kind > MM_CALL_RESOURCES) {
+	if (rd->bad || m->call.kind > MM_CALL_DOCTOR) {
 		mm_call_msg_clear(m);
 		return -1;
 	}

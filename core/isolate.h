@@ -33,7 +33,7 @@ struct mm_plugin;
 /* The operations, as the core calls them and a helper serves them. */
 enum mm_call_kind {
 	MM_CALL_VALIDATE, MM_CALL_OBSERVE, MM_CALL_PLAN, MM_CALL_SETUP, MM_CALL_VERIFY,
-	MM_CALL_TEARDOWN, MM_CALL_TRACE, MM_CALL_PREFLIGHT, MM_CALL_RESOURCES
+	MM_CALL_TEARDOWN, MM_CALL_TRACE, MM_CALL_PREFLIGHT, MM_CALL_RESOURCES, MM_CALL_DOCTOR
 };
 
 const char *mm_call_name(enum mm_call_kind kind);
@@ -49,7 +49,7 @@ struct mm_call {
 	const char *recipient;           /* trace */
 	enum mailmode_presence presence; /* out: observe */
 	char *text;                      /* out, malloc'd: the receipt, report,
-	                                    plan or resources */
+	                                    plan, resources or checks */
 };
 
 /* Runs the call in this process (the plugin's context ctx). */

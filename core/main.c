@@ -115,7 +115,8 @@ static int dispatch(struct mm_ctx *ctx)
 		{ "log", mm_cmd_log },         { "switch", mm_cmd_switch },
 		{ "resume", mm_cmd_resume },   { "abort", mm_cmd_abort },
 		{ "sandbox", mm_cmd_sandbox },    { "runbook", mm_cmd_runbook },
-		{ "config", mm_cmd_config },   { "tenant", mm_cmd_tenant },
+		{ "config", mm_cmd_config },   { "doctor", mm_cmd_doctor },
+		{ "tenant", mm_cmd_tenant },
 	};
 	size_t i;
 

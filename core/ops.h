@@ -70,6 +70,13 @@ int mm_plugin_has_trace(const struct mm_plugin *plugin);
 int mm_op_trace(const struct mm_op *op, const char *message_id, const char *recipient,
                 char **report, struct mailmode_diag *diag);
 
+/* Whether the plugin has the ABI 1.4 doctor operation. */
+int mm_plugin_has_doctor(const struct mm_plugin *plugin);
+/* ABI 1.4 doctor: *checks is the plugin's JSON array of checks (MM_OK
+ * whenever it handed one back, failed checks included).  MM_ERR for a
+ * plugin without the operation. */
+int mm_op_doctor(const struct mm_op *op, char **checks, struct mailmode_diag *diag);
+
 const char *mm_presence_name(enum mailmode_presence presence);
 
 #endif

@@ -158,28 +158,37 @@ out:
 	return (char *)out;
 }
 
-int ms_token_tid(const char *access_token, char out[37])
+cJSON *ms_token_claims(const char *access_token)
 {
 	const char *payload = strchr(access_token, '.');
 	const char *end = payload ? strchr(payload + 1, '.') : NULL;
-	char *json = NULL;
-	cJSON *claims = NULL;
-	const cJSON *tid;
+	char *json;
+	cJSON *claims;
+
+	if (!end)
+		return NULL;
+	json = base64url_decode(payload + 1, (size_t)(end - payload - 1));
+	claims = json ? cJSON_Parse(json) : NULL;
+	free(json);
+	if (!cJSON_IsObject(claims)) {
+		cJSON_Delete(claims);
+		return NULL;
+	}
+	return claims;
+}
+
+int ms_token_tid(const char *access_token, char out[37])
+{
+	cJSON *claims = ms_token_claims(access_token);
+	const cJSON *tid = cJSON_GetObjectItemCaseSensitive(claims, "tid");
 	int rc = -1;
 
 	out[0] = '\0';
-	if (!end)
-		goto out;
-	json = base64url_decode(payload + 1, (size_t)(end - payload - 1));
-	claims = json ? cJSON_Parse(json) : NULL;
-	tid = cJSON_GetObjectItemCaseSensitive(claims, "tid");
-	if (!cJSON_IsString(tid) || !ms_is_guid(tid->valuestring))
-		goto out;
-	memcpy(out, tid->valuestring, 37);
-	rc = 0;
-out:
+	if (cJSON_IsString(tid) && ms_is_guid(tid->valuestring)) {
+		memcpy(out, tid->valuestring, 37);
+		rc = 0;
+	}
 	cJSON_Delete(claims);
-	free(json);
 	return rc;
 }
 

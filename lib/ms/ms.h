@@ -126,6 +126,10 @@ void ms_token_forget(struct ms_token *cache);
 int ms_credentials_check(const struct mailmode_host *host,
                          const struct ms_app *app, struct mailmode_diag *diag);
 
+/* The claims of an access token (a JWT's payload, not verified: the
+ * service checks the signature), or NULL; cJSON_Delete it. */
+cJSON *ms_token_claims(const char *access_token);
+
 /* ------------------------------------------------------------------ */
 /* Delegated sign-in: the device authorization grant (RFC 8628) and the
  * token cache entry it leaves (entra.c) */

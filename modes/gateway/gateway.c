@@ -650,4 +650,5 @@ MAILMODE_PLUGIN_DEFINE(
 	.teardown = gw_teardown,
 	.resources = gw_resources,
 	.preflight = gw_preflight,
-	.config_keys = gw_config_keys);
+	.config_keys = gw_config_keys,
+	.doctor = gw_doctor);

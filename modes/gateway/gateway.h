@@ -11,6 +11,7 @@
  *   swap.c      the write path: the original kept, a checkpoint before each
  *               UPDATE, an unanswered UPDATE settled by re-reading
  *   preflight.c the ABI 1.2 preflight: reads and a no-op signed UPDATE
+ *   doctor.c    the ABI 1.4 doctor: the checks of `mailmode doctor`
  *   gateway.c   the mode's operations and the exported descriptor
  */
 #ifndef GATEWAY_H
@@ -339,6 +340,12 @@ int gw_teardown_target(const struct gw_call *call, struct gw_mx_set *restore,
 /* The ABI 1.2 preflight operation (plugin.h). */
 int gw_preflight(void *ctx, const struct mailmode_request *req,
                  enum mailmode_plan_op which, struct mailmode_diag *diag);
+
+/* ---- doctor.c ------------------------------------------------------------ */
+
+/* The ABI 1.4 doctor operation (plugin.h). */
+int gw_doctor(void *ctx, const struct mailmode_request *req, char **checks,
+              struct mailmode_diag *diag);
 
 /* One detail line "LABEL: 10 a. (ttl 300), ..." (swap.c). */
 void gw_append_set(const struct gw_op *op, const char *label,

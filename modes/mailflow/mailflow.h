@@ -9,6 +9,7 @@
  *   shared.c  the rules shared by the tenant's domains: membership,
  *             subdomain exceptions
  *   trace.c   the message trace of a test message (ABI 1.1 trace)
+ *   doctor.c  the checks of `mailmode doctor` (ABI 1.4 doctor)
  *   mode.c    the plugin operations and the descriptor
  *
  * The token (Entra ID client credentials) and the Exchange Online admin
@@ -269,6 +270,10 @@ unsigned mf_shared_rule_free_index(const struct mf_profile *profile, const cJSON
 /* The plugin's ABI 1.1 trace operation (see plugin.h). */
 int mf_trace(void *ctx, const struct mailmode_request *req, const char *message_id,
              const char *recipient, char **report, struct mailmode_diag *diag);
+
+/* doctor.c: the plugin's ABI 1.4 doctor operation (see plugin.h). */
+int mf_doctor(void *ctx, const struct mailmode_request *req, char **checks,
+              struct mailmode_diag *diag);
 
 /* keys.c: the keys config.c reads (the descriptor's config_keys). */
 const struct mailmode_config_key *mf_config_keys(void);

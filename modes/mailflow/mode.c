@@ -2177,4 +2177,5 @@ MAILMODE_PLUGIN_DEFINE(
 	.resources = mf_resources,
 	.trace = mf_trace,
 	.preflight = mf_preflight,
-	.config_keys = mf_config_keys);
+	.config_keys = mf_config_keys,
+	.doctor = mf_doctor);

@@ -726,8 +726,8 @@ class Tenant:
                     pem += "\n" + f.read()
             self.certs = load_certs(pem) if pem.strip() else []
         for flag, dflt in (("dehydrated", False), ("inbound_connectors_allowed", True),
-                           ("forbidden", False), ("public_client", False),
-                           ("delegated_consent", True)):
+                           ("forbidden", False), ("consented", True),
+                           ("public_client", False), ("delegated_consent", True)):
             if first or flag in spec:
                 v = spec.get(flag, dflt)
                 if not isinstance(v, bool):
@@ -760,7 +760,7 @@ class Tenant:
                                   "thumbprint": c["sha1_hex"]} for c in self.certs],
                 "dehydrated": self.dehydrated,
                 "inbound_connectors_allowed": self.inbound_connectors_allowed,
-                "forbidden": self.forbidden,
+                "forbidden": self.forbidden, "consented": self.consented,
                 "accepted_domains": [{k: d[k] for k in ("DomainName", "DomainType", "Default")}
                                      for d in self.accepted_domains]}
 
@@ -1606,12 +1606,14 @@ class Emu:
         now_s = int(time.time())
         claims = {"aud": "https://outlook.office365.com", "iss": "https://sts.windows.net/%s/"
                   % tenant.tenant_id, "iat": now_s, "nbf": now_s, "exp": now_s + life,
-                  "appid": tenant.client_id, "roles": ["Exchange.ManageAsApp"],
-                  "tid": tenant.tenant_id, "uti": secrets.token_urlsafe(16), "ver": "1.0"}
+                  "appid": tenant.client_id, "tid": tenant.tenant_id, "uti": secrets.token_urlsafe(16), "ver": "1.0"}
         if delegated:
             # A person's token: scp (delegated permissions) and upn, no roles.
-            del claims["roles"]
             claims.update(delegated)
+        elif tenant.consented:
+            # Without admin consent Entra still issues the app's token,
+            # with no roles claim (m365-identity-and-limits.md section 2).
+            claims["roles"] = ["Exchange.ManageAsApp"]
         tok = "%s.%s.%s" % (b64url(json.dumps({"typ": "JWT", "alg": "RS256"}).encode()),
                             b64url(json.dumps(claims).encode()), secrets.token_urlsafe(48))
         with self.lock:
@@ -1619,6 +1621,7 @@ class Emu:
             for k in [k for k, v in self.tokens.items() if v["exp"] < now - 3600]:
                 del self.tokens[k]
             self.tokens[tok] = {"tenant_id": tenant.tenant_id, "exp": now + life,
+                                "roles": "roles" in claims or "scp" in claims,
                                 "issued": now}
         return tok, life
 
@@ -2543,6 +2546,16 @@ class Handler(BaseHTTPRequestHandler):
                                ("x-ms-diagnostics", '2000001;reason="%s";error_category='
                                 '"invalid_token"' % reason),
                                ("request-id", str(uuid.uuid4()))]
+        if not ti["roles"]:
+            # A token without Exchange.ManageAsApp: the REST 401 of a
+            # missing permission (m365-identity-and-limits.md section 2).
+            return 401, {"error": {"code": "Unauthorized", "message": "User is not allowed to "
+                                   "call %s" % cmdlet, "innererror": {
+                                       "message": "The role assigned to application %s isn't "
+                                       "supported in this scenario." % tenant.client_id,
+                                       "type": "Microsoft.Exchange.Admin.OData.Core."
+                                       "ODataServiceException"}}}, \
+                [("request-id", str(uuid.uuid4()))]
         if tenant.forbidden or emu.now() < tenant.role_applies_at:
             return 403, None, [("x-ms-diagnostics", '2000008;reason="The application does not '
                                 'have the required role or permission (Exchange.ManageAsApp '
@@ -2756,7 +2769,7 @@ class Handler(BaseHTTPRequestHandler):
                 return 200, self.tenant_state(t)
             if meth == "PATCH":
                 bad = set(data) - {"dehydrated", "inbound_connectors_allowed", "forbidden",
-                                   "public_client", "delegated_consent",
+                                   "consented", "public_client", "delegated_consent",
                                    "client_secret", "client_id", "certificate_pem",
                                    "certificate_file", "accepted_domains", "display_name",
                                    "app_display_name"}
@@ -2929,7 +2942,7 @@ class Handler(BaseHTTPRequestHandler):
             raise ControlError(400, "initial_domain must end with .onmicrosoft.com")
         known = {"tenant_id", "initial_domain", "accepted_domains", "client_id",
                  "client_secret", "certificate_pem", "certificate_file", "dehydrated",
-                 "inbound_connectors_allowed", "forbidden", "rules", "inbound_connectors",
+                 "inbound_connectors_allowed", "forbidden", "consented", "rules", "inbound_connectors",
                  "outbound_connectors", "display_name", "app_display_name",
                  "public_client", "delegated_consent"}
         bad = set(data) - known

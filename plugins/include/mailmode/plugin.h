@@ -82,7 +82,7 @@
  * call and original, MAILMODE_REQ_FORCE for setup; 1.3: the request field
  * accepted_conflicts (the host no longer sets MAILMODE_REQ_ACCEPT_CONFLICTS);
  * 1.4: the host services http_request_opts (AWS Signature Version 4),
- * token_cache_load and token_cache_store.
+ * token_cache_load and token_cache_store; the operation doctor.
  */
 #ifndef MAILMODE_PLUGIN_H
 #define MAILMODE_PLUGIN_H
@@ -480,8 +480,25 @@ struct mailmode_plugin {
 	 * entry whose name is NULL.  Static data; no network. */
 	const struct mailmode_config_key *(*config_keys)(void);
 
+	void (*reserved_mx_ttl)(void); /* ABI 1.4: taken by mx_ttl (another branch) */
+
+	/* ABI 1.4, optional (NULL: `mailmode doctor` runs validate_config
+	 * and preflight instead).  Read-only: everything a switch of the
+	 * domain to or from this mode needs, checked one by one without
+	 * stopping at the first failure.  *checks: a JSON array of
+	 *   {"scope": "tenant T" | "zone Z" | "service S" | "domain D",
+	 *    "check": "token", "ok": bool, "detail": "...", "fix": "..."}
+	 * ("fix" may be absent when ok; "warning": true marks an ok check
+	 * that could not be fully made).  A check whose scope is shared by
+	 * many domains (a tenant, a zone) must be worded the same for each:
+	 * the host shows checks with the same scope and check once.
+	 * MAILMODE_OK whenever *checks is set, failed checks included; an
+	 * error only when no checks could be made at all. */
+	int (*doctor)(void *ctx, const struct mailmode_request *req, char **checks,
+	              struct mailmode_diag *diag);
+
 	/* For operations added by later minor versions. */
-	void (*reserved[4])(void);
+	void (*reserved[2])(void);
 };
 
 /*
