@@ -585,24 +585,30 @@ static int poll_verified(struct mm_run *r, enum mm_step step, struct mailmode_di
  * finish_after_settle; the gateway's lock-down), run before the old mode
  * goes, so that the domain is never without both.  It is setup again, with
  * MAILMODE_REQ_SETTLED, and so journaled, checkpointed and undone (abort)
- * like setup.  Verified first: the settle time is read again after a
- * restart, and nothing waits for caches of a mode that is not in effect. */
+ * like setup.  Verified first (which also reads the settle time again
+ * after a restart): nothing waits for caches of a mode not in effect. */
 static int run_finish(struct mm_run *r)
 {
 	struct mailmode_diag *diag = &r->report->diag;
 	struct mm_op op;
 	char *receipt = NULL;
-	int wanted, rc;
+	int wanted, begun, rc;
 
 	if ((rc = journal_has(r, step_names[MM_STEP_FINISH_NEW], "wanted", &wanted)) != MM_OK ||
 	    !wanted)
 		return rc;
-	if ((rc = journal(r, MM_STEP_FINISH_NEW, "begin", NULL)) != MM_OK)
+	/* Begun before a restart: verified and settled then, and the receipt
+	 * may already be the last stage's (it checkpointed). */
+	if ((rc = journal_has(r, step_names[MM_STEP_FINISH_NEW], "begin", &begun)) != MM_OK)
 		return rc;
-	if ((rc = poll_verified(r, MM_STEP_FINISH_NEW, diag)) != MM_OK)
-		return unfinished(r, MM_STEP_FINISH_NEW, rc, diag,
-		                  "the new mode is not in effect before its last stage");
-	settle(r, 1);
+	if (!begun) {
+		if ((rc = poll_verified(r, MM_STEP_FINISH_NEW, diag)) != MM_OK)
+			return unfinished(r, MM_STEP_FINISH_NEW, rc, diag,
+			                  "the new mode is not in effect before its last stage");
+		settle(r, 1);
+		if ((rc = journal(r, MM_STEP_FINISH_NEW, "begin", NULL)) != MM_OK)
+			return rc;
+	}
 	mm_engine_progress(r->e, "%s: %s mode: its last stage", r->m->domain, r->m->to_mode);
 	op = mm_run_op(r, 0, MAILMODE_REQ_SETTLED | (r->opts.force ? MAILMODE_REQ_FORCE : 0), 1);
 	call_begin(r);
