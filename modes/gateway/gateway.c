@@ -682,7 +682,30 @@ out:
 
 /* Gateway mode is fully there only with its connector as well; the
  * connector without the MX, or not as set up, is part of it. */
-static int observe_tenant(struct gw_call *call, enum mailmode_presence *presence)
+/* "tenant": {"connector", "present", "locked", "problem"} in the report
+ * (status --json shows it). */
+static int report_tenant(struct gw_call *call, bool present, const char *why, char **report)
+{
+	const struct mailmode_host *host = call->op.ctx->host;
+	cJSON *root = cJSON_Parse(*report), *t = root ? cJSON_AddObjectToObject(root, "tenant") : NULL;
+	char *text = NULL, *copy = NULL;
+
+	if (t && cJSON_AddStringToObject(t, "connector", call->cfg.tenant.connector) &&
+	    cJSON_AddBoolToObject(t, "present", present) &&
+	    cJSON_AddBoolToObject(t, "locked", call->tenant_locked) &&
+	    (!why[0] || cJSON_AddStringToObject(t, "problem", why)))
+		text = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	copy = text ? host->strdup(text) : NULL;
+	cJSON_free(text);
+	if (!copy)
+		return MAILMODE_ERR_NOMEM;
+	host->free(*report);
+	*report = copy;
+	return MAILMODE_OK;
+}
+
+static int observe_tenant(struct gw_call *call, enum mailmode_presence *presence, char **report)
 {
 	const struct mailmode_host *host = call->op.ctx->host;
 	char why[512];
@@ -692,6 +715,8 @@ static int observe_tenant(struct gw_call *call, enum mailmode_presence *presence
 	if (!call->cfg.tenant.enabled)
 		return MAILMODE_OK;
 	rc = gw_tenant_check(call, call->tenant_locked, &present, why, sizeof(why));
+	if (rc == MAILMODE_OK)
+		rc = report_tenant(call, present, why, report);
 	if (rc != MAILMODE_OK)
 		return rc;
 	if ((*presence == MAILMODE_ABSENT && present) ||
@@ -728,7 +753,7 @@ static int gw_observe(void *vctx, const struct mailmode_request *req,
 	if (rc != MAILMODE_OK)
 		goto out;
 	*presence = verdict.presence;
-	rc = observe_tenant(call, presence);
+	rc = observe_tenant(call, presence, report);
 	if (rc != MAILMODE_OK)
 		goto out;
 	if (verdict.presence == MAILMODE_PARTIAL) {
