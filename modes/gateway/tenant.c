@@ -294,7 +294,7 @@ static int open_read(struct gw_call *call, struct gw_tenant *t, cJSON **conn, bo
 
 /* The checkpoint before a connector write, then the write. */
 static int write_connector(struct gw_tenant *t, struct gw_receipt *intent, const char *doing,
-                           const char *cmdlet, const cJSON *params)
+                           const char *cmdlet, const cJSON *params, struct ms_exo_error *err)
 {
 	struct gw_call *call = t->call;
 	const struct mailmode_host *host = t->host;
@@ -302,6 +302,7 @@ static int write_connector(struct gw_tenant *t, struct gw_receipt *intent, const
 	char *text;
 	int rc = MAILMODE_OK;
 
+	memset(err, 0, sizeof(*err));
 	if (gw_host_keeps_writes(call)) {
 		intent->write_doing = doing;
 		intent->write_connector = true;
@@ -318,7 +319,7 @@ static int write_connector(struct gw_tenant *t, struct gw_receipt *intent, const
 			return rc;
 		}
 	}
-	rc = ms_exo_invoke(&t->exo, cmdlet, params, &value, NULL, call->op.diag);
+	rc = ms_exo_invoke(&t->exo, cmdlet, params, &value, err, call->op.diag);
 	cJSON_Delete(value);
 	if (rc == MAILMODE_OK)
 		host->log(host->handle, MAILMODE_LOG_INFO, "%s: %s inbound connector '%s' (%s)",
@@ -329,9 +330,10 @@ static int write_connector(struct gw_tenant *t, struct gw_receipt *intent, const
 int gw_tenant_setup(struct gw_call *call, struct gw_receipt *receipt, bool locked)
 {
 	struct gw_tenant t;
+	struct ms_exo_error err;
 	cJSON *conn = NULL, *params = NULL;
 	char why[256];
-	int rc;
+	int pass, rc;
 
 	rc = open_read(call, &t, &conn, true);
 	if (rc != MAILMODE_OK)
@@ -341,18 +343,34 @@ int gw_tenant_setup(struct gw_call *call, struct gw_receipt *receipt, bool locke
 	receipt->has_tenant = true;
 	snprintf(receipt->connector, sizeof(receipt->connector), "%s", call->cfg.tenant.connector);
 	receipt->locked = locked;
-	if (conn && !connector_differs(call, conn, locked, why, sizeof(why)))
-		goto out;
-	params = connector_params(call, locked, !conn);
-	if (!params) {
-		rc = MAILMODE_ERR_NOMEM;
-		goto out;
+	for (pass = 0; pass < 2; pass++) {
+		if (conn && !connector_differs(call, conn, locked, why, sizeof(why)))
+			goto out;
+		cJSON_Delete(params);
+		params = connector_params(call, locked, !conn);
+		if (!params) {
+			rc = MAILMODE_ERR_NOMEM;
+			goto out;
+		}
+		if (conn) {
+			rc = write_connector(&t, receipt, locked && strstr(why, "Restrict") ?
+			                     "locking down" : "setting", "Set-InboundConnector", params,
+			                     &err);
+			goto out;
+		}
+		rc = write_connector(&t, receipt, "creating", "New-InboundConnector", params, &err);
+		if (rc == MAILMODE_OK || !ms_exo_error_exists(&err))
+			goto out;
+		/* "Already exists": a New- of ours whose answer was lost (and
+		 * that the client sent again) landed.  Read it and put it
+		 * right instead. */
+		call->op.diag->severity = MAILMODE_SEV_NONE;
+		rc = read_connector(&t, &conn);
+		if (rc == MAILMODE_OK && (!conn || !ours(conn)))
+			rc = conn ? not_ours(call) : MAILMODE_ERR_UNKNOWN;
+		if (rc != MAILMODE_OK)
+			goto out;
 	}
-	if (!conn)
-		rc = write_connector(&t, receipt, "creating", "New-InboundConnector", params);
-	else
-		rc = write_connector(&t, receipt, locked && strstr(why, "Restrict") ? "locking down"
-		                     : "setting", "Set-InboundConnector", params);
 out:
 	cJSON_Delete(params);
 	cJSON_Delete(conn);
@@ -401,6 +419,7 @@ static cJSON *identity_params(const struct gw_call *call, const char *key, bool 
 int gw_tenant_lift(struct gw_call *call, struct gw_receipt *intent)
 {
 	const struct mailmode_host *host = call->op.ctx->host;
+	struct ms_exo_error err;
 	struct gw_tenant t;
 	cJSON *conn = NULL, *params = NULL;
 	int rc;
@@ -416,7 +435,8 @@ int gw_tenant_lift(struct gw_call *call, struct gw_receipt *intent)
 		goto out;
 	}
 	intent->locked = false;
-	rc = write_connector(&t, intent, "lifting the lock-down of", "Set-InboundConnector", params);
+	rc = write_connector(&t, intent, "lifting the lock-down of", "Set-InboundConnector", params,
+	                     &err);
 	if (rc != MAILMODE_OK)
 		goto out;
 	cJSON_Delete(conn);
@@ -439,6 +459,7 @@ out:
 
 int gw_tenant_remove(struct gw_call *call, struct gw_receipt *intent)
 {
+	struct ms_exo_error err;
 	struct gw_tenant t;
 	cJSON *conn = NULL, *params = NULL;
 	int rc;
@@ -453,7 +474,12 @@ int gw_tenant_remove(struct gw_call *call, struct gw_receipt *intent)
 		rc = MAILMODE_ERR_NOMEM;
 		goto out;
 	}
-	rc = write_connector(&t, intent, "removing", "Remove-InboundConnector", params);
+	rc = write_connector(&t, intent, "removing", "Remove-InboundConnector", params, &err);
+	/* Not found: a Remove- whose answer was lost (sent again) landed. */
+	if (rc != MAILMODE_OK && ms_exo_error_not_found(&err)) {
+		call->op.diag->severity = MAILMODE_SEV_NONE;
+		rc = MAILMODE_OK;
+	}
 out:
 	cJSON_Delete(params);
 	cJSON_Delete(conn);
