@@ -7,9 +7,10 @@
 # down after the settle, one connector.  (b) The Set-InboundConnector that lifts the
 # lock-down in a teardown: the teardown reads the connector again and goes
 # on; the MX is restored only with the lock-down lifted, and the connector
-# is gone.
+# is gone.  (c) A tenant that refuses the sign-in is refused in preflight,
+# before anything changes.
 . "$top_srcdir/tests/mailpath/gwtenant-lib.sh"
-plan 8
+plan 10
 
 fault() {
 	curl -sS --fail-with-body --cacert "$EMU_CA" -X POST -H 'Content-Type: application/json' \
@@ -48,3 +49,15 @@ is "$(gw)" "" "the gateway connector is gone"
 is "$(db "SELECT count(*) FROM domains WHERE domain='$D' AND mode IS NOT NULL")" 0 "no mode recorded"
 n=$(db "SELECT count(*) FROM journal WHERE step='checkpoint' AND detail LIKE '%lifting the lock-down%'")
 ok "$([ "$n" -ge 1 ]; echo $?)" "the lift was checkpointed before it was sent ($n)"
+
+# --- (c) the tenant refuses the sign-in: refused before anything changes ------------
+printf 'wrong-secret\n' >"$SB/wrong.secret"
+chmod 600 "$SB/wrong.secret"
+# gateway_tenant names a copy of the tenant's section with another secret
+# (mailflow mode, observed by the core first, keeps the right one).
+sed 's#^gateway_tenant = .*#gateway_tenant = gw-wrong#' "$MAILMODE_CONFIG" >"$SB/wrong.conf"
+sed -n '/^\[tenant sandbox-tenant\]/,/^\[/p' "$MAILMODE_CONFIG" | sed '$d' |
+	sed 's#^\[tenant sandbox-tenant\]#[tenant gw-wrong]#; s#^client_secret_file = .*#client_secret_file = wrong.secret#; s#^tenant = .*#tenant = sandbox.onmicrosoft.com#' >>"$SB/wrong.conf"
+MAILMODE_CONFIG="$SB/wrong.conf" run mm -q setup $D --mode gateway $FAST
+like "$rc $err" "^1 .*preflight: gateway mode cannot be set up: token request for tenant sandbox.onmicrosoft.com refused: AADSTS7000215.*nothing was changed" "a wrong client secret of gateway_tenant: refused in preflight, naming the tenant and the platform's answer"
+is "$(mx_both $D)|$(gw)" "$FRONT | $FRONT|" "nothing changed: the MX and the tenant as they were"
