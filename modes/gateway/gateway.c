@@ -497,6 +497,21 @@ out:
 	return rc;
 }
 
+/* *report becomes root rendered (host->alloc'ed); root is consumed. */
+static int report_replace(const struct mailmode_host *host, cJSON *root, char **report)
+{
+	char *text = cJSON_PrintUnformatted(root), *copy;
+
+	cJSON_Delete(root);
+	copy = text ? host->strdup(text) : NULL;
+	cJSON_free(text);
+	if (!copy)
+		return MAILMODE_ERR_NOMEM;
+	host->free(*report);
+	*report = copy;
+	return MAILMODE_OK;
+}
+
 /* Resolvers may hold the replaced MX set for its TTL after the swap, and
  * mail they send goes where it used to: the old mode must stay until then
  * (plugin.h: settle_until_ms in verify's report). */
@@ -508,7 +523,6 @@ static int add_settle_time(const struct gw_ctx *ctx, const struct gw_call *call,
 	/* The lock-down waits for the same caches (ABI 1.4). */
 	bool finish = call->cfg.tenant.enabled && call->cfg.tenant.lockdown && !call->tenant_locked;
 	cJSON *root;
-	char *text, *copy;
 	uint32_t ttl = 0;
 	size_t i;
 
@@ -525,15 +539,7 @@ static int add_settle_time(const struct gw_ctx *ctx, const struct gw_call *call,
 		cJSON_Delete(root);
 		return MAILMODE_ERR_NOMEM;
 	}
-	text = cJSON_PrintUnformatted(root);
-	cJSON_Delete(root);
-	copy = text ? host->strdup(text) : NULL;
-	cJSON_free(text);
-	if (!copy)
-		return MAILMODE_ERR_NOMEM;
-	host->free(*report);
-	*report = copy;
-	return MAILMODE_OK;
+	return report_replace(host, root, report);
 }
 
 /* The check shared by verify and observe.  *view is allocated here (it is
@@ -688,21 +694,15 @@ static int report_tenant(struct gw_call *call, bool present, const char *why, ch
 {
 	const struct mailmode_host *host = call->op.ctx->host;
 	cJSON *root = cJSON_Parse(*report), *t = root ? cJSON_AddObjectToObject(root, "tenant") : NULL;
-	char *text = NULL, *copy = NULL;
 
-	if (t && cJSON_AddStringToObject(t, "connector", call->cfg.tenant.connector) &&
-	    cJSON_AddBoolToObject(t, "present", present) &&
-	    cJSON_AddBoolToObject(t, "locked", call->tenant_locked) &&
-	    (!why[0] || cJSON_AddStringToObject(t, "problem", why)))
-		text = cJSON_PrintUnformatted(root);
-	cJSON_Delete(root);
-	copy = text ? host->strdup(text) : NULL;
-	cJSON_free(text);
-	if (!copy)
+	if (!t || !cJSON_AddStringToObject(t, "connector", call->cfg.tenant.connector) ||
+	    !cJSON_AddBoolToObject(t, "present", present) ||
+	    !cJSON_AddBoolToObject(t, "locked", call->tenant_locked) ||
+	    (why[0] && !cJSON_AddStringToObject(t, "problem", why))) {
+		cJSON_Delete(root);
 		return MAILMODE_ERR_NOMEM;
-	host->free(*report);
-	*report = copy;
-	return MAILMODE_OK;
+	}
+	return report_replace(host, root, report);
 }
 
 static int observe_tenant(struct gw_call *call, enum mailmode_presence *presence, char **report)
