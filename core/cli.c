@@ -21,7 +21,11 @@ enum opt_flag {
 	O_PARALLEL = 1 << 8,
 	O_QUICK_TEST = 1 << 9,
 	O_NO_WAIT = 1 << 10,
-	O_KEYS = 1 << 11
+	O_KEYS = 1 << 11,
+	O_ONLY = 1 << 12,
+	O_SKIP_FAILED = 1 << 13,
+	O_REPORT = 1 << 14,
+	O_ALL = 1 << 15
 };
 
 struct command_spec {
@@ -55,8 +59,12 @@ static const struct command_spec commands[] = {
 	  "teardown DOMAIN [--dry-run] [--force] [--no-wait | --verify-timeout DUR]\n"
 	  "                  [--poll-interval DUR]",
 	  "Remove the domain's mode, restoring what it replaced; journaled." },
-	{ "adopt", O_MODE | O_PROFILE, 1, 1, "adopt DOMAIN --mode M [--profile P]",
-	  "Record a mode that was set up by hand, after checking it is live." },
+	{ "adopt", O_MODE | O_PROFILE | O_ALL, 0, 1,
+	  "adopt DOMAIN --mode M [--profile P]\n"
+	  "       mailmode adopt --all FILE [--profile P]",
+	  "Record a mode that was set up by hand, after checking it is live;\n"
+	  "--all: each domain the runbook FILE lists that is live in exactly one\n"
+	  "mode, listing the others with the reason." },
 	{ "switch", O_TO | O_PROFILE | O_DRY_RUN | O_ACCEPT | O_TIMING | O_QUICK_TEST, 1, 1,
 	  "switch DOMAIN --to MODE [--profile P] [--verify-timeout DUR] [--poll-interval DUR]\n"
 	  "                  [--accept-conflict NAME]... [--dry-run]\n"
@@ -71,11 +79,23 @@ static const struct command_spec commands[] = {
 	{ "sandbox", O_DIR, 1, MM_MAX_ARGS, "sandbox start|stop|status [--dir DIR] [-- DRIVER-OPTIONS]",
 	  "A rehearsal world on loopback: BIND, a Microsoft 365 emulator, the\n"
 	  "mail path, and a config wired to them." },
-	{ "runbook", O_PARALLEL, 2, 2, "runbook plan|run FILE [--parallel N]",
-	  "Plan or run the switches a runbook file lists, many domains at once." },
+	{ "runbook", O_PARALLEL | O_ONLY | O_SKIP_FAILED | O_REPORT, 1, 2,
+	  "runbook plan|run FILE [--parallel N] [--only DOMAIN]... [--skip-failed]\n"
+	  "       mailmode runbook resume RUN [--parallel N] [--only DOMAIN]... [--skip-failed]\n"
+	  "       mailmode runbook report [RUN] [--html FILE] [--csv FILE] [--markdown FILE]",
+	  "Plan or run the switches a runbook file lists, many domains at once;\n"
+	  "each run is recorded with every domain's status and reason.  resume:\n"
+	  "run RUN's runbook again; --skip-failed leaves out the domains that failed\n"
+	  "in the previous run.  report: the run (default: the last) for a change\n"
+	  "board, as one self-contained HTML file, CSV or Markdown." },
 	{ "config", 0, 1, 2, "config check [FILE]",
 	  "Check the configuration and validate each profile for each mode it\n"
 	  "configures, asking no server." },
+	{ "tenant", 0, 2, 2, "tenant login|logout|consent-url TENANT",
+	  "Sign in to a [tenant TENANT] with auth = device (a code to enter at\n"
+	  "Microsoft's sign-in page; the refresh token is kept in\n"
+	  "$XDG_STATE_HOME/mailmode, mode 0600), sign out, or print the URL an\n"
+	  "admin opens to consent to the app in the tenant." },
 	{ "help", 0, 0, 1, "help [COMMAND]", "This text, or one command's." },
 	{ NULL, 0, 0, 0, NULL, NULL }
 };
@@ -156,6 +176,9 @@ static const struct value_opt value_opts[] = {
 	{ "--dir", O_DIR, offsetof(struct mm_args, dir) },
 	{ "--quick-test", O_QUICK_TEST, offsetof(struct mm_args, quick_test) },
 	{ "--keys", O_KEYS, offsetof(struct mm_args, keys) },
+	{ "--html", O_REPORT, offsetof(struct mm_args, html) },
+	{ "--csv", O_REPORT, offsetof(struct mm_args, csv) },
+	{ "--markdown", O_REPORT, offsetof(struct mm_args, markdown) },
 };
 
 struct duration_opt {
@@ -191,6 +214,8 @@ static const struct flag_opt flag_opts[] = {
 	{ "--dry-run", O_DRY_RUN, offsetof(struct mm_args, dry_run), 1 },
 	{ "--force", O_FORCE, offsetof(struct mm_args, force), 1 },
 	{ "--no-wait", O_NO_WAIT, offsetof(struct mm_args, no_wait), 1 },
+	{ "--skip-failed", O_SKIP_FAILED, offsetof(struct mm_args, skip_failed), 1 },
+	{ "--all", O_ALL, offsetof(struct mm_args, all), 1 },
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -208,6 +233,27 @@ static int take_parallel(struct mm_args *args, int argc, char **argv, int *i, ch
 		return -1;
 	}
 	args->parallel = (int)n;
+	return 1;
+}
+
+/* --only DOMAIN[,DOMAIN...], repeatable; the runbook checks the names. */
+static int take_only(struct mm_args *args, int argc, char **argv, int *i, char *err)
+{
+	const char *value;
+	int r = take_value("--only", argc, argv, i, &value, err);
+
+	if (r <= 0)
+		return r;
+	if (!*value) {
+		snprintf(err, MM_ERR_MAX, "--only: want a domain name");
+		return -1;
+	}
+	if (args->nonly >= MM_MAX_ARGS) {
+		snprintf(err, MM_ERR_MAX, "--only: at most %d times (list domains with commas)",
+		         MM_MAX_ARGS);
+		return -1;
+	}
+	args->only[args->nonly++] = value;
 	return 1;
 }
 
@@ -332,6 +378,7 @@ static void unknown_option(const char *arg, char *err)
 		mm_nearest_consider(&n, flag_opts[k].name);
 	mm_nearest_consider(&n, "--parallel");
 	mm_nearest_consider(&n, "--accept-conflict");
+	mm_nearest_consider(&n, "--only");
 	if (n.best)
 		snprintf(err, MM_ERR_MAX, "unknown option '%s' (did you mean '%s'?)", arg, n.best);
 	else
@@ -353,6 +400,10 @@ static int take_option(struct mm_args *args, int argc, char **argv, int *i, unsi
 	}
 	if ((r = take_accepted_conflict(args, argc, argv, i, err)) != 0) {
 		*seen |= r > 0 ? O_ACCEPT : 0;
+		return r;
+	}
+	if ((r = take_only(args, argc, argv, i, err)) != 0) {
+		*seen |= r > 0 ? O_ONLY : 0;
 		return r;
 	}
 	if (take_flag(args, argv[*i], seen) || take_bundle(args, argv[*i], seen))
@@ -393,7 +444,7 @@ static int check_command(const struct mm_args *args, const struct command_spec *
 		         spec->synopsis);
 		return MM_USAGE;
 	}
-	if ((spec->opts & O_MODE) && !args->mode) {
+	if ((spec->opts & O_MODE) && !args->mode && !args->all) {
 		snprintf(err, MM_ERR_MAX, "'%s' needs --mode: usage: mailmode %s", spec->name,
 		         spec->synopsis);
 		return MM_USAGE;

@@ -38,6 +38,11 @@ struct mm_args {
 	long verify_timeout_ms;   /* -1: default */
 	long poll_interval_ms;    /* -1: default */
 	int parallel;             /* 0: the runbook's */
+	const char *only[MM_MAX_ARGS];   /* runbook --only DOMAIN[,DOMAIN...], repeatable */
+	int nonly;
+	int skip_failed;          /* runbook: skip the previous run's failures */
+	const char *html, *csv, *markdown;   /* runbook report: output files */
+	int all;                  /* adopt --all */
 	const char *quick_test;   /* --quick-test ADDRESS (checked), or NULL */
 	long quick_test_timeout_ms;   /* -1: [quicktest] timeout, else default */
 };
@@ -113,5 +118,6 @@ int mm_cmd_abort(struct mm_ctx *ctx);
 int mm_cmd_sandbox(struct mm_ctx *ctx);
 int mm_cmd_runbook(struct mm_ctx *ctx);
 int mm_cmd_config(struct mm_ctx *ctx);
+int mm_cmd_tenant(struct mm_ctx *ctx);
 
 #endif

@@ -6,6 +6,7 @@
 #include "migrate.h"
 #include "ops.h"
 #include "quicktest.h"
+#include "runbook.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -202,12 +203,167 @@ out:
 	return rc;
 }
 
+/* What is live for a domain, mode by mode: *live the one mode fully in
+ * effect when it is the only thing there; otherwise why (rc MM_REFUSED:
+ * more than one mode or a mode partly there; MM_ERR: cannot tell). */
+static int live_mode(struct mm_ctx *ctx, const char *domain, const char *profile,
+                     struct mm_plugin **live, char *why, size_t len)
+{
+	char seen[512] = "";
+	size_t i, used = 0;
+	int n = 0, partial = 0;
+
+	*live = NULL;
+	for (i = 0; i < ctx->plugins.count; i++) {
+		struct mm_plugin *p = ctx->plugins.plugins[i];
+		struct mm_op op = { .plugin = p, .domain = domain, .profile = profile };
+		enum mailmode_presence presence;
+		struct mailmode_diag diag;
+		char *report = NULL;
+		int rc;
+
+		if (mm_op_validate(&op, &diag) != MM_OK)
+			continue;      /* the profile does not configure this mode */
+		rc = mm_op_observe(&op, &presence, &report, &diag);
+		free(report);
+		if (rc != MM_OK) {
+			snprintf(why, len, "cannot observe %s mode: %s", p->desc->name, diag.summary);
+			return MM_ERR;
+		}
+		if (presence == MAILMODE_ABSENT)
+			continue;
+		n++;
+		partial += presence == MAILMODE_PARTIAL;
+		*live = presence == MAILMODE_PRESENT ? p : *live;
+		if (used < sizeof(seen))
+			used += (size_t)snprintf(seen + used, sizeof(seen) - used, "%s%s mode is %s",
+			                         used ? ", " : "", p->desc->name,
+			                         presence == MAILMODE_PRESENT ? "live" : "partly live");
+	}
+	if (n == 1 && !partial && ((*live)->desc->caps & MAILMODE_CAP_ADOPT))
+		return MM_OK;
+	if (n == 0)
+		snprintf(why, len, "no mode is live");
+	else if (n == 1 && !partial)
+		snprintf(why, len, "%s, but its plugin cannot adopt a domain set up by hand", seen);
+	else
+		snprintf(why, len, "not live in exactly one mode: %s", seen);
+	*live = NULL;
+	return n == 0 ? MM_OK : MM_REFUSED;
+}
+
+struct adopt_totals {
+	int adopted, recorded, none, refused, failed;
+};
+
+/* One domain of adopt --all: adopted, or listed with the reason. */
+static void adopt_one(struct mm_ctx *ctx, const struct mm_runbook_entry *entry, cJSON *list,
+                      struct adopt_totals *t)
+{
+	struct mm_domain_row row = { 0 };
+	struct mm_switch_report report;
+	struct mm_switch_options opts;
+	struct mm_plugin *live = NULL;
+	struct mm_engine e;
+	char profile[320], why[MM_ERR_MAX] = "";
+	const char *result = "not adopted";
+	cJSON *item = cJSON_CreateObject();
+	int found = 0, rc;
+
+	cJSON_AddItemToArray(list, item);
+	cJSON_AddStringToObject(item, "domain", entry->domain);
+	rc = mm_state_get_domain(ctx->state, entry->domain, &row, &found, why);
+	if (rc == MM_OK && found && row.mode) {
+		snprintf(why, sizeof(why), "already recorded in %s mode", row.mode);
+		result = "recorded";
+		t->recorded++;
+	} else if (rc == MM_OK &&
+	           (rc = resolve_profile(ctx, entry->profile[0] ? entry->profile : ctx->args.profile,
+	                                 profile, sizeof(profile))) != MM_OK) {
+		snprintf(why, sizeof(why), "%s", ctx->err);
+	} else if (rc == MM_OK &&
+	           (rc = live_mode(ctx, entry->domain, profile, &live, why, sizeof(why))) == MM_OK &&
+	           live) {
+		mm_switch_options_for(ctx, &opts);
+		mm_engine_for(ctx, &e);
+		rc = mm_migrate_run(&e, MM_KIND_ADOPT, entry->domain, live->desc->name, profile, &opts,
+		                    &report, why);
+		if (rc == MM_OK) {
+			snprintf(why, sizeof(why), "adopted in %s mode (profile %s)", live->desc->name, profile);
+			result = "adopted";
+			t->adopted++;
+		}
+	}
+	if (rc == MM_OK && !live && strcmp(result, "recorded") != 0)
+		t->none++;
+	else if (rc == MM_REFUSED)
+		t->refused++;
+	else if (rc != MM_OK)
+		t->failed++;
+	cJSON_AddStringToObject(item, "result", result);
+	cJSON_AddStringToObject(item, "reason", why);
+	if (!ctx->output.json)
+		printf("%-32s %-12s %s\n", entry->domain, result, why);
+	mm_domain_row_clear(&row);
+}
+
+/* adopt --all FILE: every domain the runbook FILE lists (the plugins have
+ * no way to list a tenant's or a zone's domains), each with its line's
+ * profile or --profile; its target mode plays no part. */
+static int adopt_all(struct mm_ctx *ctx)
+{
+	struct adopt_totals t = { 0 };
+	struct mm_runbook rb;
+	cJSON *list = cJSON_AddArrayToObject(ctx->doc, "domains");
+	size_t i;
+	int rc;
+
+	if (ctx->args.mode)
+		return mm_fail(ctx, MM_USAGE, "adopt --all observes every mode: drop --mode %s",
+		               ctx->args.mode);
+	if (ctx->args.npositional != 1)
+		return mm_fail(ctx, MM_USAGE, "adopt --all needs the runbook FILE listing the domains");
+	if (mm_runbook_load(ctx->args.positional[0], &rb) != MM_OK) {
+		fputs(rb.errors ? rb.errors : "", stderr);
+		rc = mm_fail(ctx, MM_ERR, "runbook %s: %d error(s); nothing was adopted",
+		             ctx->args.positional[0], rb.nerrors);
+		goto out;
+	}
+	if ((rc = mm_load_plugins(ctx)) != MM_OK || (rc = mm_open_state(ctx, 1)) != MM_OK)
+		goto out;
+	for (i = 0; i < rb.count; i++)
+		adopt_one(ctx, &rb.entries[i], list, &t);
+	cJSON_AddNumberToObject(ctx->doc, "adopted", t.adopted);
+	cJSON_AddNumberToObject(ctx->doc, "already_recorded", t.recorded);
+	cJSON_AddNumberToObject(ctx->doc, "no_mode_live", t.none);
+	cJSON_AddNumberToObject(ctx->doc, "not_adoptable", t.refused);
+	cJSON_AddNumberToObject(ctx->doc, "failed", t.failed);
+	if (!ctx->output.json)
+		printf("\n%zu domains: %d adopted, %d already recorded, %d with no mode live, %d not adoptable, %d failed\n",
+		       rb.count, t.adopted, t.recorded, t.none, t.refused, t.failed);
+	ctx->err[0] = '\0';
+	if (t.failed)
+		rc = mm_fail(ctx, MM_ERR, "adopt --all: %d domain(s) could not be observed or adopted",
+		             t.failed);
+	else if (t.refused)
+		rc = mm_fail(ctx, MM_REFUSED,
+		             "adopt --all: %d domain(s) not adoptable (more than one mode, partly live, or a plugin that cannot adopt)",
+		             t.refused);
+out:
+	mm_runbook_free(&rb);
+	return rc;
+}
+
 int mm_cmd_adopt(struct mm_ctx *ctx)
 {
 	struct job job = { 0 };
 	struct mm_plugin *plugin;
 	int rc;
 
+	if (ctx->args.all)
+		return adopt_all(ctx);
+	if (ctx->args.npositional != 1)
+		return mm_fail(ctx, MM_USAGE, "usage: mailmode adopt DOMAIN --mode M [--profile P]");
 	rc = prepare(ctx, &job, ctx->args.mode, 1, &plugin);
 	if (rc != MM_OK)
 		goto out;

@@ -1,12 +1,16 @@
-/* runbook plan|run FILE: many domains in one go, in parallel within the
- * limits of each tenant and DNS zone, resumable, with a report. */
+/* runbook plan|run FILE, resume RUN, report RUN: many domains in one go,
+ * in parallel within the limits of each tenant and DNS zone, resumable,
+ * each run recorded with every domain's status and reason. */
 #include "cli.h"
 
 #include "limiter.h"
 #include "migrate.h"
 #include "ops.h"
+#include "report.h"
 #include "runbook.h"
+#include "state_runs.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,9 +21,13 @@ struct job {
 	char *from_mode;            /* the domain's mode now (NULL: none) */
 	int resume;                 /* has an unfinished migration */
 	int done;                   /* already in the target mode */
+	char tenant[256];           /* the profile's tenant, for per-tenant totals */
+	char skip[MM_ERR_MAX];      /* --skip-failed: why it is left out, else "" */
+	long long resume_id;        /* the open migration it resumes */
 	/* filled by the run */
 	int started;
 	int rc;
+	long long started_ms, finished_ms, migration_id;
 	struct mm_switch_report report;
 	char error[MM_ERR_MAX];
 };
@@ -30,8 +38,9 @@ struct run {
 	struct job *jobs;
 	size_t count;
 	size_t next;
-	int failures;
+	int failures;               /* this run's, not earlier runs' */
 	int stopped;                /* the failure budget is spent */
+	long long id, base;         /* the run's number; the newest migration before it */
 	struct mm_limiter *limiter;
 	pthread_mutex_t lock;
 };
@@ -67,6 +76,24 @@ static int check_mode(struct mm_ctx *ctx, struct mm_runbook *rb, const struct jo
 		return -1;
 	}
 	return 0;
+}
+
+/* The Microsoft 365 tenant a profile works in, for per-tenant totals:
+ * [tenant NAME] tenant = ..., else NAME, else "(none)" (a gateway-only
+ * profile). */
+static void find_tenant(const struct mm_config *cfg, const char *profile, char *out, size_t len)
+{
+	char section[320];
+	const char *name, *tenant;
+
+	snprintf(section, sizeof(section), "profile %s", profile);
+	if (!(name = mm_config_get(cfg, section, "tenant"))) {
+		snprintf(out, len, "(none)");
+		return;
+	}
+	snprintf(section, sizeof(section), "tenant %s", name);
+	tenant = mm_config_get(cfg, section, "tenant");
+	snprintf(out, len, "%s", tenant ? tenant : name);
 }
 
 /* Checks every line against the config, the plugins and the state; every
@@ -105,6 +132,9 @@ static int prepare(struct mm_ctx *ctx, struct mm_runbook *rb, struct job **jobs_
 			snprintf(job->profile, sizeof(job->profile), "%s", section + strlen("profile "));
 		if (found && row.mode)
 			job->from_mode = strdup(row.mode);
+		job->resume_id = job->resume ? m.id : 0;
+		if (job->profile[0])
+			find_tenant(ctx->config, job->profile, job->tenant, sizeof(job->tenant));
 		job->done = !job->resume && found && row.mode && strcmp(row.mode, job->entry->mode) == 0;
 		if (job->profile[0] && check_mode(ctx, rb, job, job->entry->mode) == 0 && job->from_mode)
 			check_mode(ctx, rb, job, job->from_mode);
@@ -143,9 +173,10 @@ static int plan_runbook(struct mm_ctx *ctx, const struct mm_runbook *rb, struct 
 		if (!ctx->output.json)
 			printf("\nline %d: %s: %s -> %s (profile %s)\n", job->entry->line, domain,
 			       job->from_mode ? job->from_mode : "none", job->entry->mode, job->profile);
-		if (job->done || job->resume) {
-			const char *what = job->done ? "already in that mode: skipped"
-			                             : "unfinished migration: resumed";
+		if (job->done || job->resume || job->skip[0]) {
+			const char *what = job->skip[0] ? job->skip
+			                   : job->done ? "already in that mode: skipped"
+			                               : "unfinished migration: resumed";
 
 			cJSON_AddStringToObject(item, "action", what);
 			if (!ctx->output.json)
@@ -194,13 +225,85 @@ static void job_finished(struct run *run, struct job *job)
 	pthread_mutex_unlock(&run->lock);
 }
 
+/* A domain's status in the run and why: switched, unchanged, failed,
+ * not started or skipped. */
+static const char *job_status(const struct run *run, const struct job *job, char *reason,
+                              size_t len)
+{
+	reason[0] = '\0';
+	if (job->skip[0]) {
+		snprintf(reason, len, "%s", job->skip);
+		return "skipped";
+	}
+	if (job->done) {
+		snprintf(reason, len, "already in %s mode", job->entry->mode);
+		return "skipped";
+	}
+	if (!job->started) {
+		if (run->stopped)
+			snprintf(reason, len, "failure budget of %d reached (%d failure(s) in this run)",
+			         run->rb->failure_budget, run->failures);
+		else
+			snprintf(reason, len, "no worker could take it (see the errors above)");
+		return "not started";
+	}
+	if (job->rc != MM_OK) {
+		snprintf(reason, len, "%s", job->error);
+		return "failed";
+	}
+	if (job->report.outcome && strcmp(job->report.outcome, "unchanged") == 0) {
+		snprintf(reason, len, "already in %s mode", job->entry->mode);
+		return "unchanged";
+	}
+	return "switched";
+}
+
+/* What the engine said, kept as the JSON "result" of earlier versions. */
+static const char *result_of(const struct job *job)
+{
+	if (!job->started)
+		return "not started";
+	if (job->skip[0] || job->done)
+		return "skipped";
+	if (job->rc != MM_OK)
+		return job->report.outcome ? job->report.outcome : "failed";
+	return job->report.outcome ? job->report.outcome : "done";
+}
+
+/* The domain's row of the run before it ends: what the runbook says. */
+static struct mm_run_domain job_row(const struct job *job, const char *status)
+{
+	return (struct mm_run_domain){
+		.domain = job->entry->domain, .line = job->entry->line, .from_mode = job->from_mode,
+		.to_mode = job->entry->mode, .profile = job->profile, .tenant = job->tenant,
+		.status = status, .started_ms = job->started_ms, .migration_id = job->resume_id
+	};
+}
+
+/* The domain's row of the run once it ended, on the caller's connection. */
+static int record_job(struct mm_state *st, const struct run *run, const struct job *job,
+                      char *err)
+{
+	char reason[MM_ERR_MAX];
+	struct mm_run_domain d = job_row(job, job_status(run, job, reason, sizeof(reason)));
+
+	d.reason = reason[0] ? reason : NULL;
+	d.outcome = job->skip[0] ? "failed earlier" : result_of(job);
+	d.migration_id = job->migration_id;
+	d.finished_ms = job->finished_ms;
+	d.verify_attempts = job->report.verify_attempts;
+	d.api_calls = job->report.api_calls;
+	return mm_runs_record(st, run->id, &d, err);
+}
+
 static void run_job(struct mm_engine *e, struct run *run, struct job *job)
 {
 	const struct mm_runbook *rb = run->rb;
 	struct mm_switch_options opts = { .verify_timeout_ms = rb->verify_timeout_ms,
 	                                  .poll_interval_ms = rb->poll_interval_ms };
+	char err[MM_ERR_MAX];
 
-	if (job->done)
+	if (job->done || job->skip[0])
 		return;
 	if (job->resume) {
 		job->rc = mm_migrate_resume(e, job->entry->domain, 0, &job->report, job->error);
@@ -208,6 +311,12 @@ static void run_job(struct mm_engine *e, struct run *run, struct job *job)
 		job->rc = mm_migrate_switch(e, job->entry->domain, job->entry->mode, job->profile,
 		                            &opts, &job->report, job->error);
 	}
+	job->finished_ms = mm_host_wall_ms(NULL);
+	job->migration_id = job->resume_id;
+	if (!job->resume &&
+	    mm_runs_migration_of(e->state, job->entry->domain, run->base, &job->migration_id,
+	                         err) != MM_OK)
+		mm_log(e->output, MAILMODE_LOG_ERROR, "%s", err);
 	mm_engine_progress(e, "%s: %s", job->entry->domain,
 	                   job->rc == MM_OK ? job->report.outcome : job->error);
 }
@@ -229,11 +338,21 @@ static void *worker_main(void *arg)
 		return NULL;
 	}
 	while ((job = take_job(run)) != NULL) {
-		if (!job->done)
+		if (!job->done && !job->skip[0]) {
+			struct mm_run_domain d;
+
 			mm_engine_progress(&e, "%s: starting (%s -> %s)", job->entry->domain,
 			                   job->from_mode ? job->from_mode : "none", job->entry->mode);
+			job->started_ms = mm_host_wall_ms(NULL);
+			d = job_row(job, "running");
+			if (mm_runs_record(e.state, run->id, &d, err) != MM_OK)
+				mm_log(&ctx->output, MAILMODE_LOG_ERROR, "%s", err);
+		}
 		run_job(&e, run, job);
 		job_finished(run, job);
+		/* Recorded as it ends: a run killed midway keeps what it did. */
+		if (record_job(e.state, run, job, err) != MM_OK)
+			mm_log(&ctx->output, MAILMODE_LOG_ERROR, "%s", err);
 	}
 	if (ctx->output.progress_live)
 		mm_engine_progress(&e, "(idle)");
@@ -241,95 +360,122 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-static const char *result_of(const struct job *job)
+struct totals {
+	int switched, unchanged, skipped, failed, not_started;
+	long calls;
+};
+
+static void count_status(struct totals *t, const char *status, long calls)
 {
-	if (!job->started)
-		return "not started";
+	t->calls += calls;
+	if (strcmp(status, "switched") == 0)
+		t->switched++;
+	else if (strcmp(status, "unchanged") == 0)
+		t->unchanged++;
+	else if (strcmp(status, "skipped") == 0)
+		t->skipped++;
+	else if (strcmp(status, "failed") == 0)
+		t->failed++;
+	else
+		t->not_started++;
+}
+
+static void report_job(struct mm_ctx *ctx, const struct run *run, const struct job *job,
+                       cJSON *list, struct totals *t)
+{
+	char reason[MM_ERR_MAX];
+	const char *status = job_status(run, job, reason, sizeof(reason));
+	cJSON *item = cJSON_CreateObject();
+
+	count_status(t, status, job->report.api_calls);
+	cJSON_AddItemToArray(list, item);
+	cJSON_AddStringToObject(item, "domain", job->entry->domain);
+	cJSON_AddNumberToObject(item, "line", job->entry->line);
+	if (job->from_mode)
+		cJSON_AddStringToObject(item, "from", job->from_mode);
+	else
+		cJSON_AddNullToObject(item, "from");
+	cJSON_AddStringToObject(item, "to", job->entry->mode);
+	cJSON_AddStringToObject(item, "tenant", job->tenant);
+	cJSON_AddStringToObject(item, "status", status);
+	cJSON_AddStringToObject(item, "reason", reason);
+	cJSON_AddStringToObject(item, "result", result_of(job));
+	cJSON_AddNumberToObject(item, "elapsed_ms", (double)job->report.elapsed_ms);
+	cJSON_AddNumberToObject(item, "verify_attempts", job->report.verify_attempts);
+	cJSON_AddNumberToObject(item, "api_calls", (double)job->report.api_calls);
 	if (job->rc != MM_OK)
-		return job->report.outcome && strcmp(job->report.outcome, "unfinished") == 0
-		       ? "unfinished" : job->report.outcome ? job->report.outcome : "failed";
-	return job->done ? "skipped" : job->report.outcome ? job->report.outcome : "done";
+		cJSON_AddStringToObject(item, "error", job->error);
+	if (!ctx->output.json)
+		printf("%-32s %-10s %-10s %-12s %9.1f %8d %6ld%s%s\n", job->entry->domain,
+		       job->from_mode ? job->from_mode : "-", job->entry->mode, status,
+		       (double)job->report.elapsed_ms / 1000.0, job->report.verify_attempts,
+		       job->report.api_calls, reason[0] ? "  " : "", reason);
 }
 
 static int report(struct mm_ctx *ctx, const struct run *run, long long wall_ms)
 {
 	cJSON *list = cJSON_AddArrayToObject(ctx->doc, "domains");
 	cJSON *totals = cJSON_AddObjectToObject(ctx->doc, "totals");
-	long calls = 0;
-	int failed = 0, switched = 0, skipped = 0;
+	struct totals t = { 0 };
 	size_t i;
 
 	if (!ctx->output.json)
-		printf("%-32s %-10s %-10s %-14s %9s %8s %6s\n", "DOMAIN", "FROM", "TO", "RESULT",
+		printf("%-32s %-10s %-10s %-12s %9s %8s %6s\n", "DOMAIN", "FROM", "TO", "STATUS",
 		       "SECONDS", "ATTEMPTS", "CALLS");
-	for (i = 0; i < run->count; i++) {
-		const struct job *job = &run->jobs[i];
-		const char *result = result_of(job);
-		cJSON *item = cJSON_CreateObject();
-
-		calls += job->report.api_calls;
-		failed += job->rc != MM_OK || !job->started;
-		switched += job->started && job->rc == MM_OK && !job->done &&
-		            strcmp(result, "unchanged") != 0;
-		skipped += job->done;
-		cJSON_AddItemToArray(list, item);
-		cJSON_AddStringToObject(item, "domain", job->entry->domain);
-		cJSON_AddNumberToObject(item, "line", job->entry->line);
-		if (job->from_mode)
-			cJSON_AddStringToObject(item, "from", job->from_mode);
-		else
-			cJSON_AddNullToObject(item, "from");
-		cJSON_AddStringToObject(item, "to", job->entry->mode);
-		cJSON_AddStringToObject(item, "result", result);
-		cJSON_AddNumberToObject(item, "elapsed_ms", (double)job->report.elapsed_ms);
-		cJSON_AddNumberToObject(item, "verify_attempts", job->report.verify_attempts);
-		cJSON_AddNumberToObject(item, "api_calls", (double)job->report.api_calls);
-		if (job->rc != MM_OK)
-			cJSON_AddStringToObject(item, "error", job->error);
-		if (!ctx->output.json)
-			printf("%-32s %-10s %-10s %-14s %9.1f %8d %6ld%s%s\n", job->entry->domain,
-			       job->from_mode ? job->from_mode : "-", job->entry->mode, result,
-			       (double)job->report.elapsed_ms / 1000.0, job->report.verify_attempts,
-			       job->report.api_calls, job->rc != MM_OK ? "  " : "",
-			       job->rc != MM_OK ? job->error : "");
-	}
+	for (i = 0; i < run->count; i++)
+		report_job(ctx, run, &run->jobs[i], list, &t);
+	cJSON_AddNumberToObject(ctx->doc, "run", (double)run->id);
 	cJSON_AddNumberToObject(totals, "domains", (double)run->count);
-	cJSON_AddNumberToObject(totals, "switched", switched);
-	cJSON_AddNumberToObject(totals, "skipped", skipped);
-	cJSON_AddNumberToObject(totals, "failed", failed);
-	cJSON_AddNumberToObject(totals, "api_calls", (double)calls);
+	cJSON_AddNumberToObject(totals, "switched", t.switched);
+	cJSON_AddNumberToObject(totals, "unchanged", t.unchanged);
+	cJSON_AddNumberToObject(totals, "skipped", t.skipped);
+	cJSON_AddNumberToObject(totals, "failed", t.failed);
+	cJSON_AddNumberToObject(totals, "not_started", t.not_started);
+	cJSON_AddNumberToObject(totals, "api_calls", (double)t.calls);
 	cJSON_AddNumberToObject(totals, "wall_ms", (double)wall_ms);
 	if (!ctx->output.json)
-		printf("\n%zu domains: %d switched, %d skipped (already done), %d failed; %ld API calls; %.1f s\n",
-		       run->count, switched, skipped, failed, calls, (double)wall_ms / 1000.0);
-	if (failed)
-		return mm_fail(ctx, MM_ERR, "runbook %s: %d of %zu domain(s) did not switch",
-		               run->rb->path, failed, run->count);
+		printf("\nrun %lld, %zu domains: %d switched, %d unchanged, %d skipped, %d failed, %d not started; %ld API calls; %.1f s\n",
+		       run->id, run->count, t.switched, t.unchanged, t.skipped, t.failed,
+		       t.not_started, t.calls, (double)wall_ms / 1000.0);
+	if (t.failed || t.not_started)
+		return mm_fail(ctx, MM_ERR, "runbook %s: %d failed, %d not started (run %lld)",
+		               run->rb->path, t.failed, t.not_started, run->id);
 	return MM_OK;
 }
 
-static int run_runbook(struct mm_ctx *ctx, const struct mm_runbook *rb, struct job *jobs)
+/* The options of the run, kept with it: what a change board is shown. */
+static char *run_options(const struct mm_ctx *ctx, const struct mm_runbook *rb, int parallel,
+                         long long previous)
 {
-	struct run run = { .ctx = ctx, .rb = rb, .jobs = jobs, .count = rb->count };
-	int parallel = ctx->args.parallel > 0 ? ctx->args.parallel : rb->parallel;
-	struct worker *workers = NULL;
-	long long started = mm_host_mono_ms(NULL);
-	int i, launched = 0, rc;
+	cJSON *o = cJSON_CreateObject(), *only = cJSON_AddArrayToObject(o, "only");
+	char *text;
+	int i;
 
-	if ((rc = mm_open_state(ctx, 1)) != MM_OK)
-		return rc;
-	if ((size_t)parallel > rb->count)
-		parallel = (int)rb->count;
-	run.limiter = mm_limiter_new(rb->tenant_cap);
-	workers = calloc((size_t)parallel, sizeof(*workers));
-	if (!run.limiter || !workers) {
-		rc = mm_fail(ctx, MM_ERR, "out of memory");
-		goto out;
-	}
-	pthread_mutex_init(&run.lock, NULL);
+	for (i = 0; i < ctx->args.nonly; i++)
+		cJSON_AddItemToArray(only, cJSON_CreateString(ctx->args.only[i]));
+	cJSON_AddBoolToObject(o, "skip_failed", ctx->args.skip_failed);
+	cJSON_AddNumberToObject(o, "parallel", parallel);
+	cJSON_AddNumberToObject(o, "tenant_cap", rb->tenant_cap);
+	cJSON_AddNumberToObject(o, "failure_budget", rb->failure_budget);
+	if (previous)
+		cJSON_AddNumberToObject(o, "after_run", (double)previous);
+	text = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return text;
+}
+
+/* Starts the workers and waits for them; records the jobs none started. */
+static int run_workers(struct mm_ctx *ctx, struct run *run, int parallel)
+{
+	struct worker *workers = calloc((size_t)parallel, sizeof(*workers));
+	int i, launched = 0, rc = MM_OK;
+	size_t k;
+
+	if (!workers)
+		return mm_fail(ctx, MM_ERR, "out of memory");
 	mm_board_open(&ctx->output, parallel);
 	for (i = 0; i < parallel; i++) {
-		workers[i] = (struct worker){ .run = &run, .slot = i };
+		workers[i] = (struct worker){ .run = run, .slot = i };
 		if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0)
 			break;
 		launched++;
@@ -337,31 +483,260 @@ static int run_runbook(struct mm_ctx *ctx, const struct mm_runbook *rb, struct j
 	for (i = 0; i < launched; i++)
 		pthread_join(workers[i].thread, NULL);
 	mm_board_close(&ctx->output);
-	pthread_mutex_destroy(&run.lock);
-	rc = launched ? report(ctx, &run, mm_host_mono_ms(NULL) - started)
-	              : mm_fail(ctx, MM_ERR, "cannot start worker threads");
-out:
 	free(workers);
+	for (k = 0; k < run->count && rc == MM_OK; k++)
+		if (!run->jobs[k].started)
+			rc = record_job(ctx->state, run, &run->jobs[k], ctx->err);
+	if (rc == MM_OK)
+		rc = mm_runs_finish(ctx->state, run->id, ctx->err);
+	if (rc == MM_OK && !launched)
+		rc = mm_fail(ctx, MM_ERR, "cannot start worker threads");
+	return rc;
+}
+
+static int run_runbook(struct mm_ctx *ctx, const struct mm_runbook *rb, const char *key,
+                       long long previous, struct job *jobs)
+{
+	struct run run = { .ctx = ctx, .rb = rb, .jobs = jobs, .count = rb->count };
+	int parallel = ctx->args.parallel > 0 ? ctx->args.parallel : rb->parallel;
+	long long started = mm_host_mono_ms(NULL);
+	struct mm_run_domain *rows = NULL;
+	char *options = NULL;
+	size_t i;
+	int rc;
+
+	if ((rc = mm_open_state(ctx, 1)) != MM_OK)
+		return rc;
+	if ((size_t)parallel > rb->count)
+		parallel = rb->count ? (int)rb->count : 1;
+	run.limiter = mm_limiter_new(rb->tenant_cap);
+	options = run_options(ctx, rb, parallel, previous);
+	rows = calloc(rb->count ? rb->count : 1, sizeof(*rows));
+	if (!run.limiter || !options || !rows) {
+		rc = mm_fail(ctx, MM_ERR, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < rb->count; i++)
+		rows[i] = job_row(&jobs[i], "pending");
+	if ((rc = mm_runs_open(ctx->state, key, options, rows, rb->count, &run.id, &run.base,
+	                       ctx->err)) != MM_OK)
+		goto out;
+	pthread_mutex_init(&run.lock, NULL);
+	rc = run_workers(ctx, &run, parallel);
+	pthread_mutex_destroy(&run.lock);
+	if (rc == MM_OK)
+		rc = report(ctx, &run, mm_host_mono_ms(NULL) - started);
+out:
+	free(rows);
+	free(options);
 	mm_limiter_free(run.limiter);
+	return rc;
+}
+
+/* --only: keeps the listed domains of the runbook, in its order; a name it
+ * does not list is an error. */
+static int select_only(struct mm_ctx *ctx, struct mm_runbook *rb)
+{
+	char *keep = calloc(rb->count ? rb->count : 1, 1), name[MM_DOMAIN_MAX + 1], word[512];
+	size_t i, n = 0;
+	int k, rc = MM_OK;
+
+	if (!keep)
+		return mm_fail(ctx, MM_ERR, "out of memory");
+	for (k = 0; k < ctx->args.nonly && rc == MM_OK; k++) {
+		const char *p = ctx->args.only[k];
+
+		while (*p && rc == MM_OK) {
+			size_t len = strcspn(p, ",");
+
+			snprintf(word, sizeof(word), "%.*s", (int)len, p);
+			p += len + (p[len] == ',');
+			if ((rc = mm_domain_arg(ctx, word, name)) != MM_OK)
+				break;
+			for (i = 0; i < rb->count && strcmp(rb->entries[i].domain, name) != 0; i++)
+				;
+			if (i == rb->count)
+				rc = mm_fail(ctx, MM_USAGE, "--only %s: runbook %s does not list it", name,
+				             rb->path);
+			else
+				keep[i] = 1;
+		}
+	}
+	for (i = 0; rc == MM_OK && i < rb->count; i++)
+		if (keep[i])
+			rb->entries[n++] = rb->entries[i];
+	if (rc == MM_OK)
+		rb->count = n;
+	free(keep);
+	return rc;
+}
+
+struct skip_scan {
+	struct job *jobs;
+	size_t count;
+	long long previous;
+};
+
+/* A domain that failed in the previous run (or was left out there for an
+ * earlier failure) is left out again. */
+static int mark_failed(const struct mm_run_domain *d, void *arg)
+{
+	struct skip_scan *scan = arg;
+	size_t i;
+
+	if (strcmp(d->status, "failed") != 0 &&
+	    !(d->outcome && strcmp(d->outcome, "failed earlier") == 0))
+		return MM_OK;
+	for (i = 0; i < scan->count; i++) {
+		char *skip = scan->jobs[i].skip;
+
+		if (strcmp(scan->jobs[i].entry->domain, d->domain) != 0)
+			continue;
+		if (strcmp(d->status, "failed") == 0)
+			snprintf(skip, MM_ERR_MAX, "--skip-failed: failed in run %lld: %s",
+			         scan->previous, d->reason ? d->reason : "no reason recorded");
+		else    /* left out there already: the reason names the run it failed in */
+			snprintf(skip, MM_ERR_MAX, "%s", d->reason ? d->reason : "--skip-failed");
+	}
+	return MM_OK;
+}
+
+static int skip_failed(struct mm_ctx *ctx, const struct mm_runbook *rb, struct job *jobs,
+                       long long previous)
+{
+	struct skip_scan scan = { jobs, rb->count, previous };
+
+	if (!ctx->args.skip_failed || !previous)
+		return MM_OK;
+	return mm_runs_each_domain(ctx->state, previous, mark_failed, &scan, ctx->err);
+}
+
+/* RUN: a run's number or "last". */
+static int run_arg(struct mm_ctx *ctx, const char *arg, long long *id)
+{
+	char *end;
+	int rc;
+
+	if ((rc = mm_open_state(ctx, 0)) != MM_OK)
+		return rc;
+	if (!ctx->state)
+		return mm_fail(ctx, MM_ERR, "run %s: no state DB at %s, so no run", arg, ctx->state_path);
+	if (strcmp(arg, "last") == 0) {
+		if ((rc = mm_runs_last(ctx->state, id, ctx->err)) != MM_OK)
+			return rc;
+		return *id ? MM_OK : mm_fail(ctx, MM_ERR, "no runbook has been run with %s",
+		                             ctx->state_path);
+	}
+	*id = strtoll(arg, &end, 10);
+	if (end == arg || *end || *id <= 0)
+		return mm_fail(ctx, MM_USAGE, "run '%s': want a run's number or 'last'", arg);
+	return MM_OK;
+}
+
+static int runbook_of(const struct mm_run_row *row, void *arg)
+{
+	snprintf(arg, PATH_MAX, "%s", row->runbook);
+	return MM_OK;
+}
+
+/* plan, run, resume: the runbook (for resume, the one RUN ran), narrowed
+ * by --only, checked, with the previous run's failures left out by
+ * --skip-failed. */
+static int plan_or_run(struct mm_ctx *ctx, const char *action, const char *path,
+                       long long previous)
+{
+	struct mm_runbook rb;
+	struct job *jobs = NULL;
+	char key[PATH_MAX];
+	int rc;
+
+	cJSON_AddStringToObject(ctx->doc, "runbook", path);
+	mm_runbook_load(path, &rb);
+	/* One runbook, one name, however it is reached. */
+	if (!realpath(path, key))
+		snprintf(key, sizeof(key), "%s", path);
+	rc = rb.nerrors || !ctx->args.nonly ? MM_OK : select_only(ctx, &rb);
+	if (rc == MM_OK)
+		rc = prepare(ctx, &rb, &jobs);
+	if (rc == MM_OK && !previous && ctx->state)
+		rc = mm_runs_previous(ctx->state, key, 0, &previous, ctx->err);
+	if (rc == MM_OK)
+		rc = skip_failed(ctx, &rb, jobs, previous);
+	if (rc == MM_OK)
+		rc = strcmp(action, "plan") == 0 ? plan_runbook(ctx, &rb, jobs)
+		                                 : run_runbook(ctx, &rb, key, previous, jobs);
+	free_jobs(jobs, rb.count);
+	mm_runbook_free(&rb);
+	return rc;
+}
+
+static int resume_run(struct mm_ctx *ctx, const char *arg)
+{
+	char path[PATH_MAX];
+	long long id;
+	int found, rc;
+
+	if ((rc = run_arg(ctx, arg, &id)) != MM_OK ||
+	    (rc = mm_runs_get(ctx->state, id, runbook_of, path, &found, ctx->err)) != MM_OK)
+		return rc;
+	if (!found)
+		return mm_fail(ctx, MM_ERR, "run %lld: no such run in %s", id, ctx->state_path);
+	return plan_or_run(ctx, "run", path, id);
+}
+
+static int report_run(struct mm_ctx *ctx, const char *arg)
+{
+	const struct { const char *path; enum mm_report_format fmt; } out[] = {
+		{ ctx->args.html, MM_REPORT_HTML }, { ctx->args.csv, MM_REPORT_CSV },
+		{ ctx->args.markdown, MM_REPORT_MARKDOWN }
+	};
+	struct mm_report *r = NULL;
+	long long id;
+	size_t i;
+	int rc, written = 0;
+
+	if ((rc = run_arg(ctx, arg ? arg : "last", &id)) != MM_OK ||
+	    (rc = mm_report_load(ctx->state, id, &r, ctx->err)) != MM_OK)
+		goto out;
+	mm_report_json(r, ctx->doc);
+	for (i = 0; i < sizeof(out) / sizeof(out[0]) && rc == MM_OK; i++) {
+		if (!out[i].path)
+			continue;
+		rc = mm_report_write(r, out[i].fmt, out[i].path, ctx->err);
+		if (rc == MM_OK && !ctx->output.json)
+			printf("run %lld: wrote %s\n", id, out[i].path);
+		written++;
+	}
+	/* Nothing asked for: the Markdown on stdout, readable in a terminal. */
+	if (rc == MM_OK && !written && !ctx->output.json)
+		rc = mm_report_write(r, MM_REPORT_MARKDOWN, "-", ctx->err);
+out:
+	mm_report_free(r);
 	return rc;
 }
 
 int mm_cmd_runbook(struct mm_ctx *ctx)
 {
-	const char *action = ctx->args.positional[0];
-	struct mm_runbook rb;
-	struct job *jobs = NULL;
-	int rc;
+	const char *action = ctx->args.positional[0], *arg = ctx->args.positional[1];
+	int reporting = strcmp(action, "report") == 0;
 
-	if (strcmp(action, "plan") != 0 && strcmp(action, "run") != 0)
-		return mm_fail(ctx, MM_USAGE, "runbook: unknown action '%s' (plan or run)", action);
-	cJSON_AddStringToObject(ctx->doc, "runbook", ctx->args.positional[1]);
-	mm_runbook_load(ctx->args.positional[1], &rb);
-	rc = prepare(ctx, &rb, &jobs);
-	if (rc == MM_OK)
-		rc = strcmp(action, "plan") == 0 ? plan_runbook(ctx, &rb, jobs)
-		                                 : run_runbook(ctx, &rb, jobs);
-	free_jobs(jobs, rb.count);
-	mm_runbook_free(&rb);
-	return rc;
+	if (strcmp(action, "plan") != 0 && strcmp(action, "run") != 0 &&
+	    strcmp(action, "resume") != 0 && !reporting)
+		return mm_fail(ctx, MM_USAGE,
+		               "runbook: unknown action '%s' (plan, run, resume or report)", action);
+	if (!arg && !reporting)
+		return mm_fail(ctx, MM_USAGE, "runbook %s: needs %s", action,
+		               strcmp(action, "resume") == 0 ? "RUN" : "FILE");
+	if (reporting && (ctx->args.nonly || ctx->args.skip_failed || ctx->args.parallel))
+		return mm_fail(ctx, MM_USAGE,
+		               "runbook report: --only, --skip-failed and --parallel are for run and resume");
+	if (!reporting && (ctx->args.html || ctx->args.csv || ctx->args.markdown))
+		return mm_fail(ctx, MM_USAGE,
+		               "runbook %s: --html, --csv and --markdown are for 'runbook report RUN'",
+		               action);
+	if (reporting)
+		return report_run(ctx, arg);
+	if (strcmp(action, "resume") == 0)
+		return resume_run(ctx, arg);
+	return plan_or_run(ctx, action, arg, 0);
 }

@@ -3,6 +3,7 @@
 
 #include "config.h"
 #include "http.h"
+#include "tokencache.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -291,5 +292,8 @@ void mm_host_init(struct mm_host_ctx *ctx, const struct mm_config *config,
 		.diag_append = host_diag_append,
 		.checkpoint = mm_host_checkpoint,
 		.keep_original = mm_host_keep_original,
+		.http_request_opts = mm_http_request_opts,
+		.token_cache_load = mm_token_cache_load,
+		.token_cache_store = mm_token_cache_store,
 	};
 }

@@ -75,15 +75,16 @@ static void maybe_crash(struct mm_state *st)
 static int append_journal(struct mm_state *st, long long id, const char *step, const char *phase,
                           const char *detail, char *err)
 {
-	char at[32], mid[24];
-	const char *params[] = { mid, mid, step, phase, detail, at };
+	char at[32], mid[24], ms[24];
+	const char *params[] = { mid, mid, step, phase, detail, at, ms };
 
 	mm_state_now_iso(at, sizeof(at));
+	snprintf(ms, sizeof(ms), "%lld", (long long)mm_host_wall_ms(NULL));
 	snprintf(mid, sizeof(mid), "%lld", id);
-	return mm_state_run(st, "INSERT INTO journal(migration_id, seq, step, phase, detail, at)"
+	return mm_state_run(st, "INSERT INTO journal(migration_id, seq, step, phase, detail, at, at_ms)"
 	                        " VALUES(?1, (SELECT coalesce(max(seq), 0) + 1 FROM journal"
-	                        "            WHERE migration_id = ?2), ?3, ?4, ?5, ?6)",
-	                    6, params, err);
+	                        "            WHERE migration_id = ?2), ?3, ?4, ?5, ?6, ?7)",
+	                    7, params, err);
 }
 
 int mm_state_migration_open(struct mm_state *st, struct mm_migration *m, char *err)
@@ -197,17 +198,19 @@ int mm_state_migration_get(struct mm_state *st, const char *domain, struct mm_mi
 static int coalesce_attempt(struct mm_state *st, long long id, const char *step,
                             const char *detail, int *done, char *err)
 {
-	char mid[24], at[32];
-	const char *params[] = { detail, at, mid, step };
+	char mid[24], at[32], ms[24];
+	const char *params[] = { detail, at, mid, step, ms };
 	int rc;
 
 	*done = 0;
 	mm_state_now_iso(at, sizeof(at));
+	snprintf(ms, sizeof(ms), "%lld", (long long)mm_host_wall_ms(NULL));
 	snprintf(mid, sizeof(mid), "%lld", id);
-	rc = mm_state_run(st, "UPDATE journal SET attempts = attempts + 1, detail = ?1, last_at = ?2"
+	rc = mm_state_run(st, "UPDATE journal SET attempts = attempts + 1, detail = ?1, last_at = ?2,"
+	                      " last_ms = ?5"
 	                      " WHERE migration_id = ?3 AND step = ?4 AND phase = 'attempt'"
 	                      " AND seq = (SELECT max(seq) FROM journal WHERE migration_id = ?3)",
-	                  4, params, err);
+	                  5, params, err);
 	if (rc == MM_OK)
 		*done = sqlite3_changes(st->db) > 0;
 	return rc;

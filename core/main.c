@@ -79,9 +79,12 @@ static int load_config(struct mm_ctx *ctx)
 {
 	const char *named = ctx->args.config_path;
 	/* The sandbox writes the config it is then used with; listing the
-	 * plugins needs none. */
+	 * plugins needs none, nor a run's report from a copy of the state DB
+	 * (--state). */
 	int optional = strcmp(ctx->args.command, "sandbox") == 0 ||
-	               strcmp(ctx->args.command, "plugins") == 0;
+	               strcmp(ctx->args.command, "plugins") == 0 ||
+	               (strcmp(ctx->args.command, "runbook") == 0 && ctx->args.state_path &&
+	                ctx->args.npositional && strcmp(ctx->args.positional[0], "report") == 0);
 	char path[4096], searched[8192];
 
 	if (strcmp(ctx->args.command, "config") == 0 && ctx->args.npositional > 1)
@@ -112,7 +115,7 @@ static int dispatch(struct mm_ctx *ctx)
 		{ "log", mm_cmd_log },         { "switch", mm_cmd_switch },
 		{ "resume", mm_cmd_resume },   { "abort", mm_cmd_abort },
 		{ "sandbox", mm_cmd_sandbox },    { "runbook", mm_cmd_runbook },
-		{ "config", mm_cmd_config },
+		{ "config", mm_cmd_config },   { "tenant", mm_cmd_tenant },
 	};
 	size_t i;
 

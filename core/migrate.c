@@ -507,12 +507,19 @@ static int run_setup(struct mm_run *r)
 /* The old mode stays while the world may still act on what the new mode's
  * setup replaced (plugin.h: settle_until_ms); so does the new mode's last
  * stage (finish_after_settle), with or without an old mode. */
-static void settle(struct mm_run *r, int finishing)
+static int settle(struct mm_run *r, int finishing)
 {
 	long long now;
+	int rc;
 
-	while ((finishing || (r->kind == MM_KIND_SWITCH && r->m->from_mode)) &&
-	       (now = mm_migrate_now_ms()) < r->settle_until_ms) {
+	if (!(finishing || (r->kind == MM_KIND_SWITCH && r->m->from_mode)) ||
+	    mm_migrate_now_ms() >= r->settle_until_ms)
+		return MM_OK;
+	/* Journaled: a run's report shows the wait apart from verification. */
+	if ((rc = journal(r, finishing ? MM_STEP_FINISH_NEW : MM_STEP_VERIFY_NEW, "settle",
+	                  NULL)) != MM_OK)
+		return rc;
+	while ((now = mm_migrate_now_ms()) < r->settle_until_ms) {
 		long long left = r->settle_until_ms - now;
 
 		if (r->m->from_mode)
@@ -523,6 +530,7 @@ static void settle(struct mm_run *r, int finishing)
 			                   r->m->domain, r->m->to_mode, (left + 999) / 1000);
 		mm_host_sleep_ms(NULL, left < 1000 ? left : 1000);
 	}
+	return MM_OK;
 }
 
 /* A plain setup that is not in effect everywhere yet stays open: waiting
@@ -567,7 +575,8 @@ static int run_verify(struct mm_run *r)
 			return MM_ERR;
 		return mm_run_rollback(r, MM_UNVERIFIED);
 	}
-	settle(r, 0);
+	if ((rc = settle(r, 0)) != MM_OK)
+		return rc;
 	/* Remembered across a restart: the finish step runs only when asked. */
 	if (r->finish_wanted && (rc = journal(r, MM_STEP_FINISH_NEW, "wanted", NULL)) != MM_OK)
 		return rc;
@@ -605,8 +614,8 @@ static int run_finish(struct mm_run *r)
 		if ((rc = poll_verified(r, MM_STEP_FINISH_NEW, diag)) != MM_OK)
 			return unfinished(r, MM_STEP_FINISH_NEW, rc, diag,
 			                  "the new mode is not in effect before its last stage");
-		settle(r, 1);
-		if ((rc = journal(r, MM_STEP_FINISH_NEW, "begin", NULL)) != MM_OK)
+		if ((rc = settle(r, 1)) != MM_OK ||
+		    (rc = journal(r, MM_STEP_FINISH_NEW, "begin", NULL)) != MM_OK)
 			return rc;
 	}
 	mm_engine_progress(r->e, "%s: %s mode: its last stage", r->m->domain, r->m->to_mode);

@@ -129,8 +129,41 @@ static const char schema_v2[] =
 	"CREATE UNIQUE INDEX one_kept_original ON originals(domain, mode)"
 	" WHERE restored_at IS NULL;";
 
+/* Version 3: runbook runs, each domain's status and reason in a run, and
+ * journal times in milliseconds (a step of a sandbox switch takes less
+ * than a second; older rows keep only `at`). */
+static const char schema_v3[] =
+	"CREATE TABLE runbook_runs("
+	"  id INTEGER PRIMARY KEY,"
+	"  runbook TEXT NOT NULL,"
+	"  actor TEXT NOT NULL,"
+	"  options TEXT,"
+	"  started_at TEXT NOT NULL,"
+	"  started_ms INTEGER NOT NULL,"
+	"  finished_at TEXT,"
+	"  finished_ms INTEGER);"
+	"CREATE TABLE runbook_run_domains("
+	"  run_id INTEGER NOT NULL REFERENCES runbook_runs(id),"
+	"  domain TEXT NOT NULL,"
+	"  line INTEGER NOT NULL,"
+	"  from_mode TEXT,"
+	"  to_mode TEXT NOT NULL,"
+	"  profile TEXT,"
+	"  tenant TEXT,"
+	"  status TEXT NOT NULL,"
+	"  reason TEXT,"
+	"  outcome TEXT,"
+	"  migration_id INTEGER REFERENCES migrations(id),"
+	"  started_ms INTEGER,"
+	"  finished_ms INTEGER,"
+	"  verify_attempts INTEGER NOT NULL DEFAULT 0,"
+	"  api_calls INTEGER NOT NULL DEFAULT 0,"
+	"  PRIMARY KEY(run_id, domain));"
+	"ALTER TABLE journal ADD COLUMN at_ms INTEGER;"
+	"ALTER TABLE journal ADD COLUMN last_ms INTEGER;";
+
 /* Schema migrations: entry i brings version i to i + 1. */
-static const char *const migrations[] = { schema_v1, schema_v2 };
+static const char *const migrations[] = { schema_v1, schema_v2, schema_v3 };
 
 void mm_state_now_iso(char *buf, size_t len)
 {

@@ -10,7 +10,7 @@
  * an enum mm_rc and, on failure, a one-line reason in err[MM_ERR_MAX]. */
 struct mm_state;
 
-#define MM_STATE_SCHEMA_VERSION 2
+#define MM_STATE_SCHEMA_VERSION 3
 
 struct mm_domain_row {
 	char *domain;

@@ -243,7 +243,14 @@ static int map_error(struct ms_exo *exo, const char *cmdlet,
 		                  auth_header);
 
 	if (resp->status == 401 || resp->status == 403) {
-		host->diag_append(diag, "the app needs the Exchange.ManageAsApp permission (admin consent) and the Exchange Administrator role; new grants can take a while to apply");
+		if (exo->app->token_cache)
+			host->diag_append(diag, "the person signed in needs an Exchange admin role (Exchange Administrator or Organization Management), the app the delegated Exchange.Manage permission");
+		else
+			host->diag_append(diag, "the app needs the Exchange.ManageAsApp permission (admin consent) and the Exchange Administrator role");
+		/* No figure is published for a role assignment to reach
+		 * Exchange; its RBAC for Applications caches for 30 minutes to
+		 * 2 hours, so a switch does not wait for it. */
+		host->diag_append(diag, "role granted recently? it can take up to 2 hours to apply: run it again later");
 		rc = MAILMODE_ERR_DENIED;
 	} else if (resp->status == 429 || resp->status == 503) {
 		/* Refused before the cmdlet ran. */

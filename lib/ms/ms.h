@@ -91,6 +91,13 @@ struct ms_app {
 	enum ms_assertion_alg assertion_alg;
 	long timeout_ms;                /* per attempt; 0: host default */
 	long retry_budget_ms;           /* per request; 0: host default */
+	/* Delegated sign-in (auth = device): the name of the host's token
+	 * cache entry (host->token_cache_load, ABI 1.4; the [tenant NAME]
+	 * NAME) holding the refresh token `mailmode tenant login NAME` got.
+	 * ms_token_get then refreshes (grant_type=refresh_token) instead of
+	 * asking for client credentials, and stores the rotated refresh
+	 * token.  NULL: app-only. */
+	const char *token_cache;
 };
 
 /* One cached access token (for one app and scope); zero-initialise. */
@@ -118,6 +125,81 @@ void ms_token_forget(struct ms_token *cache);
  * group/world-readable) and usable, without asking the network. */
 int ms_credentials_check(const struct mailmode_host *host,
                          const struct ms_app *app, struct mailmode_diag *diag);
+
+/* ------------------------------------------------------------------ */
+/* Delegated sign-in: the device authorization grant (RFC 8628) and the
+ * token cache entry it leaves (entra.c) */
+
+/* The public client of Microsoft's Exchange Online PowerShell module
+ * (ExchangeOnlineManagement v2/v3, Connect-ExchangeOnline -Device): the
+ * client id when [tenant NAME] gives none. */
+#define MS_DEVICE_CLIENT_ID "fb78d390-0c51-40cd-8e17-fdbfab77341b"
+
+/* What the devicecode endpoint answered; free with ms_device_code_free. */
+struct ms_device_code {
+	char *device_code;              /* secret: sent back when polling */
+	char *user_code;                /* for the person signing in */
+	char *verification_uri;
+	char *message;                  /* the platform's text, or NULL */
+	long interval_s;                /* between polls; slow_down adds 5 */
+	int64_t expires_at_ms;          /* wall clock */
+};
+
+/* POSTs {login_url}/{tenant}/oauth2/v2.0/devicecode (client_id, scope
+ * "<app->scope> offline_access").  No network error is retried here
+ * beyond the host's. */
+int ms_device_code_start(const struct mailmode_host *host,
+                         struct mailmode_http_session *session,
+                         const struct ms_app *app, struct ms_device_code *dc,
+                         struct mailmode_diag *diag);
+/* Polls the token endpoint (grant_type=urn:ietf:params:oauth:grant-type:
+ * device_code) every interval until the person signed in, honouring
+ * authorization_pending and slow_down (+5 s); stops with one line on
+ * expired_token, authorization_declined / access_denied and any other
+ * refusal (MAILMODE_ERR_DENIED).  On success the refresh token is stored
+ * in app->token_cache (the host's token cache) and cache holds the
+ * access token. */
+int ms_device_code_poll(const struct mailmode_host *host,
+                        struct mailmode_http_session *session,
+                        const struct ms_app *app, struct ms_device_code *dc,
+                        struct ms_token *cache, struct mailmode_diag *diag);
+void ms_device_code_free(struct ms_device_code *dc);
+
+/* ------------------------------------------------------------------ */
+/* National clouds: [tenant NAME] cloud = global | gcc-high | dod | china
+ * (/work/shared/ref/m365-identity-and-limits.md section 3; doc/signin.md) */
+
+struct ms_cloud {
+	const char *name;
+	const char *login_url;          /* the identity platform, as MS_LOGIN_URL */
+	const char *exo_url;            /* the admin API host, as MS_EXO_API_URL */
+	const char *exo_scope;          /* its .default scope, as MS_SCOPE_EXO */
+};
+
+/* The cloud of that name (ASCII case-insensitive); NULL (name NULL or
+ * empty: the global cloud) when none.  MS_CLOUD_NAMES lists them. */
+const struct ms_cloud *ms_cloud_find(const char *name);
+#define MS_CLOUD_NAMES "global, gcc-high, dod, china"
+
+/* How [tenant NAME] signs in: auth = app (client credentials: the app's
+ * secret or certificate) or device (delegated: `mailmode tenant login`). */
+enum ms_auth {
+	MS_AUTH_APP = 0,
+	MS_AUTH_DEVICE = 1
+};
+
+/* Reads and checks the keys auth and cloud of section (the config
+ * section "tenant NAME") through host->config_get: MAILMODE_OK, or
+ * MAILMODE_ERR_CONFIG with one line naming the key and its values. */
+int ms_signin_keys(const struct mailmode_host *host, const char *section,
+                   enum ms_auth *auth, const struct ms_cloud **cloud,
+                   struct mailmode_diag *diag);
+
+/* The admin-consent URL an admin of the customer tenant opens to consent
+ * to the app (Microsoft's form for a multitenant Exchange app:
+ * {login_url}/{tenant}/adminconsent?client_id=ID&scope=SCOPE, plus
+ * &redirect_uri=URI when given).  NULL when out of memory. */
+char *ms_admin_consent_url(const struct ms_app *app, const char *redirect_uri);
 
 /* The tid claim of an access token (a JWT) when it is a GUID: 0, else -1. */
 int ms_token_tid(const char *access_token, char out[37]);
@@ -183,28 +265,5 @@ int ms_exo_error_not_found(const struct ms_exo_error *err);
 int ms_exo_error_exists(const struct ms_exo_error *err);
 int ms_exo_error_dehydrated(const struct ms_exo_error *err);
 int ms_exo_error_inbound_restricted(const struct ms_exo_error *err);
-
-/* The keys of a [tenant NAME] section both plugins read (their
- * config_keys tables): the tenant and its app-only sign-in. */
-#define MS_TENANT_CONFIG_KEYS                                                           \
-	{ "tenant", "tenant", MAILMODE_KEY_STRING, NULL,                                \
-	  "tenant domain or GUID (default: the section's NAME)" },                      \
-	{ "tenant", "client_id", MAILMODE_KEY_STRING, NULL,                             \
-	  "the app registration's client id" },                                         \
-	{ "tenant", "client_secret_file", MAILMODE_KEY_PATH, NULL,                      \
-	  "file holding the client secret, mode 0600 (or private_key_file)" },          \
-	{ "tenant", "private_key_file", MAILMODE_KEY_PATH, NULL,                        \
-	  "PEM private key of the app's certificate, mode 0600" },                      \
-	{ "tenant", "certificate_file", MAILMODE_KEY_PATH, NULL,                        \
-	  "PEM certificate (default: a CERTIFICATE block in private_key_file)" },       \
-	{ "tenant", "login_url", MAILMODE_KEY_STRING, MS_LOGIN_URL,                     \
-	  "identity platform base URL" },                                               \
-	{ "tenant", "api_url", MAILMODE_KEY_STRING, MS_EXO_API_URL,                     \
-	  "Exchange Online admin API base URL" },                                       \
-	{ "tenant", "ca_file", MAILMODE_KEY_PATH, NULL,                                 \
-	  "CA bundle for both URLs (default: the system trust store)" },                \
-	{ "tenant", "assertion_alg", MAILMODE_KEY_STRING, "PS256",                      \
-	  "signature of the certificate client assertion: PS256 (header x5t#S256) or "  \
-	  "RS256 (header x5t, the older form)" }
 
 #endif /* MAILMODE_MS_H */

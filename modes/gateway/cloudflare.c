@@ -466,13 +466,8 @@ static enum gw_replace_outcome batch_refused(struct gw_provider *provider,
 		               "error (%s): outcome unknown", name, errors);
 		return GW_REPLACE_UNKNOWN;
 	}
-	if (has_error_code(answer, CF_RECORD_GONE)) {
-		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0,
-		               "the MX set of %s changed at Cloudflare between our "
-		               "read and our batch (%s): someone else is editing it; "
-		               "nothing was changed by mailmode", name, errors);
-		return GW_REPLACE_CONFLICT;
-	}
+	if (has_error_code(answer, CF_RECORD_GONE))
+		return gw_precondition_refused(provider, name, "Cloudflare", "batch", errors);
 	return refused(provider, "the batch replacing the MX records", answer);
 }
 

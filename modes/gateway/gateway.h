@@ -59,7 +59,8 @@ struct gw_mx_set {
 enum gw_provider_kind {
 	GW_PROVIDER_RFC2136 = 0,            /* a primary taking RFC 2136 UPDATEs */
 	GW_PROVIDER_CLOUDFLARE,             /* Cloudflare API v4 (cloudflare.c) */
-	GW_PROVIDER_GCLOUD                  /* Google Cloud DNS v1 (gcloud.c) */
+	GW_PROVIDER_GCLOUD,                 /* Google Cloud DNS v1 (gcloud.c) */
+	GW_PROVIDER_ROUTE53                 /* Amazon Route 53 (route53.c) */
 };
 
 /* An Entra ID app's client credentials as a section gives them (tenant,
@@ -121,6 +122,13 @@ struct gw_config {
 	                                       service_account_file */
 	char project[GW_NAME_MAX];          /* gcloud; "" = the key's project_id */
 	char managed_zone[GW_NAME_MAX];     /* gcloud; "" = discovered */
+	/* route53: credentials_file is secret_access_key_file, or with
+	 * aws_credentials_file set the AWS shared credentials file */
+	bool aws_credentials_file;
+	char aws_profile[128];              /* its section; default "default" */
+	char access_key_id[128];            /* "" with aws_credentials_file */
+	char session_token_file[GW_TSIG_SECRET_FILE_MAX]; /* "" = none */
+	char region[64];                    /* signing region, us-east-1 */
 
 	/* [service NAME] */
 	struct gw_mx_set gateway;           /* gateway_ttl applied to each */
@@ -135,7 +143,8 @@ struct gw_config {
 int gw_config_load(const struct gw_ctx *ctx, const struct mailmode_request *req,
                    struct gw_config *cfg, struct mailmode_diag *diag);
 
-/* The provider's name as configured ("rfc2136", "cloudflare", "gcloud"). */
+/* The provider's name as configured ("rfc2136", "cloudflare", "gcloud",
+ * "route53"). */
 const char *gw_config_provider_name(enum gw_provider_kind kind);
 
 /* Loads the TSIG secret (host->secret_load: refuses group/world-readable

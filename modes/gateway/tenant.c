@@ -62,11 +62,25 @@ static int abs_path(const struct mailmode_host *host, const char *path, char **o
 	return *out ? MAILMODE_OK : MAILMODE_ERR_NOMEM;
 }
 
-/* The sign-in of [tenant T] (its paths made absolute into t). */
+/* The sign-in of [tenant T] (its paths made absolute into t).  Only the
+ * app's own credentials in the global cloud: a delegated sign-in or a
+ * national cloud is refused, never silently replaced. */
 static int tenant_app(const struct mailmode_host *host, const struct gw_tenant_config *tc,
-                      struct gw_tenant *t)
+                      struct gw_tenant *t, struct mailmode_diag *diag)
 {
-	int rc = abs_path(host, tc->app.certificate_file, &t->certificate_file);
+	const struct ms_cloud *cloud = NULL;
+	enum ms_auth auth = MS_AUTH_APP;
+	int rc = ms_signin_keys(host, tc->section, &auth, &cloud, diag);
+
+	if (rc != MAILMODE_OK)
+		return rc;
+	if (auth != MS_AUTH_APP || (cloud && !ms_strcaseeq(cloud->name, "global"))) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "[%s] %s: gateway mode's tenant side signs in with the app's own credentials in the global cloud only",
+		               tc->section, auth != MS_AUTH_APP ? "auth" : "cloud");
+		return MAILMODE_ERR_CONFIG;
+	}
+	rc = abs_path(host, tc->app.certificate_file, &t->certificate_file);
 
 	if (rc == MAILMODE_OK)
 		rc = abs_path(host, tc->ca_file, &t->ca_file);
@@ -94,7 +108,7 @@ static int tenant_open(struct gw_call *call, struct gw_tenant *t)
 	memset(t, 0, sizeof(*t));
 	t->call = call;
 	t->host = host;
-	rc = tenant_app(host, tc, t);
+	rc = tenant_app(host, tc, t, call->op.diag);
 	if (rc == MAILMODE_OK)
 		rc = ms_session_init(host, &t->session);
 	if (rc != MAILMODE_OK) {
@@ -116,7 +130,7 @@ int gw_tenant_check_credentials(const struct gw_ctx *ctx, const struct gw_config
 
 	memset(&t, 0, sizeof(t));
 	t.host = ctx->host;
-	rc = tenant_app(ctx->host, &cfg->tenant, &t);
+	rc = tenant_app(ctx->host, &cfg->tenant, &t, diag);
 	if (rc == MAILMODE_OK)
 		rc = ms_credentials_check(ctx->host, &t.app, diag);
 	ctx->host->free(t.certificate_file);

@@ -5,10 +5,18 @@
  *   tenant  = T                    -> [tenant T]
  *   service = S                    -> [service S]
  *
- *   [tenant T]                     one Microsoft 365 tenant (app-only auth)
+ *   [tenant T]                     one Microsoft 365 tenant
  *   tenant             = contoso.onmicrosoft.com | tenant GUID
  *                        (default: T itself)
+ *   auth               = app (default: the app's own credentials below) |
+ *                        device (delegated: a person signed in with
+ *                        `mailmode tenant login T`; the token comes from
+ *                        the host's token cache, lib/ms refreshes it)
+ *   cloud              = global (default) | gcc-high | dod | china: the
+ *                        defaults of login_url, api_url and the scope
  *   client_id          = the app registration's application (client) id
+ *                        (auth = device: default Microsoft's Exchange
+ *                        Online PowerShell client, MS_DEVICE_CLIENT_ID)
  *   client_secret_file = file holding the client secret            -- or --
  *   private_key_file   = PEM private key of the app's certificate
  *   certificate_file   = PEM certificate (default: a CERTIFICATE block in
@@ -451,6 +459,8 @@ int mf_profile_load(const struct mailmode_host *host, const char *mode_section,
 {
 	struct mf_profile *p = NULL;
 	const char *tenant_name, *service_name, *value;
+	const struct ms_cloud *cloud;
+	enum ms_auth auth;
 	char *service_section = NULL;
 	size_t nhosts = 0;
 	int rc = MAILMODE_ERR_CONFIG;
@@ -482,9 +492,13 @@ int mf_profile_load(const struct mailmode_host *host, const char *mode_section,
 		goto nomem;
 
 	/* [tenant T] */
+	if (ms_signin_keys(host, p->tenant_section, &auth, &cloud, diag) != MAILMODE_OK)
+		goto out;
 	value = host->config_get(host->handle, p->tenant_section, "tenant");
 	p->tenant = ms_strdup(empty(value) ? tenant_name : value);
 	value = host->config_get(host->handle, p->tenant_section, "client_id");
+	if (empty(value) && auth == MS_AUTH_DEVICE)
+		value = MS_DEVICE_CLIENT_ID;
 	if (empty(value)) {
 		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
 		               "[%s]: missing key 'client_id'", p->tenant_section);
@@ -502,7 +516,14 @@ int mf_profile_load(const struct mailmode_host *host, const char *mode_section,
 		p->certificate_file = config_path(host, value);
 	if (!p->tenant || !p->client_id)
 		goto nomem;
-	if (!p->client_secret_file && !p->private_key_file) {
+	if (auth == MS_AUTH_DEVICE && (p->client_secret_file || p->private_key_file)) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "[%s]: auth = device signs in as a person: drop '%s' (or set auth = app)",
+		               p->tenant_section,
+		               p->client_secret_file ? "client_secret_file" : "private_key_file");
+		goto out;
+	}
+	if (auth == MS_AUTH_APP && !p->client_secret_file && !p->private_key_file) {
 		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
 		               "[%s]: missing key 'client_secret_file' (or 'private_key_file' for certificate auth)",
 		               p->tenant_section);
@@ -521,9 +542,9 @@ int mf_profile_load(const struct mailmode_host *host, const char *mode_section,
 		goto out;
 	}
 	value = host->config_get(host->handle, p->tenant_section, "login_url");
-	p->login_url = trimmed_url(empty(value) ? MS_LOGIN_URL : value);
+	p->login_url = trimmed_url(empty(value) ? cloud->login_url : value);
 	value = host->config_get(host->handle, p->tenant_section, "api_url");
-	p->api_url = trimmed_url(empty(value) ? MS_EXO_API_URL : value);
+	p->api_url = trimmed_url(empty(value) ? cloud->exo_url : value);
 	if (!p->login_url || !p->api_url)
 		goto nomem;
 	if (!is_https_url(p->login_url) || !is_https_url(p->api_url)) {
@@ -648,9 +669,11 @@ int mf_profile_load(const struct mailmode_host *host, const char *mode_section,
 		.client_secret_file = p->client_secret_file,
 		.private_key_file = p->private_key_file,
 		.certificate_file = p->certificate_file,
-		.login_url = p->login_url, .scope = MS_SCOPE_EXO,
+		.login_url = p->login_url, .scope = cloud->exo_scope,
 		.ca_file = p->ca_file, .assertion_alg = p->assertion_alg,
 		.timeout_ms = p->timeout_ms, .retry_budget_ms = p->retry_budget_ms,
+		/* The cache entry is the section's NAME ("tenant NAME"). */
+		.token_cache = auth == MS_AUTH_DEVICE ? p->tenant_section + strlen("tenant ") : NULL,
 	};
 	*out = p;
 	p = NULL;

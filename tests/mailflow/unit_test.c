@@ -584,11 +584,43 @@ static void test_jwt(struct tap *t)
 	EVP_PKEY_free(key);
 }
 
+/* National clouds: each one's login host, admin API host and scope
+ * (/work/shared/ref/m365-identity-and-limits.md section 3). */
+static void test_clouds(struct tap *t)
+{
+	static const struct {
+		const char *name, *login, *exo, *scope;
+	} want[] = {
+		{ "global", "https://login.microsoftonline.com", "https://outlook.office365.com",
+		  "https://outlook.office365.com/.default" },
+		{ "GCC-High", "https://login.microsoftonline.us", "https://outlook.office365.us",
+		  "https://outlook.office365.us/.default" },
+		{ "dod", "https://login.microsoftonline.us", "https://outlook-dod.office365.us",
+		  "https://outlook-dod.office365.us/.default" },
+		{ "china", "https://login.partner.microsoftonline.cn", "https://partner.outlook.cn",
+		  "https://partner.outlook.cn/.default" },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		const struct ms_cloud *c = ms_cloud_find(want[i].name);
+		char what[128];
+
+		snprintf(what, sizeof(what), "cloud %s: login, Exchange host and scope", want[i].name);
+		tap_ok(t, c && strcmp(c->login_url, want[i].login) == 0 &&
+		          strcmp(c->exo_url, want[i].exo) == 0 &&
+		          strcmp(c->exo_scope, want[i].scope) == 0, what);
+	}
+	tap_ok(t, ms_cloud_find(NULL) == ms_cloud_find("global") &&
+	          ms_cloud_find("") == ms_cloud_find("global"), "no cloud: the global one");
+	tap_ok(t, ms_cloud_find("germany") == NULL, "a cloud that closed is unknown");
+}
+
 int main(void)
 {
 	struct tap t = { 0 };
 
-	tap_plan(58);
+	tap_plan(64);
 	test_fields(&t);
 	test_compare(&t);
 	test_exception(&t);
@@ -598,5 +630,6 @@ int main(void)
 	test_names_and_plan(&t);
 	test_errors(&t);
 	test_jwt(&t);
+	test_clouds(&t);
 	return tap_done(&t);
 }

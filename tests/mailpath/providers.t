@@ -9,8 +9,8 @@
 . "$top_srcdir/tests/mailpath/lib.sh"
 . "$top_srcdir/tests/sdk/check-lib.sh"
 
-PROVIDERS="cloudflare gcloud"
-plan 40
+PROVIDERS="cloudflare gcloud route53"
+plan 60
 
 # prov NAME FIELD: a field of the provider's entry in sandbox.json.
 prov() {
@@ -66,7 +66,7 @@ for P in $PROVIDERS; do
 	is "$(sed -n "/^\[dns $P-dns\]/,/^\[/s/^provider = //p" "$MAILMODE_CONFIG") $(sed -n "/^\[profile $P\]/,/^\[/s/^dns = //p" "$MAILMODE_CONFIG")" \
 		"$P $P-dns" "$P: the sandbox config has [dns $P-dns] (provider = $P) and [profile $P] using it"
 	run mm sandbox status --dir "$SB"
-	like "$out" "^$P emulator +pid [0-9]+ +running +https://127.0.0.1:[0-9]+/" "$P: sandbox status lists its emulator, running"
+	like "$out" "^$P emulator +pid [0-9]+ +running +https://127.0.0.1:[0-9]+" "$P: sandbox status lists its emulator, running"
 
 	# --- mailmode-plugin-check --------------------------------------------
 	check_plugin --config "$MAILMODE_CONFIG" --profile $P --domain "$D" \

@@ -6,23 +6,10 @@
 # checked in the emulator's own record of concurrent requests.  A run
 # killed midway is finished by running the runbook again, repeating no
 # domain that was done.
-. "$top_srcdir/tests/lib.sh"
-SB="$TEST_TMP/sandbox"
-export MAILMODE_DATADIR="$top_srcdir/tests/servers"
-export MAILMODE_SANDBOX_OWNER_PID=$$
-if ! "$MAILMODE" --plugin-dir "$PLUGIN_DIR" sandbox start --dir "$SB" -- \
-	--tenants 4 --domains 20 --stale d020.test >"$TEST_TMP/sandbox.out" 2>&1; then
-	sed 's/^/# /' "$TEST_TMP/sandbox.out"
-	echo "Bail out! the sandbox did not start"
-	exit 1
-fi
-at_exit "'$MAILMODE' sandbox stop --dir '$SB' >/dev/null 2>&1"
-export MAILMODE_CONFIG="$SB/mailmode.conf"
-DB="$SB/state.db"
-. "$SB/dns/dns.env"
+. "$top_srcdir/tests/runbook/lib.sh"
+start_sandbox --tenants 4 --domains 20 --stale d020.test
 plan 19
 
-db() { sqlite3 "$DB" "$1"; }
 mx() { kdig @"$1" -p "$DNS_PORT" +norec +short "$2" MX | sort -n | tr '\n' ' ' | sed 's/ $//'; }
 emu() {
 	_path=$1
@@ -30,24 +17,11 @@ emu() {
 	curl -s --cacert "$SB/emu/ca.pem" "$@" \
 		"$("$PYTHON3" -c 'import json,sys; print(json.load(open(sys.argv[1]))["emulator_url"])' "$SB/sandbox.json")$_path"
 }
-# runbook FILE MODE PARALLEL VERIFY_TIMEOUT: all 20 domains to MODE.
-runbook() {
-	"$PYTHON3" - "$SB/sandbox.json" "$@" <<'PY'
-import json, sys
-state, path, mode, parallel, timeout = sys.argv[1:]
-layout = json.load(open(state))["extra_tenants"]
-lines = sorted((d, t) for t, ds in layout.items() for d in ds)
-with open(path, "w") as f:
-    f.write("[runbook]\nparallel = %s\ntenant_cap = 2\nverify_timeout = %s\n"
-            "poll_interval = 300ms\nfailure_budget = 5\n\n[domains]\n" % (parallel, timeout))
-    f.writelines("%s = %s %s\n" % (d, mode, t) for d, t in lines)
-PY
-}
 results() { "$PYTHON3" -c 'import json,sys; d=json.load(sys.stdin); print(" ".join(x["domain"] + "=" + x["result"] for x in d["domains"] if x["result"] != sys.argv[1]))' "$1"; }
 GATEWAY_SET="10 mx-01.gw.sandbox.test. 20 mx-02.gw.sandbox.test."
 
 # --- 20 domains with no mode to gateway; d020 never verifies
-runbook "$TEST_TMP/gateway.ini" gateway 4 5s
+write_runbook "$TEST_TMP/gateway.ini" gateway 4 5s 5
 run "$MAILMODE" --json runbook run "$TEST_TMP/gateway.ini"
 is "$rc" 1 "to gateway: one domain failed, exit 1"
 is "$(printf '%s' "$out" | results switched)" "d020.test=rolled back" "19 switched, d020.test rolled back"
@@ -60,7 +34,7 @@ emu /_emu/stats -X DELETE >/dev/null
 # Exchange Online's page size (the sandbox's is 2, to exercise paging), so
 # that requests count reads.
 emu /_emu/config -X POST -H 'Content-Type: application/json' -d '{"page_size": 1000}' >/dev/null
-runbook "$TEST_TMP/mailflow.ini" mailflow 8 30s
+write_runbook "$TEST_TMP/mailflow.ini" mailflow 8 30s 5
 run "$MAILMODE" --json runbook run "$TEST_TMP/mailflow.ini"
 is "$rc" 0 "to mailflow: every domain switched"
 is "$(printf '%s' "$out" | results switched)" "" "nothing else than switched"

@@ -140,20 +140,7 @@ class GcEmu(provemu.Emu):
         return [(r["ttl"], int(d.split()[0]), d.split()[1]) for d in r["rrdatas"]]
 
     def propagate(self, zone, names, done=None):
-        if not self.bind:
-            if done:
-                done()
-            return
-        left = [len(names)]
-
-        def one_done():
-            with self.lock:
-                left[0] -= 1
-                if left[0] == 0 and done:
-                    done()
-        for name in names:
-            self.bind.push(zone["dnsName"].rstrip("."), name.rstrip("."),
-                           lambda name=name: self.locked_mx(zone, name), one_done)
+        self.push_names(zone["dnsName"], names, lambda name: self.locked_mx(zone, name), done)
 
     def locked_mx(self, zone, name):
         with self.lock:

@@ -715,6 +715,7 @@ class Tenant:
         self.rate_used = 0
         self.mail = {}        # mailbox address -> [delivered message]
         self.trace = []       # message trace rows (front door), oldest first
+        self.role_applies_at = 0.0   # /_emu/roles: a role granted, not applied yet
         self.update(spec, first=True)
 
     def update(self, spec, first=False):
@@ -733,7 +734,8 @@ class Tenant:
                     pem += "\n" + f.read()
             self.certs = load_certs(pem) if pem.strip() else []
         for flag, dflt in (("dehydrated", False), ("inbound_connectors_allowed", True),
-                           ("forbidden", False)):
+                           ("forbidden", False), ("public_client", False),
+                           ("delegated_consent", True)):
             if first or flag in spec:
                 v = spec.get(flag, dflt)
                 if not isinstance(v, bool):
@@ -1534,7 +1536,8 @@ class Emu:
                     "page_size": int(args.page_size), "latency_ms": int(args.latency_ms),
                     "token_lifetime_s": 3599, "bare_string_singletons": True,
                     "invalid_client_status": 401, "trace_delay_s": 0.0,
-                    "smtp_retry_for_s": 300.0}
+                    "smtp_retry_for_s": 300.0, "device_interval_s": 5,
+                    "device_expires_s": 900, "refresh_lifetime_s": 90 * 86400.0}
         self.tenants = {}
         self.tokens = {}
         self.faults = []
@@ -1542,6 +1545,7 @@ class Emu:
         self.skiptokens = {}
         self.clock_offset = 0.0
         self.frontdoor = None
+        self.device = DeviceFlow(self)
         self.reset_stats()
 
     def reset_stats(self):
@@ -1602,7 +1606,7 @@ class Emu:
                 return dict(f)
         return None
 
-    def issue_token(self, tenant):
+    def issue_token(self, tenant, delegated=None):
         life = int(self.cfg["token_lifetime_s"])
         # A JWT as Entra issues them (unsigned here: clients must not check
         # it): tid is the tenant's GUID, which clients read for
@@ -1612,6 +1616,10 @@ class Emu:
                   % tenant.tenant_id, "iat": now_s, "nbf": now_s, "exp": now_s + life,
                   "appid": tenant.client_id, "roles": ["Exchange.ManageAsApp"],
                   "tid": tenant.tenant_id, "uti": secrets.token_urlsafe(16), "ver": "1.0"}
+        if delegated:
+            # A person's token: scp (delegated permissions) and upn, no roles.
+            del claims["roles"]
+            claims.update(delegated)
         tok = "%s.%s.%s" % (b64url(json.dumps({"typ": "JWT", "alg": "RS256"}).encode()),
                             b64url(json.dumps(claims).encode()), secrets.token_urlsafe(48))
         with self.lock:
@@ -2332,7 +2340,7 @@ class Handler(BaseHTTPRequestHandler):
     def handle_token(self, path, query):
         emu = self.emu
         body = self.read_body()
-        m = re.fullmatch(r"/login/([^/]+)/oauth2/v2\.0/token", path)
+        m = re.fullmatch(r"/login/([^/]+)/oauth2/v2\.0/(token|devicecode)", path)
         with emu.lock:
             emu.stats["token_requests"] += 1
         emu.latency()
@@ -2348,6 +2356,9 @@ class Handler(BaseHTTPRequestHandler):
         rec["form"] = dict(form)
         if "client_secret" in rec["form"]:
             rec["form"]["client_secret"] = "<present:%d chars>" % len(form["client_secret"])
+        for secret in ("refresh_token", "device_code"):
+            if secret in rec["form"]:
+                rec["form"][secret] = "<sha256:%s>" % sha256_hex(form[secret])
         status, resp, extra = self.token_logic(m, form, rec)
         rec["status"] = status
         rec.update(extra)
@@ -2390,6 +2401,11 @@ class Handler(BaseHTTPRequestHandler):
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if ctype != "application/x-www-form-urlencoded":
             form = {}
+        if m.group(2) == "devicecode":
+            rec["kind"] = "devicecode"
+            return emu.device.devicecode(self, tenant, form)
+        if form.get("grant_type") in (DEVICE_GRANT, "refresh_token"):
+            return emu.device.token(self, tenant, form, rec)
         for p in ("grant_type", "client_id", "scope"):
             if not form.get(p):
                 return self.aad_error(400, "invalid_request", 900144, "The request body must "
@@ -2614,7 +2630,7 @@ class Handler(BaseHTTPRequestHandler):
                                ("x-ms-diagnostics", '2000001;reason="%s";error_category='
                                 '"invalid_token"' % reason),
                                ("request-id", str(uuid.uuid4()))]
-        if tenant.forbidden:
+        if tenant.forbidden or emu.now() < tenant.role_applies_at:
             return 403, None, [("x-ms-diagnostics", '2000008;reason="The application does not '
                                 'have the required role or permission (Exchange.ManageAsApp '
                                 'with the Exchange Administrator role) to access this '
@@ -2797,6 +2813,10 @@ class Handler(BaseHTTPRequestHandler):
             raise ControlError(400, "the body must be a JSON object")
         if parts == ["health"] or parts == []:
             return 200, {"ok": True, "pid": os.getpid()}
+        if parts and parts[0] == "device":
+            return emu.device.control(meth, parts[1:], data)
+        if parts == ["roles"] and meth == "POST":
+            return self.grant_role(data)
         if parts == ["tenants"]:
             if meth == "GET":
                 with emu.lock:
@@ -2823,6 +2843,7 @@ class Handler(BaseHTTPRequestHandler):
                 return 200, self.tenant_state(t)
             if meth == "PATCH":
                 bad = set(data) - {"dehydrated", "inbound_connectors_allowed", "forbidden",
+                                   "public_client", "delegated_consent",
                                    "client_secret", "client_id", "certificate_pem",
                                    "certificate_file", "accepted_domains", "display_name",
                                    "app_display_name"}
@@ -2840,7 +2861,8 @@ class Handler(BaseHTTPRequestHandler):
                 types = {"consistency_delay_s": float, "page_size": int, "latency_ms": int,
                          "token_lifetime_s": int, "bare_string_singletons": bool,
                          "invalid_client_status": int, "trace_delay_s": float,
-                         "smtp_retry_for_s": float}
+                         "smtp_retry_for_s": float, "device_interval_s": int,
+                         "device_expires_s": int, "refresh_lifetime_s": float}
                 new = {}
                 for k, v in data.items():
                     if k not in types:
@@ -2924,6 +2946,17 @@ class Handler(BaseHTTPRequestHandler):
                     return 200, {"now": emu.now(), "offset_s": emu.clock_offset}
         raise ControlError(404, "no control endpoint %s %s" % (meth, path))
 
+    def grant_role(self, data):
+        """The Exchange Administrator role assigned to the app now; Exchange
+        refuses (403) until it has applied, delay_s later."""
+        t = self.emu.find_tenant(str(data.get("tenant", "")))
+        if t is None:
+            raise ControlError(404, "no tenant '%s'" % data.get("tenant"))
+        with t.lock:
+            t.forbidden = False
+            t.role_applies_at = self.emu.now() + float(data.get("delay_s", 0))
+        return 200, {"tenant": t.tenant_id, "applies_at": t.role_applies_at}
+
     def control_mail(self, t, meth, rest, q):
         """/_emu/tenants/T/{mailboxes[/ADDR],messages,trace}: what the front
         door delivered and traced (no trace delay here)."""
@@ -2984,7 +3017,8 @@ class Handler(BaseHTTPRequestHandler):
         known = {"tenant_id", "initial_domain", "accepted_domains", "client_id",
                  "client_secret", "certificate_pem", "certificate_file", "dehydrated",
                  "inbound_connectors_allowed", "forbidden", "rules", "inbound_connectors",
-                 "outbound_connectors", "display_name", "app_display_name"}
+                 "outbound_connectors", "display_name", "app_display_name",
+                 "public_client", "delegated_consent"}
         bad = set(data) - known
         if bad:
             raise ControlError(400, "unknown field(s): %s" % ", ".join(sorted(bad)))
@@ -3029,6 +3063,252 @@ class Handler(BaseHTTPRequestHandler):
                     lst.sort(key=lambda d: d["Priority"])
                 out[key] = lst
         return out
+
+
+# --------------------------------------------------------------------------
+# Delegated sign-in: the device authorization grant (RFC 8628) as the
+# Microsoft identity platform runs it (/work/shared/ref/
+# m365-identity-and-limits.md section 1), the refresh tokens it leaves, and
+# the admin's side the tests drive (/_emu/device/...):
+#
+#   POST /login/T/oauth2/v2.0/devicecode   client_id, scope -> device_code,
+#        user_code, verification_uri, expires_in, interval, message
+#   POST /login/T/oauth2/v2.0/token
+#        grant_type=urn:ietf:params:oauth:grant-type:device_code:
+#        400 authorization_pending (70016) until approved; slow_down when
+#        polled sooner than the interval or when told to (the interval then
+#        grows by 5 s, RFC 8628 3.5); 400 expired_token (70020) after
+#        expires_in; 400 authorization_declined once declined; 401
+#        invalid_client (7000218) for the tenant's own app unless it allows
+#        public client flows; 400 invalid_grant (65001) when the tenant
+#        never consented to the app (delegated_consent false); on approval
+#        200 with access_token and, with offline_access, refresh_token.
+#        grant_type=refresh_token: a new access token and a new refresh
+#        token (the old one stays valid, as Microsoft's do); revoked: 400
+#        invalid_grant (50173); past refresh_lifetime_s: 700082.
+#   Control:
+#     GET  /_emu/device                     the codes (state, polls, interval,
+#                                           too_fast) and refresh tokens
+#                                           (sha256, tenant, uses, revoked)
+#     POST /_emu/device/approve  {"user_code": C}   (default: the newest
+#     POST /_emu/device/decline  {"user_code": C}    pending code)
+#     POST /_emu/device/expire   {"user_code": C}
+#     POST /_emu/device/slow_down {"user_code": C, "count": N}
+#     POST /_emu/device/revoke   {"tenant": T}      revoke its refresh tokens
+#     POST /_emu/roles {"tenant": T, "delay_s": S}  the Exchange role granted
+#                                           now, applied after S seconds
+#                                           (403 with x-ms-diagnostics until)
+#   Config (/_emu/config): device_interval_s (5), device_expires_s (900),
+#   refresh_lifetime_s (90 days).
+
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+# Exchange Online PowerShell's public client (v2/v3) and the legacy one.
+PUBLIC_CLIENT_IDS = {"fb78d390-0c51-40cd-8e17-fdbfab77341b",
+                     "a0c73c16-a7e3-4564-9a95-2bdf47383716"}
+OIDC_SCOPES = {"offline_access", "openid", "profile", "email"}
+DEVICE_URI = "https://microsoft.com/devicelogin"
+
+
+def sha256_hex(s):
+    return hashlib.sha256(s.encode()).hexdigest()
+
+
+class DeviceFlow:
+    def __init__(self, emu):
+        self.emu = emu
+        self.codes = {}          # device_code -> state
+        self.refresh = {}        # refresh token -> state
+
+    def code_for(self, data):
+        """The code a control call means: by user_code, else the newest
+        pending one."""
+        uc = data.get("user_code")
+        live = [c for c in self.codes.values() if c["state"] == "pending"]
+        if uc:
+            live = [c for c in self.codes.values() if c["user_code"] == uc]
+        if not live:
+            raise ControlError(404, "no pending device code%s" % (
+                " with user_code %s" % uc if uc else ""))
+        return max(live, key=lambda c: c["created"])
+
+    def control(self, meth, rest, data):
+        with self.emu.lock:
+            if meth == "GET" and not rest:
+                return 200, {"codes": [{k: v for k, v in c.items() if k != "device_code"}
+                                       for c in self.codes.values()],
+                             "refresh_tokens": [dict(r, sha256=sha256_hex(tok))
+                                                for tok, r in self.refresh.items()]}
+            if meth != "POST" or len(rest) != 1:
+                raise ControlError(404, "no control endpoint %s /_emu/device/%s"
+                                   % (meth, "/".join(rest)))
+            if rest[0] == "revoke":
+                t = self.emu.tenants.get(str(data.get("tenant", "")).lower())
+                n = 0
+                for r in self.refresh.values():
+                    if t is None or r["tenant_id"] == t.tenant_id:
+                        r["revoked"] = True
+                        n += 1
+                return 200, {"revoked": n}
+            c = self.code_for(data)
+            if rest[0] == "approve":
+                c["state"] = "approved"
+                c["user"] = data.get("user", "admin@" + c["tenant_domain"])
+            elif rest[0] == "decline":
+                c["state"] = "declined"
+            elif rest[0] == "expire":
+                c["expires"] = self.emu.now() - 1
+            elif rest[0] == "slow_down":
+                c["slow_down"] += int(data.get("count", 1))
+            else:
+                raise ControlError(404, "no control endpoint /_emu/device/%s" % rest[0])
+            return 200, {k: v for k, v in c.items() if k != "device_code"}
+
+    def check_scope(self, h, scope):
+        """None, or the error of a scope list naming no or two resources."""
+        res = [s for s in scope.split() if s not in OIDC_SCOPES]
+        if len(res) > 1 and len({s.rsplit("/", 1)[0] for s in res}) > 1:
+            return h.aad_error(400, "invalid_scope", 700022, "The provided value for the input "
+                               "parameter scope is not valid because it contains more than one "
+                               "resource. Scope %s is not valid." % scope)
+        if not res or any(s not in SCOPES for s in res):
+            return h.aad_error(400, "invalid_scope", 70011, "The provided request must include "
+                               "a 'scope' input parameter. The provided value for the input "
+                               "parameter 'scope' is not valid. The scope %s is not valid."
+                               % scope)
+        return None
+
+    def client_known(self, tenant, cid):
+        return cid in PUBLIC_CLIENT_IDS or (tenant.client_id and cid == tenant.client_id)
+
+    def devicecode(self, h, tenant, form):
+        cid = (form.get("client_id") or "").lower()
+        for p in ("client_id", "scope"):
+            if not form.get(p):
+                return h.aad_error(400, "invalid_request", 900144, "The request body must "
+                                   "contain the following parameter: '%s'." % p)
+        if not self.client_known(tenant, cid):
+            return h.aad_error(400, "unauthorized_client", 700016, "Application with "
+                               "identifier '%s' was not found in the directory '%s'."
+                               % (form["client_id"], tenant.display_name))
+        err = self.check_scope(h, form["scope"])
+        if err:
+            return err
+        cfg = self.emu.cfg
+        user_code = "".join(secrets.choice("ABCDEFGHJKLMNPQRSTUVWXYZ23456789")
+                            for _ in range(9))
+        dc = secrets.token_urlsafe(96)
+        now = self.emu.now()
+        with self.emu.lock:
+            self.codes[dc] = {"device_code": dc, "user_code": user_code,
+                              "tenant_id": tenant.tenant_id,
+                              "tenant_domain": tenant.initial_domain, "client_id": cid,
+                              "scope": form["scope"], "created": now,
+                              "expires": now + float(cfg["device_expires_s"]),
+                              "interval": int(cfg["device_interval_s"]), "state": "pending",
+                              "polls": 0, "last_poll": 0.0, "too_fast": 0, "slow_down": 0,
+                              "user": None}
+        return 200, {"device_code": dc, "user_code": user_code, "verification_uri": DEVICE_URI,
+                     "expires_in": int(cfg["device_expires_s"]),
+                     "interval": int(cfg["device_interval_s"]),
+                     "message": "To sign in, use a web browser to open the page %s and enter "
+                                "the code %s to authenticate." % (DEVICE_URI, user_code)}, {}
+
+    def token(self, h, tenant, form, rec):
+        rec["grant"] = form.get("grant_type")
+        if not form.get("client_id"):
+            return h.aad_error(400, "invalid_request", 900144, "The request body must contain "
+                               "the following parameter: 'client_id'.")
+        if form["grant_type"] == DEVICE_GRANT:
+            return self.device_grant(h, tenant, form)
+        return self.refresh_grant(h, tenant, form)
+
+    def issue(self, tenant, cid, scope, user):
+        emu = self.emu
+        tok, life = emu.issue_token(tenant, delegated={"appid": cid, "scp": "Exchange.Manage",
+                                                       "upn": user})
+        out = {"token_type": "Bearer", "scope": scope, "expires_in": life,
+               "ext_expires_in": life, "access_token": tok}
+        if "offline_access" in scope.split():
+            rt = "0.A" + secrets.token_urlsafe(120)
+            with emu.lock:
+                self.refresh[rt] = {"tenant_id": tenant.tenant_id, "client_id": cid,
+                                    "user": user, "issued": emu.now(), "uses": 0,
+                                    "revoked": False}
+            out["refresh_token"] = rt
+        return 200, out, {}
+
+    def device_grant(self, h, tenant, form):
+        emu = self.emu
+        cid = form["client_id"].lower()
+        now = emu.now()
+        with emu.lock:
+            c = self.codes.get(form.get("device_code") or "")
+            if c is None or c["client_id"] != cid or c["tenant_id"] != tenant.tenant_id:
+                c = None
+            else:
+                c["polls"] += 1
+                early = now - c["last_poll"] < c["interval"] - 0.05
+                c["last_poll"] = now
+                if early:
+                    c["too_fast"] += 1
+        if c is None:
+            return h.aad_error(400, "invalid_grant", 7000014, "The provided value for the "
+                               "input parameter 'device_code' is not valid.")
+        if cid == tenant.client_id and cid not in PUBLIC_CLIENT_IDS and not tenant.public_client:
+            return h.aad_error(401, "invalid_client", 7000218, "The request body must contain "
+                               "the following parameter: 'client_assertion' or "
+                               "'client_secret'.")
+        if now >= c["expires"]:
+            return h.aad_error(400, "expired_token", 70020, "The provided authorization code "
+                               "or refresh token has expired due to it being inactive. This "
+                               "device code has expired.")
+        if c["slow_down"] > 0 or early:
+            with emu.lock:
+                c["slow_down"] = max(0, c["slow_down"] - 1)
+                c["interval"] += 5
+            return h.aad_error(400, "slow_down", 70016, "OAuth 2.0 device flow error. Polling "
+                               "too often: slow down.")
+        if c["state"] == "pending":
+            return h.aad_error(400, "authorization_pending", 70016, "OAuth 2.0 device flow "
+                               "error. Authorization is pending. Continue polling.")
+        if c["state"] == "declined":
+            return h.aad_error(400, "authorization_declined", 70017, "The end user denied the "
+                               "authorization request.")
+        if c["state"] == "redeemed":
+            return h.aad_error(400, "invalid_grant", 54005, "OAuth2 Authorization code was "
+                               "already redeemed, please retry with a new valid code.")
+        if not tenant.delegated_consent:
+            return h.aad_error(400, "invalid_grant", 65001, "The user or administrator has not "
+                               "consented to use the application with ID '%s' named '%s'. Send "
+                               "an interactive authorization request for this user and "
+                               "resource." % (cid, tenant.app_display_name))
+        with emu.lock:
+            c["state"] = "redeemed"
+        return self.issue(tenant, cid, c["scope"], c["user"])
+
+    def refresh_grant(self, h, tenant, form):
+        emu = self.emu
+        cid = form["client_id"].lower()
+        with emu.lock:
+            r = self.refresh.get(form.get("refresh_token") or "")
+        if r is None or r["tenant_id"] != tenant.tenant_id or r["client_id"] != cid:
+            return h.aad_error(400, "invalid_grant", 9002313, "Invalid request. Request is "
+                               "malformed or invalid.")
+        if r["revoked"]:
+            return h.aad_error(400, "invalid_grant", 50173, "The provided grant has expired "
+                               "due to it being revoked, a fresh auth token is needed. The user "
+                               "might have changed or reset their password.")
+        if emu.now() - r["issued"] > float(emu.cfg["refresh_lifetime_s"]):
+            return h.aad_error(400, "invalid_grant", 700082, "The refresh token has expired "
+                               "due to inactivity.")
+        scope = form.get("scope") or "https://outlook.office365.com/.default offline_access"
+        err = self.check_scope(h, scope)
+        if err:
+            return err
+        with emu.lock:
+            r["uses"] += 1
+        return self.issue(tenant, cid, scope, r["user"])
+
 
 
 class EmuServer(ThreadingHTTPServer):

@@ -1,4 +1,4 @@
-"""What the DNS-provider emulators (cfemu.py, gcloudemu.py) share: HTTPS on
+"""What the DNS-provider emulators (cfemu.py, gcloudemu.py, r53emu.py) share: HTTPS on
 loopback with a test CA, a request log, injectable faults, and the real BIND
 zone behind each emulated zone.
 
@@ -202,6 +202,29 @@ class Emu:
     def own_control(self, method, path, body):
         return 404, {"error": "no such control endpoint"}
 
+    def push_names(self, zone, names, current, done=None):
+        """After the propagation delay BIND gets current(name) for each of
+        names (in zone, final dots or not); done() once all are pushed."""
+        if not self.bind or not names:
+            if done:
+                done()
+            return
+        left = [len(names)]
+
+        def one_done():
+            with self.lock:
+                left[0] -= 1
+                if left[0] == 0 and done:
+                    done()
+        for name in names:
+            self.bind.push(zone.rstrip("."), name.rstrip("."),
+                           lambda name=name: current(name), one_done)
+
+    def own_fault(self, fault):
+        """An emulator's own fault kind answered at once: (status, body,
+        headers), or None to go on."""
+        return None
+
     def api(self, handler, method, path, query, body):
         raise Reply(404, {})
 
@@ -234,7 +257,9 @@ class Handler(BaseHTTPRequestHandler):
     def send(self, status, body, headers=None):
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        # An XML document (Route 53's API) goes as XML, the rest as JSON.
+        self.send_header("Content-Type", "text/xml" if data.startswith(b"<?xml")
+                         else "application/json")
         self.send_header("Content-Length", str(len(data)))
         for k, v in (headers or {}).items():
             self.send_header(k, str(v))
@@ -291,6 +316,9 @@ class Handler(BaseHTTPRequestHandler):
         kind = str(fault["kind"]) if fault else ""
         if kind in FAULT_STATUSES:
             return self.send_fault(fault, kind)
+        own = emu.own_fault(fault) if fault else None
+        if own:
+            return self.send(*own)
         if kind == "drop":
             return self.drop()
         if kind == "acted_late":

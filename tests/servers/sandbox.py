@@ -14,7 +14,8 @@
     tenant, sandbox.onmicrosoft.com, whose accepted domains are those two, and
     an app registration with a client secret;
   - one emulated DNS provider per entry of PROVIDERS (cfemu.py,
-    gcloudemu.py), each holding one domain (cloudflare.test, gcloud.test:
+    gcloudemu.py, r53emu.py), each holding one domain (cloudflare.test,
+    gcloud.test, route53.test:
     Microsoft 365 MX, no mode) whose real zone is on the BIND servers: a
     change the provider's API accepts is pushed to BIND after the
     propagation delay (--provider-delay), and verified there, on the
@@ -110,11 +111,34 @@ def gcloud_spec(p, secrets_dir):
 # section's other keys (credential files relative to DIR; "{field}" is
 # filled from the emulator's emu.json, e.g. a token endpoint's URL).
 # Another provider is one more entry.
+def route53_spec(p, secrets_dir):
+    """r53emu.py's spec: an IAM user granted the actions mailmode.conf(5)
+    lists, its secret in a file of its own."""
+    secret = secrets.token_urlsafe(30)
+    secret_file = os.path.join(secrets_dir, "route53.secret")
+    write_atomic(secret_file, secret + "\n", 0o600)
+    spec = {"zones": [{"name": p["domain"] + ".", "rrsets": [
+                {"name": p["domain"] + ".", "type": "MX", "ttl": PROVIDER_MX_TTL,
+                 "values": ["0 %s." % front_door(p["domain"])]}]}],
+            "users": [{"name": "sandbox-dns", "access_key_id": ROUTE53_KEY_ID,
+                       "secret_access_key": secret, "actions": ROUTE53_ACTIONS}]}
+    return spec, {"access_key_id": ROUTE53_KEY_ID,
+                  "secret_access_key_file": os.path.relpath(secret_file,
+                                                            os.path.dirname(secrets_dir))}
+
+
+# Route 53's IAM user in the sandbox and what it is granted.
+ROUTE53_KEY_ID = "AKIASANDBOXROUTE5301"
+ROUTE53_ACTIONS = ["route53:ListHostedZonesByName", "route53:ListResourceRecordSets",
+                   "route53:ChangeResourceRecordSets", "route53:GetChange"]
+
 PROVIDERS = [
     {"name": "cloudflare", "domain": "cloudflare.test", "emulator": "cfemu.py",
      "spec": cloudflare_spec},
     {"name": "gcloud", "domain": "gcloud.test", "emulator": "gcloudemu.py",
      "spec": gcloud_spec},
+    {"name": "route53", "domain": "route53.test", "emulator": "r53emu.py",
+     "spec": route53_spec},
 ]
 
 CONFIG = """\
