@@ -71,28 +71,10 @@ static const struct mailmode_config_key keys[] = {
 	  "with gateway_tenant: prefix of the gateway connector's name" },
 	{ "service", "service_ips", MAILMODE_KEY_LIST, NULL,
 	  "with enhanced_filtering: the addresses the gateway hosts deliver to Microsoft 365 from (EFSkipIPs)" },
-	/* [tenant NAME] of gateway_tenant: the keys of mailflow mode's section
-	 * that the tenant side reads (mailmode.conf(5), MAILFLOW MODE). */
-	{ "tenant", "tenant", MAILMODE_KEY_STRING, NULL,
-	  "tenant domain or GUID (default: the section's NAME)" },
-	{ "tenant", "auth", MAILMODE_KEY_STRING, "app",
-	  "gateway mode's tenant side signs in as the app only (auth = app)" },
-	{ "tenant", "cloud", MAILMODE_KEY_STRING, "global",
-	  "gateway mode's tenant side: the global cloud only" },
-	{ "tenant", "client_id", MAILMODE_KEY_STRING, NULL, "the app registration's client id" },
-	{ "tenant", "client_secret_file", MAILMODE_KEY_PATH, NULL,
-	  "file holding the client secret, mode 0600 (or private_key_file)" },
-	{ "tenant", "private_key_file", MAILMODE_KEY_PATH, NULL,
-	  "PEM private key of the app's certificate, mode 0600" },
-	{ "tenant", "certificate_file", MAILMODE_KEY_PATH, NULL,
-	  "PEM certificate (default: a CERTIFICATE block in private_key_file)" },
-	{ "tenant", "login_url", MAILMODE_KEY_STRING, MS_LOGIN_URL, "identity platform base URL" },
-	{ "tenant", "api_url", MAILMODE_KEY_STRING, MS_EXO_API_URL,
-	  "Exchange Online admin API base URL" },
-	{ "tenant", "ca_file", MAILMODE_KEY_PATH, NULL,
-	  "CA bundle for both URLs (default: the system trust store)" },
-	{ "tenant", "assertion_alg", MAILMODE_KEY_STRING, "PS256",
-	  "signature of the certificate client assertion: PS256 or RS256" },
+	/* [tenant NAME] of gateway_tenant: mailflow mode's section
+	 * (mailmode.conf(5), MAILFLOW MODE; auth = app and cloud = global
+	 * only, tenant.c). */
+	MS_TENANT_KEYS,
 	{ NULL, NULL, MAILMODE_KEY_STRING, NULL, NULL }
 };
 
