@@ -13,7 +13,7 @@
 #include <string.h>
 
 static const char *const step_names[] = {
-	"setup_new", "verify_new", "teardown_old", "confirm_old_gone",
+	"setup_new", "verify_new", "finish_new", "teardown_old", "confirm_old_gone",
 	"rollback_teardown_new", "rollback_confirm_new_gone", "adopt_confirm"
 };
 
@@ -257,6 +257,7 @@ static int check_verified(struct mm_run *r, int old, struct mailmode_diag *diag)
 		    mm_num_from_double(settle->valuedouble, 0, MM_NUM_EPOCH_MS_MAX, &until) != 0)
 			until = 0;
 		r->settle_until_ms = until;
+		r->finish_wanted = cJSON_IsTrue(cJSON_GetObjectItem(root, "finish_after_settle"));
 		cJSON_Delete(root);
 	}
 	free(report);
@@ -550,23 +551,29 @@ static int run_setup(struct mm_run *r)
 }
 
 /* The old mode stays while the world may still act on what the new mode's
- * setup replaced (plugin.h: settle_until_ms). */
-static int settle(struct mm_run *r)
+ * setup replaced (plugin.h: settle_until_ms); so does the new mode's last
+ * stage (finish_after_settle), with or without an old mode. */
+static int settle(struct mm_run *r, int finishing)
 {
 	long long now;
 	int rc;
 
-	if (r->kind != MM_KIND_SWITCH || !r->m->from_mode ||
+	if (!(finishing || (r->kind == MM_KIND_SWITCH && r->m->from_mode)) ||
 	    mm_migrate_now_ms() >= r->settle_until_ms)
 		return MM_OK;
 	/* Journaled: a run's report shows the wait apart from verification. */
-	if ((rc = journal(r, MM_STEP_VERIFY_NEW, "settle", NULL)) != MM_OK)
+	if ((rc = journal(r, finishing ? MM_STEP_FINISH_NEW : MM_STEP_VERIFY_NEW, "settle",
+	                  NULL)) != MM_OK)
 		return rc;
 	while ((now = mm_migrate_now_ms()) < r->settle_until_ms) {
 		long long left = r->settle_until_ms - now;
 
-		mm_engine_progress(r->e, "%s: %s mode verified; keeping %s mode %lld s more while caches of the replaced records expire",
-		                   r->m->domain, r->m->to_mode, r->m->from_mode, (left + 999) / 1000);
+		if (r->m->from_mode)
+			mm_engine_progress(r->e, "%s: %s mode verified; keeping %s mode %lld s more while caches of the replaced records expire",
+			                   r->m->domain, r->m->to_mode, r->m->from_mode, (left + 999) / 1000);
+		else
+			mm_engine_progress(r->e, "%s: %s mode verified; its last stage waits %lld s more while caches of the replaced records expire",
+			                   r->m->domain, r->m->to_mode, (left + 999) / 1000);
 		mm_host_sleep_ms(NULL, left < 1000 ? left : 1000);
 	}
 	return MM_OK;
@@ -614,9 +621,68 @@ static int run_verify(struct mm_run *r)
 			return MM_ERR;
 		return mm_run_rollback(r, MM_UNVERIFIED);
 	}
-	if ((rc = settle(r)) != MM_OK)
+	if ((rc = settle(r, 0)) != MM_OK)
+		return rc;
+	/* Remembered across a restart: the finish step runs only when asked. */
+	if (r->finish_wanted && (rc = journal(r, MM_STEP_FINISH_NEW, "wanted", NULL)) != MM_OK)
 		return rc;
 	return journal(r, MM_STEP_VERIFY_NEW, "end", NULL);
+}
+
+/* Polls the new mode's verify from now for the verify timeout. */
+static int poll_verified(struct mm_run *r, enum mm_step step, struct mailmode_diag *diag)
+{
+	return poll(r, step, check_verified, 0, mm_migrate_now_ms() + r->opts.verify_timeout_ms,
+	            "verifying", diag);
+}
+
+/* ABI 1.4: the new mode's stage that had to wait for the settle (plugin.h:
+ * finish_after_settle; the gateway's lock-down), run before the old mode
+ * goes, so that the domain is never without both.  It is setup again, with
+ * MAILMODE_REQ_SETTLED, and so journaled, checkpointed and undone (abort)
+ * like setup.  Verified first (which also reads the settle time again
+ * after a restart): nothing waits for caches of a mode not in effect. */
+static int run_finish(struct mm_run *r)
+{
+	struct mailmode_diag *diag = &r->report->diag;
+	struct mm_op op;
+	char *receipt = NULL;
+	int wanted, begun, rc;
+
+	if ((rc = journal_has(r, step_names[MM_STEP_FINISH_NEW], "wanted", &wanted)) != MM_OK ||
+	    !wanted)
+		return rc;
+	/* Begun before a restart: verified and settled then, and the receipt
+	 * may already be the last stage's (it checkpointed). */
+	if ((rc = journal_has(r, step_names[MM_STEP_FINISH_NEW], "begin", &begun)) != MM_OK)
+		return rc;
+	if (!begun) {
+		if ((rc = poll_verified(r, MM_STEP_FINISH_NEW, diag)) != MM_OK)
+			return unfinished(r, MM_STEP_FINISH_NEW, rc, diag,
+			                  "the new mode is not in effect before its last stage");
+		if ((rc = settle(r, 1)) != MM_OK ||
+		    (rc = journal(r, MM_STEP_FINISH_NEW, "begin", NULL)) != MM_OK)
+			return rc;
+	}
+	mm_engine_progress(r->e, "%s: %s mode: its last stage", r->m->domain, r->m->to_mode);
+	op = mm_run_op(r, 0, MAILMODE_REQ_SETTLED | (r->opts.force ? MAILMODE_REQ_FORCE : 0), 1);
+	call_begin(r);
+	rc = mm_op_setup(&op, &receipt, diag);
+	call_end(r, 0);
+	if (rc != MM_OK) {
+		free(receipt);
+		return unfinished(r, MM_STEP_FINISH_NEW, rc, diag, "the last stage of the new mode failed");
+	}
+	mm_print_diag(r->e->output, diag);
+	free(r->m->new_receipt);
+	r->m->new_receipt = receipt;
+	if ((rc = mm_state_migration_set_receipt(r->e->state, r->m->id, 0, receipt, NULL,
+	                                         r->err)) != MM_OK)
+		return rc;
+	if ((rc = poll_verified(r, MM_STEP_FINISH_NEW, diag)) != MM_OK)
+		return unfinished(r, MM_STEP_FINISH_NEW, rc, diag,
+		                  "the last stage of the new mode did not verify");
+	return journal(r, MM_STEP_FINISH_NEW, "end", NULL);
 }
 
 static int run_teardown_old(struct mm_run *r)
@@ -691,10 +757,12 @@ struct step_entry {
 
 static const struct step_entry switch_steps[] = {
 	{ MM_STEP_SETUP_NEW, run_setup }, { MM_STEP_VERIFY_NEW, run_verify },
+	{ MM_STEP_FINISH_NEW, run_finish },
 	{ MM_STEP_TEARDOWN_OLD, run_teardown_old }, { MM_STEP_CONFIRM_OLD_GONE, run_confirm_old_gone },
 };
 static const struct step_entry setup_steps[] = {
 	{ MM_STEP_SETUP_NEW, run_setup }, { MM_STEP_VERIFY_NEW, run_verify },
+	{ MM_STEP_FINISH_NEW, run_finish },
 };
 static const struct step_entry teardown_steps[] = {
 	{ MM_STEP_TEARDOWN_OLD, run_teardown_old }, { MM_STEP_CONFIRM_OLD_GONE, run_confirm_old_gone },
@@ -705,7 +773,7 @@ static const struct step_entry adopt_steps[] = { { MM_STEP_ADOPT_CONFIRM, run_ad
 int mm_run_forward(struct mm_run *r)
 {
 	static const struct { const struct step_entry *steps; size_t count; } plans[] = {
-		[MM_KIND_SWITCH] = { switch_steps, 4 }, [MM_KIND_SETUP] = { setup_steps, 2 },
+		[MM_KIND_SWITCH] = { switch_steps, 5 }, [MM_KIND_SETUP] = { setup_steps, 3 },
 		[MM_KIND_TEARDOWN] = { teardown_steps, 2 }, [MM_KIND_ADOPT] = { adopt_steps, 1 },
 	};
 	size_t i;

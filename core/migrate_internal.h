@@ -9,6 +9,7 @@
 enum mm_step {
 	MM_STEP_SETUP_NEW,
 	MM_STEP_VERIFY_NEW,
+	MM_STEP_FINISH_NEW,
 	MM_STEP_TEARDOWN_OLD,
 	MM_STEP_CONFIRM_OLD_GONE,
 	MM_STEP_ROLLBACK_TEARDOWN_NEW,
@@ -35,6 +36,7 @@ struct mm_run {
 	int resumed;
 	long long started_ms;
 	long long settle_until_ms;       /* from the new mode's verify report */
+	int finish_wanted;               /* ... and its finish_after_settle */
 	char *err;
 };
 

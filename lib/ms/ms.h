@@ -270,4 +270,30 @@ int ms_exo_error_exists(const struct ms_exo_error *err);
 int ms_exo_error_dehydrated(const struct ms_exo_error *err);
 int ms_exo_error_inbound_restricted(const struct ms_exo_error *err);
 
+/* The keys of a [tenant NAME] section both plugins read (their
+ * config_keys tables): the tenant, how it signs in, the endpoints. */
+#define MS_TENANT_KEYS \
+	{ "tenant", "tenant", MAILMODE_KEY_STRING, NULL, \
+	  "tenant domain or GUID (default: the section's NAME)" }, \
+	{ "tenant", "auth", MAILMODE_KEY_STRING, "app", \
+	  "app (the app's secret or certificate) or device (a person signs in with 'mailmode tenant login NAME')" }, \
+	{ "tenant", "cloud", MAILMODE_KEY_STRING, "global", \
+	  "global, gcc-high, dod or china: the login and Exchange Online endpoints" }, \
+	{ "tenant", "client_id", MAILMODE_KEY_STRING, NULL, \
+	  "the app registration's client id (auth = device: default Microsoft's Exchange Online PowerShell client)" }, \
+	{ "tenant", "client_secret_file", MAILMODE_KEY_PATH, NULL, \
+	  "file holding the client secret, mode 0600 (or private_key_file)" }, \
+	{ "tenant", "private_key_file", MAILMODE_KEY_PATH, NULL, \
+	  "PEM private key of the app's certificate, mode 0600" }, \
+	{ "tenant", "certificate_file", MAILMODE_KEY_PATH, NULL, \
+	  "PEM certificate (default: a CERTIFICATE block in private_key_file)" }, \
+	{ "tenant", "login_url", MAILMODE_KEY_STRING, "https://login.microsoftonline.com", \
+	  "identity platform base URL (default: the cloud's)" }, \
+	{ "tenant", "api_url", MAILMODE_KEY_STRING, "https://outlook.office365.com", \
+	  "Exchange Online admin API base URL (default: the cloud's)" }, \
+	{ "tenant", "ca_file", MAILMODE_KEY_PATH, NULL, \
+	  "CA bundle for both URLs (default: the system trust store)" }, \
+	{ "tenant", "assertion_alg", MAILMODE_KEY_STRING, "PS256", \
+	  "signature of the certificate client assertion: PS256 (header x5t#S256) or RS256 (header x5t, the older form)" }
+
 #endif /* MAILMODE_MS_H */

@@ -348,6 +348,90 @@ static int read_tsig(const struct key_reader *kr, struct gw_config *cfg)
 	                 sizeof(cfg->tsig_secret_file));
 }
 
+/* A string key copied into out; "" when absent.  required: its absence
+ * is an error that says what to put there. */
+static int read_string(const struct key_reader *kr, const char *section,
+                       const char *key, const char *required, char *out,
+                       size_t out_len)
+{
+	const char *value = get(kr, section, key);
+
+	if (!value && required)
+		return missing(kr, section, key, required);
+	if (value && (size_t)snprintf(out, out_len, "%s", value) >= out_len)
+		return bad_value(kr, section, key, value, "is too long");
+	return MAILMODE_OK;
+}
+
+/* An https:// URL key, without a final slash; dflt when absent. */
+static int read_url(const struct key_reader *kr, const char *section, const char *key,
+                    const char *dflt, char *out, size_t out_len)
+{
+	const char *value = get(kr, section, key);
+	size_t len;
+
+	if (!value)
+		value = dflt;
+	if (strncmp(value, "https://", 8) != 0)
+		return bad_value(kr, section, key, value, "is not an https:// URL");
+	if ((size_t)snprintf(out, out_len, "%s", value) >= out_len)
+		return bad_value(kr, section, key, value, "is too long");
+	len = strlen(out);
+	if (out[len - 1] == '/')
+		out[len - 1] = '\0';
+	return MAILMODE_OK;
+}
+
+/* An Entra ID app's client credentials from section; the tenant is
+ * dflt_tenant when the section does not name one (NULL: required). */
+static int read_entra(const struct key_reader *kr, const char *section,
+                      const char *dflt_tenant, struct gw_entra *e)
+{
+	const char *secret = get(kr, section, "client_secret_file");
+	const char *key = get(kr, section, "private_key_file");
+	const char *value;
+	int rc;
+
+	if (dflt_tenant)
+		snprintf(e->tenant, sizeof(e->tenant), "%s", dflt_tenant);
+	rc = read_string(kr, section, "tenant", dflt_tenant ? NULL : "the Entra ID tenant (GUID "
+	                 "or x.onmicrosoft.com) of the app", e->tenant, sizeof(e->tenant));
+	if (rc == MAILMODE_OK)
+		rc = read_string(kr, section, "client_id", "the app registration's "
+		                 "application (client) id", e->client_id,
+		                 sizeof(e->client_id));
+	if (rc != MAILMODE_OK)
+		return rc;
+	if (secret && key)
+		return bad_value(kr, section, "private_key_file", key,
+		                 "and client_secret_file are both set: give one");
+	if (!secret && !key)
+		return missing(kr, section, "client_secret_file",
+		               "a file holding the app's client secret, mode 0600, "
+		               "or private_key_file for certificate credentials");
+	e->certificate = key != NULL;
+	rc = read_path(kr, section, key ? "private_key_file" : "client_secret_file",
+	               e->credentials_file, sizeof(e->credentials_file));
+	if (rc == MAILMODE_OK)
+		rc = read_path(kr, section, "certificate_file", e->certificate_file,
+		               sizeof(e->certificate_file));
+	if (rc != MAILMODE_OK)
+		return rc;
+	if (e->certificate_file[0] && !key)
+		return missing(kr, section, "private_key_file",
+		               "certificate_file needs the certificate's private key");
+	rc = read_url(kr, section, "login_url", "https://login.microsoftonline.com",
+	              e->login_url, sizeof(e->login_url));
+	if (rc != MAILMODE_OK)
+		return rc;
+	value = get(kr, section, "assertion_alg");
+	if (value && strcasecmp(value, "RS256") != 0 && strcasecmp(value, "PS256") != 0)
+		return bad_value(kr, section, "assertion_alg", value,
+		                 "is not PS256 or RS256");
+	e->rs256 = value && strcasecmp(value, "RS256") == 0;
+	return MAILMODE_OK;
+}
+
 /* A word of the characters in `allowed` (plus letters and digits), copied
  * into out; "" when the key is absent. */
 static int read_word(const struct key_reader *kr, const char *section,
@@ -571,6 +655,103 @@ out:
 	return rc;
 }
 
+/* A yes/no key; *out keeps its default when the key is absent. */
+static int read_bool(const struct key_reader *kr, const char *section,
+                     const char *key, bool *out)
+{
+	static const char *const yes[] = { "yes", "true", "on", "1" };
+	static const char *const no[] = { "no", "false", "off", "0" };
+	const char *value = get(kr, section, key);
+	size_t i;
+
+	if (!value)
+		return MAILMODE_OK;
+	for (i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+		if (strcasecmp(value, yes[i]) == 0 || strcasecmp(value, no[i]) == 0) {
+			*out = strcasecmp(value, yes[i]) == 0;
+			return MAILMODE_OK;
+		}
+	}
+	return bad_value(kr, section, key, value, "is not yes or no");
+}
+
+/* service_ips, white-space separated, for EFSkipIPs. */
+static int read_service_ips(const struct key_reader *kr, struct gw_config *cfg)
+{
+	const char *section = cfg->service_section;
+	const char *value = get(kr, section, "service_ips"), *p;
+	struct gw_tenant_config *t = &cfg->tenant;
+
+	if (!value)
+		return missing(kr, section, "service_ips",
+		               "enhanced_filtering = yes skip-lists the addresses the "
+		               "service delivers to Microsoft 365 from");
+	for (p = value; *p;) {
+		size_t n = strcspn(p, " \t,");
+
+		if (n > 0) {
+			if (t->ip_count == GW_SERVICE_IPS_MAX || n >= sizeof(t->ips[0]))
+				return bad_value(kr, section, "service_ips", value,
+				                 "has too many or too long entries");
+			memcpy(t->ips[t->ip_count], p, n);
+			t->ips[t->ip_count++][n] = '\0';
+		}
+		p += n;
+		p += strspn(p, " \t,");
+	}
+	return MAILMODE_OK;
+}
+
+/* gateway_tenant and what the tenant side reads from the profile and the
+ * service (doc/gateway-tenant.md). */
+static int read_tenant(const struct key_reader *kr, const char *section, const char *domain,
+                       struct gw_config *cfg)
+{
+	struct gw_tenant_config *t = &cfg->tenant;
+	const char *value = get(kr, section, "gateway_tenant");
+	const char *prefix, *service = cfg->service_section + strlen("service ");
+	int rc;
+
+	if (!value) {
+		if (get(kr, section, "enhanced_filtering") || get(kr, section, "lockdown"))
+			return missing(kr, section, "gateway_tenant",
+			               "enhanced_filtering and lockdown are set in the "
+			               "tenant named by gateway_tenant = NAME");
+		return MAILMODE_OK;
+	}
+	if (strpbrk(value, "[]\n") ||
+	    (size_t)snprintf(t->section, sizeof(t->section), "tenant %s", value) >=
+	            sizeof(t->section))
+		return bad_value(kr, section, "gateway_tenant", value, "is not a section name");
+	t->enabled = true;
+	t->enhanced_filtering = true;
+	rc = read_entra(kr, t->section, value, &t->app);
+	if (rc == MAILMODE_OK)
+		rc = read_url(kr, t->section, "api_url", "https://outlook.office365.com",
+		              t->api_url, sizeof(t->api_url));
+	if (rc == MAILMODE_OK)
+		rc = read_path(kr, t->section, "ca_file", t->ca_file, sizeof(t->ca_file));
+	if (rc != MAILMODE_OK)
+		return rc;
+	rc = read_bool(kr, section, "enhanced_filtering", &t->enhanced_filtering);
+	if (rc == MAILMODE_OK)
+		rc = read_bool(kr, section, "lockdown", &t->lockdown);
+	if (rc != MAILMODE_OK)
+		return rc;
+	value = get(kr, cfg->service_section, "tls_cert_name");
+	if (!value)
+		return missing(kr, cfg->service_section, "tls_cert_name",
+		               "the gateway connector knows the service's mail by the "
+		               "name on its certificate");
+	snprintf(t->tls_cert_name, sizeof(t->tls_cert_name), "%s", value);
+	prefix = get(kr, cfg->service_section, "name_prefix");
+	if ((size_t)snprintf(t->connector, sizeof(t->connector), "%s gateway for %s from %s",
+	                     prefix ? prefix : "mailmode", domain, service) >= 64)
+		return bad_value(kr, cfg->service_section, "name_prefix", prefix ? prefix : "mailmode",
+		                 "makes the connector's name longer than 64 characters");
+	return t->enhanced_filtering ? read_service_ips(kr, cfg) : MAILMODE_OK;
+}
+
 int gw_config_load(const struct gw_ctx *ctx, const struct mailmode_request *req,
                    struct gw_config *cfg, struct mailmode_diag *diag)
 {
@@ -592,6 +773,9 @@ int gw_config_load(const struct gw_ctx *ctx, const struct mailmode_request *req,
 	if (rc != MAILMODE_OK)
 		goto out;
 	rc = read_service(&kr, cfg);
+	if (rc != MAILMODE_OK)
+		goto out;
+	rc = read_tenant(&kr, req->section, req->domain, cfg);
 	if (rc != MAILMODE_OK)
 		goto out;
 	if (cfg->zone[0]) {

@@ -114,6 +114,7 @@ int gw_begin_call(const struct gw_ctx *ctx, const struct mailmode_request *req,
 			goto out;
 		}
 		call->has_receipt = true;
+		call->tenant_locked = call->receipt.locked;
 	}
 	rc = load_original(call, req);
 	if (rc != MAILMODE_OK)
@@ -139,9 +140,11 @@ static int gw_validate_config(void *vctx, const struct mailmode_request *req,
 	int rc;
 
 	rc = gw_config_load(ctx, req, &cfg, diag);
-	if (rc != MAILMODE_OK)
-		return rc;
-	return gw_provider_check_credentials(ctx, &cfg, diag);
+	if (rc == MAILMODE_OK)
+		rc = gw_provider_check_credentials(ctx, &cfg, diag);
+	if (rc == MAILMODE_OK && cfg.tenant.enabled)
+		rc = gw_tenant_check_credentials(ctx, &cfg, diag);
+	return rc;
 }
 
 /* ABI 1.1: the zone takes one update at a time.  Without a configured
@@ -151,14 +154,18 @@ static int gw_resources(void *vctx, const struct mailmode_request *req, char **r
 {
 	const struct gw_ctx *ctx = vctx;
 	struct gw_config cfg;
-	char line[GW_NAME_MAX + 16];
+	char line[GW_NAME_MAX * 2 + 32];
 	int rc;
 
 	*resources = NULL;
 	rc = gw_config_load(ctx, req, &cfg, diag);
 	if (rc != MAILMODE_OK)
 		return rc;
-	snprintf(line, sizeof(line), "dns-zone %s", cfg.zone[0] ? cfg.zone : req->domain);
+	/* The tenant's admin API throttles per tenant. */
+	if ((size_t)snprintf(line, sizeof(line), "dns-zone %s%s%s", cfg.zone[0] ? cfg.zone : req->domain,
+	                     cfg.tenant.enabled ? "\ntenant " : "",
+	                     cfg.tenant.enabled ? cfg.tenant.app.tenant : "") >= sizeof(line))
+		return MAILMODE_ERR_NOMEM;
 	*resources = ctx->host->strdup(line);
 	return *resources ? MAILMODE_OK : MAILMODE_ERR_NOMEM;
 }
@@ -179,6 +186,40 @@ static void setup_receipt(const struct gw_call *call, bool swapping,
 		receipt->swapped_at_ms = host->clock_wall_ms(host->handle);
 	else if (call->has_receipt)
 		receipt->swapped_at_ms = call->receipt.swapped_at_ms;
+	if (call->cfg.tenant.enabled) {
+		receipt->has_tenant = true;
+		snprintf(receipt->connector, sizeof(receipt->connector), "%s",
+		         call->cfg.tenant.connector);
+		receipt->locked = call->tenant_locked;
+	}
+}
+
+/* The tenant side before the MX swap (doc/gateway-tenant.md): the gateway
+ * connector is there before the first message the gateway hands on.  The
+ * lock-down only with the gateway MX live and the settle passed
+ * (MAILMODE_REQ_SETTLED), or kept when it was on: never while senders may
+ * still deliver to the front door by the replaced MX. */
+static int setup_tenant(struct gw_call *call, const struct gw_mx_set *current,
+                        enum gw_live_kind kind)
+{
+	struct gw_receipt receipt;
+	int rc;
+
+	if (!call->cfg.tenant.enabled)
+		return MAILMODE_OK;
+	/* The connector is the first write: the original is kept before it,
+	 * so that a setup resumed after it still knows what it replaces. */
+	if (kind == GW_LIVE_FRESH) {
+		call->has_original = true;
+		call->original = *current;
+	}
+	rc = gw_keep_original(call);
+	if (rc != MAILMODE_OK)
+		return rc;
+	call->tenant_locked = call->cfg.tenant.lockdown && kind == GW_LIVE_GATEWAY &&
+	                      (call->tenant_locked || (call->req->flags & MAILMODE_REQ_SETTLED));
+	setup_receipt(call, false, &receipt);
+	return gw_tenant_setup(call, &receipt, call->tenant_locked);
 }
 
 /* The swap setup decided on, after the original is kept. */
@@ -243,6 +284,9 @@ static int gw_setup(void *vctx, const struct mailmode_request *req,
 	rc = gw_setup_decide(call, &current.rrset, &kind);
 	if (rc != MAILMODE_OK)
 		goto out;
+	rc = setup_tenant(call, &current.rrset, kind);
+	if (rc != MAILMODE_OK)
+		goto out;
 	if (kind != GW_LIVE_GATEWAY) {
 		rc = setup_swap(call, provider, &current, kind, &receipt);
 		if (rc != MAILMODE_OK)
@@ -285,6 +329,11 @@ static void teardown_receipt(const struct gw_call *call, struct gw_receipt *rece
 	memset(receipt, 0, sizeof(*receipt));
 	snprintf(receipt->zone, sizeof(receipt->zone), "%s", call->op.zone);
 	receipt->gateway = call->cfg.gateway;
+	if (call->cfg.tenant.enabled) {
+		receipt->has_tenant = true;
+		snprintf(receipt->connector, sizeof(receipt->connector), "%s",
+		         call->cfg.tenant.connector);
+	}
 }
 
 static int gw_teardown(void *vctx, const struct mailmode_request *req,
@@ -318,23 +367,30 @@ static int gw_teardown(void *vctx, const struct mailmode_request *req,
 	if (rc != MAILMODE_OK)
 		goto out;
 	rc = gw_teardown_decide(call, &live.rrset, &restore, &restore_label, &done);
-	if (rc != MAILMODE_OK || done) {
-		if (done)
-			host->log(host->handle, MAILMODE_LOG_INFO, "%s: %s, nothing "
-			          "to restore", req->domain,
-			          gw_mx_set_equal(&live.rrset, &restore) ?
-			          "the set to restore is already live" :
-			          "no gateway MX record is live");
-		goto out;
-	}
-	teardown_receipt(call, &intent);
-	rc = gw_swap(call, provider, &live, &restore, &intent,
-	             "restoring the original set");
 	if (rc != MAILMODE_OK)
 		goto out;
-	host->log(host->handle, MAILMODE_LOG_INFO,
-	          "%s: MX restored to %s on %s (zone %s)", req->domain,
-	          restore_label, provider->where, call->op.zone);
+	teardown_receipt(call, &intent);
+	/* The lock-down goes before the MX points back at the front door
+	 * (doc/gateway-tenant.md). */
+	if (call->cfg.tenant.enabled && (rc = gw_tenant_lift(call, &intent)) != MAILMODE_OK)
+		goto out;
+	if (done) {
+		host->log(host->handle, MAILMODE_LOG_INFO, "%s: %s, nothing "
+		          "to restore", req->domain,
+		          gw_mx_set_equal(&live.rrset, &restore) ?
+		          "the set to restore is already live" :
+		          "no gateway MX record is live");
+	} else {
+		rc = gw_swap(call, provider, &live, &restore, &intent,
+		             "restoring the original set");
+		if (rc != MAILMODE_OK)
+			goto out;
+		host->log(host->handle, MAILMODE_LOG_INFO,
+		          "%s: MX restored to %s on %s (zone %s)", req->domain,
+		          restore_label, provider->where, call->op.zone);
+	}
+	if (call->cfg.tenant.enabled)
+		rc = gw_tenant_remove(call, &intent);
 out:
 	if (provider)
 		provider->ops->close(provider);
@@ -428,6 +484,8 @@ static int gw_plan(void *vctx, const struct mailmode_request *req,
 	if (rc != MAILMODE_OK)
 		goto out;
 	rc = plan_text(call, provider, which, &live, text, sizeof(text));
+	if (rc == MAILMODE_OK && call->cfg.tenant.enabled)
+		rc = gw_tenant_plan(call, which, call->tenant_locked, text, sizeof(text));
 	if (rc != MAILMODE_OK)
 		goto out;
 	*plan_out = host->strdup(text);
@@ -439,31 +497,11 @@ out:
 	return rc;
 }
 
-/* Resolvers may hold the replaced MX set for its TTL after the swap, and
- * mail they send goes where it used to: the old mode must stay until then
- * (plugin.h: settle_until_ms in verify's report). */
-static int add_settle_time(const struct gw_ctx *ctx, const struct gw_call *call,
-                           char **report)
+/* *report becomes root rendered (host->alloc'ed); root is consumed. */
+static int report_replace(const struct mailmode_host *host, cJSON *root, char **report)
 {
-	const struct mailmode_host *host = ctx->host;
-	cJSON *root;
-	char *text, *copy;
-	uint32_t ttl = 0;
-	size_t i;
+	char *text = cJSON_PrintUnformatted(root), *copy;
 
-	if (!call->has_receipt || !call->receipt.has_saved || !call->receipt.swapped_at_ms)
-		return MAILMODE_OK;
-	for (i = 0; i < call->receipt.saved.count; i++)
-		if (call->receipt.saved.mx[i].ttl > ttl)
-			ttl = call->receipt.saved.mx[i].ttl;
-	root = cJSON_Parse(*report);
-	if (!root || !cJSON_AddNumberToObject(root, "settle_until_ms",
-	                                      (double)(call->receipt.swapped_at_ms +
-	                                               (int64_t)ttl * 1000))) {
-		cJSON_Delete(root);
-		return MAILMODE_ERR_NOMEM;
-	}
-	text = cJSON_PrintUnformatted(root);
 	cJSON_Delete(root);
 	copy = text ? host->strdup(text) : NULL;
 	cJSON_free(text);
@@ -472,6 +510,36 @@ static int add_settle_time(const struct gw_ctx *ctx, const struct gw_call *call,
 	host->free(*report);
 	*report = copy;
 	return MAILMODE_OK;
+}
+
+/* Resolvers may hold the replaced MX set for its TTL after the swap, and
+ * mail they send goes where it used to: the old mode must stay until then
+ * (plugin.h: settle_until_ms in verify's report). */
+static int add_settle_time(const struct gw_ctx *ctx, const struct gw_call *call,
+                           char **report)
+{
+	const struct mailmode_host *host = ctx->host;
+	bool settle = call->has_receipt && call->receipt.has_saved && call->receipt.swapped_at_ms;
+	/* The lock-down waits for the same caches (ABI 1.4). */
+	bool finish = call->cfg.tenant.enabled && call->cfg.tenant.lockdown && !call->tenant_locked;
+	cJSON *root;
+	uint32_t ttl = 0;
+	size_t i;
+
+	if (!settle && !finish)
+		return MAILMODE_OK;
+	for (i = 0; settle && i < call->receipt.saved.count; i++)
+		if (call->receipt.saved.mx[i].ttl > ttl)
+			ttl = call->receipt.saved.mx[i].ttl;
+	root = cJSON_Parse(*report);
+	if (!root || (settle && !cJSON_AddNumberToObject(root, "settle_until_ms",
+	                                                 (double)(call->receipt.swapped_at_ms +
+	                                                          (int64_t)ttl * 1000))) ||
+	    (finish && !cJSON_AddBoolToObject(root, "finish_after_settle", 1))) {
+		cJSON_Delete(root);
+		return MAILMODE_ERR_NOMEM;
+	}
+	return report_replace(host, root, report);
 }
 
 /* The check shared by verify and observe.  *view is allocated here (it is
@@ -555,6 +623,25 @@ static void first_problem(const struct gw_auth_view *view,
 	}
 }
 
+/* The gateway connector as setup left it (verify), once the MX is live. */
+static int verify_tenant(struct gw_call *call)
+{
+	const struct mailmode_host *host = call->op.ctx->host;
+	char why[256];
+	bool present;
+	int rc;
+
+	if (!call->cfg.tenant.enabled)
+		return MAILMODE_OK;
+	rc = gw_tenant_check(call, call->tenant_locked, &present, why, sizeof(why));
+	if (rc != MAILMODE_OK || !why[0])
+		return rc;
+	host->diag_set(call->op.diag, MAILMODE_SEV_ERROR, 1,
+	               "gateway MX of %s is live, but inbound connector '%s' is not ready: %s",
+	               call->op.domain, call->cfg.tenant.connector, why);
+	return MAILMODE_ERR_NOT_READY;
+}
+
 static int gw_verify(void *vctx, const struct mailmode_request *req,
                      char **report, struct mailmode_diag *diag)
 {
@@ -581,7 +668,9 @@ static int gw_verify(void *vctx, const struct mailmode_request *req,
 		               "servers of zone %s, serial %u", req->domain,
 		               view->count, call->op.zone, view->servers[0].serial);
 		gw_auth_describe(&call->op, view, expected);
-		rc = add_settle_time(ctx, call, report);
+		rc = verify_tenant(call);
+		if (rc == MAILMODE_OK)
+			rc = add_settle_time(ctx, call, report);
 		goto out;
 	}
 	first_problem(view, expected, problem, sizeof(problem));
@@ -595,6 +684,50 @@ out:
 	free(view);
 	free(call);
 	return rc;
+}
+
+/* Gateway mode is fully there only with its connector as well; the
+ * connector without the MX, or not as set up, is part of it. */
+/* "tenant": {"connector", "present", "locked", "problem"} in the report
+ * (status --json shows it). */
+static int report_tenant(struct gw_call *call, bool present, const char *why, char **report)
+{
+	const struct mailmode_host *host = call->op.ctx->host;
+	cJSON *root = cJSON_Parse(*report), *t = root ? cJSON_AddObjectToObject(root, "tenant") : NULL;
+
+	if (!t || !cJSON_AddStringToObject(t, "connector", call->cfg.tenant.connector) ||
+	    !cJSON_AddBoolToObject(t, "present", present) ||
+	    !cJSON_AddBoolToObject(t, "locked", call->tenant_locked) ||
+	    (why[0] && !cJSON_AddStringToObject(t, "problem", why))) {
+		cJSON_Delete(root);
+		return MAILMODE_ERR_NOMEM;
+	}
+	return report_replace(host, root, report);
+}
+
+static int observe_tenant(struct gw_call *call, enum mailmode_presence *presence, char **report)
+{
+	const struct mailmode_host *host = call->op.ctx->host;
+	char why[512];
+	bool present;
+	int rc;
+
+	if (!call->cfg.tenant.enabled)
+		return MAILMODE_OK;
+	rc = gw_tenant_check(call, call->tenant_locked, &present, why, sizeof(why));
+	if (rc == MAILMODE_OK)
+		rc = report_tenant(call, present, why, report);
+	if (rc != MAILMODE_OK)
+		return rc;
+	if ((*presence == MAILMODE_ABSENT && present) ||
+	    (*presence == MAILMODE_PRESENT && why[0])) {
+		*presence = MAILMODE_PARTIAL;
+		host->diag_set(call->op.diag, MAILMODE_SEV_WARNING, 1,
+		               "gateway mode of %s only partly in effect: %s", call->op.domain,
+		               present && !why[0] ? "its inbound connector is there without the gateway MX"
+		                                  : why);
+	}
+	return MAILMODE_OK;
 }
 
 static int gw_observe(void *vctx, const struct mailmode_request *req,
@@ -620,6 +753,9 @@ static int gw_observe(void *vctx, const struct mailmode_request *req,
 	if (rc != MAILMODE_OK)
 		goto out;
 	*presence = verdict.presence;
+	rc = observe_tenant(call, presence, report);
+	if (rc != MAILMODE_OK)
+		goto out;
 	if (verdict.presence == MAILMODE_PARTIAL) {
 		first_problem(view, expected, problem, sizeof(problem));
 		host->diag_set(diag, MAILMODE_SEV_WARNING, 1,

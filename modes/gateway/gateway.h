@@ -64,6 +64,39 @@ enum gw_provider_kind {
 	GW_PROVIDER_ROUTE53                 /* Amazon Route 53 (route53.c) */
 };
 
+/* An Entra ID app's client credentials as a section gives them (tenant,
+ * client_id, client_secret_file or private_key_file + certificate_file,
+ * login_url, assertion_alg): the tenant side's [tenant NAME] (and any
+ * other section naming an Entra ID app). */
+struct gw_entra {
+	char tenant[GW_NAME_MAX];
+	char client_id[GW_NAME_MAX];
+	bool certificate;                   /* credentials_file is a key */
+	char credentials_file[GW_TSIG_SECRET_FILE_MAX]; /* the secret or key */
+	char certificate_file[GW_TSIG_SECRET_FILE_MAX]; /* "" = in the key file */
+	char login_url[GW_URL_MAX];         /* without a final slash */
+	bool rs256;                         /* assertion_alg = RS256 */
+};
+
+/* Addresses of the service listed in EFSkipIPs. */
+#define GW_SERVICE_IPS_MAX 32
+
+struct gw_tenant_config {
+	bool enabled;                       /* gateway_tenant = T given */
+	char section[GW_NAME_MAX];          /* "tenant T" */
+	bool enhanced_filtering;            /* EFSkipIPs = service_ips */
+	bool lockdown;                      /* RestrictDomainsToCertificate
+	                                       after the settle */
+	char tls_cert_name[GW_NAME_MAX];    /* [service] tls_cert_name */
+	char connector[GW_NAME_MAX];        /* "<name_prefix> gateway for D
+	                                       from <service>" */
+	struct gw_entra app;                /* [tenant T]: the sign-in */
+	char api_url[GW_URL_MAX];           /* [tenant T] api_url, no final / */
+	char ca_file[GW_TSIG_SECRET_FILE_MAX]; /* [tenant T] ca_file, "" = system */
+	size_t ip_count;                    /* [service] service_ips */
+	char ips[GW_SERVICE_IPS_MAX][GW_ADDR_MAX + 4];
+};
+
 struct gw_config {
 	/* [profile NAME] */
 	char dns_section[GW_NAME_MAX];      /* "dns NAME" */
@@ -100,6 +133,10 @@ struct gw_config {
 
 	/* [service NAME] */
 	struct gw_mx_set gateway;           /* gateway_ttl applied to each */
+
+	/* The tenant side (tenant.c; doc/gateway-tenant.md): set when the
+	 * profile names gateway_tenant. */
+	struct gw_tenant_config tenant;
 };
 
 /* Reads and validates every key the profile in req->section needs.  On
@@ -166,6 +203,14 @@ struct gw_receipt {
 	const char *write_doing;            /* "swapping to the gateway set",
 	                                       "restoring the original set" */
 	struct gw_mx_set write_from, write_to;
+	/* The tenant side (tenant.c): "tenant": {"connector": NAME,
+	 * "locked": bool}, the domain's gateway connector and whether the
+	 * lock-down was applied.  A connector write in flight is "write":
+	 * {"object": "inbound connector NAME", "doing": ...}. */
+	bool has_tenant;
+	char connector[GW_NAME_MAX];
+	bool locked;
+	bool write_connector;               /* write_doing is a connector's */
 };
 
 int gw_receipt_parse(const char *json, struct gw_receipt *receipt, char *err,
@@ -285,6 +330,9 @@ struct gw_call {
 	bool has_original;
 	bool original_kept;
 	struct gw_mx_set original;
+	/* The tenant side: the lock-down is (to be) on, from the receipt or
+	 * once setup applied it. */
+	bool tenant_locked;
 };
 
 /* Loads the config, the receipt and the original, finds the zone and, when
@@ -334,6 +382,30 @@ int gw_teardown_decide(const struct gw_call *call, const struct gw_mx_set *live,
 /* Only the restore set and its label (plan, no live set yet). */
 int gw_teardown_target(const struct gw_call *call, struct gw_mx_set *restore,
                        const char **restore_label);
+
+/* ---- tenant.c: the tenant side (doc/gateway-tenant.md) ------------------- */
+
+/* The domain's gateway connector made or put right, restricted to the
+ * service's certificate when locked; receipt gets "tenant" (named before
+ * the first write, so that a teardown of a crashed attempt looks for it). */
+int gw_tenant_setup(struct gw_call *call, struct gw_receipt *receipt, bool locked);
+/* The connector: *present, and in why the first field not as wanted (or
+ * why it is missing); "" when it is as wanted. */
+int gw_tenant_check(struct gw_call *call, bool locked, bool *present, char *why, size_t len);
+/* Teardown, before the MX goes back: the lock-down lifted and read back
+ * lifted (MAILMODE_ERR_NOT_READY, retryable, until it reads so). */
+int gw_tenant_lift(struct gw_call *call, struct gw_receipt *intent);
+/* Teardown, after the MX went back: the connector removed. */
+int gw_tenant_remove(struct gw_call *call, struct gw_receipt *intent);
+/* validate_config: the [tenant T] credentials readable, no network. */
+int gw_tenant_check_credentials(const struct gw_ctx *ctx, const struct gw_config *cfg,
+                                struct mailmode_diag *diag);
+/* preflight: the tenant signs in and answers Get-InboundConnector; a
+ * connector of that name that is not mailmode's is refused. */
+int gw_tenant_preflight(struct gw_call *call);
+/* Appends the tenant's lines to a plan (text holds the MX lines). */
+int gw_tenant_plan(struct gw_call *call, enum mailmode_plan_op which, bool locked,
+                   char *text, size_t len);
 
 /* ---- preflight.c --------------------------------------------------------- */
 

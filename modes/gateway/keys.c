@@ -2,6 +2,8 @@
  * the core can refuse a misspelt one.  Keep in step with config.c. */
 #include "gateway.h"
 
+#include "ms/ms.h"
+
 #include <stddef.h>
 
 static const struct mailmode_config_key keys[] = {
@@ -14,6 +16,12 @@ static const struct mailmode_config_key keys[] = {
 	{ "profile", "fallback_mx", MAILMODE_KEY_STRING, NULL,
 	  "MX set teardown restores for an adopted domain; {domain} and {domain_dashes} expand" },
 	{ "profile", "fallback_ttl", MAILMODE_KEY_INT, "3600", "TTL of fallback_mx" },
+	{ "profile", "gateway_tenant", MAILMODE_KEY_STRING, NULL,
+	  "names the [tenant NAME] section of the domain's Microsoft 365 tenant: gateway mode adds an inbound connector for the gateway's mail there" },
+	{ "profile", "enhanced_filtering", MAILMODE_KEY_BOOL, "yes",
+	  "the gateway connector skip-lists service_ips (Enhanced Filtering): SPF, DKIM and DMARC judged on the real sender" },
+	{ "profile", "lockdown", MAILMODE_KEY_BOOL, "no",
+	  "once the old MX's caches have expired, restrict the gateway connector to the service's certificate: mail sent around the gateway is refused (5.7.51)" },
 	{ "dns", "provider", MAILMODE_KEY_STRING, "rfc2136",
 	  "who holds the zone: rfc2136 (a primary taking UPDATEs), cloudflare, gcloud or route53" },
 	{ "dns", "primary", MAILMODE_KEY_STRING, NULL,
@@ -57,6 +65,16 @@ static const struct mailmode_config_key keys[] = {
 	{ "service", "gateway_mx", MAILMODE_KEY_STRING, NULL,
 	  "the gateway MX set, 'PREF HOST' items, comma-separated" },
 	{ "service", "gateway_ttl", MAILMODE_KEY_INT, "300", "TTL of the gateway MX records" },
+	{ "service", "tls_cert_name", MAILMODE_KEY_STRING, NULL,
+	  "with gateway_tenant: the name on the certificate the gateway hosts present to Microsoft 365" },
+	{ "service", "name_prefix", MAILMODE_KEY_STRING, "mailmode",
+	  "with gateway_tenant: prefix of the gateway connector's name" },
+	{ "service", "service_ips", MAILMODE_KEY_LIST, NULL,
+	  "with enhanced_filtering: the addresses the gateway hosts deliver to Microsoft 365 from (EFSkipIPs)" },
+	/* [tenant NAME] of gateway_tenant: mailflow mode's section
+	 * (mailmode.conf(5), MAILFLOW MODE; auth = app and cloud = global
+	 * only, tenant.c). */
+	MS_TENANT_KEYS,
 	{ NULL, NULL, MAILMODE_KEY_STRING, NULL, NULL }
 };
 

@@ -323,6 +323,32 @@ out:
 	return rc;
 }
 
+/* "tenant": {"connector": NAME, "locked": bool}, or absent. */
+static int tenant_from_json(const cJSON *tenant, struct gw_receipt *receipt)
+{
+	const cJSON *name = cJSON_GetObjectItemCaseSensitive(tenant, "connector");
+	const cJSON *locked = cJSON_GetObjectItemCaseSensitive(tenant, "locked");
+
+	if (!tenant)
+		return MAILMODE_OK;
+	if (!cJSON_IsString(name) || !name->valuestring[0] ||
+	    strlen(name->valuestring) >= sizeof(receipt->connector) ||
+	    (locked && !cJSON_IsBool(locked)))
+		return MAILMODE_ERR_CONFIG;
+	receipt->has_tenant = true;
+	snprintf(receipt->connector, sizeof(receipt->connector), "%s", name->valuestring);
+	receipt->locked = cJSON_IsTrue(locked);
+	return MAILMODE_OK;
+}
+
+static bool add_tenant(cJSON *root, const struct gw_receipt *receipt)
+{
+	cJSON *tenant = cJSON_AddObjectToObject(root, "tenant");
+
+	return tenant && cJSON_AddStringToObject(tenant, "connector", receipt->connector) &&
+	       cJSON_AddBoolToObject(tenant, "locked", receipt->locked);
+}
+
 int gw_receipt_parse(const char *json, struct gw_receipt *receipt, char *err,
                      size_t err_len)
 {
@@ -356,6 +382,11 @@ int gw_receipt_parse(const char *json, struct gw_receipt *receipt, char *err,
 		snprintf(err, err_len, "has an invalid \"swapped_at_ms\"");
 		goto out;
 	}
+	if (tenant_from_json(cJSON_GetObjectItemCaseSensitive(root, "tenant"), receipt) !=
+	    MAILMODE_OK) {
+		snprintf(err, err_len, "has an invalid \"tenant\"");
+		goto out;
+	}
 	gateway = cJSON_GetObjectItemCaseSensitive(root, "gateway");
 	if (mx_set_from_json(gateway, &receipt->gateway) != MAILMODE_OK ||
 	    receipt->gateway.count == 0) {
@@ -373,12 +404,15 @@ static bool add_write(cJSON *root, const char *name,
                       const struct gw_receipt *receipt)
 {
 	cJSON *write = cJSON_AddObjectToObject(root, "write"), *set;
-	char object[GW_NAME_MAX + 8];
+	char object[GW_NAME_MAX + 24];
 
-	snprintf(object, sizeof(object), "MX %s", name);
+	snprintf(object, sizeof(object), "%s %s", receipt->write_connector ?
+	         "inbound connector" : "MX", receipt->write_connector ? receipt->connector : name);
 	if (!write || !cJSON_AddStringToObject(write, "object", object) ||
 	    !cJSON_AddStringToObject(write, "doing", receipt->write_doing))
 		return false;
+	if (receipt->write_connector)
+		return true;
 	set = gw_mx_set_json(&receipt->write_from);
 	if (!set || !cJSON_AddItemToObject(write, "from", set)) {
 		cJSON_Delete(set);
@@ -457,6 +491,8 @@ char *gw_receipt_render(const struct gw_ctx *ctx, const char *name,
 	}
 	if (receipt->swapped_at_ms &&
 	    !cJSON_AddNumberToObject(root, "swapped_at_ms", (double)receipt->swapped_at_ms))
+		goto out;
+	if (receipt->has_tenant && !add_tenant(root, receipt))
 		goto out;
 	if (receipt->write_doing && !add_write(root, name, receipt))
 		goto out;

@@ -96,6 +96,8 @@ int gw_preflight(void *vctx, const struct mailmode_request *req,
 	if (rc != MAILMODE_OK)
 		goto out;
 	rc = probe(call, provider);
+	if (rc == MAILMODE_OK && call->cfg.tenant.enabled)
+		rc = gw_tenant_preflight(call);
 	if (rc != MAILMODE_OK)
 		goto out;
 	if (call->cfg.provider == GW_PROVIDER_RFC2136)
@@ -113,6 +115,10 @@ int gw_preflight(void *vctx, const struct mailmode_request *req,
 		               which == MAILMODE_PLAN_SETUP ? "gateway setup" :
 		               "gateway teardown", req->domain, provider->where,
 		               call->op.zone, provider->proven);
+	if (call->cfg.tenant.enabled)
+		host->diag_append(diag, "[%s]: signed in, Get-InboundConnector '%s' answered (its "
+		                  "New-/Set-/Remove- cannot be proven without a change)",
+		                  call->cfg.tenant.section, call->cfg.tenant.connector);
 out:
 	if (provider)
 		provider->ops->close(provider);

@@ -974,6 +974,22 @@ static int outbound_conflicts(const struct mf_profile *profile, const char *doma
 	return n;
 }
 
+/* Gateway mode's own connector for one of the tenant's domains
+ * (doc/gateway-tenant.md): marked as mailmode's and scoped to accepted
+ * domains.  It takes the same certificate on purpose (both modes are live
+ * during a switch) and is not a conflict. */
+static int gateway_connector(const struct mf_profile *profile, const cJSON *conn)
+{
+	const char *comment = ms_field_str(conn, "Comment");
+	size_t count = 0;
+	const char **scope = ms_field_strs(conn, "AssociatedAcceptedDomains", &count);
+	int ours = comment && strstr(comment, profile->managed_marker) &&
+	           strstr(comment, ": gateway mode of ") && count > 0;
+
+	free(scope);
+	return ours;
+}
+
 static int inbound_conflicts(const struct mf_profile *profile, const cJSON *connectors,
                              const struct mf_conflicts *c)
 {
@@ -986,7 +1002,7 @@ static int inbound_conflicts(const struct mf_profile *profile, const cJSON *conn
 		struct ms_buf *out;
 
 		if (!name || ms_strcaseeq(name, profile->inbound_name) ||
-		    ms_field_bool(item, "Enabled") == 0 || !cert)
+		    ms_field_bool(item, "Enabled") == 0 || !cert || gateway_connector(profile, item))
 			continue;
 		if (ms_strcaseeq(cert, profile->tls_cert_name)) {
 			out = conflict_out(c, name, &n);

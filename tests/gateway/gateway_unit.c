@@ -194,6 +194,8 @@ static void test_config(struct tap *t)
 		{ "service s", "gateway_mx", "10 a.test extra", "[service s] gateway_mx: '10 a.test extra' is not a list" },
 		{ "service s", "gateway_mx", " , ", "[service s] gateway_mx: ' , ' holds no MX record" },
 		{ "service s", "gateway_ttl", "2147483648", "[service s] gateway_ttl: '2147483648' is not a whole number from 0 to 2147483647" },
+		{ "profile p", "lockdown", "yes", "[profile p] gateway_tenant: missing (enhanced_filtering and lockdown are set in the tenant" },
+		{ "profile p", "enhanced_filtering", "no", "[profile p] gateway_tenant: missing" },
 	};
 	struct gw_config cfg;
 	struct mailmode_diag diag;
@@ -334,6 +336,30 @@ static void test_receipt(struct tap *t)
 	free(json);
 	in.write_doing = NULL;
 
+	/* The tenant side: the connector and its lock-down, and a connector
+	 * write in flight (doc/gateway-tenant.md). */
+	in.has_tenant = true;
+	snprintf(in.connector, sizeof(in.connector), "mailmode gateway for example.test from s");
+	in.locked = true;
+	in.write_doing = "locking down";
+	in.write_connector = true;
+	json = gw_receipt_render(&ctx, "example.test", &in);
+	tap_contains(t, json, "\"tenant\":{\"connector\":\"mailmode gateway for example.test from s\",\"locked\":true},"
+	             "\"write\":{\"object\":\"inbound connector mailmode gateway for example.test from s\","
+	             "\"doing\":\"locking down\"}",
+	             "a connector checkpoint: the tenant side and the connector write");
+	tap_ok(t, json && gw_receipt_parse(json, &out, err, sizeof(err)) == MAILMODE_OK &&
+	              out.has_tenant && out.locked && strcmp(out.connector, in.connector) == 0,
+	       "the tenant side parses back");
+	free(json);
+	in.write_doing = NULL;
+	in.write_connector = false;
+	in.has_tenant = false;
+	tap_ok(t, gw_receipt_parse("{\"zone\":\"example.test\",\"gateway\":[{\"pref\":10,\"host\":\"a.test\",\"ttl\":1}],"
+	                           "\"tenant\":{\"locked\":true}}", &out, err, sizeof(err)) != MAILMODE_OK &&
+	              strstr(err, "\"tenant\""),
+	       "a tenant side without its connector's name is refused");
+
 	json = gw_original_render(&ctx, "example.test", &in.saved);
 	tap_is_str(t, json,
 	           "{\"version\":1,\"zone\":\"example.test\",\"mx\":[{\"pref\":10,\"host\":\"mx1.example.test.\","
@@ -453,7 +479,7 @@ int main(void)
 {
 	struct tap t = { 0 };
 
-	tap_plan(68);
+	tap_plan(73);
 	test_config(&t);
 	test_mx_sets(&t);
 	test_receipt(&t);

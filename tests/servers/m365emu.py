@@ -35,7 +35,15 @@ match the sender's domain, with RestrictDomainsToCertificate (the client's
 certificate must match TlsSenderCertificateName) or
 RestrictDomainsToIPAddresses (the connecting address must be in
 SenderIPAddresses), refuses a connection that meets neither with
-550 5.7.51 TenantInboundAttribution (counted as lockdown_refused).  STARTTLS
+550 5.7.51 TenantInboundAttribution (counted as lockdown_refused).  A
+connector with AssociatedAcceptedDomains applies (and restricts) only for
+recipients in those domains, and is preferred over an unscoped one.  Per
+recipient the front door stamps Authentication-Results with SPF of the MAIL
+FROM domain (its v=spf1 TXT record in the sandbox DNS) judged on the
+connecting address or, under the inbound connector's Enhanced Filtering
+(EFSkipIPs, EFSkipLastIP, EFUsers), on the true source found by skipping
+hops in the Received headers (X-MS-Exchange-SkipListedInternetSender,
+X-MS-Exchange-ExternalOriginalInternetSender; doc/gateway-tenant.md).  STARTTLS
 is offered (certificate for *.mail.protection.outlook.test from the test CA),
 not required.
 Every receipt writes one trace row per recipient (one MessageTraceId per
@@ -1681,6 +1689,26 @@ def sender_domain_matches(entries, domain):
     return False
 
 
+def connector_covers(c, rdom):
+    """An inbound connector applies to recipient domain rdom: its
+    AssociatedAcceptedDomains ("the accepted domains that the connector
+    applies to, thereby limiting its scope") is empty or lists rdom (None:
+    any)."""
+    scope = [x.lower() for x in c.get("AssociatedAcceptedDomains") or []]
+    return not scope or rdom is None or rdom in scope
+
+
+def scoped_first(conns, rdom):
+    """The visible connectors that apply to rdom, those scoped to it
+    (AssociatedAcceptedDomains lists it) first.  The reference is silent on
+    which of several connectors accepting one certificate a message is
+    attributed to; the one limited to the recipient's domain is taken as
+    the more specific."""
+    conns = [c for c in conns if c and connector_covers(c, rdom)]
+    return [c for c in conns if c.get("AssociatedAcceptedDomains")] + \
+        [c for c in conns if not c.get("AssociatedAcceptedDomains")]
+
+
 def message_types(headers):
     """The ExceptIfMessageTypeMatches classes a message belongs to (roughly)."""
     h = {k.lower(): (v or "").lower() for k, v in headers}
@@ -1710,7 +1738,8 @@ class FrontDoorHandler:
                 self.fd.stats["rejected_recipients"] += 1
             return ("550 5.4.1 Recipient address rejected: Access denied. [%s]"
                     % self.fd.hostname)
-        refusal = self.fd.lockdown_refusal(t, session, envelope.mail_from)
+        refusal = self.fd.lockdown_refusal(t, session, envelope.mail_from,
+                                           address.rpartition("@")[2].lower())
         if refusal:
             return refusal
         envelope.rcpt_tos.append(address)
@@ -1821,7 +1850,7 @@ class FrontDoor:
         if len(t.trace) > MAX_RECORDS:
             del t.trace[:len(t.trace) - MAX_RECORDS]
         ev = lambda *a: self.event(row, *a)  # noqa: E731
-        inbound = self.match_inbound(t, now, m)
+        inbound = self.match_inbound(t, now, m, rcpt.rpartition("@")[2].lower())
         if inbound:
             row["InboundConnector"] = inbound["Name"]
         ev("Receive", None, "Message received by: %s from %s%s%s" % (
@@ -1844,6 +1873,7 @@ class FrontDoor:
                "quarantined")
             self.count("quarantined")
             return
+        d["headers"] = self.authentication(m, rcpt, inbound) + d["headers"]
         data = self.ms.header_block(d["headers"]) + m["raw"]
         if d["route"]:
             conn = self.find_outbound(t, now, d["route"])
@@ -1878,10 +1908,12 @@ class FrontDoor:
         if hop:
             row["Hops"].append(hop)
 
-    def match_inbound(self, t, now, m):
-        for obj in t.objs["inbound"].values():
-            c = obj.visible(now)
-            if not c or not c.get("Enabled"):
+    def match_inbound(self, t, now, m, rdom=None):
+        """The inbound connector the message came through, for recipient
+        domain rdom: one scoped to it (AssociatedAcceptedDomains) before an
+        unscoped one (see scoped_first)."""
+        for c in scoped_first((o.visible(now) for o in t.objs["inbound"].values()), rdom):
+            if not c.get("Enabled"):
                 continue
             if m["tls"] and self.cert_matches(c.get("TlsSenderCertificateName"),
                                               m["cert_names"]):
@@ -1901,7 +1933,7 @@ class FrontDoor:
                                   for n in names)
 
     # ---- the MX-bypass lock-down (reference notes, identity and limits §6)
-    def lockdown_refusal(self, t, session, mail_from):
+    def lockdown_refusal(self, t, session, mail_from, rdom=None):
         """The answer to RCPT TO when tenant t (the recipient domain's: the
         NDR says the connector "matched the message's recipient domain") has
         an enabled Partner inbound connector, visible now, whose SenderDomains
@@ -1925,7 +1957,8 @@ class FrontDoor:
                      if c and c.get("Enabled") and c.get("ConnectorType") == "Partner"
                      and (c.get("RestrictDomainsToCertificate") or
                           c.get("RestrictDomainsToIPAddresses"))
-                     and sender_domain_matches(c.get("SenderDomains"), sdom)]
+                     and sender_domain_matches(c.get("SenderDomains"), sdom)
+                     and connector_covers(c, rdom)]
         if not conns or any(self.meets_restriction(c, tls, names, peer) for c in conns):
             return None
         self.count("lockdown_refused")
@@ -1944,6 +1977,60 @@ class FrontDoor:
                 tls and self.cert_matches(c.get("TlsSenderCertificateName"), names)):
             return False
         return True
+
+    # ---- Enhanced Filtering for Connectors (identity and limits §6)
+    def true_source(self, c, m):
+        """(address, helo) of the true source of message m under connector
+        c's skip listing, or None when c does not skip-list (EFSkipIPs empty
+        and EFSkipLastIP off: EF is off).  The hops are the connecting
+        address, then each Received header of the message, newest first
+        (the front door's own, the first, excepted); EFSkipLastIP skips the
+        last hop only, EFSkipIPs every hop in its ranges.  The reference is
+        silent on a chain in which every hop is skip-listed: here the oldest
+        is taken."""
+        if not c or not (c.get("EFSkipLastIP") or c.get("EFSkipIPs")):
+            return None
+        hops = [(m["peer"], None)]
+        for k, v in m["headers"][1:]:
+            got = re.match(r"\s*from\s+(\S+)\s+\(\[([^\]]+)\]\)", v) \
+                if k.lower() == "received" else None
+            if got:
+                hops.append((got.group(2), got.group(1)))
+        if c.get("EFSkipLastIP"):
+            return hops[1] if len(hops) > 1 else hops[0]
+        for ip, helo in hops:
+            if not ip_in_ranges(ip, c["EFSkipIPs"]):
+                return ip, helo
+        return hops[-1]
+
+    def authentication(self, m, rcpt, inbound):
+        """The headers the front door stamps on a message for one
+        recipient: SPF of the MAIL FROM domain judged on the connecting
+        address, or, where the connector skip-lists (Enhanced Filtering)
+        and EFUsers is empty or lists the recipient, on the true source,
+        with X-MS-Exchange-SkipListedInternetSender and
+        X-MS-Exchange-ExternalOriginalInternetSender.  Only SPF is
+        evaluated (DKIM and DMARC are not modelled)."""
+        ip, out = m["peer"], []
+        src = self.true_source(inbound, m)
+        if src:
+            tag = "ip=[%s];domain=%s" % (src[0], src[1] or "unknown")
+            out.append(("X-MS-Exchange-SkipListedInternetSender", tag))
+            users = [u.lower() for u in inbound.get("EFUsers") or []]
+            if not users or rcpt.lower() in users:
+                out.append(("X-MS-Exchange-ExternalOriginalInternetSender", tag))
+                ip = src[0]
+        sdom = (m["from"] or "").rpartition("@")[2].lower()
+        if not sdom:
+            res, why = "none", "null sender"
+        elif self.resolver is None:
+            res, why = "temperror", "the front door has no DNS resolver (--dns)"
+        else:
+            res, why = self.ms.spf_check(self.resolver, sdom, ip)
+        self.log("%s to %s: spf=%s (%s)" % (m["message_id"], rcpt, res, why))
+        out.insert(0, ("Authentication-Results", "spf=%s (sender IP is %s) smtp.mailfrom=%s"
+                       % (res, ip, sdom or "<>")))
+        return out
 
     def find_outbound(self, t, now, name):
         for obj in t.objs["outbound"].values():

@@ -198,8 +198,8 @@ def dashes(domain):
 # --------------------------------------------------------------------------
 # DNS: authoritative queries only (the sandbox servers do not recurse)
 
-T_A, T_NS, T_CNAME, T_SOA, T_MX = 1, 2, 5, 6, 15
-TYPE_NAMES = {T_A: "A", T_NS: "NS", T_CNAME: "CNAME", T_SOA: "SOA", T_MX: "MX"}
+T_A, T_NS, T_CNAME, T_SOA, T_MX, T_TXT = 1, 2, 5, 6, 15, 16
+TYPE_NAMES = {T_A: "A", T_NS: "NS", T_CNAME: "CNAME", T_SOA: "SOA", T_MX: "MX", T_TXT: "TXT"}
 
 
 class DnsError(Exception):
@@ -262,12 +262,25 @@ def _parse_reply(reply, qid):
             value = (struct.unpack("!H", rdata[:2])[0], _read_name(reply, pos + 2)[0])
         elif rtype in (T_CNAME, T_NS):
             value = _read_name(reply, pos)[0]
+        elif rtype == T_TXT:
+            value = _txt_text(rdata)
         else:
             value = rdata
         answers.append((rname, rtype, ttl, value))
         pos += rdlen
     return {"rcode": flags & 0xF, "aa": bool(flags & 0x0400), "tc": bool(flags & 0x0200),
             "answers": answers}
+
+
+def _txt_text(rdata):
+    """A TXT record's character-strings, joined (RFC 7208 3.3: an SPF
+    record split into several strings is read as their concatenation)."""
+    out, pos = [], 0
+    while pos < len(rdata):
+        n = rdata[pos]
+        out.append(rdata[pos + 1:pos + 1 + n].decode("utf-8", "replace"))
+        pos += 1 + n
+    return "".join(out)
 
 
 def dns_query(server, name, qtype, timeout=1.0):
@@ -528,6 +541,60 @@ def smtp_send(dests, port, mail_from, rcpts, data, **kw):
         except TransientError as e:
             problems.append("%s[%s]: %s" % (name, ip, e))
     raise TransientError("; ".join(problems) or "no destination to try")
+
+
+SPF_QUALIFIERS = {"+": "pass", "-": "fail", "~": "softfail", "?": "neutral"}
+
+
+def spf_check(resolver, domain, ip, depth=0):
+    """SPF (RFC 7208) of MAIL FROM domain for address ip, for the front
+    door's Enhanced Filtering model: the domain's one "v=spf1" TXT record,
+    mechanisms ip4, ip6, a, include and all, each with its qualifier.
+    Returns (result, reason): pass, fail, softfail, neutral, none (no
+    record), temperror (no answer), permerror (anything else: two records,
+    an unknown mechanism, more than 10 includes)."""
+    if depth > 10:
+        return "permerror", "more than 10 includes"
+    try:
+        records = [v for v, _ in resolver.lookup(domain, T_TXT)
+                   if v.lower() == "v=spf1" or v.lower().startswith("v=spf1 ")]
+    except NxDomain:
+        return "none", "%s does not exist" % domain
+    except DnsError as e:
+        return "temperror", str(e)
+    if not records:
+        return "none", "%s has no SPF record" % domain
+    if len(records) > 1:
+        return "permerror", "%s has %d SPF records" % (domain, len(records))
+    addr = ipaddress.ip_address(ip)
+    for term in records[0].split()[1:]:
+        qual = SPF_QUALIFIERS.get(term[0])
+        mech = term[1:] if qual else term
+        qual = qual or "pass"
+        name, _, arg = mech.partition(":")
+        name = name.lower()
+        if name in ("ip4", "ip6"):
+            try:
+                hit = addr in ipaddress.ip_network(arg, strict=False)
+            except ValueError:
+                return "permerror", "bad %s" % term
+        elif name == "a":
+            try:
+                hit = str(addr) in resolver.addresses(arg or domain)
+            except DnsError:
+                hit = False
+        elif name == "include":
+            res, _ = spf_check(resolver, arg, ip, depth + 1)
+            if res in ("temperror", "permerror"):
+                return res, "include:%s: %s" % (arg, res)
+            hit = res == "pass"
+        elif name == "all":
+            hit = True
+        else:
+            return "permerror", "unsupported term %s" % term
+        if hit:
+            return qual, "%s matched %s" % (ip, term)
+    return "neutral", "no term matched %s" % ip
 
 
 def mx_destinations(resolver, domain):

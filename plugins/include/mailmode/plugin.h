@@ -82,7 +82,8 @@
  * call and original, MAILMODE_REQ_FORCE for setup; 1.3: the request field
  * accepted_conflicts (the host no longer sets MAILMODE_REQ_ACCEPT_CONFLICTS);
  * 1.4: the host services http_request_opts (AWS Signature Version 4),
- * token_cache_load and token_cache_store; the operation doctor.
+ * token_cache_load and token_cache_store; the operation doctor; verify's
+ * "finish_after_settle" and MAILMODE_REQ_SETTLED.
  */
 #ifndef MAILMODE_PLUGIN_H
 #define MAILMODE_PLUGIN_H
@@ -330,6 +331,10 @@ struct mailmode_host {
                                                  names what it accepts in
                                                  accepted_conflicts */
 #define MAILMODE_REQ_ADOPTED          (1u << 2) /* adopted: no receipt */
+#define MAILMODE_REQ_SETTLED          (1u << 3) /* setup (1.4): settle_until_ms
+                                                 has passed; do the stage
+                                                 verify asked to wait for
+                                                 (finish_after_settle) */
 
 /* What an operation is about.  Host-owned, valid for the call only. */
 struct mailmode_request {
@@ -437,7 +442,12 @@ struct mailmode_plugin {
 	 * up; MAILMODE_ERR_NOT_READY (retryable) when not yet.  *report as for
 	 * observe; it may hold "settle_until_ms" (ms since the epoch): until
 	 * then the world may still act on what setup replaced (DNS caches of
-	 * the old records), so a switch keeps the old mode until that time. */
+	 * the old records), so a switch keeps the old mode until that time.
+	 * ABI 1.4: "finish_after_settle": true says setup has a stage that
+	 * must wait until then (a lock-down that would refuse the mail of
+	 * senders with the replaced records cached): once that time has
+	 * passed, before the old mode's teardown, the host calls setup again
+	 * with MAILMODE_REQ_SETTLED and polls verify again. */
 	int (*verify)(void *ctx, const struct mailmode_request *req,
 	              char **report, struct mailmode_diag *diag);
 
