@@ -93,6 +93,7 @@ static int call(const struct mm_op *op, struct mm_call *c, struct mailmode_diag 
 		.call = (void *)op,
 		.original = op->original,
 		.accepted_conflicts = op->accepted_conflicts,
+		.prepared = op->prepared,
 	};
 	char *resources = NULL;
 	int rc;
@@ -199,7 +200,7 @@ static int record(const struct mailmode_request *req, const char *text, int orig
 	int rc;
 
 	if (!op || !op->recorder) {
-		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "%s: only setup and teardown may call %s",
+		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "%s: only setup, teardown and mx_ttl may call %s",
 		            op ? op->plugin->desc->name : "plugin", what);
 		return MAILMODE_ERR_FAILED;
 	}
@@ -268,6 +269,30 @@ int mm_op_trace(const struct mm_op *op, const char *message_id, const char *reci
 		memset(diag, 0, sizeof(*diag));
 		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0,
 		            "plugin %s reads no message trace (no ABI 1.1 trace operation)",
+		            op->plugin->desc->name);
+		return MM_ERR;
+	}
+	rc = call(op, &c, diag);
+	*report = c.text;
+	return rc;
+}
+
+int mm_plugin_has_mx_ttl(const struct mm_plugin *plugin)
+{
+	return plugin->desc->abi_minor >= 4 && plugin->desc->mx_ttl != NULL;
+}
+
+int mm_op_mx_ttl(const struct mm_op *op, enum mailmode_ttl_action action, uint32_t ttl,
+                 char **report, struct mailmode_diag *diag)
+{
+	struct mm_call c = { .kind = MM_CALL_MX_TTL, .ttl_action = action, .ttl = ttl };
+	int rc;
+
+	*report = NULL;
+	if (!mm_plugin_has_mx_ttl(op->plugin)) {
+		memset(diag, 0, sizeof(*diag));
+		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		            "plugin %s cannot change MX TTLs (no ABI 1.4 mx_ttl operation)",
 		            op->plugin->desc->name);
 		return MM_ERR;
 	}

@@ -129,8 +129,23 @@ static const char schema_v2[] =
 	"CREATE UNIQUE INDEX one_kept_original ON originals(domain, mode)"
 	" WHERE restored_at IS NULL;";
 
+/* Version 3: a domain's MX TTL lowered ahead of a change window
+ * (`mailmode prepare`, state_prepare.c): what was lowered, from what, and
+ * when the lowered TTL is the only one left in caches. */
+static const char schema_v3[] =
+	"CREATE TABLE prepares("
+	"  domain TEXT PRIMARY KEY REFERENCES domains(domain),"
+	"  mode TEXT NOT NULL,"
+	"  profile TEXT NOT NULL,"
+	"  phase TEXT NOT NULL,"
+	"  ttl INTEGER NOT NULL,"
+	"  ttl_before INTEGER,"
+	"  record TEXT,"
+	"  ready_at_ms INTEGER,"
+	"  started_at TEXT NOT NULL);";
+
 /* Schema migrations: entry i brings version i to i + 1. */
-static const char *const migrations[] = { schema_v1, schema_v2 };
+static const char *const migrations[] = { schema_v1, schema_v2, schema_v3 };
 
 void mm_state_now_iso(char *buf, size_t len)
 {

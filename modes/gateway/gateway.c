@@ -175,6 +175,7 @@ static void setup_receipt(const struct gw_call *call, bool swapping,
 	receipt->gateway = call->cfg.gateway;
 	receipt->has_saved = call->has_original;
 	receipt->saved = call->original;
+	receipt->replaced_ttl = call->has_receipt ? call->receipt.replaced_ttl : -1;
 	if (swapping)
 		receipt->swapped_at_ms = host->clock_wall_ms(host->handle);
 	else if (call->has_receipt)
@@ -204,6 +205,10 @@ static int setup_swap(struct gw_call *call, struct gw_provider *provider,
 	if (rc != MAILMODE_OK)
 		return rc;
 	setup_receipt(call, true, receipt);
+	/* Caches hold what was live, not the original: after a prepare its
+	 * TTL is the lowered one. */
+	if (kind != GW_LIVE_OURS)
+		receipt->replaced_ttl = gw_mx_set_max_ttl(&current->rrset);
 	rc = gw_swap(call, provider, current, &call->cfg.gateway, receipt,
 	             "swapping to the gateway set");
 	if (rc != MAILMODE_OK)
@@ -285,6 +290,7 @@ static void teardown_receipt(const struct gw_call *call, struct gw_receipt *rece
 	memset(receipt, 0, sizeof(*receipt));
 	snprintf(receipt->zone, sizeof(receipt->zone), "%s", call->op.zone);
 	receipt->gateway = call->cfg.gateway;
+	receipt->replaced_ttl = -1;
 }
 
 static int gw_teardown(void *vctx, const struct mailmode_request *req,
@@ -448,18 +454,16 @@ static int add_settle_time(const struct gw_ctx *ctx, const struct gw_call *call,
 	const struct mailmode_host *host = ctx->host;
 	cJSON *root;
 	char *text, *copy;
-	uint32_t ttl = 0;
-	size_t i;
+	int64_t ttl;
 
 	if (!call->has_receipt || !call->receipt.has_saved || !call->receipt.swapped_at_ms)
 		return MAILMODE_OK;
-	for (i = 0; i < call->receipt.saved.count; i++)
-		if (call->receipt.saved.mx[i].ttl > ttl)
-			ttl = call->receipt.saved.mx[i].ttl;
+	ttl = call->receipt.replaced_ttl >= 0 ? call->receipt.replaced_ttl
+	                                      : (int64_t)gw_mx_set_max_ttl(&call->receipt.saved);
 	root = cJSON_Parse(*report);
 	if (!root || !cJSON_AddNumberToObject(root, "settle_until_ms",
 	                                      (double)(call->receipt.swapped_at_ms +
-	                                               (int64_t)ttl * 1000))) {
+	                                               ttl * 1000))) {
 		cJSON_Delete(root);
 		return MAILMODE_ERR_NOMEM;
 	}
@@ -650,4 +654,5 @@ MAILMODE_PLUGIN_DEFINE(
 	.teardown = gw_teardown,
 	.resources = gw_resources,
 	.preflight = gw_preflight,
-	.config_keys = gw_config_keys);
+	.config_keys = gw_config_keys,
+	.mx_ttl = gw_mx_ttl);

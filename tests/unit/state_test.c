@@ -165,7 +165,7 @@ int main(void)
 	/* Databases that are not ours, or too new. */
 	sql(path, "PRAGMA user_version = 7");
 	tap_is_int(&t, mm_state_open(path, 200, &st, err), MM_ERR, "newer schema refused");
-	tap_contains(&t, err, "schema version 7, newer than this mailmode's (2)", "versions named");
+	tap_contains(&t, err, "schema version 7, newer than this mailmode's (3)", "versions named");
 	snprintf(other, sizeof(other), "%s/other.db", dir);
 	sql(other, "CREATE TABLE t(x)");
 	tap_is_int(&t, mm_state_open(other, 200, &st, err), MM_ERR, "foreign SQLite file refused");
