@@ -112,7 +112,7 @@ static int dispatch(struct mm_ctx *ctx)
 		{ "log", mm_cmd_log },         { "switch", mm_cmd_switch },
 		{ "resume", mm_cmd_resume },   { "abort", mm_cmd_abort },
 		{ "sandbox", mm_cmd_sandbox },    { "runbook", mm_cmd_runbook },
-		{ "config", mm_cmd_config },
+		{ "config", mm_cmd_config },    { "prepare", mm_cmd_prepare },
 	};
 	size_t i;
 

@@ -5,6 +5,7 @@
 
 #include "http.h"
 #include "num.h"
+#include "prepare.h"
 
 #include <cjson/cJSON.h>
 #include <stdarg.h>
@@ -504,14 +505,13 @@ static int run_setup(struct mm_run *r)
 }
 
 /* The old mode stays while the world may still act on what the new mode's
- * setup replaced (plugin.h: settle_until_ms). */
+ * setup replaced (plugin.h: settle_until_ms; prepare.h). */
 static void settle(struct mm_run *r)
 {
-	long long now;
+	long long now, until = mm_prepare_settle_until(r);
 
-	while (r->kind == MM_KIND_SWITCH && r->m->from_mode &&
-	       (now = mm_migrate_now_ms()) < r->settle_until_ms) {
-		long long left = r->settle_until_ms - now;
+	while ((now = mm_migrate_now_ms()) < until) {
+		long long left = until - now;
 
 		mm_engine_progress(r->e, "%s: %s mode verified; keeping %s mode %lld s more while caches of the replaced records expire",
 		                   r->m->domain, r->m->to_mode, r->m->from_mode, (left + 999) / 1000);
@@ -724,6 +724,9 @@ static void parse_options(struct mm_run *r)
 		opts->poll_interval_ms = (long)ms;
 	parse_accepted(cJSON_GetObjectItem(o, "accept_conflicts"), opts);
 	opts->no_wait = cJSON_IsTrue(cJSON_GetObjectItem(o, "no_wait"));
+	if ((v = cJSON_GetObjectItem(o, "max_settle_ms")) && cJSON_IsNumber(v) &&
+	    mm_num_from_double(v->valuedouble, 0, MM_NUM_DURATION_MAX_MS, &ms) == 0)
+		opts->max_settle_ms = (long)ms;
 	opts->force = opts->force || cJSON_IsTrue(cJSON_GetObjectItem(o, "force"));
 }
 
@@ -739,6 +742,8 @@ char *mm_migrate_format_options(const struct mm_switch_options *opts)
 	for (i = 0; i < MM_ACCEPT_MAX && opts->accept_conflicts[i]; i++)
 		cJSON_AddItemToArray(accepted, cJSON_CreateString(opts->accept_conflicts[i]));
 	cJSON_AddBoolToObject(o, "no_wait", opts->no_wait);
+	if (opts->max_settle_ms > 0)
+		cJSON_AddNumberToObject(o, "max_settle_ms", (double)opts->max_settle_ms);
 	cJSON_AddBoolToObject(o, "force", opts->force);
 	text = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
