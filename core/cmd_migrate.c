@@ -76,6 +76,8 @@ int mm_show_switch_plan(struct mm_ctx *ctx, cJSON *plan, const char *domain, con
 	         "poll (from 0.1s, backing off to every %.1fs) for up to %.1fs; roll back if it never passes",
 	         (double)opts->poll_interval_ms / 1000, (double)opts->verify_timeout_ms / 1000);
 	mm_add_plan_step(ctx, plan, "verify", to->desc->name, verify);
+	if (from)
+		mm_show_settle_wait(ctx, plan, domain, profile, to, from, row, opts);
 	if (!from) {
 		if (ctx->args.quick_test)
 			add_quick_test_step(ctx, plan, to);
@@ -85,8 +87,6 @@ int mm_show_switch_plan(struct mm_ctx *ctx, cJSON *plan, const char *domain, con
 	if (rc == MM_OK)
 		mm_add_plan_step(ctx, plan, "confirm", from->desc->name,
 		                "wait until it is gone on every server");
-	if (rc == MM_OK)
-		mm_show_settle_wait(ctx, plan, domain, profile, to, from, row, opts);
 	if (rc == MM_OK && ctx->args.quick_test)
 		add_quick_test_step(ctx, plan, to);
 	return rc;
