@@ -175,7 +175,10 @@ static void setup_receipt(const struct gw_call *call, bool swapping,
 	receipt->gateway = call->cfg.gateway;
 	receipt->has_saved = call->has_original;
 	receipt->saved = call->original;
-	receipt->replaced_ttl = call->has_receipt ? call->receipt.replaced_ttl : -1;
+	if (call->has_receipt) {
+		receipt->has_replaced_ttl = call->receipt.has_replaced_ttl;
+		receipt->replaced_ttl = call->receipt.replaced_ttl;
+	}
 	if (swapping)
 		receipt->swapped_at_ms = host->clock_wall_ms(host->handle);
 	else if (call->has_receipt)
@@ -207,8 +210,10 @@ static int setup_swap(struct gw_call *call, struct gw_provider *provider,
 	setup_receipt(call, true, receipt);
 	/* Caches hold what was live, not the original: after a prepare its
 	 * TTL is the lowered one. */
-	if (kind != GW_LIVE_OURS)
+	if (kind != GW_LIVE_OURS) {
+		receipt->has_replaced_ttl = true;
 		receipt->replaced_ttl = gw_mx_set_max_ttl(&current->rrset);
+	}
 	rc = gw_swap(call, provider, current, &call->cfg.gateway, receipt,
 	             "swapping to the gateway set");
 	if (rc != MAILMODE_OK)
@@ -290,7 +295,6 @@ static void teardown_receipt(const struct gw_call *call, struct gw_receipt *rece
 	memset(receipt, 0, sizeof(*receipt));
 	snprintf(receipt->zone, sizeof(receipt->zone), "%s", call->op.zone);
 	receipt->gateway = call->cfg.gateway;
-	receipt->replaced_ttl = -1;
 }
 
 static int gw_teardown(void *vctx, const struct mailmode_request *req,
@@ -458,7 +462,7 @@ static int add_settle_time(const struct gw_ctx *ctx, const struct gw_call *call,
 
 	if (!call->has_receipt || !call->receipt.has_saved || !call->receipt.swapped_at_ms)
 		return MAILMODE_OK;
-	ttl = call->receipt.replaced_ttl >= 0 ? call->receipt.replaced_ttl
+	ttl = call->receipt.has_replaced_ttl ? call->receipt.replaced_ttl
 	                                      : (int64_t)gw_mx_set_max_ttl(&call->receipt.saved);
 	root = cJSON_Parse(*report);
 	if (!root || !cJSON_AddNumberToObject(root, "settle_until_ms",

@@ -156,7 +156,8 @@ struct gw_receipt {
 	int64_t swapped_at_ms;              /* when setup swapped; 0: unknown */
 	/* The largest TTL of the set the swap replaced, as it was live then
 	 * (lower than the saved set's after `mailmode prepare`): how long
-	 * caches may hold it.  -1: unknown (receipts from before it). */
+	 * caches may hold it.  Unknown in receipts from before it. */
+	bool has_replaced_ttl;
 	int64_t replaced_ttl;
 	/* In a checkpoint only (rendered, never parsed back): the UPDATE in
 	 * flight, "write": {"object": "MX NAME", "doing": ..., "from": [...],

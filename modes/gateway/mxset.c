@@ -362,12 +362,12 @@ int gw_receipt_parse(const char *json, struct gw_receipt *receipt, char *err,
 		}
 		receipt->has_saved = true;
 	}
-	receipt->replaced_ttl = -1;
 	replaced = cJSON_GetObjectItemCaseSensitive(root, "replaced_ttl");
 	if (replaced && !json_uint(replaced, 2147483647, &receipt->replaced_ttl)) {
 		snprintf(err, err_len, "has an invalid \"replaced_ttl\"");
 		goto out;
 	}
+	receipt->has_replaced_ttl = replaced != NULL;
 	swapped = cJSON_GetObjectItemCaseSensitive(root, "swapped_at_ms");
 	if (swapped && !json_uint(swapped, MM_NUM_EPOCH_MS_MAX, &receipt->swapped_at_ms)) {
 		snprintf(err, err_len, "has an invalid \"swapped_at_ms\"");
@@ -475,7 +475,7 @@ char *gw_receipt_render(const struct gw_ctx *ctx, const char *name,
 	if (receipt->swapped_at_ms &&
 	    !cJSON_AddNumberToObject(root, "swapped_at_ms", (double)receipt->swapped_at_ms))
 		goto out;
-	if (receipt->replaced_ttl >= 0 &&
+	if (receipt->has_replaced_ttl &&
 	    !cJSON_AddNumberToObject(root, "replaced_ttl", (double)receipt->replaced_ttl))
 		goto out;
 	if (receipt->write_doing && !add_write(root, name, receipt))
