@@ -2,7 +2,7 @@
 # Shell completion: the bash script completes commands, each command's
 # options and the modes the plugins provide; the zsh script parses.
 . "$top_srcdir/tests/cli/setup.sh"
-plan 6
+plan 8
 
 # complete WORDS...: what bash completes for the last word.
 complete_words() {
@@ -20,6 +20,8 @@ is "$(complete_words mailmode setup a.test --mo)" "--mode " "an option of that c
 is "$(complete_words mailmode setup a.test --mode '')" "example twin " "--mode: the modes the plugins provide"
 is "$(complete_words mailmode switch a.test --accept)" "--accept-conflict " "switch takes --accept-conflict"
 is "$(complete_words mailmode help swi)" "switch " "help completes the commands"
+is "$(complete_words mailmode prep)" "prepare " "prepare is a command"
+is "$(complete_words mailmode switch a.test --max)" "--max-settle " "switch takes --max-settle"
 if command -v zsh >/dev/null 2>&1; then
 	run zsh -n "$top_srcdir/completion/_mailmode"
 	is "$rc:$err" "0:" "the zsh script parses"

@@ -11,7 +11,7 @@
 # (a JSON world), so the MX records are the gateway's only.
 . "$top_srcdir/tests/gateway/gateway-lib.sh"
 
-plan 44
+plan 52
 
 cp "$PLUGIN_DIR/example.so" "$PLUGINS/"
 chmod 755 "$PLUGINS/example.so"
@@ -130,3 +130,29 @@ mm switch $D --to example --verify-timeout 30s --poll-interval 1s
 is "$rc" 0 "the switch back succeeds"
 is "$(mx_bind $D)" "$ORIG_EXAMPLE" "the original MX set is back with its normal TTL 3600"
 is "$(db "SELECT count(*) FROM prepares")" "0" "the switch consumed the prepare"
+
+# The runbook: plan states the wait, the prepare phase lowers the TTL of
+# each domain whose switch waits for it, run keeps to its max_settle.
+cat >"$TEST_TMP/window.rb" <<RB
+[runbook]
+prepare_ttl = 2
+max_settle = 2s
+verify_timeout = 30s
+poll_interval = 1s
+
+[domains]
+example.test = gateway ttl
+RB
+mm runbook plan "$TEST_TMP/window.rb"
+is "$rc" 0 "runbook plan succeeds"
+like "$out" "keep example mode ~60 min after gateway mode verifies.*--max-settle cuts it to 2 s" \
+	"runbook plan states the wait and its cap"
+mm runbook prepare "$TEST_TMP/window.rb"
+is "$rc" 0 "runbook prepare succeeds"
+is "$(mx_bind $D)" "$LOWERED" "runbook prepare lowered the TTL in BIND to its prepare_ttl"
+is "$(prepared)" "lowered|2|3600" "and recorded the TTL before"
+mm runbook run "$TEST_TMP/window.rb"
+is "$rc" 0 "runbook run switches"
+like "$err" "--max-settle cuts the cache wait short by 60 min" "its max_settle caps the wait, with the warning"
+is "$(mx_bind $D):$(db "SELECT count(*) FROM prepares")" "$GATEWAY_SET:0" \
+	"the gateway set is live with its own TTL, the prepare consumed"
