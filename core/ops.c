@@ -257,24 +257,32 @@ int mm_plugin_has_trace(const struct mm_plugin *plugin)
 	return plugin->desc->abi_minor >= 1 && plugin->desc->trace != NULL;
 }
 
+/* An operation a later minor added: refused, naming what the plugin
+ * lacks, when it does not have it. */
+static int call_optional(const struct mm_op *op, int has, const char *lacks, struct mm_call *c,
+                         char **report, struct mailmode_diag *diag)
+{
+	int rc;
+
+	*report = NULL;
+	if (!has) {
+		memset(diag, 0, sizeof(*diag));
+		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "plugin %s %s", op->plugin->desc->name, lacks);
+		return MM_ERR;
+	}
+	rc = call(op, c, diag);
+	*report = c->text;
+	return rc;
+}
+
 int mm_op_trace(const struct mm_op *op, const char *message_id, const char *recipient,
                 char **report, struct mailmode_diag *diag)
 {
 	struct mm_call c = { .kind = MM_CALL_TRACE, .message_id = message_id,
 	                     .recipient = recipient };
-	int rc;
 
-	*report = NULL;
-	if (!mm_plugin_has_trace(op->plugin)) {
-		memset(diag, 0, sizeof(*diag));
-		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0,
-		            "plugin %s reads no message trace (no ABI 1.1 trace operation)",
-		            op->plugin->desc->name);
-		return MM_ERR;
-	}
-	rc = call(op, &c, diag);
-	*report = c.text;
-	return rc;
+	return call_optional(op, mm_plugin_has_trace(op->plugin),
+	                     "reads no message trace (no ABI 1.1 trace operation)", &c, report, diag);
 }
 
 int mm_plugin_has_mx_ttl(const struct mm_plugin *plugin)
@@ -286,19 +294,9 @@ int mm_op_mx_ttl(const struct mm_op *op, enum mailmode_ttl_action action, uint32
                  char **report, struct mailmode_diag *diag)
 {
 	struct mm_call c = { .kind = MM_CALL_MX_TTL, .ttl_action = action, .ttl = ttl };
-	int rc;
 
-	*report = NULL;
-	if (!mm_plugin_has_mx_ttl(op->plugin)) {
-		memset(diag, 0, sizeof(*diag));
-		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0,
-		            "plugin %s cannot change MX TTLs (no ABI 1.4 mx_ttl operation)",
-		            op->plugin->desc->name);
-		return MM_ERR;
-	}
-	rc = call(op, &c, diag);
-	*report = c.text;
-	return rc;
+	return call_optional(op, mm_plugin_has_mx_ttl(op->plugin),
+	                     "cannot change MX TTLs (no ABI 1.4 mx_ttl operation)", &c, report, diag);
 }
 
 const char *mm_presence_name(enum mailmode_presence presence)

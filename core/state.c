@@ -384,7 +384,7 @@ const char *mm_state_actor(const struct mm_state *st)
 	return st->actor;
 }
 
-static char *column_dup(sqlite3_stmt *stmt, int col)
+char *mm_state_column_dup(sqlite3_stmt *stmt, int col)
 {
 	const unsigned char *v = sqlite3_column_text(stmt, col);
 
@@ -403,12 +403,12 @@ void mm_domain_row_clear(struct mm_domain_row *row)
 
 static void read_domain_row(sqlite3_stmt *stmt, struct mm_domain_row *row)
 {
-	row->domain = column_dup(stmt, 0);
-	row->mode = column_dup(stmt, 1);
-	row->profile = column_dup(stmt, 2);
-	row->receipt = column_dup(stmt, 3);
+	row->domain = mm_state_column_dup(stmt, 0);
+	row->mode = mm_state_column_dup(stmt, 1);
+	row->profile = mm_state_column_dup(stmt, 2);
+	row->receipt = mm_state_column_dup(stmt, 3);
 	row->adopted = sqlite3_column_int(stmt, 4);
-	row->updated_at = column_dup(stmt, 5);
+	row->updated_at = mm_state_column_dup(stmt, 5);
 }
 
 #define DOMAIN_COLUMNS "domain, mode, profile, receipt, adopted, updated_at"

@@ -20,13 +20,6 @@ void mm_prepare_row_clear(struct mm_prepare_row *row)
 	memset(row, 0, sizeof(*row));
 }
 
-static char *dup_text(sqlite3_stmt *stmt, int col)
-{
-	const unsigned char *v = sqlite3_column_text(stmt, col);
-
-	return v ? strdup((const char *)v) : NULL;
-}
-
 int mm_state_prepare_get(struct mm_state *st, const char *domain, struct mm_prepare_row *row,
                          int *found, char *err)
 {
@@ -43,13 +36,13 @@ int mm_state_prepare_get(struct mm_state *st, const char *domain, struct mm_prep
 		src = sqlite3_step(stmt);
 	}
 	if (src == SQLITE_ROW) {
-		row->domain = dup_text(stmt, 0);
-		row->mode = dup_text(stmt, 1);
-		row->profile = dup_text(stmt, 2);
-		row->phase = dup_text(stmt, 3);
+		row->domain = mm_state_column_dup(stmt, 0);
+		row->mode = mm_state_column_dup(stmt, 1);
+		row->profile = mm_state_column_dup(stmt, 2);
+		row->phase = mm_state_column_dup(stmt, 3);
 		row->ttl = sqlite3_column_int64(stmt, 4);
 		row->ttl_before = sqlite3_column_int64(stmt, 5);
-		row->record = dup_text(stmt, 6);
+		row->record = mm_state_column_dup(stmt, 6);
 		row->ready_at_ms = sqlite3_column_int64(stmt, 7);
 		*found = 1;
 		src = row->domain && row->mode && row->profile && row->phase ? SQLITE_DONE

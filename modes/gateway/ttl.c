@@ -63,9 +63,12 @@ static void target_set(const struct gw_mx_set *live, const struct gw_mx_set *bef
 			target->mx[i].ttl = ttl;
 }
 
-/* Whether the live set is the domain's gateway set (it is in this mode). */
+/* Whether the live set is the domain's gateway set (it is in this mode):
+ * the receipt's, or whatever an adopted domain has (it has no receipt). */
 static bool in_mode(const struct gw_call *call, const struct gw_mx_set *live)
 {
+	if (call->req->flags & MAILMODE_REQ_ADOPTED)
+		return true;
 	return call->has_receipt && gw_mx_set_equal(live, &call->receipt.gateway);
 }
 
@@ -188,7 +191,8 @@ static int render_report(const struct gw_call *call, uint32_t ttl,
 	cJSON_AddBoolToObject(root, "changed", changed);
 	cJSON_AddBoolToObject(root, "in_mode", in_mode(call, now));
 	cJSON_AddItemToObject(root, "records", gw_mx_set_json(now));
-	if (in_mode(call, now) && !gw_mx_set_same(now, &call->receipt.gateway)) {
+	if (call->has_receipt && in_mode(call, now) &&
+	    !gw_mx_set_same(now, &call->receipt.gateway)) {
 		receipt = call->receipt;
 		receipt.gateway = *now;
 		text = gw_receipt_render(call->op.ctx, call->op.domain, &receipt);
