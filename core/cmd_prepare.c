@@ -107,6 +107,9 @@ static int load(struct prep *p)
 	    (rc = mm_state_get_domain(st, p->domain, &p->row, &p->found, ctx->err)) != MM_OK ||
 	    (rc = mm_state_prepare_get(st, p->domain, &p->prep, &p->prepared, ctx->err)) != MM_OK)
 		return rc;
+	/* Finished or undone where it began, unless told otherwise. */
+	if (p->prepared && !ctx->args.profile)
+		p->profile = p->prep.profile;
 	if ((rc = choose_plugin(p)) != MM_OK)
 		return rc;
 	return mm_state_get_original(st, p->domain, p->plugin->desc->name, &p->original, ctx->err);
