@@ -11,7 +11,7 @@
 # (a JSON world), so the MX records are the gateway's only.
 . "$top_srcdir/tests/gateway/gateway-lib.sh"
 
-plan 52
+plan 60
 
 cp "$PLUGIN_DIR/example.so" "$PLUGINS/"
 chmod 755 "$PLUGINS/example.so"
@@ -53,14 +53,26 @@ like "$(json_get "$out" "d['plan'][2]['actions'][0]")" "max-settle cuts it to 30
 	"the dry run with --max-settle names the risk"
 
 # A kill between the checkpoint and the UPDATE: the row says so.
-"$MAILMODE" --config "$CONF" prepare $D --ttl 2 --profile ttl-slow >"$TEST_TMP/slow.out" 2>&1 &
-slow=$!
-wait_until 20 sh -c "[ -n \"\$(sqlite3 '$DB' \"SELECT record FROM prepares WHERE domain = '$D'\")\" ]"
+# kill_mid_prepare: starts a prepare that pauses before its UPDATE, kills
+# it once its checkpoint is stored.
+kill_mid_prepare() {
+	"$MAILMODE" --config "$CONF" prepare $D --ttl 2 --profile ttl-slow >"$TEST_TMP/slow.out" 2>&1 &
+	slow=$!
+	wait_until 20 sh -c "[ -n \"\$(sqlite3 '$DB' \"SELECT record FROM prepares WHERE domain = '$D'\")\" ]"
+	_kmp=$?
+	kill -9 $slow
+	wait $slow 2>/dev/null
+	return $_kmp
+}
+kill_mid_prepare
 ok $? "the prepare checkpoints before its UPDATE"
-kill -9 $slow
-wait $slow 2>/dev/null
 is "$(prepared)" "lowering|2|-" "killed mid-prepare: the state DB holds an unfinished prepare"
 is "$(mx_bind $D)" "$ORIG_EXAMPLE" "the UPDATE was not sent"
+mm prepare --undo $D --profile ttl
+is "$rc:$(db "SELECT count(*) FROM prepares")" "0:0" "a killed prepare can be undone"
+is "$(mx_bind $D)" "$ORIG_EXAMPLE" "undone, the TTL is still 3600"
+kill_mid_prepare
+ok $? "killed mid-prepare again"
 mm switch $D --to gateway
 is "$rc" 4 "a switch is refused while the prepare is unfinished"
 like "$err" "unfinished prepare of its MX TTL .*run 'mailmode prepare example.test' to finish it" "the refusal names the way out"
@@ -96,8 +108,26 @@ mm prepare --undo $D
 is "$rc" 1 "undo without a prepare fails"
 like "$err" "example.test: no prepared MX TTL to undo" "naming the domain"
 
+# A lost answer: the outcome is unknown, never "not applied"; running the
+# prepare again once the UPDATE landed finishes it with the TTL before.
+at_exit "kill -CONT $DNS_PRIMARY_PID 2>/dev/null"
+"$MAILMODE" --config "$CONF" prepare $D --ttl 2 --profile ttl-slow >/dev/null 2>"$TEST_TMP/lost.err" &
+lost=$!
+wait_until 10 grep -q "pausing before the UPDATE" "$TEST_TMP/lost.err"
+kill -STOP "$DNS_PRIMARY_PID"
+wait $lost
+rc=$?
+kill -CONT "$DNS_PRIMARY_PID"
+is "$rc" 1 "BIND stopped during the UPDATE: prepare fails"
+like "$(cat "$TEST_TMP/lost.err")" "outcome unknown; the UPDATE may still be applied.*the MX TTL change may have landed: run 'mailmode prepare example.test' again to finish it" \
+	"the outcome is unknown, and the way on is named"
+is "$(prepared)" "lowering|2|-" "the prepare stays unfinished"
+lowered_live() { [ "$(mx_bind $D)" = "$LOWERED" ]; }
+wait_until 20 lowered_live
+ok $? "the queued UPDATE lands: TTL 2"
 mm prepare $D --ttl 2 --profile ttl
-is "$(mx_bind $D)" "$LOWERED" "prepared again: TTL 2"
+is "$rc" 0 "prepare again finishes it"
+like "$out" "already at most 2 s \(before: 3600 s\)" "with the TTL before from its checkpoint"
 mm switch $D --to gateway --dry-run
 like "$out" "the MX TTL is 2 s since a prepare, but caches may hold the records with the TTL before until" \
 	"the dry run waits for the TTL before, not the lowered one"
