@@ -9,7 +9,7 @@ EMU_PY=$top_srcdir/tests/servers/cfemu.py
 PROVIDER_ZONE=cloudflare.test
 . "$top_srcdir/tests/gateway/provider-lib.sh"
 
-plan 47
+plan 52
 
 Z=cloudflare.test
 ORIG="3600 10 mx1.cloudflare.test.
@@ -200,3 +200,16 @@ mm teardown $L
 is "$rc" 0 "teardown"
 wait_mx $L "$ORIG"
 ok $? "the original is back"
+
+# --- the TTL plan (mailmode prepare, issue 13) ---------------------------------
+mm prepare $L --ttl 60 --profile cf
+is "$rc" 0 "prepare lowers the MX TTL through the Cloudflare API"
+[ "$rc" = 0 ] || diag "$err"
+like "$out" "lowered to 60 s \(before: 3600 s\)" "it names the TTL before"
+wait_mx $L "60 10 mx1.$Z.
+60 20 mx2.$Z."
+ok $? "both BIND servers serve the records with TTL 60 once it has propagated"
+mm prepare --undo $L --profile cf
+is "$rc" 0 "prepare --undo"
+wait_mx $L "$ORIG"
+ok $? "the TTL 3600 is back"
