@@ -202,14 +202,4 @@ wait_mx $L "$ORIG"
 ok $? "the original is back"
 
 # --- the TTL plan (mailmode prepare, issue 13) ---------------------------------
-mm prepare $L --ttl 60 --profile cf
-is "$rc" 0 "prepare lowers the MX TTL through the Cloudflare API"
-[ "$rc" = 0 ] || diag "$err"
-like "$out" "lowered to 60 s \(before: 3600 s\)" "it names the TTL before"
-wait_mx $L "60 10 mx1.$Z.
-60 20 mx2.$Z."
-ok $? "both BIND servers serve the records with TTL 60 once it has propagated"
-mm prepare --undo $L --profile cf
-is "$rc" 0 "prepare --undo"
-wait_mx $L "$ORIG"
-ok $? "the TTL 3600 is back"
+prepare_round_trip cf $L "the Cloudflare API"

@@ -178,14 +178,4 @@ wait_mx $L "$ORIG"
 ok $? "teardown puts the original back"
 
 # --- the TTL plan (mailmode prepare, issue 13) ---------------------------------
-mm prepare $L --ttl 60 --profile gc
-is "$rc" 0 "prepare lowers the MX TTL through the Google Cloud DNS API"
-[ "$rc" = 0 ] || diag "$err"
-like "$out" "lowered to 60 s \(before: 3600 s\)" "it names the TTL before"
-wait_mx $L "60 10 mx1.$Z.
-60 20 mx2.$Z."
-ok $? "both BIND servers serve the records with TTL 60 once it has propagated"
-mm prepare --undo $L --profile gc
-is "$rc" 0 "prepare --undo"
-wait_mx $L "$ORIG"
-ok $? "the TTL 3600 is back"
+prepare_round_trip gc $L "the Google Cloud DNS API"

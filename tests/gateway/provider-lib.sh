@@ -13,6 +13,9 @@
 #   emu_requests FILTER  how many API requests the emulator logged whose
 #                     "METHOD PATH" matches the grep -E FILTER
 #   BIND_SPEC         ADDR:PORT:KEY:SECRETFILE for the emulator's --dns
+#   prepare_round_trip PROFILE NAME API  5 tests: prepare --ttl 60 of NAME
+#                     (MX 10 mx1.ZONE, 20 mx2.ZONE, TTL 3600 = $ORIG)
+#                     served by BIND, then --undo
 . "$top_srcdir/tests/lib.sh"
 . "$top_srcdir/tests/servers/dns.sh"
 . "$top_srcdir/tests/servers/emu.sh"
@@ -84,4 +87,18 @@ for r in json.load(sys.stdin):
     p = re.sub(r"/changes/[0-9]+$", "/changes/{id}", p)
     c[r["method"] + " " + p] += 1
 print("; ".join("%s x%d" % kv for kv in sorted(c.items())))'
+}
+
+prepare_round_trip() {
+	mm prepare "$2" --ttl 60 --profile "$1"
+	is "$rc" 0 "prepare lowers the MX TTL through $3"
+	[ "$rc" = 0 ] || diag "$err"
+	like "$out" "lowered to 60 s \(before: 3600 s\)" "it names the TTL before"
+	wait_mx "$2" "60 10 mx1.$PROVIDER_ZONE.
+60 20 mx2.$PROVIDER_ZONE."
+	ok $? "both BIND servers serve the records with TTL 60 once it has propagated"
+	mm prepare --undo "$2" --profile "$1"
+	is "$rc" 0 "prepare --undo"
+	wait_mx "$2" "$ORIG"
+	ok $? "the TTL 3600 is back"
 }
