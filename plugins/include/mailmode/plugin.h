@@ -456,12 +456,14 @@ struct mailmode_plugin {
 	 *            that a teardown restores them and not the lowered ones.
 	 *   RESTORE  puts back the TTLs req->prepared names as the ones
 	 *            before (undo); ttl is 0.
-	 * *report: JSON {"zone": ..., "ttl": N (the largest TTL live after
-	 * the call), "ttl_before": N (the largest before LOWER, from
-	 * req->prepared when set), "changed": bool, "records": [...]} and,
-	 * when the domain is in this mode and its receipt names the TTLs,
-	 * "receipt": the receipt as it is now (the host stores it).  A lost
-	 * answer is MAILMODE_ERR_UNKNOWN, as for setup. */
+	 * *report: JSON {"zone": ..., "ttl": N (the ttl asked for),
+	 * "ttl_now": N (the largest TTL live after the call), "ttl_before": N
+	 * (the largest before the first LOWER, from req->prepared when set),
+	 * "before": [...] (those records), "changed": bool (this call
+	 * wrote), "records": [...] (live now)} and, when the domain is in
+	 * this mode and its receipt names the TTLs, "receipt": the receipt as
+	 * it is now (the host stores it).  A lost answer is
+	 * MAILMODE_ERR_UNKNOWN, as for setup. */
 	int (*mx_ttl)(void *ctx, const struct mailmode_request *req,
 	              enum mailmode_ttl_action action, uint32_t ttl, char **report,
 	              struct mailmode_diag *diag);
