@@ -420,7 +420,7 @@ static long long ready_of(struct mm_ctx *ctx, const char *domain, const char *mo
 }
 
 /* The wait of a switch whose new mode replaces MX records (TTL ttl). */
-static void say_wait(struct mm_ctx *ctx, char *text, size_t len, const char *domain,
+static void say_wait(char *text, size_t len, const char *domain,
                      const char *to, const char *from, long long ttl, long long wait_ms,
                      long long ready, const struct mm_switch_options *opts)
 {
@@ -443,7 +443,6 @@ static void say_wait(struct mm_ctx *ctx, char *text, size_t len, const char *dom
 		         domain, SUGGESTED_TTL, ahead, SUGGESTED_TTL);
 		used = strlen(text);
 	}
-	(void)ctx;
 	if (opts->max_settle_ms > 0 && opts->max_settle_ms < wait_ms) {
 		mm_prepare_format_wait(wait_ms - opts->max_settle_ms, cut, sizeof(cut));
 		mm_prepare_format_wait(opts->max_settle_ms, wait, sizeof(wait));
@@ -473,7 +472,7 @@ void mm_show_settle_wait(struct mm_ctx *ctx, cJSON *plan, const char *domain, co
 		wait_ms = ttl * 1000;
 		if (ready - mm_host_wall_ms(NULL) > wait_ms)
 			wait_ms = ready - mm_host_wall_ms(NULL);
-		say_wait(ctx, text, sizeof(text), domain, to->desc->name, from->desc->name, ttl, wait_ms,
+		say_wait(text, sizeof(text), domain, to->desc->name, from->desc->name, ttl, wait_ms,
 		         ready, opts);
 		step = mm_add_plan_step(ctx, plan, "wait", from->desc->name, text);
 		cJSON_AddNumberToObject(step, "mx_ttl", (double)ttl);
