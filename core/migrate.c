@@ -136,6 +136,7 @@ struct mm_op mm_run_op(struct mm_run *r, int old, unsigned flags, int recording)
 		.recorder = recording ? (old ? &r->rec_old : &r->rec_new) : NULL,
 		.unknown = &r->call_unknown,
 		.accepted_conflicts = old ? NULL : r->opts.accept_conflicts,
+		.prepared = old ? NULL : r->prepared_new,
 	};
 
 	if (old && r->m->old_adopted)
@@ -788,7 +789,9 @@ int mm_run_init(struct mm_run *r, struct mm_engine *e, struct mm_migration *m,
 	if ((m->to_mode && (rc = find_plugin(r, m->to_mode, &r->new_plugin)) != MM_OK) ||
 	    (m->from_mode && (rc = find_plugin(r, m->from_mode, &r->old_plugin)) != MM_OK))
 		return rc;
-	if ((rc = load_original(r, r->new_plugin, &r->original_new)) != MM_OK)
+	if ((rc = load_original(r, r->new_plugin, &r->original_new)) != MM_OK ||
+	    (r->new_plugin && (rc = mm_prepare_record(e->state, m->domain, r->new_plugin->desc->name,
+	                                              &r->prepared_new, err)) != MM_OK))
 		return rc;
 	return load_original(r, r->old_plugin, &r->original_old);
 }
@@ -798,6 +801,7 @@ void mm_run_clear(struct mm_run *r)
 	cJSON_Delete(r->options_doc);
 	free(r->original_new);
 	free(r->original_old);
+	free(r->prepared_new);
 	free(r->pending_receipt);
 	free(r->pending_original);
 }

@@ -100,18 +100,32 @@ long long mm_prepare_settle_until(struct mm_run *r)
 	return cap_until;
 }
 
+int mm_prepare_record(struct mm_state *st, const char *domain, const char *mode, char **record,
+                      char *err)
+{
+	struct mm_prepare_row row;
+	int found = 0, rc = mm_state_prepare_get(st, domain, &row, &found, err);
+
+	*record = NULL;
+	if (rc == MM_OK && found && strcmp(row.mode, mode) == 0 &&
+	    strcmp(row.phase, "lowered") == 0) {
+		*record = row.record;
+		row.record = NULL;
+	}
+	mm_prepare_row_clear(&row);
+	return rc;
+}
+
 /* Whether the migration replaced or restored the records mode's prepare
- * lowered: they then carry the TTL the migration gave them. */
+ * lowered: they then carry the TTL the migration gave them.  Not after a
+ * rollback: its teardown may have found nothing to undo, and the records
+ * keep the lowered TTL. */
 static int consumes(const struct mm_migration *m, const char *mode, const char *outcome)
 {
 	int to = m->to_mode && strcmp(m->to_mode, mode) == 0;
 	int from = m->from_mode && strcmp(m->from_mode, mode) == 0;
 
-	if (strcmp(outcome, "switched") == 0 || strcmp(outcome, "done") == 0)
-		return to || from;
-	/* Undoing the new mode restored what it replaced, with the TTLs of
-	 * the original. */
-	return strcmp(outcome, "rolled back") == 0 && to;
+	return (strcmp(outcome, "switched") == 0 || strcmp(outcome, "done") == 0) && (to || from);
 }
 
 void mm_prepare_after_migration(struct mm_engine *e, const struct mm_migration *m,

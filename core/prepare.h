@@ -30,6 +30,11 @@ int mm_prepare_refuse_unfinished(struct mm_state *st, const char *domain, char *
  * time, cut to --max-settle (with a warning that says what that risks). */
 long long mm_prepare_settle_until(struct mm_run *r);
 
+/* The record of a finished prepare of mode's records for the domain
+ * (handed to its setup as req->prepared), or *record = NULL. */
+int mm_prepare_record(struct mm_state *st, const char *domain, const char *mode, char **record,
+                      char *err);
+
 /* After a migration of m ended with outcome: the prepare of the records it
  * replaced or restored is consumed. */
 void mm_prepare_after_migration(struct mm_engine *e, const struct mm_migration *m,

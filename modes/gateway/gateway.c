@@ -185,6 +185,20 @@ static void setup_receipt(const struct gw_call *call, bool swapping,
 		receipt->swapped_at_ms = call->receipt.swapped_at_ms;
 }
 
+/* After a prepare (ABI 1.4 req->prepared) the live TTLs are the lowered
+ * ones: the original keeps those before, so that teardown never restores
+ * the lowered TTL. */
+static int original_ttls_before(struct gw_call *call)
+{
+	struct gw_mx_set before;
+	bool has_before;
+	int rc = gw_prepared_before(call, &before, &has_before);
+
+	if (rc == MAILMODE_OK && has_before && gw_mx_set_equal(&before, &call->original))
+		call->original = before;
+	return rc;
+}
+
 /* The swap setup decided on, after the original is kept. */
 static int setup_swap(struct gw_call *call, struct gw_provider *provider,
                       const struct gw_rrset_version *current,
@@ -197,6 +211,9 @@ static int setup_swap(struct gw_call *call, struct gw_provider *provider,
 	if (kind == GW_LIVE_FRESH) {
 		call->has_original = true;
 		call->original = current->rrset;
+		rc = original_ttls_before(call);
+		if (rc != MAILMODE_OK)
+			return rc;
 	} else if (kind == GW_LIVE_DRIFT) {
 		/* Forced: the edited set is not kept, the first original is. */
 		host->log(host->handle, MAILMODE_LOG_WARNING,

@@ -330,6 +330,11 @@ int gw_teardown_target(const struct gw_call *call, struct gw_mx_set *restore,
 
 /* ---- ttl.c -------------------------------------------------------------- */
 
+/* What req->prepared (ABI 1.4) says: the set before the first LOWER, TTLs
+ * included; *has_before false when there is none. */
+struct gw_call;
+int gw_prepared_before(const struct gw_call *call, struct gw_mx_set *before, bool *has_before);
+
 /* The ABI 1.4 mx_ttl operation (plugin.h). */
 int gw_mx_ttl(void *ctx, const struct mailmode_request *req,
               enum mailmode_ttl_action action, uint32_t ttl, char **report,

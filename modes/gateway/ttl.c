@@ -24,9 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* What req->prepared says: the set before the first LOWER. */
-static int parse_prepared(const struct gw_call *call, struct gw_mx_set *before,
-                          bool *has_before)
+int gw_prepared_before(const struct gw_call *call, struct gw_mx_set *before, bool *has_before)
 {
 	const struct mailmode_request *req = call->req;
 	cJSON *root;
@@ -215,7 +213,7 @@ static int run_ttl(struct gw_call *call, struct gw_provider *provider,
 	bool has_before, changed = false;
 	int rc;
 
-	rc = parse_prepared(call, &before, &has_before);
+	rc = gw_prepared_before(call, &before, &has_before);
 	if (rc == MAILMODE_OK)
 		rc = provider->ops->get_rrset(provider, call->op.domain, &live);
 	if (rc != MAILMODE_OK)

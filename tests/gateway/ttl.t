@@ -11,7 +11,7 @@
 # (a JSON world), so the MX records are the gateway's only.
 . "$top_srcdir/tests/gateway/gateway-lib.sh"
 
-plan 60
+plan 63
 
 cp "$PLUGIN_DIR/example.so" "$PLUGINS/"
 chmod 755 "$PLUGINS/example.so"
@@ -160,6 +160,17 @@ mm switch $D --to example --verify-timeout 30s --poll-interval 1s
 is "$rc" 0 "the switch back succeeds"
 is "$(mx_bind $D)" "$ORIG_EXAMPLE" "the original MX set is back with its normal TTL 3600"
 is "$(db "SELECT count(*) FROM prepares")" "0" "the switch consumed the prepare"
+
+# Without the original a prepare kept (a rollback releases it), the setup
+# keeps the TTLs the prepare recorded as the original, not the live ones.
+mm prepare $D --ttl 2 --profile ttl
+sqlite3 "$DB" "UPDATE originals SET restored_at = 'test' WHERE domain = '$D' AND restored_at IS NULL"
+mm switch $D --to gateway --max-settle 1s --verify-timeout 30s --poll-interval 1s
+is "$rc" 0 "switched to gateway with no original kept"
+like "$(db "SELECT snapshot FROM originals WHERE domain = '$D' AND mode = 'gateway' AND restored_at IS NULL")" \
+	'"host":"mx1.example.test.","ttl":3600' "the original setup kept has the TTL before the prepare, not 2"
+mm switch $D --to example --verify-timeout 30s --poll-interval 1s
+is "$rc:$(mx_bind $D)" "0:$ORIG_EXAMPLE" "back: the original with TTL 3600, never the lowered one"
 
 # The runbook: plan states the wait, the prepare phase lowers the TTL of
 # each domain whose switch waits for it, run keeps to its max_settle.

@@ -298,7 +298,10 @@ struct mailmode_request {
 	/* ABI 1.4: check struct_size before reading it. */
 	const char *prepared;      /* mx_ttl: what the last MAILMODE_TTL_LOWER
 	                              of the domain checkpointed or reported
-	                              (its JSON), or NULL */
+	                              (its JSON), or NULL; setup: the report
+	                              of a finished one of this mode's
+	                              records, so that an original it keeps
+	                              has the TTLs before */
 };
 
 /* observe(): is the mode in effect for the domain right now? */
