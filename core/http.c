@@ -188,10 +188,45 @@ static int make_guid(char out[37])
 	return 0;
 }
 
+#define SECURITY_TOKEN_HEADER "X-Amz-Security-Token: "
+
+/* Temporary AWS credentials: the session token travels as a header, which
+ * libcurl's SigV4 signs with the others. */
+static int security_token_header(struct curl_slist **headers, const char *token)
+{
+	size_t len = sizeof(SECURITY_TOKEN_HEADER) + strlen(token);
+	char *line = malloc(len);
+	struct curl_slist *grown;
+
+	if (!line)
+		return -1;
+	snprintf(line, len, "%s%s", SECURITY_TOKEN_HEADER, token);
+	grown = curl_slist_append(*headers, line);
+	explicit_bzero(line, len);
+	free(line);
+	if (!grown)
+		return -1;
+	*headers = grown;
+	return 0;
+}
+
+/* Frees the header list, wiping the session token's copy first. */
+static void free_headers(struct curl_slist *headers)
+{
+	struct curl_slist *h;
+
+	for (h = headers; h; h = h->next)
+		if (strncmp(h->data, SECURITY_TOKEN_HEADER,
+		            sizeof(SECURITY_TOKEN_HEADER) - 1) == 0)
+			explicit_bzero(h->data, strlen(h->data));
+	curl_slist_free_all(headers);
+}
+
 /* The request's headers for one attempt.  A retry is a new request to the
  * service, so from the second attempt on a client-request-id header gets a
  * fresh GUID (Microsoft's services correlate each request by it). */
-static int attempt_headers(const struct mailmode_http_request *req, int attempt,
+static int attempt_headers(const struct mailmode_http_request *req,
+                           const struct mailmode_http_options *opts, int attempt,
                            struct curl_slist **out)
 {
 	struct curl_slist *headers = NULL;
@@ -199,6 +234,9 @@ static int attempt_headers(const struct mailmode_http_request *req, int attempt,
 	size_t i;
 
 	*out = NULL;
+	if (opts && opts->aws_sigv4 && opts->aws_session_token &&
+	    security_token_header(&headers, opts->aws_session_token) != 0)
+		goto fail;
 	for (i = 0; req->headers && req->headers[i]; i++) {
 		const char *header = req->headers[i];
 		struct curl_slist *grown;
@@ -219,7 +257,7 @@ static int attempt_headers(const struct mailmode_http_request *req, int attempt,
 	*out = headers;
 	return 0;
 fail:
-	curl_slist_free_all(headers);
+	free_headers(headers);
 	return -1;
 }
 
@@ -249,7 +287,22 @@ static void tls_error(struct mailmode_diag *diag, const struct mailmode_http_req
 	curl_url_cleanup(u);
 }
 
+/* SigV4 by libcurl (CURLOPT_AWS_SIGV4): it signs method, path, query,
+ * the headers set and the body, and adds X-Amz-Date and Authorization. */
+static CURLcode configure_sigv4(CURL *curl, const struct mailmode_http_options *opts)
+{
+	CURLcode rc;
+
+	rc = curl_easy_setopt(curl, CURLOPT_AWS_SIGV4, opts->aws_sigv4);
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(curl, CURLOPT_USERNAME, opts->aws_access_key_id);
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(curl, CURLOPT_PASSWORD, opts->aws_secret_access_key);
+	return rc;
+}
+
 static int configure(CURL *curl, const struct mailmode_http_request *req,
+                     const struct mailmode_http_options *opts,
                      struct curl_slist *headers, struct growbuf *body, struct growbuf *head,
                      char *errbuf)
 {
@@ -279,13 +332,16 @@ static int configure(CURL *curl, const struct mailmode_http_request *req,
 	rc |= curl_easy_setopt(curl, CURLOPT_USERAGENT, "mailmode/" PACKAGE_VERSION);
 	rc |= curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
 	errbuf[0] = '\0';
+	if (rc == CURLE_OK && opts && opts->aws_sigv4)
+		rc = configure_sigv4(curl, opts);
 	return rc == CURLE_OK ? 0 : -1;
 }
 
 /* One attempt: *status is the answer's status, or the attempt failed
  * without one (the result code says whether it may have been acted on). */
 static int attempt(struct mm_host_ctx *host, struct mailmode_http_session *session,
-                   const struct mailmode_http_request *req, int number,
+                   const struct mailmode_http_request *req,
+                   const struct mailmode_http_options *opts, int number,
                    struct growbuf *body, struct growbuf *head, long *status,
                    struct mailmode_diag *diag)
 {
@@ -296,12 +352,12 @@ static int attempt(struct mm_host_ctx *host, struct mailmode_http_session *sessi
 
 	body->len = 0;
 	head->len = 0;
-	if (attempt_headers(req, number, &headers) != 0) {
+	if (attempt_headers(req, opts, number, &headers) != 0) {
 		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "HTTP: out of memory");
 		rc = MAILMODE_ERR_NOMEM;
 		goto out;
 	}
-	if (configure(session->curl, req, headers, body, head, errbuf) != 0) {
+	if (configure(session->curl, req, opts, headers, body, head, errbuf) != 0) {
 		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "HTTP: cannot set up request to %s", req->url);
 		goto out;
 	}
@@ -326,7 +382,7 @@ static int attempt(struct mm_host_ctx *host, struct mailmode_http_session *sessi
 	            req->url, *status, number);
 	rc = MAILMODE_OK;
 out:
-	curl_slist_free_all(headers);
+	free_headers(headers);
 	return rc;
 }
 
@@ -351,9 +407,47 @@ static long next_wait(struct mm_host_ctx *host, const struct mailmode_http_reque
 	return wait;
 }
 
+/* Options this host cannot honour are refused before anything is sent. */
+static int check_options(const struct mailmode_http_options *opts, struct mailmode_diag *diag)
+{
+	const curl_version_info_data *curl = curl_version_info(CURLVERSION_NOW);
+
+	if (!opts)
+		return MAILMODE_OK;
+	if (opts->struct_size < sizeof(struct mailmode_http_options)) {
+		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		            "HTTP: the plugin's request options are smaller (%zu bytes) "
+		            "than ABI 1.4's (%zu)", opts->struct_size,
+		            sizeof(struct mailmode_http_options));
+		return MAILMODE_ERR_CONFIG;
+	}
+	if (!opts->aws_sigv4)
+		return MAILMODE_OK;
+	if (!opts->aws_access_key_id || !opts->aws_secret_access_key) {
+		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		            "HTTP: AWS Signature Version 4 without an access key id and secret");
+		return MAILMODE_ERR_CONFIG;
+	}
+	if (curl->version_num < 0x074b00) {
+		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		            "HTTP: libcurl %s cannot sign with AWS Signature Version 4 "
+		            "(7.75.0 or later needed)", curl->version);
+		return MAILMODE_ERR_CONFIG;
+	}
+	return MAILMODE_OK;
+}
+
 int mm_http_request(void *handle, struct mailmode_http_session *session,
                     const struct mailmode_http_request *req,
                     struct mailmode_http_response *resp, struct mailmode_diag *diag)
+{
+	return mm_http_request_opts(handle, session, req, NULL, resp, diag);
+}
+
+int mm_http_request_opts(void *handle, struct mailmode_http_session *session,
+                         const struct mailmode_http_request *req,
+                         const struct mailmode_http_options *opts,
+                         struct mailmode_http_response *resp, struct mailmode_diag *diag)
 {
 	struct mm_host_ctx *host = handle;
 	struct mailmode_http_session *own = NULL;
@@ -363,6 +457,9 @@ int mm_http_request(void *handle, struct mailmode_http_session *session,
 	int rc = MAILMODE_ERR_FAILED;
 
 	memset(resp, 0, sizeof(*resp));
+	rc = check_options(opts, diag);
+	if (rc != MAILMODE_OK)
+		goto out;
 	if (!session) {
 		own = mm_http_session_new(handle);
 		if (!own) {
@@ -376,7 +473,8 @@ int mm_http_request(void *handle, struct mailmode_http_session *session,
 		long wait;
 
 		resp->attempts++;
-		rc = attempt(host, session, req, resp->attempts, &body, &head, &resp->status, diag);
+		rc = attempt(host, session, req, opts, resp->attempts, &body, &head, &resp->status,
+		             diag);
 		/* An earlier attempt was answered 408 or 504, which the service
 		 * may have acted on: this one sending nothing does not make the
 		 * outcome known. */

@@ -14,6 +14,11 @@ void mm_http_session_free(void *handle, struct mailmode_http_session *session);
 int mm_http_request(void *handle, struct mailmode_http_session *session,
                     const struct mailmode_http_request *req,
                     struct mailmode_http_response *resp, struct mailmode_diag *diag);
+/* ABI 1.4: with options (AWS Signature Version 4 by libcurl). */
+int mm_http_request_opts(void *handle, struct mailmode_http_session *session,
+                         const struct mailmode_http_request *req,
+                         const struct mailmode_http_options *opts,
+                         struct mailmode_http_response *resp, struct mailmode_diag *diag);
 void mm_http_response_free(void *handle, struct mailmode_http_response *resp);
 
 /* HTTP requests (attempts) made so far by this thread. */

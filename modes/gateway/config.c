@@ -19,14 +19,18 @@
  *   fallback_ttl = 3600        ; optional: TTL of fallback_mx (default 3600)
  *
  *   [dns LAB]
- *   provider = rfc2136         ; optional: rfc2136 (default), cloudflare or
- *                              ;   gcloud; route53 and azure: "not
+ *   provider = rfc2136         ; optional: rfc2136 (default), cloudflare,
+ *                              ;   gcloud or route53; azure: "not
  *                              ;   implemented yet".  The API providers
  *                              ;   read api_url, ca_file and their
  *                              ;   credential file (cloudflare:
  *                              ;   api_token_file; gcloud:
  *                              ;   service_account_file, project,
- *                              ;   managed_zone) instead of the primary
+ *                              ;   managed_zone; route53: access_key_id
+ *                              ;   and secret_access_key_file, or
+ *                              ;   aws_credentials_file and aws_profile,
+ *                              ;   session_token_file, region) instead of
+ *                              ;   the primary
  *                              ;   and TSIG keys (mailmode.conf(5))
  *   primary = 192.0.2.53       ; optional: where UPDATEs and the reads
  *                              ;   before them go (address or host name);
@@ -278,6 +282,7 @@ static const char *const provider_names[] = {
 	[GW_PROVIDER_RFC2136] = "rfc2136",
 	[GW_PROVIDER_CLOUDFLARE] = "cloudflare",
 	[GW_PROVIDER_GCLOUD] = "gcloud",
+	[GW_PROVIDER_ROUTE53] = "route53",
 };
 
 const char *gw_config_provider_name(enum gw_provider_kind kind)
@@ -300,13 +305,13 @@ static int read_provider(const struct key_reader *kr, struct gw_config *cfg)
 			return MAILMODE_OK;
 		}
 	}
-	if (strcmp(value, "route53") == 0 || strcmp(value, "azure") == 0)
+	if (strcmp(value, "azure") == 0)
 		return bad_value(kr, section, "provider", value,
-		                 "is not implemented yet (use rfc2136, cloudflare "
-		                 "or gcloud)");
+		                 "is not implemented yet (use rfc2136, cloudflare, "
+		                 "gcloud or route53)");
 	return bad_value(kr, section, "provider", value,
-	                 "is not a DNS provider (use rfc2136, cloudflare or "
-	                 "gcloud)");
+	                 "is not a DNS provider (use rfc2136, cloudflare, "
+	                 "gcloud or route53)");
 }
 
 static int read_tsig(const struct key_reader *kr, struct gw_config *cfg)
@@ -343,12 +348,84 @@ static int read_tsig(const struct key_reader *kr, struct gw_config *cfg)
 	                 sizeof(cfg->tsig_secret_file));
 }
 
+/* A word of the characters in `allowed` (plus letters and digits), copied
+ * into out; "" when the key is absent. */
+static int read_word(const struct key_reader *kr, const char *section,
+                     const char *key, const char *allowed, char *out,
+                     size_t out_len, const char *why)
+{
+	const char *value = get(kr, section, key);
+	const char *p;
+
+	out[0] = '\0';
+	if (!value)
+		return MAILMODE_OK;
+	for (p = value; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || strchr(allowed, *p)))
+			return bad_value(kr, section, key, value, why);
+	if ((size_t)snprintf(out, out_len, "%s", value) >= out_len)
+		return bad_value(kr, section, key, value, "is too long");
+	return MAILMODE_OK;
+}
+
+/* Route 53: an access key id with secret_access_key_file, or the AWS shared
+ * credentials file; the signing region. */
+static int read_route53(const struct key_reader *kr, struct gw_config *cfg)
+{
+	const char *section = cfg->dns_section;
+	bool shared = get(kr, section, "aws_credentials_file") != NULL;
+	int rc;
+
+	rc = read_word(kr, section, "region", "-", cfg->region,
+	               sizeof(cfg->region), "is not an AWS region (us-east-1)");
+	if (rc == MAILMODE_OK && !cfg->region[0])
+		snprintf(cfg->region, sizeof(cfg->region), "us-east-1");
+	if (rc == MAILMODE_OK)
+		rc = read_word(kr, section, "access_key_id", "", cfg->access_key_id,
+		               sizeof(cfg->access_key_id),
+		               "is not an AWS access key id (AKIA...)");
+	if (rc == MAILMODE_OK)
+		rc = read_word(kr, section, "aws_profile", "-_.", cfg->aws_profile,
+		               sizeof(cfg->aws_profile), "is not a profile name");
+	if (rc != MAILMODE_OK)
+		return rc;
+	if (shared && (cfg->access_key_id[0] ||
+	               get(kr, section, "secret_access_key_file")))
+		return bad_value(kr, section, "aws_credentials_file",
+		                 get(kr, section, "aws_credentials_file"),
+		                 "and access_key_id/secret_access_key_file exclude "
+		                 "each other: set one of them");
+	if (!shared && cfg->aws_profile[0])
+		return bad_value(kr, section, "aws_profile", cfg->aws_profile,
+		                 "names a section of aws_credentials_file, which "
+		                 "is not set");
+	if (!shared && !cfg->access_key_id[0])
+		return missing(kr, section, "access_key_id",
+		               "the IAM access key id, with secret_access_key_file; "
+		               "or set aws_credentials_file");
+	if (!shared && !get(kr, section, "secret_access_key_file"))
+		return missing(kr, section, "secret_access_key_file",
+		               "a file holding the IAM secret access key, mode 0600");
+	if (!cfg->aws_profile[0])
+		snprintf(cfg->aws_profile, sizeof(cfg->aws_profile), "default");
+	cfg->aws_credentials_file = shared;
+	rc = read_path(kr, section, shared ? "aws_credentials_file"
+	                                   : "secret_access_key_file",
+	               cfg->credentials_file, sizeof(cfg->credentials_file));
+	if (rc != MAILMODE_OK)
+		return rc;
+	return read_path(kr, section, "session_token_file", cfg->session_token_file,
+	                 sizeof(cfg->session_token_file));
+}
+
 /* The keys of the HTTPS providers: where the API is, whom to trust, and
  * the file holding the credential. */
 static int read_https(const struct key_reader *kr, struct gw_config *cfg)
 {
 	const char *section = cfg->dns_section;
 	bool cf = cfg->provider == GW_PROVIDER_CLOUDFLARE;
+	bool r53 = cfg->provider == GW_PROVIDER_ROUTE53;
 	const char *cred_key = cf ? "api_token_file" : "service_account_file";
 	const char *value;
 	size_t len;
@@ -357,7 +434,8 @@ static int read_https(const struct key_reader *kr, struct gw_config *cfg)
 	value = get(kr, section, "api_url");
 	if (!value)
 		value = cf ? "https://api.cloudflare.com/client/v4"
-		           : "https://dns.googleapis.com/dns/v1";
+		           : r53 ? "https://route53.amazonaws.com"
+		                 : "https://dns.googleapis.com/dns/v1";
 	if (strncmp(value, "https://", 8) != 0)
 		return bad_value(kr, section, "api_url", value,
 		                 "is not an https:// URL");
@@ -368,8 +446,8 @@ static int read_https(const struct key_reader *kr, struct gw_config *cfg)
 	if (cfg->api_url[len - 1] == '/')
 		cfg->api_url[len - 1] = '\0';
 	rc = read_path(kr, section, "ca_file", cfg->ca_file, sizeof(cfg->ca_file));
-	if (rc != MAILMODE_OK)
-		return rc;
+	if (rc != MAILMODE_OK || r53)
+		return rc != MAILMODE_OK ? rc : read_route53(kr, cfg);
 	if (!get(kr, section, cred_key))
 		return missing(kr, section, cred_key,
 		               cf ? "a file holding the Cloudflare API token, mode 0600"

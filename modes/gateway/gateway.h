@@ -59,7 +59,8 @@ struct gw_mx_set {
 enum gw_provider_kind {
 	GW_PROVIDER_RFC2136 = 0,            /* a primary taking RFC 2136 UPDATEs */
 	GW_PROVIDER_CLOUDFLARE,             /* Cloudflare API v4 (cloudflare.c) */
-	GW_PROVIDER_GCLOUD                  /* Google Cloud DNS v1 (gcloud.c) */
+	GW_PROVIDER_GCLOUD,                 /* Google Cloud DNS v1 (gcloud.c) */
+	GW_PROVIDER_ROUTE53                 /* Amazon Route 53 (route53.c) */
 };
 
 struct gw_config {
@@ -88,6 +89,13 @@ struct gw_config {
 	                                       service_account_file */
 	char project[GW_NAME_MAX];          /* gcloud; "" = the key's project_id */
 	char managed_zone[GW_NAME_MAX];     /* gcloud; "" = discovered */
+	/* route53: credentials_file is secret_access_key_file, or with
+	 * aws_credentials_file set the AWS shared credentials file */
+	bool aws_credentials_file;
+	char aws_profile[128];              /* its section; default "default" */
+	char access_key_id[128];            /* "" with aws_credentials_file */
+	char session_token_file[GW_TSIG_SECRET_FILE_MAX]; /* "" = none */
+	char region[64];                    /* signing region, us-east-1 */
 
 	/* [service NAME] */
 	struct gw_mx_set gateway;           /* gateway_ttl applied to each */
@@ -98,7 +106,8 @@ struct gw_config {
 int gw_config_load(const struct gw_ctx *ctx, const struct mailmode_request *req,
                    struct gw_config *cfg, struct mailmode_diag *diag);
 
-/* The provider's name as configured ("rfc2136", "cloudflare", "gcloud"). */
+/* The provider's name as configured ("rfc2136", "cloudflare", "gcloud",
+ * "route53"). */
 const char *gw_config_provider_name(enum gw_provider_kind kind);
 
 /* Loads the TSIG secret (host->secret_load: refuses group/world-readable
@@ -192,6 +201,12 @@ struct gw_op {
 	const char *domain;                /* "mail.example.test", no dot */
 	char zone[GW_NAME_MAX];            /* found by gw_find_zone, no dot */
 	char primary_addr[GW_ADDR_MAX];    /* found by gw_find_primary */
+	/* How many times the last write went out: 1 + the host's retries
+	 * (mailmode_http_response.attempts; gw_https_call keeps it for
+	 * every call but a GET).  gw_swap zeroes it before a replace: above
+	 * 1, the answer is the last attempt's, and an earlier attempt may
+	 * have been applied whatever it says. */
+	int write_attempts;
 };
 
 /* The zone the domain lives in: configured, or found by an SOA walk through

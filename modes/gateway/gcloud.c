@@ -620,19 +620,6 @@ static int gc_get_rrset(struct gw_provider *provider, const char *name,
 
 /* ---- the change ------------------------------------------------------------ */
 
-/* One TTL for the whole set (Google keeps one per RRset); false when the
- * records disagree. */
-static bool set_ttl(const struct gw_mx_set *set, uint32_t *ttl)
-{
-	size_t i;
-
-	*ttl = set->count ? set->mx[0].ttl : 0;
-	for (i = 1; i < set->count; i++)
-		if (set->mx[i].ttl != *ttl)
-			return false;
-	return true;
-}
-
 static cJSON *rrset_json(const char *fqdn, const struct gw_mx_set *set)
 {
 	cJSON *rrset = cJSON_CreateObject();
@@ -641,7 +628,7 @@ static cJSON *rrset_json(const char *fqdn, const struct gw_mx_set *set)
 	uint32_t ttl;
 	size_t i;
 
-	set_ttl(set, &ttl);
+	gw_mx_set_one_ttl(set, &ttl);
 	if (!rrset || !rrdatas ||
 	    !cJSON_AddStringToObject(rrset, "kind", "dns#resourceRecordSet") ||
 	    !cJSON_AddStringToObject(rrset, "name", fqdn) ||
@@ -695,66 +682,27 @@ out:
 	return text;
 }
 
-/* Follows the change until "done".  It is applied either way (Google took
- * it); a change still pending when the wait ends is left to verify, which
- * asks every authoritative server. */
-static void follow_change(struct gw_provider *provider, const char *id,
-                          const char *status)
+/* changes.get: the change's status (left as it was without an answer). */
+static void poll_change(struct gw_provider *provider, const char *id,
+                        char *status, size_t len)
 {
 	struct gc *self = provider->impl;
-	struct gw_op *op = provider->op;
-	const struct mailmode_host *host = op->ctx->host;
-	struct mailmode_diag scratch = { 0 }, *saved = op->diag;
 	struct gw_https_answer answer;
-	char path[GW_URL_MAX * 2], now[32];
-	int64_t until = host->clock_mono_ms(host->handle) +
-	                (int64_t)op->cfg->timeout_s * 1000 * GW_REREAD_TIMEOUTS * 4;
+	char path[GW_URL_MAX * 2];
 
-	snprintf(now, sizeof(now), "%s", status);
 	snprintf(path, sizeof(path), "/projects/%s/managedZones/%s/changes/%s",
 	         self->key.project, self->zone, id);
-	op->diag = &scratch;
-	while (strcmp(now, "done") != 0 &&
-	       host->clock_mono_ms(host->handle) < until) {
-		host->sleep_ms(host->handle, POLL_PAUSE_MS);
-		if (api_get(provider, path, "changes.get", &answer) != MAILMODE_OK)
-			continue;
-		if (!copy_field(answer.json, "status", now, sizeof(now)))
-			snprintf(now, sizeof(now), "?");
-		gw_https_answer_free(&answer);
-	}
-	op->diag = saved;
-	if (strcmp(now, "done") != 0)
-		host->log(host->handle, MAILMODE_LOG_WARNING, "%s: Google Cloud DNS "
-		          "change %s is still %s; verify waits for every "
-		          "authoritative server", op->domain, id, now);
+	if (api_get(provider, path, "changes.get", &answer) != MAILMODE_OK)
+		return;
+	if (!copy_field(answer.json, "status", status, len))
+		snprintf(status, len, "?");
+	gw_https_answer_free(&answer);
 }
 
-/* A refusal with our own set live is an earlier copy of this change that
- * landed (its answer lost, the request sent again); else someone else's. */
-static bool ours_live(struct gw_provider *provider, const char *name,
-                      const struct gw_mx_set *replacement)
-{
-	struct gw_op *op = provider->op;
-	const struct mailmode_host *host = op->ctx->host;
-	struct mailmode_diag scratch = { 0 }, *saved = op->diag;
-	struct gw_rrset_version live;
-	int rc;
-
-	op->diag = &scratch;
-	rc = gc_get_rrset(provider, name, &live);
-	op->diag = saved;
-	if (rc != MAILMODE_OK || !gw_mx_set_same(&live.rrset, replacement))
-		return false;
-	host->log(host->handle, MAILMODE_LOG_WARNING, "%s: Google Cloud DNS "
-	          "refused the change, and the new MX set is live: an earlier "
-	          "copy of the change landed", name);
-	return true;
-}
-
+/* The seam (gw_swap) knows when the host had sent the change more than
+ * once, and when a conflict is an earlier copy of it that landed. */
 static enum gw_replace_outcome change_refused(struct gw_provider *provider,
                                               const char *name,
-                                              const struct gw_mx_set *replacement,
                                               const struct gw_https_answer *answer)
 {
 	const struct gw_op *op = provider->op;
@@ -770,22 +718,9 @@ static enum gw_replace_outcome change_refused(struct gw_provider *provider,
 		               "outcome unknown", name, errors);
 		return GW_REPLACE_UNKNOWN;
 	}
-	if (answer->status == 412 || answer->status == 409 || answer->status == 404) {
-		if (ours_live(provider, name, replacement))
-			return GW_REPLACE_OK;
-		if (answer->attempts > 1) {
-			host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1, "Google Cloud "
-			               "DNS refused the retried change of %s (%s): the "
-			               "first attempt may have been applied, outcome "
-			               "unknown", name, errors);
-			return GW_REPLACE_UNKNOWN;
-		}
-		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0, "the MX set of %s "
-		               "changed at Google Cloud DNS between our read and our "
-		               "change (%s): someone else is editing it; nothing was "
-		               "changed by mailmode", name, errors);
-		return GW_REPLACE_CONFLICT;
-	}
+	if (answer->status == 412 || answer->status == 409 || answer->status == 404)
+		return gw_precondition_refused(provider, name, "Google Cloud DNS", "change",
+		                               errors);
 	rc = refused(provider, "the change of the MX rrset", answer);
 	return rc == MAILMODE_ERR_DENIED ? GW_REPLACE_DENIED : GW_REPLACE_FAILED;
 }
@@ -797,21 +732,15 @@ static enum gw_replace_outcome gc_replace_rrset(
 {
 	struct gc *self = provider->impl;
 	const struct gw_op *op = provider->op;
-	const struct mailmode_host *host = op->ctx->host;
 	struct gw_https_answer answer = { 0 };
 	enum gw_replace_outcome outcome = GW_REPLACE_FAILED;
 	char fqdn[GW_NAME_MAX + 1], path[GW_URL_MAX * 2], id[64], status[32];
 	char *body = NULL;
-	uint32_t ttl;
 	int rc;
 
 	snprintf(fqdn, sizeof(fqdn), "%s.", name);
-	if (!set_ttl(replacement, &ttl)) {
-		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0, "Google Cloud DNS "
-		               "keeps one TTL per RRset, and the MX set for %s has "
-		               "several", name);
+	if (!gw_need_one_ttl(op, "Google Cloud DNS", name, replacement))
 		goto out;
-	}
 	body = change_body(fqdn, &expected->rrset, replacement);
 	if (!body || find_zone(provider, fqdn) != MAILMODE_OK)
 		goto out;
@@ -820,18 +749,14 @@ static enum gw_replace_outcome gc_replace_rrset(
 	rc = api_call(provider, "POST", path, body, "the change of the MX rrset",
 	              &answer);
 	if (rc == MAILMODE_ERR_UNKNOWN) {
-		char first[MAILMODE_DIAG_SUMMARY_MAX];
-
-		snprintf(first, sizeof(first), "%s", op->diag->summary);
-		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1, "%.400s: outcome "
-		               "unknown", first);
+		gw_diag_outcome_unknown(op);
 		outcome = GW_REPLACE_UNKNOWN;
 		goto out;
 	}
 	if (rc != MAILMODE_OK)
 		goto out;
 	if (answer.status != 200) {
-		outcome = change_refused(provider, name, replacement, &answer);
+		outcome = change_refused(provider, name, &answer);
 		goto out;
 	}
 	if (!copy_field(answer.json, "id", id, sizeof(id)))
@@ -839,7 +764,8 @@ static enum gw_replace_outcome gc_replace_rrset(
 	if (!copy_field(answer.json, "status", status, sizeof(status)))
 		snprintf(status, sizeof(status), "pending");
 	if (strcmp(id, "?") != 0)
-		follow_change(provider, id, status);
+		gw_follow_change(provider, "Google Cloud DNS", id, status, "done",
+		                 POLL_PAUSE_MS, poll_change);
 	outcome = GW_REPLACE_OK;
 out:
 	gw_https_answer_free(&answer);
@@ -925,16 +851,6 @@ static enum gw_replace_outcome gc_probe_update(struct gw_provider *provider,
 	return GW_REPLACE_OK;
 }
 
-static void describe_set(char *buf, size_t len, const char *label,
-                         const char *name, const struct gw_mx_set *set)
-{
-	size_t i;
-
-	for (i = 0; i < set->count; i++)
-		gw_append_line(buf, len, "  %s: %s. %u MX %u %s", label, name,
-		            set->mx[i].ttl, set->mx[i].pref, set->mx[i].host);
-}
-
 static int gc_describe_replace(struct gw_provider *provider, const char *name,
                                const struct gw_rrset_version *expected,
                                const struct gw_mx_set *replacement, char *buf,
@@ -948,9 +864,9 @@ static int gc_describe_replace(struct gw_provider *provider, const char *name,
 	if (!expected->rrset.count)
 		gw_append_line(buf, len, "  precondition: %s. has no MX rrset (the "
 		            "addition fails if one exists)", name);
-	describe_set(buf, len, "deletion (must match the live rrset exactly, or "
+	gw_append_rrset(buf, len, "deletion (must match the live rrset exactly, or "
 	             "Google refuses the whole change)", name, &expected->rrset);
-	describe_set(buf, len, "addition", name, replacement);
+	gw_append_rrset(buf, len, "addition", name, replacement);
 	gw_append_line(buf, len, "  then: changes.get until the change is done");
 	return MAILMODE_OK;
 }
@@ -1002,6 +918,7 @@ int gw_gcloud_open(struct gw_op *op, struct gw_provider **out)
 		rc = gw_https_open(op, &self->api);
 	if (rc == MAILMODE_OK)
 		rc = gw_https_open(op, &self->oauth);
+	self->oauth.token_endpoint = true;
 	if (rc != MAILMODE_OK) {
 		gc_close(provider);
 		return rc;

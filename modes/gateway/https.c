@@ -5,6 +5,7 @@
 
 #include <cjson/cJSON.h>
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,7 @@
 #define GET_TRIES 3
 #define GET_PAUSE_MS 1000
 
-int gw_https_open(const struct gw_op *op, struct gw_https *https)
+int gw_https_open(struct gw_op *op, struct gw_https *https)
 {
 	const struct mailmode_host *host = op->ctx->host;
 
@@ -48,6 +49,54 @@ int gw_https_set_bearer(struct gw_https *https, const char *token)
 	return MAILMODE_OK;
 }
 
+static void wipe_string(const char **s)
+{
+	char *p = (char *)*s;
+
+	if (p) {
+		explicit_bzero(p, strlen(p));
+		free(p);
+	}
+	*s = NULL;
+}
+
+static void wipe_sigv4(struct gw_https *https)
+{
+	wipe_string(&https->sigv4.aws_sigv4);
+	wipe_string(&https->sigv4.aws_access_key_id);
+	wipe_string(&https->sigv4.aws_secret_access_key);
+	wipe_string(&https->sigv4.aws_session_token);
+}
+
+int gw_https_set_sigv4(struct gw_https *https, const char *provider,
+                       const char *key_id, const char *secret,
+                       const char *session_token, struct mailmode_diag *diag)
+{
+	const struct mailmode_host *host = https->op->ctx->host;
+	struct mailmode_http_options *o = &https->sigv4;
+
+	if (host->struct_size < offsetof(struct mailmode_host, http_request_opts) +
+	                        sizeof(host->http_request_opts) ||
+	    !host->http_request_opts) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "this mailmode (plugin ABI "
+		               "%u.%u) cannot sign AWS requests: Route 53 needs ABI 1.4",
+		               host->abi_major, host->abi_minor);
+		return MAILMODE_ERR_CONFIG;
+	}
+	wipe_sigv4(https);
+	o->struct_size = sizeof(*o);
+	o->aws_sigv4 = strdup(provider);
+	o->aws_access_key_id = strdup(key_id);
+	o->aws_secret_access_key = strdup(secret);
+	o->aws_session_token = session_token ? strdup(session_token) : NULL;
+	if (!o->aws_sigv4 || !o->aws_access_key_id || !o->aws_secret_access_key ||
+	    (session_token && !o->aws_session_token)) {
+		wipe_sigv4(https);
+		return MAILMODE_ERR_NOMEM;
+	}
+	return MAILMODE_OK;
+}
+
 void gw_https_close(struct gw_https *https)
 {
 	const struct mailmode_host *host;
@@ -56,6 +105,7 @@ void gw_https_close(struct gw_https *https)
 		return;
 	host = https->op->ctx->host;
 	wipe_auth(https);
+	wipe_sigv4(https);
 	if (https->session)
 		host->http_session_free(host->handle, https->session);
 	host->free(https->ca_file);
@@ -66,6 +116,8 @@ void gw_https_answer_free(struct gw_https_answer *answer)
 {
 	cJSON_Delete(answer->json);
 	answer->json = NULL;
+	free(answer->text);
+	answer->text = NULL;
 }
 
 static int call_once(struct gw_https *https, const char *method,
@@ -73,16 +125,18 @@ static int call_once(struct gw_https *https, const char *method,
                      const char *body, struct gw_https_answer *answer,
                      char *why, size_t why_len)
 {
-	const struct gw_op *op = https->op;
+	struct gw_op *op = https->op;
 	const struct mailmode_host *host = op->ctx->host;
 	struct mailmode_diag scratch = { 0 };
 	struct mailmode_http_response resp = { 0 };
-	char type_header[128];
+	char type_header[128], accept_header[128];
 	const char *headers[4];
 	size_t n = 0;
 	int rc;
 
-	headers[n++] = "Accept: application/json";
+	snprintf(accept_header, sizeof(accept_header), "Accept: %s",
+	         https->accept ? https->accept : "application/json");
+	headers[n++] = accept_header;
 	if (body) {
 		snprintf(type_header, sizeof(type_header), "Content-Type: %s",
 		         content_type ? content_type : "application/json");
@@ -100,8 +154,16 @@ static int call_once(struct gw_https *https, const char *method,
 		.ca_file = https->ca_file,
 		.timeout_ms = (long)op->cfg->timeout_s * 1000,
 	};
-	rc = host->http_request(host->handle, https->session, &req, &resp,
-	                        &scratch);
+	if (https->sigv4.aws_sigv4)
+		rc = host->http_request_opts(host->handle, https->session, &req,
+		                             &https->sigv4, &resp, &scratch);
+	else
+		rc = host->http_request(host->handle, https->session, &req, &resp,
+		                        &scratch);
+	/* Counted with or without an answer: the seam needs to know that
+	 * an earlier attempt went out. */
+	if (strcmp(method, "GET") != 0 && !https->token_endpoint)
+		op->write_attempts = resp.attempts;
 	if (rc != MAILMODE_OK) {
 		snprintf(why, why_len, "%s", scratch.summary[0] ? scratch.summary
 		                                                : "no answer");
@@ -110,6 +172,11 @@ static int call_once(struct gw_https *https, const char *method,
 	answer->status = resp.status;
 	answer->attempts = resp.attempts;
 	answer->json = resp.body ? cJSON_Parse(resp.body) : NULL;
+	answer->text = resp.body ? strdup(resp.body) : NULL;
+	if (resp.body && !answer->text) {
+		gw_https_answer_free(answer);
+		rc = MAILMODE_ERR_NOMEM;
+	}
 out:
 	host->http_response_free(host->handle, &resp);
 	return rc;

@@ -12,27 +12,40 @@
 struct cJSON;
 
 struct gw_https {
-	const struct gw_op *op;
+	struct gw_op *op;           /* op->write_attempts is kept here */
+	bool token_endpoint;        /* its POSTs change nothing: not writes */
 	struct mailmode_http_session *session;
 	char *ca_file;              /* host->config_path'ed; NULL: system store */
 	char *auth;                 /* "Authorization: Bearer ..."; NULL: none */
+	/* AWS Signature Version 4 (route53.c), signed by the host (ABI 1.4);
+	 * aws_sigv4 NULL: not signed.  The strings are owned and wiped. */
+	struct mailmode_http_options sigv4;
+	const char *accept;         /* the Accept header; NULL: application/json */
 };
 
 /* What came back: any HTTP status.  json is the parsed body (NULL when
- * the body is not JSON). */
+ * the body is not JSON); text the body as it came (XML for Route 53). */
 struct gw_https_answer {
 	long status;
 	int attempts;               /* 1 + the host's retries */
 	struct cJSON *json;
+	char *text;
 };
 
-int gw_https_open(const struct gw_op *op, struct gw_https *https);
+int gw_https_open(struct gw_op *op, struct gw_https *https);
 /* Sets the bearer token (copied; the old one is wiped). */
 int gw_https_set_bearer(struct gw_https *https, const char *token);
 void gw_https_close(struct gw_https *https);
+/* Signs every request with AWS SigV4 ("aws:amz:REGION:SERVICE"); the
+ * strings are copied (session_token may be NULL).  MAILMODE_ERR_CONFIG
+ * with the diagnostic filled when the host predates ABI 1.4. */
+int gw_https_set_sigv4(struct gw_https *https, const char *provider,
+                       const char *key_id, const char *secret,
+                       const char *session_token, struct mailmode_diag *diag);
 
 /* One request.  GET is idempotent: a 500 or 502 (which the host does not
- * retry) is tried again twice.  MAILMODE_OK when an answer arrived; else
+ * retry) is tried again twice.  Any other method is a write: its
+ * attempts go to op->write_attempts (provider.h, gw_swap).  MAILMODE_OK when an answer arrived; else
  * `why` says why none did (no answer means: outcome unknown for a write).
  * content_type NULL: application/json when there is a body. */
 int gw_https_call(struct gw_https *https, const char *method, const char *url,

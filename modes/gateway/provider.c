@@ -15,6 +15,8 @@ int gw_provider_open(struct gw_op *op, bool need_secret,
 		return gw_cloudflare_open(op, provider);
 	case GW_PROVIDER_GCLOUD:
 		return gw_gcloud_open(op, provider);
+	case GW_PROVIDER_ROUTE53:
+		return gw_route53_open(op, provider);
 	case GW_PROVIDER_RFC2136:
 	default:
 		return gw_rfc2136_open(op, need_secret, provider);
@@ -33,6 +35,8 @@ int gw_provider_check_credentials(const struct gw_ctx *ctx,
 		return gw_cloudflare_check_credentials(ctx, cfg, diag);
 	case GW_PROVIDER_GCLOUD:
 		return gw_gcloud_check_credentials(ctx, cfg, diag);
+	case GW_PROVIDER_ROUTE53:
+		return gw_route53_check_credentials(ctx, cfg, diag);
 	case GW_PROVIDER_RFC2136:
 	default:
 		rc = gw_config_load_secret(ctx, cfg, &secret, diag);
@@ -58,3 +62,91 @@ void gw_append_line(char *buf, size_t len, const char *fmt, ...)
 	va_end(ap);
 }
 
+
+bool gw_mx_set_one_ttl(const struct gw_mx_set *set, uint32_t *ttl)
+{
+	size_t i;
+
+	*ttl = set->count ? set->mx[0].ttl : 0;
+	for (i = 1; i < set->count; i++)
+		if (set->mx[i].ttl != *ttl)
+			return false;
+	return true;
+}
+
+bool gw_need_one_ttl(const struct gw_op *op, const char *who, const char *name,
+                     const struct gw_mx_set *set)
+{
+	uint32_t ttl;
+
+	if (gw_mx_set_one_ttl(set, &ttl))
+		return true;
+	op->ctx->host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0, "%s keeps one TTL "
+	                        "per record set, and the MX set for %s has "
+	                        "several", who, name);
+	return false;
+}
+
+void gw_diag_outcome_unknown(const struct gw_op *op)
+{
+	char first[MAILMODE_DIAG_SUMMARY_MAX];
+
+	snprintf(first, sizeof(first), "%s", op->diag->summary);
+	op->ctx->host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1,
+	                        "%.400s: outcome unknown", first);
+}
+
+void gw_append_rrset(char *buf, size_t len, const char *label, const char *name,
+                   const struct gw_mx_set *set)
+{
+	size_t i;
+
+	for (i = 0; i < set->count; i++)
+		gw_append_line(buf, len, "  %s: %s. %u MX %u %s", label, name,
+		               set->mx[i].ttl, set->mx[i].pref, set->mx[i].host);
+}
+
+enum gw_replace_outcome gw_precondition_refused(struct gw_provider *provider,
+                                               const char *name, const char *who,
+                                               const char *change, const char *detail)
+{
+	const struct gw_op *op = provider->op;
+	const struct mailmode_host *host = op->ctx->host;
+
+	host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0, "the MX set of %s changed "
+	               "at %s between our read and our %s (%s): someone else is "
+	               "editing it; nothing was changed by mailmode", name, who,
+	               change, detail);
+	return GW_REPLACE_CONFLICT;
+}
+
+void gw_follow_change(struct gw_provider *provider, const char *who,
+                      const char *id, const char *status, const char *done,
+                      int64_t pause_ms,
+                      void (*poll)(struct gw_provider *provider,
+                                   const char *id, char *status, size_t len))
+{
+	struct gw_op *op = provider->op;
+	const struct mailmode_host *host = op->ctx->host;
+	struct mailmode_diag scratch = { 0 }, *saved = op->diag;
+	char now[32];
+	int64_t started = host->clock_mono_ms(host->handle);
+	int64_t until = started + (int64_t)op->cfg->timeout_s * 1000 *
+	                                  GW_REREAD_TIMEOUTS * 4;
+
+	snprintf(now, sizeof(now), "%s", status);
+	op->diag = &scratch;
+	while (strcmp(now, done) != 0 && host->clock_mono_ms(host->handle) < until) {
+		host->sleep_ms(host->handle, pause_ms);
+		poll(provider, id, now, sizeof(now));
+	}
+	op->diag = saved;
+	if (strcmp(now, done) != 0)
+		host->log(host->handle, MAILMODE_LOG_WARNING, "%s: %s change %s is "
+		          "still %s; verify waits for every authoritative server",
+		          op->domain, who, id, now);
+	else
+		host->log(host->handle, MAILMODE_LOG_INFO, "%s: %s change %s %s "
+		          "after %lld ms", op->domain, who, id, done,
+		          (long long)(host->clock_mono_ms(host->handle) - started));
+}

@@ -13,8 +13,11 @@
  *   cloudflare.c Cloudflare: no whole-set precondition; the token is the
  *               record ids, re-read right before and after the batch, and
  *               the plan says the guarantee is weaker.
- * Later: Route 53 (DELETE + CREATE in one batch), Azure DNS (If-Match on
- * the record set's etag).
+ *   route53.c   Amazon Route 53: one ChangeResourceRecordSets batch whose
+ *               DELETE is the exact old RRset (the server refuses any
+ *               other: InvalidChangeBatch) plus the CREATE of the new one;
+ *               the token is the RRset itself.
+ * Later: Azure DNS (If-Match on the record set's etag).
  * Only MX matters to this mode, so the RRset type is fixed to MX.
  */
 #ifndef GATEWAY_PROVIDER_H
@@ -54,7 +57,13 @@ struct gw_provider_ops {
 	/* Replaces the MX RRset of `name` with `replacement` (empty: delete
 	 * it) if, and only if, it still is `expected`.  All or nothing: the
 	 * name is never left without MX in between.  The diagnostic says why
-	 * when the outcome is not GW_REPLACE_OK. */
+	 * when the outcome is not GW_REPLACE_OK.  The outcome is what the
+	 * answer says; gw_swap adds what it cannot: a write the host sent
+	 * more than once (op->write_attempts, kept by gw_https_call; a
+	 * provider sending its write otherwise sets it from
+	 * mailmode_http_response.attempts) is unknown whatever the refusal,
+	 * and a CONFLICT with `replacement` live is an earlier copy of this
+	 * write that landed. */
 	enum gw_replace_outcome (*replace_rrset)(
 		struct gw_provider *provider, const char *name,
 		const struct gw_rrset_version *expected,
@@ -116,6 +125,12 @@ int gw_gcloud_check_credentials(const struct gw_ctx *ctx,
                                 const struct gw_config *cfg,
                                 struct mailmode_diag *diag);
 
+/* Amazon Route 53 with AWS SigV4 signed by the host (route53.c). */
+int gw_route53_open(struct gw_op *op, struct gw_provider **provider);
+int gw_route53_check_credentials(const struct gw_ctx *ctx,
+                                 const struct gw_config *cfg,
+                                 struct mailmode_diag *diag);
+
 /* ---- swap.c: the write path of setup and teardown ----------------------- */
 
 /* Hands call->original to host->keep_original unless the host holds it
@@ -127,7 +142,8 @@ int gw_keep_original(struct gw_call *call);
  * the compare-and-swap.  An UPDATE without an answer is settled by
  * re-reading the primary until it answers (at most GW_REREAD_TIMEOUTS
  * timeouts): the new set live is success; anything else is
- * MAILMODE_ERR_UNKNOWN (the UPDATE may still land), never "not applied". */
+ * MAILMODE_ERR_UNKNOWN (the UPDATE may still land), never "not applied".
+ * A refusal of a write sent more than once is settled the same way. */
 #define GW_REREAD_TIMEOUTS 3
 int gw_swap(struct gw_call *call, struct gw_provider *provider,
             const struct gw_rrset_version *expected,
@@ -144,5 +160,43 @@ int gw_replace_checkpointed(struct gw_call *call, struct gw_provider *provider,
 /* Appends one line to the NUL-terminated buf (describe_replace's output),
  * a newline before it when buf is not empty; drops what does not fit. */
 void gw_append_line(char *buf, size_t len, const char *fmt, ...) MAILMODE_PRINTF(3, 4);
+
+/* One TTL for the whole set in *ttl (the first record's; 0 when empty):
+ * false when the records disagree (providers that keep one TTL per RRset
+ * cannot hold such a set). */
+bool gw_mx_set_one_ttl(const struct gw_mx_set *set, uint32_t *ttl);
+
+/* The same, as a check before a change: false, with the diagnostic
+ * naming `who` (the provider), when the records disagree. */
+bool gw_need_one_ttl(const struct gw_op *op, const char *who, const char *name,
+                     const struct gw_mx_set *set);
+
+/* A change sent whose answer never came: the diagnostic (which says why)
+ * gets ": outcome unknown" and is marked retryable. */
+void gw_diag_outcome_unknown(const struct gw_op *op);
+
+/* Appends "  LABEL: NAME. TTL MX PREF HOST" for each record of set. */
+void gw_append_rrset(char *buf, size_t len, const char *label, const char *name,
+                   const struct gw_mx_set *set);
+
+/* A change `who` (the provider, "Route 53") refused because the MX set is
+ * not the expected one (detail: the refusal, for the message; `change`
+ * names the request, "change" or "batch"): someone else changed the set.
+ * When the host had sent the change more than once, the seam (gw_swap)
+ * turns this into an unknown outcome or, the new set live, success. */
+enum gw_replace_outcome gw_precondition_refused(struct gw_provider *provider,
+                                               const char *name, const char *who,
+                                               const char *change, const char *detail);
+
+/* Follows an accepted change until its status is `done`: every pause_ms,
+ * poll() updates the status (leaving it when no answer came), for at most
+ * GW_REREAD_TIMEOUTS * 4 timeouts.  The change is applied either way (the
+ * provider took it); one still pending when the wait ends is logged and
+ * left to verify, which asks every authoritative server. */
+void gw_follow_change(struct gw_provider *provider, const char *who,
+                      const char *id, const char *status, const char *done,
+                      int64_t pause_ms,
+                      void (*poll)(struct gw_provider *provider,
+                                   const char *id, char *status, size_t len));
 
 #endif /* GATEWAY_PROVIDER_H */

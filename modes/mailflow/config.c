@@ -82,154 +82,28 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
-#include <openssl/rand.h>
 #include <openssl/sha.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
 
-#define DEFAULT_LOGIN_URL "https://login.microsoftonline.com"
-#define DEFAULT_API_URL "https://outlook.office365.com"
 #define DEFAULT_NAME_PREFIX "mailmode"
 #define MANAGED_MARKER "managed by mailmode"
 
 /* ------------------------------------------------------------------ */
 /* Helpers */
 
-char *mf_strdup(const char *s)
-{
-	size_t len;
-	char *copy;
-
-	if (!s)
-		return NULL;
-	len = strlen(s) + 1;
-	copy = malloc(len);
-	if (copy)
-		memcpy(copy, s, len);
-	return copy;
-}
-
 /* A path from the configuration, made absolute by the host (relative paths
  * start at the configuration file's directory), in our own allocation. */
 static char *config_path(const struct mailmode_host *host, const char *value)
 {
 	char *absolute = host->config_path(host->handle, value);
-	char *copy = absolute ? mf_strdup(absolute) : NULL;
+	char *copy = absolute ? ms_strdup(absolute) : NULL;
 
 	host->free(absolute);
 	return copy;
-}
-
-char *mf_printf(const char *fmt, ...)
-{
-	va_list ap;
-	int len;
-	char *out;
-
-	va_start(ap, fmt);
-	len = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (len < 0)
-		return NULL;
-	out = malloc((size_t)len + 1);
-	if (!out)
-		return NULL;
-	va_start(ap, fmt);
-	vsnprintf(out, (size_t)len + 1, fmt, ap);
-	va_end(ap);
-	return out;
-}
-
-int mf_strcaseeq(const char *a, const char *b)
-{
-	if (!a || !b)
-		return a == b;
-	while (*a && *b) {
-		if (tolower((unsigned char)*a) != tolower((unsigned char)*b))
-			return 0;
-		a++;
-		b++;
-	}
-	return *a == *b;
-}
-
-int mf_guid(char out[37])
-{
-	unsigned char b[16];
-
-	if (RAND_bytes(b, sizeof(b)) != 1)
-		return -1;
-	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);  /* version 4 */
-	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);  /* RFC 4122 variant */
-	snprintf(out, 37,
-	         "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-	         b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9],
-	         b[10], b[11], b[12], b[13], b[14], b[15]);
-	return 0;
-}
-
-static int buf_reserve(struct mf_buf *buf, size_t more)
-{
-	size_t cap;
-	char *grown;
-
-	if (buf->failed)
-		return -1;
-	if (buf->len + more + 1 <= buf->cap)
-		return 0;
-	cap = buf->cap ? buf->cap : 256;
-	while (cap < buf->len + more + 1)
-		cap *= 2;
-	grown = realloc(buf->data, cap);
-	if (!grown) {
-		buf->failed = 1;
-		return -1;
-	}
-	buf->data = grown;
-	buf->cap = cap;
-	return 0;
-}
-
-void mf_buf_add(struct mf_buf *buf, const char *s)
-{
-	size_t len = strlen(s);
-
-	if (buf_reserve(buf, len) != 0)
-		return;
-	memcpy(buf->data + buf->len, s, len + 1);
-	buf->len += len;
-}
-
-void mf_buf_addf(struct mf_buf *buf, const char *fmt, ...)
-{
-	va_list ap;
-	int len;
-
-	va_start(ap, fmt);
-	len = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (len < 0) {
-		buf->failed = 1;
-		return;
-	}
-	if (buf_reserve(buf, (size_t)len) != 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(buf->data + buf->len, (size_t)len + 1, fmt, ap);
-	va_end(ap);
-	buf->len += (size_t)len;
-}
-
-void mf_buf_free(struct mf_buf *buf)
-{
-	free(buf->data);
-	buf->data = NULL;
-	buf->len = buf->cap = 0;
-	buf->failed = 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -238,12 +112,12 @@ void mf_buf_free(struct mf_buf *buf)
 /* "tenant T" from "T"; NULL on allocation failure. */
 static char *section_name(const char *kind, const char *name)
 {
-	return mf_printf("%s %s", kind, name);
+	return ms_printf("%s %s", kind, name);
 }
 
 static char *trimmed_url(const char *url)
 {
-	char *copy = mf_strdup(url);
+	char *copy = ms_strdup(url);
 	size_t len;
 
 	if (!copy)
@@ -601,28 +475,28 @@ int mf_profile_load(const struct mailmode_host *host, const char *mode_section,
 		goto nomem;
 	p->tenant_section = section_name("tenant", tenant_name);
 	service_section = section_name("service", service_name);
-	p->service = mf_strdup(service_name);
-	p->managed_marker = mf_strdup(MANAGED_MARKER);
+	p->service = ms_strdup(service_name);
+	p->managed_marker = ms_strdup(MANAGED_MARKER);
 	if (!p->tenant_section || !service_section || !p->service ||
 	    !p->managed_marker)
 		goto nomem;
 
 	/* [tenant T] */
 	value = host->config_get(host->handle, p->tenant_section, "tenant");
-	p->tenant = mf_strdup(empty(value) ? tenant_name : value);
+	p->tenant = ms_strdup(empty(value) ? tenant_name : value);
 	value = host->config_get(host->handle, p->tenant_section, "client_id");
 	if (empty(value)) {
 		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
 		               "[%s]: missing key 'client_id'", p->tenant_section);
 		goto out;
 	}
-	p->client_id = mf_strdup(value);
+	p->client_id = ms_strdup(value);
 	value = host->config_get(host->handle, p->tenant_section, "client_secret_file");
 	if (!empty(value))
-		p->client_secret_file = mf_strdup(value);
+		p->client_secret_file = ms_strdup(value);
 	value = host->config_get(host->handle, p->tenant_section, "private_key_file");
 	if (!empty(value))
-		p->private_key_file = mf_strdup(value);
+		p->private_key_file = ms_strdup(value);
 	value = host->config_get(host->handle, p->tenant_section, "certificate_file");
 	if (!empty(value))
 		p->certificate_file = config_path(host, value);
@@ -647,9 +521,9 @@ int mf_profile_load(const struct mailmode_host *host, const char *mode_section,
 		goto out;
 	}
 	value = host->config_get(host->handle, p->tenant_section, "login_url");
-	p->login_url = trimmed_url(empty(value) ? DEFAULT_LOGIN_URL : value);
+	p->login_url = trimmed_url(empty(value) ? MS_LOGIN_URL : value);
 	value = host->config_get(host->handle, p->tenant_section, "api_url");
-	p->api_url = trimmed_url(empty(value) ? DEFAULT_API_URL : value);
+	p->api_url = trimmed_url(empty(value) ? MS_EXO_API_URL : value);
 	if (!p->login_url || !p->api_url)
 		goto nomem;
 	if (!is_https_url(p->login_url) || !is_https_url(p->api_url)) {
@@ -668,10 +542,10 @@ int mf_profile_load(const struct mailmode_host *host, const char *mode_section,
 		goto out;
 	}
 	value = host->config_get(host->handle, p->tenant_section, "assertion_alg");
-	if (empty(value) || mf_strcaseeq(value, "PS256")) {
-		p->assertion_alg = MF_ASSERTION_PS256;
-	} else if (mf_strcaseeq(value, "RS256")) {
-		p->assertion_alg = MF_ASSERTION_RS256;
+	if (empty(value) || ms_strcaseeq(value, "PS256")) {
+		p->assertion_alg = MS_ASSERTION_PS256;
+	} else if (ms_strcaseeq(value, "RS256")) {
+		p->assertion_alg = MS_ASSERTION_RS256;
 	} else {
 		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
 		               "[%s]: 'assertion_alg' must be PS256 or RS256, not '%s'",
@@ -721,12 +595,12 @@ int mf_profile_load(const struct mailmode_host *host, const char *mode_section,
 		goto out;
 	}
 	value = host->config_get(host->handle, service_section, "tls_domain");
-	p->tls_domain = mf_strdup(empty(value) ? p->smart_hosts[0] : value);
+	p->tls_domain = ms_strdup(empty(value) ? p->smart_hosts[0] : value);
 	value = host->config_get(host->handle, service_section, "connector_type");
 	/* Partner unless asked: the least the service's mail needs. */
-	if (empty(value) || mf_strcaseeq(value, "Partner")) {
+	if (empty(value) || ms_strcaseeq(value, "Partner")) {
 		p->connector_type = MF_CONNECTOR_PARTNER;
-	} else if (mf_strcaseeq(value, "OnPremises")) {
+	} else if (ms_strcaseeq(value, "OnPremises")) {
 		p->connector_type = MF_CONNECTOR_ONPREMISES;
 	} else {
 		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
@@ -741,9 +615,9 @@ int mf_profile_load(const struct mailmode_host *host, const char *mode_section,
 		               service_section);
 		goto out;
 	}
-	p->tls_cert_name = mf_strdup(value);
+	p->tls_cert_name = ms_strdup(value);
 	value = host->config_get(host->handle, service_section, "name_prefix");
-	p->name_prefix = mf_strdup(empty(value) ? DEFAULT_NAME_PREFIX : value);
+	p->name_prefix = ms_strdup(empty(value) ? DEFAULT_NAME_PREFIX : value);
 	if (!p->tls_domain || !p->tls_cert_name || !p->name_prefix)
 		goto nomem;
 	rc = load_service_ips(host, service_section, p, diag);
@@ -768,6 +642,16 @@ int mf_profile_load(const struct mailmode_host *host, const char *mode_section,
 		               service_section);
 		goto out;
 	}
+	p->app = (struct ms_app){
+		.section = p->tenant_section, .tenant = p->tenant,
+		.client_id = p->client_id,
+		.client_secret_file = p->client_secret_file,
+		.private_key_file = p->private_key_file,
+		.certificate_file = p->certificate_file,
+		.login_url = p->login_url, .scope = MS_SCOPE_EXO,
+		.ca_file = p->ca_file, .assertion_alg = p->assertion_alg,
+		.timeout_ms = p->timeout_ms, .retry_budget_ms = p->retry_budget_ms,
+	};
 	*out = p;
 	p = NULL;
 	rc = MAILMODE_OK;

@@ -2,19 +2,24 @@
  * mailflow mode plugin: internal interfaces shared by its source files.
  *
  *   config.c  the profile: tenant, credentials, service values, names
- *   token.c   app-only OAuth2 (client secret or JWT client assertion)
- *   exo.c     the Exchange Online admin API client (InvokeCommand)
+ *   tenant.c  the tenant entries: the connection (lib/ms ms_session)
+ *             and the cached reads of each tenant
  *   objects.c the desired connectors and rule, read-back comparison,
  *             conflict detection
  *   shared.c  the rules shared by the tenant's domains: membership,
  *             subdomain exceptions
  *   trace.c   the message trace of a test message (ABI 1.1 trace)
  *   mode.c    the plugin operations and the descriptor
+ *
+ * The token (Entra ID client credentials) and the Exchange Online admin
+ * API client (InvokeCommand) are the shared lib/ms (ms/ms.h).
  */
 #ifndef MAILFLOW_H
 #define MAILFLOW_H
 
 #include <mailmode/plugin.h>
+
+#include "ms/ms.h"
 
 #include <cjson/cJSON.h>
 #include <pthread.h>
@@ -27,12 +32,6 @@
 enum mf_connector_type {
 	MF_CONNECTOR_ONPREMISES = 0,
 	MF_CONNECTOR_PARTNER = 1
-};
-
-/* How the certificate client assertion is signed (assertion_alg). */
-enum mf_assertion_alg {
-	MF_ASSERTION_PS256 = 0,    /* RSASSA-PSS, header x5t#S256 (current) */
-	MF_ASSERTION_RS256 = 1     /* PKCS#1 v1.5, header x5t (older form) */
 };
 
 /* Real Exchange lists new objects within 30 minutes. */
@@ -59,7 +58,7 @@ struct mf_profile {
 	char *login_url;           /* no trailing slash */
 	char *api_url;             /* no trailing slash */
 	char *ca_file;             /* NULL: system trust store */
-	enum mf_assertion_alg assertion_alg;
+	enum ms_assertion_alg assertion_alg;
 	long retry_budget_ms;      /* per request; 0: host default */
 	long timeout_ms;           /* per request; 0: host default */
 	long visibility_window_ms; /* a new object may stay unlisted this long */
@@ -81,6 +80,9 @@ struct mf_profile {
 	char inbound_name[MF_NAME_MAX];
 	/* Marks objects as ours in Comment/Comments. */
 	char *managed_marker;      /* "managed by mailmode" */
+
+	/* The sign-in and the admin API, for lib/ms: the strings above. */
+	struct ms_app app;
 };
 
 /* Reads the profile of req (req->section).  Touches no network; reads no
@@ -108,40 +110,13 @@ void mf_rule_name(const struct mf_profile *profile, const char *domain,
                   char name[MF_NAME_MAX]);
 
 /* ------------------------------------------------------------------ */
-/* Small helpers (util in config.c) */
-
-char *mf_strdup(const char *s);
-char *mf_printf(const char *fmt, ...) MAILMODE_PRINTF(1, 2);
-int mf_strcaseeq(const char *a, const char *b);
-/* A random RFC 4122 version-4 GUID, 36 characters plus NUL. */
-int mf_guid(char out[37]);
-/* 1 when s is a GUID in its 8-4-4-4-12 hex form (token.c). */
-int mf_is_guid(const char *s);
-
-/* A growable string. */
-struct mf_buf {
-	char *data;
-	size_t len, cap;
-	int failed;    /* an allocation failed; data is incomplete */
-};
-void mf_buf_add(struct mf_buf *buf, const char *s);
-void mf_buf_addf(struct mf_buf *buf, const char *fmt, ...) MAILMODE_PRINTF(2, 3);
-void mf_buf_free(struct mf_buf *buf);
-
-/* ------------------------------------------------------------------ */
-/* Tenant connection: token cache and HTTP session (token.c) */
+/* Tenant entries (tenant.c) */
 
 struct mf_tenant {
 	struct mf_tenant *next;
 	char *key;                 /* token URL + client id: one cache entry */
 	pthread_mutex_t lock;      /* held for a whole operation on the tenant */
-	struct mailmode_http_session *session;
-	char connection_id[37];    /* one GUID per session, as the module does */
-	/* The directory (tenant) GUID from the access token's tid claim, for
-	 * X-AnchorMailbox; "" until a token has said it. */
-	char tenant_guid[37];
-	char *access_token;        /* NULL: none cached */
-	int64_t expires_at_ms;     /* wall clock */
+	struct ms_session session; /* HTTP session, token, connection-id */
 	/* The tenant's standing checks, read once per TENANT_FACTS_MS within a
 	 * run (a runbook switches many of its domains): dormancy and the
 	 * accepted domains change rarely, unlike rules and connectors, which
@@ -172,81 +147,6 @@ int mf_tenant_acquire(struct mf_ctx *ctx, const struct mf_profile *profile,
                       struct mf_tenant **out, struct mailmode_diag *diag);
 void mf_tenant_release(struct mf_tenant *tenant);
 void mf_tenants_free(struct mf_ctx *ctx);
-
-/* A valid access token for the tenant (cached until 5 minutes before it
- * expires).  *token points into the tenant entry.  MAILMODE_ERR_DENIED with
- * the AADSTS code and first line when the identity platform refuses. */
-int mf_token_get(struct mf_ctx *ctx, struct mf_tenant *tenant,
-                 const struct mf_profile *profile, const char **token,
-                 struct mailmode_diag *diag);
-/* validate_config: the secret, or key and certificate, are readable
- * (not group/world-readable) and usable, without asking the network. */
-int mf_credentials_check(struct mf_ctx *ctx, const struct mf_profile *profile,
-                         struct mailmode_diag *diag);
-/* Forgets the cached token (after a 401). */
-void mf_token_forget(struct mf_ctx *ctx, struct mf_tenant *tenant);
-
-/* The tid claim of an access token (a JWT) when it is a GUID: 0, else -1.
- * Exposed for the unit test. */
-int mf_token_tid(const char *access_token, char out[37]);
-
-/* The signed JWT client assertion (exposed for the unit test). */
-int mf_jwt_assertion(struct mf_ctx *ctx, const struct mf_profile *profile,
-                     const char *token_url, char **assertion,
-                     struct mailmode_diag *diag);
-
-/* ------------------------------------------------------------------ */
-/* Exchange Online admin API (exo.c) */
-
-/* One cmdlet call's session: the tenant, the profile, and the warnings the
- * service returned so far (surfaced on success). */
-struct mf_exo {
-	struct mf_ctx *ctx;
-	struct mf_tenant *tenant;
-	const struct mf_profile *profile;
-	struct mf_buf warnings;    /* one per line */
-	int calls;                 /* HTTP requests made to the admin API */
-};
-
-/* What failed, from the error body's details[0].message
- * "ErrId|ExceptionType|Text", or the status line and headers. */
-struct mf_exo_error {
-	long status;               /* 0: no HTTP answer */
-	char errid[64];
-	char type[256];            /* exception type, e.g. ...NotFoundException */
-	char text[1024];
-};
-
-/* Runs one cmdlet.  params: a cJSON object (not consumed; may be NULL).
- * On success *value is a cJSON array with every page's objects merged
- * (free with cJSON_Delete).  On failure err is filled (when not NULL) and
- * the diagnostic names the cmdlet and the error. */
-int mf_exo_invoke(struct mf_exo *exo, const char *cmdlet, const cJSON *params,
-                  cJSON **value, struct mf_exo_error *err,
-                  struct mailmode_diag *diag);
-
-/* Rewrites the diagnostic of a request the host did not send (it returned
- * MAILMODE_ERR_FAILED: a TLS certificate that did not verify) to one line
- * "[tenant T]: WHAT: <the host's line naming the host and ca_file>". */
-void mf_not_sent(const struct mailmode_host *host, const struct mf_profile *profile,
-                 const char *what, struct mailmode_diag *diag);
-
-/* Error classes, from the exception type and text. */
-int mf_exo_error_not_found(const struct mf_exo_error *err);
-int mf_exo_error_exists(const struct mf_exo_error *err);
-int mf_exo_error_dehydrated(const struct mf_exo_error *err);
-int mf_exo_error_inbound_restricted(const struct mf_exo_error *err);
-
-/* Field access that accepts both shapes the service uses: multi-valued
- * properties arrive as an array or as a bare string; booleans as JSON
- * booleans or "True"/"False"; numbers as numbers or strings. */
-const char *mf_field_str(const cJSON *obj, const char *name);
-/* NULL-terminated array of borrowed strings; free the array with free(). */
-const char **mf_field_strs(const cJSON *obj, const char *name, size_t *count);
-/* 1, 0, or -1 when absent or not a boolean. */
-int mf_field_bool(const cJSON *obj, const char *name);
-/* The value, or dflt when absent or not a number. */
-long mf_field_long(const cJSON *obj, const char *name, long dflt);
 
 /* ------------------------------------------------------------------ */
 /* Desired state, comparison and conflicts (objects.c) */
@@ -296,12 +196,12 @@ int mf_rule_unset_retired(cJSON *set_params);
  * "Field: have X, want Y" line per difference to mismatches.  Returns the
  * number of differences. */
 int mf_inbound_compare(const struct mf_profile *profile, const cJSON *conn,
-                       struct mf_buf *mismatches);
+                       struct ms_buf *mismatches);
 int mf_outbound_compare(const struct mf_profile *profile, const cJSON *conn,
-                        struct mf_buf *mismatches);
+                        struct ms_buf *mismatches);
 int mf_rule_compare(const struct mf_profile *profile,
                     const struct mf_rule_want *want, const cJSON *rule,
-                    const cJSON *all_rules, struct mf_buf *mismatches);
+                    const cJSON *all_rules, struct ms_buf *mismatches);
 
 /* 1 when the rule is one of ours (any domain): our name prefix and our
  * marker in Comments. */
@@ -317,9 +217,9 @@ int mf_rule_routes_to(const cJSON *rule, const char *connector_name,
  * (may be NULL) gets objects worth knowing that are no conflict. */
 struct mf_conflicts {
 	const char *const *accepted;
-	struct mf_buf *lines;
-	struct mf_buf *accepted_lines;
-	struct mf_buf *notes;
+	struct ms_buf *lines;
+	struct ms_buf *accepted_lines;
+	struct ms_buf *notes;
 };
 
 /* Returns how many conflicts were not accepted. */
@@ -331,7 +231,7 @@ int mf_find_conflicts(const struct mf_profile *profile, const char *domain,
 const cJSON *mf_find_by_name(const cJSON *array, const char *name);
 
 /* One cmdlet as PowerShell would take it, for plan(). */
-void mf_cmdlet_line(struct mf_buf *out, const char *cmdlet,
+void mf_cmdlet_line(struct ms_buf *out, const char *cmdlet,
                     const cJSON *params);
 
 /* ------------------------------------------------------------------ */

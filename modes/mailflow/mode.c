@@ -33,8 +33,8 @@ struct op {
 	const struct mailmode_request *req;
 	struct mf_profile *profile;
 	struct mf_tenant *tenant;
-	struct mf_exo exo;
-	struct mf_exo_error err;     /* of the last failed cmdlet */
+	struct ms_exo exo;
+	struct ms_exo_error err;     /* of the last failed cmdlet */
 	char rule_name[MF_NAME_MAX];
 	/* Names to act on: from the receipt when it has them (the objects
 	 * setup made, even if the profile changed since), else derived. */
@@ -52,7 +52,7 @@ struct op {
 	cJSON *rules;                /* Get-TransportRule */
 	cJSON *outbound;             /* Get-OutboundConnector */
 	cJSON *inbound;              /* Get-InboundConnector */
-	struct mf_buf warnings;      /* ours, one per line */
+	struct ms_buf warnings;      /* ours, one per line */
 };
 
 /* ------------------------------------------------------------------ */
@@ -72,16 +72,16 @@ static void names_from_receipt(struct op *op)
 	if (!op->req->receipt)
 		return;
 	receipt = cJSON_Parse(op->req->receipt);
-	name = mf_field_str(cJSON_GetObjectItem(receipt, "rule"), "name");
+	name = ms_field_str(cJSON_GetObjectItem(receipt, "rule"), "name");
 	if (name && strlen(name) < MF_NAME_MAX)
 		copy_name(op->rule_name, name);
-	name = mf_field_str(cJSON_GetObjectItem(receipt, "outbound_connector"), "name");
+	name = ms_field_str(cJSON_GetObjectItem(receipt, "outbound_connector"), "name");
 	if (name && strlen(name) < MF_NAME_MAX)
 		copy_name(op->outbound_name, name);
-	name = mf_field_str(cJSON_GetObjectItem(receipt, "inbound_connector"), "name");
+	name = ms_field_str(cJSON_GetObjectItem(receipt, "inbound_connector"), "name");
 	if (name && strlen(name) < MF_NAME_MAX)
 		copy_name(op->inbound_name, name);
-	op->set_up_at_ms = (int64_t)mf_field_long(receipt, "set_up_at_ms", 0);
+	op->set_up_at_ms = (int64_t)ms_field_long(receipt, "set_up_at_ms", 0);
 	if (cJSON_IsObject(receipt)) {
 		op->receipt = receipt;
 		receipt = NULL;
@@ -114,9 +114,9 @@ static int op_begin(struct mf_ctx *ctx, const struct mailmode_request *req,
 	rc = mf_tenant_acquire(ctx, op->profile, &op->tenant, diag);
 	if (rc != MAILMODE_OK)
 		return rc;
-	op->exo.ctx = ctx;
-	op->exo.tenant = op->tenant;
-	op->exo.profile = op->profile;
+	op->exo = (struct ms_exo){ .host = ctx->host, .app = &op->profile->app,
+	                           .api_url = op->profile->api_url,
+	                           .session = &op->tenant->session };
 	return MAILMODE_OK;
 }
 
@@ -133,8 +133,8 @@ static void op_end(struct op *op)
 	cJSON_Delete(op->outbound);
 	cJSON_Delete(op->inbound);
 	cJSON_Delete(op->receipt);
-	mf_buf_free(&op->exo.warnings);
-	mf_buf_free(&op->warnings);
+	ms_buf_free(&op->exo.warnings);
+	ms_buf_free(&op->warnings);
 }
 
 static void warn(struct op *op, const char *fmt, ...) MAILMODE_PRINTF(2, 3);
@@ -147,7 +147,7 @@ static void warn(struct op *op, const char *fmt, ...)
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
 	op->host->log(op->host->handle, MAILMODE_LOG_WARNING, "%s", line);
-	mf_buf_addf(&op->warnings, "%s\n", line);
+	ms_buf_addf(&op->warnings, "%s\n", line);
 }
 
 /* Appends each line of text to the diagnostic's detail. */
@@ -177,7 +177,7 @@ static int invoke(struct op *op, const char *cmdlet, const cJSON *params,
                   cJSON **value, struct mailmode_diag *diag)
 {
 	cJSON *ignored = NULL;
-	int rc = mf_exo_invoke(&op->exo, cmdlet, params, value ? value : &ignored,
+	int rc = ms_exo_invoke(&op->exo, cmdlet, params, value ? value : &ignored,
 	                       &op->err, diag);
 
 	cJSON_Delete(ignored);
@@ -185,7 +185,7 @@ static int invoke(struct op *op, const char *cmdlet, const cJSON *params,
 	 * changed the tenant: what was cached is no longer what is there. */
 	if (strncmp(cmdlet, "Get-", 4) != 0)
 		op->tenant->world_read_ms = 0;
-	if (rc != MAILMODE_OK && mf_exo_error_dehydrated(&op->err)) {
+	if (rc != MAILMODE_OK && ms_exo_error_dehydrated(&op->err)) {
 		op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
 		                   "tenant %s is dormant (dehydrated): %s refused until organization customization is enabled",
 		                   op->profile->tenant, cmdlet);
@@ -332,7 +332,7 @@ static int check_accepted_domain(struct op *op, struct mailmode_diag *diag)
 	const struct mailmode_host *host = op->host;
 	const char *domain = op->req->domain;
 	const cJSON *accepted, *item;
-	struct mf_buf names = { 0 }, fallback = { 0 };
+	struct ms_buf names = { 0 }, fallback = { 0 };
 	int found = 0, rc;
 
 	rc = read_accepted(op, op->read_only ? TENANT_FACTS_MS : ACCEPTED_FRESH_MS, diag);
@@ -340,18 +340,18 @@ static int check_accepted_domain(struct op *op, struct mailmode_diag *diag)
 		goto out;
 	accepted = op->accepted;
 	cJSON_ArrayForEach(item, accepted) {
-		const char *name = mf_field_str(item, "DomainName");
+		const char *name = ms_field_str(item, "DomainName");
 
 		if (!name)
-			name = mf_field_str(item, "Name");
+			name = ms_field_str(item, "Name");
 		if (!name)
 			continue;
-		mf_buf_addf(&names, "%s%s", names.len ? ", " : "", name);
-		if (mf_strcaseeq(name, domain))
+		ms_buf_addf(&names, "%s%s", names.len ? ", " : "", name);
+		if (ms_strcaseeq(name, domain))
 			found = 1;
 		if (ends_with(name, ".onmicrosoft.com") &&
 		    !ends_with(name, ".mail.onmicrosoft.com"))
-			mf_buf_addf(&fallback, "%s%s", fallback.len ? ", " : "", name);
+			ms_buf_addf(&fallback, "%s%s", fallback.len ? ", " : "", name);
 	}
 	if (names.failed || fallback.failed) {
 		host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
@@ -372,8 +372,8 @@ static int check_accepted_domain(struct op *op, struct mailmode_diag *diag)
 		     fallback.data, op->profile->service);
 	rc = MAILMODE_OK;
 out:
-	mf_buf_free(&names);
-	mf_buf_free(&fallback);
+	ms_buf_free(&names);
+	ms_buf_free(&fallback);
 	return rc;
 }
 
@@ -391,7 +391,7 @@ static int check_organization(struct op *op, struct mailmode_diag *diag)
 	rc = invoke(op, "Get-OrganizationConfig", NULL, &config, diag);
 	if (rc != MAILMODE_OK)
 		goto out;
-	if (mf_field_bool(cJSON_GetArrayItem(config, 0), "IsDehydrated") == 1) {
+	if (ms_field_bool(cJSON_GetArrayItem(config, 0), "IsDehydrated") == 1) {
 		op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
 		                   "tenant %s is dormant (dehydrated): connectors and transport rules cannot be created yet",
 		                   op->profile->tenant);
@@ -418,7 +418,7 @@ static void warn_lines(struct op *op, const char *prefix, const char *lines)
 {
 	while (lines && *lines) {
 		size_t len = strcspn(lines, "\n");
-		char *one = mf_printf("%s%.*s", prefix, (int)len, lines);
+		char *one = ms_printf("%s%.*s", prefix, (int)len, lines);
 
 		if (one)
 			warn(op, "%s", one);
@@ -434,7 +434,7 @@ static int check_rule_room(struct op *op, struct mailmode_diag *diag);
 static int preflight(struct op *op, struct mailmode_diag *diag)
 {
 	const struct mailmode_host *host = op->host;
-	struct mf_buf refused = { 0 }, accepted = { 0 }, notes = { 0 };
+	struct ms_buf refused = { 0 }, accepted = { 0 }, notes = { 0 };
 	struct mf_conflicts conflicts = { accepted_conflicts(op->req), &refused, &accepted,
 	                                  &notes };
 	int n, rc;
@@ -474,9 +474,9 @@ static int preflight(struct op *op, struct mailmode_diag *diag)
 	warn_lines(op, "", notes.data);
 	rc = check_rule_room(op, diag);
 out:
-	mf_buf_free(&refused);
-	mf_buf_free(&accepted);
-	mf_buf_free(&notes);
+	ms_buf_free(&refused);
+	ms_buf_free(&accepted);
+	ms_buf_free(&notes);
 	return rc;
 }
 
@@ -515,7 +515,7 @@ static int receipt_put(cJSON *receipt, const char *key, const char *name,
 static int receipt_add(cJSON *receipt, const char *key, const char *name,
                        const cJSON *object, const char *action, int64_t at_ms)
 {
-	return receipt_put(receipt, key, name, object ? mf_field_str(object, "Guid") : NULL,
+	return receipt_put(receipt, key, name, object ? ms_field_str(object, "Guid") : NULL,
 	                   action, action, at_ms);
 }
 
@@ -600,16 +600,16 @@ struct object_kind {
 
 /* The plan's line for an object that differs: its mismatches, then the
  * Set-* cmdlet. */
-static void plan_update(struct mf_buf *plan, const struct object_kind *kind,
+static void plan_update(struct ms_buf *plan, const struct object_kind *kind,
                         const char *name, const char *mismatches, const cJSON *params)
 {
 	const char *m = mismatches;
 
-	mf_buf_addf(plan, "# %s '%s' exists but differs: ", kind->what, name);
+	ms_buf_addf(plan, "# %s '%s' exists but differs: ", kind->what, name);
 	while (*m) {
 		size_t len = strcspn(m, "\n");
 
-		mf_buf_addf(plan, "%.*s%s", (int)len, m, m[len] && m[len + 1] ? "; " : "\n");
+		ms_buf_addf(plan, "%.*s%s", (int)len, m, m[len] && m[len + 1] ? "; " : "\n");
 		m += len;
 		if (*m)
 			m++;
@@ -621,10 +621,10 @@ static void plan_update(struct mf_buf *plan, const struct object_kind *kind,
 static int update_object(struct op *op, const struct object_kind *kind,
                          const char *name, const cJSON *existing,
                          const cJSON *new_params, const char *mismatches,
-                         int keep_priority, int apply, struct mf_buf *plan,
+                         int keep_priority, int apply, struct ms_buf *plan,
                          cJSON *receipt, struct mailmode_diag *diag)
 {
-	const char *guid = mf_field_str(existing, "Guid");
+	const char *guid = ms_field_str(existing, "Guid");
 	cJSON *params = set_params(new_params, name, kind->is_rule, keep_priority);
 	int rc;
 
@@ -665,10 +665,10 @@ static int earlier_attempt_made(struct op *op, const struct object_kind *kind,
 {
 	cJSON *earlier = op->req->receipt ? cJSON_Parse(op->req->receipt) : NULL;
 	const cJSON *entry = cJSON_GetObjectItemCaseSensitive(earlier, kind->receipt_key);
-	const char *was = mf_field_str(entry, "name");
-	const char *state = mf_field_str(entry, "state");
-	int made = was && state && mf_strcaseeq(was, name) &&
-	           (mf_strcaseeq(state, "creating") || mf_strcaseeq(state, "created"));
+	const char *was = ms_field_str(entry, "name");
+	const char *state = ms_field_str(entry, "state");
+	int made = was && state && ms_strcaseeq(was, name) &&
+	           (ms_strcaseeq(state, "creating") || ms_strcaseeq(state, "created"));
 
 	cJSON_Delete(earlier);
 	return made;
@@ -693,7 +693,7 @@ static int create_object(struct op *op, const struct object_kind *kind,
 	if (rc != MAILMODE_OK)
 		goto out;
 	rc = invoke(op, kind->new_cmdlet, new_params, &made, diag);
-	if (rc != MAILMODE_OK && mf_exo_error_exists(&op->err) && kind->is_rule &&
+	if (rc != MAILMODE_OK && ms_exo_error_exists(&op->err) && kind->is_rule &&
 	    !earlier_attempt_made(op, kind, name)) {
 		/* A shared rule not listed yet that this domain's attempts did
 		 * not make: another domain's setup made it moments ago (in this
@@ -703,7 +703,7 @@ static int create_object(struct op *op, const struct object_kind *kind,
 		               "transport rule '%s' already exists in tenant %s but is not listed yet: another domain's setup made it moments ago, so %s is not in it",
 		               name, op->profile->tenant, op->req->domain);
 		host->diag_append(diag, "run setup again once the rule is listed (%s)", NOT_VISIBLE_HINT);
-	} else if (rc != MAILMODE_OK && mf_exo_error_exists(&op->err)) {
+	} else if (rc != MAILMODE_OK && ms_exo_error_exists(&op->err)) {
 		/* Made by an earlier attempt whose answer was lost (or this
 		 * request, resent), and not listed yet: it was created. */
 		host->log(host->handle, MAILMODE_LOG_INFO,
@@ -719,7 +719,7 @@ static int create_object(struct op *op, const struct object_kind *kind,
 		goto out;
 	}
 	if (receipt_put(receipt, kind->receipt_key, name,
-	                mf_field_str(cJSON_GetArrayItem(made, 0), "Guid"), "created",
+	                ms_field_str(cJSON_GetArrayItem(made, 0), "Guid"), "created",
 	                "created", wall_ms(op)) != 0)
 		goto nomem;
 	host->log(host->handle, MAILMODE_LOG_INFO, "created %s '%s' in tenant %s",
@@ -738,7 +738,7 @@ out:
 static int reconcile_one(struct op *op, const struct object_kind *kind,
                          const char *name, const cJSON *existing,
                          cJSON *new_params, const char *mismatches,
-                         int keep_priority, int apply, struct mf_buf *plan,
+                         int keep_priority, int apply, struct ms_buf *plan,
                          cJSON *receipt, struct mailmode_diag *diag)
 {
 	const struct mailmode_host *host = op->host;
@@ -752,7 +752,7 @@ static int reconcile_one(struct op *op, const struct object_kind *kind,
 			goto nomem;
 		return MAILMODE_OK;
 	}
-	comment = mf_field_str(existing, kind->comment_field);
+	comment = ms_field_str(existing, kind->comment_field);
 	if (!comment || !strstr(comment, op->profile->managed_marker)) {
 		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
 		               "%s '%s' exists in tenant %s but was not made by mailmode (no '%s' in %s)",
@@ -766,7 +766,7 @@ static int reconcile_one(struct op *op, const struct object_kind *kind,
 		return update_object(op, kind, name, existing, new_params, mismatches,
 		                     keep_priority, apply, plan, receipt, diag);
 	if (!apply)
-		mf_buf_addf(plan, "# %s '%s' exists and matches the profile: reused\n",
+		ms_buf_addf(plan, "# %s '%s' exists and matches the profile: reused\n",
 		            kind->what, name);
 	if (receipt_add(receipt, kind->receipt_key, name, existing, "reused",
 	                apply ? wall_ms(op) : 0) != 0)
@@ -864,9 +864,9 @@ static int choose_rule(struct op *op, struct rule_choice *c, struct mailmode_dia
 	if (rule) {
 		/* Already listed: the rule as it is, its exceptions brought up
 		 * to date. */
-		copy_name(c->name, mf_field_str(rule, "Name"));
+		copy_name(c->name, ms_field_str(rule, "Name"));
 		c->existing = rule;
-		have = mf_field_strs(rule, "RecipientDomainIs", &count);
+		have = ms_field_strs(rule, "RecipientDomainIs", &count);
 		fits = choice_fill(op, c, have ? mf_list_with(have, NULL, NULL) : NULL);
 		free(have);
 		return fits < 0 ? MAILMODE_ERR_NOMEM : MAILMODE_OK;
@@ -874,13 +874,13 @@ static int choose_rule(struct op *op, struct rule_choice *c, struct mailmode_dia
 	cJSON_ArrayForEach(rule, op->rules) {
 		if (!mf_shared_rule_index(op->profile, rule))
 			continue;
-		have = mf_field_strs(rule, "RecipientDomainIs", &count);
+		have = ms_field_strs(rule, "RecipientDomainIs", &count);
 		fits = choice_fill(op, c, have ? mf_list_with(have, domain, NULL) : NULL);
 		free(have);
 		if (fits < 0)
 			return MAILMODE_ERR_NOMEM;
 		if (fits) {
-			copy_name(c->name, mf_field_str(rule, "Name"));
+			copy_name(c->name, ms_field_str(rule, "Name"));
 			c->existing = rule;
 			return MAILMODE_OK;
 		}
@@ -998,14 +998,14 @@ static int rule_read_back(struct op *op, const char *name, const char *const *be
 		if (!params)
 			goto nomem;
 		rc = invoke(op, "Get-TransportRule", params, &read, diag);
-		if (rc != MAILMODE_OK && mf_exo_error_not_found(&op->err)) {
+		if (rc != MAILMODE_OK && ms_exo_error_not_found(&op->err)) {
 			op->host->diag_set(diag, MAILMODE_SEV_NONE, 0, "%s", "");
 			rc = MAILMODE_OK;
 			goto out;
 		}
 		if (rc != MAILMODE_OK)
 			goto out;
-		have = mf_field_strs(cJSON_GetArrayItem(read, 0), "RecipientDomainIs", &count);
+		have = ms_field_strs(cJSON_GetArrayItem(read, 0), "RecipientDomainIs", &count);
 		if (!have)
 			goto nomem;
 		if (mf_lists_equal(have, wrote))
@@ -1065,7 +1065,7 @@ static int check_rule_room(struct op *op, struct mailmode_diag *diag)
 
 /* Set-TransportRule has no Enabled: a disabled rule is enabled by its
  * own cmdlet (checkpointed "updating" before). */
-static int enable_rule(struct op *op, int apply, struct mf_buf *plan, cJSON *receipt,
+static int enable_rule(struct op *op, int apply, struct ms_buf *plan, cJSON *receipt,
                        struct mailmode_diag *diag)
 {
 	cJSON *enable = identity_params(op->rule_name, 0);
@@ -1099,13 +1099,13 @@ out:
  * with the list and the domain), or makes one (New-TransportRule); brings
  * the rule to the profile either way.  The receipt names the rule and
  * says "creating"/"updating" before the write. */
-static int reconcile_rule(struct op *op, int apply, struct mf_buf *plan,
+static int reconcile_rule(struct op *op, int apply, struct ms_buf *plan,
                           cJSON *receipt, struct mailmode_diag *diag)
 {
 	const struct mailmode_host *host = op->host;
 	const struct mf_profile *profile = op->profile;
 	struct rule_choice choice = { 0 };
-	struct mf_buf mismatches = { 0 };
+	struct ms_buf mismatches = { 0 };
 	cJSON *params = NULL;
 	const cJSON *existing;
 	int rc = choose_rule(op, &choice, diag);
@@ -1139,7 +1139,7 @@ static int reconcile_rule(struct op *op, int apply, struct mf_buf *plan,
 			                   mismatches.data, move, apply, plan, receipt, diag);
 			/* A connector made a moment ago may not be visible to
 			 * the rule cmdlets yet (eventual consistency). */
-			if (rc == MAILMODE_OK || !apply || !mf_exo_error_not_found(&op->err) ||
+			if (rc == MAILMODE_OK || !apply || !ms_exo_error_not_found(&op->err) ||
 			    !strstr(op->err.text, profile->outbound_name))
 				break;
 			if (host->clock_mono_ms(host->handle) - started + wait_ms > budget_ms) {
@@ -1160,7 +1160,7 @@ static int reconcile_rule(struct op *op, int apply, struct mf_buf *plan,
 	}
 	if (rc == MAILMODE_OK && apply && existing && mismatches.len) {
 		size_t count = 0;
-		const char **before = mf_field_strs(existing, "RecipientDomainIs", &count);
+		const char **before = ms_field_strs(existing, "RecipientDomainIs", &count);
 
 		rc = before ? rule_read_back(op, op->rule_name, before, choice.members, 1,
 		                             receipt, diag)
@@ -1180,7 +1180,7 @@ nomem:
 	rc = MAILMODE_ERR_NOMEM;
 out:
 	cJSON_Delete(params);
-	mf_buf_free(&mismatches);
+	ms_buf_free(&mismatches);
 	choice_free(&choice);
 	return rc;
 }
@@ -1199,7 +1199,7 @@ static const cJSON *legacy_rule(struct op *op, char name[MF_NAME_MAX])
 
 /* Once the domain is in a shared rule, its rule of the previous version
  * goes (receipt "legacy_rule", checkpointed "removing" before). */
-static int fold_legacy_rule(struct op *op, int apply, struct mf_buf *plan,
+static int fold_legacy_rule(struct op *op, int apply, struct ms_buf *plan,
                             cJSON *receipt, struct mailmode_diag *diag)
 {
 	char name[MF_NAME_MAX];
@@ -1213,13 +1213,13 @@ static int fold_legacy_rule(struct op *op, int apply, struct mf_buf *plan,
 	if (!params)
 		goto nomem;
 	if (!apply) {
-		mf_buf_addf(plan, "# transport rule '%s' of the previous version (one rule per domain) is folded into '%s'\n",
+		ms_buf_addf(plan, "# transport rule '%s' of the previous version (one rule per domain) is folded into '%s'\n",
 		            name, op->rule_name);
 		mf_cmdlet_line(plan, "Remove-TransportRule", params);
 		cJSON_Delete(params);
 		return MAILMODE_OK;
 	}
-	if (receipt_put(receipt, "legacy_rule", name, mf_field_str(rule, "Guid"), "removed",
+	if (receipt_put(receipt, "legacy_rule", name, ms_field_str(rule, "Guid"), "removed",
 	                "removing", wall_ms(op)) != 0) {
 		cJSON_Delete(params);
 		goto nomem;
@@ -1227,7 +1227,7 @@ static int fold_legacy_rule(struct op *op, int apply, struct mf_buf *plan,
 	rc = checkpoint(op, receipt, diag);
 	if (rc == MAILMODE_OK)
 		rc = invoke(op, "Remove-TransportRule", params, NULL, diag);
-	if (rc != MAILMODE_OK && mf_exo_error_not_found(&op->err)) {
+	if (rc != MAILMODE_OK && ms_exo_error_not_found(&op->err)) {
 		op->host->diag_set(diag, MAILMODE_SEV_NONE, 0, "%s", "");
 		rc = MAILMODE_OK;
 	}
@@ -1246,12 +1246,12 @@ nomem:
 
 /* The inbound connector first: a tenant whose plan forbids inbound
  * connectors then fails before anything is made. */
-static int reconcile(struct op *op, int apply, struct mf_buf *plan,
+static int reconcile(struct op *op, int apply, struct ms_buf *plan,
                      cJSON *receipt, struct mailmode_diag *diag)
 {
 	const struct mailmode_host *host = op->host;
 	const struct mf_profile *profile = op->profile;
-	struct mf_buf mismatches = { 0 };
+	struct ms_buf mismatches = { 0 };
 	cJSON *params = NULL;
 	const cJSON *existing;
 	int rc = MAILMODE_ERR_NOMEM;
@@ -1271,7 +1271,7 @@ static int reconcile(struct op *op, int apply, struct mf_buf *plan,
 		goto nomem;
 	rc = reconcile_one(op, &inbound_kind, profile->inbound_name, existing, params,
 	                   mismatches.data, 0, apply, plan, receipt, diag);
-	if (rc != MAILMODE_OK && mf_exo_error_inbound_restricted(&op->err)) {
+	if (rc != MAILMODE_OK && ms_exo_error_inbound_restricted(&op->err)) {
 		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
 		               "tenant %s cannot create inbound connectors: its subscription does not allow them, so mailflow mode cannot work there",
 		               profile->tenant);
@@ -1282,7 +1282,7 @@ static int reconcile(struct op *op, int apply, struct mf_buf *plan,
 	if (rc != MAILMODE_OK)
 		goto out;
 	cJSON_Delete(params);
-	mf_buf_free(&mismatches);
+	ms_buf_free(&mismatches);
 
 	existing = mf_find_by_name(op->outbound, profile->outbound_name);
 	if (existing)
@@ -1296,7 +1296,7 @@ static int reconcile(struct op *op, int apply, struct mf_buf *plan,
 		goto out;
 	cJSON_Delete(params);
 	params = NULL;
-	mf_buf_free(&mismatches);
+	ms_buf_free(&mismatches);
 
 	rc = reconcile_rule(op, apply, plan, receipt, diag);
 	if (rc == MAILMODE_OK)
@@ -1307,7 +1307,7 @@ nomem:
 	rc = MAILMODE_ERR_NOMEM;
 out:
 	cJSON_Delete(params);
-	mf_buf_free(&mismatches);
+	ms_buf_free(&mismatches);
 	return rc;
 }
 
@@ -1338,10 +1338,10 @@ static void report_warnings(struct op *op, struct mailmode_diag *diag,
  * kill, a lost answer) knows that "not listed" means removed by us. */
 static int remove_object(struct op *op, const struct object_kind *kind,
                          const char *name, const cJSON *object, int apply,
-                         struct mf_buf *plan, struct mailmode_diag *diag)
+                         struct ms_buf *plan, struct mailmode_diag *diag)
 {
 	const cJSON *entry = cJSON_GetObjectItemCaseSensitive(op->receipt, kind->receipt_key);
-	const char *action = mf_field_str(entry, "action");
+	const char *action = ms_field_str(entry, "action");
 	cJSON *params = identity_params(name, 1);
 	int rc;
 
@@ -1352,14 +1352,14 @@ static int remove_object(struct op *op, const struct object_kind *kind,
 		rc = MAILMODE_OK;
 		goto out;
 	}
-	if (receipt_put(op->receipt, kind->receipt_key, name, mf_field_str(object, "Guid"),
+	if (receipt_put(op->receipt, kind->receipt_key, name, ms_field_str(object, "Guid"),
 	                action ? action : "found", "removing", wall_ms(op)) != 0)
 		goto nomem;
 	op->host->progress(op->host->handle, "%s '%s'", kind->remove_cmdlet, name);
 	rc = checkpoint(op, op->receipt, diag);
 	if (rc == MAILMODE_OK)
 		rc = invoke(op, kind->remove_cmdlet, params, NULL, diag);
-	if (rc != MAILMODE_OK && mf_exo_error_not_found(&op->err)) {
+	if (rc != MAILMODE_OK && ms_exo_error_not_found(&op->err)) {
 		op->host->diag_set(diag, MAILMODE_SEV_NONE, 0, "%s", "");
 		rc = MAILMODE_OK;
 	} else if (rc != MAILMODE_OK && strstr(op->err.text, "used by")) {
@@ -1396,20 +1396,20 @@ static int confirm_gone(struct op *op, const struct object_kind *kind, const cha
 {
 	const struct mailmode_host *host = op->host;
 	const cJSON *entry = cJSON_GetObjectItemCaseSensitive(op->receipt, kind->receipt_key);
-	const char *state = mf_field_str(entry, "state");
-	int64_t at = (int64_t)mf_field_long(entry, "state_at_ms", 0);
+	const char *state = ms_field_str(entry, "state");
+	int64_t at = (int64_t)ms_field_long(entry, "state_at_ms", 0);
 	int64_t now = wall_ms(op);
 	long window = op->profile->visibility_window_ms;
 	int force = (op->req->flags & MAILMODE_REQ_FORCE) != 0;
 	/* an update whose answer was lost (a domain joining a shared rule)
 	 * is as uncertain as a creation */
-	int creating = state && (mf_strcaseeq(state, "creating") ||
-	                         mf_strcaseeq(state, "updating"));
+	int creating = state && (ms_strcaseeq(state, "creating") ||
+	                         ms_strcaseeq(state, "updating"));
 	char span[32];
 
-	if (!entry || (state && (mf_strcaseeq(state, "removing") ||
-	                         mf_strcaseeq(state, "removed") ||
-	                         mf_strcaseeq(state, "leaving"))))
+	if (!entry || (state && (ms_strcaseeq(state, "removing") ||
+	                         ms_strcaseeq(state, "removed") ||
+	                         ms_strcaseeq(state, "leaving"))))
 		return MAILMODE_OK;
 	/* The shared rule setup made or joined is listed without the domain:
 	 * the domain left it. */
@@ -1445,8 +1445,8 @@ static int confirm_gone(struct op *op, const struct object_kind *kind, const cha
 static int rule_lists_only(const cJSON *rule, const char *domain)
 {
 	size_t count = 0;
-	const char **members = mf_field_strs(rule, "RecipientDomainIs", &count);
-	int only = members && count == 1 && mf_strcaseeq(members[0], domain);
+	const char **members = ms_field_strs(rule, "RecipientDomainIs", &count);
+	int only = members && count == 1 && ms_strcaseeq(members[0], domain);
 
 	free(members);
 	return only;
@@ -1461,16 +1461,16 @@ static const struct object_kind legacy_kind = {
  * list less the domain (and the exceptions for what remains), or
  * Remove-TransportRule when it was the last.  The receipt says "leaving"
  * or "removing" before the write. */
-static int leave_rule(struct op *op, const cJSON *rule, int apply, struct mf_buf *plan,
+static int leave_rule(struct op *op, const cJSON *rule, int apply, struct ms_buf *plan,
                       struct mailmode_diag *diag)
 {
-	const char *name = mf_field_str(rule, "Name");
-	const char *guid = mf_field_str(rule, "Guid");
+	const char *name = ms_field_str(rule, "Name");
+	const char *guid = ms_field_str(rule, "Guid");
 	const cJSON *entry = cJSON_GetObjectItemCaseSensitive(op->receipt, rule_kind.receipt_key);
-	const char *action = mf_field_str(entry, "action");
+	const char *action = ms_field_str(entry, "action");
 	struct rule_choice c = { 0 };
 	size_t count = 0;
-	const char **have = mf_field_strs(rule, "RecipientDomainIs", &count);
+	const char **have = ms_field_strs(rule, "RecipientDomainIs", &count);
 	cJSON *params = NULL, *set = NULL;
 	int rc = MAILMODE_ERR_NOMEM;
 
@@ -1486,7 +1486,7 @@ static int leave_rule(struct op *op, const cJSON *rule, int apply, struct mf_buf
 	if (!set)
 		goto nomem;
 	if (!apply) {
-		mf_buf_addf(plan, "# %s leaves transport rule '%s' (%zu other domain(s) stay)\n",
+		ms_buf_addf(plan, "# %s leaves transport rule '%s' (%zu other domain(s) stay)\n",
 		            op->req->domain, c.name, count - 1);
 		mf_cmdlet_line(plan, "Set-TransportRule", set);
 		rc = MAILMODE_OK;
@@ -1517,7 +1517,7 @@ out:
 /* Takes the domain out of every shared rule that lists it, removes its
  * rule of the previous version, or makes sure what the receipt knows of
  * is gone. */
-static int unmake_rules(struct op *op, int apply, struct mf_buf *plan,
+static int unmake_rules(struct op *op, int apply, struct ms_buf *plan,
                         struct mailmode_diag *diag)
 {
 	const cJSON *rule = NULL, *entry;
@@ -1537,7 +1537,7 @@ static int unmake_rules(struct op *op, int apply, struct mf_buf *plan,
 	if (rc != MAILMODE_OK || found)
 		return rc;
 	if (!apply) {
-		mf_buf_addf(plan, "# %s is in no transport rule of mailmode's\n", op->req->domain);
+		ms_buf_addf(plan, "# %s is in no transport rule of mailmode's\n", op->req->domain);
 		return MAILMODE_OK;
 	}
 	entry = cJSON_GetObjectItemCaseSensitive(op->receipt, rule_kind.receipt_key);
@@ -1547,21 +1547,21 @@ static int unmake_rules(struct op *op, int apply, struct mf_buf *plan,
 
 /* The other rules that route through the outbound connector, as a list of
  * names in users. */
-static void connector_users(struct op *op, const cJSON *outbound, struct mf_buf *users)
+static void connector_users(struct op *op, const cJSON *outbound, struct ms_buf *users)
 {
-	const char *outbound_guid = outbound ? mf_field_str(outbound, "Guid") : NULL;
+	const char *outbound_guid = outbound ? ms_field_str(outbound, "Guid") : NULL;
 	char legacy[MF_NAME_MAX];
 	const cJSON *item, *old = legacy_rule(op, legacy);
 
 	cJSON_ArrayForEach(item, op->rules) {
-		const char *name = mf_field_str(item, "Name");
+		const char *name = ms_field_str(item, "Name");
 
 		/* This teardown removes the domain's old rule and every shared
 		 * rule that lists the domain alone. */
 		if (item == old || !mf_rule_routes_to(item, op->outbound_name, outbound_guid) ||
 		    (mf_shared_rule_index(op->profile, item) && rule_lists_only(item, op->req->domain)))
 			continue;
-		mf_buf_addf(users, "%s'%s'", users->len ? ", " : "", name ? name : "?");
+		ms_buf_addf(users, "%s'%s'", users->len ? ", " : "", name ? name : "?");
 	}
 }
 
@@ -1569,9 +1569,9 @@ static void connector_users(struct op *op, const cJSON *outbound, struct mf_buf 
  * gone.  A same-named object without our marker is someone else's. */
 static int unmake_connector(struct op *op, const struct object_kind *kind,
                             const char *name, const cJSON *object, int apply,
-                            struct mf_buf *plan, struct mailmode_diag *diag)
+                            struct ms_buf *plan, struct mailmode_diag *diag)
 {
-	const char *comment = object ? mf_field_str(object, kind->comment_field) : NULL;
+	const char *comment = object ? ms_field_str(object, kind->comment_field) : NULL;
 
 	if (object && comment && strstr(comment, op->profile->managed_marker))
 		return remove_object(op, kind, name, object, apply, plan, diag);
@@ -1580,12 +1580,12 @@ static int unmake_connector(struct op *op, const struct object_kind *kind,
 	return confirm_gone(op, kind, name, 0, diag);
 }
 
-static int unmake(struct op *op, int apply, struct mf_buf *plan,
+static int unmake(struct op *op, int apply, struct ms_buf *plan,
                   struct mailmode_diag *diag)
 {
 	const struct mailmode_host *host = op->host;
 	const cJSON *outbound, *inbound;
-	struct mf_buf users = { 0 };
+	struct ms_buf users = { 0 };
 	int rc;
 
 	rc = read_world(op, op->read_only, diag);
@@ -1608,7 +1608,7 @@ static int unmake(struct op *op, int apply, struct mf_buf *plan,
 	}
 	if (users.len) {
 		if (!apply)
-			mf_buf_addf(plan, "# connectors '%s' and '%s' stay: still used by %s\n",
+			ms_buf_addf(plan, "# connectors '%s' and '%s' stay: still used by %s\n",
 			            op->outbound_name, op->inbound_name, users.data);
 		host->log(host->handle, MAILMODE_LOG_INFO,
 		          "keeping the connectors of service %s: still used by %s",
@@ -1621,10 +1621,10 @@ static int unmake(struct op *op, int apply, struct mf_buf *plan,
 		rc = unmake_connector(op, &inbound_kind, op->inbound_name, inbound, apply,
 		                      plan, diag);
 	if (rc == MAILMODE_OK && !apply && !outbound && !inbound)
-		mf_buf_addf(plan, "# connectors '%s' and '%s' are already absent\n",
+		ms_buf_addf(plan, "# connectors '%s' and '%s' are already absent\n",
 		            op->outbound_name, op->inbound_name);
 out:
-	mf_buf_free(&users);
+	ms_buf_free(&users);
 	return rc;
 }
 
@@ -1650,8 +1650,8 @@ static const cJSON *domain_rule(struct op *op, struct rule_choice *want, int *le
 	if (!rule && (rule = legacy_rule(op, want->name)))
 		*legacy = 1;
 	if (rule)
-		copy_name(want->name, mf_field_str(rule, "Name"));
-	have = mf_field_strs(rule, "RecipientDomainIs", &count);
+		copy_name(want->name, ms_field_str(rule, "Name"));
+	have = ms_field_strs(rule, "RecipientDomainIs", &count);
 	want->members = have ? mf_list_with(have, op->req->domain, NULL) : NULL;
 	free(have);
 	if (!want->members)
@@ -1659,7 +1659,7 @@ static const cJSON *domain_rule(struct op *op, struct rule_choice *want, int *le
 	if (op->accepted) {
 		want->excepted = mf_subdomain_exceptions(want->members, op->accepted);
 	} else {
-		const char **own = mf_field_strs(rule, "ExceptIfRecipientDomainIs", &count);
+		const char **own = ms_field_strs(rule, "ExceptIfRecipientDomainIs", &count);
 		size_t i, n = 0;
 
 		want->excepted = own;
@@ -1688,7 +1688,7 @@ static const cJSON *domain_rule(struct op *op, struct rule_choice *want, int *le
 }
 
 static int inspect(struct op *op, cJSON *report, int *missing, int *differences,
-                   struct mf_buf *details)
+                   struct ms_buf *details)
 {
 	struct rule_choice want = { 0 };
 	int legacy = 0;
@@ -1715,7 +1715,7 @@ static int inspect(struct op *op, cJSON *report, int *missing, int *differences,
 	    !cJSON_AddStringToObject(report, "service", profile->service))
 		goto fail;
 	for (i = 0; i < 3; i++) {
-		struct mf_buf mismatches = { 0 };
+		struct ms_buf mismatches = { 0 };
 		cJSON *entry = cJSON_AddObjectToObject(report, objects[i].key);
 		cJSON *fields;
 		const char *guid, *line;
@@ -1725,13 +1725,13 @@ static int inspect(struct op *op, cJSON *report, int *missing, int *differences,
 			goto fail;
 		if (!objects[i].object) {
 			(*missing)++;
-			mf_buf_addf(details, "%s '%s': not found\n", objects[i].what,
+			ms_buf_addf(details, "%s '%s': not found\n", objects[i].what,
 			            objects[i].name);
 			if (!cJSON_AddBoolToObject(entry, "present", 0))
 				goto fail;
 			continue;
 		}
-		guid = mf_field_str(objects[i].object, "Guid");
+		guid = ms_field_str(objects[i].object, "Guid");
 		if (!cJSON_AddBoolToObject(entry, "present", 1) ||
 		    !(guid ? cJSON_AddStringToObject(entry, "guid", guid)
 		           : cJSON_AddNullToObject(entry, "guid")))
@@ -1744,27 +1744,27 @@ static int inspect(struct op *op, cJSON *report, int *missing, int *differences,
 			n = mf_rule_compare(profile, &want.want, objects[i].object,
 			                    op->rules, &mismatches);
 		if (i == 2 && legacy) {
-			mf_buf_add(&mismatches, "Name: a rule of the previous version, for this domain alone: setup folds it into the shared rules\n");
+			ms_buf_add(&mismatches, "Name: a rule of the previous version, for this domain alone: setup folds it into the shared rules\n");
 			n++;
 		}
 		if (i == 2 && !cJSON_AddNumberToObject(entry, "priority",
-		                (double)mf_field_long(objects[i].object, "Priority", -1)))
+		                (double)ms_field_long(objects[i].object, "Priority", -1)))
 			goto fail;
 		fields = cJSON_AddArrayToObject(entry, "mismatches");
 		if (!fields || mismatches.failed) {
-			mf_buf_free(&mismatches);
+			ms_buf_free(&mismatches);
 			goto fail;
 		}
 		for (line = mismatches.data; line && *line;) {
 			size_t len = strcspn(line, "\n");
-			char *one = mf_printf("%.*s", (int)len, line);
+			char *one = ms_printf("%.*s", (int)len, line);
 
 			if (!one || !cJSON_AddItemToArray(fields, cJSON_CreateString(one))) {
 				free(one);
-				mf_buf_free(&mismatches);
+				ms_buf_free(&mismatches);
 				goto fail;
 			}
-			mf_buf_addf(details, "%s '%s' %s\n", objects[i].what,
+			ms_buf_addf(details, "%s '%s' %s\n", objects[i].what,
 			            objects[i].name, one);
 			free(one);
 			line += len;
@@ -1772,7 +1772,7 @@ static int inspect(struct op *op, cJSON *report, int *missing, int *differences,
 				line++;
 		}
 		*differences += n;
-		mf_buf_free(&mismatches);
+		ms_buf_free(&mismatches);
 	}
 	choice_free(&want);
 	return details->failed ? -1 : 0;
@@ -1797,7 +1797,7 @@ static int mf_init(const struct mailmode_host *host, const char *section,
 		return MAILMODE_ERR_NOMEM;
 	}
 	ctx->host = host;
-	ctx->mode_section = mf_strdup(section ? section : "mode mailflow");
+	ctx->mode_section = ms_strdup(section ? section : "mode mailflow");
 	if (!ctx->mode_section) {
 		pthread_mutex_destroy(&ctx->lock);
 		free(ctx);
@@ -1829,7 +1829,7 @@ static int mf_validate_config(void *opaque, const struct mailmode_request *req,
 
 	rc = mf_profile_load(ctx->host, ctx->mode_section, req->section, &profile, diag);
 	if (rc == MAILMODE_OK)
-		rc = mf_credentials_check(ctx, profile, diag);
+		rc = ms_credentials_check(ctx->host, &profile->app, diag);
 	mf_profile_free(profile);
 	return rc;
 }
@@ -1923,7 +1923,7 @@ static int teardown_reads(struct op *op, struct mailmode_diag *diag)
 	    now - op->tenant->organization_checked_ms >= TENANT_FACTS_MS) {
 		rc = invoke(op, "Get-OrganizationConfig", NULL, &value, diag);
 		if (rc == MAILMODE_OK &&
-		    mf_field_bool(cJSON_GetArrayItem(value, 0), "IsDehydrated") != 1)
+		    ms_field_bool(cJSON_GetArrayItem(value, 0), "IsDehydrated") != 1)
 			op->tenant->organization_checked_ms = now;
 		cJSON_Delete(value);
 		if (rc != MAILMODE_OK)
@@ -1962,7 +1962,7 @@ static int mf_plan(void *opaque, const struct mailmode_request *req,
                    struct mailmode_diag *diag)
 {
 	struct op op;
-	struct mf_buf plan = { 0 };
+	struct ms_buf plan = { 0 };
 	cJSON *receipt = NULL;
 	int rc;
 
@@ -1978,11 +1978,11 @@ static int mf_plan(void *opaque, const struct mailmode_request *req,
 		receipt = cJSON_CreateObject();
 		if (!receipt)
 			goto nomem;
-		mf_buf_addf(&plan, "# tenant %s, service %s, domain %s\n",
+		ms_buf_addf(&plan, "# tenant %s, service %s, domain %s\n",
 		            op.profile->tenant, op.profile->service, req->domain);
 		rc = reconcile(&op, 0, &plan, receipt, diag);
 	} else {
-		mf_buf_addf(&plan, "# tenant %s, service %s, domain %s\n",
+		ms_buf_addf(&plan, "# tenant %s, service %s, domain %s\n",
 		            op.profile->tenant, op.profile->service, req->domain);
 		rc = unmake(&op, 0, &plan, diag);
 	}
@@ -1997,7 +1997,7 @@ nomem:
 	rc = MAILMODE_ERR_NOMEM;
 out:
 	cJSON_Delete(receipt);
-	mf_buf_free(&plan);
+	ms_buf_free(&plan);
 	op_end(&op);
 	return rc;
 }
@@ -2009,10 +2009,10 @@ static int receipt_settled(const struct op *op)
 	const cJSON *entry;
 
 	cJSON_ArrayForEach(entry, op->receipt) {
-		const char *state = mf_field_str(entry, "state");
+		const char *state = ms_field_str(entry, "state");
 
-		if (state && (mf_strcaseeq(state, "creating") || mf_strcaseeq(state, "updating") ||
-		              mf_strcaseeq(state, "leaving") || mf_strcaseeq(state, "removing")))
+		if (state && (ms_strcaseeq(state, "creating") || ms_strcaseeq(state, "updating") ||
+		              ms_strcaseeq(state, "leaving") || ms_strcaseeq(state, "removing")))
 			return 0;
 	}
 	return 1;
@@ -2024,7 +2024,7 @@ static int receipt_settled(const struct op *op)
  * domains: status of a tenant's N domains then costs the three reads of
  * one. */
 static int read_back(struct op *op, cJSON **report, int *missing,
-                     int *differences, struct mf_buf *details,
+                     int *differences, struct ms_buf *details,
                      struct mailmode_diag *diag)
 {
 	int rc = read_world(op, op->read_only && receipt_settled(op), diag);
@@ -2057,7 +2057,7 @@ static int mf_verify(void *opaque, const struct mailmode_request *req,
                      char **report_out, struct mailmode_diag *diag)
 {
 	struct op op;
-	struct mf_buf details = { 0 };
+	struct ms_buf details = { 0 };
 	cJSON *report = NULL;
 	int missing = 0, differences = 0, rc;
 
@@ -2092,7 +2092,7 @@ static int mf_verify(void *opaque, const struct mailmode_request *req,
 	}
 out:
 	cJSON_Delete(report);
-	mf_buf_free(&details);
+	ms_buf_free(&details);
 	op_end(&op);
 	return rc;
 }
@@ -2102,7 +2102,7 @@ static int mf_observe(void *opaque, const struct mailmode_request *req,
                       struct mailmode_diag *diag)
 {
 	struct op op;
-	struct mf_buf details = { 0 };
+	struct ms_buf details = { 0 };
 	cJSON *report = NULL;
 	int missing = 0, differences = 0, rc;
 
@@ -2141,7 +2141,7 @@ static int mf_observe(void *opaque, const struct mailmode_request *req,
 	}
 out:
 	cJSON_Delete(report);
-	mf_buf_free(&details);
+	ms_buf_free(&details);
 	op_end(&op);
 	return rc;
 }

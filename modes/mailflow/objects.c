@@ -80,7 +80,7 @@ cJSON *mf_inbound_params(const struct mf_profile *profile)
 {
 	static const char *const any_sender[] = { "*", NULL };
 	cJSON *p = cJSON_CreateObject();
-	char *comment = mf_printf("%s: return path of service %s, shared by this tenant's domains",
+	char *comment = ms_printf("%s: return path of service %s, shared by this tenant's domains",
 	                          profile->managed_marker, profile->service);
 	int ok = p && comment &&
 	         cJSON_AddStringToObject(p, "Name", profile->inbound_name) &&
@@ -102,7 +102,7 @@ cJSON *mf_inbound_params(const struct mf_profile *profile)
 cJSON *mf_outbound_params(const struct mf_profile *profile)
 {
 	cJSON *p = cJSON_CreateObject();
-	char *comment = mf_printf("%s: route to service %s, shared by this tenant's domains",
+	char *comment = ms_printf("%s: route to service %s, shared by this tenant's domains",
 	                          profile->managed_marker, profile->service);
 	int ok = p && comment &&
 	         cJSON_AddStringToObject(p, "Name", profile->outbound_name) &&
@@ -168,7 +168,7 @@ void mf_shared_rule_name(const struct mf_profile *profile, unsigned index,
 
 unsigned mf_shared_rule_index(const struct mf_profile *profile, const cJSON *rule)
 {
-	const char *name = mf_field_str(rule, "Name");
+	const char *name = ms_field_str(rule, "Name");
 	size_t prefix_len = strlen(profile->name_prefix);
 	char *end;
 	unsigned long index;
@@ -184,7 +184,7 @@ cJSON *mf_rule_params(const struct mf_profile *profile,
                       const struct mf_rule_want *want, long priority)
 {
 	cJSON *p = cJSON_CreateObject();
-	char *comments = mf_printf("%s: routes mail for its recipient domains through service %s; do not edit by hand",
+	char *comments = ms_printf("%s: routes mail for its recipient domains through service %s; do not edit by hand",
 	                           profile->managed_marker, profile->service);
 	int ok;
 
@@ -252,11 +252,11 @@ const cJSON *mf_find_by_name(const cJSON *array, const char *name)
 	const cJSON *item;
 
 	cJSON_ArrayForEach(item, array) {
-		const char *have = mf_field_str(item, "Name");
+		const char *have = ms_field_str(item, "Name");
 
 		if (!have)
-			have = mf_field_str(item, "Identity");
-		if (have && mf_strcaseeq(have, name))
+			have = ms_field_str(item, "Identity");
+		if (have && ms_strcaseeq(have, name))
 			return item;
 	}
 	return NULL;
@@ -267,25 +267,25 @@ static const char *shown(const char *s)
 	return s ? s : "(absent)";
 }
 
-static int want_str(struct mf_buf *out, const cJSON *obj, const char *field,
+static int want_str(struct ms_buf *out, const cJSON *obj, const char *field,
                     const char *want)
 {
-	const char *have = mf_field_str(obj, field);
+	const char *have = ms_field_str(obj, field);
 
-	if (have && mf_strcaseeq(have, want))
+	if (have && ms_strcaseeq(have, want))
 		return 0;
-	mf_buf_addf(out, "%s: have '%s', want '%s'\n", field, shown(have), want);
+	ms_buf_addf(out, "%s: have '%s', want '%s'\n", field, shown(have), want);
 	return 1;
 }
 
-static int want_bool(struct mf_buf *out, const cJSON *obj, const char *field,
+static int want_bool(struct ms_buf *out, const cJSON *obj, const char *field,
                      int want)
 {
-	int have = mf_field_bool(obj, field);
+	int have = ms_field_bool(obj, field);
 
 	if (have == want)
 		return 0;
-	mf_buf_addf(out, "%s: have %s, want %s\n", field,
+	ms_buf_addf(out, "%s: have %s, want %s\n", field,
 	            have < 0 ? "(absent)" : have ? "True" : "False",
 	            want ? "True" : "False");
 	return 1;
@@ -303,11 +303,11 @@ static int sender_domain_is(const char *value, const char *want)
 }
 
 /* The multi-valued field equals want as a set (case-insensitive). */
-static int want_set(struct mf_buf *out, const cJSON *obj, const char *field,
+static int want_set(struct ms_buf *out, const cJSON *obj, const char *field,
                     const char *const *want)
 {
 	size_t count = 0, nwant = 0, i, j;
-	const char **have = mf_field_strs(obj, field, &count);
+	const char **have = ms_field_strs(obj, field, &count);
 	int equal;
 
 	if (!have) {
@@ -321,18 +321,18 @@ static int want_set(struct mf_buf *out, const cJSON *obj, const char *field,
 		int found = 0;
 
 		for (j = 0; j < count && !found; j++)
-			found = mf_strcaseeq(have[j], want[i]) ||
+			found = ms_strcaseeq(have[j], want[i]) ||
 			        sender_domain_is(have[j], want[i]);
 		equal = found;
 	}
 	if (!equal) {
-		mf_buf_addf(out, "%s: have [", field);
+		ms_buf_addf(out, "%s: have [", field);
 		for (i = 0; i < count; i++)
-			mf_buf_addf(out, "%s'%s'", i ? ", " : "", have[i]);
-		mf_buf_add(out, "], want [");
+			ms_buf_addf(out, "%s'%s'", i ? ", " : "", have[i]);
+		ms_buf_add(out, "], want [");
 		for (i = 0; i < nwant; i++)
-			mf_buf_addf(out, "%s'%s'", i ? ", " : "", want[i]);
-		mf_buf_add(out, "]\n");
+			ms_buf_addf(out, "%s'%s'", i ? ", " : "", want[i]);
+		ms_buf_add(out, "]\n");
 	}
 	free(have);
 	return !equal;
@@ -358,7 +358,7 @@ struct field_default {
 static int in_list(const char *const *list, const char *name)
 {
 	for (; list && *list; list++)
-		if (mf_strcaseeq(*list, name))
+		if (ms_strcaseeq(*list, name))
 			return 1;
 	return 0;
 }
@@ -369,17 +369,17 @@ static int is_unset(const cJSON *v)
 	if (cJSON_IsNull(v) || cJSON_IsFalse(v))
 		return 1;
 	if (cJSON_IsString(v))
-		return !*v->valuestring || mf_strcaseeq(v->valuestring, "False");
+		return !*v->valuestring || ms_strcaseeq(v->valuestring, "False");
 	if (cJSON_IsArray(v) || cJSON_IsObject(v))
 		return v->child == NULL;
 	return 0;
 }
 
-static void show_value(struct mf_buf *out, const cJSON *v)
+static void show_value(struct ms_buf *out, const cJSON *v)
 {
 	char *text = cJSON_PrintUnformatted(v);
 
-	mf_buf_add(out, text ? text : "?");
+	ms_buf_add(out, text ? text : "?");
 	free(text);
 }
 
@@ -387,7 +387,7 @@ static void show_value(struct mf_buf *out, const cJSON *v)
  * service's default, and that holds a value, is a difference: an
  * exception, condition, action or setting added behind mailmode's back
  * changes where mail goes.  Annotations (Field@odata.type) are skipped. */
-static int extra_fields(struct mf_buf *out, const cJSON *obj,
+static int extra_fields(struct ms_buf *out, const cJSON *obj,
                         const char *const *compared,
                         const struct field_default *defaults)
 {
@@ -401,22 +401,22 @@ static int extra_fields(struct mf_buf *out, const cJSON *obj,
 		if (!name || strchr(name, '@') || in_list(metadata_fields, name) ||
 		    in_list(compared, name))
 			continue;
-		for (d = defaults; d && d->field && !mf_strcaseeq(d->field, name); d++)
+		for (d = defaults; d && d->field && !ms_strcaseeq(d->field, name); d++)
 			;
 		if (d && d->field) {
-			if (cJSON_IsString(field) && mf_strcaseeq(field->valuestring, d->value))
+			if (cJSON_IsString(field) && ms_strcaseeq(field->valuestring, d->value))
 				continue;
-			mf_buf_addf(out, "%s: have ", name);
+			ms_buf_addf(out, "%s: have ", name);
 			show_value(out, field);
-			mf_buf_addf(out, ", want '%s'\n", d->value);
+			ms_buf_addf(out, ", want '%s'\n", d->value);
 			n++;
 			continue;
 		}
 		if (is_unset(field))
 			continue;
-		mf_buf_addf(out, "%s: have ", name);
+		ms_buf_addf(out, "%s: have ", name);
 		show_value(out, field);
-		mf_buf_add(out, ", want it not set (mailmode does not set it)\n");
+		ms_buf_add(out, ", want it not set (mailmode does not set it)\n");
 		n++;
 	}
 	return n;
@@ -425,7 +425,7 @@ static int extra_fields(struct mf_buf *out, const cJSON *obj,
 /* The rule's Conditions/Exceptions/Actions (class names of its
  * predicates) are exactly want, compared by the last dotted part.
  * Skipped when the service does not list them. */
-static int want_classes(struct mf_buf *out, const cJSON *rule, const char *field,
+static int want_classes(struct ms_buf *out, const cJSON *rule, const char *field,
                         const char *const *want)
 {
 	const cJSON *item = cJSON_GetObjectItem(rule, field);
@@ -435,7 +435,7 @@ static int want_classes(struct mf_buf *out, const cJSON *rule, const char *field
 
 	if (!item || cJSON_IsNull(item))
 		return 0;
-	have = mf_field_strs(rule, field, &count);
+	have = ms_field_strs(rule, field, &count);
 	if (!have) {
 		out->failed = 1;
 		return 1;
@@ -452,17 +452,17 @@ static int want_classes(struct mf_buf *out, const cJSON *rule, const char *field
 		for (j = 0; j < count && !found; j++) {
 			const char *dot = strrchr(have[j], '.');
 
-			found = mf_strcaseeq(dot ? dot + 1 : have[j], want[i]);
+			found = ms_strcaseeq(dot ? dot + 1 : have[j], want[i]);
 		}
 		differ = !found;
 	}
 	if (differ) {
-		mf_buf_addf(out, "%s: have ", field);
+		ms_buf_addf(out, "%s: have ", field);
 		show_value(out, item);
-		mf_buf_add(out, ", want [");
+		ms_buf_add(out, ", want [");
 		for (i = 0; want[i]; i++)
-			mf_buf_addf(out, "%s'%s'", i ? ", " : "", want[i]);
-		mf_buf_add(out, "]\n");
+			ms_buf_addf(out, "%s'%s'", i ? ", " : "", want[i]);
+		ms_buf_add(out, "]\n");
 	}
 	free(have);
 	return differ;
@@ -496,21 +496,21 @@ static const struct field_default rule_defaults[] = {
 
 /* A restriction set by hand turns the connector into the gateway-mode
  * lock-down, which refuses all mail arriving directly: drift, said so. */
-static int want_unrestricted(struct mf_buf *out, const cJSON *conn, const char *field)
+static int want_unrestricted(struct ms_buf *out, const cJSON *conn, const char *field)
 {
-	if (mf_field_bool(conn, field) != 1)
+	if (ms_field_bool(conn, field) != 1)
 		return 0;
-	mf_buf_addf(out, "%s: have True, want False (a restricted connector refuses every message reaching Microsoft 365 directly, 5.7.51: in mailflow mode, all inbound mail)\n",
+	ms_buf_addf(out, "%s: have True, want False (a restricted connector refuses every message reaching Microsoft 365 directly, 5.7.51: in mailflow mode, all inbound mail)\n",
 	            field);
 	return 1;
 }
 
 int mf_inbound_compare(const struct mf_profile *profile, const cJSON *conn,
-                       struct mf_buf *mismatches)
+                       struct ms_buf *mismatches)
 {
 	static const char *const any_sender[] = { "*", NULL };
 	size_t count = 0;
-	const char **ips = mf_field_strs(conn, "SenderIPAddresses", &count);
+	const char **ips = ms_field_strs(conn, "SenderIPAddresses", &count);
 	int n = 0;
 
 	n += want_str(mismatches, conn, "ConnectorType", connector_type_name(profile));
@@ -522,7 +522,7 @@ int mf_inbound_compare(const struct mf_profile *profile, const cJSON *conn,
 	n += want_unrestricted(mismatches, conn, "RestrictDomainsToIPAddresses");
 	/* Addresses added by hand make other senders' mail the service's. */
 	if (count > 0) {
-		mf_buf_addf(mismatches, "SenderIPAddresses: have %zu address(es) starting '%s', want none (the connector is identified by the service's certificate)\n",
+		ms_buf_addf(mismatches, "SenderIPAddresses: have %zu address(es) starting '%s', want none (the connector is identified by the service's certificate)\n",
 		            count, ips[0]);
 		n++;
 	}
@@ -532,7 +532,7 @@ int mf_inbound_compare(const struct mf_profile *profile, const cJSON *conn,
 }
 
 int mf_outbound_compare(const struct mf_profile *profile, const cJSON *conn,
-                        struct mf_buf *mismatches)
+                        struct ms_buf *mismatches)
 {
 	int n = 0;
 
@@ -545,7 +545,7 @@ int mf_outbound_compare(const struct mf_profile *profile, const cJSON *conn,
 	n += want_bool(mismatches, conn, "IsTransportRuleScoped", 1);
 	n += want_bool(mismatches, conn, "Enabled", 1);
 	/* A connector in test mode does not carry mail. */
-	if (mf_field_bool(conn, "TestMode") == 1)
+	if (ms_field_bool(conn, "TestMode") == 1)
 		n += want_bool(mismatches, conn, "TestMode", 0);
 	n += extra_fields(mismatches, conn, outbound_fields, outbound_defaults);
 	return n;
@@ -554,24 +554,24 @@ int mf_outbound_compare(const struct mf_profile *profile, const cJSON *conn,
 /* 1 when the rule acts on mail: enabled and enforced. */
 static int rule_active(const cJSON *rule)
 {
-	const char *state = mf_field_str(rule, "State");
-	const char *mode = mf_field_str(rule, "Mode");
+	const char *state = ms_field_str(rule, "State");
+	const char *mode = ms_field_str(rule, "Mode");
 
-	if (state && !mf_strcaseeq(state, "Enabled"))
+	if (state && !ms_strcaseeq(state, "Enabled"))
 		return 0;
-	if (!state && mf_field_bool(rule, "Enabled") == 0)
+	if (!state && ms_field_bool(rule, "Enabled") == 0)
 		return 0;
-	return !mode || mf_strcaseeq(mode, "Enforce");
+	return !mode || ms_strcaseeq(mode, "Enforce");
 }
 
 int mf_rule_is_ours(const struct mf_profile *profile, const cJSON *rule)
 {
-	const char *name = mf_field_str(rule, "Name");
-	const char *comments = mf_field_str(rule, "Comments");
+	const char *name = ms_field_str(rule, "Name");
+	const char *comments = ms_field_str(rule, "Comments");
 	size_t prefix_len = strlen(profile->name_prefix);
 
 	if (!name)
-		name = mf_field_str(rule, "Identity");
+		name = ms_field_str(rule, "Identity");
 	return name && comments &&
 	       strncasecmp(name, profile->name_prefix, prefix_len) == 0 &&
 	       strncasecmp(name + prefix_len, " route ", 7) == 0 &&
@@ -581,10 +581,10 @@ int mf_rule_is_ours(const struct mf_profile *profile, const cJSON *rule)
 int mf_rule_routes_to(const cJSON *rule, const char *connector_name,
                       const char *connector_guid)
 {
-	const char *target = mf_field_str(rule, "RouteMessageOutboundConnector");
+	const char *target = ms_field_str(rule, "RouteMessageOutboundConnector");
 
-	return target && (mf_strcaseeq(target, connector_name) ||
-	                  (connector_guid && mf_strcaseeq(target, connector_guid)));
+	return target && (ms_strcaseeq(target, connector_name) ||
+	                  (connector_guid && ms_strcaseeq(target, connector_guid)));
 }
 
 /* 1 when range (as Exchange returns it) is one of the profile's. */
@@ -605,11 +605,11 @@ static int is_profile_range(const struct mf_profile *profile, const char *text)
  * ranges ("192.0.2.0/24" = "192.0.2.7/24").  A header exception (a rule
  * made by an older mailmode, or edited) is a difference too, found by
  * extra_fields: it would let a forged header skip the service. */
-static int want_service_exception(struct mf_buf *out, const struct mf_profile *profile,
+static int want_service_exception(struct ms_buf *out, const struct mf_profile *profile,
                                   const cJSON *rule)
 {
 	size_t count = 0, i, j;
-	const char **have = mf_field_strs(rule, "ExceptIfSenderIpRanges", &count);
+	const char **have = ms_field_strs(rule, "ExceptIfSenderIpRanges", &count);
 	int equal = 1;
 
 	if (!have) {
@@ -628,17 +628,17 @@ static int want_service_exception(struct mf_buf *out, const struct mf_profile *p
 		equal = found;
 	}
 	if (!equal) {
-		mf_buf_add(out, "ExceptIfSenderIpRanges: have [");
+		ms_buf_add(out, "ExceptIfSenderIpRanges: have [");
 		for (i = 0; i < count; i++)
-			mf_buf_addf(out, "%s'%s'", i ? ", " : "", have[i]);
-		mf_buf_add(out, "], want [");
+			ms_buf_addf(out, "%s'%s'", i ? ", " : "", have[i]);
+		ms_buf_add(out, "], want [");
 		for (i = 0; i < profile->nservice_ips; i++) {
 			char text[MF_IP_RANGE_TEXT];
 
 			mf_ip_range_format(&profile->service_ips[i], text);
-			mf_buf_addf(out, "%s'%s'", i ? ", " : "", text);
+			ms_buf_addf(out, "%s'%s'", i ? ", " : "", text);
 		}
-		mf_buf_add(out, "] (the service's addresses, service_ips)\n");
+		ms_buf_add(out, "] (the service's addresses, service_ips)\n");
 	}
 	free(have);
 	return !equal;
@@ -646,7 +646,7 @@ static int want_service_exception(struct mf_buf *out, const struct mf_profile *p
 
 int mf_rule_compare(const struct mf_profile *profile,
                     const struct mf_rule_want *want, const cJSON *rule,
-                    const cJSON *all_rules, struct mf_buf *mismatches)
+                    const cJSON *all_rules, struct ms_buf *mismatches)
 {
 	static const char *const conditions[] = { "RecipientDomainIsPredicate", NULL };
 	static const char *const exceptions[] = { "SenderIpRangesPredicate", NULL };
@@ -654,8 +654,8 @@ int mf_rule_compare(const struct mf_profile *profile,
 		"SenderIpRangesPredicate", "RecipientDomainIsPredicate", NULL
 	};
 	static const char *const actions[] = { "RouteMessageOutboundConnectorAction", NULL };
-	const char *state = mf_field_str(rule, "State");
-	long priority = mf_field_long(rule, "Priority", -1);
+	const char *state = ms_field_str(rule, "State");
+	long priority = ms_field_long(rule, "Priority", -1);
 	const cJSON *other;
 	const char *blocking = NULL;
 	long blocking_priority = 0;
@@ -670,10 +670,10 @@ int mf_rule_compare(const struct mf_profile *profile,
 	n += want_set(mismatches, rule, "ExceptIfRecipientDomainIs", want->excepted);
 	n += want_str(mismatches, rule, "RouteMessageOutboundConnector", profile->outbound_name);
 	n += want_service_exception(mismatches, profile, rule);
-	if (!mf_field_str(rule, "Comments") ||
-	    !strstr(mf_field_str(rule, "Comments"), profile->managed_marker)) {
-		mf_buf_addf(mismatches, "Comments: have '%s', want it to contain '%s'\n",
-		            shown(mf_field_str(rule, "Comments")), profile->managed_marker);
+	if (!ms_field_str(rule, "Comments") ||
+	    !strstr(ms_field_str(rule, "Comments"), profile->managed_marker)) {
+		ms_buf_addf(mismatches, "Comments: have '%s', want it to contain '%s'\n",
+		            shown(ms_field_str(rule, "Comments")), profile->managed_marker);
 		n++;
 	}
 	n += want_classes(mismatches, rule, "Conditions", conditions);
@@ -684,19 +684,19 @@ int mf_rule_compare(const struct mf_profile *profile,
 	/* Above every rule that is not ours (our other domains' rules may
 	 * sit in between: they route other recipients). */
 	cJSON_ArrayForEach(other, all_rules) {
-		long p = mf_field_long(other, "Priority", -1);
+		long p = ms_field_long(other, "Priority", -1);
 
 		if (other == rule || mf_rule_is_ours(profile, other))
 			continue;
 		if (priority < 0 || (p >= 0 && p <= priority)) {
 			if (!blocking || p < blocking_priority) {
-				blocking = mf_field_str(other, "Name");
+				blocking = ms_field_str(other, "Name");
 				blocking_priority = p;
 			}
 		}
 	}
 	if (blocking || priority < 0) {
-		mf_buf_addf(mismatches, "Priority: have %ld, want above every other rule (rule '%s' has %ld)\n",
+		ms_buf_addf(mismatches, "Priority: have %ld, want above every other rule (rule '%s' has %ld)\n",
 		            priority, shown(blocking), blocking_priority);
 		n++;
 	}
@@ -712,7 +712,7 @@ static int domain_covers(const char *rule_domain, const char *domain)
 {
 	size_t rl = strlen(rule_domain), dl = strlen(domain);
 
-	if (mf_strcaseeq(rule_domain, domain) || strcmp(rule_domain, "*") == 0)
+	if (ms_strcaseeq(rule_domain, domain) || strcmp(rule_domain, "*") == 0)
 		return 1;
 	return dl > rl && domain[dl - rl - 1] == '.' &&
 	       strcasecmp(domain + dl - rl, rule_domain) == 0;
@@ -722,7 +722,7 @@ static int any_domain_covers(const cJSON *rule, const char *field,
                              const char *domain, int *present)
 {
 	size_t count = 0, i;
-	const char **values = mf_field_strs(rule, field, &count);
+	const char **values = ms_field_strs(rule, field, &count);
 	int covers = 0;
 
 	*present = count > 0;
@@ -743,14 +743,14 @@ static int rule_covers(const cJSON *rule, const char *domain, const char **how)
 		"AnyOfToHeaderMemberOf", "AnyOfToCcHeader", "AnyOfRecipientAddressMatchesPatterns",
 		"AnyOfRecipientAddressContainsWords", "RecipientInSenderList", NULL
 	};
-	const char *scope = mf_field_str(rule, "SentToScope");
+	const char *scope = ms_field_str(rule, "SentToScope");
 	size_t count = 0, i;
 	const char **sent_to;
 	int present = 0;
 
 	if (any_domain_covers(rule, "ExceptIfRecipientDomainIs", domain, &present))
 		return 0;
-	if (scope && mf_strcaseeq(scope, "NotInOrganization"))
+	if (scope && ms_strcaseeq(scope, "NotInOrganization"))
 		return 0;   /* an accepted domain's recipients are inside */
 	if (any_domain_covers(rule, "RecipientDomainIs", domain, &present)) {
 		*how = "its recipient domains include it";
@@ -758,14 +758,14 @@ static int rule_covers(const cJSON *rule, const char *domain, const char **how)
 	}
 	if (present)
 		return 0;
-	sent_to = mf_field_strs(rule, "SentTo", &count);
+	sent_to = ms_field_strs(rule, "SentTo", &count);
 	if (count > 0) {
 		int covers = 0;
 
 		for (i = 0; sent_to && i < count && !covers; i++) {
 			const char *at = strrchr(sent_to[i], '@');
 
-			covers = !at || mf_strcaseeq(at + 1, domain);
+			covers = !at || ms_strcaseeq(at + 1, domain);
 		}
 		free(sent_to);
 		*how = "it is sent to recipients there";
@@ -785,10 +785,10 @@ static int rule_covers(const cJSON *rule, const char *domain, const char **how)
 
 /* The rule's actions that take mail away from the normal path, as words;
  * empty when none. */
-static void rule_diversions(const cJSON *rule, struct mf_buf *out)
+static void rule_diversions(const cJSON *rule, struct ms_buf *out)
 {
 	size_t count = 0, i;
-	const char **actions = mf_field_strs(rule, "Actions", &count);
+	const char **actions = ms_field_strs(rule, "Actions", &count);
 	const char *target;
 	int route = 0, redirect = 0, delete_ = 0, quarantine = 0, stop = 0;
 
@@ -800,21 +800,21 @@ static void rule_diversions(const cJSON *rule, struct mf_buf *out)
 		stop |= strstr(actions[i], "StopRuleProcessing") != NULL;
 	}
 	free(actions);
-	target = mf_field_str(rule, "RouteMessageOutboundConnector");
+	target = ms_field_str(rule, "RouteMessageOutboundConnector");
 	if (target && *target)
-		mf_buf_addf(out, "%sroutes to connector '%s'", out->len ? ", " : "", target);
+		ms_buf_addf(out, "%sroutes to connector '%s'", out->len ? ", " : "", target);
 	else if (route)
-		mf_buf_addf(out, "%sroutes to a connector", out->len ? ", " : "");
-	target = mf_field_str(rule, "RedirectMessageTo");
+		ms_buf_addf(out, "%sroutes to a connector", out->len ? ", " : "");
+	target = ms_field_str(rule, "RedirectMessageTo");
 	if ((target && *target) || redirect)
-		mf_buf_addf(out, "%sredirects%s%s", out->len ? ", " : "",
+		ms_buf_addf(out, "%sredirects%s%s", out->len ? ", " : "",
 		            target ? " to " : "", target ? target : "");
-	if (mf_field_bool(rule, "DeleteMessage") == 1 || delete_)
-		mf_buf_addf(out, "%sdeletes", out->len ? ", " : "");
-	if (mf_field_bool(rule, "Quarantine") == 1 || quarantine)
-		mf_buf_addf(out, "%squarantines", out->len ? ", " : "");
-	if (mf_field_bool(rule, "StopRuleProcessing") == 1 || stop)
-		mf_buf_addf(out, "%sstops rule processing", out->len ? ", " : "");
+	if (ms_field_bool(rule, "DeleteMessage") == 1 || delete_)
+		ms_buf_addf(out, "%sdeletes", out->len ? ", " : "");
+	if (ms_field_bool(rule, "Quarantine") == 1 || quarantine)
+		ms_buf_addf(out, "%squarantines", out->len ? ", " : "");
+	if (ms_field_bool(rule, "StopRuleProcessing") == 1 || stop)
+		ms_buf_addf(out, "%sstops rule processing", out->len ? ", " : "");
 }
 
 static const char *vendor_rule(const char *name)
@@ -841,26 +841,26 @@ static int is_accepted(const char *const *accepted, const char *name)
 	size_t i;
 
 	for (i = 0; accepted && accepted[i]; i++)
-		if (mf_strcaseeq(accepted[i], name))
+		if (ms_strcaseeq(accepted[i], name))
 			return 1;
 	return 0;
 }
 
 /* The object's name as the shell takes it: 'Route to SEG', 'O'\''Brien'. */
-static void shell_quote(struct mf_buf *out, const char *s)
+static void shell_quote(struct ms_buf *out, const char *s)
 {
-	mf_buf_add(out, "'");
+	ms_buf_add(out, "'");
 	for (; *s; s++) {
 		char c[2] = { *s, '\0' };
 
-		mf_buf_add(out, *s == '\'' ? "'\\''" : c);
+		ms_buf_add(out, *s == '\'' ? "'\\''" : c);
 	}
-	mf_buf_add(out, "'");
+	ms_buf_add(out, "'");
 }
 
 /* Where the line about the object goes; counts the refusing ones.  The
  * line is written without its newline; conflict_end closes it. */
-static struct mf_buf *conflict_out(const struct mf_conflicts *c, const char *name, int *n)
+static struct ms_buf *conflict_out(const struct mf_conflicts *c, const char *name, int *n)
 {
 	if (is_accepted(c->accepted, name))
 		return c->accepted_lines;
@@ -870,14 +870,14 @@ static struct mf_buf *conflict_out(const struct mf_conflicts *c, const char *nam
 
 /* Ends a conflict line; a refusing one says how to accept that object
  * alone. */
-static void conflict_end(const struct mf_conflicts *c, struct mf_buf *out, const char *name)
+static void conflict_end(const struct mf_conflicts *c, struct ms_buf *out, const char *name)
 {
 	if (out == c->lines) {
-		mf_buf_add(out, " (to accept it: --accept-conflict ");
+		ms_buf_add(out, " (to accept it: --accept-conflict ");
 		shell_quote(out, name);
-		mf_buf_add(out, ")");
+		ms_buf_add(out, ")");
 	}
-	mf_buf_add(out, "\n");
+	ms_buf_add(out, "\n");
 }
 
 static int rule_conflicts(const struct mf_profile *profile, const char *domain,
@@ -887,32 +887,32 @@ static int rule_conflicts(const struct mf_profile *profile, const char *domain,
 	int n = 0;
 
 	cJSON_ArrayForEach(item, rules) {
-		const char *name = mf_field_str(item, "Name");
+		const char *name = ms_field_str(item, "Name");
 		const char *vendor, *how = "";
-		struct mf_buf what = { 0 }, *out = NULL;
+		struct ms_buf what = { 0 }, *out = NULL;
 
 		if (!name)
-			name = mf_field_str(item, "Identity");
+			name = ms_field_str(item, "Identity");
 		if (!name || mf_rule_is_ours(profile, item) || !rule_active(item))
 			continue;
 		vendor = vendor_rule(name);
 		rule_diversions(item, &what);
 		if (vendor) {
 			out = conflict_out(c, name, &n);
-			mf_buf_addf(out, "transport rule '%s' (priority %ld): a known mail-routing rule of another service ('%s')%s%s",
-			            name, mf_field_long(item, "Priority", -1), vendor,
+			ms_buf_addf(out, "transport rule '%s' (priority %ld): a known mail-routing rule of another service ('%s')%s%s",
+			            name, ms_field_long(item, "Priority", -1), vendor,
 			            what.len ? "; it " : "", what.len ? what.data : "");
 		} else if (what.len && rule_covers(item, domain, &how)) {
 			out = conflict_out(c, name, &n);
-			mf_buf_addf(out, "transport rule '%s' (priority %ld) %s for %s: %s",
-			            name, mf_field_long(item, "Priority", -1), what.data,
+			ms_buf_addf(out, "transport rule '%s' (priority %ld) %s for %s: %s",
+			            name, ms_field_long(item, "Priority", -1), what.data,
 			            domain, how);
 		}
 		if (out)
 			conflict_end(c, out, name);
 		if (what.failed)
 			c->lines->failed = 1;
-		mf_buf_free(&what);
+		ms_buf_free(&what);
 	}
 	return n;
 }
@@ -922,7 +922,7 @@ static int rule_conflicts(const struct mf_profile *profile, const char *domain,
 static int names_domain(const cJSON *conn, const char *domain, int *any)
 {
 	size_t count = 0, i;
-	const char **values = mf_field_strs(conn, "RecipientDomains", &count);
+	const char **values = ms_field_strs(conn, "RecipientDomains", &count);
 	int names = 0;
 
 	*any = 0;
@@ -936,7 +936,7 @@ static int names_domain(const cJSON *conn, const char *domain, int *any)
 		if (strncmp(v, "*.", 2) == 0)
 			v += 2;   /* a wildcard names its parent's subdomains */
 		names = domain_covers(v, domain) &&
-		        (v == values[i] || !mf_strcaseeq(v, domain));
+		        (v == values[i] || !ms_strcaseeq(v, domain));
 	}
 	free(values);
 	return names;
@@ -953,21 +953,21 @@ static int outbound_conflicts(const struct mf_profile *profile, const char *doma
 	int n = 0;
 
 	cJSON_ArrayForEach(item, connectors) {
-		const char *name = mf_field_str(item, "Name");
-		struct mf_buf *out;
+		const char *name = ms_field_str(item, "Name");
+		struct ms_buf *out;
 		int any = 0;
 
-		if (!name || mf_strcaseeq(name, profile->outbound_name) ||
-		    mf_field_bool(item, "Enabled") == 0 ||
-		    mf_field_bool(item, "IsTransportRuleScoped") == 1)
+		if (!name || ms_strcaseeq(name, profile->outbound_name) ||
+		    ms_field_bool(item, "Enabled") == 0 ||
+		    ms_field_bool(item, "IsTransportRuleScoped") == 1)
 			continue;
 		if (names_domain(item, domain, &any)) {
 			out = conflict_out(c, name, &n);
-			mf_buf_addf(out, "outbound connector '%s' carries all mail for %s (RecipientDomains, not rule-scoped)",
+			ms_buf_addf(out, "outbound connector '%s' carries all mail for %s (RecipientDomains, not rule-scoped)",
 			            name, domain);
 			conflict_end(c, out, name);
 		} else if (any && c->notes) {
-			mf_buf_addf(c->notes, "outbound connector '%s' (RecipientDomains *, not rule-scoped) carries mail leaving the organization, not mail for %s: not a conflict\n",
+			ms_buf_addf(c->notes, "outbound connector '%s' (RecipientDomains *, not rule-scoped) carries mail leaving the organization, not mail for %s: not a conflict\n",
 			            name, domain);
 		}
 	}
@@ -981,16 +981,16 @@ static int inbound_conflicts(const struct mf_profile *profile, const cJSON *conn
 	int n = 0;
 
 	cJSON_ArrayForEach(item, connectors) {
-		const char *name = mf_field_str(item, "Name");
-		const char *cert = mf_field_str(item, "TlsSenderCertificateName");
-		struct mf_buf *out;
+		const char *name = ms_field_str(item, "Name");
+		const char *cert = ms_field_str(item, "TlsSenderCertificateName");
+		struct ms_buf *out;
 
-		if (!name || mf_strcaseeq(name, profile->inbound_name) ||
-		    mf_field_bool(item, "Enabled") == 0 || !cert)
+		if (!name || ms_strcaseeq(name, profile->inbound_name) ||
+		    ms_field_bool(item, "Enabled") == 0 || !cert)
 			continue;
-		if (mf_strcaseeq(cert, profile->tls_cert_name)) {
+		if (ms_strcaseeq(cert, profile->tls_cert_name)) {
 			out = conflict_out(c, name, &n);
-			mf_buf_addf(out, "inbound connector '%s' also accepts certificate '%s'", name, cert);
+			ms_buf_addf(out, "inbound connector '%s' also accepts certificate '%s'", name, cert);
 			conflict_end(c, out, name);
 		}
 	}
@@ -1009,18 +1009,18 @@ int mf_find_conflicts(const struct mf_profile *profile, const char *domain,
 /* ------------------------------------------------------------------ */
 /* PowerShell rendering for plan() */
 
-static void ps_quote(struct mf_buf *out, const char *s)
+static void ps_quote(struct ms_buf *out, const char *s)
 {
-	mf_buf_add(out, "'");
+	ms_buf_add(out, "'");
 	for (; *s; s++) {
 		char c[2] = { *s, '\0' };
 
-		mf_buf_add(out, *s == '\'' ? "''" : c);
+		ms_buf_add(out, *s == '\'' ? "''" : c);
 	}
-	mf_buf_add(out, "'");
+	ms_buf_add(out, "'");
 }
 
-static void ps_value(struct mf_buf *out, const cJSON *v)
+static void ps_value(struct ms_buf *out, const cJSON *v)
 {
 	const cJSON *e;
 	int first = 1;
@@ -1028,32 +1028,32 @@ static void ps_value(struct mf_buf *out, const cJSON *v)
 	if (cJSON_IsString(v)) {
 		ps_quote(out, v->valuestring);
 	} else if (cJSON_IsNumber(v)) {
-		mf_buf_addf(out, "%g", v->valuedouble);
+		ms_buf_addf(out, "%g", v->valuedouble);
 	} else if (cJSON_IsArray(v)) {
 		cJSON_ArrayForEach(e, v) {
 			if (!first)
-				mf_buf_add(out, ",");
+				ms_buf_add(out, ",");
 			ps_value(out, e);
 			first = 0;
 		}
 	} else {
-		mf_buf_add(out, "$null");
+		ms_buf_add(out, "$null");
 	}
 }
 
-void mf_cmdlet_line(struct mf_buf *out, const char *cmdlet, const cJSON *params)
+void mf_cmdlet_line(struct ms_buf *out, const char *cmdlet, const cJSON *params)
 {
 	const cJSON *p;
 
-	mf_buf_add(out, cmdlet);
+	ms_buf_add(out, cmdlet);
 	cJSON_ArrayForEach(p, params) {
 		if (cJSON_IsBool(p)) {
-			mf_buf_addf(out, " -%s:%s", p->string,
+			ms_buf_addf(out, " -%s:%s", p->string,
 			            cJSON_IsTrue(p) ? "$true" : "$false");
 		} else {
-			mf_buf_addf(out, " -%s ", p->string);
+			ms_buf_addf(out, " -%s ", p->string);
 			ps_value(out, p);
 		}
 	}
-	mf_buf_add(out, "\n");
+	ms_buf_add(out, "\n");
 }

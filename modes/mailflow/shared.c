@@ -21,7 +21,7 @@ int mf_domain_below(const char *sub, const char *domain)
 static int listed(const char *const *list, const char *domain)
 {
 	for (; list && *list; list++)
-		if (mf_strcaseeq(*list, domain))
+		if (ms_strcaseeq(*list, domain))
 			return 1;
 	return 0;
 }
@@ -29,7 +29,7 @@ static int listed(const char *const *list, const char *domain)
 int mf_rule_lists(const cJSON *rule, const char *domain)
 {
 	size_t count = 0;
-	const char **members = mf_field_strs(rule, "RecipientDomainIs", &count);
+	const char **members = ms_field_strs(rule, "RecipientDomainIs", &count);
 	int found = members && listed(members, domain);
 
 	free(members);
@@ -56,11 +56,11 @@ const char **mf_subdomain_exceptions(const char *const *members, const cJSON *ac
 	if (!out)
 		return NULL;
 	cJSON_ArrayForEach(item, accepted) {
-		const char *name = mf_field_str(item, "DomainName");
+		const char *name = ms_field_str(item, "DomainName");
 		const char *const *m;
 
 		if (!name)
-			name = mf_field_str(item, "Name");
+			name = ms_field_str(item, "Name");
 		if (!name || listed(members, name) || listed(out, name))
 			continue;
 		for (m = members; *m; m++)
@@ -95,7 +95,7 @@ const char **mf_list_with(const char *const *list, const char *add, const char *
 	if (!out)
 		return NULL;
 	for (; list && *list; list++)
-		if (!drop || !mf_strcaseeq(*list, drop))
+		if (!drop || !ms_strcaseeq(*list, drop))
 			out[i++] = *list;
 	if (add && !listed(out, add))
 		out[i++] = add;

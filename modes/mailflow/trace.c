@@ -48,7 +48,7 @@ struct trace {
 	const char *recipient;
 	struct mf_profile *profile;
 	struct mf_tenant *tenant;
-	struct mf_exo exo;
+	struct ms_exo exo;
 	cJSON *rows_json;
 	struct trace_row *rows;
 	size_t nrows;
@@ -85,7 +85,7 @@ static int read_rows(struct trace *t, struct mailmode_diag *diag)
 		t->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
 		return MAILMODE_ERR_NOMEM;
 	}
-	rc = mf_exo_invoke(&t->exo, "Get-MessageTraceV2", params, &t->rows_json, NULL, diag);
+	rc = ms_exo_invoke(&t->exo, "Get-MessageTraceV2", params, &t->rows_json, NULL, diag);
 	cJSON_Delete(params);
 	if (rc != MAILMODE_OK)
 		return rc;
@@ -101,11 +101,11 @@ static int read_rows(struct trace *t, struct mailmode_diag *diag)
 			continue;
 		row->object = item;
 		row->index = i;
-		row->received = mf_field_str(item, "Received");
-		row->status = mf_field_str(item, "Status");
-		row->from_ip = mf_field_str(item, "FromIP");
-		row->to_ip = mf_field_str(item, "ToIP");
-		row->trace_id = mf_field_str(item, "MessageTraceId");
+		row->received = ms_field_str(item, "Received");
+		row->status = ms_field_str(item, "Status");
+		row->from_ip = ms_field_str(item, "FromIP");
+		row->to_ip = ms_field_str(item, "ToIP");
+		row->trace_id = ms_field_str(item, "MessageTraceId");
 		i++;
 	}
 	t->nrows = i;
@@ -125,12 +125,12 @@ static void names_from_detail(const char *detail, struct next_hop *hop)
 	const char *connector_end;
 
 	if (start && end && end > start + 2)
-		hop->name = mf_printf("%.*s", (int)(end - start - 2), start + 2);
+		hop->name = ms_printf("%.*s", (int)(end - start - 2), start + 2);
 	if (connector) {
 		connector += strlen(connector_mark);
 		connector_end = strchr(connector, '\'');
 		if (connector_end && connector_end > connector)
-			hop->connector = mf_printf("%.*s", (int)(connector_end - connector), connector);
+			hop->connector = ms_printf("%.*s", (int)(connector_end - connector), connector);
 	}
 }
 
@@ -151,7 +151,7 @@ static const struct next_hop *next_hop(struct trace *t, const struct trace_row *
 	if (t->nhops == MAX_NAMED_HOPS || !present(row->trace_id))
 		return NULL;
 	hop = &t->hops[t->nhops];
-	hop->address = mf_strdup(row->to_ip);
+	hop->address = ms_strdup(row->to_ip);
 	if (!hop->address)
 		return NULL;
 	t->nhops++;
@@ -160,15 +160,15 @@ static const struct next_hop *next_hop(struct trace *t, const struct trace_row *
 	    !cJSON_AddStringToObject(params, "RecipientAddress", t->recipient))
 		goto out;
 	memset(&ignored, 0, sizeof(ignored));
-	if (mf_exo_invoke(&t->exo, "Get-MessageTraceDetailV2", params, &events, NULL,
+	if (ms_exo_invoke(&t->exo, "Get-MessageTraceDetailV2", params, &events, NULL,
 	                  &ignored) != MAILMODE_OK) {
 		t->host->log(t->host->handle, MAILMODE_LOG_DEBUG, "trace detail of %s: %s",
 		             row->trace_id, ignored.summary);
 		goto out;
 	}
 	cJSON_ArrayForEach(event, events) {
-		if (mf_strcaseeq(mf_field_str(event, "Event"), "Send external")) {
-			names_from_detail(mf_field_str(event, "Detail"), hop);
+		if (ms_strcaseeq(ms_field_str(event, "Event"), "Send external")) {
+			names_from_detail(ms_field_str(event, "Detail"), hop);
 			break;
 		}
 	}
@@ -181,37 +181,37 @@ out:
 /* Status values whose row will not change any more without delivery. */
 static int is_final_failure(const char *status)
 {
-	return mf_strcaseeq(status, "Failed") || mf_strcaseeq(status, "Quarantined") ||
-	       mf_strcaseeq(status, "FilteredAsSpam");
+	return ms_strcaseeq(status, "Failed") || ms_strcaseeq(status, "Quarantined") ||
+	       ms_strcaseeq(status, "FilteredAsSpam");
 }
 
 /* One line per row: who handed it over and what became of it. */
 static char *describe_row(struct trace *t, const struct trace_row *row, int from_service)
 {
-	struct mf_buf line = { 0 };
+	struct ms_buf line = { 0 };
 	const char *status = row->status ? row->status : "unknown";
 
-	mf_buf_addf(&line, "received from %s", present(row->from_ip) ? row->from_ip : "(unknown)");
+	ms_buf_addf(&line, "received from %s", present(row->from_ip) ? row->from_ip : "(unknown)");
 	if (from_service)
-		mf_buf_addf(&line, " (service %s)", t->profile->service);
-	if (mf_strcaseeq(status, "Delivered") && !present(row->to_ip)) {
-		mf_buf_addf(&line, ", delivered to %s", t->recipient);
-	} else if (mf_strcaseeq(status, "Delivered")) {
+		ms_buf_addf(&line, " (service %s)", t->profile->service);
+	if (ms_strcaseeq(status, "Delivered") && !present(row->to_ip)) {
+		ms_buf_addf(&line, ", delivered to %s", t->recipient);
+	} else if (ms_strcaseeq(status, "Delivered")) {
 		const struct next_hop *hop = next_hop(t, row);
 
 		if (hop && hop->name)
-			mf_buf_addf(&line, ", sent on to %s [%s]", hop->name, row->to_ip);
+			ms_buf_addf(&line, ", sent on to %s [%s]", hop->name, row->to_ip);
 		else
-			mf_buf_addf(&line, ", sent on to %s", row->to_ip);
+			ms_buf_addf(&line, ", sent on to %s", row->to_ip);
 		if (hop && hop->connector)
-			mf_buf_addf(&line, " via outbound connector '%s'", hop->connector);
+			ms_buf_addf(&line, " via outbound connector '%s'", hop->connector);
 	} else {
-		mf_buf_addf(&line, ", status %s", status);
+		ms_buf_addf(&line, ", status %s", status);
 		if (present(row->to_ip))
-			mf_buf_addf(&line, " (to %s)", row->to_ip);
+			ms_buf_addf(&line, " (to %s)", row->to_ip);
 	}
 	if (line.failed) {
-		mf_buf_free(&line);
+		ms_buf_free(&line);
 		return NULL;
 	}
 	return line.data;
@@ -232,7 +232,7 @@ static void trace_end(struct trace *t)
 		             t->message_id);
 	mf_tenant_release(t->tenant);
 	mf_profile_free(t->profile);
-	mf_buf_free(&t->exo.warnings);
+	ms_buf_free(&t->exo.warnings);
 	cJSON_Delete(t->rows_json);
 	free(t->rows);
 }
@@ -255,7 +255,9 @@ int mf_trace(void *opaque, const struct mailmode_request *req, const char *messa
 	rc = mf_tenant_acquire(t.ctx, t.profile, &t.tenant, diag);
 	if (rc != MAILMODE_OK)
 		goto out;
-	t.exo = (struct mf_exo){ .ctx = t.ctx, .tenant = t.tenant, .profile = t.profile };
+	t.exo = (struct ms_exo){ .host = t.host, .app = &t.profile->app,
+	                         .api_url = t.profile->api_url,
+	                         .session = &t.tenant->session };
 	rc = read_rows(&t, diag);
 	if (rc != MAILMODE_OK)
 		goto out;
@@ -270,7 +272,7 @@ int mf_trace(void *opaque, const struct mailmode_request *req, const char *messa
 		char *line;
 
 		scans += from_service;
-		if (mf_strcaseeq(row->status, "Delivered") && !present(row->to_ip))
+		if (ms_strcaseeq(row->status, "Delivered") && !present(row->to_ip))
 			delivered = 1;
 		if (is_final_failure(row->status))
 			failed = 1;

@@ -1,6 +1,6 @@
 #!/bin/sh
 # libFuzzer, one target per parser (config, runbook, domain, receipts, API
-# answers, DNS answers), each built with clang under ASan + UBSan and run
+# answers, DNS answers, Route 53 XML), each built with clang under ASan + UBSan and run
 # for a fixed time (MAILMODE_FUZZ_SECONDS, default 15) from a few seeds.
 # Any finding (crash, undefined behaviour, leak, timeout) fails the test
 # and leaves its reproducer in tests/fuzz/findings/.
@@ -11,18 +11,18 @@ if [ -z "${CLANG:-}" ]; then
 	command -v clang >/dev/null 2>&1 || CLANG=clang-14
 fi
 SECONDS_EACH=${MAILMODE_FUZZ_SECONDS:-15}
-TARGETS="config runbook domain receipt api dns"
+TARGETS="config runbook domain receipt api dns xml"
 command -v "$CLANG" >/dev/null 2>&1 || skip_all "clang is not installed"
 printf 'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n) { (void)d; (void)n; return 0; }\n' \
 	>"$TEST_TMP/probe.c"
 "$CLANG" -fsanitize=fuzzer "$TEST_TMP/probe.c" -o "$TEST_TMP/probe" 2>/dev/null ||
 	skip_all "$CLANG has no libFuzzer (Debian: libclang-rt-14-dev)"
-plan 12
+plan 14
 
 S=$top_srcdir
 GW="$S/modes/gateway/config.c $S/modes/gateway/mxset.c $S/modes/gateway/dns.c $S/modes/gateway/authcheck.c"
-MF="$S/modes/mailflow/config.c $S/modes/mailflow/token.c $S/modes/mailflow/exo.c \
-$S/modes/mailflow/objects.c $S/modes/mailflow/trace.c $S/modes/mailflow/keys.c"
+MF="$S/modes/mailflow/config.c $S/modes/mailflow/tenant.c $S/lib/ms/util.c \
+$S/lib/ms/entra.c $S/lib/ms/exo.c $S/modes/mailflow/objects.c $S/modes/mailflow/trace.c $S/modes/mailflow/keys.c"
 sources() {
 	case $1 in
 	config) echo "$S/core/config.c $S/core/config_check.c $S/modes/gateway/keys.c $S/modes/mailflow/keys.c" ;;
@@ -31,6 +31,7 @@ sources() {
 	receipt) echo "$S/tests/fuzz/fakehost.c $GW $MF" ;;
 	api) echo "$S/tests/fuzz/fakehost.c $MF" ;;
 	dns) echo "$GW" ;;
+	xml) echo "$S/modes/gateway/xml.c" ;;
 	esac
 }
 CFLAGS="-g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined,float-cast-overflow \
@@ -53,6 +54,9 @@ seed dns '\0\1\204\0\0\1\0\1\0\0\0\0\7example\4test\0\0\17\0\1\300\14\0\17\0\1\0
 # A packet ldns_wire2pkt refuses and leaks on (ldns's bug, suppressed).
 seed dns '\00\00\00\00\00\00\00\00\00\00\02\00\00\00\02\00\00\00\00\00\00\00\00\00\00\020\00\07\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\0372\00\00\00\00\00\00\00\00\00\00\0372\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\02\00\00\00\00\012\02' b
 
+seed xml '<?xml version="1.0"?>\n<ListResourceRecordSetsResponse xmlns="https://route53.amazonaws.com/doc/2013-04-01/"><ResourceRecordSets><ResourceRecordSet><Name>a.test.</Name><Type>MX</Type><TTL>3600</TTL><ResourceRecords><ResourceRecord><Value>10 mx1.a.test.</Value></ResourceRecord></ResourceRecords></ResourceRecordSet></ResourceRecordSets><IsTruncated>true</IsTruncated><NextRecordName>b.a.test.</NextRecordName></ListResourceRecordSetsResponse>' a
+seed xml '<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User: a &amp; b &#65; &#x42; &lt;c&gt;</Message></Error></ErrorResponse>' b
+seed xml '<HostedZones><HostedZone><Id>/hostedzone/Z1</Id><Name>a.test.</Name><Config a="x>y"><PrivateZone/></Config></HostedZone></HostedZones>' c
 mkdir -p "$top_builddir/tests/fuzz/findings"
 total=0
 for t in $TARGETS; do

@@ -18,7 +18,7 @@ static void compare_all(const struct mf_profile *profile, const cJSON *value)
 	static const char *const domains[] = { "contoso.test", NULL };
 	static const char *const excepted[] = { "sub.contoso.test", NULL };
 	const struct mf_rule_want want = { "mailmode route #1", domains, excepted };
-	struct mf_buf out = { 0 };
+	struct ms_buf out = { 0 };
 	const cJSON *item;
 
 	cJSON_ArrayForEach(item, value) {
@@ -30,7 +30,7 @@ static void compare_all(const struct mf_profile *profile, const cJSON *value)
 	}
 	mf_find_conflicts(profile, "contoso.test", value, value, value,
 	                  &(struct mf_conflicts){ NULL, &out, &out, &out });
-	mf_buf_free(&out);
+	ms_buf_free(&out);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -39,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct mf_profile *profile = NULL;
 	struct mf_tenant *tenant = NULL;
 	struct mailmode_diag diag = { 0 };
-	struct mf_exo_error err;
+	struct ms_exo_error err;
 	cJSON *value = NULL;
 
 	fake_answers((const char *)data, size);
@@ -47,19 +47,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (mf_profile_load(&fake_host, "mode mailflow", "profile p", &profile, &diag) != 0)
 		abort();   /* the fixed profile is valid */
 	if (mf_tenant_acquire(&ctx, profile, &tenant, &diag) == MAILMODE_OK) {
-		struct mf_exo exo = { .ctx = &ctx, .tenant = tenant, .profile = profile };
+		struct ms_exo exo = { .host = &fake_host, .app = &profile->app,
+		                      .api_url = profile->api_url,
+		                      .session = &tenant->session };
 
-		if (mf_exo_invoke(&exo, "Get-TransportRule", NULL, &value, &err, &diag) ==
+		if (ms_exo_invoke(&exo, "Get-TransportRule", NULL, &value, &err, &diag) ==
 		    MAILMODE_OK)
 			compare_all(profile, value);
 		else {
-			mf_exo_error_not_found(&err);
-			mf_exo_error_exists(&err);
-			mf_exo_error_dehydrated(&err);
-			mf_exo_error_inbound_restricted(&err);
+			ms_exo_error_not_found(&err);
+			ms_exo_error_exists(&err);
+			ms_exo_error_dehydrated(&err);
+			ms_exo_error_inbound_restricted(&err);
 		}
 		cJSON_Delete(value);
-		mf_buf_free(&exo.warnings);
+		ms_buf_free(&exo.warnings);
 		mf_tenant_release(tenant);
 	}
 	mf_tenants_free(&ctx);

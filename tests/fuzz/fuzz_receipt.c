@@ -20,11 +20,11 @@ static void mailflow_receipt(const char *text)
 	size_t i, n = 0;
 
 	for (i = 0; i < 3; i++)
-		mf_field_str(cJSON_GetObjectItem(receipt, keys[i]), "name");
-	mf_field_long(receipt, "set_up_at_ms", 0);
-	mf_field_long(receipt, "Priority", -1);
-	mf_field_bool(receipt, "Enabled");
-	list = mf_field_strs(receipt, "SmartHosts", &n);
+		ms_field_str(cJSON_GetObjectItem(receipt, keys[i]), "name");
+	ms_field_long(receipt, "set_up_at_ms", 0);
+	ms_field_long(receipt, "Priority", -1);
+	ms_field_bool(receipt, "Enabled");
+	list = ms_field_strs(receipt, "SmartHosts", &n);
 	free(list);
 	cJSON_Delete(receipt);
 }

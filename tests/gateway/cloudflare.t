@@ -72,7 +72,7 @@ SEC
 	section cf-wrong "$TEST_TMP/wrong.token"
 	section cf-open "$TEST_TMP/open.token"
 	section cf-down "$TEST_TMP/edit.token" "" https://127.0.0.1:9/client/v4
-	printf '[dns r53]\nprovider = route53\n[profile r53]\ndns = r53\nservice = gw\n'
+	printf '[dns az]\nprovider = azure\n[profile az]\ndns = az\nservice = gw\n'
 	printf '[dns bogus]\nprovider = nsone\n[profile bogus]\ndns = bogus\nservice = gw\n'
 } >"$CONF"
 
@@ -80,12 +80,12 @@ wait_mx $Z "$ORIG"
 ok $? "BIND serves what the emulated Cloudflare zone holds (two MX, TTL 3600)"
 
 # --- config -------------------------------------------------------------------
-mm setup $Z --mode gateway --profile r53 --dry-run
-is "$rc" 1 "provider = route53: exit 1"
-like "$err" "\[dns r53\] provider: 'route53' is not implemented yet \(use rfc2136, cloudflare or gcloud\)" \
-	"route53 is named as not implemented yet"
+mm setup $Z --mode gateway --profile az --dry-run
+is "$rc" 1 "provider = azure: exit 1"
+like "$err" "\[dns az\] provider: 'azure' is not implemented yet \(use rfc2136, cloudflare, gcloud or route53\)" \
+	"azure is named as not implemented yet"
 mm setup $Z --mode gateway --profile bogus --dry-run
-like "$err" "\[dns bogus\] provider: 'nsone' is not a DNS provider \(use rfc2136, cloudflare or gcloud\)" \
+like "$err" "\[dns bogus\] provider: 'nsone' is not a DNS provider \(use rfc2136, cloudflare, gcloud or route53\)" \
 	"an unknown provider: one line naming the section and the allowed values"
 mm setup $Z --mode gateway --profile cf-open
 is "$rc" 1 "a world-readable token file: exit 1"
@@ -100,40 +100,17 @@ like "$out" "delete: record id [0-9a-f]{32} \(cloudflare.test. 3600 MX 10 mx1.cl
 like "$out" "post: cloudflare.test. 300 MX 20 mx-02.gw.test." "plan: posts the gateway records"
 like "$out" "guarantee: weaker than a compare-and-swap" "plan: says the guarantee is weaker"
 
-emu_ctl DELETE /_emu/requests >/dev/null
-mm setup $Z --mode gateway --profile cf
-is "$rc" 0 "setup succeeds"
-[ "$rc" = 0 ] || diag "$err"
-is "$(mx_bind $Z)" "$GATEWAY_SET" "BIND serves exactly the gateway set once it has propagated"
-is "$(dns_mx "$DNS_SECONDARY" $Z)" "$GATEWAY_SET" "so does the secondary"
-setup_calls=$(emu_requests .)
-diag "setup: $(emu_summary)"
+round_trip_setup $Z cf
 setup_batches=$(emu_requests 'POST .*/batch')
 is "$setup_batches" 2 "setup sent two batches: preflight's no-op probe and the swap"
-mm verify $Z
-is "$rc" 0 "verify passes on both authoritative servers"
-emu_ctl DELETE /_emu/requests >/dev/null
-mm teardown $Z
-is "$rc" 0 "teardown succeeds"
-teardown_calls=$(emu_requests .)
-diag "teardown: $(emu_summary)"
-diag "$(grep -c propagated "$EMU_DIR/emu.log") propagations so far, the last: $(grep propagated "$EMU_DIR/emu.log" | tail -1)"
-is "$(mx_bind $Z)" "$ORIG" "BIND serves the original MX records again, TTLs included"
-is "$(dns_mx "$DNS_SECONDARY" $Z)" "$ORIG" "so does the secondary"
+round_trip_teardown $Z
 diag "API calls: setup $setup_calls, teardown $teardown_calls"
 
 # --- a concurrent change before the batch ------------------------------------
 R=race.$Z
-"$MAILMODE" --config "$CONF" setup $R --mode gateway --profile cf-slow \
-	>"$TEST_TMP/setup.out" 2>"$TEST_TMP/setup.err" &
-setup_pid=$!
-wait_until 15 grep -q "pausing before the UPDATE" "$TEST_TMP/setup.err"
-ok $? "setup read the MX set and pauses before its batch"
-emu_ctl POST /_emu/zones/$Z/records "{\"type\":\"MX\",\"name\":\"$R\",\"content\":\"mx3.$Z\",\"priority\":30,\"ttl\":3600}" >/dev/null
-ok $? "someone adds an MX record in the dashboard meanwhile"
-wait $setup_pid
-rc=$?
-err=$(cat "$TEST_TMP/setup.err")
+# Someone adds an MX record in the dashboard meanwhile.
+setup_racing $R cf-slow /_emu/zones/$Z/records \
+	"{\"type\":\"MX\",\"name\":\"$R\",\"content\":\"mx3.$Z\",\"priority\":30,\"ttl\":3600}"
 is "$rc" 3 "setup is refused (exit 3: rolled back, nothing of ours applied)"
 like "$err" "the MX set of $R changed at Cloudflare between our read and our batch \(extra: 30 mx3.cloudflare.test. \(ttl 3600\)\)" \
 	"the error names the change"
@@ -144,7 +121,7 @@ ok $? "BIND serves the hand-made record and nothing of ours"
 # --- a concurrent change right after the batch -------------------------------
 A=after.$Z
 emu_ctl POST /_emu/faults "{\"method\":\"POST\",\"path\":\"/batch\",\"skip\":1,\"kind\":\"concurrent_after\",\"zone\":\"$Z\",\"record\":{\"type\":\"MX\",\"name\":\"$A\",\"content\":\"mx3.$Z\",\"priority\":30,\"ttl\":3600}}" >/dev/null
-mm setup $A --mode gateway --profile cf
+mm -v setup $A --mode gateway --profile cf
 [ "$rc" != 0 ]
 ok $? "a record added right after the batch: setup does not succeed (exit $rc)"
 unlike "$err" "waiting until gateway mode is in effect" \
@@ -184,22 +161,8 @@ like "$err" "no answer from Cloudflare \(https://127.0.0.1:9/client/v4\)" "one l
 is "$(mx_bind $T)" "$ORIG" "the zone is unchanged"
 
 # --- the answer lost, the batch applied late ----------------------------------
-L=lost.$Z
-emu_ctl POST /_emu/faults '{"method":"POST","path":"/batch","skip":1,"kind":"acted_late","delay_ms":9000}' >/dev/null
-mm setup $L --mode gateway --profile cf
-is "$rc" 1 "no answer to the batch: setup fails (exit 1)"
-like "$err" "no answer from Cloudflare to the batch for $L .*outcome unknown; the UPDATE may still be applied: a re-read shows the old MX set" \
-	"the outcome is unknown, not 'not applied'"
-ckpt=$(sqlite3 "$DB" "SELECT new_receipt FROM migrations WHERE domain = '$L' ORDER BY id DESC LIMIT 1")
-is "$(json_get "$ckpt" "d['write']['doing']")" "swapping to the gateway set" "the journal holds the swap in flight"
-wait_mx $L "$GATEWAY_SET"
-ok $? "the batch lands later"
-mm resume $L
-is "$rc" 0 "resume reconciles: the gateway set is ours"
-mm teardown $L
-is "$rc" 0 "teardown"
-wait_mx $L "$ORIG"
-ok $? "the original is back"
+lost_answer lost.$Z cf '{"method":"POST","path":"/batch","skip":1,"kind":"acted_late","delay_ms":9000}' \
+	"no answer from Cloudflare to the batch for lost.$Z .*outcome unknown; the UPDATE may still be applied: a re-read shows the old MX set"
 
 # --- the TTL plan (mailmode prepare, issue 13) ---------------------------------
-prepare_round_trip cf $L "the Cloudflare API"
+prepare_round_trip cf lost.$Z "the Cloudflare API"

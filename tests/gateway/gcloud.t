@@ -10,7 +10,7 @@ EMU_PY=$top_srcdir/tests/servers/gcloudemu.py
 PROVIDER_ZONE=gcloud.test
 . "$top_srcdir/tests/gateway/provider-lib.sh"
 
-plan 44
+plan 45
 
 Z=gcloud.test
 ORIG="3600 10 mx1.gcloud.test.
@@ -87,40 +87,16 @@ like "$out" "deletion \(must match the live rrset exactly.*\): gcloud.test. 3600
 	"plan: deletes the exact live rrset"
 like "$out" "addition: gcloud.test. 300 MX 20 mx-02.gw.test." "plan: adds the gateway set"
 
-emu_ctl DELETE /_emu/requests >/dev/null
-mm setup $Z --mode gateway --profile gc
-is "$rc" 0 "setup succeeds"
-[ "$rc" = 0 ] || diag "$err"
-is "$(mx_bind $Z)" "$GATEWAY_SET" "BIND serves exactly the gateway set"
-is "$(dns_mx "$DNS_SECONDARY" $Z)" "$GATEWAY_SET" "so does the secondary"
-setup_calls=$(emu_requests .)
-diag "setup: $(emu_summary)"
+round_trip_setup $Z gc
 is "$(emu_requests 'POST .*/changes$')" 1 "one changes.create"
 setup_tokens=$(emu_requests 'POST /token')
-mm verify $Z
-is "$rc" 0 "verify passes on both authoritative servers"
-emu_ctl DELETE /_emu/requests >/dev/null
-mm teardown $Z
-is "$rc" 0 "teardown succeeds"
-teardown_calls=$(emu_requests .)
-diag "teardown: $(emu_summary)"
-diag "$(grep -c propagated "$EMU_DIR/emu.log") propagations so far, the last: $(grep propagated "$EMU_DIR/emu.log" | tail -1)"
-is "$(mx_bind $Z)" "$ORIG" "BIND serves the original MX records again, TTLs included"
-is "$(dns_mx "$DNS_SECONDARY" $Z)" "$ORIG" "so does the secondary"
+round_trip_teardown $Z
 diag "API calls: setup $setup_calls ($setup_tokens token), teardown $teardown_calls"
 
 # --- a concurrent change between read and change --------------------------------
 R=race.$Z
-"$MAILMODE" --config "$CONF" setup $R --mode gateway --profile gc-slow \
-	>"$TEST_TMP/setup.out" 2>"$TEST_TMP/setup.err" &
-setup_pid=$!
-wait_until 15 grep -q "pausing before the UPDATE" "$TEST_TMP/setup.err"
-ok $? "setup read the MX rrset and pauses before its change"
-emu_ctl POST /_emu/zones/gcloud-test/rrset "{\"name\":\"$R.\",\"type\":\"MX\",\"ttl\":3600,\"rrdatas\":[\"10 mx1.$Z.\",\"20 mx2.$Z.\",\"30 mx3.$Z.\"]}" >/dev/null
-ok $? "someone else adds an MX record meanwhile"
-wait $setup_pid
-rc=$?
-err=$(cat "$TEST_TMP/setup.err")
+setup_racing $R gc-slow /_emu/zones/gcloud-test/rrset \
+	"{\"name\":\"$R.\",\"type\":\"MX\",\"ttl\":3600,\"rrdatas\":[\"10 mx1.$Z.\",\"20 mx2.$Z.\",\"30 mx3.$Z.\"]}"
 is "$rc" 3 "setup is refused (exit 3: rolled back, nothing of ours applied)"
 like "$err" "the MX set of $R changed at Google Cloud DNS between our read and our change \(HTTP 412 conditionNotMet" \
 	"the error names the refused precondition"
@@ -161,21 +137,8 @@ like "$err" "no answer from Google Cloud DNS \(https://127.0.0.1:9/dns/v1\)" "on
 is "$(mx_bind $T)" "$ORIG" "the zone is unchanged"
 
 # --- the answer lost, the change applied late ------------------------------------
-L=lost.$Z
-emu_ctl POST /_emu/faults '{"method":"POST","path":"/changes","kind":"acted_late","delay_ms":9000}' >/dev/null
-mm setup $L --mode gateway --profile gc
-is "$rc" 1 "no answer to the change: setup fails (exit 1)"
-like "$err" "no answer from Google Cloud DNS .* to the change of the MX rrset: .*outcome unknown; the UPDATE may still be applied: a re-read shows the old MX set" \
-	"the outcome is unknown, not 'not applied'"
-ckpt=$(sqlite3 "$DB" "SELECT new_receipt FROM migrations WHERE domain = '$L' ORDER BY id DESC LIMIT 1")
-is "$(json_get "$ckpt" "d['write']['doing']")" "swapping to the gateway set" "the journal holds the change in flight"
-wait_mx $L "$GATEWAY_SET"
-ok $? "the change lands later"
-mm resume $L
-is "$rc" 0 "resume reconciles: the gateway set is ours"
-mm teardown $L
-wait_mx $L "$ORIG"
-ok $? "teardown puts the original back"
+lost_answer lost.$Z gc '{"method":"POST","path":"/changes","kind":"acted_late","delay_ms":9000}' \
+	"no answer from Google Cloud DNS .* to the change of the MX rrset: .*outcome unknown; the UPDATE may still be applied: a re-read shows the old MX set"
 
 # --- the TTL plan (mailmode prepare, issue 13) ---------------------------------
-prepare_round_trip gc $L "the Google Cloud DNS API"
+prepare_round_trip gc lost.$Z "the Google Cloud DNS API"

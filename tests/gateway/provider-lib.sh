@@ -1,4 +1,5 @@
-# Shared set-up of the API-provider tests (cloudflare.t, gcloud.t): real
+# Shared set-up of the API-provider tests (cloudflare.t, gcloud.t,
+# route53.t): real
 # BIND 9 (primary + secondary, tests/servers/dns-harness) serving the zone
 # PROVIDER_ZONE behind the provider's emulator, a plugin directory holding
 # only the gateway plugin, and helpers.  Set PROVIDER_ZONE, then source it:
@@ -13,6 +14,23 @@
 #   emu_requests FILTER  how many API requests the emulator logged whose
 #                     "METHOD PATH" matches the grep -E FILTER
 #   BIND_SPEC         ADDR:PORT:KEY:SECRETFILE for the emulator's --dns
+#   round_trip_setup NAME PROFILE [MAILMODE-OPTIONS]
+#                     setup with the emulator's request log cleared first:
+#                     it succeeds, both BIND servers serve $GATEWAY_SET;
+#                     $setup_calls and a TAP comment of the requests (3 tests)
+#   round_trip_teardown NAME
+#                     verify, then teardown (request log cleared): both BIND
+#                     servers serve $ORIG again; $teardown_calls (4 tests)
+#   setup_racing NAME PROFILE CONTROL-PATH JSON
+#                     setup of NAME with PROFILE (one that pauses before its
+#                     change) while someone else changes the MX set through
+#                     the emulator's control API; $rc and $err as `mm` sets
+#                     them (2 tests)
+#   lost_answer NAME PROFILE FAULT-JSON ERROR-REGEX
+#                     setup whose change is applied but whose answer is lost
+#                     (the fault), then resume and teardown: unknown outcome,
+#                     the journal, the change landing, reconciled, the
+#                     original back (7 tests; $GATEWAY_SET and $ORIG)
 #   prepare_round_trip PROFILE NAME API  5 tests: prepare --ttl 60 of NAME
 #                     (MX 10 mx1.ZONE, 20 mx2.ZONE, TTL 3600 = $ORIG)
 #                     served by BIND, then --undo
@@ -87,6 +105,64 @@ for r in json.load(sys.stdin):
     p = re.sub(r"/changes/[0-9]+$", "/changes/{id}", p)
     c[r["method"] + " " + p] += 1
 print("; ".join("%s x%d" % kv for kv in sorted(c.items())))'
+}
+
+round_trip_setup() {
+	_rt_name=$1
+	_rt_profile=$2
+	shift 2
+	emu_ctl DELETE /_emu/requests >/dev/null
+	mm "$@" setup "$_rt_name" --mode gateway --profile "$_rt_profile"
+	is "$rc" 0 "setup succeeds"
+	[ "$rc" = 0 ] || diag "$err"
+	is "$(mx_bind "$_rt_name")" "$GATEWAY_SET" "BIND serves exactly the gateway set once it has propagated"
+	is "$(dns_mx "$DNS_SECONDARY" "$_rt_name")" "$GATEWAY_SET" "so does the secondary"
+	setup_calls=$(emu_requests .)
+	diag "setup: $(emu_summary)"
+}
+
+round_trip_teardown() {
+	mm verify "$1"
+	is "$rc" 0 "verify passes on both authoritative servers"
+	emu_ctl DELETE /_emu/requests >/dev/null
+	mm teardown "$1"
+	is "$rc" 0 "teardown succeeds"
+	teardown_calls=$(emu_requests .)
+	diag "teardown: $(emu_summary)"
+	diag "$(grep -c propagated "$EMU_DIR/emu.log") propagations so far, the last: $(grep propagated "$EMU_DIR/emu.log" | tail -1)"
+	is "$(mx_bind "$1")" "$ORIG" "BIND serves the original MX records again, TTLs included"
+	is "$(dns_mx "$DNS_SECONDARY" "$1")" "$ORIG" "so does the secondary"
+}
+
+setup_racing() {
+	"$MAILMODE" --config "$CONF" setup "$1" --mode gateway --profile "$2" \
+		>"$TEST_TMP/setup.out" 2>"$TEST_TMP/setup.err" &
+	_sr_pid=$!
+	wait_until 15 grep -q "pausing before the UPDATE" "$TEST_TMP/setup.err"
+	ok $? "setup read the MX set and pauses before its change"
+	emu_ctl POST "$3" "$4" >/dev/null
+	ok $? "someone else changes the MX set meanwhile"
+	wait $_sr_pid
+	rc=$?
+	err=$(cat "$TEST_TMP/setup.err")
+}
+
+lost_answer() {
+	emu_ctl POST /_emu/faults "$3" >/dev/null
+	mm setup "$1" --mode gateway --profile "$2"
+	is "$rc" 1 "no answer to the change: setup fails (exit 1)"
+	like "$err" "$4" "the outcome is unknown, not 'not applied'"
+	_la_ckpt=$(sqlite3 "$DB" "SELECT new_receipt FROM migrations WHERE domain = '$1' ORDER BY id DESC LIMIT 1")
+	is "$(json_get "$_la_ckpt" "d['write']['doing']")" "swapping to the gateway set" \
+		"the journal holds the change in flight"
+	wait_mx "$1" "$GATEWAY_SET"
+	ok $? "the change lands later"
+	mm resume "$1"
+	is "$rc" 0 "resume reconciles: the gateway set is ours"
+	mm teardown "$1"
+	is "$rc" 0 "teardown"
+	wait_mx "$1" "$ORIG"
+	ok $? "teardown puts the original back"
 }
 
 prepare_round_trip() {

@@ -140,20 +140,20 @@ static void test_fields(struct tap *t)
 	size_t n = 0;
 	const char **list;
 
-	list = mf_field_strs(o, "A", &n);
+	list = ms_field_strs(o, "A", &n);
 	tap_ok(t, n == 1 && strcmp(list[0], "one") == 0, "a bare string is a one-element list");
 	free(list);
-	list = mf_field_strs(o, "B", &n);
+	list = ms_field_strs(o, "B", &n);
 	tap_ok(t, n == 2 && strcmp(list[1], "y") == 0 && !list[2], "an array is a list");
 	free(list);
-	list = mf_field_strs(o, "G", &n);
+	list = ms_field_strs(o, "G", &n);
 	tap_ok(t, n == 0 && list && !list[0], "null is an empty list");
 	free(list);
-	tap_is_str(t, mf_field_str(o, "H"), "solo", "a one-element array reads as a string");
-	tap_is_int(t, mf_field_bool(o, "C"), 1, "\"True\" is true");
-	tap_is_int(t, mf_field_bool(o, "D"), 0, "false is false");
-	tap_is_int(t, mf_field_bool(o, "Z"), -1, "absent is neither");
-	tap_is_int(t, mf_field_long(o, "E", -1) + mf_field_long(o, "F", -1), 10,
+	tap_is_str(t, ms_field_str(o, "H"), "solo", "a one-element array reads as a string");
+	tap_is_int(t, ms_field_bool(o, "C"), 1, "\"True\" is true");
+	tap_is_int(t, ms_field_bool(o, "D"), 0, "false is false");
+	tap_is_int(t, ms_field_bool(o, "Z"), -1, "absent is neither");
+	tap_is_int(t, ms_field_long(o, "E", -1) + ms_field_long(o, "F", -1), 10,
 	           "numbers as strings and as numbers");
 	cJSON_Delete(o);
 }
@@ -164,7 +164,7 @@ static void test_compare(struct tap *t)
 	static const char *const none[] = { NULL };
 	const struct mf_rule_want a_want = { "mailmode route a.test", a_domains, none };
 	struct mf_profile p;
-	struct mf_buf m = { 0 };
+	struct ms_buf m = { 0 };
 	cJSON *out, *in, *rules;
 	int n;
 
@@ -179,13 +179,13 @@ static void test_compare(struct tap *t)
 	n = mf_outbound_compare(&p, out, &m);
 	tap_ok(t, n == 1 && strstr(m.data, "TlsDomain: have 'evil.example.org'"),
 	       "a changed TlsDomain is named");
-	mf_buf_free(&m);
+	ms_buf_free(&m);
 
 	in = cJSON_Parse("{\"ConnectorType\":\"OnPremises\",\"SenderDomains\":\"smtp:*;1\","
 	                 "\"RequireTls\":true,\"TlsSenderCertificateName\":\"*.example.net\","
 	                 "\"Enabled\":true}");
 	tap_is_int(t, mf_inbound_compare(&p, in, &m), 0, "SenderDomains smtp:*;1 is *");
-	mf_buf_free(&m);
+	ms_buf_free(&m);
 
 	rules = cJSON_Parse("[{\"Name\":\"mailmode route b.test\",\"Priority\":0,"
 	                    "\"Comments\":\"managed by mailmode: x\"},"
@@ -197,13 +197,13 @@ static void test_compare(struct tap *t)
 	                    "{\"Name\":\"Other\",\"Priority\":2}]");
 	tap_is_int(t, mf_rule_compare(&p, &a_want, cJSON_GetArrayItem(rules, 1), rules, &m), 0,
 	           "our rule below our other rule but above the rest is fine");
-	mf_buf_free(&m);
+	ms_buf_free(&m);
 	cJSON_ReplaceItemInObject(cJSON_GetArrayItem(rules, 2), "Priority", cJSON_CreateNumber(1));
 	cJSON_ReplaceItemInObject(cJSON_GetArrayItem(rules, 1), "Priority", cJSON_CreateNumber(2));
 	n = mf_rule_compare(&p, &a_want, cJSON_GetArrayItem(rules, 1), rules, &m);
 	tap_ok(t, n == 1 && strstr(m.data, "Priority: have 2") && strstr(m.data, "'Other'"),
 	       "a foreign rule above ours is named");
-	mf_buf_free(&m);
+	ms_buf_free(&m);
 	cJSON_Delete(out);
 	cJSON_Delete(in);
 	cJSON_Delete(rules);
@@ -216,7 +216,7 @@ static void test_exception(struct tap *t)
 	static const char *const none[] = { NULL };
 	const struct mf_rule_want want = { "mailmode route a.test", a_domains, none };
 	struct mf_profile p;
-	struct mf_buf m = { 0 };
+	struct ms_buf m = { 0 };
 	cJSON *params, *rules, *rule, *set;
 	char text[MF_IP_RANGE_TEXT], *printed;
 	struct mf_ip_range r;
@@ -252,7 +252,7 @@ static void test_exception(struct tap *t)
 	rule = cJSON_GetArrayItem(rules, 0);
 	tap_is_int(t, mf_rule_compare(&p, &want, rule, rules, &m), 0,
 	           "ranges compare as ranges (host bits, case)");
-	mf_buf_free(&m);
+	ms_buf_free(&m);
 	cJSON_AddStringToObject(rule, "ExceptIfHeaderMatchesMessageHeader", "X-Svc-Processed");
 	cJSON_AddStringToObject(rule, "ExceptIfHeaderMatchesPatterns", ".");
 	cJSON_ReplaceItemInObject(rule, "Exceptions", cJSON_Parse(
@@ -262,7 +262,7 @@ static void test_exception(struct tap *t)
 	tap_ok(t, n == 3 && strstr(m.data, "ExceptIfHeaderMatchesMessageHeader: have \"X-Svc-Processed\", want it not set") &&
 	          strstr(m.data, "Exceptions: have"),
 	       "a header exception beside the ranges is drift");
-	mf_buf_free(&m);
+	ms_buf_free(&m);
 	cJSON_DeleteItemFromObject(rule, "ExceptIfHeaderMatchesMessageHeader");
 	cJSON_DeleteItemFromObject(rule, "ExceptIfHeaderMatchesPatterns");
 	cJSON_DeleteItemFromObject(rule, "Exceptions");
@@ -270,19 +270,19 @@ static void test_exception(struct tap *t)
 	n = mf_rule_compare(&p, &want, rule, rules, &m);
 	tap_ok(t, n == 1 && strstr(m.data, "ExceptIfSenderIpRanges: have ['192.0.2.0/24'], want ['192.0.2.0/24', '2001:db8::/32']"),
 	       "a missing range is drift, named");
-	mf_buf_free(&m);
+	ms_buf_free(&m);
 	cJSON_ReplaceItemInObject(rule, "ExceptIfSenderIpRanges",
 	                          cJSON_Parse("[\"192.0.2.0/24\",\"2001:db8::/32\",\"203.0.113.5\"]"));
 	tap_is_int(t, mf_rule_compare(&p, &want, rule, rules, &m), 1, "an extra range is drift");
-	mf_buf_free(&m);
+	ms_buf_free(&m);
 	cJSON_ReplaceItemInObject(rule, "ExceptIfSenderIpRanges",
 	                          cJSON_Parse("[\"192.0.2.0-192.0.2.255\",\"2001:db8::/32\"]"));
 	tap_is_int(t, mf_rule_compare(&p, &want, rule, rules, &m), 1,
 	           "a range written a-b is not what setup writes: drift");
-	mf_buf_free(&m);
+	ms_buf_free(&m);
 	cJSON_DeleteItemFromObject(rule, "ExceptIfSenderIpRanges");
 	tap_is_int(t, mf_rule_compare(&p, &want, rule, rules, &m), 1, "no ranges at all: drift");
-	mf_buf_free(&m);
+	ms_buf_free(&m);
 	cJSON_Delete(params);
 	cJSON_Delete(set);
 	cJSON_Delete(rules);
@@ -292,7 +292,7 @@ static void test_conflicts(struct tap *t)
 {
 	struct mf_profile p;
 	static const char *const accepted[] = { "GROUP", NULL };
-	struct mf_buf c = { 0 }, ok = { 0 };
+	struct ms_buf c = { 0 }, ok = { 0 };
 	cJSON *rules;
 	int n;
 
@@ -322,8 +322,8 @@ static void test_conflicts(struct tap *t)
 	             "an unresolvable recipient condition counts, listed apart when accepted (any case)");
 	tap_ok(t, !strstr(c.data, "'group'"), "the accepted one is not among the refusing ones");
 	tap_contains(t, c.data, "'Check Point - Protect'", "another vendor's rule counts");
-	mf_buf_free(&c);
-	mf_buf_free(&ok);
+	ms_buf_free(&c);
+	ms_buf_free(&ok);
 	cJSON_Delete(rules);
 }
 
@@ -332,7 +332,7 @@ static void test_conflicts(struct tap *t)
 static void test_outbound_conflicts(struct tap *t)
 {
 	struct mf_profile p;
-	struct mf_buf c = { 0 }, ok = { 0 }, notes = { 0 };
+	struct ms_buf c = { 0 }, ok = { 0 }, notes = { 0 };
 	cJSON *conns;
 	int n;
 
@@ -357,9 +357,9 @@ static void test_outbound_conflicts(struct tap *t)
 	       "*, another domain, a subdomain's wildcard, rule-scoped and disabled are not conflicts");
 	tap_is_str(t, notes.data, "outbound connector 'Outbound via SEG' (RecipientDomains *, not rule-scoped) carries mail leaving the organization, not mail for sub.contoso.test: not a conflict\n",
 	           "the * connector is noted, once");
-	mf_buf_free(&c);
-	mf_buf_free(&ok);
-	mf_buf_free(&notes);
+	ms_buf_free(&c);
+	ms_buf_free(&ok);
+	ms_buf_free(&notes);
 	cJSON_Delete(conns);
 }
 
@@ -425,7 +425,7 @@ static void test_names_and_plan(struct tap *t)
 	char name[MF_NAME_MAX], again[MF_NAME_MAX];
 	const char *longdomain =
 		"a-very-long-label-for-testing.another-long-label-here.example.test";
-	struct mf_buf b = { 0 };
+	struct ms_buf b = { 0 };
 	cJSON *params = cJSON_Parse("{\"Name\":\"O'Brien\",\"Priority\":0,\"Enabled\":false,"
 	                            "\"SmartHosts\":[\"a\",\"b\"]}");
 
@@ -440,23 +440,23 @@ static void test_names_and_plan(struct tap *t)
 	mf_cmdlet_line(&b, "New-X", params);
 	tap_is_str(t, b.data, "New-X -Name 'O''Brien' -Priority 0 -Enabled:$false -SmartHosts 'a','b'\n",
 	           "PowerShell rendering quotes, switches and lists");
-	mf_buf_free(&b);
+	ms_buf_free(&b);
 	cJSON_Delete(params);
 }
 
 static void test_errors(struct tap *t)
 {
-	struct mf_exo_error e;
+	struct ms_exo_error e;
 
 	memset(&e, 0, sizeof(e));
 	snprintf(e.type, sizeof(e.type), "Microsoft.Exchange.Configuration.Tasks.ManagementObjectNotFoundException");
-	tap_ok(t, mf_exo_error_not_found(&e) && !mf_exo_error_exists(&e), "not found");
+	tap_ok(t, ms_exo_error_not_found(&e) && !ms_exo_error_exists(&e), "not found");
 	memset(&e, 0, sizeof(e));
 	snprintf(e.text, sizeof(e.text), "The command you tried to run isn't currently allowed in your organization. To run this command, you first need to run the command: Enable-OrganizationCustomization.");
-	tap_ok(t, mf_exo_error_dehydrated(&e), "dehydrated tenant");
+	tap_ok(t, ms_exo_error_dehydrated(&e), "dehydrated tenant");
 	memset(&e, 0, sizeof(e));
 	snprintf(e.text, sizeof(e.text), "A transport rule with the name 'x' already exists.");
-	tap_ok(t, mf_exo_error_exists(&e), "already exists");
+	tap_ok(t, ms_exo_error_exists(&e), "already exists");
 }
 
 /* Makes a key and a self-signed certificate in files, signs an assertion
@@ -467,8 +467,9 @@ static void test_jwt(struct tap *t)
 	char key_path[64], cert_path[64];
 	EVP_PKEY *key = EVP_RSA_gen(2048);
 	X509 *cert = X509_new();
-	struct mf_ctx ctx = { .host = &fake_host };
-	struct mf_profile p;
+	struct ms_app p = { .section = "tenant contoso",
+	                    .tenant = "contoso.onmicrosoft.com",
+	                    .client_id = "0f6c1a84-2b7d-4d6e-8a0f-5b2e9d1c3a77" };
 	struct mailmode_diag diag;
 	char *jwt = NULL, *dot1, *dot2;
 	FILE *f;
@@ -496,13 +497,12 @@ static void test_jwt(struct tap *t)
 	PEM_write_X509(f, cert);
 	fclose(f);
 
-	profile_init(&p);
 	p.private_key_file = key_path;
 	p.certificate_file = cert_path;
 	/* The older form, still selectable; PS256 (the default) is checked
 	 * from a capture in tests/mailflow/wire.t. */
-	p.assertion_alg = MF_ASSERTION_RS256;
-	rc = mf_jwt_assertion(&ctx, &p, "https://login.example/t/oauth2/v2.0/token", &jwt, &diag);
+	p.assertion_alg = MS_ASSERTION_RS256;
+	rc = ms_jwt_assertion(&fake_host, &p, "https://login.example/t/oauth2/v2.0/token", &jwt, &diag);
 	tap_is_int(t, rc, MAILMODE_OK, "assertion made");
 	dot1 = jwt ? strchr(jwt, '.') : NULL;
 	dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
@@ -549,13 +549,13 @@ static void test_jwt(struct tap *t)
 		for (i = 0; i < len; i++)
 			x5t[i] = x5t[i] == '+' ? '-' : x5t[i] == '/' ? '_' : x5t[i];
 
-		tap_is_str(t, mf_field_str(header, "alg"), "RS256", "alg RS256");
-		tap_is_str(t, mf_field_str(header, "x5t"), x5t, "x5t is the SHA-1 thumbprint");
-		tap_ok(t, mf_strcaseeq(mf_field_str(claims, "iss"), p.client_id) &&
-		          mf_strcaseeq(mf_field_str(claims, "sub"), p.client_id) &&
-		          mf_strcaseeq(mf_field_str(claims, "aud"), "https://login.example/t/oauth2/v2.0/token") &&
-		          mf_field_str(claims, "jti") &&
-		          mf_field_long(claims, "exp", 0) > mf_field_long(claims, "nbf", 0),
+		tap_is_str(t, ms_field_str(header, "alg"), "RS256", "alg RS256");
+		tap_is_str(t, ms_field_str(header, "x5t"), x5t, "x5t is the SHA-1 thumbprint");
+		tap_ok(t, ms_strcaseeq(ms_field_str(claims, "iss"), p.client_id) &&
+		          ms_strcaseeq(ms_field_str(claims, "sub"), p.client_id) &&
+		          ms_strcaseeq(ms_field_str(claims, "aud"), "https://login.example/t/oauth2/v2.0/token") &&
+		          ms_field_str(claims, "jti") &&
+		          ms_field_long(claims, "exp", 0) > ms_field_long(claims, "nbf", 0),
 		       "claims iss, sub, aud, jti, nbf < exp");
 
 		len = (int)strlen(dot2 + 1);

@@ -53,6 +53,20 @@ sender_stop() {
 	rm -f "$TEST_TMP/$1.pid"
 }
 
+# switch_under_load NAME TO [DOMAIN]: NAME's sender (to $RCPTS) for 1 s, the
+# switch of DOMAIN (contoso.test) to TO, 2 s more; $switch_rc, $DONE_AT.
+switch_under_load() {
+	sender_start "$1" "$RCPTS"
+	sleep 1
+	start=$(now)
+	run mm -q switch "${3:-contoso.test}" --to "$2" --poll-interval 250ms --verify-timeout 30s
+	switch_rc=$rc
+	DONE_AT=$(now)
+	diag "switch to $2 took $(awk "BEGIN { printf \"%.1f\", $DONE_AT - $start }") s"
+	sleep 2
+	sender_stop "$1"
+}
+
 # oracle NAME [SWITCH_DONE_AT]: the oracle over NAME's messages; output in
 # $out, exit status in $rc (run).
 oracle() {

@@ -20,18 +20,6 @@ emu_config '{"consistency_delay_s": 2}'
 run mm adopt contoso.test --mode gateway
 is "$rc" 0 "contoso.test adopted in gateway mode"
 
-# switch_under_load NAME TO: 1 s of mail, the switch, 2 s of mail.
-switch_under_load() {
-	sender_start "$1" "$RCPTS"
-	sleep 1
-	start=$(now)
-	run mm -q switch contoso.test --to "$2" --poll-interval 250ms --verify-timeout 30s
-	switch_rc=$rc
-	DONE_AT=$(now)
-	diag "switch to $2 took $(awk "BEGIN { printf \"%.1f\", $DONE_AT - $start }") s"
-	sleep 2
-	sender_stop "$1"
-}
 
 # --- gateway -> mailflow -----------------------------------------------------
 switch_under_load g2m mailflow

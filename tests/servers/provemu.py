@@ -1,4 +1,4 @@
-"""What the DNS-provider emulators (cfemu.py, gcloudemu.py) share: HTTPS on
+"""What the DNS-provider emulators (cfemu.py, gcloudemu.py, r53emu.py) share: HTTPS on
 loopback with a test CA, a request log, injectable faults, and the real BIND
 zone behind each emulated zone.
 
@@ -12,11 +12,19 @@ Control API (https, same port, no auth, JSON), common to both:
   GET|POST /_emu/config      {"propagation_delay_s": S, "page_size": N}
   GET|POST|DELETE /_emu/faults
          {"method": "POST", "path": "/batch" (a substring), "kind": K,
-          "count": 1, "skip": 0, "retry_after": 1, "delay_ms": 0}
-         K: 429 (Retry-After), 500, 502, 503, drop (the answer cut short,
-         not applied), acted_drop (applied, then the answer cut short),
-         acted_late (the answer cut short now, applied after delay_ms),
-         plus the emulator's own.
+          "count": 1, "skip": 0, "retry_after": 1, "delay_ms": 0,
+          "then": [fault, ...]}
+         K: 429 and 503 (with Retry-After), 500, 502, 504, 400, 403, 404,
+         409, 412 (the provider's error body for that status, not applied),
+         drop (the answer cut short, not applied), acted_drop (applied,
+         then the answer cut short), acted_late (the answer cut short now,
+         applied after delay_ms), acted_STATUS (applied, then answered
+         STATUS as above: acted_503 is a write that landed although the
+         answer says retry), plus the emulator's own.
+         A script: "then" faults (same method and path unless given) go
+         first in line once this one is taken, so the requests after it
+         (the host's retries) meet them in order.  A list posted is
+         appended in order.
   GET|DELETE /_emu/requests  every API request: {"method","path","auth"}
 """
 
@@ -159,8 +167,14 @@ class Emu:
                     f["skip"] -= 1
                     continue
                 f["count"] = f.get("count", 1) - 1
+                at = self.faults.index(f)
                 if f["count"] <= 0:
                     self.faults.remove(f)
+                else:
+                    at += 1
+                then = [dict({"method": method, "path": f.get("path", "")}, **t)
+                        for t in f.get("then", [])]
+                self.faults[at:at] = then
                 return dict(f)
         return None
 
@@ -174,7 +188,7 @@ class Emu:
         if path == "/_emu/faults":
             with self.lock:
                 if method == "POST":
-                    self.faults.append(body)
+                    self.faults += body if isinstance(body, list) else [body]
                 elif method == "DELETE":
                     self.faults = []
                 return 200, list(self.faults)
@@ -188,8 +202,35 @@ class Emu:
     def own_control(self, method, path, body):
         return 404, {"error": "no such control endpoint"}
 
+    def push_names(self, zone, names, current, done=None):
+        """After the propagation delay BIND gets current(name) for each of
+        names (in zone, final dots or not); done() once all are pushed."""
+        if not self.bind or not names:
+            if done:
+                done()
+            return
+        left = [len(names)]
+
+        def one_done():
+            with self.lock:
+                left[0] -= 1
+                if left[0] == 0 and done:
+                    done()
+        for name in names:
+            self.bind.push(zone.rstrip("."), name.rstrip("."),
+                           lambda name=name: current(name), one_done)
+
+    def own_fault(self, fault):
+        """An emulator's own fault kind answered at once: (status, body,
+        headers), or None to go on."""
+        return None
+
     def api(self, handler, method, path, query, body):
         raise Reply(404, {})
+
+
+# The statuses a fault may answer with (Emu.fault_body gives the body).
+FAULT_STATUSES = ("400", "403", "404", "409", "412", "429", "500", "502", "503", "504")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -216,7 +257,9 @@ class Handler(BaseHTTPRequestHandler):
     def send(self, status, body, headers=None):
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        # An XML document (Route 53's API) goes as XML, the rest as JSON.
+        self.send_header("Content-Type", "text/xml" if data.startswith(b"<?xml")
+                         else "application/json")
         self.send_header("Content-Length", str(len(data)))
         for k, v in (headers or {}).items():
             self.send_header(k, str(v))
@@ -239,6 +282,11 @@ class Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+    def send_fault(self, fault, kind):
+        """An injected answer: `kind` is its status."""
+        headers = {"Retry-After": fault.get("retry_after", 1)} if kind in ("429", "503") else {}
+        return self.send(int(kind), self.server.emu.fault_body(int(kind)), headers)
 
     def run_api(self, method, path, query, raw):
         emu = self.server.emu
@@ -266,9 +314,11 @@ class Handler(BaseHTTPRequestHandler):
                                  "time": time.time()})
         fault = emu.take_fault(method, self.path)
         kind = str(fault["kind"]) if fault else ""
-        if kind in ("429", "500", "502", "503", "504"):
-            headers = {"Retry-After": fault.get("retry_after", 1)} if kind in ("429", "503") else {}
-            return self.send(int(kind), emu.fault_body(int(kind)), headers)
+        if kind in FAULT_STATUSES:
+            return self.send_fault(fault, kind)
+        own = emu.own_fault(fault) if fault else None
+        if own:
+            return self.send(*own)
         if kind == "drop":
             return self.drop()
         if kind == "acted_late":
@@ -280,6 +330,8 @@ class Handler(BaseHTTPRequestHandler):
         status, body, headers = self.run_api(method, path, query, raw)
         if kind == "acted_drop":
             return self.drop()
+        if kind.startswith("acted_") and kind[6:] in FAULT_STATUSES:
+            return self.send_fault(fault, kind[6:])
         emu.after_reply_fault(fault, path)
         return self.send(status, body, headers)
 

@@ -81,7 +81,8 @@
  * 1.2: checkpoint, keep_original, preflight, config_keys, request fields
  * call and original, MAILMODE_REQ_FORCE for setup; 1.3: the request field
  * accepted_conflicts (the host no longer sets MAILMODE_REQ_ACCEPT_CONFLICTS);
- * 1.4: the operation mx_ttl and the request field prepared.
+ * 1.4: the host service http_request_opts (AWS Signature Version 4), the
+ * operation mx_ttl and the request field prepared.
  */
 #ifndef MAILMODE_PLUGIN_H
 #define MAILMODE_PLUGIN_H
@@ -179,6 +180,30 @@ struct mailmode_http_response {
 	int attempts;                    /* 1 + retries made */
 };
 
+/* ABI 1.4: what host->http_request_opts adds to a request (struct
+ * mailmode_http_request has no struct_size, so it cannot grow: a host
+ * would read past the end of an older plugin's struct).  Set
+ * struct_size to sizeof(struct mailmode_http_options): the host reads no
+ * field past it, so a plugin built against this minor keeps working with
+ * hosts that know more fields.  Zero-initialise what you do not use.
+ *
+ * aws_sigv4: sign the request with AWS Signature Version 4, libcurl's
+ * CURLOPT_AWS_SIGV4 ("aws:amz:REGION:SERVICE", e.g.
+ * "aws:amz:us-east-1:route53"), with the access key id and secret access
+ * key; each retry is signed afresh (new X-Amz-Date).  With a session token
+ * (temporary credentials) the host sends it as X-Amz-Security-Token, a
+ * signed header.  Method, path, query, the headers passed and the body are
+ * all signed, so give the query string in the canonical form AWS expects
+ * (parameters sorted by name, RFC 3986 %-escapes).  The host never logs
+ * the secret, the token or the Authorization header it computes. */
+struct mailmode_http_options {
+	size_t struct_size;
+	const char *aws_sigv4;           /* NULL: not signed */
+	const char *aws_access_key_id;
+	const char *aws_secret_access_key;
+	const char *aws_session_token;   /* NULL: none (long-term keys) */
+};
+
 struct mailmode_request;
 
 /* Opaque: a connection cache.  Requests made through the same session reuse
@@ -264,6 +289,22 @@ struct mailmode_host {
 	                  const char *receipt, struct mailmode_diag *diag);
 	int (*keep_original)(void *handle, const struct mailmode_request *req,
 	                     const char *original, struct mailmode_diag *diag);
+
+	/* ABI 1.4: http_request with options (struct mailmode_http_options:
+	 * AWS Signature Version 4).  opts may be NULL (then it is
+	 * http_request).  Present only when host->struct_size covers it:
+	 *   host->struct_size >= offsetof(struct mailmode_host,
+	 *                                 http_request_opts) +
+	 *                        sizeof(host->http_request_opts)
+	 * An opts->struct_size smaller than the 1.4 options, or options the
+	 * host cannot honour (a libcurl without SigV4), are refused with
+	 * MAILMODE_ERR_CONFIG before anything is sent. */
+	int (*http_request_opts)(void *handle,
+	                         struct mailmode_http_session *session,
+	                         const struct mailmode_http_request *req,
+	                         const struct mailmode_http_options *opts,
+	                         struct mailmode_http_response *resp,
+	                         struct mailmode_diag *diag);
 };
 
 /* Flags in mailmode_request.flags. */

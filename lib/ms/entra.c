@@ -1,20 +1,19 @@
 /*
- * App-only OAuth2 for the Exchange Online admin API: the client credentials
- * grant against {login_url}/{tenant}/oauth2/v2.0/token with the scope
- * https://outlook.office365.com/.default, authenticated by a client secret
+ * Entra ID app-only sign-in: the client credentials grant against
+ * {login_url}/{tenant}/oauth2/v2.0/token for the app's scope (Exchange
+ * Online: https://outlook.office365.com/.default; Azure Resource Manager:
+ * https://management.azure.com/.default), authenticated by a client secret
  * or by a JWT client assertion signed with the app certificate's private
  * key: PS256 with x5t#S256 (the SHA-256 thumbprint of the certificate), as
  * Microsoft's certificate-credentials page describes it now, or, when the
- * profile says assertion_alg = RS256, the older RS256 with x5t (SHA-1).
+ * app says MS_ASSERTION_RS256, the older RS256 with x5t (SHA-1).
  *
- * The access token's tid claim gives the tenant's GUID, which the admin API
- * client puts in X-AnchorMailbox even when the tenant is configured by name.
- *
- * Tokens are cached per tenant entry (token URL + client id) until five
- * minutes before they expire, and each tenant entry keeps one HTTP session
- * so connections are reused across calls.
+ * The access token's tid claim gives the tenant's GUID (the Exchange
+ * client puts it in X-AnchorMailbox even when the tenant is configured by
+ * name).  Tokens are cached in the caller's struct ms_token until five
+ * minutes before they expire.
  */
-#include "mailflow.h"
+#include "ms.h"
 
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
@@ -26,119 +25,28 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TOKEN_SCOPE "https://outlook.office365.com/.default"
 #define ASSERTION_TYPE "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 /* Renew this long before expiry, so a token never dies mid-operation. */
 #define TOKEN_REFRESH_MARGIN_MS (5 * 60 * 1000)
 /* Lifetime of a client assertion; the platform accepts up to 10 min. */
 #define ASSERTION_LIFETIME_S 600
 
-/* ------------------------------------------------------------------ */
-/* Tenant entries */
-
-static void tenant_free(const struct mailmode_host *host, struct mf_tenant *t)
+void ms_token_forget(struct ms_token *cache)
 {
-	if (!t)
-		return;
-	if (t->session)
-		host->http_session_free(host->handle, t->session);
-	if (t->access_token) {
-		OPENSSL_cleanse(t->access_token, strlen(t->access_token));
-		free(t->access_token);
+	if (cache->access_token) {
+		OPENSSL_cleanse(cache->access_token, strlen(cache->access_token));
+		free(cache->access_token);
+		cache->access_token = NULL;
 	}
-	pthread_mutex_destroy(&t->lock);
-	cJSON_Delete(t->accepted);
-	cJSON_Delete(t->rules);
-	cJSON_Delete(t->outbound);
-	cJSON_Delete(t->inbound);
-	free(t->key);
-	free(t);
+	cache->expires_at_ms = 0;
 }
 
-int mf_tenant_acquire(struct mf_ctx *ctx, const struct mf_profile *profile,
-                      struct mf_tenant **out, struct mailmode_diag *diag)
-{
-	const struct mailmode_host *host = ctx->host;
-	struct mf_tenant *t = NULL;
-	char *key;
-	int rc = MAILMODE_ERR_NOMEM;
-
-	*out = NULL;
-	key = mf_printf("%s/%s\n%s", profile->login_url, profile->tenant,
-	                profile->client_id);
-	if (!key)
-		goto nomem;
-	pthread_mutex_lock(&ctx->lock);
-	for (t = ctx->tenants; t; t = t->next)
-		if (strcmp(t->key, key) == 0)
-			break;
-	if (!t) {
-		t = calloc(1, sizeof(*t));
-		if (!t || pthread_mutex_init(&t->lock, NULL) != 0) {
-			free(t);
-			pthread_mutex_unlock(&ctx->lock);
-			goto nomem;
-		}
-		t->key = key;
-		key = NULL;
-		t->session = host->http_session_new(host->handle);
-		if (!t->session || mf_guid(t->connection_id) != 0) {
-			tenant_free(host, t);
-			pthread_mutex_unlock(&ctx->lock);
-			goto nomem;
-		}
-		t->next = ctx->tenants;
-		ctx->tenants = t;
-	}
-	pthread_mutex_unlock(&ctx->lock);
-	/* Held for the whole operation: the tenant's connectors and rule
-	 * priorities are shared by its domains, and the session must not be
-	 * used by two threads at once. */
-	pthread_mutex_lock(&t->lock);
-	*out = t;
-	rc = MAILMODE_OK;
-	goto out;
-nomem:
-	host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
-	               "out of memory preparing the connection to tenant %s",
-	               profile->tenant);
-out:
-	free(key);
-	return rc;
-}
-
-void mf_tenant_release(struct mf_tenant *tenant)
-{
-	if (tenant)
-		pthread_mutex_unlock(&tenant->lock);
-}
-
-void mf_tenants_free(struct mf_ctx *ctx)
-{
-	while (ctx->tenants) {
-		struct mf_tenant *next = ctx->tenants->next;
-
-		tenant_free(ctx->host, ctx->tenants);
-		ctx->tenants = next;
-	}
-}
-
-void mf_token_forget(struct mf_ctx *ctx, struct mf_tenant *tenant)
-{
-	(void)ctx;
-	if (tenant->access_token) {
-		OPENSSL_cleanse(tenant->access_token, strlen(tenant->access_token));
-		free(tenant->access_token);
-		tenant->access_token = NULL;
-	}
-	tenant->expires_at_ms = 0;
-}
 
 /* ------------------------------------------------------------------ */
 /* Encodings */
 
 /* application/x-www-form-urlencoded value (RFC 3986 unreserved kept). */
-static void form_escape(struct mf_buf *buf, const char *s)
+static void form_escape(struct ms_buf *buf, const char *s)
 {
 	static const char hex[] = "0123456789ABCDEF";
 
@@ -157,16 +65,16 @@ static void form_escape(struct mf_buf *buf, const char *s)
 			enc[2] = hex[c & 15];
 			enc[3] = '\0';
 		}
-		mf_buf_add(buf, enc);
+		ms_buf_add(buf, enc);
 	}
 }
 
-static void form_field(struct mf_buf *buf, const char *name, const char *value)
+static void form_field(struct ms_buf *buf, const char *name, const char *value)
 {
 	if (buf->len)
-		mf_buf_add(buf, "&");
-	mf_buf_add(buf, name);
-	mf_buf_add(buf, "=");
+		ms_buf_add(buf, "&");
+	ms_buf_add(buf, name);
+	ms_buf_add(buf, "=");
 	form_escape(buf, value);
 }
 
@@ -243,24 +151,7 @@ out:
 	return (char *)out;
 }
 
-int mf_is_guid(const char *s)
-{
-	size_t i;
-
-	if (strlen(s) != 36)
-		return 0;
-	for (i = 0; i < 36; i++) {
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (s[i] != '-')
-				return 0;
-		} else if (!strchr("0123456789abcdefABCDEF", s[i])) {
-			return 0;
-		}
-	}
-	return 1;
-}
-
-int mf_token_tid(const char *access_token, char out[37])
+int ms_token_tid(const char *access_token, char out[37])
 {
 	const char *payload = strchr(access_token, '.');
 	const char *end = payload ? strchr(payload + 1, '.') : NULL;
@@ -275,7 +166,7 @@ int mf_token_tid(const char *access_token, char out[37])
 	json = base64url_decode(payload + 1, (size_t)(end - payload - 1));
 	claims = json ? cJSON_Parse(json) : NULL;
 	tid = cJSON_GetObjectItemCaseSensitive(claims, "tid");
-	if (!cJSON_IsString(tid) || !mf_is_guid(tid->valuestring))
+	if (!cJSON_IsString(tid) || !ms_is_guid(tid->valuestring))
 		goto out;
 	memcpy(out, tid->valuestring, 37);
 	rc = 0;
@@ -290,18 +181,17 @@ out:
 
 /* Reads the certificate and key.  The certificate comes from
  * certificate_file, else from the key file (a combined PEM). */
-static int load_credentials(struct mf_ctx *ctx, const struct mf_profile *profile,
+static int load_credentials(const struct mailmode_host *host, const struct ms_app *app,
                             X509 **cert, EVP_PKEY **key,
                             struct mailmode_diag *diag)
 {
-	const struct mailmode_host *host = ctx->host;
 	char *key_pem = NULL;
 	BIO *bio = NULL;
 	int rc;
 
 	*cert = NULL;
 	*key = NULL;
-	rc = host->secret_load(host->handle, profile->private_key_file, &key_pem,
+	rc = host->secret_load(host->handle, app->private_key_file, &key_pem,
 	                       diag);
 	if (rc != MAILMODE_OK)
 		goto out;
@@ -314,16 +204,16 @@ static int load_credentials(struct mf_ctx *ctx, const struct mf_profile *profile
 	if (!*key || EVP_PKEY_get_base_id(*key) != EVP_PKEY_RSA) {
 		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
 		               "[%s]: private_key_file '%s' holds no unencrypted PEM RSA private key",
-		               profile->tenant_section, profile->private_key_file);
+		               app->section, app->private_key_file);
 		rc = MAILMODE_ERR_CONFIG;
 		goto out;
 	}
-	if (profile->certificate_file) {
-		bio = BIO_new_file(profile->certificate_file, "r");
+	if (app->certificate_file) {
+		bio = BIO_new_file(app->certificate_file, "r");
 		if (!bio) {
 			host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
 			               "[%s]: certificate_file %s cannot be read",
-			               profile->tenant_section, profile->certificate_file);
+			               app->section, app->certificate_file);
 			rc = MAILMODE_ERR_CONFIG;
 			goto out;
 		}
@@ -336,16 +226,16 @@ static int load_credentials(struct mf_ctx *ctx, const struct mf_profile *profile
 	if (!*cert) {
 		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
 		               "[%s]: no PEM certificate in '%s'",
-		               profile->tenant_section,
-		               profile->certificate_file ? profile->certificate_file
-		                                         : profile->private_key_file);
+		               app->section,
+		               app->certificate_file ? app->certificate_file
+		                                         : app->private_key_file);
 		rc = MAILMODE_ERR_CONFIG;
 		goto out;
 	}
 	if (X509_check_private_key(*cert, *key) != 1) {
 		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
 		               "[%s]: the certificate does not belong to the private key in '%s'",
-		               profile->tenant_section, profile->private_key_file);
+		               app->section, app->private_key_file);
 		rc = MAILMODE_ERR_CONFIG;
 		goto out;
 	}
@@ -387,7 +277,7 @@ static char *thumbprint(X509 *cert, const EVP_MD *md)
 
 /* RS256 (RSASSA-PKCS1-v1_5) or PS256 (RSASSA-PSS, MGF1 with SHA-256 and a
  * salt as long as the digest, RFC 7518 section 3.5) over input. */
-static char *jws_sign(EVP_PKEY *key, enum mf_assertion_alg alg, const char *input)
+static char *jws_sign(EVP_PKEY *key, enum ms_assertion_alg alg, const char *input)
 {
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	EVP_PKEY_CTX *pctx = NULL;
@@ -397,7 +287,7 @@ static char *jws_sign(EVP_PKEY *key, enum mf_assertion_alg alg, const char *inpu
 
 	if (!md || EVP_DigestSignInit(md, &pctx, EVP_sha256(), NULL, key) != 1)
 		goto out;
-	if (alg == MF_ASSERTION_PS256 &&
+	if (alg == MS_ASSERTION_PS256 &&
 	    (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) <= 0 ||
 	     EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) <= 0 ||
 	     EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256()) <= 0))
@@ -417,11 +307,10 @@ out:
 	return out;
 }
 
-int mf_jwt_assertion(struct mf_ctx *ctx, const struct mf_profile *profile,
+int ms_jwt_assertion(const struct mailmode_host *host, const struct ms_app *app,
                      const char *token_url, char **assertion,
                      struct mailmode_diag *diag)
 {
-	const struct mailmode_host *host = ctx->host;
 	X509 *cert = NULL;
 	EVP_PKEY *key = NULL;
 	cJSON *header = NULL, *claims = NULL;
@@ -429,17 +318,17 @@ int mf_jwt_assertion(struct mf_ctx *ctx, const struct mf_profile *profile,
 	char *header_b64 = NULL, *claims_b64 = NULL, *signing_input = NULL;
 	char *signature = NULL;
 	char jti[37];
-	int ps256 = profile->assertion_alg == MF_ASSERTION_PS256;
+	int ps256 = app->assertion_alg == MS_ASSERTION_PS256;
 	double now_s;
 	int rc;
 
 	*assertion = NULL;
-	rc = load_credentials(ctx, profile, &cert, &key, diag);
+	rc = load_credentials(host, app, &cert, &key, diag);
 	if (rc != MAILMODE_OK)
 		goto out;
 	rc = MAILMODE_ERR_NOMEM;
 	x5t = thumbprint(cert, ps256 ? EVP_sha256() : EVP_sha1());
-	if (!x5t || mf_guid(jti) != 0)
+	if (!x5t || ms_guid(jti) != 0)
 		goto fail;
 	now_s = (double)(host->clock_wall_ms(host->handle) / 1000);
 	header = cJSON_CreateObject();
@@ -449,8 +338,8 @@ int mf_jwt_assertion(struct mf_ctx *ctx, const struct mf_profile *profile,
 	    !cJSON_AddStringToObject(header, "typ", "JWT") ||
 	    !cJSON_AddStringToObject(header, ps256 ? "x5t#S256" : "x5t", x5t) ||
 	    !cJSON_AddStringToObject(claims, "aud", token_url) ||
-	    !cJSON_AddStringToObject(claims, "iss", profile->client_id) ||
-	    !cJSON_AddStringToObject(claims, "sub", profile->client_id) ||
+	    !cJSON_AddStringToObject(claims, "iss", app->client_id) ||
+	    !cJSON_AddStringToObject(claims, "sub", app->client_id) ||
 	    !cJSON_AddStringToObject(claims, "jti", jti) ||
 	    !cJSON_AddNumberToObject(claims, "nbf", now_s) ||
 	    !cJSON_AddNumberToObject(claims, "iat", now_s) ||
@@ -464,18 +353,18 @@ int mf_jwt_assertion(struct mf_ctx *ctx, const struct mf_profile *profile,
 	claims_b64 = base64url_str(claims_json);
 	if (!header_b64 || !claims_b64)
 		goto fail;
-	signing_input = mf_printf("%s.%s", header_b64, claims_b64);
+	signing_input = ms_printf("%s.%s", header_b64, claims_b64);
 	if (!signing_input)
 		goto fail;
-	signature = jws_sign(key, profile->assertion_alg, signing_input);
+	signature = jws_sign(key, app->assertion_alg, signing_input);
 	if (!signature) {
 		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
 		               "signing the client assertion with '%s' failed",
-		               profile->private_key_file);
+		               app->private_key_file);
 		rc = MAILMODE_ERR_FAILED;
 		goto out;
 	}
-	*assertion = mf_printf("%s.%s", signing_input, signature);
+	*assertion = ms_printf("%s.%s", signing_input, signature);
 	if (!*assertion)
 		goto fail;
 	rc = MAILMODE_OK;
@@ -504,7 +393,7 @@ out:
 /* Fills diag from the identity platform's error body: the AADSTS code and
  * the first line of error_description (the rest is trace ids). */
 static int token_error(const struct mailmode_host *host,
-                       const struct mf_profile *profile,
+                       const struct ms_app *app,
                        const struct mailmode_http_response *resp,
                        struct mailmode_diag *diag)
 {
@@ -520,17 +409,17 @@ static int token_error(const struct mailmode_host *host,
 
 		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
 		               "token request for tenant %s refused: %.*s",
-		               profile->tenant, line_len, text);
+		               app->tenant, line_len, text);
 		host->diag_append(diag, "error: %s (HTTP %ld)",
 		                  cJSON_IsString(error) ? error->valuestring : "?",
 		                  resp->status);
-		host->diag_append(diag, "client_id: %s", profile->client_id);
+		host->diag_append(diag, "client_id: %s", app->client_id);
 		if (strstr(text, "AADSTS700016") || strstr(text, "AADSTS90002"))
 			host->diag_append(diag, "check 'tenant' and 'client_id' in [%s]",
-			                  profile->tenant_section);
-		else if (profile->client_secret_file)
+			                  app->section);
+		else if (app->client_secret_file)
 			host->diag_append(diag, "check the secret in '%s'",
-			                  profile->client_secret_file);
+			                  app->client_secret_file);
 		else
 			host->diag_append(diag, "check that the certificate is uploaded to the app registration");
 		rc = resp->status >= 500 ? MAILMODE_ERR_FAILED : MAILMODE_ERR_DENIED;
@@ -538,92 +427,28 @@ static int token_error(const struct mailmode_host *host,
 	} else {
 		host->diag_set(diag, MAILMODE_SEV_ERROR, resp->status >= 500,
 		               "token endpoint for tenant %s answered HTTP %ld",
-		               profile->tenant, resp->status);
+		               app->tenant, resp->status);
 		rc = MAILMODE_ERR_FAILED;
 	}
 	cJSON_Delete(body);
 	return rc;
 }
 
-int mf_token_get(struct mf_ctx *ctx, struct mf_tenant *tenant,
-                 const struct mf_profile *profile, const char **token,
-                 struct mailmode_diag *diag)
+/* Takes the access token of a 200 answer into cache. */
+static int token_take(const struct mailmode_host *host, const struct ms_app *app,
+                      const char *answer, int64_t now, struct ms_token *cache,
+                      struct mailmode_diag *diag)
 {
-	const struct mailmode_host *host = ctx->host;
-	struct mailmode_http_request req = { 0 };
-	struct mailmode_http_response resp = { 0 };
-	struct mf_buf form = { 0 };
-	char *token_url = NULL, *secret = NULL, *assertion = NULL;
-	cJSON *body = NULL;
-	const cJSON *access, *expires;
-	static const char *const headers[] = {
-		"Content-Type: application/x-www-form-urlencoded",
-		"Accept: application/json", NULL
-	};
-	int64_t now = host->clock_wall_ms(host->handle);
+	cJSON *body = cJSON_Parse(answer ? answer : "");
+	const cJSON *access = cJSON_GetObjectItemCaseSensitive(body, "access_token");
+	const cJSON *expires = cJSON_GetObjectItemCaseSensitive(body, "expires_in");
 	double lifetime_s;
-	int have_response = 0;
-	int rc;
+	int rc = MAILMODE_OK;
 
-	*token = NULL;
-	if (tenant->access_token &&
-	    now < tenant->expires_at_ms - TOKEN_REFRESH_MARGIN_MS) {
-		*token = tenant->access_token;
-		return MAILMODE_OK;
-	}
-	mf_token_forget(ctx, tenant);
-
-	token_url = mf_printf("%s/%s/oauth2/v2.0/token", profile->login_url,
-	                      profile->tenant);
-	if (!token_url)
-		goto nomem;
-	form_field(&form, "client_id", profile->client_id);
-	form_field(&form, "scope", TOKEN_SCOPE);
-	form_field(&form, "grant_type", "client_credentials");
-	if (profile->client_secret_file) {
-		rc = host->secret_load(host->handle, profile->client_secret_file,
-		                       &secret, diag);
-		if (rc != MAILMODE_OK)
-			goto out;
-		form_field(&form, "client_secret", secret);
-	} else {
-		rc = mf_jwt_assertion(ctx, profile, token_url, &assertion, diag);
-		if (rc != MAILMODE_OK)
-			goto out;
-		form_field(&form, "client_assertion_type", ASSERTION_TYPE);
-		form_field(&form, "client_assertion", assertion);
-	}
-	if (form.failed)
-		goto nomem;
-
-	req.method = "POST";
-	req.url = token_url;
-	req.headers = headers;
-	req.body = form.data;
-	req.body_len = form.len;
-	req.ca_file = profile->ca_file;
-	req.timeout_ms = profile->timeout_ms;
-	req.retry_budget_ms = profile->retry_budget_ms;
-	host->progress(host->handle, "getting a token for tenant %s",
-	               profile->tenant);
-	rc = host->http_request(host->handle, tenant->session, &req, &resp, diag);
-	if (rc != MAILMODE_OK) {
-		if (rc == MAILMODE_ERR_FAILED)
-			mf_not_sent(host, profile, "token request", diag);
-		goto out;
-	}
-	have_response = 1;
-	if (resp.status != 200) {
-		rc = token_error(host, profile, &resp, diag);
-		goto out;
-	}
-	body = cJSON_Parse(resp.body ? resp.body : "");
-	access = cJSON_GetObjectItemCaseSensitive(body, "access_token");
-	expires = cJSON_GetObjectItemCaseSensitive(body, "expires_in");
 	if (!cJSON_IsString(access) || !*access->valuestring) {
 		host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
 		               "token endpoint for tenant %s sent no access_token",
-		               profile->tenant);
+		               app->tenant);
 		rc = MAILMODE_ERR_FAILED;
 		goto out;
 	}
@@ -634,36 +459,120 @@ int mf_token_get(struct mf_ctx *ctx, struct mf_tenant *tenant,
 	 * the token is used for this call only, and the cast stays defined. */
 	if (!(lifetime_s >= 0 && lifetime_s <= 86400))
 		lifetime_s = 0;
-	tenant->access_token = mf_strdup(access->valuestring);
-	if (!tenant->access_token)
-		goto nomem;
-	tenant->expires_at_ms = now + (int64_t)(lifetime_s * 1000);
-	if (mf_token_tid(tenant->access_token, tenant->tenant_guid) != 0)
+	cache->access_token = ms_strdup(access->valuestring);
+	if (!cache->access_token) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		               "out of memory requesting a token for tenant %s",
+		               app->tenant);
+		rc = MAILMODE_ERR_NOMEM;
+		goto out;
+	}
+	cache->expires_at_ms = now + (int64_t)(lifetime_s * 1000);
+	if (ms_token_tid(cache->access_token, cache->tid) != 0)
 		host->log(host->handle, MAILMODE_LOG_DEBUG,
-		          "the access token for tenant %s names no tid", profile->tenant);
-	*token = tenant->access_token;
+		          "the access token for tenant %s names no tid", app->tenant);
 	host->log(host->handle, MAILMODE_LOG_DEBUG,
-	          "token for tenant %s valid for %.0f s",
-	          profile->tenant, lifetime_s);
-	rc = MAILMODE_OK;
+	          "token for tenant %s valid for %.0f s", app->tenant, lifetime_s);
+out:
+	if (cJSON_IsString(access))
+		OPENSSL_cleanse(access->valuestring, strlen(access->valuestring));
+	cJSON_Delete(body);
+	return rc;
+}
+
+/* POSTs a token request (form: the grant's fields) to the app's token
+ * endpoint and takes the answer into cache.  Every grant goes through
+ * here. */
+static int token_post(const struct mailmode_host *host,
+                      struct mailmode_http_session *session,
+                      const struct ms_app *app, const char *token_url,
+                      const struct ms_buf *form, struct ms_token *cache,
+                      struct mailmode_diag *diag)
+{
+	struct mailmode_http_request req = { 0 };
+	struct mailmode_http_response resp = { 0 };
+	static const char *const headers[] = {
+		"Content-Type: application/x-www-form-urlencoded",
+		"Accept: application/json", NULL
+	};
+	int64_t now = host->clock_wall_ms(host->handle);
+	int rc;
+
+	req.method = "POST";
+	req.url = token_url;
+	req.headers = headers;
+	req.body = form->data;
+	req.body_len = form->len;
+	req.ca_file = app->ca_file;
+	req.timeout_ms = app->timeout_ms;
+	req.retry_budget_ms = app->retry_budget_ms;
+	host->progress(host->handle, "getting a token for tenant %s", app->tenant);
+	rc = host->http_request(host->handle, session, &req, &resp, diag);
+	if (rc != MAILMODE_OK) {
+		if (rc == MAILMODE_ERR_FAILED)
+			ms_not_sent(host, app, "token request", diag);
+		return rc;
+	}
+	if (resp.status != 200)
+		rc = token_error(host, app, &resp, diag);
+	else
+		rc = token_take(host, app, resp.body, now, cache, diag);
+	host->http_response_free(host->handle, &resp);
+	return rc;
+}
+
+int ms_token_get(const struct mailmode_host *host,
+                 struct mailmode_http_session *session,
+                 const struct ms_app *app, struct ms_token *cache,
+                 const char **token, struct mailmode_diag *diag)
+{
+	struct ms_buf form = { 0 };
+	char *token_url = NULL, *secret = NULL, *assertion = NULL;
+	int64_t now = host->clock_wall_ms(host->handle);
+	int rc;
+
+	*token = NULL;
+	if (cache->access_token &&
+	    now < cache->expires_at_ms - TOKEN_REFRESH_MARGIN_MS) {
+		*token = cache->access_token;
+		return MAILMODE_OK;
+	}
+	ms_token_forget(cache);
+
+	token_url = ms_printf("%s/%s/oauth2/v2.0/token", app->login_url, app->tenant);
+	if (!token_url)
+		goto nomem;
+	form_field(&form, "client_id", app->client_id);
+	form_field(&form, "scope", app->scope);
+	form_field(&form, "grant_type", "client_credentials");
+	if (app->client_secret_file) {
+		rc = host->secret_load(host->handle, app->client_secret_file,
+		                       &secret, diag);
+		if (rc != MAILMODE_OK)
+			goto out;
+		form_field(&form, "client_secret", secret);
+	} else {
+		rc = ms_jwt_assertion(host, app, token_url, &assertion, diag);
+		if (rc != MAILMODE_OK)
+			goto out;
+		form_field(&form, "client_assertion_type", ASSERTION_TYPE);
+		form_field(&form, "client_assertion", assertion);
+	}
+	if (form.failed)
+		goto nomem;
+	rc = token_post(host, session, app, token_url, &form, cache, diag);
+	if (rc == MAILMODE_OK)
+		*token = cache->access_token;
 	goto out;
 nomem:
 	host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
 	               "out of memory requesting a token for tenant %s",
-	               profile->tenant);
+	               app->tenant);
 	rc = MAILMODE_ERR_NOMEM;
 out:
-	if (have_response)
-		host->http_response_free(host->handle, &resp);
-	if (body) {
-		access = cJSON_GetObjectItemCaseSensitive(body, "access_token");
-		if (cJSON_IsString(access))
-			OPENSSL_cleanse(access->valuestring, strlen(access->valuestring));
-		cJSON_Delete(body);
-	}
 	if (form.data)
 		OPENSSL_cleanse(form.data, form.len);
-	mf_buf_free(&form);
+	ms_buf_free(&form);
 	if (secret)
 		host->secret_free(host->handle, secret);
 	free(assertion);
@@ -671,24 +580,33 @@ out:
 	return rc;
 }
 
-int mf_credentials_check(struct mf_ctx *ctx, const struct mf_profile *profile,
+int ms_credentials_check(const struct mailmode_host *host, const struct ms_app *app,
                          struct mailmode_diag *diag)
 {
-	const struct mailmode_host *host = ctx->host;
 	char *secret = NULL;
 	X509 *cert = NULL;
 	EVP_PKEY *key = NULL;
 	int rc;
 
-	if (profile->client_secret_file) {
-		rc = host->secret_load(host->handle, profile->client_secret_file,
+	if (app->client_secret_file) {
+		rc = host->secret_load(host->handle, app->client_secret_file,
 		                       &secret, diag);
 		if (secret)
 			host->secret_free(host->handle, secret);
 		return rc;
 	}
-	rc = load_credentials(ctx, profile, &cert, &key, diag);
+	rc = load_credentials(host, app, &cert, &key, diag);
 	X509_free(cert);
 	EVP_PKEY_free(key);
 	return rc;
+}
+
+void ms_not_sent(const struct mailmode_host *host, const struct ms_app *app,
+                 const char *what, struct mailmode_diag *diag)
+{
+	char cause[MAILMODE_DIAG_SUMMARY_MAX];
+
+	snprintf(cause, sizeof(cause), "%s", diag->summary);
+	host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "[%s]: %s: %s", app->section,
+	               what, cause);
 }

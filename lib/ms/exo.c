@@ -13,11 +13,8 @@
  * new client-request-id); a throttle that comes as text in another status
  * is retried here, within the same budget.
  */
-#include "mailflow.h"
+#include "ms.h"
 
-#include "num.h"
-
-#include <limits.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,74 +29,25 @@
 #define MAX_PAGES 1000
 
 /* ------------------------------------------------------------------ */
-/* Fields that come as an array or as a bare string */
+/* The tenant's connection */
 
-const char *mf_field_str(const cJSON *obj, const char *name)
+int ms_session_init(const struct mailmode_host *host, struct ms_session *session)
 {
-	const cJSON *item = cJSON_GetObjectItem(obj, name);
-
-	if (cJSON_IsString(item))
-		return item->valuestring;
-	if (cJSON_IsArray(item) && cJSON_GetArraySize(item) == 1 &&
-	    cJSON_IsString(item->child))
-		return item->child->valuestring;
-	return NULL;
-}
-
-const char **mf_field_strs(const cJSON *obj, const char *name, size_t *count)
-{
-	const cJSON *item = cJSON_GetObjectItem(obj, name);
-	const cJSON *element;
-	const char **list;
-	size_t n = 0;
-
-	*count = 0;
-	list = calloc((size_t)(cJSON_IsArray(item) ? cJSON_GetArraySize(item) : 1) + 1,
-	              sizeof(*list));
-	if (!list)
-		return NULL;
-	if (cJSON_IsString(item) && *item->valuestring) {
-		list[n++] = item->valuestring;
-	} else if (cJSON_IsArray(item)) {
-		cJSON_ArrayForEach(element, item)
-			if (cJSON_IsString(element))
-				list[n++] = element->valuestring;
+	memset(session, 0, sizeof(*session));
+	session->http = host->http_session_new(host->handle);
+	if (!session->http || ms_guid(session->connection_id) != 0) {
+		ms_session_free(host, session);
+		return MAILMODE_ERR_NOMEM;
 	}
-	list[n] = NULL;
-	*count = n;
-	return list;
+	return MAILMODE_OK;
 }
 
-int mf_field_bool(const cJSON *obj, const char *name)
+void ms_session_free(const struct mailmode_host *host, struct ms_session *session)
 {
-	const cJSON *item = cJSON_GetObjectItem(obj, name);
-
-	if (cJSON_IsBool(item))
-		return cJSON_IsTrue(item);
-	if (cJSON_IsString(item)) {
-		if (mf_strcaseeq(item->valuestring, "true"))
-			return 1;
-		if (mf_strcaseeq(item->valuestring, "false"))
-			return 0;
-	}
-	return -1;
-}
-
-long mf_field_long(const cJSON *obj, const char *name, long dflt)
-{
-	const cJSON *item = cJSON_GetObjectItem(obj, name);
-	int64_t number;
-	long value;
-
-	/* Out of range ("Priority": 1e300) is as unreadable as absent: a cast
-	 * would be undefined. */
-	if (cJSON_IsNumber(item) &&
-	    mm_num_from_double(item->valuedouble, LONG_MIN, LONG_MAX, &number) == 0)
-		return (long)number;
-	if (cJSON_IsString(item) &&
-	    mm_num_parse_long(item->valuestring, LONG_MIN, LONG_MAX, &value) == 0)
-		return value;
-	return dflt;
+	if (session->http)
+		host->http_session_free(host->handle, session->http);
+	ms_token_forget(&session->token);
+	memset(session, 0, sizeof(*session));
 }
 
 /* ------------------------------------------------------------------ */
@@ -115,7 +63,7 @@ static int contains(const char *haystack, const char *needle)
 	return 0;
 }
 
-int mf_exo_error_not_found(const struct mf_exo_error *err)
+int ms_exo_error_not_found(const struct ms_exo_error *err)
 {
 	return err->status == 404 ||
 	       contains(err->type, "NotFoundException") ||
@@ -123,20 +71,20 @@ int mf_exo_error_not_found(const struct mf_exo_error *err)
 	       contains(err->text, "could not be found");
 }
 
-int mf_exo_error_exists(const struct mf_exo_error *err)
+int ms_exo_error_exists(const struct ms_exo_error *err)
 {
 	return contains(err->type, "AlreadyExists") ||
 	       contains(err->type, "DuplicateObject") ||
 	       contains(err->text, "already exists");
 }
 
-int mf_exo_error_dehydrated(const struct mf_exo_error *err)
+int ms_exo_error_dehydrated(const struct ms_exo_error *err)
 {
 	return contains(err->type, "Dehydrated") ||
 	       contains(err->text, "Enable-OrganizationCustomization");
 }
 
-int mf_exo_error_inbound_restricted(const struct mf_exo_error *err)
+int ms_exo_error_inbound_restricted(const struct ms_exo_error *err)
 {
 	/* Microsoft words it several ways; all say the subscription can't
 	 * have inbound connectors. */
@@ -190,7 +138,7 @@ static char *header_value(const char *headers, const char *name)
 
 			while (v < end && (*v == ' ' || *v == '\t'))
 				v++;
-			return mf_printf("%.*s", (int)(end - v), v);
+			return ms_printf("%.*s", (int)(end - v), v);
 		}
 		line = end;
 		while (*line == '\r' || *line == '\n')
@@ -215,9 +163,9 @@ static void diagnostics_reason(const char *header, char *out, size_t size)
 /* The object a cmdlet is about, for messages: Identity or Name. */
 static const char *params_subject(const cJSON *params)
 {
-	const char *subject = mf_field_str(params, "Identity");
+	const char *subject = ms_field_str(params, "Identity");
 
-	return subject ? subject : mf_field_str(params, "Name");
+	return subject ? subject : ms_field_str(params, "Name");
 }
 
 static int is_write_cmdlet(const char *cmdlet)
@@ -226,12 +174,12 @@ static int is_write_cmdlet(const char *cmdlet)
 }
 
 /* Fills err and diag from a failed answer. */
-static int map_error(struct mf_exo *exo, const char *cmdlet,
+static int map_error(struct ms_exo *exo, const char *cmdlet,
                      const cJSON *params,
                      const struct mailmode_http_response *resp,
-                     struct mf_exo_error *err, struct mailmode_diag *diag)
+                     struct ms_exo_error *err, struct mailmode_diag *diag)
 {
-	const struct mailmode_host *host = exo->ctx->host;
+	const struct mailmode_host *host = exo->host;
 	cJSON *body = cJSON_Parse(resp->body ? resp->body : "");
 	const cJSON *error = cJSON_GetObjectItem(body, "error");
 	const cJSON *details = cJSON_GetObjectItem(error, "details");
@@ -245,7 +193,7 @@ static int map_error(struct mf_exo *exo, const char *cmdlet,
 	memset(err, 0, sizeof(*err));
 	err->status = resp->status;
 	if (cJSON_IsArray(details) && cJSON_GetArraySize(details) > 0)
-		message = mf_field_str(cJSON_GetArrayItem(details, 0), "message");
+		message = ms_field_str(cJSON_GetArrayItem(details, 0), "message");
 	if (message) {
 		/* ErrId|ExceptionType|Text; the text may hold '|' itself. */
 		const char *bar1 = strchr(message, '|');
@@ -260,7 +208,7 @@ static int map_error(struct mf_exo *exo, const char *cmdlet,
 		} else {
 			snprintf(err->text, sizeof(err->text), "%s", message);
 		}
-	} else if ((message = mf_field_str(error, "message")) != NULL) {
+	} else if ((message = ms_field_str(error, "message")) != NULL) {
 		snprintf(err->text, sizeof(err->text), "%s", message);
 	} else if (resp->body && resp->body_len > 0 && !body) {
 		snprintf(err->text, sizeof(err->text), "%.300s", resp->body);
@@ -276,7 +224,7 @@ static int map_error(struct mf_exo *exo, const char *cmdlet,
 
 	host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "%s%s%s%s failed in tenant %s: %.*s",
 	               cmdlet, subject ? " '" : "", subject ? subject : "",
-	               subject ? "'" : "", exo->profile->tenant,
+	               subject ? "'" : "", exo->app->tenant,
 	               (int)strcspn(err->text, "\r\n"), err->text);
 	host->diag_append(diag, "HTTP status: %ld", resp->status);
 	if (err->errid[0])
@@ -285,9 +233,9 @@ static int map_error(struct mf_exo *exo, const char *cmdlet,
 		host->diag_append(diag, "ExceptionType: %s", err->type);
 	if (strcspn(err->text, "\r\n") != strlen(err->text))
 		host->diag_append(diag, "Text: %s", err->text);
-	if (mf_field_str(internal, "message"))
+	if (ms_field_str(internal, "message"))
 		host->diag_append(diag, "InternalException: %s",
-		                  mf_field_str(internal, "message"));
+		                  ms_field_str(internal, "message"));
 	if (auth_header)
 		host->diag_append(diag, "%s: %s",
 		                  resp->status == 401 ? "WWW-Authenticate"
@@ -312,7 +260,7 @@ static int map_error(struct mf_exo *exo, const char *cmdlet,
 			host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
 			               "%s%s%s%s in tenant %s: outcome unknown, the change may or may not have been made (HTTP %ld: %.*s)",
 			               cmdlet, subject ? " '" : "", subject ? subject : "",
-			               subject ? "'" : "", exo->profile->tenant, resp->status,
+			               subject ? "'" : "", exo->app->tenant, resp->status,
 			               (int)strcspn(err->text, "\r\n"), err->text);
 			rc = MAILMODE_ERR_UNKNOWN;
 		}
@@ -326,10 +274,10 @@ static int map_error(struct mf_exo *exo, const char *cmdlet,
 
 /* Appends the page's objects to all and its warnings to exo->warnings;
  * *next is the nextLink (copy) or NULL. */
-static int take_page(struct mf_exo *exo, const char *cmdlet, cJSON *page,
+static int take_page(struct ms_exo *exo, const char *cmdlet, cJSON *page,
                      cJSON *all, char **next, struct mailmode_diag *diag)
 {
-	const struct mailmode_host *host = exo->ctx->host;
+	const struct mailmode_host *host = exo->host;
 	cJSON *value = cJSON_GetObjectItemCaseSensitive(page, "value");
 	const cJSON *warnings = cJSON_GetObjectItemCaseSensitive(page, "@adminapi.warnings");
 	const cJSON *link = cJSON_GetObjectItemCaseSensitive(page, "@odata.nextLink");
@@ -352,30 +300,20 @@ static int take_page(struct mf_exo *exo, const char *cmdlet, cJSON *page,
 				continue;
 			host->log(host->handle, MAILMODE_LOG_WARNING,
 			          "%s: %s", cmdlet, warning->valuestring);
-			mf_buf_addf(&exo->warnings, "%s: %s\n", cmdlet,
+			ms_buf_addf(&exo->warnings, "%s: %s\n", cmdlet,
 			            warning->valuestring);
 		}
 	} else if (cJSON_IsString(warnings) && *warnings->valuestring) {
-		mf_buf_addf(&exo->warnings, "%s: %s\n", cmdlet, warnings->valuestring);
+		ms_buf_addf(&exo->warnings, "%s: %s\n", cmdlet, warnings->valuestring);
 	}
 	if (cJSON_IsString(link) && *link->valuestring) {
-		*next = mf_strdup(link->valuestring);
+		*next = ms_strdup(link->valuestring);
 		if (!*next) {
 			host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
 			return MAILMODE_ERR_NOMEM;
 		}
 	}
 	return MAILMODE_OK;
-}
-
-void mf_not_sent(const struct mailmode_host *host, const struct mf_profile *profile,
-                 const char *what, struct mailmode_diag *diag)
-{
-	char cause[MAILMODE_DIAG_SUMMARY_MAX];
-
-	snprintf(cause, sizeof(cause), "%s", diag->summary);
-	host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "[%s]: %s: %s", profile->tenant_section,
-	               what, cause);
 }
 
 /* The request headers of one cmdlet call; auth, request_id and anchor are
@@ -396,19 +334,19 @@ static void call_headers_free(struct call_headers *h)
 
 /* X-AnchorMailbox routes the call to the tenant's arbitration mailbox: the
  * module's app-only form names the tenant by GUID, which the token's tid
- * gives when the profile names the tenant by domain.  The older UPN form
+ * gives when the app names the tenant by domain.  The older UPN form
  * is kept only for a token without tid. */
-static char *anchor_header(const struct mf_exo *exo)
+static char *anchor_header(const struct ms_exo *exo)
 {
-	const char *guid = exo->tenant->tenant_guid[0] ? exo->tenant->tenant_guid
-	                 : mf_is_guid(exo->profile->tenant) ? exo->profile->tenant : NULL;
+	const char *guid = exo->session->token.tid[0] ? exo->session->token.tid
+	                 : ms_is_guid(exo->app->tenant) ? exo->app->tenant : NULL;
 
-	return guid ? mf_printf("X-AnchorMailbox: APP:%s@%s", ANCHOR_MAILBOX, guid)
-	            : mf_printf("X-AnchorMailbox: UPN:%s@%s", ANCHOR_MAILBOX,
-	                        exo->profile->tenant);
+	return guid ? ms_printf("X-AnchorMailbox: APP:%s@%s", ANCHOR_MAILBOX, guid)
+	            : ms_printf("X-AnchorMailbox: UPN:%s@%s", ANCHOR_MAILBOX,
+	                        exo->app->tenant);
 }
 
-static int call_headers_set(const struct mf_exo *exo, struct call_headers *h,
+static int call_headers_set(const struct ms_exo *exo, struct call_headers *h,
                             const char *token)
 {
 	char request_id[37];
@@ -416,9 +354,9 @@ static int call_headers_set(const struct mf_exo *exo, struct call_headers *h,
 	free_secret(h->auth);
 	free(h->request_id);
 	free(h->anchor);
-	h->auth = mf_printf("Authorization: Bearer %s", token);
-	h->request_id = mf_guid(request_id) == 0
-	              ? mf_printf("client-request-id: %s", request_id) : NULL;
+	h->auth = ms_printf("Authorization: Bearer %s", token);
+	h->request_id = ms_guid(request_id) == 0
+	              ? ms_printf("client-request-id: %s", request_id) : NULL;
 	h->anchor = anchor_header(exo);
 	if (!h->auth || !h->request_id || !h->anchor || !h->cmdlet || !h->connection)
 		return -1;
@@ -440,20 +378,20 @@ static int call_headers_set(const struct mf_exo *exo, struct call_headers *h,
 /* The request did not get an answer.  The host's MAILMODE_ERR_FAILED means
  * nothing was sent (a certificate that did not verify); anything else may
  * have reached the service, so a write's outcome is unknown. */
-static int no_answer(struct mf_exo *exo, const char *cmdlet, int rc,
+static int no_answer(struct ms_exo *exo, const char *cmdlet, int rc,
                      struct mailmode_diag *diag)
 {
-	const struct mailmode_host *host = exo->ctx->host;
+	const struct mailmode_host *host = exo->host;
 	char cause[MAILMODE_DIAG_SUMMARY_MAX];
 
 	if (rc == MAILMODE_ERR_FAILED) {
-		mf_not_sent(host, exo->profile, cmdlet, diag);
+		ms_not_sent(host, exo->app, cmdlet, diag);
 		return rc;
 	}
 	snprintf(cause, sizeof(cause), "%s", diag->summary);
 	host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
 	               "%s: no answer from the admin API of tenant %s%s",
-	               cmdlet, exo->profile->tenant,
+	               cmdlet, exo->app->tenant,
 	               is_write_cmdlet(cmdlet) ? " (the change may or may not have been made)" : "");
 	host->diag_append(diag, "%s", cause);
 	return is_write_cmdlet(cmdlet) ? MAILMODE_ERR_UNKNOWN : rc;
@@ -476,16 +414,16 @@ static char *invoke_body(const char *cmdlet, const cJSON *params)
 
 /* The nextLink may be followed: the bearer token goes wherever it points,
  * so only to the admin API's own origin, and a chain must end. */
-static int next_allowed(struct mf_exo *exo, const char *cmdlet, const char *next,
+static int next_allowed(struct ms_exo *exo, const char *cmdlet, const char *next,
                         const char *first_url, int pages, struct mailmode_diag *diag)
 {
-	const struct mailmode_host *host = exo->ctx->host;
+	const struct mailmode_host *host = exo->host;
 
 	if (origin_len(next) != origin_len(first_url) ||
 	    strncasecmp(next, first_url, origin_len(first_url)) != 0) {
 		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
 		               "%s: @odata.nextLink points outside %s: %s",
-		               cmdlet, exo->profile->api_url, next);
+		               cmdlet, exo->api_url, next);
 		return 0;
 	}
 	if (pages >= MAX_PAGES) {
@@ -496,20 +434,20 @@ static int next_allowed(struct mf_exo *exo, const char *cmdlet, const char *next
 	return 1;
 }
 
-int mf_exo_invoke(struct mf_exo *exo, const char *cmdlet, const cJSON *params,
-                  cJSON **value, struct mf_exo_error *err,
+int ms_exo_invoke(struct ms_exo *exo, const char *cmdlet, const cJSON *params,
+                  cJSON **value, struct ms_exo_error *err,
                   struct mailmode_diag *diag)
 {
-	const struct mf_profile *profile = exo->profile;
-	const struct mailmode_host *host = exo->ctx->host;
-	struct mf_exo_error local_err;
+	const struct ms_app *app = exo->app;
+	const struct mailmode_host *host = exo->host;
+	struct ms_exo_error local_err;
 	struct mailmode_http_request req = { 0 };
 	struct mailmode_http_response resp = { 0 };
 	struct call_headers h = { 0 };
 	cJSON *all = NULL, *page = NULL;
 	char *body_text = NULL, *first_url = NULL, *url = NULL, *next = NULL;
 	const char *token;
-	long budget_ms = profile->retry_budget_ms > 0 ? profile->retry_budget_ms
+	long budget_ms = app->retry_budget_ms > 0 ? app->retry_budget_ms
 	                                              : DEFAULT_RETRY_BUDGET_MS;
 	int64_t started = host->clock_mono_ms(host->handle);
 	int64_t throttle_wait_ms = 2000;
@@ -523,16 +461,17 @@ int mf_exo_invoke(struct mf_exo *exo, const char *cmdlet, const cJSON *params,
 
 	body_text = invoke_body(cmdlet, params);
 	all = cJSON_CreateArray();
-	first_url = mf_printf("%s/adminapi/beta/%s/InvokeCommand",
-	                      profile->api_url, profile->tenant);
-	h.cmdlet = mf_printf("X-CmdletName: %s", cmdlet);
-	h.connection = mf_printf("connection-id: %s", exo->tenant->connection_id);
-	url = mf_strdup(first_url);
+	first_url = ms_printf("%s/adminapi/beta/%s/InvokeCommand",
+	                      exo->api_url, app->tenant);
+	h.cmdlet = ms_printf("X-CmdletName: %s", cmdlet);
+	h.connection = ms_printf("connection-id: %s", exo->session->connection_id);
+	url = ms_strdup(first_url);
 	if (!body_text || !all || !first_url || !url)
 		goto nomem;
 
 	for (;;) {
-		rc = mf_token_get(exo->ctx, exo->tenant, profile, &token, diag);
+		rc = ms_token_get(host, exo->session->http, exo->app,
+		                  &exo->session->token, &token, diag);
 		if (rc != MAILMODE_OK)
 			goto out;
 		if (call_headers_set(exo, &h, token) != 0)
@@ -543,8 +482,8 @@ int mf_exo_invoke(struct mf_exo *exo, const char *cmdlet, const cJSON *params,
 		req.headers = h.list;
 		req.body = body_text;
 		req.body_len = strlen(body_text);
-		req.ca_file = profile->ca_file;
-		req.timeout_ms = profile->timeout_ms;
+		req.ca_file = app->ca_file;
+		req.timeout_ms = app->timeout_ms;
 		req.retry_budget_ms = budget_ms - (long)(host->clock_mono_ms(host->handle) - started);
 		if (req.retry_budget_ms <= 0)
 			req.retry_budget_ms = -1;
@@ -553,9 +492,9 @@ int mf_exo_invoke(struct mf_exo *exo, const char *cmdlet, const cJSON *params,
 			have_response = 0;
 		}
 		host->log(host->handle, MAILMODE_LOG_DEBUG, "%s%s (tenant %s)",
-		          cmdlet, pages ? " next page" : "", profile->tenant);
+		          cmdlet, pages ? " next page" : "", app->tenant);
 		exo->calls++;
-		rc = host->http_request(host->handle, exo->tenant->session, &req,
+		rc = host->http_request(host->handle, exo->session->http, &req,
 		                        &resp, diag);
 		if (rc != MAILMODE_OK) {
 			rc = no_answer(exo, cmdlet, rc, diag);
@@ -567,14 +506,14 @@ int mf_exo_invoke(struct mf_exo *exo, const char *cmdlet, const cJSON *params,
 		if (resp.status == 401 && !reauthenticated) {
 			/* The token may have been revoked or rolled: once more
 			 * with a fresh one. */
-			mf_token_forget(exo->ctx, exo->tenant);
+			ms_token_forget(&exo->session->token);
 			reauthenticated = 1;
 			continue;
 		}
 		if (resp.status != 200 && resp.body && strstr(resp.body, THROTTLE_TEXT) &&
 		    host->clock_mono_ms(host->handle) - started + throttle_wait_ms < budget_ms) {
 			host->progress(host->handle, "%s: tenant %s is throttling, waiting %lld ms",
-			               cmdlet, profile->tenant, (long long)throttle_wait_ms);
+			               cmdlet, app->tenant, (long long)throttle_wait_ms);
 			host->sleep_ms(host->handle, throttle_wait_ms);
 			throttle_wait_ms *= 2;
 			continue;
@@ -591,7 +530,7 @@ int mf_exo_invoke(struct mf_exo *exo, const char *cmdlet, const cJSON *params,
 		if (!cJSON_IsObject(page)) {
 			host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
 			               "%s: the admin API of tenant %s answered with no JSON object",
-			               cmdlet, profile->tenant);
+			               cmdlet, app->tenant);
 			rc = is_write_cmdlet(cmdlet) ? MAILMODE_ERR_UNKNOWN : MAILMODE_ERR_FAILED;
 			goto out;
 		}
