@@ -2,6 +2,7 @@
 
 #include "nearest.h"
 #include "num.h"
+#include "prepare.h"
 #include "quicktest.h"
 
 #include <stdlib.h>
@@ -25,7 +26,10 @@ enum opt_flag {
 	O_ONLY = 1 << 12,
 	O_SKIP_FAILED = 1 << 13,
 	O_REPORT = 1 << 14,
-	O_ALL = 1 << 15
+	O_ALL = 1 << 15,
+	O_TTL = 1 << 16,
+	O_UNDO = 1 << 17,
+	O_MAX_SETTLE = 1 << 18
 };
 
 struct command_spec {
@@ -65,12 +69,22 @@ static const struct command_spec commands[] = {
 	  "Record a mode that was set up by hand, after checking it is live;\n"
 	  "--all: each domain the runbook FILE lists that is live in exactly one\n"
 	  "mode, listing the others with the reason." },
-	{ "switch", O_TO | O_PROFILE | O_DRY_RUN | O_ACCEPT | O_TIMING | O_QUICK_TEST, 1, 1,
+	{ "switch", O_TO | O_PROFILE | O_DRY_RUN | O_ACCEPT | O_TIMING | O_QUICK_TEST | O_MAX_SETTLE,
+	  1, 1,
 	  "switch DOMAIN --to MODE [--profile P] [--verify-timeout DUR] [--poll-interval DUR]\n"
-	  "                  [--accept-conflict NAME]... [--dry-run]\n"
+	  "                  [--accept-conflict NAME]... [--max-settle DUR] [--dry-run]\n"
 	  "                  [--quick-test ADDRESS [--quick-test-timeout DUR]]",
 	  "Move the domain to another mode: set the new one up and verify it\n"
-	  "before the old one is torn down; rolled back if it never verifies." },
+	  "before the old one is torn down; rolled back if it never verifies.\n"
+	  "The old mode stays while caches may hold the replaced MX records (their\n"
+	  "TTL: see prepare); --max-settle caps that wait, at a risk it names." },
+	{ "prepare", O_PROFILE | O_TTL | O_UNDO, 1, MM_MAX_ARGS,
+	  "prepare DOMAIN... --ttl SECONDS [--profile P] | prepare --undo DOMAIN...",
+	  "Lower the MX TTL of each domain ahead of a change window, so that the\n"
+	  "switch waits that long for caches instead of the TTL before; says when\n"
+	  "the domain is ready (the TTL before has run out).  Journaled: run it\n"
+	  "again to finish one a kill interrupted.  The switch restores the normal\n"
+	  "TTL; --undo puts back the TTL before without a switch." },
 	{ "resume", O_FORCE, 0, 1, "resume [DOMAIN] [--force]",
 	  "Finish the migrations a crash or a lost answer left open." },
 	{ "abort", 0, 1, 1, "abort DOMAIN",
@@ -79,15 +93,17 @@ static const struct command_spec commands[] = {
 	{ "sandbox", O_DIR, 1, MM_MAX_ARGS, "sandbox start|stop|status [--dir DIR] [-- DRIVER-OPTIONS]",
 	  "A rehearsal world on loopback: BIND, a Microsoft 365 emulator, the\n"
 	  "mail path, and a config wired to them." },
-	{ "runbook", O_PARALLEL | O_ONLY | O_SKIP_FAILED | O_REPORT, 1, 2,
-	  "runbook plan|run FILE [--parallel N] [--only DOMAIN]... [--skip-failed]\n"
+	{ "runbook", O_PARALLEL | O_ONLY | O_SKIP_FAILED | O_REPORT | O_TTL | O_MAX_SETTLE, 1, 2,
+	  "runbook plan|prepare|run FILE [--parallel N] [--only DOMAIN]... [--skip-failed]\n"
+	  "       [--ttl SECONDS] [--max-settle DUR]\n"
 	  "       mailmode runbook resume RUN [--parallel N] [--only DOMAIN]... [--skip-failed]\n"
 	  "       mailmode runbook report [RUN] [--html FILE] [--csv FILE] [--markdown FILE]",
-	  "Plan or run the switches a runbook file lists, many domains at once;\n"
-	  "each run is recorded with every domain's status and reason.  resume:\n"
-	  "run RUN's runbook again; --skip-failed leaves out the domains that failed\n"
-	  "in the previous run.  report: the run (default: the last) for a change\n"
-	  "board, as one self-contained HTML file, CSV or Markdown." },
+	  "Plan, prepare (lower the MX TTLs ahead of the window) or run the\n"
+	  "switches a runbook file lists, many domains at once; each run is\n"
+	  "recorded with every domain's status and reason.  resume: run RUN's\n"
+	  "runbook again; --skip-failed leaves out the domains that failed in the\n"
+	  "previous run.  report: the run (default: the last) for a change board,\n"
+	  "as one self-contained HTML file, CSV or Markdown." },
 	{ "config", 0, 1, 2, "config check [FILE]",
 	  "Check the configuration and validate each profile for each mode it\n"
 	  "configures, asking no server." },
@@ -196,6 +212,7 @@ static const struct duration_opt duration_opts[] = {
 	{ "--verify-timeout", O_TIMING, offsetof(struct mm_args, verify_timeout_ms) },
 	{ "--poll-interval", O_TIMING, offsetof(struct mm_args, poll_interval_ms) },
 	{ "--quick-test-timeout", O_QUICK_TEST, offsetof(struct mm_args, quick_test_timeout_ms) },
+	{ "--max-settle", O_MAX_SETTLE, offsetof(struct mm_args, max_settle_ms) },
 };
 
 struct flag_opt {
@@ -220,6 +237,7 @@ static const struct flag_opt flag_opts[] = {
 	{ "--no-wait", O_NO_WAIT, offsetof(struct mm_args, no_wait), 1 },
 	{ "--skip-failed", O_SKIP_FAILED, offsetof(struct mm_args, skip_failed), 1 },
 	{ "--all", O_ALL, offsetof(struct mm_args, all), 1 },
+	{ "--undo", O_UNDO, offsetof(struct mm_args, undo), 1 },
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -259,6 +277,31 @@ static int take_only(struct mm_args *args, int argc, char **argv, int *i, char *
 	}
 	args->only[args->nonly++] = value;
 	return 1;
+}
+
+/* --ttl: seconds ("300"), or a duration with its unit ("5m"); a TTL is
+ * whole seconds. */
+static int take_ttl(struct mm_args *args, int argc, char **argv, int *i, char *err)
+{
+	const char *value;
+	long n, ms;
+	int r = take_value("--ttl", argc, argv, i, &value, err);
+
+	if (r <= 0)
+		return r;
+	if (mm_num_parse_long(value, 1, MM_PREPARE_TTL_MAX, &n) == 0) {
+		args->ttl = n;
+		return 1;
+	}
+	if (value[0] >= '0' && value[0] <= '9' && value[strspn(value, "0123456789")] != '\0' &&
+	    mm_config_duration(value, &ms) == 0 && ms >= 1000 && ms % 1000 == 0 &&
+	    ms / 1000 <= MM_PREPARE_TTL_MAX) {
+		args->ttl = ms / 1000;
+		return 1;
+	}
+	snprintf(err, MM_ERR_MAX, "--ttl '%s': want whole seconds from 1 to %ld (300, or 5m)", value,
+	         MM_PREPARE_TTL_MAX);
+	return -1;
 }
 
 /* --accept-conflict NAME, repeatable: accepting one object must not
@@ -381,6 +424,7 @@ static void unknown_option(const char *arg, char *err)
 	for (k = 0; k < COUNT(flag_opts); k++)
 		mm_nearest_consider(&n, flag_opts[k].name);
 	mm_nearest_consider(&n, "--parallel");
+	mm_nearest_consider(&n, "--ttl");
 	mm_nearest_consider(&n, "--accept-conflict");
 	mm_nearest_consider(&n, "--only");
 	if (n.best)
@@ -400,6 +444,10 @@ static int take_option(struct mm_args *args, int argc, char **argv, int *i, unsi
 		return r;
 	if ((r = take_parallel(args, argc, argv, i, err)) != 0) {
 		*seen |= r > 0 ? O_PARALLEL : 0;
+		return r;
+	}
+	if ((r = take_ttl(args, argc, argv, i, err)) != 0) {
+		*seen |= r > 0 ? O_TTL : 0;
 		return r;
 	}
 	if ((r = take_accepted_conflict(args, argc, argv, i, err)) != 0) {
@@ -453,6 +501,15 @@ static int check_command(const struct mm_args *args, const struct command_spec *
 		         spec->synopsis);
 		return MM_USAGE;
 	}
+	if (strcmp(spec->name, "prepare") == 0 && (args->ttl > 0) == (args->undo != 0)) {
+		snprintf(err, MM_ERR_MAX, "'prepare' needs --ttl SECONDS or --undo (one of them): usage: mailmode %s",
+		         spec->synopsis);
+		return MM_USAGE;
+	}
+	if (args->max_settle_ms == 0) {
+		snprintf(err, MM_ERR_MAX, "--max-settle 0: want a wait longer than 0 (the old mode must outlive the new one's verification)");
+		return MM_USAGE;
+	}
 	if (args->quick_test_timeout_ms >= 0 && !args->quick_test) {
 		snprintf(err, MM_ERR_MAX, "--quick-test-timeout needs --quick-test: usage: mailmode %s",
 		         spec->synopsis);
@@ -478,6 +535,8 @@ int mm_cli_parse(struct mm_args *args, int argc, char **argv, char *err)
 	args->verify_timeout_ms = -1;
 	args->poll_interval_ms = -1;
 	args->quick_test_timeout_ms = -1;
+	args->ttl = -1;
+	args->max_settle_ms = -1;
 	for (i = 1; i < argc; i++) {
 		const char *arg = argv[i];
 

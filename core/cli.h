@@ -45,6 +45,9 @@ struct mm_args {
 	int all;                  /* adopt --all */
 	const char *quick_test;   /* --quick-test ADDRESS (checked), or NULL */
 	long quick_test_timeout_ms;   /* -1: [quicktest] timeout, else default */
+	long ttl;                 /* prepare --ttl, seconds; -1: not given */
+	int undo;                 /* prepare --undo */
+	long max_settle_ms;       /* --max-settle; -1: not given */
 };
 
 /* Everything a command works with.  Commands report through ctx: they add
@@ -126,5 +129,25 @@ int mm_cmd_runbook(struct mm_ctx *ctx);
 int mm_cmd_config(struct mm_ctx *ctx);
 int mm_cmd_doctor(struct mm_ctx *ctx);
 int mm_cmd_tenant(struct mm_ctx *ctx);
+int mm_cmd_prepare(struct mm_ctx *ctx);
+
+/* prepare (or, undo, its undo) of one domain: the MX TTL of the records of
+ * the mode that manages them, to ttl seconds; reports into item. */
+int mm_prepare_domain(struct mm_ctx *ctx, const char *domain, const char *profile, long ttl,
+                      int undo, cJSON *item);
+/* The profile of a domain: --profile, else the one its state row names,
+ * else the configuration's default. */
+int mm_domain_profile(struct mm_ctx *ctx, const struct mm_domain_row *row, int found,
+                      char *profile, size_t len);
+/* A plain step of a plan that no plugin describes (verify, wait): printed,
+ * and added to the JSON array plan; returns the item. */
+cJSON *mm_add_plan_step(struct mm_ctx *ctx, cJSON *plan, const char *step, const char *mode,
+                        const char *action);
+/* What `status` says of a domain's prepared MX TTL. */
+void mm_prepare_status(struct mm_ctx *ctx, cJSON *item, const char *domain);
+/* Adds the cache wait of a switch to its plan (prepare.h). */
+void mm_show_settle_wait(struct mm_ctx *ctx, cJSON *plan, const char *domain, const char *profile,
+                         struct mm_plugin *to, struct mm_plugin *from,
+                         const struct mm_domain_row *row, const struct mm_switch_options *opts);
 
 #endif

@@ -258,6 +258,7 @@ static int status_one(struct status_run *run, const char *domain, const struct m
 			       migration.step, domain);
 	}
 	add_original(ctx, item, domain, mode);
+	mm_prepare_status(ctx, item, domain);
 	if (migrating && migration.to_mode && (!mode || strcmp(mode, migration.to_mode) != 0))
 		add_original(ctx, item, domain, migration.to_mode);
 	mm_migration_clear(&migration);

@@ -34,9 +34,8 @@ static void report_json(struct mm_ctx *ctx, cJSON *to, const char *domain, const
 		       report->verify_attempts == 1 ? "" : "s");
 }
 
-/* Plain steps of the plan that no plugin describes (verify, wait). */
-static void add_engine_step(struct mm_ctx *ctx, cJSON *plan, const char *step, const char *mode,
-                            const char *action)
+cJSON *mm_add_plan_step(struct mm_ctx *ctx, cJSON *plan, const char *step, const char *mode,
+                        const char *action)
 {
 	cJSON *item = cJSON_CreateObject();
 
@@ -46,6 +45,7 @@ static void add_engine_step(struct mm_ctx *ctx, cJSON *plan, const char *step, c
 	cJSON_AddItemToArray(plan, item);
 	if (!ctx->output.json)
 		printf("%s %s mode: %s\n", step, mode, action);
+	return item;
 }
 
 static void add_quick_test_step(struct mm_ctx *ctx, cJSON *plan, const struct mm_plugin *to)
@@ -55,7 +55,7 @@ static void add_quick_test_step(struct mm_ctx *ctx, cJSON *plan, const struct mm
 	snprintf(action, sizeof(action),
 	         "send a test message to %s through the domain's MX and follow it in the message trace until it is delivered, scanned once (a failure is reported, not rolled back)",
 	         ctx->args.quick_test);
-	add_engine_step(ctx, plan, "quick-test", to->desc->name, action);
+	mm_add_plan_step(ctx, plan, "quick-test", to->desc->name, action);
 }
 
 int mm_show_switch_plan(struct mm_ctx *ctx, cJSON *plan, const char *domain, const char *profile,
@@ -76,7 +76,9 @@ int mm_show_switch_plan(struct mm_ctx *ctx, cJSON *plan, const char *domain, con
 	snprintf(verify, sizeof(verify),
 	         "poll (from 0.1s, backing off to every %.1fs) for up to %.1fs; roll back if it never passes",
 	         (double)opts->poll_interval_ms / 1000, (double)opts->verify_timeout_ms / 1000);
-	add_engine_step(ctx, plan, "verify", to->desc->name, verify);
+	mm_add_plan_step(ctx, plan, "verify", to->desc->name, verify);
+	if (from)
+		mm_show_settle_wait(ctx, plan, domain, profile, to, from, row, opts);
 	if (!from) {
 		if (ctx->args.quick_test)
 			add_quick_test_step(ctx, plan, to);
@@ -84,7 +86,7 @@ int mm_show_switch_plan(struct mm_ctx *ctx, cJSON *plan, const char *domain, con
 	}
 	rc = mm_show_plan(ctx, plan, &teardown, MAILMODE_PLAN_TEARDOWN);
 	if (rc == MM_OK)
-		add_engine_step(ctx, plan, "confirm", from->desc->name,
+		mm_add_plan_step(ctx, plan, "confirm", from->desc->name,
 		                "wait until it is gone on every server");
 	if (rc == MM_OK && ctx->args.quick_test)
 		add_quick_test_step(ctx, plan, to);
@@ -121,7 +123,7 @@ static int switch_failed(struct mm_ctx *ctx, int rc, const struct mm_switch_repo
 
 int mm_cmd_switch(struct mm_ctx *ctx)
 {
-	char domain[MM_DOMAIN_MAX + 1], section[320], profile[320];
+	char domain[MM_DOMAIN_MAX + 1], profile[320];
 	struct mm_domain_row row = { 0 };
 	struct mm_plugin *to = NULL, *from = NULL;
 	struct mm_switch_options opts;
@@ -138,14 +140,8 @@ int mm_cmd_switch(struct mm_ctx *ctx)
 	if (ctx->state &&
 	    (rc = mm_state_get_domain(ctx->state, domain, &row, &found, ctx->err)) != MM_OK)
 		goto out;
-	if (!ctx->args.profile && found && row.profile)
-		snprintf(profile, sizeof(profile), "%s", row.profile);
-	else if (mm_config_profile(ctx->config, ctx->args.profile, section, sizeof(section),
-	                           ctx->err, sizeof(ctx->err)) != 0) {
-		rc = MM_ERR;
+	if ((rc = mm_domain_profile(ctx, &row, found, profile, sizeof(profile))) != MM_OK)
 		goto out;
-	} else
-		snprintf(profile, sizeof(profile), "%s", section + strlen("profile "));
 	cJSON_AddStringToObject(ctx->doc, "domain", domain);
 	cJSON_AddStringToObject(ctx->doc, "profile", profile);
 	if ((rc = mm_find_plugin(ctx, ctx->args.to, &to)) != MM_OK ||

@@ -150,10 +150,63 @@ static int prepare(struct mm_ctx *ctx, struct mm_runbook *rb, struct job **jobs_
 	return MM_OK;
 }
 
-static int plan_runbook(struct mm_ctx *ctx, const struct mm_runbook *rb, struct job *jobs)
+/* The runbook's switch options; --max-settle overrides its max_settle. */
+static struct mm_switch_options switch_options(const struct mm_ctx *ctx,
+                                               const struct mm_runbook *rb)
 {
 	struct mm_switch_options opts = { .verify_timeout_ms = rb->verify_timeout_ms,
-	                                  .poll_interval_ms = rb->poll_interval_ms };
+	                                  .poll_interval_ms = rb->poll_interval_ms,
+	                                  .max_settle_ms = rb->max_settle_ms };
+
+	if (ctx->args.max_settle_ms > 0)
+		opts.max_settle_ms = ctx->args.max_settle_ms;
+	return opts;
+}
+
+/* The prepare phase: the MX TTL of each domain whose switch waits for it
+ * (its new mode replaces MX records) lowered ahead of the window, one
+ * after another (prepare.h). */
+static int prepare_runbook(struct mm_ctx *ctx, const struct mm_runbook *rb, struct job *jobs)
+{
+	long ttl = ctx->args.ttl > 0 ? ctx->args.ttl : rb->prepare_ttl;
+	cJSON *list = cJSON_AddArrayToObject(ctx->doc, "domains");
+	size_t i, failed = 0;
+	int rc;
+
+	if ((rc = mm_open_state(ctx, 1)) != MM_OK)
+		return rc;
+	for (i = 0; i < rb->count; i++) {
+		const struct job *job = &jobs[i];
+		struct mm_plugin *to = mm_plugins_find(&ctx->plugins, job->entry->mode);
+		cJSON *item = cJSON_CreateObject();
+		const char *skip = job->done ? "already in that mode: skipped"
+		                   : job->resume ? "unfinished migration: skipped"
+		                   : !mm_plugin_has_mx_ttl(to) ? "its new mode replaces no MX records: no cache wait to shorten"
+		                   : NULL;
+
+		cJSON_AddItemToArray(list, item);
+		cJSON_AddStringToObject(item, "domain", job->entry->domain);
+		if (skip) {
+			cJSON_AddStringToObject(item, "action", skip);
+			if (!ctx->output.json)
+				printf("%s: %s\n", job->entry->domain, skip);
+			continue;
+		}
+		if (mm_prepare_domain(ctx, job->entry->domain, job->profile, ttl, 0, item) == MM_OK)
+			continue;
+		failed++;
+		cJSON_AddStringToObject(item, "error", ctx->err);
+		fprintf(stderr, "mailmode: error: %s\n", ctx->err);
+	}
+	if (failed)
+		return mm_fail(ctx, MM_ERR, "runbook %s: %zu of %zu domain(s) not prepared", rb->path,
+		               failed, rb->count);
+	return MM_OK;
+}
+
+static int plan_runbook(struct mm_ctx *ctx, const struct mm_runbook *rb, struct job *jobs)
+{
+	struct mm_switch_options opts = switch_options(ctx, rb);
 	cJSON *list = cJSON_AddArrayToObject(ctx->doc, "domains");
 	size_t i;
 	int rc;
@@ -298,9 +351,9 @@ static int record_job(struct mm_state *st, const struct run *run, const struct j
 
 static void run_job(struct mm_engine *e, struct run *run, struct job *job)
 {
+	const struct mm_ctx *ctx = run->ctx;
 	const struct mm_runbook *rb = run->rb;
-	struct mm_switch_options opts = { .verify_timeout_ms = rb->verify_timeout_ms,
-	                                  .poll_interval_ms = rb->poll_interval_ms };
+	struct mm_switch_options opts = switch_options(ctx, rb);
 	char err[MM_ERR_MAX];
 
 	if (job->done || job->skip[0])
@@ -663,8 +716,9 @@ static int plan_or_run(struct mm_ctx *ctx, const char *action, const char *path,
 	if (rc == MM_OK)
 		rc = skip_failed(ctx, &rb, jobs, previous);
 	if (rc == MM_OK)
-		rc = strcmp(action, "plan") == 0 ? plan_runbook(ctx, &rb, jobs)
-		                                 : run_runbook(ctx, &rb, key, previous, jobs);
+		rc = strcmp(action, "plan") == 0      ? plan_runbook(ctx, &rb, jobs)
+		     : strcmp(action, "prepare") == 0 ? prepare_runbook(ctx, &rb, jobs)
+		                                      : run_runbook(ctx, &rb, key, previous, jobs);
 	free_jobs(jobs, rb.count);
 	mm_runbook_free(&rb);
 	return rc;
@@ -721,9 +775,10 @@ int mm_cmd_runbook(struct mm_ctx *ctx)
 	int reporting = strcmp(action, "report") == 0;
 
 	if (strcmp(action, "plan") != 0 && strcmp(action, "run") != 0 &&
-	    strcmp(action, "resume") != 0 && !reporting)
+	    strcmp(action, "resume") != 0 && strcmp(action, "prepare") != 0 && !reporting)
 		return mm_fail(ctx, MM_USAGE,
-		               "runbook: unknown action '%s' (plan, run, resume or report)", action);
+		               "runbook: unknown action '%s' (plan, prepare, run, resume or report)",
+		               action);
 	if (!arg && !reporting)
 		return mm_fail(ctx, MM_USAGE, "runbook %s: needs %s", action,
 		               strcmp(action, "resume") == 0 ? "RUN" : "FILE");

@@ -222,6 +222,22 @@ int mm_show_plan(struct mm_ctx *ctx, cJSON *plan, const struct mm_op *op,
 	return MM_OK;
 }
 
+int mm_domain_profile(struct mm_ctx *ctx, const struct mm_domain_row *row, int found,
+                      char *profile, size_t len)
+{
+	char section[320];
+
+	if (!ctx->args.profile && found && row->profile) {
+		snprintf(profile, len, "%s", row->profile);
+		return MM_OK;
+	}
+	if (mm_config_profile(ctx->config, ctx->args.profile, section, sizeof(section), ctx->err,
+	                      sizeof(ctx->err)) != 0)
+		return MM_ERR;
+	snprintf(profile, len, "%s", section + strlen("profile "));
+	return MM_OK;
+}
+
 void mm_engine_for(struct mm_ctx *ctx, struct mm_engine *e)
 {
 	*e = (struct mm_engine){ .state = ctx->state, .plugins = &ctx->plugins,
@@ -240,4 +256,5 @@ void mm_switch_options_for(const struct mm_ctx *ctx, struct mm_switch_options *o
 	memcpy(opts->accept_conflicts, ctx->args.accept_conflicts, sizeof(opts->accept_conflicts));
 	opts->force = ctx->args.force;
 	opts->no_wait = ctx->args.no_wait;
+	opts->max_settle_ms = ctx->args.max_settle_ms > 0 ? ctx->args.max_settle_ms : 0;
 }

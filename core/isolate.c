@@ -32,7 +32,7 @@
 
 static const char *const call_names[] = {
 	"validate_config", "observe", "plan", "setup", "verify", "teardown", "trace", "preflight",
-	"resources", "doctor"
+	"resources", "doctor", "mx_ttl"
 };
 
 const char *mm_call_name(enum mm_call_kind kind)
@@ -40,9 +40,10 @@ const char *mm_call_name(enum mm_call_kind kind)
 	return call_names[kind];
 }
 
-int mm_call_writes(enum mm_call_kind kind)
+int mm_call_writes(const struct mm_call *c)
 {
-	return kind == MM_CALL_SETUP || kind == MM_CALL_TEARDOWN;
+	return c->kind == MM_CALL_SETUP || c->kind == MM_CALL_TEARDOWN ||
+	       (c->kind == MM_CALL_MX_TTL && c->ttl_action != MAILMODE_TTL_READ);
 }
 
 int mm_call_invoke(const struct mailmode_plugin *d, void *ctx, const struct mailmode_request *req,
@@ -72,6 +73,10 @@ int mm_call_invoke(const struct mailmode_plugin *d, void *ctx, const struct mail
 	case MM_CALL_DOCTOR:
 		if (d->abi_minor >= 4 && d->doctor)
 			return d->doctor(ctx, req, text, diag);
+		break;
+	case MM_CALL_MX_TTL:
+		if (d->abi_minor >= 4 && d->mx_ttl)
+			return d->mx_ttl(ctx, req, c->ttl_action, c->ttl, text, diag);
 		break;
 	}
 	mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "%s: no %s operation", d->name,
@@ -126,6 +131,9 @@ void mm_call_encode(struct mm_wire_buf *b, const struct mailmode_request *req,
 	mm_wire_put_u32(b, req->flags);
 	mm_wire_put_str(b, req->original);
 	put_list(b, req->accepted_conflicts);
+	mm_wire_put_u32(b, (uint32_t)c->ttl_action);
+	mm_wire_put_u32(b, c->ttl);
+	mm_wire_put_str(b, req->prepared);
 }
 
 int mm_call_decode(struct mm_wire_rd *rd, struct mm_call_msg *m)
@@ -144,9 +152,12 @@ int mm_call_decode(struct mm_wire_rd *rd, struct mm_call_msg *m)
 	m->req.original = m->strings[6] = mm_wire_get_str(rd);
 	m->conflicts = get_list(rd);
 	m->req.accepted_conflicts = (const char *const *)m->conflicts;
+	m->call.ttl_action = (enum mailmode_ttl_action)mm_wire_get_u32(rd);
+	m->call.ttl = mm_wire_get_u32(rd);
+	m->req.prepared = m->strings[7] = mm_wire_get_str(rd);
 	/* The helper serves one call at a time: any non-NULL value names it. */
 	m->req.call = m;
-	if (rd->bad || m->call.kind > MM_CALL_DOCTOR) {
+	if (rd->bad || m->call.kind > MM_CALL_MX_TTL || m->call.ttl_action > MAILMODE_TTL_RESTORE) {
 		mm_call_msg_clear(m);
 		return -1;
 	}
@@ -593,7 +604,7 @@ static int run(struct mm_plugin *p, struct mm_helper *one, const struct mailmode
                struct mm_call *c, struct mailmode_diag *diag)
 {
 	int64_t deadline = mm_host_mono_ms(NULL) + p->call_timeout_ms;
-	int unknown = mm_call_writes(c->kind);
+	int unknown = mm_call_writes(c);
 	const char *what = mm_call_name(c->kind), *problem;
 	struct mm_wire_buf b = { 0 };
 	enum mm_wire_status st;

@@ -33,13 +33,15 @@ struct mm_plugin;
 /* The operations, as the core calls them and a helper serves them. */
 enum mm_call_kind {
 	MM_CALL_VALIDATE, MM_CALL_OBSERVE, MM_CALL_PLAN, MM_CALL_SETUP, MM_CALL_VERIFY,
-	MM_CALL_TEARDOWN, MM_CALL_TRACE, MM_CALL_PREFLIGHT, MM_CALL_RESOURCES, MM_CALL_DOCTOR
+	MM_CALL_TEARDOWN, MM_CALL_TRACE, MM_CALL_PREFLIGHT, MM_CALL_RESOURCES, MM_CALL_DOCTOR,
+	MM_CALL_MX_TTL
 };
 
 const char *mm_call_name(enum mm_call_kind kind);
-/* Whether a call of this kind may change the world: its outcome is then
- * unknown when it does not answer. */
-int mm_call_writes(enum mm_call_kind kind);
+struct mm_call;
+/* Whether the call may change the world: its outcome is then unknown when
+ * it does not answer. */
+int mm_call_writes(const struct mm_call *c);
 
 /* One call: what it takes and what it hands back. */
 struct mm_call {
@@ -47,6 +49,8 @@ struct mm_call {
 	enum mailmode_plan_op which;     /* plan, preflight */
 	const char *message_id;          /* trace */
 	const char *recipient;           /* trace */
+	enum mailmode_ttl_action ttl_action;   /* mx_ttl */
+	uint32_t ttl;                    /* mx_ttl */
 	enum mailmode_presence presence; /* out: observe */
 	char *text;                      /* out, malloc'd: the receipt, report,
 	                                    plan, resources or checks */

@@ -116,7 +116,7 @@ static int dispatch(struct mm_ctx *ctx)
 		{ "resume", mm_cmd_resume },   { "abort", mm_cmd_abort },
 		{ "sandbox", mm_cmd_sandbox },    { "runbook", mm_cmd_runbook },
 		{ "config", mm_cmd_config },   { "doctor", mm_cmd_doctor },
-		{ "tenant", mm_cmd_tenant },
+		{ "tenant", mm_cmd_tenant },   { "prepare", mm_cmd_prepare },
 	};
 	size_t i;
 

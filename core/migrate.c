@@ -5,6 +5,7 @@
 
 #include "http.h"
 #include "num.h"
+#include "prepare.h"
 
 #include <cjson/cJSON.h>
 #include <stdarg.h>
@@ -181,6 +182,7 @@ struct mm_op mm_run_op(struct mm_run *r, int old, unsigned flags, int recording)
 		.recorder = recording ? (old ? &r->rec_old : &r->rec_new) : NULL,
 		.unknown = &r->call_unknown,
 		.accepted_conflicts = old ? NULL : r->opts.accept_conflicts,
+		.prepared = old ? NULL : r->prepared_new,
 	};
 
 	if (old && r->m->old_adopted)
@@ -551,22 +553,27 @@ static int run_setup(struct mm_run *r)
 }
 
 /* The old mode stays while the world may still act on what the new mode's
- * setup replaced (plugin.h: settle_until_ms); so does the new mode's last
- * stage (finish_after_settle), with or without an old mode. */
+ * setup replaced (plugin.h: settle_until_ms; prepare.h: a prepared TTL,
+ * --max-settle); so does the new mode's last stage (finish_after_settle),
+ * with or without an old mode.  Once per run: a capped wait is not waited
+ * again before the last stage. */
 static int settle(struct mm_run *r, int finishing)
 {
-	long long now;
+	long long now, until;
 	int rc;
 
-	if (!(finishing || (r->kind == MM_KIND_SWITCH && r->m->from_mode)) ||
-	    mm_migrate_now_ms() >= r->settle_until_ms)
+	if (r->settled || !(finishing || (r->kind == MM_KIND_SWITCH && r->m->from_mode)))
+		return MM_OK;
+	r->settled = 1;
+	until = r->m->from_mode ? mm_prepare_settle_until(r) : r->settle_until_ms;
+	if (mm_migrate_now_ms() >= until)
 		return MM_OK;
 	/* Journaled: a run's report shows the wait apart from verification. */
 	if ((rc = journal(r, finishing ? MM_STEP_FINISH_NEW : MM_STEP_VERIFY_NEW, "settle",
 	                  NULL)) != MM_OK)
 		return rc;
-	while ((now = mm_migrate_now_ms()) < r->settle_until_ms) {
-		long long left = r->settle_until_ms - now;
+	while ((now = mm_migrate_now_ms()) < until) {
+		long long left = until - now;
 
 		if (r->m->from_mode)
 			mm_engine_progress(r->e, "%s: %s mode verified; keeping %s mode %lld s more while caches of the replaced records expire",
@@ -846,6 +853,9 @@ static void parse_options(struct mm_run *r)
 		opts->poll_interval_ms = (long)ms;
 	parse_accepted(cJSON_GetObjectItem(o, "accept_conflicts"), opts);
 	opts->no_wait = cJSON_IsTrue(cJSON_GetObjectItem(o, "no_wait"));
+	if ((v = cJSON_GetObjectItem(o, "max_settle_ms")) && cJSON_IsNumber(v) &&
+	    mm_num_from_double(v->valuedouble, 0, MM_NUM_DURATION_MAX_MS, &ms) == 0)
+		opts->max_settle_ms = (long)ms;
 	opts->force = opts->force || cJSON_IsTrue(cJSON_GetObjectItem(o, "force"));
 }
 
@@ -861,6 +871,8 @@ char *mm_migrate_format_options(const struct mm_switch_options *opts)
 	for (i = 0; i < MM_ACCEPT_MAX && opts->accept_conflicts[i]; i++)
 		cJSON_AddItemToArray(accepted, cJSON_CreateString(opts->accept_conflicts[i]));
 	cJSON_AddBoolToObject(o, "no_wait", opts->no_wait);
+	if (opts->max_settle_ms > 0)
+		cJSON_AddNumberToObject(o, "max_settle_ms", (double)opts->max_settle_ms);
 	cJSON_AddBoolToObject(o, "force", opts->force);
 	text = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
@@ -906,7 +918,9 @@ int mm_run_init(struct mm_run *r, struct mm_engine *e, struct mm_migration *m,
 	if ((m->to_mode && (rc = find_plugin(r, m->to_mode, &r->new_plugin)) != MM_OK) ||
 	    (m->from_mode && (rc = find_plugin(r, m->from_mode, &r->old_plugin)) != MM_OK))
 		return rc;
-	if ((rc = load_original(r, r->new_plugin, &r->original_new)) != MM_OK)
+	if ((rc = load_original(r, r->new_plugin, &r->original_new)) != MM_OK ||
+	    (r->new_plugin && (rc = mm_prepare_record(e->state, m->domain, r->new_plugin->desc->name,
+	                                              &r->prepared_new, err)) != MM_OK))
 		return rc;
 	return load_original(r, r->old_plugin, &r->original_old);
 }
@@ -916,6 +930,7 @@ void mm_run_clear(struct mm_run *r)
 	cJSON_Delete(r->options_doc);
 	free(r->original_new);
 	free(r->original_old);
+	free(r->prepared_new);
 	free(r->pending_receipt);
 	free(r->pending_original);
 }

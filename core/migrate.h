@@ -23,6 +23,9 @@ struct mm_switch_options {
 	int force;                /* setup over drift; teardown despite drift */
 	int no_wait;              /* setup/teardown/adopt: do not wait for the
 	                             change to reach every server or the tenant */
+	long max_settle_ms;       /* switch: the longest the old mode stays
+	                             after the new one verified, for caches of
+	                             the replaced records (0: no cap) */
 };
 
 /* What a migration does.  Plain setup, teardown and adopt are journaled

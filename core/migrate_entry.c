@@ -4,6 +4,7 @@
 #include "migrate_internal.h"
 
 #include "http.h"
+#include "prepare.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -232,6 +233,8 @@ static int start(struct mm_engine *e, struct mm_migration *m, const struct mm_sw
 		rc = mm_state_migration_open(e->state, m, err);
 	if (rc == MM_OK)
 		rc = mm_run_forward(&r);
+	if (m->id)
+		mm_prepare_after_migration(e, m, report->outcome);
 	if (locked)
 		unlock(e, m->domain);
 	mm_run_clear(&r);
@@ -270,6 +273,8 @@ int mm_migrate_run(struct mm_engine *e, enum mm_kind kind, const char *domain, c
 
 	report_begin(report, &started, &calls);
 	rc = refuse_open(e, domain, err);
+	if (rc == MM_OK)
+		rc = mm_prepare_refuse_unfinished(e->state, domain, err);
 	if (rc == MM_OK)
 		rc = mm_state_get_domain(e->state, domain, &row, &found, err);
 	if (rc == MM_OK)
@@ -327,6 +332,8 @@ static int with_open_migration(struct mm_engine *e, const char *domain, int forc
 	r.resumed = 1;
 	if (rc == MM_OK)
 		rc = fn(&r);
+	if (r.m)
+		mm_prepare_after_migration(e, &m, report->outcome);
 out:
 	unlock(e, domain);
 	report_end(report, started, calls);

@@ -29,6 +29,8 @@ struct mm_run {
 	struct mm_switch_report *report;
 	struct mm_op_recorder rec_new, rec_old;
 	char *original_new, *original_old;   /* kept snapshots (state DB) */
+	char *prepared_new;              /* a prepare of the new mode's records
+	                                    (prepare.h), or NULL */
 	char *pending_receipt, *pending_original;   /* recorded during a call */
 	int call_recorded;               /* the call in progress checkpointed */
 	int call_unknown;                /* ... or lost an answer */
@@ -36,6 +38,7 @@ struct mm_run {
 	int resumed;
 	long long started_ms;
 	long long settle_until_ms;       /* from the new mode's verify report */
+	int settled;                     /* the settle wait is behind (once a run) */
 	int finish_wanted;               /* ... and its finish_after_settle */
 	char *err;
 };

@@ -127,6 +127,7 @@ static int call(const struct mm_op *op, struct mm_call *c, struct mailmode_diag 
 		.call = (void *)op,
 		.original = op->original,
 		.accepted_conflicts = op->accepted_conflicts,
+		.prepared = op->prepared,
 	};
 	int rc;
 
@@ -226,7 +227,7 @@ static int record(const struct mailmode_request *req, const char *text, int orig
 	int rc;
 
 	if (!op || !op->recorder) {
-		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "%s: only setup and teardown may call %s",
+		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "%s: only setup, teardown and mx_ttl may call %s",
 		            op ? op->plugin->desc->name : "plugin", what);
 		return MAILMODE_ERR_FAILED;
 	}
@@ -283,24 +284,46 @@ int mm_plugin_has_trace(const struct mm_plugin *plugin)
 	return plugin->desc->abi_minor >= 1 && plugin->desc->trace != NULL;
 }
 
+/* An operation a later minor added: refused, naming what the plugin
+ * lacks, when it does not have it. */
+static int call_optional(const struct mm_op *op, int has, const char *lacks, struct mm_call *c,
+                         char **report, struct mailmode_diag *diag)
+{
+	int rc;
+
+	*report = NULL;
+	if (!has) {
+		memset(diag, 0, sizeof(*diag));
+		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "plugin %s %s", op->plugin->desc->name, lacks);
+		return MM_ERR;
+	}
+	rc = call(op, c, diag);
+	*report = c->text;
+	return rc;
+}
+
 int mm_op_trace(const struct mm_op *op, const char *message_id, const char *recipient,
                 char **report, struct mailmode_diag *diag)
 {
 	struct mm_call c = { .kind = MM_CALL_TRACE, .message_id = message_id,
 	                     .recipient = recipient };
-	int rc;
 
-	*report = NULL;
-	if (!mm_plugin_has_trace(op->plugin)) {
-		memset(diag, 0, sizeof(*diag));
-		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0,
-		            "plugin %s reads no message trace (no ABI 1.1 trace operation)",
-		            op->plugin->desc->name);
-		return MM_ERR;
-	}
-	rc = call(op, &c, diag);
-	*report = c.text;
-	return rc;
+	return call_optional(op, mm_plugin_has_trace(op->plugin),
+	                     "reads no message trace (no ABI 1.1 trace operation)", &c, report, diag);
+}
+
+int mm_plugin_has_mx_ttl(const struct mm_plugin *plugin)
+{
+	return plugin->desc->abi_minor >= 4 && plugin->desc->mx_ttl != NULL;
+}
+
+int mm_op_mx_ttl(const struct mm_op *op, enum mailmode_ttl_action action, uint32_t ttl,
+                 char **report, struct mailmode_diag *diag)
+{
+	struct mm_call c = { .kind = MM_CALL_MX_TTL, .ttl_action = action, .ttl = ttl };
+
+	return call_optional(op, mm_plugin_has_mx_ttl(op->plugin),
+	                     "cannot change MX TTLs (no ABI 1.4 mx_ttl operation)", &c, report, diag);
 }
 
 int mm_plugin_has_doctor(const struct mm_plugin *plugin)

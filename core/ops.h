@@ -38,6 +38,7 @@ struct mm_op {
 	int *unknown;             /* set to 1 when the plugin says the outcome of
 	                             a write is unknown; may be NULL */
 	const char *const *accepted_conflicts;   /* NULL-terminated, or NULL */
+	const char *prepared;     /* mx_ttl: the JSON of the last LOWER, or NULL */
 };
 
 /* The host services checkpoint and keep_original (plugin.h). */
@@ -76,6 +77,13 @@ int mm_plugin_has_doctor(const struct mm_plugin *plugin);
  * whenever it handed one back, failed checks included).  MM_ERR for a
  * plugin without the operation. */
 int mm_op_doctor(const struct mm_op *op, char **checks, struct mailmode_diag *diag);
+
+/* Whether the plugin has the ABI 1.4 mx_ttl operation. */
+int mm_plugin_has_mx_ttl(const struct mm_plugin *plugin);
+/* ABI 1.4 mx_ttl; *report is the plugin's JSON.  MM_ERR for a plugin
+ * without the operation.  LOWER and RESTORE need op->recorder. */
+int mm_op_mx_ttl(const struct mm_op *op, enum mailmode_ttl_action action, uint32_t ttl,
+                 char **report, struct mailmode_diag *diag);
 
 const char *mm_presence_name(enum mailmode_presence presence);
 

@@ -14,6 +14,8 @@
 #define DEFAULT_VERIFY_TIMEOUT_MS (15L * 60 * 1000)
 #define DEFAULT_POLL_INTERVAL_MS (10L * 1000)
 #define DEFAULT_FAILURE_BUDGET 3
+#define DEFAULT_PREPARE_TTL 300
+#define MAX_PREPARE_TTL 86400
 #define MAX_PARALLEL 64
 
 void mm_runbook_error(struct mm_runbook *rb, int line, const char *fmt, ...)
@@ -75,15 +77,22 @@ static void read_option(struct mm_runbook *rb, int line, const char *key, const 
 		read_int(rb, line, key, value, 1, MAX_PARALLEL, &rb->tenant_cap);
 	else if (strcmp(key, "failure_budget") == 0)
 		read_int(rb, line, key, value, 0, 1000000, &rb->failure_budget);
-	else if (strcmp(key, "verify_timeout") == 0 || strcmp(key, "poll_interval") == 0) {
-		long *ms = key[0] == 'v' ? &rb->verify_timeout_ms : &rb->poll_interval_ms;
+	else if (strcmp(key, "prepare_ttl") == 0) {
+		int ttl;
+
+		if (read_int(rb, line, key, value, 1, MAX_PREPARE_TTL, &ttl) == 0)
+			rb->prepare_ttl = ttl;
+	} else if (strcmp(key, "verify_timeout") == 0 || strcmp(key, "poll_interval") == 0 ||
+	           strcmp(key, "max_settle") == 0) {
+		long *ms = key[0] == 'v' ? &rb->verify_timeout_ms
+		           : key[0] == 'p' ? &rb->poll_interval_ms : &rb->max_settle_ms;
 
 		if (mm_config_duration(value, ms) != 0 || *ms <= 0)
 			mm_runbook_error(rb, line, "%s = %s: not a duration (e.g. 15m, 30s, 500ms)", key,
 			                 value);
 	} else
 		mm_runbook_error(rb, line,
-		                 "unknown option '%s' in [runbook] (known: parallel, tenant_cap, verify_timeout, poll_interval, failure_budget)",
+		                 "unknown option '%s' in [runbook] (known: parallel, tenant_cap, verify_timeout, poll_interval, failure_budget, prepare_ttl, max_settle)",
 		                 key);
 }
 
@@ -198,6 +207,7 @@ int mm_runbook_read(FILE *f, const char *path, struct mm_runbook *rb)
 	rb->verify_timeout_ms = DEFAULT_VERIFY_TIMEOUT_MS;
 	rb->poll_interval_ms = DEFAULT_POLL_INTERVAL_MS;
 	rb->failure_budget = DEFAULT_FAILURE_BUDGET;
+	rb->prepare_ttl = DEFAULT_PREPARE_TTL;
 	rb->path = strdup(path);
 	if (!rb->path)
 		return MM_ERR;

@@ -18,6 +18,8 @@
  *     verify_timeout = 15m
  *     poll_interval = 10s
  *     failure_budget = 3      ; no new switch starts after this many failures
+ *     prepare_ttl = 300       ; `runbook prepare`: the MX TTL to lower to
+ *     max_settle = 30m        ; cap of each switch's cache wait (none: no cap)
  *
  *     [domains]
  *     contoso.com = mailflow          ; DOMAIN = MODE [PROFILE]
@@ -38,6 +40,8 @@ struct mm_runbook {
 	long verify_timeout_ms;
 	long poll_interval_ms;
 	int failure_budget;
+	long prepare_ttl;           /* seconds */
+	long max_settle_ms;         /* 0: no cap */
 	struct mm_runbook_entry *entries;
 	size_t count;
 	char *errors;               /* "FILE:LINE: reason" lines */

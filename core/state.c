@@ -180,8 +180,23 @@ static const char schema_v4[] =
 	"  holder INTEGER NOT NULL,"
 	"  domain TEXT NOT NULL);";
 
+/* Version 5: a domain's MX TTL lowered ahead of a change window
+ * (`mailmode prepare`, state_prepare.c): what was lowered, from what, and
+ * when the lowered TTL is the only one left in caches. */
+static const char schema_v5[] =
+	"CREATE TABLE prepares("
+	"  domain TEXT PRIMARY KEY REFERENCES domains(domain),"
+	"  mode TEXT NOT NULL,"
+	"  profile TEXT NOT NULL,"
+	"  phase TEXT NOT NULL,"
+	"  ttl INTEGER NOT NULL,"
+	"  ttl_before INTEGER,"
+	"  record TEXT,"
+	"  ready_at_ms INTEGER,"
+	"  started_at TEXT NOT NULL);";
+
 /* Schema migrations: entry i brings version i to i + 1. */
-static const char *const migrations[] = { schema_v1, schema_v2, schema_v3, schema_v4 };
+static const char *const migrations[] = { schema_v1, schema_v2, schema_v3, schema_v4, schema_v5 };
 
 void mm_state_now_iso(char *buf, size_t len)
 {
@@ -424,7 +439,7 @@ const char *mm_state_actor(const struct mm_state *st)
 	return st->actor;
 }
 
-static char *column_dup(sqlite3_stmt *stmt, int col)
+char *mm_state_column_dup(sqlite3_stmt *stmt, int col)
 {
 	const unsigned char *v = sqlite3_column_text(stmt, col);
 
@@ -443,12 +458,12 @@ void mm_domain_row_clear(struct mm_domain_row *row)
 
 static void read_domain_row(sqlite3_stmt *stmt, struct mm_domain_row *row)
 {
-	row->domain = column_dup(stmt, 0);
-	row->mode = column_dup(stmt, 1);
-	row->profile = column_dup(stmt, 2);
-	row->receipt = column_dup(stmt, 3);
+	row->domain = mm_state_column_dup(stmt, 0);
+	row->mode = mm_state_column_dup(stmt, 1);
+	row->profile = mm_state_column_dup(stmt, 2);
+	row->receipt = mm_state_column_dup(stmt, 3);
 	row->adopted = sqlite3_column_int(stmt, 4);
-	row->updated_at = column_dup(stmt, 5);
+	row->updated_at = mm_state_column_dup(stmt, 5);
 }
 
 #define DOMAIN_COLUMNS "domain, mode, profile, receipt, adopted, updated_at"

@@ -11,7 +11,7 @@
  * failure, a one-line reason in err[MM_ERR_MAX]. */
 struct mm_state;
 
-#define MM_STATE_SCHEMA_VERSION 4
+#define MM_STATE_SCHEMA_VERSION 5
 
 struct mm_domain_row {
 	char *domain;
@@ -151,6 +151,45 @@ int mm_state_get_original(struct mm_state *st, const char *domain, const char *m
  * caller's lock on the domain. */
 int mm_state_migration_close(struct mm_state *st, long long id, const char *result,
                              const char *detail, char *err);
+
+/* A domain's MX TTL lowered ahead of a change window (`mailmode prepare`):
+ * one row per domain.  phase "lowering" or "restoring" while the plugin
+ * may be writing (a kill leaves it so: prepare again finishes it, prepare
+ * --undo undoes it), "lowered" once done. */
+struct mm_prepare_row {
+	char *domain;
+	char *mode;               /* the plugin whose records were lowered */
+	char *profile;
+	char *phase;
+	long long ttl;            /* lowered to */
+	long long ttl_before;     /* the largest TTL before; -1: not known yet */
+	char *record;             /* the plugin's checkpoint or report (JSON) */
+	long long ready_at_ms;    /* no cache holds the TTL before after this;
+	                             0: not known yet */
+};
+void mm_prepare_row_clear(struct mm_prepare_row *row);
+int mm_state_prepare_get(struct mm_state *st, const char *domain, struct mm_prepare_row *row,
+                         int *found, char *err);
+/* Starts (or restarts) the row in phase ("lowering", "restoring"),
+ * creating the domain's row when it has none; the record stays. */
+int mm_state_prepare_begin(struct mm_state *st, const char *domain, const char *mode,
+                           const char *profile, long long ttl, const char *phase, char *err);
+/* The plugin's checkpoint before its write, durable when this returns. */
+int mm_state_prepare_record(struct mm_state *st, const char *domain, const char *record,
+                            char *err);
+/* LOWER finished: phase "lowered" with the plugin's report; receipt (may
+ * be NULL): the domain's new receipt, stored in the same transaction. */
+int mm_state_prepare_done(struct mm_state *st, const char *domain, long long ttl_before,
+                          long long ready_at_ms, const char *report, const char *receipt,
+                          char *err);
+/* Drops the row, with an audit row (action); receipt as for _done;
+ * release_mode (may be NULL): the original of that mode a prepare kept
+ * (outside any migration) is released. */
+int mm_state_prepare_drop(struct mm_state *st, const char *domain, const char *action,
+                          const char *receipt, const char *release_mode, char *err);
+/* keep_original outside a migration (prepare of a domain not in mode). */
+int mm_state_prepare_keep_original(struct mm_state *st, const char *domain, const char *mode,
+                                   const char *snapshot, char *err);
 
 /* Test hooks: MAILMODE_TEST_CRASH_AFTER=N makes the process SIGKILL itself
  * right after the N-th journal write on one state connection (a runbook's

@@ -21,6 +21,8 @@ int mm_state_db_error(struct mm_state *st, int src, const char *what, char *err)
 /* Runs one statement with text parameters (NULL binds NULL). */
 int mm_state_run(struct mm_state *st, const char *sql, int nparams, const char *const *params,
                  char *err);
+/* A text column as a malloc'd string, or NULL. */
+char *mm_state_column_dup(sqlite3_stmt *stmt, int col);
 int mm_state_insert_audit(struct mm_state *st, const char *domain, const char *action,
                           const char *detail, char *err);
 int mm_state_begin(struct mm_state *st, char *err);

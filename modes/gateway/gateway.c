@@ -182,6 +182,10 @@ static void setup_receipt(const struct gw_call *call, bool swapping,
 	receipt->gateway = call->cfg.gateway;
 	receipt->has_saved = call->has_original;
 	receipt->saved = call->original;
+	if (call->has_receipt) {
+		receipt->has_replaced_ttl = call->receipt.has_replaced_ttl;
+		receipt->replaced_ttl = call->receipt.replaced_ttl;
+	}
 	if (swapping)
 		receipt->swapped_at_ms = host->clock_wall_ms(host->handle);
 	else if (call->has_receipt)
@@ -222,6 +226,20 @@ static int setup_tenant(struct gw_call *call, const struct gw_mx_set *current,
 	return gw_tenant_setup(call, &receipt, call->tenant_locked);
 }
 
+/* After a prepare (ABI 1.4 req->prepared) the live TTLs are the lowered
+ * ones: the original keeps those before, so that teardown never restores
+ * the lowered TTL. */
+static int original_ttls_before(struct gw_call *call)
+{
+	struct gw_mx_set before;
+	bool has_before;
+	int rc = gw_prepared_before(call, &before, &has_before);
+
+	if (rc == MAILMODE_OK && has_before && gw_mx_set_equal(&before, &call->original))
+		call->original = before;
+	return rc;
+}
+
 /* The swap setup decided on, after the original is kept. */
 static int setup_swap(struct gw_call *call, struct gw_provider *provider,
                       const struct gw_rrset_version *current,
@@ -234,6 +252,9 @@ static int setup_swap(struct gw_call *call, struct gw_provider *provider,
 	if (kind == GW_LIVE_FRESH) {
 		call->has_original = true;
 		call->original = current->rrset;
+		rc = original_ttls_before(call);
+		if (rc != MAILMODE_OK)
+			return rc;
 	} else if (kind == GW_LIVE_DRIFT) {
 		/* Forced: the edited set is not kept, the first original is. */
 		host->log(host->handle, MAILMODE_LOG_WARNING,
@@ -245,6 +266,12 @@ static int setup_swap(struct gw_call *call, struct gw_provider *provider,
 	if (rc != MAILMODE_OK)
 		return rc;
 	setup_receipt(call, true, receipt);
+	/* Caches hold what was live, not the original: after a prepare its
+	 * TTL is the lowered one. */
+	if (kind != GW_LIVE_OURS) {
+		receipt->has_replaced_ttl = true;
+		receipt->replaced_ttl = gw_mx_set_max_ttl(&current->rrset);
+	}
 	rc = gw_swap(call, provider, current, &call->cfg.gateway, receipt,
 	             "swapping to the gateway set");
 	if (rc != MAILMODE_OK)
@@ -523,18 +550,19 @@ static int add_settle_time(const struct gw_ctx *ctx, const struct gw_call *call,
 	/* The lock-down waits for the same caches (ABI 1.4). */
 	bool finish = call->cfg.tenant.enabled && call->cfg.tenant.lockdown && !call->tenant_locked;
 	cJSON *root;
-	uint32_t ttl = 0;
-	size_t i;
+	int64_t ttl = 0;
 
 	if (!settle && !finish)
 		return MAILMODE_OK;
-	for (i = 0; settle && i < call->receipt.saved.count; i++)
-		if (call->receipt.saved.mx[i].ttl > ttl)
-			ttl = call->receipt.saved.mx[i].ttl;
+	/* The TTL live when the records were replaced (a prepared, lowered
+	 * one), else the saved set's own. */
+	if (settle)
+		ttl = call->receipt.has_replaced_ttl ? call->receipt.replaced_ttl
+		                                      : (int64_t)gw_mx_set_max_ttl(&call->receipt.saved);
 	root = cJSON_Parse(*report);
 	if (!root || (settle && !cJSON_AddNumberToObject(root, "settle_until_ms",
 	                                                 (double)(call->receipt.swapped_at_ms +
-	                                                          (int64_t)ttl * 1000))) ||
+	                                                          ttl * 1000))) ||
 	    (finish && !cJSON_AddBoolToObject(root, "finish_after_settle", 1))) {
 		cJSON_Delete(root);
 		return MAILMODE_ERR_NOMEM;
@@ -787,4 +815,5 @@ MAILMODE_PLUGIN_DEFINE(
 	.resources = gw_resources,
 	.preflight = gw_preflight,
 	.config_keys = gw_config_keys,
-	.doctor = gw_doctor);
+	.doctor = gw_doctor,
+	.mx_ttl = gw_mx_ttl);

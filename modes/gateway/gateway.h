@@ -176,6 +176,8 @@ void gw_mx_set_diff(const struct gw_mx_set *live, const struct gw_mx_set *want,
                     char *buf, size_t len);
 /* True when a and b have at least one record (pref and host) in common. */
 bool gw_mx_set_overlap(const struct gw_mx_set *a, const struct gw_mx_set *b);
+/* The largest TTL in the set (0 for an empty one). */
+uint32_t gw_mx_set_max_ttl(const struct gw_mx_set *set);
 /* "10 mx1.example.test. (ttl 3600), 20 ..." or "(no MX records)". */
 void gw_mx_set_format(const struct gw_mx_set *set, bool with_ttl, char *buf,
                       size_t len);
@@ -185,6 +187,8 @@ int gw_name_normalise(const char *in, char *out, size_t out_len);
 /* The set as a JSON array of {"pref","host","ttl"}, or NULL (no memory). */
 struct cJSON;
 struct cJSON *gw_mx_set_json(const struct gw_mx_set *set);
+/* The set from such an array; MAILMODE_ERR_CONFIG when it is not one. */
+int gw_mx_set_from_json(const struct cJSON *array, struct gw_mx_set *set);
 
 /* What setup did, stored by the core and handed back to verify/teardown:
  * {"version":1,"zone":"example.test","mx":[{"pref":10,"host":"...",
@@ -197,6 +201,11 @@ struct gw_receipt {
 	struct gw_mx_set saved;
 	struct gw_mx_set gateway;
 	int64_t swapped_at_ms;              /* when setup swapped; 0: unknown */
+	/* The largest TTL of the set the swap replaced, as it was live then
+	 * (lower than the saved set's after `mailmode prepare`): how long
+	 * caches may hold it.  Unknown in receipts from before it. */
+	bool has_replaced_ttl;
+	int64_t replaced_ttl;
 	/* In a checkpoint only (rendered, never parsed back): the UPDATE in
 	 * flight, "write": {"object": "MX NAME", "doing": ..., "from": [...],
 	 * "to": [...]}.  NULL: none. */
@@ -406,6 +415,18 @@ int gw_tenant_preflight(struct gw_call *call);
 /* Appends the tenant's lines to a plan (text holds the MX lines). */
 int gw_tenant_plan(struct gw_call *call, enum mailmode_plan_op which, bool locked,
                    char *text, size_t len);
+
+/* ---- ttl.c -------------------------------------------------------------- */
+
+/* What req->prepared (ABI 1.4) says: the set before the first LOWER, TTLs
+ * included; *has_before false when there is none. */
+struct gw_call;
+int gw_prepared_before(const struct gw_call *call, struct gw_mx_set *before, bool *has_before);
+
+/* The ABI 1.4 mx_ttl operation (plugin.h). */
+int gw_mx_ttl(void *ctx, const struct mailmode_request *req,
+              enum mailmode_ttl_action action, uint32_t ttl, char **report,
+              struct mailmode_diag *diag);
 
 /* ---- preflight.c --------------------------------------------------------- */
 

@@ -267,6 +267,17 @@ void gw_mx_set_format(const struct gw_mx_set *set, bool with_ttl, char *buf,
 	}
 }
 
+uint32_t gw_mx_set_max_ttl(const struct gw_mx_set *set)
+{
+	uint32_t ttl = 0;
+	size_t i;
+
+	for (i = 0; i < set->count; i++)
+		if (set->mx[i].ttl > ttl)
+			ttl = set->mx[i].ttl;
+	return ttl;
+}
+
 /* ---- receipt ------------------------------------------------------------ */
 
 cJSON *gw_mx_set_json(const struct gw_mx_set *set)
@@ -297,7 +308,7 @@ static bool json_uint(const cJSON *item, int64_t max, int64_t *out)
 	       mm_num_from_double(item->valuedouble, 0, max, out) == 0;
 }
 
-static int mx_set_from_json(const cJSON *array, struct gw_mx_set *set)
+int gw_mx_set_from_json(const cJSON *array, struct gw_mx_set *set)
 {
 	const cJSON *item;
 	int rc = MAILMODE_ERR_CONFIG;
@@ -353,7 +364,7 @@ int gw_receipt_parse(const char *json, struct gw_receipt *receipt, char *err,
                      size_t err_len)
 {
 	cJSON *root = cJSON_Parse(json);
-	const cJSON *zone, *saved, *gateway, *swapped;
+	const cJSON *zone, *saved, *gateway, *swapped, *replaced;
 	int rc = MAILMODE_ERR_CONFIG;
 
 	memset(receipt, 0, sizeof(*receipt));
@@ -371,12 +382,18 @@ int gw_receipt_parse(const char *json, struct gw_receipt *receipt, char *err,
 	receipt->zone[strlen(receipt->zone) - 1] = '\0';
 	saved = cJSON_GetObjectItemCaseSensitive(root, "mx");
 	if (saved) {
-		if (mx_set_from_json(saved, &receipt->saved) != MAILMODE_OK) {
+		if (gw_mx_set_from_json(saved, &receipt->saved) != MAILMODE_OK) {
 			snprintf(err, err_len, "has an invalid \"mx\" list");
 			goto out;
 		}
 		receipt->has_saved = true;
 	}
+	replaced = cJSON_GetObjectItemCaseSensitive(root, "replaced_ttl");
+	if (replaced && !json_uint(replaced, 2147483647, &receipt->replaced_ttl)) {
+		snprintf(err, err_len, "has an invalid \"replaced_ttl\"");
+		goto out;
+	}
+	receipt->has_replaced_ttl = replaced != NULL;
 	swapped = cJSON_GetObjectItemCaseSensitive(root, "swapped_at_ms");
 	if (swapped && !json_uint(swapped, MM_NUM_EPOCH_MS_MAX, &receipt->swapped_at_ms)) {
 		snprintf(err, err_len, "has an invalid \"swapped_at_ms\"");
@@ -388,7 +405,7 @@ int gw_receipt_parse(const char *json, struct gw_receipt *receipt, char *err,
 		goto out;
 	}
 	gateway = cJSON_GetObjectItemCaseSensitive(root, "gateway");
-	if (mx_set_from_json(gateway, &receipt->gateway) != MAILMODE_OK ||
+	if (gw_mx_set_from_json(gateway, &receipt->gateway) != MAILMODE_OK ||
 	    receipt->gateway.count == 0) {
 		snprintf(err, err_len, "has no valid \"gateway\" list");
 		goto out;
@@ -457,7 +474,7 @@ int gw_original_parse(const char *json, struct gw_mx_set *set, char *err,
 
 	memset(set, 0, sizeof(*set));
 	if (!cJSON_IsObject(root) ||
-	    mx_set_from_json(cJSON_GetObjectItemCaseSensitive(root, "mx"), set) !=
+	    gw_mx_set_from_json(cJSON_GetObjectItemCaseSensitive(root, "mx"), set) !=
 	            MAILMODE_OK) {
 		snprintf(err, err_len, "has no valid \"mx\" list");
 		goto out;
@@ -493,6 +510,9 @@ char *gw_receipt_render(const struct gw_ctx *ctx, const char *name,
 	    !cJSON_AddNumberToObject(root, "swapped_at_ms", (double)receipt->swapped_at_ms))
 		goto out;
 	if (receipt->has_tenant && !add_tenant(root, receipt))
+		goto out;
+	if (receipt->has_replaced_ttl &&
+	    !cJSON_AddNumberToObject(root, "replaced_ttl", (double)receipt->replaced_ttl))
 		goto out;
 	if (receipt->write_doing && !add_write(root, name, receipt))
 		goto out;

@@ -150,6 +150,13 @@ int gw_swap(struct gw_call *call, struct gw_provider *provider,
             const struct gw_mx_set *replacement, struct gw_receipt *intent,
             const char *doing);
 
+/* gw_swap after its checkpoint: the compare-and-swap and its outcome
+ * settled as above.  For a write whose checkpoint the caller stored
+ * (mx_ttl, ttl.c). */
+int gw_replace_checkpointed(struct gw_call *call, struct gw_provider *provider,
+                            const struct gw_rrset_version *expected,
+                            const struct gw_mx_set *replacement);
+
 /* Appends one line to the NUL-terminated buf (describe_replace's output),
  * a newline before it when buf is not empty; drops what does not fit. */
 void gw_append_line(char *buf, size_t len, const char *fmt, ...) MAILMODE_PRINTF(3, 4);

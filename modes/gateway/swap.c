@@ -158,7 +158,7 @@ static int settle_unknown(struct gw_op *op, struct gw_provider *provider,
 
 	snprintf(first, sizeof(first), "%s", op->diag->summary);
 	answered = reread(op, provider, &live, why, sizeof(why), &tries);
-	if (answered && gw_mx_set_equal(&live, replacement)) {
+	if (answered && gw_mx_set_same(&live, replacement)) {
 		host->diag_set(op->diag, MAILMODE_SEV_WARNING, 0, "%.400s; but a "
 		               "re-read shows the new MX set live", first);
 		gw_append_set(op, "MX live now", &live);
@@ -169,7 +169,7 @@ static int settle_unknown(struct gw_op *op, struct gw_provider *provider,
 		               ? "the primary did not answer the re-reads either"
 		               : "the provider's API did not answer the re-reads "
 		                 "either";
-	else if (gw_mx_set_equal(&live, &expected->rrset))
+	else if (gw_mx_set_same(&live, &expected->rrset))
 		seen = "a re-read shows the old MX set, so it has not landed yet";
 	else
 		seen = "a re-read shows neither the old nor the new MX set";
@@ -237,14 +237,23 @@ int gw_swap(struct gw_call *call, struct gw_provider *provider,
             const struct gw_mx_set *replacement, struct gw_receipt *intent,
             const char *doing)
 {
+	int rc;
+
+	rc = checkpoint(call, intent, &expected->rrset, replacement, doing);
+	if (rc != MAILMODE_OK)
+		return rc;
+	return gw_replace_checkpointed(call, provider, expected, replacement);
+}
+
+int gw_replace_checkpointed(struct gw_call *call, struct gw_provider *provider,
+                            const struct gw_rrset_version *expected,
+                            const struct gw_mx_set *replacement)
+{
 	struct gw_op *op = &call->op;
 	const struct mailmode_host *host = op->ctx->host;
 	enum gw_replace_outcome outcome;
 	int rc;
 
-	rc = checkpoint(call, intent, &expected->rrset, replacement, doing);
-	if (rc != MAILMODE_OK)
-		goto out;
 	if (op->cfg->debug_pause_before_update_ms > 0) {
 		host->log(host->handle, MAILMODE_LOG_WARNING,
 		          "%s: debug_pause_before_update_ms=%lld in [%s]: pausing "
@@ -277,6 +286,5 @@ int gw_swap(struct gw_call *call, struct gw_provider *provider,
 		rc = settle_unknown(op, provider, expected, replacement);
 		break;
 	}
-out:
 	return rc;
 }

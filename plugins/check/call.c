@@ -239,6 +239,12 @@ static void read_facts(const struct mailmode_plugin *d, struct descriptor_facts 
 		facts->reserved_used++;
 	if (COVERS(d, doctor) && d->doctor && d->abi_minor < 4)
 		facts->reserved_used++;
+	if (COVERS(d, mx_ttl) && d->mx_ttl) {
+		if (d->abi_minor >= 4)
+			facts->has_mx_ttl = 1;
+		else
+			facts->reserved_used++;
+	}
 	if (COVERS(d, config_keys) && d->config_keys && d->abi_minor >= 2)
 		facts->has_config_keys = 1;
 	if (COVERS(d, reserved))

@@ -56,6 +56,7 @@ struct descriptor_facts {
 	int has_resources;             /* ABI 1.1 resources, for abi_minor >= 1 */
 	int reserved_used;             /* non-NULL slots its ABI minor reserves */
 	int has_config_keys;           /* ABI 1.2 config_keys, for abi_minor >= 2 */
+	int has_mx_ttl;                /* ABI 1.4 mx_ttl, for abi_minor >= 4 */
 };
 
 /* One configuration key the plugin asked host->config_get for. */

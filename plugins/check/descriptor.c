@@ -125,6 +125,8 @@ static void check_reserved(struct check_run *run, const struct descriptor_facts 
 		             f->reserved_used, f->abi_major, f->abi_minor);
 	if (f->has_resources)
 		verdict_note(&verdict, "optional operations: resources (ABI 1.1)");
+	if (f->has_mx_ttl)
+		verdict_note(&verdict, "optional operations: mx_ttl (ABI 1.4)");
 	tap_report(&run->tap, &verdict, "%s", descriptor_titles[5]);
 }
 

@@ -2,7 +2,7 @@
 # Shell completion: the bash script completes commands, each command's
 # options and the modes the plugins provide; the zsh script parses.
 . "$top_srcdir/tests/cli/setup.sh"
-plan 8
+plan 10
 
 # complete WORDS...: what bash completes for the last word.
 complete_words() {
@@ -22,6 +22,8 @@ is "$(complete_words mailmode switch a.test --accept)" "--accept-conflict " "swi
 is "$(complete_words mailmode help swi)" "switch " "help completes the commands"
 is "$(complete_words mailmode tenant lo)" "login logout " "tenant: its actions"
 is "$(complete_words mailmode runbook run rb.ini --sk) $(complete_words mailmode runbook report 3 --ht)" "--skip-failed  --html " "runbook: --skip-failed, --html"
+is "$(complete_words mailmode prep)" "prepare " "prepare is a command"
+is "$(complete_words mailmode switch a.test --max)" "--max-settle " "switch takes --max-settle"
 if command -v zsh >/dev/null 2>&1; then
 	run zsh -n "$top_srcdir/completion/_mailmode"
 	is "$rc:$err" "0:" "the zsh script parses"

@@ -9,7 +9,7 @@ EMU_PY=$top_srcdir/tests/servers/cfemu.py
 PROVIDER_ZONE=cloudflare.test
 . "$top_srcdir/tests/gateway/provider-lib.sh"
 
-plan 47
+plan 52
 
 Z=cloudflare.test
 ORIG="3600 10 mx1.cloudflare.test.
@@ -163,3 +163,6 @@ is "$(mx_bind $T)" "$ORIG" "the zone is unchanged"
 # --- the answer lost, the batch applied late ----------------------------------
 lost_answer lost.$Z cf '{"method":"POST","path":"/batch","skip":1,"kind":"acted_late","delay_ms":9000}' \
 	"no answer from Cloudflare to the batch for lost.$Z .*outcome unknown; the UPDATE may still be applied: a re-read shows the old MX set"
+
+# --- the TTL plan (mailmode prepare, issue 13) ---------------------------------
+prepare_round_trip cf lost.$Z "the Cloudflare API"

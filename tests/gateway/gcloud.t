@@ -10,7 +10,7 @@ EMU_PY=$top_srcdir/tests/servers/gcloudemu.py
 PROVIDER_ZONE=gcloud.test
 . "$top_srcdir/tests/gateway/provider-lib.sh"
 
-plan 40
+plan 45
 
 Z=gcloud.test
 ORIG="3600 10 mx1.gcloud.test.
@@ -139,3 +139,6 @@ is "$(mx_bind $T)" "$ORIG" "the zone is unchanged"
 # --- the answer lost, the change applied late ------------------------------------
 lost_answer lost.$Z gc '{"method":"POST","path":"/changes","kind":"acted_late","delay_ms":9000}' \
 	"no answer from Google Cloud DNS .* to the change of the MX rrset: .*outcome unknown; the UPDATE may still be applied: a re-read shows the old MX set"
+
+# --- the TTL plan (mailmode prepare, issue 13) ---------------------------------
+prepare_round_trip gc lost.$Z "the Google Cloud DNS API"

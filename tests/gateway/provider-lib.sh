@@ -31,6 +31,9 @@
 #                     (the fault), then resume and teardown: unknown outcome,
 #                     the journal, the change landing, reconciled, the
 #                     original back (7 tests; $GATEWAY_SET and $ORIG)
+#   prepare_round_trip PROFILE NAME API  5 tests: prepare --ttl 60 of NAME
+#                     (MX 10 mx1.ZONE, 20 mx2.ZONE, TTL 3600 = $ORIG)
+#                     served by BIND, then --undo
 . "$top_srcdir/tests/lib.sh"
 . "$top_srcdir/tests/servers/dns.sh"
 . "$top_srcdir/tests/servers/emu.sh"
@@ -160,4 +163,18 @@ lost_answer() {
 	is "$rc" 0 "teardown"
 	wait_mx "$1" "$ORIG"
 	ok $? "teardown puts the original back"
+}
+
+prepare_round_trip() {
+	mm prepare "$2" --ttl 60 --profile "$1"
+	is "$rc" 0 "prepare lowers the MX TTL through $3"
+	[ "$rc" = 0 ] || diag "$err"
+	like "$out" "lowered to 60 s \(before: 3600 s\)" "it names the TTL before"
+	wait_mx "$2" "60 10 mx1.$PROVIDER_ZONE.
+60 20 mx2.$PROVIDER_ZONE."
+	ok $? "both BIND servers serve the records with TTL 60 once it has propagated"
+	mm prepare --undo "$2" --profile "$1"
+	is "$rc" 0 "prepare --undo"
+	wait_mx "$2" "$ORIG"
+	ok $? "the TTL 3600 is back"
 }

@@ -12,7 +12,7 @@ EMU_PY=$top_srcdir/tests/servers/r53emu.py
 PROVIDER_ZONE=route53.test
 . "$top_srcdir/tests/gateway/provider-lib.sh"
 
-plan 61
+plan 66
 
 Z=route53.test
 ORIG="3600 10 mx1.route53.test.
@@ -236,3 +236,6 @@ is "$(mx_bind $T)" "$ORIG" "the zone is unchanged"
 # (skip 1: preflight's probe batch passes; the swap's answer is lost)
 lost_answer lost.$Z r53 '{"method":"POST","path":"/rrset","kind":"acted_late","delay_ms":9000,"skip":1}' \
 	"no answer from Route 53 .* to the change of the MX record set: .*outcome unknown; the UPDATE may still be applied: a re-read shows the old MX set"
+
+# --- the TTL plan (mailmode prepare, issue 13) ---------------------------------
+prepare_round_trip r53 lost.$Z "the Route 53 API"

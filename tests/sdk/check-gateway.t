@@ -5,7 +5,7 @@
 . "$top_srcdir/tests/gateway/gateway-lib.sh"
 . "$top_srcdir/tests/sdk/check-lib.sh"
 
-plan 7
+plan 8
 
 D=example.test
 check_plugin --config "$CONF" --profile lab --domain $D \
@@ -16,5 +16,6 @@ is "$(check_failed)" "" "no check fails"
 is "$(printf '%s\n' "$out" | grep -c '# SKIP')" 0 "none skipped: the live checks ran"
 like "$(check_block '^config keys')" "^ok .* [0-9]+ distinct key\\(s\\) read during the checks, [1-9][0-9]* declared" \
 	"every configuration key it read is one its config_keys declares"
+like "$out" "optional operations: mx_ttl \\(ABI 1\\.4\\)" "it has the ABI 1.4 mx_ttl operation"
 like "$(check_block '^resources')" "resource: dns-zone example\\.test" "it names the zone as its resource"
 is "$(mx_bind $D)" "$ORIG_EXAMPLE" "the zone serves the original MX set again"

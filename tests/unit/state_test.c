@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -168,6 +169,45 @@ static void shared_locks(struct tap *t, struct mm_state *st, const char *path)
 	mm_state_unlock_shared(st, "tenant t1", err);
 }
 
+/* A prepare's row through its phases: the checkpoint is there after a
+ * "kill" (nothing else happens), done records the TTL before and the new
+ * receipt, drop releases only the original a prepare kept. */
+static void test_prepares(struct tap *t, struct mm_state *st)
+{
+	struct mm_prepare_row row;
+	struct mm_domain_row dom;
+	char err[MM_ERR_MAX], *snapshot = NULL;
+	int found = 0;
+
+	tap_is_int(t, mm_state_prepare_begin(st, "p.test", "gateway", "lab", 300, "lowering", err),
+	           MM_OK, "prepare begins for a domain the state does not know");
+	tap_is_int(t, mm_state_prepare_record(st, "p.test", "{\"before\":[]}", err), MM_OK,
+	           "its checkpoint is stored");
+	tap_is_int(t, mm_state_prepare_keep_original(st, "p.test", "gateway", "{\"mx\":[]}", err),
+	           MM_OK, "an original is kept outside a migration");
+	mm_state_prepare_get(st, "p.test", &row, &found, err);
+	tap_ok(t, found && strcmp(row.phase, "lowering") == 0 && row.ttl == 300 &&
+	          row.ttl_before == -1 && row.record && strstr(row.record, "before"),
+	       "unfinished: phase lowering, the checkpoint, no TTL before yet");
+	mm_prepare_row_clear(&row);
+	tap_is_int(t, mm_state_prepare_done(st, "p.test", 86400, 1234, "{\"ttl_now\":300}",
+	                                    "{\"zone\":\"p.test\"}", err),
+	           MM_OK, "done");
+	mm_state_prepare_get(st, "p.test", &row, &found, err);
+	tap_ok(t, found && strcmp(row.phase, "lowered") == 0 && row.ttl_before == 86400 &&
+	          row.ready_at_ms == 1234, "lowered, with the TTL before and the ready time");
+	mm_prepare_row_clear(&row);
+	mm_state_get_domain(st, "p.test", &dom, &found, err);
+	tap_is_str(t, dom.receipt, "{\"zone\":\"p.test\"}", "the new receipt is stored with it");
+	mm_domain_row_clear(&dom);
+	tap_is_int(t, mm_state_prepare_drop(st, "p.test", "prepare-undone", NULL, "gateway", err),
+	           MM_OK, "dropped");
+	mm_state_prepare_get(st, "p.test", &row, &found, err);
+	mm_state_get_original(st, "p.test", "gateway", &snapshot, err);
+	tap_ok(t, !found && !snapshot, "the row and the original it kept are gone");
+	free(snapshot);
+}
+
 int main(void)
 {
 	struct tap t = { 0 };
@@ -179,7 +219,7 @@ int main(void)
 
 	if (!mkdtemp(dir))
 		return 1;
-	tap_plan(48);
+	tap_plan(57);
 	snprintf(path, sizeof(path), "%s/state.db", dir);
 
 	tap_is_int(&t, mm_state_open(path, 200, &st, err), MM_OK, "new state DB created");
@@ -246,12 +286,13 @@ int main(void)
 	snprintf(buf, sizeof(buf), "locked by pid %d", (int)pid);
 	tap_contains(&t, err, buf, "the writer is named");
 	reap(pid);
+	test_prepares(&t, st);
 	mm_state_close(st);
 
 	/* Databases that are not ours, or too new. */
 	sql(path, "PRAGMA user_version = 7");
 	tap_is_int(&t, mm_state_open(path, 200, &st, err), MM_ERR, "newer schema refused");
-	tap_contains(&t, err, "schema version 7, newer than this mailmode's (4)", "versions named");
+	tap_contains(&t, err, "schema version 7, newer than this mailmode's (5)", "versions named");
 	snprintf(other, sizeof(other), "%s/other.db", dir);
 	sql(other, "CREATE TABLE t(x)");
 	tap_is_int(&t, mm_state_open(other, 200, &st, err), MM_ERR, "foreign SQLite file refused");

@@ -82,8 +82,9 @@
  * call and original, MAILMODE_REQ_FORCE for setup; 1.3: the request field
  * accepted_conflicts (the host no longer sets MAILMODE_REQ_ACCEPT_CONFLICTS);
  * 1.4: the host services http_request_opts (AWS Signature Version 4),
- * token_cache_load and token_cache_store; the operation doctor; verify's
- * "finish_after_settle" and MAILMODE_REQ_SETTLED.
+ * token_cache_load and token_cache_store; the operations mx_ttl and
+ * doctor; the request field prepared; verify's "finish_after_settle" and
+ * MAILMODE_REQ_SETTLED.
  */
 #ifndef MAILMODE_PLUGIN_H
 #define MAILMODE_PLUGIN_H
@@ -284,7 +285,8 @@ struct mailmode_host {
 	/* ABI 1.2 (see "Writes and their outcomes").  Both take the request
 	 * of the call in progress and return MAILMODE_OK once the text is
 	 * stored durably; on failure the diagnostic is filled and the plugin
-	 * must not make the change.  Outside setup and teardown they refuse. */
+	 * must not make the change.  Outside setup, teardown and (ABI 1.4)
+	 * mx_ttl LOWER and RESTORE they refuse. */
 	int (*checkpoint)(void *handle, const struct mailmode_request *req,
 	                  const char *receipt, struct mailmode_diag *diag);
 	int (*keep_original)(void *handle, const struct mailmode_request *req,
@@ -355,6 +357,13 @@ struct mailmode_request {
 	                              names of existing objects the admin
 	                              accepts as conflicts (--accept-conflict
 	                              NAME), or NULL for none */
+	/* ABI 1.4: check struct_size before reading it. */
+	const char *prepared;      /* mx_ttl: what the last MAILMODE_TTL_LOWER
+	                              of the domain checkpointed or reported
+	                              (its JSON), or NULL; setup: the report
+	                              of a finished one of this mode's
+	                              records, so that an original it keeps
+	                              has the TTLs before */
 };
 
 /* observe(): is the mode in effect for the domain right now? */
@@ -368,6 +377,13 @@ enum mailmode_presence {
 enum mailmode_plan_op {
 	MAILMODE_PLAN_SETUP = 0,
 	MAILMODE_PLAN_TEARDOWN = 1
+};
+
+/* ABI 1.4: what mx_ttl() does. */
+enum mailmode_ttl_action {
+	MAILMODE_TTL_READ = 0,     /* read-only: report the TTLs live now */
+	MAILMODE_TTL_LOWER = 1,    /* lower them to the ttl given */
+	MAILMODE_TTL_RESTORE = 2   /* put back those req->prepared recorded */
 };
 
 /* ABI 1.2: a configuration key a plugin reads.  section is the kind of
@@ -490,7 +506,37 @@ struct mailmode_plugin {
 	 * entry whose name is NULL.  Static data; no network. */
 	const struct mailmode_config_key *(*config_keys)(void);
 
-	void (*reserved_mx_ttl)(void); /* ABI 1.4: taken by mx_ttl (another branch) */
+	/* ABI 1.4, optional (NULL: the mode has no MX records whose TTL it
+	 * could lower).  The cache wait of a switch is the TTL of the MX
+	 * records it replaces, so an admin lowers it ahead of the change
+	 * window (`mailmode prepare`).  The records are those the mode's
+	 * plugin manages for the domain, whether or not the domain is in the
+	 * mode (the gateway mode: the MX set in the zone the profile names,
+	 * Microsoft's while the domain is in another mode).
+	 *   READ     read-only: *report says what is live.
+	 *   LOWER    gives every record the TTL ttl, records unchanged
+	 *            otherwise, in one compare-and-swap; records already at
+	 *            or below it are left alone.  Idempotent: handed its own
+	 *            checkpoint in req->prepared after a crash, it keeps the
+	 *            TTLs that checkpoint names as the ones before.  Before
+	 *            the write: host->checkpoint with the JSON req->prepared
+	 *            will carry (the records and their TTLs before); while the
+	 *            domain is not in this mode, host->keep_original with the
+	 *            set a later setup replaces, its TTLs the ones before, so
+	 *            that a teardown restores them and not the lowered ones.
+	 *   RESTORE  puts back the TTLs req->prepared names as the ones
+	 *            before (undo); ttl is 0.
+	 * *report: JSON {"zone": ..., "ttl": N (the ttl asked for),
+	 * "ttl_now": N (the largest TTL live after the call), "ttl_before": N
+	 * (the largest before the first LOWER, from req->prepared when set),
+	 * "before": [...] (those records), "changed": bool (this call
+	 * wrote), "records": [...] (live now)} and, when the domain is in
+	 * this mode and its receipt names the TTLs, "receipt": the receipt as
+	 * it is now (the host stores it).  A lost answer is
+	 * MAILMODE_ERR_UNKNOWN, as for setup. */
+	int (*mx_ttl)(void *ctx, const struct mailmode_request *req,
+	              enum mailmode_ttl_action action, uint32_t ttl, char **report,
+	              struct mailmode_diag *diag);
 
 	/* ABI 1.4, optional (NULL: `mailmode doctor` runs validate_config
 	 * and preflight instead).  Read-only: everything a switch of the
