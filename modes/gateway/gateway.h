@@ -59,7 +59,8 @@ struct gw_mx_set {
 enum gw_provider_kind {
 	GW_PROVIDER_RFC2136 = 0,            /* a primary taking RFC 2136 UPDATEs */
 	GW_PROVIDER_CLOUDFLARE,             /* Cloudflare API v4 (cloudflare.c) */
-	GW_PROVIDER_GCLOUD                  /* Google Cloud DNS v1 (gcloud.c) */
+	GW_PROVIDER_GCLOUD,                 /* Google Cloud DNS v1 (gcloud.c) */
+	GW_PROVIDER_AZURE                   /* Azure DNS, ARM (azure.c) */
 };
 
 struct gw_config {
@@ -88,6 +89,18 @@ struct gw_config {
 	                                       service_account_file */
 	char project[GW_NAME_MAX];          /* gcloud; "" = the key's project_id */
 	char managed_zone[GW_NAME_MAX];     /* gcloud; "" = discovered */
+	struct gw_azure_config {            /* azure; credentials_file is the
+	                                       client_secret_file or the
+	                                       private_key_file */
+		char subscription[GW_NAME_MAX];
+		char resource_group[GW_NAME_MAX]; /* "" = the zone's, found */
+		char tenant[GW_NAME_MAX];
+		char client_id[GW_NAME_MAX];
+		bool certificate;           /* credentials_file is a key */
+		char certificate_file[GW_TSIG_SECRET_FILE_MAX]; /* "" = in the key file */
+		char login_url[GW_URL_MAX]; /* without a final slash */
+		bool rs256;                 /* assertion_alg = RS256 */
+	} azure;
 
 	/* [service NAME] */
 	struct gw_mx_set gateway;           /* gateway_ttl applied to each */

@@ -16,6 +16,8 @@ struct gw_https {
 	struct mailmode_http_session *session;
 	char *ca_file;              /* host->config_path'ed; NULL: system store */
 	char *auth;                 /* "Authorization: Bearer ..."; NULL: none */
+	const char *condition;      /* one more request header, as the caller
+	                               sets it ("If-Match: ..."); NULL: none */
 };
 
 /* What came back: any HTTP status.  json is the parsed body (NULL when

@@ -15,6 +15,8 @@ int gw_provider_open(struct gw_op *op, bool need_secret,
 		return gw_cloudflare_open(op, provider);
 	case GW_PROVIDER_GCLOUD:
 		return gw_gcloud_open(op, provider);
+	case GW_PROVIDER_AZURE:
+		return gw_azure_open(op, provider);
 	case GW_PROVIDER_RFC2136:
 	default:
 		return gw_rfc2136_open(op, need_secret, provider);
@@ -33,6 +35,8 @@ int gw_provider_check_credentials(const struct gw_ctx *ctx,
 		return gw_cloudflare_check_credentials(ctx, cfg, diag);
 	case GW_PROVIDER_GCLOUD:
 		return gw_gcloud_check_credentials(ctx, cfg, diag);
+	case GW_PROVIDER_AZURE:
+		return gw_azure_check_credentials(ctx, cfg, diag);
 	case GW_PROVIDER_RFC2136:
 	default:
 		rc = gw_config_load_secret(ctx, cfg, &secret, diag);
@@ -58,3 +62,23 @@ void gw_append_line(char *buf, size_t len, const char *fmt, ...)
 	va_end(ap);
 }
 
+
+bool gw_provider_ours_live(struct gw_provider *provider, const char *name,
+                           const struct gw_mx_set *replacement)
+{
+	struct gw_op *op = provider->op;
+	const struct mailmode_host *host = op->ctx->host;
+	struct mailmode_diag scratch = { 0 }, *saved = op->diag;
+	struct gw_rrset_version live;
+	int rc;
+
+	op->diag = &scratch;
+	rc = provider->ops->get_rrset(provider, name, &live);
+	op->diag = saved;
+	if (rc != MAILMODE_OK || !gw_mx_set_same(&live.rrset, replacement))
+		return false;
+	host->log(host->handle, MAILMODE_LOG_WARNING, "%s: %s refused the "
+	          "change, and the new MX set is live: an earlier copy of the "
+	          "change landed", name, provider->where);
+	return true;
+}

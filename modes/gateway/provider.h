@@ -13,8 +13,10 @@
  *   cloudflare.c Cloudflare: no whole-set precondition; the token is the
  *               record ids, re-read right before and after the batch, and
  *               the plan says the guarantee is weaker.
- * Later: Route 53 (DELETE + CREATE in one batch), Azure DNS (If-Match on
- * the record set's etag).
+ *   azure.c     Azure DNS: a PUT of the record set with If-Match on its
+ *               etag (If-None-Match: * when there is none); the token is
+ *               the etag.
+ * Later: Route 53 (DELETE + CREATE in one batch).
  * Only MX matters to this mode, so the RRset type is fixed to MX.
  */
 #ifndef GATEWAY_PROVIDER_H
@@ -115,6 +117,19 @@ int gw_gcloud_open(struct gw_op *op, struct gw_provider **provider);
 int gw_gcloud_check_credentials(const struct gw_ctx *ctx,
                                 const struct gw_config *cfg,
                                 struct mailmode_diag *diag);
+
+/* Azure DNS through Azure Resource Manager, Entra ID app credentials
+ * (azure.c). */
+int gw_azure_open(struct gw_op *op, struct gw_provider **provider);
+int gw_azure_check_credentials(const struct gw_ctx *ctx,
+                               const struct gw_config *cfg,
+                               struct mailmode_diag *diag);
+
+/* After a refused compare-and-swap: true when a quiet re-read shows the
+ * replacement live (an earlier copy of the change landed, its answer
+ * lost), logged as such; false otherwise, the diagnostic untouched. */
+bool gw_provider_ours_live(struct gw_provider *provider, const char *name,
+                           const struct gw_mx_set *replacement);
 
 /* ---- swap.c: the write path of setup and teardown ----------------------- */
 
