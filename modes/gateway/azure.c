@@ -184,10 +184,11 @@ static int refused(struct gw_provider *provider, const char *what,
 
 	error_of(answer, &code, &message);
 	if (answer->status == 401 || answer->status == 403) {
+		/* The role first: ARM's message is long and may be cut. */
 		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0,
-		               "Azure DNS refused %s to the app %s of tenant %s "
-		               "(HTTP %ld %s: %.300s): %s", what, self->app.client_id,
-		               self->app.tenant, answer->status, code, message, ROLE);
+		               "Azure DNS refused %s to the app %s of tenant %s: %s "
+		               "(HTTP %ld %s: %.300s)", what, self->app.client_id,
+		               self->app.tenant, ROLE, answer->status, code, message);
 		return MAILMODE_ERR_DENIED;
 	}
 	host->diag_set(op->diag, MAILMODE_SEV_ERROR,
@@ -302,7 +303,10 @@ static int list_zones(struct gw_provider *provider, struct zone_match *m)
 		         "Microsoft.Network/dnszones?api-version=" API_VERSION,
 		         a->subscription);
 	for (;;) {
-		rc = api_get(provider, path, "the list of DNS zones", NULL, &answer);
+		rc = api_get(provider, path, a->resource_group[0] ? "the list of the "
+		             "resource group's DNS zones" : "the list of the "
+		             "subscription's DNS zones (with a role on the resource "
+		             "group only, set resource_group =)", NULL, &answer);
 		if (rc != MAILMODE_OK)
 			return rc;
 		cJSON_ArrayForEach(zone, cJSON_GetObjectItemCaseSensitive(answer.json,
