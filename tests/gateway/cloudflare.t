@@ -82,7 +82,7 @@ ok $? "BIND serves what the emulated Cloudflare zone holds (two MX, TTL 3600)"
 # --- config -------------------------------------------------------------------
 mm setup $Z --mode gateway --profile r53 --dry-run
 is "$rc" 1 "provider = route53: exit 1"
-like "$err" "\[dns r53\] provider: 'route53' is not implemented yet \(use rfc2136, cloudflare or gcloud\)" \
+like "$err" "\[dns r53\] provider: 'route53' is not implemented yet \(use rfc2136, cloudflare, gcloud or azure\)" \
 	"route53 is named as not implemented yet"
 mm setup $Z --mode gateway --profile bogus --dry-run
 like "$err" "\[dns bogus\] provider: 'nsone' is not a DNS provider \(use rfc2136, cloudflare or gcloud\)" \
