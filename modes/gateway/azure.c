@@ -489,6 +489,7 @@ static enum gw_replace_outcome change_refused(struct gw_provider *provider,
 {
 	const struct gw_op *op = provider->op;
 	const struct mailmode_host *host = op->ctx->host;
+	char errors[MAILMODE_DIAG_SUMMARY_MAX / 2];
 	const char *code, *message;
 	int rc;
 
@@ -501,20 +502,9 @@ static enum gw_replace_outcome change_refused(struct gw_provider *provider,
 		return GW_REPLACE_UNKNOWN;
 	}
 	if (answer->status == 412) {
-		if (gw_provider_ours_live(provider, name, replacement))
-			return GW_REPLACE_OK;
-		if (answer->attempts > 1) {
-			host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1, "Azure DNS "
-			               "refused the retried change of %s (HTTP 412 %s): "
-			               "the first attempt may have been applied, outcome "
-			               "unknown", name, code);
-			return GW_REPLACE_UNKNOWN;
-		}
-		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0, "the MX set of %s "
-		               "changed at Azure DNS between our read and our change "
-		               "(HTTP 412 %s: %.300s): someone else is editing it; "
-		               "nothing was changed by mailmode", name, code, message);
-		return GW_REPLACE_CONFLICT;
+		snprintf(errors, sizeof(errors), "HTTP 412 %.60s: %.160s", code, message);
+		return gw_provider_cas_refused(provider, name, replacement,
+		                               answer->attempts, "Azure DNS", errors);
 	}
 	rc = refused(provider, "the change of the MX record set", answer);
 	return rc == MAILMODE_ERR_DENIED ? GW_REPLACE_DENIED : GW_REPLACE_FAILED;

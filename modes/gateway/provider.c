@@ -63,8 +63,9 @@ void gw_append_line(char *buf, size_t len, const char *fmt, ...)
 }
 
 
-bool gw_provider_ours_live(struct gw_provider *provider, const char *name,
-                           const struct gw_mx_set *replacement)
+/* A quiet re-read: is the replacement live? */
+static bool ours_live(struct gw_provider *provider, const char *name,
+                      const struct gw_mx_set *replacement, const char *label)
 {
 	struct gw_op *op = provider->op;
 	const struct mailmode_host *host = op->ctx->host;
@@ -79,6 +80,31 @@ bool gw_provider_ours_live(struct gw_provider *provider, const char *name,
 		return false;
 	host->log(host->handle, MAILMODE_LOG_WARNING, "%s: %s refused the "
 	          "change, and the new MX set is live: an earlier copy of the "
-	          "change landed", name, provider->where);
+	          "change landed", name, label);
 	return true;
+}
+
+enum gw_replace_outcome gw_provider_cas_refused(struct gw_provider *provider,
+                                                const char *name,
+                                                const struct gw_mx_set *replacement,
+                                                int attempts, const char *label,
+                                                const char *errors)
+{
+	const struct gw_op *op = provider->op;
+	const struct mailmode_host *host = op->ctx->host;
+
+	if (ours_live(provider, name, replacement, label))
+		return GW_REPLACE_OK;
+	if (attempts > 1) {
+		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1, "%s refused the "
+		               "retried change of %s (%s): the first attempt may "
+		               "have been applied, outcome unknown", label, name,
+		               errors);
+		return GW_REPLACE_UNKNOWN;
+	}
+	host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0, "the MX set of %s changed "
+	               "at %s between our read and our change (%s): someone else "
+	               "is editing it; nothing was changed by mailmode", name,
+	               label, errors);
+	return GW_REPLACE_CONFLICT;
 }

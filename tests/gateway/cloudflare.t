@@ -85,7 +85,7 @@ is "$rc" 1 "provider = route53: exit 1"
 like "$err" "\[dns r53\] provider: 'route53' is not implemented yet \(use rfc2136, cloudflare, gcloud or azure\)" \
 	"route53 is named as not implemented yet"
 mm setup $Z --mode gateway --profile bogus --dry-run
-like "$err" "\[dns bogus\] provider: 'nsone' is not a DNS provider \(use rfc2136, cloudflare or gcloud\)" \
+like "$err" "\[dns bogus\] provider: 'nsone' is not a DNS provider \(use rfc2136, cloudflare, gcloud or azure\)" \
 	"an unknown provider: one line naming the section and the allowed values"
 mm setup $Z --mode gateway --profile cf-open
 is "$rc" 1 "a world-readable token file: exit 1"
