@@ -349,6 +349,25 @@ static int read_tsig(const struct key_reader *kr, struct gw_config *cfg)
 	                 sizeof(cfg->tsig_secret_file));
 }
 
+/* An https:// URL key (dflt when absent) into out, without a final slash. */
+static int read_url(const struct key_reader *kr, const char *section,
+                    const char *key, const char *dflt, char *out, size_t len)
+{
+	const char *value = get(kr, section, key);
+	size_t used;
+
+	if (!value)
+		value = dflt;
+	if (strncmp(value, "https://", 8) != 0)
+		return bad_value(kr, section, key, value, "is not an https:// URL");
+	if ((size_t)snprintf(out, len, "%s", value) >= len)
+		return bad_value(kr, section, key, value, "is too long");
+	used = strlen(out);
+	if (out[used - 1] == '/')
+		out[used - 1] = '\0';
+	return MAILMODE_OK;
+}
+
 /* A string key copied into out; "" when absent.  required: its absence
  * is an error that says what to put there. */
 static int read_string(const struct key_reader *kr, const char *section,
@@ -373,7 +392,6 @@ static int read_azure(const struct key_reader *kr, struct gw_config *cfg)
 	const char *secret = get(kr, section, "client_secret_file");
 	const char *key = get(kr, section, "private_key_file");
 	const char *value;
-	size_t len;
 	int rc;
 
 	rc = read_string(kr, section, "subscription", "the Azure subscription id "
@@ -410,18 +428,10 @@ static int read_azure(const struct key_reader *kr, struct gw_config *cfg)
 	if (az->certificate_file[0] && !key)
 		return missing(kr, section, "private_key_file",
 		               "certificate_file needs the certificate's private key");
-	value = get(kr, section, "login_url");
-	if (!value)
-		value = "https://login.microsoftonline.com";
-	if (strncmp(value, "https://", 8) != 0)
-		return bad_value(kr, section, "login_url", value,
-		                 "is not an https:// URL");
-	if ((size_t)snprintf(az->login_url, sizeof(az->login_url), "%s", value) >=
-	    sizeof(az->login_url))
-		return bad_value(kr, section, "login_url", value, "is too long");
-	len = strlen(az->login_url);
-	if (az->login_url[len - 1] == '/')
-		az->login_url[len - 1] = '\0';
+	rc = read_url(kr, section, "login_url", "https://login.microsoftonline.com",
+	              az->login_url, sizeof(az->login_url));
+	if (rc != MAILMODE_OK)
+		return rc;
 	value = get(kr, section, "assertion_alg");
 	if (value && strcasecmp(value, "RS256") != 0 && strcasecmp(value, "PS256") != 0)
 		return bad_value(kr, section, "assertion_alg", value,
@@ -439,23 +449,15 @@ static int read_https(const struct key_reader *kr, struct gw_config *cfg)
 	bool az = cfg->provider == GW_PROVIDER_AZURE;
 	const char *cred_key = cf ? "api_token_file" : "service_account_file";
 	const char *value;
-	size_t len;
 	int rc;
 
-	value = get(kr, section, "api_url");
-	if (!value)
-		value = cf ? "https://api.cloudflare.com/client/v4"
-		      : az ? "https://management.azure.com"
-		           : "https://dns.googleapis.com/dns/v1";
-	if (strncmp(value, "https://", 8) != 0)
-		return bad_value(kr, section, "api_url", value,
-		                 "is not an https:// URL");
-	if ((size_t)snprintf(cfg->api_url, sizeof(cfg->api_url), "%s", value) >=
-	    sizeof(cfg->api_url))
-		return bad_value(kr, section, "api_url", value, "is too long");
-	len = strlen(cfg->api_url);
-	if (cfg->api_url[len - 1] == '/')
-		cfg->api_url[len - 1] = '\0';
+	rc = read_url(kr, section, "api_url",
+	              cf ? "https://api.cloudflare.com/client/v4"
+	              : az ? "https://management.azure.com"
+	                   : "https://dns.googleapis.com/dns/v1",
+	              cfg->api_url, sizeof(cfg->api_url));
+	if (rc != MAILMODE_OK)
+		return rc;
 	rc = read_path(kr, section, "ca_file", cfg->ca_file, sizeof(cfg->ca_file));
 	if (rc != MAILMODE_OK || az)
 		return rc == MAILMODE_OK ? read_azure(kr, cfg) : rc;
