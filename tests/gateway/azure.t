@@ -11,7 +11,7 @@ EMU_PY=$top_srcdir/tests/servers/azureemu.py
 PROVIDER_ZONE=azure.test
 . "$top_srcdir/tests/gateway/provider-lib.sh"
 
-plan 50
+plan 53
 
 Z=azure.test
 SUB=0b1f6471-1bf0-4dda-aec3-cb9272f09590
@@ -169,6 +169,20 @@ mm setup $T --mode gateway --profile az-rg --dry-run
 is "$rc" 0 "with resource_group = rg-dns the same app finds the zone"
 [ "$rc" = 0 ] || diag "$err"
 is "$(mx_bind $T)" "$ORIG" "the zone is unchanged"
+
+# --- bad configuration: one line naming the section and key ----------------------------
+cp "$CONF" "$TEST_TMP/good.conf"
+section az-both admin "$SECRET
+private_key_file = $EMU_DIR/cert.key" >>"$CONF"
+mm setup $T --mode gateway --profile az-both --dry-run
+is "$rc" 1 "a secret and a key both given: exit 1"
+like "$err" "\[dns az-both\] private_key_file: '.*cert.key' and client_secret_file are both set: give one" \
+	"one line naming the section and the keys"
+section az-nosub admin "$SECRET" | sed '/^subscription = /d' >>"$CONF"
+mm setup $T --mode gateway --profile az-nosub --dry-run
+like "$err" "\[dns az-nosub\] subscription: missing \(the Azure subscription id holding the DNS zone\)" \
+	"a missing subscription is named"
+cp "$TEST_TMP/good.conf" "$CONF"
 
 # --- private and ambiguous zones ------------------------------------------------------
 mm setup private.$Z --mode gateway --profile az --dry-run
