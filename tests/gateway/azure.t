@@ -11,7 +11,7 @@ EMU_PY=$top_srcdir/tests/servers/azureemu.py
 PROVIDER_ZONE=azure.test
 . "$top_srcdir/tests/gateway/provider-lib.sh"
 
-plan 53
+plan 58
 
 Z=azure.test
 SUB=0b1f6471-1bf0-4dda-aec3-cb9272f09590
@@ -207,6 +207,19 @@ is "$(mx_bind $T)" "$GATEWAY_SET" "the gateway set is served"
 mm teardown $T
 is "$(mx_bind $T)" "$ORIG" "and the teardown restores the original"
 emu_ctl POST /_emu/config '{"page_size": 0}' >/dev/null
+
+# --- a server error on the PUT: the outcome is unknown, resume settles it ---------------
+emu_ctl POST /_emu/faults '{"method":"PUT","path":"/MX/throttle","kind":500}' >/dev/null
+mm setup $T --mode gateway --profile az
+is "$rc" 1 "HTTP 500 to the PUT: setup fails (exit 1)"
+like "$err" "Azure DNS answered the change of $T with a server error \(HTTP 500 InternalServerError: .*\): outcome unknown" \
+	"a 5xx to a write is an unknown outcome, not 'not applied'"
+mm resume $T
+is "$rc" 0 "resume re-reads and finishes the switch"
+[ "$rc" = 0 ] || diag "$err"
+is "$(mx_bind $T)" "$GATEWAY_SET" "the gateway set is served"
+mm teardown $T
+is "$(mx_bind $T)" "$ORIG" "and the teardown restores the original"
 
 # --- unreachable ---------------------------------------------------------------------------
 mm setup $T --mode gateway --profile az-down
