@@ -11,7 +11,7 @@ EMU_PY=$top_srcdir/tests/servers/azureemu.py
 PROVIDER_ZONE=azure.test
 . "$top_srcdir/tests/gateway/provider-lib.sh"
 
-plan 58
+plan 64
 
 Z=azure.test
 SUB=0b1f6471-1bf0-4dda-aec3-cb9272f09590
@@ -150,8 +150,31 @@ wait_mx $R "$ORIG
 3600 30 mx3.azure.test."
 ok $? "BIND serves the other change and nothing of ours"
 
-# --- wrong secret, under-privileged apps ----------------------------------------------
+# --- the token expires between the read and the PUT: signed in again once ----------------
+"$MAILMODE" --config "$CONF" setup $R --mode gateway --profile az-slow \
+	>"$TEST_TMP/setup.out" 2>"$TEST_TMP/setup.err" &
+setup_pid=$!
+wait_until 15 grep -q "pausing before the UPDATE" "$TEST_TMP/setup.err"
+emu_ctl POST /_emu/tokens/expire >/dev/null
+emu_ctl DELETE /_emu/requests >/dev/null
+wait $setup_pid
+rc=$?
+is "$rc" 0 "setup succeeds after its token expired (401 ExpiredAuthenticationToken, then a new token)"
+[ "$rc" = 0 ] || diag "$(cat "$TEST_TMP/setup.err")"
+is "$(emu_requests 'PUT .*/MX/race')" 2 "the PUT was sent again once, with the new token"
+wait_mx $R "$GATEWAY_SET"
+ok $? "BIND serves the gateway set"
+
+# --- a world-readable secret, a wrong secret, under-privileged apps -----------------------
 T=throttle.$Z
+cp "$EMU_DIR/admin.secret" "$TEST_TMP/open.secret"
+chmod 644 "$TEST_TMP/open.secret"
+section az-open admin "client_secret_file = $TEST_TMP/open.secret" >>"$CONF"
+mm setup $T --mode gateway --profile az-open --dry-run
+is "$rc" 1 "a group/world-readable secret file: exit 1"
+like "$err" "secret file .*/open.secret is accessible by group or others \(mode 644\): chmod 600 it" \
+	"the message names the file and the fix"
+unlike "$err" "emu~" "and not the secret"
 mm setup $T --mode gateway --profile az-wrong
 is "$rc" 1 "a wrong client secret: exit 1"
 like "$err" "Azure DNS \[dns az-wrong\]: token request for tenant $TENANT refused: AADSTS7000215: Invalid client secret provided" \

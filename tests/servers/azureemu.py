@@ -44,6 +44,7 @@ Control API beyond provemu's:
   POST /_emu/zones/RG/ZONE/rrset         {"name": "race", "TTL": 3600,
                                           "MXRecords": [...]} (empty list:
                                           delete): someone else's change
+  POST /_emu/tokens/expire               every token issued so far expires
 """
 
 import argparse
@@ -194,6 +195,9 @@ class AzEmu(provemu.Emu):
     def own_control(self, method, path, body):
         parts = path.split("/")  # '', '_emu', 'zones', RG, ZONE, 'rrset'
         with self.lock:
+            if parts[2:] == ["tokens", "expire"] and method == "POST":
+                self.tokens = {t: (app, 0) for t, (app, _) in self.tokens.items()}
+                return 200, {"expired": len(self.tokens)}
             if parts[2:] == ["zones"]:
                 return 200, [dict(z, recordsets=list(z["recordsets"].values()))
                              for z in self.zones.values()]
