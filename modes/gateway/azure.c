@@ -88,9 +88,14 @@ static int sign_in(struct gw_provider *provider)
 	                  &token, op->diag);
 	if (rc == MAILMODE_OK)
 		return gw_https_set_bearer(&self->api, token);
+	/* ms_not_sent's line names the section already. */
 	snprintf(first, sizeof(first), "%s", op->diag->summary);
-	host->diag_set(op->diag, MAILMODE_SEV_ERROR, op->diag->retryable,
-	               "Azure DNS [%s]: %.900s", op->cfg->dns_section, first);
+	if (first[0] == '[')
+		host->diag_set(op->diag, MAILMODE_SEV_ERROR, op->diag->retryable,
+		               "Azure DNS %.900s", first);
+	else
+		host->diag_set(op->diag, MAILMODE_SEV_ERROR, op->diag->retryable,
+		               "Azure DNS [%s]: %.900s", op->cfg->dns_section, first);
 	return rc;
 }
 

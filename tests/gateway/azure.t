@@ -11,7 +11,7 @@ EMU_PY=$top_srcdir/tests/servers/azureemu.py
 PROVIDER_ZONE=azure.test
 . "$top_srcdir/tests/gateway/provider-lib.sh"
 
-plan 64
+plan 66
 
 Z=azure.test
 SUB=0b1f6471-1bf0-4dda-aec3-cb9272f09590
@@ -249,6 +249,28 @@ mm setup $T --mode gateway --profile az-down
 is "$rc" 1 "API unreachable: exit 1"
 like "$err" "no answer from Azure DNS \(https://127.0.0.1:9\)" "one line naming the provider and its URL"
 is "$(mx_bind $T)" "$ORIG" "the zone is unchanged"
+
+# --- a certificate that does not verify: nothing sent ------------------------------------
+section az-noca admin "$SECRET" | sed "s|^ca_file = .*|ca_file = $DNS/ca-other.pem|" >>"$CONF"
+"$PYTHON3" - "$DNS/ca-other.pem" <<'PY'
+import datetime, sys
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+k = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+n = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "another CA")])
+now = datetime.datetime.now(datetime.timezone.utc)
+c = (x509.CertificateBuilder().subject_name(n).issuer_name(n).public_key(k.public_key())
+     .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+     .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+     .sign(k, hashes.SHA256()))
+open(sys.argv[1], "wb").write(c.public_bytes(serialization.Encoding.PEM))
+PY
+mm setup $T --mode gateway --profile az-noca --dry-run
+is "$rc" 1 "the API's certificate does not verify against ca_file: exit 1"
+like "$err" "Azure DNS \[dns az-noca\]: token request: .*ca-other.pem" \
+	"one line naming the provider, the section and the CA file"
 
 # --- the answer lost, the change applied late ---------------------------------------------
 L=lost.$Z
