@@ -487,14 +487,15 @@ out:
 	return text;
 }
 
+/* A refused change.  412: the etag is no longer the one read.  That an
+ * earlier copy of this PUT landed (its answer lost, the request sent
+ * again) is the seam's to settle (gw_swap), as for every provider. */
 static enum gw_replace_outcome change_refused(struct gw_provider *provider,
                                               const char *name,
-                                              const struct gw_mx_set *replacement,
                                               const struct gw_https_answer *answer)
 {
 	const struct gw_op *op = provider->op;
 	const struct mailmode_host *host = op->ctx->host;
-	char errors[MAILMODE_DIAG_SUMMARY_MAX / 2];
 	const char *code, *message;
 	int rc;
 
@@ -507,9 +508,11 @@ static enum gw_replace_outcome change_refused(struct gw_provider *provider,
 		return GW_REPLACE_UNKNOWN;
 	}
 	if (answer->status == 412) {
-		snprintf(errors, sizeof(errors), "HTTP 412 %.60s: %.160s", code, message);
-		return gw_provider_cas_refused(provider, name, replacement,
-		                               answer->attempts, "Azure DNS", errors);
+		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0, "the MX set of %s "
+		               "changed at Azure DNS between our read and our change "
+		               "(HTTP 412 %s: %.300s): someone else is editing it; "
+		               "nothing was changed by mailmode", name, code, message);
+		return GW_REPLACE_CONFLICT;
 	}
 	rc = refused(provider, "the change of the MX record set", answer);
 	return rc == MAILMODE_ERR_DENIED ? GW_REPLACE_DENIED : GW_REPLACE_FAILED;
@@ -564,7 +567,7 @@ static enum gw_replace_outcome az_replace_rrset(
 	if (answer.status == 200 || answer.status == 201 || answer.status == 204)
 		outcome = GW_REPLACE_OK;
 	else
-		outcome = change_refused(provider, name, replacement, &answer);
+		outcome = change_refused(provider, name, &answer);
 out:
 	gw_https_answer_free(&answer);
 	cJSON_free(body);

@@ -125,19 +125,6 @@ int gw_azure_check_credentials(const struct gw_ctx *ctx,
                                const struct gw_config *cfg,
                                struct mailmode_diag *diag);
 
-/* A compare-and-swap the provider `label` ("Azure DNS") refused because
- * the set is no longer the one read (errors: "HTTP 412 ...: text").  Our
- * own set live (a quiet re-read) is an earlier copy of the change that
- * landed, its answer lost: GW_REPLACE_OK.  Else, after a retried request
- * (attempts > 1) the first may have landed: GW_REPLACE_UNKNOWN; else
- * someone else changed it: GW_REPLACE_CONFLICT.  The diagnostic says
- * which. */
-enum gw_replace_outcome gw_provider_cas_refused(struct gw_provider *provider,
-                                                const char *name,
-                                                const struct gw_mx_set *replacement,
-                                                int attempts, const char *label,
-                                                const char *errors);
-
 /* ---- swap.c: the write path of setup and teardown ----------------------- */
 
 /* Hands call->original to host->keep_original unless the host holds it
