@@ -239,6 +239,7 @@ static int status_one(struct status_run *run, const char *domain, const struct m
 	if (!ctx->output.json) {
 		cJSON *d;
 
+		mm_progress_end(&ctx->output);
 		printf("%-32s %-10s profile %-12s%s\n", domain, mode ? mode : "-",
 		       profile[0] ? profile : "-", row && row->adopted ? " (adopted)" : "");
 		cJSON_ArrayForEach(d, observed) {

@@ -26,6 +26,7 @@ static void report_json(struct mm_ctx *ctx, cJSON *to, const char *domain, const
 		cJSON_AddStringToObject(to, "failed_step", report->step);
 	cJSON_AddNumberToObject(to, "verify_attempts", report->verify_attempts);
 	cJSON_AddNumberToObject(to, "elapsed_ms", (double)report->elapsed_ms);
+	mm_progress_end(&ctx->output);
 	if (!ctx->output.json && report->outcome && strcmp(report->outcome, "unfinished") != 0)
 		printf("%s: %s %s -> %s in %.1f s (%d verify attempt%s)\n", domain, report->outcome,
 		       from_mode ? from_mode : "none", to_mode ? to_mode : "none",

@@ -164,6 +164,7 @@ int mm_show_plan(struct mm_ctx *ctx, cJSON *plan, const struct mm_op *op,
 	cJSON_AddStringToObject(step, "step", what);
 	cJSON_AddStringToObject(step, "mode", op->plugin->desc->name);
 	actions = cJSON_AddArrayToObject(step, "actions");
+	mm_progress_end(&ctx->output);
 	if (!ctx->output.json)
 		printf("%s of %s in %s mode would:\n", what, op->domain, op->plugin->desc->name);
 	for (line = text; line && *line;) {

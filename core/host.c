@@ -17,134 +17,14 @@
 
 #define SECRET_MAX 65536
 
-const char *mm_log_level_name(enum mailmode_log_level level)
-{
-	switch (level) {
-	case MAILMODE_LOG_DEBUG: return "debug";
-	case MAILMODE_LOG_INFO: return "info";
-	case MAILMODE_LOG_WARNING: return "warning";
-	case MAILMODE_LOG_ERROR: return "error";
-	}
-	return "log";
-}
-
-int mm_log_shown(const struct mm_output *out, enum mailmode_log_level level)
-{
-	if (out->verbosity < 0)
-		return level >= MAILMODE_LOG_ERROR;
-	if (out->verbosity == 0)
-		return level >= MAILMODE_LOG_WARNING;
-	return 1;
-}
-
-/* The board: one live line per worker while a runbook runs.  Drawn below
- * the log lines; erased before a log line is written and drawn again. */
-static void board_erase(struct mm_output *out)
-{
-	if (out->board_drawn > 0)
-		fprintf(stderr, "\033[%dA\033[J", out->board_drawn);
-	out->board_drawn = 0;
-}
-
-static void board_draw(struct mm_output *out)
-{
-	int i;
-
-	for (i = 0; i < out->board_slots; i++)
-		fprintf(stderr, "\033[K%s\n", out->board[i]);
-	out->board_drawn = out->board_slots;
-	fflush(stderr);
-}
-
-static void write_line(struct mm_output *out, const char *prefix,
-                       enum mailmode_log_level level, const char *fmt, va_list ap)
-{
-	pthread_mutex_lock(&out->lock);
-	if (out->progress_shown && out->progress_live) {
-		fputs("\r\033[K", stderr);
-		out->progress_shown = 0;
-	}
-	if (out->progress_live)
-		board_erase(out);
-	fprintf(stderr, "mailmode: %s%s%s: ", prefix, prefix[0] ? ": " : "", mm_log_level_name(level));
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	if (out->progress_live && out->board_slots)
-		board_draw(out);
-	pthread_mutex_unlock(&out->lock);
-}
-
-void mm_log(struct mm_output *out, enum mailmode_log_level level, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!mm_log_shown(out, level))
-		return;
-	va_start(ap, fmt);
-	write_line(out, "", level, fmt, ap);
-	va_end(ap);
-}
-
 void mm_host_log(void *handle, enum mailmode_log_level level, const char *fmt, ...)
 {
 	struct mm_host_ctx *ctx = handle;
 	va_list ap;
 
-	if (!mm_log_shown(ctx->output, level))
-		return;
 	va_start(ap, fmt);
-	write_line(ctx->output, ctx->name, level, fmt, ap);
+	mm_output_vlog(ctx->output, ctx->name, level, fmt, ap);
 	va_end(ap);
-}
-
-void mm_board_open(struct mm_output *out, int slots)
-{
-	pthread_mutex_lock(&out->lock);
-	out->board_slots = slots < MM_BOARD_MAX ? slots : MM_BOARD_MAX;
-	memset(out->board, 0, sizeof(out->board));
-	pthread_mutex_unlock(&out->lock);
-}
-
-void mm_board_close(struct mm_output *out)
-{
-	pthread_mutex_lock(&out->lock);
-	if (out->progress_live)
-		board_erase(out);
-	out->board_slots = 0;
-	pthread_mutex_unlock(&out->lock);
-}
-
-void mm_board_vset(struct mm_output *out, int slot, const char *fmt, va_list ap)
-{
-	if (out->verbosity < 0 || slot < 0 || slot >= out->board_slots)
-		return;
-	pthread_mutex_lock(&out->lock);
-	vsnprintf(out->board[slot], sizeof(out->board[slot]), fmt, ap);
-	if (out->progress_live) {
-		board_erase(out);
-		board_draw(out);
-	} else {
-		fprintf(stderr, "mailmode: %s\n", out->board[slot]);
-	}
-	pthread_mutex_unlock(&out->lock);
-}
-
-static void vprogress(struct mm_output *out, const char *prefix, const char *fmt, va_list ap)
-{
-	/* On the board only the engine's lines are shown: a plugin's cannot be
-	 * told apart between the domains running at once. */
-	if (out->verbosity < 0 || (out->board_slots && prefix[0]))
-		return;
-	pthread_mutex_lock(&out->lock);
-	fprintf(stderr, "%smailmode: %s%s", out->progress_live ? "\r\033[K" : "", prefix,
-	        prefix[0] ? ": " : "");
-	vfprintf(stderr, fmt, ap);
-	if (out->progress_live)
-		out->progress_shown = 1;
-	else
-		fputc('\n', stderr);
-	fflush(stderr);
-	pthread_mutex_unlock(&out->lock);
 }
 
 static void host_progress(void *handle, const char *fmt, ...)
@@ -153,31 +33,8 @@ static void host_progress(void *handle, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vprogress(ctx->output, ctx->name, fmt, ap);
+	mm_output_vprogress(ctx->output, ctx->name, fmt, ap);
 	va_end(ap);
-}
-
-void mm_vprogress(struct mm_output *out, const char *fmt, va_list ap)
-{
-	vprogress(out, "", fmt, ap);
-}
-
-void mm_progress(struct mm_output *out, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vprogress(out, "", fmt, ap);
-	va_end(ap);
-}
-
-void mm_progress_end(struct mm_output *out)
-{
-	pthread_mutex_lock(&out->lock);
-	if (out->progress_shown && out->progress_live)
-		fputs("\r\033[K", stderr);
-	out->progress_shown = 0;
-	pthread_mutex_unlock(&out->lock);
 }
 
 static const char *host_config_get(void *handle, const char *section, const char *key)
@@ -435,33 +292,4 @@ void mm_host_init(struct mm_host_ctx *ctx, const struct mm_config *config,
 		.checkpoint = mm_host_checkpoint,
 		.keep_original = mm_host_keep_original,
 	};
-}
-
-void mm_print_diag(struct mm_output *out, const struct mailmode_diag *diag)
-{
-	if (diag->severity == MAILMODE_SEV_NONE || out->json || out->verbosity < 0)
-		return;
-	pthread_mutex_lock(&out->lock);
-	if (out->progress_shown && out->progress_live) {
-		fputs("\r\033[K", stderr);
-		out->progress_shown = 0;
-	}
-	fprintf(stderr, "mailmode: %s: %s\n",
-	        diag->severity == MAILMODE_SEV_ERROR ? "error" :
-	        diag->severity == MAILMODE_SEV_WARNING ? "warning" : "info", diag->summary);
-	mm_print_block(diag->detail, "  ");
-	pthread_mutex_unlock(&out->lock);
-}
-
-void mm_print_block(const char *text, const char *indent)
-{
-	const char *line = text;
-
-	while (line && *line) {
-		const char *eol = strchr(line, '\n');
-		int len = eol ? (int)(eol - line) : (int)strlen(line);
-
-		fprintf(stderr, "%s%.*s\n", indent, len, line);
-		line = eol ? eol + 1 : NULL;
-	}
 }

@@ -160,9 +160,7 @@ int main(int argc, char **argv)
 		return MM_ERR;
 	}
 	rc = mm_cli_parse(&ctx.args, argc, argv, ctx.err);
-	ctx.output.json = ctx.args.json;
-	ctx.output.verbosity = ctx.args.verbosity;
-	ctx.output.progress_live = isatty(STDERR_FILENO) && !ctx.args.json;
+	mm_output_init(&ctx.output, ctx.args.verbosity, ctx.args.json);
 	if (rc != MM_OK) {
 		/* One line says what is wrong; the hint says where to look. */
 		if (mm_cli_is_command(ctx.args.command))

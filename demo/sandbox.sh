@@ -25,7 +25,7 @@ mm plugins
 mm status contoso.test fabrikam.test || true
 mm adopt contoso.test --mode gateway
 mm switch contoso.test --to mailflow --dry-run
-mm switch contoso.test --to mailflow --poll-interval 1s
+mm switch contoso.test --to mailflow --poll-interval 1s --verbose
 mm status
 mm log
 mm sandbox stop --dir "$dir"

@@ -448,28 +448,11 @@ static enum gw_replace_outcome check_after(struct gw_provider *provider,
 	return GW_REPLACE_CONFLICT;
 }
 
-/* A refusal with our own set live is an earlier copy of this batch that
- * landed (its answer lost); anything else is someone else's. */
-static bool ours_live(struct gw_provider *provider, const char *name,
-                      const struct gw_mx_set *replacement)
-{
-	const struct mailmode_host *host = provider->op->ctx->host;
-	struct gw_rrset_version live;
-	char why[MAILMODE_DIAG_SUMMARY_MAX];
-
-	if (!quiet_read(provider, name, &live, why, sizeof(why)) ||
-	    !gw_mx_set_same(&live.rrset, replacement))
-		return false;
-	host->log(host->handle, MAILMODE_LOG_WARNING, "%s: Cloudflare refused "
-	          "the batch because its records are gone, and the new MX set is "
-	          "live: an earlier copy of the batch landed", name);
-	return true;
-}
-
-/* A batch Cloudflare answered with an error. */
+/* A batch Cloudflare answered with an error.  The seam (gw_swap) knows
+ * when the host had sent it more than once, and when a conflict is an
+ * earlier copy of it that landed. */
 static enum gw_replace_outcome batch_refused(struct gw_provider *provider,
                                              const char *name,
-                                             const struct gw_mx_set *replacement,
                                              const struct gw_https_answer *answer)
 {
 	const struct gw_op *op = provider->op;
@@ -484,17 +467,6 @@ static enum gw_replace_outcome batch_refused(struct gw_provider *provider,
 		return GW_REPLACE_UNKNOWN;
 	}
 	if (has_error_code(answer, CF_RECORD_GONE)) {
-		/* After a retry (the host's, or libcurl re-sending on a fresh
-		 * connection) the first attempt may have deleted them. */
-		if (ours_live(provider, name, replacement))
-			return GW_REPLACE_OK;
-		if (answer->attempts > 1) {
-			host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1,
-			               "Cloudflare refused the retried batch for %s "
-			               "(%s): the first attempt may have been applied, "
-			               "outcome unknown", name, errors);
-			return GW_REPLACE_UNKNOWN;
-		}
 		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0,
 		               "the MX set of %s changed at Cloudflare between our "
 		               "read and our batch (%s): someone else is editing it; "
@@ -545,8 +517,7 @@ static enum gw_replace_outcome cf_replace_rrset(
 		goto out;
 	}
 	outcome = succeeded(&answer) ? check_after(provider, name, replacement)
-	                             : batch_refused(provider, name, replacement,
-                                             &answer);
+	                             : batch_refused(provider, name, &answer);
 out:
 	gw_https_answer_free(&answer);
 	cJSON_free(body);

@@ -196,6 +196,12 @@ struct gw_op {
 	const char *domain;                /* "mail.example.test", no dot */
 	char zone[GW_NAME_MAX];            /* found by gw_find_zone, no dot */
 	char primary_addr[GW_ADDR_MAX];    /* found by gw_find_primary */
+	/* How many times the last write went out: 1 + the host's retries
+	 * (mailmode_http_response.attempts; gw_https_call keeps it for
+	 * every call but a GET).  gw_swap zeroes it before a replace: above
+	 * 1, the answer is the last attempt's, and an earlier attempt may
+	 * have been applied whatever it says. */
+	int write_attempts;
 };
 
 /* The zone the domain lives in: configured, or found by an SOA walk through

@@ -730,31 +730,10 @@ static void follow_change(struct gw_provider *provider, const char *id,
 		          "authoritative server", op->domain, id, now);
 }
 
-/* A refusal with our own set live is an earlier copy of this change that
- * landed (its answer lost, the request sent again); else someone else's. */
-static bool ours_live(struct gw_provider *provider, const char *name,
-                      const struct gw_mx_set *replacement)
-{
-	struct gw_op *op = provider->op;
-	const struct mailmode_host *host = op->ctx->host;
-	struct mailmode_diag scratch = { 0 }, *saved = op->diag;
-	struct gw_rrset_version live;
-	int rc;
-
-	op->diag = &scratch;
-	rc = gc_get_rrset(provider, name, &live);
-	op->diag = saved;
-	if (rc != MAILMODE_OK || !gw_mx_set_same(&live.rrset, replacement))
-		return false;
-	host->log(host->handle, MAILMODE_LOG_WARNING, "%s: Google Cloud DNS "
-	          "refused the change, and the new MX set is live: an earlier "
-	          "copy of the change landed", name);
-	return true;
-}
-
+/* The seam (gw_swap) knows when the host had sent the change more than
+ * once, and when a conflict is an earlier copy of it that landed. */
 static enum gw_replace_outcome change_refused(struct gw_provider *provider,
                                               const char *name,
-                                              const struct gw_mx_set *replacement,
                                               const struct gw_https_answer *answer)
 {
 	const struct gw_op *op = provider->op;
@@ -771,15 +750,6 @@ static enum gw_replace_outcome change_refused(struct gw_provider *provider,
 		return GW_REPLACE_UNKNOWN;
 	}
 	if (answer->status == 412 || answer->status == 409 || answer->status == 404) {
-		if (ours_live(provider, name, replacement))
-			return GW_REPLACE_OK;
-		if (answer->attempts > 1) {
-			host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1, "Google Cloud "
-			               "DNS refused the retried change of %s (%s): the "
-			               "first attempt may have been applied, outcome "
-			               "unknown", name, errors);
-			return GW_REPLACE_UNKNOWN;
-		}
 		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0, "the MX set of %s "
 		               "changed at Google Cloud DNS between our read and our "
 		               "change (%s): someone else is editing it; nothing was "
@@ -831,7 +801,7 @@ static enum gw_replace_outcome gc_replace_rrset(
 	if (rc != MAILMODE_OK)
 		goto out;
 	if (answer.status != 200) {
-		outcome = change_refused(provider, name, replacement, &answer);
+		outcome = change_refused(provider, name, &answer);
 		goto out;
 	}
 	if (!copy_field(answer.json, "id", id, sizeof(id)))
@@ -1002,6 +972,7 @@ int gw_gcloud_open(struct gw_op *op, struct gw_provider **out)
 		rc = gw_https_open(op, &self->api);
 	if (rc == MAILMODE_OK)
 		rc = gw_https_open(op, &self->oauth);
+	self->oauth.token_endpoint = true;
 	if (rc != MAILMODE_OK) {
 		gc_close(provider);
 		return rc;

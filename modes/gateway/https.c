@@ -12,7 +12,7 @@
 #define GET_TRIES 3
 #define GET_PAUSE_MS 1000
 
-int gw_https_open(const struct gw_op *op, struct gw_https *https)
+int gw_https_open(struct gw_op *op, struct gw_https *https)
 {
 	const struct mailmode_host *host = op->ctx->host;
 
@@ -73,7 +73,7 @@ static int call_once(struct gw_https *https, const char *method,
                      const char *body, struct gw_https_answer *answer,
                      char *why, size_t why_len)
 {
-	const struct gw_op *op = https->op;
+	struct gw_op *op = https->op;
 	const struct mailmode_host *host = op->ctx->host;
 	struct mailmode_diag scratch = { 0 };
 	struct mailmode_http_response resp = { 0 };
@@ -104,6 +104,10 @@ static int call_once(struct gw_https *https, const char *method,
 	};
 	rc = host->http_request(host->handle, https->session, &req, &resp,
 	                        &scratch);
+	/* Counted with or without an answer: the seam needs to know that
+	 * an earlier attempt went out. */
+	if (strcmp(method, "GET") != 0 && !https->token_endpoint)
+		op->write_attempts = resp.attempts;
 	if (rc != MAILMODE_OK) {
 		snprintf(why, why_len, "%s", scratch.summary[0] ? scratch.summary
 		                                                : "no answer");

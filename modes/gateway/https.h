@@ -12,7 +12,8 @@
 struct cJSON;
 
 struct gw_https {
-	const struct gw_op *op;
+	struct gw_op *op;           /* op->write_attempts is kept here */
+	bool token_endpoint;        /* its POSTs change nothing: not writes */
 	struct mailmode_http_session *session;
 	char *ca_file;              /* host->config_path'ed; NULL: system store */
 	char *auth;                 /* "Authorization: Bearer ..."; NULL: none */
@@ -28,13 +29,14 @@ struct gw_https_answer {
 	struct cJSON *json;
 };
 
-int gw_https_open(const struct gw_op *op, struct gw_https *https);
+int gw_https_open(struct gw_op *op, struct gw_https *https);
 /* Sets the bearer token (copied; the old one is wiped). */
 int gw_https_set_bearer(struct gw_https *https, const char *token);
 void gw_https_close(struct gw_https *https);
 
 /* One request.  GET is idempotent: a 500 or 502 (which the host does not
- * retry) is tried again twice.  MAILMODE_OK when an answer arrived; else
+ * retry) is tried again twice.  Any other method is a write: its
+ * attempts go to op->write_attempts (provider.h, gw_swap).  MAILMODE_OK when an answer arrived; else
  * `why` says why none did (no answer means: outcome unknown for a write).
  * content_type NULL: application/json when there is a body. */
 int gw_https_call(struct gw_https *https, const char *method, const char *url,

@@ -56,7 +56,13 @@ struct gw_provider_ops {
 	/* Replaces the MX RRset of `name` with `replacement` (empty: delete
 	 * it) if, and only if, it still is `expected`.  All or nothing: the
 	 * name is never left without MX in between.  The diagnostic says why
-	 * when the outcome is not GW_REPLACE_OK. */
+	 * when the outcome is not GW_REPLACE_OK.  The outcome is what the
+	 * answer says; gw_swap adds what it cannot: a write the host sent
+	 * more than once (op->write_attempts, kept by gw_https_call; a
+	 * provider sending its write otherwise sets it from
+	 * mailmode_http_response.attempts) is unknown whatever the refusal,
+	 * and a CONFLICT with `replacement` live is an earlier copy of this
+	 * write that landed. */
 	enum gw_replace_outcome (*replace_rrset)(
 		struct gw_provider *provider, const char *name,
 		const struct gw_rrset_version *expected,
@@ -136,7 +142,8 @@ int gw_keep_original(struct gw_call *call);
  * the compare-and-swap.  An UPDATE without an answer is settled by
  * re-reading the primary until it answers (at most GW_REREAD_TIMEOUTS
  * timeouts): the new set live is success; anything else is
- * MAILMODE_ERR_UNKNOWN (the UPDATE may still land), never "not applied". */
+ * MAILMODE_ERR_UNKNOWN (the UPDATE may still land), never "not applied".
+ * A refusal of a write sent more than once is settled the same way. */
 #define GW_REREAD_TIMEOUTS 3
 int gw_swap(struct gw_call *call, struct gw_provider *provider,
             const struct gw_rrset_version *expected,

@@ -6,7 +6,10 @@
  * either fails.  An UPDATE whose answer did not arrive may still be
  * applied (it can sit in the primary's queue while the primary is paused
  * or slow): a re-read that shows the old set only says it has not landed
- * yet, so that outcome stays unknown.
+ * yet, so that outcome stays unknown.  So does a refusal of a write the
+ * host had sent more than once: the refusal is the last attempt's, and an
+ * earlier one may have been applied (a provider that applied it, then
+ * answered 503).  Every provider gets these rules here, once.
  */
 #include "provider.h"
 
@@ -156,9 +159,8 @@ static int settle_unknown(struct gw_op *op, struct gw_provider *provider,
 	snprintf(first, sizeof(first), "%s", op->diag->summary);
 	answered = reread(op, provider, &live, why, sizeof(why), &tries);
 	if (answered && gw_mx_set_equal(&live, replacement)) {
-		host->diag_set(op->diag, MAILMODE_SEV_WARNING, 0,
-		               "the answer to the UPDATE of %s was lost, but a "
-		               "re-read shows the new MX set live", op->domain);
+		host->diag_set(op->diag, MAILMODE_SEV_WARNING, 0, "%.400s; but a "
+		               "re-read shows the new MX set live", first);
 		gw_append_set(op, "MX live now", &live);
 		return MAILMODE_OK;
 	}
@@ -184,6 +186,52 @@ static int settle_unknown(struct gw_op *op, struct gw_provider *provider,
 	return MAILMODE_ERR_UNKNOWN;
 }
 
+/* A refusal after the host had sent the write more than once: unknown,
+ * with the refusal kept in the summary (settle_unknown re-reads). */
+static enum gw_replace_outcome retried_refusal(struct gw_op *op)
+{
+	char refusal[MAILMODE_DIAG_SUMMARY_MAX];
+
+	snprintf(refusal, sizeof(refusal), "%s", op->diag->summary);
+	op->ctx->host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1, "%.300s, but the "
+	                        "host had sent it %d times and an earlier attempt "
+	                        "may have been applied: outcome unknown", refusal,
+	                        op->write_attempts);
+	return GW_REPLACE_UNKNOWN;
+}
+
+/* A conflict: someone else's change, unless the write went out over HTTP
+ * (op->write_attempts counted it) and the set live is ours, which only an
+ * earlier copy of it can have made (its answer lost and the request sent
+ * again, by the host or by libcurl on a fresh connection; an RFC 2136
+ * UPDATE is sent once).  Reports the set live either way. */
+static int conflict(struct gw_op *op, struct gw_provider *provider,
+                    const struct gw_rrset_version *expected,
+                    const struct gw_mx_set *replacement)
+{
+	const struct mailmode_host *host = op->ctx->host;
+	char why[MAILMODE_DIAG_SUMMARY_MAX];
+	struct gw_mx_set live;
+
+	if (!read_once(op, provider, &live, why, sizeof(why))) {
+		gw_append_set(op, "MX read before the UPDATE", &expected->rrset);
+		host->diag_append(op->diag, "re-reading the MX set failed: %s", why);
+		return MAILMODE_ERR_CONFLICT;
+	}
+	if (op->write_attempts > 0 && gw_mx_set_same(&live, replacement)) {
+		snprintf(why, sizeof(why), "%s", op->diag->summary);
+		host->diag_set(op->diag, MAILMODE_SEV_WARNING, 0, "%.300s; but the "
+		               "new MX set is live: an earlier copy of this write "
+		               "landed", why);
+		gw_append_set(op, "MX live now", &live);
+		return MAILMODE_OK;
+	}
+	/* Report, never retry blindly: whoever changed it may be right. */
+	gw_append_set(op, "MX read before the UPDATE", &expected->rrset);
+	gw_append_set(op, "MX live now", &live);
+	return MAILMODE_ERR_CONFLICT;
+}
+
 int gw_swap(struct gw_call *call, struct gw_provider *provider,
             const struct gw_rrset_version *expected,
             const struct gw_mx_set *replacement, struct gw_receipt *intent,
@@ -192,8 +240,6 @@ int gw_swap(struct gw_call *call, struct gw_provider *provider,
 	struct gw_op *op = &call->op;
 	const struct mailmode_host *host = op->ctx->host;
 	enum gw_replace_outcome outcome;
-	struct gw_mx_set live;
-	char why[MAILMODE_DIAG_SUMMARY_MAX];
 	int rc;
 
 	rc = checkpoint(call, intent, &expected->rrset, replacement, doing);
@@ -207,21 +253,18 @@ int gw_swap(struct gw_call *call, struct gw_provider *provider,
 		          op->cfg->dns_section);
 		host->sleep_ms(host->handle, op->cfg->debug_pause_before_update_ms);
 	}
+	op->write_attempts = 0;
 	outcome = provider->ops->replace_rrset(provider, op->domain, expected,
 	                                       replacement);
+	if (outcome != GW_REPLACE_OK && outcome != GW_REPLACE_UNKNOWN &&
+	    op->write_attempts > 1)
+		outcome = retried_refusal(op);
 	switch (outcome) {
 	case GW_REPLACE_OK:
 		rc = MAILMODE_OK;
 		break;
 	case GW_REPLACE_CONFLICT:
-		/* Report, never retry blindly: whoever changed it may be right. */
-		gw_append_set(op, "MX read before the UPDATE", &expected->rrset);
-		if (read_once(op, provider, &live, why, sizeof(why)))
-			gw_append_set(op, "MX live now", &live);
-		else
-			host->diag_append(op->diag, "re-reading the MX set failed: %s",
-			                  why);
-		rc = MAILMODE_ERR_CONFLICT;
+		rc = conflict(op, provider, expected, replacement);
 		break;
 	case GW_REPLACE_DENIED:
 		rc = MAILMODE_ERR_DENIED;

@@ -144,7 +144,7 @@ ok $? "BIND serves the hand-made record and nothing of ours"
 # --- a concurrent change right after the batch -------------------------------
 A=after.$Z
 emu_ctl POST /_emu/faults "{\"method\":\"POST\",\"path\":\"/batch\",\"skip\":1,\"kind\":\"concurrent_after\",\"zone\":\"$Z\",\"record\":{\"type\":\"MX\",\"name\":\"$A\",\"content\":\"mx3.$Z\",\"priority\":30,\"ttl\":3600}}" >/dev/null
-mm setup $A --mode gateway --profile cf
+mm -v setup $A --mode gateway --profile cf
 [ "$rc" != 0 ]
 ok $? "a record added right after the batch: setup does not succeed (exit $rc)"
 unlike "$err" "waiting until gateway mode is in effect" \

@@ -133,6 +133,7 @@ static const struct gw_ctx ctx = { .host = &host };
 /* ---- the fake provider --------------------------------------------------- */
 
 static enum gw_replace_outcome replace_outcome;
+static int replace_attempts;            /* the write's attempts, as https.c keeps them */
 static struct gw_mx_set served;         /* what reads return */
 static int reads_fail;                  /* reads failing before one answers */
 
@@ -159,6 +160,13 @@ static enum gw_replace_outcome fake_replace(struct gw_provider *provider, const 
 	(void)expected;
 	(void)replacement;
 	event("replace");
+	provider->op->write_attempts = replace_attempts;
+	if (replace_outcome == GW_REPLACE_FAILED)
+		mock_diag_set(provider->op->diag, MAILMODE_SEV_ERROR, 0,
+		              "the provider refused the change (HTTP 400)");
+	if (replace_outcome == GW_REPLACE_CONFLICT)
+		mock_diag_set(provider->op->diag, MAILMODE_SEV_ERROR, 0,
+		              "the MX set changed between our read and our change");
 	if (replace_outcome == GW_REPLACE_UNKNOWN)
 		mock_diag_set(provider->op->diag, MAILMODE_SEV_ERROR, 1,
 		              "no answer from the primary to the UPDATE: outcome unknown");
@@ -189,6 +197,7 @@ static void fixture(struct fixture *f, unsigned flags)
 	memset(f, 0, sizeof(*f));
 	events[0] = last_checkpoint[0] = last_original[0] = '\0';
 	fail_checkpoint = fail_keep = reads_fail = 0;
+	replace_attempts = 1;
 	replace_outcome = GW_REPLACE_OK;
 	f->req = (struct mailmode_request){ .struct_size = sizeof(f->req),
 	                                    .domain = "example.test", .flags = flags };
@@ -284,6 +293,51 @@ static void test_unknown(struct tap *t)
 	tap_contains(t, f.diag.summary, "the primary did not answer the re-reads either", "and say so");
 }
 
+/* A fixture whose replace answers `outcome` after `attempts` (https.c's
+ * count), reads serving the new set when `new_live`. */
+static void answered(struct fixture *f, enum gw_replace_outcome outcome, int attempts,
+                     bool new_live)
+{
+	fixture(f, 0);
+	replace_outcome = outcome;
+	replace_attempts = attempts;
+	if (new_live)
+		served = f->call.cfg.gateway;
+}
+
+/* A refusal of a write sent more than once, and a conflict with our own
+ * set live (the seam's rules for every provider). */
+static void test_retried(struct tap *t)
+{
+	struct fixture f;
+
+	answered(&f, GW_REPLACE_FAILED, 1, false);
+	tap_is_int(t, swap(&f), MAILMODE_ERR_FAILED, "a refusal of a write sent once: failed");
+
+	answered(&f, GW_REPLACE_FAILED, 2, false);
+	tap_is_int(t, swap(&f), MAILMODE_ERR_UNKNOWN,
+	           "refused after a retry, the re-read shows the old set: unknown");
+	tap_contains(t, f.diag.summary, "refused the change (HTTP 400), but the host had sent it 2 "
+	             "times and an earlier attempt may have been applied: outcome unknown",
+	             "it keeps the refusal and says why it is not trusted");
+	tap_is_str(t, events, "checkpoint,replace,read", "it re-read the set");
+
+	answered(&f, GW_REPLACE_DENIED, 3, true);
+	tap_is_int(t, swap(&f), MAILMODE_OK, "refused after retries, the new set live: ours");
+	tap_is_int(t, f.diag.severity, MAILMODE_SEV_WARNING, "with a warning");
+
+	answered(&f, GW_REPLACE_CONFLICT, 1, true);
+	tap_is_int(t, swap(&f), MAILMODE_OK, "a conflict with our own set live: an earlier copy landed");
+	tap_contains(t, f.diag.summary, "an earlier copy of this write landed", "and says so");
+
+	answered(&f, GW_REPLACE_CONFLICT, 1, false);
+	tap_is_int(t, swap(&f), MAILMODE_ERR_CONFLICT, "a conflict with another set live: conflict");
+
+	answered(&f, GW_REPLACE_CONFLICT, 0, true);
+	tap_is_int(t, swap(&f), MAILMODE_ERR_CONFLICT,
+	           "an RFC 2136 UPDATE (sent once, no attempts counted) refused with our set live: conflict");
+}
+
 static void test_decide(struct tap *t)
 {
 	struct fixture f;
@@ -322,9 +376,10 @@ int main(void)
 {
 	struct tap t = { 0 };
 
-	tap_plan(28);
+	tap_plan(38);
 	test_keep_and_checkpoint(&t);
 	test_unknown(&t);
+	test_retried(&t);
 	test_decide(&t);
 	return tap_done(&t);
 }

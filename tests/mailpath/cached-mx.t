@@ -19,7 +19,7 @@ is "$rc" 0 "contoso.test in mailflow mode (front door MX, TTL $TTL s)"
 sender_start cached "$RCPTS" --cache-mx
 sleep 1
 start=$(now)
-run mm switch contoso.test --to gateway --poll-interval 250ms --verify-timeout 30s
+run mm -v switch contoso.test --to gateway --poll-interval 250ms --verify-timeout 30s
 DONE_AT=$(now)
 took=$(awk "BEGIN { printf \"%.1f\", $DONE_AT - $start }")
 sleep $((TTL + 2))

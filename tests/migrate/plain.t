@@ -62,7 +62,7 @@ is "$rc" 0 "status right after the teardown: no drift"
 
 # 4. A plain teardown waits for every server: status right after is clean.
 mm -q setup $D --mode gateway $FAST >/dev/null 2>&1
-run mm teardown $D $FAST
+run mm -v teardown $D $FAST
 is "$rc" 0 "teardown"
 like "$err" "waiting until gateway mode is gone from every server" "says what it waits for"
 is "$(mx_both $D)" "$FRONT_DOOR | $FRONT_DOOR" "both servers serve the original when teardown returns"
@@ -112,7 +112,7 @@ like "$err" "preflight: gateway mode cannot be set up: .*nothing was changed" "a
 kill -CONT "$DNS_SECONDARY_PID"
 MAILMODE_TEST_CRASH_AT=setup_new:begin mm -q setup $D --mode gateway --poll-interval 200ms --verify-timeout 3s >/dev/null 2>&1
 kill -STOP "$DNS_SECONDARY_PID"
-run mm resume $D
+run mm -v resume $D
 is "$rc" 3 "setup not in effect on every server in time: exit 3"
 like "$err" "attempt [0-9]+, 0:0[0-9] elapsed" "progress shows the time since this run began"
 like "$err" "set up but not in effect everywhere after 3s: .*ns2.* run 'mailmode resume $D' to wait again or 'mailmode abort $D' to undo it" \

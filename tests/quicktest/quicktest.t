@@ -91,7 +91,7 @@ is "$(copies "$mid")" "1 someone@contoso.test scans=1 loop=1" "the mailbox holds
 is "$(scans_of "$mid")" "gateway@mx-01.gw.sandbox.test" "the service scanned it once, on the gateway"
 delivered=1
 
-run mm verify contoso.test --quick-test SomeOne@Contoso.Test
+run mm -v verify contoso.test --quick-test SomeOne@Contoso.Test
 is "$rc" 0 "human output: passes (the domain part is matched case-insensitively)"
 like "$out" "^contoso.test: gateway mode verified" "verify's own line first"
 like "$out" "contoso.test: quick test passed in [0-9.]+ s: SomeOne@contoso.test got the message, scanned once by the service" \
@@ -116,7 +116,7 @@ delivered=$((delivered + 1))
 
 # A trace that lags like Exchange Online's: polled until it shows up.
 emu_config '{"trace_delay_s": 3}'
-run mm --json verify contoso.test --quick-test "$RCPT"
+run mm -v --json verify contoso.test --quick-test "$RCPT"
 emu_config '{"trace_delay_s": 0}'
 is "$rc" 0 "trace lagging by 3 s: still passes"
 ok "$([ "$(qt "['trace_reads']")" -ge 3 ]; echo $?)" "after polling ($(qt "['trace_reads']") reads)"

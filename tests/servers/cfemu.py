@@ -40,6 +40,14 @@ from provemu import Reply  # noqa: E402
 
 PREFIX = "/client/v4"
 BATCH_CAP = 200  # the Free plan's records per batch
+# The envelope of an injected 4xx fault: (code, message) as Cloudflare
+# sends them (dns-providers.md A; any other status comes from its edge as
+# HTML).
+FAULT_ERRORS = {400: (81058, "An identical record already exists."),
+                403: (10000, "Authentication error"),
+                404: (7003, "Could not route to the object, perhaps your object identifier "
+                      "is invalid?"),
+                429: (971, "Please wait and consider throttling your request speed")}
 
 
 def envelope(result, info=None):
@@ -109,10 +117,10 @@ class CfEmu(provemu.Emu):
             return self.mx_of(zone, name)
 
     def fault_body(self, status):
-        if status == 429:
-            return {"success": False, "errors": [
-                {"code": 971, "message": "Please wait and consider throttling your request speed"}],
-                "messages": [], "result": None}
+        if status in FAULT_ERRORS:
+            code, message = FAULT_ERRORS[status]
+            return {"success": False, "errors": [{"code": code, "message": message}],
+                    "messages": [], "result": None}
         return b"<html><body><h1>%d Server Error</h1></body></html>" % status
 
     def after_reply_fault(self, fault, path):

@@ -52,6 +52,17 @@ READ = {"dns.managedZones.get", "dns.managedZones.list", "dns.resourceRecordSets
 ADMIN = READ | {"dns.changes.create", "dns.resourceRecordSets.create",
                 "dns.resourceRecordSets.delete", "dns.resourceRecordSets.update"}
 ROLES = {"admin": ADMIN, "reader": READ}
+# The error of an injected fault by status: (reason, message, status).
+FAULT_ERRORS = {
+    400: ("invalid", "Invalid value for 'entity.change'", "INVALID_ARGUMENT"),
+    403: ("forbidden", "Forbidden", "PERMISSION_DENIED"),
+    404: ("notFound", "Not Found", "NOT_FOUND"),
+    409: ("alreadyExists", "The resource already exists.", "ALREADY_EXISTS"),
+    412: ("conditionNotMet", "Precondition not met for 'entity.change.deletions[0]'",
+          "FAILED_PRECONDITION"),
+    429: ("rateLimitExceeded", "Resource has been exhausted (e.g. check quota).",
+          "RESOURCE_EXHAUSTED"),
+    500: ("backendError", "Internal error", None)}
 
 
 def b64d(text):
@@ -149,14 +160,12 @@ class GcEmu(provemu.Emu):
             return self.mx_of(zone, name)
 
     def fault_body(self, status):
-        if status == 429:
-            return {"error": {"code": 429, "message": "Resource has been exhausted (e.g. check "
-                              "quota).", "errors": [{"message": "Resource has been exhausted "
-                                                     "(e.g. check quota).", "domain": "global",
-                                                     "reason": "rateLimitExceeded"}],
-                              "status": "RESOURCE_EXHAUSTED"}}
-        return {"error": {"code": status, "message": "Internal error", "errors": [
-            {"message": "Internal error", "domain": "global", "reason": "backendError"}]}}
+        reason, message, state = FAULT_ERRORS.get(status, FAULT_ERRORS[500])
+        err = {"code": status, "message": message,
+               "errors": [{"message": message, "domain": "global", "reason": reason}]}
+        if state:
+            err["status"] = state
+        return {"error": err}
 
     def after_reply_fault(self, fault, path):
         pass

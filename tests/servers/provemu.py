@@ -12,11 +12,19 @@ Control API (https, same port, no auth, JSON), common to both:
   GET|POST /_emu/config      {"propagation_delay_s": S, "page_size": N}
   GET|POST|DELETE /_emu/faults
          {"method": "POST", "path": "/batch" (a substring), "kind": K,
-          "count": 1, "skip": 0, "retry_after": 1, "delay_ms": 0}
-         K: 429 (Retry-After), 500, 502, 503, drop (the answer cut short,
-         not applied), acted_drop (applied, then the answer cut short),
-         acted_late (the answer cut short now, applied after delay_ms),
-         plus the emulator's own.
+          "count": 1, "skip": 0, "retry_after": 1, "delay_ms": 0,
+          "then": [fault, ...]}
+         K: 429 and 503 (with Retry-After), 500, 502, 504, 400, 403, 404,
+         409, 412 (the provider's error body for that status, not applied),
+         drop (the answer cut short, not applied), acted_drop (applied,
+         then the answer cut short), acted_late (the answer cut short now,
+         applied after delay_ms), acted_STATUS (applied, then answered
+         STATUS as above: acted_503 is a write that landed although the
+         answer says retry), plus the emulator's own.
+         A script: "then" faults (same method and path unless given) go
+         first in line once this one is taken, so the requests after it
+         (the host's retries) meet them in order.  A list posted is
+         appended in order.
   GET|DELETE /_emu/requests  every API request: {"method","path","auth"}
 """
 
@@ -159,8 +167,14 @@ class Emu:
                     f["skip"] -= 1
                     continue
                 f["count"] = f.get("count", 1) - 1
+                at = self.faults.index(f)
                 if f["count"] <= 0:
                     self.faults.remove(f)
+                else:
+                    at += 1
+                then = [dict({"method": method, "path": f.get("path", "")}, **t)
+                        for t in f.get("then", [])]
+                self.faults[at:at] = then
                 return dict(f)
         return None
 
@@ -174,7 +188,7 @@ class Emu:
         if path == "/_emu/faults":
             with self.lock:
                 if method == "POST":
-                    self.faults.append(body)
+                    self.faults += body if isinstance(body, list) else [body]
                 elif method == "DELETE":
                     self.faults = []
                 return 200, list(self.faults)
@@ -190,6 +204,10 @@ class Emu:
 
     def api(self, handler, method, path, query, body):
         raise Reply(404, {})
+
+
+# The statuses a fault may answer with (Emu.fault_body gives the body).
+FAULT_STATUSES = ("400", "403", "404", "409", "412", "429", "500", "502", "503", "504")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -240,6 +258,11 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    def send_fault(self, fault, kind):
+        """An injected answer: `kind` is its status."""
+        headers = {"Retry-After": fault.get("retry_after", 1)} if kind in ("429", "503") else {}
+        return self.send(int(kind), self.server.emu.fault_body(int(kind)), headers)
+
     def run_api(self, method, path, query, raw):
         emu = self.server.emu
         try:
@@ -266,9 +289,8 @@ class Handler(BaseHTTPRequestHandler):
                                  "time": time.time()})
         fault = emu.take_fault(method, self.path)
         kind = str(fault["kind"]) if fault else ""
-        if kind in ("429", "500", "502", "503", "504"):
-            headers = {"Retry-After": fault.get("retry_after", 1)} if kind in ("429", "503") else {}
-            return self.send(int(kind), emu.fault_body(int(kind)), headers)
+        if kind in FAULT_STATUSES:
+            return self.send_fault(fault, kind)
         if kind == "drop":
             return self.drop()
         if kind == "acted_late":
@@ -280,6 +302,8 @@ class Handler(BaseHTTPRequestHandler):
         status, body, headers = self.run_api(method, path, query, raw)
         if kind == "acted_drop":
             return self.drop()
+        if kind.startswith("acted_") and kind[6:] in FAULT_STATUSES:
+            return self.send_fault(fault, kind[6:])
         emu.after_reply_fault(fault, path)
         return self.send(status, body, headers)
 

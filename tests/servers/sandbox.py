@@ -13,6 +13,13 @@
   - the Microsoft 365 emulator (m365emu.py, HTTPS with a test CA) with one
     tenant, sandbox.onmicrosoft.com, whose accepted domains are those two, and
     an app registration with a client secret;
+  - one emulated DNS provider per entry of PROVIDERS (cfemu.py,
+    gcloudemu.py), each holding one domain (cloudflare.test, gcloud.test:
+    Microsoft 365 MX, no mode) whose real zone is on the BIND servers: a
+    change the provider's API accepts is pushed to BIND after the
+    propagation delay (--provider-delay), and verified there, on the
+    authoritative servers; the domain has a [dns NAME-dns] section for the
+    provider and a [profile NAME] of its own;
   - the mail path, every SMTP server on one free port P: the emulator's SMTP
     front door on 127.0.0.31 (*.mail.protection.outlook.test, zone
     outlook.test) and the security service (mailsim.py service) on its gateway
@@ -20,7 +27,8 @@
     smart host mf-outbound.sandbox.test (127.0.0.23), returning mailflow mail
     from mf-return.sandbox.test (127.0.0.24);
 and writes DIR/mailmode.conf wired to them and DIR/sandbox.json (pids,
-addresses, "smtp_port", "front_door", "gateway_hosts", "smart_host",
+addresses, "providers" (name -> pid, domain, profile, api_url, base_url,
+ca_file, dir), "smtp_port", "front_door", "gateway_hosts", "smart_host",
 "return_host", "mailsim_control_url", "scan_log", "quicktest").  The servers keep running after
 `start` returns; `stop` ends them by pid.  A test sets
 MAILMODE_SANDBOX_OWNER_PID so that they also stop when it dies.  Standard
@@ -62,6 +70,52 @@ GATEWAY_HOSTS = [{"name": "mx-01.gw.sandbox.test", "address": "127.0.0.21", "pre
 SMART_HOST = {"name": "mf-outbound.sandbox.test", "address": "127.0.0.23"}
 RETURN_HOST = {"name": "mf-return.sandbox.test", "address": "127.0.0.24"}
 QUICKTEST_SENDER = "quicktest@internet.test"
+# What a provider domain's MX is before any mode: its front door (TTL 60,
+# the shortest Cloudflare takes).
+PROVIDER_MX_TTL = 60
+
+
+def front_door(domain):
+    return "%s.mail.protection.outlook.test" % domain.replace(".", "-")
+
+
+def cloudflare_spec(p, secrets_dir):
+    """cfemu.py's spec, and the [dns] keys besides api_url and ca_file."""
+    token = secrets.token_urlsafe(32)
+    token_file = os.path.join(secrets_dir, "cloudflare.token")
+    write_atomic(token_file, token + "\n", 0o600)
+    spec = {"zones": [{"name": p["domain"], "records": [
+                {"type": "MX", "name": p["domain"], "content": front_door(p["domain"]),
+                 "priority": 0, "ttl": PROVIDER_MX_TTL}]}],
+            "tokens": [{"value": token, "zones": {
+                p["domain"]: ["zone_read", "dns_read", "dns_edit"]}}]}
+    return spec, {"api_token_file": os.path.relpath(token_file, os.path.dirname(secrets_dir))}
+
+
+def gcloud_spec(p, secrets_dir):
+    """gcloudemu.py's spec (it writes the account's key file itself)."""
+    zone = p["domain"].replace(".", "-")
+    spec = {"project": "mailmode-sandbox",
+            "zones": [{"name": zone, "dnsName": p["domain"] + ".", "rrsets": [
+                {"name": p["domain"] + ".", "type": "MX", "ttl": PROVIDER_MX_TTL,
+                 "rrdatas": ["0 %s." % front_door(p["domain"])]}]}],
+            "accounts": [{"name": "mailmode", "roles": {zone: "admin"}}]}
+    return spec, {"service_account_file": "providers/%s/mailmode.json" % p["name"]}
+
+
+# The emulated DNS providers, one domain each.  name: the [dns NAME-dns]
+# section's provider and the profile's name; emulator: the script in this
+# directory (provemu.py: --dir --spec --dns --propagation-delay, emu.json
+# with pid, api_url and ca_file); spec(p, secrets_dir): its spec and the
+# section's other keys (credential files relative to DIR; "{field}" is
+# filled from the emulator's emu.json, e.g. a token endpoint's URL).
+# Another provider is one more entry.
+PROVIDERS = [
+    {"name": "cloudflare", "domain": "cloudflare.test", "emulator": "cfemu.py",
+     "spec": cloudflare_spec},
+    {"name": "gcloud", "domain": "gcloud.test", "emulator": "gcloudemu.py",
+     "spec": gcloud_spec},
+]
 
 CONFIG = """\
 # mailmode configuration for the sandbox in {dir}
@@ -233,6 +287,58 @@ def start_emulator(directory, smtp_port, dns_spec, latency_ms):
     return emu
 
 
+def start_providers(directory, dns_port, delay):
+    """Each provider's emulator on its BIND zone: {name: its emu.json +
+    domain and section keys}."""
+    tsig = "127.0.0.11:%d:gw-key:%s" % (dns_port, os.path.join(directory, "dns",
+                                                               "gw-key.secret"))
+    out = {}
+    for p in PROVIDERS:
+        emu_dir = os.path.join(directory, "providers", p["name"])
+        os.makedirs(emu_dir, exist_ok=True)
+        spec, keys = p["spec"](p, os.path.join(directory, "providers"))
+        spec_file = os.path.join(emu_dir, "spec.json")
+        write_atomic(spec_file, json.dumps(spec, indent=1) + "\n", 0o600)
+        info = start_process([PYTHON, os.path.join(HERE, p["emulator"]), "--dir", emu_dir,
+                              "--spec", spec_file, "--dns", tsig,
+                              "--propagation-delay", str(delay)],
+                             os.path.join(emu_dir, "emu.log"), os.path.join(emu_dir, "emu.json"),
+                             "the %s emulator" % p["name"])
+        if info is None:
+            fail("the %s emulator exited at start (see %s/emu.log)" % (p["name"], emu_dir))
+        out[p["name"]] = dict(info, domain=p["domain"], profile=p["name"],
+                              dns_section=p["name"] + "-dns",
+                              keys={k: v.format(**info) for k, v in keys.items()})
+    return out
+
+
+PROVIDER_CONFIG = """
+# {domain} is hosted at the emulated {name} (its changes reach the
+# sandbox BIND after the provider's propagation delay).
+[dns {name}-dns]
+provider = {name}
+api_url = {api_url}
+ca_file = {ca_file}
+{keys}port = {dns_port}
+resolver = 127.0.0.11
+resolver_port = {dns_port}
+timeout = 2
+
+[profile {name}]
+dns = {name}-dns
+service = sandbox-service
+tenant = sandbox-tenant
+"""
+
+
+def provider_config(directory, providers, dns_port):
+    return "".join(PROVIDER_CONFIG.format(
+        name=name, domain=p["domain"], api_url=p["api_url"], dns_port=dns_port,
+        ca_file=os.path.relpath(p["ca_file"], directory),
+        keys="".join("%s = %s\n" % kv for kv in sorted(p["keys"].items())))
+        for name, p in providers.items())
+
+
 def start_mailsim(directory, smtp_port, dns_spec):
     mail_dir = os.path.join(directory, "mail")
     os.makedirs(mail_dir, exist_ok=True)
@@ -311,7 +417,8 @@ def start(args):
     layout = extra_layout(args.tenants, args.domains)
     extra = [d for names in layout.values() for d in names]
     harness = subprocess.run([HARNESS, "start", dns_dir, "--zones", "sandbox",
-                              "--domains", ",".join(extra), "--stale", args.stale] +
+                              "--domains", ",".join(extra + [p["domain"] for p in PROVIDERS]),
+                              "--stale", args.stale] +
                              (["--querylog"] if args.querylog else []) + owner_args(),
                              stdin=subprocess.DEVNULL)
     if harness.returncode != 0:
@@ -329,6 +436,8 @@ def start(args):
     try:
         emu = start_emulator(directory, smtp_port, dns_spec, args.latency_ms)
         started.append(emu["pid"])
+        providers = start_providers(directory, int(dns["DNS_PORT"]), args.provider_delay)
+        started += [p["pid"] for p in providers.values()]
         if args.update_latency_ms:
             started.append(start_dnsdelay(directory, int(dns["DNS_PORT"]),
                                           args.update_latency_ms))
@@ -347,7 +456,8 @@ def start(args):
         "tenant_id": tenant_id,
         "initial_domain": TENANT,
         "accepted_domains": [{"DomainName": d, "DomainType": "Authoritative",
-                              "Default": d == DOMAINS[0]} for d in DOMAINS],
+                              "Default": d == DOMAINS[0]}
+                             for d in DOMAINS + tuple(p["domain"] for p in PROVIDERS)],
         "client_id": client_id,
         "client_secret": client_secret,
     })
@@ -367,6 +477,7 @@ def start(args):
         login_url=emu["login_url"], api_url=emu["base_url"], loop_header=LOOP_HEADER)
     if args.update_latency_ms:
         config = config.replace("primary = 127.0.0.11", "primary = " + UPDATE_PROXY)
+    config += provider_config(directory, providers, dns["DNS_PORT"])
     config += "".join(EXTRA_TENANT.format(name=name, client_id=client_id,
                                           login_url=emu["login_url"], api_url=emu["base_url"])
                       for name in layout)
@@ -380,6 +491,10 @@ def start(args):
         "tenant_id": tenant_id, "client_id": client_id, "domains": list(DOMAINS),
         "extra_tenants": layout, "dnsdelay_pid": started[-1] if args.update_latency_ms else 0,
         "latency_ms": args.latency_ms, "update_latency_ms": args.update_latency_ms,
+        "providers": {name: {k: p[k] for k in ("pid", "domain", "profile", "dns_section",
+                                               "api_url", "base_url", "ca_file", "dir")}
+                      for name, p in providers.items()},
+        "provider_delay_s": args.provider_delay,
     }
     if smtp_port:
         state.update({
@@ -396,6 +511,8 @@ def start(args):
     print("The sandbox is running in %s:" % directory)
     print("  BIND 9 primary 127.0.0.11 and secondary 127.0.0.12, port %s" % dns["DNS_PORT"])
     print("  Microsoft 365 emulator %s (tenant %s)" % (emu["base_url"], TENANT))
+    for name, p in providers.items():
+        print("  %s emulator %s (%s, profile %s)" % (name, p["api_url"], p["domain"], name))
     if smtp_port:
         print("  mail path on SMTP port %d: front door %s, gateway hosts %s, smart host %s"
               % (smtp_port, FRONT_DOOR["address"],
@@ -406,7 +523,9 @@ def start(args):
 
 def print_usage(directory, binary, mail=True):
     config = os.path.join(directory, "mailmode.conf")
-    print("Domains: contoso.test (MX at the gateway hosts), fabrikam.test (Microsoft 365 MX).")
+    print("Domains: contoso.test (MX at the gateway hosts), fabrikam.test (Microsoft 365 MX),")
+    print("  %s (Microsoft 365 MX, zones at emulated DNS providers: --profile %s)."
+          % (", ".join(p["domain"] for p in PROVIDERS), "|".join(p["name"] for p in PROVIDERS)))
     print("Try:")
     print("  export MAILMODE_CONFIG=%s" % config)
     print("  %s adopt contoso.test --mode gateway" % binary)
@@ -438,6 +557,8 @@ def stop(args):
     stop_pid(state.get("mailsim_pid"))
     stop_pid(state.get("dnsdelay_pid"))
     stop_pid(state.get("emulator_pid"))
+    for p in state.get("providers", {}).values():
+        stop_pid(p.get("pid"))
     subprocess.run([HARNESS, "stop", state["dns_dir"]], stdin=subprocess.DEVNULL)
     os.remove(os.path.join(directory, "sandbox.json"))
     print("The sandbox in %s is stopped." % directory)
@@ -452,6 +573,8 @@ def status(args):
         return 0
     dns = read_env(os.path.join(state["dns_dir"], "dns.env"))
     rows = [("Microsoft 365 emulator", state.get("emulator_pid"), state.get("emulator_url"))]
+    rows += [("%s emulator" % name, p.get("pid"), p.get("api_url"))
+             for name, p in sorted(state.get("providers", {}).items())]
     if state.get("smtp_port"):
         rows.append(("Microsoft 365 front door", state.get("emulator_pid"), "smtp %s:%s" % (
             state["front_door"]["address"], state["smtp_port"])))
@@ -487,6 +610,8 @@ def main():
                         help="added to every Microsoft 365 API call")
     parser.add_argument("--update-latency-ms", type=int, default=0,
                         help="added to every DNS UPDATE (a forwarder before the primary)")
+    parser.add_argument("--provider-delay", type=float, default=1.0,
+                        help="seconds before a DNS provider's accepted change reaches BIND")
     parser.add_argument("--querylog", action="store_true",
                         help="BIND logs every query and update (dns/*/query.log)")
     args = parser.parse_args()
