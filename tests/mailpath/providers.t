@@ -1,7 +1,7 @@
 #!/bin/sh
 # The sandbox's DNS-provider domains (sandbox.py PROVIDERS): cloudflare.test
 # at the emulated Cloudflare, gcloud.test at the emulated Google Cloud DNS,
-# each backed by its zone on the sandbox BIND.  For each: the gateway
+# azure.test at the emulated Azure DNS, each backed by its zone on the sandbox BIND.  For each: the gateway
 # plugin passes mailmode-plugin-check on the domain, and a switch gateway
 # -> mailflow -> gateway under load loses no message and scans none twice
 # (the mail-path oracle); the API calls per switch and the time a change
@@ -9,8 +9,8 @@
 . "$top_srcdir/tests/mailpath/lib.sh"
 . "$top_srcdir/tests/sdk/check-lib.sh"
 
-PROVIDERS="cloudflare gcloud"
-plan 40
+PROVIDERS="cloudflare gcloud azure"
+plan 60
 
 # prov NAME FIELD: a field of the provider's entry in sandbox.json.
 prov() {
@@ -66,7 +66,7 @@ for P in $PROVIDERS; do
 	is "$(sed -n "/^\[dns $P-dns\]/,/^\[/s/^provider = //p" "$MAILMODE_CONFIG") $(sed -n "/^\[profile $P\]/,/^\[/s/^dns = //p" "$MAILMODE_CONFIG")" \
 		"$P $P-dns" "$P: the sandbox config has [dns $P-dns] (provider = $P) and [profile $P] using it"
 	run mm sandbox status --dir "$SB"
-	like "$out" "^$P emulator +pid [0-9]+ +running +https://127.0.0.1:[0-9]+/" "$P: sandbox status lists its emulator, running"
+	like "$out" "^$P emulator +pid [0-9]+ +running +https://127.0.0.1:[0-9]+" "$P: sandbox status lists its emulator, running"
 
 	# --- mailmode-plugin-check --------------------------------------------
 	check_plugin --config "$MAILMODE_CONFIG" --profile $P --domain "$D" \

@@ -14,7 +14,8 @@
     tenant, sandbox.onmicrosoft.com, whose accepted domains are those two, and
     an app registration with a client secret;
   - one emulated DNS provider per entry of PROVIDERS (cfemu.py,
-    gcloudemu.py), each holding one domain (cloudflare.test, gcloud.test:
+    gcloudemu.py, azureemu.py), each holding one domain (cloudflare.test,
+    gcloud.test, azure.test:
     Microsoft 365 MX, no mode) whose real zone is on the BIND servers: a
     change the provider's API accepts is pushed to BIND after the
     propagation delay (--provider-delay), and verified there, on the
@@ -103,6 +104,21 @@ def gcloud_spec(p, secrets_dir):
     return spec, {"service_account_file": "providers/%s/mailmode.json" % p["name"]}
 
 
+def azure_spec(p, secrets_dir):
+    """azureemu.py's spec (it writes the app's secret file itself; the
+    client id is in its emu.json)."""
+    spec = {"subscription": "5a9c6b1e-3f0d-4c2a-9e7b-8d1f0a2b3c4d",
+            "tenant": "d1c2b3a4-0e9f-4a8b-b7c6-5d4e3f2a1b0c",
+            "zones": [{"resource_group": "rg-sandbox-dns", "name": p["domain"], "recordsets": [
+                {"name": "@", "TTL": PROVIDER_MX_TTL,
+                 "MXRecords": [{"preference": 0, "exchange": front_door(p["domain"])}]}]}],
+            "apps": [{"name": "mailmode", "roles": {
+                "": "Reader", "/resourceGroups/rg-sandbox-dns": "DNS Zone Contributor"}}]}
+    return spec, {"subscription": spec["subscription"], "tenant": spec["tenant"],
+                  "client_id": "{client_id_mailmode}", "login_url": "{login_url}",
+                  "client_secret_file": "providers/%s/mailmode.secret" % p["name"]}
+
+
 # The emulated DNS providers, one domain each.  name: the [dns NAME-dns]
 # section's provider and the profile's name; emulator: the script in this
 # directory (provemu.py: --dir --spec --dns --propagation-delay, emu.json
@@ -115,6 +131,8 @@ PROVIDERS = [
      "spec": cloudflare_spec},
     {"name": "gcloud", "domain": "gcloud.test", "emulator": "gcloudemu.py",
      "spec": gcloud_spec},
+    {"name": "azure", "domain": "azure.test", "emulator": "azureemu.py",
+     "spec": azure_spec},
 ]
 
 CONFIG = """\
