@@ -6,7 +6,8 @@
  *   dns.c       ldns helpers: resolvers, queries, zone/primary discovery
  *   provider.h  the DNS-provider seam (get RRset + version, replace if
  *               unchanged); provider.c picks one: rfc2136.c (RFC 2136 +
- *               TSIG), cloudflare.c, gcloud.c (their APIs over https.c)
+ *               TSIG), cloudflare.c, gcloud.c, azure.c (their APIs over
+ *               https.c; azure.c signs in through lib/ms)
  *   authcheck.c every authoritative server asked directly, answers compared
  *   swap.c      the write path: the original kept, a checkpoint before each
  *               UPDATE, an unanswered UPDATE settled by re-reading
