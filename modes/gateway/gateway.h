@@ -6,7 +6,8 @@
  *   dns.c       ldns helpers: resolvers, queries, zone/primary discovery
  *   provider.h  the DNS-provider seam (get RRset + version, replace if
  *               unchanged); provider.c picks one: rfc2136.c (RFC 2136 +
- *               TSIG), cloudflare.c, gcloud.c (their APIs over https.c)
+ *               TSIG), cloudflare.c, gcloud.c, azure.c (their APIs over
+ *               https.c; azure.c signs in through lib/ms)
  *   authcheck.c every authoritative server asked directly, answers compared
  *   swap.c      the write path: the original kept, a checkpoint before each
  *               UPDATE, an unanswered UPDATE settled by re-reading
@@ -60,7 +61,8 @@ enum gw_provider_kind {
 	GW_PROVIDER_RFC2136 = 0,            /* a primary taking RFC 2136 UPDATEs */
 	GW_PROVIDER_CLOUDFLARE,             /* Cloudflare API v4 (cloudflare.c) */
 	GW_PROVIDER_GCLOUD,                 /* Google Cloud DNS v1 (gcloud.c) */
-	GW_PROVIDER_ROUTE53                 /* Amazon Route 53 (route53.c) */
+	GW_PROVIDER_ROUTE53,                /* Amazon Route 53 (route53.c) */
+	GW_PROVIDER_AZURE                   /* Azure DNS, ARM (azure.c) */
 };
 
 struct gw_config {
@@ -82,7 +84,7 @@ struct gw_config {
 	char tsig_secret_file[GW_TSIG_SECRET_FILE_MAX];
 	int timeout_s;
 	int64_t debug_pause_before_update_ms;
-	/* HTTPS providers (cloudflare, gcloud) */
+	/* HTTPS providers (cloudflare, gcloud, route53, azure) */
 	char api_url[GW_URL_MAX];           /* without a final slash */
 	char ca_file[GW_TSIG_SECRET_FILE_MAX];       /* "" = system store */
 	char credentials_file[GW_TSIG_SECRET_FILE_MAX]; /* api_token_file or
@@ -96,6 +98,18 @@ struct gw_config {
 	char access_key_id[128];            /* "" with aws_credentials_file */
 	char session_token_file[GW_TSIG_SECRET_FILE_MAX]; /* "" = none */
 	char region[64];                    /* signing region, us-east-1 */
+	struct gw_azure_config {            /* azure; credentials_file is the
+	                                       client_secret_file or the
+	                                       private_key_file */
+		char subscription[GW_NAME_MAX];
+		char resource_group[GW_NAME_MAX]; /* "" = the zone's, found */
+		char tenant[GW_NAME_MAX];
+		char client_id[GW_NAME_MAX];
+		bool certificate;           /* credentials_file is a key */
+		char certificate_file[GW_TSIG_SECRET_FILE_MAX]; /* "" = in the key file */
+		char login_url[GW_URL_MAX]; /* without a final slash */
+		bool rs256;                 /* assertion_alg = RS256 */
+	} azure;
 
 	/* [service NAME] */
 	struct gw_mx_set gateway;           /* gateway_ttl applied to each */
@@ -107,7 +121,7 @@ int gw_config_load(const struct gw_ctx *ctx, const struct mailmode_request *req,
                    struct gw_config *cfg, struct mailmode_diag *diag);
 
 /* The provider's name as configured ("rfc2136", "cloudflare", "gcloud",
- * "route53"). */
+ * "route53", "azure"). */
 const char *gw_config_provider_name(enum gw_provider_kind kind);
 
 /* Loads the TSIG secret (host->secret_load: refuses group/world-readable

@@ -21,6 +21,8 @@ struct gw_https {
 	 * aws_sigv4 NULL: not signed.  The strings are owned and wiped. */
 	struct mailmode_http_options sigv4;
 	const char *accept;         /* the Accept header; NULL: application/json */
+	const char *condition;      /* one more request header, as the caller
+	                               sets it ("If-Match: ..."); NULL: none */
 };
 
 /* What came back: any HTTP status.  json is the parsed body (NULL when
