@@ -6,8 +6,9 @@
  *   dns.c       ldns helpers: resolvers, queries, zone/primary discovery
  *   provider.h  the DNS-provider seam (get RRset + version, replace if
  *               unchanged); provider.c picks one: rfc2136.c (RFC 2136 +
- *               TSIG), cloudflare.c, gcloud.c, azure.c (their APIs over
- *               https.c; azure.c signs in through lib/ms)
+ *               TSIG), cloudflare.c, gcloud.c, route53.c, azure.c (their
+ *               APIs over https.c; route53.c parses XML with xml.c and
+ *               is signed by the host; azure.c signs in through lib/ms)
  *   authcheck.c every authoritative server asked directly, answers compared
  *   swap.c      the write path: the original kept, a checkpoint before each
  *               UPDATE, an unanswered UPDATE settled by re-reading
