@@ -20,16 +20,19 @@
  *
  *   [dns LAB]
  *   provider = rfc2136         ; optional: rfc2136 (default), cloudflare,
- *                              ;   gcloud or route53; azure: "not
- *                              ;   implemented yet".  The API providers
- *                              ;   read api_url, ca_file and their
- *                              ;   credential file (cloudflare:
+ *                              ;   gcloud, route53 or azure.  The API
+ *                              ;   providers read api_url, ca_file and
+ *                              ;   their credential file (cloudflare:
  *                              ;   api_token_file; gcloud:
  *                              ;   service_account_file, project,
  *                              ;   managed_zone; route53: access_key_id
  *                              ;   and secret_access_key_file, or
  *                              ;   aws_credentials_file and aws_profile,
- *                              ;   session_token_file, region) instead of
+ *                              ;   session_token_file, region; azure:
+ *                              ;   subscription, resource_group, tenant,
+ *                              ;   client_id, client_secret_file or
+ *                              ;   private_key_file + certificate_file,
+ *                              ;   login_url, assertion_alg) instead of
  *                              ;   the primary
  *                              ;   and TSIG keys (mailmode.conf(5))
  *   primary = 192.0.2.53       ; optional: where UPDATEs and the reads
@@ -81,6 +84,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <ldns/ldns.h>
 
@@ -283,6 +287,7 @@ static const char *const provider_names[] = {
 	[GW_PROVIDER_CLOUDFLARE] = "cloudflare",
 	[GW_PROVIDER_GCLOUD] = "gcloud",
 	[GW_PROVIDER_ROUTE53] = "route53",
+	[GW_PROVIDER_AZURE] = "azure",
 };
 
 const char *gw_config_provider_name(enum gw_provider_kind kind)
@@ -305,13 +310,9 @@ static int read_provider(const struct key_reader *kr, struct gw_config *cfg)
 			return MAILMODE_OK;
 		}
 	}
-	if (strcmp(value, "azure") == 0)
-		return bad_value(kr, section, "provider", value,
-		                 "is not implemented yet (use rfc2136, cloudflare, "
-		                 "gcloud or route53)");
 	return bad_value(kr, section, "provider", value,
 	                 "is not a DNS provider (use rfc2136, cloudflare, "
-	                 "gcloud or route53)");
+	                 "gcloud, route53 or azure)");
 }
 
 static int read_tsig(const struct key_reader *kr, struct gw_config *cfg)
@@ -453,6 +454,40 @@ static int read_word(const struct key_reader *kr, const char *section,
 	return MAILMODE_OK;
 }
 
+/* An https:// URL key (dflt when absent) into out, without a final slash. */
+static int read_url(const struct key_reader *kr, const char *section,
+                    const char *key, const char *dflt, char *out, size_t len)
+{
+	const char *value = get(kr, section, key);
+	size_t used;
+
+	if (!value)
+		value = dflt;
+	if (strncmp(value, "https://", 8) != 0)
+		return bad_value(kr, section, key, value, "is not an https:// URL");
+	if ((size_t)snprintf(out, len, "%s", value) >= len)
+		return bad_value(kr, section, key, value, "is too long");
+	used = strlen(out);
+	if (out[used - 1] == '/')
+		out[used - 1] = '\0';
+	return MAILMODE_OK;
+}
+
+/* A string key copied into out; "" when absent.  required: its absence
+ * is an error that says what to put there. */
+static int read_string(const struct key_reader *kr, const char *section,
+                       const char *key, const char *required, char *out,
+                       size_t out_len)
+{
+	const char *value = get(kr, section, key);
+
+	if (!value && required)
+		return missing(kr, section, key, required);
+	if (value && (size_t)snprintf(out, out_len, "%s", value) >= out_len)
+		return bad_value(kr, section, key, value, "is too long");
+	return MAILMODE_OK;
+}
+
 /* Route 53: an access key id with secret_access_key_file, or the AWS shared
  * credentials file; the signing region. */
 static int read_route53(const struct key_reader *kr, struct gw_config *cfg)
@@ -503,6 +538,63 @@ static int read_route53(const struct key_reader *kr, struct gw_config *cfg)
 	                 sizeof(cfg->session_token_file));
 }
 
+/* Azure DNS: the subscription (and resource group) holding the zone and
+ * the Entra ID app (client credentials) that may change it. */
+static int read_azure(const struct key_reader *kr, struct gw_config *cfg)
+{
+	const char *section = cfg->dns_section;
+	struct gw_azure_config *az = &cfg->azure;
+	const char *secret = get(kr, section, "client_secret_file");
+	const char *key = get(kr, section, "private_key_file");
+	const char *value;
+	int rc;
+
+	rc = read_string(kr, section, "subscription", "the Azure subscription id "
+	                 "holding the DNS zone", az->subscription,
+	                 sizeof(az->subscription));
+	if (rc == MAILMODE_OK)
+		rc = read_string(kr, section, "resource_group", NULL,
+		                 az->resource_group, sizeof(az->resource_group));
+	if (rc == MAILMODE_OK)
+		rc = read_string(kr, section, "tenant", "the Entra ID tenant (GUID "
+		                 "or x.onmicrosoft.com) of the app", az->tenant,
+		                 sizeof(az->tenant));
+	if (rc == MAILMODE_OK)
+		rc = read_string(kr, section, "client_id", "the app registration's "
+		                 "application (client) id", az->client_id,
+		                 sizeof(az->client_id));
+	if (rc != MAILMODE_OK)
+		return rc;
+	if (secret && key)
+		return bad_value(kr, section, "private_key_file", key,
+		                 "and client_secret_file are both set: give one");
+	if (!secret && !key)
+		return missing(kr, section, "client_secret_file",
+		               "a file holding the app's client secret, mode 0600, "
+		               "or private_key_file for certificate credentials");
+	az->certificate = key != NULL;
+	rc = read_path(kr, section, key ? "private_key_file" : "client_secret_file",
+	               cfg->credentials_file, sizeof(cfg->credentials_file));
+	if (rc == MAILMODE_OK)
+		rc = read_path(kr, section, "certificate_file", az->certificate_file,
+		               sizeof(az->certificate_file));
+	if (rc != MAILMODE_OK)
+		return rc;
+	if (az->certificate_file[0] && !key)
+		return missing(kr, section, "private_key_file",
+		               "certificate_file needs the certificate's private key");
+	rc = read_url(kr, section, "login_url", "https://login.microsoftonline.com",
+	              az->login_url, sizeof(az->login_url));
+	if (rc != MAILMODE_OK)
+		return rc;
+	value = get(kr, section, "assertion_alg");
+	if (value && strcasecmp(value, "RS256") != 0 && strcasecmp(value, "PS256") != 0)
+		return bad_value(kr, section, "assertion_alg", value,
+		                 "is not PS256 or RS256");
+	az->rs256 = value && strcasecmp(value, "RS256") == 0;
+	return MAILMODE_OK;
+}
+
 /* The keys of the HTTPS providers: where the API is, whom to trust, and
  * the file holding the credential. */
 static int read_https(const struct key_reader *kr, struct gw_config *cfg)
@@ -510,28 +602,25 @@ static int read_https(const struct key_reader *kr, struct gw_config *cfg)
 	const char *section = cfg->dns_section;
 	bool cf = cfg->provider == GW_PROVIDER_CLOUDFLARE;
 	bool r53 = cfg->provider == GW_PROVIDER_ROUTE53;
+	bool az = cfg->provider == GW_PROVIDER_AZURE;
 	const char *cred_key = cf ? "api_token_file" : "service_account_file";
-	const char *value;
-	size_t len;
 	int rc;
 
-	value = get(kr, section, "api_url");
-	if (!value)
-		value = cf ? "https://api.cloudflare.com/client/v4"
-		           : r53 ? "https://route53.amazonaws.com"
-		                 : "https://dns.googleapis.com/dns/v1";
-	if (strncmp(value, "https://", 8) != 0)
-		return bad_value(kr, section, "api_url", value,
-		                 "is not an https:// URL");
-	if ((size_t)snprintf(cfg->api_url, sizeof(cfg->api_url), "%s", value) >=
-	    sizeof(cfg->api_url))
-		return bad_value(kr, section, "api_url", value, "is too long");
-	len = strlen(cfg->api_url);
-	if (cfg->api_url[len - 1] == '/')
-		cfg->api_url[len - 1] = '\0';
+	rc = read_url(kr, section, "api_url",
+	              cf ? "https://api.cloudflare.com/client/v4"
+	              : r53 ? "https://route53.amazonaws.com"
+	              : az ? "https://management.azure.com"
+	                   : "https://dns.googleapis.com/dns/v1",
+	              cfg->api_url, sizeof(cfg->api_url));
+	if (rc != MAILMODE_OK)
+		return rc;
 	rc = read_path(kr, section, "ca_file", cfg->ca_file, sizeof(cfg->ca_file));
-	if (rc != MAILMODE_OK || r53)
-		return rc != MAILMODE_OK ? rc : read_route53(kr, cfg);
+	if (rc != MAILMODE_OK)
+		return rc;
+	if (r53)
+		return read_route53(kr, cfg);
+	if (az)
+		return read_azure(kr, cfg);
 	if (!get(kr, section, cred_key))
 		return missing(kr, section, cred_key,
 		               cf ? "a file holding the Cloudflare API token, mode 0600"
@@ -540,15 +629,12 @@ static int read_https(const struct key_reader *kr, struct gw_config *cfg)
 	               sizeof(cfg->credentials_file));
 	if (rc != MAILMODE_OK || cf)
 		return rc;
-	value = get(kr, section, "project");
-	if (value && (size_t)snprintf(cfg->project, sizeof(cfg->project), "%s",
-	                              value) >= sizeof(cfg->project))
-		return bad_value(kr, section, "project", value, "is too long");
-	value = get(kr, section, "managed_zone");
-	if (value && (size_t)snprintf(cfg->managed_zone, sizeof(cfg->managed_zone),
-	                              "%s", value) >= sizeof(cfg->managed_zone))
-		return bad_value(kr, section, "managed_zone", value, "is too long");
-	return MAILMODE_OK;
+	rc = read_string(kr, section, "project", NULL, cfg->project,
+	                 sizeof(cfg->project));
+	if (rc != MAILMODE_OK)
+		return rc;
+	return read_string(kr, section, "managed_zone", NULL, cfg->managed_zone,
+	                   sizeof(cfg->managed_zone));
 }
 
 /* primary, port, resolver, resolver_port. */

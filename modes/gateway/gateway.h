@@ -6,7 +6,9 @@
  *   dns.c       ldns helpers: resolvers, queries, zone/primary discovery
  *   provider.h  the DNS-provider seam (get RRset + version, replace if
  *               unchanged); provider.c picks one: rfc2136.c (RFC 2136 +
- *               TSIG), cloudflare.c, gcloud.c (their APIs over https.c)
+ *               TSIG), cloudflare.c, gcloud.c, route53.c, azure.c (their
+ *               APIs over https.c; route53.c parses XML with xml.c and
+ *               is signed by the host; azure.c signs in through lib/ms)
  *   authcheck.c every authoritative server asked directly, answers compared
  *   swap.c      the write path: the original kept, a checkpoint before each
  *               UPDATE, an unanswered UPDATE settled by re-reading
@@ -61,7 +63,8 @@ enum gw_provider_kind {
 	GW_PROVIDER_RFC2136 = 0,            /* a primary taking RFC 2136 UPDATEs */
 	GW_PROVIDER_CLOUDFLARE,             /* Cloudflare API v4 (cloudflare.c) */
 	GW_PROVIDER_GCLOUD,                 /* Google Cloud DNS v1 (gcloud.c) */
-	GW_PROVIDER_ROUTE53                 /* Amazon Route 53 (route53.c) */
+	GW_PROVIDER_ROUTE53,                /* Amazon Route 53 (route53.c) */
+	GW_PROVIDER_AZURE                   /* Azure DNS, ARM (azure.c) */
 };
 
 /* An Entra ID app's client credentials as a section gives them (tenant,
@@ -116,7 +119,7 @@ struct gw_config {
 	char tsig_secret_file[GW_TSIG_SECRET_FILE_MAX];
 	int timeout_s;
 	int64_t debug_pause_before_update_ms;
-	/* HTTPS providers (cloudflare, gcloud) */
+	/* HTTPS providers (cloudflare, gcloud, route53, azure) */
 	char api_url[GW_URL_MAX];           /* without a final slash */
 	char ca_file[GW_TSIG_SECRET_FILE_MAX];       /* "" = system store */
 	char credentials_file[GW_TSIG_SECRET_FILE_MAX]; /* api_token_file or
@@ -130,6 +133,18 @@ struct gw_config {
 	char access_key_id[128];            /* "" with aws_credentials_file */
 	char session_token_file[GW_TSIG_SECRET_FILE_MAX]; /* "" = none */
 	char region[64];                    /* signing region, us-east-1 */
+	struct gw_azure_config {            /* azure; credentials_file is the
+	                                       client_secret_file or the
+	                                       private_key_file */
+		char subscription[GW_NAME_MAX];
+		char resource_group[GW_NAME_MAX]; /* "" = the zone's, found */
+		char tenant[GW_NAME_MAX];
+		char client_id[GW_NAME_MAX];
+		bool certificate;           /* credentials_file is a key */
+		char certificate_file[GW_TSIG_SECRET_FILE_MAX]; /* "" = in the key file */
+		char login_url[GW_URL_MAX]; /* without a final slash */
+		bool rs256;                 /* assertion_alg = RS256 */
+	} azure;
 
 	/* [service NAME] */
 	struct gw_mx_set gateway;           /* gateway_ttl applied to each */
@@ -145,7 +160,7 @@ int gw_config_load(const struct gw_ctx *ctx, const struct mailmode_request *req,
                    struct gw_config *cfg, struct mailmode_diag *diag);
 
 /* The provider's name as configured ("rfc2136", "cloudflare", "gcloud",
- * "route53"). */
+ * "route53", "azure"). */
 const char *gw_config_provider_name(enum gw_provider_kind kind);
 
 /* Loads the TSIG secret (host->secret_load: refuses group/world-readable

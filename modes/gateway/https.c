@@ -130,7 +130,7 @@ static int call_once(struct gw_https *https, const char *method,
 	struct mailmode_diag scratch = { 0 };
 	struct mailmode_http_response resp = { 0 };
 	char type_header[128], accept_header[128];
-	const char *headers[4];
+	const char *headers[5];
 	size_t n = 0;
 	int rc;
 
@@ -144,6 +144,8 @@ static int call_once(struct gw_https *https, const char *method,
 	}
 	if (https->auth)
 		headers[n++] = https->auth;
+	if (https->condition)
+		headers[n++] = https->condition;
 	headers[n] = NULL;
 	struct mailmode_http_request req = {
 		.method = method,

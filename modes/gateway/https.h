@@ -1,7 +1,7 @@
 /*
- * JSON over HTTPS for the API providers (cloudflare.c, gcloud.c), through
- * the host's http_request (libcurl; it retries 429, 503 and 504 within the
- * retry budget, honouring Retry-After).  The bearer token lives here only,
+ * HTTPS for the API providers (cloudflare.c, gcloud.c, route53.c, azure.c),
+ * through the host's http_request (libcurl; it retries 429, 503 and 504
+ * within the retry budget, honouring Retry-After).  The bearer token lives here only,
  * in one header the host never logs, and is wiped on close.
  */
 #ifndef GATEWAY_HTTPS_H
@@ -21,6 +21,8 @@ struct gw_https {
 	 * aws_sigv4 NULL: not signed.  The strings are owned and wiped. */
 	struct mailmode_http_options sigv4;
 	const char *accept;         /* the Accept header; NULL: application/json */
+	const char *condition;      /* one more request header, as the caller
+	                               sets it ("If-Match: ..."); NULL: none */
 };
 
 /* What came back: any HTTP status.  json is the parsed body (NULL when

@@ -17,6 +17,8 @@ int gw_provider_open(struct gw_op *op, bool need_secret,
 		return gw_gcloud_open(op, provider);
 	case GW_PROVIDER_ROUTE53:
 		return gw_route53_open(op, provider);
+	case GW_PROVIDER_AZURE:
+		return gw_azure_open(op, provider);
 	case GW_PROVIDER_RFC2136:
 	default:
 		return gw_rfc2136_open(op, need_secret, provider);
@@ -37,6 +39,8 @@ int gw_provider_check_credentials(const struct gw_ctx *ctx,
 		return gw_gcloud_check_credentials(ctx, cfg, diag);
 	case GW_PROVIDER_ROUTE53:
 		return gw_route53_check_credentials(ctx, cfg, diag);
+	case GW_PROVIDER_AZURE:
+		return gw_azure_check_credentials(ctx, cfg, diag);
 	case GW_PROVIDER_RFC2136:
 	default:
 		rc = gw_config_load_secret(ctx, cfg, &secret, diag);

@@ -17,7 +17,9 @@
  *               DELETE is the exact old RRset (the server refuses any
  *               other: InvalidChangeBatch) plus the CREATE of the new one;
  *               the token is the RRset itself.
- * Later: Azure DNS (If-Match on the record set's etag).
+ *   azure.c     Azure DNS: a PUT of the record set with If-Match on its
+ *               etag (If-None-Match: * when there is none); the token is
+ *               the etag.
  * Only MX matters to this mode, so the RRset type is fixed to MX.
  */
 #ifndef GATEWAY_PROVIDER_H
@@ -130,6 +132,13 @@ int gw_route53_open(struct gw_op *op, struct gw_provider **provider);
 int gw_route53_check_credentials(const struct gw_ctx *ctx,
                                  const struct gw_config *cfg,
                                  struct mailmode_diag *diag);
+
+/* Azure DNS through Azure Resource Manager, Entra ID app credentials
+ * (azure.c). */
+int gw_azure_open(struct gw_op *op, struct gw_provider **provider);
+int gw_azure_check_credentials(const struct gw_ctx *ctx,
+                               const struct gw_config *cfg,
+                               struct mailmode_diag *diag);
 
 /* ---- swap.c: the write path of setup and teardown ----------------------- */
 

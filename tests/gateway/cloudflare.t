@@ -9,7 +9,7 @@ EMU_PY=$top_srcdir/tests/servers/cfemu.py
 PROVIDER_ZONE=cloudflare.test
 . "$top_srcdir/tests/gateway/provider-lib.sh"
 
-plan 52
+plan 50
 
 Z=cloudflare.test
 ORIG="3600 10 mx1.cloudflare.test.
@@ -72,7 +72,6 @@ SEC
 	section cf-wrong "$TEST_TMP/wrong.token"
 	section cf-open "$TEST_TMP/open.token"
 	section cf-down "$TEST_TMP/edit.token" "" https://127.0.0.1:9/client/v4
-	printf '[dns az]\nprovider = azure\n[profile az]\ndns = az\nservice = gw\n'
 	printf '[dns bogus]\nprovider = nsone\n[profile bogus]\ndns = bogus\nservice = gw\n'
 } >"$CONF"
 
@@ -80,12 +79,8 @@ wait_mx $Z "$ORIG"
 ok $? "BIND serves what the emulated Cloudflare zone holds (two MX, TTL 3600)"
 
 # --- config -------------------------------------------------------------------
-mm setup $Z --mode gateway --profile az --dry-run
-is "$rc" 1 "provider = azure: exit 1"
-like "$err" "\[dns az\] provider: 'azure' is not implemented yet \(use rfc2136, cloudflare, gcloud or route53\)" \
-	"azure is named as not implemented yet"
 mm setup $Z --mode gateway --profile bogus --dry-run
-like "$err" "\[dns bogus\] provider: 'nsone' is not a DNS provider \(use rfc2136, cloudflare, gcloud or route53\)" \
+like "$err" "\[dns bogus\] provider: 'nsone' is not a DNS provider \(use rfc2136, cloudflare, gcloud, route53 or azure\)" \
 	"an unknown provider: one line naming the section and the allowed values"
 mm setup $Z --mode gateway --profile cf-open
 is "$rc" 1 "a world-readable token file: exit 1"

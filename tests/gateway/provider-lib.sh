@@ -1,8 +1,8 @@
 # Shared set-up of the API-provider tests (cloudflare.t, gcloud.t,
-# route53.t): real
-# BIND 9 (primary + secondary, tests/servers/dns-harness) serving the zone
-# PROVIDER_ZONE behind the provider's emulator, a plugin directory holding
-# only the gateway plugin, and helpers.  Set PROVIDER_ZONE, then source it:
+# route53.t, azure.t): real BIND 9 (primary + secondary,
+# tests/servers/dns-harness) serving the zone PROVIDER_ZONE behind the
+# provider's emulator, a plugin directory holding only the gateway plugin,
+# and helpers.  Set PROVIDER_ZONE, then source it:
 #
 #   PROVIDER_ZONE=cloudflare.test
 #   . "$top_srcdir/tests/gateway/provider-lib.sh"

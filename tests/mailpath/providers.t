@@ -1,7 +1,8 @@
 #!/bin/sh
 # The sandbox's DNS-provider domains (sandbox.py PROVIDERS): cloudflare.test
 # at the emulated Cloudflare, gcloud.test at the emulated Google Cloud DNS,
-# each backed by its zone on the sandbox BIND.  For each: the gateway
+# route53.test at the emulated Route 53, azure.test at the emulated Azure
+# DNS, each backed by its zone on the sandbox BIND.  For each: the gateway
 # plugin passes mailmode-plugin-check on the domain, and a switch gateway
 # -> mailflow -> gateway under load loses no message and scans none twice
 # (the mail-path oracle); the API calls per switch and the time a change
@@ -9,8 +10,8 @@
 . "$top_srcdir/tests/mailpath/lib.sh"
 . "$top_srcdir/tests/sdk/check-lib.sh"
 
-PROVIDERS="cloudflare gcloud route53"
-plan 60
+PROVIDERS="cloudflare gcloud route53 azure"
+plan 80
 
 # prov NAME FIELD: a field of the provider's entry in sandbox.json.
 prov() {

@@ -70,7 +70,6 @@ Control API additions (no trace delay):
 """
 
 import argparse
-import base64
 import datetime
 import fcntl
 import fnmatch
@@ -90,11 +89,11 @@ import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from srvlib import pid_alive, write_atomic  # noqa: E402
+from srvlib import (aad_error, b64url, check_client, iso, load_certs,  # noqa: E402
+                    pid_alive, write_atomic)
 
 EXO_APP_ID = "00000002-0000-0ff1-ce00-000000000000"
 SCOPES = {"https://outlook.office365.com/.default", EXO_APP_ID + "/.default"}
-JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ODATA_CTYPE = ("application/json;odata.metadata=minimal;odata.streaming=true;"
                "IEEE754Compatible=false;charset=utf-8")
 RULES_NS = "Microsoft.Exchange.MessagingPolicies.Rules.Tasks."
@@ -117,28 +116,9 @@ HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 # --------------------------------------------------------------------------
 # small helpers
 
-def iso(t):
-    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime(
-        "%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def http_date_iso_ms(t):
     return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime(
         "%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def b64url_decode(s):
-    if not isinstance(s, str) or not re.fullmatch(r"[A-Za-z0-9_-]*", s):
-        raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
-
-
-def b64url(b):
-    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-
-
-
-
 
 
 # --------------------------------------------------------------------------
@@ -216,27 +196,6 @@ def ensure_certs(d):
     finally:
         fcntl.flock(lockf, fcntl.LOCK_UN)
         lockf.close()
-
-
-def load_certs(pem_text):
-    """Registered app credentials: list of dicts with thumbprints and key."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-    out = []
-    blocks = re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----",
-                        pem_text, re.S)
-    if not blocks:
-        raise ValueError("no PEM certificate found")
-    for blk in blocks:
-        c = x509.load_pem_x509_certificate(blk.encode())
-        der = c.public_bytes(serialization.Encoding.DER)
-        out.append({"x5t": b64url(hashlib.sha1(der).digest()),
-                    "x5t#S256": b64url(hashlib.sha256(der).digest()),
-                    "sha1_hex": hashlib.sha1(der).hexdigest().upper(),
-                    "key": c.public_key(), "pem": blk,
-                    "not_before": c.not_valid_before.replace(tzinfo=datetime.timezone.utc),
-                    "not_after": c.not_valid_after.replace(tzinfo=datetime.timezone.utc)})
-    return out
 
 
 # --------------------------------------------------------------------------
@@ -2373,15 +2332,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send(status, resp, hdrs)
 
     def aad_error(self, status, error, code, text):
-        trace = str(uuid.uuid4())
-        corr = self.headers.get("client-request-id") or str(uuid.uuid4())
-        ts = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
-        desc = "AADSTS%d: %s\r\nTrace ID: %s\r\nCorrelation ID: %s\r\nTimestamp: %s" % (
-            code, text, trace, corr, ts)
-        return status, {"error": error, "error_description": desc, "error_codes": [code],
-                        "timestamp": ts, "trace_id": trace, "correlation_id": corr,
-                        "error_uri": "https://login.microsoftonline.com/error?code=%d" % code
-                        }, {"error_code": code}
+        return aad_error(self.headers.get("client-request-id"), status, error, code, text)
 
     def token_logic(self, m, form, rec):
         emu = self.emu
@@ -2429,117 +2380,14 @@ class Handler(BaseHTTPRequestHandler):
                                   "include a 'scope' input parameter. The provided value for "
                                   "the input parameter 'scope' is not valid. The scope %s is "
                                   "not valid." % form["scope"])
-        has_secret = "client_secret" in form
-        has_assert = "client_assertion" in form or "client_assertion_type" in form
-        if has_secret and has_assert:
-            return self.aad_error(400, "invalid_request", 9002313, "Invalid request. Request "
-                                  "is malformed or invalid. Only one client authentication "
-                                  "method (client_secret or client_assertion) may be used.")
-        if has_secret:
-            rec["grant"] = "client_secret"
-            if not tenant.client_secret or not secrets.compare_digest(
-                    form["client_secret"].encode(), tenant.client_secret.encode()):
-                return self.aad_error(ic, "invalid_client", 7000215, "Invalid client secret "
-                                      "provided. Ensure the secret being sent in the request "
-                                      "is the client secret value, not the client secret ID, "
-                                      "for a secret added to app '%s'." % tenant.client_id)
-        elif has_assert:
-            rec["grant"] = "client_assertion"
-            err = self.check_assertion(tenant, form, rec, ic)
-            if err:
-                return err
-        else:
-            return self.aad_error(ic, "invalid_client", 7000218, "The request body must "
-                                  "contain the following parameter: 'client_assertion' or "
-                                  "'client_secret'.")
+        err = check_client(form, tenant.client_id, tenant.client_secret, tenant.certs,
+                           self.host_base() + self.path.split("?")[0], ic, rec,
+                           self.headers.get("client-request-id"))
+        if err:
+            return err
         tok, life = emu.issue_token(tenant)
         return 200, {"token_type": "Bearer", "expires_in": life, "ext_expires_in": life,
                      "access_token": tok}, {}
-
-    def check_assertion(self, tenant, form, rec, ic):
-        from cryptography.exceptions import InvalidSignature
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.asymmetric import padding
-        doc = ("Review the documentation at https://docs.microsoft.com/en-us/azure/"
-               "active-directory/develop/active-directory-certificate-credentials .")
-        if form.get("client_assertion_type") != JWT_BEARER:
-            return self.aad_error(400, "invalid_request", 9002313, "Invalid request. Request is "
-                                  "malformed or invalid. client_assertion_type must be '%s'."
-                                  % JWT_BEARER)
-        jwt = form.get("client_assertion") or ""
-        parts = jwt.split(".")
-        try:
-            if len(parts) != 3:
-                raise ValueError("expected 3 parts")
-            header = json.loads(b64url_decode(parts[0]))
-            claims = json.loads(b64url_decode(parts[1]))
-            sig = b64url_decode(parts[2])
-            if not isinstance(header, dict) or not isinstance(claims, dict):
-                raise ValueError("not a JSON object")
-        except (ValueError, UnicodeDecodeError) as e:
-            return self.aad_error(400, "invalid_request", 50027, "JWT token is invalid or "
-                                  "malformed (%s)." % e)
-        rec["assertion_header"] = header
-        rec["assertion_claims"] = claims
-        alg = header.get("alg")
-        if alg not in ("RS256", "PS256"):
-            return self.aad_error(ic, "invalid_client", 5002738, "Invalid JWT token. '%s' is "
-                                  "not a supported signature algorithm. Supported signing "
-                                  "algorithms are: 'RS256, PS256'." % alg)
-        cert, thumb = None, header.get("x5t#S256") or header.get("x5t")
-        for c in tenant.certs:
-            if (header.get("x5t") and header["x5t"] == c["x5t"]) or \
-                    (header.get("x5t#S256") and header["x5t#S256"] == c["x5t#S256"]):
-                cert = c
-                break
-        if cert is None:
-            return self.aad_error(ic, "invalid_client", 700027, "Client assertion failed "
-                                  "signature validation. [Reason - The key was not found., "
-                                  "Thumbprint of key used by client: '%s', Please visit the "
-                                  "Azure Portal, Graph Explorer or directly use MS Graph to see "
-                                  "configured keys for app Id '%s'.]" % (thumb, tenant.client_id))
-        signing_input = (parts[0] + "." + parts[1]).encode()
-        try:
-            if alg == "RS256":
-                cert["key"].verify(sig, signing_input, padding.PKCS1v15(), hashes.SHA256())
-            else:
-                cert["key"].verify(sig, signing_input,
-                                   padding.PSS(mgf=padding.MGF1(hashes.SHA256()),
-                                               salt_length=32), hashes.SHA256())
-        except (InvalidSignature, ValueError, TypeError, AttributeError):
-            return self.aad_error(ic, "invalid_client", 700027, "Client assertion failed "
-                                  "signature validation. [Reason - The provided signature value "
-                                  "did not match the expected signature value., Thumbprint of "
-                                  "key used by client: '%s', Found key 'Start=%s, End=%s']"
-                                  % (cert["sha1_hex"], cert["not_before"].strftime("%m/%d/%Y "
-                                                                                   "%H:%M:%S"),
-                                     cert["not_after"].strftime("%m/%d/%Y %H:%M:%S")))
-        expected = self.host_base() + self.path.split("?")[0]
-        if claims.get("aud") != expected:
-            return self.aad_error(ic, "invalid_client", 50012, "Client assertion audience claim "
-                                  "does not match Realm issuer. Expected '%s', got '%s'. %s"
-                                  % (expected, claims.get("aud"), doc))
-        cid = form["client_id"]
-        if str(claims.get("iss", "")).lower() != cid.lower() or \
-                str(claims.get("sub", "")).lower() != cid.lower():
-            return self.aad_error(ic, "invalid_client", 700021, "Client assertion application "
-                                  "identifier doesn't match 'client_id' parameter. %s" % doc)
-        for c in ("exp", "nbf"):
-            if not isinstance(claims.get(c), (int, float)) or isinstance(claims.get(c), bool):
-                return self.aad_error(400, "invalid_request", 50027, "JWT token is invalid or "
-                                      "malformed: the '%s' claim is missing or not a number."
-                                      % c)
-        if not claims.get("jti"):
-            return self.aad_error(400, "invalid_request", 50027, "JWT token is invalid or "
-                                  "malformed: the 'jti' claim is missing.")
-        now = time.time()
-        exp, nbf = claims["exp"], claims["nbf"]
-        if exp <= now or nbf > now + 300 or exp > now + 3600 + 300:
-            return self.aad_error(ic, "invalid_client", 700024, "Client assertion is not within "
-                                  "its valid time range. Current time: %s, assertion valid from "
-                                  "%s, expiry time of assertion %s. %s"
-                                  % (iso(now), iso(nbf), iso(exp), doc))
-        return None
 
     # ---- InvokeCommand
     def handle_invoke(self, path, query):

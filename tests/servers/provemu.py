@@ -1,6 +1,6 @@
-"""What the DNS-provider emulators (cfemu.py, gcloudemu.py, r53emu.py) share: HTTPS on
-loopback with a test CA, a request log, injectable faults, and the real BIND
-zone behind each emulated zone.
+"""What the DNS-provider emulators (cfemu.py, gcloudemu.py, r53emu.py,
+azureemu.py) share: HTTPS on loopback with a test CA, a request log,
+injectable faults, and the real BIND zone behind each emulated zone.
 
 Every change a provider accepts is pushed to BIND with an RFC 2136 UPDATE
 (nsupdate, TSIG) after the propagation delay, so the authoritative servers

@@ -14,8 +14,8 @@
     tenant, sandbox.onmicrosoft.com, whose accepted domains are those two, and
     an app registration with a client secret;
   - one emulated DNS provider per entry of PROVIDERS (cfemu.py,
-    gcloudemu.py, r53emu.py), each holding one domain (cloudflare.test,
-    gcloud.test, route53.test:
+    gcloudemu.py, r53emu.py, azureemu.py), each holding one domain
+    (cloudflare.test, gcloud.test, route53.test, azure.test:
     Microsoft 365 MX, no mode) whose real zone is on the BIND servers: a
     change the provider's API accepts is pushed to BIND after the
     propagation delay (--provider-delay), and verified there, on the
@@ -104,13 +104,21 @@ def gcloud_spec(p, secrets_dir):
     return spec, {"service_account_file": "providers/%s/mailmode.json" % p["name"]}
 
 
-# The emulated DNS providers, one domain each.  name: the [dns NAME-dns]
-# section's provider and the profile's name; emulator: the script in this
-# directory (provemu.py: --dir --spec --dns --propagation-delay, emu.json
-# with pid, api_url and ca_file); spec(p, secrets_dir): its spec and the
-# section's other keys (credential files relative to DIR; "{field}" is
-# filled from the emulator's emu.json, e.g. a token endpoint's URL).
-# Another provider is one more entry.
+def azure_spec(p, secrets_dir):
+    """azureemu.py's spec (it writes the app's secret file itself; the
+    client id is in its emu.json)."""
+    spec = {"subscription": "5a9c6b1e-3f0d-4c2a-9e7b-8d1f0a2b3c4d",
+            "tenant": "d1c2b3a4-0e9f-4a8b-b7c6-5d4e3f2a1b0c",
+            "zones": [{"resource_group": "rg-sandbox-dns", "name": p["domain"], "recordsets": [
+                {"name": "@", "TTL": PROVIDER_MX_TTL,
+                 "MXRecords": [{"preference": 0, "exchange": front_door(p["domain"])}]}]}],
+            "apps": [{"name": "mailmode", "roles": {
+                "": "Reader", "/resourceGroups/rg-sandbox-dns": "DNS Zone Contributor"}}]}
+    return spec, {"subscription": spec["subscription"], "tenant": spec["tenant"],
+                  "client_id": "{client_id_mailmode}", "login_url": "{login_url}",
+                  "client_secret_file": "providers/%s/mailmode.secret" % p["name"]}
+
+
 def route53_spec(p, secrets_dir):
     """r53emu.py's spec: an IAM user granted the actions mailmode.conf(5)
     lists, its secret in a file of its own."""
@@ -132,6 +140,14 @@ ROUTE53_KEY_ID = "AKIASANDBOXROUTE5301"
 ROUTE53_ACTIONS = ["route53:ListHostedZonesByName", "route53:ListResourceRecordSets",
                    "route53:ChangeResourceRecordSets", "route53:GetChange"]
 
+
+# The emulated DNS providers, one domain each.  name: the [dns NAME-dns]
+# section's provider and the profile's name; emulator: the script in this
+# directory (provemu.py: --dir --spec --dns --propagation-delay, emu.json
+# with pid, api_url and ca_file); spec(p, secrets_dir): its spec and the
+# section's other keys (credential files relative to DIR; "{field}" is
+# filled from the emulator's emu.json, e.g. a token endpoint's URL).
+# Another provider is one more entry.
 PROVIDERS = [
     {"name": "cloudflare", "domain": "cloudflare.test", "emulator": "cfemu.py",
      "spec": cloudflare_spec},
@@ -139,6 +155,8 @@ PROVIDERS = [
      "spec": gcloud_spec},
     {"name": "route53", "domain": "route53.test", "emulator": "r53emu.py",
      "spec": route53_spec},
+    {"name": "azure", "domain": "azure.test", "emulator": "azureemu.py",
+     "spec": azure_spec},
 ]
 
 CONFIG = """\
