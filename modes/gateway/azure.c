@@ -60,15 +60,15 @@ static void app_init(struct az *self, const struct gw_config *cfg)
 
 	self->app = (struct ms_app){
 		.section = cfg->dns_section,
-		.tenant = a->tenant,
-		.client_id = a->client_id,
-		.client_secret_file = a->certificate ? NULL : cfg->credentials_file,
-		.private_key_file = a->certificate ? cfg->credentials_file : NULL,
+		.tenant = a->app.tenant,
+		.client_id = a->app.client_id,
+		.client_secret_file = a->app.certificate ? NULL : a->app.credentials_file,
+		.private_key_file = a->app.certificate ? a->app.credentials_file : NULL,
 		.certificate_file = self->certificate_file,
-		.login_url = a->login_url,
+		.login_url = a->app.login_url,
 		.scope = MS_SCOPE_ARM,
 		.ca_file = self->api.ca_file,
-		.assertion_alg = a->rs256 ? MS_ASSERTION_RS256 : MS_ASSERTION_PS256,
+		.assertion_alg = a->app.rs256 ? MS_ASSERTION_RS256 : MS_ASSERTION_PS256,
 		.timeout_ms = (long)cfg->timeout_s * 1000,
 	};
 }
@@ -106,9 +106,9 @@ int gw_azure_check_credentials(const struct gw_ctx *ctx,
 	struct az self = { 0 };
 	int rc = MAILMODE_OK;
 
-	if (cfg->azure.certificate_file[0]) {
+	if (cfg->azure.app.certificate_file[0]) {
 		self.certificate_file = ctx->host->config_path(ctx->host->handle,
-		                                               cfg->azure.certificate_file);
+		                                               cfg->azure.app.certificate_file);
 		if (!self.certificate_file)
 			return MAILMODE_ERR_NOMEM;
 	}
@@ -357,7 +357,7 @@ static int find_zone(struct gw_provider *provider)
 		               "the right subscription, and may the app %s read its "
 		               "zones? %s", a->subscription,
 		               a->resource_group[0] ? " resource group " : "",
-		               a->resource_group, op->domain, a->client_id, ROLE);
+		               a->resource_group, op->domain, a->app.client_id, ROLE);
 		return MAILMODE_ERR_FAILED;
 	}
 	if (m.count > 1 || m.private_zone) {
@@ -724,9 +724,9 @@ int gw_azure_open(struct gw_op *op, struct gw_provider **out)
 	snprintf(provider->where, sizeof(provider->where), "Azure DNS (%.400s)",
 	         op->cfg->api_url);
 	rc = gw_https_open(op, &self->api);
-	if (rc == MAILMODE_OK && op->cfg->azure.certificate_file[0] &&
+	if (rc == MAILMODE_OK && op->cfg->azure.app.certificate_file[0] &&
 	    !(self->certificate_file = host->config_path(host->handle,
-	                                                 op->cfg->azure.certificate_file)))
+	                                                 op->cfg->azure.app.certificate_file)))
 		rc = MAILMODE_ERR_NOMEM;
 	if (rc != MAILMODE_OK) {
 		az_close(provider);

@@ -454,40 +454,6 @@ static int read_word(const struct key_reader *kr, const char *section,
 	return MAILMODE_OK;
 }
 
-/* An https:// URL key (dflt when absent) into out, without a final slash. */
-static int read_url(const struct key_reader *kr, const char *section,
-                    const char *key, const char *dflt, char *out, size_t len)
-{
-	const char *value = get(kr, section, key);
-	size_t used;
-
-	if (!value)
-		value = dflt;
-	if (strncmp(value, "https://", 8) != 0)
-		return bad_value(kr, section, key, value, "is not an https:// URL");
-	if ((size_t)snprintf(out, len, "%s", value) >= len)
-		return bad_value(kr, section, key, value, "is too long");
-	used = strlen(out);
-	if (out[used - 1] == '/')
-		out[used - 1] = '\0';
-	return MAILMODE_OK;
-}
-
-/* A string key copied into out; "" when absent.  required: its absence
- * is an error that says what to put there. */
-static int read_string(const struct key_reader *kr, const char *section,
-                       const char *key, const char *required, char *out,
-                       size_t out_len)
-{
-	const char *value = get(kr, section, key);
-
-	if (!value && required)
-		return missing(kr, section, key, required);
-	if (value && (size_t)snprintf(out, out_len, "%s", value) >= out_len)
-		return bad_value(kr, section, key, value, "is too long");
-	return MAILMODE_OK;
-}
-
 /* Route 53: an access key id with secret_access_key_file, or the AWS shared
  * credentials file; the signing region. */
 static int read_route53(const struct key_reader *kr, struct gw_config *cfg)
@@ -544,9 +510,6 @@ static int read_azure(const struct key_reader *kr, struct gw_config *cfg)
 {
 	const char *section = cfg->dns_section;
 	struct gw_azure_config *az = &cfg->azure;
-	const char *secret = get(kr, section, "client_secret_file");
-	const char *key = get(kr, section, "private_key_file");
-	const char *value;
 	int rc;
 
 	rc = read_string(kr, section, "subscription", "the Azure subscription id "
@@ -555,44 +518,9 @@ static int read_azure(const struct key_reader *kr, struct gw_config *cfg)
 	if (rc == MAILMODE_OK)
 		rc = read_string(kr, section, "resource_group", NULL,
 		                 az->resource_group, sizeof(az->resource_group));
-	if (rc == MAILMODE_OK)
-		rc = read_string(kr, section, "tenant", "the Entra ID tenant (GUID "
-		                 "or x.onmicrosoft.com) of the app", az->tenant,
-		                 sizeof(az->tenant));
-	if (rc == MAILMODE_OK)
-		rc = read_string(kr, section, "client_id", "the app registration's "
-		                 "application (client) id", az->client_id,
-		                 sizeof(az->client_id));
 	if (rc != MAILMODE_OK)
 		return rc;
-	if (secret && key)
-		return bad_value(kr, section, "private_key_file", key,
-		                 "and client_secret_file are both set: give one");
-	if (!secret && !key)
-		return missing(kr, section, "client_secret_file",
-		               "a file holding the app's client secret, mode 0600, "
-		               "or private_key_file for certificate credentials");
-	az->certificate = key != NULL;
-	rc = read_path(kr, section, key ? "private_key_file" : "client_secret_file",
-	               cfg->credentials_file, sizeof(cfg->credentials_file));
-	if (rc == MAILMODE_OK)
-		rc = read_path(kr, section, "certificate_file", az->certificate_file,
-		               sizeof(az->certificate_file));
-	if (rc != MAILMODE_OK)
-		return rc;
-	if (az->certificate_file[0] && !key)
-		return missing(kr, section, "private_key_file",
-		               "certificate_file needs the certificate's private key");
-	rc = read_url(kr, section, "login_url", "https://login.microsoftonline.com",
-	              az->login_url, sizeof(az->login_url));
-	if (rc != MAILMODE_OK)
-		return rc;
-	value = get(kr, section, "assertion_alg");
-	if (value && strcasecmp(value, "RS256") != 0 && strcasecmp(value, "PS256") != 0)
-		return bad_value(kr, section, "assertion_alg", value,
-		                 "is not PS256 or RS256");
-	az->rs256 = value && strcasecmp(value, "RS256") == 0;
-	return MAILMODE_OK;
+	return read_entra(kr, section, NULL, &az->app);
 }
 
 /* The keys of the HTTPS providers: where the API is, whom to trust, and

@@ -133,17 +133,10 @@ struct gw_config {
 	char access_key_id[128];            /* "" with aws_credentials_file */
 	char session_token_file[GW_TSIG_SECRET_FILE_MAX]; /* "" = none */
 	char region[64];                    /* signing region, us-east-1 */
-	struct gw_azure_config {            /* azure; credentials_file is the
-	                                       client_secret_file or the
-	                                       private_key_file */
+	struct gw_azure_config {            /* azure */
 		char subscription[GW_NAME_MAX];
 		char resource_group[GW_NAME_MAX]; /* "" = the zone's, found */
-		char tenant[GW_NAME_MAX];
-		char client_id[GW_NAME_MAX];
-		bool certificate;           /* credentials_file is a key */
-		char certificate_file[GW_TSIG_SECRET_FILE_MAX]; /* "" = in the key file */
-		char login_url[GW_URL_MAX]; /* without a final slash */
-		bool rs256;                 /* assertion_alg = RS256 */
+		struct gw_entra app;        /* the Entra ID app that may change it */
 	} azure;
 
 	/* [service NAME] */
