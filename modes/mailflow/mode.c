@@ -974,11 +974,11 @@ static int wait_for_write(struct op *op, const char *name, int64_t started,
  * - the list as before: not visible yet; waited for, so that the next
  *   domain's setup under this lock does not write on the old list (and
  *   drop this domain);
- * - any other list: another writer's.  The tenant lock covers one process
- *   only, and a second mailmode process may read the list before this
- *   write and write its own after it: the domain's change is made again on
- *   that list.  A write of another process landing after this read-back
- *   is not seen here (doc/mailflow-limits.md). */
+ * - any other list: another writer's (a change made by hand, or a
+ *   killed holder's write landing after the core took its lock over): the
+ *   domain's change is made again on that list.  Other mailmode processes
+ *   wait for the core's lock on the tenant (state.c shared_locks); a write
+ *   landing after this read-back is not seen here (doc/mailflow-limits.md). */
 static int rule_read_back(struct op *op, const char *name, const char *const *before,
                           const char *const *wrote_first, int joining, cJSON *receipt,
                           struct mailmode_diag *diag)

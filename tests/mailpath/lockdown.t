@@ -20,9 +20,9 @@ IN="mailmode inbound from sandbox-service"
 RCPT=bob@fabrikam.test
 REFUSAL="550 5.7.51 TenantInboundAttribution; There is a partner connector configured that matched the message's recipient domain. The connector had either the RestrictDomainsToIPAddresses or RestrictDomainsToCertificate set"
 
-# The sandbox's profile asks for an OnPremises connector; the restrictions
-# apply only to Partner connectors, mailmode's default: this test's profile
-# leaves connector_type to it.
+# The restrictions apply only to Partner connectors, mailmode's default:
+# this test's profile leaves connector_type to it, whatever the sandbox's
+# says.
 sed '/^connector_type *=/d' "$MAILMODE_CONFIG" >"$SB/partner.conf"
 export MAILMODE_CONFIG="$SB/partner.conf"
 run mm -q setup fabrikam.test --mode mailflow
