@@ -103,9 +103,23 @@ cJSON *mm_json_from_text(const char *text);
 
 struct mm_op;
 /* Prints the plugin's plan for one operation and adds it to the JSON plan
- * array as {"step", "mode", "actions": [...]}. */
+ * array as {"step", "mode", "actions": [...]}: the plugin's actions
+ * (plugin.h plan_actions; {"text": line} for a plugin with plan() only),
+ * then its warnings ({"change": "warning", "text"}). */
 int mm_show_plan(struct mm_ctx *ctx, cJSON *plan, const struct mm_op *op,
                  enum mailmode_plan_op which);
+
+/* Ends a plan: one line per domain (its changes counted by change and
+ * object, the objects a scope shares, a tenant's, counted once, in the
+ * line of the first domain listing them; MX; the cache wait; warnings;
+ * the error of a plan that failed), printed and added to the document as
+ * "summary": {"domains": [{"domain", "changes": [{"change", "object",
+ * "count"}], "shared": [scopes], "mx", "wait_ms", "warnings", "error",
+ * "text"}], "shared": [{"scope", "domains", "changes", "first"}]}.
+ * entries: an array of {"domain", "plan": [steps], "error", "action"}. */
+void mm_plan_summary(struct mm_ctx *ctx, const cJSON *entries);
+/* The summary of one domain's plan (the array of its steps). */
+void mm_plan_summary_one(struct mm_ctx *ctx, const char *domain, cJSON *plan);
 
 struct mm_switch_options;
 /* Prints the plan of a switch (setup, verify, teardown, confirm) and adds
@@ -140,7 +154,8 @@ int mm_prepare_domain(struct mm_ctx *ctx, const char *domain, const char *profil
 int mm_domain_profile(struct mm_ctx *ctx, const struct mm_domain_row *row, int found,
                       char *profile, size_t len);
 /* A plain step of a plan that no plugin describes (verify, wait): printed,
- * and added to the JSON array plan; returns the item. */
+ * and added to the JSON array plan with the one action {"text": action};
+ * returns the item. */
 cJSON *mm_add_plan_step(struct mm_ctx *ctx, cJSON *plan, const char *step, const char *mode,
                         const char *action);
 /* What `status` says of a domain's prepared MX TTL. */

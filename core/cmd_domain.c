@@ -109,6 +109,17 @@ static int run_journaled(struct mm_ctx *ctx, struct job *job, enum mm_kind kind,
 	return rc;
 }
 
+/* setup or teardown --dry-run: the plan, then its summary. */
+static int dry_run(struct mm_ctx *ctx, const struct mm_op *op, enum mailmode_plan_op which)
+{
+	cJSON *plan = cJSON_AddArrayToObject(ctx->doc, "plan");
+	int rc = mm_show_plan(ctx, plan, op, which);
+
+	if (rc == MM_OK)
+		mm_plan_summary_one(ctx, op->domain, plan);
+	return rc;
+}
+
 int mm_cmd_setup(struct mm_ctx *ctx)
 {
 	struct job job = { 0 };
@@ -124,7 +135,7 @@ int mm_cmd_setup(struct mm_ctx *ctx)
 		op = (struct mm_op){ .plugin = plugin, .domain = job.domain, .profile = job.profile,
 		                     .receipt = again ? job.row.receipt : NULL,
 		                     .accepted_conflicts = ctx->args.accept_conflicts };
-		rc = mm_show_plan(ctx, cJSON_AddArrayToObject(ctx->doc, "plan"), &op, MAILMODE_PLAN_SETUP);
+		rc = dry_run(ctx, &op, MAILMODE_PLAN_SETUP);
 		goto out;
 	}
 	rc = run_journaled(ctx, &job, MM_KIND_SETUP, ctx->args.mode);
@@ -192,7 +203,7 @@ int mm_cmd_teardown(struct mm_ctx *ctx)
 		                     .receipt = job.row.receipt,
 		                     .flags = (job.row.adopted ? MAILMODE_REQ_ADOPTED : 0) |
 		                              (ctx->args.force ? MAILMODE_REQ_FORCE : 0) };
-		rc = mm_show_plan(ctx, cJSON_AddArrayToObject(ctx->doc, "plan"), &op, MAILMODE_PLAN_TEARDOWN);
+		rc = dry_run(ctx, &op, MAILMODE_PLAN_TEARDOWN);
 		goto out;
 	}
 	rc = run_journaled(ctx, &job, MM_KIND_TEARDOWN, plugin->desc->name);

@@ -34,20 +34,6 @@ static void report_json(struct mm_ctx *ctx, cJSON *to, const char *domain, const
 		       report->verify_attempts == 1 ? "" : "s");
 }
 
-cJSON *mm_add_plan_step(struct mm_ctx *ctx, cJSON *plan, const char *step, const char *mode,
-                        const char *action)
-{
-	cJSON *item = cJSON_CreateObject();
-
-	cJSON_AddStringToObject(item, "step", step);
-	cJSON_AddStringToObject(item, "mode", mode);
-	cJSON_AddItemToArray(cJSON_AddArrayToObject(item, "actions"), cJSON_CreateString(action));
-	cJSON_AddItemToArray(plan, item);
-	if (!ctx->output.json)
-		printf("%s %s mode: %s\n", step, mode, action);
-	return item;
-}
-
 static void add_quick_test_step(struct mm_ctx *ctx, cJSON *plan, const struct mm_plugin *to)
 {
 	char action[512];
@@ -149,9 +135,13 @@ int mm_cmd_switch(struct mm_ctx *ctx)
 		goto out;
 	if (ctx->args.dry_run) {
 		rc = mm_refuse_open_migration(ctx, domain);
-		if (rc == MM_OK && !(found && row.mode && strcmp(row.mode, ctx->args.to) == 0))
-			rc = mm_show_switch_plan(ctx, cJSON_AddArrayToObject(ctx->doc, "plan"), domain,
-			                         profile, to, from, &row, &opts);
+		if (rc == MM_OK && !(found && row.mode && strcmp(row.mode, ctx->args.to) == 0)) {
+			cJSON *plan = cJSON_AddArrayToObject(ctx->doc, "plan");
+
+			rc = mm_show_switch_plan(ctx, plan, domain, profile, to, from, &row, &opts);
+			if (rc == MM_OK)
+				mm_plan_summary_one(ctx, domain, plan);
+		}
 		goto out;
 	}
 	mm_engine_for(ctx, &e);

@@ -204,19 +204,46 @@ static int prepare_runbook(struct mm_ctx *ctx, const struct mm_runbook *rb, stru
 	return MM_OK;
 }
 
+/* One domain's switch plan into item; a plan that fails is reported in
+ * it (and on stderr) and does not stop the others'. */
+static int plan_job(struct mm_ctx *ctx, const struct job *job, cJSON *item,
+                    const struct mm_switch_options *opts)
+{
+	const char *domain = job->entry->domain;
+	struct mm_domain_row row = { 0 };
+	int found = 0, rc = MM_OK;
+
+	if (ctx->state)
+		rc = mm_state_get_domain(ctx->state, domain, &row, &found, ctx->err);
+	if (rc == MM_OK)
+		rc = mm_show_switch_plan(ctx, cJSON_AddArrayToObject(item, "plan"), domain,
+		                         job->profile, mm_plugins_find(&ctx->plugins, job->entry->mode),
+		                         job->from_mode ? mm_plugins_find(&ctx->plugins, job->from_mode)
+		                                        : NULL,
+		                         &row, opts);
+	mm_domain_row_clear(&row);
+	if (rc != MM_OK) {
+		/* The plugin's diagnostic belongs to the domain, not the run. */
+		cJSON *diag = cJSON_DetachItemFromObjectCaseSensitive(ctx->doc, "diagnostic");
+
+		cJSON_AddStringToObject(item, "error", ctx->err);
+		if (diag)
+			cJSON_AddItemToObject(item, "diagnostic", diag);
+		fprintf(stderr, "mailmode: error: %s\n", ctx->err);
+	}
+	return rc;
+}
+
 static int plan_runbook(struct mm_ctx *ctx, const struct mm_runbook *rb, struct job *jobs)
 {
 	struct mm_switch_options opts = switch_options(ctx, rb);
 	cJSON *list = cJSON_AddArrayToObject(ctx->doc, "domains");
-	size_t i;
-	int rc;
+	size_t i, failed = 0;
 
 	for (i = 0; i < rb->count; i++) {
 		struct job *job = &jobs[i];
 		const char *domain = job->entry->domain;
-		struct mm_domain_row row = { 0 };
 		cJSON *item = cJSON_CreateObject();
-		int found = 0;
 
 		cJSON_AddItemToArray(list, item);
 		cJSON_AddNumberToObject(item, "line", job->entry->line);
@@ -236,18 +263,15 @@ static int plan_runbook(struct mm_ctx *ctx, const struct mm_runbook *rb, struct 
 				printf("  %s\n", what);
 			continue;
 		}
-		if (ctx->state &&
-		    mm_state_get_domain(ctx->state, domain, &row, &found, ctx->err) != MM_OK)
-			return MM_ERR;
-		rc = mm_show_switch_plan(ctx, cJSON_AddArrayToObject(item, "plan"), domain, job->profile,
-		                         mm_plugins_find(&ctx->plugins, job->entry->mode),
-		                         job->from_mode ? mm_plugins_find(&ctx->plugins, job->from_mode)
-		                                        : NULL,
-		                         &row, &opts);
-		mm_domain_row_clear(&row);
-		if (rc != MM_OK)
-			return rc;
+		if (plan_job(ctx, job, item, &opts) != MM_OK)
+			failed++;
 	}
+	if (!ctx->output.json)
+		printf("\n");
+	mm_plan_summary(ctx, list);
+	if (failed)
+		return mm_fail(ctx, MM_ERR, "runbook %s: the plan of %zu of %zu domain(s) failed",
+		               rb->path, failed, rb->count);
 	return MM_OK;
 }
 

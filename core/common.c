@@ -184,44 +184,6 @@ int mm_refuse_open_migration(struct mm_ctx *ctx, const char *domain)
 	return rc;
 }
 
-int mm_show_plan(struct mm_ctx *ctx, cJSON *plan, const struct mm_op *op,
-                 enum mailmode_plan_op which)
-{
-	struct mailmode_diag diag;
-	const char *what = which == MAILMODE_PLAN_SETUP ? "setup" : "teardown";
-	cJSON *step, *actions;
-	char *text = NULL;
-	const char *line;
-	int rc = mm_op_plan(op, which, &text, &diag);
-
-	if (rc != MM_OK)
-		return mm_fail_diag(ctx, rc, &diag);
-	step = cJSON_CreateObject();
-	cJSON_AddItemToArray(plan, step);
-	cJSON_AddStringToObject(step, "step", what);
-	cJSON_AddStringToObject(step, "mode", op->plugin->desc->name);
-	actions = cJSON_AddArrayToObject(step, "actions");
-	mm_progress_end(&ctx->output);
-	if (!ctx->output.json)
-		printf("%s of %s in %s mode would:\n", what, op->domain, op->plugin->desc->name);
-	for (line = text; line && *line;) {
-		const char *eol = strchr(line, '\n');
-		int len = eol ? (int)(eol - line) : (int)strlen(line);
-		char *copy = strndup(line, (size_t)len);
-
-		if (copy)
-			cJSON_AddItemToArray(actions, cJSON_CreateString(copy));
-		free(copy);
-		if (!ctx->output.json)
-			printf("  %.*s\n", len, line);
-		line = eol ? eol + 1 : NULL;
-	}
-	if ((!text || !*text) && !ctx->output.json)
-		printf("  (nothing: already done)\n");
-	free(text);
-	return MM_OK;
-}
-
 int mm_domain_profile(struct mm_ctx *ctx, const struct mm_domain_row *row, int found,
                       char *profile, size_t len)
 {

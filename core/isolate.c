@@ -32,7 +32,7 @@
 
 static const char *const call_names[] = {
 	"validate_config", "observe", "plan", "setup", "verify", "teardown", "trace", "preflight",
-	"resources", "doctor", "mx_ttl"
+	"resources", "doctor", "mx_ttl", "plan_actions"
 };
 
 const char *mm_call_name(enum mm_call_kind kind)
@@ -77,6 +77,10 @@ int mm_call_invoke(const struct mailmode_plugin *d, void *ctx, const struct mail
 	case MM_CALL_MX_TTL:
 		if (d->abi_minor >= 4 && d->mx_ttl)
 			return d->mx_ttl(ctx, req, c->ttl_action, c->ttl, text, diag);
+		break;
+	case MM_CALL_PLAN_ACTIONS:
+		if (d->abi_minor >= 5 && d->plan_actions)
+			return d->plan_actions(ctx, req, c->which, text, diag);
 		break;
 	}
 	mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "%s: no %s operation", d->name,
@@ -157,7 +161,7 @@ int mm_call_decode(struct mm_wire_rd *rd, struct mm_call_msg *m)
 	m->req.prepared = m->strings[7] = mm_wire_get_str(rd);
 	/* The helper serves one call at a time: any non-NULL value names it. */
 	m->req.call = m;
-	if (rd->bad || m->call.kind > MM_CALL_MX_TTL || m->call.ttl_action > MAILMODE_TTL_RESTORE) {
+	if (rd->bad || m->call.kind > MM_CALL_PLAN_ACTIONS || m->call.ttl_action > MAILMODE_TTL_RESTORE) {
 		mm_call_msg_clear(m);
 		return -1;
 	}

@@ -34,7 +34,7 @@ struct mm_plugin;
 enum mm_call_kind {
 	MM_CALL_VALIDATE, MM_CALL_OBSERVE, MM_CALL_PLAN, MM_CALL_SETUP, MM_CALL_VERIFY,
 	MM_CALL_TEARDOWN, MM_CALL_TRACE, MM_CALL_PREFLIGHT, MM_CALL_RESOURCES, MM_CALL_DOCTOR,
-	MM_CALL_MX_TTL
+	MM_CALL_MX_TTL, MM_CALL_PLAN_ACTIONS
 };
 
 const char *mm_call_name(enum mm_call_kind kind);
@@ -46,14 +46,14 @@ int mm_call_writes(const struct mm_call *c);
 /* One call: what it takes and what it hands back. */
 struct mm_call {
 	enum mm_call_kind kind;
-	enum mailmode_plan_op which;     /* plan, preflight */
+	enum mailmode_plan_op which;     /* plan, preflight, plan_actions */
 	const char *message_id;          /* trace */
 	const char *recipient;           /* trace */
 	enum mailmode_ttl_action ttl_action;   /* mx_ttl */
 	uint32_t ttl;                    /* mx_ttl */
 	enum mailmode_presence presence; /* out: observe */
 	char *text;                      /* out, malloc'd: the receipt, report,
-	                                    plan, resources or checks */
+	                                    plan, resources, checks or actions */
 };
 
 /* Runs the call in this process (the plugin's context ctx). */

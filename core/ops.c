@@ -348,6 +348,57 @@ int mm_op_doctor(const struct mm_op *op, char **checks, struct mailmode_diag *di
 	return rc;
 }
 
+int mm_plugin_has_plan_actions(const struct mm_plugin *plugin)
+{
+	return plugin->desc->abi_minor >= 5 && plugin->desc->plan_actions != NULL;
+}
+
+/* plan()'s text as actions: each line {"text": line}. */
+static char *actions_of_text(const char *text)
+{
+	cJSON *actions = cJSON_CreateArray(), *item;
+	const char *line, *eol;
+	char *out = NULL, *copy;
+	int ok = actions != NULL;
+
+	for (line = text; ok && line && *line; line = eol ? eol + 1 : NULL) {
+		eol = strchr(line, '\n');
+		copy = strndup(line, eol ? (size_t)(eol - line) : strlen(line));
+		item = cJSON_CreateObject();
+		ok = copy && item && cJSON_AddStringToObject(item, "text", copy) &&
+		     cJSON_AddItemToArray(actions, item);
+		if (!ok)
+			cJSON_Delete(item);
+		free(copy);
+	}
+	if (ok)
+		out = cJSON_PrintUnformatted(actions);
+	cJSON_Delete(actions);
+	return out;
+}
+
+int mm_op_plan_actions(const struct mm_op *op, enum mailmode_plan_op which, char **actions,
+                       struct mailmode_diag *diag)
+{
+	struct mm_call c = { .kind = MM_CALL_PLAN_ACTIONS, .which = which };
+	char *text = NULL;
+	int rc;
+
+	*actions = NULL;
+	if (mm_plugin_has_plan_actions(op->plugin)) {
+		rc = call(op, &c, diag);
+		*actions = c.text;
+		return rc;
+	}
+	rc = mm_op_plan(op, which, &text, diag);
+	if (rc == MM_OK && !(*actions = actions_of_text(text))) {
+		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+		rc = MM_ERR;
+	}
+	free(text);
+	return rc;
+}
+
 const char *mm_presence_name(enum mailmode_presence presence)
 {
 	switch (presence) {

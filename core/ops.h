@@ -85,6 +85,14 @@ int mm_plugin_has_mx_ttl(const struct mm_plugin *plugin);
 int mm_op_mx_ttl(const struct mm_op *op, enum mailmode_ttl_action action, uint32_t ttl,
                  char **report, struct mailmode_diag *diag);
 
+/* Whether the plugin has the ABI 1.5 plan_actions operation. */
+int mm_plugin_has_plan_actions(const struct mm_plugin *plugin);
+/* The plan as values: ABI 1.5 plan_actions, or plan() for a plugin
+ * without it, each line an action {"text": line}.  *actions is a JSON
+ * array (the plugin's text, unchecked). */
+int mm_op_plan_actions(const struct mm_op *op, enum mailmode_plan_op which, char **actions,
+                       struct mailmode_diag *diag);
+
 const char *mm_presence_name(enum mailmode_presence presence);
 
 #endif

@@ -49,7 +49,7 @@ is "$(json_get "$out" "[s['step'] for s in d['plan']]")" "['setup', 'verify', 'w
 	"--json: the wait comes between verify and teardown"
 is "$(json_get "$out" "(d['plan'][2]['mode'], d['plan'][2]['mx_ttl'], d['plan'][2]['wait_ms'])")" "('example', 3600, 30000)" \
 	"--json: the mode kept, the TTL read, the capped wait"
-like "$(json_get "$out" "d['plan'][2]['actions'][0]")" "max-settle cuts it to 30 s: for up to 60 min after example mode is torn down, mail that resolvers still send to the replaced MX records reaches example mode's path without it and is not scanned" \
+like "$(json_get "$out" "d['plan'][2]['actions'][0]['text']")" "max-settle cuts it to 30 s: for up to 60 min after example mode is torn down, mail that resolvers still send to the replaced MX records reaches example mode's path without it and is not scanned" \
 	"the dry run with --max-settle names the risk"
 
 # A kill between the checkpoint and the UPDATE: the row says so.

@@ -84,7 +84,8 @@
  * 1.4: the host services http_request_opts (AWS Signature Version 4),
  * token_cache_load and token_cache_store; the operations mx_ttl and
  * doctor; the request field prepared; verify's "finish_after_settle" and
- * MAILMODE_REQ_SETTLED.
+ * MAILMODE_REQ_SETTLED; 1.5: the operation plan_actions (in the first
+ * reserved slot).
  */
 #ifndef MAILMODE_PLUGIN_H
 #define MAILMODE_PLUGIN_H
@@ -98,7 +99,7 @@ extern "C" {
 #endif
 
 #define MAILMODE_ABI_MAJOR 1
-#define MAILMODE_ABI_MINOR 4
+#define MAILMODE_ABI_MINOR 5
 
 /* The one symbol the loader looks up. */
 #define MAILMODE_PLUGIN_SYMBOL "mailmode_plugin_v1"
@@ -445,7 +446,8 @@ struct mailmode_plugin {
 	               struct mailmode_diag *diag);
 
 	/* Required.  Read-only.  *plan: the exact changes setup or teardown
-	 * would make, one per line, human-readable. */
+	 * would make, one per line, human-readable.  (A plugin with ABI 1.5
+	 * plan_actions is asked that instead for a dry run.) */
 	int (*plan)(void *ctx, const struct mailmode_request *req,
 	            enum mailmode_plan_op op, char **plan,
 	            struct mailmode_diag *diag);
@@ -553,8 +555,32 @@ struct mailmode_plugin {
 	int (*doctor)(void *ctx, const struct mailmode_request *req, char **checks,
 	              struct mailmode_diag *diag);
 
+	/* ABI 1.5, optional (NULL: the host runs plan() and makes each line
+	 * an action {"text": line}).  Read-only.  What plan() says, as
+	 * values: *actions is a JSON array, one object per change setup (op
+	 * MAILMODE_PLAN_SETUP) or teardown would make, in order:
+	 *   "change"  "create" | "update" | "remove" | "reuse" (exists and
+	 *             matches: nothing to do) | "replace" | "note"
+	 *   "object"  what it is: "inbound connector", "transport rule",
+	 *             "mx" (the domain's MX set), ...; absent for a note
+	 *   "name"    the object's name, when it has one
+	 *   "text"    required: the line plan() would print for it
+	 *   "shared"  the scope when the object serves many domains
+	 *             ("tenant T", "zone Z"): the host counts it once there
+	 *   "cmdlet", "parameters"  a change made by a cmdlet: its name and
+	 *             its parameters as a JSON object (strings, numbers,
+	 *             booleans, arrays, null), exactly those setup sends
+	 *   "zone", "delete", "add"  a DNS change: the zone and the records
+	 *             ({"name", "type", "ttl", and per type: "preference" and
+	 *             "exchange" for MX, "data" otherwise})
+	 * Warnings go in the diagnostic (MAILMODE_SEV_WARNING with
+	 * MAILMODE_OK), as for plan(): the host shows them in the plan. */
+	int (*plan_actions)(void *ctx, const struct mailmode_request *req,
+	                    enum mailmode_plan_op op, char **actions,
+	                    struct mailmode_diag *diag);
+
 	/* For operations added by later minor versions. */
-	void (*reserved[2])(void);
+	void (*reserved[1])(void);
 };
 
 /*
