@@ -235,6 +235,29 @@ const cJSON *mf_find_by_name(const cJSON *array, const char *name);
 void mf_cmdlet_line(struct ms_buf *out, const char *cmdlet,
                     const cJSON *params);
 
+/* A plan being written: its lines (plan()) and the same changes as JSON
+ * actions (ABI 1.5 plan_actions, plugin.h).  scope: what a shared object
+ * serves ("tenant T"). */
+struct mf_plan {
+	struct ms_buf text;
+	cJSON *actions;
+	char scope[320];
+	int failed;
+};
+
+int mf_plan_init(struct mf_plan *plan, const char *tenant);
+void mf_plan_free(struct mf_plan *plan);
+/* A cmdlet of the plan: its line and the action {"change", "object",
+ * "name", "shared" (when shared), "cmdlet", "parameters", "text"}, both
+ * from the one parameters object setup sends. */
+void mf_plan_cmdlet(struct mf_plan *plan, const char *change, const char *object,
+                    const char *name, int shared, const char *cmdlet, const cJSON *params);
+/* A line of the plan that is not a cmdlet ("# ..."): change "reuse" for
+ * an object left as it is, "note" otherwise (object and name may be
+ * NULL). */
+void mf_plan_note(struct mf_plan *plan, const char *change, const char *object,
+                  const char *name, int shared, const char *fmt, ...) MAILMODE_PRINTF(6, 7);
+
 /* ------------------------------------------------------------------ */
 /* Shared rules (shared.c) */
 

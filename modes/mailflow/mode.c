@@ -596,32 +596,37 @@ struct object_kind {
 	const char *new_cmdlet, *set_cmdlet, *remove_cmdlet;
 	const char *comment_field;   /* where our marker lives */
 	int is_rule;
+	int shared;                  /* serves many domains of the tenant */
 };
 
 /* The plan's line for an object that differs: its mismatches, then the
  * Set-* cmdlet. */
-static void plan_update(struct ms_buf *plan, const struct object_kind *kind,
+static void plan_update(struct mf_plan *plan, const struct object_kind *kind,
                         const char *name, const char *mismatches, const cJSON *params)
 {
+	struct ms_buf why = { 0 };
 	const char *m = mismatches;
 
-	ms_buf_addf(plan, "# %s '%s' exists but differs: ", kind->what, name);
 	while (*m) {
 		size_t len = strcspn(m, "\n");
 
-		ms_buf_addf(plan, "%.*s%s", (int)len, m, m[len] && m[len + 1] ? "; " : "\n");
+		ms_buf_addf(&why, "%.*s%s", (int)len, m, m[len] && m[len + 1] ? "; " : "");
 		m += len;
 		if (*m)
 			m++;
 	}
-	mf_cmdlet_line(plan, kind->set_cmdlet, params);
+	plan->failed |= why.failed;
+	mf_plan_note(plan, "note", kind->what, name, kind->shared,
+	             "%s '%s' exists but differs: %s", kind->what, name, why.data ? why.data : "");
+	mf_plan_cmdlet(plan, "update", kind->what, name, kind->shared, kind->set_cmdlet, params);
+	ms_buf_free(&why);
 }
 
 /* Brings an existing object of ours to the profile (Set-*). */
 static int update_object(struct op *op, const struct object_kind *kind,
                          const char *name, const cJSON *existing,
                          const cJSON *new_params, const char *mismatches,
-                         int keep_priority, int apply, struct ms_buf *plan,
+                         int keep_priority, int apply, struct mf_plan *plan,
                          cJSON *receipt, struct mailmode_diag *diag)
 {
 	const char *guid = ms_field_str(existing, "Guid");
@@ -738,7 +743,7 @@ out:
 static int reconcile_one(struct op *op, const struct object_kind *kind,
                          const char *name, const cJSON *existing,
                          cJSON *new_params, const char *mismatches,
-                         int keep_priority, int apply, struct ms_buf *plan,
+                         int keep_priority, int apply, struct mf_plan *plan,
                          cJSON *receipt, struct mailmode_diag *diag)
 {
 	const struct mailmode_host *host = op->host;
@@ -747,7 +752,8 @@ static int reconcile_one(struct op *op, const struct object_kind *kind,
 	if (!existing) {
 		if (apply)
 			return create_object(op, kind, name, new_params, receipt, diag);
-		mf_cmdlet_line(plan, kind->new_cmdlet, new_params);
+		mf_plan_cmdlet(plan, "create", kind->what, name, kind->shared, kind->new_cmdlet,
+		               new_params);
 		if (receipt_add(receipt, kind->receipt_key, name, NULL, "created", 0) != 0)
 			goto nomem;
 		return MAILMODE_OK;
@@ -766,8 +772,8 @@ static int reconcile_one(struct op *op, const struct object_kind *kind,
 		return update_object(op, kind, name, existing, new_params, mismatches,
 		                     keep_priority, apply, plan, receipt, diag);
 	if (!apply)
-		ms_buf_addf(plan, "# %s '%s' exists and matches the profile: reused\n",
-		            kind->what, name);
+		mf_plan_note(plan, "reuse", kind->what, name, kind->shared,
+		             "%s '%s' exists and matches the profile: reused", kind->what, name);
 	if (receipt_add(receipt, kind->receipt_key, name, existing, "reused",
 	                apply ? wall_ms(op) : 0) != 0)
 		goto nomem;
@@ -779,15 +785,15 @@ nomem:
 
 static const struct object_kind inbound_kind = {
 	"inbound connector", "inbound_connector", "New-InboundConnector",
-	"Set-InboundConnector", "Remove-InboundConnector", "Comment", 0
+	"Set-InboundConnector", "Remove-InboundConnector", "Comment", 0, 1
 };
 static const struct object_kind outbound_kind = {
 	"outbound connector", "outbound_connector", "New-OutboundConnector",
-	"Set-OutboundConnector", "Remove-OutboundConnector", "Comment", 0
+	"Set-OutboundConnector", "Remove-OutboundConnector", "Comment", 0, 1
 };
 static const struct object_kind rule_kind = {
 	"transport rule", "rule", "New-TransportRule", "Set-TransportRule",
-	"Remove-TransportRule", "Comments", 1
+	"Remove-TransportRule", "Comments", 1, 1
 };
 
 /* The shared rule a domain's setup brings to the profile: the one that
@@ -1065,7 +1071,7 @@ static int check_rule_room(struct op *op, struct mailmode_diag *diag)
 
 /* Set-TransportRule has no Enabled: a disabled rule is enabled by its
  * own cmdlet (checkpointed "updating" before). */
-static int enable_rule(struct op *op, int apply, struct ms_buf *plan, cJSON *receipt,
+static int enable_rule(struct op *op, int apply, struct mf_plan *plan, cJSON *receipt,
                        struct mailmode_diag *diag)
 {
 	cJSON *enable = identity_params(op->rule_name, 0);
@@ -1074,7 +1080,8 @@ static int enable_rule(struct op *op, int apply, struct ms_buf *plan, cJSON *rec
 	if (!enable)
 		goto nomem;
 	if (!apply) {
-		mf_cmdlet_line(plan, "Enable-TransportRule", enable);
+		mf_plan_cmdlet(plan, "update", rule_kind.what, op->rule_name, 1,
+		               "Enable-TransportRule", enable);
 		rc = MAILMODE_OK;
 		goto out;
 	}
@@ -1099,7 +1106,7 @@ out:
  * with the list and the domain), or makes one (New-TransportRule); brings
  * the rule to the profile either way.  The receipt names the rule and
  * says "creating"/"updating" before the write. */
-static int reconcile_rule(struct op *op, int apply, struct ms_buf *plan,
+static int reconcile_rule(struct op *op, int apply, struct mf_plan *plan,
                           cJSON *receipt, struct mailmode_diag *diag)
 {
 	const struct mailmode_host *host = op->host;
@@ -1199,7 +1206,7 @@ static const cJSON *legacy_rule(struct op *op, char name[MF_NAME_MAX])
 
 /* Once the domain is in a shared rule, its rule of the previous version
  * goes (receipt "legacy_rule", checkpointed "removing" before). */
-static int fold_legacy_rule(struct op *op, int apply, struct ms_buf *plan,
+static int fold_legacy_rule(struct op *op, int apply, struct mf_plan *plan,
                             cJSON *receipt, struct mailmode_diag *diag)
 {
 	char name[MF_NAME_MAX];
@@ -1213,9 +1220,10 @@ static int fold_legacy_rule(struct op *op, int apply, struct ms_buf *plan,
 	if (!params)
 		goto nomem;
 	if (!apply) {
-		ms_buf_addf(plan, "# transport rule '%s' of the previous version (one rule per domain) is folded into '%s'\n",
-		            name, op->rule_name);
-		mf_cmdlet_line(plan, "Remove-TransportRule", params);
+		mf_plan_note(plan, "note", rule_kind.what, name, 0,
+		             "transport rule '%s' of the previous version (one rule per domain) is folded into '%s'",
+		             name, op->rule_name);
+		mf_plan_cmdlet(plan, "remove", rule_kind.what, name, 0, "Remove-TransportRule", params);
 		cJSON_Delete(params);
 		return MAILMODE_OK;
 	}
@@ -1246,7 +1254,7 @@ nomem:
 
 /* The inbound connector first: a tenant whose plan forbids inbound
  * connectors then fails before anything is made. */
-static int reconcile(struct op *op, int apply, struct ms_buf *plan,
+static int reconcile(struct op *op, int apply, struct mf_plan *plan,
                      cJSON *receipt, struct mailmode_diag *diag)
 {
 	const struct mailmode_host *host = op->host;
@@ -1338,7 +1346,7 @@ static void report_warnings(struct op *op, struct mailmode_diag *diag,
  * kill, a lost answer) knows that "not listed" means removed by us. */
 static int remove_object(struct op *op, const struct object_kind *kind,
                          const char *name, const cJSON *object, int apply,
-                         struct ms_buf *plan, struct mailmode_diag *diag)
+                         struct mf_plan *plan, struct mailmode_diag *diag)
 {
 	const cJSON *entry = cJSON_GetObjectItemCaseSensitive(op->receipt, kind->receipt_key);
 	const char *action = ms_field_str(entry, "action");
@@ -1348,7 +1356,8 @@ static int remove_object(struct op *op, const struct object_kind *kind,
 	if (!params)
 		goto nomem;
 	if (!apply) {
-		mf_cmdlet_line(plan, kind->remove_cmdlet, params);
+		mf_plan_cmdlet(plan, "remove", kind->what, name, kind->shared, kind->remove_cmdlet,
+		               params);
 		rc = MAILMODE_OK;
 		goto out;
 	}
@@ -1454,14 +1463,14 @@ static int rule_lists_only(const cJSON *rule, const char *domain)
 
 static const struct object_kind legacy_kind = {
 	"transport rule", "legacy_rule", "New-TransportRule", "Set-TransportRule",
-	"Remove-TransportRule", "Comments", 1
+	"Remove-TransportRule", "Comments", 1, 0
 };
 
 /* Takes the domain out of a shared rule: Set-TransportRule with the
  * list less the domain (and the exceptions for what remains), or
  * Remove-TransportRule when it was the last.  The receipt says "leaving"
  * or "removing" before the write. */
-static int leave_rule(struct op *op, const cJSON *rule, int apply, struct ms_buf *plan,
+static int leave_rule(struct op *op, const cJSON *rule, int apply, struct mf_plan *plan,
                       struct mailmode_diag *diag)
 {
 	const char *name = ms_field_str(rule, "Name");
@@ -1486,9 +1495,10 @@ static int leave_rule(struct op *op, const cJSON *rule, int apply, struct ms_buf
 	if (!set)
 		goto nomem;
 	if (!apply) {
-		ms_buf_addf(plan, "# %s leaves transport rule '%s' (%zu other domain(s) stay)\n",
-		            op->req->domain, c.name, count - 1);
-		mf_cmdlet_line(plan, "Set-TransportRule", set);
+		mf_plan_note(plan, "note", rule_kind.what, c.name, 1,
+		             "%s leaves transport rule '%s' (%zu other domain(s) stay)",
+		             op->req->domain, c.name, count - 1);
+		mf_plan_cmdlet(plan, "update", rule_kind.what, c.name, 1, "Set-TransportRule", set);
 		rc = MAILMODE_OK;
 		goto out;
 	}
@@ -1517,7 +1527,7 @@ out:
 /* Takes the domain out of every shared rule that lists it, removes its
  * rule of the previous version, or makes sure what the receipt knows of
  * is gone. */
-static int unmake_rules(struct op *op, int apply, struct ms_buf *plan,
+static int unmake_rules(struct op *op, int apply, struct mf_plan *plan,
                         struct mailmode_diag *diag)
 {
 	const cJSON *rule = NULL, *entry;
@@ -1537,7 +1547,8 @@ static int unmake_rules(struct op *op, int apply, struct ms_buf *plan,
 	if (rc != MAILMODE_OK || found)
 		return rc;
 	if (!apply) {
-		ms_buf_addf(plan, "# %s is in no transport rule of mailmode's\n", op->req->domain);
+		mf_plan_note(plan, "note", NULL, NULL, 0, "%s is in no transport rule of mailmode's",
+		             op->req->domain);
 		return MAILMODE_OK;
 	}
 	entry = cJSON_GetObjectItemCaseSensitive(op->receipt, rule_kind.receipt_key);
@@ -1569,7 +1580,7 @@ static void connector_users(struct op *op, const cJSON *outbound, struct ms_buf 
  * gone.  A same-named object without our marker is someone else's. */
 static int unmake_connector(struct op *op, const struct object_kind *kind,
                             const char *name, const cJSON *object, int apply,
-                            struct ms_buf *plan, struct mailmode_diag *diag)
+                            struct mf_plan *plan, struct mailmode_diag *diag)
 {
 	const char *comment = object ? ms_field_str(object, kind->comment_field) : NULL;
 
@@ -1580,7 +1591,7 @@ static int unmake_connector(struct op *op, const struct object_kind *kind,
 	return confirm_gone(op, kind, name, 0, diag);
 }
 
-static int unmake(struct op *op, int apply, struct ms_buf *plan,
+static int unmake(struct op *op, int apply, struct mf_plan *plan,
                   struct mailmode_diag *diag)
 {
 	const struct mailmode_host *host = op->host;
@@ -1608,8 +1619,9 @@ static int unmake(struct op *op, int apply, struct ms_buf *plan,
 	}
 	if (users.len) {
 		if (!apply)
-			ms_buf_addf(plan, "# connectors '%s' and '%s' stay: still used by %s\n",
-			            op->outbound_name, op->inbound_name, users.data);
+			mf_plan_note(plan, "note", NULL, NULL, 1,
+			             "connectors '%s' and '%s' stay: still used by %s",
+			             op->outbound_name, op->inbound_name, users.data);
 		host->log(host->handle, MAILMODE_LOG_INFO,
 		          "keeping the connectors of service %s: still used by %s",
 		          op->profile->service, users.data);
@@ -1621,8 +1633,8 @@ static int unmake(struct op *op, int apply, struct ms_buf *plan,
 		rc = unmake_connector(op, &inbound_kind, op->inbound_name, inbound, apply,
 		                      plan, diag);
 	if (rc == MAILMODE_OK && !apply && !outbound && !inbound)
-		ms_buf_addf(plan, "# connectors '%s' and '%s' are already absent\n",
-		            op->outbound_name, op->inbound_name);
+		mf_plan_note(plan, "note", NULL, NULL, 1, "connectors '%s' and '%s' are already absent",
+		             op->outbound_name, op->inbound_name);
 out:
 	ms_buf_free(&users);
 	return rc;
@@ -1957,38 +1969,37 @@ static int mf_preflight(void *opaque, const struct mailmode_request *req,
 	return rc;
 }
 
-static int mf_plan(void *opaque, const struct mailmode_request *req,
-                   enum mailmode_plan_op which, char **plan_out,
-                   struct mailmode_diag *diag)
+/* plan() and plan_actions(): the same walk as setup's (reconcile) or
+ * teardown's (unmake), writing nothing. */
+static int build_plan(void *opaque, const struct mailmode_request *req,
+                      enum mailmode_plan_op which, struct mf_plan *plan,
+                      struct mailmode_diag *diag)
 {
 	struct op op;
-	struct ms_buf plan = { 0 };
 	cJSON *receipt = NULL;
 	int rc;
 
-	*plan_out = NULL;
 	rc = op_begin(opaque, req, which == MAILMODE_PLAN_TEARDOWN, &op, diag);
 	op.read_only = 1;   /* writes nothing */
 	if (rc != MAILMODE_OK)
 		goto out;
+	if (mf_plan_init(plan, op.profile->tenant) != 0)
+		goto nomem;
+	if (which == MAILMODE_PLAN_SETUP && (rc = preflight(&op, diag)) != MAILMODE_OK)
+		goto out;
+	mf_plan_note(plan, "note", NULL, NULL, 0, "tenant %s, service %s, domain %s",
+	             op.profile->tenant, op.profile->service, req->domain);
 	if (which == MAILMODE_PLAN_SETUP) {
-		rc = preflight(&op, diag);
-		if (rc != MAILMODE_OK)
-			goto out;
 		receipt = cJSON_CreateObject();
 		if (!receipt)
 			goto nomem;
-		ms_buf_addf(&plan, "# tenant %s, service %s, domain %s\n",
-		            op.profile->tenant, op.profile->service, req->domain);
-		rc = reconcile(&op, 0, &plan, receipt, diag);
+		rc = reconcile(&op, 0, plan, receipt, diag);
 	} else {
-		ms_buf_addf(&plan, "# tenant %s, service %s, domain %s\n",
-		            op.profile->tenant, op.profile->service, req->domain);
-		rc = unmake(&op, 0, &plan, diag);
+		rc = unmake(&op, 0, plan, diag);
 	}
 	if (rc != MAILMODE_OK)
 		goto out;
-	if (plan.failed || !(*plan_out = op.host->strdup(plan.data)))
+	if (plan->failed || plan->text.failed)
 		goto nomem;
 	report_warnings(&op, diag, "plan");
 	goto out;
@@ -1997,8 +2008,47 @@ nomem:
 	rc = MAILMODE_ERR_NOMEM;
 out:
 	cJSON_Delete(receipt);
-	ms_buf_free(&plan);
 	op_end(&op);
+	return rc;
+}
+
+static int mf_plan(void *opaque, const struct mailmode_request *req,
+                   enum mailmode_plan_op which, char **plan_out,
+                   struct mailmode_diag *diag)
+{
+	const struct mailmode_host *host = ((struct mf_ctx *)opaque)->host;
+	struct mf_plan plan = { 0 };
+	int rc = build_plan(opaque, req, which, &plan, diag);
+
+	*plan_out = NULL;
+	if (rc == MAILMODE_OK && !(*plan_out = host->strdup(plan.text.data ? plan.text.data : ""))) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+		rc = MAILMODE_ERR_NOMEM;
+	}
+	mf_plan_free(&plan);
+	return rc;
+}
+
+static int mf_plan_actions(void *opaque, const struct mailmode_request *req,
+                           enum mailmode_plan_op which, char **actions,
+                           struct mailmode_diag *diag)
+{
+	const struct mailmode_host *host = ((struct mf_ctx *)opaque)->host;
+	struct mf_plan plan = { 0 };
+	int rc = build_plan(opaque, req, which, &plan, diag);
+	char *json;
+
+	*actions = NULL;
+	if (rc == MAILMODE_OK) {
+		json = cJSON_PrintUnformatted(plan.actions);
+		*actions = json ? host->strdup(json) : NULL;
+		free(json);
+		if (!*actions) {
+			host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+			rc = MAILMODE_ERR_NOMEM;
+		}
+	}
+	mf_plan_free(&plan);
 	return rc;
 }
 
@@ -2171,6 +2221,7 @@ MAILMODE_PLUGIN_DEFINE(
 	.validate_config = mf_validate_config,
 	.observe = mf_observe,
 	.plan = mf_plan,
+	.plan_actions = mf_plan_actions,
 	.setup = mf_setup,
 	.verify = mf_verify,
 	.teardown = mf_teardown,

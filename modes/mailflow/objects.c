@@ -19,6 +19,7 @@
  */
 #include "mailflow.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1072,4 +1073,73 @@ void mf_cmdlet_line(struct ms_buf *out, const char *cmdlet, const cJSON *params)
 		}
 	}
 	ms_buf_add(out, "\n");
+}
+
+int mf_plan_init(struct mf_plan *plan, const char *tenant)
+{
+	memset(plan, 0, sizeof(*plan));
+	snprintf(plan->scope, sizeof(plan->scope), "tenant %s", tenant);
+	plan->actions = cJSON_CreateArray();
+	return plan->actions ? 0 : -1;
+}
+
+void mf_plan_free(struct mf_plan *plan)
+{
+	ms_buf_free(&plan->text);
+	cJSON_Delete(plan->actions);
+	plan->actions = NULL;
+}
+
+/* The action of one line (line without its newline). */
+static cJSON *plan_action(struct mf_plan *plan, const char *change, const char *object,
+                          const char *name, int shared, struct ms_buf *line)
+{
+	cJSON *a = cJSON_CreateObject();
+	int ok = a && line->data && !line->failed &&
+	         cJSON_AddStringToObject(a, "change", change) &&
+	         (!object || cJSON_AddStringToObject(a, "object", object)) &&
+	         (!name || cJSON_AddStringToObject(a, "name", name)) &&
+	         (!shared || cJSON_AddStringToObject(a, "shared", plan->scope));
+
+	if (ok) {
+		ms_buf_add(&plan->text, line->data);
+		line->data[line->len - 1] = '\0';
+		ok = cJSON_AddStringToObject(a, "text", line->data) &&
+		     cJSON_AddItemToArray(plan->actions, a);
+	}
+	if (!ok) {
+		cJSON_Delete(a);
+		plan->failed = 1;
+		return NULL;
+	}
+	return a;
+}
+
+void mf_plan_cmdlet(struct mf_plan *plan, const char *change, const char *object,
+                    const char *name, int shared, const char *cmdlet, const cJSON *params)
+{
+	struct ms_buf line = { 0 };
+	cJSON *a;
+
+	mf_cmdlet_line(&line, cmdlet, params);
+	a = plan_action(plan, change, object, name, shared, &line);
+	if (!a || !cJSON_AddStringToObject(a, "cmdlet", cmdlet) ||
+	    !cJSON_AddItemToObject(a, "parameters", cJSON_Duplicate(params, 1)))
+		plan->failed = 1;
+	ms_buf_free(&line);
+}
+
+void mf_plan_note(struct mf_plan *plan, const char *change, const char *object,
+                  const char *name, int shared, const char *fmt, ...)
+{
+	struct ms_buf line = { 0 };
+	char text[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	ms_buf_addf(&line, "# %s\n", text);
+	plan_action(plan, change, object, name, shared, &line);
+	ms_buf_free(&line);
 }
