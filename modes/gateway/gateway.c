@@ -9,7 +9,8 @@
  *   observe   the same look, as present / absent / partial
  *   teardown  compare-and-swap from the gateway set back to the original
  *             (adopted domains: fallback_mx); refuse on drift unless forced
- *   plan      the UPDATE setup or teardown would send, line by line
+ *   plan      the UPDATE setup or teardown would send, line by line (and,
+ *             plan_actions, the same as values: the records, the cmdlets)
  *   preflight what setup or teardown needs, proven without a change
  *
  * The original MX set is kept by the host (keep_original) before the first
@@ -425,17 +426,78 @@ out:
 	return rc;
 }
 
+cJSON *gw_plan_action(cJSON *actions, const char *change, const char *object,
+                      const char *name, const char *text)
+{
+	cJSON *a = cJSON_CreateObject();
+
+	if (!a || !cJSON_AddStringToObject(a, "change", change) ||
+	    (object && !cJSON_AddStringToObject(a, "object", object)) ||
+	    (name && !cJSON_AddStringToObject(a, "name", name)) ||
+	    !cJSON_AddStringToObject(a, "text", text) || !cJSON_AddItemToArray(actions, a)) {
+		cJSON_Delete(a);
+		return NULL;
+	}
+	return a;
+}
+
+/* The records of an MX set as a plan shows them. */
+static cJSON *mx_records(const char *name, const struct gw_mx_set *set)
+{
+	cJSON *list = cJSON_CreateArray(), *r;
+	size_t i;
+
+	for (i = 0; list && i < set->count; i++) {
+		r = cJSON_CreateObject();
+		if (!cJSON_AddItemToArray(list, r)) {
+			cJSON_Delete(r);
+			goto fail;
+		}
+		if (!cJSON_AddStringToObject(r, "name", name) ||
+		    !cJSON_AddStringToObject(r, "type", "MX") ||
+		    !cJSON_AddNumberToObject(r, "ttl", set->mx[i].ttl) ||
+		    !cJSON_AddNumberToObject(r, "preference", set->mx[i].pref) ||
+		    !cJSON_AddStringToObject(r, "exchange", set->mx[i].host))
+			goto fail;
+	}
+	return list;
+fail:
+	cJSON_Delete(list);
+	return NULL;
+}
+
+/* The MX change: the provider's description and the records. */
+static int plan_replace(struct gw_call *call, struct gw_provider *provider,
+                        const struct gw_rrset_version *live, const struct gw_mx_set *target,
+                        cJSON *actions)
+{
+	const char *domain = call->op.domain;
+	char text[8192];
+	cJSON *a;
+	int rc = provider->ops->describe_replace(provider, domain, live, target, text,
+	                                         sizeof(text));
+
+	if (rc != MAILMODE_OK)
+		return rc;
+	a = gw_plan_action(actions, "replace", "mx", domain, text);
+	if (!a || !cJSON_AddStringToObject(a, "zone", call->op.zone) ||
+	    !cJSON_AddItemToObject(a, "delete", mx_records(domain, &live->rrset)) ||
+	    !cJSON_AddItemToObject(a, "add", mx_records(domain, target)))
+		return MAILMODE_ERR_NOMEM;
+	return MAILMODE_OK;
+}
+
 /* The plan over the live set, refusing as setup or teardown would. */
-static int plan_text(struct gw_call *call, struct gw_provider *provider,
-                     enum mailmode_plan_op which,
-                     const struct gw_rrset_version *live, char *text,
-                     size_t len)
+static int plan_dns(struct gw_call *call, struct gw_provider *provider,
+                    enum mailmode_plan_op which, const struct gw_rrset_version *live,
+                    cJSON *actions)
 {
 	const char *domain = call->op.domain, *restore_label = NULL;
 	struct gw_mx_set restore;
 	const struct gw_mx_set *target = &call->cfg.gateway;
 	enum gw_live_kind kind;
 	bool done = false;
+	char text[512];
 	int rc;
 
 	if (which == MAILMODE_PLAN_TEARDOWN) {
@@ -448,20 +510,15 @@ static int plan_text(struct gw_call *call, struct gw_provider *provider,
 	}
 	if (rc != MAILMODE_OK)
 		return rc;
-	if (done && which == MAILMODE_PLAN_TEARDOWN &&
-	    !gw_mx_set_equal(&live->rrset, &restore)) {
-		snprintf(text, len, "no change: no gateway MX record is live at %s",
-		         domain);
-		return MAILMODE_OK;
-	}
-	if (done) {
-		snprintf(text, len, "no change: %s already has %s", domain,
-		         which == MAILMODE_PLAN_SETUP ? "the gateway MX set"
-		                                      : restore_label);
-		return MAILMODE_OK;
-	}
-	return provider->ops->describe_replace(provider, domain, live, target,
-	                                       text, len);
+	if (!done)
+		return plan_replace(call, provider, live, target, actions);
+	if (which == MAILMODE_PLAN_TEARDOWN && !gw_mx_set_equal(&live->rrset, &restore))
+		snprintf(text, sizeof(text), "no change: no gateway MX record is live at %s", domain);
+	else
+		snprintf(text, sizeof(text), "no change: %s already has %s", domain,
+		         which == MAILMODE_PLAN_SETUP ? "the gateway MX set" : restore_label);
+	return gw_plan_action(actions, "reuse", "mx", domain, text) ? MAILMODE_OK
+	                                                            : MAILMODE_ERR_NOMEM;
 }
 
 int gw_read_live(const struct gw_ctx *ctx, const struct mailmode_request *req,
@@ -489,38 +546,69 @@ int gw_read_live(const struct gw_ctx *ctx, const struct mailmode_request *req,
 	return (*provider)->ops->get_rrset(*provider, req->domain, live);
 }
 
+/* plan() and plan_actions(): the MX change, then the tenant side. */
+static int build_plan(const struct gw_ctx *ctx, const struct mailmode_request *req,
+                      enum mailmode_plan_op which, cJSON *actions, struct mailmode_diag *diag)
+{
+	struct gw_call *call = calloc(1, sizeof(*call));
+	struct gw_provider *provider = NULL;
+	struct gw_rrset_version live;
+	int rc = MAILMODE_ERR_NOMEM;
+
+	if (!call || !actions)
+		goto out;
+	/* Reading needs no secret; nothing is signed or sent. */
+	rc = gw_read_live(ctx, req, which, false, diag, call, &provider, &live);
+	if (rc == MAILMODE_OK)
+		rc = plan_dns(call, provider, which, &live, actions);
+	if (rc == MAILMODE_OK && call->cfg.tenant.enabled)
+		rc = gw_tenant_plan(call, which, call->tenant_locked, actions);
+out:
+	if (provider)
+		provider->ops->close(provider);
+	free(call);
+	return rc;
+}
+
 static int gw_plan(void *vctx, const struct mailmode_request *req,
                    enum mailmode_plan_op which, char **plan_out,
                    struct mailmode_diag *diag)
 {
 	const struct gw_ctx *ctx = vctx;
-	const struct mailmode_host *host = ctx->host;
-	struct gw_call *call = calloc(1, sizeof(*call));
-	struct gw_provider *provider = NULL;
-	struct gw_rrset_version live;
-	char text[8192] = "";
-	int rc;
+	cJSON *actions = cJSON_CreateArray();
+	const cJSON *a;
+	char text[16384] = "";
+	size_t used = 0;
+	int rc = build_plan(ctx, req, which, actions, diag);
 
 	*plan_out = NULL;
-	if (!call) {
+	cJSON_ArrayForEach(a, actions)
+		used += (size_t)snprintf(text + used, used < sizeof(text) ? sizeof(text) - used : 0,
+		                         "%s%s", used ? "\n" : "",
+		                         cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(a, "text")));
+	cJSON_Delete(actions);
+	if (rc == MAILMODE_OK && used >= sizeof(text))
 		rc = MAILMODE_ERR_NOMEM;
-		goto out;
-	}
-	/* Reading needs no secret; nothing is signed or sent. */
-	rc = gw_read_live(ctx, req, which, false, diag, call, &provider, &live);
-	if (rc != MAILMODE_OK)
-		goto out;
-	rc = plan_text(call, provider, which, &live, text, sizeof(text));
-	if (rc == MAILMODE_OK && call->cfg.tenant.enabled)
-		rc = gw_tenant_plan(call, which, call->tenant_locked, text, sizeof(text));
-	if (rc != MAILMODE_OK)
-		goto out;
-	*plan_out = host->strdup(text);
-	rc = *plan_out ? MAILMODE_OK : MAILMODE_ERR_NOMEM;
-out:
-	if (provider)
-		provider->ops->close(provider);
-	free(call);
+	if (rc == MAILMODE_OK && !(*plan_out = ctx->host->strdup(text)))
+		rc = MAILMODE_ERR_NOMEM;
+	return rc;
+}
+
+static int gw_plan_actions(void *vctx, const struct mailmode_request *req,
+                           enum mailmode_plan_op which, char **actions_out,
+                           struct mailmode_diag *diag)
+{
+	const struct gw_ctx *ctx = vctx;
+	cJSON *actions = cJSON_CreateArray();
+	char *json = NULL;
+	int rc = build_plan(ctx, req, which, actions, diag);
+
+	*actions_out = NULL;
+	if (rc == MAILMODE_OK && (!(json = cJSON_PrintUnformatted(actions)) ||
+	                          !(*actions_out = ctx->host->strdup(json))))
+		rc = MAILMODE_ERR_NOMEM;
+	free(json);
+	cJSON_Delete(actions);
 	return rc;
 }
 
@@ -809,6 +897,7 @@ MAILMODE_PLUGIN_DEFINE(
 	.validate_config = gw_validate_config,
 	.observe = gw_observe,
 	.plan = gw_plan,
+	.plan_actions = gw_plan_actions,
 	.setup = gw_setup,
 	.verify = gw_verify,
 	.teardown = gw_teardown,

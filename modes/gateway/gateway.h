@@ -420,9 +420,13 @@ int gw_tenant_check_credentials(const struct gw_ctx *ctx, const struct gw_config
 /* preflight: the tenant signs in and answers Get-InboundConnector; a
  * connector of that name that is not mailmode's is refused. */
 int gw_tenant_preflight(struct gw_call *call);
-/* Appends the tenant's lines to a plan (text holds the MX lines). */
+/* Appends the tenant's actions to a plan (after the MX change's). */
 int gw_tenant_plan(struct gw_call *call, enum mailmode_plan_op which, bool locked,
-                   char *text, size_t len);
+                   struct cJSON *actions);
+/* Adds a plan action {"change", "object", "name", "text"} (plugin.h
+ * plan_actions) to actions; NULL when out of memory. */
+struct cJSON *gw_plan_action(struct cJSON *actions, const char *change, const char *object,
+                             const char *name, const char *text);
 
 /* ---- ttl.c -------------------------------------------------------------- */
 

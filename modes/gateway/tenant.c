@@ -12,7 +12,7 @@
  *   gw_tenant_lift    teardown, before the MX goes back: the lock-down
  *                     lifted, and read back lifted
  *   gw_tenant_remove  teardown, once the MX is back
- *   gw_tenant_plan    the cmdlets setup or teardown would run
+ *   gw_tenant_plan    the cmdlets setup or teardown would run (plan actions)
  *
  * Every write is checkpointed first (the receipt's "tenant" plus "write":
  * {"object": "inbound connector NAME", ...}); a write whose answer was
@@ -24,6 +24,7 @@
 #include "ms/ms.h"
 
 #include <cjson/cJSON.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -515,14 +516,84 @@ int gw_tenant_preflight(struct gw_call *call)
 	return rc;
 }
 
-int gw_tenant_plan(struct gw_call *call, enum mailmode_plan_op which, bool locked,
-                   char *text, size_t len)
+/* One tenant-side action of the plan: its line, and the cmdlet with the
+ * parameters setup or teardown sends (params consumed; NULL for a line
+ * that is no change). */
+static int plan_cmdlet(cJSON *actions, const char *change, const char *name,
+                       const char *cmdlet, cJSON *params, const char *fmt, ...)
+{
+	char text[1024];
+	va_list ap;
+	cJSON *a;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	a = gw_plan_action(actions, change, "inbound connector", name, text);
+	if (a && !cmdlet)
+		return MAILMODE_OK;
+	if (a && params && cJSON_AddStringToObject(a, "cmdlet", cmdlet) &&
+	    cJSON_AddItemToObject(a, "parameters", params))
+		return MAILMODE_OK;
+	cJSON_Delete(params);
+	return MAILMODE_ERR_NOMEM;
+}
+
+static int plan_setup(struct gw_call *call, const cJSON *conn, bool locked, cJSON *actions)
 {
 	const struct gw_tenant_config *tc = &call->cfg.tenant;
+	char why[256] = "";
+	int rc;
+
+	if (!conn)
+		rc = plan_cmdlet(actions, "create", tc->connector, "New-InboundConnector",
+		                 connector_params(call, locked, true),
+		                 "before the MX: New-InboundConnector -Name '%s' -ConnectorType Partner -SenderDomains * -RequireTls $true -TlsSenderCertificateName %s -AssociatedAcceptedDomains %s%s%s (tenant [%s])",
+		                 tc->connector, tc->tls_cert_name, call->op.domain,
+		                 tc->enhanced_filtering ? " -EFSkipIPs " : "",
+		                 tc->enhanced_filtering ? "<service_ips>" : "", tc->section);
+	else if (connector_differs(call, conn, locked, why, sizeof(why)))
+		rc = plan_cmdlet(actions, "update", tc->connector, "Set-InboundConnector",
+		                 connector_params(call, locked, false),
+		                 "before the MX: Set-InboundConnector -Identity '%s' (%s)", tc->connector,
+		                 why);
+	else
+		rc = plan_cmdlet(actions, "reuse", tc->connector, NULL, NULL,
+		                 "no change: inbound connector '%s' as wanted", tc->connector);
+	if (rc == MAILMODE_OK && tc->lockdown && !locked)
+		rc = plan_cmdlet(actions, "update", tc->connector, "Set-InboundConnector",
+		                 connector_params(call, true, false),
+		                 "after the cache wait (the replaced MX's TTL): Set-InboundConnector -Identity '%s' -RestrictDomainsToCertificate $true (the lock-down)",
+		                 tc->connector);
+	return rc;
+}
+
+static int plan_teardown(struct gw_call *call, const cJSON *conn, cJSON *actions)
+{
+	const char *name = call->cfg.tenant.connector;
+	int rc = MAILMODE_OK;
+
+	if (!conn)
+		return plan_cmdlet(actions, "reuse", name, NULL, NULL,
+		                   "no change: inbound connector '%s' is not there", name);
+	if (ms_field_bool(conn, "RestrictDomainsToCertificate") == 1)
+		rc = plan_cmdlet(actions, "update", name, "Set-InboundConnector",
+		                 identity_params(call, "RestrictDomainsToCertificate", false),
+		                 "before the MX: Set-InboundConnector -Identity '%s' -RestrictDomainsToCertificate $false (lifting the lock-down)",
+		                 name);
+	if (rc == MAILMODE_OK)
+		rc = plan_cmdlet(actions, "remove", name, "Remove-InboundConnector",
+		                 identity_params(call, "Confirm", false),
+		                 "after the MX: Remove-InboundConnector -Identity '%s' -Confirm:$false",
+		                 name);
+	return rc;
+}
+
+int gw_tenant_plan(struct gw_call *call, enum mailmode_plan_op which, bool locked,
+                   cJSON *actions)
+{
 	struct gw_tenant t;
 	cJSON *conn = NULL;
-	size_t used = strlen(text);
-	char why[256] = "";
 	int rc;
 
 	rc = tenant_open(call, &t);
@@ -530,33 +601,9 @@ int gw_tenant_plan(struct gw_call *call, enum mailmode_plan_op which, bool locke
 		return rc;
 	rc = read_connector(&t, &conn);
 	tenant_close(&t);
-	if (rc != MAILMODE_OK)
-		return rc;
-#define ADD(...) (used += (size_t)snprintf(text + used, used < len ? len - used : 0, __VA_ARGS__))
-	if (which == MAILMODE_PLAN_SETUP) {
-		if (!conn)
-			ADD("%sbefore the MX: New-InboundConnector -Name '%s' -ConnectorType Partner -SenderDomains * -RequireTls $true -TlsSenderCertificateName %s -AssociatedAcceptedDomains %s%s%s (tenant [%s])",
-			    used ? "\n" : "", tc->connector, tc->tls_cert_name, call->op.domain,
-			    tc->enhanced_filtering ? " -EFSkipIPs " : "",
-			    tc->enhanced_filtering ? "<service_ips>" : "", tc->section);
-		else if (connector_differs(call, conn, locked, why, sizeof(why)))
-			ADD("%sbefore the MX: Set-InboundConnector -Identity '%s' (%s)", used ? "\n" : "",
-			    tc->connector, why);
-		else
-			ADD("%sno change: inbound connector '%s' as wanted", used ? "\n" : "", tc->connector);
-		if (tc->lockdown && !locked)
-			ADD("\nafter the cache wait (the replaced MX's TTL): Set-InboundConnector -Identity '%s' -RestrictDomainsToCertificate $true (the lock-down)",
-			    tc->connector);
-	} else if (!conn) {
-		ADD("%sno change: inbound connector '%s' is not there", used ? "\n" : "", tc->connector);
-	} else {
-		if (ms_field_bool(conn, "RestrictDomainsToCertificate") == 1)
-			ADD("%sbefore the MX: Set-InboundConnector -Identity '%s' -RestrictDomainsToCertificate $false (lifting the lock-down)",
-			    used ? "\n" : "", tc->connector);
-		ADD("%safter the MX: Remove-InboundConnector -Identity '%s' -Confirm:$false",
-		    used ? "\n" : "", tc->connector);
-	}
-#undef ADD
+	if (rc == MAILMODE_OK)
+		rc = which == MAILMODE_PLAN_SETUP ? plan_setup(call, conn, locked, actions)
+		                                  : plan_teardown(call, conn, actions);
 	cJSON_Delete(conn);
-	return used < len ? MAILMODE_OK : MAILMODE_ERR_NOMEM;
+	return rc;
 }
