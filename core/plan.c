@@ -44,20 +44,37 @@ static void add_warning(cJSON *actions, const char *line, size_t len)
 	free(copy);
 }
 
-/* A plugin that succeeded with warnings says so in its diagnostic: the
- * summary, and each line of the detail, become warnings of the plan. */
+/* A plugin that succeeded with warnings says so in its diagnostic: each
+ * line of the detail (the summary when there is none) becomes a warning
+ * of the plan. */
 static void add_warnings(cJSON *actions, const struct mailmode_diag *diag)
 {
 	const char *line, *eol;
 
 	if (diag->severity != MAILMODE_SEV_WARNING || !diag->summary[0])
 		return;
-	add_warning(actions, diag->summary, strlen(diag->summary));
+	if (!diag->detail[0])
+		add_warning(actions, diag->summary, strlen(diag->summary));
 	for (line = diag->detail; *line; line = eol ? eol + 1 : "") {
 		eol = strchr(line, '\n');
 		if ((eol ? (size_t)(eol - line) : strlen(line)) > 0)
 			add_warning(actions, line, eol ? (size_t)(eol - line) : strlen(line));
 	}
+}
+
+/* An action's text, each of its lines indented under the step. */
+static void print_action(const cJSON *a)
+{
+	const char *change = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(a, "change"));
+	const char *line = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(a, "text")), *eol;
+
+	if (change && strcmp(change, "warning") == 0)
+		printf("  warning: ");
+	else
+		printf("  ");
+	for (; (eol = strchr(line, '\n')); line = eol + 1)
+		printf("%.*s\n  ", (int)(eol - line), line);
+	printf("%s\n", line);
 }
 
 int mm_show_plan(struct mm_ctx *ctx, cJSON *plan, const struct mm_op *op,
@@ -86,12 +103,8 @@ int mm_show_plan(struct mm_ctx *ctx, cJSON *plan, const struct mm_op *op,
 	if (ctx->output.json)
 		return MM_OK;
 	printf("%s of %s in %s mode would:\n", what, op->domain, op->plugin->desc->name);
-	cJSON_ArrayForEach(a, actions) {
-		const char *change = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(a, "change"));
-
-		printf("  %s%s\n", change && strcmp(change, "warning") == 0 ? "warning: " : "",
-		       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(a, "text")));
-	}
+	cJSON_ArrayForEach(a, actions)
+		print_action(a);
 	if (cJSON_GetArraySize(actions) == 0)
 		printf("  (nothing: already done)\n");
 	return MM_OK;

@@ -472,7 +472,7 @@ static int plan_replace(struct gw_call *call, struct gw_provider *provider,
                         cJSON *actions)
 {
 	const char *domain = call->op.domain;
-	char text[8192];
+	char text[8192] = "";
 	cJSON *a;
 	int rc = provider->ops->describe_replace(provider, domain, live, target, text,
 	                                         sizeof(text));
