@@ -3,10 +3,11 @@
 # switch from no mode, rollback when verification never passes, teardown
 # failure left unfinished then resumed, abort, and locks.
 . "$top_srcdir/tests/cli/setup.sh"
-plan 45
+plan 47
 E="$TEST_TMP/example.json"
 T="$TEST_TMP/twin.json"
 world() { printf '%s\n' "$2" >"$1"; }
+json_get() { printf '%s' "$1" | "$PYTHON3" -c "import json,sys; d=json.load(sys.stdin); print($2)"; }
 FAST="--poll-interval 100ms --verify-timeout 2s"
 
 world "$E" '{"domains":{"a.test":{"route":"direct"},"b.test":{"route":"direct"}}}'
@@ -18,6 +19,12 @@ is "$rc" 0 "dry-run exits 0"
 like "$(printf '%s' "$out" | tr '\n' ' ')" "^setup of a.test in twin mode would: .*set route of a.test to twin-scanner" "dry-run: the new mode's setup first"
 like "$(printf '%s' "$out" | tr '\n' ' ')" "setup of a.test in twin.*verify twin mode.*teardown of a.test in example mode" "dry-run: in order setup, verify, teardown"
 is "$(world_route "$T" a.test)" "direct" "dry-run changed nothing"
+run mm --json switch a.test --to twin --dry-run $FAST
+is "$(json_get "$out" "[(s['step'], s['actions'][0]) for s in d['plan'] if s['step'] in ('setup', 'teardown')]")" \
+   "[('setup', {'text': '$T: set route of a.test to twin-scanner (now direct)'}), ('teardown', {'text': '$E: set route of a.test to direct (now scanner)'})]" \
+   "JSON: a plugin without plan_actions: each line of its plan an action {\"text\"}"
+is "$(json_get "$out" "d['summary']['domains'][0]['text']")" "a.test: nothing to change" \
+   "its summary counts nothing it cannot name"
 
 run mm switch a.test --to twin $FAST
 is "$rc" 0 "switch example -> twin"
