@@ -40,7 +40,7 @@ struct wire_result {
 
 static const char *const op_names[] = {
 	"load", "init", "validate_config", "observe", "plan", "setup", "verify", "teardown",
-	"resources"
+	"resources", "plan_actions"
 };
 
 /* The host table the plugin gets: the core's own services, except that log
@@ -245,6 +245,12 @@ static void read_facts(const struct mailmode_plugin *d, struct descriptor_facts 
 		else
 			facts->reserved_used++;
 	}
+	if (COVERS(d, plan_actions) && d->plan_actions) {
+		if (d->abi_minor >= 5)
+			facts->has_plan_actions = 1;
+		else
+			facts->reserved_used++;
+	}
 	if (COVERS(d, config_keys) && d->config_keys && d->abi_minor >= 2)
 		facts->has_config_keys = 1;
 	if (COVERS(d, reserved))
@@ -318,6 +324,10 @@ static int child_operation(const struct call_spec *spec, const struct mailmode_p
 		/* As the host does: only for a plugin whose minor has it. */
 		if (d->abi_minor >= 1 && d->resources)
 			rc = d->resources(ctx, req, text, diag);
+		break;
+	case CALL_PLAN_ACTIONS:
+		if (d->abi_minor >= 5 && d->plan_actions)
+			rc = d->plan_actions(ctx, req, spec->plan_op, text, diag);
 		break;
 	}
 	*presence = (int)seen;

@@ -22,7 +22,8 @@ enum call_op {
 	CALL_SETUP,
 	CALL_VERIFY,
 	CALL_TEARDOWN,
-	CALL_RESOURCES   /* ABI 1.1, optional */
+	CALL_RESOURCES,  /* ABI 1.1, optional */
+	CALL_PLAN_ACTIONS   /* ABI 1.5, optional */
 };
 
 struct call_spec {
@@ -57,6 +58,7 @@ struct descriptor_facts {
 	int reserved_used;             /* non-NULL slots its ABI minor reserves */
 	int has_config_keys;           /* ABI 1.2 config_keys, for abi_minor >= 2 */
 	int has_mx_ttl;                /* ABI 1.4 mx_ttl, for abi_minor >= 4 */
+	int has_plan_actions;          /* ABI 1.5 plan_actions, for abi_minor >= 5 */
 };
 
 /* One configuration key the plugin asked host->config_get for. */

@@ -47,6 +47,7 @@ struct check_run {
 	int loaded;                    /* the plugin passed the loader */
 	int has_resources;             /* and has the ABI 1.1 resources operation */
 	int has_config_keys;           /* and the ABI 1.2 config_keys */
+	int has_plan_actions;          /* and the ABI 1.5 plan_actions */
 	char *key_reads;               /* every call's, each line once (call.h), with
 	                                  "\tOPERATION" of the first call asking */
 };

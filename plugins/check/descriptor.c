@@ -127,6 +127,8 @@ static void check_reserved(struct check_run *run, const struct descriptor_facts 
 		verdict_note(&verdict, "optional operations: resources (ABI 1.1)");
 	if (f->has_mx_ttl)
 		verdict_note(&verdict, "optional operations: mx_ttl (ABI 1.4)");
+	if (f->has_plan_actions)
+		verdict_note(&verdict, "optional operations: plan_actions (ABI 1.5)");
 	tap_report(&run->tap, &verdict, "%s", descriptor_titles[5]);
 }
 
@@ -152,6 +154,7 @@ void check_descriptor(struct check_run *run)
 	run->loaded = result.has_facts && f->loaded && !verdict.failed;
 	run->has_resources = run->loaded && f->has_resources;
 	run->has_config_keys = run->loaded && f->has_config_keys;
+	run->has_plan_actions = run->loaded && f->has_plan_actions;
 
 	if (!result.has_facts || !f->readable) {
 		for (i = 0; i < NTITLES; i++)

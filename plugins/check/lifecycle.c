@@ -9,6 +9,7 @@
  * later steps still tell the author something, and teardown cleans up. */
 #include "check.h"
 
+#include "actions.h"
 #include "jsonsame.h"
 
 #include <ctype.h>
@@ -241,6 +242,23 @@ static void expect_same_report(const char *before, const char *after, const char
 	}
 }
 
+/* ABI 1.5: plan_actions says what plan said, as values (plugin.h). */
+static void check_plan_actions(struct lifecycle *lc, enum mailmode_plan_op which,
+                               const char *plan, struct verdict *verdict)
+{
+	struct call_result result;
+	char why[512] = "";
+
+	live_call(lc, CALL_PLAN_ACTIONS, "plan_actions", which, &result, verdict);
+	expect_rc(&result, MAILMODE_OK, "plan_actions", verdict);
+	if (returned(&result) && result.rc == MAILMODE_OK &&
+	    plan_actions_problem(result.text, plan, why, sizeof(why))) {
+		verdict_fail(verdict, "%s", why);
+		verdict_block(verdict, "plan_actions: ", result.text ? result.text : "(NULL)");
+	}
+	call_result_free(&result);
+}
+
 /* plan, then observe again: plan is read-only, so presence and report stay. */
 static void step_plan(struct lifecycle *lc, enum step step, enum mailmode_plan_op which,
                       int presence)
@@ -261,6 +279,8 @@ static void step_plan(struct lifecycle *lc, enum step step, enum mailmode_plan_o
 			             which == MAILMODE_PLAN_SETUP ? "setup" : "teardown");
 		else
 			verdict_block(&verdict, "plan: ", result.text);
+		if (lc->run->has_plan_actions)
+			check_plan_actions(lc, which, result.text, &verdict);
 	}
 	observe(lc, presence, "observe after plan", &after, &verdict, &seen_after);
 	expect_same_report(before, after, "plan", &verdict);

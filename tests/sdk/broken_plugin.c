@@ -7,6 +7,7 @@
  *   setup            prints to stdout; not idempotent (fails when done)
  *   verify           hangs
  *   plan teardown    calls exit()
+ *   plan_actions     an action without its text, a cmdlet without parameters
  *   teardown         crashes
  *   observe          reads a key its config_keys does not declare
  *
@@ -100,6 +101,20 @@ static int broken_plan(void *ctx, const struct mailmode_request *req, enum mailm
 	return *plan ? MAILMODE_OK : MAILMODE_ERR_NOMEM;
 }
 
+static int broken_plan_actions(void *ctx, const struct mailmode_request *req,
+                               enum mailmode_plan_op op, char **actions,
+                               struct mailmode_diag *diag)
+{
+	const struct broken *b = ctx;
+
+	(void)req;
+	(void)op;
+	(void)diag;
+	/* defect: no "text", and a cmdlet without its parameters object */
+	*actions = b->host->strdup("[{\"change\": \"create\", \"cmdlet\": \"New-Route\"}]");
+	return *actions ? MAILMODE_OK : MAILMODE_ERR_NOMEM;
+}
+
 static int broken_setup(void *ctx, const struct mailmode_request *req, char **receipt,
                         struct mailmode_diag *diag)
 {
@@ -173,6 +188,7 @@ MAILMODE_PLUGIN_DEFINE(
 	.validate_config = broken_validate,
 	.observe = broken_observe,
 	.plan = broken_plan,
+	.plan_actions = broken_plan_actions,
 	.setup = broken_setup,
 	.verify = broken_verify,
 	.teardown = broken_teardown,

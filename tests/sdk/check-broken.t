@@ -9,7 +9,7 @@ BROKEN=$top_builddir/tests/sdk/.libs/broken.so
 FIXTURES=$top_builddir/tests/fixtures/.libs
 [ -f "$BROKEN" ] || skip_all "the broken fixture is not built ($BROKEN)"
 
-plan 26
+plan 27
 
 printf '[profile lab]\nbroken_state = state\n' >"$TEST_TMP/mailmode.conf"
 
@@ -21,6 +21,7 @@ is "$rc" 1 "the checker fails the broken plugin (exit 1)"
 is "$(( $(check_count ok) + $(check_count 'not ok') ))" "$(check_planned)" \
 	"every planned check is reported"
 is "$(check_failed)" "validate_config rejects a profile with none of the mode's keys; \
+plan setup: lists the changes and changes nothing; \
 setup: succeeds with a JSON receipt; \
 setup again: succeeds, receipt of the same meaning (idempotent); \
 verify: in effect within the verify timeout (polled); \
@@ -40,6 +41,8 @@ like "$(check_block '^setup again')" \
 	"setup again: not idempotent"
 like "$(check_block '^verify')" \
 	"hung in verify: no answer within [0-9.]+ s, killed" "verify: the hang is cut at --timeout"
+like "$(check_block '^plan setup')" \
+	"action 0 of plan_actions has no \"text\" string" "plan_actions: an action without its text is named"
 like "$(check_block '^plan teardown')" \
 	"the process exited \\(status [0-9]+\\) in plan without returning" "plan teardown: exit() caught"
 like "$(check_block '^teardown: ')" \

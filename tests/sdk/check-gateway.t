@@ -5,7 +5,7 @@
 . "$top_srcdir/tests/gateway/gateway-lib.sh"
 . "$top_srcdir/tests/sdk/check-lib.sh"
 
-plan 8
+plan 9
 
 D=example.test
 check_plugin --config "$CONF" --profile lab --domain $D \
@@ -17,5 +17,6 @@ is "$(printf '%s\n' "$out" | grep -c '# SKIP')" 0 "none skipped: the live checks
 like "$(check_block '^config keys')" "^ok .* [0-9]+ distinct key\\(s\\) read during the checks, [1-9][0-9]* declared" \
 	"every configuration key it read is one its config_keys declares"
 like "$out" "optional operations: mx_ttl \\(ABI 1\\.4\\)" "it has the ABI 1.4 mx_ttl operation"
+like "$out" "optional operations: plan_actions \\(ABI 1\\.5\\)" "and plan_actions, checked against its plan"
 like "$(check_block '^resources')" "resource: dns-zone example\\.test" "it names the zone as its resource"
 is "$(mx_bind $D)" "$ORIG_EXAMPLE" "the zone serves the original MX set again"

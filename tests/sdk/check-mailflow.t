@@ -8,7 +8,7 @@
 
 [ -f "$PLUGIN_DIR/mailflow.so" ] || skip_all "mailflow.so is not built ($PLUGIN_DIR)"
 
-plan 8
+plan 9
 
 mf_start
 mf_tenant
@@ -26,6 +26,8 @@ is "$(check_count ok)" "$(check_planned)" "every check ok"
 is "$(check_failed)" "" "no check fails"
 like "$(check_block '^teardown again')" "refused retryably .*forced, it succeeded" "a second teardown right after setup is refused retryably, then forced"
 is "$(printf '%s\n' "$out" | grep -c '# SKIP')" 0 "none skipped: the live checks ran"
+like "$out" "optional operations: plan_actions \\(ABI 1\\.5\\)" \
+	"it has plan_actions, checked against its plan"
 like "$(check_block '^config keys')" "^ok .* [0-9]+ distinct key\\(s\\) read during the checks, [1-9][0-9]* declared" \
 	"every configuration key it read is one its config_keys declares"
 like "$(check_block '^resources')" "resource: tenant contoso\\.onmicrosoft\\.com" "it names the tenant as its resource"
