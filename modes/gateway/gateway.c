@@ -570,46 +570,56 @@ out:
 	return rc;
 }
 
-static int gw_plan(void *vctx, const struct mailmode_request *req,
-                   enum mailmode_plan_op which, char **plan_out,
-                   struct mailmode_diag *diag)
+/* plan()'s text: the actions' lines. */
+static char *plan_lines(const struct mailmode_host *host, const cJSON *actions)
 {
-	const struct gw_ctx *ctx = vctx;
-	cJSON *actions = cJSON_CreateArray();
 	const cJSON *a;
 	char text[16384] = "";
 	size_t used = 0;
-	int rc = build_plan(ctx, req, which, actions, diag);
 
-	*plan_out = NULL;
 	cJSON_ArrayForEach(a, actions)
 		used += (size_t)snprintf(text + used, used < sizeof(text) ? sizeof(text) - used : 0,
 		                         "%s%s", used ? "\n" : "",
 		                         cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(a, "text")));
+	return used < sizeof(text) ? host->strdup(text) : NULL;
+}
+
+/* The plan as plan() hands it back (its lines) or plan_actions() (the
+ * JSON actions). */
+static int plan_as(const struct gw_ctx *ctx, const struct mailmode_request *req,
+                   enum mailmode_plan_op which, bool as_actions, char **out,
+                   struct mailmode_diag *diag)
+{
+	cJSON *actions = cJSON_CreateArray();
+	char *json = NULL;
+	int rc = build_plan(ctx, req, which, actions, diag);
+
+	*out = NULL;
+	if (rc == MAILMODE_OK && as_actions && (json = cJSON_PrintUnformatted(actions)))
+		*out = ctx->host->strdup(json);
+	else if (rc == MAILMODE_OK && !as_actions)
+		*out = plan_lines(ctx->host, actions);
+	if (rc == MAILMODE_OK && !*out) {
+		ctx->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+		rc = MAILMODE_ERR_NOMEM;
+	}
+	free(json);
 	cJSON_Delete(actions);
-	if (rc == MAILMODE_OK && used >= sizeof(text))
-		rc = MAILMODE_ERR_NOMEM;
-	if (rc == MAILMODE_OK && !(*plan_out = ctx->host->strdup(text)))
-		rc = MAILMODE_ERR_NOMEM;
 	return rc;
+}
+
+static int gw_plan(void *vctx, const struct mailmode_request *req,
+                   enum mailmode_plan_op which, char **plan_out,
+                   struct mailmode_diag *diag)
+{
+	return plan_as(vctx, req, which, false, plan_out, diag);
 }
 
 static int gw_plan_actions(void *vctx, const struct mailmode_request *req,
                            enum mailmode_plan_op which, char **actions_out,
                            struct mailmode_diag *diag)
 {
-	const struct gw_ctx *ctx = vctx;
-	cJSON *actions = cJSON_CreateArray();
-	char *json = NULL;
-	int rc = build_plan(ctx, req, which, actions, diag);
-
-	*actions_out = NULL;
-	if (rc == MAILMODE_OK && (!(json = cJSON_PrintUnformatted(actions)) ||
-	                          !(*actions_out = ctx->host->strdup(json))))
-		rc = MAILMODE_ERR_NOMEM;
-	free(json);
-	cJSON_Delete(actions);
-	return rc;
+	return plan_as(vctx, req, which, true, actions_out, diag);
 }
 
 /* *report becomes root rendered (host->alloc'ed); root is consumed. */

@@ -2012,44 +2012,43 @@ out:
 	return rc;
 }
 
-static int mf_plan(void *opaque, const struct mailmode_request *req,
-                   enum mailmode_plan_op which, char **plan_out,
+/* The plan as plan() hands it back (its lines) or plan_actions() (the
+ * JSON actions). */
+static int plan_as(void *opaque, const struct mailmode_request *req,
+                   enum mailmode_plan_op which, int as_actions, char **out,
                    struct mailmode_diag *diag)
 {
 	const struct mailmode_host *host = ((struct mf_ctx *)opaque)->host;
 	struct mf_plan plan = { 0 };
 	int rc = build_plan(opaque, req, which, &plan, diag);
+	char *json = NULL;
 
-	*plan_out = NULL;
-	if (rc == MAILMODE_OK && !(*plan_out = host->strdup(plan.text.data ? plan.text.data : ""))) {
+	*out = NULL;
+	if (rc == MAILMODE_OK && as_actions && (json = cJSON_PrintUnformatted(plan.actions)))
+		*out = host->strdup(json);
+	else if (rc == MAILMODE_OK && !as_actions)
+		*out = host->strdup(plan.text.data ? plan.text.data : "");
+	if (rc == MAILMODE_OK && !*out) {
 		host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
 		rc = MAILMODE_ERR_NOMEM;
 	}
+	free(json);
 	mf_plan_free(&plan);
 	return rc;
+}
+
+static int mf_plan(void *opaque, const struct mailmode_request *req,
+                   enum mailmode_plan_op which, char **plan_out,
+                   struct mailmode_diag *diag)
+{
+	return plan_as(opaque, req, which, 0, plan_out, diag);
 }
 
 static int mf_plan_actions(void *opaque, const struct mailmode_request *req,
                            enum mailmode_plan_op which, char **actions,
                            struct mailmode_diag *diag)
 {
-	const struct mailmode_host *host = ((struct mf_ctx *)opaque)->host;
-	struct mf_plan plan = { 0 };
-	int rc = build_plan(opaque, req, which, &plan, diag);
-	char *json;
-
-	*actions = NULL;
-	if (rc == MAILMODE_OK) {
-		json = cJSON_PrintUnformatted(plan.actions);
-		*actions = json ? host->strdup(json) : NULL;
-		free(json);
-		if (!*actions) {
-			host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
-			rc = MAILMODE_ERR_NOMEM;
-		}
-	}
-	mf_plan_free(&plan);
-	return rc;
+	return plan_as(opaque, req, which, 1, actions, diag);
 }
 
 /* A receipt none of whose entries waits on an outcome (a write whose
