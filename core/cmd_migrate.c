@@ -44,6 +44,20 @@ static void add_quick_test_step(struct mm_ctx *ctx, cJSON *plan, const struct mm
 	mm_add_plan_step(ctx, plan, "quick-test", to->desc->name, action);
 }
 
+/* A cache wait that --max-settle cuts below the MX TTL leaves a window in
+ * which mail bypasses the new mode: a warning of the plan. */
+static void mark_capped_wait(cJSON *step, const struct mm_switch_options *opts)
+{
+	const cJSON *wait = cJSON_GetObjectItemCaseSensitive(step, "wait_ms");
+	const cJSON *ttl = cJSON_GetObjectItemCaseSensitive(step, "mx_ttl");
+	cJSON *action = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(step, "actions"), 0);
+
+	if (opts->max_settle_ms > 0 && cJSON_IsNumber(wait) && cJSON_IsNumber(ttl) && action &&
+	    wait->valuedouble == (double)opts->max_settle_ms &&
+	    ttl->valuedouble * 1000 > (double)opts->max_settle_ms)
+		cJSON_AddStringToObject(action, "change", "warning");
+}
+
 int mm_show_switch_plan(struct mm_ctx *ctx, cJSON *plan, const char *domain, const char *profile,
                         struct mm_plugin *to, struct mm_plugin *from,
                         const struct mm_domain_row *row, const struct mm_switch_options *opts)
@@ -63,8 +77,10 @@ int mm_show_switch_plan(struct mm_ctx *ctx, cJSON *plan, const char *domain, con
 	         "poll (from 0.1s, backing off to every %.1fs) for up to %.1fs; roll back if it never passes",
 	         (double)opts->poll_interval_ms / 1000, (double)opts->verify_timeout_ms / 1000);
 	mm_add_plan_step(ctx, plan, "verify", to->desc->name, verify);
-	if (from)
+	if (from) {
 		mm_show_settle_wait(ctx, plan, domain, profile, to, from, row, opts);
+		mark_capped_wait(cJSON_GetArrayItem(plan, cJSON_GetArraySize(plan) - 1), opts);
+	}
 	if (!from) {
 		if (ctx->args.quick_test)
 			add_quick_test_step(ctx, plan, to);

@@ -11,7 +11,7 @@
 # (a JSON world), so the MX records are the gateway's only.
 . "$top_srcdir/tests/gateway/gateway-lib.sh"
 
-plan 63
+plan 64
 
 cp "$PLUGIN_DIR/example.so" "$PLUGINS/"
 chmod 755 "$PLUGINS/example.so"
@@ -51,6 +51,8 @@ is "$(json_get "$out" "(d['plan'][2]['mode'], d['plan'][2]['mx_ttl'], d['plan'][
 	"--json: the mode kept, the TTL read, the capped wait"
 like "$(json_get "$out" "d['plan'][2]['actions'][0]['text']")" "max-settle cuts it to 30 s: for up to 60 min after example mode is torn down, mail that resolvers still send to the replaced MX records reaches example mode's path without it and is not scanned" \
 	"the dry run with --max-settle names the risk"
+is "$(json_get "$out" "(d['plan'][2]['actions'][0]['change'], d['summary']['domains'][0]['warnings'], d['summary']['domains'][0]['wait_ms'])")" \
+	"('warning', 1, 30000)" "the capped wait is a warning of the plan, counted in its summary with the wait"
 
 # A kill between the checkpoint and the UPDATE: the row says so.
 # kill_mid_prepare: starts a prepare that pauses before its UPDATE, kills
