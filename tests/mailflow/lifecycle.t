@@ -5,7 +5,7 @@
 . "$top_srcdir/tests/lib.sh"
 . "$top_srcdir/tests/mailflow/lib-mailflow.sh"
 
-plan 35
+plan 37
 
 mf_start --page-size 1
 mf_tenant
@@ -21,12 +21,30 @@ like "$out" "New-OutboundConnector -Name 'mailmode outbound to sophos' .*-SmartH
 like "$out" "New-TransportRule -Name 'mailmode route #1' -Priority 0 -RecipientDomainIs 'contoso.test' -RouteMessageOutboundConnector 'mailmode outbound to sophos' -ExceptIfSenderIpRanges '192.0.2.0/24','2001:db8::/32'" \
 	"plan: the rule at priority 0, excepting the service's addresses"
 is "$(mf_counts)" "0 0 0" "plan changed nothing in the tenant"
+run mm --json setup contoso.test --mode mailflow --profile p1 --dry-run
+plan_json=$out
+is "$(printf '%s' "$plan_json" | "$PYTHON3" -c '
+import json, sys
+d = json.load(sys.stdin)
+print([(a["change"], a["object"], a["cmdlet"], a["shared"]) for a in d["plan"][0]["actions"] if "cmdlet" in a],
+      [(c["change"], c["object"], c["count"]) for s in d["summary"]["shared"] for c in s["changes"]])')" \
+	"[('create', 'inbound connector', 'New-InboundConnector', 'tenant $MF_TENANT'), ('create', 'outbound connector', 'New-OutboundConnector', 'tenant $MF_TENANT'), ('create', 'transport rule', 'New-TransportRule', 'tenant $MF_TENANT')] [('create', 'inbound connector', 1), ('create', 'outbound connector', 1), ('create', 'transport rule', 1)]" \
+	"--json plan: each cmdlet an action of the tenant's shared objects; the summary counts them"
 
 # --- setup
 mf_reset_log
 run mm --json setup contoso.test --mode mailflow --profile p1
 is "$rc" 0 "setup succeeds"
 setup_out=$out
+# What setup sent, cmdlet by cmdlet, is what the plan said it would send.
+is "$(printf '%s' "$plan_json" | "$PYTHON3" -c '
+import json, sys
+planned = [(a["cmdlet"], a["parameters"]) for a in json.load(sys.stdin)["plan"][0]["actions"] if "cmdlet" in a]
+sent = [(b["CmdletInput"]["CmdletName"], b["CmdletInput"].get("Parameters") or {})
+        for b in (x["body"] if isinstance(x["body"], dict) else json.loads(x["body"]) for x in json.loads(sys.argv[1]))
+        if not b["CmdletInput"]["CmdletName"].startswith("Get-")]
+print("same" if planned == sent else "planned %r, sent %r" % (planned, sent))' "$(emu_ctl GET '/_emu/requests?kind=invoke')")" \
+	"same" "setup sent exactly the cmdlets and parameters objects of the JSON plan"
 like "$err" "contoso.onmicrosoft.com\\) is not covered" "setup warns that the onmicrosoft.com domain is not covered"
 is "$(mf_counts)" "1 1 1" "tenant has one inbound, one outbound connector and one rule"
 is "$(mf_state '[(o["ConnectorType"], o["SmartHosts"], o["UseMXRecord"], o["TlsSettings"], o["TlsDomain"], o["IsTransportRuleScoped"], o["Enabled"]) for o in s["outbound_connectors"]]')" \
