@@ -519,6 +519,7 @@ int gw_tenant_preflight(struct gw_call *call)
 /* One tenant-side action of the plan: its line, and the cmdlet with the
  * parameters setup or teardown sends (params consumed; NULL for a line
  * that is no change). */
+MAILMODE_PRINTF(6, 7)
 static int plan_cmdlet(cJSON *actions, const char *change, const char *name,
                        const char *cmdlet, cJSON *params, const char *fmt, ...)
 {
