@@ -79,7 +79,9 @@ int mm_state_lock_shared(struct mm_state *st, const char *resources, const char 
                          const char *command, long lease_ms, long wait_ms,
                          void (*waiting)(void *arg, const char *resource, const char *holder),
                          void *arg, char *notice, size_t noticelen, char *err);
-/* Extends the lease of every shared lock this connection holds. */
+/* Extends the lease of every shared lock this connection took.  MM_ERR,
+ * renewing none, when one is no longer its own (its lease ran out and
+ * another took it over): the caller must stop writing. */
 int mm_state_renew_shared(struct mm_state *st, long lease_ms, char *err);
 /* Lets go of this connection's locks on resources. */
 int mm_state_unlock_shared(struct mm_state *st, const char *resources, char *err);
