@@ -334,18 +334,9 @@ int mm_plugin_has_doctor(const struct mm_plugin *plugin)
 int mm_op_doctor(const struct mm_op *op, char **checks, struct mailmode_diag *diag)
 {
 	struct mm_call c = { .kind = MM_CALL_DOCTOR };
-	int rc;
 
-	*checks = NULL;
-	if (!mm_plugin_has_doctor(op->plugin)) {
-		memset(diag, 0, sizeof(*diag));
-		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "plugin %s has no ABI 1.4 doctor operation",
-		            op->plugin->desc->name);
-		return MM_ERR;
-	}
-	rc = call(op, &c, diag);
-	*checks = c.text;
-	return rc;
+	return call_optional(op, mm_plugin_has_doctor(op->plugin),
+	                     "has no ABI 1.4 doctor operation", &c, checks, diag);
 }
 
 const char *mm_presence_name(enum mailmode_presence presence)
