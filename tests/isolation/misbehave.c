@@ -11,6 +11,9 @@
  *   huge-diag.*       observe fails with a summary and detail far past the
  *                     diagnostic's size
  *   exit-verify.*     verify calls exit(7)
+ *   fail-resources.*  resources fails
+ *   crash-resources.* resources calls abort()
+ *   blank-resources.* resources hands back blank lines only
  *   anything else     behaves: set up when its file exists
  *
  * Every call prints to stdout and stderr first.  Built with
@@ -237,6 +240,26 @@ static int mb_teardown(void *ctx, const struct mailmode_request *req, struct mai
 	return rc;
 }
 
+/* No shared resource (NULL, deliberately) but for the domains above. */
+static int mb_resources(void *ctx, const struct mailmode_request *req, char **resources,
+                        struct mailmode_diag *diag)
+{
+	const struct misbehave *m = ctx;
+
+	stray("resources");
+	*resources = NULL;
+	if (is(req, "crash-resources."))
+		abort();
+	if (is(req, "fail-resources.")) {
+		m->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "misbehave: cannot name the resources of %s",
+		                  req->domain);
+		return MAILMODE_ERR_FAILED;
+	}
+	if (is(req, "blank-resources."))
+		*resources = m->host->strdup("\n \n\t\r\n");
+	return MAILMODE_OK;
+}
+
 static const struct mailmode_config_key mb_keys[] = {
 	{ "profile", "misbehave_dir", MAILMODE_KEY_PATH, NULL, "the directory of its files" },
 	{ NULL, NULL, MAILMODE_KEY_STRING, NULL, NULL }
@@ -260,4 +283,5 @@ MAILMODE_PLUGIN_DEFINE(
 	.setup = mb_setup,
 	.verify = mb_verify,
 	.teardown = mb_teardown,
+	.resources = mb_resources,
 	.config_keys = mb_config_keys);
