@@ -204,7 +204,7 @@ static void test_prepares(struct tap *t, struct mm_state *st)
 	          row.ttl_before == -1 && row.record && strstr(row.record, "before"),
 	       "unfinished: phase lowering, the checkpoint, no TTL before yet");
 	mm_prepare_row_clear(&row);
-	tap_is_int(t, mm_state_prepare_done(st, "p.test", 86400, 1234, "{\"ttl_now\":300}",
+	tap_is_int(t, mm_state_prepare_done(st, "p.test", 300, 86400, 1234, "{\"ttl_now\":300}",
 	                                    "{\"zone\":\"p.test\"}", err),
 	           MM_OK, "done");
 	mm_state_prepare_get(st, "p.test", &row, &found, err);
