@@ -14,6 +14,7 @@
  *   fail-resources.*  resources fails
  *   crash-resources.* resources calls abort()
  *   blank-resources.* resources hands back blank lines only
+ *   crash-doctor.*    doctor calls abort()
  *   anything else     behaves: set up when its file exists
  *
  * Every call prints to stdout and stderr first.  Built with
@@ -260,6 +261,23 @@ static int mb_resources(void *ctx, const struct mailmode_request *req, char **re
 	return MAILMODE_OK;
 }
 
+/* One check: the directory of its files is configured. */
+static int mb_doctor(void *ctx, const struct mailmode_request *req, char **checks,
+                     struct mailmode_diag *diag)
+{
+	const struct misbehave *m = ctx;
+	char text[512];
+
+	(void)diag;
+	stray("doctor");
+	if (is(req, "crash-doctor."))
+		abort();
+	snprintf(text, sizeof(text), "[{\"scope\":\"domain %s\",\"check\":\"files\",\"ok\":true,"
+	         "\"detail\":\"misbehave_dir set\"}]", req->domain);
+	*checks = m->host->strdup(text);
+	return *checks ? MAILMODE_OK : MAILMODE_ERR_NOMEM;
+}
+
 static const struct mailmode_config_key mb_keys[] = {
 	{ "profile", "misbehave_dir", MAILMODE_KEY_PATH, NULL, "the directory of its files" },
 	{ NULL, NULL, MAILMODE_KEY_STRING, NULL, NULL }
@@ -284,4 +302,5 @@ MAILMODE_PLUGIN_DEFINE(
 	.verify = mb_verify,
 	.teardown = mb_teardown,
 	.resources = mb_resources,
+	.doctor = mb_doctor,
 	.config_keys = mb_config_keys);
