@@ -23,7 +23,6 @@
 #define LOCK_POLL_MS 200
 /* A plugin names a resource or two (plugin.h: resources). */
 #define SHARED_KEYS_MAX 8
-#define SHARED_TEXT_MAX 2048
 
 
 /* The one-mode invariant, kept by the database itself: a domain's mode
@@ -832,37 +831,116 @@ static int split_resources(const char *resources, char *buf, size_t buflen, cons
 	return MM_OK;
 }
 
+/* Whether key is one of the n keys. */
+static int has_key(const char *const *keys, size_t n, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(keys[i], key) == 0)
+			return 1;
+	return 0;
+}
+
+/* Makes out (outlen bytes) the locks this connection holds with the n
+ * keys added (add) or taken away. */
+static int held_with(const struct mm_state *st, const char *const *keys, size_t n, int add,
+                     char *out, size_t outlen, char *err)
+{
+	char buf[MM_SHARED_TEXT_MAX];
+	const char *held[SHARED_KEYS_MAX];
+	size_t nheld, i, used = 0, count = 0;
+
+	if (split_resources(st->held, buf, sizeof(buf), held, SHARED_KEYS_MAX, &nheld, err) != MM_OK)
+		return MM_ERR;
+	out[0] = '\0';
+	for (i = 0; i < nheld + (add ? n : 0); i++) {
+		const char *key = i < nheld ? held[i] : keys[i - nheld];
+		int dup = i < nheld ? !add && has_key(keys, n, key)
+		                    : has_key(held, nheld, key) || has_key(keys, i - nheld, key);
+
+		if (dup)
+			continue;
+		if (++count > SHARED_KEYS_MAX || used + strlen(key) + 2 > outlen) {
+			snprintf(err, MM_ERR_MAX, "too many shared resources held at once to lock %s too", key);
+			return MM_ERR;
+		}
+		used += (size_t)snprintf(out + used, outlen - used, "%s\n", key);
+	}
+	return MM_OK;
+}
+
 int mm_state_lock_shared(struct mm_state *st, const char *resources, const char *domain,
                          const char *command, long lease_ms, long wait_ms,
                          void (*waiting)(void *arg, const char *resource, const char *holder),
                          void *arg, char *notice, size_t noticelen, char *err)
 {
-	char buf[SHARED_TEXT_MAX];
+	char buf[MM_SHARED_TEXT_MAX], held[MM_SHARED_TEXT_MAX];
 	const char *keys[SHARED_KEYS_MAX];
 	struct lock_claim claim = { &shared_locks, keys, 0, command, domain, lease_ms };
 
 	notice[0] = '\0';
 	if (split_resources(resources, buf, sizeof(buf), keys, SHARED_KEYS_MAX, &claim.nkeys,
-	                    err) != MM_OK)
+	                    err) != MM_OK ||
+	    held_with(st, keys, claim.nkeys, 1, held, sizeof(held), err) != MM_OK ||
+	    lock_wait(st, &claim, wait_ms, waiting, arg, notice, noticelen, err) != MM_OK)
 		return MM_ERR;
-	return lock_wait(st, &claim, wait_ms, waiting, arg, notice, noticelen, err);
+	memcpy(st->held, held, sizeof(held));
+	return MM_OK;
+}
+
+/* A shared lock this connection took and no longer holds: its lease ran
+ * out and another took it over (or took it and let go). */
+static int lost_lock(struct mm_state *st, const char *key, char *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	enum holder_kind kind;
+	char who[512] = "nobody now";
+	int src;
+
+	src = sqlite3_prepare_v2(st->db, shared_locks.select_sql, -1, &stmt, NULL);
+	if (src == SQLITE_OK) {
+		sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
+		src = sqlite3_step(stmt);
+	}
+	if (src == SQLITE_ROW)
+		judge_lock(st, stmt, who, sizeof(who), &kind);
+	else if (src != SQLITE_DONE)
+		mm_state_db_error(st, src, "reading locks", err);
+	sqlite3_finalize(stmt);
+	if (src == SQLITE_ROW || src == SQLITE_DONE)
+		snprintf(err, MM_ERR_MAX, "the lock on %s is no longer this process's (its lease ran out;"
+		         " held by %s): stopped before the next write", key, who);
+	return MM_ERR;
 }
 
 int mm_state_renew_shared(struct mm_state *st, long lease_ms, char *err)
 {
-	char lease[24], pid[24], serial[24];
-	const char *params[] = { lease, st->host, pid, serial };
+	char buf[MM_SHARED_TEXT_MAX], lease[24], pid[24], serial[24];
+	const char *keys[SHARED_KEYS_MAX];
+	const char *params[] = { lease, NULL, st->host, pid, serial };
+	size_t n, i;
+	int rc;
 
 	snprintf(lease, sizeof(lease), "%lld", (long long)(mm_host_wall_ms(NULL) + lease_ms));
 	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
 	snprintf(serial, sizeof(serial), "%ld", st->holder);
-	return mm_state_run(st, "UPDATE shared_locks SET lease_until = ? WHERE host = ? AND pid = ?"
-	                    " AND holder = ?", 4, params, err);
+	if (split_resources(st->held, buf, sizeof(buf), keys, SHARED_KEYS_MAX, &n, err) != MM_OK ||
+	    mm_state_begin(st, err) != MM_OK)
+		return MM_ERR;
+	for (i = 0, rc = MM_OK; rc == MM_OK && i < n; i++) {
+		params[1] = keys[i];
+		rc = mm_state_run(st, "UPDATE shared_locks SET lease_until = ? WHERE resource = ?"
+		                  " AND host = ? AND pid = ? AND holder = ?", 5, params, err);
+		if (rc == MM_OK && sqlite3_changes(st->db) == 0)
+			rc = lost_lock(st, keys[i], err);
+	}
+	return mm_state_finish(st, rc, err);
 }
 
 int mm_state_unlock_shared(struct mm_state *st, const char *resources, char *err)
 {
-	char buf[SHARED_TEXT_MAX], pid[24], serial[24];
+	char buf[MM_SHARED_TEXT_MAX], held[MM_SHARED_TEXT_MAX], pid[24], serial[24];
 	const char *keys[SHARED_KEYS_MAX];
 	const char *params[] = { NULL, st->host, pid, serial };
 	size_t n, i;
@@ -878,7 +956,11 @@ int mm_state_unlock_shared(struct mm_state *st, const char *resources, char *err
 		rc = mm_state_run(st, "DELETE FROM shared_locks WHERE resource = ? AND host = ?"
 		                  " AND pid = ? AND holder = ?", 4, params, err);
 	}
-	return mm_state_finish(st, rc, err);
+	if (rc == MM_OK)
+		rc = held_with(st, keys, n, 0, held, sizeof(held), err);
+	if ((rc = mm_state_finish(st, rc, err)) == MM_OK)
+		memcpy(st->held, held, sizeof(held));
+	return rc;
 }
 
 /* One stale lock, removed in the caller's transaction. */
