@@ -4,7 +4,7 @@
 # TTL 3600) comes back exactly, on both servers.
 . "$top_srcdir/tests/gateway/gateway-lib.sh"
 
-plan 25
+plan 26
 
 D=example.test
 serial0=$(dns_serial "$DNS_PRIMARY" $D)
@@ -56,6 +56,10 @@ is "$(json_get "$out" "[(m['host'], m['ttl']) for m in d['receipt']['mx']]")" \
 mm teardown $D --dry-run
 like "$out" "prerequisite: example.test. IN MX 20 mx-02.gw2.test." "teardown plan: the gateway set is the prerequisite"
 like "$out" "add: example.test. 3600 IN MX 10 mx1.example.test." "teardown plan: restores the saved records with TTL 3600"
+mm --json teardown $D --dry-run
+is "$(json_get "$out" "[(a['change'], a['zone'], [(r['preference'], r['exchange']) for r in a['delete']], [(r['name'], r['type'], r['ttl'], r['preference'], r['exchange']) for r in a['add']]) for a in d['plan'][0]['actions']] + [d['summary']['domains'][0]['text']]")" \
+	"[('replace', 'example.test', [(10, 'mx-01.gw2.test.'), (20, 'mx-02.gw2.test.')], [('example.test', 'MX', 3600, 10, 'mx1.example.test.'), ('example.test', 'MX', 3600, 20, 'mx2.example.test.')]), '$D: MX to replace']" \
+	"--json teardown plan: the MX change as records deleted and added; the summary"
 
 mm teardown $D
 is "$rc" 0 "teardown succeeds"
