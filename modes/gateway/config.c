@@ -79,6 +79,8 @@
  */
 #include "gateway.h"
 
+#include "ms/ms.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
@@ -383,26 +385,14 @@ static int read_url(const struct key_reader *kr, const char *section, const char
 	return MAILMODE_OK;
 }
 
-/* An Entra ID app's client credentials from section; the tenant is
- * dflt_tenant when the section does not name one (NULL: required). */
-static int read_entra(const struct key_reader *kr, const char *section,
-                      const char *dflt_tenant, struct gw_entra *e)
+/* The app's own credentials (auth = app): a secret, or a certificate's
+ * key (and the certificate), and the assertion's algorithm. */
+static int read_app_credentials(const struct key_reader *kr, const char *section,
+                                const char *secret, const char *key, struct gw_entra *e)
 {
-	const char *secret = get(kr, section, "client_secret_file");
-	const char *key = get(kr, section, "private_key_file");
 	const char *value;
 	int rc;
 
-	if (dflt_tenant)
-		snprintf(e->tenant, sizeof(e->tenant), "%s", dflt_tenant);
-	rc = read_string(kr, section, "tenant", dflt_tenant ? NULL : "the Entra ID tenant (GUID "
-	                 "or x.onmicrosoft.com) of the app", e->tenant, sizeof(e->tenant));
-	if (rc == MAILMODE_OK)
-		rc = read_string(kr, section, "client_id", "the app registration's "
-		                 "application (client) id", e->client_id,
-		                 sizeof(e->client_id));
-	if (rc != MAILMODE_OK)
-		return rc;
 	if (secret && key)
 		return bad_value(kr, section, "private_key_file", key,
 		                 "and client_secret_file are both set: give one");
@@ -421,15 +411,44 @@ static int read_entra(const struct key_reader *kr, const char *section,
 	if (e->certificate_file[0] && !key)
 		return missing(kr, section, "private_key_file",
 		               "certificate_file needs the certificate's private key");
-	rc = read_url(kr, section, "login_url", "https://login.microsoftonline.com",
-	              e->login_url, sizeof(e->login_url));
-	if (rc != MAILMODE_OK)
-		return rc;
 	value = get(kr, section, "assertion_alg");
 	if (value && strcasecmp(value, "RS256") != 0 && strcasecmp(value, "PS256") != 0)
 		return bad_value(kr, section, "assertion_alg", value,
 		                 "is not PS256 or RS256");
 	e->rs256 = value && strcasecmp(value, "RS256") == 0;
+	return MAILMODE_OK;
+}
+
+/* An Entra ID app's sign-in from section; the tenant is dflt_tenant when
+ * the section does not name one (NULL: required).  e->device (auth =
+ * device: a person's refresh token from `mailmode tenant login`) needs no
+ * credentials and defaults client_id to Microsoft's public client; login
+ * defaults login_url (the cloud's). */
+static int read_entra(const struct key_reader *kr, const char *section,
+                      const char *dflt_tenant, const char *login, struct gw_entra *e)
+{
+	const char *secret = get(kr, section, "client_secret_file");
+	const char *key = get(kr, section, "private_key_file");
+	int rc;
+
+	if (dflt_tenant)
+		snprintf(e->tenant, sizeof(e->tenant), "%s", dflt_tenant);
+	if (e->device)
+		snprintf(e->client_id, sizeof(e->client_id), "%s", MS_DEVICE_CLIENT_ID);
+	rc = read_string(kr, section, "tenant", dflt_tenant ? NULL : "the Entra ID tenant (GUID "
+	                 "or x.onmicrosoft.com) of the app", e->tenant, sizeof(e->tenant));
+	if (rc == MAILMODE_OK)
+		rc = read_string(kr, section, "client_id", e->device ? NULL : "the app registration's "
+		                 "application (client) id", e->client_id,
+		                 sizeof(e->client_id));
+	if (rc == MAILMODE_OK)
+		rc = read_url(kr, section, "login_url", login, e->login_url, sizeof(e->login_url));
+	if (rc != MAILMODE_OK || !e->device)
+		return rc == MAILMODE_OK ? read_app_credentials(kr, section, secret, key, e) : rc;
+	if (secret || key)
+		return bad_value(kr, section, secret ? "client_secret_file" : "private_key_file",
+		                 secret ? secret : key,
+		                 "is set, but auth = device signs in as a person: drop it (or set auth = app)");
 	return MAILMODE_OK;
 }
 
@@ -520,7 +539,7 @@ static int read_azure(const struct key_reader *kr, struct gw_config *cfg)
 		                 az->resource_group, sizeof(az->resource_group));
 	if (rc != MAILMODE_OK)
 		return rc;
-	return read_entra(kr, section, NULL, &az->app);
+	return read_entra(kr, section, NULL, MS_LOGIN_URL, &az->app);
 }
 
 /* The keys of the HTTPS providers: where the API is, whom to trust, and
@@ -724,6 +743,8 @@ static int read_tenant(const struct key_reader *kr, const char *section, const c
 	struct gw_tenant_config *t = &cfg->tenant;
 	const char *value = get(kr, section, "gateway_tenant");
 	const char *prefix, *service = cfg->service_section + strlen("service ");
+	const struct ms_cloud *cloud;
+	enum ms_auth auth;
 	int rc;
 
 	if (!value) {
@@ -739,10 +760,16 @@ static int read_tenant(const struct key_reader *kr, const char *section, const c
 		return bad_value(kr, section, "gateway_tenant", value, "is not a section name");
 	t->enabled = true;
 	t->enhanced_filtering = true;
-	rc = read_entra(kr, t->section, value, &t->app);
+	/* auth and cloud as mailflow mode reads them (lib/ms). */
+	rc = ms_signin_keys(kr->ctx->host, t->section, &auth, &cloud, kr->diag);
+	if (rc != MAILMODE_OK)
+		return rc;
+	t->app.device = auth == MS_AUTH_DEVICE;
+	snprintf(t->scope, sizeof(t->scope), "%s", cloud->exo_scope);
+	rc = read_entra(kr, t->section, value, cloud->login_url, &t->app);
 	if (rc == MAILMODE_OK)
-		rc = read_url(kr, t->section, "api_url", "https://outlook.office365.com",
-		              t->api_url, sizeof(t->api_url));
+		rc = read_url(kr, t->section, "api_url", cloud->exo_url, t->api_url,
+		              sizeof(t->api_url));
 	if (rc == MAILMODE_OK)
 		rc = read_path(kr, t->section, "ca_file", t->ca_file, sizeof(t->ca_file));
 	if (rc != MAILMODE_OK)

@@ -79,6 +79,8 @@ struct gw_entra {
 	char certificate_file[GW_TSIG_SECRET_FILE_MAX]; /* "" = in the key file */
 	char login_url[GW_URL_MAX];         /* without a final slash */
 	bool rs256;                         /* assertion_alg = RS256 */
+	bool device;                        /* [tenant] auth = device: no
+	                                       credentials, the token cache */
 };
 
 /* Addresses of the service listed in EFSkipIPs. */
@@ -95,6 +97,7 @@ struct gw_tenant_config {
 	                                       from <service>" */
 	struct gw_entra app;                /* [tenant T]: the sign-in */
 	char api_url[GW_URL_MAX];           /* [tenant T] api_url, no final / */
+	char scope[GW_URL_MAX];             /* the cloud's Exchange scope */
 	char ca_file[GW_TSIG_SECRET_FILE_MAX]; /* [tenant T] ca_file, "" = system */
 	size_t ip_count;                    /* [service] service_ips */
 	char ips[GW_SERVICE_IPS_MAX][GW_ADDR_MAX + 4];

@@ -62,39 +62,33 @@ static int abs_path(const struct mailmode_host *host, const char *path, char **o
 	return *out ? MAILMODE_OK : MAILMODE_ERR_NOMEM;
 }
 
-/* The sign-in of [tenant T] (its paths made absolute into t).  Only the
- * app's own credentials in the global cloud: a delegated sign-in or a
- * national cloud is refused, never silently replaced. */
+/* The sign-in of [tenant T] (its paths made absolute into t), in the
+ * cloud it names: the app's own credentials, or (auth = device) the
+ * refresh token `mailmode tenant login T` keeps in the host's token cache
+ * under T, as mailflow mode signs in (lib/ms). */
 static int tenant_app(const struct mailmode_host *host, const struct gw_tenant_config *tc,
-                      struct gw_tenant *t, struct mailmode_diag *diag)
+                      struct gw_tenant *t)
 {
-	const struct ms_cloud *cloud = NULL;
-	enum ms_auth auth = MS_AUTH_APP;
-	int rc = ms_signin_keys(host, tc->section, &auth, &cloud, diag);
+	const struct gw_entra *e = &tc->app;
+	int rc = MAILMODE_OK;
 
-	if (rc != MAILMODE_OK)
-		return rc;
-	if (auth != MS_AUTH_APP || (cloud && !ms_strcaseeq(cloud->name, "global"))) {
-		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
-		               "[%s] %s: gateway mode's tenant side signs in with the app's own credentials in the global cloud only",
-		               tc->section, auth != MS_AUTH_APP ? "auth" : "cloud");
-		return MAILMODE_ERR_CONFIG;
-	}
-	rc = abs_path(host, tc->app.certificate_file, &t->certificate_file);
-
+	if (!e->device)
+		rc = abs_path(host, e->certificate_file, &t->certificate_file);
 	if (rc == MAILMODE_OK)
 		rc = abs_path(host, tc->ca_file, &t->ca_file);
 	t->app = (struct ms_app){
 		.section = tc->section,
-		.tenant = tc->app.tenant,
-		.client_id = tc->app.client_id,
-		.client_secret_file = tc->app.certificate ? NULL : tc->app.credentials_file,
-		.private_key_file = tc->app.certificate ? tc->app.credentials_file : NULL,
+		.tenant = e->tenant,
+		.client_id = e->client_id,
+		.client_secret_file = e->device || e->certificate ? NULL : e->credentials_file,
+		.private_key_file = !e->device && e->certificate ? e->credentials_file : NULL,
 		.certificate_file = t->certificate_file,
-		.login_url = tc->app.login_url,
-		.scope = MS_SCOPE_EXO,
+		.login_url = e->login_url,
+		.scope = tc->scope,
 		.ca_file = t->ca_file,
-		.assertion_alg = tc->app.rs256 ? MS_ASSERTION_RS256 : MS_ASSERTION_PS256,
+		.assertion_alg = e->rs256 ? MS_ASSERTION_RS256 : MS_ASSERTION_PS256,
+		/* The cache entry is the section's NAME ("tenant NAME"). */
+		.token_cache = e->device ? tc->section + strlen("tenant ") : NULL,
 	};
 	return rc;
 }
@@ -108,7 +102,7 @@ static int tenant_open(struct gw_call *call, struct gw_tenant *t)
 	memset(t, 0, sizeof(*t));
 	t->call = call;
 	t->host = host;
-	rc = tenant_app(host, tc, t, call->op.diag);
+	rc = tenant_app(host, tc, t);
 	if (rc == MAILMODE_OK)
 		rc = ms_session_init(host, &t->session);
 	if (rc != MAILMODE_OK) {
@@ -130,7 +124,7 @@ int gw_tenant_check_credentials(const struct gw_ctx *ctx, const struct gw_config
 
 	memset(&t, 0, sizeof(t));
 	t.host = ctx->host;
-	rc = tenant_app(ctx->host, &cfg->tenant, &t, diag);
+	rc = tenant_app(ctx->host, &cfg->tenant, &t);
 	if (rc == MAILMODE_OK)
 		rc = ms_credentials_check(ctx->host, &t.app, diag);
 	ctx->host->free(t.certificate_file);

@@ -94,6 +94,16 @@ from srvlib import (aad_error, b64url, check_client, iso, load_certs,  # noqa: E
 
 EXO_APP_ID = "00000002-0000-0ff1-ce00-000000000000"
 SCOPES = {"https://outlook.office365.com/.default", EXO_APP_ID + "/.default"}
+# The Exchange Online host of each cloud (identity reference section 3).  A
+# tenant of a national cloud (config "cloud") issues tokens for its own
+# cloud's Exchange audience only: another cloud's scope is invalid there.
+CLOUD_EXO_HOSTS = {"global": "outlook.office365.com", "gcc-high": "outlook.office365.us",
+                   "dod": "outlook-dod.office365.us", "china": "partner.outlook.cn"}
+
+
+def cloud_scopes(cfg):
+    return {"https://%s/.default" % CLOUD_EXO_HOSTS[cfg.get("cloud", "global")],
+            EXO_APP_ID + "/.default"}
 ODATA_CTYPE = ("application/json;odata.metadata=minimal;odata.streaming=true;"
                "IEEE754Compatible=false;charset=utf-8")
 RULES_NS = "Microsoft.Exchange.MessagingPolicies.Rules.Tasks."
@@ -2375,7 +2385,7 @@ class Handler(BaseHTTPRequestHandler):
                                   "administrator of the tenant or consented to by any user in "
                                   "the tenant. You may have sent your authentication request to "
                                   "the wrong tenant." % (form["client_id"], tenant.display_name))
-        if form["scope"] not in SCOPES:
+        if form["scope"] not in cloud_scopes(emu.cfg):
             return self.aad_error(400, "invalid_scope", 70011, "The provided request must "
                                   "include a 'scope' input parameter. The provided value for "
                                   "the input parameter 'scope' is not valid. The scope %s is "
@@ -2723,11 +2733,18 @@ class Handler(BaseHTTPRequestHandler):
                          "token_lifetime_s": int, "bare_string_singletons": bool,
                          "invalid_client_status": int, "trace_delay_s": float,
                          "smtp_retry_for_s": float, "device_interval_s": int,
-                         "device_expires_s": int, "refresh_lifetime_s": float}
+                         "device_expires_s": int, "refresh_lifetime_s": float,
+                         "cloud": str}
                 new = {}
                 for k, v in data.items():
                     if k not in types:
                         raise ControlError(400, "unknown config key '%s'" % k)
+                    if types[k] is str:
+                        if v not in CLOUD_EXO_HOSTS:
+                            raise ControlError(400, "%s must be one of %s" % (
+                                k, ", ".join(CLOUD_EXO_HOSTS)))
+                        new[k] = v
+                        continue
                     if types[k] is bool and not isinstance(v, bool):
                         raise ControlError(400, "%s must be a boolean" % k)
                     if types[k] is not bool and (isinstance(v, bool) or
@@ -3031,7 +3048,7 @@ class DeviceFlow:
             return h.aad_error(400, "invalid_scope", 700022, "The provided value for the input "
                                "parameter scope is not valid because it contains more than one "
                                "resource. Scope %s is not valid." % scope)
-        if not res or any(s not in SCOPES for s in res):
+        if not res or any(s not in cloud_scopes(self.emu.cfg) for s in res):
             return h.aad_error(400, "invalid_scope", 70011, "The provided request must include "
                                "a 'scope' input parameter. The provided value for the input "
                                "parameter 'scope' is not valid. The scope %s is not valid."
