@@ -735,6 +735,46 @@ static int read_service_ips(const struct key_reader *kr, struct gw_config *cfg)
 	return MAILMODE_OK;
 }
 
+/* outbound = yes: [service] outbound_smart_hosts (host names, white space
+ * or comma separated) and outbound_tls_domain (default: the first). */
+static int read_outbound_hosts(const struct key_reader *kr, struct gw_config *cfg)
+{
+	const char *section = cfg->service_section;
+	const char *value = get(kr, section, "outbound_smart_hosts"), *p;
+	struct gw_tenant_config *t = &cfg->tenant;
+	char name[GW_NAME_MAX];
+
+	if (!value)
+		return missing(kr, section, "outbound_smart_hosts",
+		               "outbound = yes sends the domain's outgoing mail to these hosts "
+		               "of the service");
+	for (p = value; *p;) {
+		size_t n = strcspn(p, " \t,");
+
+		if (n > 0) {
+			if (t->out_host_count == GW_OUT_HOSTS_MAX || n >= sizeof(name))
+				return bad_value(kr, section, "outbound_smart_hosts", value,
+				                 "has too many or too long entries");
+			memcpy(name, p, n);
+			name[n] = '\0';
+			if (gw_name_normalise(name, t->out_hosts[t->out_host_count],
+			                      sizeof(t->out_hosts[0])) != MAILMODE_OK)
+				return bad_value(kr, section, "outbound_smart_hosts", value,
+				                 "is not a list of host names");
+			/* Exchange takes them without the final dot. */
+			t->out_hosts[t->out_host_count][strlen(t->out_hosts[t->out_host_count]) - 1] = '\0';
+			t->out_host_count++;
+		}
+		p += n;
+		p += strspn(p, " \t,");
+	}
+	if (t->out_host_count == 0)
+		return missing(kr, section, "outbound_smart_hosts", "no host given");
+	snprintf(t->out_tls_domain, sizeof(t->out_tls_domain), "%s", t->out_hosts[0]);
+	return read_string(kr, section, "outbound_tls_domain", NULL, t->out_tls_domain,
+	                   sizeof(t->out_tls_domain));
+}
+
 /* gateway_tenant and what the tenant side reads from the profile and the
  * service (doc/gateway-tenant.md). */
 static int read_tenant(const struct key_reader *kr, const char *section, const char *domain,
@@ -748,9 +788,10 @@ static int read_tenant(const struct key_reader *kr, const char *section, const c
 	int rc;
 
 	if (!value) {
-		if (get(kr, section, "enhanced_filtering") || get(kr, section, "lockdown"))
+		if (get(kr, section, "enhanced_filtering") || get(kr, section, "lockdown") ||
+		    get(kr, section, "outbound"))
 			return missing(kr, section, "gateway_tenant",
-			               "enhanced_filtering and lockdown are set in the "
+			               "enhanced_filtering, lockdown and outbound are set in the "
 			               "tenant named by gateway_tenant = NAME");
 		return MAILMODE_OK;
 	}
@@ -777,6 +818,8 @@ static int read_tenant(const struct key_reader *kr, const char *section, const c
 	rc = read_bool(kr, section, "enhanced_filtering", &t->enhanced_filtering);
 	if (rc == MAILMODE_OK)
 		rc = read_bool(kr, section, "lockdown", &t->lockdown);
+	if (rc == MAILMODE_OK)
+		rc = read_bool(kr, section, "outbound", &t->outbound);
 	if (rc != MAILMODE_OK)
 		return rc;
 	value = get(kr, cfg->service_section, "tls_cert_name");
@@ -790,6 +833,15 @@ static int read_tenant(const struct key_reader *kr, const char *section, const c
 	                     prefix ? prefix : "mailmode", domain, service) >= 64)
 		return bad_value(kr, cfg->service_section, "name_prefix", prefix ? prefix : "mailmode",
 		                 "makes the connector's name longer than 64 characters");
+	/* The outbound connector and its rule share one name (their kinds
+	 * are apart in Exchange). */
+	if ((size_t)snprintf(t->out_name, sizeof(t->out_name), "%s outbound of %s via %s",
+	                     prefix ? prefix : "mailmode", domain, service) >= 64)
+		return bad_value(kr, cfg->service_section, "name_prefix", prefix ? prefix : "mailmode",
+		                 "makes the outbound connector's name longer than 64 characters");
+	rc = t->outbound ? read_outbound_hosts(kr, cfg) : MAILMODE_OK;
+	if (rc != MAILMODE_OK)
+		return rc;
 	return t->enhanced_filtering ? read_service_ips(kr, cfg) : MAILMODE_OK;
 }
 

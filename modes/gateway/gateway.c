@@ -195,6 +195,7 @@ static void setup_receipt(const struct gw_call *call, bool swapping,
 		snprintf(receipt->connector, sizeof(receipt->connector), "%s",
 		         call->cfg.tenant.connector);
 		receipt->locked = call->tenant_locked;
+		receipt->outbound = call->has_receipt && call->receipt.outbound;
 	}
 }
 

@@ -83,6 +83,9 @@ struct gw_entra {
 	                                       credentials, the token cache */
 };
 
+/* Smart hosts of the outbound connector. */
+#define GW_OUT_HOSTS_MAX 8
+
 /* Addresses of the service listed in EFSkipIPs. */
 #define GW_SERVICE_IPS_MAX 32
 
@@ -99,6 +102,13 @@ struct gw_tenant_config {
 	char api_url[GW_URL_MAX];           /* [tenant T] api_url, no final / */
 	char scope[GW_URL_MAX];             /* the cloud's Exchange scope */
 	char ca_file[GW_TSIG_SECRET_FILE_MAX]; /* [tenant T] ca_file, "" = system */
+	/* outbound = yes (outbound.c): the outbound connector and its rule,
+	 * both "<name_prefix> outbound of D via <service>". */
+	bool outbound;
+	char out_name[GW_NAME_MAX];
+	size_t out_host_count;              /* [service] outbound_smart_hosts */
+	char out_hosts[GW_OUT_HOSTS_MAX][GW_NAME_MAX];
+	char out_tls_domain[GW_NAME_MAX];   /* [service] outbound_tls_domain */
 	size_t ip_count;                    /* [service] service_ips */
 	char ips[GW_SERVICE_IPS_MAX][GW_ADDR_MAX + 4];
 };
@@ -230,7 +240,11 @@ struct gw_receipt {
 	bool has_tenant;
 	char connector[GW_NAME_MAX];
 	bool locked;
-	bool write_connector;               /* write_doing is a connector's */
+	const char *write_object;           /* a tenant object's write:
+	                                       "inbound connector NAME" */
+	/* outbound = yes (outbound.c): "tenant": {..., "outbound": true}, the
+	 * outbound connector and rule (named by the profile) were made. */
+	bool outbound;
 };
 
 int gw_receipt_parse(const char *json, struct gw_receipt *receipt, char *err,

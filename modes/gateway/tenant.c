@@ -19,28 +19,15 @@
  * lost is MAILMODE_ERR_UNKNOWN (lib/ms), and the next call reads the
  * connector before anything else.
  */
-#include "gateway.h"
+#include "tenant.h"
 
-#include "ms/ms.h"
-
-#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MANAGED_MARKER "managed by mailmode"
+#define MANAGED_MARKER GW_MANAGED_MARKER
 
-/* One tenant connection for one call. */
-struct gw_tenant {
-	struct gw_call *call;
-	const struct mailmode_host *host;
-	char *certificate_file, *ca_file;   /* host->config_path'ed, or NULL */
-	struct ms_app app;
-	struct ms_session session;
-	struct ms_exo exo;
-};
-
-static void tenant_close(struct gw_tenant *t)
+void gw_tenant_close(struct gw_tenant *t)
 {
 	if (t->exo.warnings.data)
 		t->host->log(t->host->handle, MAILMODE_LOG_WARNING, "%s: tenant %s: %s",
@@ -93,7 +80,7 @@ static int tenant_app(const struct mailmode_host *host, const struct gw_tenant_c
 	return rc;
 }
 
-static int tenant_open(struct gw_call *call, struct gw_tenant *t)
+int gw_tenant_open(struct gw_call *call, struct gw_tenant *t)
 {
 	const struct mailmode_host *host = call->op.ctx->host;
 	const struct gw_tenant_config *tc = &call->cfg.tenant;
@@ -106,7 +93,7 @@ static int tenant_open(struct gw_call *call, struct gw_tenant *t)
 	if (rc == MAILMODE_OK)
 		rc = ms_session_init(host, &t->session);
 	if (rc != MAILMODE_OK) {
-		tenant_close(t);
+		gw_tenant_close(t);
 		return rc;
 	}
 	t->exo.host = host;
@@ -132,34 +119,38 @@ int gw_tenant_check_credentials(const struct gw_ctx *ctx, const struct gw_config
 	return rc;
 }
 
-/* Get-InboundConnector: *conn is the domain's gateway connector, NULL when
- * the tenant has none (free with cJSON_Delete). */
-static int read_connector(struct gw_tenant *t, cJSON **conn)
+int gw_tenant_get(struct gw_tenant *t, const char *cmdlet, const char *name, cJSON **obj)
 {
-	const char *name = t->call->cfg.tenant.connector;
 	cJSON *params = cJSON_CreateObject(), *value = NULL;
 	struct ms_exo_error err;
 	int rc;
 
-	*conn = NULL;
+	*obj = NULL;
 	if (!params || !cJSON_AddStringToObject(params, "Identity", name)) {
 		cJSON_Delete(params);
 		return MAILMODE_ERR_NOMEM;
 	}
 	memset(&err, 0, sizeof(err));
-	rc = ms_exo_invoke(&t->exo, "Get-InboundConnector", params, &value, &err, t->call->op.diag);
+	rc = ms_exo_invoke(&t->exo, cmdlet, params, &value, &err, t->call->op.diag);
 	cJSON_Delete(params);
 	if (rc != MAILMODE_OK && ms_exo_error_not_found(&err)) {
 		t->call->op.diag->severity = MAILMODE_SEV_NONE;
 		return MAILMODE_OK;
 	}
 	if (rc == MAILMODE_OK && cJSON_GetArraySize(value) > 0)
-		*conn = cJSON_DetachItemFromArray(value, 0);
+		*obj = cJSON_DetachItemFromArray(value, 0);
 	cJSON_Delete(value);
 	return rc;
 }
 
-static bool add_list(cJSON *obj, const char *key, const char *const *items, size_t n)
+/* Get-InboundConnector: *conn is the domain's gateway connector, NULL when
+ * the tenant has none (free with cJSON_Delete). */
+static int read_connector(struct gw_tenant *t, cJSON **conn)
+{
+	return gw_tenant_get(t, "Get-InboundConnector", t->call->cfg.tenant.connector, conn);
+}
+
+bool gw_tenant_add_list(cJSON *obj, const char *key, const char *const *items, size_t n)
 {
 	cJSON *list = cJSON_AddArrayToObject(obj, key);
 	size_t i;
@@ -186,11 +177,11 @@ static cJSON *connector_params(const struct gw_call *call, bool locked, bool cre
 	         MANAGED_MARKER, domain);
 	if (!p || !cJSON_AddStringToObject(p, create ? "Name" : "Identity", tc->connector) ||
 	    !cJSON_AddStringToObject(p, "ConnectorType", "Partner") ||
-	    !add_list(p, "SenderDomains", &star, 1) ||
+	    !gw_tenant_add_list(p, "SenderDomains", &star, 1) ||
 	    !cJSON_AddBoolToObject(p, "RequireTls", 1) ||
 	    !cJSON_AddStringToObject(p, "TlsSenderCertificateName", tc->tls_cert_name) ||
-	    !add_list(p, "AssociatedAcceptedDomains", &domain, 1) ||
-	    !add_list(p, "EFSkipIPs", ips, tc->enhanced_filtering ? tc->ip_count : 0) ||
+	    !gw_tenant_add_list(p, "AssociatedAcceptedDomains", &domain, 1) ||
+	    !gw_tenant_add_list(p, "EFSkipIPs", ips, tc->enhanced_filtering ? tc->ip_count : 0) ||
 	    !cJSON_AddBoolToObject(p, "RestrictDomainsToCertificate", locked) ||
 	    !cJSON_AddBoolToObject(p, "Enabled", 1) ||
 	    !cJSON_AddStringToObject(p, "Comment", comment)) {
@@ -202,7 +193,7 @@ static cJSON *connector_params(const struct gw_call *call, bool locked, bool cre
 
 /* The list field holds exactly the wanted values (any order, any case;
  * SenderDomains come back as "smtp:*;1"). */
-static bool list_is(const cJSON *conn, const char *key, const char *const *want, size_t n)
+bool gw_tenant_list_is(const cJSON *conn, const char *key, const char *const *want, size_t n)
 {
 	size_t count = 0, i, j;
 	const char **have = ms_field_strs(conn, key, &count);
@@ -239,15 +230,15 @@ static bool connector_differs(const struct gw_call *call, const cJSON *conn, boo
 		ips[i] = tc->ips[i];
 	if (!ms_strcaseeq(ms_field_str(conn, "ConnectorType"), "Partner"))
 		snprintf(why, len, "ConnectorType is not Partner");
-	else if (!list_is(conn, "SenderDomains", &star, 1))
+	else if (!gw_tenant_list_is(conn, "SenderDomains", &star, 1))
 		snprintf(why, len, "SenderDomains is not *");
 	else if (ms_field_bool(conn, "RequireTls") != 1)
 		snprintf(why, len, "RequireTls is not $true");
 	else if (!ms_strcaseeq(ms_field_str(conn, "TlsSenderCertificateName"), tc->tls_cert_name))
 		snprintf(why, len, "TlsSenderCertificateName is not %s", tc->tls_cert_name);
-	else if (!list_is(conn, "AssociatedAcceptedDomains", &domain, 1))
+	else if (!gw_tenant_list_is(conn, "AssociatedAcceptedDomains", &domain, 1))
 		snprintf(why, len, "AssociatedAcceptedDomains is not %s", domain);
-	else if (!list_is(conn, "EFSkipIPs", ips, tc->enhanced_filtering ? tc->ip_count : 0))
+	else if (!gw_tenant_list_is(conn, "EFSkipIPs", ips, tc->enhanced_filtering ? tc->ip_count : 0))
 		snprintf(why, len, "EFSkipIPs is not %s", tc->enhanced_filtering ?
 		         "the service's addresses (service_ips)" : "empty");
 	else if (ms_field_bool(conn, "RestrictDomainsToCertificate") != (locked ? 1 : 0))
@@ -260,22 +251,34 @@ static bool connector_differs(const struct gw_call *call, const cJSON *conn, boo
 	return true;
 }
 
-static bool ours(const cJSON *conn)
+bool gw_tenant_ours(const cJSON *obj, const char *field)
 {
-	const char *comment = ms_field_str(conn, "Comment");
+	const char *comment = ms_field_str(obj, field);
 
 	return comment && strstr(comment, MANAGED_MARKER);
 }
 
-static int not_ours(struct gw_call *call)
+static bool ours(const cJSON *conn)
+{
+	return gw_tenant_ours(conn, "Comment");
+}
+
+int gw_tenant_not_ours(struct gw_call *call, const char *object)
 {
 	const struct mailmode_host *host = call->op.ctx->host;
 
 	host->diag_set(call->op.diag, MAILMODE_SEV_ERROR, 0,
-	               "inbound connector '%s' of tenant [%s] is not mailmode's (no '%s' in its Comment): "
-	               "refusing to change it", call->cfg.tenant.connector,
-	               call->cfg.tenant.section, MANAGED_MARKER);
+	               "%s of tenant [%s] is not mailmode's (no '%s' in its comment): "
+	               "refusing to change it", object, call->cfg.tenant.section, MANAGED_MARKER);
 	return MAILMODE_ERR_CONFLICT;
+}
+
+static int not_ours(struct gw_call *call)
+{
+	char object[GW_NAME_MAX + 24];
+
+	snprintf(object, sizeof(object), "inbound connector '%s'", call->cfg.tenant.connector);
+	return gw_tenant_not_ours(call, object);
 }
 
 /* Signs in and reads the connector (*conn NULL: none).  mine: one that is
@@ -283,7 +286,7 @@ static int not_ours(struct gw_call *call)
  * closes t; on failure it is closed. */
 static int open_read(struct gw_call *call, struct gw_tenant *t, cJSON **conn, bool mine)
 {
-	int rc = tenant_open(call, t);
+	int rc = gw_tenant_open(call, t);
 
 	*conn = NULL;
 	if (rc != MAILMODE_OK)
@@ -295,14 +298,14 @@ static int open_read(struct gw_call *call, struct gw_tenant *t, cJSON **conn, bo
 	if (rc != MAILMODE_OK) {
 		cJSON_Delete(*conn);
 		*conn = NULL;
-		tenant_close(t);
+		gw_tenant_close(t);
 	}
 	return rc;
 }
 
-/* The checkpoint before a connector write, then the write. */
-static int write_connector(struct gw_tenant *t, struct gw_receipt *intent, const char *doing,
-                           const char *cmdlet, const cJSON *params, struct ms_exo_error *err)
+int gw_tenant_write(struct gw_tenant *t, struct gw_receipt *intent, const char *object,
+                    const char *doing, const char *cmdlet, const cJSON *params,
+                    struct ms_exo_error *err)
 {
 	struct gw_call *call = t->call;
 	const struct mailmode_host *host = t->host;
@@ -313,10 +316,10 @@ static int write_connector(struct gw_tenant *t, struct gw_receipt *intent, const
 	memset(err, 0, sizeof(*err));
 	if (gw_host_keeps_writes(call)) {
 		intent->write_doing = doing;
-		intent->write_connector = true;
+		intent->write_object = object;
 		text = gw_receipt_render(call->op.ctx, call->op.domain, intent);
 		intent->write_doing = NULL;
-		intent->write_connector = false;
+		intent->write_object = NULL;
 		if (!text)
 			return MAILMODE_ERR_NOMEM;
 		rc = host->checkpoint(host->handle, call->req, text, call->op.diag);
@@ -330,18 +333,69 @@ static int write_connector(struct gw_tenant *t, struct gw_receipt *intent, const
 	rc = ms_exo_invoke(&t->exo, cmdlet, params, &value, err, call->op.diag);
 	cJSON_Delete(value);
 	if (rc == MAILMODE_OK)
-		host->log(host->handle, MAILMODE_LOG_INFO, "%s: %s inbound connector '%s' (%s)",
-		          call->op.domain, doing, call->cfg.tenant.connector, cmdlet);
+		host->log(host->handle, MAILMODE_LOG_INFO, "%s: %s %s (%s)", call->op.domain, doing,
+		          object, cmdlet);
+	return rc;
+}
+
+/* A write of the inbound connector. */
+static int write_connector(struct gw_tenant *t, struct gw_receipt *intent, const char *doing,
+                           const char *cmdlet, const cJSON *params, struct ms_exo_error *err)
+{
+	char object[GW_NAME_MAX + 24];
+
+	snprintf(object, sizeof(object), "inbound connector %s", t->call->cfg.tenant.connector);
+	return gw_tenant_write(t, intent, object, doing, cmdlet, params, err);
+}
+
+/* The inbound connector made or put right (conn: as read; consumed). */
+static int setup_inbound(struct gw_tenant *t, struct gw_receipt *receipt, bool locked,
+                         cJSON *conn)
+{
+	struct gw_call *call = t->call;
+	struct ms_exo_error err;
+	cJSON *params = NULL;
+	char why[256];
+	int pass, rc = MAILMODE_OK;
+
+	for (pass = 0; pass < 2; pass++) {
+		if (conn && !connector_differs(call, conn, locked, why, sizeof(why)))
+			break;
+		cJSON_Delete(params);
+		params = connector_params(call, locked, !conn);
+		if (!params) {
+			rc = MAILMODE_ERR_NOMEM;
+			break;
+		}
+		if (conn) {
+			rc = write_connector(t, receipt, locked && strstr(why, "Restrict") ?
+			                     "locking down" : "setting", "Set-InboundConnector", params,
+			                     &err);
+			break;
+		}
+		rc = write_connector(t, receipt, "creating", "New-InboundConnector", params, &err);
+		if (rc == MAILMODE_OK || !ms_exo_error_exists(&err))
+			break;
+		/* "Already exists": a New- of ours whose answer was lost (and
+		 * that the client sent again) landed.  Read it and put it
+		 * right instead. */
+		call->op.diag->severity = MAILMODE_SEV_NONE;
+		rc = read_connector(t, &conn);
+		if (rc == MAILMODE_OK && (!conn || !ours(conn)))
+			rc = conn ? not_ours(call) : MAILMODE_ERR_UNKNOWN;
+		if (rc != MAILMODE_OK)
+			break;
+	}
+	cJSON_Delete(params);
+	cJSON_Delete(conn);
 	return rc;
 }
 
 int gw_tenant_setup(struct gw_call *call, struct gw_receipt *receipt, bool locked)
 {
 	struct gw_tenant t;
-	struct ms_exo_error err;
-	cJSON *conn = NULL, *params = NULL;
-	char why[256];
-	int pass, rc;
+	cJSON *conn = NULL;
+	int rc;
 
 	rc = open_read(call, &t, &conn, true);
 	if (rc != MAILMODE_OK)
@@ -351,38 +405,11 @@ int gw_tenant_setup(struct gw_call *call, struct gw_receipt *receipt, bool locke
 	receipt->has_tenant = true;
 	snprintf(receipt->connector, sizeof(receipt->connector), "%s", call->cfg.tenant.connector);
 	receipt->locked = locked;
-	for (pass = 0; pass < 2; pass++) {
-		if (conn && !connector_differs(call, conn, locked, why, sizeof(why)))
-			goto out;
-		cJSON_Delete(params);
-		params = connector_params(call, locked, !conn);
-		if (!params) {
-			rc = MAILMODE_ERR_NOMEM;
-			goto out;
-		}
-		if (conn) {
-			rc = write_connector(&t, receipt, locked && strstr(why, "Restrict") ?
-			                     "locking down" : "setting", "Set-InboundConnector", params,
-			                     &err);
-			goto out;
-		}
-		rc = write_connector(&t, receipt, "creating", "New-InboundConnector", params, &err);
-		if (rc == MAILMODE_OK || !ms_exo_error_exists(&err))
-			goto out;
-		/* "Already exists": a New- of ours whose answer was lost (and
-		 * that the client sent again) landed.  Read it and put it
-		 * right instead. */
-		call->op.diag->severity = MAILMODE_SEV_NONE;
-		rc = read_connector(&t, &conn);
-		if (rc == MAILMODE_OK && (!conn || !ours(conn)))
-			rc = conn ? not_ours(call) : MAILMODE_ERR_UNKNOWN;
-		if (rc != MAILMODE_OK)
-			goto out;
-	}
-out:
-	cJSON_Delete(params);
-	cJSON_Delete(conn);
-	tenant_close(&t);
+	rc = setup_inbound(&t, receipt, locked, conn);
+	/* Outgoing mail after the inbound connector: both before the MX. */
+	if (rc == MAILMODE_OK)
+		rc = gw_outbound_setup(&t, receipt);
+	gw_tenant_close(&t);
 	return rc;
 }
 
@@ -394,7 +421,7 @@ int gw_tenant_check(struct gw_call *call, bool locked, bool *present, char *why,
 
 	*present = false;
 	why[0] = '\0';
-	rc = tenant_open(call, &t);
+	rc = gw_tenant_open(call, &t);
 	if (rc != MAILMODE_OK)
 		return rc;
 	rc = read_connector(&t, &conn);
@@ -406,8 +433,17 @@ int gw_tenant_check(struct gw_call *call, bool locked, bool *present, char *why,
 		*present = true;
 		connector_differs(call, conn, locked, why, len);
 	}
+	/* Outgoing mail: its connector and rule are part of the mode. */
+	if (rc == MAILMODE_OK && call->cfg.tenant.outbound) {
+		bool out_present;
+		char out_why[256];
+
+		rc = gw_outbound_check(&t, &out_present, out_why, sizeof(out_why));
+		if (rc == MAILMODE_OK && !why[0] && out_why[0])
+			snprintf(why, len, "%s", out_why);
+	}
 	cJSON_Delete(conn);
-	tenant_close(&t);
+	gw_tenant_close(&t);
 	return rc;
 }
 
@@ -461,7 +497,7 @@ int gw_tenant_lift(struct gw_call *call, struct gw_receipt *intent)
 out:
 	cJSON_Delete(params);
 	cJSON_Delete(conn);
-	tenant_close(&t);
+	gw_tenant_close(&t);
 	return rc;
 }
 
@@ -475,7 +511,10 @@ int gw_tenant_remove(struct gw_call *call, struct gw_receipt *intent)
 	rc = open_read(call, &t, &conn, true);
 	if (rc != MAILMODE_OK)
 		return rc;
-	if (!conn)
+	/* Outgoing mail's objects, the rule first (outbound.c). */
+	if (call->cfg.tenant.outbound || intent->outbound)
+		rc = gw_outbound_remove(&t, intent);
+	if (rc != MAILMODE_OK || !conn)
 		goto out;
 	params = identity_params(call, "Confirm", false);
 	if (!params) {
@@ -491,7 +530,7 @@ int gw_tenant_remove(struct gw_call *call, struct gw_receipt *intent)
 out:
 	cJSON_Delete(params);
 	cJSON_Delete(conn);
-	tenant_close(&t);
+	gw_tenant_close(&t);
 	return rc;
 }
 
@@ -504,7 +543,7 @@ int gw_tenant_preflight(struct gw_call *call)
 	rc = open_read(call, &t, &conn, true);
 	if (rc == MAILMODE_OK) {
 		cJSON_Delete(conn);
-		tenant_close(&t);
+		gw_tenant_close(&t);
 	}
 	return rc;
 }
@@ -515,15 +554,17 @@ int gw_tenant_plan(struct gw_call *call, enum mailmode_plan_op which, bool locke
 	const struct gw_tenant_config *tc = &call->cfg.tenant;
 	struct gw_tenant t;
 	cJSON *conn = NULL;
-	size_t used = strlen(text);
-	char why[256] = "";
+	size_t used = strlen(text), out_used = 0;
+	char why[256] = "", out[2048] = "";
 	int rc;
 
-	rc = tenant_open(call, &t);
+	rc = gw_tenant_open(call, &t);
 	if (rc != MAILMODE_OK)
 		return rc;
 	rc = read_connector(&t, &conn);
-	tenant_close(&t);
+	if (rc == MAILMODE_OK)
+		rc = gw_outbound_plan(&t, which, out, sizeof(out), &out_used);
+	gw_tenant_close(&t);
 	if (rc != MAILMODE_OK)
 		return rc;
 #define ADD(...) (used += (size_t)snprintf(text + used, used < len ? len - used : 0, __VA_ARGS__))
@@ -550,7 +591,8 @@ int gw_tenant_plan(struct gw_call *call, enum mailmode_plan_op which, bool locke
 		ADD("%safter the MX: Remove-InboundConnector -Identity '%s' -Confirm:$false",
 		    used ? "\n" : "", tc->connector);
 	}
+	ADD("%s", out);
 #undef ADD
 	cJSON_Delete(conn);
-	return used < len ? MAILMODE_OK : MAILMODE_ERR_NOMEM;
+	return used < len && out_used < sizeof(out) ? MAILMODE_OK : MAILMODE_ERR_NOMEM;
 }
