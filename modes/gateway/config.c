@@ -708,29 +708,37 @@ static int read_bool(const struct key_reader *kr, const char *section,
 	return bad_value(kr, section, key, value, "is not yes or no");
 }
 
+/* The next item of a white space or comma separated list: its length (0:
+ * none left) and *item where it starts; *p moves past it. */
+static size_t next_item(const char **p, const char **item)
+{
+	size_t n;
+
+	*p += strspn(*p, " \t,");
+	*item = *p;
+	n = strcspn(*p, " \t,");
+	*p += n;
+	return n;
+}
+
 /* service_ips, white-space separated, for EFSkipIPs. */
 static int read_service_ips(const struct key_reader *kr, struct gw_config *cfg)
 {
 	const char *section = cfg->service_section;
-	const char *value = get(kr, section, "service_ips"), *p;
+	const char *value = get(kr, section, "service_ips"), *p = value, *item;
 	struct gw_tenant_config *t = &cfg->tenant;
+	size_t n;
 
 	if (!value)
 		return missing(kr, section, "service_ips",
 		               "enhanced_filtering = yes skip-lists the addresses the "
 		               "service delivers to Microsoft 365 from");
-	for (p = value; *p;) {
-		size_t n = strcspn(p, " \t,");
-
-		if (n > 0) {
-			if (t->ip_count == GW_SERVICE_IPS_MAX || n >= sizeof(t->ips[0]))
-				return bad_value(kr, section, "service_ips", value,
-				                 "has too many or too long entries");
-			memcpy(t->ips[t->ip_count], p, n);
-			t->ips[t->ip_count++][n] = '\0';
-		}
-		p += n;
-		p += strspn(p, " \t,");
+	while ((n = next_item(&p, &item)) > 0) {
+		if (t->ip_count == GW_SERVICE_IPS_MAX || n >= sizeof(t->ips[0]))
+			return bad_value(kr, section, "service_ips", value,
+			                 "has too many or too long entries");
+		memcpy(t->ips[t->ip_count], item, n);
+		t->ips[t->ip_count++][n] = '\0';
 	}
 	return MAILMODE_OK;
 }
@@ -740,33 +748,28 @@ static int read_service_ips(const struct key_reader *kr, struct gw_config *cfg)
 static int read_outbound_hosts(const struct key_reader *kr, struct gw_config *cfg)
 {
 	const char *section = cfg->service_section;
-	const char *value = get(kr, section, "outbound_smart_hosts"), *p;
+	const char *value = get(kr, section, "outbound_smart_hosts"), *p = value, *item;
 	struct gw_tenant_config *t = &cfg->tenant;
-	char name[GW_NAME_MAX];
+	char name[GW_NAME_MAX], *host;
+	size_t n;
 
 	if (!value)
 		return missing(kr, section, "outbound_smart_hosts",
 		               "outbound = yes sends the domain's outgoing mail to these hosts "
 		               "of the service");
-	for (p = value; *p;) {
-		size_t n = strcspn(p, " \t,");
-
-		if (n > 0) {
-			if (t->out_host_count == GW_OUT_HOSTS_MAX || n >= sizeof(name))
-				return bad_value(kr, section, "outbound_smart_hosts", value,
-				                 "has too many or too long entries");
-			memcpy(name, p, n);
-			name[n] = '\0';
-			if (gw_name_normalise(name, t->out_hosts[t->out_host_count],
-			                      sizeof(t->out_hosts[0])) != MAILMODE_OK)
-				return bad_value(kr, section, "outbound_smart_hosts", value,
-				                 "is not a list of host names");
-			/* Exchange takes them without the final dot. */
-			t->out_hosts[t->out_host_count][strlen(t->out_hosts[t->out_host_count]) - 1] = '\0';
-			t->out_host_count++;
-		}
-		p += n;
-		p += strspn(p, " \t,");
+	while ((n = next_item(&p, &item)) > 0) {
+		if (t->out_host_count == GW_OUT_HOSTS_MAX || n >= sizeof(name))
+			return bad_value(kr, section, "outbound_smart_hosts", value,
+			                 "has too many or too long entries");
+		memcpy(name, item, n);
+		name[n] = '\0';
+		host = t->out_hosts[t->out_host_count];
+		if (gw_name_normalise(name, host, sizeof(t->out_hosts[0])) != MAILMODE_OK)
+			return bad_value(kr, section, "outbound_smart_hosts", value,
+			                 "is not a list of host names");
+		/* Exchange takes them without the final dot. */
+		host[strlen(host) - 1] = '\0';
+		t->out_host_count++;
 	}
 	if (t->out_host_count == 0)
 		return missing(kr, section, "outbound_smart_hosts", "no host given");

@@ -14,6 +14,9 @@
  *               UPDATE, an unanswered UPDATE settled by re-reading
  *   preflight.c the ABI 1.2 preflight: reads and a no-op signed UPDATE
  *   doctor.c    the ABI 1.4 doctor: the checks of `mailmode doctor`
+ *   tenant.c    the tenant side of a Microsoft 365 domain (lib/ms): the
+ *               gateway inbound connector; outbound.c its outgoing mail
+ *               (outbound = yes); tenant.h what the two share
  *   gateway.c   the mode's operations and the exported descriptor
  */
 #ifndef GATEWAY_H
@@ -434,8 +437,9 @@ int gw_tenant_remove(struct gw_call *call, struct gw_receipt *intent);
 /* validate_config: the [tenant T] credentials readable, no network. */
 int gw_tenant_check_credentials(const struct gw_ctx *ctx, const struct gw_config *cfg,
                                 struct mailmode_diag *diag);
-/* preflight: the tenant signs in and answers Get-InboundConnector; a
- * connector of that name that is not mailmode's is refused. */
+/* preflight: the tenant signs in and answers Get-InboundConnector (and,
+ * with outbound, the outbound connector and rule); an object of that name
+ * that is not mailmode's is refused. */
 int gw_tenant_preflight(struct gw_call *call);
 /* Appends the tenant's lines to a plan (text holds the MX lines). */
 int gw_tenant_plan(struct gw_call *call, enum mailmode_plan_op which, bool locked,

@@ -308,6 +308,23 @@ int gw_outbound_setup(struct gw_tenant *t, struct gw_receipt *receipt)
 	return rc;
 }
 
+int gw_outbound_preflight(struct gw_tenant *t)
+{
+	const struct kind *kinds[] = { &connector_kind, &rule_kind };
+	size_t i;
+	int rc = MAILMODE_OK;
+
+	for (i = 0; rc == MAILMODE_OK && i < 2; i++) {
+		cJSON *obj = NULL;
+
+		rc = get(t, kinds[i], &obj);
+		if (rc == MAILMODE_OK)
+			rc = refuse_foreign(t->call, kinds[i], obj);
+		cJSON_Delete(obj);
+	}
+	return rc;
+}
+
 int gw_outbound_check(struct gw_tenant *t, bool *present, char *why, size_t len)
 {
 	const struct kind *kinds[] = { &connector_kind, &rule_kind };

@@ -541,10 +541,12 @@ int gw_tenant_preflight(struct gw_call *call)
 	int rc;
 
 	rc = open_read(call, &t, &conn, true);
-	if (rc == MAILMODE_OK) {
-		cJSON_Delete(conn);
-		gw_tenant_close(&t);
-	}
+	if (rc != MAILMODE_OK)
+		return rc;
+	if (call->cfg.tenant.outbound)
+		rc = gw_outbound_preflight(&t);
+	cJSON_Delete(conn);
+	gw_tenant_close(&t);
 	return rc;
 }
 

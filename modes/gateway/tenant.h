@@ -56,6 +56,8 @@ int gw_outbound_setup(struct gw_tenant *t, struct gw_receipt *receipt);
 /* Verify/observe: *present (any of the two there) and why, "" when both
  * are as wanted. */
 int gw_outbound_check(struct gw_tenant *t, bool *present, char *why, size_t len);
+/* Preflight: an object of either name that is not mailmode's is refused. */
+int gw_outbound_preflight(struct gw_tenant *t);
 /* Teardown: the rule, then the connector. */
 int gw_outbound_remove(struct gw_tenant *t, struct gw_receipt *intent);
 /* Plan lines (appended at text + *used). */

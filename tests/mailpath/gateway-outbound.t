@@ -13,7 +13,7 @@
 # across both switches.  The emulator refuses an outbound connector
 # without smart hosts when UseMXRecord is $false, as Exchange does.
 . "$top_srcdir/tests/mailpath/outbound-lib.sh"
-plan 14
+plan 16
 
 # tenant EXPR: EXPR over the tenant's state (d).
 tenant() { emu_get "/_emu/tenants/$TENANT" | jpy "$1"; }
@@ -46,6 +46,10 @@ is "$(tenant "sorted(c['Name'] for c in d['outbound_connectors'])")" "[\"$OUT\"]
 	"mailflow's outbound connector went with its teardown; the gateway's stays"
 run mm status $D
 is "$rc" 0 "status: one mode, no drift"
+run mm doctor $D
+like "$out" "ok +service sandbox-service: outbound smart hosts resolve" "doctor: the outbound smart hosts resolve"
+like "$out" "ok +\[tenant sandbox-tenant\]: gateway tenant answers.*outbound connector and rule '$OUT'" \
+	"doctor: the tenant answers for the gateway's objects"
 sleep 2
 VIA_UNTIL=$(now)
 
