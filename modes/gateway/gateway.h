@@ -423,16 +423,19 @@ int gw_teardown_target(const struct gw_call *call, struct gw_mx_set *restore,
 /* ---- tenant.c: the tenant side (doc/gateway-tenant.md) ------------------- */
 
 /* The domain's gateway connector made or put right, restricted to the
- * service's certificate when locked; receipt gets "tenant" (named before
- * the first write, so that a teardown of a crashed attempt looks for it). */
+ * service's certificate when locked, then (outbound) the outbound
+ * connector and rule; receipt gets "tenant" (named before the first
+ * write, so that a teardown of a crashed attempt looks for them). */
 int gw_tenant_setup(struct gw_call *call, struct gw_receipt *receipt, bool locked);
-/* The connector: *present, and in why the first field not as wanted (or
- * why it is missing); "" when it is as wanted. */
+/* The connector: *present (it, or with outbound its connector or rule, is
+ * there), and in why the first field not as wanted (or what is missing);
+ * "" when all is as wanted. */
 int gw_tenant_check(struct gw_call *call, bool locked, bool *present, char *why, size_t len);
 /* Teardown, before the MX goes back: the lock-down lifted and read back
  * lifted (MAILMODE_ERR_NOT_READY, retryable, until it reads so). */
 int gw_tenant_lift(struct gw_call *call, struct gw_receipt *intent);
-/* Teardown, after the MX went back: the connector removed. */
+/* Teardown, after the MX went back: the outbound rule and connector (when
+ * configured or in the receipt), then the connector removed. */
 int gw_tenant_remove(struct gw_call *call, struct gw_receipt *intent);
 /* validate_config: the [tenant T] credentials readable, no network. */
 int gw_tenant_check_credentials(const struct gw_ctx *ctx, const struct gw_config *cfg,

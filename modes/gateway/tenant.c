@@ -441,6 +441,8 @@ int gw_tenant_check(struct gw_call *call, bool locked, bool *present, char *why,
 		rc = gw_outbound_check(&t, &out_present, out_why, sizeof(out_why));
 		if (rc == MAILMODE_OK && !why[0] && out_why[0])
 			snprintf(why, len, "%s", out_why);
+		/* A leftover of them is gateway mode partly live too. */
+		*present = *present || out_present;
 	}
 	cJSON_Delete(conn);
 	gw_tenant_close(&t);

@@ -75,6 +75,11 @@ Control API additions (no trace delay):
                                             (RecipientDomains, not rule-scoped), or
                                             their MX -> {"message_id", "trace_id"}
   POST   /_emu/config  also {"trace_delay_s": S, "smtp_retry_for_s": S}
+  POST   /_emu/config  {"cloud": "global"|"gcc-high"|"dod"|"china"}: the cloud
+                       the emulated tenants live in; the token endpoint then
+                       issues tokens for that cloud's Exchange scope only
+                       (https://outlook.office365.us/.default, ...), as a
+                       national cloud's identity platform does
 """
 
 import argparse
