@@ -248,7 +248,8 @@ static int check_verified(struct mm_run *r, int old, struct mailmode_diag *diag)
 	char *report = NULL;
 	int rc = mm_op_verify(&op, &report, diag);
 
-	if (rc == MM_OK && report) {
+	/* A verify not passed yet may still say what its mode waits for. */
+	if (report) {
 		cJSON *root = cJSON_Parse(report);
 		cJSON *settle = cJSON_GetObjectItem(root, "settle_until_ms");
 
@@ -601,13 +602,33 @@ static int setup_not_in_effect(struct mm_run *r)
 	return MM_UNVERIFIED;
 }
 
+/* --no-wait waits for nothing, so a last stage that must wait for the
+ * settle (the gateway's lock-down) is not run: one verify read says
+ * whether the new mode has one, and the admin is told, in the output and
+ * the journal, how to run it later. */
+static int no_wait_finish(struct mm_run *r)
+{
+	struct mailmode_diag diag = { 0 };
+	char line[MM_ERR_MAX];
+
+	r->finish_wanted = 0;
+	(void)check_verified(r, 0, &diag);
+	if (!r->finish_wanted)
+		return MM_OK;
+	snprintf(line, sizeof(line),
+	         "%s mode's last stage (applied once caches of the replaced records expire: gateway mode's lock-down) was not run: --no-wait waits for nothing; run 'mailmode setup %s' once they have expired to apply it",
+	         r->m->to_mode, r->m->domain);
+	mm_log(r->e->output, MAILMODE_LOG_WARNING, "%s: %s", r->m->domain, line);
+	return journal(r, MM_STEP_FINISH_NEW, "skipped", line);
+}
+
 static int run_verify(struct mm_run *r)
 {
 	long long deadline = r->m->verify_deadline;
 	int rc;
 
 	if (r->opts.no_wait)
-		return MM_OK;
+		return no_wait_finish(r);
 	if (r->resumed || deadline <= mm_migrate_now_ms())
 		deadline = mm_migrate_now_ms() + r->opts.verify_timeout_ms;
 	if ((rc = journal(r, MM_STEP_VERIFY_NEW, "begin", NULL)) != MM_OK)

@@ -79,6 +79,8 @@
  */
 #include "gateway.h"
 
+#include "ms/ms.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
@@ -383,26 +385,14 @@ static int read_url(const struct key_reader *kr, const char *section, const char
 	return MAILMODE_OK;
 }
 
-/* An Entra ID app's client credentials from section; the tenant is
- * dflt_tenant when the section does not name one (NULL: required). */
-static int read_entra(const struct key_reader *kr, const char *section,
-                      const char *dflt_tenant, struct gw_entra *e)
+/* The app's own credentials (auth = app): a secret, or a certificate's
+ * key (and the certificate), and the assertion's algorithm. */
+static int read_app_credentials(const struct key_reader *kr, const char *section,
+                                const char *secret, const char *key, struct gw_entra *e)
 {
-	const char *secret = get(kr, section, "client_secret_file");
-	const char *key = get(kr, section, "private_key_file");
 	const char *value;
 	int rc;
 
-	if (dflt_tenant)
-		snprintf(e->tenant, sizeof(e->tenant), "%s", dflt_tenant);
-	rc = read_string(kr, section, "tenant", dflt_tenant ? NULL : "the Entra ID tenant (GUID "
-	                 "or x.onmicrosoft.com) of the app", e->tenant, sizeof(e->tenant));
-	if (rc == MAILMODE_OK)
-		rc = read_string(kr, section, "client_id", "the app registration's "
-		                 "application (client) id", e->client_id,
-		                 sizeof(e->client_id));
-	if (rc != MAILMODE_OK)
-		return rc;
 	if (secret && key)
 		return bad_value(kr, section, "private_key_file", key,
 		                 "and client_secret_file are both set: give one");
@@ -421,15 +411,44 @@ static int read_entra(const struct key_reader *kr, const char *section,
 	if (e->certificate_file[0] && !key)
 		return missing(kr, section, "private_key_file",
 		               "certificate_file needs the certificate's private key");
-	rc = read_url(kr, section, "login_url", "https://login.microsoftonline.com",
-	              e->login_url, sizeof(e->login_url));
-	if (rc != MAILMODE_OK)
-		return rc;
 	value = get(kr, section, "assertion_alg");
 	if (value && strcasecmp(value, "RS256") != 0 && strcasecmp(value, "PS256") != 0)
 		return bad_value(kr, section, "assertion_alg", value,
 		                 "is not PS256 or RS256");
 	e->rs256 = value && strcasecmp(value, "RS256") == 0;
+	return MAILMODE_OK;
+}
+
+/* An Entra ID app's sign-in from section; the tenant is dflt_tenant when
+ * the section does not name one (NULL: required).  e->device (auth =
+ * device: a person's refresh token from `mailmode tenant login`) needs no
+ * credentials and defaults client_id to Microsoft's public client; login
+ * defaults login_url (the cloud's). */
+static int read_entra(const struct key_reader *kr, const char *section,
+                      const char *dflt_tenant, const char *login, struct gw_entra *e)
+{
+	const char *secret = get(kr, section, "client_secret_file");
+	const char *key = get(kr, section, "private_key_file");
+	int rc;
+
+	if (dflt_tenant)
+		snprintf(e->tenant, sizeof(e->tenant), "%s", dflt_tenant);
+	if (e->device)
+		snprintf(e->client_id, sizeof(e->client_id), "%s", MS_DEVICE_CLIENT_ID);
+	rc = read_string(kr, section, "tenant", dflt_tenant ? NULL : "the Entra ID tenant (GUID "
+	                 "or x.onmicrosoft.com) of the app", e->tenant, sizeof(e->tenant));
+	if (rc == MAILMODE_OK)
+		rc = read_string(kr, section, "client_id", e->device ? NULL : "the app registration's "
+		                 "application (client) id", e->client_id,
+		                 sizeof(e->client_id));
+	if (rc == MAILMODE_OK)
+		rc = read_url(kr, section, "login_url", login, e->login_url, sizeof(e->login_url));
+	if (rc != MAILMODE_OK || !e->device)
+		return rc == MAILMODE_OK ? read_app_credentials(kr, section, secret, key, e) : rc;
+	if (secret || key)
+		return bad_value(kr, section, secret ? "client_secret_file" : "private_key_file",
+		                 secret ? secret : key,
+		                 "is set, but auth = device signs in as a person: drop it (or set auth = app)");
 	return MAILMODE_OK;
 }
 
@@ -520,7 +539,7 @@ static int read_azure(const struct key_reader *kr, struct gw_config *cfg)
 		                 az->resource_group, sizeof(az->resource_group));
 	if (rc != MAILMODE_OK)
 		return rc;
-	return read_entra(kr, section, NULL, &az->app);
+	return read_entra(kr, section, NULL, MS_LOGIN_URL, &az->app);
 }
 
 /* The keys of the HTTPS providers: where the API is, whom to trust, and
@@ -689,31 +708,74 @@ static int read_bool(const struct key_reader *kr, const char *section,
 	return bad_value(kr, section, key, value, "is not yes or no");
 }
 
+/* The next item of a white space or comma separated list: its length (0:
+ * none left) and *item where it starts; *p moves past it. */
+static size_t next_item(const char **p, const char **item)
+{
+	size_t n;
+
+	*p += strspn(*p, " \t,");
+	*item = *p;
+	n = strcspn(*p, " \t,");
+	*p += n;
+	return n;
+}
+
 /* service_ips, white-space separated, for EFSkipIPs. */
 static int read_service_ips(const struct key_reader *kr, struct gw_config *cfg)
 {
 	const char *section = cfg->service_section;
-	const char *value = get(kr, section, "service_ips"), *p;
+	const char *value = get(kr, section, "service_ips"), *p = value, *item;
 	struct gw_tenant_config *t = &cfg->tenant;
+	size_t n;
 
 	if (!value)
 		return missing(kr, section, "service_ips",
 		               "enhanced_filtering = yes skip-lists the addresses the "
 		               "service delivers to Microsoft 365 from");
-	for (p = value; *p;) {
-		size_t n = strcspn(p, " \t,");
-
-		if (n > 0) {
-			if (t->ip_count == GW_SERVICE_IPS_MAX || n >= sizeof(t->ips[0]))
-				return bad_value(kr, section, "service_ips", value,
-				                 "has too many or too long entries");
-			memcpy(t->ips[t->ip_count], p, n);
-			t->ips[t->ip_count++][n] = '\0';
-		}
-		p += n;
-		p += strspn(p, " \t,");
+	while ((n = next_item(&p, &item)) > 0) {
+		if (t->ip_count == GW_SERVICE_IPS_MAX || n >= sizeof(t->ips[0]))
+			return bad_value(kr, section, "service_ips", value,
+			                 "has too many or too long entries");
+		memcpy(t->ips[t->ip_count], item, n);
+		t->ips[t->ip_count++][n] = '\0';
 	}
 	return MAILMODE_OK;
+}
+
+/* outbound = yes: [service] outbound_smart_hosts (host names, white space
+ * or comma separated) and outbound_tls_domain (default: the first). */
+static int read_outbound_hosts(const struct key_reader *kr, struct gw_config *cfg)
+{
+	const char *section = cfg->service_section;
+	const char *value = get(kr, section, "outbound_smart_hosts"), *p = value, *item;
+	struct gw_tenant_config *t = &cfg->tenant;
+	char name[GW_NAME_MAX], *host;
+	size_t n;
+
+	if (!value)
+		return missing(kr, section, "outbound_smart_hosts",
+		               "outbound = yes sends the domain's outgoing mail to these hosts "
+		               "of the service");
+	while ((n = next_item(&p, &item)) > 0) {
+		if (t->out_host_count == GW_OUT_HOSTS_MAX || n >= sizeof(name))
+			return bad_value(kr, section, "outbound_smart_hosts", value,
+			                 "has too many or too long entries");
+		memcpy(name, item, n);
+		name[n] = '\0';
+		host = t->out_hosts[t->out_host_count];
+		if (gw_name_normalise(name, host, sizeof(t->out_hosts[0])) != MAILMODE_OK)
+			return bad_value(kr, section, "outbound_smart_hosts", value,
+			                 "is not a list of host names");
+		/* Exchange takes them without the final dot. */
+		host[strlen(host) - 1] = '\0';
+		t->out_host_count++;
+	}
+	if (t->out_host_count == 0)
+		return missing(kr, section, "outbound_smart_hosts", "no host given");
+	snprintf(t->out_tls_domain, sizeof(t->out_tls_domain), "%s", t->out_hosts[0]);
+	return read_string(kr, section, "outbound_tls_domain", NULL, t->out_tls_domain,
+	                   sizeof(t->out_tls_domain));
 }
 
 /* gateway_tenant and what the tenant side reads from the profile and the
@@ -724,12 +786,15 @@ static int read_tenant(const struct key_reader *kr, const char *section, const c
 	struct gw_tenant_config *t = &cfg->tenant;
 	const char *value = get(kr, section, "gateway_tenant");
 	const char *prefix, *service = cfg->service_section + strlen("service ");
+	const struct ms_cloud *cloud;
+	enum ms_auth auth;
 	int rc;
 
 	if (!value) {
-		if (get(kr, section, "enhanced_filtering") || get(kr, section, "lockdown"))
+		if (get(kr, section, "enhanced_filtering") || get(kr, section, "lockdown") ||
+		    get(kr, section, "outbound"))
 			return missing(kr, section, "gateway_tenant",
-			               "enhanced_filtering and lockdown are set in the "
+			               "enhanced_filtering, lockdown and outbound are set in the "
 			               "tenant named by gateway_tenant = NAME");
 		return MAILMODE_OK;
 	}
@@ -739,10 +804,16 @@ static int read_tenant(const struct key_reader *kr, const char *section, const c
 		return bad_value(kr, section, "gateway_tenant", value, "is not a section name");
 	t->enabled = true;
 	t->enhanced_filtering = true;
-	rc = read_entra(kr, t->section, value, &t->app);
+	/* auth and cloud as mailflow mode reads them (lib/ms). */
+	rc = ms_signin_keys(kr->ctx->host, t->section, &auth, &cloud, kr->diag);
+	if (rc != MAILMODE_OK)
+		return rc;
+	t->app.device = auth == MS_AUTH_DEVICE;
+	snprintf(t->scope, sizeof(t->scope), "%s", cloud->exo_scope);
+	rc = read_entra(kr, t->section, value, cloud->login_url, &t->app);
 	if (rc == MAILMODE_OK)
-		rc = read_url(kr, t->section, "api_url", "https://outlook.office365.com",
-		              t->api_url, sizeof(t->api_url));
+		rc = read_url(kr, t->section, "api_url", cloud->exo_url, t->api_url,
+		              sizeof(t->api_url));
 	if (rc == MAILMODE_OK)
 		rc = read_path(kr, t->section, "ca_file", t->ca_file, sizeof(t->ca_file));
 	if (rc != MAILMODE_OK)
@@ -750,6 +821,8 @@ static int read_tenant(const struct key_reader *kr, const char *section, const c
 	rc = read_bool(kr, section, "enhanced_filtering", &t->enhanced_filtering);
 	if (rc == MAILMODE_OK)
 		rc = read_bool(kr, section, "lockdown", &t->lockdown);
+	if (rc == MAILMODE_OK)
+		rc = read_bool(kr, section, "outbound", &t->outbound);
 	if (rc != MAILMODE_OK)
 		return rc;
 	value = get(kr, cfg->service_section, "tls_cert_name");
@@ -763,6 +836,15 @@ static int read_tenant(const struct key_reader *kr, const char *section, const c
 	                     prefix ? prefix : "mailmode", domain, service) >= 64)
 		return bad_value(kr, cfg->service_section, "name_prefix", prefix ? prefix : "mailmode",
 		                 "makes the connector's name longer than 64 characters");
+	/* The outbound connector and its rule share one name (their kinds
+	 * are apart in Exchange). */
+	if ((size_t)snprintf(t->out_name, sizeof(t->out_name), "%s outbound of %s via %s",
+	                     prefix ? prefix : "mailmode", domain, service) >= 64)
+		return bad_value(kr, cfg->service_section, "name_prefix", prefix ? prefix : "mailmode",
+		                 "makes the outbound connector's name longer than 64 characters");
+	rc = t->outbound ? read_outbound_hosts(kr, cfg) : MAILMODE_OK;
+	if (rc != MAILMODE_OK)
+		return rc;
 	return t->enhanced_filtering ? read_service_ips(kr, cfg) : MAILMODE_OK;
 }
 

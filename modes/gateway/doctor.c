@@ -130,6 +130,11 @@ static void service_hosts(struct doctor *d)
 	for (i = 0; i < gw->count; i++)
 		hosts[i] = gw->mx[i].host;
 	resolve(d, "gateway hosts resolve", hosts, gw->count);
+	if (d->call->cfg.tenant.outbound) {
+		for (i = 0; i < d->call->cfg.tenant.out_host_count; i++)
+			hosts[i] = d->call->cfg.tenant.out_hosts[i];
+		resolve(d, "outbound smart hosts resolve", hosts, i);
+	}
 	/* mailflow mode's key of the same [service NAME]. */
 	smart = host->config_get(host->handle, d->call->cfg.service_section, "smart_hosts");
 	if (!smart)
@@ -139,6 +144,27 @@ static void service_hosts(struct doctor *d)
 	     tok = strtok_r(NULL, " \t,", &save))
 		hosts[n++] = tok;
 	resolve(d, "smart hosts resolve", hosts, n);
+}
+
+/* With gateway_tenant: the tenant signs in and answers for the objects the
+ * tenant side makes (none there that is not mailmode's). */
+static void tenant(struct doctor *d, struct mailmode_diag *diag)
+{
+	const struct gw_tenant_config *tc = &d->call->cfg.tenant;
+	char scope[GW_NAME_MAX + 8];
+
+	if (!tc->enabled)
+		return;
+	snprintf(scope, sizeof(scope), "[%s]", tc->section);
+	if (gw_tenant_preflight(d->call) != MAILMODE_OK)
+		mm_check_addf(d->checks, scope, "gateway tenant answers", 0, 0,
+		      "fix what the message names ([tenant] sign-in, or the object of that name)",
+		      "%s", diag->summary);
+	else
+		mm_check_addf(d->checks, scope, "gateway tenant answers", 1, 0, NULL,
+		      "signed in; inbound connector '%s'%s%s%s", tc->connector,
+		      tc->outbound ? ", outbound connector and rule '" : "",
+		      tc->outbound ? tc->out_name : "", tc->outbound ? "'" : "");
 }
 
 static void run_checks(struct doctor *d, const struct mailmode_request *req,
@@ -172,6 +198,7 @@ static void run_checks(struct doctor *d, const struct mailmode_request *req,
 		provider->ops->close(provider);
 	servers(d);
 	service_hosts(d);
+	tenant(d, diag);
 }
 
 int gw_doctor(void *vctx, const struct mailmode_request *req, char **checks,

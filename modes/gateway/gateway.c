@@ -196,6 +196,7 @@ static void setup_receipt(const struct gw_call *call, bool swapping,
 		snprintf(receipt->connector, sizeof(receipt->connector), "%s",
 		         call->cfg.tenant.connector);
 		receipt->locked = call->tenant_locked;
+		receipt->outbound = call->has_receipt && call->receipt.outbound;
 	}
 }
 
@@ -795,17 +796,19 @@ static int gw_verify(void *vctx, const struct mailmode_request *req,
 		               view->count, call->op.zone, view->servers[0].serial);
 		gw_auth_describe(&call->op, view, expected);
 		rc = verify_tenant(call);
-		if (rc == MAILMODE_OK)
-			rc = add_settle_time(ctx, call, report);
-		goto out;
+	} else {
+		first_problem(view, expected, problem, sizeof(problem));
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
+		               "gateway MX of %s not yet served by every authoritative "
+		               "server of zone %s (%zu of %zu answered): %s", req->domain,
+		               call->op.zone, verdict.answered, view->count, problem);
+		gw_auth_describe(&call->op, view, expected);
+		rc = MAILMODE_ERR_NOT_READY;
 	}
-	first_problem(view, expected, problem, sizeof(problem));
-	host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
-	               "gateway MX of %s not yet served by every authoritative "
-	               "server of zone %s (%zu of %zu answered): %s", req->domain,
-	               call->op.zone, verdict.answered, view->count, problem);
-	gw_auth_describe(&call->op, view, expected);
-	rc = MAILMODE_ERR_NOT_READY;
+	/* Said before it passes too: a --no-wait run reads one verify to
+	 * learn of the lock-down it does not wait for. */
+	if (add_settle_time(ctx, call, report) != MAILMODE_OK)
+		rc = MAILMODE_ERR_NOMEM;
 out:
 	free(view);
 	free(call);

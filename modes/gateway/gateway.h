@@ -14,6 +14,9 @@
  *               UPDATE, an unanswered UPDATE settled by re-reading
  *   preflight.c the ABI 1.2 preflight: reads and a no-op signed UPDATE
  *   doctor.c    the ABI 1.4 doctor: the checks of `mailmode doctor`
+ *   tenant.c    the tenant side of a Microsoft 365 domain (lib/ms): the
+ *               gateway inbound connector; outbound.c its outgoing mail
+ *               (outbound = yes); tenant.h what the two share
  *   gateway.c   the mode's operations and the exported descriptor
  */
 #ifndef GATEWAY_H
@@ -79,7 +82,12 @@ struct gw_entra {
 	char certificate_file[GW_TSIG_SECRET_FILE_MAX]; /* "" = in the key file */
 	char login_url[GW_URL_MAX];         /* without a final slash */
 	bool rs256;                         /* assertion_alg = RS256 */
+	bool device;                        /* [tenant] auth = device: no
+	                                       credentials, the token cache */
 };
+
+/* Smart hosts of the outbound connector. */
+#define GW_OUT_HOSTS_MAX 8
 
 /* Addresses of the service listed in EFSkipIPs. */
 #define GW_SERVICE_IPS_MAX 32
@@ -95,7 +103,15 @@ struct gw_tenant_config {
 	                                       from <service>" */
 	struct gw_entra app;                /* [tenant T]: the sign-in */
 	char api_url[GW_URL_MAX];           /* [tenant T] api_url, no final / */
+	char scope[GW_URL_MAX];             /* the cloud's Exchange scope */
 	char ca_file[GW_TSIG_SECRET_FILE_MAX]; /* [tenant T] ca_file, "" = system */
+	/* outbound = yes (outbound.c): the outbound connector and its rule,
+	 * both "<name_prefix> outbound of D via <service>". */
+	bool outbound;
+	char out_name[GW_NAME_MAX];
+	size_t out_host_count;              /* [service] outbound_smart_hosts */
+	char out_hosts[GW_OUT_HOSTS_MAX][GW_NAME_MAX];
+	char out_tls_domain[GW_NAME_MAX];   /* [service] outbound_tls_domain */
 	size_t ip_count;                    /* [service] service_ips */
 	char ips[GW_SERVICE_IPS_MAX][GW_ADDR_MAX + 4];
 };
@@ -227,7 +243,11 @@ struct gw_receipt {
 	bool has_tenant;
 	char connector[GW_NAME_MAX];
 	bool locked;
-	bool write_connector;               /* write_doing is a connector's */
+	const char *write_object;           /* a tenant object's write:
+	                                       "inbound connector NAME" */
+	/* outbound = yes (outbound.c): "tenant": {..., "outbound": true}, the
+	 * outbound connector and rule (named by the profile) were made. */
+	bool outbound;
 };
 
 int gw_receipt_parse(const char *json, struct gw_receipt *receipt, char *err,
@@ -403,22 +423,26 @@ int gw_teardown_target(const struct gw_call *call, struct gw_mx_set *restore,
 /* ---- tenant.c: the tenant side (doc/gateway-tenant.md) ------------------- */
 
 /* The domain's gateway connector made or put right, restricted to the
- * service's certificate when locked; receipt gets "tenant" (named before
- * the first write, so that a teardown of a crashed attempt looks for it). */
+ * service's certificate when locked, then (outbound) the outbound
+ * connector and rule; receipt gets "tenant" (named before the first
+ * write, so that a teardown of a crashed attempt looks for them). */
 int gw_tenant_setup(struct gw_call *call, struct gw_receipt *receipt, bool locked);
-/* The connector: *present, and in why the first field not as wanted (or
- * why it is missing); "" when it is as wanted. */
+/* The connector: *present (it, or with outbound its connector or rule, is
+ * there), and in why the first field not as wanted (or what is missing);
+ * "" when all is as wanted. */
 int gw_tenant_check(struct gw_call *call, bool locked, bool *present, char *why, size_t len);
 /* Teardown, before the MX goes back: the lock-down lifted and read back
  * lifted (MAILMODE_ERR_NOT_READY, retryable, until it reads so). */
 int gw_tenant_lift(struct gw_call *call, struct gw_receipt *intent);
-/* Teardown, after the MX went back: the connector removed. */
+/* Teardown, after the MX went back: the outbound rule and connector (when
+ * configured or in the receipt), then the connector removed. */
 int gw_tenant_remove(struct gw_call *call, struct gw_receipt *intent);
 /* validate_config: the [tenant T] credentials readable, no network. */
 int gw_tenant_check_credentials(const struct gw_ctx *ctx, const struct gw_config *cfg,
                                 struct mailmode_diag *diag);
-/* preflight: the tenant signs in and answers Get-InboundConnector; a
- * connector of that name that is not mailmode's is refused. */
+/* preflight: the tenant signs in and answers Get-InboundConnector (and,
+ * with outbound, the outbound connector and rule); an object of that name
+ * that is not mailmode's is refused. */
 int gw_tenant_preflight(struct gw_call *call);
 /* Appends the tenant's actions to a plan (after the MX change's). */
 int gw_tenant_plan(struct gw_call *call, enum mailmode_plan_op which, bool locked,

@@ -22,6 +22,8 @@ static const struct mailmode_config_key keys[] = {
 	  "the gateway connector skip-lists service_ips (Enhanced Filtering): SPF, DKIM and DMARC judged on the real sender" },
 	{ "profile", "lockdown", MAILMODE_KEY_BOOL, "no",
 	  "once the old MX's caches have expired, restrict the gateway connector to the service's certificate: mail sent around the gateway is refused (5.7.51)" },
+	{ "profile", "outbound", MAILMODE_KEY_BOOL, "no",
+	  "with gateway_tenant: the domain's outgoing mail leaves the tenant through the service's outbound_smart_hosts (an outbound connector and a rule)" },
 	{ "dns", "provider", MAILMODE_KEY_STRING, "rfc2136",
 	  "who holds the zone: rfc2136 (a primary taking UPDATEs), cloudflare, gcloud, route53 or azure" },
 	{ "dns", "primary", MAILMODE_KEY_STRING, NULL,
@@ -89,9 +91,12 @@ static const struct mailmode_config_key keys[] = {
 	  "with gateway_tenant: prefix of the gateway connector's name" },
 	{ "service", "service_ips", MAILMODE_KEY_LIST, NULL,
 	  "with enhanced_filtering: the addresses the gateway hosts deliver to Microsoft 365 from (EFSkipIPs)" },
+	{ "service", "outbound_smart_hosts", MAILMODE_KEY_LIST, NULL,
+	  "with outbound: the hosts of the service that take the domain's outgoing mail from Microsoft 365" },
+	{ "service", "outbound_tls_domain", MAILMODE_KEY_STRING, NULL,
+	  "with outbound: the name the outbound smart hosts' certificate must carry (default: the first host)" },
 	/* [tenant NAME] of gateway_tenant: mailflow mode's section
-	 * (mailmode.conf(5), MAILFLOW MODE; auth = app and cloud = global
-	 * only, tenant.c). */
+	 * (mailmode.conf(5), MAILFLOW MODE). */
 	MS_TENANT_KEYS,
 	{ NULL, NULL, MAILMODE_KEY_STRING, NULL, NULL }
 };

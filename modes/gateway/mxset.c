@@ -334,21 +334,24 @@ out:
 	return rc;
 }
 
-/* "tenant": {"connector": NAME, "locked": bool}, or absent. */
+/* "tenant": {"connector": NAME, "locked": bool, "outbound": bool}, or
+ * absent. */
 static int tenant_from_json(const cJSON *tenant, struct gw_receipt *receipt)
 {
 	const cJSON *name = cJSON_GetObjectItemCaseSensitive(tenant, "connector");
 	const cJSON *locked = cJSON_GetObjectItemCaseSensitive(tenant, "locked");
+	const cJSON *outbound = cJSON_GetObjectItemCaseSensitive(tenant, "outbound");
 
 	if (!tenant)
 		return MAILMODE_OK;
 	if (!cJSON_IsString(name) || !name->valuestring[0] ||
 	    strlen(name->valuestring) >= sizeof(receipt->connector) ||
-	    (locked && !cJSON_IsBool(locked)))
+	    (locked && !cJSON_IsBool(locked)) || (outbound && !cJSON_IsBool(outbound)))
 		return MAILMODE_ERR_CONFIG;
 	receipt->has_tenant = true;
 	snprintf(receipt->connector, sizeof(receipt->connector), "%s", name->valuestring);
 	receipt->locked = cJSON_IsTrue(locked);
+	receipt->outbound = cJSON_IsTrue(outbound);
 	return MAILMODE_OK;
 }
 
@@ -357,7 +360,8 @@ static bool add_tenant(cJSON *root, const struct gw_receipt *receipt)
 	cJSON *tenant = cJSON_AddObjectToObject(root, "tenant");
 
 	return tenant && cJSON_AddStringToObject(tenant, "connector", receipt->connector) &&
-	       cJSON_AddBoolToObject(tenant, "locked", receipt->locked);
+	       cJSON_AddBoolToObject(tenant, "locked", receipt->locked) &&
+	       (!receipt->outbound || cJSON_AddBoolToObject(tenant, "outbound", 1));
 }
 
 int gw_receipt_parse(const char *json, struct gw_receipt *receipt, char *err,
@@ -423,12 +427,12 @@ static bool add_write(cJSON *root, const char *name,
 	cJSON *write = cJSON_AddObjectToObject(root, "write"), *set;
 	char object[GW_NAME_MAX + 24];
 
-	snprintf(object, sizeof(object), "%s %s", receipt->write_connector ?
-	         "inbound connector" : "MX", receipt->write_connector ? receipt->connector : name);
-	if (!write || !cJSON_AddStringToObject(write, "object", object) ||
+	snprintf(object, sizeof(object), "MX %s", name);
+	if (!write || !cJSON_AddStringToObject(write, "object", receipt->write_object ?
+	                                       receipt->write_object : object) ||
 	    !cJSON_AddStringToObject(write, "doing", receipt->write_doing))
 		return false;
-	if (receipt->write_connector)
+	if (receipt->write_object)
 		return true;
 	set = gw_mx_set_json(&receipt->write_from);
 	if (!set || !cJSON_AddItemToObject(write, "from", set)) {

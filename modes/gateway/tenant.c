@@ -19,29 +19,17 @@
  * lost is MAILMODE_ERR_UNKNOWN (lib/ms), and the next call reads the
  * connector before anything else.
  */
-#include "gateway.h"
+#include "tenant.h"
 
-#include "ms/ms.h"
-
-#include <cjson/cJSON.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MANAGED_MARKER "managed by mailmode"
+#define MANAGED_MARKER GW_MANAGED_MARKER
+#define INBOUND "inbound connector"
 
-/* One tenant connection for one call. */
-struct gw_tenant {
-	struct gw_call *call;
-	const struct mailmode_host *host;
-	char *certificate_file, *ca_file;   /* host->config_path'ed, or NULL */
-	struct ms_app app;
-	struct ms_session session;
-	struct ms_exo exo;
-};
-
-static void tenant_close(struct gw_tenant *t)
+void gw_tenant_close(struct gw_tenant *t)
 {
 	if (t->exo.warnings.data)
 		t->host->log(t->host->handle, MAILMODE_LOG_WARNING, "%s: tenant %s: %s",
@@ -63,44 +51,38 @@ static int abs_path(const struct mailmode_host *host, const char *path, char **o
 	return *out ? MAILMODE_OK : MAILMODE_ERR_NOMEM;
 }
 
-/* The sign-in of [tenant T] (its paths made absolute into t).  Only the
- * app's own credentials in the global cloud: a delegated sign-in or a
- * national cloud is refused, never silently replaced. */
+/* The sign-in of [tenant T] (its paths made absolute into t), in the
+ * cloud it names: the app's own credentials, or (auth = device) the
+ * refresh token `mailmode tenant login T` keeps in the host's token cache
+ * under T, as mailflow mode signs in (lib/ms). */
 static int tenant_app(const struct mailmode_host *host, const struct gw_tenant_config *tc,
-                      struct gw_tenant *t, struct mailmode_diag *diag)
+                      struct gw_tenant *t)
 {
-	const struct ms_cloud *cloud = NULL;
-	enum ms_auth auth = MS_AUTH_APP;
-	int rc = ms_signin_keys(host, tc->section, &auth, &cloud, diag);
+	const struct gw_entra *e = &tc->app;
+	int rc = MAILMODE_OK;
 
-	if (rc != MAILMODE_OK)
-		return rc;
-	if (auth != MS_AUTH_APP || (cloud && !ms_strcaseeq(cloud->name, "global"))) {
-		host->diag_set(diag, MAILMODE_SEV_ERROR, 0,
-		               "[%s] %s: gateway mode's tenant side signs in with the app's own credentials in the global cloud only",
-		               tc->section, auth != MS_AUTH_APP ? "auth" : "cloud");
-		return MAILMODE_ERR_CONFIG;
-	}
-	rc = abs_path(host, tc->app.certificate_file, &t->certificate_file);
-
+	if (!e->device)
+		rc = abs_path(host, e->certificate_file, &t->certificate_file);
 	if (rc == MAILMODE_OK)
 		rc = abs_path(host, tc->ca_file, &t->ca_file);
 	t->app = (struct ms_app){
 		.section = tc->section,
-		.tenant = tc->app.tenant,
-		.client_id = tc->app.client_id,
-		.client_secret_file = tc->app.certificate ? NULL : tc->app.credentials_file,
-		.private_key_file = tc->app.certificate ? tc->app.credentials_file : NULL,
+		.tenant = e->tenant,
+		.client_id = e->client_id,
+		.client_secret_file = e->device || e->certificate ? NULL : e->credentials_file,
+		.private_key_file = !e->device && e->certificate ? e->credentials_file : NULL,
 		.certificate_file = t->certificate_file,
-		.login_url = tc->app.login_url,
-		.scope = MS_SCOPE_EXO,
+		.login_url = e->login_url,
+		.scope = tc->scope,
 		.ca_file = t->ca_file,
-		.assertion_alg = tc->app.rs256 ? MS_ASSERTION_RS256 : MS_ASSERTION_PS256,
+		.assertion_alg = e->rs256 ? MS_ASSERTION_RS256 : MS_ASSERTION_PS256,
+		/* The cache entry is the section's NAME ("tenant NAME"). */
+		.token_cache = e->device ? tc->section + strlen("tenant ") : NULL,
 	};
 	return rc;
 }
 
-static int tenant_open(struct gw_call *call, struct gw_tenant *t)
+int gw_tenant_open(struct gw_call *call, struct gw_tenant *t)
 {
 	const struct mailmode_host *host = call->op.ctx->host;
 	const struct gw_tenant_config *tc = &call->cfg.tenant;
@@ -109,11 +91,11 @@ static int tenant_open(struct gw_call *call, struct gw_tenant *t)
 	memset(t, 0, sizeof(*t));
 	t->call = call;
 	t->host = host;
-	rc = tenant_app(host, tc, t, call->op.diag);
+	rc = tenant_app(host, tc, t);
 	if (rc == MAILMODE_OK)
 		rc = ms_session_init(host, &t->session);
 	if (rc != MAILMODE_OK) {
-		tenant_close(t);
+		gw_tenant_close(t);
 		return rc;
 	}
 	t->exo.host = host;
@@ -131,7 +113,7 @@ int gw_tenant_check_credentials(const struct gw_ctx *ctx, const struct gw_config
 
 	memset(&t, 0, sizeof(t));
 	t.host = ctx->host;
-	rc = tenant_app(ctx->host, &cfg->tenant, &t, diag);
+	rc = tenant_app(ctx->host, &cfg->tenant, &t);
 	if (rc == MAILMODE_OK)
 		rc = ms_credentials_check(ctx->host, &t.app, diag);
 	ctx->host->free(t.certificate_file);
@@ -139,34 +121,38 @@ int gw_tenant_check_credentials(const struct gw_ctx *ctx, const struct gw_config
 	return rc;
 }
 
-/* Get-InboundConnector: *conn is the domain's gateway connector, NULL when
- * the tenant has none (free with cJSON_Delete). */
-static int read_connector(struct gw_tenant *t, cJSON **conn)
+int gw_tenant_get(struct gw_tenant *t, const char *cmdlet, const char *name, cJSON **obj)
 {
-	const char *name = t->call->cfg.tenant.connector;
 	cJSON *params = cJSON_CreateObject(), *value = NULL;
 	struct ms_exo_error err;
 	int rc;
 
-	*conn = NULL;
+	*obj = NULL;
 	if (!params || !cJSON_AddStringToObject(params, "Identity", name)) {
 		cJSON_Delete(params);
 		return MAILMODE_ERR_NOMEM;
 	}
 	memset(&err, 0, sizeof(err));
-	rc = ms_exo_invoke(&t->exo, "Get-InboundConnector", params, &value, &err, t->call->op.diag);
+	rc = ms_exo_invoke(&t->exo, cmdlet, params, &value, &err, t->call->op.diag);
 	cJSON_Delete(params);
 	if (rc != MAILMODE_OK && ms_exo_error_not_found(&err)) {
 		t->call->op.diag->severity = MAILMODE_SEV_NONE;
 		return MAILMODE_OK;
 	}
 	if (rc == MAILMODE_OK && cJSON_GetArraySize(value) > 0)
-		*conn = cJSON_DetachItemFromArray(value, 0);
+		*obj = cJSON_DetachItemFromArray(value, 0);
 	cJSON_Delete(value);
 	return rc;
 }
 
-static bool add_list(cJSON *obj, const char *key, const char *const *items, size_t n)
+/* Get-InboundConnector: *conn is the domain's gateway connector, NULL when
+ * the tenant has none (free with cJSON_Delete). */
+static int read_connector(struct gw_tenant *t, cJSON **conn)
+{
+	return gw_tenant_get(t, "Get-InboundConnector", t->call->cfg.tenant.connector, conn);
+}
+
+bool gw_tenant_add_list(cJSON *obj, const char *key, const char *const *items, size_t n)
 {
 	cJSON *list = cJSON_AddArrayToObject(obj, key);
 	size_t i;
@@ -193,11 +179,11 @@ static cJSON *connector_params(const struct gw_call *call, bool locked, bool cre
 	         MANAGED_MARKER, domain);
 	if (!p || !cJSON_AddStringToObject(p, create ? "Name" : "Identity", tc->connector) ||
 	    !cJSON_AddStringToObject(p, "ConnectorType", "Partner") ||
-	    !add_list(p, "SenderDomains", &star, 1) ||
+	    !gw_tenant_add_list(p, "SenderDomains", &star, 1) ||
 	    !cJSON_AddBoolToObject(p, "RequireTls", 1) ||
 	    !cJSON_AddStringToObject(p, "TlsSenderCertificateName", tc->tls_cert_name) ||
-	    !add_list(p, "AssociatedAcceptedDomains", &domain, 1) ||
-	    !add_list(p, "EFSkipIPs", ips, tc->enhanced_filtering ? tc->ip_count : 0) ||
+	    !gw_tenant_add_list(p, "AssociatedAcceptedDomains", &domain, 1) ||
+	    !gw_tenant_add_list(p, "EFSkipIPs", ips, tc->enhanced_filtering ? tc->ip_count : 0) ||
 	    !cJSON_AddBoolToObject(p, "RestrictDomainsToCertificate", locked) ||
 	    !cJSON_AddBoolToObject(p, "Enabled", 1) ||
 	    !cJSON_AddStringToObject(p, "Comment", comment)) {
@@ -209,7 +195,7 @@ static cJSON *connector_params(const struct gw_call *call, bool locked, bool cre
 
 /* The list field holds exactly the wanted values (any order, any case;
  * SenderDomains come back as "smtp:*;1"). */
-static bool list_is(const cJSON *conn, const char *key, const char *const *want, size_t n)
+bool gw_tenant_list_is(const cJSON *conn, const char *key, const char *const *want, size_t n)
 {
 	size_t count = 0, i, j;
 	const char **have = ms_field_strs(conn, key, &count);
@@ -246,15 +232,15 @@ static bool connector_differs(const struct gw_call *call, const cJSON *conn, boo
 		ips[i] = tc->ips[i];
 	if (!ms_strcaseeq(ms_field_str(conn, "ConnectorType"), "Partner"))
 		snprintf(why, len, "ConnectorType is not Partner");
-	else if (!list_is(conn, "SenderDomains", &star, 1))
+	else if (!gw_tenant_list_is(conn, "SenderDomains", &star, 1))
 		snprintf(why, len, "SenderDomains is not *");
 	else if (ms_field_bool(conn, "RequireTls") != 1)
 		snprintf(why, len, "RequireTls is not $true");
 	else if (!ms_strcaseeq(ms_field_str(conn, "TlsSenderCertificateName"), tc->tls_cert_name))
 		snprintf(why, len, "TlsSenderCertificateName is not %s", tc->tls_cert_name);
-	else if (!list_is(conn, "AssociatedAcceptedDomains", &domain, 1))
+	else if (!gw_tenant_list_is(conn, "AssociatedAcceptedDomains", &domain, 1))
 		snprintf(why, len, "AssociatedAcceptedDomains is not %s", domain);
-	else if (!list_is(conn, "EFSkipIPs", ips, tc->enhanced_filtering ? tc->ip_count : 0))
+	else if (!gw_tenant_list_is(conn, "EFSkipIPs", ips, tc->enhanced_filtering ? tc->ip_count : 0))
 		snprintf(why, len, "EFSkipIPs is not %s", tc->enhanced_filtering ?
 		         "the service's addresses (service_ips)" : "empty");
 	else if (ms_field_bool(conn, "RestrictDomainsToCertificate") != (locked ? 1 : 0))
@@ -267,22 +253,34 @@ static bool connector_differs(const struct gw_call *call, const cJSON *conn, boo
 	return true;
 }
 
-static bool ours(const cJSON *conn)
+bool gw_tenant_ours(const cJSON *obj, const char *field)
 {
-	const char *comment = ms_field_str(conn, "Comment");
+	const char *comment = ms_field_str(obj, field);
 
 	return comment && strstr(comment, MANAGED_MARKER);
 }
 
-static int not_ours(struct gw_call *call)
+static bool ours(const cJSON *conn)
+{
+	return gw_tenant_ours(conn, "Comment");
+}
+
+int gw_tenant_not_ours(struct gw_call *call, const char *object)
 {
 	const struct mailmode_host *host = call->op.ctx->host;
 
 	host->diag_set(call->op.diag, MAILMODE_SEV_ERROR, 0,
-	               "inbound connector '%s' of tenant [%s] is not mailmode's (no '%s' in its Comment): "
-	               "refusing to change it", call->cfg.tenant.connector,
-	               call->cfg.tenant.section, MANAGED_MARKER);
+	               "%s of tenant [%s] is not mailmode's (no '%s' in its comment): "
+	               "refusing to change it", object, call->cfg.tenant.section, MANAGED_MARKER);
 	return MAILMODE_ERR_CONFLICT;
+}
+
+static int not_ours(struct gw_call *call)
+{
+	char object[GW_NAME_MAX + 24];
+
+	snprintf(object, sizeof(object), "inbound connector '%s'", call->cfg.tenant.connector);
+	return gw_tenant_not_ours(call, object);
 }
 
 /* Signs in and reads the connector (*conn NULL: none).  mine: one that is
@@ -290,7 +288,7 @@ static int not_ours(struct gw_call *call)
  * closes t; on failure it is closed. */
 static int open_read(struct gw_call *call, struct gw_tenant *t, cJSON **conn, bool mine)
 {
-	int rc = tenant_open(call, t);
+	int rc = gw_tenant_open(call, t);
 
 	*conn = NULL;
 	if (rc != MAILMODE_OK)
@@ -302,14 +300,14 @@ static int open_read(struct gw_call *call, struct gw_tenant *t, cJSON **conn, bo
 	if (rc != MAILMODE_OK) {
 		cJSON_Delete(*conn);
 		*conn = NULL;
-		tenant_close(t);
+		gw_tenant_close(t);
 	}
 	return rc;
 }
 
-/* The checkpoint before a connector write, then the write. */
-static int write_connector(struct gw_tenant *t, struct gw_receipt *intent, const char *doing,
-                           const char *cmdlet, const cJSON *params, struct ms_exo_error *err)
+int gw_tenant_write(struct gw_tenant *t, struct gw_receipt *intent, const char *object,
+                    const char *doing, const char *cmdlet, const cJSON *params,
+                    struct ms_exo_error *err)
 {
 	struct gw_call *call = t->call;
 	const struct mailmode_host *host = t->host;
@@ -320,10 +318,10 @@ static int write_connector(struct gw_tenant *t, struct gw_receipt *intent, const
 	memset(err, 0, sizeof(*err));
 	if (gw_host_keeps_writes(call)) {
 		intent->write_doing = doing;
-		intent->write_connector = true;
+		intent->write_object = object;
 		text = gw_receipt_render(call->op.ctx, call->op.domain, intent);
 		intent->write_doing = NULL;
-		intent->write_connector = false;
+		intent->write_object = NULL;
 		if (!text)
 			return MAILMODE_ERR_NOMEM;
 		rc = host->checkpoint(host->handle, call->req, text, call->op.diag);
@@ -337,18 +335,69 @@ static int write_connector(struct gw_tenant *t, struct gw_receipt *intent, const
 	rc = ms_exo_invoke(&t->exo, cmdlet, params, &value, err, call->op.diag);
 	cJSON_Delete(value);
 	if (rc == MAILMODE_OK)
-		host->log(host->handle, MAILMODE_LOG_INFO, "%s: %s inbound connector '%s' (%s)",
-		          call->op.domain, doing, call->cfg.tenant.connector, cmdlet);
+		host->log(host->handle, MAILMODE_LOG_INFO, "%s: %s %s (%s)", call->op.domain, doing,
+		          object, cmdlet);
+	return rc;
+}
+
+/* A write of the inbound connector. */
+static int write_connector(struct gw_tenant *t, struct gw_receipt *intent, const char *doing,
+                           const char *cmdlet, const cJSON *params, struct ms_exo_error *err)
+{
+	char object[GW_NAME_MAX + 24];
+
+	snprintf(object, sizeof(object), "inbound connector %s", t->call->cfg.tenant.connector);
+	return gw_tenant_write(t, intent, object, doing, cmdlet, params, err);
+}
+
+/* The inbound connector made or put right (conn: as read; consumed). */
+static int setup_inbound(struct gw_tenant *t, struct gw_receipt *receipt, bool locked,
+                         cJSON *conn)
+{
+	struct gw_call *call = t->call;
+	struct ms_exo_error err;
+	cJSON *params = NULL;
+	char why[256];
+	int pass, rc = MAILMODE_OK;
+
+	for (pass = 0; pass < 2; pass++) {
+		if (conn && !connector_differs(call, conn, locked, why, sizeof(why)))
+			break;
+		cJSON_Delete(params);
+		params = connector_params(call, locked, !conn);
+		if (!params) {
+			rc = MAILMODE_ERR_NOMEM;
+			break;
+		}
+		if (conn) {
+			rc = write_connector(t, receipt, locked && strstr(why, "Restrict") ?
+			                     "locking down" : "setting", "Set-InboundConnector", params,
+			                     &err);
+			break;
+		}
+		rc = write_connector(t, receipt, "creating", "New-InboundConnector", params, &err);
+		if (rc == MAILMODE_OK || !ms_exo_error_exists(&err))
+			break;
+		/* "Already exists": a New- of ours whose answer was lost (and
+		 * that the client sent again) landed.  Read it and put it
+		 * right instead. */
+		call->op.diag->severity = MAILMODE_SEV_NONE;
+		rc = read_connector(t, &conn);
+		if (rc == MAILMODE_OK && (!conn || !ours(conn)))
+			rc = conn ? not_ours(call) : MAILMODE_ERR_UNKNOWN;
+		if (rc != MAILMODE_OK)
+			break;
+	}
+	cJSON_Delete(params);
+	cJSON_Delete(conn);
 	return rc;
 }
 
 int gw_tenant_setup(struct gw_call *call, struct gw_receipt *receipt, bool locked)
 {
 	struct gw_tenant t;
-	struct ms_exo_error err;
-	cJSON *conn = NULL, *params = NULL;
-	char why[256];
-	int pass, rc;
+	cJSON *conn = NULL;
+	int rc;
 
 	rc = open_read(call, &t, &conn, true);
 	if (rc != MAILMODE_OK)
@@ -358,38 +407,11 @@ int gw_tenant_setup(struct gw_call *call, struct gw_receipt *receipt, bool locke
 	receipt->has_tenant = true;
 	snprintf(receipt->connector, sizeof(receipt->connector), "%s", call->cfg.tenant.connector);
 	receipt->locked = locked;
-	for (pass = 0; pass < 2; pass++) {
-		if (conn && !connector_differs(call, conn, locked, why, sizeof(why)))
-			goto out;
-		cJSON_Delete(params);
-		params = connector_params(call, locked, !conn);
-		if (!params) {
-			rc = MAILMODE_ERR_NOMEM;
-			goto out;
-		}
-		if (conn) {
-			rc = write_connector(&t, receipt, locked && strstr(why, "Restrict") ?
-			                     "locking down" : "setting", "Set-InboundConnector", params,
-			                     &err);
-			goto out;
-		}
-		rc = write_connector(&t, receipt, "creating", "New-InboundConnector", params, &err);
-		if (rc == MAILMODE_OK || !ms_exo_error_exists(&err))
-			goto out;
-		/* "Already exists": a New- of ours whose answer was lost (and
-		 * that the client sent again) landed.  Read it and put it
-		 * right instead. */
-		call->op.diag->severity = MAILMODE_SEV_NONE;
-		rc = read_connector(&t, &conn);
-		if (rc == MAILMODE_OK && (!conn || !ours(conn)))
-			rc = conn ? not_ours(call) : MAILMODE_ERR_UNKNOWN;
-		if (rc != MAILMODE_OK)
-			goto out;
-	}
-out:
-	cJSON_Delete(params);
-	cJSON_Delete(conn);
-	tenant_close(&t);
+	rc = setup_inbound(&t, receipt, locked, conn);
+	/* Outgoing mail after the inbound connector: both before the MX. */
+	if (rc == MAILMODE_OK)
+		rc = gw_outbound_setup(&t, receipt);
+	gw_tenant_close(&t);
 	return rc;
 }
 
@@ -401,7 +423,7 @@ int gw_tenant_check(struct gw_call *call, bool locked, bool *present, char *why,
 
 	*present = false;
 	why[0] = '\0';
-	rc = tenant_open(call, &t);
+	rc = gw_tenant_open(call, &t);
 	if (rc != MAILMODE_OK)
 		return rc;
 	rc = read_connector(&t, &conn);
@@ -413,8 +435,19 @@ int gw_tenant_check(struct gw_call *call, bool locked, bool *present, char *why,
 		*present = true;
 		connector_differs(call, conn, locked, why, len);
 	}
+	/* Outgoing mail: its connector and rule are part of the mode. */
+	if (rc == MAILMODE_OK && call->cfg.tenant.outbound) {
+		bool out_present;
+		char out_why[256];
+
+		rc = gw_outbound_check(&t, &out_present, out_why, sizeof(out_why));
+		if (rc == MAILMODE_OK && !why[0] && out_why[0])
+			snprintf(why, len, "%s", out_why);
+		/* A leftover of them is gateway mode partly live too. */
+		*present = *present || out_present;
+	}
 	cJSON_Delete(conn);
-	tenant_close(&t);
+	gw_tenant_close(&t);
 	return rc;
 }
 
@@ -468,7 +501,7 @@ int gw_tenant_lift(struct gw_call *call, struct gw_receipt *intent)
 out:
 	cJSON_Delete(params);
 	cJSON_Delete(conn);
-	tenant_close(&t);
+	gw_tenant_close(&t);
 	return rc;
 }
 
@@ -482,7 +515,10 @@ int gw_tenant_remove(struct gw_call *call, struct gw_receipt *intent)
 	rc = open_read(call, &t, &conn, true);
 	if (rc != MAILMODE_OK)
 		return rc;
-	if (!conn)
+	/* Outgoing mail's objects, the rule first (outbound.c). */
+	if (call->cfg.tenant.outbound || intent->outbound)
+		rc = gw_outbound_remove(&t, intent);
+	if (rc != MAILMODE_OK || !conn)
 		goto out;
 	params = identity_params(call, "Confirm", false);
 	if (!params) {
@@ -498,7 +534,7 @@ int gw_tenant_remove(struct gw_call *call, struct gw_receipt *intent)
 out:
 	cJSON_Delete(params);
 	cJSON_Delete(conn);
-	tenant_close(&t);
+	gw_tenant_close(&t);
 	return rc;
 }
 
@@ -509,19 +545,18 @@ int gw_tenant_preflight(struct gw_call *call)
 	int rc;
 
 	rc = open_read(call, &t, &conn, true);
-	if (rc == MAILMODE_OK) {
-		cJSON_Delete(conn);
-		tenant_close(&t);
-	}
+	if (rc != MAILMODE_OK)
+		return rc;
+	if (call->cfg.tenant.outbound)
+		rc = gw_outbound_preflight(&t);
+	cJSON_Delete(conn);
+	gw_tenant_close(&t);
 	return rc;
 }
 
-/* One tenant-side action of the plan: its line, and the cmdlet with the
- * parameters setup or teardown sends (params consumed; NULL for a line
- * that is no change). */
-MAILMODE_PRINTF(6, 7)
-static int plan_cmdlet(cJSON *actions, const char *change, const char *name,
-                       const char *cmdlet, cJSON *params, const char *fmt, ...)
+int gw_tenant_plan_cmdlet(cJSON *actions, const char *change, const char *object,
+                          const char *name, const char *cmdlet, cJSON *params,
+                          const char *fmt, ...)
 {
 	char text[1024];
 	va_list ap;
@@ -530,7 +565,7 @@ static int plan_cmdlet(cJSON *actions, const char *change, const char *name,
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	a = gw_plan_action(actions, change, "inbound connector", name, text);
+	a = gw_plan_action(actions, change, object, name, text);
 	if (a && !cmdlet)
 		return MAILMODE_OK;
 	if (a && params && cJSON_AddStringToObject(a, "cmdlet", cmdlet) &&
@@ -547,25 +582,25 @@ static int plan_setup(struct gw_call *call, const cJSON *conn, bool locked, cJSO
 	int rc;
 
 	if (!conn)
-		rc = plan_cmdlet(actions, "create", tc->connector, "New-InboundConnector",
-		                 connector_params(call, locked, true),
-		                 "before the MX: New-InboundConnector -Name '%s' -ConnectorType Partner -SenderDomains * -RequireTls $true -TlsSenderCertificateName %s -AssociatedAcceptedDomains %s%s%s (tenant [%s])",
-		                 tc->connector, tc->tls_cert_name, call->op.domain,
-		                 tc->enhanced_filtering ? " -EFSkipIPs " : "",
-		                 tc->enhanced_filtering ? "<service_ips>" : "", tc->section);
+		rc = gw_tenant_plan_cmdlet(actions, "create", INBOUND, tc->connector, "New-InboundConnector",
+		                           connector_params(call, locked, true),
+		                           "before the MX: New-InboundConnector -Name '%s' -ConnectorType Partner -SenderDomains * -RequireTls $true -TlsSenderCertificateName %s -AssociatedAcceptedDomains %s%s%s (tenant [%s])",
+		                           tc->connector, tc->tls_cert_name, call->op.domain,
+		                           tc->enhanced_filtering ? " -EFSkipIPs " : "",
+		                           tc->enhanced_filtering ? "<service_ips>" : "", tc->section);
 	else if (connector_differs(call, conn, locked, why, sizeof(why)))
-		rc = plan_cmdlet(actions, "update", tc->connector, "Set-InboundConnector",
-		                 connector_params(call, locked, false),
-		                 "before the MX: Set-InboundConnector -Identity '%s' (%s)", tc->connector,
-		                 why);
+		rc = gw_tenant_plan_cmdlet(actions, "update", INBOUND, tc->connector, "Set-InboundConnector",
+		                           connector_params(call, locked, false),
+		                           "before the MX: Set-InboundConnector -Identity '%s' (%s)", tc->connector,
+		                           why);
 	else
-		rc = plan_cmdlet(actions, "reuse", tc->connector, NULL, NULL,
-		                 "no change: inbound connector '%s' as wanted", tc->connector);
+		rc = gw_tenant_plan_cmdlet(actions, "reuse", INBOUND, tc->connector, NULL, NULL,
+		                           "no change: inbound connector '%s' as wanted", tc->connector);
 	if (rc == MAILMODE_OK && tc->lockdown && !locked)
-		rc = plan_cmdlet(actions, "update", tc->connector, "Set-InboundConnector",
-		                 connector_params(call, true, false),
-		                 "after the cache wait (the replaced MX's TTL): Set-InboundConnector -Identity '%s' -RestrictDomainsToCertificate $true (the lock-down)",
-		                 tc->connector);
+		rc = gw_tenant_plan_cmdlet(actions, "update", INBOUND, tc->connector, "Set-InboundConnector",
+		                           connector_params(call, true, false),
+		                           "after the cache wait (the replaced MX's TTL): Set-InboundConnector -Identity '%s' -RestrictDomainsToCertificate $true (the lock-down)",
+		                           tc->connector);
 	return rc;
 }
 
@@ -575,18 +610,18 @@ static int plan_teardown(struct gw_call *call, const cJSON *conn, cJSON *actions
 	int rc = MAILMODE_OK;
 
 	if (!conn)
-		return plan_cmdlet(actions, "reuse", name, NULL, NULL,
-		                   "no change: inbound connector '%s' is not there", name);
+		return gw_tenant_plan_cmdlet(actions, "reuse", INBOUND, name, NULL, NULL,
+		                             "no change: inbound connector '%s' is not there", name);
 	if (ms_field_bool(conn, "RestrictDomainsToCertificate") == 1)
-		rc = plan_cmdlet(actions, "update", name, "Set-InboundConnector",
-		                 identity_params(call, "RestrictDomainsToCertificate", false),
-		                 "before the MX: Set-InboundConnector -Identity '%s' -RestrictDomainsToCertificate $false (lifting the lock-down)",
-		                 name);
+		rc = gw_tenant_plan_cmdlet(actions, "update", INBOUND, name, "Set-InboundConnector",
+		                           identity_params(call, "RestrictDomainsToCertificate", false),
+		                           "before the MX: Set-InboundConnector -Identity '%s' -RestrictDomainsToCertificate $false (lifting the lock-down)",
+		                           name);
 	if (rc == MAILMODE_OK)
-		rc = plan_cmdlet(actions, "remove", name, "Remove-InboundConnector",
-		                 identity_params(call, "Confirm", false),
-		                 "after the MX: Remove-InboundConnector -Identity '%s' -Confirm:$false",
-		                 name);
+		rc = gw_tenant_plan_cmdlet(actions, "remove", INBOUND, name, "Remove-InboundConnector",
+		                           identity_params(call, "Confirm", false),
+		                           "after the MX: Remove-InboundConnector -Identity '%s' -Confirm:$false",
+		                           name);
 	return rc;
 }
 
@@ -597,14 +632,16 @@ int gw_tenant_plan(struct gw_call *call, enum mailmode_plan_op which, bool locke
 	cJSON *conn = NULL;
 	int rc;
 
-	rc = tenant_open(call, &t);
+	rc = gw_tenant_open(call, &t);
 	if (rc != MAILMODE_OK)
 		return rc;
 	rc = read_connector(&t, &conn);
-	tenant_close(&t);
 	if (rc == MAILMODE_OK)
 		rc = which == MAILMODE_PLAN_SETUP ? plan_setup(call, conn, locked, actions)
 		                                  : plan_teardown(call, conn, actions);
+	if (rc == MAILMODE_OK)
+		rc = gw_outbound_plan(&t, which, actions);
+	gw_tenant_close(&t);
 	cJSON_Delete(conn);
 	return rc;
 }

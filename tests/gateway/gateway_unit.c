@@ -194,7 +194,8 @@ static void test_config(struct tap *t)
 		{ "service s", "gateway_mx", "10 a.test extra", "[service s] gateway_mx: '10 a.test extra' is not a list" },
 		{ "service s", "gateway_mx", " , ", "[service s] gateway_mx: ' , ' holds no MX record" },
 		{ "service s", "gateway_ttl", "2147483648", "[service s] gateway_ttl: '2147483648' is not a whole number from 0 to 2147483647" },
-		{ "profile p", "lockdown", "yes", "[profile p] gateway_tenant: missing (enhanced_filtering and lockdown are set in the tenant" },
+		{ "profile p", "lockdown", "yes", "[profile p] gateway_tenant: missing (enhanced_filtering, lockdown and outbound are set in the tenant" },
+		{ "profile p", "outbound", "yes", "[profile p] gateway_tenant: missing" },
 		{ "profile p", "enhanced_filtering", "no", "[profile p] gateway_tenant: missing" },
 	};
 	struct gw_config cfg;
@@ -342,7 +343,7 @@ static void test_receipt(struct tap *t)
 	snprintf(in.connector, sizeof(in.connector), "mailmode gateway for example.test from s");
 	in.locked = true;
 	in.write_doing = "locking down";
-	in.write_connector = true;
+	in.write_object = "inbound connector mailmode gateway for example.test from s";
 	json = gw_receipt_render(&ctx, "example.test", &in);
 	tap_contains(t, json, "\"tenant\":{\"connector\":\"mailmode gateway for example.test from s\",\"locked\":true},"
 	             "\"write\":{\"object\":\"inbound connector mailmode gateway for example.test from s\","
@@ -352,8 +353,21 @@ static void test_receipt(struct tap *t)
 	              out.has_tenant && out.locked && strcmp(out.connector, in.connector) == 0,
 	       "the tenant side parses back");
 	free(json);
+	/* outbound = yes: named in the receipt, and a rule write in flight. */
+	in.outbound = true;
+	in.write_object = "transport rule mailmode outbound of example.test via s";
+	in.write_doing = "creating";
+	json = gw_receipt_render(&ctx, "example.test", &in);
+	tap_contains(t, json, "\"locked\":true,\"outbound\":true},"
+	             "\"write\":{\"object\":\"transport rule mailmode outbound of example.test via s\","
+	             "\"doing\":\"creating\"}",
+	             "an outbound checkpoint: outbound in the tenant side, the rule write");
+	tap_ok(t, json && gw_receipt_parse(json, &out, err, sizeof(err)) == MAILMODE_OK &&
+	              out.outbound, "outbound parses back");
+	free(json);
+	in.outbound = false;
 	in.write_doing = NULL;
-	in.write_connector = false;
+	in.write_object = NULL;
 	in.has_tenant = false;
 	tap_ok(t, gw_receipt_parse("{\"zone\":\"example.test\",\"gateway\":[{\"pref\":10,\"host\":\"a.test\",\"ttl\":1}],"
 	                           "\"tenant\":{\"locked\":true}}", &out, err, sizeof(err)) != MAILMODE_OK &&
@@ -479,7 +493,7 @@ int main(void)
 {
 	struct tap t = { 0 };
 
-	tap_plan(73);
+	tap_plan(76);
 	test_config(&t);
 	test_mx_sets(&t);
 	test_receipt(&t);

@@ -24,40 +24,8 @@ print(len(t["rules"]), ",".join(sorted(c["Name"] for c in t["inbound_connectors"
 
 mm -q setup $D --mode mailflow $FAST >/dev/null 2>&1 || echo "Bail out! setup in mailflow mode failed"
 # Two directions per N; each case 4 assertions; at most 40 writes a switch.
-N=1
-from=mailflow
-cases=0
-done_both=0
-: >"$TEST_TMP/cases"
-while [ $N -le 40 ] && [ $done_both -lt 2 ]; do
-	for to in gateway mailflow; do
-		MAILMODE_TEST_CRASH_AFTER=$N mm -q switch $D --to $to $FAST >/dev/null 2>&1
-		code=$?
-		if [ $code -eq 0 ]; then
-			done_both=$((done_both + 1))
-		else
-			done_both=0
-			run mm -q resume $D
-			echo "$N $from->$to $code resume=$rc" >>"$TEST_TMP/cases"
-		fi
-		state="$(db "SELECT mode FROM domains WHERE domain='$D'")|$(db "SELECT count(*) FROM migrations WHERE finished_at IS NULL")|$(db "SELECT count(*) FROM locks")"
-		if [ $to = gateway ]; then
-			wait_mx $D "$GATEWAY_SET"
-			want="gateway|0|0 $GATEWAY_SET | $GATEWAY_SET 0 $GW 0 True"
-		else
-			wait_mx $D "$FRONT"
-			want="mailflow|0|0 $FRONT | $FRONT 1 mailmode inbound from sandbox-service 1 -"
-		fi
-		got="$state $(mx_both $D) $(world)"
-		if [ "$got" != "$want" ]; then
-			echo "# N=$N $from -> $to (exit $code): got '$got', want '$want'"
-			echo "$N $from->$to BAD" >>"$TEST_TMP/cases"
-		fi
-		cases=$((cases + 1))
-		from=$to
-	done
-	N=$((N + 1))
-done
+crash_switches 40 "0 $GW 0 True" \
+	"1 mailmode inbound from sandbox-service 1 -"
 plan 3
 killed=$(grep -c 'resume=' "$TEST_TMP/cases")
 like "$killed" "^[1-9][0-9]*$" "$killed switches killed at a journal write, each resumed (of $cases run)"

@@ -66,11 +66,25 @@ Control API additions (no trace delay):
   GET    /_emu/tenants/T/trace              trace rows with events
                                             (?message_id=&recipient=&sender=)
   DELETE /_emu/tenants/T/trace
+  POST   /_emu/tenants/T/submit             {"from": a mailbox of T, "to": [ADDR...],
+                                             "subject", "message_id"}: the mailbox
+                                            sends (FromScope InOrganization, no
+                                            inbound connector); recipients outside
+                                            the tenant go by a rule's connector, a
+                                            connector for their domain
+                                            (RecipientDomains, not rule-scoped), or
+                                            their MX -> {"message_id", "trace_id"}
   POST   /_emu/config  also {"trace_delay_s": S, "smtp_retry_for_s": S}
+  POST   /_emu/config  {"cloud": "global"|"gcc-high"|"dod"|"china"}: the cloud
+                       the emulated tenants live in; the token endpoint then
+                       issues tokens for that cloud's Exchange scope only
+                       (https://outlook.office365.us/.default, ...), as a
+                       national cloud's identity platform does
 """
 
 import argparse
 import datetime
+import email.utils
 import fcntl
 import fnmatch
 import hashlib
@@ -94,6 +108,16 @@ from srvlib import (aad_error, b64url, check_client, iso, load_certs,  # noqa: E
 
 EXO_APP_ID = "00000002-0000-0ff1-ce00-000000000000"
 SCOPES = {"https://outlook.office365.com/.default", EXO_APP_ID + "/.default"}
+# The Exchange Online host of each cloud (identity reference section 3).  A
+# tenant of a national cloud (config "cloud") issues tokens for its own
+# cloud's Exchange audience only: another cloud's scope is invalid there.
+CLOUD_EXO_HOSTS = {"global": "outlook.office365.com", "gcc-high": "outlook.office365.us",
+                   "dod": "outlook-dod.office365.us", "china": "partner.outlook.cn"}
+
+
+def cloud_scopes(cfg):
+    return {"https://%s/.default" % CLOUD_EXO_HOSTS[cfg.get("cloud", "global")],
+            EXO_APP_ID + "/.default"}
 ODATA_CTYPE = ("application/json;odata.metadata=minimal;odata.streaming=true;"
                "IEEE754Compatible=false;charset=utf-8")
 RULES_NS = "Microsoft.Exchange.MessagingPolicies.Rules.Tasks."
@@ -1797,6 +1821,42 @@ class FrontDoor:
         return "250 2.6.0 %s [InternalId=%s, Hostname=%s] Queued mail for delivery" % (
             mid, trace_id, self.hostname)
 
+    def submit(self, t, data):
+        """A mailbox of tenant t sends a message (an authenticated client,
+        not SMTP from outside): no inbound connector, FromScope
+        InOrganization, FromIP empty (reference: empty for authenticated
+        internal mail).  Then as any message: the rules, and recipients
+        outside the tenant routed by a connector or sent by their MX from
+        the front door's address."""
+        ms = self.ms
+        sender = str(data.get("from") or "")
+        rcpts = data.get("to") or []
+        if isinstance(rcpts, str):
+            rcpts = [rcpts]
+        accepted = {d["DomainName"] for d in t.accepted_domains}
+        if sender.rpartition("@")[2].lower() not in accepted:
+            raise ControlError(400, "'from' must be a mailbox of one of the tenant's "
+                               "accepted domains")
+        if not rcpts or not all(isinstance(r, str) and "@" in r for r in rcpts):
+            raise ControlError(400, "'to' must list recipient addresses")
+        trace_id = str(uuid.uuid4())
+        mid = str(data.get("message_id") or "<%s@%s>" % (uuid.uuid4(), sender.rpartition("@")[2]))
+        subject = str(data.get("subject") or "submitted")
+        added = [("Received", "from mailbox (%s) by %s with MAPI; %s" % (
+                     sender, self.hostname, email.utils.formatdate(usegmt=True))),
+                 ("Message-ID", mid), ("From", sender), ("To", ", ".join(rcpts)),
+                 ("Subject", subject), ("Date", email.utils.formatdate(usegmt=True))]
+        raw = ms.header_block(added) + b"\r\n" + b"sent by a mailbox of the tenant\r\n"
+        with self.emu.lock:
+            self.stats["messages"] += 1
+        m = {"trace_id": trace_id, "message_id": mid, "from": sender, "subject": subject,
+             "size": len(raw), "peer": "", "tls": False, "cert_names": [],
+             "headers": added, "raw": raw, "internal": True}
+        for r in rcpts:
+            with t.lock:
+                self.process(t, m, r)
+        return {"message_id": mid, "trace_id": trace_id}
+
     # ---- one recipient
     def process(self, t, m, rcpt):
         now = self.emu.now()
@@ -1809,17 +1869,24 @@ class FrontDoor:
         if len(t.trace) > MAX_RECORDS:
             del t.trace[:len(t.trace) - MAX_RECORDS]
         ev = lambda *a: self.event(row, *a)  # noqa: E731
-        inbound = self.match_inbound(t, now, m, rcpt.rpartition("@")[2].lower())
+        internal = m.get("internal", False)
+        inbound = None if internal else self.match_inbound(t, now, m,
+                                                           rcpt.rpartition("@")[2].lower())
         if inbound:
             row["InboundConnector"] = inbound["Name"]
-        ev("Receive", None, "Message received by: %s from %s%s%s" % (
-            self.hostname, m["peer"], " using TLS" if m["tls"] else "",
-            " through inbound connector '%s'" % inbound["Name"] if inbound else ""),
-           json.dumps({"FromIP": m["peer"], "TLS": m["tls"], "CertificateNames": m["cert_names"],
-                       "InboundConnector": inbound["Name"] if inbound else None}),
-           "received from %s%s%s" % (m["peer"], " (TLS)" if m["tls"] else "",
-                                     " via inbound connector '%s'" % inbound["Name"]
-                                     if inbound else ""))
+        if internal:
+            ev("Submit", None, "The message was submitted by mailbox %s." % m["from"], None,
+               "submitted by mailbox %s" % m["from"])
+        else:
+            ev("Receive", None, "Message received by: %s from %s%s%s" % (
+                self.hostname, m["peer"], " using TLS" if m["tls"] else "",
+                " through inbound connector '%s'" % inbound["Name"] if inbound else ""),
+               json.dumps({"FromIP": m["peer"], "TLS": m["tls"],
+                           "CertificateNames": m["cert_names"],
+                           "InboundConnector": inbound["Name"] if inbound else None}),
+               "received from %s%s%s" % (m["peer"], " (TLS)" if m["tls"] else "",
+                                         " via inbound connector '%s'" % inbound["Name"]
+                                         if inbound else ""))
         d = self.run_rules(t, now, m, rcpt, ev, row)
         if d["delete"]:
             row["Status"], row["Route"] = "Failed", "Drop"
@@ -1832,7 +1899,8 @@ class FrontDoor:
                "quarantined")
             self.count("quarantined")
             return
-        d["headers"] = self.authentication(m, rcpt, inbound) + d["headers"]
+        if not internal:
+            d["headers"] = self.authentication(m, rcpt, inbound) + d["headers"]
         data = self.ms.header_block(d["headers"]) + m["raw"]
         if d["route"]:
             conn = self.find_outbound(t, now, d["route"])
@@ -1852,8 +1920,8 @@ class FrontDoor:
             self.deliver(t, row, m, x, d["headers"])
         if remote:
             row["Route"] = (row["Route"] + "," if row["Route"] else "") + "External"
-            for x in remote:  # each by its own domain's MX
-                self.relay(t, row, m, [x], data, None)
+            for x in remote:  # each by a connector for its domain, else its MX
+                self.relay(t, row, m, [x], data, self.by_recipient(t, now, x))
         elif local:
             row["Status"] = "Delivered"
 
@@ -1991,6 +2059,23 @@ class FrontDoor:
                        % (res, ip, sdom or "<>")))
         return out
 
+    def by_recipient(self, t, now, rcpt):
+        """The outbound connector that is not rule-scoped and whose
+        RecipientDomains ("*" or a domain, with its subdomains; or every
+        accepted domain with AllAcceptedDomains) cover rcpt, else None: mail
+        to the internet then goes by the recipient's MX."""
+        rdom = rcpt.rpartition("@")[2].lower()
+        for obj in t.objs["outbound"].values():
+            c = obj.visible(now)
+            if not c or not c.get("Enabled") or c.get("IsTransportRuleScoped") or \
+                    c.get("TestMode"):
+                continue
+            for x in c.get("RecipientDomains") or []:
+                x = x.lower()
+                if x == "*" or rdom == x or (x.startswith("*.") and rdom.endswith(x[1:])):
+                    return c
+        return None
+
     def find_outbound(self, t, now, name):
         for obj in t.objs["outbound"].values():
             c = obj.visible(now)
@@ -2003,7 +2088,11 @@ class FrontDoor:
                        key=lambda d: d["Priority"])
         accepted = {d["DomainName"] for d in t.accepted_domains}
         rdom = rcpt.rpartition("@")[2].lower()
-        sender_internal = (m["from"] or "").rpartition("@")[2].lower() in accepted
+        rcpt_internal = rdom in accepted
+        # A mailbox's own submission is from inside; mail from outside is
+        # judged by its sender domain (as the front door always did).
+        sender_internal = m["internal"] if "internal" in m else \
+            (m["from"] or "").rpartition("@")[2].lower() in accepted
         out = {"route": None, "redirect": None, "delete": False, "quarantine": False,
                "headers": [], "scl": -1}
         for r in rules:
@@ -2018,7 +2107,11 @@ class FrontDoor:
                     sdom == x.lower() or sdom.endswith("." + x.lower())
                     for x in r["SenderDomainIs"]):
                 continue
-            if r.get("SentToScope") and r["SentToScope"] != "InOrganization":
+            if r.get("SentToScope") in ("InOrganization", "NotInOrganization") and \
+                    (r["SentToScope"] == "InOrganization") != rcpt_internal:
+                continue
+            if r.get("SentToScope") and r["SentToScope"] not in ("InOrganization",
+                                                                  "NotInOrganization"):
                 continue
             if r.get("FromScope") and (r["FromScope"] == "InOrganization") != sender_internal:
                 continue
@@ -2375,7 +2468,7 @@ class Handler(BaseHTTPRequestHandler):
                                   "administrator of the tenant or consented to by any user in "
                                   "the tenant. You may have sent your authentication request to "
                                   "the wrong tenant." % (form["client_id"], tenant.display_name))
-        if form["scope"] not in SCOPES:
+        if form["scope"] not in cloud_scopes(emu.cfg):
             return self.aad_error(400, "invalid_scope", 70011, "The provided request must "
                                   "include a 'scope' input parameter. The provided value for "
                                   "the input parameter 'scope' is not valid. The scope %s is "
@@ -2689,6 +2782,10 @@ class Handler(BaseHTTPRequestHandler):
             t = emu.find_tenant(parts[1])
             if t is None:
                 raise ControlError(404, "no tenant '%s'" % parts[1])
+            if parts[2:] == ["submit"] and meth == "POST":
+                if emu.frontdoor is None:
+                    raise ControlError(409, "the emulator has no mail path (--smtp-port)")
+                return 200, emu.frontdoor.submit(t, data)
             return self.control_mail(t, meth, parts[2:], q)
         if parts == ["smtp"] and meth == "GET":
             if emu.frontdoor is None:
@@ -2723,11 +2820,18 @@ class Handler(BaseHTTPRequestHandler):
                          "token_lifetime_s": int, "bare_string_singletons": bool,
                          "invalid_client_status": int, "trace_delay_s": float,
                          "smtp_retry_for_s": float, "device_interval_s": int,
-                         "device_expires_s": int, "refresh_lifetime_s": float}
+                         "device_expires_s": int, "refresh_lifetime_s": float,
+                         "cloud": str}
                 new = {}
                 for k, v in data.items():
                     if k not in types:
                         raise ControlError(400, "unknown config key '%s'" % k)
+                    if types[k] is str:
+                        if v not in CLOUD_EXO_HOSTS:
+                            raise ControlError(400, "%s must be one of %s" % (
+                                k, ", ".join(CLOUD_EXO_HOSTS)))
+                        new[k] = v
+                        continue
                     if types[k] is bool and not isinstance(v, bool):
                         raise ControlError(400, "%s must be a boolean" % k)
                     if types[k] is not bool and (isinstance(v, bool) or
@@ -3031,7 +3135,7 @@ class DeviceFlow:
             return h.aad_error(400, "invalid_scope", 700022, "The provided value for the input "
                                "parameter scope is not valid because it contains more than one "
                                "resource. Scope %s is not valid." % scope)
-        if not res or any(s not in SCOPES for s in res):
+        if not res or any(s not in cloud_scopes(self.emu.cfg) for s in res):
             return h.aad_error(400, "invalid_scope", 70011, "The provided request must include "
                                "a 'scope' input parameter. The provided value for the input "
                                "parameter 'scope' is not valid. The scope %s is not valid."

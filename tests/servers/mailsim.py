@@ -57,6 +57,18 @@ the sandbox driver, sandbox.py, starts the service):
                                      the next MX)
           GET  /scans[?message_id=]  the scan records
           GET  /queue                {"pending","delivered","bounced","deferrals"}
+          GET  /internet             what reached the internet's mail server
+      --outbound-host NAME: a listener (path=outbound) for the tenant's
+      outgoing mail (gateway mode's outbound connector delivers there): each
+      message is scanned like the others and then delivered to its
+      recipient's MX in the sandbox DNS, from the listener's own address.
+      --internet-mx NAME: the internet's mail server (an MX of recipients
+      outside the tenant, e.g. internet.sandbox.test): it keeps every
+      message in DIR/internet.jsonl, one JSON line each
+          {"message_id","from","to","peer","helo","scans" (the X-Sandbox-Scan
+           values it carries),"t","at"}
+      so a test sees whether outgoing mail came through the service (peer:
+      an outbound listener, one scan) or straight from the tenant.
 
   mailsim.py send (--sandbox DIR | --dns ADDR:PORT[,..] --smtp-port P)
                   --to ADDR[,ADDR]... [--count N] [--interval-ms A-B]
@@ -846,6 +858,9 @@ class ServiceControl(BaseHTTPRequestHandler):
             return self.reply(200, scans)
         if path == "/queue":
             return self.reply(200, svc.outbox.stats())
+        if path == "/internet":
+            with svc.lock:
+                return self.reply(200, list(svc.internet))
         self.reply(404, {"error": "no endpoint GET %s" % path})
 
     def do_POST(self):
@@ -858,6 +873,21 @@ class ServiceControl(BaseHTTPRequestHandler):
             return self.reply(200, svc.configure(data))
         except (ValueError, TypeError) as e:
             return self.reply(400, {"error": str(e)})
+
+
+class InternetHandler:
+    """aiosmtpd hooks of the internet's mail server (--internet-mx)."""
+
+    def __init__(self, svc, listener):
+        self.svc = svc
+        self.listener = listener
+
+    async def handle_DATA(self, server, session, envelope):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, guarded(self.svc.store_internet, self.svc.log),
+                                          self.listener, session, envelope.mail_from,
+                                          list(envelope.rcpt_tos),
+                                          envelope.original_content or b"")
 
 
 class ServiceHandler:
@@ -910,7 +940,12 @@ class Service:
             return {"name": name, "address": addr, "path": path}
 
         self.listeners = [named(g, "gateway") for g in args.gateway] + \
-            [named(s, "mailflow") for s in args.smart_host]
+            [named(s, "mailflow") for s in args.smart_host] + \
+            [named(o, "outbound") for o in args.outbound_host]
+        # The internet's mail server: where outgoing mail ends (its MX).
+        self.internet_mx = [named(x, "internet") for x in args.internet_mx]
+        self.internet = []
+        self.internet_log = open(os.path.join(self.dir, "internet.jsonl"), "a")
         self.return_host = named(args.return_host, "return")
         ca = os.path.join(args.ca_dir, "ca.pem")
         self.ca = ca
@@ -967,6 +1002,9 @@ class Service:
         for l in self.listeners:
             self.smtp.add(l["address"], self.port, ServiceHandler(self, l), l["name"],
                           self.server_tls, ident="mailsim ESMTP (sandbox security service)")
+        for l in self.internet_mx:
+            self.smtp.add(l["address"], self.port, InternetHandler(self, l), l["name"],
+                          self.server_tls, ident="mailsim ESMTP (the internet's mail server)")
         self.control = ControlServer(("127.0.0.1", 0), ServiceControl)
         self.control.svc = self
         threading.Thread(target=self.control.serve_forever, daemon=True).start()
@@ -984,7 +1022,7 @@ class Service:
         t = time.time()
         tls, _names = session_tls(session)
         with self.lock:
-            stamp = self.settings["%s_loop_header" % path]
+            stamp = self.settings.get("%s_loop_header" % path, True)
         added = [received_header(session.host_name, session.peer[0], listener["name"], tls,
                                  scan_id),
                  (SCAN_HEADER, "id=%s; path=%s; host=%s; at=%s" % (
@@ -1015,8 +1053,35 @@ class Service:
         self.log("%s via %s (%s): scanned %s" % (message_id, listener["name"], path, scan_id))
         return "250 2.0.0 Ok: queued as %s" % scan_id
 
+    def store_internet(self, listener, session, mail_from, rcpts, raw):
+        """A message reaching the internet (a recipient outside the tenant):
+        kept with who handed it over (the peer) and how often the service
+        scanned it (its scan headers)."""
+        try:
+            msg = parse_headers(raw)
+        except Exception as e:
+            return "554 5.6.0 cannot parse the message: %s" % e
+        t = time.time()
+        scans = [v for k, v in msg.items() if k.lower() == SCAN_HEADER.lower()]
+        rec = {"message_id": (msg.get("Message-ID") or "").strip(), "from": mail_from,
+               "to": rcpts, "peer": session.peer[0], "helo": session.host_name,
+               "scans": scans, "t": t, "at": now_iso(t)}
+        with self.lock:
+            self.internet_log.write(json.dumps(rec) + "\n")
+            self.internet_log.flush()
+            self.internet.append(rec)
+            if len(self.internet) > MAX_RECORDS:
+                del self.internet[:len(self.internet) - MAX_RECORDS]
+        return "250 2.0.0 Ok: delivered"
+
     def _forwarder(self, listener, domain, mail_from, rcpts, data):
         def run():
+            if listener["path"] == "outbound":
+                # The tenant's outgoing mail: on to the recipient's MX.
+                dests = mx_destinations(self.resolver, domain)
+                return smtp_send(dests, self.port, mail_from, rcpts, data,
+                                 source=listener["address"], helo=listener["name"],
+                                 tls={"mode": "opportunistic", "context": self.gateway_tls})
             host = self.destination.format(domain=domain, domain_dashes=dashes(domain))
             try:
                 ips = self.resolver.addresses(host)
@@ -1445,6 +1510,8 @@ def main(argv=None):
     s.add_argument("--ca-dir", required=True, help="directory with ca.pem and ca.key")
     s.add_argument("--gateway", action="append", default=[], help="NAME[=ADDR]")
     s.add_argument("--smart-host", action="append", default=[], help="NAME[=ADDR]")
+    s.add_argument("--outbound-host", action="append", default=[], help="NAME[=ADDR]")
+    s.add_argument("--internet-mx", action="append", default=[], help="NAME[=ADDR]")
     s.add_argument("--return-host", default="mf-return.sandbox.test", help="NAME[=ADDR]")
     s.add_argument("--loop-header", default=LOOP_HEADER)
     s.add_argument("--destination", default=DESTINATION)

@@ -26,7 +26,10 @@
     outlook.test) and the security service (mailsim.py service) on its gateway
     hosts mx-01.gw / mx-02.gw.sandbox.test (127.0.0.21/.22) and its mailflow
     smart host mf-outbound.sandbox.test (127.0.0.23), returning mailflow mail
-    from mf-return.sandbox.test (127.0.0.24);
+    from mf-return.sandbox.test (127.0.0.24); its outbound host
+    out.gw.sandbox.test (127.0.0.25) for gateway mode's outgoing mail, and the
+    internet's mail server mx.internet.sandbox.test (127.0.0.42, the MX of
+    internet.sandbox.test);
 and writes DIR/mailmode.conf wired to them and DIR/sandbox.json (pids,
 addresses, "providers" (name -> pid, domain, profile, api_url, base_url,
 ca_file, dir), "smtp_port", "front_door", "gateway_hosts", "smart_host",
@@ -70,6 +73,11 @@ GATEWAY_HOSTS = [{"name": "mx-01.gw.sandbox.test", "address": "127.0.0.21", "pre
                  {"name": "mx-02.gw.sandbox.test", "address": "127.0.0.22", "preference": 20}]
 SMART_HOST = {"name": "mf-outbound.sandbox.test", "address": "127.0.0.23"}
 RETURN_HOST = {"name": "mf-return.sandbox.test", "address": "127.0.0.24"}
+# Gateway mode's outgoing mail (outbound = yes) goes to the service's
+# outbound host, which hands it to the internet's mail server (the MX of
+# internet.sandbox.test).
+OUTBOUND_HOST = {"name": "out.gw.sandbox.test", "address": "127.0.0.25"}
+INTERNET_MX = {"name": "mx.internet.sandbox.test", "address": "127.0.0.42"}
 QUICKTEST_SENDER = "quicktest@internet.test"
 # What a provider domain's MX is before any mode: its front door (TTL 60,
 # the shortest Cloudflare takes).
@@ -194,6 +202,8 @@ gateway_mx = {gateway_mx}
 gateway_ttl = 60
 smart_hosts = mf-outbound.sandbox.test
 tls_domain = mf-outbound.sandbox.test
+# Gateway mode's outgoing mail (profile key outbound = yes).
+outbound_smart_hosts = out.gw.sandbox.test
 connector_type = Partner
 tls_cert_name = mf-return.sandbox.test
 loop_header = {loop_header}
@@ -387,7 +397,8 @@ def start_mailsim(directory, smtp_port, dns_spec):
     argv = [PYTHON, MAILSIM, "service", "--dir", mail_dir, "--port", str(smtp_port),
             "--dns", dns_spec, "--ca-dir", os.path.join(directory, "emu"),
             "--loop-header", LOOP_HEADER, "--return-host", RETURN_HOST["name"],
-            "--smart-host", SMART_HOST["name"]]
+            "--smart-host", SMART_HOST["name"], "--outbound-host", OUTBOUND_HOST["name"],
+            "--internet-mx", INTERNET_MX["name"]]
     for h in GATEWAY_HOSTS:
         argv += ["--gateway", h["name"]]
     info = start_process(argv, os.path.join(mail_dir, "mailsim.log"),
