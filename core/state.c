@@ -600,23 +600,103 @@ int mm_state_renew_shared(struct mm_state *st, long lease_ms, char *err)
 	                    " AND holder = ?", 4, params, err);
 }
 
-int mm_state_unlock_shared(struct mm_state *st, const char *resources, char *err)
+/* Deletes this connection's row of key (a shared lock or a slot). */
+static int drop_held(struct mm_state *st, const char *key, char *err)
 {
-	char buf[SHARED_TEXT_MAX], pid[24], serial[24];
-	const char *keys[SHARED_KEYS_MAX];
-	const char *params[] = { NULL, st->host, pid, serial };
-	size_t n, i;
-	int rc;
+	char pid[24], serial[24];
+	const char *params[] = { key, st->host, pid, serial };
 
 	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
 	snprintf(serial, sizeof(serial), "%ld", st->holder);
+	return mm_state_run(st, "DELETE FROM shared_locks WHERE resource = ? AND host = ?"
+	                    " AND pid = ? AND holder = ?", 4, params, err);
+}
+
+int mm_state_unlock_shared(struct mm_state *st, const char *resources, char *err)
+{
+	char buf[SHARED_TEXT_MAX];
+	const char *keys[SHARED_KEYS_MAX];
+	size_t n, i;
+	int rc;
+
 	if (split_resources(resources, buf, sizeof(buf), keys, SHARED_KEYS_MAX, &n, err) != MM_OK ||
 	    mm_state_begin(st, err) != MM_OK)
 		return MM_ERR;
-	for (i = 0, rc = MM_OK; rc == MM_OK && i < n; i++) {
-		params[0] = keys[i];
-		rc = mm_state_run(st, "DELETE FROM shared_locks WHERE resource = ? AND host = ?"
-		                  " AND pid = ? AND holder = ?", 4, params, err);
+	for (i = 0, rc = MM_OK; rc == MM_OK && i < n; i++)
+		rc = drop_held(st, keys[i], err);
+	return mm_state_finish(st, rc, err);
+}
+
+/* Whether slot k of resource is free (1), held (0) or unknown (-1). */
+static int slot_free(struct mm_state *st, const char *resource, int k, long long now,
+                     char *key, size_t keylen, char *err)
+{
+	struct mm_db_stmt *stmt = NULL;
+	enum holder_kind kind;
+	char who[512];
+	int src, rc = 1;
+
+	snprintf(key, keylen, "%s #%d", resource, k);
+	src = mm_db_prepare(st->db, shared_locks.select_sql, &stmt);
+	if (src == MM_DB_OK && (src = mm_db_bind_text(stmt, 1, key)) == MM_DB_OK)
+		src = mm_db_step(stmt);
+	if (src == MM_DB_ROW) {
+		rc = judge_lock(st, stmt, now, who, sizeof(who), &kind) != NULL;
+		src = MM_DB_DONE;
+	}
+	mm_db_finalize(stmt);
+	if (src != MM_DB_DONE) {
+		mm_state_db_error(st, src, "reading locks", err);
+		rc = -1;
+	}
+	return rc;
+}
+
+int mm_state_take_slots(struct mm_state *st, const char *const *resources, const int *limits,
+                        size_t n, long lease_ms, int *slots, int *taken, char *err)
+{
+	char at[32], pid[24], lease[24], serial[24], key[SHARED_TEXT_MAX + 16];
+	const char *params[] = { key, st->actor, pid, st->host, "call", at, lease, serial, "" };
+	long long now;
+	int rc, k, free_;
+	size_t i;
+
+	*taken = 0;
+	mm_state_now_iso(at, sizeof(at));
+	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+	snprintf(serial, sizeof(serial), "%ld", st->holder);
+	if ((rc = mm_state_begin(st, err)) != MM_OK)
+		return rc;
+	if ((rc = mm_state_now_ms(st, &now, err)) != MM_OK)
+		return mm_state_finish(st, rc, err);
+	snprintf(lease, sizeof(lease), "%lld", now + lease_ms);
+	for (i = 0, free_ = 1; i < n && free_ == 1; i++)
+		for (k = 1, free_ = 0, slots[i] = 0; k <= limits[i] && free_ == 0; k++)
+			if ((free_ = slot_free(st, resources[i], k, now, key, sizeof(key), err)) == 1)
+				slots[i] = k;
+	if (free_ < 0)
+		return mm_state_finish(st, MM_ERR, err);
+	for (i = 0; free_ == 1 && rc == MM_OK && i < n; i++) {
+		snprintf(key, sizeof(key), "%s #%d", resources[i], slots[i]);
+		rc = mm_state_run(st, shared_locks.insert_sql, shared_locks.nparams, params, err);
+	}
+	rc = mm_state_finish(st, rc, err);
+	*taken = rc == MM_OK && free_ == 1;
+	return rc;
+}
+
+int mm_state_give_slots(struct mm_state *st, const char *const *resources, const int *slots,
+                        size_t n, char *err)
+{
+	char key[SHARED_TEXT_MAX + 16];
+	size_t i;
+	int rc;
+
+	if ((rc = mm_state_begin(st, err)) != MM_OK)
+		return rc;
+	for (i = 0; rc == MM_OK && i < n; i++) {
+		snprintf(key, sizeof(key), "%s #%d", resources[i], slots[i]);
+		rc = drop_held(st, key, err);
 	}
 	return mm_state_finish(st, rc, err);
 }

@@ -84,6 +84,16 @@ int mm_state_renew_shared(struct mm_state *st, long lease_ms, char *err);
 /* Lets go of this connection's locks on resources. */
 int mm_state_unlock_shared(struct mm_state *st, const char *resources, char *err);
 
+/* Counted locks across processes and hosts (the runbook's tenant cap and
+ * zone limit, limiter.c): resource i has limits[i] slots, rows "RESOURCE
+ * #K" in the shared locks; one of each is taken, or none (*taken = 0:
+ * one is full).  slots[i] gets the K taken.  A slot whose holder is gone
+ * (same host) or whose lease ran out is free again. */
+int mm_state_take_slots(struct mm_state *st, const char *const *resources, const int *limits,
+                        size_t n, long lease_ms, int *slots, int *taken, char *err);
+int mm_state_give_slots(struct mm_state *st, const char *const *resources, const int *slots,
+                        size_t n, char *err);
+
 struct mm_audit_row {
 	long long id;
 	const char *at, *actor, *domain, *action, *detail;
