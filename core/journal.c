@@ -130,7 +130,7 @@ static int query_migrations(struct mm_state *st, const char *domain,
 	int src, rc = MM_OK;
 
 	src = mm_db_prepare(st->db, "SELECT " MIGRATION_COLUMNS " FROM migrations"
-	                         " WHERE finished_at IS NULL AND (?1 IS NULL OR domain = ?1)"
+	                         " WHERE finished_at IS NULL AND (CAST(?1 AS TEXT) IS NULL OR domain = ?1)"
 	                         " ORDER BY id", &stmt);
 	if (src == MM_DB_OK)
 		src = mm_db_bind_text(stmt, 1, domain);

@@ -14,7 +14,7 @@
 #define SHARED_POLL_MS 200
 /* A slot in the state database outlives its call only when the process
  * died on another host; a call ends within its plugin's call timeout. */
-#define SHARED_LEASE_MS (10L * 60 * 1000)
+#define SHARED_LEASE_MS (2L * 60 * 1000)
 
 struct slot {
 	char key[KEY_MAX];

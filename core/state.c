@@ -734,7 +734,7 @@ int mm_state_drop_stale_locks(struct mm_state *st, const char *domain,
 		return mm_state_finish(st, rc, err);
 	src = mm_db_prepare(st->db, "SELECT owner, pid, host, command, acquired_at,"
 	                         " lease_until, NULL, NULL, domain FROM locks"
-	                         " WHERE (?1 IS NULL OR domain = ?1) AND domain NOT IN (SELECT domain FROM migrations WHERE finished_at IS NULL)", &stmt);
+	                         " WHERE (CAST(?1 AS TEXT) IS NULL OR domain = ?1) AND domain NOT IN (SELECT domain FROM migrations WHERE finished_at IS NULL)", &stmt);
 	if (src == MM_DB_OK)
 		src = mm_db_bind_text(stmt, 1, domain);
 	while (rc == MM_OK && (src == MM_DB_OK || src == MM_DB_ROW) &&
@@ -767,7 +767,7 @@ int mm_state_each_audit(struct mm_state *st, const char *domain,
 	int src, rc = MM_OK;
 
 	src = mm_db_prepare(st->db, "SELECT id, at, actor, domain, action, detail FROM audit"
-	                         " WHERE ?1 IS NULL OR domain = ?1 ORDER BY id", &stmt);
+	                         " WHERE CAST(?1 AS TEXT) IS NULL OR domain = ?1 ORDER BY id", &stmt);
 	if (src == MM_DB_OK)
 		src = mm_db_bind_text(stmt, 1, domain);
 	while (src == MM_DB_OK || src == MM_DB_ROW) {
