@@ -184,6 +184,44 @@ static void shared_locks(struct tap *t, struct mm_state *st, const char *path)
 	mm_state_unlock_shared(st, "tenant t1", err);
 }
 
+/* Counted slots (a runbook's tenant cap across processes and hosts): each
+ * connection stands for another process. */
+static void slots(struct tap *t, struct mm_state *st, const char *path)
+{
+	const char *tenant[] = { "tenant t9" }, *both[] = { "tenant t9", "dns-zone z9" };
+	const int cap[] = { 2 }, caps[] = { 2, 1 };
+	struct mm_state *b = NULL, *c = NULL;
+	char err[MM_ERR_MAX];
+	int k[2] = { 0, 0 }, kb = 0, kc = 0, taken = 0, tb = 0, tc = 0;
+
+	mm_state_open(path, 200, &b, err);
+	mm_state_open(path, 200, &c, err);
+	mm_state_take_slots(st, tenant, cap, 1, 60000, k, &taken, err);
+	mm_state_take_slots(b, tenant, cap, 1, 60000, &kb, &tb, err);
+	tap_ok(t, taken && tb && k[0] == 1 && kb == 2, "two holders take the tenant's 2 slots");
+	tap_is_int(t, mm_state_take_slots(c, tenant, cap, 1, 60000, &kc, &tc, err), MM_OK,
+	           "a third asks");
+	tap_ok(t, !tc && shared_count(path, "resource LIKE 'tenant t9 #%'") == 2,
+	       "and gets none: the cap is counted in the database");
+	mm_state_give_slots(st, tenant, k, 1, err);
+	mm_state_take_slots(c, tenant, cap, 1, 60000, &kc, &tc, err);
+	tap_ok(t, tc && kc == 1, "a slot given back is taken by the next");
+	mm_state_take_slots(st, both, caps, 2, 60000, k, &taken, err);
+	tap_ok(t, !taken && shared_count(path, "resource = 'dns-zone z9 #1'") == 0,
+	       "all or none: the zone's free slot is not taken while the tenant is full");
+	sql(path, "UPDATE shared_locks SET host = 'elsewhere.example', lease_until = 1"
+	          " WHERE resource = 'tenant t9 #2'");
+	mm_state_take_slots(st, both, caps, 2, 60000, k, &taken, err);
+	tap_ok(t, taken && k[0] == 2 && k[1] == 1,
+	       "another host's slot is free once its lease ran out");
+	mm_state_give_slots(st, both, k, 2, err);
+	mm_state_give_slots(c, tenant, &kc, 1, err);
+	tap_is_int(t, shared_count(path, "resource LIKE 'tenant t9 #%' OR resource LIKE 'dns-zone z9 #%'"),
+	           0, "given back, no slot row is left");
+	mm_state_close(b);
+	mm_state_close(c);
+}
+
 /* A prepare's row through its phases: the checkpoint is there after a
  * "kill" (nothing else happens), done records the TTL before and the new
  * receipt, drop releases only the original a prepare kept. */
@@ -236,7 +274,7 @@ int main(void)
 	if (!mkdtemp(dir))
 		return 1;
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	tap_plan(url ? 53 : 57);
+	tap_plan(url ? 60 : 64);
 	snprintf(path, sizeof(path), "%s", url ? url : dir);
 	if (!url)
 		strncat(path, "/state.db", sizeof(path) - strlen(path) - 1);
@@ -299,6 +337,7 @@ int main(void)
 	/* Shared-resource locks: all or none, per connection, taken over
 	 * from a dead holder or after the lease. */
 	shared_locks(&t, st, path);
+	slots(&t, st, path);
 
 	/* Another process writing: wait, then name it. */
 	pid = writer(path);
