@@ -425,33 +425,22 @@ static const char *judge_lock(struct mm_state *st, struct mm_db_stmt *stmt, long
 	return NULL;
 }
 
-/* Whether key can be taken: 1 yes (a takeover is added to notice), 0 held
- * (holder names who; *kind whether by this process), -1 error. */
-static int lock_free(struct mm_state *st, const struct lock_table *t, const char *key,
-                     long long now, char *holder, size_t holderlen, enum holder_kind *kind, char *notice,
-                     size_t noticelen, char *err)
+/* The lock row of key (sql selects it as judge_lock reads it), judged:
+ * 1 there is one (who, *kind and *why as judge_lock says), 0 none, -1
+ * error. */
+static int read_lock(struct mm_state *st, const char *sql, const char *key, long long now,
+                     char *who, size_t wholen, enum holder_kind *kind, const char **why,
+                     char *err)
 {
 	struct mm_db_stmt *stmt = NULL;
-	const char *why;
-	char who[512];
-	int src, rc = 1;
+	int src, rc = 0;
 
-	src = mm_db_prepare(st->db, t->select_sql, &stmt);
-	if (src == MM_DB_OK) {
-		mm_db_bind_text(stmt, 1, key);
+	src = mm_db_prepare(st->db, sql, &stmt);
+	if (src == MM_DB_OK && (src = mm_db_bind_text(stmt, 1, key)) == MM_DB_OK)
 		src = mm_db_step(stmt);
-	}
 	if (src == MM_DB_ROW) {
-		why = judge_lock(st, stmt, now, who, sizeof(who), kind);
-		if (*kind != HELD_HERE && why) {
-			size_t used = strlen(notice);
-
-			snprintf(notice + used, noticelen - used, "%stook over the lock on %s from %s: %s",
-			         used ? "; " : "", key, who, why);
-		} else if (*kind != HELD_HERE) {
-			snprintf(holder, holderlen, "%s", who);
-			rc = 0;
-		}
+		*why = judge_lock(st, stmt, now, who, wholen, kind);
+		rc = 1;
 		src = MM_DB_DONE;
 	}
 	mm_db_finalize(stmt);
@@ -460,6 +449,30 @@ static int lock_free(struct mm_state *st, const struct lock_table *t, const char
 		rc = -1;
 	}
 	return rc;
+}
+
+/* Whether key can be taken: 1 yes (a takeover is added to notice), 0 held
+ * (holder names who; *kind whether by this process), -1 error. */
+static int lock_free(struct mm_state *st, const struct lock_table *t, const char *key,
+                     long long now, char *holder, size_t holderlen, enum holder_kind *kind,
+                     char *notice, size_t noticelen, char *err)
+{
+	const char *why = NULL;
+	char who[512];
+	size_t used = strlen(notice);
+	int found = read_lock(st, t->select_sql, key, now, who, sizeof(who), kind, &why, err);
+
+	if (found <= 0)
+		return found < 0 ? -1 : 1;
+	if (*kind == HELD_HERE)
+		return 1;
+	if (why) {
+		snprintf(notice + used, noticelen - used, "%stook over the lock on %s from %s: %s",
+		         used ? "; " : "", key, who, why);
+		return 1;
+	}
+	snprintf(holder, holderlen, "%s", who);
+	return 0;
 }
 
 /* One attempt: 1 = taken, 0 = a key is held by a live owner (named in
@@ -631,25 +644,14 @@ int mm_state_unlock_shared(struct mm_state *st, const char *resources, char *err
 static int slot_free(struct mm_state *st, const char *resource, int k, long long now,
                      char *key, size_t keylen, char *err)
 {
-	struct mm_db_stmt *stmt = NULL;
 	enum holder_kind kind;
+	const char *why = NULL;
 	char who[512];
-	int src, rc = 1;
+	int found;
 
 	snprintf(key, keylen, "%s #%d", resource, k);
-	src = mm_db_prepare(st->db, shared_locks.select_sql, &stmt);
-	if (src == MM_DB_OK && (src = mm_db_bind_text(stmt, 1, key)) == MM_DB_OK)
-		src = mm_db_step(stmt);
-	if (src == MM_DB_ROW) {
-		rc = judge_lock(st, stmt, now, who, sizeof(who), &kind) != NULL;
-		src = MM_DB_DONE;
-	}
-	mm_db_finalize(stmt);
-	if (src != MM_DB_DONE) {
-		mm_state_db_error(st, src, "reading locks", err);
-		rc = -1;
-	}
-	return rc;
+	found = read_lock(st, shared_locks.select_sql, key, now, who, sizeof(who), &kind, &why, err);
+	return found < 0 ? -1 : !found || why;
 }
 
 int mm_state_take_slots(struct mm_state *st, const char *const *resources, const int *limits,

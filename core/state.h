@@ -5,9 +5,11 @@
 
 #include <stddef.h>
 
-/* The state database (SQLite): which domain is in which mode, migrations
- * and their journal, domain locks, locks on shared resources (tenants,
- * zones) and the audit log.  Every function returns an enum mm_rc and, on
+/* The state database: which domain is in which mode, migrations and
+ * their journal, domain locks, locks on shared resources (tenants, zones)
+ * and the audit log.  An SQLite file by default, or a PostgreSQL database
+ * a team shares from several hosts (path "postgresql://...": db.h); the
+ * same rules hold in both, kept by the database.  Every function returns an enum mm_rc and, on
  * failure, a one-line reason in err[MM_ERR_MAX]. */
 struct mm_state;
 
@@ -22,12 +24,13 @@ struct mm_domain_row {
 	char *updated_at;
 };
 
-/* Opens (creating when missing) the database at path.  busy_ms: how long
- * to wait for another writer before giving up with its name. */
+/* Opens (creating when missing) the database at path (a file, or a
+ * postgresql:// URL without a password).  busy_ms: how long to wait for
+ * another writer before giving up with its name. */
 int mm_state_open(const char *path, long busy_ms, struct mm_state **out, char *err);
 /* MM_OK when path can hold the state DB (a file or nothing, in a writable
  * directory); else MM_ERR naming what is wrong: a directory, a missing
- * directory, a read-only file system. */
+ * directory, a read-only file system.  A URL: MM_OK (its server says). */
 int mm_state_check_path(const char *path, char *err);
 void mm_state_close(struct mm_state *st);
 
