@@ -144,8 +144,8 @@ static int call_failed(struct prep *p, int rc, const struct mailmode_diag *diag,
 	if (!wrote && !p->prepared)
 		mm_state_prepare_drop(ctx->state, p->domain, "prepare-failed", NULL, NULL, err);
 	else if (!wrote && strcmp(p->prep.phase, "lowered") == 0)
-		mm_state_prepare_done(ctx->state, p->domain, p->prep.ttl_before, p->prep.ready_at_ms,
-		                      p->prep.record, NULL, err);
+		mm_state_prepare_done(ctx->state, p->domain, p->prep.ttl, p->prep.ttl_before,
+		                      p->prep.ready_at_ms, p->prep.record, NULL, err);
 	if (!wrote)
 		return mm_fail(ctx, rc, "%s: %s; nothing was changed", p->domain, diag->summary);
 	return mm_fail(ctx, rc == MM_OK ? MM_ERR : rc,
@@ -225,7 +225,7 @@ static int lower(struct prep *p, long ttl)
 	before = json_number(root, "ttl_before", 0);
 	changed = cJSON_IsTrue(cJSON_GetObjectItem(root, "changed"));
 	ready = ready_time(p, before, changed);
-	rc = mm_state_prepare_done(ctx->state, p->domain, before, ready, report,
+	rc = mm_state_prepare_done(ctx->state, p->domain, ttl, before, ready, report,
 	                           cJSON_GetStringValue(cJSON_GetObjectItem(root, "receipt")),
 	                           ctx->err);
 	if (rc == MM_OK)

@@ -56,22 +56,54 @@ static int invoke(const struct mm_op *op, const struct mailmode_request *req, st
 	return rc;
 }
 
-/* The resources the plugin names for this domain (ABI 1.1), or NULL for
- * a plugin that names none, or fails to. */
-static char *plugin_resources(const struct mm_op *op, const struct mailmode_request *req)
+/* Leaves the blank lines (nothing but spaces, tabs, CRs) out of text, in
+ * place; whether a line is left. */
+static int drop_blank_lines(char *text)
+{
+	char *in = text, *out = text;
+	size_t len;
+
+	while (*in) {
+		len = strcspn(in, "\n");
+		if (strspn(in, " \t\r") < len) {
+			if (out != text)
+				*out++ = '\n';
+			memmove(out, in, len);
+			out += len;
+		}
+		in += len + (in[len] == '\n');
+	}
+	*out = '\0';
+	return out != text;
+}
+
+/* The resources the plugin names for this domain (ABI 1.1), blank lines
+ * left out; *out NULL when it names none deliberately (no resources
+ * operation, NULL or "" handed back).  A failed call and a text of blank
+ * lines only are errors (diag): the resources are unknown. */
+static int plugin_resources(const struct mm_op *op, const struct mailmode_request *req,
+                            char **out, struct mailmode_diag *diag)
 {
 	const struct mailmode_plugin *d = op->plugin->desc;
 	struct mm_call c = { .kind = MM_CALL_RESOURCES };
-	struct mailmode_diag diag;
+	int rc;
 
+	*out = NULL;
+	memset(diag, 0, sizeof(*diag));
 	if (d->abi_minor < 1 || !d->resources)
-		return NULL;
-	memset(&diag, 0, sizeof(diag));
-	if (invoke(op, req, &c, NULL, &diag) != MAILMODE_OK || !c.text || !c.text[0]) {
-		free(c.text);
-		return NULL;
+		return MAILMODE_OK;
+	rc = invoke(op, req, &c, NULL, diag);
+	if (rc == MAILMODE_OK && c.text && c.text[0] && !drop_blank_lines(c.text)) {
+		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "its resources text has only blank lines");
+		rc = MAILMODE_ERR_FAILED;
+	} else if (rc != MAILMODE_OK && !diag->summary[0]) {
+		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "resources failed (code %d, no diagnostic)", rc);
 	}
-	return c.text;
+	if (rc == MAILMODE_OK && c.text && c.text[0])
+		*out = c.text;
+	else
+		free(c.text);
+	return rc;
 }
 
 /* Setup and teardown of a migration change what other domains share. */
@@ -85,18 +117,28 @@ static int locks_shared(const struct mm_op *op, const struct mm_call *c)
  * (in this process; taken before the call's helper: a worker waiting for
  * a tenant must not hold the only helper of a plugin that is not
  * thread-safe), then the shared locks (across processes).  Without the
- * limiter's slots the call runs unbounded; without the locks it does not
- * run. */
+ * limiter's slots the call runs unbounded; without the locks, or when
+ * the resources to lock are unknown, it does not run. */
 static int bounded(const struct mm_op *op, const struct mailmode_request *req,
                    struct mm_call *c, struct mailmode_diag *diag)
 {
-	int shared = locks_shared(op, c);
+	int shared = locks_shared(op, c), limit = op->limiter && c->kind != MM_CALL_VALIDATE;
 	char *resources = NULL, err[MM_ERR_MAX];
-	int limited = 0, rc;
+	struct mailmode_diag why;
+	int limited = 0, rc = MAILMODE_OK;
 
-	if ((op->limiter && c->kind != MM_CALL_VALIDATE) || shared)
-		resources = plugin_resources(op, req);
-	if (resources && op->limiter && c->kind != MM_CALL_VALIDATE)
+	if (limit || shared)
+		rc = plugin_resources(op, req, &resources, &why);
+	if (rc != MAILMODE_OK && shared) {
+		flatten_summary(&why);
+		mm_diag_set(diag, MAILMODE_SEV_ERROR, why.retryable,
+		            "%s: %s of %s not started: its shared resources are unknown, so they"
+		            " cannot be locked: %s", op->plugin->desc->name, mm_call_name(c->kind),
+		            op->domain, why.summary);
+		rc = MAILMODE_ERR_FAILED;
+		goto out;
+	}
+	if (resources && limit)
 		limited = mm_limiter_acquire(op->limiter, resources) == 0;
 	if (resources && shared && op->recorder->lock_shared(op, resources, err) != MM_OK) {
 		mm_diag_set(diag, MAILMODE_SEV_ERROR, 1, "%s: %s of %s not started: %s",
@@ -109,6 +151,7 @@ static int bounded(const struct mm_op *op, const struct mailmode_request *req,
 	}
 	if (limited)
 		mm_limiter_release(op->limiter, resources);
+out:
 	free(resources);
 	return rc;
 }
@@ -334,18 +377,9 @@ int mm_plugin_has_doctor(const struct mm_plugin *plugin)
 int mm_op_doctor(const struct mm_op *op, char **checks, struct mailmode_diag *diag)
 {
 	struct mm_call c = { .kind = MM_CALL_DOCTOR };
-	int rc;
 
-	*checks = NULL;
-	if (!mm_plugin_has_doctor(op->plugin)) {
-		memset(diag, 0, sizeof(*diag));
-		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "plugin %s has no ABI 1.4 doctor operation",
-		            op->plugin->desc->name);
-		return MM_ERR;
-	}
-	rc = call(op, &c, diag);
-	*checks = c.text;
-	return rc;
+	return call_optional(op, mm_plugin_has_doctor(op->plugin),
+	                     "has no ABI 1.4 doctor operation", &c, checks, diag);
 }
 
 const char *mm_presence_name(enum mailmode_presence presence)

@@ -18,7 +18,6 @@
 #define LOCK_POLL_MS 200
 /* A plugin names a resource or two (plugin.h: resources). */
 #define SHARED_KEYS_MAX 8
-#define SHARED_TEXT_MAX 2048
 
 
 void mm_state_now_iso(char *buf, size_t len)
@@ -582,35 +581,103 @@ static int split_resources(const char *resources, char *buf, size_t buflen, cons
 	return MM_OK;
 }
 
+/* Whether key is one of the n keys. */
+static int has_key(const char *const *keys, size_t n, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(keys[i], key) == 0)
+			return 1;
+	return 0;
+}
+
+/* Makes out (outlen bytes) the locks this connection holds with the n
+ * keys added (add) or taken away. */
+static int held_with(const struct mm_state *st, const char *const *keys, size_t n, int add,
+                     char *out, size_t outlen, char *err)
+{
+	char buf[MM_SHARED_TEXT_MAX];
+	const char *held[SHARED_KEYS_MAX];
+	size_t nheld, i, used = 0, count = 0;
+
+	if (split_resources(st->held, buf, sizeof(buf), held, SHARED_KEYS_MAX, &nheld, err) != MM_OK)
+		return MM_ERR;
+	out[0] = '\0';
+	for (i = 0; i < nheld + (add ? n : 0); i++) {
+		const char *key = i < nheld ? held[i] : keys[i - nheld];
+		int dup = i < nheld ? !add && has_key(keys, n, key)
+		                    : has_key(held, nheld, key) || has_key(keys, i - nheld, key);
+
+		if (dup)
+			continue;
+		if (++count > SHARED_KEYS_MAX || used + strlen(key) + 2 > outlen) {
+			snprintf(err, MM_ERR_MAX, "too many shared resources held at once to lock %s too", key);
+			return MM_ERR;
+		}
+		used += (size_t)snprintf(out + used, outlen - used, "%s\n", key);
+	}
+	return MM_OK;
+}
+
 int mm_state_lock_shared(struct mm_state *st, const char *resources, const char *domain,
                          const char *command, long lease_ms, long wait_ms,
                          void (*waiting)(void *arg, const char *resource, const char *holder),
                          void *arg, char *notice, size_t noticelen, char *err)
 {
-	char buf[SHARED_TEXT_MAX];
+	char buf[MM_SHARED_TEXT_MAX], held[MM_SHARED_TEXT_MAX];
 	const char *keys[SHARED_KEYS_MAX];
 	struct lock_claim claim = { &shared_locks, keys, 0, command, domain, lease_ms };
 
 	notice[0] = '\0';
 	if (split_resources(resources, buf, sizeof(buf), keys, SHARED_KEYS_MAX, &claim.nkeys,
-	                    err) != MM_OK)
+	                    err) != MM_OK ||
+	    held_with(st, keys, claim.nkeys, 1, held, sizeof(held), err) != MM_OK ||
+	    lock_wait(st, &claim, wait_ms, waiting, arg, notice, noticelen, err) != MM_OK)
 		return MM_ERR;
-	return lock_wait(st, &claim, wait_ms, waiting, arg, notice, noticelen, err);
+	memcpy(st->held, held, sizeof(held));
+	return MM_OK;
+}
+
+/* A shared lock this connection took and no longer holds: its lease ran
+ * out and another took it over (or took it and let go). */
+static int lost_lock(struct mm_state *st, const char *key, long long now, char *err)
+{
+	enum holder_kind kind;
+	const char *why = NULL;
+	char who[512] = "nobody now";
+
+	if (read_lock(st, shared_locks.select_sql, key, now, who, sizeof(who), &kind, &why, err) < 0)
+		return MM_ERR;
+	snprintf(err, MM_ERR_MAX, "the lock on %s is no longer this process's (its lease ran out;"
+	         " held by %s): stopped before the next write", key, who);
+	return MM_ERR;
 }
 
 int mm_state_renew_shared(struct mm_state *st, long lease_ms, char *err)
 {
-	char lease[24], pid[24], serial[24];
-	const char *params[] = { lease, st->host, pid, serial };
+	char buf[MM_SHARED_TEXT_MAX], lease[24], pid[24], serial[24];
+	const char *keys[SHARED_KEYS_MAX];
+	const char *params[] = { lease, NULL, st->host, pid, serial };
 	long long now;
+	size_t n, i;
+	int rc;
 
-	if (mm_state_now_ms(st, &now, err) != MM_OK)
-		return MM_ERR;
-	snprintf(lease, sizeof(lease), "%lld", now + lease_ms);
 	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
 	snprintf(serial, sizeof(serial), "%ld", st->holder);
-	return mm_state_run(st, "UPDATE shared_locks SET lease_until = ? WHERE host = ? AND pid = ?"
-	                    " AND holder = ?", 4, params, err);
+	if (split_resources(st->held, buf, sizeof(buf), keys, SHARED_KEYS_MAX, &n, err) != MM_OK ||
+	    mm_state_begin(st, err) != MM_OK)
+		return MM_ERR;
+	rc = mm_state_now_ms(st, &now, err);
+	snprintf(lease, sizeof(lease), "%lld", now + lease_ms);
+	for (i = 0; rc == MM_OK && i < n; i++) {
+		params[1] = keys[i];
+		rc = mm_state_run(st, "UPDATE shared_locks SET lease_until = ? WHERE resource = ?"
+		                  " AND host = ? AND pid = ? AND holder = ?", 5, params, err);
+		if (rc == MM_OK && mm_db_changes(st->db) == 0)
+			rc = lost_lock(st, keys[i], now, err);
+	}
+	return mm_state_finish(st, rc, err);
 }
 
 /* Deletes this connection's row of key (a shared lock or a slot). */
@@ -627,7 +694,7 @@ static int drop_held(struct mm_state *st, const char *key, char *err)
 
 int mm_state_unlock_shared(struct mm_state *st, const char *resources, char *err)
 {
-	char buf[SHARED_TEXT_MAX];
+	char buf[MM_SHARED_TEXT_MAX], held[MM_SHARED_TEXT_MAX];
 	const char *keys[SHARED_KEYS_MAX];
 	size_t n, i;
 	int rc;
@@ -637,7 +704,11 @@ int mm_state_unlock_shared(struct mm_state *st, const char *resources, char *err
 		return MM_ERR;
 	for (i = 0, rc = MM_OK; rc == MM_OK && i < n; i++)
 		rc = drop_held(st, keys[i], err);
-	return mm_state_finish(st, rc, err);
+	if (rc == MM_OK)
+		rc = held_with(st, keys, n, 0, held, sizeof(held), err);
+	if ((rc = mm_state_finish(st, rc, err)) == MM_OK)
+		memcpy(st->held, held, sizeof(held));
+	return rc;
 }
 
 /* Whether slot k of resource is free (1), held (0) or unknown (-1). */
@@ -657,7 +728,7 @@ static int slot_free(struct mm_state *st, const char *resource, int k, long long
 int mm_state_take_slots(struct mm_state *st, const char *const *resources, const int *limits,
                         size_t n, long lease_ms, int *slots, int *taken, char *err)
 {
-	char at[32], pid[24], lease[24], serial[24], key[SHARED_TEXT_MAX + 16];
+	char at[32], pid[24], lease[24], serial[24], key[MM_SHARED_TEXT_MAX + 16];
 	const char *params[] = { key, st->actor, pid, st->host, "call", at, lease, serial, "" };
 	long long now;
 	int rc, k, free_;
@@ -690,7 +761,7 @@ int mm_state_take_slots(struct mm_state *st, const char *const *resources, const
 int mm_state_give_slots(struct mm_state *st, const char *const *resources, const int *slots,
                         size_t n, char *err)
 {
-	char key[SHARED_TEXT_MAX + 16];
+	char key[MM_SHARED_TEXT_MAX + 16];
 	size_t i;
 	int rc;
 

@@ -82,7 +82,9 @@ int mm_state_lock_shared(struct mm_state *st, const char *resources, const char 
                          const char *command, long lease_ms, long wait_ms,
                          void (*waiting)(void *arg, const char *resource, const char *holder),
                          void *arg, char *notice, size_t noticelen, char *err);
-/* Extends the lease of every shared lock this connection holds. */
+/* Extends the lease of every shared lock this connection took.  MM_ERR,
+ * renewing none, when one is no longer its own (its lease ran out and
+ * another took it over): the caller must stop writing. */
 int mm_state_renew_shared(struct mm_state *st, long lease_ms, char *err);
 /* Lets go of this connection's locks on resources. */
 int mm_state_unlock_shared(struct mm_state *st, const char *resources, char *err);
@@ -190,9 +192,12 @@ int mm_state_prepare_begin(struct mm_state *st, const char *domain, const char *
 /* The plugin's checkpoint before its write, durable when this returns. */
 int mm_state_prepare_record(struct mm_state *st, const char *domain, const char *record,
                             char *err);
-/* LOWER finished: phase "lowered" with the plugin's report; receipt (may
- * be NULL): the domain's new receipt, stored in the same transaction. */
-int mm_state_prepare_done(struct mm_state *st, const char *domain, long long ttl_before,
+/* LOWER finished: phase "lowered", the records at ttl, with the plugin's
+ * report; receipt (may be NULL): the domain's new receipt, stored in the
+ * same transaction.  Also puts a lowered row back as it was after a LOWER
+ * again that wrote nothing. */
+int mm_state_prepare_done(struct mm_state *st, const char *domain, long long ttl,
+                          long long ttl_before,
                           long long ready_at_ms, const char *report, const char *receipt,
                           char *err);
 /* Drops the row, with an audit row (action); receipt as for _done;

@@ -6,6 +6,9 @@
 
 #include "db.h"
 
+/* The most text of shared resources one connection locks. */
+#define MM_SHARED_TEXT_MAX 2048
+
 struct mm_state {
 	struct mm_db *db;
 	char *path;              /* for messages: no password */
@@ -13,6 +16,9 @@ struct mm_state {
 	char host[256];
 	long journal_writes;     /* for the crash test hook */
 	long holder;             /* this connection, in shared_locks */
+	/* The shared locks this connection took, one per line: a renewal
+	 * that finds one no longer its own fails (state.c). */
+	char held[MM_SHARED_TEXT_MAX];
 };
 
 void mm_state_now_iso(char *buf, size_t len);

@@ -104,22 +104,23 @@ static int set_receipt(struct mm_state *st, const char *domain, const char *rece
 	                    3, params, err);
 }
 
-int mm_state_prepare_done(struct mm_state *st, const char *domain, long long ttl_before,
-                          long long ready_at_ms, const char *report, const char *receipt,
-                          char *err)
+int mm_state_prepare_done(struct mm_state *st, const char *domain, long long ttl,
+                          long long ttl_before, long long ready_at_ms, const char *report,
+                          const char *receipt, char *err)
 {
-	char before[24], ready[24], detail[160];
-	const char *params[] = { before, ready, report, domain };
+	char ttl_text[24], before[24], ready[24], detail[160];
+	const char *params[] = { ttl_text, before, ready, report, domain };
 	int rc;
 
+	snprintf(ttl_text, sizeof(ttl_text), "%lld", ttl);
 	snprintf(before, sizeof(before), "%lld", ttl_before);
 	snprintf(ready, sizeof(ready), "%lld", ready_at_ms);
 	snprintf(detail, sizeof(detail), "MX TTL lowered from %lld; ready at %lld ms", ttl_before,
 	         ready_at_ms);
 	if ((rc = mm_state_begin(st, err)) != MM_OK)
 		return rc;
-	rc = mm_state_run(st, "UPDATE prepares SET phase = 'lowered', ttl_before = ?,"
-	                      " ready_at_ms = ?, record = ? WHERE domain = ?", 4, params, err);
+	rc = mm_state_run(st, "UPDATE prepares SET phase = 'lowered', ttl = ?, ttl_before = ?,"
+	                      " ready_at_ms = ?, record = ? WHERE domain = ?", 5, params, err);
 	if (rc == MM_OK)
 		rc = set_receipt(st, domain, receipt, err);
 	if (rc == MM_OK)

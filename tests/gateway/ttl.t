@@ -7,11 +7,12 @@
 # the old mode until the TTL before has run out (or --max-settle, with a
 # warning naming the bypass it risks) and leaves the records with their
 # normal TTL; a prepare killed before its UPDATE is finished by running it
-# again, and --undo puts the TTL back.  The other mode is the example mode
+# again, a re-lower that fails keeps the TTL before, and --undo puts the
+# TTL back.  The other mode is the example mode
 # (a JSON world), so the MX records are the gateway's only.
 . "$top_srcdir/tests/gateway/gateway-lib.sh"
 
-plan 63
+plan 69
 
 cp "$PLUGIN_DIR/example.so" "$PLUGINS/"
 chmod 755 "$PLUGINS/example.so"
@@ -96,6 +97,21 @@ like "$(db "SELECT snapshot FROM originals WHERE domain = '$D' AND mode = 'gatew
 	'"host":"mx1.example.test.","ttl":3600' "the original kept for the gateway's teardown has the TTL before"
 mm status $D
 like "$out" "PREPARED: gateway mode's MX TTL 2 s \(before: 3600 s\): ready at .* \(in 60 min\)" "status says when it is ready"
+
+# A re-lower that fails keeps the prepare as it was: one that wrote
+# nothing (BIND not answering its read) leaves the row as before, one
+# refused after its checkpoint keeps the TTL before; the undo below then
+# still puts back 3600.
+kill -STOP "$DNS_PRIMARY_PID"
+mm prepare $D --ttl 1 --profile ttl
+kill -CONT "$DNS_PRIMARY_PID"
+is "$rc" 1 "a re-lower that cannot read the zone fails"
+like "$err" "nothing was changed" "and says nothing was changed"
+is "$(prepared)" "lowered|2|3600" "the state DB holds the prepare as it was (TTL 2, before 3600)"
+mm prepare $D --ttl 1 --profile wrong-secret
+is "$rc" 1 "a re-lower refused by BIND (wrong TSIG secret) fails"
+is "$(prepared)" "lowering|1|3600" "the state DB keeps the TTL before"
+is "$(mx_bind $D)" "$LOWERED" "BIND still serves TTL 2"
 
 # Undo puts the TTL before back, and a prepare after it starts afresh.
 mm prepare --undo $D --profile ttl

@@ -1,13 +1,14 @@
 #!/bin/sh
 # Plugin isolation: a plugin that aborts in observe, exits in init or in
 # verify, hangs in setup, hands back a huge receipt, report or diagnostic,
+# fails, crashes or names only blank lines in resources, aborts in doctor,
 # and prints to stdout and stderr in every call costs that call only: the
 # command goes on for the other domains and modes, names the plugin, the
 # call and what happened in one line, --json stays one JSON document, the
 # domain lock is released and the journal says the outcome is unknown,
 # which resume then finishes.
 . "$top_srcdir/tests/isolation/setup.sh"
-plan 34
+plan 51
 MS="$PLUGINS/misbehave.so"
 
 run mm setup ok1.test --mode example
@@ -93,6 +94,27 @@ is "$(json 'd["domains"][2]["observed"]["example"]["presence"]')" present "the n
 run mm setup exit-verify.test --mode misbehave
 like "$err" "plugin misbehave \\($MS\\): verify of exit-verify.test exited with status 7" \
      "an exit in verify is named with its status"
+
+# --- resources failing, crashing or naming blank lines only: the shared
+# locks cannot be taken, so setup does not start (nothing written)
+for d in fail-resources crash-resources blank-resources; do
+	run mm setup $d.test --mode misbehave
+	is "$rc" 1 "$d: setup refused (exit 1)"
+	like "$err" "misbehave: setup of $d.test not started: its shared resources are unknown" \
+	     "$d: one line names the plugin, the call, the domain and why"
+	is "$(test -e "$TEST_TMP/world/$d.test" && echo made)" "" "$d: nothing was made"
+	is "$(db "SELECT count(*) FROM domains WHERE domain='$d.test' AND mode IS NOT NULL")" 0 \
+	   "$d: the state has no mode for it"
+done
+like "$err" "its resources text has only blank lines" "blank lines only are not taken for no resources"
+
+# --- abort() in doctor: its FAIL line names the crash, the others are checked
+run mm doctor crash-doctor.test ok4.test --profile lab
+is "$rc" 3 "doctor with a crashing plugin: exit 3 (a check failed)"
+like "$out" "FAIL domain crash-doctor.test: misbehave checks: plugin misbehave \\($MS\\): doctor of crash-doctor.test crashed \\(signal 6, SIGABRT\\)" \
+     "one FAIL line names the plugin, the call, the domain and the signal"
+like "$out" "ok   domain ok4.test: files: misbehave_dir set" "the next domain's doctor runs in a fresh helper"
+like "$out" "ok4.test: example mode" "a plugin without doctor is checked by validate and preflight"
 
 # --- the debugging knob runs plugins in this process, stray output and all
 run env MAILMODE_NO_ISOLATION=1 "$MAILMODE" --config "$CONF" --json status ok1.test

@@ -11,6 +11,10 @@
  *   huge-diag.*       observe fails with a summary and detail far past the
  *                     diagnostic's size
  *   exit-verify.*     verify calls exit(7)
+ *   fail-resources.*  resources fails
+ *   crash-resources.* resources calls abort()
+ *   blank-resources.* resources hands back blank lines only
+ *   crash-doctor.*    doctor calls abort()
  *   anything else     behaves: set up when its file exists
  *
  * Every call prints to stdout and stderr first.  Built with
@@ -237,6 +241,43 @@ static int mb_teardown(void *ctx, const struct mailmode_request *req, struct mai
 	return rc;
 }
 
+/* No shared resource (NULL, deliberately) but for the domains above. */
+static int mb_resources(void *ctx, const struct mailmode_request *req, char **resources,
+                        struct mailmode_diag *diag)
+{
+	const struct misbehave *m = ctx;
+
+	stray("resources");
+	*resources = NULL;
+	if (is(req, "crash-resources."))
+		abort();
+	if (is(req, "fail-resources.")) {
+		m->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "misbehave: cannot name the resources of %s",
+		                  req->domain);
+		return MAILMODE_ERR_FAILED;
+	}
+	if (is(req, "blank-resources."))
+		*resources = m->host->strdup("\n \n\t\r\n");
+	return MAILMODE_OK;
+}
+
+/* One check: the directory of its files is configured. */
+static int mb_doctor(void *ctx, const struct mailmode_request *req, char **checks,
+                     struct mailmode_diag *diag)
+{
+	const struct misbehave *m = ctx;
+	char text[512];
+
+	(void)diag;
+	stray("doctor");
+	if (is(req, "crash-doctor."))
+		abort();
+	snprintf(text, sizeof(text), "[{\"scope\":\"domain %s\",\"check\":\"files\",\"ok\":true,"
+	         "\"detail\":\"misbehave_dir set\"}]", req->domain);
+	*checks = m->host->strdup(text);
+	return *checks ? MAILMODE_OK : MAILMODE_ERR_NOMEM;
+}
+
 static const struct mailmode_config_key mb_keys[] = {
 	{ "profile", "misbehave_dir", MAILMODE_KEY_PATH, NULL, "the directory of its files" },
 	{ NULL, NULL, MAILMODE_KEY_STRING, NULL, NULL }
@@ -260,4 +301,6 @@ MAILMODE_PLUGIN_DEFINE(
 	.setup = mb_setup,
 	.verify = mb_verify,
 	.teardown = mb_teardown,
+	.resources = mb_resources,
+	.doctor = mb_doctor,
 	.config_keys = mb_config_keys);

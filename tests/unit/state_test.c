@@ -158,10 +158,24 @@ static void shared_locks(struct tap *t, struct mm_state *st, const char *path)
 	                                   NULL, notice, sizeof(notice), err),
 	           MM_OK, "another connection of this process waits beyond its wait, up to the lease");
 	tap_contains(t, notice, "its lease expired", "then takes it over");
+	/* The first connection's checkpoint comes late: it must stop writing,
+	 * not renew nothing and carry on. */
+	sql(path, "UPDATE shared_locks SET lease_until = 1 WHERE resource = 'dns-zone z.test'");
+	tap_is_int(t, mm_state_renew_shared(st, 3600000, err), MM_ERR,
+	           "a renewal after the lock was taken over fails");
+	tap_contains(t, err, "tenant t1", "naming the resource");
+	tap_contains(t, err, "'switch' of b.test", "and who holds it now");
+	tap_is_int(t, shared_count(path, "resource = 'tenant t1' AND domain = 'b.test' AND holder <> 0"
+	                                 " AND lease_until < strftime('%s','now') * 1000 + 3000000"),
+	           1, "the new holder's row is left as it was");
+	tap_is_int(t, shared_count(path, "resource = 'dns-zone z.test' AND lease_until = 1"), 1,
+	           "and nothing of the failed renewal is written");
 	tap_is_int(t, mm_state_unlock_shared(st, "tenant t1\ndns-zone z.test", err), MM_OK,
 	           "the first connection's unlock");
 	tap_is_int(t, shared_count(path, "resource = 'tenant t1' AND domain = 'b.test'"), 1,
 	           "leaves the lock the second one holds");
+	tap_is_int(t, mm_state_renew_shared(st, 3600000, err), MM_OK,
+	           "a renewal holding no shared lock renews nothing, and succeeds");
 	tap_is_int(t, mm_state_renew_shared(second, 3600000, err), MM_OK, "its lease renewed");
 	tap_is_int(t, shared_count(path, "resource = 'tenant t1' AND lease_until > strftime('%s','now') * 1000 + 3000000"),
 	           1, "to an hour from now");
@@ -243,7 +257,7 @@ static void test_prepares(struct tap *t, struct mm_state *st)
 	          row.ttl_before == -1 && row.record && strstr(row.record, "before"),
 	       "unfinished: phase lowering, the checkpoint, no TTL before yet");
 	mm_prepare_row_clear(&row);
-	tap_is_int(t, mm_state_prepare_done(st, "p.test", 86400, 1234, "{\"ttl_now\":300}",
+	tap_is_int(t, mm_state_prepare_done(st, "p.test", 300, 86400, 1234, "{\"ttl_now\":300}",
 	                                    "{\"zone\":\"p.test\"}", err),
 	           MM_OK, "done");
 	mm_state_prepare_get(st, "p.test", &row, &found, err);
@@ -274,7 +288,7 @@ int main(void)
 	if (!mkdtemp(dir))
 		return 1;
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	tap_plan(url ? 60 : 64);
+	tap_plan(url ? 66 : 70);
 	snprintf(path, sizeof(path), "%s", url ? url : dir);
 	if (!url)
 		strncat(path, "/state.db", sizeof(path) - strlen(path) - 1);

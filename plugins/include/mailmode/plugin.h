@@ -476,7 +476,10 @@ struct mailmode_plugin {
 	 * the load on each.  *resources: one per line, "KIND NAME", KIND being
 	 * "tenant" (an API that throttles per tenant: at most the runbook's
 	 * tenant cap of calls at once) or "dns-zone" (a zone taking one update
-	 * at a time); other kinds get one call at a time.  No network. */
+	 * at a time); other kinds get one call at a time.  Blank lines are
+	 * left out; NULL or "" means no shared resource.  A failure, or a
+	 * text of blank lines only, leaves them unknown: setup and teardown
+	 * of a migration (which lock them) are then refused.  No network. */
 	int (*resources)(void *ctx, const struct mailmode_request *req, char **resources,
 	                 struct mailmode_diag *diag);
 
