@@ -26,6 +26,7 @@
 /* 'MMOD' as for SQLite's application_id: the one advisory lock key. */
 #define WRITE_LOCK_KEY 0x4d4d4f44
 #define PARAMS_MAX 32
+#define IDLE_IN_TRANSACTION_MS (60 * 1000)
 
 struct pg_db {
 	struct mm_db base;
@@ -450,7 +451,7 @@ static const struct mm_db_ops pg_ops = {
 int mm_db_pg_open(const char *url, long busy_ms, struct mm_db **out, char *err)
 {
 	struct pg_db *db = calloc(1, sizeof(*db));
-	char app[64], settings[160];
+	char app[64], settings[256];
 	const char *keys[] = { "dbname", "fallback_application_name", NULL };
 	const char *values[] = { url, app, NULL };
 	char *msg;
@@ -471,8 +472,14 @@ int mm_db_pg_open(const char *url, long busy_ms, struct mm_db **out, char *err)
 		return MM_ERR;
 	}
 	PQsetNoticeProcessor(db->conn, quiet, NULL);
+	/* A host that dies inside a transaction (not just its process: its
+	 * connection may look alive for long) holds the write lock: the
+	 * server ends a session idle in a transaction, and ours are a few
+	 * statements long. */
 	snprintf(settings, sizeof(settings),
-	         "SET client_min_messages = warning; SET lock_timeout = %ld", busy_ms > 0 ? busy_ms : 1);
+	         "SET client_min_messages = warning; SET lock_timeout = %ld;"
+	         " SET idle_in_transaction_session_timeout = %d", busy_ms > 0 ? busy_ms : 1,
+	         IDLE_IN_TRANSACTION_MS);
 	if (pg_exec(&db->base, settings) != MM_DB_OK) {
 		snprintf(err, MM_ERR_MAX, "state DB %s: %s", db->base.name, db->base.errmsg);
 		pg_close(&db->base);
