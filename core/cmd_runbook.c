@@ -593,6 +593,10 @@ static int run_runbook(struct mm_ctx *ctx, const struct mm_runbook *rb, const ch
 		rc = mm_fail(ctx, MM_ERR, "out of memory");
 		goto out;
 	}
+	/* The tenant cap and zone limit hold for every process on the state. */
+	if ((rc = mm_limiter_share(run.limiter, ctx->state_path, ctx->args.lock_timeout_ms,
+	                           ctx->err)) != MM_OK)
+		goto out;
 	for (i = 0; i < rb->count; i++)
 		rows[i] = job_row(&jobs[i], "pending");
 	if ((rc = mm_runs_open(ctx->state, key, options, rows, rb->count, &run.id, &run.base,

@@ -1,5 +1,6 @@
 /* Steps shared by the commands: plugins, state, arguments, reporting. */
 #include "cli.h"
+#include "db.h"
 
 #include "domain.h"
 #include "migrate.h"
@@ -106,7 +107,8 @@ int mm_open_state(struct mm_ctx *ctx, int create)
 	/* A missing DB is an empty state, a DB that cannot be is an error. */
 	if (mm_state_check_path(ctx->state_path, ctx->err) != MM_OK)
 		return MM_ERR;
-	if (!create && stat(ctx->state_path, &st) != 0 && errno == ENOENT)
+	if (!create && !mm_db_is_url(ctx->state_path) && stat(ctx->state_path, &st) != 0 &&
+	    errno == ENOENT)
 		return MM_OK;
 	return mm_state_open(ctx->state_path, ctx->args.lock_timeout_ms, &ctx->state, ctx->err);
 }

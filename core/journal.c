@@ -30,28 +30,21 @@ void mm_migration_clear(struct mm_migration *m)
 	memset(m, 0, sizeof(*m));
 }
 
-static char *dup_column(sqlite3_stmt *stmt, int col)
+static void read_migration(struct mm_db_stmt *stmt, struct mm_migration *m)
 {
-	const unsigned char *v = sqlite3_column_text(stmt, col);
-
-	return v ? strdup((const char *)v) : NULL;
-}
-
-static void read_migration(sqlite3_stmt *stmt, struct mm_migration *m)
-{
-	m->id = sqlite3_column_int64(stmt, 0);
-	m->domain = dup_column(stmt, 1);
-	m->from_mode = dup_column(stmt, 2);
-	m->to_mode = dup_column(stmt, 3);
-	m->profile = dup_column(stmt, 4);
-	m->step = dup_column(stmt, 5);
-	m->old_receipt = dup_column(stmt, 6);
-	m->old_adopted = sqlite3_column_int(stmt, 7);
-	m->new_receipt = dup_column(stmt, 8);
-	m->options = dup_column(stmt, 9);
-	m->verify_deadline = sqlite3_column_int64(stmt, 10);
-	m->started_at = dup_column(stmt, 11);
-	m->kind = dup_column(stmt, 12);
+	m->id = mm_db_column_int64(stmt, 0);
+	m->domain = mm_state_column_dup(stmt, 1);
+	m->from_mode = mm_state_column_dup(stmt, 2);
+	m->to_mode = mm_state_column_dup(stmt, 3);
+	m->profile = mm_state_column_dup(stmt, 4);
+	m->step = mm_state_column_dup(stmt, 5);
+	m->old_receipt = mm_state_column_dup(stmt, 6);
+	m->old_adopted = (int)mm_db_column_int64(stmt, 7);
+	m->new_receipt = mm_state_column_dup(stmt, 8);
+	m->options = mm_state_column_dup(stmt, 9);
+	m->verify_deadline = mm_db_column_int64(stmt, 10);
+	m->started_at = mm_state_column_dup(stmt, 11);
+	m->kind = mm_state_column_dup(stmt, 12);
 }
 
 /* Crash hooks (see state.h): counted per process, or at a named row. */
@@ -102,19 +95,20 @@ int mm_state_migration_open(struct mm_state *st, struct mm_migration *m, char *e
 	snprintf(deadline, sizeof(deadline), "%lld", m->verify_deadline);
 	if ((rc = mm_state_begin(st, err)) != MM_OK)
 		return rc;
-	rc = mm_state_run(st, "INSERT OR IGNORE INTO domains(domain, updated_at) VALUES(?, ?)", 2,
+	rc = mm_state_run(st, "INSERT INTO domains(domain, updated_at) VALUES(?, ?)"
+	                      " ON CONFLICT DO NOTHING", 2,
 	                  row_params, err);
 	if (rc == MM_OK) {
 		rc = mm_state_run(st, "INSERT INTO migrations(domain, from_mode, to_mode, profile, step,"
 		                      " old_receipt, old_adopted, new_receipt, options, verify_deadline,"
 		                      " started_at, kind) VALUES(?,?,?,?,'planned',?,?,NULL,?,?,?,?)",
 		                  10, params, err);
-		if (rc != MM_OK && strstr(err, "UNIQUE"))
+		if (rc != MM_OK && mm_db_last_rc(st->db) == MM_DB_UNIQUE)
 			snprintf(err, MM_ERR_MAX, "%s has an unfinished migration: run 'mailmode resume %s' or 'mailmode abort %s'",
 			         m->domain, m->domain, m->domain), rc = MM_REFUSED;
 	}
 	if (rc == MM_OK) {
-		m->id = sqlite3_last_insert_rowid(st->db);
+		m->id = mm_db_last_id(st->db);
 		rc = append_journal(st, m->id, "planned", "end", m->to_mode ? m->to_mode : "none", err);
 	}
 	snprintf(action, sizeof(action), "%s-start", kind);
@@ -131,18 +125,18 @@ static int query_migrations(struct mm_state *st, const char *domain,
                             int (*fn)(const struct mm_migration *m, void *arg), void *arg,
                             char *err)
 {
-	sqlite3_stmt *stmt = NULL;
+	struct mm_db_stmt *stmt = NULL;
 	struct mm_migration m;
 	int src, rc = MM_OK;
 
-	src = sqlite3_prepare_v2(st->db, "SELECT " MIGRATION_COLUMNS " FROM migrations"
-	                         " WHERE finished_at IS NULL AND (?1 IS NULL OR domain = ?1)"
-	                         " ORDER BY id", -1, &stmt, NULL);
-	if (src == SQLITE_OK)
-		src = sqlite3_bind_text(stmt, 1, domain, -1, SQLITE_STATIC);
-	while (src == SQLITE_OK || src == SQLITE_ROW) {
-		src = sqlite3_step(stmt);
-		if (src != SQLITE_ROW)
+	src = mm_db_prepare(st->db, "SELECT " MIGRATION_COLUMNS " FROM migrations"
+	                         " WHERE finished_at IS NULL AND (CAST(?1 AS TEXT) IS NULL OR domain = ?1)"
+	                         " ORDER BY id", &stmt);
+	if (src == MM_DB_OK)
+		src = mm_db_bind_text(stmt, 1, domain);
+	while (src == MM_DB_OK || src == MM_DB_ROW) {
+		src = mm_db_step(stmt);
+		if (src != MM_DB_ROW)
 			break;
 		memset(&m, 0, sizeof(m));
 		read_migration(stmt, &m);
@@ -151,10 +145,10 @@ static int query_migrations(struct mm_state *st, const char *domain,
 		if (rc != MM_OK)
 			goto out;
 	}
-	if (src != SQLITE_DONE)
+	if (src != MM_DB_DONE)
 		rc = mm_state_db_error(st, src, "reading migrations", err);
 out:
-	sqlite3_finalize(stmt);
+	mm_db_finalize(stmt);
 	return rc;
 }
 
@@ -212,7 +206,7 @@ static int coalesce_attempt(struct mm_state *st, long long id, const char *step,
 	                      " AND seq = (SELECT max(seq) FROM journal WHERE migration_id = ?3)",
 	                  5, params, err);
 	if (rc == MM_OK)
-		*done = sqlite3_changes(st->db) > 0;
+		*done = mm_db_changes(st->db) > 0;
 	return rc;
 }
 
@@ -221,24 +215,26 @@ int mm_state_journal(struct mm_state *st, long long id, const char *step, const 
 {
 	char mid[24], lease[24], pid[24];
 	const char *step_params[] = { step, mid };
-	const char *lease_params[] = { lease, mid, pid };
+	const char *lease_params[] = { lease, mid, pid, st->host };
 	int coalesced = 0, rc = MM_OK;
+	long long now;
 
 	snprintf(mid, sizeof(mid), "%lld", id);
-	snprintf(lease, sizeof(lease), "%lld", (long long)(mm_host_wall_ms(NULL) + LOCK_LEASE_RENEW_MS));
 	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
 	if ((rc = mm_state_begin(st, err)) != MM_OK)
 		return rc;
-	if (strcmp(phase, "attempt") == 0)
+	rc = mm_state_now_ms(st, &now, err);
+	snprintf(lease, sizeof(lease), "%lld", now + LOCK_LEASE_RENEW_MS);
+	if (rc == MM_OK && strcmp(phase, "attempt") == 0)
 		rc = coalesce_attempt(st, id, step, detail, &coalesced, err);
 	if (rc == MM_OK && !coalesced)
 		rc = append_journal(st, id, step, phase, detail, err);
 	if (rc == MM_OK && strcmp(phase, "end") == 0)
 		rc = mm_state_run(st, "UPDATE migrations SET step = ? WHERE id = ?", 2, step_params, err);
 	if (rc == MM_OK)
-		rc = mm_state_run(st, "UPDATE locks SET lease_until = ?1 WHERE pid = ?3 AND domain ="
-		                      " (SELECT domain FROM migrations WHERE id = ?2)",
-		                  3, lease_params, err);
+		rc = mm_state_run(st, "UPDATE locks SET lease_until = ?1 WHERE pid = ?3 AND host = ?4"
+		                      " AND domain = (SELECT domain FROM migrations WHERE id = ?2)",
+		                  4, lease_params, err);
 	rc = mm_state_finish(st, rc, err);
 	if (rc == MM_OK && strcmp(phase, "attempt") != 0)
 		maybe_crash_at(st, step, phase);
@@ -248,24 +244,24 @@ int mm_state_journal(struct mm_state *st, long long id, const char *step, const 
 int mm_state_journal_has(struct mm_state *st, long long id, const char *step, const char *phase,
                          int *has, char *err)
 {
-	sqlite3_stmt *stmt = NULL;
+	struct mm_db_stmt *stmt = NULL;
 	int src;
 
 	*has = 0;
-	src = sqlite3_prepare_v2(st->db, "SELECT 1 FROM journal WHERE migration_id = ? AND step = ?"
-	                         " AND phase = ? LIMIT 1", -1, &stmt, NULL);
-	if (src == SQLITE_OK) {
-		sqlite3_bind_int64(stmt, 1, id);
-		sqlite3_bind_text(stmt, 2, step, -1, SQLITE_STATIC);
-		sqlite3_bind_text(stmt, 3, phase, -1, SQLITE_STATIC);
-		src = sqlite3_step(stmt);
-		if (src == SQLITE_ROW) {
+	src = mm_db_prepare(st->db, "SELECT 1 FROM journal WHERE migration_id = ? AND step = ?"
+	                         " AND phase = ? LIMIT 1", &stmt);
+	if (src == MM_DB_OK) {
+		mm_db_bind_int64(stmt, 1, id);
+		mm_db_bind_text(stmt, 2, step);
+		mm_db_bind_text(stmt, 3, phase);
+		src = mm_db_step(stmt);
+		if (src == MM_DB_ROW) {
 			*has = 1;
-			src = SQLITE_DONE;
+			src = MM_DB_DONE;
 		}
 	}
-	sqlite3_finalize(stmt);
-	return src == SQLITE_DONE ? MM_OK : mm_state_db_error(st, src, "reading the journal", err);
+	mm_db_finalize(stmt);
+	return src == MM_DB_DONE ? MM_OK : mm_state_db_error(st, src, "reading the journal", err);
 }
 
 int mm_state_migration_set_receipt(struct mm_state *st, long long id, int old_mode,
@@ -301,9 +297,9 @@ int mm_state_keep_original(struct mm_state *st, long long id, const char *domain
 	mm_state_now_iso(at, sizeof(at));
 	if ((rc = mm_state_begin(st, err)) != MM_OK)
 		return rc;
-	rc = mm_state_run(st, "INSERT OR IGNORE INTO originals(domain, mode, snapshot, taken_at,"
-	                      " migration_id) VALUES(?, ?, ?, ?, ?)", 5, params, err);
-	if (rc == MM_OK && (*kept = sqlite3_changes(st->db) > 0))
+	rc = mm_state_run(st, "INSERT INTO originals(domain, mode, snapshot, taken_at,"
+	                      " migration_id) VALUES(?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", 5, params, err);
+	if (rc == MM_OK && (*kept = mm_db_changes(st->db) > 0))
 		rc = append_journal(st, id, "original", "kept", snapshot, err);
 	if (rc == MM_OK && *kept)
 		rc = mm_state_insert_audit(st, domain, "original-kept", snapshot, err);
@@ -316,26 +312,26 @@ int mm_state_keep_original(struct mm_state *st, long long id, const char *domain
 static int read_text_row(struct mm_state *st, const char *sql, const char *a, const char *b,
                          char **out, char *err)
 {
-	sqlite3_stmt *stmt = NULL;
-	const unsigned char *v;
+	struct mm_db_stmt *stmt = NULL;
+	const char *v;
 	int src;
 
 	*out = NULL;
-	src = sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL);
-	if (src == SQLITE_OK) {
-		sqlite3_bind_text(stmt, 1, a, -1, SQLITE_STATIC);
-		sqlite3_bind_text(stmt, 2, b, -1, SQLITE_STATIC);
-		src = sqlite3_step(stmt);
+	src = mm_db_prepare(st->db, sql, &stmt);
+	if (src == MM_DB_OK) {
+		mm_db_bind_text(stmt, 1, a);
+		mm_db_bind_text(stmt, 2, b);
+		src = mm_db_step(stmt);
 	}
-	if (src == SQLITE_ROW) {
-		v = sqlite3_column_text(stmt, 0);
-		if (v && !(*out = strdup((const char *)v)))
-			src = SQLITE_NOMEM;
+	if (src == MM_DB_ROW) {
+		v = mm_db_column_text(stmt, 0);
+		if (v && !(*out = strdup(v)))
+			src = MM_DB_ERROR;
 		else
-			src = SQLITE_DONE;
+			src = MM_DB_DONE;
 	}
-	sqlite3_finalize(stmt);
-	return src == SQLITE_DONE ? MM_OK : mm_state_db_error(st, src, "reading", err);
+	mm_db_finalize(stmt);
+	return src == MM_DB_DONE ? MM_OK : mm_state_db_error(st, src, "reading", err);
 }
 
 int mm_state_get_original(struct mm_state *st, const char *domain, const char *mode,
@@ -348,24 +344,24 @@ int mm_state_get_original(struct mm_state *st, const char *domain, const char *m
 static int read_open_migration(struct mm_state *st, long long id, struct mm_migration *m,
                                char *err)
 {
-	sqlite3_stmt *stmt = NULL;
+	struct mm_db_stmt *stmt = NULL;
 	int src, rc = MM_OK;
 
-	src = sqlite3_prepare_v2(st->db, "SELECT " MIGRATION_COLUMNS " FROM migrations"
-	                         " WHERE id = ? AND finished_at IS NULL", -1, &stmt, NULL);
-	if (src == SQLITE_OK) {
-		sqlite3_bind_int64(stmt, 1, id);
-		src = sqlite3_step(stmt);
+	src = mm_db_prepare(st->db, "SELECT " MIGRATION_COLUMNS " FROM migrations"
+	                         " WHERE id = ? AND finished_at IS NULL", &stmt);
+	if (src == MM_DB_OK) {
+		mm_db_bind_int64(stmt, 1, id);
+		src = mm_db_step(stmt);
 	}
-	if (src == SQLITE_ROW) {
+	if (src == MM_DB_ROW) {
 		read_migration(stmt, m);
-	} else if (src == SQLITE_DONE) {
+	} else if (src == MM_DB_DONE) {
 		snprintf(err, MM_ERR_MAX, "migration %lld is not open", id);
 		rc = MM_ERR;
 	} else {
 		rc = mm_state_db_error(st, src, "reading the migration", err);
 	}
-	sqlite3_finalize(stmt);
+	mm_db_finalize(stmt);
 	return rc;
 }
 
@@ -412,7 +408,7 @@ int mm_state_migration_close(struct mm_state *st, long long id, const char *resu
 	struct mm_migration m;
 	char mid[24], at[32], action[64], pid[24];
 	const char *close_params[] = { at, result, mid };
-	const char *lock_params[] = { mid, pid };
+	const char *lock_params[] = { mid, pid, st->host };
 	int done = strcmp(result, "done") == 0, rc;
 
 	snprintf(mid, sizeof(mid), "%lld", id);
@@ -435,9 +431,9 @@ int mm_state_migration_close(struct mm_state *st, long long id, const char *resu
 	/* The lock goes with the migration: a kill right after the close must
 	 * not leave a lock row for nobody. */
 	if (rc == MM_OK)
-		rc = mm_state_run(st, "DELETE FROM locks WHERE pid = ?2 AND domain ="
+		rc = mm_state_run(st, "DELETE FROM locks WHERE pid = ?2 AND host = ?3 AND domain ="
 		                      " (SELECT domain FROM migrations WHERE id = ?1)",
-		                  2, lock_params, err);
+		                  3, lock_params, err);
 	if (done)
 		snprintf(action, sizeof(action), "%s", m.kind ? m.kind : "switch");
 	else

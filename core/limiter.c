@@ -1,15 +1,26 @@
 #include "limiter.h"
 
+#include "mm.h"
+#include "state.h"
+
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define KEY_MAX 320
+/* A plugin names a resource or two (plugin.h: resources). */
+#define HELD_MAX 8
+#define SHARED_POLL_MS 200
+/* A slot in the state database outlives its call only when the process
+ * died on another host; a call ends within its plugin's call timeout. */
+#define SHARED_LEASE_MS (2L * 60 * 1000)
 
 struct slot {
 	char key[KEY_MAX];
 	int limit;
 	int used;
+	unsigned long long held;   /* bit K-1: slot K in the state DB is ours */
 };
 
 struct mm_limiter {
@@ -18,6 +29,8 @@ struct mm_limiter {
 	int tenant_cap;
 	struct slot *slots;
 	size_t count, cap;
+	struct mm_state *state;    /* shared: the count in the state DB too */
+	pthread_mutex_t state_lock;
 };
 
 struct mm_limiter *mm_limiter_new(int tenant_cap)
@@ -27,6 +40,7 @@ struct mm_limiter *mm_limiter_new(int tenant_cap)
 	if (!l)
 		return NULL;
 	pthread_mutex_init(&l->lock, NULL);
+	pthread_mutex_init(&l->state_lock, NULL);
 	pthread_cond_init(&l->freed, NULL);
 	l->tenant_cap = tenant_cap > 0 ? tenant_cap : 1;
 	return l;
@@ -36,7 +50,9 @@ void mm_limiter_free(struct mm_limiter *l)
 {
 	if (!l)
 		return;
+	mm_state_close(l->state);
 	pthread_mutex_destroy(&l->lock);
+	pthread_mutex_destroy(&l->state_lock);
 	pthread_cond_destroy(&l->freed);
 	free(l->slots);
 	free(l);
@@ -113,6 +129,101 @@ static int give_back(struct slot *s, void *arg)
 	return 0;
 }
 
+static void give_local(struct mm_limiter *l, const char *resources)
+{
+	pthread_mutex_lock(&l->lock);
+	each_slot(l, resources, give_back, NULL);
+	pthread_cond_broadcast(&l->freed);
+	pthread_mutex_unlock(&l->lock);
+}
+
+int mm_limiter_share(struct mm_limiter *l, const char *state, long busy_ms, char *err)
+{
+	return mm_state_open(state, busy_ms, &l->state, err);
+}
+
+/* A call's resources as the state database counts them: copies, since
+ * the slots move when the table grows.  ks[i]: the slot K held. */
+struct held {
+	char keys[HELD_MAX][KEY_MAX];
+	const char *names[HELD_MAX];
+	int limits[HELD_MAX];
+	int ks[HELD_MAX];
+	size_t n;
+	int giving;                /* 1: pick (and clear) a K that is ours */
+};
+
+static int collect(struct slot *s, void *arg)
+{
+	struct held *h = arg;
+	int k;
+
+	if (h->n == HELD_MAX)
+		return -1;
+	memcpy(h->keys[h->n], s->key, KEY_MAX);
+	h->names[h->n] = h->keys[h->n];
+	h->limits[h->n] = s->limit < 64 ? s->limit : 64;
+	for (k = 0; h->giving && k < 64 && !(s->held & (1ULL << k)); k++)
+		;
+	if (h->giving && k < 64) {
+		h->ks[h->n] = k + 1;
+		s->held &= ~(1ULL << k);
+	}
+	h->n++;
+	return 0;
+}
+
+static int mark(struct slot *s, void *arg)
+{
+	struct held *h = arg;
+
+	s->held |= 1ULL << (h->ks[h->n++] - 1);
+	return 0;
+}
+
+/* The state database's slots, once those of this process are taken:
+ * polls until one of each resource is free; 0, or -1 (none taken). */
+static int take_shared(struct mm_limiter *l, const char *resources)
+{
+	struct held h = { .n = 0 };
+	char err[MM_ERR_MAX];
+	int taken = 0, rc;
+
+	pthread_mutex_lock(&l->lock);
+	rc = each_slot(l, resources, collect, &h);
+	pthread_mutex_unlock(&l->lock);
+	while (rc == 0 && !taken) {
+		pthread_mutex_lock(&l->state_lock);
+		rc = mm_state_take_slots(l->state, h.names, h.limits, h.n, SHARED_LEASE_MS, h.ks,
+		                         &taken, err) == MM_OK ? 0 : -1;
+		pthread_mutex_unlock(&l->state_lock);
+		if (rc == 0 && !taken)
+			usleep(SHARED_POLL_MS * 1000);
+	}
+	if (rc != 0)
+		return -1;
+	pthread_mutex_lock(&l->lock);
+	h.n = 0;
+	each_slot(l, resources, mark, &h);
+	pthread_mutex_unlock(&l->lock);
+	return 0;
+}
+
+/* Any of this process's slots is as good as another: they name the same
+ * holder.  One that cannot be let go runs out with its lease. */
+static void give_shared(struct mm_limiter *l, const char *resources)
+{
+	struct held h = { .n = 0, .giving = 1 };
+	char err[MM_ERR_MAX];
+
+	pthread_mutex_lock(&l->lock);
+	each_slot(l, resources, collect, &h);
+	pthread_mutex_unlock(&l->lock);
+	pthread_mutex_lock(&l->state_lock);
+	mm_state_give_slots(l->state, h.names, h.ks, h.n, err);
+	pthread_mutex_unlock(&l->state_lock);
+}
+
 int mm_limiter_acquire(struct mm_limiter *l, const char *resources)
 {
 	int full, rc = 0;
@@ -125,13 +236,16 @@ int mm_limiter_acquire(struct mm_limiter *l, const char *resources)
 	else
 		each_slot(l, resources, take, NULL);
 	pthread_mutex_unlock(&l->lock);
+	if (rc == 0 && l->state && take_shared(l, resources) != 0) {
+		give_local(l, resources);
+		rc = -1;
+	}
 	return rc;
 }
 
 void mm_limiter_release(struct mm_limiter *l, const char *resources)
 {
-	pthread_mutex_lock(&l->lock);
-	each_slot(l, resources, give_back, NULL);
-	pthread_cond_broadcast(&l->freed);
-	pthread_mutex_unlock(&l->lock);
+	if (l->state)
+		give_shared(l, resources);
+	give_local(l, resources);
 }

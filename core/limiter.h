@@ -8,10 +8,16 @@ struct mm_limiter;
 
 struct mm_limiter *mm_limiter_new(int tenant_cap);
 void mm_limiter_free(struct mm_limiter *limiter);
+/* Counts the calls in the state database too (its own connection to
+ * state, a path or URL), so that the bounds hold across the processes and
+ * hosts sharing it: a tenant's cap is for all of them together.  MM_OK,
+ * or MM_ERR with err. */
+int mm_limiter_share(struct mm_limiter *limiter, const char *state, long busy_ms, char *err);
 
 /* Takes every resource listed (one "KIND NAME" per line), waiting until all
- * of them have room, so that two callers never hold half of each other's
- * set.  Returns 0, or -1 when out of memory (nothing taken). */
+ * of them have room (here and, when shared, in the state database), so
+ * that two callers never hold half of each other's set.  Returns 0, or -1
+ * when out of memory or the state database failed (nothing taken). */
 int mm_limiter_acquire(struct mm_limiter *limiter, const char *resources);
 void mm_limiter_release(struct mm_limiter *limiter, const char *resources);
 

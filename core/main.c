@@ -1,4 +1,5 @@
 #include "cli.h"
+#include "db.h"
 
 #include "http.h"
 #include "isolate.h"
@@ -11,12 +12,13 @@
 #define DEFAULT_CONFIG MM_SYSCONFDIR "/mailmode/mailmode.conf"
 #define DEFAULT_STATE MM_LOCALSTATEDIR "/lib/mailmode/state.db"
 
-/* A path from the config file is taken from the file's directory. */
+/* A path from the config file is taken from the file's directory; a
+ * database URL (state = postgresql://...) as it is. */
 static char *config_path_value(const struct mm_config *cfg, const char *value)
 {
 	char *full = NULL;
 
-	if (value[0] == '/')
+	if (value[0] == '/' || mm_db_is_url(value))
 		return strdup(value);
 	if (asprintf(&full, "%s/%s", mm_config_dir(cfg), value) < 0)
 		return NULL;

@@ -5,9 +5,11 @@
 
 #include <stddef.h>
 
-/* The state database (SQLite): which domain is in which mode, migrations
- * and their journal, domain locks, locks on shared resources (tenants,
- * zones) and the audit log.  Every function returns an enum mm_rc and, on
+/* The state database: which domain is in which mode, migrations and
+ * their journal, domain locks, locks on shared resources (tenants, zones)
+ * and the audit log.  An SQLite file by default, or a PostgreSQL database
+ * a team shares from several hosts (path "postgresql://...": db.h); the
+ * same rules hold in both, kept by the database.  Every function returns an enum mm_rc and, on
  * failure, a one-line reason in err[MM_ERR_MAX]. */
 struct mm_state;
 
@@ -22,12 +24,13 @@ struct mm_domain_row {
 	char *updated_at;
 };
 
-/* Opens (creating when missing) the database at path.  busy_ms: how long
- * to wait for another writer before giving up with its name. */
+/* Opens (creating when missing) the database at path (a file, or a
+ * postgresql:// URL without a password).  busy_ms: how long to wait for
+ * another writer before giving up with its name. */
 int mm_state_open(const char *path, long busy_ms, struct mm_state **out, char *err);
 /* MM_OK when path can hold the state DB (a file or nothing, in a writable
  * directory); else MM_ERR naming what is wrong: a directory, a missing
- * directory, a read-only file system. */
+ * directory, a read-only file system.  A URL: MM_OK (its server says). */
 int mm_state_check_path(const char *path, char *err);
 void mm_state_close(struct mm_state *st);
 
@@ -85,6 +88,16 @@ int mm_state_lock_shared(struct mm_state *st, const char *resources, const char 
 int mm_state_renew_shared(struct mm_state *st, long lease_ms, char *err);
 /* Lets go of this connection's locks on resources. */
 int mm_state_unlock_shared(struct mm_state *st, const char *resources, char *err);
+
+/* Counted locks across processes and hosts (the runbook's tenant cap and
+ * zone limit, limiter.c): resource i has limits[i] slots, rows "RESOURCE
+ * #K" in the shared locks; one of each is taken, or none (*taken = 0:
+ * one is full).  slots[i] gets the K taken.  A slot whose holder is gone
+ * (same host) or whose lease ran out is free again. */
+int mm_state_take_slots(struct mm_state *st, const char *const *resources, const int *limits,
+                        size_t n, long lease_ms, int *slots, int *taken, char *err);
+int mm_state_give_slots(struct mm_state *st, const char *const *resources, const int *slots,
+                        size_t n, char *err);
 
 struct mm_audit_row {
 	long long id;

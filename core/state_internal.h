@@ -4,14 +4,14 @@
 /* Shared by the state store's files; not for the rest of the core. */
 #include "state.h"
 
-#include <sqlite3.h>
+#include "db.h"
 
 /* The most text of shared resources one connection locks. */
 #define MM_SHARED_TEXT_MAX 2048
 
 struct mm_state {
-	sqlite3 *db;
-	char *path;
+	struct mm_db *db;
+	char *path;              /* for messages: no password */
 	char actor[320];
 	char host[256];
 	long journal_writes;     /* for the crash test hook */
@@ -22,13 +22,15 @@ struct mm_state {
 };
 
 void mm_state_now_iso(char *buf, size_t len);
-/* Fills err from the SQLite error (naming the writer when busy); MM_ERR. */
+/* Fills err from the database error (naming the writer when busy); MM_ERR. */
 int mm_state_db_error(struct mm_state *st, int src, const char *what, char *err);
 /* Runs one statement with text parameters (NULL binds NULL). */
 int mm_state_run(struct mm_state *st, const char *sql, int nparams, const char *const *params,
                  char *err);
 /* A text column as a malloc'd string, or NULL. */
-char *mm_state_column_dup(sqlite3_stmt *stmt, int col);
+char *mm_state_column_dup(struct mm_db_stmt *stmt, int col);
+/* The clock leases are judged by: the database's (db.h: mm_db_now_ms). */
+int mm_state_now_ms(struct mm_state *st, long long *ms, char *err);
 int mm_state_insert_audit(struct mm_state *st, const char *domain, const char *action,
                           const char *detail, char *err);
 int mm_state_begin(struct mm_state *st, char *err);

@@ -23,35 +23,35 @@ void mm_prepare_row_clear(struct mm_prepare_row *row)
 int mm_state_prepare_get(struct mm_state *st, const char *domain, struct mm_prepare_row *row,
                          int *found, char *err)
 {
-	sqlite3_stmt *stmt = NULL;
+	struct mm_db_stmt *stmt = NULL;
 	int src;
 
 	memset(row, 0, sizeof(*row));
 	*found = 0;
-	src = sqlite3_prepare_v2(st->db, "SELECT domain, mode, profile, phase, ttl,"
+	src = mm_db_prepare(st->db, "SELECT domain, mode, profile, phase, ttl,"
 	                         " coalesce(ttl_before, -1), record, coalesce(ready_at_ms, 0)"
-	                         " FROM prepares WHERE domain = ?", -1, &stmt, NULL);
-	if (src == SQLITE_OK) {
-		sqlite3_bind_text(stmt, 1, domain, -1, SQLITE_STATIC);
-		src = sqlite3_step(stmt);
+	                         " FROM prepares WHERE domain = ?", &stmt);
+	if (src == MM_DB_OK) {
+		mm_db_bind_text(stmt, 1, domain);
+		src = mm_db_step(stmt);
 	}
-	if (src == SQLITE_ROW) {
+	if (src == MM_DB_ROW) {
 		row->domain = mm_state_column_dup(stmt, 0);
 		row->mode = mm_state_column_dup(stmt, 1);
 		row->profile = mm_state_column_dup(stmt, 2);
 		row->phase = mm_state_column_dup(stmt, 3);
-		row->ttl = sqlite3_column_int64(stmt, 4);
-		row->ttl_before = sqlite3_column_int64(stmt, 5);
+		row->ttl = mm_db_column_int64(stmt, 4);
+		row->ttl_before = mm_db_column_int64(stmt, 5);
 		row->record = mm_state_column_dup(stmt, 6);
-		row->ready_at_ms = sqlite3_column_int64(stmt, 7);
+		row->ready_at_ms = mm_db_column_int64(stmt, 7);
 		*found = 1;
-		src = row->domain && row->mode && row->profile && row->phase ? SQLITE_DONE
-		                                                              : SQLITE_NOMEM;
+		src = row->domain && row->mode && row->profile && row->phase ? MM_DB_DONE
+		                                                              : MM_DB_ERROR;
 	}
-	sqlite3_finalize(stmt);
-	if (src != SQLITE_DONE)
+	mm_db_finalize(stmt);
+	if (src != MM_DB_DONE)
 		mm_prepare_row_clear(row);
-	return src == SQLITE_DONE ? MM_OK : mm_state_db_error(st, src, "reading the prepare", err);
+	return src == MM_DB_DONE ? MM_OK : mm_state_db_error(st, src, "reading the prepare", err);
 }
 
 int mm_state_prepare_begin(struct mm_state *st, const char *domain, const char *mode,
@@ -68,12 +68,13 @@ int mm_state_prepare_begin(struct mm_state *st, const char *domain, const char *
 	         strcmp(phase, "restoring") == 0 ? "back from" : "to", ttl);
 	if ((rc = mm_state_begin(st, err)) != MM_OK)
 		return rc;
-	rc = mm_state_run(st, "INSERT OR IGNORE INTO domains(domain, updated_at) VALUES(?, ?)", 2,
+	rc = mm_state_run(st, "INSERT INTO domains(domain, updated_at) VALUES(?, ?)"
+	                      " ON CONFLICT DO NOTHING", 2,
 	                  domain_params, err);
 	if (rc == MM_OK)
 		rc = mm_state_run(st, "INSERT INTO prepares(domain, mode, profile, phase, ttl, started_at)"
 		                      " VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(domain) DO UPDATE"
-		                      " SET phase = ?4, ttl = CASE WHEN ?4 = 'restoring' THEN ttl"
+		                      " SET phase = ?4, ttl = CASE WHEN ?4 = 'restoring' THEN prepares.ttl"
 		                      " ELSE ?5 END", 6, params, err);
 	if (rc == MM_OK)
 		rc = mm_state_insert_audit(st, domain, strcmp(phase, "restoring") == 0
@@ -161,9 +162,9 @@ int mm_state_prepare_keep_original(struct mm_state *st, const char *domain, cons
 	mm_state_now_iso(at, sizeof(at));
 	if ((rc = mm_state_begin(st, err)) != MM_OK)
 		return rc;
-	rc = mm_state_run(st, "INSERT OR IGNORE INTO originals(domain, mode, snapshot, taken_at)"
-	                      " VALUES(?, ?, ?, ?)", 4, params, err);
-	if (rc == MM_OK && sqlite3_changes(st->db) > 0)
+	rc = mm_state_run(st, "INSERT INTO originals(domain, mode, snapshot, taken_at)"
+	                      " VALUES(?, ?, ?, ?) ON CONFLICT DO NOTHING", 4, params, err);
+	if (rc == MM_OK && mm_db_changes(st->db) > 0)
 		rc = mm_state_insert_audit(st, domain, "original-kept", snapshot, err);
 	return mm_state_finish(st, rc, err);
 }

@@ -14,43 +14,43 @@ struct query {
 	const char *text[4];         /* bound to ?1.. when not NULL */
 	long long num[4];            /* bound where text[i] is NULL and i < nnum */
 	int nnum;
-	int (*row_fn)(sqlite3_stmt *stmt, void *arg);
+	int (*row_fn)(struct mm_db_stmt *stmt, void *arg);
 	void *arg;
 };
 
 static int query(struct mm_state *st, const struct query *q, char *err)
 {
-	sqlite3_stmt *stmt = NULL;
+	struct mm_db_stmt *stmt = NULL;
 	int src, rc = MM_OK, i;
 
-	src = sqlite3_prepare_v2(st->db, q->sql, -1, &stmt, NULL);
-	for (i = 0; src == SQLITE_OK && i < 4; i++)
+	src = mm_db_prepare(st->db, q->sql, &stmt);
+	for (i = 0; src == MM_DB_OK && i < 4; i++)
 		if (q->text[i])
-			src = sqlite3_bind_text(stmt, i + 1, q->text[i], -1, SQLITE_STATIC);
+			src = mm_db_bind_text(stmt, i + 1, q->text[i]);
 		else if (i < q->nnum)
-			src = sqlite3_bind_int64(stmt, i + 1, q->num[i]);
-	while (src == SQLITE_OK || src == SQLITE_ROW) {
-		src = sqlite3_step(stmt);
-		if (src != SQLITE_ROW)
+			src = mm_db_bind_int64(stmt, i + 1, q->num[i]);
+	while (src == MM_DB_OK || src == MM_DB_ROW) {
+		src = mm_db_step(stmt);
+		if (src != MM_DB_ROW)
 			break;
 		if ((rc = q->row_fn(stmt, q->arg)) != MM_OK)
 			goto out;
 	}
-	if (src != SQLITE_DONE)
+	if (src != MM_DB_DONE)
 		rc = mm_state_db_error(st, src, q->what, err);
 out:
-	sqlite3_finalize(stmt);
+	mm_db_finalize(stmt);
 	return rc;
 }
 
-static const char *text_at(sqlite3_stmt *stmt, int col)
+static const char *text_at(struct mm_db_stmt *stmt, int col)
 {
-	return (const char *)sqlite3_column_text(stmt, col);
+	return mm_db_column_text(stmt, col);
 }
 
-static int take_int64(sqlite3_stmt *stmt, void *arg)
+static int take_int64(struct mm_db_stmt *stmt, void *arg)
 {
-	*(long long *)arg = sqlite3_column_int64(stmt, 0);
+	*(long long *)arg = mm_db_column_int64(stmt, 0);
 	return MM_OK;
 }
 
@@ -74,7 +74,7 @@ int mm_runs_open(struct mm_state *st, const char *runbook, const char *options,
 		rc = mm_state_run(st, "INSERT INTO runbook_runs(runbook, actor, options, started_at,"
 		                      " started_ms) VALUES(?, ?, ?, ?, ?)", 5, params, err);
 	if (rc == MM_OK)
-		*id = sqlite3_last_insert_rowid(st->db);
+		*id = mm_db_last_id(st->db);
 	for (i = 0; rc == MM_OK && i < n; i++)
 		rc = mm_runs_record(st, *id, &rows[i], err);
 	return mm_state_finish(st, rc, err);
@@ -107,10 +107,18 @@ int mm_runs_record(struct mm_state *st, long long id, const struct mm_run_domain
 	snprintf(end, sizeof(end), "%lld", d->finished_ms);
 	snprintf(attempts, sizeof(attempts), "%d", d->verify_attempts);
 	snprintf(calls, sizeof(calls), "%ld", d->api_calls);
-	return mm_state_run(st, "INSERT OR REPLACE INTO runbook_run_domains(run_id, domain, line,"
+	return mm_state_run(st, "INSERT INTO runbook_run_domains(run_id, domain, line,"
 	                        " from_mode, to_mode, profile, tenant, status, reason, outcome,"
 	                        " migration_id, started_ms, finished_ms, verify_attempts, api_calls)"
-	                        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", 15, params, err);
+	                        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(run_id, domain)"
+	                        " DO UPDATE SET line = excluded.line, from_mode = excluded.from_mode,"
+	                        " to_mode = excluded.to_mode, profile = excluded.profile,"
+	                        " tenant = excluded.tenant, status = excluded.status,"
+	                        " reason = excluded.reason, outcome = excluded.outcome,"
+	                        " migration_id = excluded.migration_id,"
+	                        " started_ms = excluded.started_ms, finished_ms = excluded.finished_ms,"
+	                        " verify_attempts = excluded.verify_attempts,"
+	                        " api_calls = excluded.api_calls", 15, params, err);
 }
 
 int mm_runs_migration_of(struct mm_state *st, const char *domain, long long base,
@@ -152,14 +160,14 @@ struct run_cb {
 	int *found;
 };
 
-static int run_row(sqlite3_stmt *stmt, void *arg)
+static int run_row(struct mm_db_stmt *stmt, void *arg)
 {
 	struct run_cb *cb = arg;
 	struct mm_run_row row = {
-		.id = sqlite3_column_int64(stmt, 0), .runbook = text_at(stmt, 1),
+		.id = mm_db_column_int64(stmt, 0), .runbook = text_at(stmt, 1),
 		.actor = text_at(stmt, 2), .options = text_at(stmt, 3),
-		.started_at = text_at(stmt, 4), .started_ms = sqlite3_column_int64(stmt, 5),
-		.finished_at = text_at(stmt, 6), .finished_ms = sqlite3_column_int64(stmt, 7)
+		.started_at = text_at(stmt, 4), .started_ms = mm_db_column_int64(stmt, 5),
+		.finished_at = text_at(stmt, 6), .finished_ms = mm_db_column_int64(stmt, 7)
 	};
 
 	*cb->found = 1;
@@ -185,19 +193,19 @@ struct domain_cb {
 	void *arg;
 };
 
-static int domain_row(sqlite3_stmt *stmt, void *arg)
+static int domain_row(struct mm_db_stmt *stmt, void *arg)
 {
 	struct domain_cb *cb = arg;
 	struct mm_run_domain d = {
-		.domain = text_at(stmt, 0), .line = sqlite3_column_int(stmt, 1),
+		.domain = text_at(stmt, 0), .line = (int)mm_db_column_int64(stmt, 1),
 		.from_mode = text_at(stmt, 2), .to_mode = text_at(stmt, 3),
 		.profile = text_at(stmt, 4), .tenant = text_at(stmt, 5),
 		.status = text_at(stmt, 6), .reason = text_at(stmt, 7), .outcome = text_at(stmt, 8),
-		.migration_id = sqlite3_column_int64(stmt, 9),
-		.started_ms = sqlite3_column_int64(stmt, 10),
-		.finished_ms = sqlite3_column_int64(stmt, 11),
-		.verify_attempts = sqlite3_column_int(stmt, 12),
-		.api_calls = (long)sqlite3_column_int64(stmt, 13)
+		.migration_id = mm_db_column_int64(stmt, 9),
+		.started_ms = mm_db_column_int64(stmt, 10),
+		.finished_ms = mm_db_column_int64(stmt, 11),
+		.verify_attempts = (int)mm_db_column_int64(stmt, 12),
+		.api_calls = (long)mm_db_column_int64(stmt, 13)
 	};
 
 	return cb->fn(&d, cb->arg);
@@ -222,13 +230,13 @@ struct journal_cb {
 	void *arg;
 };
 
-static int journal_row(sqlite3_stmt *stmt, void *arg)
+static int journal_row(struct mm_db_stmt *stmt, void *arg)
 {
 	struct journal_cb *cb = arg;
 	struct mm_journal_row row = {
 		.step = text_at(stmt, 0), .phase = text_at(stmt, 1), .detail = text_at(stmt, 2),
-		.attempts = sqlite3_column_int(stmt, 3), .at_ms = sqlite3_column_int64(stmt, 4),
-		.last_ms = sqlite3_column_int64(stmt, 5)
+		.attempts = (int)mm_db_column_int64(stmt, 3), .at_ms = mm_db_column_int64(stmt, 4),
+		.last_ms = mm_db_column_int64(stmt, 5)
 	};
 
 	return cb->fn(&row, cb->arg);
@@ -241,9 +249,9 @@ int mm_runs_each_journal(struct mm_state *st, long long migration,
 	struct journal_cb cb = { fn, arg };
 	/* Rows from before schema 3 have second-resolution ISO times only. */
 	struct query q = { .sql = "SELECT step, phase, detail, attempts,"
-	                          " coalesce(at_ms, CAST(strftime('%s', at) AS INTEGER) * 1000),"
-	                          " coalesce(last_ms, CAST(strftime('%s', last_at) AS INTEGER) * 1000,"
-	                          "          at_ms, CAST(strftime('%s', at) AS INTEGER) * 1000)"
+	                          " coalesce(at_ms, CAST(strftime('%s', at) AS BIGINT) * 1000),"
+	                          " coalesce(last_ms, CAST(strftime('%s', last_at) AS BIGINT) * 1000,"
+	                          "          at_ms, CAST(strftime('%s', at) AS BIGINT) * 1000)"
 	                          " FROM journal WHERE migration_id = ?1 ORDER BY seq",
 	                   .what = "reading the journal", .num = { migration }, .nnum = 1,
 	                   .row_fn = journal_row, .arg = &cb };

@@ -1,3 +1,7 @@
+/* The state store's unit tests, on an SQLite file or, with
+ * MAILMODE_TEST_STATE=postgresql://... (tests/state/pg_unit.t), on a
+ * fresh PostgreSQL database: the same rules hold in both. */
+#include "db.h"
 #include "state.h"
 #include "tap.h"
 
@@ -11,24 +15,33 @@
 
 static char dir[] = "/tmp/mm-state-test.XXXXXX";
 
-static void sql(const char *path, const char *text)
+/* SQL straight to the database, past the state's rules: 0 when it ran. */
+static int sql_rc(const char *target, const char *text)
+{
+	char err[1024];
+	struct mm_db *db;
+	int rc;
+
+	if (mm_db_open(target, 200, &db, err) != 0)
+		return -1;
+	rc = mm_db_exec(db, text);
+	mm_db_close(db);
+	return rc;
+}
+
+static void sql(const char *target, const char *text)
+{
+	sql_rc(target, text);
+}
+
+/* SQLite only: a file of another program, without mailmode's schema. */
+static void sqlite_sql(const char *path, const char *text)
 {
 	sqlite3 *db;
 
 	sqlite3_open(path, &db);
 	sqlite3_exec(db, text, NULL, NULL, NULL);
 	sqlite3_close(db);
-}
-
-static int sql_rc(const char *path, const char *text)
-{
-	sqlite3 *db;
-	int rc;
-
-	sqlite3_open(path, &db);
-	rc = sqlite3_exec(db, text, NULL, NULL, NULL);
-	sqlite3_close(db);
-	return rc;
 }
 
 static pid_t sleeper(void)
@@ -59,11 +72,12 @@ static pid_t writer(const char *path)
 		return -1;
 	pid = fork();
 	if (pid == 0) {
-		sqlite3 *db;
+		struct mm_db *db;
+		char err[1024];
 
-		sqlite3_open(path, &db);
-		sqlite3_exec(db, "BEGIN IMMEDIATE; INSERT INTO audit(at, actor, action) VALUES('x','y','z')",
-		             NULL, NULL, NULL);
+		if (mm_db_open(path, 200, &db, err) != 0 || mm_db_begin(db) != MM_DB_OK ||
+		    mm_db_exec(db, "INSERT INTO audit(at, actor, action) VALUES('x','y','z')") != MM_DB_OK)
+			_exit(1);
 		if (write(fds[1], "x", 1) != 1)
 			_exit(1);
 		pause();
@@ -96,17 +110,18 @@ static void count_waits(void *arg, const char *resource, const char *holder)
 
 static long long shared_count(const char *path, const char *where)
 {
-	char q[512];
-	sqlite3 *db;
-	sqlite3_stmt *stmt;
+	char q[512], err[1024];
+	struct mm_db *db;
+	struct mm_db_stmt *stmt = NULL;
 	long long n = -1;
 
 	snprintf(q, sizeof(q), "SELECT count(*) FROM shared_locks WHERE %s", where);
-	sqlite3_open(path, &db);
-	if (sqlite3_prepare_v2(db, q, -1, &stmt, NULL) == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW)
-		n = sqlite3_column_int64(stmt, 0);
-	sqlite3_finalize(stmt);
-	sqlite3_close(db);
+	if (mm_db_open(path, 200, &db, err) != 0)
+		return -1;
+	if (mm_db_prepare(db, q, &stmt) == MM_DB_OK && mm_db_step(stmt) == MM_DB_ROW)
+		n = mm_db_column_int64(stmt, 0);
+	mm_db_finalize(stmt);
+	mm_db_close(db);
 	return n;
 }
 
@@ -183,6 +198,44 @@ static void shared_locks(struct tap *t, struct mm_state *st, const char *path)
 	mm_state_unlock_shared(st, "tenant t1", err);
 }
 
+/* Counted slots (a runbook's tenant cap across processes and hosts): each
+ * connection stands for another process. */
+static void slots(struct tap *t, struct mm_state *st, const char *path)
+{
+	const char *tenant[] = { "tenant t9" }, *both[] = { "tenant t9", "dns-zone z9" };
+	const int cap[] = { 2 }, caps[] = { 2, 1 };
+	struct mm_state *b = NULL, *c = NULL;
+	char err[MM_ERR_MAX];
+	int k[2] = { 0, 0 }, kb = 0, kc = 0, taken = 0, tb = 0, tc = 0;
+
+	mm_state_open(path, 200, &b, err);
+	mm_state_open(path, 200, &c, err);
+	mm_state_take_slots(st, tenant, cap, 1, 60000, k, &taken, err);
+	mm_state_take_slots(b, tenant, cap, 1, 60000, &kb, &tb, err);
+	tap_ok(t, taken && tb && k[0] == 1 && kb == 2, "two holders take the tenant's 2 slots");
+	tap_is_int(t, mm_state_take_slots(c, tenant, cap, 1, 60000, &kc, &tc, err), MM_OK,
+	           "a third asks");
+	tap_ok(t, !tc && shared_count(path, "resource LIKE 'tenant t9 #%'") == 2,
+	       "and gets none: the cap is counted in the database");
+	mm_state_give_slots(st, tenant, k, 1, err);
+	mm_state_take_slots(c, tenant, cap, 1, 60000, &kc, &tc, err);
+	tap_ok(t, tc && kc == 1, "a slot given back is taken by the next");
+	mm_state_take_slots(st, both, caps, 2, 60000, k, &taken, err);
+	tap_ok(t, !taken && shared_count(path, "resource = 'dns-zone z9 #1'") == 0,
+	       "all or none: the zone's free slot is not taken while the tenant is full");
+	sql(path, "UPDATE shared_locks SET host = 'elsewhere.example', lease_until = 1"
+	          " WHERE resource = 'tenant t9 #2'");
+	mm_state_take_slots(st, both, caps, 2, 60000, k, &taken, err);
+	tap_ok(t, taken && k[0] == 2 && k[1] == 1,
+	       "another host's slot is free once its lease ran out");
+	mm_state_give_slots(st, both, k, 2, err);
+	mm_state_give_slots(c, tenant, &kc, 1, err);
+	tap_is_int(t, shared_count(path, "resource LIKE 'tenant t9 #%' OR resource LIKE 'dns-zone z9 #%'"),
+	           0, "given back, no slot row is left");
+	mm_state_close(b);
+	mm_state_close(c);
+}
+
 /* A prepare's row through its phases: the checkpoint is there after a
  * "kill" (nothing else happens), done records the TTL before and the new
  * receipt, drop releases only the original a prepare kept. */
@@ -227,16 +280,22 @@ int main(void)
 	struct tap t = { 0 };
 	struct mm_state *st = NULL;
 	struct mm_domain_row row;
+	const char *url = getenv("MAILMODE_TEST_STATE");
 	char path[512], other[512], err[MM_ERR_MAX], notice[768], buf[2048], cmd[256];
 	int found;
 	pid_t pid;
 
 	if (!mkdtemp(dir))
 		return 1;
-	tap_plan(63);
-	snprintf(path, sizeof(path), "%s/state.db", dir);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	tap_plan(url ? 66 : 70);
+	snprintf(path, sizeof(path), "%s", url ? url : dir);
+	if (!url)
+		strncat(path, "/state.db", sizeof(path) - strlen(path) - 1);
 
 	tap_is_int(&t, mm_state_open(path, 200, &st, err), MM_OK, "new state DB created");
+	if (!st)
+		printf("# %s\n", err);
 	tap_is_int(&t, mm_state_set_mode(st, "a.test", "example", "p", "{\"r\":1}", 0, "setup",
 	                                 "example", err), MM_OK, "a.test set to example mode");
 	tap_is_int(&t, mm_state_set_mode(st, "a.test", "example", "p", "{\"r\":2}", 0, "setup",
@@ -251,12 +310,12 @@ int main(void)
 	mm_domain_row_clear(&row);
 
 	/* The database keeps the invariant even against direct writes. */
-	tap_ok(&t, sql_rc(path, "UPDATE domains SET mode = 'twin' WHERE domain = 'a.test'") != SQLITE_OK,
+	tap_ok(&t, sql_rc(path, "UPDATE domains SET mode = 'twin' WHERE domain = 'a.test'") != MM_DB_OK,
 	       "trigger refuses a direct second mode");
 	sql(path, "INSERT INTO migrations(domain, from_mode, to_mode, step, started_at)"
 	          " VALUES('a.test', 'example', 'twin', 'setup', 'now')");
 	tap_is_int(&t, sql_rc(path, "UPDATE domains SET mode = 'twin' WHERE domain = 'a.test'"),
-	           SQLITE_OK, "inside an open migration the mode may change");
+	           MM_DB_OK, "inside an open migration the mode may change");
 	sql(path, "UPDATE migrations SET finished_at = 'now'");
 
 	tap_is_int(&t, mm_state_clear_mode(st, "a.test", "teardown", "twin", err), MM_OK, "mode cleared");
@@ -292,23 +351,29 @@ int main(void)
 	/* Shared-resource locks: all or none, per connection, taken over
 	 * from a dead holder or after the lease. */
 	shared_locks(&t, st, path);
+	slots(&t, st, path);
 
 	/* Another process writing: wait, then name it. */
 	pid = writer(path);
 	tap_is_int(&t, mm_state_set_mode(st, "e.test", "example", "p", NULL, 0, "setup", "x", err),
 	           MM_ERR, "busy database refused after the timeout");
-	snprintf(buf, sizeof(buf), "locked by pid %d", (int)pid);
+	snprintf(buf, sizeof(buf), "locked by %spid %d", url ? "mailmode " : "", (int)pid);
 	tap_contains(&t, err, buf, "the writer is named");
 	reap(pid);
 	test_prepares(&t, st);
 	mm_state_close(st);
 
 	/* Databases that are not ours, or too new. */
-	sql(path, "PRAGMA user_version = 7");
+	sql(path, url ? "UPDATE mailmode_schema SET version = 7" : "PRAGMA user_version = 7");
 	tap_is_int(&t, mm_state_open(path, 200, &st, err), MM_ERR, "newer schema refused");
 	tap_contains(&t, err, "schema version 7, newer than this mailmode's (5)", "versions named");
+	if (url) {
+		/* Another program's database: pg_unit.t. */
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+		return system(cmd) == 0 ? tap_done(&t) : 1;
+	}
 	snprintf(other, sizeof(other), "%s/other.db", dir);
-	sql(other, "CREATE TABLE t(x)");
+	sqlite_sql(other, "CREATE TABLE t(x)");
 	tap_is_int(&t, mm_state_open(other, 200, &st, err), MM_ERR, "foreign SQLite file refused");
 	tap_contains(&t, err, "another program", "explained");
 	snprintf(other, sizeof(other), "%s/garbage.db", dir);
