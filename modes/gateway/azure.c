@@ -50,6 +50,8 @@ struct az {
 	char zone[GW_NAME_MAX];     /* "example.com", no dot */
 	char group[GW_NAME_MAX];    /* its resource group */
 	char zone_path[GW_URL_MAX * 2]; /* /subscriptions/../dnsZones/{zone} */
+	/* The context's cache (provider.h): the token of this key. */
+	char token_key[GW_NAME_MAX * 3 + GW_URL_MAX + 64];
 };
 
 /* ---- sign-in ---------------------------------------------------------------- */
@@ -73,8 +75,10 @@ static void app_init(struct az *self, const struct gw_config *cfg)
 	};
 }
 
-/* The token as the bearer of the next calls; the diagnostic names Azure
- * DNS and the section when the sign-in fails. */
+/* The token as the bearer of the next calls: this handle's, the context's
+ * cached one for this app, or a new one (ms_token_get renews a token 5
+ * minutes before it expires).  The diagnostic names Azure DNS and the
+ * section when the sign-in fails. */
 static int sign_in(struct gw_provider *provider)
 {
 	struct az *self = provider->impl;
@@ -82,10 +86,17 @@ static int sign_in(struct gw_provider *provider)
 	const struct mailmode_host *host = op->ctx->host;
 	char first[MAILMODE_DIAG_SUMMARY_MAX];
 	const char *token;
+	int64_t had;
 	int rc;
 
+	if (!self->token.access_token)
+		self->token.access_token = gw_cache_get(op, self->token_key,
+		                                        &self->token.expires_at_ms);
+	had = self->token.expires_at_ms;
 	rc = ms_token_get(host, self->api.session, &self->app, &self->token,
 	                  &token, op->diag);
+	if (rc == MAILMODE_OK && self->token.expires_at_ms != had)
+		gw_cache_put(op, self->token_key, token, self->token.expires_at_ms);
 	if (rc == MAILMODE_OK)
 		return gw_https_set_bearer(&self->api, token);
 	/* ms_not_sent's line names the section already. */
@@ -156,6 +167,7 @@ static int api_call(struct gw_provider *provider, const char *method,
 		/* A token revoked or expired early: once more with a new one. */
 		if (answer->status != 401 || reauth++)
 			return MAILMODE_OK;
+		gw_cache_drop(op, self->token_key, self->token.access_token);
 		ms_token_forget(&self->token);
 		gw_https_answer_free(answer);
 	}
@@ -335,17 +347,31 @@ static int list_zones(struct gw_provider *provider, struct zone_match *m)
 	}
 }
 
-static int find_zone(struct gw_provider *provider)
+static void use_zone(struct gw_provider *provider, const char *zone,
+                     const char *group)
 {
 	struct az *self = provider->impl;
+	const char *sub = provider->op->cfg->azure.subscription;
+
+	snprintf(self->zone, sizeof(self->zone), "%s", zone);
+	snprintf(self->group, sizeof(self->group), "%s", group);
+	snprintf(self->zone_path, sizeof(self->zone_path), "/subscriptions/%s/"
+	         "resourceGroups/%s/providers/Microsoft.Network/dnsZones/%s",
+	         sub, group, zone);
+	snprintf(provider->where, sizeof(provider->where), "Azure DNS zone %.150s "
+	         "(resource group %.150s, subscription %.100s)", zone, group, sub);
+	self->have_zone = true;
+}
+
+/* The one public zone that is the longest suffix of the domain. */
+static int look_zone_up(struct gw_provider *provider)
+{
 	const struct gw_op *op = provider->op;
 	const struct mailmode_host *host = op->ctx->host;
 	const struct gw_azure_config *a = &op->cfg->azure;
 	struct zone_match m;
 	int rc;
 
-	if (self->have_zone)
-		return MAILMODE_OK;
 	rc = list_zones(provider, &m);
 	if (rc != MAILMODE_OK)
 		return rc;
@@ -369,16 +395,41 @@ static int find_zone(struct gw_provider *provider)
 		               "; set resource_group = in the section" : "");
 		return MAILMODE_ERR_FAILED;
 	}
-	snprintf(self->zone, sizeof(self->zone), "%s", m.zone);
-	snprintf(self->group, sizeof(self->group), "%s", m.group);
-	snprintf(self->zone_path, sizeof(self->zone_path), "/subscriptions/%s/"
-	         "resourceGroups/%s/providers/Microsoft.Network/dnsZones/%s",
-	         a->subscription, m.group, m.zone);
-	snprintf(provider->where, sizeof(provider->where), "Azure DNS zone %.150s "
-	         "(resource group %.150s, subscription %.100s)", m.zone, m.group,
-	         a->subscription);
-	self->have_zone = true;
+	use_zone(provider, m.zone, m.group);
 	return MAILMODE_OK;
+}
+
+/* The zone of the domain: this handle's, the context's cached one
+ * ("ZONE\nGROUP" under the section, subscription, resource group and
+ * domain), or looked up. */
+static int find_zone(struct gw_provider *provider)
+{
+	struct az *self = provider->impl;
+	const struct gw_op *op = provider->op;
+	char key[GW_NAME_MAX * 4 + 32], value[GW_NAME_MAX * 2 + 2];
+	char *cached, *group;
+	int rc;
+
+	if (self->have_zone)
+		return MAILMODE_OK;
+	snprintf(key, sizeof(key), "azure zone\n%s\n%s\n%s\n%s",
+	         op->cfg->dns_section, op->cfg->azure.subscription,
+	         op->cfg->azure.resource_group, op->domain);
+	cached = gw_cache_get(op, key, NULL);
+	group = cached ? strchr(cached, '\n') : NULL;
+	if (group) {
+		*group++ = '\0';
+		use_zone(provider, cached, group);
+		gw_cache_free(cached);
+		return MAILMODE_OK;
+	}
+	gw_cache_free(cached);
+	rc = look_zone_up(provider);
+	if (rc == MAILMODE_OK) {
+		snprintf(value, sizeof(value), "%s\n%s", self->zone, self->group);
+		gw_cache_put(op, key, value, 0);
+	}
+	return rc;
 }
 
 /* .../dnsZones/{zone}/MX/{relative name}?api-version=...: "@" at the apex. */
@@ -733,6 +784,9 @@ int gw_azure_open(struct gw_op *op, struct gw_provider **out)
 		return rc;
 	}
 	app_init(self, op->cfg);
+	snprintf(self->token_key, sizeof(self->token_key), "azure token\n%s\n"
+	         "%s\n%s\n%s\n%s", op->cfg->dns_section, self->app.login_url,
+	         self->app.tenant, self->app.client_id, self->app.scope);
 	*out = provider;
 	return MAILMODE_OK;
 }

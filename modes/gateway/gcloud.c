@@ -60,6 +60,9 @@ struct gc {
 	struct gw_https oauth;      /* the token endpoint: no bearer */
 	struct gc_key key;
 	int64_t token_expires_ms;   /* 0: no token yet */
+	/* The context's cache (provider.h): the token of this key, the zone
+	 * of a name. */
+	char token_key[GW_NAME_MAX * 2 + GW_URL_MAX + 64];
 	bool have_zone;
 	char zone[GW_NAME_MAX];     /* the managed zone's name */
 	char dns_name[GW_NAME_MAX]; /* its dnsName, "example.com." */
@@ -288,11 +291,39 @@ static int fetch_token(struct gw_provider *provider)
 		goto out;
 	}
 	rc = gw_https_set_bearer(&self->api, token->valuestring);
-	explicit_bzero(token->valuestring, strlen(token->valuestring));
 	self->token_expires_ms = now + (int64_t)(cJSON_IsNumber(expires) ?
 	                                         expires->valuedouble : 3600) * 1000;
+	if (rc == MAILMODE_OK)
+		gw_cache_put(op, self->token_key, token->valuestring,
+		             self->token_expires_ms);
+	explicit_bzero(token->valuestring, strlen(token->valuestring));
 out:
 	gw_https_answer_free(&answer);
+	return rc;
+}
+
+/* A token valid for TOKEN_MARGIN_MS more as the bearer: this handle's, the
+ * context's cached one for this key, or a new one. */
+static int have_token(struct gw_provider *provider)
+{
+	struct gc *self = provider->impl;
+	const struct gw_op *op = provider->op;
+	const struct mailmode_host *host = op->ctx->host;
+	int64_t now = host->clock_wall_ms(host->handle), expires = 0;
+	char *cached;
+	int rc;
+
+	if (now + TOKEN_MARGIN_MS < self->token_expires_ms)
+		return MAILMODE_OK;
+	cached = gw_cache_get(op, self->token_key, &expires);
+	if (!cached || now + TOKEN_MARGIN_MS >= expires) {
+		gw_cache_free(cached);
+		return fetch_token(provider);
+	}
+	rc = gw_https_set_bearer(&self->api, cached);
+	if (rc == MAILMODE_OK)
+		self->token_expires_ms = expires;
+	gw_cache_free(cached);
 	return rc;
 }
 
@@ -311,23 +342,30 @@ static int api_call(struct gw_provider *provider, const char *method,
 	char url[GW_URL_MAX * 2], why[MAILMODE_DIAG_SUMMARY_MAX / 2];
 	int rc;
 
+	int reauth = 0;
+
 	memset(answer, 0, sizeof(*answer));
-	if (host->clock_wall_ms(host->handle) + TOKEN_MARGIN_MS >=
-	    self->token_expires_ms) {
-		rc = fetch_token(provider);
+	snprintf(url, sizeof(url), "%s%s", op->cfg->api_url, path);
+	for (;;) {
+		rc = have_token(provider);
 		if (rc != MAILMODE_OK)
 			return rc;
+		rc = gw_https_call(&self->api, method, url, NULL, body, answer, why,
+		                   sizeof(why));
+		if (rc != MAILMODE_OK) {
+			host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1, "no answer from "
+			               "Google Cloud DNS (%s) to %s: %s",
+			               op->cfg->api_url, what, why);
+			return MAILMODE_ERR_UNKNOWN;
+		}
+		/* A token revoked or expired early (Google checks it before
+		 * anything else): once more with a new one. */
+		if (answer->status != 401 || reauth++)
+			return MAILMODE_OK;
+		gw_cache_drop(op, self->token_key, gw_https_bearer(&self->api));
+		self->token_expires_ms = 0;
+		gw_https_answer_free(answer);
 	}
-	snprintf(url, sizeof(url), "%s%s", op->cfg->api_url, path);
-	rc = gw_https_call(&self->api, method, url, NULL, body, answer, why,
-	                   sizeof(why));
-	if (rc != MAILMODE_OK) {
-		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1, "no answer from "
-		               "Google Cloud DNS (%s) to %s: %s", op->cfg->api_url,
-		               what, why);
-		return MAILMODE_ERR_UNKNOWN;
-	}
-	return MAILMODE_OK;
 }
 
 /* "HTTP 412 conditionNotMet: Precondition not met for ..." */
@@ -509,7 +547,7 @@ static int configured_zone(struct gw_provider *provider, const char *fqdn)
 }
 
 /* The longest public suffix of the domain that is a managed zone. */
-static int find_zone(struct gw_provider *provider, const char *fqdn)
+static int look_zone_up(struct gw_provider *provider, const char *fqdn)
 {
 	struct gc *self = provider->impl;
 	const struct gw_op *op = provider->op;
@@ -518,8 +556,6 @@ static int find_zone(struct gw_provider *provider, const char *fqdn)
 	struct zone_match m;
 	int rc;
 
-	if (self->have_zone)
-		return MAILMODE_OK;
 	if (op->cfg->managed_zone[0])
 		return configured_zone(provider, fqdn);
 	for (; strchr(candidate, '.') != candidate + strlen(candidate) - 1;
@@ -546,6 +582,37 @@ static int find_zone(struct gw_provider *provider, const char *fqdn)
 	               "list its zones (dns.managedZones.list)?", self->key.project,
 	               op->domain, self->key.email);
 	return MAILMODE_ERR_FAILED;
+}
+
+/* The managed zone of fqdn: this handle's, the context's cached one
+ * ("ZONE\nDNSNAME" under the section, project and name), or looked up. */
+static int find_zone(struct gw_provider *provider, const char *fqdn)
+{
+	struct gc *self = provider->impl;
+	const struct gw_op *op = provider->op;
+	char key[GW_NAME_MAX * 3 + 32], value[GW_NAME_MAX * 2 + 2];
+	char *cached, *dns_name;
+	int rc;
+
+	if (self->have_zone)
+		return MAILMODE_OK;
+	snprintf(key, sizeof(key), "gcloud zone\n%s\n%s\n%s",
+	         op->cfg->dns_section, self->key.project, fqdn);
+	cached = gw_cache_get(op, key, NULL);
+	dns_name = cached ? strchr(cached, '\n') : NULL;
+	if (dns_name) {
+		*dns_name++ = '\0';
+		rc = use_zone(provider, cached, dns_name);
+		gw_cache_free(cached);
+		return rc;
+	}
+	gw_cache_free(cached);
+	rc = look_zone_up(provider, fqdn);
+	if (rc == MAILMODE_OK) {
+		snprintf(value, sizeof(value), "%s\n%s", self->zone, self->dns_name);
+		gw_cache_put(op, key, value, 0);
+	}
+	return rc;
 }
 
 /* ---- reading -------------------------------------------------------------- */
@@ -914,6 +981,9 @@ int gw_gcloud_open(struct gw_op *op, struct gw_provider **out)
 	snprintf(provider->where, sizeof(provider->where), "Google Cloud DNS (%.400s)",
 	         op->cfg->api_url);
 	rc = load_key(op->ctx, op->cfg, &self->key, op->diag);
+	snprintf(self->token_key, sizeof(self->token_key), "gcloud token\n%s\n"
+	         "%s\n%s\n%s", op->cfg->dns_section, self->key.email,
+	         self->key.key_id, self->key.token_uri);
 	if (rc == MAILMODE_OK)
 		rc = gw_https_open(op, &self->api);
 	if (rc == MAILMODE_OK)

@@ -49,6 +49,11 @@ int gw_https_set_bearer(struct gw_https *https, const char *token)
 	return MAILMODE_OK;
 }
 
+const char *gw_https_bearer(const struct gw_https *https)
+{
+	return https->auth ? https->auth + strlen("Authorization: Bearer ") : NULL;
+}
+
 static void wipe_string(const char **s)
 {
 	char *p = (char *)*s;

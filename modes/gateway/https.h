@@ -37,6 +37,8 @@ struct gw_https_answer {
 int gw_https_open(struct gw_op *op, struct gw_https *https);
 /* Sets the bearer token (copied; the old one is wiped). */
 int gw_https_set_bearer(struct gw_https *https, const char *token);
+/* The bearer token set (NULL: none), for the provider's token cache. */
+const char *gw_https_bearer(const struct gw_https *https);
 void gw_https_close(struct gw_https *https);
 /* Signs every request with AWS SigV4 ("aws:amz:REGION:SERVICE"); the
  * strings are copied (session_token may be NULL).  MAILMODE_ERR_CONFIG

@@ -140,6 +140,33 @@ int gw_azure_check_credentials(const struct gw_ctx *ctx,
                                const struct gw_config *cfg,
                                struct mailmode_diag *diag);
 
+/* ---- provider.c: what provider handles of one plugin context share ------ */
+
+/* A switch opens several provider handles (plan, probe, swap, verify,
+ * settle); without a cache each one would sign in and look its zone up
+ * again.  The cache belongs to the plugin context (op->ctx) and lives as
+ * long as it: within one mailmode process, or one isolation helper, for
+ * the whole command.  Entries are strings under a key the provider makes
+ * (its name, the [dns NAME] section and what names the credential or the
+ * zone); values are wiped when replaced or dropped.  Safe to call from
+ * concurrent operations (the plugin is MAILMODE_CAP_THREADSAFE). */
+
+/* A copy of the value under key (free it with gw_cache_free), with its
+ * expiry (wall clock ms; 0: none) in *expires_ms when not NULL; NULL when
+ * there is none, it expired, or memory ran out. */
+char *gw_cache_get(const struct gw_op *op, const char *key, int64_t *expires_ms);
+/* Stores a copy of value under key (replacing what was there) until
+ * expires_ms (wall clock; 0: for as long as the context).  Failing to
+ * store only costs a later lookup: nothing is returned. */
+void gw_cache_put(const struct gw_op *op, const char *key, const char *value,
+                  int64_t expires_ms);
+/* Drops the entry under key if it still holds `value` (NULL: whatever it
+ * holds): a token refused (401) is dropped unless a concurrent call has
+ * already replaced it with a fresh one. */
+void gw_cache_drop(const struct gw_op *op, const char *key, const char *value);
+/* Wipes and frees what gw_cache_get returned (NULL: nothing). */
+void gw_cache_free(char *value);
+
 /* ---- swap.c: the write path of setup and teardown ----------------------- */
 
 /* Hands call->original to host->keep_original unless the host holds it
