@@ -141,29 +141,19 @@ static int api_call(struct gw_provider *provider, const char *method,
 {
 	struct az *self = provider->impl;
 	const struct gw_op *op = provider->op;
-	const struct mailmode_host *host = op->ctx->host;
-	char url[GW_URL_MAX * 3], why[MAILMODE_DIAG_SUMMARY_MAX / 2];
 	int reauth = 0, rc;
 
 	memset(answer, 0, sizeof(*answer));
-	if (strncmp(path, "https://", 8) == 0)
-		snprintf(url, sizeof(url), "%s", path);
-	else
-		snprintf(url, sizeof(url), "%s%s", op->cfg->api_url, path);
 	for (;;) {
 		rc = sign_in(provider);
 		if (rc != MAILMODE_OK)
 			return rc;
 		self->api.condition = condition;
-		rc = gw_https_call(&self->api, method, url, NULL, body, answer, why,
-		                   sizeof(why));
+		rc = gw_https_api_call(&self->api, "Azure DNS", method, path, NULL,
+		                       body, what, answer);
 		self->api.condition = NULL;
-		if (rc != MAILMODE_OK) {
-			host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1, "no answer from "
-			               "Azure DNS (%s) to %s: %s", op->cfg->api_url, what,
-			               why);
+		if (rc != MAILMODE_OK)
 			return MAILMODE_ERR_UNKNOWN;
-		}
 		/* A token revoked or expired early: once more with a new one. */
 		if (answer->status != 401 || reauth++)
 			return MAILMODE_OK;
@@ -406,8 +396,7 @@ static int find_zone(struct gw_provider *provider)
 {
 	struct az *self = provider->impl;
 	const struct gw_op *op = provider->op;
-	char key[GW_NAME_MAX * 4 + 32], value[GW_NAME_MAX * 2 + 2];
-	char *cached, *group;
+	char key[GW_NAME_MAX * 4 + 32], zone[GW_NAME_MAX], group[GW_NAME_MAX];
 	int rc;
 
 	if (self->have_zone)
@@ -415,20 +404,13 @@ static int find_zone(struct gw_provider *provider)
 	snprintf(key, sizeof(key), "azure zone\n%s\n%s\n%s\n%s",
 	         op->cfg->dns_section, op->cfg->azure.subscription,
 	         op->cfg->azure.resource_group, op->domain);
-	cached = gw_cache_get(op, key, NULL);
-	group = cached ? strchr(cached, '\n') : NULL;
-	if (group) {
-		*group++ = '\0';
-		use_zone(provider, cached, group);
-		gw_cache_free(cached);
+	if (gw_cache_get_pair(op, key, zone, sizeof(zone), group, sizeof(group))) {
+		use_zone(provider, zone, group);
 		return MAILMODE_OK;
 	}
-	gw_cache_free(cached);
 	rc = look_zone_up(provider);
-	if (rc == MAILMODE_OK) {
-		snprintf(value, sizeof(value), "%s\n%s", self->zone, self->group);
-		gw_cache_put(op, key, value, 0);
-	}
+	if (rc == MAILMODE_OK)
+		gw_cache_put_pair(op, key, self->zone, self->group);
 	return rc;
 }
 
@@ -541,28 +523,15 @@ static enum gw_replace_outcome change_refused(struct gw_provider *provider,
                                               const char *name,
                                               const struct gw_https_answer *answer)
 {
-	const struct gw_op *op = provider->op;
-	const struct mailmode_host *host = op->ctx->host;
 	const char *code, *message;
-	int rc;
+	char detail[400];
 
 	error_of(answer, &code, &message);
-	if (answer->status >= 500) {
-		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1, "Azure DNS answered "
-		               "the change of %s with a server error (HTTP %ld %s: "
-		               "%.300s): outcome unknown", name, answer->status, code,
-		               message);
-		return GW_REPLACE_UNKNOWN;
-	}
-	if (answer->status == 412) {
-		char detail[400];
-
-		snprintf(detail, sizeof(detail), "HTTP 412 %s: %.300s", code, message);
-		return gw_precondition_refused(provider, name, "Azure DNS", "change",
-		                               detail);
-	}
-	rc = refused(provider, "the change of the MX record set", answer);
-	return rc == MAILMODE_ERR_DENIED ? GW_REPLACE_DENIED : GW_REPLACE_FAILED;
+	snprintf(detail, sizeof(detail), "HTTP %ld %s: %.300s", answer->status,
+	         code, message);
+	return gw_change_refused(provider, name, "Azure DNS", answer,
+	                         answer->status == 412, detail,
+	                         "the change of the MX record set", refused);
 }
 
 static enum gw_replace_outcome az_replace_rrset(
@@ -737,14 +706,10 @@ static void az_close(struct gw_provider *provider)
 	if (!provider)
 		return;
 	self = provider->impl;
-	if (self) {
-		ms_token_forget(&self->token);
-		if (self->api.op)
-			self->api.op->ctx->host->free(self->certificate_file);
-		gw_https_close(&self->api);
-		free(self);
-	}
-	free(provider);
+	ms_token_forget(&self->token);
+	provider->op->ctx->host->free(self->certificate_file);
+	gw_https_close(&self->api);
+	gw_provider_free(provider);
 }
 
 static const struct gw_provider_ops az_ops = {
@@ -759,21 +724,15 @@ static const struct gw_provider_ops az_ops = {
 int gw_azure_open(struct gw_op *op, struct gw_provider **out)
 {
 	const struct mailmode_host *host = op->ctx->host;
-	struct gw_provider *provider = calloc(1, sizeof(*provider));
-	struct az *self = calloc(1, sizeof(*self));
-	int rc = MAILMODE_ERR_NOMEM;
+	struct gw_provider *provider;
+	struct az *self;
+	int rc;
 
 	*out = NULL;
-	if (!provider || !self) {
-		free(self);
-		free(provider);
+	rc = gw_provider_new(op, &az_ops, sizeof(*self), "Azure DNS", &provider);
+	if (rc != MAILMODE_OK)
 		return rc;
-	}
-	provider->ops = &az_ops;
-	provider->op = op;
-	provider->impl = self;
-	snprintf(provider->where, sizeof(provider->where), "Azure DNS (%.400s)",
-	         op->cfg->api_url);
+	self = provider->impl;
 	rc = gw_https_open(op, &self->api);
 	if (rc == MAILMODE_OK && op->cfg->azure.app.certificate_file[0] &&
 	    !(self->certificate_file = host->config_path(host->handle,

@@ -653,11 +653,8 @@ static void cf_close(struct gw_provider *provider)
 	if (!provider)
 		return;
 	self = provider->impl;
-	if (self) {
-		gw_https_close(&self->https);
-		free(self);
-	}
-	free(provider);
+	gw_https_close(&self->https);
+	gw_provider_free(provider);
 }
 
 static const struct gw_provider_ops cf_ops = {
@@ -713,19 +710,16 @@ int gw_cloudflare_check_credentials(const struct gw_ctx *ctx,
 int gw_cloudflare_open(struct gw_op *op, struct gw_provider **out)
 {
 	const struct mailmode_host *host = op->ctx->host;
-	struct gw_provider *provider = calloc(1, sizeof(*provider));
-	struct cf *self = calloc(1, sizeof(*self));
+	struct gw_provider *provider;
+	struct cf *self;
 	char *token = NULL;
-	int rc = MAILMODE_ERR_NOMEM;
+	int rc;
 
 	*out = NULL;
-	if (!provider || !self)
-		goto out;
-	provider->ops = &cf_ops;
-	provider->op = op;
-	provider->impl = self;
-	snprintf(provider->where, sizeof(provider->where), "Cloudflare (%.400s)",
-	         op->cfg->api_url);
+	rc = gw_provider_new(op, &cf_ops, sizeof(*self), "Cloudflare", &provider);
+	if (rc != MAILMODE_OK)
+		return rc;
+	self = provider->impl;
 	rc = load_token(op->ctx, op->cfg, &token, op->diag);
 	if (rc != MAILMODE_OK)
 		goto out;
@@ -740,9 +734,6 @@ int gw_cloudflare_open(struct gw_op *op, struct gw_provider **out)
 out:
 	if (token)
 		host->secret_free(host->handle, token);
-	if (provider)
-		cf_close(provider);
-	else if (!*out)
-		free(self);
+	cf_close(provider);
 	return rc;
 }

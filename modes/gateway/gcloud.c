@@ -4,7 +4,9 @@
  * Credentials: the service account's JSON key file (client_email,
  * private_key, token_uri, project_id).  A JWT signed RS256 with the key
  * (OpenSSL) is exchanged at token_uri for an access token with the
- * ndev.clouddns.readwrite scope, kept until a minute before it expires.
+ * ndev.clouddns.readwrite scope, kept until a minute before it expires in
+ * the context's cache (provider.h), so every handle of one command uses
+ * it; a token the API refuses (401) is dropped and replaced once.
  *
  * The replacement is one changes.create whose deletions are the exact MX
  * RRset read (TTL and every rdata) and whose additions are the new one:
@@ -338,26 +340,17 @@ static int api_call(struct gw_provider *provider, const char *method,
 {
 	struct gc *self = provider->impl;
 	const struct gw_op *op = provider->op;
-	const struct mailmode_host *host = op->ctx->host;
-	char url[GW_URL_MAX * 2], why[MAILMODE_DIAG_SUMMARY_MAX / 2];
-	int rc;
-
-	int reauth = 0;
+	int reauth = 0, rc;
 
 	memset(answer, 0, sizeof(*answer));
-	snprintf(url, sizeof(url), "%s%s", op->cfg->api_url, path);
 	for (;;) {
 		rc = have_token(provider);
 		if (rc != MAILMODE_OK)
 			return rc;
-		rc = gw_https_call(&self->api, method, url, NULL, body, answer, why,
-		                   sizeof(why));
-		if (rc != MAILMODE_OK) {
-			host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1, "no answer from "
-			               "Google Cloud DNS (%s) to %s: %s",
-			               op->cfg->api_url, what, why);
+		rc = gw_https_api_call(&self->api, "Google Cloud DNS", method, path,
+		                       NULL, body, what, answer);
+		if (rc != MAILMODE_OK)
 			return MAILMODE_ERR_UNKNOWN;
-		}
 		/* A token revoked or expired early (Google checks it before
 		 * anything else): once more with a new one. */
 		if (answer->status != 401 || reauth++)
@@ -590,28 +583,19 @@ static int find_zone(struct gw_provider *provider, const char *fqdn)
 {
 	struct gc *self = provider->impl;
 	const struct gw_op *op = provider->op;
-	char key[GW_NAME_MAX * 3 + 32], value[GW_NAME_MAX * 2 + 2];
-	char *cached, *dns_name;
+	char key[GW_NAME_MAX * 3 + 32], zone[GW_NAME_MAX], dns_name[GW_NAME_MAX];
 	int rc;
 
 	if (self->have_zone)
 		return MAILMODE_OK;
 	snprintf(key, sizeof(key), "gcloud zone\n%s\n%s\n%s",
 	         op->cfg->dns_section, self->key.project, fqdn);
-	cached = gw_cache_get(op, key, NULL);
-	dns_name = cached ? strchr(cached, '\n') : NULL;
-	if (dns_name) {
-		*dns_name++ = '\0';
-		rc = use_zone(provider, cached, dns_name);
-		gw_cache_free(cached);
-		return rc;
-	}
-	gw_cache_free(cached);
+	if (gw_cache_get_pair(op, key, zone, sizeof(zone), dns_name,
+	                      sizeof(dns_name)))
+		return use_zone(provider, zone, dns_name);
 	rc = look_zone_up(provider, fqdn);
-	if (rc == MAILMODE_OK) {
-		snprintf(value, sizeof(value), "%s\n%s", self->zone, self->dns_name);
-		gw_cache_put(op, key, value, 0);
-	}
+	if (rc == MAILMODE_OK)
+		gw_cache_put_pair(op, key, self->zone, self->dns_name);
 	return rc;
 }
 
@@ -772,24 +756,14 @@ static enum gw_replace_outcome change_refused(struct gw_provider *provider,
                                               const char *name,
                                               const struct gw_https_answer *answer)
 {
-	const struct gw_op *op = provider->op;
-	const struct mailmode_host *host = op->ctx->host;
 	char errors[MAILMODE_DIAG_SUMMARY_MAX / 2];
 	const char *reason;
-	int rc;
 
 	error_line(answer, errors, sizeof(errors), &reason);
-	if (answer->status >= 500) {
-		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1, "Google Cloud DNS "
-		               "answered the change of %s with a server error (%s): "
-		               "outcome unknown", name, errors);
-		return GW_REPLACE_UNKNOWN;
-	}
-	if (answer->status == 412 || answer->status == 409 || answer->status == 404)
-		return gw_precondition_refused(provider, name, "Google Cloud DNS", "change",
-		                               errors);
-	rc = refused(provider, "the change of the MX rrset", answer);
-	return rc == MAILMODE_ERR_DENIED ? GW_REPLACE_DENIED : GW_REPLACE_FAILED;
+	return gw_change_refused(provider, name, "Google Cloud DNS", answer,
+	                         answer->status == 412 || answer->status == 409 ||
+	                                 answer->status == 404,
+	                         errors, "the change of the MX rrset", refused);
 }
 
 static enum gw_replace_outcome gc_replace_rrset(
@@ -945,13 +919,10 @@ static void gc_close(struct gw_provider *provider)
 	if (!provider)
 		return;
 	self = provider->impl;
-	if (self) {
-		gw_https_close(&self->api);
-		gw_https_close(&self->oauth);
-		EVP_PKEY_free(self->key.pkey);
-		free(self);
-	}
-	free(provider);
+	gw_https_close(&self->api);
+	gw_https_close(&self->oauth);
+	EVP_PKEY_free(self->key.pkey);
+	gw_provider_free(provider);
 }
 
 static const struct gw_provider_ops gc_ops = {
@@ -965,21 +936,16 @@ static const struct gw_provider_ops gc_ops = {
 
 int gw_gcloud_open(struct gw_op *op, struct gw_provider **out)
 {
-	struct gw_provider *provider = calloc(1, sizeof(*provider));
-	struct gc *self = calloc(1, sizeof(*self));
-	int rc = MAILMODE_ERR_NOMEM;
+	struct gw_provider *provider;
+	struct gc *self;
+	int rc;
 
 	*out = NULL;
-	if (!provider || !self) {
-		free(self);
-		free(provider);
+	rc = gw_provider_new(op, &gc_ops, sizeof(*self), "Google Cloud DNS",
+	                     &provider);
+	if (rc != MAILMODE_OK)
 		return rc;
-	}
-	provider->ops = &gc_ops;
-	provider->op = op;
-	provider->impl = self;
-	snprintf(provider->where, sizeof(provider->where), "Google Cloud DNS (%.400s)",
-	         op->cfg->api_url);
+	self = provider->impl;
 	rc = load_key(op->ctx, op->cfg, &self->key, op->diag);
 	snprintf(self->token_key, sizeof(self->token_key), "gcloud token\n%s\n"
 	         "%s\n%s\n%s", op->cfg->dns_section, self->key.email,

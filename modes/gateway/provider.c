@@ -2,12 +2,42 @@
  * The provider [dns NAME] provider = names (config.c has parsed it).
  */
 #include "provider.h"
+#include "https.h"
 
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+int gw_provider_new(struct gw_op *op, const struct gw_provider_ops *ops,
+                    size_t impl_size, const char *who,
+                    struct gw_provider **provider)
+{
+	struct gw_provider *p = calloc(1, sizeof(*p));
+	void *impl = calloc(1, impl_size);
+
+	*provider = NULL;
+	if (!p || !impl) {
+		free(impl);
+		free(p);
+		return MAILMODE_ERR_NOMEM;
+	}
+	p->ops = ops;
+	p->op = op;
+	p->impl = impl;
+	snprintf(p->where, sizeof(p->where), "%s (%.400s)", who, op->cfg->api_url);
+	*provider = p;
+	return MAILMODE_OK;
+}
+
+void gw_provider_free(struct gw_provider *provider)
+{
+	if (!provider)
+		return;
+	free(provider->impl);
+	free(provider);
+}
 
 int gw_provider_open(struct gw_op *op, bool need_secret,
                      struct gw_provider **provider)
@@ -124,6 +154,28 @@ enum gw_replace_outcome gw_precondition_refused(struct gw_provider *provider,
 	               "editing it; nothing was changed by mailmode", name, who,
 	               change, detail);
 	return GW_REPLACE_CONFLICT;
+}
+
+enum gw_replace_outcome gw_change_refused(
+	struct gw_provider *provider, const char *name, const char *who,
+	const struct gw_https_answer *answer, bool conflict, const char *detail,
+	const char *what,
+	int (*refused)(struct gw_provider *provider, const char *what,
+	               const struct gw_https_answer *answer))
+{
+	const struct gw_op *op = provider->op;
+
+	if (answer->status >= 500) {
+		op->ctx->host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1, "%s "
+		                        "answered the change of %s with a server "
+		                        "error (%s): outcome unknown", who, name,
+		                        detail);
+		return GW_REPLACE_UNKNOWN;
+	}
+	if (conflict)
+		return gw_precondition_refused(provider, name, who, "change", detail);
+	return refused(provider, what, answer) == MAILMODE_ERR_DENIED
+	               ? GW_REPLACE_DENIED : GW_REPLACE_FAILED;
 }
 
 void gw_follow_change(struct gw_provider *provider, const char *who,
@@ -286,6 +338,34 @@ void gw_cache_drop(const struct gw_op *op, const char *key, const char *value)
 	pthread_mutex_unlock(&cache_lock);
 	if (e)
 		entry_free(e);
+}
+
+bool gw_cache_get_pair(const struct gw_op *op, const char *key, char *first,
+                       size_t first_len, char *second, size_t second_len)
+{
+	char *value = gw_cache_get(op, key, NULL);
+	char *cut = value ? strchr(value, '\n') : NULL;
+
+	if (cut) {
+		*cut = '\0';
+		snprintf(first, first_len, "%s", value);
+		snprintf(second, second_len, "%s", cut + 1);
+	}
+	gw_cache_free(value);
+	return cut != NULL;
+}
+
+void gw_cache_put_pair(const struct gw_op *op, const char *key,
+                       const char *first, const char *second)
+{
+	size_t len = strlen(first) + strlen(second) + 2;
+	char *value = malloc(len);
+
+	if (!value)
+		return;
+	snprintf(value, len, "%s\n%s", first, second);
+	gw_cache_put(op, key, value, 0);
+	gw_cache_free(value);
 }
 
 /* The plugin unloaded (dlclose, or the process ending): every entry

@@ -46,6 +46,7 @@ enum gw_replace_outcome {
 };
 
 struct gw_provider;
+struct gw_https_answer;
 
 struct gw_provider_ops {
 	const char *name;
@@ -99,6 +100,16 @@ struct gw_provider {
 	 * it could not prove without a change, one line. */
 	char proven[MAILMODE_DIAG_SUMMARY_MAX];
 };
+
+/* A handle for op with its ops and a zeroed impl of impl_size bytes;
+ * where is "WHO (api_url)" until the provider knows more.
+ * MAILMODE_ERR_NOMEM, or MAILMODE_OK with *provider set. */
+int gw_provider_new(struct gw_op *op, const struct gw_provider_ops *ops,
+                    size_t impl_size, const char *who,
+                    struct gw_provider **provider);
+/* Frees the handle and its impl (what impl points to is the caller's to
+ * release first); NULL: nothing. */
+void gw_provider_free(struct gw_provider *provider);
 
 /* The provider [dns NAME] names.  need_secret: RFC 2136 loads its TSIG
  * secret only then (plan and reads do without); the API providers always
@@ -166,6 +177,12 @@ void gw_cache_put(const struct gw_op *op, const char *key, const char *value,
 void gw_cache_drop(const struct gw_op *op, const char *key, const char *value);
 /* Wipes and frees what gw_cache_get returned (NULL: nothing). */
 void gw_cache_free(char *value);
+/* Two strings kept under one key (a zone and its resource group, or its
+ * name and its DNS name), for as long as the context: false when none. */
+bool gw_cache_get_pair(const struct gw_op *op, const char *key, char *first,
+                       size_t first_len, char *second, size_t second_len);
+void gw_cache_put_pair(const struct gw_op *op, const char *key,
+                       const char *first, const char *second);
 
 /* ---- swap.c: the write path of setup and teardown ----------------------- */
 
@@ -223,6 +240,19 @@ void gw_append_rrset(char *buf, size_t len, const char *label, const char *name,
 enum gw_replace_outcome gw_precondition_refused(struct gw_provider *provider,
                                                const char *name, const char *who,
                                                const char *change, const char *detail);
+
+/* A change `who` answered with a refusal (detail: its status and error,
+ * for the message): a server error (5xx) is an unknown outcome; conflict
+ * (the status says the set is not the expected one) is
+ * gw_precondition_refused; anything else is what refused(provider, what,
+ * answer) says (it sets the diagnostic; MAILMODE_ERR_DENIED: credentials
+ * or policy). */
+enum gw_replace_outcome gw_change_refused(
+	struct gw_provider *provider, const char *name, const char *who,
+	const struct gw_https_answer *answer, bool conflict, const char *detail,
+	const char *what,
+	int (*refused)(struct gw_provider *provider, const char *what,
+	               const struct gw_https_answer *answer));
 
 /* Follows an accepted change until its status is `done`: every pause_ms,
  * poll() updates the status (leaving it when no answer came), for at most

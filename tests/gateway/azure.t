@@ -153,19 +153,7 @@ wait_mx $R "$ORIG
 ok $? "BIND serves the other change and nothing of ours"
 
 # --- the token expires between the read and the PUT: signed in again once ----------------
-"$MAILMODE" --config "$CONF" setup $R --mode gateway --profile az-slow \
-	>"$TEST_TMP/setup.out" 2>"$TEST_TMP/setup.err" &
-setup_pid=$!
-wait_until 15 grep -q "pausing before the UPDATE" "$TEST_TMP/setup.err"
-emu_ctl POST /_emu/tokens/expire >/dev/null
-emu_ctl DELETE /_emu/requests >/dev/null
-wait $setup_pid
-rc=$?
-is "$rc" 0 "setup succeeds after its token expired (401 ExpiredAuthenticationToken, then a new token)"
-[ "$rc" = 0 ] || diag "$(cat "$TEST_TMP/setup.err")"
-is "$(emu_requests 'PUT .*/MX/race')" 2 "the PUT was sent again once, with the new token"
-is "$(emu_requests 'POST /'"$TENANT"'/oauth2/v2.0/token')" 1 \
-	"the refused token was dropped: one new token, shared by the handles after it"
+setup_token_refused $R az-slow 'PUT .*/MX/race' 'POST /'"$TENANT"'/oauth2/v2.0/token'
 wait_mx $R "$GATEWAY_SET"
 ok $? "BIND serves the gateway set"
 

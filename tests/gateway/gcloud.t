@@ -107,19 +107,7 @@ wait_mx $R "$ORIG
 ok $? "BIND serves the other change and nothing of ours"
 
 # --- the token refused between the read and the change: one new token --------------
-"$MAILMODE" --config "$CONF" setup $R --mode gateway --profile gc-slow \
-	>"$TEST_TMP/setup.out" 2>"$TEST_TMP/setup.err" &
-setup_pid=$!
-wait_until 15 grep -q "pausing before the UPDATE" "$TEST_TMP/setup.err"
-emu_ctl POST /_emu/tokens/expire >/dev/null
-emu_ctl DELETE /_emu/requests >/dev/null
-wait $setup_pid
-rc=$?
-is "$rc" 0 "setup succeeds after its token was refused (401 authError, then a new token)"
-[ "$rc" = 0 ] || diag "$(cat "$TEST_TMP/setup.err")"
-is "$(emu_requests 'POST .*/changes$')" 2 "the change was sent again once, with the new token"
-is "$(emu_requests 'POST /token')" 1 \
-	"the refused token was dropped: one new token, shared by the handles after it"
+setup_token_refused $R gc-slow 'POST .*/changes$' 'POST /token'
 wait_mx $R "$GATEWAY_SET"
 ok $? "BIND serves the gateway set"
 
