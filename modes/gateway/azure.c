@@ -353,8 +353,10 @@ static void use_zone(struct gw_provider *provider, const char *zone,
 	self->have_zone = true;
 }
 
-/* The one public zone that is the longest suffix of the domain. */
-static int look_zone_up(struct gw_provider *provider)
+/* The one public zone that is the longest suffix of the domain (name:
+ * the domain): its name and resource group. */
+static int look_zone_up(struct gw_provider *provider, const char *name,
+                        char *zone, char *group)
 {
 	const struct gw_op *op = provider->op;
 	const struct mailmode_host *host = op->ctx->host;
@@ -385,33 +387,21 @@ static int look_zone_up(struct gw_provider *provider)
 		               "; set resource_group = in the section" : "");
 		return MAILMODE_ERR_FAILED;
 	}
-	use_zone(provider, m.zone, m.group);
+	(void)name;
+	snprintf(zone, GW_NAME_MAX, "%s", m.zone);
+	snprintf(group, GW_NAME_MAX, "%s", m.group);
 	return MAILMODE_OK;
 }
 
-/* The zone of the domain: this handle's, the context's cached one
- * ("ZONE\nGROUP" under the section, subscription, resource group and
- * domain), or looked up. */
+/* The zone of the domain: this handle's, or the context's (provider.h). */
 static int find_zone(struct gw_provider *provider)
 {
 	struct az *self = provider->impl;
-	const struct gw_op *op = provider->op;
-	char key[GW_NAME_MAX * 4 + 32], zone[GW_NAME_MAX], group[GW_NAME_MAX];
-	int rc;
 
 	if (self->have_zone)
 		return MAILMODE_OK;
-	snprintf(key, sizeof(key), "azure zone\n%s\n%s\n%s\n%s",
-	         op->cfg->dns_section, op->cfg->azure.subscription,
-	         op->cfg->azure.resource_group, op->domain);
-	if (gw_cache_get_pair(op, key, zone, sizeof(zone), group, sizeof(group))) {
-		use_zone(provider, zone, group);
-		return MAILMODE_OK;
-	}
-	rc = look_zone_up(provider);
-	if (rc == MAILMODE_OK)
-		gw_cache_put_pair(op, key, self->zone, self->group);
-	return rc;
+	return gw_zone_cached(provider, provider->op->domain, look_zone_up,
+	                      use_zone);
 }
 
 /* .../dnsZones/{zone}/MX/{relative name}?api-version=...: "@" at the apex. */

@@ -487,8 +487,8 @@ static int zones_named(struct gw_provider *provider, const char *dns_name,
 	return MAILMODE_OK;
 }
 
-static int use_zone(struct gw_provider *provider, const char *zone,
-                    const char *dns_name)
+static void use_zone(struct gw_provider *provider, const char *zone,
+                     const char *dns_name)
 {
 	struct gc *self = provider->impl;
 
@@ -498,11 +498,11 @@ static int use_zone(struct gw_provider *provider, const char *zone,
 	         "managed zone %.150s (%.150s) of project %.150s", zone, dns_name,
 	         self->key.project);
 	self->have_zone = true;
-	return MAILMODE_OK;
 }
 
 /* The configured managed zone: it must be public and hold the domain. */
-static int configured_zone(struct gw_provider *provider, const char *fqdn)
+static int configured_zone(struct gw_provider *provider, const char *fqdn,
+                           char *zone, char *dns_name)
 {
 	struct gc *self = provider->impl;
 	const struct gw_op *op = provider->op;
@@ -526,8 +526,11 @@ static int configured_zone(struct gw_provider *provider, const char *fqdn)
 	         (dl < fl && fqdn[fl - dl - 1] != '.'))
 		rc = MAILMODE_ERR_CONFIG;
 	gw_https_answer_free(&answer);
-	if (rc == MAILMODE_OK)
-		return use_zone(provider, op->cfg->managed_zone, dn);
+	if (rc == MAILMODE_OK) {
+		snprintf(zone, GW_NAME_MAX, "%s", op->cfg->managed_zone);
+		snprintf(dns_name, GW_NAME_MAX, "%s", dn);
+		return MAILMODE_OK;
+	}
 	op->ctx->host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0,
 	                        rc == MAILMODE_ERR_FAILED
 	                                ? "[%s] managed_zone: '%s' is a private "
@@ -539,8 +542,10 @@ static int configured_zone(struct gw_provider *provider, const char *fqdn)
 	return rc;
 }
 
-/* The longest public suffix of the domain that is a managed zone. */
-static int look_zone_up(struct gw_provider *provider, const char *fqdn)
+/* The longest public suffix of the domain that is a managed zone: its
+ * name and dnsName. */
+static int look_zone_up(struct gw_provider *provider, const char *fqdn,
+                        char *zone, char *dns_name)
 {
 	struct gc *self = provider->impl;
 	const struct gw_op *op = provider->op;
@@ -550,14 +555,17 @@ static int look_zone_up(struct gw_provider *provider, const char *fqdn)
 	int rc;
 
 	if (op->cfg->managed_zone[0])
-		return configured_zone(provider, fqdn);
+		return configured_zone(provider, fqdn, zone, dns_name);
 	for (; strchr(candidate, '.') != candidate + strlen(candidate) - 1;
 	     candidate = strchr(candidate, '.') + 1) {
 		rc = zones_named(provider, candidate, &m);
 		if (rc != MAILMODE_OK)
 			return rc;
-		if (m.public_count == 1)
-			return use_zone(provider, m.name, candidate);
+		if (m.public_count == 1) {
+			snprintf(zone, GW_NAME_MAX, "%s", m.name);
+			snprintf(dns_name, GW_NAME_MAX, "%s", candidate);
+			return MAILMODE_OK;
+		}
 		if (m.public_count > 1 || m.private_count > 0) {
 			host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0,
 			               "Google Cloud DNS project %s has %s for %s (%s): "
@@ -577,26 +585,14 @@ static int look_zone_up(struct gw_provider *provider, const char *fqdn)
 	return MAILMODE_ERR_FAILED;
 }
 
-/* The managed zone of fqdn: this handle's, the context's cached one
- * ("ZONE\nDNSNAME" under the section, project and name), or looked up. */
+/* The managed zone of fqdn: this handle's, or the context's (provider.h). */
 static int find_zone(struct gw_provider *provider, const char *fqdn)
 {
 	struct gc *self = provider->impl;
-	const struct gw_op *op = provider->op;
-	char key[GW_NAME_MAX * 3 + 32], zone[GW_NAME_MAX], dns_name[GW_NAME_MAX];
-	int rc;
 
 	if (self->have_zone)
 		return MAILMODE_OK;
-	snprintf(key, sizeof(key), "gcloud zone\n%s\n%s\n%s",
-	         op->cfg->dns_section, self->key.project, fqdn);
-	if (gw_cache_get_pair(op, key, zone, sizeof(zone), dns_name,
-	                      sizeof(dns_name)))
-		return use_zone(provider, zone, dns_name);
-	rc = look_zone_up(provider, fqdn);
-	if (rc == MAILMODE_OK)
-		gw_cache_put_pair(op, key, self->zone, self->dns_name);
-	return rc;
+	return gw_zone_cached(provider, fqdn, look_zone_up, use_zone);
 }
 
 /* ---- reading -------------------------------------------------------------- */

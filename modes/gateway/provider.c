@@ -340,32 +340,40 @@ void gw_cache_drop(const struct gw_op *op, const char *key, const char *value)
 		entry_free(e);
 }
 
-bool gw_cache_get_pair(const struct gw_op *op, const char *key, char *first,
-                       size_t first_len, char *second, size_t second_len)
+int gw_zone_cached(struct gw_provider *provider, const char *name,
+                   int (*look_up)(struct gw_provider *provider,
+                                  const char *name, char *first, char *second),
+                   void (*use)(struct gw_provider *provider, const char *first,
+                               const char *second))
 {
-	char *value = gw_cache_get(op, key, NULL);
-	char *cut = value ? strchr(value, '\n') : NULL;
+	const struct gw_op *op = provider->op;
+	char key[GW_NAME_MAX * 2 + 64], first[GW_NAME_MAX], second[GW_NAME_MAX];
+	char *value, *cut;
+	int rc = MAILMODE_OK;
 
+	snprintf(key, sizeof(key), "%s zone\n%s\n%s", provider->ops->name,
+	         op->cfg->dns_section, name);
+	value = gw_cache_get(op, key, NULL);
+	cut = value ? strchr(value, '\n') : NULL;
 	if (cut) {
 		*cut = '\0';
-		snprintf(first, first_len, "%s", value);
-		snprintf(second, second_len, "%s", cut + 1);
+		use(provider, value, cut + 1);
+		goto out;
 	}
+	first[0] = second[0] = '\0';
+	rc = look_up(provider, name, first, second);
+	if (rc != MAILMODE_OK)
+		goto out;
+	use(provider, first, second);
 	gw_cache_free(value);
-	return cut != NULL;
-}
-
-void gw_cache_put_pair(const struct gw_op *op, const char *key,
-                       const char *first, const char *second)
-{
-	size_t len = strlen(first) + strlen(second) + 2;
-	char *value = malloc(len);
-
-	if (!value)
-		return;
-	snprintf(value, len, "%s\n%s", first, second);
-	gw_cache_put(op, key, value, 0);
+	value = malloc(strlen(first) + strlen(second) + 2);
+	if (value) {
+		sprintf(value, "%s\n%s", first, second);
+		gw_cache_put(op, key, value, 0);
+	}
+out:
 	gw_cache_free(value);
+	return rc;
 }
 
 /* The plugin unloaded (dlclose, or the process ending): every entry

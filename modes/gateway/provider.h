@@ -177,12 +177,16 @@ void gw_cache_put(const struct gw_op *op, const char *key, const char *value,
 void gw_cache_drop(const struct gw_op *op, const char *key, const char *value);
 /* Wipes and frees what gw_cache_get returned (NULL: nothing). */
 void gw_cache_free(char *value);
-/* Two strings kept under one key (a zone and its resource group, or its
- * name and its DNS name), for as long as the context: false when none. */
-bool gw_cache_get_pair(const struct gw_op *op, const char *key, char *first,
-                       size_t first_len, char *second, size_t second_len);
-void gw_cache_put_pair(const struct gw_op *op, const char *key,
-                       const char *first, const char *second);
+/* The zone holding `name` for this handle, looked up once per command:
+ * two strings (an id and a name, a zone and its group) kept in the
+ * context's cache under the provider, the [dns NAME] section and name.
+ * look_up finds them (GW_NAME_MAX bytes each; the diagnostic set when it
+ * fails); use gives them to the handle, from the cache or from look_up. */
+int gw_zone_cached(struct gw_provider *provider, const char *name,
+                   int (*look_up)(struct gw_provider *provider,
+                                  const char *name, char *first, char *second),
+                   void (*use)(struct gw_provider *provider, const char *first,
+                               const char *second));
 
 /* ---- swap.c: the write path of setup and teardown ----------------------- */
 

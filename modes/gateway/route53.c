@@ -281,8 +281,22 @@ static int zones_named(struct gw_provider *provider, const char *dns_name,
 	return rc;
 }
 
-/* The longest suffix of fqdn that is one public hosted zone. */
-static int find_zone(struct gw_provider *provider, const char *fqdn)
+static void use_zone(struct gw_provider *provider, const char *id,
+                     const char *name)
+{
+	struct r53 *self = provider->impl;
+
+	snprintf(self->zone_id, sizeof(self->zone_id), "%s", id);
+	snprintf(self->zone_name, sizeof(self->zone_name), "%s", name);
+	snprintf(provider->where, sizeof(provider->where), "Route 53 hosted zone "
+	         "%.200s (id %s)", name, id);
+	self->have_zone = true;
+}
+
+/* The longest suffix of fqdn that is one public hosted zone: its id and
+ * name. */
+static int look_zone_up(struct gw_provider *provider, const char *fqdn,
+                        char *id, char *name)
 {
 	struct r53 *self = provider->impl;
 	const struct gw_op *op = provider->op;
@@ -291,8 +305,6 @@ static int find_zone(struct gw_provider *provider, const char *fqdn)
 	struct zone_match m;
 	int rc;
 
-	if (self->have_zone)
-		return MAILMODE_OK;
 	/* Down to two labels: a zone is never a bare TLD here. */
 	for (; strchr(candidate, '.') != candidate + strlen(candidate) - 1;
 	     candidate = strchr(candidate, '.') + 1) {
@@ -309,12 +321,8 @@ static int find_zone(struct gw_provider *provider, const char *fqdn)
 			return MAILMODE_ERR_FAILED;
 		}
 		if (m.public_count == 1) {
-			snprintf(self->zone_id, sizeof(self->zone_id), "%s", m.id);
-			snprintf(self->zone_name, sizeof(self->zone_name), "%s",
-			         candidate);
-			snprintf(provider->where, sizeof(provider->where), "Route 53 "
-			         "hosted zone %.200s (id %s)", candidate, m.id);
-			self->have_zone = true;
+			snprintf(id, GW_NAME_MAX, "%s", m.id);
+			snprintf(name, GW_NAME_MAX, "%s", candidate);
 			return MAILMODE_OK;
 		}
 	}
@@ -324,6 +332,16 @@ static int find_zone(struct gw_provider *provider, const char *fqdn)
 	               "hosted zones (route53:ListHostedZonesByName)?", op->domain,
 	               self->key_id, op->cfg->dns_section);
 	return MAILMODE_ERR_FAILED;
+}
+
+/* The hosted zone of fqdn: this handle's, or the context's (provider.h). */
+static int find_zone(struct gw_provider *provider, const char *fqdn)
+{
+	struct r53 *self = provider->impl;
+
+	if (self->have_zone)
+		return MAILMODE_OK;
+	return gw_zone_cached(provider, fqdn, look_zone_up, use_zone);
 }
 
 /* ---- reading -------------------------------------------------------------- */
