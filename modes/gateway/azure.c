@@ -50,6 +50,8 @@ struct az {
 	char zone[GW_NAME_MAX];     /* "example.com", no dot */
 	char group[GW_NAME_MAX];    /* its resource group */
 	char zone_path[GW_URL_MAX * 2]; /* /subscriptions/../dnsZones/{zone} */
+	/* The context's cache (provider.h): the token of this key. */
+	char token_key[GW_NAME_MAX * 3 + GW_URL_MAX + 64];
 };
 
 /* ---- sign-in ---------------------------------------------------------------- */
@@ -73,8 +75,10 @@ static void app_init(struct az *self, const struct gw_config *cfg)
 	};
 }
 
-/* The token as the bearer of the next calls; the diagnostic names Azure
- * DNS and the section when the sign-in fails. */
+/* The token as the bearer of the next calls: this handle's, the context's
+ * cached one for this app, or a new one (ms_token_get renews a token 5
+ * minutes before it expires).  The diagnostic names Azure DNS and the
+ * section when the sign-in fails. */
 static int sign_in(struct gw_provider *provider)
 {
 	struct az *self = provider->impl;
@@ -82,10 +86,17 @@ static int sign_in(struct gw_provider *provider)
 	const struct mailmode_host *host = op->ctx->host;
 	char first[MAILMODE_DIAG_SUMMARY_MAX];
 	const char *token;
+	int64_t had;
 	int rc;
 
+	if (!self->token.access_token)
+		self->token.access_token = gw_cache_get(op, self->token_key,
+		                                        &self->token.expires_at_ms);
+	had = self->token.expires_at_ms;
 	rc = ms_token_get(host, self->api.session, &self->app, &self->token,
 	                  &token, op->diag);
+	if (rc == MAILMODE_OK && self->token.expires_at_ms != had)
+		gw_cache_put(op, self->token_key, token, self->token.expires_at_ms);
 	if (rc == MAILMODE_OK)
 		return gw_https_set_bearer(&self->api, token);
 	/* ms_not_sent's line names the section already. */
@@ -130,32 +141,23 @@ static int api_call(struct gw_provider *provider, const char *method,
 {
 	struct az *self = provider->impl;
 	const struct gw_op *op = provider->op;
-	const struct mailmode_host *host = op->ctx->host;
-	char url[GW_URL_MAX * 3], why[MAILMODE_DIAG_SUMMARY_MAX / 2];
 	int reauth = 0, rc;
 
 	memset(answer, 0, sizeof(*answer));
-	if (strncmp(path, "https://", 8) == 0)
-		snprintf(url, sizeof(url), "%s", path);
-	else
-		snprintf(url, sizeof(url), "%s%s", op->cfg->api_url, path);
 	for (;;) {
 		rc = sign_in(provider);
 		if (rc != MAILMODE_OK)
 			return rc;
 		self->api.condition = condition;
-		rc = gw_https_call(&self->api, method, url, NULL, body, answer, why,
-		                   sizeof(why));
+		rc = gw_https_api_call(&self->api, "Azure DNS", method, path, NULL,
+		                       body, what, answer);
 		self->api.condition = NULL;
-		if (rc != MAILMODE_OK) {
-			host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1, "no answer from "
-			               "Azure DNS (%s) to %s: %s", op->cfg->api_url, what,
-			               why);
+		if (rc != MAILMODE_OK)
 			return MAILMODE_ERR_UNKNOWN;
-		}
 		/* A token revoked or expired early: once more with a new one. */
 		if (answer->status != 401 || reauth++)
 			return MAILMODE_OK;
+		gw_cache_drop(op, self->token_key, self->token.access_token);
 		ms_token_forget(&self->token);
 		gw_https_answer_free(answer);
 	}
@@ -335,17 +337,33 @@ static int list_zones(struct gw_provider *provider, struct zone_match *m)
 	}
 }
 
-static int find_zone(struct gw_provider *provider)
+static void use_zone(struct gw_provider *provider, const char *zone,
+                     const char *group)
 {
 	struct az *self = provider->impl;
+	const char *sub = provider->op->cfg->azure.subscription;
+
+	snprintf(self->zone, sizeof(self->zone), "%s", zone);
+	snprintf(self->group, sizeof(self->group), "%s", group);
+	snprintf(self->zone_path, sizeof(self->zone_path), "/subscriptions/%s/"
+	         "resourceGroups/%s/providers/Microsoft.Network/dnsZones/%s",
+	         sub, group, zone);
+	snprintf(provider->where, sizeof(provider->where), "Azure DNS zone %.150s "
+	         "(resource group %.150s, subscription %.100s)", zone, group, sub);
+	self->have_zone = true;
+}
+
+/* The one public zone that is the longest suffix of the domain (name:
+ * the domain): its name and resource group. */
+static int look_zone_up(struct gw_provider *provider, const char *name,
+                        char *zone, char *group)
+{
 	const struct gw_op *op = provider->op;
 	const struct mailmode_host *host = op->ctx->host;
 	const struct gw_azure_config *a = &op->cfg->azure;
 	struct zone_match m;
 	int rc;
 
-	if (self->have_zone)
-		return MAILMODE_OK;
 	rc = list_zones(provider, &m);
 	if (rc != MAILMODE_OK)
 		return rc;
@@ -369,16 +387,21 @@ static int find_zone(struct gw_provider *provider)
 		               "; set resource_group = in the section" : "");
 		return MAILMODE_ERR_FAILED;
 	}
-	snprintf(self->zone, sizeof(self->zone), "%s", m.zone);
-	snprintf(self->group, sizeof(self->group), "%s", m.group);
-	snprintf(self->zone_path, sizeof(self->zone_path), "/subscriptions/%s/"
-	         "resourceGroups/%s/providers/Microsoft.Network/dnsZones/%s",
-	         a->subscription, m.group, m.zone);
-	snprintf(provider->where, sizeof(provider->where), "Azure DNS zone %.150s "
-	         "(resource group %.150s, subscription %.100s)", m.zone, m.group,
-	         a->subscription);
-	self->have_zone = true;
+	(void)name;
+	snprintf(zone, GW_NAME_MAX, "%s", m.zone);
+	snprintf(group, GW_NAME_MAX, "%s", m.group);
 	return MAILMODE_OK;
+}
+
+/* The zone of the domain: this handle's, or the context's (provider.h). */
+static int find_zone(struct gw_provider *provider)
+{
+	struct az *self = provider->impl;
+
+	if (self->have_zone)
+		return MAILMODE_OK;
+	return gw_zone_cached(provider, provider->op->domain, look_zone_up,
+	                      use_zone);
 }
 
 /* .../dnsZones/{zone}/MX/{relative name}?api-version=...: "@" at the apex. */
@@ -490,28 +513,15 @@ static enum gw_replace_outcome change_refused(struct gw_provider *provider,
                                               const char *name,
                                               const struct gw_https_answer *answer)
 {
-	const struct gw_op *op = provider->op;
-	const struct mailmode_host *host = op->ctx->host;
 	const char *code, *message;
-	int rc;
+	char detail[400];
 
 	error_of(answer, &code, &message);
-	if (answer->status >= 500) {
-		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1, "Azure DNS answered "
-		               "the change of %s with a server error (HTTP %ld %s: "
-		               "%.300s): outcome unknown", name, answer->status, code,
-		               message);
-		return GW_REPLACE_UNKNOWN;
-	}
-	if (answer->status == 412) {
-		char detail[400];
-
-		snprintf(detail, sizeof(detail), "HTTP 412 %s: %.300s", code, message);
-		return gw_precondition_refused(provider, name, "Azure DNS", "change",
-		                               detail);
-	}
-	rc = refused(provider, "the change of the MX record set", answer);
-	return rc == MAILMODE_ERR_DENIED ? GW_REPLACE_DENIED : GW_REPLACE_FAILED;
+	snprintf(detail, sizeof(detail), "HTTP %ld %s: %.300s", answer->status,
+	         code, message);
+	return gw_change_refused(provider, name, "Azure DNS", answer,
+	                         answer->status == 412, detail,
+	                         "the change of the MX record set", refused);
 }
 
 static enum gw_replace_outcome az_replace_rrset(
@@ -686,14 +696,10 @@ static void az_close(struct gw_provider *provider)
 	if (!provider)
 		return;
 	self = provider->impl;
-	if (self) {
-		ms_token_forget(&self->token);
-		if (self->api.op)
-			self->api.op->ctx->host->free(self->certificate_file);
-		gw_https_close(&self->api);
-		free(self);
-	}
-	free(provider);
+	ms_token_forget(&self->token);
+	provider->op->ctx->host->free(self->certificate_file);
+	gw_https_close(&self->api);
+	gw_provider_free(provider);
 }
 
 static const struct gw_provider_ops az_ops = {
@@ -708,21 +714,15 @@ static const struct gw_provider_ops az_ops = {
 int gw_azure_open(struct gw_op *op, struct gw_provider **out)
 {
 	const struct mailmode_host *host = op->ctx->host;
-	struct gw_provider *provider = calloc(1, sizeof(*provider));
-	struct az *self = calloc(1, sizeof(*self));
-	int rc = MAILMODE_ERR_NOMEM;
+	struct gw_provider *provider;
+	struct az *self;
+	int rc;
 
 	*out = NULL;
-	if (!provider || !self) {
-		free(self);
-		free(provider);
+	rc = gw_provider_new(op, &az_ops, sizeof(*self), "Azure DNS", &provider);
+	if (rc != MAILMODE_OK)
 		return rc;
-	}
-	provider->ops = &az_ops;
-	provider->op = op;
-	provider->impl = self;
-	snprintf(provider->where, sizeof(provider->where), "Azure DNS (%.400s)",
-	         op->cfg->api_url);
+	self = provider->impl;
 	rc = gw_https_open(op, &self->api);
 	if (rc == MAILMODE_OK && op->cfg->azure.app.certificate_file[0] &&
 	    !(self->certificate_file = host->config_path(host->handle,
@@ -733,6 +733,9 @@ int gw_azure_open(struct gw_op *op, struct gw_provider **out)
 		return rc;
 	}
 	app_init(self, op->cfg);
+	snprintf(self->token_key, sizeof(self->token_key), "azure token\n%s\n"
+	         "%s\n%s\n%s\n%s", op->cfg->dns_section, self->app.login_url,
+	         self->app.tenant, self->app.client_id, self->app.scope);
 	*out = provider;
 	return MAILMODE_OK;
 }

@@ -199,8 +199,22 @@ static int zones_named(struct gw_provider *provider, const char *candidate,
 	return MAILMODE_OK;
 }
 
-/* The longest suffix of `name` that is a Cloudflare zone. */
-static int find_zone(struct gw_provider *provider, const char *name)
+static void use_zone(struct gw_provider *provider, const char *id,
+                     const char *name)
+{
+	struct cf *self = provider->impl;
+
+	snprintf(self->zone_id, sizeof(self->zone_id), "%s", id);
+	snprintf(self->zone_name, sizeof(self->zone_name), "%s", name);
+	snprintf(provider->where, sizeof(provider->where), "Cloudflare zone %s "
+	         "(id %s)", name, id);
+	self->have_zone = true;
+}
+
+/* The longest suffix of `name` that is a Cloudflare zone: its id and
+ * name. */
+static int look_zone_up(struct gw_provider *provider, const char *name,
+                        char *zone_id, char *zone_name)
 {
 	struct cf *self = provider->impl;
 	const struct gw_op *op = provider->op;
@@ -209,8 +223,6 @@ static int find_zone(struct gw_provider *provider, const char *name)
 	char ids[256];
 	int count, rc;
 
-	if (self->have_zone)
-		return MAILMODE_OK;
 	/* Down to two labels: a zone is never a bare TLD here. */
 	while (candidate && strchr(candidate, '.')) {
 		rc = zones_named(provider, candidate, &count, ids, sizeof(ids));
@@ -225,11 +237,8 @@ static int find_zone(struct gw_provider *provider, const char *name)
 			return MAILMODE_ERR_FAILED;
 		}
 		if (count == 1) {
-			snprintf(self->zone_name, sizeof(self->zone_name), "%s",
-			         candidate);
-			snprintf(provider->where, sizeof(provider->where),
-			         "Cloudflare zone %s (id %s)", candidate, self->zone_id);
-			self->have_zone = true;
+			snprintf(zone_id, GW_NAME_MAX, "%s", self->zone_id);
+			snprintf(zone_name, GW_NAME_MAX, "%s", candidate);
 			return MAILMODE_OK;
 		}
 		candidate = strchr(candidate, '.') + 1;
@@ -239,6 +248,16 @@ static int find_zone(struct gw_provider *provider, const char *name)
 	               "the zone in the token's account, and may the token read "
 	               "it (Zone:Zone:Read)?", name, op->cfg->dns_section);
 	return MAILMODE_ERR_FAILED;
+}
+
+/* The zone of `name`: this handle's, or the context's (provider.h). */
+static int find_zone(struct gw_provider *provider, const char *name)
+{
+	struct cf *self = provider->impl;
+
+	if (self->have_zone)
+		return MAILMODE_OK;
+	return gw_zone_cached(provider, name, look_zone_up, use_zone);
 }
 
 /* Adds one JSON record to the list read so far. */
@@ -653,11 +672,8 @@ static void cf_close(struct gw_provider *provider)
 	if (!provider)
 		return;
 	self = provider->impl;
-	if (self) {
-		gw_https_close(&self->https);
-		free(self);
-	}
-	free(provider);
+	gw_https_close(&self->https);
+	gw_provider_free(provider);
 }
 
 static const struct gw_provider_ops cf_ops = {
@@ -713,19 +729,16 @@ int gw_cloudflare_check_credentials(const struct gw_ctx *ctx,
 int gw_cloudflare_open(struct gw_op *op, struct gw_provider **out)
 {
 	const struct mailmode_host *host = op->ctx->host;
-	struct gw_provider *provider = calloc(1, sizeof(*provider));
-	struct cf *self = calloc(1, sizeof(*self));
+	struct gw_provider *provider;
+	struct cf *self;
 	char *token = NULL;
-	int rc = MAILMODE_ERR_NOMEM;
+	int rc;
 
 	*out = NULL;
-	if (!provider || !self)
-		goto out;
-	provider->ops = &cf_ops;
-	provider->op = op;
-	provider->impl = self;
-	snprintf(provider->where, sizeof(provider->where), "Cloudflare (%.400s)",
-	         op->cfg->api_url);
+	rc = gw_provider_new(op, &cf_ops, sizeof(*self), "Cloudflare", &provider);
+	if (rc != MAILMODE_OK)
+		return rc;
+	self = provider->impl;
 	rc = load_token(op->ctx, op->cfg, &token, op->diag);
 	if (rc != MAILMODE_OK)
 		goto out;
@@ -740,9 +753,6 @@ int gw_cloudflare_open(struct gw_op *op, struct gw_provider **out)
 out:
 	if (token)
 		host->secret_free(host->handle, token);
-	if (provider)
-		cf_close(provider);
-	else if (!*out)
-		free(self);
+	cf_close(provider);
 	return rc;
 }

@@ -4,7 +4,9 @@
  * Credentials: the service account's JSON key file (client_email,
  * private_key, token_uri, project_id).  A JWT signed RS256 with the key
  * (OpenSSL) is exchanged at token_uri for an access token with the
- * ndev.clouddns.readwrite scope, kept until a minute before it expires.
+ * ndev.clouddns.readwrite scope, kept until a minute before it expires in
+ * the context's cache (provider.h), so every handle of one command uses
+ * it; a token the API refuses (401) is dropped and replaced once.
  *
  * The replacement is one changes.create whose deletions are the exact MX
  * RRset read (TTL and every rdata) and whose additions are the new one:
@@ -60,6 +62,9 @@ struct gc {
 	struct gw_https oauth;      /* the token endpoint: no bearer */
 	struct gc_key key;
 	int64_t token_expires_ms;   /* 0: no token yet */
+	/* The context's cache (provider.h): the token of this key, the zone
+	 * of a name. */
+	char token_key[GW_NAME_MAX * 2 + GW_URL_MAX + 64];
 	bool have_zone;
 	char zone[GW_NAME_MAX];     /* the managed zone's name */
 	char dns_name[GW_NAME_MAX]; /* its dnsName, "example.com." */
@@ -288,11 +293,39 @@ static int fetch_token(struct gw_provider *provider)
 		goto out;
 	}
 	rc = gw_https_set_bearer(&self->api, token->valuestring);
-	explicit_bzero(token->valuestring, strlen(token->valuestring));
 	self->token_expires_ms = now + (int64_t)(cJSON_IsNumber(expires) ?
 	                                         expires->valuedouble : 3600) * 1000;
+	if (rc == MAILMODE_OK)
+		gw_cache_put(op, self->token_key, token->valuestring,
+		             self->token_expires_ms);
+	explicit_bzero(token->valuestring, strlen(token->valuestring));
 out:
 	gw_https_answer_free(&answer);
+	return rc;
+}
+
+/* A token valid for TOKEN_MARGIN_MS more as the bearer: this handle's, the
+ * context's cached one for this key, or a new one. */
+static int have_token(struct gw_provider *provider)
+{
+	struct gc *self = provider->impl;
+	const struct gw_op *op = provider->op;
+	const struct mailmode_host *host = op->ctx->host;
+	int64_t now = host->clock_wall_ms(host->handle), expires = 0;
+	char *cached;
+	int rc;
+
+	if (now + TOKEN_MARGIN_MS < self->token_expires_ms)
+		return MAILMODE_OK;
+	cached = gw_cache_get(op, self->token_key, &expires);
+	if (!cached || now + TOKEN_MARGIN_MS >= expires) {
+		gw_cache_free(cached);
+		return fetch_token(provider);
+	}
+	rc = gw_https_set_bearer(&self->api, cached);
+	if (rc == MAILMODE_OK)
+		self->token_expires_ms = expires;
+	gw_cache_free(cached);
 	return rc;
 }
 
@@ -307,27 +340,25 @@ static int api_call(struct gw_provider *provider, const char *method,
 {
 	struct gc *self = provider->impl;
 	const struct gw_op *op = provider->op;
-	const struct mailmode_host *host = op->ctx->host;
-	char url[GW_URL_MAX * 2], why[MAILMODE_DIAG_SUMMARY_MAX / 2];
-	int rc;
+	int reauth = 0, rc;
 
 	memset(answer, 0, sizeof(*answer));
-	if (host->clock_wall_ms(host->handle) + TOKEN_MARGIN_MS >=
-	    self->token_expires_ms) {
-		rc = fetch_token(provider);
+	for (;;) {
+		rc = have_token(provider);
 		if (rc != MAILMODE_OK)
 			return rc;
+		rc = gw_https_api_call(&self->api, "Google Cloud DNS", method, path,
+		                       NULL, body, what, answer);
+		if (rc != MAILMODE_OK)
+			return MAILMODE_ERR_UNKNOWN;
+		/* A token revoked or expired early (Google checks it before
+		 * anything else): once more with a new one. */
+		if (answer->status != 401 || reauth++)
+			return MAILMODE_OK;
+		gw_cache_drop(op, self->token_key, gw_https_bearer(&self->api));
+		self->token_expires_ms = 0;
+		gw_https_answer_free(answer);
 	}
-	snprintf(url, sizeof(url), "%s%s", op->cfg->api_url, path);
-	rc = gw_https_call(&self->api, method, url, NULL, body, answer, why,
-	                   sizeof(why));
-	if (rc != MAILMODE_OK) {
-		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1, "no answer from "
-		               "Google Cloud DNS (%s) to %s: %s", op->cfg->api_url,
-		               what, why);
-		return MAILMODE_ERR_UNKNOWN;
-	}
-	return MAILMODE_OK;
 }
 
 /* "HTTP 412 conditionNotMet: Precondition not met for ..." */
@@ -456,8 +487,8 @@ static int zones_named(struct gw_provider *provider, const char *dns_name,
 	return MAILMODE_OK;
 }
 
-static int use_zone(struct gw_provider *provider, const char *zone,
-                    const char *dns_name)
+static void use_zone(struct gw_provider *provider, const char *zone,
+                     const char *dns_name)
 {
 	struct gc *self = provider->impl;
 
@@ -467,11 +498,11 @@ static int use_zone(struct gw_provider *provider, const char *zone,
 	         "managed zone %.150s (%.150s) of project %.150s", zone, dns_name,
 	         self->key.project);
 	self->have_zone = true;
-	return MAILMODE_OK;
 }
 
 /* The configured managed zone: it must be public and hold the domain. */
-static int configured_zone(struct gw_provider *provider, const char *fqdn)
+static int configured_zone(struct gw_provider *provider, const char *fqdn,
+                           char *zone, char *dns_name)
 {
 	struct gc *self = provider->impl;
 	const struct gw_op *op = provider->op;
@@ -495,8 +526,11 @@ static int configured_zone(struct gw_provider *provider, const char *fqdn)
 	         (dl < fl && fqdn[fl - dl - 1] != '.'))
 		rc = MAILMODE_ERR_CONFIG;
 	gw_https_answer_free(&answer);
-	if (rc == MAILMODE_OK)
-		return use_zone(provider, op->cfg->managed_zone, dn);
+	if (rc == MAILMODE_OK) {
+		snprintf(zone, GW_NAME_MAX, "%s", op->cfg->managed_zone);
+		snprintf(dns_name, GW_NAME_MAX, "%s", dn);
+		return MAILMODE_OK;
+	}
 	op->ctx->host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0,
 	                        rc == MAILMODE_ERR_FAILED
 	                                ? "[%s] managed_zone: '%s' is a private "
@@ -508,8 +542,10 @@ static int configured_zone(struct gw_provider *provider, const char *fqdn)
 	return rc;
 }
 
-/* The longest public suffix of the domain that is a managed zone. */
-static int find_zone(struct gw_provider *provider, const char *fqdn)
+/* The longest public suffix of the domain that is a managed zone: its
+ * name and dnsName. */
+static int look_zone_up(struct gw_provider *provider, const char *fqdn,
+                        char *zone, char *dns_name)
 {
 	struct gc *self = provider->impl;
 	const struct gw_op *op = provider->op;
@@ -518,17 +554,18 @@ static int find_zone(struct gw_provider *provider, const char *fqdn)
 	struct zone_match m;
 	int rc;
 
-	if (self->have_zone)
-		return MAILMODE_OK;
 	if (op->cfg->managed_zone[0])
-		return configured_zone(provider, fqdn);
+		return configured_zone(provider, fqdn, zone, dns_name);
 	for (; strchr(candidate, '.') != candidate + strlen(candidate) - 1;
 	     candidate = strchr(candidate, '.') + 1) {
 		rc = zones_named(provider, candidate, &m);
 		if (rc != MAILMODE_OK)
 			return rc;
-		if (m.public_count == 1)
-			return use_zone(provider, m.name, candidate);
+		if (m.public_count == 1) {
+			snprintf(zone, GW_NAME_MAX, "%s", m.name);
+			snprintf(dns_name, GW_NAME_MAX, "%s", candidate);
+			return MAILMODE_OK;
+		}
 		if (m.public_count > 1 || m.private_count > 0) {
 			host->diag_set(op->diag, MAILMODE_SEV_ERROR, 0,
 			               "Google Cloud DNS project %s has %s for %s (%s): "
@@ -546,6 +583,16 @@ static int find_zone(struct gw_provider *provider, const char *fqdn)
 	               "list its zones (dns.managedZones.list)?", self->key.project,
 	               op->domain, self->key.email);
 	return MAILMODE_ERR_FAILED;
+}
+
+/* The managed zone of fqdn: this handle's, or the context's (provider.h). */
+static int find_zone(struct gw_provider *provider, const char *fqdn)
+{
+	struct gc *self = provider->impl;
+
+	if (self->have_zone)
+		return MAILMODE_OK;
+	return gw_zone_cached(provider, fqdn, look_zone_up, use_zone);
 }
 
 /* ---- reading -------------------------------------------------------------- */
@@ -705,24 +752,14 @@ static enum gw_replace_outcome change_refused(struct gw_provider *provider,
                                               const char *name,
                                               const struct gw_https_answer *answer)
 {
-	const struct gw_op *op = provider->op;
-	const struct mailmode_host *host = op->ctx->host;
 	char errors[MAILMODE_DIAG_SUMMARY_MAX / 2];
 	const char *reason;
-	int rc;
 
 	error_line(answer, errors, sizeof(errors), &reason);
-	if (answer->status >= 500) {
-		host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1, "Google Cloud DNS "
-		               "answered the change of %s with a server error (%s): "
-		               "outcome unknown", name, errors);
-		return GW_REPLACE_UNKNOWN;
-	}
-	if (answer->status == 412 || answer->status == 409 || answer->status == 404)
-		return gw_precondition_refused(provider, name, "Google Cloud DNS", "change",
-		                               errors);
-	rc = refused(provider, "the change of the MX rrset", answer);
-	return rc == MAILMODE_ERR_DENIED ? GW_REPLACE_DENIED : GW_REPLACE_FAILED;
+	return gw_change_refused(provider, name, "Google Cloud DNS", answer,
+	                         answer->status == 412 || answer->status == 409 ||
+	                                 answer->status == 404,
+	                         errors, "the change of the MX rrset", refused);
 }
 
 static enum gw_replace_outcome gc_replace_rrset(
@@ -878,13 +915,10 @@ static void gc_close(struct gw_provider *provider)
 	if (!provider)
 		return;
 	self = provider->impl;
-	if (self) {
-		gw_https_close(&self->api);
-		gw_https_close(&self->oauth);
-		EVP_PKEY_free(self->key.pkey);
-		free(self);
-	}
-	free(provider);
+	gw_https_close(&self->api);
+	gw_https_close(&self->oauth);
+	EVP_PKEY_free(self->key.pkey);
+	gw_provider_free(provider);
 }
 
 static const struct gw_provider_ops gc_ops = {
@@ -898,22 +932,20 @@ static const struct gw_provider_ops gc_ops = {
 
 int gw_gcloud_open(struct gw_op *op, struct gw_provider **out)
 {
-	struct gw_provider *provider = calloc(1, sizeof(*provider));
-	struct gc *self = calloc(1, sizeof(*self));
-	int rc = MAILMODE_ERR_NOMEM;
+	struct gw_provider *provider;
+	struct gc *self;
+	int rc;
 
 	*out = NULL;
-	if (!provider || !self) {
-		free(self);
-		free(provider);
+	rc = gw_provider_new(op, &gc_ops, sizeof(*self), "Google Cloud DNS",
+	                     &provider);
+	if (rc != MAILMODE_OK)
 		return rc;
-	}
-	provider->ops = &gc_ops;
-	provider->op = op;
-	provider->impl = self;
-	snprintf(provider->where, sizeof(provider->where), "Google Cloud DNS (%.400s)",
-	         op->cfg->api_url);
+	self = provider->impl;
 	rc = load_key(op->ctx, op->cfg, &self->key, op->diag);
+	snprintf(self->token_key, sizeof(self->token_key), "gcloud token\n%s\n"
+	         "%s\n%s\n%s", op->cfg->dns_section, self->key.email,
+	         self->key.key_id, self->key.token_uri);
 	if (rc == MAILMODE_OK)
 		rc = gw_https_open(op, &self->api);
 	if (rc == MAILMODE_OK)

@@ -49,6 +49,11 @@ int gw_https_set_bearer(struct gw_https *https, const char *token)
 	return MAILMODE_OK;
 }
 
+const char *gw_https_bearer(const struct gw_https *https)
+{
+	return https->auth ? https->auth + strlen("Authorization: Bearer ") : NULL;
+}
+
 static void wipe_string(const char **s)
 {
 	char *p = (char *)*s;
@@ -202,6 +207,28 @@ int gw_https_call(struct gw_https *https, const char *method, const char *url,
 		gw_https_answer_free(answer);
 		host->sleep_ms(host->handle, GET_PAUSE_MS);
 	}
+}
+
+int gw_https_api_call(struct gw_https *https, const char *who,
+                      const char *method, const char *path,
+                      const char *content_type, const char *body,
+                      const char *what, struct gw_https_answer *answer)
+{
+	const struct gw_op *op = https->op;
+	char url[GW_URL_MAX * 3], why[MAILMODE_DIAG_SUMMARY_MAX / 2];
+	int rc;
+
+	if (strncmp(path, "https://", 8) == 0)
+		snprintf(url, sizeof(url), "%s", path);
+	else
+		snprintf(url, sizeof(url), "%s%s", op->cfg->api_url, path);
+	rc = gw_https_call(https, method, url, content_type, body, answer, why,
+	                   sizeof(why));
+	if (rc != MAILMODE_OK)
+		op->ctx->host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1, "no answer "
+		                        "from %s (%s) to %s: %s", who,
+		                        op->cfg->api_url, what, why);
+	return rc;
 }
 
 int gw_https_escape(char *url, size_t len, const char *text)

@@ -37,6 +37,8 @@ struct gw_https_answer {
 int gw_https_open(struct gw_op *op, struct gw_https *https);
 /* Sets the bearer token (copied; the old one is wiped). */
 int gw_https_set_bearer(struct gw_https *https, const char *token);
+/* The bearer token set (NULL: none), for the provider's token cache. */
+const char *gw_https_bearer(const struct gw_https *https);
 void gw_https_close(struct gw_https *https);
 /* Signs every request with AWS SigV4 ("aws:amz:REGION:SERVICE"); the
  * strings are copied (session_token may be NULL).  MAILMODE_ERR_CONFIG
@@ -54,6 +56,16 @@ int gw_https_call(struct gw_https *https, const char *method, const char *url,
                   const char *content_type, const char *body,
                   struct gw_https_answer *answer, char *why, size_t why_len);
 void gw_https_answer_free(struct gw_https_answer *answer);
+
+/* gw_https_call to path below op->cfg->api_url (an https:// URL is taken
+ * whole: a nextLink) for the API `who` ("Route 53").  Without an answer
+ * the diagnostic says "no answer from WHO (API_URL) to WHAT: why" and the
+ * host's code is returned (MAILMODE_ERR_UNKNOWN: an attempt may have been
+ * acted on). */
+int gw_https_api_call(struct gw_https *https, const char *who,
+                      const char *method, const char *path,
+                      const char *content_type, const char *body,
+                      const char *what, struct gw_https_answer *answer);
 
 /* Appends `text` to `url` (of size len) with %-escapes for anything but
  * unreserved characters (RFC 3986). */

@@ -2,10 +2,42 @@
  * The provider [dns NAME] provider = names (config.c has parsed it).
  */
 #include "provider.h"
+#include "https.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+int gw_provider_new(struct gw_op *op, const struct gw_provider_ops *ops,
+                    size_t impl_size, const char *who,
+                    struct gw_provider **provider)
+{
+	struct gw_provider *p = calloc(1, sizeof(*p));
+	void *impl = calloc(1, impl_size);
+
+	*provider = NULL;
+	if (!p || !impl) {
+		free(impl);
+		free(p);
+		return MAILMODE_ERR_NOMEM;
+	}
+	p->ops = ops;
+	p->op = op;
+	p->impl = impl;
+	snprintf(p->where, sizeof(p->where), "%s (%.400s)", who, op->cfg->api_url);
+	*provider = p;
+	return MAILMODE_OK;
+}
+
+void gw_provider_free(struct gw_provider *provider)
+{
+	if (!provider)
+		return;
+	free(provider->impl);
+	free(provider);
+}
 
 int gw_provider_open(struct gw_op *op, bool need_secret,
                      struct gw_provider **provider)
@@ -124,6 +156,28 @@ enum gw_replace_outcome gw_precondition_refused(struct gw_provider *provider,
 	return GW_REPLACE_CONFLICT;
 }
 
+enum gw_replace_outcome gw_change_refused(
+	struct gw_provider *provider, const char *name, const char *who,
+	const struct gw_https_answer *answer, bool conflict, const char *detail,
+	const char *what,
+	int (*refused)(struct gw_provider *provider, const char *what,
+	               const struct gw_https_answer *answer))
+{
+	const struct gw_op *op = provider->op;
+
+	if (answer->status >= 500) {
+		op->ctx->host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1, "%s "
+		                        "answered the change of %s with a server "
+		                        "error (%s): outcome unknown", who, name,
+		                        detail);
+		return GW_REPLACE_UNKNOWN;
+	}
+	if (conflict)
+		return gw_precondition_refused(provider, name, who, "change", detail);
+	return refused(provider, what, answer) == MAILMODE_ERR_DENIED
+	               ? GW_REPLACE_DENIED : GW_REPLACE_FAILED;
+}
+
 void gw_follow_change(struct gw_provider *provider, const char *who,
                       const char *id, const char *status, const char *done,
                       int64_t pause_ms,
@@ -153,4 +207,188 @@ void gw_follow_change(struct gw_provider *provider, const char *who,
 		host->log(host->handle, MAILMODE_LOG_INFO, "%s: %s change %s %s "
 		          "after %lld ms", op->domain, who, id, done,
 		          (long long)(host->clock_mono_ms(host->handle) - started));
+}
+
+/* ---- the cache of a plugin context -------------------------------------- */
+
+struct cache_entry {
+	struct cache_entry *next;
+	char *key;
+	char *value;
+	int64_t expires_ms;         /* wall clock; 0: none */
+};
+
+/* struct gw_ctx holds the host table only (gateway.h), so the entries of
+ * each context are found here by its address.  A context's entries stay
+ * until the plugin is unloaded: tokens expire, and a context lives for the
+ * whole command anyway. */
+struct ctx_cache {
+	struct ctx_cache *next;
+	const struct gw_ctx *ctx;
+	struct cache_entry *entries;
+};
+
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ctx_cache *caches;
+
+void gw_cache_free(char *value)
+{
+	if (!value)
+		return;
+	explicit_bzero(value, strlen(value));
+	free(value);
+}
+
+static void entry_free(struct cache_entry *e)
+{
+	free(e->key);
+	gw_cache_free(e->value);
+	free(e);
+}
+
+/* The context's entry list, made when create; NULL when none.  Called
+ * with cache_lock held. */
+static struct ctx_cache *cache_of(const struct gw_ctx *ctx, bool create)
+{
+	struct ctx_cache *c;
+
+	for (c = caches; c; c = c->next)
+		if (c->ctx == ctx)
+			return c;
+	if (!create || !(c = calloc(1, sizeof(*c))))
+		return NULL;
+	c->ctx = ctx;
+	c->next = caches;
+	caches = c;
+	return c;
+}
+
+/* The link pointing at key's entry (at the end of the list when none).
+ * Called with cache_lock held. */
+static struct cache_entry **entry_link(struct ctx_cache *c, const char *key)
+{
+	struct cache_entry **link = &c->entries;
+
+	while (*link && strcmp((*link)->key, key) != 0)
+		link = &(*link)->next;
+	return link;
+}
+
+char *gw_cache_get(const struct gw_op *op, const char *key, int64_t *expires_ms)
+{
+	const struct mailmode_host *host = op->ctx->host;
+	int64_t now = host->clock_wall_ms(host->handle);
+	struct ctx_cache *c;
+	struct cache_entry *e = NULL;
+	char *value = NULL;
+
+	pthread_mutex_lock(&cache_lock);
+	c = cache_of(op->ctx, false);
+	if (c)
+		e = *entry_link(c, key);
+	if (e && (e->expires_ms == 0 || e->expires_ms > now)) {
+		value = strdup(e->value);
+		if (expires_ms)
+			*expires_ms = e->expires_ms;
+	}
+	pthread_mutex_unlock(&cache_lock);
+	return value;
+}
+
+void gw_cache_put(const struct gw_op *op, const char *key, const char *value,
+                  int64_t expires_ms)
+{
+	struct ctx_cache *c;
+	struct cache_entry **link, *e = calloc(1, sizeof(*e));
+
+	if (!e || !(e->key = strdup(key)) || !(e->value = strdup(value))) {
+		if (e)
+			entry_free(e);
+		return;
+	}
+	e->expires_ms = expires_ms;
+	pthread_mutex_lock(&cache_lock);
+	c = cache_of(op->ctx, true);
+	if (c) {
+		link = entry_link(c, key);
+		if (*link) {
+			e->next = (*link)->next;
+			entry_free(*link);
+		}
+		*link = e;
+		e = NULL;
+	}
+	pthread_mutex_unlock(&cache_lock);
+	if (e)
+		entry_free(e);
+}
+
+void gw_cache_drop(const struct gw_op *op, const char *key, const char *value)
+{
+	struct ctx_cache *c;
+	struct cache_entry **link, *e = NULL;
+
+	pthread_mutex_lock(&cache_lock);
+	c = cache_of(op->ctx, false);
+	link = c ? entry_link(c, key) : NULL;
+	if (link && *link && (!value || strcmp((*link)->value, value) == 0)) {
+		e = *link;
+		*link = e->next;
+	}
+	pthread_mutex_unlock(&cache_lock);
+	if (e)
+		entry_free(e);
+}
+
+int gw_zone_cached(struct gw_provider *provider, const char *name,
+                   int (*look_up)(struct gw_provider *provider,
+                                  const char *name, char *first, char *second),
+                   void (*use)(struct gw_provider *provider, const char *first,
+                               const char *second))
+{
+	const struct gw_op *op = provider->op;
+	char key[GW_NAME_MAX * 2 + 64], first[GW_NAME_MAX], second[GW_NAME_MAX];
+	char *value, *cut;
+	int rc = MAILMODE_OK;
+
+	snprintf(key, sizeof(key), "%s zone\n%s\n%s", provider->ops->name,
+	         op->cfg->dns_section, name);
+	value = gw_cache_get(op, key, NULL);
+	cut = value ? strchr(value, '\n') : NULL;
+	if (cut) {
+		*cut = '\0';
+		use(provider, value, cut + 1);
+		goto out;
+	}
+	first[0] = second[0] = '\0';
+	rc = look_up(provider, name, first, second);
+	if (rc != MAILMODE_OK)
+		goto out;
+	use(provider, first, second);
+	gw_cache_free(value);
+	value = malloc(strlen(first) + strlen(second) + 2);
+	if (value) {
+		sprintf(value, "%s\n%s", first, second);
+		gw_cache_put(op, key, value, 0);
+	}
+out:
+	gw_cache_free(value);
+	return rc;
+}
+
+/* The plugin unloaded (dlclose, or the process ending): every entry
+ * wiped. */
+__attribute__((destructor)) static void cache_unload(void)
+{
+	struct ctx_cache *c;
+	struct cache_entry *e;
+
+	while ((c = caches)) {
+		caches = c->next;
+		while ((e = c->entries)) {
+			c->entries = e->next;
+			entry_free(e);
+		}
+		free(c);
+	}
 }

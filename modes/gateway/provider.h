@@ -46,6 +46,7 @@ enum gw_replace_outcome {
 };
 
 struct gw_provider;
+struct gw_https_answer;
 
 struct gw_provider_ops {
 	const char *name;
@@ -100,6 +101,16 @@ struct gw_provider {
 	char proven[MAILMODE_DIAG_SUMMARY_MAX];
 };
 
+/* A handle for op with its ops and a zeroed impl of impl_size bytes;
+ * where is "WHO (api_url)" until the provider knows more.
+ * MAILMODE_ERR_NOMEM, or MAILMODE_OK with *provider set. */
+int gw_provider_new(struct gw_op *op, const struct gw_provider_ops *ops,
+                    size_t impl_size, const char *who,
+                    struct gw_provider **provider);
+/* Frees the handle and its impl (what impl points to is the caller's to
+ * release first); NULL: nothing. */
+void gw_provider_free(struct gw_provider *provider);
+
 /* The provider [dns NAME] names.  need_secret: RFC 2136 loads its TSIG
  * secret only then (plan and reads do without); the API providers always
  * load their credential (they cannot read without it).  On success
@@ -139,6 +150,43 @@ int gw_azure_open(struct gw_op *op, struct gw_provider **provider);
 int gw_azure_check_credentials(const struct gw_ctx *ctx,
                                const struct gw_config *cfg,
                                struct mailmode_diag *diag);
+
+/* ---- provider.c: what provider handles of one plugin context share ------ */
+
+/* A switch opens several provider handles (plan, probe, swap, verify,
+ * settle); without a cache each one would sign in and look its zone up
+ * again.  The cache belongs to the plugin context (op->ctx) and lives as
+ * long as it: within one mailmode process, or one isolation helper, for
+ * the whole command.  Entries are strings under a key the provider makes
+ * (its name, the [dns NAME] section and what names the credential or the
+ * zone); values are wiped when replaced or dropped.  Safe to call from
+ * concurrent operations (the plugin is MAILMODE_CAP_THREADSAFE). */
+
+/* A copy of the value under key (free it with gw_cache_free), with its
+ * expiry (wall clock ms; 0: none) in *expires_ms when not NULL; NULL when
+ * there is none, it expired, or memory ran out. */
+char *gw_cache_get(const struct gw_op *op, const char *key, int64_t *expires_ms);
+/* Stores a copy of value under key (replacing what was there) until
+ * expires_ms (wall clock; 0: for as long as the context).  Failing to
+ * store only costs a later lookup: nothing is returned. */
+void gw_cache_put(const struct gw_op *op, const char *key, const char *value,
+                  int64_t expires_ms);
+/* Drops the entry under key if it still holds `value` (NULL: whatever it
+ * holds): a token refused (401) is dropped unless a concurrent call has
+ * already replaced it with a fresh one. */
+void gw_cache_drop(const struct gw_op *op, const char *key, const char *value);
+/* Wipes and frees what gw_cache_get returned (NULL: nothing). */
+void gw_cache_free(char *value);
+/* The zone holding `name` for this handle, looked up once per command:
+ * two strings (an id and a name, a zone and its group) kept in the
+ * context's cache under the provider, the [dns NAME] section and name.
+ * look_up finds them (GW_NAME_MAX bytes each; the diagnostic set when it
+ * fails); use gives them to the handle, from the cache or from look_up. */
+int gw_zone_cached(struct gw_provider *provider, const char *name,
+                   int (*look_up)(struct gw_provider *provider,
+                                  const char *name, char *first, char *second),
+                   void (*use)(struct gw_provider *provider, const char *first,
+                               const char *second));
 
 /* ---- swap.c: the write path of setup and teardown ----------------------- */
 
@@ -196,6 +244,19 @@ void gw_append_rrset(char *buf, size_t len, const char *label, const char *name,
 enum gw_replace_outcome gw_precondition_refused(struct gw_provider *provider,
                                                const char *name, const char *who,
                                                const char *change, const char *detail);
+
+/* A change `who` answered with a refusal (detail: its status and error,
+ * for the message): a server error (5xx) is an unknown outcome; conflict
+ * (the status says the set is not the expected one) is
+ * gw_precondition_refused; anything else is what refused(provider, what,
+ * answer) says (it sets the diagnostic; MAILMODE_ERR_DENIED: credentials
+ * or policy). */
+enum gw_replace_outcome gw_change_refused(
+	struct gw_provider *provider, const char *name, const char *who,
+	const struct gw_https_answer *answer, bool conflict, const char *detail,
+	const char *what,
+	int (*refused)(struct gw_provider *provider, const char *what,
+	               const struct gw_https_answer *answer));
 
 /* Follows an accepted change until its status is `done`: every pause_ms,
  * poll() updates the status (leaving it when no answer came), for at most

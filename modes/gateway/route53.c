@@ -152,21 +152,14 @@ static int api_call(struct gw_provider *provider, const char *method,
 	struct r53 *self = provider->impl;
 	const struct gw_op *op = provider->op;
 	const struct mailmode_host *host = op->ctx->host;
-	char url[GW_URL_MAX * 2], why[MAILMODE_DIAG_SUMMARY_MAX / 2];
 	int64_t pause = THROTTLE_FIRST_MS;
 	int tries, rc;
 
-	snprintf(url, sizeof(url), "%s%s", op->cfg->api_url, path);
 	for (tries = 1;; tries++) {
-		rc = gw_https_call(&self->https, method, url,
-		                   body ? "text/xml" : NULL, body, answer, why,
-		                   sizeof(why));
-		if (rc != MAILMODE_OK) {
-			host->diag_set(op->diag, MAILMODE_SEV_ERROR, 1, "no answer "
-			               "from Route 53 (%s) to %s: %s",
-			               op->cfg->api_url, what, why);
+		rc = gw_https_api_call(&self->https, "Route 53", method, path,
+		                       body ? "text/xml" : NULL, body, what, answer);
+		if (rc != MAILMODE_OK)
 			return rc == MAILMODE_ERR_UNKNOWN ? rc : MAILMODE_ERR_FAILED;
-		}
 		if (!throttled(answer) || tries >= THROTTLE_TRIES)
 			return MAILMODE_OK;
 		host->log(host->handle, MAILMODE_LOG_INFO, "%s: Route 53 throttled "
@@ -288,8 +281,22 @@ static int zones_named(struct gw_provider *provider, const char *dns_name,
 	return rc;
 }
 
-/* The longest suffix of fqdn that is one public hosted zone. */
-static int find_zone(struct gw_provider *provider, const char *fqdn)
+static void use_zone(struct gw_provider *provider, const char *id,
+                     const char *name)
+{
+	struct r53 *self = provider->impl;
+
+	snprintf(self->zone_id, sizeof(self->zone_id), "%s", id);
+	snprintf(self->zone_name, sizeof(self->zone_name), "%s", name);
+	snprintf(provider->where, sizeof(provider->where), "Route 53 hosted zone "
+	         "%.200s (id %s)", name, id);
+	self->have_zone = true;
+}
+
+/* The longest suffix of fqdn that is one public hosted zone: its id and
+ * name. */
+static int look_zone_up(struct gw_provider *provider, const char *fqdn,
+                        char *id, char *name)
 {
 	struct r53 *self = provider->impl;
 	const struct gw_op *op = provider->op;
@@ -298,8 +305,6 @@ static int find_zone(struct gw_provider *provider, const char *fqdn)
 	struct zone_match m;
 	int rc;
 
-	if (self->have_zone)
-		return MAILMODE_OK;
 	/* Down to two labels: a zone is never a bare TLD here. */
 	for (; strchr(candidate, '.') != candidate + strlen(candidate) - 1;
 	     candidate = strchr(candidate, '.') + 1) {
@@ -316,12 +321,8 @@ static int find_zone(struct gw_provider *provider, const char *fqdn)
 			return MAILMODE_ERR_FAILED;
 		}
 		if (m.public_count == 1) {
-			snprintf(self->zone_id, sizeof(self->zone_id), "%s", m.id);
-			snprintf(self->zone_name, sizeof(self->zone_name), "%s",
-			         candidate);
-			snprintf(provider->where, sizeof(provider->where), "Route 53 "
-			         "hosted zone %.200s (id %s)", candidate, m.id);
-			self->have_zone = true;
+			snprintf(id, GW_NAME_MAX, "%s", m.id);
+			snprintf(name, GW_NAME_MAX, "%s", candidate);
 			return MAILMODE_OK;
 		}
 	}
@@ -331,6 +332,16 @@ static int find_zone(struct gw_provider *provider, const char *fqdn)
 	               "hosted zones (route53:ListHostedZonesByName)?", op->domain,
 	               self->key_id, op->cfg->dns_section);
 	return MAILMODE_ERR_FAILED;
+}
+
+/* The hosted zone of fqdn: this handle's, or the context's (provider.h). */
+static int find_zone(struct gw_provider *provider, const char *fqdn)
+{
+	struct r53 *self = provider->impl;
+
+	if (self->have_zone)
+		return MAILMODE_OK;
+	return gw_zone_cached(provider, fqdn, look_zone_up, use_zone);
 }
 
 /* ---- reading -------------------------------------------------------------- */
@@ -703,11 +714,8 @@ static void r53_close(struct gw_provider *provider)
 	if (!provider)
 		return;
 	self = provider->impl;
-	if (self) {
-		gw_https_close(&self->https);
-		free(self);
-	}
-	free(provider);
+	gw_https_close(&self->https);
+	gw_provider_free(provider);
 }
 
 static const struct gw_provider_ops r53_ops = {
@@ -894,23 +902,17 @@ int gw_route53_check_credentials(const struct gw_ctx *ctx,
 
 int gw_route53_open(struct gw_op *op, struct gw_provider **out)
 {
-	struct gw_provider *provider = calloc(1, sizeof(*provider));
-	struct r53 *self = calloc(1, sizeof(*self));
+	struct gw_provider *provider;
+	struct r53 *self;
 	struct r53_creds c = { 0 };
 	char signing[128];
-	int rc = MAILMODE_ERR_NOMEM;
+	int rc;
 
 	*out = NULL;
-	if (!provider || !self) {
-		free(self);
-		free(provider);
+	rc = gw_provider_new(op, &r53_ops, sizeof(*self), "Route 53", &provider);
+	if (rc != MAILMODE_OK)
 		return rc;
-	}
-	provider->ops = &r53_ops;
-	provider->op = op;
-	provider->impl = self;
-	snprintf(provider->where, sizeof(provider->where), "Route 53 (%.400s)",
-	         op->cfg->api_url);
+	self = provider->impl;
 	snprintf(signing, sizeof(signing), "aws:amz:%s:route53", op->cfg->region);
 	rc = load_creds(op->ctx, op->cfg, &c, op->diag);
 	if (rc == MAILMODE_OK)

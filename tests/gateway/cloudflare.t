@@ -9,7 +9,7 @@ EMU_PY=$top_srcdir/tests/servers/cfemu.py
 PROVIDER_ZONE=cloudflare.test
 . "$top_srcdir/tests/gateway/provider-lib.sh"
 
-plan 50
+plan 51
 
 Z=cloudflare.test
 ORIG="3600 10 mx1.cloudflare.test.
@@ -98,6 +98,7 @@ like "$out" "guarantee: weaker than a compare-and-swap" "plan: says the guarante
 round_trip_setup $Z cf
 setup_batches=$(emu_requests 'POST .*/batch')
 is "$setup_batches" 2 "setup sent two batches: preflight's no-op probe and the swap"
+is "$(emu_requests 'GET .*/zones\?name=')" 1 "one zone lookup for the whole setup (the provider handles share it)"
 round_trip_teardown $Z
 diag "API calls: setup $setup_calls, teardown $teardown_calls"
 

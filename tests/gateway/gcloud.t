@@ -10,7 +10,7 @@ EMU_PY=$top_srcdir/tests/servers/gcloudemu.py
 PROVIDER_ZONE=gcloud.test
 . "$top_srcdir/tests/gateway/provider-lib.sh"
 
-plan 45
+plan 52
 
 Z=gcloud.test
 ORIG="3600 10 mx1.gcloud.test.
@@ -89,9 +89,11 @@ like "$out" "addition: gcloud.test. 300 MX 20 mx-02.gw.test." "plan: adds the ga
 
 round_trip_setup $Z gc
 is "$(emu_requests 'POST .*/changes$')" 1 "one changes.create"
-setup_tokens=$(emu_requests 'POST /token')
+is "$(emu_requests 'POST /token')" 1 "one token request for the whole setup (the provider handles share it)"
+is "$(emu_requests 'managedZones\?dnsName=')" 1 "and one managed-zone lookup"
 round_trip_teardown $Z
-diag "API calls: setup $setup_calls ($setup_tokens token), teardown $teardown_calls"
+is "$(emu_requests 'POST /token')" 1 "one token request for the whole teardown"
+diag "API calls: setup $setup_calls, teardown $teardown_calls"
 
 # --- a concurrent change between read and change --------------------------------
 R=race.$Z
@@ -103,6 +105,11 @@ like "$err" "the MX set of $R changed at Google Cloud DNS between our read and o
 wait_mx $R "$ORIG
 3600 30 mx3.gcloud.test."
 ok $? "BIND serves the other change and nothing of ours"
+
+# --- the token refused between the read and the change: one new token --------------
+setup_token_refused $R gc-slow 'POST .*/changes$' 'POST /token'
+wait_mx $R "$GATEWAY_SET"
+ok $? "BIND serves the gateway set"
 
 # --- wrong key, under-privileged account, private zone ---------------------------
 T=throttle.$Z

@@ -26,6 +26,12 @@
 #                     change) while someone else changes the MX set through
 #                     the emulator's control API; $rc and $err as `mm` sets
 #                     them (2 tests)
+#   setup_token_refused NAME PROFILE CHANGE-FILTER TOKEN-FILTER
+#                     setup of NAME with PROFILE (one that pauses before its
+#                     change) while the emulator expires every access token
+#                     (POST /_emu/tokens/expire): it succeeds, the change
+#                     refused 401 is sent once more, and the token endpoint
+#                     is asked once for all the handles (3 tests)
 #   lost_answer NAME PROFILE FAULT-JSON ERROR-REGEX
 #                     setup whose change is applied but whose answer is lost
 #                     (the fault), then resume and teardown: unknown outcome,
@@ -134,17 +140,39 @@ round_trip_teardown() {
 	is "$(dns_mx "$DNS_SECONDARY" "$1")" "$ORIG" "so does the secondary"
 }
 
-setup_racing() {
+# _setup_paused NAME PROFILE: setup in the background until it pauses
+# before its change (non-zero: it did not); _setup_done: its $rc and $err.
+_setup_paused() {
 	"$MAILMODE" --config "$CONF" setup "$1" --mode gateway --profile "$2" \
 		>"$TEST_TMP/setup.out" 2>"$TEST_TMP/setup.err" &
-	_sr_pid=$!
+	_sp_pid=$!
 	wait_until 15 grep -q "pausing before the UPDATE" "$TEST_TMP/setup.err"
+}
+
+_setup_done() {
+	wait $_sp_pid
+	rc=$?
+	err=$(cat "$TEST_TMP/setup.err")
+}
+
+setup_racing() {
+	_setup_paused "$1" "$2"
 	ok $? "setup read the MX set and pauses before its change"
 	emu_ctl POST "$3" "$4" >/dev/null
 	ok $? "someone else changes the MX set meanwhile"
-	wait $_sr_pid
-	rc=$?
-	err=$(cat "$TEST_TMP/setup.err")
+	_setup_done
+}
+
+setup_token_refused() {
+	_setup_paused "$1" "$2"
+	emu_ctl POST /_emu/tokens/expire >/dev/null
+	emu_ctl DELETE /_emu/requests >/dev/null
+	_setup_done
+	is "$rc" 0 "setup succeeds after its token was refused (401, then a new token)"
+	[ "$rc" = 0 ] || diag "$err"
+	is "$(emu_requests "$3")" 2 "the change was sent again once, with the new token"
+	is "$(emu_requests "$4")" 1 \
+		"the refused token was dropped: one new token, shared by the handles after it"
 }
 
 lost_answer() {

@@ -12,7 +12,7 @@ EMU_PY=$top_srcdir/tests/servers/r53emu.py
 PROVIDER_ZONE=route53.test
 . "$top_srcdir/tests/gateway/provider-lib.sh"
 
-plan 66
+plan 67
 
 Z=route53.test
 ORIG="3600 10 mx1.route53.test.
@@ -148,6 +148,7 @@ setup_s=$(( ($(date +%s%N) - start) / 1000000 ))
 is "$(emu_requests 'POST .*/rrset$')" 2 "two ChangeResourceRecordSets: preflight's probe (never applies) and the swap"
 insync=$(printf '%s\n' "$err" | sed -n 's/.*Route 53 change \(C[0-9A-Z]*\) INSYNC after \([0-9]*\) ms.*/\2/p' | tail -1)
 ok "$([ -n "$insync" ] && echo 0 || echo 1)" "setup followed the change until INSYNC"
+is "$(emu_requests 'GET .*/hostedzonesbyname\?')" 1 "one hosted-zone lookup for the whole setup (the provider handles share it)"
 round_trip_teardown $Z
 diag "API calls: setup $setup_calls, teardown $teardown_calls; setup took ${setup_s} ms, the change INSYNC after ${insync} ms (propagation delay 1 s)"
 

@@ -28,7 +28,9 @@ or cloud-platform.  API (base /dns/v1), as in dns-providers.md D and E:
   GET  /projects/P/managedZones/Z/changes/ID pending until BIND has it
   POST /projects/P/managedZones/Z:testIamPermissions
 Control (besides provemu's): GET /_emu/zones/Z; POST /_emu/zones/Z/rrset
-{rrset}: replaces that rrset as someone else would (propagated).
+{rrset}: replaces that rrset as someone else would (propagated);
+POST /_emu/tokens/expire: every access token issued so far expires (the
+API answers it 401 authError, as Google answers a revoked token).
 """
 
 import argparse
@@ -159,6 +161,11 @@ class GcEmu(provemu.Emu):
 
     def own_control(self, method, path, body):
         parts = path.split("/")  # '', '_emu', 'zones', Z, ['rrset']
+        if parts[2:] == ["tokens", "expire"] and method == "POST":
+            with self.lock:
+                for token, (email, _) in self.tokens.items():
+                    self.tokens[token] = (email, time.time() - 1)
+                return 200, {"expired": len(self.tokens)}
         if len(parts) >= 4 and parts[2] == "zones" and parts[3] in self.zones:
             zone = self.zones[parts[3]]
             with self.lock:
