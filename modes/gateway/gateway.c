@@ -53,14 +53,24 @@ static int gw_init(const struct mailmode_host *host, const char *section,
 		goto out;
 	}
 	ctx->host = host;
+	ctx->cache = gw_cache_new();
+	if (!ctx->cache) {
+		free(ctx);
+		rc = MAILMODE_ERR_NOMEM;
+		goto out;
+	}
 	*ctx_out = ctx;
 	rc = MAILMODE_OK;
 out:
 	return rc;
 }
 
-static void gw_fini(void *ctx)
+static void gw_fini(void *vctx)
 {
+	struct gw_ctx *ctx = vctx;
+
+	if (ctx)
+		gw_cache_destroy(ctx->cache);
 	free(ctx);
 }
 

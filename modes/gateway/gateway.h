@@ -41,6 +41,9 @@
  * operations on different domains can run at the same time. */
 struct gw_ctx {
 	const struct mailmode_host *host;
+	/* Tokens and zone ids for the whole command (provider.c); NULL: none
+	 * kept. */
+	struct gw_cache *cache;
 };
 
 /* One MX record.  host is lower-case and absolute ("mx1.example.test."). */

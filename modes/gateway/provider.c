@@ -218,18 +218,12 @@ struct cache_entry {
 	int64_t expires_ms;         /* wall clock; 0: none */
 };
 
-/* struct gw_ctx holds the host table only (gateway.h), so the entries of
- * each context are found here by its address.  A context's entries stay
- * until the plugin is unloaded: tokens expire, and a context lives for the
- * whole command anyway. */
-struct ctx_cache {
-	struct ctx_cache *next;
-	const struct gw_ctx *ctx;
+/* One plugin context's cache (gw_ctx.cache): the calls of a THREADSAFE
+ * plugin share it, hence the lock. */
+struct gw_cache {
+	pthread_mutex_t lock;
 	struct cache_entry *entries;
 };
-
-static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct ctx_cache *caches;
 
 void gw_cache_free(char *value)
 {
@@ -246,26 +240,9 @@ static void entry_free(struct cache_entry *e)
 	free(e);
 }
 
-/* The context's entry list, made when create; NULL when none.  Called
- * with cache_lock held. */
-static struct ctx_cache *cache_of(const struct gw_ctx *ctx, bool create)
-{
-	struct ctx_cache *c;
-
-	for (c = caches; c; c = c->next)
-		if (c->ctx == ctx)
-			return c;
-	if (!create || !(c = calloc(1, sizeof(*c))))
-		return NULL;
-	c->ctx = ctx;
-	c->next = caches;
-	caches = c;
-	return c;
-}
-
 /* The link pointing at key's entry (at the end of the list when none).
- * Called with cache_lock held. */
-static struct cache_entry **entry_link(struct ctx_cache *c, const char *key)
+ * Called with c->lock held. */
+static struct cache_entry **entry_link(struct gw_cache *c, const char *key)
 {
 	struct cache_entry **link = &c->entries;
 
@@ -278,64 +255,60 @@ char *gw_cache_get(const struct gw_op *op, const char *key, int64_t *expires_ms)
 {
 	const struct mailmode_host *host = op->ctx->host;
 	int64_t now = host->clock_wall_ms(host->handle);
-	struct ctx_cache *c;
-	struct cache_entry *e = NULL;
+	struct gw_cache *c = op->ctx->cache;
+	struct cache_entry *e;
 	char *value = NULL;
 
-	pthread_mutex_lock(&cache_lock);
-	c = cache_of(op->ctx, false);
-	if (c)
-		e = *entry_link(c, key);
+	if (!c)
+		return NULL;
+	pthread_mutex_lock(&c->lock);
+	e = *entry_link(c, key);
 	if (e && (e->expires_ms == 0 || e->expires_ms > now)) {
 		value = strdup(e->value);
 		if (expires_ms)
 			*expires_ms = e->expires_ms;
 	}
-	pthread_mutex_unlock(&cache_lock);
+	pthread_mutex_unlock(&c->lock);
 	return value;
 }
 
 void gw_cache_put(const struct gw_op *op, const char *key, const char *value,
                   int64_t expires_ms)
 {
-	struct ctx_cache *c;
-	struct cache_entry **link, *e = calloc(1, sizeof(*e));
+	struct gw_cache *c = op->ctx->cache;
+	struct cache_entry **link, *e;
 
-	if (!e || !(e->key = strdup(key)) || !(e->value = strdup(value))) {
-		if (e)
-			entry_free(e);
+	if (!c || !(e = calloc(1, sizeof(*e))))
+		return;
+	if (!(e->key = strdup(key)) || !(e->value = strdup(value))) {
+		entry_free(e);
 		return;
 	}
 	e->expires_ms = expires_ms;
-	pthread_mutex_lock(&cache_lock);
-	c = cache_of(op->ctx, true);
-	if (c) {
-		link = entry_link(c, key);
-		if (*link) {
-			e->next = (*link)->next;
-			entry_free(*link);
-		}
-		*link = e;
-		e = NULL;
+	pthread_mutex_lock(&c->lock);
+	link = entry_link(c, key);
+	if (*link) {
+		e->next = (*link)->next;
+		entry_free(*link);
 	}
-	pthread_mutex_unlock(&cache_lock);
-	if (e)
-		entry_free(e);
+	*link = e;
+	pthread_mutex_unlock(&c->lock);
 }
 
 void gw_cache_drop(const struct gw_op *op, const char *key, const char *value)
 {
-	struct ctx_cache *c;
+	struct gw_cache *c = op->ctx->cache;
 	struct cache_entry **link, *e = NULL;
 
-	pthread_mutex_lock(&cache_lock);
-	c = cache_of(op->ctx, false);
-	link = c ? entry_link(c, key) : NULL;
-	if (link && *link && (!value || strcmp((*link)->value, value) == 0)) {
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->lock);
+	link = entry_link(c, key);
+	if (*link && (!value || strcmp((*link)->value, value) == 0)) {
 		e = *link;
 		*link = e->next;
 	}
-	pthread_mutex_unlock(&cache_lock);
+	pthread_mutex_unlock(&c->lock);
 	if (e)
 		entry_free(e);
 }
@@ -376,19 +349,27 @@ out:
 	return rc;
 }
 
-/* The plugin unloaded (dlclose, or the process ending): every entry
- * wiped. */
-__attribute__((destructor)) static void cache_unload(void)
+struct gw_cache *gw_cache_new(void)
 {
-	struct ctx_cache *c;
+	struct gw_cache *c = calloc(1, sizeof(*c));
+
+	if (c && pthread_mutex_init(&c->lock, NULL) != 0) {
+		free(c);
+		c = NULL;
+	}
+	return c;
+}
+
+void gw_cache_destroy(struct gw_cache *c)
+{
 	struct cache_entry *e;
 
-	while ((c = caches)) {
-		caches = c->next;
-		while ((e = c->entries)) {
-			c->entries = e->next;
-			entry_free(e);
-		}
-		free(c);
+	if (!c)
+		return;
+	while ((e = c->entries)) {
+		c->entries = e->next;
+		entry_free(e);
 	}
+	pthread_mutex_destroy(&c->lock);
+	free(c);
 }

@@ -175,6 +175,9 @@ void gw_cache_put(const struct gw_op *op, const char *key, const char *value,
  * holds): a token refused (401) is dropped unless a concurrent call has
  * already replaced it with a fresh one. */
 void gw_cache_drop(const struct gw_op *op, const char *key, const char *value);
+/* A context's cache, and its end (every entry wiped). */
+struct gw_cache *gw_cache_new(void);
+void gw_cache_destroy(struct gw_cache *cache);
 /* Wipes and frees what gw_cache_get returned (NULL: nothing). */
 void gw_cache_free(char *value);
 /* The zone holding `name` for this handle, looked up once per command:
