@@ -12,8 +12,16 @@
 
 #include <limits.h>
 #include <malloc.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* What a parked thread keeps of its stack below its own frame: the calls
+ * park makes (the sleep, madvise itself) run there. */
+#define PARK_STACK_MARGIN (16 * 1024)
 
 /* One line of the runbook, checked against the config, plugins and state. */
 struct job {
@@ -310,6 +318,33 @@ static void give_worker(struct run *run, struct worker *w)
 	pthread_cond_broadcast(&run->changed);
 }
 
+/* A parked thread's stack below its frame holds nothing until it runs
+ * again: given back to the system while it waits (36 KiB a thread, of 500
+ * parked domains 18 MiB of the run's peak RSS, bench/runbook).  Touched
+ * again, the pages come back zeroed.  Where the frame is not on the
+ * thread's stack (a sanitizer's fake stack), nothing is given back. */
+static void release_stack(void)
+{
+#ifdef __GLIBC__
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), low, end;
+	pthread_attr_t attr;
+	size_t size = 0;
+	void *base = NULL;
+	char here;
+
+	if (pthread_getattr_np(pthread_self(), &attr) != 0)
+		return;
+	if (pthread_attr_getstack(&attr, &base, &size) == 0) {
+		low = ((uintptr_t)base + page - 1) & ~(page - 1);
+		end = ((uintptr_t)&here - PARK_STACK_MARGIN) & ~(page - 1);
+		if ((uintptr_t)&here > (uintptr_t)base + PARK_STACK_MARGIN &&
+		    (uintptr_t)&here < (uintptr_t)base + size && end > low)
+			madvise((void *)low, end - low, MADV_DONTNEED);
+	}
+	pthread_attr_destroy(&attr);
+#endif
+}
+
 /* The engine's wait hook: the domain's worker runs others until it is due. */
 static void park(struct mm_engine *e, long long until_ms)
 {
@@ -323,6 +358,7 @@ static void park(struct mm_engine *e, long long until_ms)
 	give_worker(run, t->worker);
 	t->worker = NULL;
 	pthread_mutex_unlock(&run->lock);
+	release_stack();
 	while ((now = mm_host_wall_ms(NULL)) < until_ms)
 		mm_host_sleep_ms(NULL, until_ms - now);
 	pthread_mutex_lock(&run->lock);
