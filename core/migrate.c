@@ -6,6 +6,7 @@
 #include "http.h"
 #include "num.h"
 #include "prepare.h"
+#include "state_runs.h"
 
 #include <cjson/cJSON.h>
 #include <stdarg.h>
@@ -317,6 +318,20 @@ static void show_attempt(struct mm_run *r, const char *what, int attempt, const 
 	                   attempt, elapsed / 60, elapsed % 60, summary);
 }
 
+/* Until the wall clock reads until: parked by the engine's wait hook (a
+ * runbook's worker runs other domains meanwhile), else asleep. */
+static void wait_until(struct mm_run *r, long long until)
+{
+	long long now = mm_migrate_now_ms();
+
+	if (now >= until)
+		return;
+	if (r->e->wait)
+		r->e->wait(r->e, until);
+	else
+		mm_host_sleep_ms(NULL, until - now);
+}
+
 /* Polls check until it passes or the deadline passes, waiting 100 ms,
  * then twice as long each time up to the poll interval; the last attempt
  * is made at the deadline.  Attempts share one journal row. */
@@ -346,7 +361,7 @@ static int poll(struct mm_run *r, enum mm_step step, check_fn check, int old, lo
 			engine_progress_end(r->e);
 			return rc;
 		}
-		mm_host_sleep_ms(NULL, now + interval < deadline ? interval : deadline - now);
+		wait_until(r, now + interval < deadline ? now + interval : deadline);
 		interval = interval * 2 > max_interval ? max_interval : interval * 2;
 	}
 }
@@ -553,25 +568,68 @@ static int run_setup(struct mm_run *r)
 	return journal(r, MM_STEP_SETUP_NEW, "end", NULL);
 }
 
+struct settle_scan {
+	long long until;   /* the last settle row's deadline, 0: none */
+};
+
+static int scan_settle(const struct mm_journal_row *row, void *arg)
+{
+	struct settle_scan *scan = arg;
+	long until;
+
+	/* Stored text is input: a deadline that is no timestamp is none. */
+	if (strcmp(row->phase, "settle") == 0 && row->detail &&
+	    strncmp(row->detail, "until ", 6) == 0 &&
+	    mm_num_parse_long(row->detail + 6, 1, (long)MM_NUM_EPOCH_MS_MAX, &until) == 0)
+		scan->until = until;
+	return MM_OK;
+}
+
+/* What the journal says of the settle wait: *over when it is behind (a
+ * switch's wait comes before verify_new's end, and the last stage does not
+ * wait it again), else *until its recorded deadline (0: none recorded), so
+ * that a resumed wait continues where it stopped: a --max-settle cap is
+ * not waited whole again. */
+static int settle_recorded(struct mm_run *r, int finishing, int *over, long long *until)
+{
+	struct settle_scan scan = { 0 };
+	int rc;
+
+	*over = 0;
+	*until = 0;
+	if (finishing && r->kind == MM_KIND_SWITCH && r->m->from_mode &&
+	    ((rc = step_done(r, MM_STEP_VERIFY_NEW, over)) != MM_OK || *over))
+		return rc;
+	if ((rc = mm_runs_each_journal(r->e->state, r->m->id, scan_settle, &scan, r->err)) != MM_OK)
+		return rc;
+	*until = scan.until;
+	return MM_OK;
+}
+
 /* The old mode stays while the world may still act on what the new mode's
  * setup replaced (plugin.h: settle_until_ms; prepare.h: a prepared TTL,
  * --max-settle); so does the new mode's last stage (finish_after_settle),
- * with or without an old mode.  Once per run: a capped wait is not waited
- * again before the last stage. */
+ * with or without an old mode.  Once per migration: a capped wait is not
+ * waited again before the last stage, nor after a restart.  Its deadline
+ * is journaled with it. */
 static int settle(struct mm_run *r, int finishing)
 {
 	long long now, until;
-	int rc;
+	char detail[64];
+	int over, rc;
 
-	if (r->settled || !(finishing || (r->kind == MM_KIND_SWITCH && r->m->from_mode)))
+	if (!(finishing || (r->kind == MM_KIND_SWITCH && r->m->from_mode)))
 		return MM_OK;
-	r->settled = 1;
-	until = r->m->from_mode ? mm_prepare_settle_until(r) : r->settle_until_ms;
+	if ((rc = settle_recorded(r, finishing, &over, &until)) != MM_OK || over)
+		return rc;
+	if (!until)
+		until = r->m->from_mode ? mm_prepare_settle_until(r) : r->settle_until_ms;
 	if (mm_migrate_now_ms() >= until)
 		return MM_OK;
 	/* Journaled: a run's report shows the wait apart from verification. */
+	snprintf(detail, sizeof(detail), "until %lld", until);
 	if ((rc = journal(r, finishing ? MM_STEP_FINISH_NEW : MM_STEP_VERIFY_NEW, "settle",
-	                  NULL)) != MM_OK)
+	                  detail)) != MM_OK)
 		return rc;
 	while ((now = mm_migrate_now_ms()) < until) {
 		long long left = until - now;
@@ -582,7 +640,8 @@ static int settle(struct mm_run *r, int finishing)
 		else
 			mm_engine_progress(r->e, "%s: %s mode verified; its last stage waits %lld s more while caches of the replaced records expire",
 			                   r->m->domain, r->m->to_mode, (left + 999) / 1000);
-		mm_host_sleep_ms(NULL, left < 1000 ? left : 1000);
+		/* Parked, a domain waits it whole; asleep, the count goes down. */
+		wait_until(r, r->e->wait || left < 1000 ? until : now + 1000);
 	}
 	return MM_OK;
 }

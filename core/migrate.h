@@ -46,6 +46,13 @@ struct mm_engine {
 	int slot;                     /* line on the progress board, -1: none */
 	const char *command;          /* named in the domain lock */
 	long lock_wait_ms;
+	/* Waits until the wall clock reads until_ms (a verify poll's next
+	 * attempt, the settle wait).  NULL: sleeps.  A runbook parks the
+	 * domain instead: its worker, holding no tenant or zone slot, runs
+	 * other domains meanwhile, and the hook may hand the engine another
+	 * worker's state connection and board line (state, slot). */
+	void (*wait)(struct mm_engine *e, long long until_ms);
+	void *wait_arg;
 };
 
 /* How a migration ended, for reports. */

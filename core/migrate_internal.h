@@ -38,7 +38,6 @@ struct mm_run {
 	int resumed;
 	long long started_ms;
 	long long settle_until_ms;       /* from the new mode's verify report */
-	int settled;                     /* the settle wait is behind (once a run) */
 	int finish_wanted;               /* ... and its finish_after_settle */
 	char *err;
 };

@@ -61,7 +61,9 @@ is "$(mx "$DNS_PRIMARY" d007.test) | $(mx "$DNS_SECONDARY" d007.test)" "0 d007-t
 
 # --- back to gateway, killed midway, then run again
 marker=$(db "SELECT max(id) FROM migrations")
-MAILMODE_TEST_CRASH_AFTER=20 "$MAILMODE" runbook run "$TEST_TMP/gateway.ini" >/dev/null 2>&1
+# (as the first domain is done: the domains run side by side, each giving
+# its worker to others while it waits, so the others are under way)
+MAILMODE_TEST_CRASH_AT=close:end "$MAILMODE" runbook run "$TEST_TMP/gateway.ini" >/dev/null 2>&1
 is "$?" 137 "the runbook is killed midway"
 done_before=$(db "SELECT count(*) FROM migrations WHERE id > $marker AND result = 'done'")
 ok "$([ "$done_before" -gt 0 ] && [ "$done_before" -lt 19 ]; echo $?)" "some domains were done before the kill ($done_before)"
