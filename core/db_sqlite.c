@@ -369,11 +369,22 @@ static int pragma_int(struct mm_db *db, const char *sql, int *value, char *err)
 	return MM_ERR;
 }
 
+/* The upgrade at open runs before the state's own error path exists, so
+ * a DB another writer holds is said here as mm_state_db_error says it. */
 static int exec_or_fail(struct mm_db *db, const char *sql, char *err)
 {
-	if (sq_exec(db, sql) == MM_DB_OK)
+	char who[320];
+	int src = sq_exec(db, sql);
+
+	if (src == MM_DB_OK)
 		return MM_OK;
-	snprintf(err, MM_ERR_MAX, "state DB %s: %s: %s", db->name, sql, db->errmsg);
+	if (src == MM_DB_BUSY) {
+		sq_describe_writer(db, who, sizeof(who));
+		snprintf(err, MM_ERR_MAX, "state DB %s is locked by %s; gave up waiting", db->name,
+		         who);
+	} else {
+		snprintf(err, MM_ERR_MAX, "state DB %s: %s: %s", db->name, sql, db->errmsg);
+	}
 	return MM_ERR;
 }
 
