@@ -21,16 +21,18 @@ plan 14
 
 S=$top_srcdir
 GW="$S/modes/gateway/config.c $S/modes/gateway/mxset.c $S/modes/gateway/dns.c $S/modes/gateway/authcheck.c"
-MF="$S/modes/mailflow/config.c $S/modes/mailflow/tenant.c $S/lib/ms/util.c \
-$S/lib/ms/entra.c $S/lib/ms/exo.c $S/modes/mailflow/objects.c $S/modes/mailflow/trace.c $S/modes/mailflow/keys.c"
+# The gateway's config reads the tenant side's sign-in keys through lib/ms.
+MS="$S/lib/ms/util.c $S/lib/ms/entra.c $S/lib/ms/exo.c"
+MF="$S/modes/mailflow/config.c $S/modes/mailflow/tenant.c $S/modes/mailflow/objects.c \
+$S/modes/mailflow/trace.c $S/modes/mailflow/keys.c"
 sources() {
 	case $1 in
 	config) echo "$S/core/config.c $S/core/config_check.c $S/modes/gateway/keys.c $S/modes/mailflow/keys.c" ;;
 	runbook) echo "$S/core/runbook.c $S/core/config.c $S/core/domain.c" ;;
 	domain) echo "$S/core/domain.c" ;;
-	receipt) echo "$S/tests/fuzz/fakehost.c $GW $MF" ;;
-	api) echo "$S/tests/fuzz/fakehost.c $MF" ;;
-	dns) echo "$GW" ;;
+	receipt) echo "$S/tests/fuzz/fakehost.c $GW $MF $MS" ;;
+	api) echo "$S/tests/fuzz/fakehost.c $MF $MS" ;;
+	dns) echo "$GW $MS" ;;
 	xml) echo "$S/modes/gateway/xml.c" ;;
 	esac
 }
