@@ -188,16 +188,19 @@ static void renew_held_slots(struct mm_limiter *l)
 	free(ks);
 }
 
+/* Until mm_limiter_free: every SHARED_RENEW_MS, the slots held renewed. */
 static void *renew_loop(void *arg)
 {
 	struct mm_limiter *l = arg;
 	struct timespec at;
+	long ns;
 
 	pthread_mutex_lock(&l->lock);
 	while (!l->stopping) {
 		clock_gettime(CLOCK_REALTIME, &at);
-		at.tv_sec += SHARED_RENEW_MS / 1000 + (at.tv_nsec + SHARED_RENEW_MS % 1000 * 1000000) / 1000000000;
-		at.tv_nsec = (at.tv_nsec + SHARED_RENEW_MS % 1000 * 1000000) % 1000000000;
+		ns = at.tv_nsec + SHARED_RENEW_MS % 1000 * 1000000L;
+		at.tv_sec += SHARED_RENEW_MS / 1000 + ns / 1000000000L;
+		at.tv_nsec = ns % 1000000000L;
 		while (!l->stopping && pthread_cond_timedwait(&l->stop, &l->lock, &at) == 0)
 			;
 		if (l->stopping)
