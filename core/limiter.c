@@ -4,8 +4,10 @@
 #include "state.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define KEY_MAX 320
@@ -15,6 +17,9 @@
 /* A slot in the state database outlives its call only when the process
  * died on another host; a call ends within its plugin's call timeout. */
 #define SHARED_LEASE_MS (2L * 60 * 1000)
+/* Renewed well within the lease, so that a call running longer (a
+ * verify that waits for a record) keeps its slots. */
+#define SHARED_RENEW_MS (SHARED_LEASE_MS / 4)
 
 struct slot {
 	char key[KEY_MAX];
@@ -31,6 +36,9 @@ struct mm_limiter {
 	size_t count, cap;
 	struct mm_state *state;    /* shared: the count in the state DB too */
 	pthread_mutex_t state_lock;
+	pthread_t renewer;         /* shared: renews the slots held (renew_loop) */
+	int stopping;              /* under lock: the renewer is to end */
+	pthread_cond_t stop;
 };
 
 struct mm_limiter *mm_limiter_new(int tenant_cap)
@@ -42,6 +50,7 @@ struct mm_limiter *mm_limiter_new(int tenant_cap)
 	pthread_mutex_init(&l->lock, NULL);
 	pthread_mutex_init(&l->state_lock, NULL);
 	pthread_cond_init(&l->freed, NULL);
+	pthread_cond_init(&l->stop, NULL);
 	l->tenant_cap = tenant_cap > 0 ? tenant_cap : 1;
 	return l;
 }
@@ -50,10 +59,18 @@ void mm_limiter_free(struct mm_limiter *l)
 {
 	if (!l)
 		return;
+	if (l->state) {
+		pthread_mutex_lock(&l->lock);
+		l->stopping = 1;
+		pthread_cond_signal(&l->stop);
+		pthread_mutex_unlock(&l->lock);
+		pthread_join(l->renewer, NULL);
+	}
 	mm_state_close(l->state);
 	pthread_mutex_destroy(&l->lock);
 	pthread_mutex_destroy(&l->state_lock);
 	pthread_cond_destroy(&l->freed);
+	pthread_cond_destroy(&l->stop);
 	free(l->slots);
 	free(l);
 }
@@ -137,9 +154,77 @@ static void give_local(struct mm_limiter *l, const char *resources)
 	pthread_mutex_unlock(&l->lock);
 }
 
+/* The slots of the calls in flight, renewed.  Under state_lock, so that
+ * none is given back (its row deleted) between being listed and renewed. */
+static void renew_held_slots(struct mm_limiter *l)
+{
+	const char **names = NULL;
+	char (*keys)[KEY_MAX] = NULL;
+	char err[MM_ERR_MAX];
+	int *ks = NULL, k;
+	size_t i, n = 0;
+
+	pthread_mutex_lock(&l->state_lock);
+	pthread_mutex_lock(&l->lock);
+	for (i = 0; i < l->count; i++)
+		n += (size_t)__builtin_popcountll(l->slots[i].held);
+	if (n && (names = calloc(n, sizeof(*names))) && (keys = calloc(n, sizeof(*keys))) &&
+	    (ks = calloc(n, sizeof(*ks))))
+		for (i = 0, n = 0; i < l->count; i++)
+			for (k = 0; k < 64; k++)
+				if (l->slots[i].held & (1ULL << k)) {
+					memcpy(keys[n], l->slots[i].key, KEY_MAX);
+					names[n] = keys[n];
+					ks[n++] = k + 1;
+				}
+	pthread_mutex_unlock(&l->lock);
+	/* A slot lost (this process stalled past its lease) is another's
+	 * now: its call runs on to its end, the others keep theirs. */
+	if (ks)
+		mm_state_renew_slots(l->state, names, ks, n, SHARED_LEASE_MS, err);
+	pthread_mutex_unlock(&l->state_lock);
+	free(names);
+	free(keys);
+	free(ks);
+}
+
+/* Until mm_limiter_free: every SHARED_RENEW_MS, the slots held renewed. */
+static void *renew_loop(void *arg)
+{
+	struct mm_limiter *l = arg;
+	struct timespec at;
+	long ns;
+
+	pthread_mutex_lock(&l->lock);
+	while (!l->stopping) {
+		clock_gettime(CLOCK_REALTIME, &at);
+		ns = at.tv_nsec + SHARED_RENEW_MS % 1000 * 1000000L;
+		at.tv_sec += SHARED_RENEW_MS / 1000 + ns / 1000000000L;
+		at.tv_nsec = ns % 1000000000L;
+		while (!l->stopping && pthread_cond_timedwait(&l->stop, &l->lock, &at) == 0)
+			;
+		if (l->stopping)
+			break;
+		pthread_mutex_unlock(&l->lock);
+		renew_held_slots(l);
+		pthread_mutex_lock(&l->lock);
+	}
+	pthread_mutex_unlock(&l->lock);
+	return NULL;
+}
+
 int mm_limiter_share(struct mm_limiter *l, const char *state, long busy_ms, char *err)
 {
-	return mm_state_open(state, busy_ms, &l->state, err);
+	int rc = mm_state_open(state, busy_ms, &l->state, err), e = 0;
+
+	if (rc == MM_OK && (e = pthread_create(&l->renewer, NULL, renew_loop, l)) != 0) {
+		snprintf(err, MM_ERR_MAX, "cannot start the renewal of the tenant slots: %s",
+		         strerror(e));
+		mm_state_close(l->state);
+		l->state = NULL;
+		rc = MM_ERR;
+	}
+	return rc;
 }
 
 /* A call's resources as the state database counts them: copies, since

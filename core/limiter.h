@@ -10,8 +10,9 @@ struct mm_limiter *mm_limiter_new(int tenant_cap);
 void mm_limiter_free(struct mm_limiter *limiter);
 /* Counts the calls in the state database too (its own connection to
  * state, a path or URL), so that the bounds hold across the processes and
- * hosts sharing it: a tenant's cap is for all of them together.  MM_OK,
- * or MM_ERR with err. */
+ * hosts sharing it: a tenant's cap is for all of them together.  A
+ * thread renews the slots of the calls in flight within their lease (a
+ * call may outlast it) until mm_limiter_free.  MM_OK, or MM_ERR with err. */
 int mm_limiter_share(struct mm_limiter *limiter, const char *state, long busy_ms, char *err);
 
 /* Takes every resource listed (one "KIND NAME" per line), waiting until all

@@ -654,29 +654,39 @@ static int lost_lock(struct mm_state *st, const char *key, long long now, char *
 	return MM_ERR;
 }
 
-int mm_state_renew_shared(struct mm_state *st, long lease_ms, char *err)
+/* Extends this connection's lease of key (a shared lock or a slot) to
+ * lease: MM_OK, or MM_ERR (*gone = 1 and its holder now named when it is
+ * no longer ours). */
+static int renew_held(struct mm_state *st, const char *key, const char *lease, long long now,
+                      int *gone, char *err)
 {
-	char buf[MM_SHARED_TEXT_MAX], lease[24], pid[24], serial[24];
-	const char *keys[SHARED_KEYS_MAX];
-	const char *params[] = { lease, NULL, st->host, pid, serial };
-	long long now;
-	size_t n, i;
+	char pid[24], serial[24];
+	const char *params[] = { lease, key, st->host, pid, serial };
 	int rc;
 
 	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
 	snprintf(serial, sizeof(serial), "%ld", st->holder);
+	rc = mm_state_run(st, "UPDATE shared_locks SET lease_until = ? WHERE resource = ?"
+	                  " AND host = ? AND pid = ? AND holder = ?", 5, params, err);
+	*gone = rc == MM_OK && mm_db_changes(st->db) == 0;
+	return *gone ? lost_lock(st, key, now, err) : rc;
+}
+
+int mm_state_renew_shared(struct mm_state *st, long lease_ms, char *err)
+{
+	char buf[MM_SHARED_TEXT_MAX], lease[24];
+	const char *keys[SHARED_KEYS_MAX];
+	long long now;
+	size_t n, i;
+	int rc, gone;
+
 	if (split_resources(st->held, buf, sizeof(buf), keys, SHARED_KEYS_MAX, &n, err) != MM_OK ||
 	    mm_state_begin(st, err) != MM_OK)
 		return MM_ERR;
 	rc = mm_state_now_ms(st, &now, err);
 	snprintf(lease, sizeof(lease), "%lld", now + lease_ms);
-	for (i = 0; rc == MM_OK && i < n; i++) {
-		params[1] = keys[i];
-		rc = mm_state_run(st, "UPDATE shared_locks SET lease_until = ? WHERE resource = ?"
-		                  " AND host = ? AND pid = ? AND holder = ?", 5, params, err);
-		if (rc == MM_OK && mm_db_changes(st->db) == 0)
-			rc = lost_lock(st, keys[i], now, err);
-	}
+	for (i = 0; rc == MM_OK && i < n; i++)
+		rc = renew_held(st, keys[i], lease, now, &gone, err);
 	return mm_state_finish(st, rc, err);
 }
 
@@ -772,6 +782,37 @@ int mm_state_give_slots(struct mm_state *st, const char *const *resources, const
 		rc = drop_held(st, key, err);
 	}
 	return mm_state_finish(st, rc, err);
+}
+
+int mm_state_renew_slots(struct mm_state *st, const char *const *resources, const int *slots,
+                         size_t n, long lease_ms, char *err)
+{
+	char key[MM_SHARED_TEXT_MAX + 16], lease[24], why[MM_ERR_MAX], lost[MM_ERR_MAX] = "";
+	long long now;
+	size_t i;
+	int rc, gone;
+
+	if ((rc = mm_state_begin(st, err)) != MM_OK)
+		return rc;
+	rc = mm_state_now_ms(st, &now, err);
+	snprintf(lease, sizeof(lease), "%lld", now + lease_ms);
+	for (i = 0; rc == MM_OK && i < n; i++) {
+		snprintf(key, sizeof(key), "%s #%d", resources[i], slots[i]);
+		/* The first lost slot is named; the others are renewed all the
+		 * same: their calls are still within the cap. */
+		rc = renew_held(st, key, lease, now, &gone, why);
+		if (gone && !lost[0])
+			memcpy(lost, why, sizeof(lost));
+		if (gone)
+			rc = MM_OK;
+		else if (rc != MM_OK)
+			memcpy(err, why, sizeof(why));
+	}
+	if ((rc = mm_state_finish(st, rc, err)) == MM_OK && lost[0]) {
+		snprintf(err, MM_ERR_MAX, "%s", lost);
+		rc = MM_ERR;
+	}
+	return rc;
 }
 
 /* One stale lock, removed in the caller's transaction. */

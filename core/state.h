@@ -98,6 +98,11 @@ int mm_state_take_slots(struct mm_state *st, const char *const *resources, const
                         size_t n, long lease_ms, int *slots, int *taken, char *err);
 int mm_state_give_slots(struct mm_state *st, const char *const *resources, const int *slots,
                         size_t n, char *err);
+/* Extends the lease of slots[i] of resource i (this connection's) while
+ * their calls run.  MM_ERR naming the first one no longer its own (its
+ * lease ran out and another took it over); the others are renewed. */
+int mm_state_renew_slots(struct mm_state *st, const char *const *resources, const int *slots,
+                         size_t n, long lease_ms, char *err);
 
 struct mm_audit_row {
 	long long id;

@@ -198,6 +198,33 @@ static void shared_locks(struct tap *t, struct mm_state *st, const char *path)
 	mm_state_unlock_shared(st, "tenant t1", err);
 }
 
+/* A call's slots k of both (tenant t9, dns-zone z9) held by st: renewed
+ * while it runs; one taken over (by b) after its lease is named, and the
+ * other renewed all the same.  b gives its slot back. */
+static void renew_slots(struct tap *t, struct mm_state *st, struct mm_state *b, const char *path,
+                        const char *const *both, const int *k)
+{
+	const int one[] = { 1 };
+	char err[MM_ERR_MAX];
+	int kb = 0, tb = 0;
+
+	sql(path, "UPDATE shared_locks SET lease_until = 5 WHERE resource IN ('tenant t9 #2',"
+	          " 'dns-zone z9 #1')");
+	tap_is_int(t, mm_state_renew_slots(st, both, k, 2, 60000, err), MM_OK, "a call's slots renewed");
+	tap_is_int(t, shared_count(path, "resource IN ('tenant t9 #2', 'dns-zone z9 #1')"
+	                                 " AND lease_until > 5"), 2, "both leases extended");
+	sql(path, "UPDATE shared_locks SET lease_until = 1 WHERE resource = 'dns-zone z9 #1'");
+	sql(path, "UPDATE shared_locks SET lease_until = 5 WHERE resource = 'tenant t9 #2'");
+	mm_state_take_slots(b, &both[1], one, 1, 60000, &kb, &tb, err);
+	tap_ok(t, tb && kb == 1, "a slot whose lease ran out is taken by another");
+	tap_is_int(t, mm_state_renew_slots(st, both, k, 2, 60000, err), MM_ERR,
+	           "renewing it then fails");
+	tap_contains(t, err, "dns-zone z9 #1 is no longer this process's", "naming the slot lost");
+	tap_is_int(t, shared_count(path, "resource = 'tenant t9 #2' AND lease_until > 5"), 1,
+	           "the call's other slot renewed all the same");
+	mm_state_give_slots(b, &both[1], &kb, 1, err);
+}
+
 /* Counted slots (a runbook's tenant cap across processes and hosts): each
  * connection stands for another process. */
 static void slots(struct tap *t, struct mm_state *st, const char *path)
@@ -228,6 +255,7 @@ static void slots(struct tap *t, struct mm_state *st, const char *path)
 	mm_state_take_slots(st, both, caps, 2, 60000, k, &taken, err);
 	tap_ok(t, taken && k[0] == 2 && k[1] == 1,
 	       "another host's slot is free once its lease ran out");
+	renew_slots(t, st, b, path, both, k);
 	mm_state_give_slots(st, both, k, 2, err);
 	mm_state_give_slots(c, tenant, &kc, 1, err);
 	tap_is_int(t, shared_count(path, "resource LIKE 'tenant t9 #%' OR resource LIKE 'dns-zone z9 #%'"),
@@ -288,7 +316,7 @@ int main(void)
 	if (!mkdtemp(dir))
 		return 1;
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	tap_plan(url ? 66 : 70);
+	tap_plan(url ? 72 : 76);
 	snprintf(path, sizeof(path), "%s", url ? url : dir);
 	if (!url)
 		strncat(path, "/state.db", sizeof(path) - strlen(path) - 1);
