@@ -140,9 +140,13 @@ static int record_checkpoint(const struct mm_op *op, const char *receipt, char *
 		snprintf(err, MM_ERR_MAX, "out of memory");
 		return MM_ERR;
 	}
-	rc = mm_state_migration_set_receipt(r->e->state, r->m->id, old, receipt, "checkpoint", err);
+	/* The lease first: once the lock was taken over the plugin must not
+	 * write, and the journal must not keep a checkpoint of a write that
+	 * never happened. */
+	rc = mm_state_renew_shared(r->e->state, shared_lease_ms(op), err);
 	if (rc == MM_OK)
-		rc = mm_state_renew_shared(r->e->state, shared_lease_ms(op), err);
+		rc = mm_state_migration_set_receipt(r->e->state, r->m->id, old, receipt,
+		                                    "checkpoint", err);
 	if (rc != MM_OK) {
 		free(copy);
 		return rc;

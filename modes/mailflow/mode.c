@@ -36,6 +36,9 @@ struct op {
 	struct ms_exo exo;
 	struct ms_exo_error err;     /* of the last failed cmdlet */
 	char rule_name[MF_NAME_MAX];
+	/* setup: a rule another domain made, not listed yet ("" none): it is
+	 * waited for, not made again */
+	char unlisted_rule[MF_NAME_MAX];
 	/* Names to act on: from the receipt when it has them (the objects
 	 * setup made, even if the profile changed since), else derived. */
 	char outbound_name[MF_NAME_MAX];
@@ -703,11 +706,19 @@ static int create_object(struct op *op, const struct object_kind *kind,
 		/* A shared rule not listed yet that this domain's attempts did
 		 * not make: another domain's setup made it moments ago (in this
 		 * process or another), for its own list.  Calling it ours would
-		 * leave this domain out of it. */
+		 * leave this domain out of it; it is not ready yet: the caller
+		 * waits for it to be listed, then joins it. */
 		host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
-		               "transport rule '%s' already exists in tenant %s but is not listed yet: another domain's setup made it moments ago, so %s is not in it",
+		               "transport rule '%s' already exists in tenant %s but is not listed yet: another domain's setup made it moments ago, and %s joins it once it is listed",
 		               name, op->profile->tenant, op->req->domain);
-		host->diag_append(diag, "run setup again once the rule is listed (%s)", NOT_VISIBLE_HINT);
+		host->diag_append(diag, "run setup again later, it resumes (%s)", NOT_VISIBLE_HINT);
+		copy_name(op->unlisted_rule, name);
+		cJSON_DeleteItemFromObjectCaseSensitive(receipt, kind->receipt_key);
+		/* The stored receipt must not say this domain was making it. */
+		rc = checkpoint(op, receipt, diag);
+		if (rc == MAILMODE_OK)
+			rc = MAILMODE_ERR_NOT_READY;
+		goto out;
 	} else if (rc != MAILMODE_OK && ms_exo_error_exists(&op->err)) {
 		/* Made by an earlier attempt whose answer was lost (or this
 		 * request, resent), and not listed yet: it was created. */
@@ -951,26 +962,41 @@ out:
 	return rc;
 }
 
+/* Something setup needs is not visible yet: pauses *wait_ms (doubled
+ * for the next pause, up to cap_ms) before the next read.  1 when the
+ * pause would cross the profile's retry budget since started: nothing
+ * waited then. */
+static int pause_for_visibility(struct op *op, const char *what, int64_t started,
+                                int64_t *wait_ms, int64_t cap_ms)
+{
+	const struct mailmode_host *host = op->host;
+	long budget_ms = op->profile->retry_budget_ms > 0 ? op->profile->retry_budget_ms
+	                                                  : DEFAULT_VISIBILITY_WAIT_MS;
+
+	if (host->clock_mono_ms(host->handle) - started + *wait_ms > budget_ms)
+		return 1;
+	host->progress(host->handle, "waiting for %s", what);
+	host->sleep_ms(host->handle, *wait_ms);
+	*wait_ms = *wait_ms * 2 > cap_ms ? cap_ms : *wait_ms * 2;
+	return 0;
+}
+
 /* A write of ours not visible yet: waits (up to the profile's retry
  * budget) before the next read.  *wait_ms: the next pause. */
 static int wait_for_write(struct op *op, const char *name, int64_t started,
                           int64_t *wait_ms, struct mailmode_diag *diag)
 {
 	const struct mailmode_host *host = op->host;
-	long budget_ms = op->profile->retry_budget_ms > 0 ? op->profile->retry_budget_ms
-	                                                  : DEFAULT_VISIBILITY_WAIT_MS;
+	char what[MF_NAME_MAX + 64];
 
-	if (host->clock_mono_ms(host->handle) - started + *wait_ms > budget_ms) {
-		host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
-		               "transport rule '%s' of tenant %s does not show the change for %s yet: run the command again later, it resumes",
-		               name, op->profile->tenant, op->req->domain);
-		host->diag_append(diag, "%s", NOT_VISIBLE_HINT);
-		return MAILMODE_ERR_FAILED;
-	}
-	host->progress(host->handle, "waiting for transport rule '%s' to show the change", name);
-	host->sleep_ms(host->handle, *wait_ms);
-	*wait_ms = *wait_ms * 2 > 4000 ? 4000 : *wait_ms * 2;
-	return MAILMODE_OK;
+	snprintf(what, sizeof(what), "transport rule '%s' to show the change", name);
+	if (pause_for_visibility(op, what, started, wait_ms, 4000) == 0)
+		return MAILMODE_OK;
+	host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
+	               "transport rule '%s' of tenant %s does not show the change for %s yet: run the command again later, it resumes",
+	               name, op->profile->tenant, op->req->domain);
+	host->diag_append(diag, "%s", NOT_VISIBLE_HINT);
+	return MAILMODE_ERR_FAILED;
 }
 
 /* Set-TransportRule replaces a shared rule's whole RecipientDomainIs
@@ -1102,12 +1128,38 @@ out:
 	return rc;
 }
 
-/* The domain's membership of a shared rule: joins one (Set-TransportRule
- * with the list and the domain), or makes one (New-TransportRule); brings
- * the rule to the profile either way.  The receipt names the rule and
- * says "creating"/"updating" before the write. */
-static int reconcile_rule(struct op *op, int apply, struct mf_plan *plan,
-                          cJSON *receipt, struct mailmode_diag *diag)
+/* reconcile_one for the rule.  MAILMODE_ERR_NOT_READY (diagnostic set,
+ * the rule's entry out of the receipt) when what the rule needs is not
+ * visible yet: the outbound connector made a moment ago (eventual
+ * consistency), or a rule of that name another domain made, not listed
+ * yet. */
+static int write_rule(struct op *op, const struct rule_choice *choice, cJSON *params,
+                      const char *mismatches, int apply, struct mf_plan *plan,
+                      cJSON *receipt, struct mailmode_diag *diag)
+{
+	const struct mailmode_host *host = op->host;
+	const struct mf_profile *profile = op->profile;
+	/* Priority only moves when ours is not above the others: a rule of
+	 * another of our domains may sit at 0. */
+	int move = mismatches && strstr(mismatches, "Priority:") != NULL;
+	int rc = reconcile_one(op, &rule_kind, op->rule_name, choice->existing, params,
+	                       mismatches, move, apply, plan, receipt, diag);
+
+	if (rc == MAILMODE_OK || !apply || !ms_exo_error_not_found(&op->err) ||
+	    !strstr(op->err.text, profile->outbound_name))
+		return rc;
+	host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
+	               "outbound connector '%s' is not visible yet to transport rules in tenant %s: run setup again later, it resumes",
+	               profile->outbound_name, profile->tenant);
+	host->diag_append(diag, "Exchange said: %s", op->err.text);
+	host->diag_append(diag, "%s", NOT_VISIBLE_HINT);
+	cJSON_DeleteItemFromObjectCaseSensitive(receipt, rule_kind.receipt_key);
+	return MAILMODE_ERR_NOT_READY;
+}
+
+/* One pass of reconcile_rule on the rules as read. */
+static int reconcile_rule_once(struct op *op, int apply, struct mf_plan *plan,
+                               cJSON *receipt, struct mailmode_diag *diag)
 {
 	const struct mailmode_host *host = op->host;
 	const struct mf_profile *profile = op->profile;
@@ -1123,6 +1175,10 @@ static int reconcile_rule(struct op *op, int apply, struct mf_plan *plan,
 		goto out;
 	copy_name(op->rule_name, choice.name);
 	existing = choice.existing;
+	if (!existing && ms_strcaseeq(choice.name, op->unlisted_rule)) {
+		rc = MAILMODE_ERR_NOT_READY;   /* still not listed: the diagnostic stands */
+		goto out;
+	}
 	if (existing)
 		mf_rule_compare(profile, &choice.want, existing, op->rules, &mismatches);
 	params = mf_rule_params(profile, &choice.want, 0);
@@ -1132,39 +1188,7 @@ static int reconcile_rule(struct op *op, int apply, struct mf_plan *plan,
 	 * clear one). */
 	if (!existing && cJSON_IsNull(cJSON_GetObjectItem(params, "ExceptIfRecipientDomainIs")))
 		cJSON_DeleteItemFromObjectCaseSensitive(params, "ExceptIfRecipientDomainIs");
-	{
-		/* Priority only moves when ours is not above the others: a
-		 * rule of another of our domains may sit at 0. */
-		int move = mismatches.data && strstr(mismatches.data, "Priority:") != NULL;
-		int64_t started = host->clock_mono_ms(host->handle);
-		int64_t wait_ms = 1000;
-		long budget_ms = profile->retry_budget_ms > 0 ? profile->retry_budget_ms
-		                                              : DEFAULT_VISIBILITY_WAIT_MS;
-
-		for (;;) {
-			rc = reconcile_one(op, &rule_kind, op->rule_name, existing, params,
-			                   mismatches.data, move, apply, plan, receipt, diag);
-			/* A connector made a moment ago may not be visible to
-			 * the rule cmdlets yet (eventual consistency). */
-			if (rc == MAILMODE_OK || !apply || !ms_exo_error_not_found(&op->err) ||
-			    !strstr(op->err.text, profile->outbound_name))
-				break;
-			if (host->clock_mono_ms(host->handle) - started + wait_ms > budget_ms) {
-				host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
-				               "outbound connector '%s' is not visible yet to transport rules in tenant %s: run setup again later, it resumes",
-				               profile->outbound_name, profile->tenant);
-				host->diag_append(diag, "Exchange said: %s", op->err.text);
-				host->diag_append(diag, "%s", NOT_VISIBLE_HINT);
-				rc = MAILMODE_ERR_FAILED;
-				break;
-			}
-			cJSON_DeleteItemFromObjectCaseSensitive(receipt, rule_kind.receipt_key);
-			host->progress(host->handle, "waiting for outbound connector '%s' to become visible",
-			               profile->outbound_name);
-			host->sleep_ms(host->handle, wait_ms);
-			wait_ms = wait_ms * 2 > 15000 ? 15000 : wait_ms * 2;
-		}
-	}
+	rc = write_rule(op, &choice, params, mismatches.data, apply, plan, receipt, diag);
 	if (rc == MAILMODE_OK && apply && existing && mismatches.len) {
 		size_t count = 0;
 		const char **before = ms_field_strs(existing, "RecipientDomainIs", &count);
@@ -1190,6 +1214,39 @@ out:
 	ms_buf_free(&mismatches);
 	choice_free(&choice);
 	return rc;
+}
+
+/* The domain's membership of a shared rule: joins one (Set-TransportRule
+ * with the list and the domain), or makes one (New-TransportRule); brings
+ * the rule to the profile either way.  The receipt names the rule and
+ * says "creating"/"updating" before the write.  What the rule needs and
+ * is not visible yet is waited for (up to the retry budget), the rules
+ * read again and the choice made again: a rule another domain made a
+ * moment ago is joined once listed, never made twice. */
+static int reconcile_rule(struct op *op, int apply, struct mf_plan *plan,
+                          cJSON *receipt, struct mailmode_diag *diag)
+{
+	const struct mailmode_host *host = op->host;
+	int64_t started = host->clock_mono_ms(host->handle), wait_ms = 1000;
+	int rc;
+
+	for (;;) {
+		rc = reconcile_rule_once(op, apply, plan, receipt, diag);
+		if (rc != MAILMODE_ERR_NOT_READY)
+			return rc;
+		if (pause_for_visibility(op, "new objects of the tenant to become visible to transport rules",
+		                         started, &wait_ms, 15000) != 0)
+			return MAILMODE_ERR_FAILED;   /* the diagnostic says what */
+		cJSON_Delete(op->rules);
+		op->rules = NULL;
+		rc = read_collection(op, "Get-TransportRule", 0, &op->rules, diag);
+		if (rc != MAILMODE_OK)
+			return rc;
+		if (op->unlisted_rule[0] && !mf_find_by_name(op->rules, op->unlisted_rule))
+			continue;      /* still not listed: the diagnostic stands */
+		op->unlisted_rule[0] = '\0';
+		host->diag_set(diag, MAILMODE_SEV_NONE, 0, "%s", "");
+	}
 }
 
 /* The rule the previous version made for the domain alone ("<prefix>
