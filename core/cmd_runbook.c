@@ -68,6 +68,9 @@ struct run {
 	struct worker *workers;
 	int nworkers;
 	int due;                    /* parked domains due again, waiting for a worker */
+	int unverified;             /* started domains not yet verified: at most
+	                               nworkers, so the failure budget stops a
+	                               rollout as early as without parking */
 	int live;                   /* domain threads not ended */
 	pthread_mutex_t lock;
 	pthread_cond_t changed;     /* a worker was given back, a thread ended */
@@ -79,6 +82,7 @@ struct task {
 	struct job *job;
 	struct worker *worker;      /* held while it runs, NULL while parked */
 	struct mm_engine engine;
+	int unverified;             /* counted in run->unverified */
 };
 
 static void free_jobs(struct job *jobs, size_t count)
@@ -342,6 +346,16 @@ static void give_worker(struct run *run, struct worker *w)
 	pthread_cond_broadcast(&run->changed);
 }
 
+/* The domain verified or ended: a new one may start (run->lock held). */
+static void leave_unverified(struct run *run, struct task *t)
+{
+	if (!t->unverified)
+		return;
+	t->unverified = 0;
+	run->unverified--;
+	pthread_cond_broadcast(&run->changed);
+}
+
 /* A parked thread's stack below its frame holds nothing until it runs
  * again: given back to the system while it waits (36 KiB a thread, of 500
  * parked domains 18 MiB of the run's peak RSS, bench/runbook).  Touched
@@ -381,6 +395,8 @@ static void park(struct mm_engine *e, long long until_ms)
 	pthread_mutex_lock(&run->lock);
 	give_worker(run, t->worker);
 	t->worker = NULL;
+	if (e->verified)
+		leave_unverified(run, t);
 	pthread_mutex_unlock(&run->lock);
 	release_stack();
 	while ((now = mm_host_wall_ms(NULL)) < until_ms)
@@ -529,6 +545,7 @@ static void *domain_main(void *arg)
 		mm_engine_progress(e, "(idle)");
 	pthread_mutex_lock(&run->lock);
 	give_worker(run, t->worker);
+	leave_unverified(run, t);
 	run->live--;
 	pthread_mutex_unlock(&run->lock);
 	free(t);
@@ -548,7 +565,7 @@ static int start_domain(struct run *run, struct job *job, struct worker *w)
 		free(t);
 		return MM_ERR;
 	}
-	*t = (struct task){ .run = run, .job = job, .worker = w };
+	*t = (struct task){ .run = run, .job = job, .worker = w, .unverified = 1 };
 	t->engine = (struct mm_engine){ .state = w->state, .plugins = &ctx->plugins,
 	                                .output = &ctx->output, .limiter = run->limiter,
 	                                .slot = w->slot, .command = "runbook run",
@@ -557,6 +574,7 @@ static int start_domain(struct run *run, struct job *job, struct worker *w)
 	if (pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0 &&
 	    pthread_create(&thread, &attr, domain_main, t) == 0) {
 		run->live++;
+		run->unverified++;
 		rc = MM_OK;
 	} else {
 		free(t);
@@ -575,6 +593,8 @@ static int schedule(struct run *run)
 
 	pthread_mutex_lock(&run->lock);
 	for (;;) {
+		while (!run->stopped && run->next < run->count && run->unverified >= run->nworkers)
+			pthread_cond_wait(&run->changed, &run->lock);
 		w = take_worker(run, 0);
 		if (!(job = take_job(run))) {
 			give_worker(run, w);

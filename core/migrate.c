@@ -622,6 +622,7 @@ static int settle(struct mm_run *r, int finishing)
 	char detail[64];
 	int over, rc;
 
+	r->e->verified = 1;
 	if (!(finishing || (r->kind == MM_KIND_SWITCH && r->m->from_mode)))
 		return MM_OK;
 	if ((rc = settle_recorded(r, finishing, &over, &until)) != MM_OK || over)

@@ -53,6 +53,10 @@ struct mm_engine {
 	 * worker's state connection and board line (state, slot). */
 	void (*wait)(struct mm_engine *e, long long until_ms);
 	void *wait_arg;
+	/* Set by the engine once the new mode verified: a runbook counts only
+	 * domains not yet verified against its workers, so that its failure
+	 * budget still stops a rollout after the first few failures. */
+	int verified;
 };
 
 /* How a migration ended, for reports. */

@@ -21,9 +21,8 @@ plan 40
 skip() { tap_n=$((tap_n + 1)); echo "ok $tap_n # SKIP $*"; }
 
 # --- the failure budget stops the run: 2 failed, the rest never started
-# (one worker: the domains waiting for their verify give it to the next
-# ones, but starting 40 takes longer than the 2 s the first two fail in)
-write_runbook "$TEST_TMP/gateway.ini" gateway 1 2s 2
+# (4 workers: at most 4 domains not yet verified at once, parked or not)
+write_runbook "$TEST_TMP/gateway.ini" gateway 4 2s 2
 run "$MAILMODE" --json runbook run "$TEST_TMP/gateway.ini"
 is "$rc" 1 "budget spent: exit 1"
 RUN1=$(json 'd["run"]')
