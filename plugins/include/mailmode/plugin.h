@@ -85,7 +85,7 @@
  * token_cache_load and token_cache_store; the operations mx_ttl and
  * doctor; the request field prepared; verify's "finish_after_settle" and
  * MAILMODE_REQ_SETTLED; 1.5: the operation plan_actions (in the first
- * reserved slot).
+ * reserved slot); 1.6: MAILMODE_REQ_DEFERRABLE for setup.
  */
 #ifndef MAILMODE_PLUGIN_H
 #define MAILMODE_PLUGIN_H
@@ -99,7 +99,7 @@ extern "C" {
 #endif
 
 #define MAILMODE_ABI_MAJOR 1
-#define MAILMODE_ABI_MINOR 5
+#define MAILMODE_ABI_MINOR 6
 
 /* The one symbol the loader looks up. */
 #define MAILMODE_PLUGIN_SYMBOL "mailmode_plugin_v1"
@@ -338,6 +338,17 @@ struct mailmode_host {
                                                  has passed; do the stage
                                                  verify asked to wait for
                                                  (finish_after_settle) */
+#define MAILMODE_REQ_DEFERRABLE       (1u << 4) /* setup (1.6): instead of
+                                                 waiting for what it made a
+                                                 moment ago to become
+                                                 visible, setup may return
+                                                 MAILMODE_ERR_NOT_READY with
+                                                 a retryable diagnostic once
+                                                 its writes are checkpointed:
+                                                 the host calls it again
+                                                 later (with that receipt),
+                                                 holding no slot or lock
+                                                 meanwhile */
 
 /* What an operation is about.  Host-owned, valid for the call only. */
 struct mailmode_request {
