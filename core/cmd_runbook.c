@@ -68,9 +68,10 @@ struct run {
 	struct worker *workers;
 	int nworkers;
 	int due;                    /* parked domains due again, waiting for a worker */
-	int unverified;             /* started domains not yet verified: at most
-	                               nworkers, so the failure budget stops a
-	                               rollout as early as without parking */
+	size_t canary_end;          /* jobs before it are the canary stage */
+	int canary_open;            /* canary domains started, not yet verified
+	                               or ended: none after the stage starts
+	                               meanwhile */
 	int live;                   /* domain threads not ended */
 	pthread_mutex_t lock;
 	pthread_cond_t changed;     /* a worker was given back, a thread ended */
@@ -82,7 +83,7 @@ struct task {
 	struct job *job;
 	struct worker *worker;      /* held while it runs, NULL while parked */
 	struct mm_engine engine;
-	int unverified;             /* counted in run->unverified */
+	int canary;                 /* counted in run->canary_open */
 };
 
 static void free_jobs(struct job *jobs, size_t count)
@@ -346,13 +347,13 @@ static void give_worker(struct run *run, struct worker *w)
 	pthread_cond_broadcast(&run->changed);
 }
 
-/* The domain verified or ended: a new one may start (run->lock held). */
-static void leave_unverified(struct run *run, struct task *t)
+/* A canary domain verified or ended (run->lock held). */
+static void leave_canary(struct run *run, struct task *t)
 {
-	if (!t->unverified)
+	if (!t->canary)
 		return;
-	t->unverified = 0;
-	run->unverified--;
+	t->canary = 0;
+	run->canary_open--;
 	pthread_cond_broadcast(&run->changed);
 }
 
@@ -396,7 +397,7 @@ static void park(struct mm_engine *e, long long until_ms)
 	give_worker(run, t->worker);
 	t->worker = NULL;
 	if (e->verified)
-		leave_unverified(run, t);
+		leave_canary(run, t);
 	pthread_mutex_unlock(&run->lock);
 	release_stack();
 	while ((now = mm_host_wall_ms(NULL)) < until_ms)
@@ -545,7 +546,7 @@ static void *domain_main(void *arg)
 		mm_engine_progress(e, "(idle)");
 	pthread_mutex_lock(&run->lock);
 	give_worker(run, t->worker);
-	leave_unverified(run, t);
+	leave_canary(run, t);
 	run->live--;
 	pthread_mutex_unlock(&run->lock);
 	free(t);
@@ -565,7 +566,8 @@ static int start_domain(struct run *run, struct job *job, struct worker *w)
 		free(t);
 		return MM_ERR;
 	}
-	*t = (struct task){ .run = run, .job = job, .worker = w, .unverified = 1 };
+	*t = (struct task){ .run = run, .job = job, .worker = w,
+	                    .canary = job < run->jobs + run->canary_end };
 	t->engine = (struct mm_engine){ .state = w->state, .plugins = &ctx->plugins,
 	                                .output = &ctx->output, .limiter = run->limiter,
 	                                .slot = w->slot, .command = "runbook run",
@@ -574,7 +576,7 @@ static int start_domain(struct run *run, struct job *job, struct worker *w)
 	if (pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0 &&
 	    pthread_create(&thread, &attr, domain_main, t) == 0) {
 		run->live++;
-		run->unverified++;
+		run->canary_open += t->canary;
 		rc = MM_OK;
 	} else {
 		free(t);
@@ -583,8 +585,23 @@ static int start_domain(struct run *run, struct job *job, struct worker *w)
 	return rc;
 }
 
+/* Where the canary stage ends: after the first rb->canary jobs that
+ * switch (skipped ones do not count). */
+static size_t canary_end(const struct run *run)
+{
+	size_t k;
+	int left = run->rb->canary;
+
+	for (k = 0; k < run->count && left > 0; k++)
+		if (!run->jobs[k].done && !run->jobs[k].skip[0])
+			left--;
+	return k;
+}
+
 /* Gives each job a worker as one is free, then waits for every domain's
- * thread to end.  MM_ERR when no thread could be started. */
+ * thread to end.  The canary stage first: no domain after it starts until
+ * each of its domains verified or ended.  MM_ERR when no thread could be
+ * started. */
 static int schedule(struct run *run)
 {
 	struct worker *w;
@@ -592,8 +609,9 @@ static int schedule(struct run *run)
 	int launched = 0;
 
 	pthread_mutex_lock(&run->lock);
+	run->canary_end = canary_end(run);
 	for (;;) {
-		while (!run->stopped && run->next < run->count && run->unverified >= run->nworkers)
+		while (!run->stopped && run->next >= run->canary_end && run->canary_open > 0)
 			pthread_cond_wait(&run->changed, &run->lock);
 		w = take_worker(run, 0);
 		if (!(job = take_job(run))) {
@@ -713,6 +731,7 @@ static char *run_options(const struct mm_ctx *ctx, const struct mm_runbook *rb, 
 	cJSON_AddNumberToObject(o, "parallel", parallel);
 	cJSON_AddNumberToObject(o, "tenant_cap", rb->tenant_cap);
 	cJSON_AddNumberToObject(o, "failure_budget", rb->failure_budget);
+	cJSON_AddNumberToObject(o, "canary", rb->canary);
 	if (previous)
 		cJSON_AddNumberToObject(o, "after_run", (double)previous);
 	text = cJSON_PrintUnformatted(o);

@@ -79,6 +79,7 @@ static void helper_progress(void *handle, const char *fmt, ...)
 static int record(struct helper *h, int original, const char *text, struct mailmode_diag *diag)
 {
 	struct mm_wire_buf b = { 0 };
+	struct mailmode_diag said;
 	struct mm_wire_msg m;
 	struct mm_wire_rd rd;
 	int rc;
@@ -91,10 +92,15 @@ static int record(struct helper *h, int original, const char *text, struct mailm
 		vanish();
 	mm_wire_rd_init(&rd, &m);
 	rc = (int32_t)mm_wire_get_u32(&rd);
-	mm_wire_get_bytes(&rd, diag, sizeof(*diag));
+	mm_wire_get_bytes(&rd, &said, sizeof(said));
 	free(m.data);
 	if (rd.bad)
 		vanish();
+	/* As in the core's own process: a record that succeeded leaves the
+	 * plugin's diagnostic as it was (it may hold what setup is waiting
+	 * for). */
+	if (rc != MAILMODE_OK)
+		*diag = said;
 	return rc;
 }
 

@@ -138,6 +138,8 @@ void mm_call_encode(struct mm_wire_buf *b, const struct mailmode_request *req,
 	mm_wire_put_u32(b, (uint32_t)c->ttl_action);
 	mm_wire_put_u32(b, c->ttl);
 	mm_wire_put_str(b, req->prepared);
+	mm_wire_put_u32(b, (uint32_t)((uint64_t)req->deferred_since_ms >> 32));
+	mm_wire_put_u32(b, (uint32_t)req->deferred_since_ms);
 }
 
 int mm_call_decode(struct mm_wire_rd *rd, struct mm_call_msg *m)
@@ -159,6 +161,8 @@ int mm_call_decode(struct mm_wire_rd *rd, struct mm_call_msg *m)
 	m->call.ttl_action = (enum mailmode_ttl_action)mm_wire_get_u32(rd);
 	m->call.ttl = mm_wire_get_u32(rd);
 	m->req.prepared = m->strings[7] = mm_wire_get_str(rd);
+	m->req.deferred_since_ms = (int64_t)((uint64_t)mm_wire_get_u32(rd) << 32);
+	m->req.deferred_since_ms |= mm_wire_get_u32(rd);
 	/* The helper serves one call at a time: any non-NULL value names it. */
 	m->req.call = m;
 	if (rd->bad || m->call.kind > MM_CALL_PLAN_ACTIONS || m->call.ttl_action > MAILMODE_TTL_RESTORE) {

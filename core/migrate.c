@@ -25,6 +25,11 @@ static const char *const kind_names[] = { "switch", "setup", "teardown", "adopt"
  * server within a NOTIFY and a transfer, so waiting a whole poll interval
  * first would only add latency.  Waits then double up to the interval. */
 #define FIRST_RECHECK_MS 100L
+/* A setup not ready yet waits for writes to show, seconds at least: each
+ * call reads the tenant's objects again. */
+#define FIRST_SETUP_RECHECK_MS 1000L
+/* The engine's bound on a plugin that keeps deferring its setup. */
+#define SETUP_DEFER_MAX_MS (60L * 60 * 1000)
 
 /* A shared lock outlives the call holding it by at most this much: an
  * isolated call ends at the plugin's call_timeout (its helper is killed),
@@ -544,21 +549,53 @@ static int setup_failed(struct mm_run *r, int rc)
 	return mm_run_rollback(r, MM_UNVERIFIED);
 }
 
+/* One call of the new mode's setup; *receipt: its receipt on success. */
+static int setup_once(struct mm_run *r, long long deferred_since, char **receipt)
+{
+	unsigned flags = MAILMODE_REQ_DEFERRABLE | (r->opts.force ? MAILMODE_REQ_FORCE : 0);
+	struct mm_op op = mm_run_op(r, 0, flags, 1);
+	int rc;
+
+	op.deferred_since_ms = deferred_since;
+	call_begin(r);
+	rc = mm_op_setup(&op, receipt, &r->report->diag);
+	if (rc != MM_OK && call_may_have_changed(r, op.plugin))
+		r->step_changed = 1;
+	call_end(r, 0);
+	return rc;
+}
+
+/* Setup, called again while it says what it made is not visible yet
+ * (MAILMODE_REQ_DEFERRABLE; the plugin bounds that wait): between calls
+ * the domain waits like a verify poll (parked in a runbook, its tenant
+ * slot and lock let go); each call gets the receipt of the last one's
+ * writes.  A plugin deferring for longer than SETUP_DEFER_MAX_MS fails. */
 static int run_setup(struct mm_run *r)
 {
-	struct mm_op op = mm_run_op(r, 0, r->opts.force ? MAILMODE_REQ_FORCE : 0, 1);
+	long long interval = FIRST_SETUP_RECHECK_MS, since = 0, now;
 	char *receipt = NULL;
-	int rc;
+	int attempt = 0, rc;
 
 	if ((rc = journal(r, MM_STEP_SETUP_NEW, "begin", NULL)) != MM_OK)
 		return rc;
 	mm_engine_progress(r->e, "%s: setting up %s mode", r->m->domain, r->m->to_mode);
 	r->step_changed = 0;
-	call_begin(r);
-	rc = mm_op_setup(&op, &receipt, &r->report->diag);
-	if (rc != MM_OK && call_may_have_changed(r, op.plugin))
-		r->step_changed = 1;
-	call_end(r, 0);
+	for (;;) {
+		rc = setup_once(r, since, &receipt);
+		now = mm_migrate_now_ms();
+		if (rc != MM_UNVERIFIED || !r->report->diag.retryable ||
+		    (since && now - since >= SETUP_DEFER_MAX_MS))
+			break;
+		if (!since)
+			since = now;
+		if (journal(r, MM_STEP_SETUP_NEW, "attempt", r->report->diag.summary) != MM_OK)
+			return MM_ERR;
+		show_attempt(r, "setting up", ++attempt, r->report->diag.summary);
+		wait_until(r, now + interval);
+		interval = interval * 2 > r->opts.poll_interval_ms ? r->opts.poll_interval_ms
+		                                                  : interval * 2;
+	}
+	engine_progress_end(r->e);
 	if (rc != MM_OK) {
 		free(receipt);
 		return setup_failed(r, rc);

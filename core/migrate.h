@@ -53,9 +53,8 @@ struct mm_engine {
 	 * worker's state connection and board line (state, slot). */
 	void (*wait)(struct mm_engine *e, long long until_ms);
 	void *wait_arg;
-	/* Set by the engine once the new mode verified: a runbook counts only
-	 * domains not yet verified against its workers, so that its failure
-	 * budget still stops a rollout after the first few failures. */
+	/* Set by the engine once the new mode verified: a runbook's canary
+	 * stage is over when each of its domains verified or ended. */
 	int verified;
 };
 

@@ -171,6 +171,7 @@ static int call(const struct mm_op *op, struct mm_call *c, struct mailmode_diag 
 		.original = op->original,
 		.accepted_conflicts = op->accepted_conflicts,
 		.prepared = op->prepared,
+		.deferred_since_ms = op->deferred_since_ms,
 	};
 	int rc;
 

@@ -39,6 +39,7 @@ struct mm_op {
 	                             a write is unknown; may be NULL */
 	const char *const *accepted_conflicts;   /* NULL-terminated, or NULL */
 	const char *prepared;     /* mx_ttl: the JSON of the last LOWER, or NULL */
+	long long deferred_since_ms;   /* req->deferred_since_ms */
 };
 
 /* The host services checkpoint and keep_original (plugin.h). */

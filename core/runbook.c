@@ -77,6 +77,8 @@ static void read_option(struct mm_runbook *rb, int line, const char *key, const 
 		read_int(rb, line, key, value, 1, MAX_PARALLEL, &rb->tenant_cap);
 	else if (strcmp(key, "failure_budget") == 0)
 		read_int(rb, line, key, value, 0, 1000000, &rb->failure_budget);
+	else if (strcmp(key, "canary") == 0)
+		read_int(rb, line, key, value, 0, 1000000, &rb->canary);
 	else if (strcmp(key, "prepare_ttl") == 0) {
 		int ttl;
 
@@ -92,7 +94,7 @@ static void read_option(struct mm_runbook *rb, int line, const char *key, const 
 			                 value);
 	} else
 		mm_runbook_error(rb, line,
-		                 "unknown option '%s' in [runbook] (known: parallel, tenant_cap, verify_timeout, poll_interval, failure_budget, prepare_ttl, max_settle)",
+		                 "unknown option '%s' in [runbook] (known: parallel, tenant_cap, verify_timeout, poll_interval, failure_budget, canary, prepare_ttl, max_settle)",
 		                 key);
 }
 

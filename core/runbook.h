@@ -18,6 +18,7 @@
  *     verify_timeout = 15m
  *     poll_interval = 10s
  *     failure_budget = 3      ; no new switch starts after this many failures
+ *     canary = 5              ; these first verify before the others start
  *     prepare_ttl = 300       ; `runbook prepare`: the MX TTL to lower to
  *     max_settle = 30m        ; cap of each switch's cache wait (none: no cap)
  *
@@ -40,6 +41,8 @@ struct mm_runbook {
 	long verify_timeout_ms;
 	long poll_interval_ms;
 	int failure_budget;
+	int canary;                 /* the first this many domains to switch
+	                               verify (or end) before others start */
 	long prepare_ttl;           /* seconds */
 	long max_settle_ms;         /* 0: no cap */
 	struct mm_runbook_entry *entries;

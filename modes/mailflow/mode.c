@@ -682,6 +682,29 @@ static int earlier_attempt_made(struct op *op, const struct object_kind *kind,
 	return made;
 }
 
+/* The object is not listed, but an earlier attempt of this setup made it
+ * (answered) within the visibility window: it is not visible yet, and
+ * sending New-* again would only be refused.  Its entry is kept. */
+static int made_moments_ago(struct op *op, const struct object_kind *kind, const char *name,
+                            cJSON *receipt)
+{
+	const cJSON *entry = cJSON_GetObjectItemCaseSensitive(op->receipt, kind->receipt_key);
+	const char *was = ms_field_str(entry, "name"), *state = ms_field_str(entry, "state");
+	const char *action = ms_field_str(entry, "action");
+	int64_t at = (int64_t)ms_field_long(entry, "state_at_ms", 0);
+
+	if (!was || !state || !action || !ms_strcaseeq(was, name) ||
+	    !ms_strcaseeq(state, "created") || !ms_strcaseeq(action, "created") ||
+	    wall_ms(op) - at >= op->profile->visibility_window_ms)
+		return 0;
+	if (receipt_put(receipt, kind->receipt_key, name, ms_field_str(entry, "guid"), "created",
+	                "created", at) != 0)
+		return -1;
+	op->host->log(op->host->handle, MAILMODE_LOG_INFO,
+	              "%s '%s' made by an earlier attempt is not listed yet", kind->what, name);
+	return 1;
+}
+
 /* Creates the object (New-*).  The receipt says "creating" before the
  * cmdlet is sent; an answer that never came leaves it so (the object may
  * exist, or appear later); a refusal removes the entry. */
@@ -691,8 +714,12 @@ static int create_object(struct op *op, const struct object_kind *kind,
 {
 	const struct mailmode_host *host = op->host;
 	cJSON *made = NULL;
-	int rc;
+	int rc = made_moments_ago(op, kind, name, receipt);
 
+	if (rc < 0)
+		goto nomem;
+	if (rc > 0)
+		return MAILMODE_OK;
 	if (receipt_put(receipt, kind->receipt_key, name, NULL, "created", "creating",
 	                wall_ms(op)) != 0)
 		goto nomem;
@@ -962,6 +989,12 @@ out:
 	return rc;
 }
 
+static long visibility_budget_ms(const struct op *op)
+{
+	return op->profile->retry_budget_ms > 0 ? op->profile->retry_budget_ms
+	                                        : DEFAULT_VISIBILITY_WAIT_MS;
+}
+
 /* Something setup needs is not visible yet: pauses *wait_ms (doubled
  * for the next pause, up to cap_ms) before the next read.  1 when the
  * pause would cross the profile's retry budget since started: nothing
@@ -970,15 +1003,28 @@ static int pause_for_visibility(struct op *op, const char *what, int64_t started
                                 int64_t *wait_ms, int64_t cap_ms)
 {
 	const struct mailmode_host *host = op->host;
-	long budget_ms = op->profile->retry_budget_ms > 0 ? op->profile->retry_budget_ms
-	                                                  : DEFAULT_VISIBILITY_WAIT_MS;
 
-	if (host->clock_mono_ms(host->handle) - started + *wait_ms > budget_ms)
+	if (host->clock_mono_ms(host->handle) - started + *wait_ms > visibility_budget_ms(op))
 		return 1;
 	host->progress(host->handle, "waiting for %s", what);
 	host->sleep_ms(host->handle, *wait_ms);
 	*wait_ms = *wait_ms * 2 > cap_ms ? cap_ms : *wait_ms * 2;
 	return 0;
+}
+
+/* A deferrable setup (ABI 1.6) not ready yet: the host calls it again
+ * later, holding no slot or lock meanwhile, so the wait overlaps other
+ * domains' work.  MAILMODE_ERR_FAILED (the diagnostic stands) once the
+ * wait has crossed the retry budget. */
+static int defer_setup(struct op *op)
+{
+	const struct mailmode_request *req = op->req;
+	int64_t since = req->struct_size > offsetof(struct mailmode_request, deferred_since_ms)
+	                        ? req->deferred_since_ms : 0;
+
+	if (since && op->host->clock_wall_ms(op->host->handle) - since > visibility_budget_ms(op))
+		return MAILMODE_ERR_FAILED;
+	return MAILMODE_ERR_NOT_READY;
 }
 
 /* A write of ours not visible yet: waits (up to the profile's retry
@@ -1234,6 +1280,8 @@ static int reconcile_rule(struct op *op, int apply, struct mf_plan *plan,
 		rc = reconcile_rule_once(op, apply, plan, receipt, diag);
 		if (rc != MAILMODE_ERR_NOT_READY)
 			return rc;
+		if (op->req->flags & MAILMODE_REQ_DEFERRABLE)
+			return defer_setup(op);
 		if (pause_for_visibility(op, "new objects of the tenant to become visible to transport rules",
 		                         started, &wait_ms, 15000) != 0)
 			return MAILMODE_ERR_FAILED;   /* the diagnostic says what */

@@ -4,7 +4,7 @@
 # verification (rolled back, the others finish); the failure budget; and a
 # run killed midway, finished by running the runbook again.
 . "$top_srcdir/tests/cli/setup.sh"
-plan 35
+plan 37
 E="$TEST_TMP/example.json"
 T="$TEST_TMP/twin.json"
 "$PYTHON3" -c '
@@ -98,13 +98,36 @@ is "$(routes "$T")" "twin-scanner twin-scanner twin-scanner direct twin-scanner 
 is "$(routes "$E")" "direct direct direct scanner direct direct direct direct scanner scanner " "example kept where it was not switched"
 is "$(db "SELECT count(*) FROM domains WHERE mode='twin'")" 7 "state: 7 in twin mode"
 
-# --- the failure budget: no new switch after the first failure
+# --- waits overlap: while d03 waits to verify, its worker switches the
+# next domains, so they are done before its failure spends the budget
 cat >"$RB" <<'RUNBOOK'
 [runbook]
 parallel = 1
 verify_timeout = 1s
 poll_interval = 100ms
 failure_budget = 1
+
+[domains]
+d03.test = twin
+d08.test = twin
+RUNBOOK
+run mm --json runbook run "$RB"
+is "$("$PYTHON3" -c 'import json,sys; print(" ".join(x["result"] for x in json.load(sys.stdin)["domains"]))' <<JSON
+$out
+JSON
+)|$(world_route "$T" d08.test)" "rolled back switched|twin-scanner" "without a canary stage the next domain does not wait for the first's verify"
+run mm switch d08.test --to example
+is "$rc|$(world_route "$E" d08.test)" "0|scanner" "switched back to example for the next runs"
+
+# --- the failure budget with a canary stage: no new switch after the
+# first failure
+cat >"$RB" <<'RUNBOOK'
+[runbook]
+parallel = 1
+verify_timeout = 1s
+poll_interval = 100ms
+failure_budget = 1
+canary = 1
 
 [domains]
 d03.test = twin

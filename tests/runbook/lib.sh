@@ -28,17 +28,19 @@ db() { sqlite3 "$DB" "$1"; }
 # json EXPR: EXPR over the JSON document d in $out.
 json() { printf '%s' "$out" | "$PYTHON3" -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
-# write_runbook FILE MODE PARALLEL VERIFY_TIMEOUT BUDGET: every sandbox
+# write_runbook FILE MODE PARALLEL VERIFY_TIMEOUT BUDGET [CANARY]: every sandbox
 # domain to MODE, each with its tenant's profile, in name order.
 write_runbook() {
 	"$PYTHON3" - "$SB/sandbox.json" "$@" <<'PY'
 import json, sys
-state, path, mode, parallel, timeout, budget = sys.argv[1:]
+state, path, mode, parallel, timeout, budget = sys.argv[1:7]
+canary = sys.argv[7] if len(sys.argv) > 7 else "0"
 layout = json.load(open(state))["extra_tenants"]
 lines = sorted((d, t) for t, ds in layout.items() for d in ds)
 with open(path, "w") as f:
     f.write("[runbook]\nparallel = %s\ntenant_cap = 2\nverify_timeout = %s\n"
-            "poll_interval = 300ms\nfailure_budget = %s\n\n[domains]\n" % (parallel, timeout, budget))
+            "poll_interval = 300ms\nfailure_budget = %s\ncanary = %s\n\n[domains]\n"
+            % (parallel, timeout, budget, canary))
     f.writelines("%s = %s %s\n" % (d, mode, t) for d, t in lines)
 PY
 }

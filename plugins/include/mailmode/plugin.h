@@ -85,7 +85,8 @@
  * token_cache_load and token_cache_store; the operations mx_ttl and
  * doctor; the request field prepared; verify's "finish_after_settle" and
  * MAILMODE_REQ_SETTLED; 1.5: the operation plan_actions (in the first
- * reserved slot); 1.6: MAILMODE_REQ_DEFERRABLE for setup.
+ * reserved slot); 1.6: MAILMODE_REQ_DEFERRABLE for setup and
+ * the request field deferred_since_ms.
  */
 #ifndef MAILMODE_PLUGIN_H
 #define MAILMODE_PLUGIN_H
@@ -348,7 +349,10 @@ struct mailmode_host {
                                                  the host calls it again
                                                  later (with that receipt),
                                                  holding no slot or lock
-                                                 meanwhile */
+                                                 meanwhile, until it
+                                                 succeeds or fails; the
+                                                 plugin bounds the wait
+                                                 (deferred_since_ms) */
 
 /* What an operation is about.  Host-owned, valid for the call only. */
 struct mailmode_request {
@@ -376,6 +380,12 @@ struct mailmode_request {
 	                              of a finished one of this mode's
 	                              records, so that an original it keeps
 	                              has the TTLs before */
+	/* ABI 1.6: check struct_size before reading it. */
+	int64_t deferred_since_ms; /* setup with MAILMODE_REQ_DEFERRABLE: the
+	                              wall time of this setup's first
+	                              MAILMODE_ERR_NOT_READY answer, 0 on its
+	                              first call; against the plugin's own
+	                              budget for the wait */
 };
 
 /* observe(): is the mode in effect for the domain right now? */
