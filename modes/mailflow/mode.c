@@ -434,6 +434,16 @@ static void warn_lines(struct op *op, const char *prefix, const char *lines)
 
 static int check_rule_room(struct op *op, struct mailmode_diag *diag);
 
+/* ABI 1.6: the setup deferred before (MAILMODE_REQ_DEFERRABLE) and is
+ * called again. */
+static int setup_deferred(const struct op *op)
+{
+	const struct mailmode_request *req = op->req;
+
+	return req->struct_size > offsetof(struct mailmode_request, deferred_since_ms) &&
+	       req->deferred_since_ms != 0;
+}
+
 static int preflight(struct op *op, struct mailmode_diag *diag)
 {
 	const struct mailmode_host *host = op->host;
@@ -1018,11 +1028,8 @@ static int pause_for_visibility(struct op *op, const char *what, int64_t started
  * wait has crossed the retry budget. */
 static int defer_setup(struct op *op)
 {
-	const struct mailmode_request *req = op->req;
-	int64_t since = req->struct_size > offsetof(struct mailmode_request, deferred_since_ms)
-	                        ? req->deferred_since_ms : 0;
-
-	if (since && op->host->clock_wall_ms(op->host->handle) - since > visibility_budget_ms(op))
+	if (setup_deferred(op) && op->host->clock_wall_ms(op->host->handle) -
+	                                  op->req->deferred_since_ms > visibility_budget_ms(op))
 		return MAILMODE_ERR_FAILED;
 	return MAILMODE_ERR_NOT_READY;
 }
