@@ -56,6 +56,15 @@ struct op {
 	cJSON *outbound;             /* Get-OutboundConnector */
 	cJSON *inbound;              /* Get-InboundConnector */
 	struct ms_buf warnings;      /* ours, one per line */
+	/* setup, teardown with a host that keeps shared notes (ABI 1.6):
+	 * the tenant's note of shared rule writes not visible yet (notes.c),
+	 * loaded with the first read of the rules; NULL: none kept, each
+	 * write is read back and waited for */
+	int keep_notes;
+	cJSON *notes;
+	/* a rule showed a list no noted write made: this operation's writes
+	 * are read back (another writer's list is written on again) */
+	int notes_distrusted;
 };
 
 /* ------------------------------------------------------------------ */
@@ -136,6 +145,7 @@ static void op_end(struct op *op)
 	cJSON_Delete(op->outbound);
 	cJSON_Delete(op->inbound);
 	cJSON_Delete(op->receipt);
+	cJSON_Delete(op->notes);
 	ms_buf_free(&op->exo.warnings);
 	ms_buf_free(&op->warnings);
 }
@@ -248,6 +258,8 @@ static void world_keep(struct op *op)
 	t->world_read_ms = t->rules && t->outbound && t->inbound ? wall_ms(op) : 0;
 }
 
+static int apply_notes(struct op *op, struct mailmode_diag *diag);
+
 /* Reads the tenant's transport rules and connectors.  use_cache: what
  * the tenant entry holds will do, when it is younger than
  * MF_WORLD_CACHE_MS and no write of ours came since (invoke drops it).
@@ -275,6 +287,8 @@ static int read_world(struct op *op, int use_cache, struct mailmode_diag *diag)
 		rc = read_collection(op, "Get-InboundConnector", 0, &op->inbound, diag);
 	if (rc == MAILMODE_OK)
 		world_keep(op);
+	if (rc == MAILMODE_OK)
+		rc = apply_notes(op, diag);
 	return rc;
 }
 
@@ -1081,6 +1095,159 @@ out:
 	return rc;
 }
 
+/* ------------------------------------------------------------------ */
+/* Shared rule writes not visible yet, in the tenant's note (notes.c) */
+
+/* Set on a rule of op->rules whose list the note brought up to date: a
+ * rule is judged once per read. */
+#define NOTED_MARK "MailmodeNoted"
+/* The most writes of a rule not seen yet that the note builds on. */
+#define NOTE_WRITES_MAX 64
+
+static void note_resource(const struct op *op, char *out, size_t len)
+{
+	/* As mf_resources names the tenant: the lock the host holds. */
+	snprintf(out, len, "tenant %s", op->profile->tenant);
+}
+
+static int store_notes(struct op *op, struct mailmode_diag *diag)
+{
+	char resource[MF_NAME_MAX + 256];
+
+	note_resource(op, resource, sizeof(resource));
+	return mf_notes_store(op->host, op->req, resource, op->notes, diag);
+}
+
+/* A noted rule still showing what it held before writes the note knows
+ * of that are older than the retry budget, or too many of them: as
+ * without the note, it is read again (waited for) until it shows the
+ * last one or another writer's list.  *seen: what it shows then. */
+static int settle_note(struct op *op, const char *name, cJSON *entry,
+                       enum mf_note_seen *seen, struct mailmode_diag *diag)
+{
+	int64_t started = op->host->clock_mono_ms(op->host->handle), wait_ms = 250;
+	cJSON *params = identity_params(name, 0), *read = NULL;
+	const char **have = NULL;
+	int trimmed, rc = params ? MAILMODE_OK : MAILMODE_ERR_NOMEM;
+
+	while (rc == MAILMODE_OK && *seen == MF_NOTE_PENDING &&
+	       (rc = wait_for_write(op, name, started, &wait_ms, diag)) == MAILMODE_OK) {
+		size_t count = 0;
+
+		cJSON_Delete(read);
+		free(have);
+		have = NULL;
+		read = NULL;
+		rc = invoke(op, "Get-TransportRule", params, &read, diag);
+		if (rc == MAILMODE_OK &&
+		    !(have = ms_field_strs(cJSON_GetArrayItem(read, 0), "RecipientDomainIs", &count)))
+			rc = MAILMODE_ERR_NOMEM;
+		if (rc == MAILMODE_OK)
+			*seen = mf_note_see(entry, have, &trimmed);
+	}
+	if (rc == MAILMODE_ERR_NOMEM)
+		op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+	cJSON_Delete(params);
+	cJSON_Delete(read);
+	free(have);
+	return rc;
+}
+
+/* One rule's entry of the note, judged on the rule as read (NULL: not
+ * listed).  *changed: the entry changed (to be stored). */
+static int apply_note(struct op *op, cJSON *rule, cJSON *entry, int *changed,
+                      struct mailmode_diag *diag)
+{
+	long budget = op->profile->retry_budget_ms > 0 ? op->profile->retry_budget_ms
+	                                               : DEFAULT_VISIBILITY_WAIT_MS;
+	size_t count = 0;
+	const char **have = rule ? ms_field_strs(rule, "RecipientDomainIs", &count) : NULL;
+	enum mf_note_seen seen = MF_NOTE_FOREIGN;
+	int trimmed = 0, rc = MAILMODE_OK;
+
+	if (rule && !have)
+		goto nomem;
+	if (rule)
+		seen = mf_note_see(entry, have, &trimmed);
+	*changed |= trimmed;
+	if (seen == MF_NOTE_PENDING && (wall_ms(op) - mf_note_oldest_ms(entry) > budget ||
+	                                mf_note_writes(entry) >= NOTE_WRITES_MAX))
+		rc = settle_note(op, entry->string, entry, &seen, diag);
+	if (rc != MAILMODE_OK)
+		goto out;
+	if (seen == MF_NOTE_FOREIGN && rule) {
+		warn(op, "transport rule '%s' shows a list no write of mailmode's made (written by hand, or by a stopped mailmode): its writes are read back",
+		     entry->string);
+		op->notes_distrusted = 1;
+	}
+	if (seen != MF_NOTE_FOREIGN &&
+	    (mf_note_hold(entry, rule) != 0 || !cJSON_AddTrueToObject(rule, NOTED_MARK)))
+		goto nomem;
+	if (seen != MF_NOTE_PENDING) {
+		mf_note_drop(op->notes, entry->string);
+		*changed = 1;
+	}
+	goto out;
+nomem:
+	op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+	rc = MAILMODE_ERR_NOMEM;
+out:
+	free(have);
+	return rc;
+}
+
+/* The rules as read, by the tenant's note: a rule showing what it held
+ * before writes not visible yet gets the list it holds.  Loads the note
+ * with the first read; stores it when an entry changed. */
+static int apply_notes(struct op *op, struct mailmode_diag *diag)
+{
+	char resource[MF_NAME_MAX + 256];
+	cJSON *entry, *next, *rule;
+	int changed = 0, rc = MAILMODE_OK;
+
+	if (!op->keep_notes)
+		return MAILMODE_OK;
+	note_resource(op, resource, sizeof(resource));
+	if (!op->notes && (rc = mf_notes_load(op->host, op->req, resource, &op->notes, diag)) != MAILMODE_OK)
+		return rc;
+	entry = cJSON_GetObjectItemCaseSensitive(op->notes, "rules");
+	for (entry = entry ? entry->child : NULL; entry && rc == MAILMODE_OK; entry = next) {
+		next = entry->next;
+		rule = (cJSON *)mf_find_by_name(op->rules, entry->string);
+		if (!rule || !cJSON_GetObjectItemCaseSensitive(rule, NOTED_MARK))
+			rc = apply_note(op, rule, entry, &changed, diag);
+	}
+	if (rc == MAILMODE_OK && changed)
+		rc = store_notes(op, diag);
+	return rc;
+}
+
+/* After a write of a shared rule's list (before: what the rule held):
+ * noted for the next writer under the tenant's lock, who builds on it
+ * while it is not visible yet.  Without the note (an older host, another
+ * writer's list seen) it is read back and waited for, as before. */
+static int rule_written(struct op *op, const char *name, const char *const *before,
+                        const char *const *wrote, int joining, cJSON *receipt,
+                        struct mailmode_diag *diag)
+{
+	if (!op->notes || op->notes_distrusted)
+		return rule_read_back(op, name, before, wrote, joining, receipt, diag);
+	if (mf_note_add(op->notes, name, before, wrote, wall_ms(op)) != 0) {
+		op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+		return MAILMODE_ERR_NOMEM;
+	}
+	return store_notes(op, diag);
+}
+
+/* A rule removed: nothing to build on is left of its writes. */
+static int rule_removed(struct op *op, const char *name, struct mailmode_diag *diag)
+{
+	if (!op->notes || !mf_note_of(op->notes, name))
+		return MAILMODE_OK;
+	mf_note_drop(op->notes, name);
+	return store_notes(op, diag);
+}
+
 /* Before anything is written (setup's preflight, plan and preflight()):
  * refused when the domain needs a new rule and the tenant has no room
  * for one. */
@@ -1167,8 +1334,10 @@ static int reconcile_rule_once(struct op *op, int apply, struct mf_plan *plan,
 	struct ms_buf mismatches = { 0 };
 	cJSON *params = NULL;
 	const cJSON *existing;
-	int rc = choose_rule(op, &choice, diag);
+	int rc = apply_notes(op, diag);
 
+	if (rc == MAILMODE_OK)
+		rc = choose_rule(op, &choice, diag);
 	if (rc == MAILMODE_ERR_NOMEM)
 		goto nomem;
 	if (rc != MAILMODE_OK)
@@ -1193,8 +1362,8 @@ static int reconcile_rule_once(struct op *op, int apply, struct mf_plan *plan,
 		size_t count = 0;
 		const char **before = ms_field_strs(existing, "RecipientDomainIs", &count);
 
-		rc = before ? rule_read_back(op, op->rule_name, before, choice.members, 1,
-		                             receipt, diag)
+		rc = before ? rule_written(op, op->rule_name, before, choice.members, 1,
+		                           receipt, diag)
 		            : MAILMODE_ERR_NOMEM;
 		free(before);
 		if (rc == MAILMODE_ERR_NOMEM)
@@ -1545,6 +1714,8 @@ static int leave_rule(struct op *op, const cJSON *rule, int apply, struct mf_pla
 		goto nomem;
 	if (!c.members[0]) {
 		rc = remove_object(op, &rule_kind, c.name, rule, apply, plan, diag);
+		if (rc == MAILMODE_OK && apply)
+			rc = rule_removed(op, c.name, diag);
 		goto out;
 	}
 	params = mf_rule_params(op->profile, &c.want, 0);
@@ -1568,7 +1739,7 @@ static int leave_rule(struct op *op, const cJSON *rule, int apply, struct mf_pla
 	if (rc == MAILMODE_OK)
 		rc = invoke(op, "Set-TransportRule", set, NULL, diag);
 	if (rc == MAILMODE_OK)
-		rc = rule_read_back(op, c.name, have, c.members, 0, op->receipt, diag);
+		rc = rule_written(op, c.name, have, c.members, 0, op->receipt, diag);
 	goto out;
 nomem:
 	op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
@@ -1951,6 +2122,7 @@ static int mf_setup(void *opaque, const struct mailmode_request *req,
 	rc = op_begin(opaque, req, 0, &op, diag);
 	if (rc != MAILMODE_OK)
 		goto out;
+	op.keep_notes = mf_notes_kept(op.host);
 	rc = preflight(&op, diag);
 	if (rc != MAILMODE_OK)
 		goto out;
@@ -2259,6 +2431,7 @@ static int mf_teardown(void *opaque, const struct mailmode_request *req,
 	int rc;
 
 	rc = op_begin(opaque, req, 1, &op, diag);
+	op.keep_notes = mf_notes_kept(op.host);
 	if (rc == MAILMODE_OK)
 		rc = unmake(&op, 1, NULL, diag);
 	if (rc == MAILMODE_OK)
