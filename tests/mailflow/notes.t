@@ -10,11 +10,11 @@
 . "$top_srcdir/tests/lib.sh"
 . "$top_srcdir/tests/mailflow/lib-mailflow.sh"
 
-plan 16
+plan 20
 
 mf_start
 mf_tenant '{"accepted_domains": ["contoso.test", "d1.test", "d2.test", "d3.test", "d4.test", "d5.test", "d6.test"]}'
-mf_config secret
+mf_config secret 'visibility_window_ms = 8000'
 
 # mf_settled: waits (up to 30 s) until every write shows in the emulator.
 mf_settled() {
@@ -118,3 +118,29 @@ is "$trc $src" "0 0" "a teardown and a setup of the tenant at once both succeed"
 is "$(members)" "contoso.test,d2.test,d3.test,d4.test,d5.test,d6.test" \
 	"the rule lost the domain torn down and kept the one joining"
 is "$(rule_writes) $(read_backs)" "2 0" "one write each, none read back"
+
+# --- the lock taken over while the rule's write is in flight: its note
+# is refused (the lease is renewed first), so no later writer builds on
+# a write whose lock was lost; the rollback takes the domain out again
+mf_settled
+emu_ctl POST /_emu/faults '{"kind":"slow","count":1,"cmdlet":"Set-TransportRule","delay_ms":3000}' >/dev/null
+mm setup d1.test --mode mailflow --profile p1 --no-wait >"$TEST_TMP/bg.out" 2>"$TEST_TMP/bg.err" &
+setup_pid=$!
+waited=0
+while [ "$(mf_stat faults_injected)" = 0 ] && [ $waited -lt 100 ]; do
+	sleep 0.1
+	waited=$((waited + 1))
+done
+sqlite3 "$MF_STATE" "UPDATE shared_locks SET host = 'elsewhere.example', pid = 4242"
+sleep 4
+sqlite3 "$MF_STATE" "DELETE FROM shared_locks"
+wait $setup_pid
+rc=$?
+emu_ctl DELETE /_emu/faults >/dev/null
+ok $([ "$rc" -ne 0 ]; echo $?) "the setup whose lock was taken over stops (exit $rc)"
+like "$(cat "$TEST_TMP/bg.err")" "could not be stored: .*no longer this process's" \
+	"its note is refused: the lock is no longer its own"
+unlike "$(note_last 2>/dev/null)" "d1.test" "no note of its write for the next writer"
+mf_settled
+is "$(members)" "contoso.test,d2.test,d3.test,d4.test,d5.test,d6.test" \
+	"and the rollback took the domain out of the rule again"
