@@ -1014,8 +1014,9 @@ static int wait_for_write(struct op *op, const char *name, int64_t started,
 }
 
 /* Set-TransportRule replaces a shared rule's whole RecipientDomainIs
- * list, so each such write is read back (Get-TransportRule -Identity)
- * before the tenant lock is let go:
+ * list, so each such write is, without the tenant's note (rule_written),
+ * read back (Get-TransportRule -Identity) before the tenant lock is let
+ * go:
  * - the list as written: done;
  * - the list as before: not visible yet; waited for, so that the next
  *   domain's setup under this lock does not write on the old list (and
