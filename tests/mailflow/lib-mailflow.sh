@@ -124,6 +124,16 @@ import json, sys
 print(json.load(sys.stdin).get(sys.argv[1], 0))' "$1"
 }
 
+# mf_wait_fault: waits (up to 10 s) until the emulator injected a fault
+# (a cmdlet made slow is in flight).
+mf_wait_fault() {
+	_mf_n=0
+	while [ "$(mf_stat faults_injected)" = 0 ] && [ $_mf_n -lt 100 ]; do
+		sleep 0.1
+		_mf_n=$((_mf_n + 1))
+	done
+}
+
 # mf_reset_log: forgets recorded requests and statistics.
 mf_reset_log() {
 	emu_ctl DELETE /_emu/requests >/dev/null && emu_ctl DELETE /_emu/stats >/dev/null

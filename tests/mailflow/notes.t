@@ -126,11 +126,7 @@ mf_settled
 emu_ctl POST /_emu/faults '{"kind":"slow","count":1,"cmdlet":"Set-TransportRule","delay_ms":3000}' >/dev/null
 mm setup d1.test --mode mailflow --profile p1 --no-wait >"$TEST_TMP/bg.out" 2>"$TEST_TMP/bg.err" &
 setup_pid=$!
-waited=0
-while [ "$(mf_stat faults_injected)" = 0 ] && [ $waited -lt 100 ]; do
-	sleep 0.1
-	waited=$((waited + 1))
-done
+mf_wait_fault
 sqlite3 "$MF_STATE" "UPDATE shared_locks SET host = 'elsewhere.example', pid = 4242"
 sleep 4
 sqlite3 "$MF_STATE" "DELETE FROM shared_locks"
