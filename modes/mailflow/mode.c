@@ -62,9 +62,9 @@ struct op {
 	 * write is read back and waited for */
 	int keep_notes;
 	cJSON *notes;
-	/* a rule showed a list no noted write made: this operation's writes
-	 * are read back (another writer's list is written on again) */
-	int notes_distrusted;
+	/* the rules that showed a list no noted write made: their writes are
+	 * read back (another writer's list is written on again) */
+	struct ms_buf read_back;
 };
 
 /* ------------------------------------------------------------------ */
@@ -146,6 +146,7 @@ static void op_end(struct op *op)
 	cJSON_Delete(op->inbound);
 	cJSON_Delete(op->receipt);
 	cJSON_Delete(op->notes);
+	ms_buf_free(&op->read_back);
 	ms_buf_free(&op->exo.warnings);
 	ms_buf_free(&op->warnings);
 }
@@ -1179,7 +1180,9 @@ static int apply_note(struct op *op, cJSON *rule, cJSON *entry, int *changed,
 	if (seen == MF_NOTE_FOREIGN && rule) {
 		warn(op, "transport rule '%s' shows a list no write of mailmode's made (written by hand, or by a stopped mailmode): its writes are read back",
 		     entry->string);
-		op->notes_distrusted = 1;
+		ms_buf_addf(&op->read_back, "%s\n", entry->string);
+		if (op->read_back.failed)
+			goto nomem;
 	}
 	if (seen != MF_NOTE_FOREIGN &&
 	    (mf_note_hold(entry, rule) != 0 || !cJSON_AddTrueToObject(rule, NOTED_MARK)))
@@ -1223,6 +1226,18 @@ static int apply_notes(struct op *op, struct mailmode_diag *diag)
 	return rc;
 }
 
+/* Whether the rule showed another writer's list (apply_note). */
+static int rule_distrusted(const struct op *op, const char *name)
+{
+	const char *line = op->read_back.data;
+	size_t len = strlen(name);
+
+	for (; line && *line; line = strchr(line, '\n') + 1)
+		if (strncmp(line, name, len) == 0 && line[len] == '\n')
+			return 1;
+	return 0;
+}
+
 /* After a write of a shared rule's list (before: what the rule held):
  * noted for the next writer under the tenant's lock, who builds on it
  * while it is not visible yet.  Without the note (an older host, another
@@ -1231,7 +1246,7 @@ static int rule_written(struct op *op, const char *name, const char *const *befo
                         const char *const *wrote, int joining, cJSON *receipt,
                         struct mailmode_diag *diag)
 {
-	if (!op->notes || op->notes_distrusted)
+	if (!op->notes || rule_distrusted(op, name))
 		return rule_read_back(op, name, before, wrote, joining, receipt, diag);
 	if (mf_note_add(op->notes, name, before, wrote, wall_ms(op)) != 0) {
 		op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");

@@ -10,7 +10,7 @@
 . "$top_srcdir/tests/lib.sh"
 . "$top_srcdir/tests/mailflow/lib-mailflow.sh"
 
-plan 20
+plan 24
 
 mf_start
 mf_tenant '{"accepted_domains": ["contoso.test", "d1.test", "d2.test", "d3.test", "d4.test", "d5.test", "d6.test"]}'
@@ -140,3 +140,20 @@ unlike "$(note_last 2>/dev/null)" "d1.test" "no note of its write for the next w
 mf_settled
 is "$(members)" "contoso.test,d2.test,d3.test,d4.test,d5.test,d6.test" \
 	"and the rollback took the domain out of the rule again"
+
+# --- a list no noted write made (an admin's edit, seen before the note's
+# write shows): that writer's list is written on, and read back, as
+# without notes; the note does not overwrite the admin's edit
+mf_settled
+emu_ctl POST /_emu/config '{"consistency_delay_s": 5}' >/dev/null
+run mm setup d1.test --mode mailflow --profile p1 --no-wait
+is "$rc" 0 "d1.test joins again, its write 5 s late to show"
+emu_ctl POST /_emu/config '{"consistency_delay_s": 0}' >/dev/null
+mf_invoke Set-TransportRule '{"Identity": "mailmode route #1", "RecipientDomainIs": ["contoso.test", "d2.test", "d3.test", "d4.test", "d5.test", "d6.test", "hand.example.net"]}'
+mf_reset_log
+run mm teardown d2.test --no-wait
+like "$rc $err" "^0 .*transport rule 'mailmode route #1' shows a list no write of mailmode's made" \
+	"a teardown seeing an admin's list says so"
+is "$(members)" "contoso.test,d3.test,d4.test,d5.test,d6.test,hand.example.net" \
+	"and writes on that list: the admin's edit is kept (it dropped d1.test)"
+is "$(read_backs)" 1 "that write is read back, as without notes"
