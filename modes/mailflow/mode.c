@@ -62,9 +62,6 @@ struct op {
 	 * write is read back and waited for */
 	int keep_notes;
 	cJSON *notes;
-	/* the rules that showed a list no noted write made: their writes are
-	 * read back (another writer's list is written on again) */
-	struct ms_buf read_back;
 };
 
 /* ------------------------------------------------------------------ */
@@ -146,7 +143,6 @@ static void op_end(struct op *op)
 	cJSON_Delete(op->inbound);
 	cJSON_Delete(op->receipt);
 	cJSON_Delete(op->notes);
-	ms_buf_free(&op->read_back);
 	ms_buf_free(&op->exo.warnings);
 	ms_buf_free(&op->warnings);
 }
@@ -1014,89 +1010,6 @@ static int wait_for_write(struct op *op, const char *name, int64_t started,
 	return MAILMODE_ERR_FAILED;
 }
 
-/* Set-TransportRule replaces a shared rule's whole RecipientDomainIs
- * list, so each such write is, without the tenant's note (rule_written),
- * read back (Get-TransportRule -Identity) before the tenant lock is let
- * go:
- * - the list as written: done;
- * - the list as before: not visible yet; waited for, so that the next
- *   domain's setup under this lock does not write on the old list (and
- *   drop this domain);
- * - any other list: another writer's (a change made by hand, or a
- *   killed holder's write landing after the core took its lock over): the
- *   domain's change is made again on that list.  Other mailmode processes
- *   wait for the core's lock on the tenant (state.c shared_locks); a write
- *   landing after this read-back is not seen here (doc/mailflow-limits.md). */
-static int rule_read_back(struct op *op, const char *name, const char *const *before,
-                          const char *const *wrote_first, int joining, cJSON *receipt,
-                          struct mailmode_diag *diag)
-{
-	const char **was = mf_list_copy(before), **wrote = mf_list_copy(wrote_first);
-	const char **have = NULL;
-	cJSON *params = NULL, *read = NULL;
-	int64_t started = op->host->clock_mono_ms(op->host->handle), wait_ms = 250;
-	int rewrites = 0, rc = MAILMODE_OK;
-
-	if (!was || !wrote)
-		goto nomem;
-	for (;;) {
-		size_t count = 0;
-
-		params = identity_params(name, 0);
-		if (!params)
-			goto nomem;
-		rc = invoke(op, "Get-TransportRule", params, &read, diag);
-		if (rc != MAILMODE_OK && ms_exo_error_not_found(&op->err)) {
-			op->host->diag_set(diag, MAILMODE_SEV_NONE, 0, "%s", "");
-			rc = MAILMODE_OK;
-			goto out;
-		}
-		if (rc != MAILMODE_OK)
-			goto out;
-		have = ms_field_strs(cJSON_GetArrayItem(read, 0), "RecipientDomainIs", &count);
-		if (!have)
-			goto nomem;
-		if (mf_lists_equal(have, wrote))
-			goto out;
-		if (mf_lists_equal(have, was)) {
-			rc = wait_for_write(op, name, started, &wait_ms, diag);
-		} else if (rewrites++ == READ_BACK_ROUNDS) {
-			op->host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
-			                   "transport rule '%s' of tenant %s keeps being rewritten by another writer: %s is %s it",
-			                   name, op->profile->tenant, op->req->domain,
-			                   joining ? "not sure to be in" : "maybe still in");
-			op->host->diag_append(diag, "another mailmode process may be switching domains of this tenant; run the command again once it is done");
-			rc = MAILMODE_ERR_FAILED;
-		} else {
-			free(was);
-			if (!(was = mf_list_copy(have)))
-				goto nomem;
-			rc = rewrite_rule(op, name, have, joining, &wrote, receipt, diag);
-			if (rc == 1) {
-				rc = MAILMODE_OK;   /* the other writer's list has the change */
-				goto out;
-			}
-		}
-		if (rc != MAILMODE_OK)
-			goto out;
-		cJSON_Delete(params);
-		cJSON_Delete(read);
-		free(have);
-		params = read = NULL;
-		have = NULL;
-	}
-nomem:
-	op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
-	rc = MAILMODE_ERR_NOMEM;
-out:
-	free(was);
-	free(wrote);
-	free(have);
-	cJSON_Delete(params);
-	cJSON_Delete(read);
-	return rc;
-}
-
 /* ------------------------------------------------------------------ */
 /* Shared rule writes not visible yet, in the tenant's note (notes.c) */
 
@@ -1177,13 +1090,9 @@ static int apply_note(struct op *op, cJSON *rule, cJSON *entry, int *changed,
 		rc = settle_note(op, entry->string, entry, &seen, diag);
 	if (rc != MAILMODE_OK)
 		goto out;
-	if (seen == MF_NOTE_FOREIGN && rule) {
-		warn(op, "transport rule '%s' shows a list no write of mailmode's made (written by hand, or by a stopped mailmode): its writes are read back",
+	if (seen == MF_NOTE_FOREIGN && rule)
+		warn(op, "transport rule '%s' shows a list no write of mailmode's made (written by hand, or by a stopped mailmode): it is written on",
 		     entry->string);
-		ms_buf_addf(&op->read_back, "%s\n", entry->string);
-		if (op->read_back.failed)
-			goto nomem;
-	}
 	if (seen != MF_NOTE_FOREIGN &&
 	    (mf_note_hold(entry, rule) != 0 || !cJSON_AddTrueToObject(rule, NOTED_MARK)))
 		goto nomem;
@@ -1226,35 +1135,6 @@ static int apply_notes(struct op *op, struct mailmode_diag *diag)
 	return rc;
 }
 
-/* Whether the rule showed another writer's list (apply_note). */
-static int rule_distrusted(const struct op *op, const char *name)
-{
-	const char *line = op->read_back.data;
-	size_t len = strlen(name);
-
-	for (; line && *line; line = strchr(line, '\n') + 1)
-		if (strncmp(line, name, len) == 0 && line[len] == '\n')
-			return 1;
-	return 0;
-}
-
-/* After a write of a shared rule's list (before: what the rule held):
- * noted for the next writer under the tenant's lock, who builds on it
- * while it is not visible yet.  Without the note (an older host, another
- * writer's list seen) it is read back and waited for, as before. */
-static int rule_written(struct op *op, const char *name, const char *const *before,
-                        const char *const *wrote, int joining, cJSON *receipt,
-                        struct mailmode_diag *diag)
-{
-	if (!op->notes || rule_distrusted(op, name))
-		return rule_read_back(op, name, before, wrote, joining, receipt, diag);
-	if (mf_note_add(op->notes, name, before, wrote, wall_ms(op)) != 0) {
-		op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
-		return MAILMODE_ERR_NOMEM;
-	}
-	return store_notes(op, diag);
-}
-
 /* A rule removed: nothing to build on is left of its writes. */
 static int rule_removed(struct op *op, const char *name, struct mailmode_diag *diag)
 {
@@ -1262,6 +1142,130 @@ static int rule_removed(struct op *op, const char *name, struct mailmode_diag *d
 		return MAILMODE_OK;
 	mf_note_drop(op->notes, name);
 	return store_notes(op, diag);
+}
+
+/* The read-back shows the list before the write, or an earlier write of
+ * the rule's note: the write is not visible yet. */
+static int read_back_pending(struct op *op, const char *name, const char *const *have,
+                             const char *const *was)
+{
+	cJSON *entry = op->notes ? mf_note_of(op->notes, name) : NULL;
+	int trimmed;
+
+	return mf_lists_equal(have, was) ||
+	       (entry && mf_note_see(entry, have, &trimmed) == MF_NOTE_PENDING);
+}
+
+/* The rule's entry of the tenant's note (when kept) after a read-back
+ * that saw what (SHOWN: the write; PENDING: not visible yet, so the
+ * write is added for the next writer to build on; FOREIGN: another
+ * writer's list, written on again). */
+static int read_back_noted(struct op *op, const char *name, enum mf_note_seen what,
+                           const char *const *was, const char *const *wrote,
+                           struct mailmode_diag *diag)
+{
+	if (!op->notes || (what != MF_NOTE_PENDING && !mf_note_of(op->notes, name)))
+		return MAILMODE_OK;
+	if (what != MF_NOTE_PENDING)
+		mf_note_drop(op->notes, name);
+	else if (mf_note_add(op->notes, name, was, wrote, wall_ms(op)) != 0) {
+		op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+		return MAILMODE_ERR_NOMEM;
+	}
+	return store_notes(op, diag);
+}
+
+/* Set-TransportRule replaces a shared rule's whole RecipientDomainIs
+ * list, so each such write is read back (Get-TransportRule -Identity)
+ * before the tenant lock is let go:
+ * - the list as written: done;
+ * - the list as before (or an earlier write of the tenant's note): not
+ *   visible yet; kept in the tenant's note, so that the next domain's
+ *   setup under the lock builds on it instead of writing on the old list
+ *   (and dropping this domain); without notes (an older host) waited
+ *   for;
+ * - any other list: another writer's (a change made by hand, or a
+ *   killed holder's write landing after the core took its lock over): the
+ *   domain's change is made again on that list.  Other mailmode processes
+ *   wait for the core's lock on the tenant (state.c shared_locks); a write
+ *   landing after this read-back is not seen here (doc/mailflow-limits.md). */
+static int rule_read_back(struct op *op, const char *name, const char *const *before,
+                          const char *const *wrote_first, int joining, cJSON *receipt,
+                          struct mailmode_diag *diag)
+{
+	const char **was = mf_list_copy(before), **wrote = mf_list_copy(wrote_first);
+	const char **have = NULL;
+	cJSON *params = NULL, *read = NULL;
+	int64_t started = op->host->clock_mono_ms(op->host->handle), wait_ms = 250;
+	int rewrites = 0, pending, rc = MAILMODE_OK;
+
+	if (!was || !wrote)
+		goto nomem;
+	for (;;) {
+		size_t count = 0;
+
+		params = identity_params(name, 0);
+		if (!params)
+			goto nomem;
+		rc = invoke(op, "Get-TransportRule", params, &read, diag);
+		if (rc != MAILMODE_OK && ms_exo_error_not_found(&op->err)) {
+			op->host->diag_set(diag, MAILMODE_SEV_NONE, 0, "%s", "");
+			rc = MAILMODE_OK;
+			goto out;
+		}
+		if (rc != MAILMODE_OK)
+			goto out;
+		have = ms_field_strs(cJSON_GetArrayItem(read, 0), "RecipientDomainIs", &count);
+		if (!have)
+			goto nomem;
+		if (mf_lists_equal(have, wrote)) {
+			rc = read_back_noted(op, name, MF_NOTE_SHOWN, was, wrote, diag);
+			goto out;
+		}
+		pending = read_back_pending(op, name, have, was);
+		if (pending && op->notes) {
+			rc = read_back_noted(op, name, MF_NOTE_PENDING, was, wrote, diag);
+			goto out;
+		}
+		if (pending) {
+			rc = wait_for_write(op, name, started, &wait_ms, diag);
+		} else if (rewrites++ == READ_BACK_ROUNDS) {
+			op->host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
+			                   "transport rule '%s' of tenant %s keeps being rewritten by another writer: %s is %s it",
+			                   name, op->profile->tenant, op->req->domain,
+			                   joining ? "not sure to be in" : "maybe still in");
+			op->host->diag_append(diag, "another mailmode process may be switching domains of this tenant; run the command again once it is done");
+			rc = MAILMODE_ERR_FAILED;
+		} else {
+			free(was);
+			if (!(was = mf_list_copy(have)))
+				goto nomem;
+			rc = read_back_noted(op, name, MF_NOTE_FOREIGN, was, wrote, diag);
+			if (rc == MAILMODE_OK)
+				rc = rewrite_rule(op, name, have, joining, &wrote, receipt, diag);
+			if (rc == 1) {
+				rc = MAILMODE_OK;   /* the other writer's list has the change */
+				goto out;
+			}
+		}
+		if (rc != MAILMODE_OK)
+			goto out;
+		cJSON_Delete(params);
+		cJSON_Delete(read);
+		free(have);
+		params = read = NULL;
+		have = NULL;
+	}
+nomem:
+	op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+	rc = MAILMODE_ERR_NOMEM;
+out:
+	free(was);
+	free(wrote);
+	free(have);
+	cJSON_Delete(params);
+	cJSON_Delete(read);
+	return rc;
 }
 
 /* Before anything is written (setup's preflight, plan and preflight()):
@@ -1378,8 +1382,8 @@ static int reconcile_rule_once(struct op *op, int apply, struct mf_plan *plan,
 		size_t count = 0;
 		const char **before = ms_field_strs(existing, "RecipientDomainIs", &count);
 
-		rc = before ? rule_written(op, op->rule_name, before, choice.members, 1,
-		                           receipt, diag)
+		rc = before ? rule_read_back(op, op->rule_name, before, choice.members, 1,
+		                             receipt, diag)
 		            : MAILMODE_ERR_NOMEM;
 		free(before);
 		if (rc == MAILMODE_ERR_NOMEM)
@@ -1755,7 +1759,7 @@ static int leave_rule(struct op *op, const cJSON *rule, int apply, struct mf_pla
 	if (rc == MAILMODE_OK)
 		rc = invoke(op, "Set-TransportRule", set, NULL, diag);
 	if (rc == MAILMODE_OK)
-		rc = rule_written(op, c.name, have, c.members, 0, op->receipt, diag);
+		rc = rule_read_back(op, c.name, have, c.members, 0, op->receipt, diag);
 	goto out;
 nomem:
 	op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
