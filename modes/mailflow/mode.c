@@ -1135,15 +1135,6 @@ static int apply_notes(struct op *op, struct mailmode_diag *diag)
 	return rc;
 }
 
-/* A rule removed: nothing to build on is left of its writes. */
-static int rule_removed(struct op *op, const char *name, struct mailmode_diag *diag)
-{
-	if (!op->notes || !mf_note_of(op->notes, name))
-		return MAILMODE_OK;
-	mf_note_drop(op->notes, name);
-	return store_notes(op, diag);
-}
-
 /* The read-back shows the list before the write, or an earlier write of
  * the rule's note: the write is not visible yet. */
 static int read_back_pending(struct op *op, const char *name, const char *const *have,
@@ -1173,6 +1164,12 @@ static int read_back_noted(struct op *op, const char *name, enum mf_note_seen wh
 		return MAILMODE_ERR_NOMEM;
 	}
 	return store_notes(op, diag);
+}
+
+/* A rule removed: nothing to build on is left of its writes. */
+static int rule_removed(struct op *op, const char *name, struct mailmode_diag *diag)
+{
+	return read_back_noted(op, name, MF_NOTE_SHOWN, NULL, NULL, diag);
 }
 
 /* Set-TransportRule replaces a shared rule's whole RecipientDomainIs
