@@ -17,26 +17,11 @@ mf_start
 mf_tenant '{"accepted_domains": ["contoso.test", "d1.test", "d2.test", "d3.test", "d4.test", "d5.test", "d6.test"]}'
 mf_config secret 'visibility_window_ms = 8000'
 
-# mf_settled: waits (up to 30 s) until every write shows in the emulator.
-mf_settled() {
-	_n=0
-	while [ "$(mf_state 'any(o["_pending"] for k in ("inbound_connectors", "outbound_connectors", "rules") for o in s[k])')" = True ] &&
-	      [ $_n -lt 150 ]; do
-		sleep 0.2
-		_n=$((_n + 1))
-	done
-}
 # The rule's members as they are (not as shown), sorted.
 members() {
 	mf_state '",".join(sorted(next(r for r in s["rules"] if r["Name"] == "mailmode route #1")["RecipientDomainIs"] or []))'
 }
-# Writes of the rule's list, and reads of the rule by name (read-backs).
-rule_writes() {
-	mf_requests 'sum(1 for x in r if x["cmdlet"] == "Set-TransportRule")'
-}
-read_backs() {
-	mf_requests 'sum(1 for x in r if x["cmdlet"] == "Get-TransportRule" and (x["body"]["CmdletInput"].get("Parameters") or {}).get("Identity"))'
-}
+read_backs() { mf_rule_io | cut -d' ' -f2; }
 # The note's last list written, sorted, and how many writes it holds.
 note_last() {
 	sqlite3 "$MF_STATE" "SELECT note FROM shared_notes WHERE resource = 'tenant $MF_TENANT'" |
@@ -59,7 +44,7 @@ for d in d1 d2 d3 d4 d5; do
 	rcs=$rcs$rc
 done
 is "$rcs" 00000 "five more domains set up back to back, each write 5 s late to show"
-is "$(rule_writes) $(read_backs)" "5 5" "each joined the rule with one write, read back once"
+is "$(mf_rule_io)" "5 5" "each joined the rule with one write, read back once"
 is "$(note_last)" "True contoso.test,d1.test,d2.test,d3.test,d4.test,d5.test" \
 	"the tenant's note holds the writes not shown yet, the last listing all six"
 is "$(members) $(mf_counts)" "contoso.test,d1.test,d2.test,d3.test,d4.test,d5.test 1 1 1" \
@@ -100,7 +85,7 @@ emu_ctl POST /_emu/config '{"consistency_delay_s": 5}' >/dev/null
 mf_reset_log
 run mm runbook run "$TEST_TMP/rb.ini"
 is "$rc" 0 "a runbook of five domains of the tenant, parallel 5, each write 5 s late, succeeds"
-is "$(rule_writes) $(read_backs)" "5 5" "each joined the rule with one write, read back once"
+is "$(mf_rule_io)" "5 5" "each joined the rule with one write, read back once"
 is "$(members) $(mf_counts)" "contoso.test,d1.test,d2.test,d3.test,d4.test,d5.test 1 1 1" \
 	"the rule holds all six: none lost"
 is "$(sqlite3 "$MF_STATE" "SELECT count(*) FROM domains WHERE mode = 'mailflow'")" 6 \
@@ -118,7 +103,7 @@ trc=$?
 is "$trc $src" "0 0" "a teardown and a setup of the tenant at once both succeed"
 is "$(members)" "contoso.test,d2.test,d3.test,d4.test,d5.test,d6.test" \
 	"the rule lost the domain torn down and kept the one joining"
-is "$(rule_writes) $(read_backs)" "2 2" "one write each, read back once"
+is "$(mf_rule_io)" "2 2" "one write each, read back once"
 
 # --- the lock taken over while the rule's write is in flight: its note
 # is refused (the lease is renewed first), so no later writer builds on
