@@ -116,6 +116,15 @@ static const char schema_v5[] =
 	" $$ SELECT CASE WHEN fmt = '%s' THEN extract(epoch FROM t::timestamptz)::BIGINT END $$;"
 	"INSERT INTO mailmode_schema(version) VALUES(5);";
 
+/* Version 6: notes kept with a shared resource (db_sqlite.c's
+ * schema_v6), created on a new database after version 5 and added to a
+ * version 5 one. */
+static const char schema_v6[] =
+	"CREATE TABLE shared_notes("
+	"  resource TEXT NOT NULL, name TEXT NOT NULL, note TEXT NOT NULL, domain TEXT,"
+	"  stored_at TEXT NOT NULL, PRIMARY KEY(resource, name));"
+	"UPDATE mailmode_schema SET version = 6;";
+
 static struct pg_db *pdb(struct mm_db *db)
 {
 	return (struct pg_db *)db;
@@ -419,11 +428,14 @@ static int upgrade_schema(struct mm_db *db, char *err)
 		snprintf(err, MM_ERR_MAX,
 		         "state DB %s has schema version %d, newer than this mailmode's (%d): use a newer mailmode",
 		         db->name, version, MM_STATE_SCHEMA_VERSION);
-	else if (version > 0 && version < MM_STATE_SCHEMA_VERSION)
+	else if (version > 0 && version < 5)
 		snprintf(err, MM_ERR_MAX, "state DB %s has schema version %d, older than any PostgreSQL state (5)",
 		         db->name, version);
 	else if (version == 0 && pg_exec(db, schema_v5) != MM_DB_OK)
 		snprintf(err, MM_ERR_MAX, "state DB %s: creating the schema: %s", db->name, db->errmsg);
+	else if (version < 6 && pg_exec(db, schema_v6) != MM_DB_OK)
+		snprintf(err, MM_ERR_MAX, "state DB %s: upgrading the schema to version 6: %s",
+		         db->name, db->errmsg);
 	else if (pg_exec(db, "COMMIT") != MM_DB_OK)
 		snprintf(err, MM_ERR_MAX, "state DB %s: %s", db->name, db->errmsg);
 	else

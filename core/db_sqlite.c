@@ -199,8 +199,21 @@ static const char schema_v5[] =
 	"  ready_at_ms INTEGER,"
 	"  started_at TEXT NOT NULL);";
 
+/* Version 6: notes kept with a shared resource (state_notes.c, plugin.h
+ * ABI 1.6 shared_note_*), one per resource and name, written only by the
+ * holder of the resource's shared lock. */
+static const char schema_v6[] =
+	"CREATE TABLE shared_notes("
+	"  resource TEXT NOT NULL,"
+	"  name TEXT NOT NULL,"
+	"  note TEXT NOT NULL,"
+	"  domain TEXT,"
+	"  stored_at TEXT NOT NULL,"
+	"  PRIMARY KEY(resource, name));";
+
 /* Schema migrations: entry i brings version i to i + 1. */
-static const char *const migrations[] = { schema_v1, schema_v2, schema_v3, schema_v4, schema_v5 };
+static const char *const migrations[] = { schema_v1, schema_v2, schema_v3, schema_v4, schema_v5,
+                                           schema_v6 };
 
 static struct sqlite_db *sdb(struct mm_db *db)
 {

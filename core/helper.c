@@ -2,8 +2,8 @@
  * loaded as the loader loads it, its init, then one call after another as
  * the core sends them.  The host
  * services run here as in the core, but for those that need the core's
- * state or output: log lines, progress, checkpoints and originals are sent
- * to the core over the socket. */
+ * state or output: log lines, progress, checkpoints and originals, shared
+ * notes are sent to the core over the socket. */
 #include "isolate.h"
 
 #include "config.h"
@@ -118,6 +118,55 @@ static int helper_keep_original(void *handle, const struct mailmode_request *req
 	return record(handle, 1, original, diag);
 }
 
+/* A shared note (ABI 1.6) lives in the core's state: the core loads or
+ * stores it under the call's lock and answers. */
+static int note(struct helper *h, int store, const char *resource, const char *key,
+                const char *text, char **loaded, struct mailmode_diag *diag)
+{
+	struct mm_wire_buf b = { 0 };
+	struct mm_wire_msg m;
+	struct mm_wire_rd rd;
+	char *got;
+	int rc;
+
+	mm_wire_put_u32(&b, (uint32_t)store);
+	mm_wire_put_str(&b, resource);
+	mm_wire_put_str(&b, key);
+	mm_wire_put_str(&b, text);
+	send_or_vanish(h->fd, MM_MSG_NOTE, &b);
+	if (mm_wire_recv(h->fd, -1, MM_WIRE_MESSAGE_MAX, &m) != MM_WIRE_OK || m.type != MM_MSG_NOTED)
+		vanish();
+	mm_wire_rd_init(&rd, &m);
+	rc = (int32_t)mm_wire_get_u32(&rd);
+	got = mm_wire_get_str(&rd);
+	mm_wire_get_bytes(&rd, diag, sizeof(*diag));
+	free(m.data);
+	if (rd.bad)
+		vanish();
+	if (loaded)
+		*loaded = got;
+	else
+		free(got);
+	return rc;
+}
+
+static int helper_note_load(void *handle, const struct mailmode_request *req,
+                            const char *resource, const char *key, char **text,
+                            struct mailmode_diag *diag)
+{
+	(void)req;     /* one call at a time: the core knows which */
+	*text = NULL;
+	return note(handle, 0, resource, key, NULL, text, diag);
+}
+
+static int helper_note_store(void *handle, const struct mailmode_request *req,
+                             const char *resource, const char *key, const char *text,
+                             struct mailmode_diag *diag)
+{
+	(void)req;
+	return note(handle, 1, resource, key, text, NULL, diag);
+}
+
 /* A plugin's stray output must not reach the command's (stdout carries
  * the --json document): stdout goes to /dev/null, and so does stderr but
  * with -v, where it helps whoever debugs the plugin. */
@@ -200,6 +249,8 @@ static _Noreturn void serve(struct mm_plugin *p, int fd)
 	h.host.table.progress = helper_progress;
 	h.host.table.checkpoint = helper_checkpoint;
 	h.host.table.keep_original = helper_keep_original;
+	h.host.table.shared_note_load = helper_note_load;
+	h.host.table.shared_note_store = helper_note_store;
 	memset(&diag, 0, sizeof(diag));
 	snprintf(section, sizeof(section), "mode %s", p->desc->name);
 	rc = p->desc->init(&h.host.table, section, &ctx, &diag);

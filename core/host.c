@@ -295,5 +295,7 @@ void mm_host_init(struct mm_host_ctx *ctx, const struct mm_config *config,
 		.http_request_opts = mm_http_request_opts,
 		.token_cache_load = mm_token_cache_load,
 		.token_cache_store = mm_token_cache_store,
+		.shared_note_load = mm_host_shared_note_load,
+		.shared_note_store = mm_host_shared_note_store,
 	};
 }

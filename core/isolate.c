@@ -542,6 +542,36 @@ static int start(struct mm_plugin *p, struct mm_helper *one, struct mailmode_dia
 /* ------------------------------------------------------------------ */
 /* A call */
 
+/* A shared note the helper's call loads or stores (ABI 1.6): done here,
+ * in the state of the call's locks, and answered. */
+static int serve_note(struct mm_helper *one, const struct mailmode_request *req,
+                      struct mm_wire_rd *rd)
+{
+	uint32_t store = mm_wire_get_u32(rd);
+	char *resource = mm_wire_get_str(rd), *key = mm_wire_get_str(rd);
+	char *text = mm_wire_get_str(rd), *loaded = NULL;
+	struct mm_wire_buf b = { 0 };
+	struct mailmode_diag diag;
+	int rc, bad = rd->bad || rd->left;
+
+	memset(&diag, 0, sizeof(diag));
+	if (!bad) {
+		rc = store ? mm_host_shared_note_store(NULL, req, resource, key, text, &diag)
+		           : mm_host_shared_note_load(NULL, req, resource, key, &loaded, &diag);
+		mm_wire_put_u32(&b, (uint32_t)rc);
+		mm_wire_put_str(&b, loaded);
+		mm_wire_put_bytes(&b, &diag, sizeof(diag));
+		/* A helper gone meanwhile is seen at the next read. */
+		mm_wire_send(one->fd, MM_MSG_NOTED, &b);
+		mm_wire_buf_free(&b);
+	}
+	free(resource);
+	free(key);
+	free(text);
+	free(loaded);
+	return bad ? -1 : 0;
+}
+
 /* What the helper asks of the core while its call runs. */
 static int serve_request(struct mm_plugin *p, struct mm_helper *one,
                          const struct mailmode_request *req, const struct mm_wire_msg *m)
@@ -554,6 +584,8 @@ static int serve_request(struct mm_plugin *p, struct mm_helper *one,
 	int rc;
 
 	mm_wire_rd_init(&rd, m);
+	if (m->type == MM_MSG_NOTE)
+		return serve_note(one, req, &rd);
 	if (m->type == MM_MSG_LOG) {
 		level = mm_wire_get_u32(&rd);
 		text = mm_wire_get_str(&rd);

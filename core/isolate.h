@@ -14,7 +14,8 @@
  * another thread holds a lock (the allocator's: seen with ASan) waits for
  * it forever; between fork and exec only async-signal-safe calls are
  * made.  What needs the core (log lines, progress, checkpoints and
- * originals, which go to the state DB's journal) is sent to the core over
+ * originals, which go to the state DB's journal, shared notes, kept in
+ * the state DB) is sent to the core over
  * the helper's socket while the call runs.  A helper is long-lived: token
  * caches and connections survive from call to call. */
 #include <mailmode/plugin.h>
@@ -101,7 +102,10 @@ enum mm_helper_msg {
 	MM_MSG_PROGRESS,    /* helper: line */
 	MM_MSG_RECORD,      /* helper: original?, text: checkpoint or keep_original */
 	MM_MSG_RECORDED,    /* core: rc, diag, once the record is durable */
-	MM_MSG_QUIT         /* core: run fini and exit */
+	MM_MSG_QUIT,        /* core: run fini and exit */
+	MM_MSG_NOTE,        /* helper: store?, resource, key, text: a shared
+	                       note to load or store (ABI 1.6) */
+	MM_MSG_NOTED        /* core: rc, text (load), diag, once done */
 };
 
 /* A call as the helper receives it: the request and the call, with the

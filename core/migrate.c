@@ -179,6 +179,27 @@ static int record_original(const struct mm_op *op, const char *snapshot, char *e
 	return rc;
 }
 
+/* Shared notes: the lease first, as for a checkpoint: a call whose lock
+ * was taken over must neither build on a note nor leave one. */
+static int note_load(const struct mm_op *op, const char *resource, const char *key, char **text,
+                     char *err)
+{
+	struct mm_run *r = op->recorder->arg;
+	int rc = mm_state_renew_shared(r->e->state, shared_lease_ms(op), err);
+
+	return rc == MM_OK ? mm_state_note_load(r->e->state, resource, key, text, err) : rc;
+}
+
+static int note_store(const struct mm_op *op, const char *resource, const char *key,
+                      const char *text, char *err)
+{
+	struct mm_run *r = op->recorder->arg;
+	int rc = mm_state_renew_shared(r->e->state, shared_lease_ms(op), err);
+
+	return rc == MM_OK ? mm_state_note_store(r->e->state, resource, key, text, r->m->domain, err)
+	                   : rc;
+}
+
 struct mm_op mm_run_op(struct mm_run *r, int old, unsigned flags, int recording)
 {
 	struct mm_op op = {
@@ -1027,8 +1048,12 @@ int mm_run_init(struct mm_run *r, struct mm_engine *e, struct mm_migration *m,
 	r->report = report;
 	r->err = err;
 	r->started_ms = mm_migrate_now_ms();
-	r->rec_new = (struct mm_op_recorder){ record_checkpoint, record_original, lock_shared,
-	                                      unlock_shared, r };
+	r->rec_new = (struct mm_op_recorder){ .checkpoint = record_checkpoint,
+	                                      .keep_original = record_original,
+	                                      .lock_shared = lock_shared,
+	                                      .unlock_shared = unlock_shared,
+	                                      .note_load = note_load, .note_store = note_store,
+	                                      .arg = r };
 	r->rec_old = r->rec_new;
 	r->opts.force = force;
 	parse_options(r);

@@ -306,6 +306,60 @@ int mm_host_keep_original(void *handle, const struct mailmode_request *req,
 	return record(req, original, 1, diag);
 }
 
+/* The most text a shared note holds (plugin.h). */
+#define NOTE_MAX (1024 * 1024)
+
+/* A shared note loaded (into *loaded) or, loaded NULL, stored: only by
+ * setup and teardown of a migration (their recorder keeps notes), naming
+ * a resource and a key, a text not too long. */
+static int shared_note(const struct mailmode_request *req, const char *resource,
+                       const char *key, char **loaded, const char *text,
+                       struct mailmode_diag *diag)
+{
+	const struct mm_op *op = mm_op_of_request(req);
+	const char *name = op ? op->plugin->desc->name : "plugin";
+	const char *what = loaded ? "shared_note_load" : "shared_note_store";
+	char err[MM_ERR_MAX];
+	int rc;
+
+	if (loaded)
+		*loaded = NULL;
+	if (!op || !op->recorder || !op->recorder->note_load) {
+		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0, "%s: only setup and teardown may call %s",
+		            name, what);
+		return MAILMODE_ERR_FAILED;
+	}
+	if (!resource || !resource[0] || !key || !key[0] || (text && strlen(text) > NOTE_MAX)) {
+		mm_diag_set(diag, MAILMODE_SEV_ERROR, 0,
+		            "%s: %s of %s: no resource, no key, or a note longer than %d bytes", name,
+		            what, op->domain, NOTE_MAX);
+		return MAILMODE_ERR_FAILED;
+	}
+	rc = loaded ? op->recorder->note_load(op, resource, key, loaded, err)
+	            : op->recorder->note_store(op, resource, key, text, err);
+	if (rc == MM_OK)
+		return MAILMODE_OK;
+	mm_diag_set(diag, MAILMODE_SEV_ERROR, 1, "%s: the note '%s' of %s could not be %s: %s",
+	            op->domain, key, resource, loaded ? "read" : "stored", err);
+	return MAILMODE_ERR_FAILED;
+}
+
+int mm_host_shared_note_load(void *handle, const struct mailmode_request *req,
+                             const char *resource, const char *key, char **text,
+                             struct mailmode_diag *diag)
+{
+	(void)handle;
+	return shared_note(req, resource, key, text, NULL, diag);
+}
+
+int mm_host_shared_note_store(void *handle, const struct mailmode_request *req,
+                              const char *resource, const char *key, const char *text,
+                              struct mailmode_diag *diag)
+{
+	(void)handle;
+	return shared_note(req, resource, key, NULL, text, diag);
+}
+
 int mm_op_preflight(const struct mm_op *op, enum mailmode_plan_op which,
                     struct mailmode_diag *diag)
 {

@@ -23,6 +23,12 @@ struct mm_op_recorder {
 	int (*keep_original)(const struct mm_op *op, const char *snapshot, char *err);
 	int (*lock_shared)(const struct mm_op *op, const char *resources, char *err);
 	void (*unlock_shared)(const struct mm_op *op, const char *resources);
+	/* ABI 1.6 shared notes (plugin.h: shared_note_*), in the state with
+	 * the locks lock_shared took; NULL where a call keeps none. */
+	int (*note_load)(const struct mm_op *op, const char *resource, const char *key,
+	                 char **text, char *err);
+	int (*note_store)(const struct mm_op *op, const char *resource, const char *key,
+	                  const char *text, char *err);
 	void *arg;
 };
 
@@ -47,6 +53,15 @@ int mm_host_checkpoint(void *handle, const struct mailmode_request *req, const c
                        struct mailmode_diag *diag);
 int mm_host_keep_original(void *handle, const struct mailmode_request *req,
                           const char *original, struct mailmode_diag *diag);
+
+/* The host services shared_note_load and shared_note_store (plugin.h,
+ * ABI 1.6). */
+int mm_host_shared_note_load(void *handle, const struct mailmode_request *req,
+                             const char *resource, const char *key, char **text,
+                             struct mailmode_diag *diag);
+int mm_host_shared_note_store(void *handle, const struct mailmode_request *req,
+                              const char *resource, const char *key, const char *text,
+                              struct mailmode_diag *diag);
 
 /* The operation a plugin's request belongs to (ABI 1.2 req->call), or NULL. */
 const struct mm_op *mm_op_of_request(const struct mailmode_request *req);

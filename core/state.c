@@ -592,6 +592,16 @@ static int has_key(const char *const *keys, size_t n, const char *key)
 	return 0;
 }
 
+int mm_state_holds_shared(const struct mm_state *st, const char *resource)
+{
+	char buf[MM_SHARED_TEXT_MAX], err[MM_ERR_MAX];
+	const char *held[SHARED_KEYS_MAX];
+	size_t n;
+
+	return split_resources(st->held, buf, sizeof(buf), held, SHARED_KEYS_MAX, &n, err) == MM_OK &&
+	       has_key(held, n, resource);
+}
+
 /* Makes out (outlen bytes) the locks this connection holds with the n
  * keys added (add) or taken away. */
 static int held_with(const struct mm_state *st, const char *const *keys, size_t n, int add,

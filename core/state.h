@@ -13,7 +13,7 @@
  * failure, a one-line reason in err[MM_ERR_MAX]. */
 struct mm_state;
 
-#define MM_STATE_SCHEMA_VERSION 5
+#define MM_STATE_SCHEMA_VERSION 6
 
 struct mm_domain_row {
 	char *domain;
@@ -88,6 +88,16 @@ int mm_state_lock_shared(struct mm_state *st, const char *resources, const char 
 int mm_state_renew_shared(struct mm_state *st, long lease_ms, char *err);
 /* Lets go of this connection's locks on resources. */
 int mm_state_unlock_shared(struct mm_state *st, const char *resources, char *err);
+
+/* Notes kept with a shared resource (plugin.h, ABI 1.6 shared_note_*):
+ * one text per resource and key, read and replaced only while this
+ * connection holds the resource's lock (MM_ERR, err naming it, when it
+ * does not).  load: *text NULL (MM_OK) when there is none; store: text
+ * NULL removes it; domain is the one whose call stores it. */
+int mm_state_note_load(struct mm_state *st, const char *resource, const char *key, char **text,
+                       char *err);
+int mm_state_note_store(struct mm_state *st, const char *resource, const char *key,
+                        const char *text, const char *domain, char *err);
 
 /* Counted locks across processes and hosts (the runbook's tenant cap and
  * zone limit, limiter.c): resource i has limits[i] slots, rows "RESOURCE

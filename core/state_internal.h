@@ -22,6 +22,9 @@ struct mm_state {
 };
 
 void mm_state_now_iso(char *buf, size_t len);
+/* Whether this connection took the shared lock on resource (its lease is
+ * not checked: mm_state_renew_shared does). */
+int mm_state_holds_shared(const struct mm_state *st, const char *resource);
 /* Fills err from the database error (naming the writer when busy); MM_ERR. */
 int mm_state_db_error(struct mm_state *st, int src, const char *what, char *err);
 /* Runs one statement with text parameters (NULL binds NULL). */

@@ -288,6 +288,46 @@ const char **mf_list_copy(const char *const *list);
 unsigned mf_shared_rule_free_index(const struct mf_profile *profile, const cJSON *rules);
 
 /* ------------------------------------------------------------------ */
+/* Shared rule writes not visible yet (notes.c), in the host's shared note
+ * of the tenant (ABI 1.6): the next setup or teardown under the tenant's
+ * lock builds on them instead of each write being waited for. */
+
+/* What a rule's visible list says of its entry's writes. */
+enum mf_note_seen {
+	MF_NOTE_SHOWN,      /* the last write (the entry is done) */
+	MF_NOTE_PENDING,    /* "before" or an earlier write: the rule holds the
+	                       last one, not visible yet */
+	MF_NOTE_FOREIGN     /* a list no write of the entry made: another
+	                       writer's (a hand edit, a killed holder's) */
+};
+
+/* 1 when the host keeps shared notes. */
+int mf_notes_kept(const struct mailmode_host *host);
+/* The tenant's note (resource: "tenant NAME"), an empty one when there
+ * is none. */
+int mf_notes_load(const struct mailmode_host *host, const struct mailmode_request *req,
+                  const char *resource, cJSON **notes, struct mailmode_diag *diag);
+/* Replaces the tenant's note (removed when no entry is left). */
+int mf_notes_store(const struct mailmode_host *host, const struct mailmode_request *req,
+                   const char *resource, cJSON *notes, struct mailmode_diag *diag);
+/* The entry of a rule, or NULL. */
+cJSON *mf_note_of(cJSON *notes, const char *rule);
+void mf_note_drop(cJSON *notes, const char *rule);
+/* Judges the visible list; PENDING after an earlier write drops the
+ * writes up to it (*trimmed = 1). */
+enum mf_note_seen mf_note_see(cJSON *entry, const char *const *visible, int *trimmed);
+/* When the oldest write not seen was made (wall ms), and how many. */
+int64_t mf_note_oldest_ms(const cJSON *entry);
+int mf_note_writes(const cJSON *entry);
+/* Makes the rule's RecipientDomainIs the last list written.  -1: out
+ * of memory. */
+int mf_note_hold(const cJSON *entry, cJSON *rule);
+/* Adds a write of wrote on base (the entry made with base as "before"
+ * when the rule has none).  -1: out of memory. */
+int mf_note_add(cJSON *notes, const char *rule, const char *const *base,
+                const char *const *wrote, int64_t at_ms);
+
+/* ------------------------------------------------------------------ */
 /* Message trace (trace.c) */
 
 /* The plugin's ABI 1.1 trace operation (see plugin.h). */

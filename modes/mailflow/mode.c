@@ -56,6 +56,12 @@ struct op {
 	cJSON *outbound;             /* Get-OutboundConnector */
 	cJSON *inbound;              /* Get-InboundConnector */
 	struct ms_buf warnings;      /* ours, one per line */
+	/* setup, teardown with a host that keeps shared notes (ABI 1.6):
+	 * the tenant's note of shared rule writes not visible yet (notes.c),
+	 * loaded with the first read of the rules; NULL: none kept, each
+	 * write is read back and waited for */
+	int keep_notes;
+	cJSON *notes;
 };
 
 /* ------------------------------------------------------------------ */
@@ -136,6 +142,7 @@ static void op_end(struct op *op)
 	cJSON_Delete(op->outbound);
 	cJSON_Delete(op->inbound);
 	cJSON_Delete(op->receipt);
+	cJSON_Delete(op->notes);
 	ms_buf_free(&op->exo.warnings);
 	ms_buf_free(&op->warnings);
 }
@@ -248,6 +255,8 @@ static void world_keep(struct op *op)
 	t->world_read_ms = t->rules && t->outbound && t->inbound ? wall_ms(op) : 0;
 }
 
+static int apply_notes(struct op *op, struct mailmode_diag *diag);
+
 /* Reads the tenant's transport rules and connectors.  use_cache: what
  * the tenant entry holds will do, when it is younger than
  * MF_WORLD_CACHE_MS and no write of ours came since (invoke drops it).
@@ -275,6 +284,8 @@ static int read_world(struct op *op, int use_cache, struct mailmode_diag *diag)
 		rc = read_collection(op, "Get-InboundConnector", 0, &op->inbound, diag);
 	if (rc == MAILMODE_OK)
 		world_keep(op);
+	if (rc == MAILMODE_OK)
+		rc = apply_notes(op, diag);
 	return rc;
 }
 
@@ -1052,13 +1063,177 @@ static int wait_for_write(struct op *op, const char *name, int64_t started,
 	return MAILMODE_ERR_FAILED;
 }
 
+/* ------------------------------------------------------------------ */
+/* Shared rule writes not visible yet, in the tenant's note (notes.c) */
+
+/* Set on a rule of op->rules whose list the note brought up to date: a
+ * rule is judged once per read. */
+#define NOTED_MARK "MailmodeNoted"
+/* The most writes of a rule not seen yet that the note builds on. */
+#define NOTE_WRITES_MAX 64
+
+static void note_resource(const struct op *op, char *out, size_t len)
+{
+	/* As mf_resources names the tenant: the lock the host holds. */
+	snprintf(out, len, "tenant %s", op->profile->tenant);
+}
+
+static int store_notes(struct op *op, struct mailmode_diag *diag)
+{
+	char resource[MF_NAME_MAX + 256];
+
+	note_resource(op, resource, sizeof(resource));
+	return mf_notes_store(op->host, op->req, resource, op->notes, diag);
+}
+
+/* A noted rule still showing what it held before writes the note knows
+ * of that are older than the retry budget, or too many of them: as
+ * without the note, it is read again (waited for) until it shows the
+ * last one or another writer's list.  *seen: what it shows then. */
+static int settle_note(struct op *op, const char *name, cJSON *entry,
+                       enum mf_note_seen *seen, struct mailmode_diag *diag)
+{
+	int64_t started = op->host->clock_mono_ms(op->host->handle), wait_ms = 250;
+	cJSON *params = identity_params(name, 0), *read = NULL;
+	const char **have = NULL;
+	int trimmed, rc = params ? MAILMODE_OK : MAILMODE_ERR_NOMEM;
+
+	while (rc == MAILMODE_OK && *seen == MF_NOTE_PENDING &&
+	       (rc = wait_for_write(op, name, started, &wait_ms, diag)) == MAILMODE_OK) {
+		size_t count = 0;
+
+		cJSON_Delete(read);
+		free(have);
+		have = NULL;
+		read = NULL;
+		rc = invoke(op, "Get-TransportRule", params, &read, diag);
+		if (rc == MAILMODE_OK &&
+		    !(have = ms_field_strs(cJSON_GetArrayItem(read, 0), "RecipientDomainIs", &count)))
+			rc = MAILMODE_ERR_NOMEM;
+		if (rc == MAILMODE_OK)
+			*seen = mf_note_see(entry, have, &trimmed);
+	}
+	if (rc == MAILMODE_ERR_NOMEM)
+		op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+	cJSON_Delete(params);
+	cJSON_Delete(read);
+	free(have);
+	return rc;
+}
+
+/* One rule's entry of the note, judged on the rule as read (NULL: not
+ * listed).  *changed: the entry changed (to be stored). */
+static int apply_note(struct op *op, cJSON *rule, cJSON *entry, int *changed,
+                      struct mailmode_diag *diag)
+{
+	long budget = op->profile->retry_budget_ms > 0 ? op->profile->retry_budget_ms
+	                                               : DEFAULT_VISIBILITY_WAIT_MS;
+	size_t count = 0;
+	const char **have = rule ? ms_field_strs(rule, "RecipientDomainIs", &count) : NULL;
+	enum mf_note_seen seen = MF_NOTE_FOREIGN;
+	int trimmed = 0, rc = MAILMODE_OK;
+
+	if (rule && !have)
+		goto nomem;
+	if (rule)
+		seen = mf_note_see(entry, have, &trimmed);
+	*changed |= trimmed;
+	if (seen == MF_NOTE_PENDING && (wall_ms(op) - mf_note_oldest_ms(entry) > budget ||
+	                                mf_note_writes(entry) >= NOTE_WRITES_MAX))
+		rc = settle_note(op, entry->string, entry, &seen, diag);
+	if (rc != MAILMODE_OK)
+		goto out;
+	if (seen == MF_NOTE_FOREIGN && rule)
+		warn(op, "transport rule '%s' shows a list no write of mailmode's made (written by hand, or by a stopped mailmode): it is written on",
+		     entry->string);
+	if (seen != MF_NOTE_FOREIGN &&
+	    (mf_note_hold(entry, rule) != 0 || !cJSON_AddTrueToObject(rule, NOTED_MARK)))
+		goto nomem;
+	if (seen != MF_NOTE_PENDING) {
+		mf_note_drop(op->notes, entry->string);
+		*changed = 1;
+	}
+	goto out;
+nomem:
+	op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+	rc = MAILMODE_ERR_NOMEM;
+out:
+	free(have);
+	return rc;
+}
+
+/* The rules as read, by the tenant's note: a rule showing what it held
+ * before writes not visible yet gets the list it holds.  Loads the note
+ * with the first read; stores it when an entry changed. */
+static int apply_notes(struct op *op, struct mailmode_diag *diag)
+{
+	char resource[MF_NAME_MAX + 256];
+	cJSON *entry, *next, *rule;
+	int changed = 0, rc = MAILMODE_OK;
+
+	if (!op->keep_notes)
+		return MAILMODE_OK;
+	note_resource(op, resource, sizeof(resource));
+	if (!op->notes && (rc = mf_notes_load(op->host, op->req, resource, &op->notes, diag)) != MAILMODE_OK)
+		return rc;
+	entry = cJSON_GetObjectItemCaseSensitive(op->notes, "rules");
+	for (entry = entry ? entry->child : NULL; entry && rc == MAILMODE_OK; entry = next) {
+		next = entry->next;
+		rule = (cJSON *)mf_find_by_name(op->rules, entry->string);
+		if (!rule || !cJSON_GetObjectItemCaseSensitive(rule, NOTED_MARK))
+			rc = apply_note(op, rule, entry, &changed, diag);
+	}
+	if (rc == MAILMODE_OK && changed)
+		rc = store_notes(op, diag);
+	return rc;
+}
+
+/* The read-back shows the list before the write, or an earlier write of
+ * the rule's note: the write is not visible yet. */
+static int read_back_pending(struct op *op, const char *name, const char *const *have,
+                             const char *const *was)
+{
+	cJSON *entry = op->notes ? mf_note_of(op->notes, name) : NULL;
+	int trimmed;
+
+	return mf_lists_equal(have, was) ||
+	       (entry && mf_note_see(entry, have, &trimmed) == MF_NOTE_PENDING);
+}
+
+/* The rule's entry of the tenant's note (when kept) after a read-back
+ * that saw what (SHOWN: the write; PENDING: not visible yet, so the
+ * write is added for the next writer to build on; FOREIGN: another
+ * writer's list, written on again). */
+static int read_back_noted(struct op *op, const char *name, enum mf_note_seen what,
+                           const char *const *was, const char *const *wrote,
+                           struct mailmode_diag *diag)
+{
+	if (!op->notes || (what != MF_NOTE_PENDING && !mf_note_of(op->notes, name)))
+		return MAILMODE_OK;
+	if (what != MF_NOTE_PENDING)
+		mf_note_drop(op->notes, name);
+	else if (mf_note_add(op->notes, name, was, wrote, wall_ms(op)) != 0) {
+		op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+		return MAILMODE_ERR_NOMEM;
+	}
+	return store_notes(op, diag);
+}
+
+/* A rule removed: nothing to build on is left of its writes. */
+static int rule_removed(struct op *op, const char *name, struct mailmode_diag *diag)
+{
+	return read_back_noted(op, name, MF_NOTE_SHOWN, NULL, NULL, diag);
+}
+
 /* Set-TransportRule replaces a shared rule's whole RecipientDomainIs
  * list, so each such write is read back (Get-TransportRule -Identity)
  * before the tenant lock is let go:
  * - the list as written: done;
- * - the list as before: not visible yet; waited for, so that the next
- *   domain's setup under this lock does not write on the old list (and
- *   drop this domain);
+ * - the list as before (or an earlier write of the tenant's note): not
+ *   visible yet; kept in the tenant's note, so that the next domain's
+ *   setup under the lock builds on it instead of writing on the old list
+ *   (and dropping this domain); without notes (an older host) waited
+ *   for;
  * - any other list: another writer's (a change made by hand, or a
  *   killed holder's write landing after the core took its lock over): the
  *   domain's change is made again on that list.  Other mailmode processes
@@ -1072,7 +1247,7 @@ static int rule_read_back(struct op *op, const char *name, const char *const *be
 	const char **have = NULL;
 	cJSON *params = NULL, *read = NULL;
 	int64_t started = op->host->clock_mono_ms(op->host->handle), wait_ms = 250;
-	int rewrites = 0, rc = MAILMODE_OK;
+	int rewrites = 0, pending, rc = MAILMODE_OK;
 
 	if (!was || !wrote)
 		goto nomem;
@@ -1093,9 +1268,16 @@ static int rule_read_back(struct op *op, const char *name, const char *const *be
 		have = ms_field_strs(cJSON_GetArrayItem(read, 0), "RecipientDomainIs", &count);
 		if (!have)
 			goto nomem;
-		if (mf_lists_equal(have, wrote))
+		if (mf_lists_equal(have, wrote)) {
+			rc = read_back_noted(op, name, MF_NOTE_SHOWN, was, wrote, diag);
 			goto out;
-		if (mf_lists_equal(have, was)) {
+		}
+		pending = read_back_pending(op, name, have, was);
+		if (pending && op->notes) {
+			rc = read_back_noted(op, name, MF_NOTE_PENDING, was, wrote, diag);
+			goto out;
+		}
+		if (pending) {
 			rc = wait_for_write(op, name, started, &wait_ms, diag);
 		} else if (rewrites++ == READ_BACK_ROUNDS) {
 			op->host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
@@ -1108,7 +1290,9 @@ static int rule_read_back(struct op *op, const char *name, const char *const *be
 			free(was);
 			if (!(was = mf_list_copy(have)))
 				goto nomem;
-			rc = rewrite_rule(op, name, have, joining, &wrote, receipt, diag);
+			rc = read_back_noted(op, name, MF_NOTE_FOREIGN, was, wrote, diag);
+			if (rc == MAILMODE_OK)
+				rc = rewrite_rule(op, name, have, joining, &wrote, receipt, diag);
 			if (rc == 1) {
 				rc = MAILMODE_OK;   /* the other writer's list has the change */
 				goto out;
@@ -1220,8 +1404,10 @@ static int reconcile_rule_once(struct op *op, int apply, struct mf_plan *plan,
 	struct ms_buf mismatches = { 0 };
 	cJSON *params = NULL;
 	const cJSON *existing;
-	int rc = choose_rule(op, &choice, diag);
+	int rc = apply_notes(op, diag);
 
+	if (rc == MAILMODE_OK)
+		rc = choose_rule(op, &choice, diag);
 	if (rc == MAILMODE_ERR_NOMEM)
 		goto nomem;
 	if (rc != MAILMODE_OK)
@@ -1600,6 +1786,8 @@ static int leave_rule(struct op *op, const cJSON *rule, int apply, struct mf_pla
 		goto nomem;
 	if (!c.members[0]) {
 		rc = remove_object(op, &rule_kind, c.name, rule, apply, plan, diag);
+		if (rc == MAILMODE_OK && apply)
+			rc = rule_removed(op, c.name, diag);
 		goto out;
 	}
 	params = mf_rule_params(op->profile, &c.want, 0);
@@ -2006,6 +2194,7 @@ static int mf_setup(void *opaque, const struct mailmode_request *req,
 	rc = op_begin(opaque, req, 0, &op, diag);
 	if (rc != MAILMODE_OK)
 		goto out;
+	op.keep_notes = mf_notes_kept(op.host);
 	rc = preflight(&op, diag);
 	if (rc != MAILMODE_OK)
 		goto out;
@@ -2314,6 +2503,7 @@ static int mf_teardown(void *opaque, const struct mailmode_request *req,
 	int rc;
 
 	rc = op_begin(opaque, req, 1, &op, diag);
+	op.keep_notes = mf_notes_kept(op.host);
 	if (rc == MAILMODE_OK)
 		rc = unmake(&op, 1, NULL, diag);
 	if (rc == MAILMODE_OK)

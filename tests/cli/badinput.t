@@ -93,5 +93,5 @@ cp "$DB" "$TEST_TMP/newer.db"
 sqlite3 "$TEST_TMP/newer.db" "PRAGMA user_version = 9"
 newer=$(db_digest "$TEST_TMP/newer.db")
 run mm --state "$TEST_TMP/newer.db" setup b.test --mode example --profile lab
-check 1 "has schema version 9, newer than this mailmode's \(5\): use a newer mailmode" "newer schema"
+check 1 "has schema version 9, newer than this mailmode's \(6\): use a newer mailmode" "newer schema"
 is "$(db_digest "$TEST_TMP/newer.db")" "$newer" "newer DB unchanged"

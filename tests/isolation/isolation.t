@@ -8,7 +8,7 @@
 # domain lock is released and the journal says the outcome is unknown,
 # which resume then finishes.
 . "$top_srcdir/tests/isolation/setup.sh"
-plan 51
+plan 56
 MS="$PLUGINS/misbehave.so"
 
 run mm setup ok1.test --mode example
@@ -115,6 +115,23 @@ like "$out" "FAIL domain crash-doctor.test: misbehave checks: plugin misbehave \
      "one FAIL line names the plugin, the call, the domain and the signal"
 like "$out" "ok   domain ok4.test: files: misbehave_dir set" "the next domain's doctor runs in a fresh helper"
 like "$out" "ok4.test: example mode" "a plugin without doctor is checked by validate and preflight"
+
+# --- shared notes (ABI 1.6): kept in the state for the calls holding the
+# resource's lock, forwarded from the helpers; refused in verify and for a
+# resource the call does not hold
+run mm setup note-a.test --mode misbehave
+is "$rc" 0 "a setup adds its domain to the note (verify cannot read it; another resource's is refused)"
+run mm setup note-b.test --mode misbehave
+is "$rc:$(db "SELECT receipt FROM domains WHERE domain='note-b.test'")" '0:{"note":"note-a.test"}' \
+   "the next setup, another command and helper, reads what the first left"
+run mm setup note-c.test --mode misbehave
+is "$rc:$(db "SELECT note FROM shared_notes WHERE resource = 'tenant notes' AND name = 'k'")" \
+   "0:note-a.test,note-b.test,note-c.test" "the state holds all three"
+is "$(db "SELECT count(*) FROM shared_notes WHERE resource = 'tenant other'")" 0 \
+   "no note of a resource not held"
+run mm setup note-d.test --mode misbehave --dry-run
+is "$(db "SELECT domain FROM shared_notes WHERE resource = 'tenant notes'")" note-c.test \
+   "a dry run leaves the note as it was"
 
 # --- the debugging knob runs plugins in this process, stray output and all
 run env MAILMODE_NO_ISOLATION=1 "$MAILMODE" --config "$CONF" --json status ok1.test

@@ -15,6 +15,11 @@
  *   crash-resources.* resources calls abort()
  *   blank-resources.* resources hands back blank lines only
  *   crash-doctor.*    doctor calls abort()
+ *   note-*            shared resource "tenant notes": setup adds the
+ *                     domain to the resource's note (ABI 1.6 shared
+ *                     notes), its receipt says what the note held; it
+ *                     and verify fail when the host lets them write a
+ *                     note of another resource or read one in verify
  *   anything else     behaves: set up when its file exists
  *
  * Every call prints to stdout and stderr first.  Built with
@@ -183,6 +188,35 @@ static int mb_plan(void *ctx, const struct mailmode_request *req, enum mailmode_
 	return *plan ? MAILMODE_OK : MAILMODE_ERR_NOMEM;
 }
 
+/* note-*: the note of "tenant notes" gets the domain; what it held
+ * goes into *made (host->alloc).  A note stored on a resource the call
+ * does not hold fails the setup. */
+static int add_to_note(const struct misbehave *m, const struct mailmode_request *req,
+                       char **made, struct mailmode_diag *diag)
+{
+	const struct mailmode_host *h = m->host;
+	char *text = NULL, *next = NULL;
+	int rc = h->shared_note_load(h->handle, req, "tenant notes", "k", &text, diag);
+
+	if (rc == MAILMODE_OK &&
+	    h->shared_note_store(h->handle, req, "tenant other", "k", "x", diag) == MAILMODE_OK) {
+		h->diag_set(diag, MAILMODE_SEV_ERROR, 0, "misbehave: a note of a resource not held was stored");
+		rc = MAILMODE_ERR_FAILED;
+	}
+	if (rc == MAILMODE_OK && (!(next = malloc(strlen(text ? text : "") + strlen(req->domain) + 2)) ||
+	                          !(*made = h->alloc(strlen(text ? text : "") + 32))))
+		rc = MAILMODE_ERR_NOMEM;
+	if (rc == MAILMODE_OK) {
+		sprintf(next, "%s%s%s", text ? text : "", text ? "," : "", req->domain);
+		sprintf(*made, "{\"note\":\"%s\"}", text ? text : "");
+		memset(diag, 0, sizeof(*diag));
+		rc = h->shared_note_store(h->handle, req, "tenant notes", "k", next, diag);
+	}
+	h->free(text);
+	free(next);
+	return rc;
+}
+
 static int mb_setup(void *ctx, const struct mailmode_request *req, char **receipt,
                     struct mailmode_diag *diag)
 {
@@ -195,6 +229,8 @@ static int mb_setup(void *ctx, const struct mailmode_request *req, char **receip
 		*receipt = huge(m);
 		return MAILMODE_OK;
 	}
+	if (is(req, "note-"))
+		return add_to_note(m, req, receipt, diag);
 	if ((rc = m->host->checkpoint(m->host->handle, req, made, diag)) != MAILMODE_OK)
 		return rc;
 	if (touch(m, req, "") != 0) {
@@ -221,6 +257,16 @@ static int mb_verify(void *ctx, const struct mailmode_request *req, char **repor
 	stray("verify");
 	if (is(req, "exit-verify."))
 		exit(7);
+	if (is(req, "note-")) {
+		char *text = NULL;
+
+		if (m->host->shared_note_load(m->host->handle, req, "tenant notes", "k", &text,
+		                              diag) != MAILMODE_OK)
+			return MAILMODE_OK;
+		m->host->free(text);
+		m->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "misbehave: verify read a note");
+		return MAILMODE_ERR_FAILED;
+	}
 	if (exists(m, req, ""))
 		return MAILMODE_OK;
 	m->host->diag_set(diag, MAILMODE_SEV_ERROR, 1, "the file of %s is not there", req->domain);
@@ -258,6 +304,8 @@ static int mb_resources(void *ctx, const struct mailmode_request *req, char **re
 	}
 	if (is(req, "blank-resources."))
 		*resources = m->host->strdup("\n \n\t\r\n");
+	if (is(req, "note-"))
+		*resources = m->host->strdup("tenant notes");
 	return MAILMODE_OK;
 }
 

@@ -124,6 +124,32 @@ import json, sys
 print(json.load(sys.stdin).get(sys.argv[1], 0))' "$1"
 }
 
+# mf_wait_fault: waits (up to 10 s) until the emulator injected a fault
+# (a cmdlet made slow is in flight).
+mf_wait_fault() {
+	_mf_n=0
+	while [ "$(mf_stat faults_injected)" = 0 ] && [ $_mf_n -lt 100 ]; do
+		sleep 0.1
+		_mf_n=$((_mf_n + 1))
+	done
+}
+
+# mf_settled: waits (up to 30 s) until every write shows in the emulator.
+mf_settled() {
+	_mf_n=0
+	while [ "$(mf_state 'any(o["_pending"] for k in ("inbound_connectors", "outbound_connectors", "rules") for o in s[k])')" = True ] &&
+	      [ $_mf_n -lt 150 ]; do
+		sleep 0.2
+		_mf_n=$((_mf_n + 1))
+	done
+}
+
+# mf_rule_io: "WRITES READ-BACKS": the Set-TransportRule requests, and the
+# Get-TransportRule requests of one rule by name.
+mf_rule_io() {
+	mf_requests '"%d %d" % (sum(1 for x in r if x["cmdlet"] == "Set-TransportRule"), sum(1 for x in r if x["cmdlet"] == "Get-TransportRule" and (x["body"]["CmdletInput"].get("Parameters") or {}).get("Identity")))'
+}
+
 # mf_reset_log: forgets recorded requests and statistics.
 mf_reset_log() {
 	emu_ctl DELETE /_emu/requests >/dev/null && emu_ctl DELETE /_emu/stats >/dev/null

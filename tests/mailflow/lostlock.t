@@ -17,11 +17,7 @@ db() { sqlite3 "$MF_STATE" "$1"; }
 emu_ctl POST /_emu/faults '{"kind":"slow","count":1,"cmdlet":"New-InboundConnector","delay_ms":3000}' >/dev/null
 mm setup contoso.test --mode mailflow --profile p1 >"$TEST_TMP/bg.out" 2>"$TEST_TMP/bg.err" &
 setup_pid=$!
-waited=0
-while [ "$(mf_stat faults_injected)" = 0 ] && [ $waited -lt 100 ]; do
-	sleep 0.1
-	waited=$((waited + 1))
-done
+mf_wait_fault
 # The lock is another host's now, as after a takeover once the lease ran
 # out; that holder is done once the answer in flight came (3 s), and the
 # stopped setup rolls back.

@@ -419,6 +419,46 @@ static void test_shared_lists(struct tap *t)
 	cJSON_Delete(accepted);
 }
 
+/* The tenant's note of shared rule writes not visible yet: a rule
+ * showing the list before, or an earlier write, holds the last write; the
+ * last ends the note; any other list is another writer's. */
+static void test_shared_notes(struct tap *t)
+{
+	static const char *const l0[] = { "a.test", NULL };
+	static const char *const l1[] = { "a.test", "b.test", NULL };
+	static const char *const l2[] = { "b.test", "a.test", "c.test", NULL };
+	static const char *const other[] = { "a.test", "x.test", NULL };
+	cJSON *notes = cJSON_CreateObject(), *rule = cJSON_Parse("{\"RecipientDomainIs\":\"a.test\"}");
+	cJSON *entry = NULL;
+	const char **held;
+	size_t count = 0;
+	int trimmed = 0;
+
+	tap_ok(t, mf_note_add(notes, "R", l0, l1, 1000) == 0 && mf_note_add(notes, "R", l1, l2, 2000) == 0 &&
+	          (entry = mf_note_of(notes, "R")) && mf_note_writes(entry) == 2,
+	       "two writes of one rule noted, the entry made with the list before");
+	tap_ok(t, mf_note_see(entry, l0, &trimmed) == MF_NOTE_PENDING && !trimmed &&
+	          mf_note_oldest_ms(entry) == 1000,
+	       "the list before: both writes pending, the oldest at 1000");
+	tap_ok(t, mf_note_see(entry, other, &trimmed) == MF_NOTE_FOREIGN && mf_note_writes(entry) == 2,
+	       "a list no write made is another writer's");
+	tap_ok(t, mf_note_see(entry, l1, &trimmed) == MF_NOTE_PENDING && trimmed &&
+	          mf_note_writes(entry) == 1 && mf_note_oldest_ms(entry) == 2000,
+	       "the first write shown: it becomes the list before, the second pending");
+	tap_ok(t, mf_note_see(entry, l0, &trimmed) == MF_NOTE_FOREIGN,
+	       "once the first write showed, the list before it is no longer expected");
+	mf_note_hold(entry, rule);
+	held = ms_field_strs(rule, "RecipientDomainIs", &count);
+	tap_ok(t, held && count == 3 && mf_lists_equal(held, l2),
+	       "the rule is taken to hold the last write");
+	tap_ok(t, mf_note_see(entry, l2, &trimmed) == MF_NOTE_SHOWN, "the last write shown ends it");
+	mf_note_drop(notes, "R");
+	tap_ok(t, !mf_note_of(notes, "R"), "dropped");
+	free(held);
+	cJSON_Delete(rule);
+	cJSON_Delete(notes);
+}
+
 static void test_names_and_plan(struct tap *t)
 {
 	struct mf_profile p;
@@ -620,13 +660,14 @@ int main(void)
 {
 	struct tap t = { 0 };
 
-	tap_plan(64);
+	tap_plan(72);
 	test_fields(&t);
 	test_compare(&t);
 	test_exception(&t);
 	test_conflicts(&t);
 	test_outbound_conflicts(&t);
 	test_shared_lists(&t);
+	test_shared_notes(&t);
 	test_names_and_plan(&t);
 	test_errors(&t);
 	test_jwt(&t);

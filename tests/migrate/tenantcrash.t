@@ -1,7 +1,7 @@
 #!/bin/sh
 # The tenant lock when its holder dies: a `mailmode switch` SIGKILLed
-# while it holds the lock (its Set-TransportRule made, waiting for the
-# tenant to show it) leaves the lock row behind.  A second switch on this
+# while it holds the lock (its Set-TransportRule made, the answer not come
+# yet) leaves the lock row behind.  A second switch on this
 # host takes it over at once (that pid is gone); one held by a process on
 # another host is waited for, with its holder named, and taken over when
 # its lease runs out; a live holder is waited for no longer than
@@ -17,9 +17,11 @@ lock_row() { db "SELECT domain || ' ' || pid || ' ' || host FROM shared_locks WH
 
 # kill_while_holding MODE: runs `switch contoso.test --to MODE` and
 # SIGKILLs it once it holds the tenant lock and its rule write is made
-# (contoso.test listed for mailflow, not listed for gateway); $killed is
-# its pid.
+# (contoso.test listed for mailflow, not listed for gateway), its answer
+# held back (a write not shown yet no longer keeps the lock: it goes into
+# the tenant's note); $killed is its pid.
 kill_while_holding() {
+	emu POST /_emu/faults '{"kind":"acted_hang","count":1,"cmdlet":"Set-TransportRule","delay_ms":30000}' >/dev/null
 	"$MAILMODE" -v --lock-timeout 60s switch contoso.test --to "$1" --poll-interval 200ms \
 		--verify-timeout 60s >"$TEST_TMP/killed.out" 2>&1 &
 	killed=$!
@@ -36,6 +38,7 @@ kill_while_holding() {
 	done
 	kill -KILL $killed
 	wait $killed 2>/dev/null
+	emu DELETE /_emu/faults >/dev/null
 }
 
 tenant_world
@@ -56,7 +59,8 @@ is "$(members) $(db "SELECT mode FROM domains WHERE domain = 'fabrikam.test'")" 
 db "DELETE FROM shared_locks"
 
 # --- SIGKILL while holding the lock: new rule versions take 5 s to show,
-# so contoso.test's switch holds the lock while it waits for its write.
+# and contoso.test's switch holds the lock while its write's answer is
+# held back.
 emu POST /_emu/config '{"consistency_delay_s": 5}' >/dev/null
 kill_while_holding mailflow
 is "$(lock_row | cut -d' ' -f1,2)" "contoso.test $killed" "killed while holding the tenant lock: its row stays"

@@ -86,11 +86,11 @@ is "$rc:$(wc -l <"$TEST_TMP/copy.csv")" "0:41" "a report from a copy of the stat
 
 # A state DB of schema 2 (made from a copy: the new tables and columns dropped) is upgraded.
 sqlite3 "$DB" ".backup '$TEST_TMP/v2.db'"
-sqlite3 "$TEST_TMP/v2.db" "DROP TABLE prepares; DROP TABLE shared_locks; DROP TABLE runbook_run_domains; DROP TABLE runbook_runs; ALTER TABLE journal DROP COLUMN at_ms; ALTER TABLE journal DROP COLUMN last_ms; PRAGMA user_version = 2"
+sqlite3 "$TEST_TMP/v2.db" "DROP TABLE shared_notes; DROP TABLE prepares; DROP TABLE shared_locks; DROP TABLE runbook_run_domains; DROP TABLE runbook_runs; ALTER TABLE journal DROP COLUMN at_ms; ALTER TABLE journal DROP COLUMN last_ms; PRAGMA user_version = 2"
 run env -u MAILMODE_CONFIG HOME="$TEST_TMP" "$MAILMODE" --state "$TEST_TMP/v2.db" runbook report
 is "$rc:$err:$(sqlite3 "$TEST_TMP/v2.db" "PRAGMA user_version; SELECT count(*) FROM journal WHERE at_ms IS NULL" | tr '\n' ' ' | sed 's/ $//')" \
-   "1:mailmode: error: no runbook has been run with $TEST_TMP/v2.db:5 $(db "SELECT count(*) FROM journal")" \
-   "schema 2 upgraded to 5: no runs yet, the old journal rows kept without ms times"
+   "1:mailmode: error: no runbook has been run with $TEST_TMP/v2.db:6 $(db "SELECT count(*) FROM journal")" \
+   "schema 2 upgraded to 6: no runs yet, the old journal rows kept without ms times"
 
 # --- the files
 H="$TEST_TMP/run.html"

@@ -2,8 +2,8 @@
 # The state store on PostgreSQL: a real server (tests/servers/pg.sh), the
 # state's unit tests run against it (tests/unit/state_test with
 # MAILMODE_TEST_STATE: one-mode trigger, locks and their takeovers, shared
-# locks, a busy database naming its writer, prepares, a newer schema
-# refused), and what only PostgreSQL has: the one-mode rule refusing a
+# locks, shared notes and the upgrade from schema 5, a busy database naming
+# its writer, prepares, a newer schema refused), and what only PostgreSQL has: the one-mode rule refusing a
 # second mode by SQL from another client, another program's database
 # refused, a password in the URL refused and never echoed.
 . "$top_srcdir/tests/lib.sh"
@@ -14,7 +14,7 @@ plan 12
 MAILMODE_TEST_STATE=$PG_URL "$top_builddir/tests/unit/state_test" >"$TEST_TMP/unit.out" 2>&1
 urc=$?
 grep '^not ok' "$TEST_TMP/unit.out" | sed 's/^/# /'
-is "$urc/$(grep -c '^ok' "$TEST_TMP/unit.out")" "0/72" "the state's unit tests pass on PostgreSQL (72 of 72)"
+is "$urc/$(grep -c '^ok' "$TEST_TMP/unit.out")" "0/87" "the state's unit tests pass on PostgreSQL (87 of 87)"
 
 # --- the one-mode rule is the database's: psql, not mailmode, is refused
 pg_sql "DROP SCHEMA public CASCADE; CREATE SCHEMA public" >/dev/null 2>&1
@@ -26,7 +26,7 @@ CONF
 export MAILMODE_CONFIG="$TEST_TMP/mailmode.conf"
 run "$MAILMODE" status
 is "$rc" 0 "status with state = postgresql://... in [mailmode] creates the schema ($err)"
-is "$(pg_sql 'SELECT version FROM mailmode_schema')" 5 "the schema is at version 5"
+is "$(pg_sql 'SELECT version FROM mailmode_schema')" 6 "the schema is at version 6"
 pg_sql "INSERT INTO domains(domain, mode, updated_at) VALUES('one.test', 'gateway', 'now')"
 pg_sql "UPDATE domains SET mode = 'mailflow' WHERE domain = 'one.test'" 2>"$TEST_TMP/psql.err"
 like "$(cat "$TEST_TMP/psql.err")" "one-mode invariant" "a second mode for a domain is refused by the database itself"

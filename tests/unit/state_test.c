@@ -108,14 +108,15 @@ static void count_waits(void *arg, const char *resource, const char *holder)
 	++*(int *)arg;
 }
 
-static long long shared_count(const char *path, const char *where)
+/* The rows of table that match where, or -1. */
+static long long count_in(const char *path, const char *table, const char *where)
 {
 	char q[512], err[1024];
 	struct mm_db *db;
 	struct mm_db_stmt *stmt = NULL;
 	long long n = -1;
 
-	snprintf(q, sizeof(q), "SELECT count(*) FROM shared_locks WHERE %s", where);
+	snprintf(q, sizeof(q), "SELECT count(*) FROM %s WHERE %s", table, where);
 	if (mm_db_open(path, 200, &db, err) != 0)
 		return -1;
 	if (mm_db_prepare(db, q, &stmt) == MM_DB_OK && mm_db_step(stmt) == MM_DB_ROW)
@@ -123,6 +124,11 @@ static long long shared_count(const char *path, const char *where)
 	mm_db_finalize(stmt);
 	mm_db_close(db);
 	return n;
+}
+
+static long long shared_count(const char *path, const char *where)
+{
+	return count_in(path, "shared_locks", where);
 }
 
 static void shared_locks(struct tap *t, struct mm_state *st, const char *path)
@@ -267,6 +273,47 @@ static void slots(struct tap *t, struct mm_state *st, const char *path)
 /* A prepare's row through its phases: the checkpoint is there after a
  * "kill" (nothing else happens), done records the TTL before and the new
  * receipt, drop releases only the original a prepare kept. */
+/* Shared notes: kept per resource and key, read and written only by the
+ * holder of the resource's lock. */
+static void shared_notes(struct tap *t, struct mm_state *st, const char *path)
+{
+	char err[MM_ERR_MAX], notice[1024];
+	struct mm_state *second = NULL;
+	char *text = NULL;
+
+	tap_is_int(t, mm_state_note_store(st, "tenant n1", "k", "{\"a\":1}", "a.test", err), MM_ERR,
+	           "a note is not stored without the resource's lock");
+	tap_contains(t, err, "the note of tenant n1 is read and written only under its lock",
+	             "the refusal says why");
+	mm_state_lock_shared(st, "tenant n1", "a.test", "switch", 60000, 0, NULL, NULL, notice,
+	                     sizeof(notice), err);
+	tap_is_int(t, mm_state_note_load(st, "tenant n1", "k", &text, err), MM_OK,
+	           "under the lock, no note yet");
+	tap_ok(t, text == NULL, "is no text");
+	tap_is_int(t, mm_state_note_store(st, "tenant n1", "k", "{\"a\":1}", "a.test", err), MM_OK,
+	           "a note stored under the lock");
+	mm_state_note_store(st, "tenant n1", "k", "{\"a\":2}", "b.test", err);
+	mm_state_note_store(st, "tenant n1", "other", "x", "b.test", err);
+	tap_is_int(t, count_in(path, "shared_notes", "resource = 'tenant n1' AND name = 'k'"
+	                                             " AND note = '{\"a\":2}' AND domain = 'b.test'"),
+	           1, "stored again: one row per resource and key, replaced, naming the domain");
+	tap_is_int(t, mm_state_note_load(st, "tenant n1", "k", &text, err), MM_OK, "read back");
+	tap_is_str(t, text, "{\"a\":2}", "the last text stored");
+	free(text);
+	mm_state_open(path, 200, &second, err);
+	tap_is_int(t, mm_state_note_load(second, "tenant n1", "k", &text, err), MM_ERR,
+	           "another connection, not holding the lock, is refused");
+	mm_state_close(second);
+	tap_is_int(t, mm_state_note_store(st, "tenant n1", "k", NULL, "b.test", err), MM_OK,
+	           "stored as NULL");
+	mm_state_note_load(st, "tenant n1", "k", &text, err);
+	tap_ok(t, text == NULL && count_in(path, "shared_notes", "name = 'other'") == 1,
+	       "the note is gone, the other key's kept");
+	mm_state_unlock_shared(st, "tenant n1", err);
+	tap_is_int(t, mm_state_note_load(st, "tenant n1", "other", &text, err), MM_ERR,
+	           "once unlocked, reading is refused too");
+}
+
 static void test_prepares(struct tap *t, struct mm_state *st)
 {
 	struct mm_prepare_row row;
@@ -316,7 +363,7 @@ int main(void)
 	if (!mkdtemp(dir))
 		return 1;
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	tap_plan(url ? 72 : 76);
+	tap_plan(url ? 87 : 91);
 	snprintf(path, sizeof(path), "%s", url ? url : dir);
 	if (!url)
 		strncat(path, "/state.db", sizeof(path) - strlen(path) - 1);
@@ -380,6 +427,7 @@ int main(void)
 	 * from a dead holder or after the lease. */
 	shared_locks(&t, st, path);
 	slots(&t, st, path);
+	shared_notes(&t, st, path);
 
 	/* Another process writing: wait, then name it. */
 	pid = writer(path);
@@ -391,10 +439,20 @@ int main(void)
 	test_prepares(&t, st);
 	mm_state_close(st);
 
+	/* A state of schema 5 gets the shared notes. */
+	sql(path, url ? "DROP TABLE shared_notes; UPDATE mailmode_schema SET version = 5"
+	              : "DROP TABLE shared_notes; PRAGMA user_version = 5");
+	tap_is_int(&t, mm_state_open(path, 200, &st, err), MM_OK, "a schema 5 state opened");
+	mm_state_close(st);
+	tap_is_int(&t, count_in(path, "shared_notes", "1 = 1"), 0, "has the table of shared notes");
+	tap_is_int(&t, count_in(path, url ? "mailmode_schema" : "pragma_user_version",
+	                        url ? "version = 6" : "user_version = 6"),
+	           1, "at schema version 6");
+
 	/* Databases that are not ours, or too new. */
 	sql(path, url ? "UPDATE mailmode_schema SET version = 7" : "PRAGMA user_version = 7");
 	tap_is_int(&t, mm_state_open(path, 200, &st, err), MM_ERR, "newer schema refused");
-	tap_contains(&t, err, "schema version 7, newer than this mailmode's (5)", "versions named");
+	tap_contains(&t, err, "schema version 7, newer than this mailmode's (6)", "versions named");
 	if (url) {
 		/* Another program's database: pg_unit.t. */
 		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);

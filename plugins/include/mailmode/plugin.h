@@ -85,8 +85,9 @@
  * token_cache_load and token_cache_store; the operations mx_ttl and
  * doctor; the request field prepared; verify's "finish_after_settle" and
  * MAILMODE_REQ_SETTLED; 1.5: the operation plan_actions (in the first
- * reserved slot); 1.6: MAILMODE_REQ_DEFERRABLE for setup and
- * the request field deferred_since_ms.
+ * reserved slot); 1.6: MAILMODE_REQ_DEFERRABLE for setup and the
+ * request field deferred_since_ms; the host services shared_note_load
+ * and shared_note_store.
  */
 #ifndef MAILMODE_PLUGIN_H
 #define MAILMODE_PLUGIN_H
@@ -323,6 +324,30 @@ struct mailmode_host {
 	int (*token_cache_load)(void *handle, const char *name, char **text,
 	                        struct mailmode_diag *diag);
 	int (*token_cache_store)(void *handle, const char *name, const char *text,
+	                         struct mailmode_diag *diag);
+
+	/* ABI 1.6: a note kept with a shared resource (one that resources
+	 * names for the domain, e.g. "tenant contoso.onmicrosoft.com"), one
+	 * text per key, in the host's state: every process and machine
+	 * sharing that state reads the same note.  Only setup and teardown
+	 * (req is theirs) may call these, and only on a resource of theirs:
+	 * the host holds its lock for the whole call, so the note is read
+	 * and written by one call at a time, as the world behind the
+	 * resource is.  The host renews its lock first: a call whose lock
+	 * was taken over (its lease ran out) is refused, as checkpoint
+	 * refuses it.  What a note is for: a write the world shows only
+	 * some time after it is made, which the next call on the resource
+	 * must build on.  shared_note_load: MAILMODE_OK with *text NULL when
+	 * there is no note; free *text with host->free.  shared_note_store
+	 * replaces the note (text NULL removes it) durably before it
+	 * returns.  A text is at most 1 MiB.  Present only when
+	 * host->struct_size covers shared_note_store; refused
+	 * (MAILMODE_ERR_FAILED, diagnostic filled) otherwise. */
+	int (*shared_note_load)(void *handle, const struct mailmode_request *req,
+	                        const char *resource, const char *key, char **text,
+	                        struct mailmode_diag *diag);
+	int (*shared_note_store)(void *handle, const struct mailmode_request *req,
+	                         const char *resource, const char *key, const char *text,
 	                         struct mailmode_diag *diag);
 };
 

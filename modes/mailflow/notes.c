@@ -1,0 +1,182 @@
+/*
+ * Writes of the tenant's shared rules not visible yet, kept in the host's
+ * shared note of the tenant (plugin.h, ABI 1.6 shared_note_*).
+ * Set-TransportRule replaces a rule's whole RecipientDomainIs list and
+ * Exchange shows a write only some time after it is made: the next
+ * domain's setup or teardown under the tenant's lock would write on the
+ * old list and drop this domain.  The note tells it what the rule holds:
+ *
+ *   {"rules": {NAME: {"before": [the list last seen],
+ *                     "writes": [{"list": [...], "at_ms": N}, ...]}}}
+ *
+ * "writes" are the lists written since "before" was seen, oldest first;
+ * the last is what the rule holds.  Exchange shows them in that order, so
+ * a rule showing "before" or one of the earlier writes holds the last;
+ * one showing the last is up to date (the entry is done); any other list
+ * is another writer's.
+ */
+#include "mailflow.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NOTE_KEY "shared rules"
+
+int mf_notes_kept(const struct mailmode_host *host)
+{
+	return host->struct_size >= offsetof(struct mailmode_host, shared_note_store) +
+	                            sizeof(host->shared_note_store) &&
+	       host->shared_note_load && host->shared_note_store;
+}
+
+static cJSON *rules_of(cJSON *notes)
+{
+	cJSON *rules = cJSON_GetObjectItemCaseSensitive(notes, "rules");
+
+	if (cJSON_IsObject(rules))
+		return rules;
+	cJSON_DeleteItemFromObjectCaseSensitive(notes, "rules");
+	return cJSON_AddObjectToObject(notes, "rules");
+}
+
+int mf_notes_load(const struct mailmode_host *host, const struct mailmode_request *req,
+                  const char *resource, cJSON **notes, struct mailmode_diag *diag)
+{
+	char *text = NULL;
+	int rc = host->shared_note_load(host->handle, req, resource, NOTE_KEY, &text, diag);
+
+	*notes = NULL;
+	if (rc != MAILMODE_OK)
+		return rc;
+	/* A note this version cannot read is no note: the rules as read. */
+	*notes = text ? cJSON_Parse(text) : NULL;
+	host->free(text);
+	if (!cJSON_IsObject(*notes)) {
+		cJSON_Delete(*notes);
+		*notes = cJSON_CreateObject();
+	}
+	if (*notes && rules_of(*notes))
+		return MAILMODE_OK;
+	cJSON_Delete(*notes);
+	*notes = NULL;
+	host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+	return MAILMODE_ERR_NOMEM;
+}
+
+int mf_notes_store(const struct mailmode_host *host, const struct mailmode_request *req,
+                   const char *resource, cJSON *notes, struct mailmode_diag *diag)
+{
+	cJSON *rules = rules_of(notes);
+	char *text = rules && rules->child ? cJSON_PrintUnformatted(notes) : NULL;
+	int rc;
+
+	if (rules && rules->child && !text) {
+		host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+		return MAILMODE_ERR_NOMEM;
+	}
+	/* No entry left: the note goes. */
+	rc = host->shared_note_store(host->handle, req, resource, NOTE_KEY, text, diag);
+	free(text);
+	return rc;
+}
+
+cJSON *mf_note_of(cJSON *notes, const char *rule)
+{
+	return cJSON_GetObjectItemCaseSensitive(rules_of(notes), rule);
+}
+
+void mf_note_drop(cJSON *notes, const char *rule)
+{
+	cJSON_DeleteItemFromObjectCaseSensitive(rules_of(notes), rule);
+}
+
+static int list_is(const cJSON *holder, const char *field, const char *const *visible)
+{
+	size_t count = 0;
+	const char **list = ms_field_strs(holder, field, &count);
+	int same = list && mf_lists_equal(list, visible);
+
+	free(list);
+	return same;
+}
+
+enum mf_note_seen mf_note_see(cJSON *entry, const char *const *visible, int *trimmed)
+{
+	cJSON *writes = cJSON_GetObjectItemCaseSensitive(entry, "writes");
+	int n = cJSON_GetArraySize(writes), i;
+
+	*trimmed = 0;
+	if (n == 0 || list_is(cJSON_GetArrayItem(writes, n - 1), "list", visible))
+		return MF_NOTE_SHOWN;
+	if (list_is(entry, "before", visible))
+		return MF_NOTE_PENDING;
+	for (i = n - 2; i >= 0; i--)
+		if (list_is(cJSON_GetArrayItem(writes, i), "list", visible))
+			break;
+	if (i < 0)
+		return MF_NOTE_FOREIGN;
+	/* Seen up to write i: it is the new "before". */
+	cJSON_ReplaceItemInObjectCaseSensitive(entry, "before",
+	                                       cJSON_DetachItemFromObjectCaseSensitive(
+	                                       cJSON_GetArrayItem(writes, i), "list"));
+	while (i-- >= 0)
+		cJSON_DeleteItemFromArray(writes, 0);
+	*trimmed = 1;
+	return MF_NOTE_PENDING;
+}
+
+int64_t mf_note_oldest_ms(const cJSON *entry)
+{
+	const cJSON *writes = cJSON_GetObjectItemCaseSensitive(entry, "writes");
+
+	return (int64_t)ms_field_long(cJSON_GetArrayItem(writes, 0), "at_ms", 0);
+}
+
+int mf_note_writes(const cJSON *entry)
+{
+	return cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(entry, "writes"));
+}
+
+int mf_note_hold(const cJSON *entry, cJSON *rule)
+{
+	const cJSON *writes = cJSON_GetObjectItemCaseSensitive(entry, "writes");
+	const cJSON *last = cJSON_GetArrayItem(writes, cJSON_GetArraySize(writes) - 1);
+	cJSON *list = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(last, "list"), 1);
+
+	if (list && cJSON_ReplaceItemInObjectCaseSensitive(rule, "RecipientDomainIs", list))
+		return 0;
+	cJSON_Delete(list);
+	return -1;
+}
+
+static cJSON *list_json(const char *const *list)
+{
+	int n = 0;
+
+	while (list && list[n])
+		n++;
+	return cJSON_CreateStringArray(list, n);
+}
+
+int mf_note_add(cJSON *notes, const char *rule, const char *const *base,
+                const char *const *wrote, int64_t at_ms)
+{
+	cJSON *rules = rules_of(notes), *entry = mf_note_of(notes, rule), *writes, *write;
+
+	if (!rules)
+		return -1;
+	if (!entry && (!(entry = cJSON_AddObjectToObject(rules, rule)) ||
+	               !cJSON_AddItemToObject(entry, "before", list_json(base)) ||
+	               !cJSON_AddArrayToObject(entry, "writes")))
+		return -1;
+	writes = cJSON_GetObjectItemCaseSensitive(entry, "writes");
+	write = cJSON_CreateObject();
+	if (!write || !cJSON_AddItemToArray(writes, write)) {
+		cJSON_Delete(write);
+		return -1;
+	}
+	return cJSON_AddItemToObject(write, "list", list_json(wrote)) &&
+	       cJSON_AddNumberToObject(write, "at_ms", (double)at_ms) ? 0 : -1;
+}
