@@ -100,47 +100,26 @@ is "$(db "SELECT count(*) FROM domains WHERE mode='twin'")" 7 "state: 7 in twin 
 
 # --- waits overlap: while d03 waits to verify, its worker switches the
 # next domains, so they are done before its failure spends the budget
-cat >"$RB" <<'RUNBOOK'
-[runbook]
-parallel = 1
-verify_timeout = 1s
-poll_interval = 100ms
-failure_budget = 1
-
-[domains]
-d03.test = twin
-d08.test = twin
-RUNBOOK
+# budget_runbook CANARY DOMAIN...: a runbook of one worker, a budget of 1.
+budget_runbook() {
+	printf '[runbook]\nparallel = 1\nverify_timeout = 1s\npoll_interval = 100ms\nfailure_budget = 1\ncanary = %s\n\n[domains]\n' "$1" >"$RB"
+	shift
+	for d in "$@"; do printf '%s = twin\n' "$d" >>"$RB"; done
+}
+results() { printf '%s' "$out" | "$PYTHON3" -c 'import json,sys; print(" ".join(x["result"] for x in json.load(sys.stdin)["domains"]))'; }
+budget_runbook 0 d03.test d08.test
 run mm --json runbook run "$RB"
-is "$("$PYTHON3" -c 'import json,sys; print(" ".join(x["result"] for x in json.load(sys.stdin)["domains"]))' <<JSON
-$out
-JSON
-)|$(world_route "$T" d08.test)" "rolled back switched|twin-scanner" "without a canary stage the next domain does not wait for the first's verify"
+is "$(results)|$(world_route "$T" d08.test)" "rolled back switched|twin-scanner" "without a canary stage the next domain does not wait for the first's verify"
 run mm switch d08.test --to example
 is "$rc|$(world_route "$E" d08.test)" "0|scanner" "switched back to example for the next runs"
 
 # --- the failure budget with a canary stage: no new switch after the
 # first failure
-cat >"$RB" <<'RUNBOOK'
-[runbook]
-parallel = 1
-verify_timeout = 1s
-poll_interval = 100ms
-failure_budget = 1
-canary = 1
-
-[domains]
-d03.test = twin
-d08.test = twin
-d09.test = twin
-RUNBOOK
+budget_runbook 1 d03.test d08.test d09.test
 run mm --json runbook run "$RB"
 is "$rc" 1 "budget spent: exit 1"
 like "$err" "failure budget of 1 spent" "says so"
-is "$("$PYTHON3" -c 'import json,sys; print(" ".join(x["result"] for x in json.load(sys.stdin)["domains"]))' <<JSON
-$out
-JSON
-)" "rolled back not started not started" "the rest were not started"
+is "$(results)" "rolled back not started not started" "the rest were not started"
 
 # --- killed midway; running the runbook again finishes it
 "$PYTHON3" -c 'import json,sys; p=sys.argv[1]; d=json.load(open(p)); d["domains"]["d03.test"]["ready"]=True; json.dump(d, open(p,"w"))' "$T"
