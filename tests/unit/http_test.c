@@ -80,7 +80,7 @@ int main(void)
 	                                         sizeof(host.table.http_request_opts) &&
 	               host.table.http_request_opts == mm_http_request_opts,
 	       "the host table has http_request_opts, and its size covers it");
-	tap_is_int(&t, host.table.abi_minor, 5, "the host implements ABI 1.5");
+	tap_is_int(&t, host.table.abi_minor, 6, "the host implements ABI 1.6");
 
 	struct mailmode_http_request req = { .method = "POST", .url = "http://127.0.0.1:9/x",
 	                                     .body = "<a/>", .body_len = 4, .retry_budget_ms = -1 };
