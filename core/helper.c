@@ -74,12 +74,23 @@ static void helper_progress(void *handle, const char *fmt, ...)
 	send_or_vanish(h->fd, MM_MSG_PROGRESS, &b);
 }
 
+/* The core's diagnostic of a record or note answered rc.  As in the
+ * core's own process, one that succeeded leaves the plugin's diagnostic
+ * as it was (it may hold what setup is waiting for). */
+static void answered_diag(struct mm_wire_rd *rd, int rc, struct mailmode_diag *diag)
+{
+	struct mailmode_diag said;
+
+	mm_wire_get_bytes(rd, &said, sizeof(said));
+	if (rc != MAILMODE_OK && !rd->bad)
+		*diag = said;
+}
+
 /* The core journals the text and answers once it is durable; the plugin
  * sends its write only after this returns MAILMODE_OK. */
 static int record(struct helper *h, int original, const char *text, struct mailmode_diag *diag)
 {
 	struct mm_wire_buf b = { 0 };
-	struct mailmode_diag said;
 	struct mm_wire_msg m;
 	struct mm_wire_rd rd;
 	int rc;
@@ -92,15 +103,10 @@ static int record(struct helper *h, int original, const char *text, struct mailm
 		vanish();
 	mm_wire_rd_init(&rd, &m);
 	rc = (int32_t)mm_wire_get_u32(&rd);
-	mm_wire_get_bytes(&rd, &said, sizeof(said));
+	answered_diag(&rd, rc, diag);
 	free(m.data);
 	if (rd.bad)
 		vanish();
-	/* As in the core's own process: a record that succeeded leaves the
-	 * plugin's diagnostic as it was (it may hold what setup is waiting
-	 * for). */
-	if (rc != MAILMODE_OK)
-		*diag = said;
 	return rc;
 }
 
@@ -139,7 +145,7 @@ static int note(struct helper *h, int store, const char *resource, const char *k
 	mm_wire_rd_init(&rd, &m);
 	rc = (int32_t)mm_wire_get_u32(&rd);
 	got = mm_wire_get_str(&rd);
-	mm_wire_get_bytes(&rd, diag, sizeof(*diag));
+	answered_diag(&rd, rc, diag);
 	free(m.data);
 	if (rd.bad)
 		vanish();

@@ -685,6 +685,21 @@ out:
 	return rc;
 }
 
+/* The object's entry in the receipt of this setup's earlier attempt
+ * (req->receipt: its last checkpoint, parsed into *earlier for the
+ * caller to free), or NULL when that names no such object. */
+static const cJSON *earlier_entry(struct op *op, const struct object_kind *kind,
+                                  const char *name, cJSON **earlier)
+{
+	const cJSON *entry;
+	const char *was;
+
+	*earlier = op->req->receipt ? cJSON_Parse(op->req->receipt) : NULL;
+	entry = cJSON_GetObjectItemCaseSensitive(*earlier, kind->receipt_key);
+	was = ms_field_str(entry, "name");
+	return was && ms_strcaseeq(was, name) ? entry : NULL;
+}
+
 /* 1 when the receipt handed in (the last checkpoint of an earlier attempt
  * for this domain) says this object was being created: an "already
  * exists" is then that attempt's work.  Connectors are per tenant and
@@ -692,38 +707,39 @@ out:
 static int earlier_attempt_made(struct op *op, const struct object_kind *kind,
                                 const char *name)
 {
-	cJSON *earlier = op->req->receipt ? cJSON_Parse(op->req->receipt) : NULL;
-	const cJSON *entry = cJSON_GetObjectItemCaseSensitive(earlier, kind->receipt_key);
-	const char *was = ms_field_str(entry, "name");
-	const char *state = ms_field_str(entry, "state");
-	int made = was && state && ms_strcaseeq(was, name) &&
-	           (ms_strcaseeq(state, "creating") || ms_strcaseeq(state, "created"));
+	cJSON *earlier = NULL;
+	const char *state = ms_field_str(earlier_entry(op, kind, name, &earlier), "state");
+	int made = state && (ms_strcaseeq(state, "creating") || ms_strcaseeq(state, "created"));
 
 	cJSON_Delete(earlier);
 	return made;
 }
 
-/* The object is not listed, but an earlier attempt of this setup made it
- * (answered) within the visibility window: it is not visible yet, and
- * sending New-* again would only be refused.  Its entry is kept. */
+/* The object is not listed, but the attempt of this setup before it
+ * deferred (ABI 1.6) made it (answered) within the visibility window: it
+ * is not visible yet, and sending New-* again would only be refused.  Its
+ * entry is kept.  Only then: a receipt of an earlier setup (set up again
+ * to repair objects removed by hand) does not say the object is there. */
 static int made_moments_ago(struct op *op, const struct object_kind *kind, const char *name,
                             cJSON *receipt)
 {
-	const cJSON *entry = cJSON_GetObjectItemCaseSensitive(op->receipt, kind->receipt_key);
-	const char *was = ms_field_str(entry, "name"), *state = ms_field_str(entry, "state");
-	const char *action = ms_field_str(entry, "action");
+	cJSON *earlier = NULL;
+	const cJSON *entry = earlier_entry(op, kind, name, &earlier);
+	const char *state = ms_field_str(entry, "state"), *action = ms_field_str(entry, "action");
 	int64_t at = (int64_t)ms_field_long(entry, "state_at_ms", 0);
+	int rc = 0;
 
-	if (!was || !state || !action || !ms_strcaseeq(was, name) ||
-	    !ms_strcaseeq(state, "created") || !ms_strcaseeq(action, "created") ||
-	    wall_ms(op) - at >= op->profile->visibility_window_ms)
-		return 0;
-	if (receipt_put(receipt, kind->receipt_key, name, ms_field_str(entry, "guid"), "created",
-	                "created", at) != 0)
-		return -1;
-	op->host->log(op->host->handle, MAILMODE_LOG_INFO,
-	              "%s '%s' made by an earlier attempt is not listed yet", kind->what, name);
-	return 1;
+	if (setup_deferred(op) && state && action && ms_strcaseeq(state, "created") &&
+	    ms_strcaseeq(action, "created") && wall_ms(op) - at < op->profile->visibility_window_ms) {
+		rc = receipt_put(receipt, kind->receipt_key, name, ms_field_str(entry, "guid"),
+		                 "created", "created", at) != 0 ? -1 : 1;
+		if (rc > 0)
+			op->host->log(op->host->handle, MAILMODE_LOG_INFO,
+			              "%s '%s' made by an earlier attempt is not listed yet", kind->what,
+			              name);
+	}
+	cJSON_Delete(earlier);
+	return rc;
 }
 
 /* Creates the object (New-*).  The receipt says "creating" before the
@@ -1126,8 +1142,6 @@ static int settle_note(struct op *op, const char *name, cJSON *entry,
 static int apply_note(struct op *op, cJSON *rule, cJSON *entry, int *changed,
                       struct mailmode_diag *diag)
 {
-	long budget = op->profile->retry_budget_ms > 0 ? op->profile->retry_budget_ms
-	                                               : DEFAULT_VISIBILITY_WAIT_MS;
 	size_t count = 0;
 	const char **have = rule ? ms_field_strs(rule, "RecipientDomainIs", &count) : NULL;
 	enum mf_note_seen seen = MF_NOTE_FOREIGN;
@@ -1138,8 +1152,9 @@ static int apply_note(struct op *op, cJSON *rule, cJSON *entry, int *changed,
 	if (rule)
 		seen = mf_note_see(entry, have, &trimmed);
 	*changed |= trimmed;
-	if (seen == MF_NOTE_PENDING && (wall_ms(op) - mf_note_oldest_ms(entry) > budget ||
-	                                mf_note_writes(entry) >= NOTE_WRITES_MAX))
+	if (seen == MF_NOTE_PENDING &&
+	    (wall_ms(op) - mf_note_oldest_ms(entry) > visibility_budget_ms(op) ||
+	     mf_note_writes(entry) >= NOTE_WRITES_MAX))
 		rc = settle_note(op, entry->string, entry, &seen, diag);
 	if (rc != MAILMODE_OK)
 		goto out;

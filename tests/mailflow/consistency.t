@@ -7,7 +7,7 @@
 . "$top_srcdir/tests/lib.sh"
 . "$top_srcdir/tests/mailflow/lib-mailflow.sh"
 
-plan 9
+plan 10
 
 mf_start
 mf_tenant '{"accepted_domains": ["contoso.test", "fabrikam.test", "adatum.test"]}'
@@ -17,6 +17,8 @@ mf_config secret
 emu_ctl POST /_emu/config '{"consistency_delay_s": 3}' >/dev/null
 run mm setup contoso.test --mode mailflow --profile p1 --no-wait
 is "$rc" 0 "the first domain's setup makes the connectors and the rule"
+is "$(mf_requests 'sum(1 for x in r if x["cmdlet"] == "New-InboundConnector")') $(mf_requests 'sum(1 for x in r if x["cmdlet"] == "New-OutboundConnector")') $(sqlite3 "$MF_STATE" "SELECT count(*) > 0 FROM journal WHERE step = 'setup_new' AND phase = 'attempt'")" \
+	"1 1 1" "it waited for the connectors (setup called again), but sent each New- once"
 mf_reset_log
 run mm setup fabrikam.test --mode mailflow --profile p1 --no-wait
 is "$rc" 0 "the second domain's setup, while the rule is not listed yet, succeeds"
