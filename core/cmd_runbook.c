@@ -384,29 +384,43 @@ static void release_stack(void)
 #endif
 }
 
-/* The engine's wait hook: the domain's worker runs others until it is due. */
-static void park(struct mm_engine *e, long long until_ms)
+/* The engine's waiter (limiter.h): away, the domain gives its worker back
+ * so that it runs others meanwhile; back, it takes a free one again, with
+ * its state connection and board line. */
+static void away_from_worker(void *arg, int away)
 {
-	struct task *t = e->wait_arg;
+	struct task *t = arg;
 	struct run *run = t->run;
-	long long now;
+	struct mm_engine *e = &t->engine;
 
-	if (run->ctx->output.progress_live)
-		mm_engine_progress(e, "(idle)");
-	pthread_mutex_lock(&run->lock);
-	give_worker(run, t->worker);
-	t->worker = NULL;
-	if (e->verified)
-		leave_canary(run, t);
-	pthread_mutex_unlock(&run->lock);
-	release_stack();
-	while ((now = mm_host_wall_ms(NULL)) < until_ms)
-		mm_host_sleep_ms(NULL, until_ms - now);
+	if (away) {
+		if (run->ctx->output.progress_live)
+			mm_engine_progress(e, "(idle)");
+		pthread_mutex_lock(&run->lock);
+		give_worker(run, t->worker);
+		t->worker = NULL;
+		if (e->verified)
+			leave_canary(run, t);
+		pthread_mutex_unlock(&run->lock);
+		return;
+	}
 	pthread_mutex_lock(&run->lock);
 	t->worker = take_worker(run, 1);
 	pthread_mutex_unlock(&run->lock);
 	e->state = t->worker->state;
 	e->slot = t->worker->slot;
+}
+
+/* The engine's wait hook: the domain's worker runs others until it is due. */
+static void park(struct mm_engine *e, long long until_ms)
+{
+	long long now;
+
+	away_from_worker(e->wait_arg, 1);
+	release_stack();
+	while ((now = mm_host_wall_ms(NULL)) < until_ms)
+		mm_host_sleep_ms(NULL, until_ms - now);
+	away_from_worker(e->wait_arg, 0);
 }
 
 static void job_finished(struct run *run, struct job *job)
@@ -572,7 +586,7 @@ static int start_domain(struct run *run, struct job *job, struct worker *w)
 	                                .output = &ctx->output, .limiter = run->limiter,
 	                                .slot = w->slot, .command = "runbook run",
 	                                .lock_wait_ms = ctx->args.lock_timeout_ms, .wait = park,
-	                                .wait_arg = t };
+	                                .wait_arg = t, .waiter = { away_from_worker, t } };
 	if (pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0 &&
 	    pthread_create(&thread, &attr, domain_main, t) == 0) {
 		run->live++;

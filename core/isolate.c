@@ -195,9 +195,13 @@ struct mm_helper {
 };
 
 /* The shared resources (a tenant, a zone) a helper serves: calls on them
- * always go to that helper, so that what the plugin caches of a tenant
- * (its token, its accepted domains) is read once per tenant, as in one
- * process. */
+ * go to a helper that serves them, so that what the plugin caches of a
+ * tenant (its token, its accepted domains) is read once per helper.  A
+ * call on a tenant whose helpers are all busy (the limiter lets as many
+ * calls run at once as its tenant cap) gets a helper of its own, serving
+ * only that tenant: one helper would run them one after another, and a
+ * helper shared with other tenants would keep them waiting for each
+ * other. */
 struct mm_binding {
 	char *resources;
 	struct mm_helper *helper;
@@ -225,13 +229,28 @@ struct mm_helpers *mm_helpers_new(int threadsafe)
 	return h;
 }
 
-static struct mm_helper *bound_to(const struct mm_helpers *h, const char *resources)
+/* Whether the helper one serves resources (NULL: whether it serves any). */
+static int serves(const struct mm_helpers *h, const char *resources, const struct mm_helper *one)
 {
 	size_t i;
 
-	for (i = 0; resources && i < h->nbound; i++)
-		if (strcmp(h->bound[i].resources, resources) == 0)
-			return h->bound[i].helper;
+	for (i = 0; i < h->nbound; i++)
+		if (h->bound[i].helper == one &&
+		    (!resources || strcmp(h->bound[i].resources, resources) == 0))
+			return 1;
+	return 0;
+}
+
+/* A free helper that serves resources, or (NULL) one that serves none;
+ * NULL when there is none. */
+static struct mm_helper *free_serving(const struct mm_helpers *h, const char *resources)
+{
+	size_t i;
+
+	for (i = 0; i < h->count; i++)
+		if (!h->all[i]->busy && (resources ? serves(h, resources, h->all[i])
+		                                   : !serves(h, NULL, h->all[i])))
+			return h->all[i];
 	return NULL;
 }
 
@@ -278,31 +297,31 @@ static struct mm_helper *new_helper(struct mm_helpers *h)
 	return got;
 }
 
-/* The helper bound to the call's resources once it is free; else a free
- * helper, or a new (not yet started) one while the plugin may run one
- * more call at once; waits otherwise.  NULL: out of memory. */
+/* A free helper that serves the call's resources, else one that serves
+ * none, else a new (not yet started) one while the plugin may run one
+ * more call at once, else (a plugin that is not thread-safe) any free
+ * one; waits otherwise.  NULL: out of memory. */
 static struct mm_helper *acquire(struct mm_helpers *h, const char *resources)
 {
-	struct mm_helper *got = NULL, *owner;
+	struct mm_helper *got = NULL;
 	size_t i;
 
 	pthread_mutex_lock(&h->lock);
 	for (;;) {
-		if ((owner = bound_to(h, resources)) != NULL) {
-			if (!owner->busy)
-				got = owner;
-		} else {
-			for (i = 0; i < h->count && !got; i++)
-				if (!h->all[i]->busy)
-					got = h->all[i];
-		}
-		if (got || (!owner && h->count < h->max))
+		if (resources)
+			got = free_serving(h, resources);
+		if (!got)
+			got = free_serving(h, NULL);
+		for (i = 0; i < h->count && !got && h->count >= h->max; i++)
+			if (!h->all[i]->busy)
+				got = h->all[i];
+		if (got || h->count < h->max)
 			break;
 		pthread_cond_wait(&h->freed, &h->lock);
 	}
 	if (!got)
 		got = new_helper(h);
-	if (got && resources && !owner)
+	if (got && resources && !serves(h, resources, got))
 		bind_helper(h, resources, got);
 	if (got)
 		got->busy = 1;

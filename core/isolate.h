@@ -65,7 +65,7 @@ int mm_call_invoke(const struct mailmode_plugin *d, void *ctx, const struct mail
  * one per call running at once for a MAILMODE_CAP_THREADSAFE one (a
  * runbook's workers keep their parallelism, and a helper killed at its
  * deadline takes no other call with it), calls on one shared resource (a
- * tenant) always in the same helper. */
+ * tenant) in the helpers that serve it, as many as run at once. */
 struct mm_helpers;
 
 /* NULL when out of memory. */
@@ -76,8 +76,9 @@ void mm_helpers_free(struct mm_helpers *h);
 
 /* Runs the call in one of the plugin's helpers (started, with the
  * plugin's init, when none is free), within the plugin's call_timeout;
- * resources (the ones the call holds, or NULL) go to the helper that
- * served them first, so that the plugin's caches of a tenant are one.
+ * resources (the ones the call holds, or NULL) go to a free helper that
+ * serves them, else one of their own, so that the plugin's caches of a
+ * tenant are read once per helper.
  * Returns the plugin's result, or, when the helper crashed, exited, hung
  * past the deadline or broke the protocol (it is then killed and the next
  * call starts a fresh one): MAILMODE_ERR_UNKNOWN for a call that may

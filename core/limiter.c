@@ -25,6 +25,7 @@ struct slot {
 	char key[KEY_MAX];
 	int limit;
 	int used;
+	int writing;               /* an exclusive caller holds it */
 	unsigned long long held;   /* bit K-1: slot K in the state DB is ours */
 };
 
@@ -126,30 +127,31 @@ static int each_slot(struct mm_limiter *l, const char *resources,
 	return rc;
 }
 
+/* arg: whether the caller is exclusive (int). */
 static int is_full(struct slot *s, void *arg)
 {
-	(void)arg;
-	return s->used >= s->limit;
+	return s->used >= s->limit || (*(const int *)arg && s->writing);
 }
 
 static int take(struct slot *s, void *arg)
 {
-	(void)arg;
 	s->used++;
+	s->writing |= *(const int *)arg;
 	return 0;
 }
 
 static int give_back(struct slot *s, void *arg)
 {
-	(void)arg;
 	s->used--;
+	if (*(const int *)arg)
+		s->writing = 0;
 	return 0;
 }
 
-static void give_local(struct mm_limiter *l, const char *resources)
+static void give_local(struct mm_limiter *l, const char *resources, int exclusive)
 {
 	pthread_mutex_lock(&l->lock);
-	each_slot(l, resources, give_back, NULL);
+	each_slot(l, resources, give_back, &exclusive);
 	pthread_cond_broadcast(&l->freed);
 	pthread_mutex_unlock(&l->lock);
 }
@@ -266,9 +268,18 @@ static int mark(struct slot *s, void *arg)
 	return 0;
 }
 
+/* Tells the waiter, once, that the caller waits. */
+static void go_away(const struct mm_limiter_waiter *waiter, int *away)
+{
+	if (waiter && !*away)
+		waiter->away(waiter->arg, 1);
+	*away = 1;
+}
+
 /* The state database's slots, once those of this process are taken:
  * polls until one of each resource is free; 0, or -1 (none taken). */
-static int take_shared(struct mm_limiter *l, const char *resources)
+static int take_shared(struct mm_limiter *l, const char *resources,
+                       const struct mm_limiter_waiter *waiter, int *away)
 {
 	struct held h = { .n = 0 };
 	char err[MM_ERR_MAX];
@@ -282,8 +293,10 @@ static int take_shared(struct mm_limiter *l, const char *resources)
 		rc = mm_state_take_slots(l->state, h.names, h.limits, h.n, SHARED_LEASE_MS, h.ks,
 		                         &taken, err) == MM_OK ? 0 : -1;
 		pthread_mutex_unlock(&l->state_lock);
-		if (rc == 0 && !taken)
+		if (rc == 0 && !taken) {
+			go_away(waiter, away);
 			usleep(SHARED_POLL_MS * 1000);
+		}
 	}
 	if (rc != 0)
 		return -1;
@@ -309,28 +322,39 @@ static void give_shared(struct mm_limiter *l, const char *resources)
 	pthread_mutex_unlock(&l->state_lock);
 }
 
-int mm_limiter_acquire(struct mm_limiter *l, const char *resources)
+int mm_limiter_acquire(struct mm_limiter *l, const char *resources, int exclusive,
+                       const struct mm_limiter_waiter *waiter)
 {
-	int full, rc = 0;
+	int full, rc = 0, away = 0;
 
 	pthread_mutex_lock(&l->lock);
-	while ((full = each_slot(l, resources, is_full, NULL)) > 0)
+	while ((full = each_slot(l, resources, is_full, &exclusive)) > 0) {
+		if (waiter && !away) {
+			/* The waiter may block on its own lock: not under ours. */
+			pthread_mutex_unlock(&l->lock);
+			go_away(waiter, &away);
+			pthread_mutex_lock(&l->lock);
+			continue;
+		}
 		pthread_cond_wait(&l->freed, &l->lock);
+	}
 	if (full < 0)
 		rc = -1;
 	else
-		each_slot(l, resources, take, NULL);
+		each_slot(l, resources, take, &exclusive);
 	pthread_mutex_unlock(&l->lock);
-	if (rc == 0 && l->state && take_shared(l, resources) != 0) {
-		give_local(l, resources);
+	if (rc == 0 && l->state && take_shared(l, resources, waiter, &away) != 0) {
+		give_local(l, resources, exclusive);
 		rc = -1;
 	}
+	if (waiter && away)
+		waiter->away(waiter->arg, 0);
 	return rc;
 }
 
-void mm_limiter_release(struct mm_limiter *l, const char *resources)
+void mm_limiter_release(struct mm_limiter *l, const char *resources, int exclusive)
 {
 	if (l->state)
 		give_shared(l, resources);
-	give_local(l, resources);
+	give_local(l, resources, exclusive);
 }

@@ -15,11 +15,23 @@ void mm_limiter_free(struct mm_limiter *limiter);
  * call may outlast it) until mm_limiter_free.  MM_OK, or MM_ERR with err. */
 int mm_limiter_share(struct mm_limiter *limiter, const char *state, long busy_ms, char *err);
 
+/* Told around a wait for room: away(arg, 1) before the caller waits,
+ * away(arg, 0) once it has its slots.  A runbook's domain gives its worker
+ * back meanwhile and takes one again after. */
+struct mm_limiter_waiter {
+	void (*away)(void *arg, int away);
+	void *arg;
+};
+
 /* Takes every resource listed (one "KIND NAME" per line), waiting until all
  * of them have room (here and, when shared, in the state database), so
- * that two callers never hold half of each other's set.  Returns 0, or -1
- * when out of memory or the state database failed (nothing taken). */
-int mm_limiter_acquire(struct mm_limiter *limiter, const char *resources);
-void mm_limiter_release(struct mm_limiter *limiter, const char *resources);
+ * that two callers never hold half of each other's set.  exclusive: the
+ * call writes what the resources share (a setup or teardown), so it also
+ * takes each one's writer's place in this process, which one caller holds
+ * at a time.  waiter may be NULL.  Returns 0, or -1 when out of memory or
+ * the state database failed (nothing taken). */
+int mm_limiter_acquire(struct mm_limiter *limiter, const char *resources, int exclusive,
+                       const struct mm_limiter_waiter *waiter);
+void mm_limiter_release(struct mm_limiter *limiter, const char *resources, int exclusive);
 
 #endif

@@ -103,6 +103,20 @@ static long shared_lease_ms(const struct mm_op *op)
 	return op->plugin->call_timeout_ms + SHARED_LEASE_MARGIN_MS;
 }
 
+/* Until the wall clock reads until: parked by the engine's wait hook (a
+ * runbook's worker runs other domains meanwhile), else asleep. */
+static void wait_until(struct mm_run *r, long long until)
+{
+	long long now = mm_migrate_now_ms();
+
+	if (now >= until)
+		return;
+	if (r->e->wait)
+		r->e->wait(r->e, until);
+	else
+		mm_host_sleep_ms(NULL, until - now);
+}
+
 static void waiting_shared(void *arg, const char *resource, const char *holder)
 {
 	const struct mm_run *r = arg;
@@ -110,13 +124,24 @@ static void waiting_shared(void *arg, const char *resource, const char *holder)
 	mm_engine_progress(r->e, "%s: waiting for %s, held by %s", r->m->domain, resource, holder);
 }
 
+/* Between two tries for a lock another process holds: parked like a
+ * verify poll, and back on whichever connection the wait hook hands over. */
+static struct mm_state *pause_shared(void *arg, long ms)
+{
+	struct mm_run *r = arg;
+
+	wait_until(r, mm_migrate_now_ms() + ms);
+	return r->e->state;
+}
+
 static int lock_shared(const struct mm_op *op, const char *resources, char *err)
 {
 	struct mm_run *r = op->recorder->arg;
+	const struct mm_lock_waiter waiter = { waiting_shared, r->e->wait ? pause_shared : NULL, r };
 	char notice[1024];
 	int rc = mm_state_lock_shared(r->e->state, resources, r->m->domain, r->e->command,
-	                              shared_lease_ms(op), r->e->lock_wait_ms, waiting_shared, r,
-	                              notice, sizeof(notice), err);
+	                              shared_lease_ms(op), r->e->lock_wait_ms, &waiter, notice,
+	                              sizeof(notice), err);
 
 	if (rc == MM_OK && notice[0])
 		mm_log(r->e->output, MAILMODE_LOG_WARNING, "%s", notice);
@@ -210,6 +235,7 @@ struct mm_op mm_run_op(struct mm_run *r, int old, unsigned flags, int recording)
 		.original = old ? r->original_old : r->original_new,
 		.flags = flags,
 		.limiter = r->e->limiter,
+		.waiter = r->e->waiter.away ? &r->e->waiter : NULL,
 		.recorder = recording ? (old ? &r->rec_old : &r->rec_new) : NULL,
 		.unknown = &r->call_unknown,
 		.accepted_conflicts = old ? NULL : r->opts.accept_conflicts,
@@ -346,20 +372,6 @@ static void show_attempt(struct mm_run *r, const char *what, int attempt, const 
 		elapsed = 0;
 	mm_engine_progress(r->e, "%s: %s: attempt %d, %lld:%02lld elapsed: %s", r->m->domain, what,
 	                   attempt, elapsed / 60, elapsed % 60, summary);
-}
-
-/* Until the wall clock reads until: parked by the engine's wait hook (a
- * runbook's worker runs other domains meanwhile), else asleep. */
-static void wait_until(struct mm_run *r, long long until)
-{
-	long long now = mm_migrate_now_ms();
-
-	if (now >= until)
-		return;
-	if (r->e->wait)
-		r->e->wait(r->e, until);
-	else
-		mm_host_sleep_ms(NULL, until - now);
 }
 
 /* Polls check until it passes or the deadline passes, waiting 100 ms,

@@ -1,6 +1,7 @@
 #ifndef MM_MIGRATE_H
 #define MM_MIGRATE_H
 
+#include "limiter.h"
 #include "loader.h"
 #include "mm.h"
 #include "state.h"
@@ -53,6 +54,11 @@ struct mm_engine {
 	 * worker's state connection and board line (state, slot). */
 	void (*wait)(struct mm_engine *e, long long until_ms);
 	void *wait_arg;
+	/* Told around a wait for a tenant's or zone's slot that other domains
+	 * hold (limiter.h).  A runbook gives the worker back meanwhile, like
+	 * wait, and may hand the engine another state connection.  away NULL:
+	 * the wait holds the worker. */
+	struct mm_limiter_waiter waiter;
 	/* Set by the engine once the new mode verified: a runbook's canary
 	 * stage is over when each of its domains verified or ended. */
 	int verified;

@@ -108,7 +108,8 @@ int mm_engine_check_other_modes(const struct mm_engine *e, const char *domain,
 	for (i = 0; i < e->plugins->count; i++) {
 		struct mm_plugin *p = e->plugins->plugins[i];
 		struct mm_op op = { .plugin = p, .domain = domain, .profile = profile,
-		                    .limiter = e->limiter };
+		                    .limiter = e->limiter,
+		                    .waiter = e->waiter.away ? &e->waiter : NULL };
 		enum mailmode_presence presence;
 		struct mailmode_diag diag;
 		char *report = NULL;

@@ -116,9 +116,11 @@ static int locks_shared(const struct mm_op *op, const struct mm_call *c)
 /* Runs the call within the bounds of its resources: the limiter's slots
  * (in this process; taken before the call's helper: a worker waiting for
  * a tenant must not hold the only helper of a plugin that is not
- * thread-safe), then the shared locks (across processes).  Without the
- * limiter's slots the call runs unbounded; without the locks, or when
- * the resources to lock are unknown, it does not run. */
+ * thread-safe), for a setup or teardown with the writer's place of each
+ * (so that its wait for another domain's write holds no slot), then the
+ * shared locks (across processes).  Without the limiter's slots the call
+ * runs unbounded; without the locks, or when the resources to lock are
+ * unknown, it does not run. */
 static int bounded(const struct mm_op *op, const struct mailmode_request *req,
                    struct mm_call *c, struct mailmode_diag *diag)
 {
@@ -139,7 +141,7 @@ static int bounded(const struct mm_op *op, const struct mailmode_request *req,
 		goto out;
 	}
 	if (resources && limit)
-		limited = mm_limiter_acquire(op->limiter, resources) == 0;
+		limited = mm_limiter_acquire(op->limiter, resources, shared, op->waiter) == 0;
 	if (resources && shared && op->recorder->lock_shared(op, resources, err) != MM_OK) {
 		mm_diag_set(diag, MAILMODE_SEV_ERROR, 1, "%s: %s of %s not started: %s",
 		            op->plugin->desc->name, mm_call_name(c->kind), op->domain, err);
@@ -150,7 +152,7 @@ static int bounded(const struct mm_op *op, const struct mailmode_request *req,
 			op->recorder->unlock_shared(op, resources);
 	}
 	if (limited)
-		mm_limiter_release(op->limiter, resources);
+		mm_limiter_release(op->limiter, resources, shared);
 out:
 	free(resources);
 	return rc;

@@ -40,6 +40,8 @@ struct mm_op {
 	const char *original;     /* the kept snapshot of what the mode replaced */
 	unsigned flags;           /* MAILMODE_REQ_* */
 	struct mm_limiter *limiter;   /* NULL: no bound on shared resources */
+	const struct mm_limiter_waiter *waiter;   /* told around a wait for
+	                                             the limiter; may be NULL */
 	const struct mm_op_recorder *recorder;   /* NULL: nothing may be written */
 	int *unknown;             /* set to 1 when the plugin says the outcome of
 	                             a write is unknown; may be NULL */

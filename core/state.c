@@ -513,14 +513,14 @@ static int try_lock(struct mm_state *st, const struct lock_claim *claim, const c
 	return taken;
 }
 
-/* Tries until taken or wait_ms ran out; waiting (may be NULL) hears of
- * each new holder waited for.  Another connection of this process (a
- * runbook's worker on the same tenant) is waited for beyond wait_ms: its
- * call ends within the plugin's call timeout, and its lease bounds the
- * wait all the same. */
-static int lock_wait(struct mm_state *st, const struct lock_claim *claim, long wait_ms,
-                     void (*waiting)(void *arg, const char *key, const char *holder), void *arg,
-                     char *notice, size_t noticelen, char *err)
+/* Tries until taken or wait_ms ran out, on *stp: the connection the
+ * waiter's pause hands back, if any (waiter may be NULL).  Another
+ * connection of this process (a runbook's worker on the same tenant) is
+ * waited for beyond wait_ms: its call ends within the plugin's call
+ * timeout, and its lease bounds the wait all the same. */
+static int lock_wait(struct mm_state **stp, const struct lock_claim *claim, long wait_ms,
+                     const struct mm_lock_waiter *waiter, char *notice, size_t noticelen,
+                     char *err)
 {
 	char holder[512] = "", told[512] = "";
 	long long deadline = mm_host_wall_ms(NULL) + wait_ms;
@@ -529,19 +529,22 @@ static int lock_wait(struct mm_state *st, const struct lock_claim *claim, long w
 	int taken;
 
 	for (;;) {
-		taken = try_lock(st, claim, &blocked, holder, sizeof(holder), &kind, notice, noticelen,
-		                 err);
+		taken = try_lock(*stp, claim, &blocked, holder, sizeof(holder), &kind, notice,
+		                 noticelen, err);
 		if (taken < 0)
 			return MM_ERR;
 		if (taken)
 			return MM_OK;
 		if (kind != HELD_BY_THIS_PROCESS && mm_host_wall_ms(NULL) >= deadline)
 			break;
-		if (waiting && strcmp(told, holder) != 0) {
-			waiting(arg, blocked, holder);
+		if (waiter && waiter->waiting && strcmp(told, holder) != 0) {
+			waiter->waiting(waiter->arg, blocked, holder);
 			snprintf(told, sizeof(told), "%s", holder);
 		}
-		usleep(LOCK_POLL_MS * 1000);
+		if (waiter && waiter->pause)
+			*stp = waiter->pause(waiter->arg, LOCK_POLL_MS);
+		else
+			usleep(LOCK_POLL_MS * 1000);
 	}
 	snprintf(err, MM_ERR_MAX, "%s is locked by %s; gave up after %ld s", blocked, holder,
 	         wait_ms / 1000);
@@ -554,7 +557,7 @@ int mm_state_lock_domain(struct mm_state *st, const char *domain, const char *co
 {
 	const struct lock_claim claim = { &domain_locks, &domain, 1, command, NULL, lease_ms };
 
-	return lock_wait(st, &claim, wait_ms, NULL, NULL, notice, noticelen, err);
+	return lock_wait(&st, &claim, wait_ms, NULL, notice, noticelen, err);
 }
 
 /* Splits resources ("KIND NAME" lines) into keys[]; the text is kept in
@@ -632,10 +635,10 @@ static int held_with(const struct mm_state *st, const char *const *keys, size_t 
 
 int mm_state_lock_shared(struct mm_state *st, const char *resources, const char *domain,
                          const char *command, long lease_ms, long wait_ms,
-                         void (*waiting)(void *arg, const char *resource, const char *holder),
-                         void *arg, char *notice, size_t noticelen, char *err)
+                         const struct mm_lock_waiter *waiter, char *notice, size_t noticelen,
+                         char *err)
 {
-	char buf[MM_SHARED_TEXT_MAX], held[MM_SHARED_TEXT_MAX];
+	char buf[MM_SHARED_TEXT_MAX], held[MM_SHARED_TEXT_MAX], why[MM_ERR_MAX];
 	const char *keys[SHARED_KEYS_MAX];
 	struct lock_claim claim = { &shared_locks, keys, 0, command, domain, lease_ms };
 
@@ -643,8 +646,13 @@ int mm_state_lock_shared(struct mm_state *st, const char *resources, const char 
 	if (split_resources(resources, buf, sizeof(buf), keys, SHARED_KEYS_MAX, &claim.nkeys,
 	                    err) != MM_OK ||
 	    held_with(st, keys, claim.nkeys, 1, held, sizeof(held), err) != MM_OK ||
-	    lock_wait(st, &claim, wait_ms, waiting, arg, notice, noticelen, err) != MM_OK)
+	    lock_wait(&st, &claim, wait_ms, waiter, notice, noticelen, err) != MM_OK)
 		return MM_ERR;
+	/* Taken on the connection the wait ended on, which may hold others. */
+	if (held_with(st, keys, claim.nkeys, 1, held, sizeof(held), err) != MM_OK) {
+		mm_state_unlock_shared(st, resources, why);
+		return MM_ERR;
+	}
 	memcpy(st->held, held, sizeof(held));
 	return MM_OK;
 }

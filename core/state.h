@@ -75,13 +75,23 @@ int mm_state_drop_stale_locks(struct mm_state *st, const char *domain,
  * holder is this connection (pid, host, and which connection of the
  * process); a lock whose holder is gone (same host) or whose lease ran out
  * is taken over, with a notice naming the old holder.  Waits up to
- * wait_ms for a live one, telling waiting (may be NULL) of each new holder
- * ("user@host (pid N on H, 'CMD' of DOMAIN since T)"); on timeout err
- * names the resource and its holder. */
+ * wait_ms for a live one (see mm_lock_waiter); on timeout err names the
+ * resource and its holder. */
+struct mm_lock_waiter {
+	/* Told of each new holder waited for ("user@host (pid N on H, 'CMD'
+	 * of DOMAIN since T)"); may be NULL. */
+	void (*waiting)(void *arg, const char *resource, const char *holder);
+	/* Waits ms between two attempts and hands back the connection to
+	 * make the next one on (a runbook's domain, parked meanwhile, comes
+	 * back on another worker's); the lock is then that connection's.
+	 * NULL: sleeps, and tries again on st. */
+	struct mm_state *(*pause)(void *arg, long ms);
+	void *arg;
+};
 int mm_state_lock_shared(struct mm_state *st, const char *resources, const char *domain,
                          const char *command, long lease_ms, long wait_ms,
-                         void (*waiting)(void *arg, const char *resource, const char *holder),
-                         void *arg, char *notice, size_t noticelen, char *err);
+                         const struct mm_lock_waiter *waiter, char *notice, size_t noticelen,
+                         char *err);
 /* Extends the lease of every shared lock this connection took.  MM_ERR,
  * renewing none, when one is no longer its own (its lease ran out and
  * another took it over): the caller must stop writing. */

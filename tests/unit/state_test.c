@@ -3,6 +3,7 @@
  * fresh PostgreSQL database: the same rules hold in both. */
 #include "db.h"
 #include "state.h"
+#include "state_internal.h"
 #include "tap.h"
 
 #include <signal.h>
@@ -136,17 +137,18 @@ static void shared_locks(struct tap *t, struct mm_state *st, const char *path)
 	char err[MM_ERR_MAX], notice[1024], buf[1024];
 	struct mm_state *second = NULL;
 	int waits = 0;
+	const struct mm_lock_waiter counter = { count_waits, NULL, &waits };
 	pid_t pid;
 
 	tap_is_int(t, mm_state_lock_shared(st, "tenant t1\ndns-zone z.test", "a.test", "switch",
-	                                   60000, 0, NULL, NULL, notice, sizeof(notice), err),
+	                                   60000, 0, NULL, notice, sizeof(notice), err),
 	           MM_OK, "shared lock on two resources taken");
 	tap_is_int(t, shared_count(path, "resource IN ('tenant t1', 'dns-zone z.test') AND domain = 'a.test'"),
 	           2, "one row each, naming the domain");
 	tap_is_int(t, mm_state_open(path, 200, &second, err), MM_OK, "a second connection");
 	sql(path, "UPDATE shared_locks SET host = 'elsewhere.example' WHERE resource = 'tenant t1'");
 	tap_is_int(t, mm_state_lock_shared(second, "dns-zone other.test\ntenant t1", "b.test",
-	                                   "runbook run", 60000, 400, count_waits, &waits, notice,
+	                                   "runbook run", 60000, 400, &counter, notice,
 	                                   sizeof(notice), err),
 	           MM_ERR, "held by another host's process: waited for, then refused");
 	tap_contains(t, err, "tenant t1 is locked by", "the error names the resource");
@@ -157,11 +159,10 @@ static void shared_locks(struct tap *t, struct mm_state *st, const char *path)
 	tap_is_int(t, shared_count(path, "resource = 'dns-zone other.test'"), 0,
 	           "none of the set was taken (all or none)");
 	sql(path, "DELETE FROM shared_locks WHERE resource = 'tenant t1'");
-	tap_is_int(t, mm_state_lock_shared(st, "tenant t1", "a.test", "switch", 500, 0, NULL, NULL,
+	tap_is_int(t, mm_state_lock_shared(st, "tenant t1", "a.test", "switch", 500, 0, NULL,
 	                                   notice, sizeof(notice), err),
 	           MM_OK, "taken again, with a 0.5 s lease");
-	tap_is_int(t, mm_state_lock_shared(second, "tenant t1", "b.test", "switch", 60000, 0, NULL,
-	                                   NULL, notice, sizeof(notice), err),
+	tap_is_int(t, mm_state_lock_shared(second, "tenant t1", "b.test", "switch", 60000, 0, NULL, notice, sizeof(notice), err),
 	           MM_OK, "another connection of this process waits beyond its wait, up to the lease");
 	tap_contains(t, notice, "its lease expired", "then takes it over");
 	/* The first connection's checkpoint comes late: it must stop writing,
@@ -192,16 +193,60 @@ static void shared_locks(struct tap *t, struct mm_state *st, const char *path)
 	reap(pid);
 	snprintf(buf, sizeof(buf), "UPDATE shared_locks SET pid = %d", (int)pid);
 	sql(path, buf);
-	tap_is_int(t, mm_state_lock_shared(st, "tenant t1", "c.test", "switch", 60000, 0, NULL, NULL,
+	tap_is_int(t, mm_state_lock_shared(st, "tenant t1", "c.test", "switch", 60000, 0, NULL,
 	                                   notice, sizeof(notice), err),
 	           MM_OK, "a dead holder's lock taken over");
 	tap_contains(t, notice, "took over the lock on tenant t1 from", "takeover explained");
 	sql(path, "UPDATE shared_locks SET host = 'elsewhere.example', lease_until = 1");
-	tap_is_int(t, mm_state_lock_shared(st, "tenant t1", "c.test", "switch", 60000, 0, NULL, NULL,
+	tap_is_int(t, mm_state_lock_shared(st, "tenant t1", "c.test", "switch", 60000, 0, NULL,
 	                                   notice, sizeof(notice), err),
 	           MM_OK, "another host's lock taken over once its lease ran out");
 	tap_contains(t, notice, "on elsewhere.example, 'switch' of c.test since", "its holder named");
 	mm_state_unlock_shared(st, "tenant t1", err);
+}
+
+/* A lock waiter's pauses: the second one sees the holder gone, and the
+ * wait goes on on another connection. */
+struct pauses {
+	const char *path;
+	struct mm_state *next;
+	int count;
+};
+
+static struct mm_state *pause_then_switch(void *arg, long ms)
+{
+	struct pauses *p = arg;
+
+	(void)ms;
+	if (++p->count == 2)
+		sql(p->path, "DELETE FROM shared_locks WHERE resource = 'tenant p1'");
+	return p->next;
+}
+
+/* A wait for a lock that pauses (a runbook's parked domain) goes on on
+ * the connection the pause hands back, and the lock is that one's. */
+static void shared_lock_pause(struct tap *t, struct mm_state *st, const char *path)
+{
+	char err[MM_ERR_MAX], notice[1024];
+	struct pauses p = { path, NULL, 0 };
+	const struct mm_lock_waiter waiter = { NULL, pause_then_switch, &p };
+	struct mm_state *second = NULL;
+
+	mm_state_open(path, 200, &second, err);
+	p.next = second;
+	mm_state_lock_shared(st, "tenant p1", "a.test", "switch", 60000, 0, NULL, notice,
+	                     sizeof(notice), err);
+	sql(path, "UPDATE shared_locks SET host = 'elsewhere.example' WHERE resource = 'tenant p1'");
+	mm_state_unlock_shared(st, "tenant p1", err);   /* held elsewhere now: its row stays */
+	tap_is_int(t, mm_state_lock_shared(st, "tenant p1", "b.test", "runbook run", 60000, 60000,
+	                                   &waiter, notice, sizeof(notice), err),
+	           MM_OK, "a paused wait for another host's lock ends when it is let go");
+	tap_is_int(t, p.count, 2, "paused between the tries, not slept");
+	tap_ok(t, mm_state_holds_shared(second, "tenant p1") && !mm_state_holds_shared(st, "tenant p1"),
+	       "the lock is the connection's the pause handed back");
+	tap_is_int(t, mm_state_unlock_shared(second, "tenant p1", err), MM_OK, "which lets it go");
+	tap_is_int(t, shared_count(path, "resource = 'tenant p1'"), 0, "its row gone");
+	mm_state_close(second);
 }
 
 /* A call's slots k of both (tenant t9, dns-zone z9) held by st: renewed
@@ -285,7 +330,7 @@ static void shared_notes(struct tap *t, struct mm_state *st, const char *path)
 	           "a note is not stored without the resource's lock");
 	tap_contains(t, err, "the note of tenant n1 is read and written only under its lock",
 	             "the refusal says why");
-	mm_state_lock_shared(st, "tenant n1", "a.test", "switch", 60000, 0, NULL, NULL, notice,
+	mm_state_lock_shared(st, "tenant n1", "a.test", "switch", 60000, 0, NULL, notice,
 	                     sizeof(notice), err);
 	tap_is_int(t, mm_state_note_load(st, "tenant n1", "k", &text, err), MM_OK,
 	           "under the lock, no note yet");
@@ -363,7 +408,7 @@ int main(void)
 	if (!mkdtemp(dir))
 		return 1;
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	tap_plan(url ? 87 : 91);
+	tap_plan(url ? 92 : 96);
 	snprintf(path, sizeof(path), "%s", url ? url : dir);
 	if (!url)
 		strncat(path, "/state.db", sizeof(path) - strlen(path) - 1);
@@ -426,6 +471,7 @@ int main(void)
 	/* Shared-resource locks: all or none, per connection, taken over
 	 * from a dead holder or after the lease. */
 	shared_locks(&t, st, path);
+	shared_lock_pause(&t, st, path);
 	slots(&t, st, path);
 	shared_notes(&t, st, path);
 
