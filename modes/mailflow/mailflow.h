@@ -326,6 +326,27 @@ int mf_note_hold(const cJSON *entry, cJSON *rule);
  * when the rule has none).  -1: out of memory. */
 int mf_note_add(cJSON *notes, const char *rule, const char *const *base,
                 const char *const *wrote, int64_t at_ms);
+/* A rule made by New-TransportRule: "creating" (sent, no answer yet) or
+ * "created" (answered); NULL for an entry of writes of a listed rule. */
+const char *mf_note_creation(const cJSON *entry);
+/* The rule's entry, replaced: made with list, being sent now.  -1: out
+ * of memory. */
+int mf_note_creating(cJSON *notes, const char *rule, const char *const *list, int64_t at_ms);
+/* ... answered: made at at_ms.  -1: out of memory or no such entry. */
+int mf_note_created(cJSON *notes, const char *rule, int64_t at_ms);
+/* 1 when the entry's last list has domain (only domain). */
+int mf_note_lists(const cJSON *entry, const char *domain);
+int mf_note_lists_only(const cJSON *entry, const char *domain);
+/* domain waits (since at_ms) to be in the rule once it is made. */
+int mf_note_join_wait(cJSON *notes, const char *rule, const char *domain, int64_t at_ms);
+/* domain waits for no rule any more: 1 when it waited for one. */
+int mf_note_join_leave(cJSON *notes, const char *domain);
+/* The domains waiting for the rule since since_ms or later, but except,
+ * NULL-terminated (the strings are the note's); NULL: out of memory. */
+const char **mf_note_joiners(cJSON *notes, const char *rule, const char *except,
+                             int64_t since_ms);
+/* They wait no more: the rule was made with them. */
+void mf_note_joiners_drop(cJSON *notes, const char *rule, const char *const *domains);
 
 /* ------------------------------------------------------------------ */
 /* Message trace (trace.c) */

@@ -509,9 +509,11 @@ out:
 
 /* Adds or replaces the receipt entry of one object.  action: what setup
  * did to it ("created", "reused", "updated"); state: where it stands
- * ("creating", "created", "updating", "updated", "reused", "removing"),
- * decided at state_at_ms.  "creating" in a stored receipt means the
- * answer never came: the object may exist, or appear later. */
+ * ("creating", "created", "updating", "updated", "reused", "removing",
+ * and for the rule "waiting": to be made with the domain in it by another
+ * domain's setup, notes.c), decided at state_at_ms.  "creating" in a
+ * stored receipt means the answer never came: the object may exist, or
+ * appear later. */
 static int receipt_put(cJSON *receipt, const char *key, const char *name,
                        const char *guid, const char *action, const char *state,
                        int64_t at_ms)
@@ -1084,7 +1086,7 @@ static int wait_for_write(struct op *op, const char *name, int64_t started,
 
 /* Set on a rule of op->rules whose list the note brought up to date: a
  * rule is judged once per read. */
-#define NOTED_MARK "MailmodeNoted"
+#define NOTED_MARK "@mailmode.noted"   /* '@': no field to compare (objects.c) */
 /* The most writes of a rule not seen yet that the note builds on. */
 #define NOTE_WRITES_MAX 64
 
@@ -1149,6 +1151,9 @@ static int apply_note(struct op *op, cJSON *rule, cJSON *entry, int *changed,
 
 	if (rule && !have)
 		goto nomem;
+	if (!rule && mf_note_creation(entry) &&
+	    wall_ms(op) - mf_note_oldest_ms(entry) < op->profile->visibility_window_ms)
+		goto out;      /* made moments ago, not listed yet: kept */
 	if (rule)
 		seen = mf_note_see(entry, have, &trimmed);
 	*changed |= trimmed;
@@ -1409,6 +1414,117 @@ static int write_rule(struct op *op, const struct rule_choice *choice, cJSON *pa
 	return MAILMODE_ERR_NOT_READY;
 }
 
+/* The rule is not listed, and a setup made it moments ago (the tenant's
+ * note; for a setup called again after it deferred): MAILMODE_OK when it
+ * made it with this domain in it
+ * (the receipt says so, as of then: the domain is in it, not yet shown);
+ * MAILMODE_ERR_NOT_READY (diagnostic set) when without it, or while that
+ * making is unanswered; 1 when the note knows of no such rule. */
+static int join_noted_creation(struct op *op, const char *name, cJSON *receipt,
+                               struct mailmode_diag *diag)
+{
+	const struct mailmode_host *host = op->host;
+	const cJSON *entry = op->notes ? mf_note_of(op->notes, name) : NULL;
+	const char *state = mf_note_creation(entry);
+
+	/* Only a setup called again after it deferred: a setup run anew (to
+	 * repair what was removed by hand) makes what is not listed. */
+	if (!state || !setup_deferred(op))
+		return 1;
+	if (strcmp(state, "created") == 0 && mf_note_lists(entry, op->req->domain)) {
+		if (receipt_put(receipt, rule_kind.receipt_key, name, NULL, "updated", "updated",
+		                mf_note_oldest_ms(entry)) != 0) {
+			host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+			return MAILMODE_ERR_NOMEM;
+		}
+		host->log(host->handle, MAILMODE_LOG_INFO,
+		          "transport rule '%s' was made moments ago with %s in it (not listed yet)",
+		          name, op->req->domain);
+		return MAILMODE_OK;
+	}
+	host->diag_set(diag, MAILMODE_SEV_ERROR, 1,
+	               "transport rule '%s' of tenant %s was made moments ago by another domain's setup (%s) and is not listed yet: %s joins it once it is listed",
+	               name, op->profile->tenant,
+	               strcmp(state, "created") == 0 ? "without this domain" : "its answer is not known",
+	               op->req->domain);
+	host->diag_append(diag, "run setup again later, it resumes (%s)",
+	                  NOT_VISIBLE_HINT);
+	copy_name(op->unlisted_rule, name);
+	return MAILMODE_ERR_NOT_READY;
+}
+
+/* A new rule is made with the domains waiting for it (the tenant's note)
+ * as long as it has room for them: they need not wait for it to be
+ * listed to join it. */
+static int add_joiners(struct op *op, struct rule_choice *c)
+{
+	int64_t since = wall_ms(op) - op->profile->visibility_window_ms;
+	const char **joiners = mf_note_joiners(op->notes, c->name, op->req->domain, since);
+	const char **list = joiners ? mf_list_copy(c->members) : NULL;
+	struct rule_choice trial = { 0 };
+	int fits = 1;
+	size_t i;
+
+	for (i = 0; list && joiners[i] && fits > 0; i++) {
+		copy_name(trial.name, c->name);
+		fits = choice_fill(op, &trial, mf_list_with(list, joiners[i], NULL));
+		if (fits > 0) {
+			/* trial's members point into list: copied before it goes */
+			const char **next = mf_list_copy(trial.members);
+
+			free(list);
+			list = next;
+		}
+	}
+	choice_free(&trial);
+	free(joiners);
+	if (!list || fits < 0 || choice_fill(op, c, list) < 0)
+		return MAILMODE_ERR_NOMEM;
+	return MAILMODE_OK;
+}
+
+/* The note of a rule being made, stored before New-TransportRule is sent
+ * (making), then of how that went (rc, made): made (the joiners made
+ * with it wait no more), refused (the entry goes; the joiners wait on),
+ * or unanswered (it stays "creating": the rule may appear with them). */
+static int note_rule_made(struct op *op, const struct rule_choice *c, int making, int rc,
+                          struct mailmode_diag *diag)
+{
+	int failed = 0;
+
+	if (making)
+		failed = mf_note_creating(op->notes, c->name, c->members, wall_ms(op));
+	else if (rc == MAILMODE_ERR_UNKNOWN)
+		return MAILMODE_OK;
+	else if (rc == MAILMODE_OK && !(failed = mf_note_created(op->notes, c->name, wall_ms(op))))
+		mf_note_joiners_drop(op->notes, c->name, c->members);
+	else if (rc != MAILMODE_OK)
+		mf_note_drop(op->notes, c->name);
+	if (failed) {
+		op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+		return MAILMODE_ERR_NOMEM;
+	}
+	return store_notes(op, diag);
+}
+
+/* write_rule for a new rule, in the tenant's note before and after. */
+static int make_rule(struct op *op, const struct rule_choice *choice, cJSON *params,
+                     cJSON *receipt, struct mailmode_diag *diag)
+{
+	struct mailmode_diag noted;
+	int rc = note_rule_made(op, choice, 1, MAILMODE_OK, diag);
+
+	if (rc != MAILMODE_OK)
+		return rc;
+	rc = write_rule(op, choice, params, NULL, 1, NULL, receipt, diag);
+	memset(&noted, 0, sizeof(noted));
+	if (note_rule_made(op, choice, 0, rc, &noted) != MAILMODE_OK && rc == MAILMODE_OK) {
+		*diag = noted;
+		rc = MAILMODE_ERR_FAILED;
+	}
+	return rc;
+}
+
 /* One pass of reconcile_rule on the rules as read. */
 static int reconcile_rule_once(struct op *op, int apply, struct mf_plan *plan,
                                cJSON *receipt, struct mailmode_diag *diag)
@@ -1433,6 +1549,13 @@ static int reconcile_rule_once(struct op *op, int apply, struct mf_plan *plan,
 		rc = MAILMODE_ERR_NOT_READY;   /* still not listed: the diagnostic stands */
 		goto out;
 	}
+	if (!existing && apply && op->notes &&
+	    ((rc = join_noted_creation(op, choice.name, receipt, diag)) != 1 ||
+	     (rc = add_joiners(op, &choice)) != MAILMODE_OK)) {
+		if (rc == MAILMODE_ERR_NOMEM)
+			goto nomem;
+		goto out;
+	}
 	if (existing)
 		mf_rule_compare(profile, &choice.want, existing, op->rules, &mismatches);
 	params = mf_rule_params(profile, &choice.want, 0);
@@ -1442,7 +1565,10 @@ static int reconcile_rule_once(struct op *op, int apply, struct mf_plan *plan,
 	 * clear one). */
 	if (!existing && cJSON_IsNull(cJSON_GetObjectItem(params, "ExceptIfRecipientDomainIs")))
 		cJSON_DeleteItemFromObjectCaseSensitive(params, "ExceptIfRecipientDomainIs");
-	rc = write_rule(op, &choice, params, mismatches.data, apply, plan, receipt, diag);
+	if (!existing && apply && op->notes)
+		rc = make_rule(op, &choice, params, receipt, diag);
+	else
+		rc = write_rule(op, &choice, params, mismatches.data, apply, plan, receipt, diag);
 	if (rc == MAILMODE_OK && apply && existing && mismatches.len) {
 		size_t count = 0;
 		const char **before = ms_field_strs(existing, "RecipientDomainIs", &count);
@@ -1470,6 +1596,49 @@ out:
 	return rc;
 }
 
+/* A deferred setup whose new rule is not there yet: the domain waits for
+ * it in the tenant's note, to be made with it in it (by whichever setup
+ * makes it), and its receipt says so first: a teardown then knows it may
+ * be in the rule once it is listed.  Keeps the diagnostic. */
+static int wait_as_joiner(struct op *op, cJSON *receipt, struct mailmode_diag *diag)
+{
+	struct mailmode_diag why;
+	int64_t now = wall_ms(op);
+	int rc;
+
+	if (!op->notes || mf_find_by_name(op->rules, op->rule_name))
+		return MAILMODE_ERR_NOT_READY;
+	memset(&why, 0, sizeof(why));
+	if (receipt_put(receipt, rule_kind.receipt_key, op->rule_name, NULL, "joining", "waiting",
+	                now) != 0 ||
+	    mf_note_join_wait(op->notes, op->rule_name, op->req->domain, now) != 0) {
+		op->host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
+		return MAILMODE_ERR_NOMEM;
+	}
+	rc = checkpoint(op, receipt, &why);
+	if (rc == MAILMODE_OK)
+		rc = store_notes(op, &why);
+	if (rc != MAILMODE_OK) {
+		*diag = why;
+		return rc;
+	}
+	return MAILMODE_ERR_NOT_READY;
+}
+
+/* The domain waits for no new rule any more (in it, or torn down). */
+static int stop_waiting(struct op *op, struct mailmode_diag *diag)
+{
+	struct mailmode_diag why;
+	int rc;
+
+	if (!op->notes || !mf_note_join_leave(op->notes, op->req->domain))
+		return MAILMODE_OK;
+	memset(&why, 0, sizeof(why));
+	if ((rc = store_notes(op, &why)) != MAILMODE_OK)
+		*diag = why;
+	return rc;
+}
+
 /* The domain's membership of a shared rule: joins one (Set-TransportRule
  * with the list and the domain), or makes one (New-TransportRule); brings
  * the rule to the profile either way.  The receipt names the rule and
@@ -1486,7 +1655,12 @@ static int reconcile_rule(struct op *op, int apply, struct mf_plan *plan,
 
 	for (;;) {
 		rc = reconcile_rule_once(op, apply, plan, receipt, diag);
+		if (rc == MAILMODE_OK && apply)
+			rc = stop_waiting(op, diag);
 		if (rc != MAILMODE_ERR_NOT_READY)
+			return rc;
+		if (apply && (op->req->flags & MAILMODE_REQ_DEFERRABLE) &&
+		    (rc = wait_as_joiner(op, receipt, diag)) != MAILMODE_ERR_NOT_READY)
 			return rc;
 		if (op->req->flags & MAILMODE_REQ_DEFERRABLE)
 			return defer_setup(op);
@@ -1839,6 +2013,25 @@ out:
 	return rc;
 }
 
+/* Whether the rule the receipt names may have the domain in it.  A domain
+ * that only waited for its new rule (receipt "waiting") is in it only when
+ * the tenant's note says a setup made it (or is making it) with the
+ * domain in it: from then on the rule is as uncertain as one being made
+ * (the receipt entry takes that making's time). */
+static int waited_made(struct op *op)
+{
+	cJSON *entry = cJSON_GetObjectItemCaseSensitive(op->receipt, rule_kind.receipt_key);
+	const cJSON *made = op->notes ? mf_note_of(op->notes, op->rule_name) : NULL;
+	const char *state = ms_field_str(entry, "state");
+
+	if (!state || !ms_strcaseeq(state, "waiting"))
+		return 1;
+	if (!mf_note_creation(made) || !mf_note_lists(made, op->req->domain))
+		return 0;
+	return receipt_mark(op->receipt, rule_kind.receipt_key, "updating",
+	                    mf_note_oldest_ms(made)) == 0;
+}
+
 /* Takes the domain out of every shared rule that lists it, removes its
  * rule of the previous version, or makes sure what the receipt knows of
  * is gone. */
@@ -1866,6 +2059,8 @@ static int unmake_rules(struct op *op, int apply, struct mf_plan *plan,
 		             op->req->domain);
 		return MAILMODE_OK;
 	}
+	if (!waited_made(op))
+		return MAILMODE_OK;
 	entry = cJSON_GetObjectItemCaseSensitive(op->receipt, rule_kind.receipt_key);
 	return confirm_gone(op, &rule_kind, op->rule_name,
 	                    entry && mf_find_by_name(op->rules, op->rule_name) != NULL, diag);
@@ -1889,6 +2084,13 @@ static void connector_users(struct op *op, const cJSON *outbound, struct ms_buf 
 			continue;
 		ms_buf_addf(users, "%s'%s'", users->len ? ", " : "", name ? name : "?");
 	}
+	/* A rule made moments ago, not listed yet, routes through it too
+	 * (unless the domain is its only one). */
+	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(op->notes, "rules"))
+		if (mf_note_creation(item) && !mf_find_by_name(op->rules, item->string) &&
+		    !mf_note_lists_only(item, op->req->domain))
+			ms_buf_addf(users, "%s'%s' (not listed yet)", users->len ? ", " : "",
+			            item->string);
 }
 
 /* Removes a connector of ours, or makes sure one the receipt knows of is
@@ -1917,6 +2119,8 @@ static int unmake(struct op *op, int apply, struct mf_plan *plan,
 	rc = read_world(op, op->read_only, diag);
 	if (rc == MAILMODE_OK)
 		rc = read_accepted(op, op->read_only ? TENANT_FACTS_MS : ACCEPTED_FRESH_MS, diag);
+	if (rc == MAILMODE_OK && apply)
+		rc = stop_waiting(op, diag);
 	if (rc == MAILMODE_OK)
 		rc = unmake_rules(op, apply, plan, diag);
 	if (rc != MAILMODE_OK)
@@ -2377,7 +2581,8 @@ static int receipt_settled(const struct op *op)
 		const char *state = ms_field_str(entry, "state");
 
 		if (state && (ms_strcaseeq(state, "creating") || ms_strcaseeq(state, "updating") ||
-		              ms_strcaseeq(state, "leaving") || ms_strcaseeq(state, "removing")))
+		              ms_strcaseeq(state, "leaving") || ms_strcaseeq(state, "removing") ||
+		              ms_strcaseeq(state, "waiting")))
 			return 0;
 	}
 	return 1;

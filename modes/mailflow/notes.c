@@ -14,6 +14,18 @@
  * a rule showing "before" or one of the earlier writes holds the last;
  * one showing the last is up to date (the entry is done); any other list
  * is another writer's.
+ *
+ * A rule made by New-TransportRule is not listed for a while either: its
+ * entry says "created": "creating" before the cmdlet is sent and "created"
+ * once it answered, with "before" [] and the list it was made with as its
+ * one write.  Domains whose setup waits for a rule that is not there yet
+ * (its connector not visible yet, or made moments ago without them) wait
+ * in "joiners":
+ *
+ *   {"joiners": {NAME: {DOMAIN: at_ms, ...}}}
+ *
+ * and the setup that makes the rule makes it with them in it, so that
+ * they need not wait for it to be listed to join it.
  */
 #include "mailflow.h"
 
@@ -68,11 +80,12 @@ int mf_notes_load(const struct mailmode_host *host, const struct mailmode_reques
 int mf_notes_store(const struct mailmode_host *host, const struct mailmode_request *req,
                    const char *resource, cJSON *notes, struct mailmode_diag *diag)
 {
-	cJSON *rules = rules_of(notes);
-	char *text = rules && rules->child ? cJSON_PrintUnformatted(notes) : NULL;
+	cJSON *rules = rules_of(notes), *joiners = cJSON_GetObjectItemCaseSensitive(notes, "joiners");
+	int kept = (rules && rules->child) || (joiners && joiners->child);
+	char *text = kept ? cJSON_PrintUnformatted(notes) : NULL;
 	int rc;
 
-	if (rules && rules->child && !text) {
+	if (kept && !text) {
 		host->diag_set(diag, MAILMODE_SEV_ERROR, 0, "out of memory");
 		return MAILMODE_ERR_NOMEM;
 	}
@@ -157,7 +170,7 @@ static cJSON *list_json(const char *const *list)
 
 	while (list && list[n])
 		n++;
-	return cJSON_CreateStringArray(list, n);
+	return n ? cJSON_CreateStringArray(list, n) : cJSON_CreateArray();
 }
 
 int mf_note_add(cJSON *notes, const char *rule, const char *const *base,
@@ -179,4 +192,139 @@ int mf_note_add(cJSON *notes, const char *rule, const char *const *base,
 	}
 	return cJSON_AddItemToObject(write, "list", list_json(wrote)) &&
 	       cJSON_AddNumberToObject(write, "at_ms", (double)at_ms) ? 0 : -1;
+}
+
+const char *mf_note_creation(const cJSON *entry)
+{
+	const char *state = ms_field_str(entry, "created");
+
+	return state && (strcmp(state, "creating") == 0 || strcmp(state, "created") == 0) ? state
+	                                                                                  : NULL;
+}
+
+int mf_note_creating(cJSON *notes, const char *rule, const char *const *list, int64_t at_ms)
+{
+	cJSON *entry;
+
+	mf_note_drop(notes, rule);
+	if (mf_note_add(notes, rule, NULL, list, at_ms) != 0 || !(entry = mf_note_of(notes, rule)))
+		return -1;
+	return cJSON_AddStringToObject(entry, "created", "creating") ? 0 : -1;
+}
+
+int mf_note_created(cJSON *notes, const char *rule, int64_t at_ms)
+{
+	cJSON *entry = mf_note_of(notes, rule);
+	cJSON *write = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(entry, "writes"), 0);
+	cJSON *state = cJSON_CreateString("created"), *at = cJSON_CreateNumber((double)at_ms);
+
+	if (entry && write && state && at &&
+	    cJSON_ReplaceItemInObjectCaseSensitive(entry, "created", state)) {
+		state = NULL;
+		if (cJSON_ReplaceItemInObjectCaseSensitive(write, "at_ms", at))
+			return 0;
+	}
+	cJSON_Delete(state);
+	cJSON_Delete(at);
+	return -1;
+}
+
+/* How many domains the entry's last list has, and whether domain is one. */
+static int last_list(const cJSON *entry, const char *domain, int *listed)
+{
+	const cJSON *writes = cJSON_GetObjectItemCaseSensitive(entry, "writes");
+	const cJSON *last = cJSON_GetArrayItem(writes, cJSON_GetArraySize(writes) - 1);
+	const cJSON *list = cJSON_GetObjectItemCaseSensitive(last, "list"), *item;
+
+	*listed = 0;
+	cJSON_ArrayForEach(item, list)
+		if (cJSON_IsString(item) && ms_strcaseeq(item->valuestring, domain))
+			*listed = 1;
+	return cJSON_GetArraySize(list);
+}
+
+int mf_note_lists(const cJSON *entry, const char *domain)
+{
+	int listed;
+
+	last_list(entry, domain, &listed);
+	return listed;
+}
+
+int mf_note_lists_only(const cJSON *entry, const char *domain)
+{
+	int listed;
+
+	return last_list(entry, domain, &listed) == 1 && listed;
+}
+
+static cJSON *joiners_of(cJSON *notes, const char *rule, int make)
+{
+	cJSON *all = cJSON_GetObjectItemCaseSensitive(notes, "joiners"), *one;
+
+	if (!cJSON_IsObject(all)) {
+		cJSON_DeleteItemFromObjectCaseSensitive(notes, "joiners");
+		if (!make || !(all = cJSON_AddObjectToObject(notes, "joiners")))
+			return NULL;
+	}
+	one = cJSON_GetObjectItemCaseSensitive(all, rule);
+	if (!cJSON_IsObject(one)) {
+		cJSON_DeleteItemFromObjectCaseSensitive(all, rule);
+		one = make ? cJSON_AddObjectToObject(all, rule) : NULL;
+	}
+	return one;
+}
+
+int mf_note_join_wait(cJSON *notes, const char *rule, const char *domain, int64_t at_ms)
+{
+	cJSON *joiners = joiners_of(notes, rule, 1);
+
+	if (!joiners)
+		return -1;
+	cJSON_DeleteItemFromObjectCaseSensitive(joiners, domain);
+	return cJSON_AddNumberToObject(joiners, domain, (double)at_ms) ? 0 : -1;
+}
+
+int mf_note_join_leave(cJSON *notes, const char *domain)
+{
+	cJSON *all = cJSON_GetObjectItemCaseSensitive(notes, "joiners"), *one, *next;
+	int changed = 0;
+
+	for (one = cJSON_IsObject(all) ? all->child : NULL; one; one = next) {
+		next = one->next;
+		if (cJSON_GetObjectItemCaseSensitive(one, domain)) {
+			cJSON_DeleteItemFromObjectCaseSensitive(one, domain);
+			changed = 1;
+		}
+		if (!one->child)
+			cJSON_DeleteItemFromObjectCaseSensitive(all, one->string);
+	}
+	if (cJSON_IsObject(all) && !all->child)
+		cJSON_DeleteItemFromObjectCaseSensitive(notes, "joiners");
+	return changed;
+}
+
+const char **mf_note_joiners(cJSON *notes, const char *rule, const char *except,
+                             int64_t since_ms)
+{
+	cJSON *joiners = joiners_of(notes, rule, 0), *item;
+	const char **out = calloc((size_t)cJSON_GetArraySize(joiners) + 1, sizeof(*out));
+	size_t n = 0;
+
+	cJSON_ArrayForEach(item, (out ? joiners : NULL))
+		if (cJSON_IsNumber(item) && item->valuedouble >= (double)since_ms &&
+		    !ms_strcaseeq(item->string, except))
+			out[n++] = item->string;
+	return out;
+}
+
+void mf_note_joiners_drop(cJSON *notes, const char *rule, const char *const *domains)
+{
+	cJSON *joiners = joiners_of(notes, rule, 0);
+
+	for (; joiners && domains && *domains; domains++)
+		cJSON_DeleteItemFromObjectCaseSensitive(joiners, *domains);
+	if (joiners && !joiners->child)
+		cJSON_DeleteItemFromObjectCaseSensitive(cJSON_GetObjectItemCaseSensitive(notes, "joiners"),
+		                                        rule);
 }
