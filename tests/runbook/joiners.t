@@ -14,12 +14,6 @@
 start_sandbox --tenants 1 --domains 3
 plan 12
 
-emu() {
-	_path=$1
-	shift
-	curl -s --cacert "$SB/emu/ca.pem" "$@" \
-		"$("$PYTHON3" -c 'import json,sys; print(json.load(open(sys.argv[1]))["emulator_url"])' "$SB/sandbox.json")$_path"
-}
 cmdlets() {
 	emu /_emu/stats | "$PYTHON3" -c 'import json,sys
 c = json.load(sys.stdin)["requests_by_cmdlet"]

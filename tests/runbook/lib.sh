@@ -25,6 +25,13 @@ start_sandbox() {
 }
 
 db() { sqlite3 "$DB" "$1"; }
+# emu PATH [CURL ARGS]: the sandbox emulator's control API.
+emu() {
+	_path=$1
+	shift
+	curl -s --cacert "$SB/emu/ca.pem" "$@" \
+		"$("$PYTHON3" -c 'import json,sys; print(json.load(open(sys.argv[1]))["emulator_url"])' "$SB/sandbox.json")$_path"
+}
 # json EXPR: EXPR over the JSON document d in $out.
 json() { printf '%s' "$out" | "$PYTHON3" -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 

@@ -12,12 +12,6 @@
 start_sandbox --tenants 1 --domains 4
 plan 9
 
-emu() {
-	_path=$1
-	shift
-	curl -s --cacert "$SB/emu/ca.pem" "$@" \
-		"$("$PYTHON3" -c 'import json,sys; print(json.load(open(sys.argv[1]))["emulator_url"])' "$SB/sandbox.json")$_path"
-}
 
 # --- to mailflow first (not asserted), then back to gateway one worker
 write_runbook "$TEST_TMP/mailflow.ini" mailflow 4 30s 5

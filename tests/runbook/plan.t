@@ -9,12 +9,6 @@
 start_sandbox --tenants 2 --domains 6
 plan 15
 
-EMU_URL=$("$PYTHON3" -c 'import json,sys; print(json.load(open(sys.argv[1]))["emulator_url"])' "$SB/sandbox.json")
-emu() {
-	_path=$1
-	shift
-	curl -s --cacert "$SB/emu/ca.pem" "$@" "$EMU_URL$_path"
-}
 # objects: "inbound outbound rules" summed over both tenants.
 objects() {
 	for t in 01 02; do emu /_emu/tenants/tenant$t.onmicrosoft.com; echo; done | "$PYTHON3" -c '

@@ -11,12 +11,6 @@ start_sandbox --tenants 4 --domains 20 --stale d020.test
 plan 19
 
 mx() { kdig @"$1" -p "$DNS_PORT" +norec +short "$2" MX | sort -n | tr '\n' ' ' | sed 's/ $//'; }
-emu() {
-	_path=$1
-	shift
-	curl -s --cacert "$SB/emu/ca.pem" "$@" \
-		"$("$PYTHON3" -c 'import json,sys; print(json.load(open(sys.argv[1]))["emulator_url"])' "$SB/sandbox.json")$_path"
-}
 results() { "$PYTHON3" -c 'import json,sys; d=json.load(sys.stdin); print(" ".join(x["domain"] + "=" + x["result"] for x in d["domains"] if x["result"] != sys.argv[1]))' "$1"; }
 GATEWAY_SET="10 mx-01.gw.sandbox.test. 20 mx-02.gw.sandbox.test."
 

@@ -19,12 +19,6 @@ pg_start || { echo "Bail out! PostgreSQL did not start"; exit 1; }
 start_sandbox --tenants 2 --domains 8 --latency-ms 100
 plan 15
 
-emu() {
-	_path=$1
-	shift
-	curl -s --cacert "$SB/emu/ca.pem" "$@" \
-		"$("$PYTHON3" -c 'import json,sys; print(json.load(open(sys.argv[1]))["emulator_url"])' "$SB/sandbox.json")$_path"
-}
 mx() { kdig @"$1" -p "$DNS_PORT" +norec +short "$2" MX | sort -n | tr '\n' ' ' | sed 's/ $//'; }
 # on HOST ARGS...: mailmode as HOST on the shared state
 on() {
